@@ -1,0 +1,348 @@
+"""The public `ft.*` operations: thin wrappers that `bind` ops of the table.
+
+Each works eagerly on NumPy arrays and FractalTensors, and records an
+equation when given traced values.  Access operators applied to a list of
+tuples (from `ft.zip`) act on each component list.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .errors import FractalTypeError, TraceError
+from .tensor_tracer import binary
+from .tracing import ListTracer, Tracer, ZipTracer, bind
+from .tree import make_zipped
+from .types import FractalTensorType, TensorType, TupleType, as_dtype, float32
+from .values import FractalTensor
+
+# np.<name>(traced) is forwarded to these (see TensorTracer.__array_function__)
+NUMPY_FUNCTIONS = {"sum", "mean", "max", "min", "where", "concatenate", "reshape", "transpose",
+                   "maximum", "minimum", "exp", "log", "tanh", "sqrt", "abs"}
+
+
+def _one(op, *inputs, **params):
+    return bind(op, *inputs, **params)[0]
+
+
+# -- elementwise and cell ops ---------------------------------------------------------------
+
+def _unary(op):
+    def fn(x):
+        return _one(op, x)
+    fn.__name__ = op
+    fn.__doc__ = f"Elementwise {op} (NumPy semantics)."
+    return fn
+
+
+exp, log, tanh, sigmoid, relu, gelu, sqrt, abs, sin, cos = (
+    _unary(n) for n in ("exp", "log", "tanh", "sigmoid", "relu", "gelu", "sqrt", "abs", "sin", "cos"))
+
+
+def maximum(a, b):
+    """Elementwise maximum with broadcasting."""
+    return binary("maximum", a, b)
+
+
+def minimum(a, b):
+    """Elementwise minimum with broadcasting."""
+    return binary("minimum", a, b)
+
+
+def where(cond, a, b):
+    """`a` where `cond` holds, else `b` (broadcasting; the traced replacement of `if`)."""
+    from .tensor_tracer import scalar_operand
+    a, b = scalar_operand(a, b), scalar_operand(b, a)
+    return _one("where", cond, a, b)
+
+
+def matmul(a, b):
+    return binary("matmul", a, b)
+
+
+def _axis(axis):
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    if isinstance(axis, tuple):
+        return tuple(int(a) for a in axis)
+    return None if axis is None else int(axis)
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over `axis` (all axes when None)."""
+    return _one("sum", x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+def mean(x, axis=None, keepdims=False):
+    return _one("mean", x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+def max(x, axis=None, keepdims=False):
+    return _one("max", x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+def min(x, axis=None, keepdims=False):
+    return _one("min", x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+def softmax(x, axis=-1):
+    """exp(x - max) / sum(exp(x - max)) along `axis`."""
+    return _one("softmax", x, axis=int(axis))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    return _one("logsumexp", x, axis=_axis(axis), keepdims=bool(keepdims))
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """Normalise over the last axis, then scale by `weight` and shift by `bias`."""
+    return _one("layer_norm", x, weight, bias, eps=float(eps))
+
+
+def concat(tensors, axis=0):
+    """Concatenate a Python list/tuple of tensors along `axis`."""
+    if not isinstance(tensors, (list, tuple)):
+        raise FractalTypeError("concat takes a Python list or tuple of tensors; "
+                               "use ft.stack for a FractalTensor")
+    return _one("concat", *tensors, axis=int(axis))
+
+
+concatenate = concat
+
+
+def reshape(x, shape):
+    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    return _one("reshape", x, shape=shape)
+
+
+def transpose(x, axes=None):
+    return _one("transpose", x, axes=None if axes is None else tuple(int(a) for a in axes))
+
+
+def full(shape, value, dtype=float32):
+    """A constant tensor (recorded as an op when tracing, so it is not baked in as data)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    if isinstance(value, Tracer):
+        raise TraceError("ft.full needs a Python number; use ft.zeros(...) + value for a traced one")
+    return _one("full", shape=shape, dtype=as_dtype(dtype), value=value.item() if isinstance(value, np.generic)
+                else value)
+
+
+def zeros(shape, dtype=float32):
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype=float32):
+    return full(shape, 1, dtype)
+
+
+def astype(x, dtype):
+    return _one("astype", x, dtype=as_dtype(dtype))
+
+
+# -- access operators -----------------------------------------------------------------------
+
+def _parts(xs, op):
+    """Component lists of a zipped list, or None for a plain one; rejects non-lists."""
+    if isinstance(xs, ZipTracer):
+        return xs.parts
+    if isinstance(xs, FractalTensor):
+        return xs._parts
+    if isinstance(xs, ListTracer):
+        return None
+    if isinstance(xs, (list, tuple)):
+        raise FractalTypeError(f"{op}: expects a FractalTensor, got a Python {type(xs).__name__}; "
+                               f"build one with ft.fractal(...)")
+    raise FractalTypeError(f"{op}: expects a FractalTensor, got {type(xs).__name__}")
+
+
+def _per_part(op, xs, out_type, **params):
+    """Apply a structure-only access op to a list, or to each component of a zipped list."""
+    parts = _parts(xs, op)
+    if parts is None:
+        return _one(op, xs, **params)
+    return make_zipped(out_type(xs.type), tuple(_per_part(op, p, out_type, **params) for p in parts))
+
+
+def _known(xs):
+    n = getattr(xs, "static_len", None) if not isinstance(xs, FractalTensor) else len(xs)
+    return n
+
+
+def _with_len(result, n):
+    if isinstance(result, ListTracer):
+        result.static_len = n
+    elif isinstance(result, ZipTracer):
+        for p in result.parts:
+            _with_len(p, n)
+    return result
+
+
+def list_getitem(xs, key):
+    """`xs[i]` (static int) and `xs[a:b:s]` on a traced list."""
+    if isinstance(key, slice):
+        if any(isinstance(p, Tracer) for p in (key.start, key.stop, key.step)):
+            raise TraceError("list slice bounds must be Python ints known at trace time")
+        n = _known(xs)
+        out = _one("list_slice", xs, start=key.start, stop=key.stop, step=key.step)
+        return _with_len(out, None if n is None else len(range(n)[key]))
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return _one("list_index", xs, i=int(key))
+    if isinstance(key, Tracer):
+        raise TraceError("indexing a list with a traced int is data-dependent; use "
+                         "ft.gather(xs, indices) with a traced index tensor")
+    raise FractalTypeError(f"a FractalTensor is indexed by an int or a slice, not {type(key).__name__}")
+
+
+def reverse(xs):
+    """The elements in reverse order."""
+    return _with_len(_per_part("reverse", xs, lambda t: t), _known(xs))
+
+
+def gather(xs, indices):
+    """`result[k] == xs[indices[k]]`; static (ints) or traced (1-D int tensor) indices."""
+    if isinstance(indices, Tracer):
+        out = _per_part_dynamic(xs, indices)
+        return _with_len(out, indices.shape[0] if isinstance(indices.type, TensorType) else None)
+    idx = tuple(int(i) for i in np.asarray(indices).reshape(-1))
+    return _with_len(_per_part("gather", xs, lambda t: t, indices=idx), len(idx))
+
+
+def _per_part_dynamic(xs, indices):
+    parts = _parts(xs, "gather")
+    if parts is None:
+        return _one("gather_dynamic", xs, indices)
+    return make_zipped(xs.type, tuple(_per_part_dynamic(p, indices) for p in parts))
+
+
+def join(xs, ys):
+    """The elements of `xs` followed by those of `ys` (same type)."""
+    a, b = _parts(xs, "join"), _parts(ys, "join")
+    if a is None and b is None:
+        out = _one("join", xs, ys)
+    elif a is not None and b is not None and len(a) == len(b):
+        out = make_zipped(xs.type, tuple(join(p, q) for p, q in builtins.zip(a, b)))
+    else:
+        raise FractalTypeError(f"join: both lists must have the same type, got {xs.type} and {ys.type}")
+    n, m = _known(xs), _known(ys)
+    return _with_len(out, None if n is None or m is None else n + m)
+
+
+def flatten(xss):
+    """Concatenate the inner lists (depth - 1)."""
+    return _per_part("flatten", xss, lambda t: t.elem)
+
+
+def split(xs, n):
+    """`n` contiguous parts of near-equal length (depth + 1)."""
+    return _with_len(_per_part("split", xs, FractalTensorType, n=n), n)
+
+
+def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
+    """Windows of `size` over `xs` padded by `padding` pad elements at each end (depth + 1).
+
+    `result[w][k] == padded[w*stride + k*dilation]`; there are
+    `floor((n + 2*padding - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
+    from .access_ops import window_count
+    out = _per_part("window", xs, FractalTensorType, size=size, stride=stride, dilation=dilation,
+                    padding=padding, pad_value=pad_value)
+    n = _known(xs)
+    ok = all(isinstance(v, int) and v > 0 for v in (size, stride, dilation))
+    return _with_len(out, window_count(n, size, stride, dilation, padding) if n is not None and ok else None)
+
+
+def shifted_window(xs, size, *, dilation=1):
+    """For each position i, the circular window of odd `size` centred on i (depth + 1)."""
+    return _with_len(_per_part("shifted_window", xs, FractalTensorType, size=size, dilation=dilation), _known(xs))
+
+
+def dilate(xs, d):
+    """`d` interleaved sub-lists, `result[k] == xs[k::d]` (depth + 1)."""
+    return _with_len(_per_part("dilate", xs, FractalTensorType, d=d), d)
+
+
+def interleave(xss):
+    """Inverse of `dilate`: `result[i] == xss[i % d][i // d]`."""
+    return _per_part("interleave", xss, lambda t: t.elem)
+
+
+def repeat(x, n):
+    """A list of `n` copies of `x` (depth + 1)."""
+    parts = _parts(x, "repeat") if isinstance(x, (FractalTensor, ZipTracer, ListTracer)) else None
+    if parts is not None:
+        return make_zipped(FractalTensorType(x.type), tuple(repeat(p, n) for p in parts))
+    return _with_len(_one("repeat", x, n=n), n)
+
+
+def zip(*lists):
+    """A list of tuples: `result[i] == (lists[0][i], lists[1][i], ...)`; lengths must match."""
+    if not lists:
+        raise FractalTypeError("zip needs at least one list")
+    for xs in lists:
+        _parts(xs, "zip")
+    checked = bind("zip", *(_as_single(x) for x in lists))
+    n = next((k for k in map(_known, lists) if k is not None), None)
+    outs = [_rezip(orig, out) for orig, out in builtins.zip(lists, checked)]
+    return _with_len(make_zipped(FractalTensorType(TupleType(tuple(x.type.elem for x in lists))), tuple(outs)), n)
+
+
+def _as_single(x):
+    """A plain list standing for `x` in a length check (the first component of a zipped list)."""
+    parts = _parts(x, "zip")
+    return x if parts is None else _as_single(parts[0])
+
+
+def _rezip(orig, checked):
+    parts = _parts(orig, "zip")
+    if parts is None:
+        return checked
+    return make_zipped(orig.type, (_rezip(parts[0], checked),) + tuple(parts[1:]))
+
+
+def enumerate(xs):
+    """A list of `(i, xs[i])` with `i` an int64 scalar."""
+    idx = _one("enumerate", _as_single(xs))
+    pair = FractalTensorType(TupleType((idx.type.elem, xs.type.elem)))
+    return _with_len(make_zipped(pair, (idx, xs)), _known(xs))
+
+
+def product(xs, ys):
+    """The Cartesian product as a depth+1 list of pairs: `result[i][j] == (xs[i], ys[j])`."""
+    if _parts(xs, "product") is not None or _parts(ys, "product") is not None:
+        raise FractalTypeError("product takes two plain lists; zip the results of two products instead")
+    left, right = bind("product", xs, ys)
+    n, m = _known(xs), _known(ys)
+    _with_len(left, n), _with_len(right, n)
+    t = FractalTensorType(FractalTensorType(TupleType((xs.type.elem, ys.type.elem))))
+    return make_zipped(t, (left, right))
+
+
+def stack(xs, length=None):
+    """One tensor with a new leading axis from a list of tensors.
+
+    A tensor's shape is static, so when tracing the list's length must be known
+    (lists from ft.slices, ft.split, ft.repeat... carry it) or given as `length=`."""
+    if _parts(xs, "stack") is not None:
+        raise FractalTypeError("stack needs a list of tensors, not a list of tuples")
+    if length is None:
+        length = _known(xs)
+        if length is None:
+            raise TraceError("stack: the length of this traced list is only known at run time, "
+                             "but a tensor's shape is static; pass ft.stack(xs, length=n)")
+    return _one("stack", xs, length=int(length))
+
+
+def slices(t, axis=0):
+    """The list of a tensor's slices along `axis` (depth-1 FractalTensor)."""
+    if isinstance(t, (FractalTensor, ListTracer, ZipTracer)):
+        raise FractalTypeError("slices takes a tensor; a FractalTensor already is a list")
+    t = t if isinstance(t, Tracer) else np.asarray(t)
+    out = _one("slices", t, axis=int(axis))
+    return _with_len(out, t.shape[int(axis)] if t.ndim else None)
+
+
+def length(xs):
+    """The number of elements of `xs`, as an int64 scalar (traced when `xs` is)."""
+    return _one("length", _as_single(xs))

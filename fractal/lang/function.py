@@ -1,0 +1,149 @@
+"""`@ft.function`: trace a Python function into a typed `Program` and run it.
+
+Arguments may be tensors, FractalTensors, Python numbers and nested
+tuples/NamedTuples of them (parameter bundles); they are flattened to the
+program's parameters.  Annotations, when present, are checked against the
+arguments; when absent, types come from the call.  Traced programs are cached
+per argument structure and types (list lengths are runtime data, so a new
+length does not re-trace).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+
+from .errors import FractalTypeError, TraceError
+from .ir import Program
+from .tracing import Tracer, ZipTracer, frame_scope, trace_scope
+from .tree import TreeDef, flatten, unflatten
+from .types import FractalTensorType, TensorType, TupleType, type_of
+
+_FRACTAL_TYPES = (TensorType, FractalTensorType, TupleType)
+
+
+class Function:
+    """A traceable fractal function (what `@ft.function` returns)."""
+
+    def __init__(self, fn, name: str | None = None):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.signature = inspect.signature(fn)
+        self._cache: dict = {}
+
+    def _flatten_args(self, args, kwargs):
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise FractalTypeError(f"{self.name}(): {e}") from None
+        bound.apply_defaults()
+        self._check_annotations(bound)
+        values = tuple(bound.arguments.values())
+        names = list(bound.arguments)
+        leaves, tree = flatten(values)
+        return leaves, tree, names
+
+    def _check_annotations(self, bound) -> None:
+        hints = {k: v for k, v in getattr(self.fn, "__annotations__", {}).items() if k != "return"}
+        for name, value in bound.arguments.items():
+            if name in hints:
+                _check(hints[name], value, f"argument {name!r} of {self.name}")
+
+    def trace(self, *args, **kwargs) -> Program:
+        """The typed program for these arguments (cached by structure and types)."""
+        return self._traced(args, kwargs)[0]
+
+    def _traced(self, args, kwargs):
+        leaves, tree, names = self._flatten_args(args, kwargs)
+        types = tuple(type_of(x) for x in leaves)
+        key = (tree, types)
+        if key not in self._cache:
+            self._cache[key] = self._trace(tree, types, names)
+        return self._cache[key] + (leaves,)
+
+    def _trace(self, tree: TreeDef, types, names):
+        hints = _leaf_names(tree, names)
+        with trace_scope() as trace, frame_scope(trace, None) as frame:
+            tracers = [frame.param(t, hint) for t, hint in zip(types, hints)]
+            result = self.fn(*unflatten(tree, tracers))
+            out_leaves, out_tree = flatten(result)
+            if not out_leaves and out_tree.kind == "leaf":
+                raise TraceError(f"{self.name} returned nothing; return its results")
+            out_vars = [frame.lift(x) for x in out_leaves]
+            body = frame.region(out_vars)
+        program = Program(self.name, body, out_tree.out_tree())
+        return program, out_tree
+
+    def interpret(self, *args, **kwargs):
+        """Run the traced program with the NumPy reference interpreter."""
+        program, out_tree, leaves = self._traced(args, kwargs)
+        flat = program.interpret(*leaves)
+        return unflatten(out_tree, flat)
+
+    def __call__(self, *args, **kwargs):
+        return self.interpret(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<fractal function {self.name}>"
+
+
+def function(fn=None, *, name: str | None = None):
+    """Decorator: `@ft.function` or `@ft.function(name="...")`."""
+    if fn is None:
+        return lambda f: Function(f, name)
+    return Function(fn, name)
+
+
+def _leaf_names(tree: TreeDef, names) -> list[str]:
+    """Readable parameter names: `x`, `params.w_ih`, `xs.0` for tuple members."""
+    out: list[str] = []
+
+    def go(t: TreeDef, prefix: str):
+        if t.kind == "leaf":
+            out.append(prefix)
+        elif t.kind == "tuple":
+            fields = getattr(t.cls, "_fields", None) or [str(i) for i in range(len(t.children))]
+            for f, c in zip(fields, t.children):
+                go(c, f"{prefix}.{f}")
+        else:
+            for i, c in enumerate(t.children):
+                go(c, f"{prefix}.{i}")
+
+    for name, child in zip(names, tree.children):
+        go(child, name)
+    return out
+
+
+def _check(annotation, value, what: str) -> None:
+    """Check one argument against its annotation (fractal types, NamedTuples, Tuple[...])."""
+    if isinstance(annotation, _FRACTAL_TYPES):
+        if isinstance(value, (Tracer, ZipTracer)):
+            got = value.type
+        else:
+            try:
+                got = type_of(value)
+            except FractalTypeError:
+                got = type(value).__name__
+        if got != annotation:
+            raise FractalTypeError(f"{what} is annotated {annotation} but the call passes {got}")
+        return
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        sub = typing.get_args(annotation)
+        if not isinstance(value, tuple) or (sub and sub[-1] is not Ellipsis and len(sub) != len(value)):
+            raise FractalTypeError(f"{what} is annotated {annotation} but the call passes {type(value).__name__}")
+        for i, (a, v) in enumerate(zip(sub, value)):
+            if a is not Ellipsis:
+                _check(a, v, f"{what}[{i}]")
+        return
+    if isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(annotation, "_fields"):
+        if not isinstance(value, annotation):
+            raise FractalTypeError(f"{what} is annotated {annotation.__name__} but the call passes "
+                                   f"{type(value).__name__}")
+        hints = typing.get_type_hints(annotation) if hasattr(annotation, "__annotations__") else {}
+        for field in annotation._fields:
+            if field in hints:
+                _check(hints[field], getattr(value, field), f"{what}.{field}")
+    # other annotations (plain Python types, strings) are documentation only

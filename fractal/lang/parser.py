@@ -1,0 +1,384 @@
+"""Read the program IR text form (see `fractal.lang.printer`) back into the IR dataclasses.
+
+Parsing runs in two passes: lark's LALR parser plus `_Build` turn the text into
+context-free pieces (types, parameter values, locations, and equations whose
+variables are still name tokens); `_Resolver` then walks them with lexical scopes,
+because the text gives a variable's type only where it is defined and every use
+must become the same `Var`.  `parse_program(print_program(p)) == p` for every program.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections import ChainMap
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from .errors import ParseError, SourceLoc
+from .ir import Const, Eqn, Program, Region, Slice, Var
+from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
+
+_GRAMMAR = Path(__file__).with_name("program.lark")
+_TEXT = "<program text>"  # the file name in ParseError locations
+
+
+def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
+    """Parse one `func @name(...) -> ... { ... }`; with `known_ops`, other op names are errors."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text) from None
+    try:
+        func = _Build().transform(tree)
+    except VisitError as e:  # lark wraps errors raised inside transformer callbacks
+        if isinstance(e.orig_exc, ParseError):
+            raise e.orig_exc from None
+        raise
+    ops = None if known_ops is None else frozenset(known_ops)
+    return _Resolver(ops).program(func)
+
+
+@lru_cache(maxsize=None)
+def _parser() -> Lark:
+    return Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr", maybe_placeholders=False,
+                propagate_positions=True)
+
+
+def _error(message: str, line: int, column: int | None = None) -> ParseError:
+    where = f"line {line}" if column is None else f"line {line}, column {column}"
+    return ParseError(f"{message} at {where}", loc=SourceLoc(_TEXT, line))
+
+
+# --- syntax errors -----------------------------------------------------------------
+
+_TERMINAL_NAMES = {"VAR": "%variable", "PROGNAME": "@name", "NAME": "name", "INT": "integer",
+                   "FLOAT": "float", "STRING": "string", "B64": 'b64"..."', "$END": "end of input"}
+
+
+def _describe(terminal: str) -> str:
+    if terminal in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[terminal]
+    defs = {t.name: t for t in _parser().terminals}
+    t = defs.get(terminal)
+    return f"'{t.pattern.value}'" if t is not None and t.pattern.type == "str" else terminal
+
+
+def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
+    if isinstance(e, UnexpectedCharacters):
+        word = text[e.pos_in_stream:].split(None, 1)[0][:20]
+        got, expected = f"unexpected text {word!r}", e.allowed
+    elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
+        got, expected = f"unexpected {e.token.value!r}", e.expected
+    else:  # UnexpectedEOF, or LALR's UnexpectedToken at $END
+        got, expected = "unexpected end of input", getattr(e, "expected", ())
+        unclosed = _unclosed_braces(text)
+        if unclosed:
+            got += f" ({unclosed} unclosed '{{': unterminated region or function body?)"
+    line, column = e.line, e.column
+    if line is None or line < 1:  # at the end: point after the last character
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
+    want = ", ".join(sorted({_describe(t) for t in expected if not t.startswith("__IGNORE")}))
+    message = f"line {line}, column {column}: {got}" + (f"; expected one of: {want}" if want else "")
+    context = e.get_context(text).rstrip() if e.line and e.line > 0 else ""
+    return ParseError(message + ("\n" + context if context else ""), loc=SourceLoc(_TEXT, line))
+
+
+def _unclosed_braces(text: str) -> int:
+    code = re.sub(r'"([^"\\\n]|\\.)*"', "", text)  # braces inside strings don't count
+    return code.count("{") - code.count("}")
+
+
+# --- pass 1: context-free pieces -------------------------------------------------------
+
+@dataclass(frozen=True)
+class _EqnText:
+    outs: tuple[tuple[Token, Any], ...]
+    op: Token
+    args: tuple[Token, ...]
+    params: tuple[tuple[str, Any], ...]
+    loc: SourceLoc
+    regions: tuple["_RegionText", ...]
+
+
+@dataclass(frozen=True)
+class _RegionText:
+    params: tuple[tuple[Token, Any], ...]
+    eqns: tuple[_EqnText, ...]
+    results: tuple[Token, ...]
+
+
+@dataclass(frozen=True)
+class _FuncText:
+    name: str
+    body: _RegionText
+    result_type: Any
+    ret: Any  # a VAR token, or nested tuples of them
+
+
+class _Nest(tuple):
+    """A `(...)` in a return, with its position for messages."""
+
+    def __new__(cls, items, line, column):
+        self = super().__new__(cls, items)
+        self.line, self.column = line, column
+        return self
+
+
+class _Params(tuple):
+    """The sorted `(key, value)` pairs of one `{...}` (a marker type among eqn children)."""
+
+
+class _Build(Transformer):
+    # structure
+    def start(self, c):
+        name, params, rtype, *eqns, ret = c
+        return _FuncText(str(name)[1:], _RegionText(params, tuple(eqns), ()), rtype, ret)
+
+    def vardef(self, c):
+        return (c[0], c[1])
+
+    vardefs = outs = args = dims = tuple
+
+    def eqn(self, c):
+        outs, op, args, *rest = c
+        params = next((x for x in rest if isinstance(x, _Params)), _Params())
+        loc = next((x for x in rest if isinstance(x, SourceLoc)), SourceLoc("<unknown>", 0))
+        regions = tuple(x for x in rest if isinstance(x, _RegionText))
+        return _EqnText(outs, op, args, params, loc, regions)
+
+    def region(self, c):
+        return _RegionText(c[0], tuple(c[1:-1]), c[-1])
+
+    def params(self, c):
+        seen = set()
+        for key, _ in c:
+            if str(key) in seen:
+                raise _error(f"duplicate parameter '{key}'", key.line, key.column)
+            seen.add(str(key))
+        return _Params(sorted(((str(k), v) for k, v in c), key=lambda kv: kv[0]))
+
+    def param(self, c):
+        return (c[0], c[1])
+
+    def loc(self, c):
+        file, function = _string(c[0]), _string(c[2]) if len(c) > 2 else ""
+        return SourceLoc(file, int(c[1]), function)
+
+    def ret_var(self, c):
+        return c[0]
+
+    @v_args(meta=True)
+    def ret_tuple(self, meta, c):
+        return _Nest(c, meta.line, meta.column)
+
+    # types
+    def tensor_type(self, c):
+        name, dims = c
+        for d in dims:
+            if int(d) < 0:
+                raise _error(f"negative dimension {d} in type", d.line, d.column)
+        return TensorType(tuple(int(d) for d in dims), _dtype(name))
+
+    def ft_type(self, c):
+        return FractalTensorType(c[0])
+
+    @v_args(meta=True)
+    def ft_empty(self, meta, c):
+        raise _error("'ft<>' needs an element type, e.g. ft<f32[4]>", meta.line, meta.column)
+
+    def tuple_type(self, c):
+        return TupleType(tuple(c))
+
+    # parameter values
+    def v_none(self, c):
+        return None
+
+    def v_true(self, c):
+        return True
+
+    def v_false(self, c):
+        return False
+
+    def v_int(self, c):
+        return int(c[0])
+
+    def v_float(self, c):
+        return float(c[0])
+
+    def v_inf(self, c):
+        return float("inf")
+
+    def v_ninf(self, c):
+        return float("-inf")
+
+    def v_nan(self, c):
+        return float("nan")
+
+    def v_str(self, c):
+        return _string(c[0])
+
+    def v_dtype(self, c):
+        return _dtype(c[0])
+
+    def v_ellipsis(self, c):
+        return Ellipsis
+
+    def v_type(self, c):
+        return c[0]
+
+    def v_slice(self, c):
+        return Slice(*c)
+
+    def v_tuple(self, c):
+        return tuple(c)
+
+    def a_list(self, c):
+        return list(c)  # lists only ever stand for array literals
+
+    @v_args(meta=True)
+    def v_array(self, meta, c):
+        t, data = c
+        if not isinstance(t, TensorType):
+            raise _error(f"array<{t}>: an array type must be a tensor type like f32[2,2]",
+                         meta.line, meta.column)
+        if isinstance(data, Token) and data.type == "B64":
+            return Const(_from_base64(t, data))
+        return Const(_from_literal(t, data, meta))
+
+
+def _lit(x: Any) -> str:
+    return {True: "true", False: "false"}[x] if isinstance(x, bool) else repr(x)
+
+
+def _string(tok: Token) -> str:
+    try:
+        return json.loads(tok)
+    except ValueError as e:
+        raise _error(f"bad string literal {tok} ({e.msg})", tok.line, tok.column) from None
+
+
+def _dtype(tok: Token) -> np.dtype:
+    try:
+        return dtype_from_name(str(tok))
+    except KeyError:
+        known = ", ".join(dtype_name(d) for d in DTYPES)
+        raise _error(f"unknown dtype '{tok}' (expected one of {known})", tok.line, tok.column) from None
+
+
+def _from_base64(t: TensorType, tok: Token) -> np.ndarray:
+    try:
+        data = base64.b64decode(tok[4:-1], validate=True)
+    except (binascii.Error, ValueError):
+        raise _error(f"array<{t}>: invalid base64 data", tok.line, tok.column) from None
+    dt = t.dtype
+    if len(data) != t.size * dt.itemsize:
+        raise _error(f"array<{t}>: base64 data has {len(data)} bytes, expected {t.size * dt.itemsize}",
+                     tok.line, tok.column)
+    return np.frombuffer(data, dtype=dt.newbyteorder("<")).astype(dt).reshape(t.shape)
+
+
+def _from_literal(t: TensorType, lit: Any, meta) -> np.ndarray:
+    where = (meta.line, meta.column)
+    flat: list[Any] = []
+
+    def shape_of(x) -> tuple[int, ...]:
+        if not isinstance(x, list):
+            flat.append(x)
+            return ()
+        subs = [shape_of(e) for e in x]
+        if any(s != subs[0] for s in subs):
+            raise _error(f"array<{t}>: ragged array literal", *where)
+        return (len(x),) + (subs[0] if subs else ())
+
+    shape = shape_of(lit)
+    if len(flat) != t.size:
+        raise _error(f"array<{t}>: literal has {len(flat)} element(s), expected {t.size}", *where)
+    if shape != t.shape and not (t.size == 0 and lit == []):
+        raise _error(f"array<{t}>: literal is nested as [{','.join(map(str, shape))}]", *where)
+    kind = t.dtype.kind
+    for x in flat:
+        ok = isinstance(x, bool) if kind == "b" else (
+            not isinstance(x, bool) and (isinstance(x, int) or kind == "f"))
+        if not ok:
+            want = {"b": "true or false", "i": "an integer", "f": "a number"}[kind]
+            raise _error(f"array<{t}>: element {_lit(x)} is not {want}", *where)
+        if kind == "i" and not np.iinfo(t.dtype).min <= x <= np.iinfo(t.dtype).max:
+            raise _error(f"array<{t}>: element {x} does not fit {dtype_name(t.dtype)}", *where)
+    if t.size == 0:
+        return np.zeros(t.shape, t.dtype)
+    with np.errstate(over="ignore"):
+        arr = np.array(flat, dtype=t.dtype)
+    if kind == "f" and np.any(np.isinf(arr) & np.isfinite(np.array(flat, dtype=np.float64))):
+        raise _error(f"array<{t}>: an element overflows {dtype_name(t.dtype)}", *where)
+    return arr.reshape(t.shape)
+
+
+# --- pass 2: scopes -----------------------------------------------------------------------
+
+class _Resolver:
+    """Turns name tokens into `Var`s: a use sees the innermost enclosing definition."""
+
+    def __init__(self, known_ops: frozenset[str] | None):
+        self.known_ops = known_ops
+
+    def program(self, f: _FuncText) -> Program:
+        params, eqns, scope = self.scoped(f.body, ChainMap())
+        results: list[Var] = []
+        out_tree = self.ret(f.ret, f.result_type, scope, results)
+        return Program(f.name, Region(params, eqns, tuple(results)), out_tree)
+
+    def region(self, r: _RegionText, outer: ChainMap) -> Region:
+        params, eqns, scope = self.scoped(r, outer)
+        return Region(params, eqns, tuple(self.use(scope, tok) for tok in r.results))
+
+    def scoped(self, r: _RegionText, outer: ChainMap):
+        """A region's params and eqns, and the scope at its end (where results are read)."""
+        scope = outer.new_child()
+        params = tuple(self.define(scope, tok, t) for tok, t in r.params)
+        return params, tuple(self.eqn(e, scope) for e in r.eqns), scope
+
+    def eqn(self, e: _EqnText, scope: ChainMap) -> Eqn:
+        if self.known_ops is not None and str(e.op) not in self.known_ops:
+            raise _error(f"unknown op '{e.op}'", e.op.line, e.op.column)
+        inputs = tuple(self.use(scope, tok) for tok in e.args)
+        regions = tuple(self.region(r, scope) for r in e.regions)  # bodies don't see the outputs
+        outputs = tuple(self.define(scope, tok, t) for tok, t in e.outs)
+        return Eqn(str(e.op), inputs, outputs, tuple(e.params), regions, e.loc)
+
+    def ret(self, node: Any, t: Any, scope: ChainMap, results: list[Var]) -> Any:
+        """Resolve the `return` tree against the `->` type; returns the out_tree."""
+        if isinstance(node, Token):
+            v = self.use(scope, node)
+            if v.type != t:
+                raise _error(f"result %{v.name} has type {v.type} but the signature says {t}",
+                             node.line, node.column)
+            results.append(v)
+            return None
+        if not isinstance(t, TupleType) or len(t.elems) != len(node):
+            raise _error(f"return value is a {len(node)}-tuple but the signature says {t}",
+                         node.line, node.column)
+        return tuple(self.ret(n, et, scope, results) for n, et in zip(node, t.elems))
+
+    @staticmethod
+    def define(scope: ChainMap, tok: Token, t: Any) -> Var:
+        v = Var(str(tok)[1:], t)
+        scope[v.name] = v
+        return v
+
+    @staticmethod
+    def use(scope: ChainMap, tok: Token) -> Var:
+        v = scope.get(str(tok)[1:])
+        if v is None:
+            raise _error(f"unknown variable {tok}", tok.line, tok.column)
+        return v
+

@@ -1,0 +1,98 @@
+"""`verify()`: the typing and scoping rules of the program IR.
+
+* every variable is defined once, before use, in its region or an enclosing one;
+* every op is known, and its outputs have the types its shape rule gives;
+* a combinator's region takes (state..., element...) and yields the state types
+  (scan/fold/reduce) or the element results (map), and its outputs wrap them.
+"""
+
+from __future__ import annotations
+
+from .combinators import COMBINATORS
+from .errors import FractalError, VerifyError
+from .ir import Eqn, Program, Region
+from .registry import OPS, known_ops
+from .types import FractalTensorType
+
+
+def verify_program(program: Program) -> None:
+    known_ops()
+    seen: set[str] = set()
+    _region(program.body, [], seen)
+    n = len(program.results)
+    if _count(program.out_tree) != n:
+        raise VerifyError(f"{program.name}: out_tree {program.out_tree} does not match {n} results")
+
+
+def _count(tree) -> int:
+    return 1 if tree is None else sum(_count(c) for c in tree)
+
+
+def _region(region: Region, scopes: list[set], seen: set[str]) -> None:
+    scope: set = set()
+    for v in region.params:
+        _define(v, scope, seen, None)
+    for eqn in region.eqns:
+        for v in eqn.inputs:
+            if v not in scope and not any(v in s for s in scopes):
+                raise VerifyError(f"{eqn.op}: %{v.name} is used before it is defined or out of its scope",
+                                  eqn.loc)
+        _check_eqn(eqn, scopes + [scope], seen)
+        for v in eqn.outputs:
+            _define(v, scope, seen, eqn)
+    for v in region.results:
+        if v not in scope and not any(v in s for s in scopes):
+            raise VerifyError(f"yield of %{v.name}, which is not defined in scope")
+
+
+def _define(v, scope, seen, eqn) -> None:
+    if v.name in seen:
+        raise VerifyError(f"%{v.name} is defined twice", eqn.loc if eqn else None)
+    seen.add(v.name)
+    scope.add(v)
+
+
+def _check_eqn(eqn: Eqn, scopes, seen) -> None:
+    if eqn.op in COMBINATORS:
+        _check_combinator(eqn, scopes, seen)
+        return
+    if eqn.op not in OPS:
+        raise VerifyError(f"unknown op {eqn.op!r}", eqn.loc)
+    if eqn.regions:
+        raise VerifyError(f"{eqn.op} takes no regions", eqn.loc)
+    try:
+        types = OPS[eqn.op].type_rule(tuple(v.type for v in eqn.inputs), **eqn.attrs)
+    except FractalError as e:
+        raise VerifyError(f"{eqn.op}: {e.message}", eqn.loc) from None
+    except TypeError as e:
+        raise VerifyError(f"{eqn.op}: bad parameters {eqn.attrs}: {e}", eqn.loc) from None
+    got = tuple(v.type for v in eqn.outputs)
+    if got != tuple(types):
+        raise VerifyError(f"{eqn.op}: outputs are typed {_s(got)} but the op gives {_s(types)}", eqn.loc)
+
+
+def _check_combinator(eqn: Eqn, scopes, seen) -> None:
+    if len(eqn.regions) != 1:
+        raise VerifyError(f"{eqn.op} needs exactly one region", eqn.loc)
+    region = eqn.regions[0]
+    k = eqn.attrs.get("n_state", 0)
+    states, lists = eqn.inputs[:k], eqn.inputs[k:]
+    if not lists or any(not isinstance(v.type, FractalTensorType) for v in lists):
+        raise VerifyError(f"{eqn.op}: iterated inputs must be FractalTensors", eqn.loc)
+    expected = tuple(v.type for v in states) + tuple(v.type.elem for v in lists)
+    params = tuple(v.type for v in region.params)
+    if params != expected:
+        raise VerifyError(f"{eqn.op}: region takes {_s(params)} but should take {_s(expected)}", eqn.loc)
+    _region(region, scopes, seen)
+    results = tuple(v.type for v in region.results)
+    if k and results != tuple(v.type for v in states):
+        raise VerifyError(f"{eqn.op}: region yields {_s(results)} but the state is "
+                          f"{_s(tuple(v.type for v in states))}", eqn.loc)
+    wrapped = tuple(FractalTensorType(t) for t in results) if eqn.op in ("map", "scan") else results
+    got = tuple(v.type for v in eqn.outputs)
+    if got != wrapped:
+        raise VerifyError(f"{eqn.op}: outputs are typed {_s(got)} but should be {_s(wrapped)}", eqn.loc)
+
+
+def _s(types) -> str:
+    return "(" + ", ".join(map(str, types)) + ")"
