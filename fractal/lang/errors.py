@@ -46,13 +46,22 @@ def _is_internal(filename: str) -> bool:
     return path.startswith(_PACKAGE_DIR + os.sep) and os.sep + "tests" + os.sep not in path
 
 
+def _short_path(filename: str) -> str:
+    """Paths under the working directory print relative to it, for readable program text."""
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
 def user_location() -> SourceLoc:
     """The innermost stack frame outside the fractal package (the user's line)."""
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
         if not _is_internal(code.co_filename) and not code.co_filename.startswith("<frozen"):
-            return SourceLoc(code.co_filename, frame.f_lineno, code.co_name)
+            return SourceLoc(_short_path(code.co_filename), frame.f_lineno, code.co_name)
         frame = frame.f_back
     return UNKNOWN_LOC
 

@@ -1,0 +1,1 @@
+"""Backends that run the tile IR: cpu, cuda, dataflow (later issues)."""

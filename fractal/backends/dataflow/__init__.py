@@ -1,0 +1,1 @@
+"""The distributed-memory dataflow backend (a later issue)."""
