@@ -1,8 +1,9 @@
 """`@ft.function`: trace a Python function into a typed `Program` and run it.
 
-Arguments may be tensors, FractalTensors, Python numbers and nested
-tuples/NamedTuples of them (parameter bundles); they are flattened to the
-program's parameters.  Annotations, when present, are checked against the
+Arguments may be tensors, FractalTensors and nested tuples/NamedTuples of
+them (parameter bundles); they are flattened to the program's parameters.
+Python numbers, strings and None are static: Python code sees their values
+at trace time (loop counts, flags), and a new value traces a new program.  Annotations, when present, are checked against the
 arguments; when absent, types come from the call.  Traced programs are cached
 per argument structure and types (list lengths are runtime data, so a new
 length does not re-trace).
@@ -57,16 +58,18 @@ class Function:
 
     def _traced(self, args, kwargs):
         leaves, tree, names = self._flatten_args(args, kwargs)
-        types = tuple(type_of(x) for x in leaves)
-        key = (tree, types)
+        # Python numbers, strings and None are static: part of the cache key, not traced
+        static = tuple(x if _is_static(x) else None for x in leaves)
+        types = tuple(None if _is_static(x) else type_of(x) for x in leaves)
+        key = (tree, types, tuple((type(x), x) for x in static))
         if key not in self._cache:
-            self._cache[key] = self._trace(tree, types, names)
-        return self._cache[key] + (leaves,)
+            self._cache[key] = self._trace(tree, types, static, names)
+        return self._cache[key] + ([x for x in leaves if not _is_static(x)],)
 
-    def _trace(self, tree: TreeDef, types, names):
+    def _trace(self, tree: TreeDef, types, static, names):
         hints = _leaf_names(tree, names)
         with trace_scope() as trace, frame_scope(trace, None) as frame:
-            tracers = [frame.param(t, hint) for t, hint in zip(types, hints)]
+            tracers = [s if t is None else frame.param(t, hint) for t, s, hint in zip(types, static, hints)]
             result = self.fn(*unflatten(tree, tracers))
             out_leaves, out_tree = flatten(result)
             if not out_leaves and out_tree.kind == "leaf":
@@ -94,6 +97,10 @@ def function(fn=None, *, name: str | None = None):
     if fn is None:
         return lambda f: Function(f, name)
     return Function(fn, name)
+
+
+def _is_static(x) -> bool:
+    return x is None or isinstance(x, (bool, int, float, str))
 
 
 def _leaf_names(tree: TreeDef, names) -> list[str]:
