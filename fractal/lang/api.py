@@ -163,7 +163,11 @@ def _per_part(op, xs, out_type, **params):
     parts = _parts(xs, op)
     if parts is None:
         return _one(op, xs, **params)
-    return make_zipped(out_type(xs.type), tuple(_per_part(op, p, out_type, **params) for p in parts))
+    out_t = out_type(xs.type)
+    if not isinstance(out_t, FractalTensorType):  # flatten/interleave of a list of tuples (of lists)
+        raise FractalTypeError(f"{op}: needs a list of lists (depth >= 2), got {xs.type}, a list of tuples; "
+                               f"apply {op} to each component list before zipping")
+    return make_zipped(out_t, tuple(_per_part(op, p, out_type, **params) for p in parts))
 
 
 def _known(xs):

@@ -17,6 +17,8 @@ The loops themselves (`run_map`, `run_scan`) are shared by eager execution
 
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import FractalTypeError, LengthError
 from .tracing import ListTracer, Tracer, ZipTracer, current_frame, frame_scope, trace_scope, wrap
 from .tree import TreeDef, flatten, unflatten
@@ -65,7 +67,8 @@ def _consistent_types(op, results):
 
 
 def _show(types) -> str:
-    return ", ".join(map(str, types)) if len(types) != 1 else str(types[0])
+    # not `map(str, ...)`: this module's `map` is the combinator, which shadows the builtin
+    return "(" + ", ".join(str(t) for t in types) + ")" if len(types) != 1 else str(types[0])
 
 
 # -- user-facing combinators ----------------------------------------------------------------
@@ -161,6 +164,8 @@ def _aggregate(op, f, xs, init, reverse):
     init_leaves, init_tree = flatten(init)
     if _tracing(*parts, *init_leaves):
         return _trace(op, f, parts, trees, (init_leaves, init_tree), reverse)
+    # a Python number as initial state is a NumPy scalar array, as it is when traced (a constant)
+    init_leaves = [np.asarray(v) if isinstance(v, (bool, int, float)) else v for v in init_leaves]
     init_types = tuple(type_of(v) for v in init_leaves)
 
     def body(*args):

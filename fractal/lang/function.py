@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
+
+import numpy as np
 
 from .errors import FractalTypeError, TraceError
 from .ir import Program
@@ -30,7 +33,8 @@ class Function:
     def __init__(self, fn, name: str | None = None):
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.name = name or fn.__name__
+        # program names print as `@name`: keep them to identifier characters (`<lambda>` -> `_lambda_`)
+        self.name = re.sub(r"[^A-Za-z0-9_.]", "_", name or getattr(fn, "__name__", "function"))
         self.signature = inspect.signature(fn)
         self._cache: dict = {}
 
@@ -38,7 +42,7 @@ class Function:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
-            raise FractalTypeError(f"{self.name}(): {e}") from None
+            raise FractalTypeError(f"{self.name}{self.signature}: {e}") from None
         bound.apply_defaults()
         self._check_annotations(bound)
         values = tuple(bound.arguments.values())
@@ -47,10 +51,11 @@ class Function:
         return leaves, tree, names
 
     def _check_annotations(self, bound) -> None:
-        hints = {k: v for k, v in getattr(self.fn, "__annotations__", {}).items() if k != "return"}
+        hints = {k: _resolve(v, self.fn) for k, v in getattr(self.fn, "__annotations__", {}).items()
+                 if k != "return"}
         for name, value in bound.arguments.items():
             if name in hints:
-                _check(hints[name], value, f"argument {name!r} of {self.name}")
+                _check(hints[name], value, name, self.name)
 
     def trace(self, *args, **kwargs) -> Program:
         """The typed program for these arguments (cached by structure and types)."""
@@ -70,7 +75,8 @@ class Function:
         hints = _leaf_names(tree, names)
         with trace_scope() as trace, frame_scope(trace, None) as frame:
             tracers = [s if t is None else frame.param(t, hint) for t, s, hint in zip(types, static, hints)]
-            result = self.fn(*unflatten(tree, tracers))
+            args, kwargs = _call_args(self.signature, names, unflatten(tree, tracers))
+            result = self.fn(*args, **kwargs)
             out_leaves, out_tree = flatten(result)
             if not out_leaves and out_tree.kind == "leaf":
                 raise TraceError(f"{self.name} returned nothing; return its results")
@@ -99,8 +105,25 @@ def function(fn=None, *, name: str | None = None):
     return Function(fn, name)
 
 
+def _call_args(signature, names, values):
+    """Positional and keyword arguments re-binding `values` (one per bound parameter, in order):
+    a `*args` parameter is spread and keyword-only parameters are passed by name."""
+    args, kwargs = [], {}
+    for name, value in zip(names, values):
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            args.extend(value)
+        elif kind is inspect.Parameter.KEYWORD_ONLY:
+            kwargs[name] = value
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            kwargs.update(value)
+        else:
+            args.append(value)
+    return args, kwargs
+
+
 def _is_static(x) -> bool:
-    return x is None or isinstance(x, (bool, int, float, str))
+    return x is None or isinstance(x, (bool, int, float, str)) and not isinstance(x, np.generic)
 
 
 def _leaf_names(tree: TreeDef, names) -> list[str]:
@@ -123,8 +146,22 @@ def _leaf_names(tree: TreeDef, names) -> list[str]:
     return out
 
 
-def _check(annotation, value, what: str) -> None:
-    """Check one argument against its annotation (fractal types, NamedTuples, Tuple[...])."""
+def _resolve(annotation, fn):
+    """A string annotation (`from __future__ import annotations`) evaluated in `fn`'s module, as
+    `typing.get_type_hints` would; one that names local variables stays a string (not checked)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, getattr(fn, "__globals__", {}))
+    except Exception:
+        return annotation
+
+
+def _check(annotation, value, path: str, owner: str) -> None:
+    """Check one argument against its annotation (fractal types, NamedTuples, Tuple[...]).
+
+    `path` names the checked part (`p`, `p.w`, `p[0]`) of an argument of function `owner`."""
+    what = f"argument {path!r} of {owner}"
     if isinstance(annotation, _FRACTAL_TYPES):
         if isinstance(value, (Tracer, ZipTracer)):
             got = value.type
@@ -143,7 +180,7 @@ def _check(annotation, value, what: str) -> None:
             raise FractalTypeError(f"{what} is annotated {annotation} but the call passes {type(value).__name__}")
         for i, (a, v) in enumerate(zip(sub, value)):
             if a is not Ellipsis:
-                _check(a, v, f"{what}[{i}]")
+                _check(a, v, f"{path}[{i}]", owner)
         return
     if isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(annotation, "_fields"):
         if not isinstance(value, annotation):
@@ -152,5 +189,5 @@ def _check(annotation, value, what: str) -> None:
         hints = typing.get_type_hints(annotation) if hasattr(annotation, "__annotations__") else {}
         for field in annotation._fields:
             if field in hints:
-                _check(hints[field], getattr(value, field), f"{what}.{field}")
+                _check(hints[field], getattr(value, field), f"{path}.{field}", owner)
     # other annotations (plain Python types, strings) are documentation only

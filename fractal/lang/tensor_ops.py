@@ -32,8 +32,12 @@ def _tensor(t, op: str, what: str = "operand") -> TensorType:
 @functools.lru_cache(maxsize=None)
 def _result_dtype(fn_name: str, *dtypes: np.dtype) -> np.dtype:
     fn = _NUMPY_FNS[fn_name]
-    with np.errstate(all="ignore"):
-        return np.asarray(fn(*(np.ones((1,), d) for d in dtypes))).dtype
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(*(np.ones((1,), d) for d in dtypes))).dtype
+    except TypeError:  # NumPy has no loop for these dtypes (e.g. bool - bool)
+        raise FractalTypeError(f"{fn_name} is not defined for {' and '.join(dtype_name(d) for d in dtypes)} "
+                               f"tensors (as in NumPy); convert with .astype(...)") from None
 
 
 def _broadcast(op: str, *types: TensorType) -> tuple[int, ...]:

@@ -76,8 +76,10 @@ class Frame:
         """The variable for `x` in this frame: a tracer's own, or a new constant."""
         if isinstance(x, Tracer):
             if not self.encloses(x.frame) or not x.frame.is_active():
+                made = next((e.loc for e in x.frame.eqns if x.var in e.outputs), None)
                 raise TraceError("a value computed inside a combinator body is used outside it "
-                                 "(return it from the body instead of storing it in a Python variable)")
+                                 + (f"(it was computed at {made}; " if made else "(")
+                                 + "return it from the body instead of storing it in a Python variable)")
             return x.var
         if isinstance(x, FractalTensor):
             if x._parts is not None:

@@ -112,6 +112,8 @@ class FractalTensor:
         entries = self._index
         offsets = []
         for off in self._offsets:
+            if isinstance(entries, slice):  # a contiguous run from the level above
+                entries = range(entries.start, entries.stop)
             entries = np.asarray(entries, dtype=np.int64)
             lo, hi = off[entries], off[entries + 1]
             offsets.append(np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64))
@@ -148,7 +150,7 @@ class FractalTensor:
             return FractalTensor._zipped(self._type.elem, items)
         pos = int(self._index[i])
         if not self._offsets:
-            return self._leaves[pos]
+            return self._leaves[pos, ...]  # `...` keeps scalar leaves 0-d arrays, not NumPy scalars
         off = self._offsets[0]
         return FractalTensor._make(self._type.elem, self._leaves, self._offsets[1:],
                                    range(int(off[pos]), int(off[pos + 1])))
@@ -304,6 +306,8 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     level_lengths: dict[int, list[int]] = {}
 
     def walk(node, level: int) -> None:
+        if isinstance(node, FractalTensor) and node._parts is None:
+            node = list(node)  # a FractalTensor inside the nesting is a list level too
         if isinstance(node, (list, tuple)):
             level_lengths.setdefault(level, []).append(len(node))
             for child in node:
@@ -370,7 +374,8 @@ def from_numpy(array, depth: int = 1) -> FractalTensor:
     t = tensor_type(leaf_shape, arr.dtype)
     for _ in range(depth):
         t = FractalTensorType(t)
-    buf = _readonly(np.array(arr.reshape((-1,) + leaf_shape), copy=True))
+    n_leaves = int(np.prod(lead, dtype=np.int64))  # not -1: ambiguous when a leaf axis is 0
+    buf = _readonly(np.array(arr.reshape((n_leaves,) + leaf_shape), copy=True))
     offsets, count = [], lead[0]
     for extent in lead[1:]:
         offsets.append(np.arange(count + 1, dtype=np.int64) * extent)
