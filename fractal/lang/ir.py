@@ -132,6 +132,10 @@ class Program:
         from .printer import print_program
         return print_program(self)
 
+    def _repr_html_(self) -> str:  # notebooks show the program text
+        import html
+        return f"<pre>{html.escape(str(self))}</pre>"
+
     def verify(self) -> "Program":
         from .verify import verify_program
         verify_program(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections import ChainMap
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import numpy as np
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from .errors import ParseError, SourceLoc
+from .errors import UNKNOWN_LOC, ParseError, SourceLoc
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
 
@@ -74,7 +75,7 @@ def _describe(terminal: str) -> str:
 
 def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
     if isinstance(e, UnexpectedCharacters):
-        word = text[e.pos_in_stream:].split(None, 1)[0][:20]
+        word = (text[e.pos_in_stream:].split(None, 1) or [""])[0][:20]
         got, expected = f"unexpected text {word!r}", e.allowed
     elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
         got, expected = f"unexpected {e.token.value!r}", e.expected
@@ -144,15 +145,12 @@ class _Build(Transformer):
         name, params, rtype, *eqns, ret = c
         return _FuncText(str(name)[1:], _RegionText(params, tuple(eqns), ()), rtype, ret)
 
-    def vardef(self, c):
-        return (c[0], c[1])
-
-    vardefs = outs = args = dims = tuple
+    vardef = param = vardefs = outs = args = dims = tuple
 
     def eqn(self, c):
         outs, op, args, *rest = c
         params = next((x for x in rest if isinstance(x, _Params)), _Params())
-        loc = next((x for x in rest if isinstance(x, SourceLoc)), SourceLoc("<unknown>", 0))
+        loc = next((x for x in rest if isinstance(x, SourceLoc)), UNKNOWN_LOC)
         regions = tuple(x for x in rest if isinstance(x, _RegionText))
         return _EqnText(outs, op, args, params, loc, regions)
 
@@ -167,15 +165,11 @@ class _Build(Transformer):
             seen.add(str(key))
         return _Params(sorted(((str(k), v) for k, v in c), key=lambda kv: kv[0]))
 
-    def param(self, c):
-        return (c[0], c[1])
-
     def loc(self, c):
         file, function = _string(c[0]), _string(c[2]) if len(c) > 2 else ""
         return SourceLoc(file, int(c[1]), function)
 
-    def ret_var(self, c):
-        return c[0]
+    ret_var = staticmethod(lambda c: c[0])
 
     @v_args(meta=True)
     def ret_tuple(self, meta, c):
@@ -189,61 +183,30 @@ class _Build(Transformer):
                 raise _error(f"negative dimension {d} in type", d.line, d.column)
         return TensorType(tuple(int(d) for d in dims), _dtype(name))
 
-    def ft_type(self, c):
-        return FractalTensorType(c[0])
+    ft_type = staticmethod(lambda c: FractalTensorType(c[0]))
 
     @v_args(meta=True)
     def ft_empty(self, meta, c):
         raise _error("'ft<>' needs an element type, e.g. ft<f32[4]>", meta.line, meta.column)
 
-    def tuple_type(self, c):
-        return TupleType(tuple(c))
+    tuple_type = staticmethod(lambda c: TupleType(tuple(c)))
 
-    # parameter values
-    def v_none(self, c):
-        return None
-
-    def v_true(self, c):
-        return True
-
-    def v_false(self, c):
-        return False
-
-    def v_int(self, c):
-        return int(c[0])
-
-    def v_float(self, c):
-        return float(c[0])
-
-    def v_inf(self, c):
-        return float("inf")
-
-    def v_ninf(self, c):
-        return float("-inf")
-
-    def v_nan(self, c):
-        return float("nan")
-
-    def v_str(self, c):
-        return _string(c[0])
-
-    def v_dtype(self, c):
-        return _dtype(c[0])
-
-    def v_ellipsis(self, c):
-        return Ellipsis
-
-    def v_type(self, c):
-        return c[0]
-
-    def v_slice(self, c):
-        return Slice(*c)
-
-    def v_tuple(self, c):
-        return tuple(c)
-
-    def a_list(self, c):
-        return list(c)  # lists only ever stand for array literals
+    # parameter values (children are tokens or already-built values)
+    v_none = staticmethod(lambda c: None)
+    v_true = staticmethod(lambda c: True)
+    v_false = staticmethod(lambda c: False)
+    v_inf = staticmethod(lambda c: float("inf"))
+    v_ninf = staticmethod(lambda c: float("-inf"))
+    v_nan = staticmethod(lambda c: float("nan"))
+    v_ellipsis = staticmethod(lambda c: Ellipsis)
+    v_int = staticmethod(lambda c: int(c[0]))
+    v_float = staticmethod(lambda c: float(c[0]))
+    v_str = staticmethod(lambda c: _string(c[0]))
+    v_dtype = staticmethod(lambda c: _dtype(c[0]))
+    v_type = staticmethod(lambda c: c[0])
+    v_slice = staticmethod(lambda c: Slice(*c))
+    v_tuple = tuple
+    a_list = list  # lists only ever stand for array literals
 
     @v_args(meta=True)
     def v_array(self, meta, c):
@@ -305,7 +268,7 @@ def _from_literal(t: TensorType, lit: Any, meta) -> np.ndarray:
         raise _error(f"array<{t}>: literal has {len(flat)} element(s), expected {t.size}", *where)
     if shape != t.shape and not (t.size == 0 and lit == []):
         raise _error(f"array<{t}>: literal is nested as [{','.join(map(str, shape))}]", *where)
-    kind = t.dtype.kind
+    kind, name = t.dtype.kind, dtype_name(t.dtype)
     for x in flat:
         ok = isinstance(x, bool) if kind == "b" else (
             not isinstance(x, bool) and (isinstance(x, int) or kind == "f"))
@@ -313,14 +276,21 @@ def _from_literal(t: TensorType, lit: Any, meta) -> np.ndarray:
             want = {"b": "true or false", "i": "an integer", "f": "a number"}[kind]
             raise _error(f"array<{t}>: element {_lit(x)} is not {want}", *where)
         if kind == "i" and not np.iinfo(t.dtype).min <= x <= np.iinfo(t.dtype).max:
-            raise _error(f"array<{t}>: element {x} does not fit {dtype_name(t.dtype)}", *where)
+            raise _error(f"array<{t}>: element {x} does not fit {name}", *where)
+        if kind == "f" and (isinstance(x, int) or math.isfinite(x)) and not _fits_float(x, t.dtype):
+            raise _error(f"array<{t}>: element {x} overflows {name}", *where)
     if t.size == 0:
         return np.zeros(t.shape, t.dtype)
-    with np.errstate(over="ignore"):
-        arr = np.array(flat, dtype=t.dtype)
-    if kind == "f" and np.any(np.isinf(arr) & np.isfinite(np.array(flat, dtype=np.float64))):
-        raise _error(f"array<{t}>: an element overflows {dtype_name(t.dtype)}", *where)
+    arr = np.array(flat, dtype=t.dtype)
     return arr.reshape(t.shape)
+
+
+def _fits_float(x: float | int, dt: np.dtype) -> bool:
+    try:
+        with np.errstate(over="ignore"):
+            return bool(np.isfinite(np.array(float(x), dtype=dt)))
+    except OverflowError:  # an int beyond float64
+        return False
 
 
 # --- pass 2: scopes -----------------------------------------------------------------------
