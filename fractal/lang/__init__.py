@@ -13,8 +13,8 @@ from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import (FractalTensorType, Tensor, TensorType, TupleType, bool_, float16, float32, float64,
                     int32, int64)
 from .values import FractalTensor, fractal, from_numpy
-from . import parser as _parser  # noqa: E402
-from .registry import known_ops as _known_ops  # noqa: E402
+from . import parser as _parser
+from .registry import known_ops as _known_ops
 
 
 def parse_program(text: str, known_ops=None) -> Program:
@@ -23,6 +23,7 @@ def parse_program(text: str, known_ops=None) -> Program:
     Op names outside the op table (`fractal.lang.registry.known_ops()`) are a `ParseError`
     with their line and column; pass `known_ops=` to accept a different set of names."""
     return _parser.parse_program(text, _known_ops() if known_ops is None else known_ops)
+
 
 __all__ = ['ArgumentError',
            'Const',
