@@ -1,0 +1,67 @@
+"""Every zoo model, `small` configuration: traced + interpreted == independent NumPy reference.
+
+Also: the program prints and re-parses, verifies, and (when PyTorch is installed)
+agrees with the PyTorch reference.  Runs over every model module present.
+"""
+
+import numpy as np
+import pytest
+
+import fractal as ft
+from examples import zoo
+
+MODELS = zoo.available()
+
+
+def _run(m, dtype, ragged):
+    args = m.inputs("small", dtype=dtype, ragged=ragged)
+    return args, m.outputs(m.model(*args))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("ragged", [True, False], ids=["ragged", "regular"])
+def test_model_matches_numpy_reference(name, dtype, ragged):
+    m = zoo.load(name)
+    args, got = _run(m, dtype, ragged)
+    err = zoo.max_abs_error(got, m.reference(*args))
+    assert err <= zoo.tolerance(dtype), f"{name}: max |fractal - numpy| = {err:.3g}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_program_prints_parses_and_verifies(name):
+    m = zoo.load(name)
+    program = m.model.trace(*m.inputs("small"))
+    program.verify()
+    assert ft.parse_program(str(program)) == program
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_interface_is_complete(name):
+    m = zoo.load(name)
+    assert isinstance(m.DESCRIPTION, str) and m.DESCRIPTION
+    assert {"small", "cpu", "paper"} <= set(m.CONFIGS)
+    assert isinstance(m.model, ft.Function)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inputs_are_deterministic(name):
+    m = zoo.load(name)
+    a, b = m.inputs("small", seed=3), m.inputs("small", seed=3)
+    fa, _ = ft.lang.tree.flatten(a)
+    fb, _ = ft.lang.tree.flatten(b)
+    assert all(np.array_equal(x.to_numpy(pad_value=0) if isinstance(x, ft.FractalTensor) else x,
+                              y.to_numpy(pad_value=0) if isinstance(y, ft.FractalTensor) else y)
+               for x, y in zip(fa, fb))
+
+
+TORCH_MODELS = [n for n in MODELS if hasattr(zoo.load(n), "torch_reference")]
+
+
+@pytest.mark.skipif(not zoo.torch_available(), reason="PyTorch is not installed")
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_model_matches_pytorch(name):
+    m = zoo.load(name)
+    args, got = _run(m, np.float64, True)
+    err = zoo.max_abs_error(got, m.torch_reference(*args))
+    assert err <= zoo.tolerance(np.float64), f"{name}: max |fractal - torch| = {err:.3g}"
