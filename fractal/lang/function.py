@@ -19,8 +19,9 @@ import typing
 import numpy as np
 
 from .errors import FractalTypeError, TraceError
+from .interpreter import run_program
 from .ir import Program
-from .tracing import Tracer, ZipTracer, frame_scope, trace_scope
+from .tracing import Tracer, ZipTracer, current_frame, frame_scope, trace_scope
 from .tree import TreeDef, flatten, unflatten
 from .types import FractalTensorType, TensorType, TupleType, type_of
 
@@ -85,13 +86,21 @@ class Function:
         program = Program(self.name, body, out_tree.out_tree())
         return program, out_tree
 
-    def interpret(self, *args, **kwargs):
-        """Run the traced program with the NumPy reference interpreter."""
+    def interpret(self, *args, progress=None, **kwargs):
+        """Run the traced program with the NumPy reference interpreter.
+
+        `progress(done, total)`, if given, is called after each step of the
+        program's outermost loops (the `fractal run` command draws a bar with it)."""
         program, out_tree, leaves = self._traced(args, kwargs)
-        flat = program.interpret(*leaves)
+        flat = run_program(program, leaves, progress)
         return unflatten(out_tree, flat)
 
     def __call__(self, *args, **kwargs):
+        if current_frame() is not None:
+            # called while tracing (from another traced function, or from an eager map's
+            # abstract pass over an empty list): inline the body into the enclosing trace
+            self._flatten_args(args, kwargs)  # the same signature and annotation checks
+            return self.fn(*args, **kwargs)
         return self.interpret(*args, **kwargs)
 
     def __repr__(self):

@@ -1,0 +1,123 @@
+"""The `fractal` command line: browse and run the model zoo.
+
+    fractal models                          list the zoo
+    fractal run stacked_lstm --config cpu   run a model, check it against its reference, time it
+
+The zoo lives in the repository's `examples/` folder; the command finds it in
+the current directory, next to the installed package (editable installs), or
+in the folder named by `FRACTAL_ZOO`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+
+def _zoo():
+    """Import `examples.zoo`, putting the folder that holds `examples/` on sys.path."""
+    candidates = [os.environ.get("FRACTAL_ZOO"), os.getcwd(), str(pathlib.Path(__file__).resolve().parents[1])]
+    for root in filter(None, candidates):
+        if (pathlib.Path(root) / "examples" / "zoo.py").is_file():
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            from examples import zoo
+            return zoo
+    raise SystemExit("fractal: cannot find the model zoo (examples/zoo.py); run from a clone of the "
+                     "repository or set FRACTAL_ZOO to the folder that holds examples/")
+
+
+def cmd_models(args) -> int:
+    zoo = _zoo()
+    names = zoo.available()
+    width = max(map(len, names))
+    for name in names:
+        m = zoo.load(name)
+        print(f"{name:<{width}}  {m.DESCRIPTION}")
+        print(f"{'':<{width}}  configs: {', '.join(m.CONFIGS)}")
+    return 0
+
+
+class _Bar:
+    """A one-line progress bar on stderr, drawn at most every 0.2 s."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label, self.stream, self.last, self.start = label, stream, 0.0, time.perf_counter()
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < total or now - self.start < 0.5:
+            return
+        self.last, self.shown = now, True
+        frac = done / total if total else 0.0
+        bar = "#" * int(30 * frac)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {done}/{total} steps, {now - self.start:.1f} s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+
+
+def cmd_run(args) -> int:
+    zoo = _zoo()
+    try:
+        m = zoo.load(args.model)
+    except KeyError as e:
+        print(f"fractal: {e.args[0]}", file=sys.stderr)
+        return 2
+    if args.config not in m.CONFIGS:
+        print(f"fractal: {args.model} has no config {args.config!r}; it has {', '.join(m.CONFIGS)}",
+              file=sys.stderr)
+        return 2
+    dtype = np.dtype(args.dtype)
+    print(f"{args.model} [{args.config}] {m.CONFIGS[args.config]} {dtype}, "
+          f"{'regular' if args.regular else 'ragged'} inputs, seed {args.seed}")
+    t0 = time.perf_counter()
+    inputs = m.inputs(args.config, dtype=dtype, seed=args.seed, ragged=not args.regular)
+    t1 = time.perf_counter()
+    m.model.trace(*inputs)
+    t2 = time.perf_counter()
+    bar = _Bar("interpreter")
+    try:
+        result = m.model.interpret(*inputs, progress=bar)
+    finally:
+        bar.close()
+    t3 = time.perf_counter()
+    expected = m.reference(*inputs)
+    t4 = time.perf_counter()
+    err = zoo.max_abs_error(m.outputs(result), expected)
+    tol = zoo.tolerance(dtype)
+    print(f"inputs {1e3 * (t1 - t0):.1f} ms, trace {1e3 * (t2 - t1):.1f} ms, "
+          f"interpreter {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
+    ok = err <= tol
+    print(f"max |fractal - reference| = {err:.3e} (tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
+    if args.print_ir:
+        print(m.model.trace(*inputs))
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fractal", description="The fractal model zoo.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list the models of the zoo").set_defaults(fn=cmd_models)
+    run = sub.add_parser("run", help="run a model, check it against its reference, print timings")
+    run.add_argument("model")
+    run.add_argument("--config", default="small", help="small (default), cpu, paper, or a model's variant")
+    run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--regular", action="store_true", help="equal lengths instead of a ragged batch")
+    run.add_argument("--print-ir", action="store_true", help="also print the program IR")
+    run.set_defaults(fn=cmd_run)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
