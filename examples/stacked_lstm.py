@@ -1,4 +1,4 @@
-"""Stacked LSTM: map over the batch x fold over layers x scan over time.
+"""Stacked LSTM: fold over layers x map over the batch x scan over time.
 
 Each layer is an LSTM with the four gate projections fused into one
 `[H, 4H]` weight (gate order i, f, g, o, as in PyTorch):
@@ -8,7 +8,8 @@ Each layer is an LSTM with the four gate projections fused into one
 
 Sequences in the batch have different lengths (ragged): each sample is simply
 its own list, no padding or masking.  The fold over layers carries the whole
-sequence from layer to layer; only element t of layer l-1 feeds step t of
+batch from layer to layer (the paper's `[depth, length, batch, hidden]`
+iteration space); only element t of a sequence in layer l-1 feeds step t of
 layer l, which the ETDG analysis exposes as the `layer + time` wavefront.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 
 import fractal as ft
 
-DESCRIPTION = "stacked LSTM (batch map x layer fold x time scan), fused 4-gate projection"
+DESCRIPTION = "stacked LSTM (layer fold x batch map x time scan), fused 4-gate projection"
 
 CONFIGS = {
     "small": dict(depth=2, length=5, batch=3, hidden=8),
@@ -54,12 +55,18 @@ def model(batch, params: LSTMParams):
     dtype = params.u.type.elem.dtype
     zero = ft.zeros((1, hidden), dtype)
 
-    def layer(seq, p):
+    def layer(seqs, p):
         w, u, b = p
-        hs, _ = ft.scan(lambda s, x: lstm_cell(s, x, w, u, b), seq, (zero, zero))
-        return hs
 
-    return ft.map(lambda xs: ft.fold(layer, ft.zip(params.w, params.u, params.b), xs), batch)
+        def sequence(seq):
+            hs, _ = ft.scan(lambda s, x: lstm_cell(s, x, w, u, b), seq, (zero, zero))
+            return hs
+
+        return ft.map(sequence, seqs)
+
+    # the fold carries the whole batch from layer to layer; step t of a sequence in layer l
+    # only reads step t of the same sequence in layer l-1
+    return ft.fold(layer, ft.zip(params.w, params.u, params.b), batch)
 
 
 def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
