@@ -195,7 +195,10 @@ def _check(annotation, value, path: str, owner: str) -> None:
         if not isinstance(value, annotation):
             raise FractalTypeError(f"{what} is annotated {annotation.__name__} but the call passes "
                                    f"{type(value).__name__}")
-        hints = typing.get_type_hints(annotation) if hasattr(annotation, "__annotations__") else {}
+        try:
+            hints = typing.get_type_hints(annotation)
+        except (NameError, TypeError):  # names the class's module cannot resolve: documentation only
+            hints = {}
         for field in annotation._fields:
             if field in hints:
                 _check(hints[field], getattr(value, field), f"{path}.{field}", owner)
