@@ -1,5 +1,5 @@
 # Two entry points, each self-contained: it makes the virtual environment and installs what it needs.
-#   make run   - trace an example model, print its program IR, run it and check it against NumPy
+#   make run   - run the zoo's stacked LSTM: print its program IR, run it, check it against NumPy
 #   make test  - the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) examples/stacked_rnn.py
+	$(VENV)/bin/fractal run stacked_lstm --config small --print-ir
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2

@@ -84,6 +84,9 @@ def cmd_run(args) -> int:
     t1 = time.perf_counter()
     m.model.trace(*inputs)
     t2 = time.perf_counter()
+    if args.print_ir:
+        print("== program IR ==")
+        print(m.model.trace(*inputs))
     bar = _Bar("interpreter")
     try:
         result = m.model.interpret(*inputs, progress=bar)
@@ -92,15 +95,20 @@ def cmd_run(args) -> int:
     t3 = time.perf_counter()
     expected = m.reference(*inputs)
     t4 = time.perf_counter()
+    print(f"result: {_describe(result)}")
     err = zoo.max_abs_error(m.outputs(result), expected)
     tol = zoo.tolerance(dtype)
     print(f"inputs {1e3 * (t1 - t0):.1f} ms, trace {1e3 * (t2 - t1):.1f} ms, "
           f"interpreter {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
     ok = err <= tol
     print(f"max |fractal - reference| = {err:.3e} (tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
-    if args.print_ir:
-        print(m.model.trace(*inputs))
     return 0 if ok else 1
+
+
+def _describe(result) -> str:
+    if isinstance(result, tuple):
+        return "(" + ", ".join(_describe(r) for r in result) + ")"
+    return repr(result) if hasattr(result, "type") else f"array{list(np.shape(result))}"
 
 
 def main(argv=None) -> int:
