@@ -86,6 +86,12 @@ class Function:
         program = Program(self.name, body, out_tree.out_tree())
         return program, out_tree
 
+    def analyze(self, *args, **kwargs):
+        """The ETDG analysis of this function for these arguments (they fix the sizes)."""
+        from ..analysis import analyze  # the analysis layer builds on this one
+        program, _, leaves = self._traced(args, kwargs)
+        return analyze(program, leaves)
+
     def interpret(self, *args, progress=None, **kwargs):
         """Run the traced program with the NumPy reference interpreter.
 

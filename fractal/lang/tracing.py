@@ -26,6 +26,7 @@ class Trace:
         self.counter = 0
         self.frames: list[Frame] = []
         self.names: set[str] = set()
+        self.consts: dict[int, tuple] = {}  # id(array) -> (array, its const var); the array is kept alive
 
     def fresh_name(self, hint: str | None = None) -> str:
         if hint is not None:
@@ -94,7 +95,16 @@ class Frame:
                 t = tensor_type(arr.shape, arr.dtype)
             except FractalError:
                 raise FractalTypeError(f"the constant {x!r} has unsupported dtype {arr.dtype}") from None
-            return self.emit("const", (), (t,), dict(value=Const(arr)))[0]
+            if not isinstance(x, np.ndarray) or x.ndim == 0:  # numbers stay where they are used
+                return self.emit("const", (), (t,), dict(value=Const(arr)))[0]
+            # captured arrays are hoisted to the function body, once each, wherever they are used
+            root = self
+            while root.parent is not None:
+                root = root.parent
+            key = id(x)
+            if key not in self.trace.consts:
+                self.trace.consts[key] = (x, root.emit("const", (), (t,), dict(value=Const(arr)))[0])
+            return self.trace.consts[key][1]
         raise FractalTypeError(f"{type(x).__name__} {x!r:.60} cannot be used as a fractal value "
                                f"(expected a tensor, a FractalTensor or a number)")
 
