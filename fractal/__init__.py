@@ -13,3 +13,5 @@ from .lang import *  # noqa: F401,F403
 from .lang import __all__ as _lang_all  # noqa: F401
 
 __version__ = "0.1.0"
+
+from .analysis import explain  # noqa: E402  (the package wires the stages together)

@@ -1,0 +1,119 @@
+"""Flow dependences of a block, as distance vectors, computed with isl.
+
+Buffers are write-once (FractalTensor elements are never overwritten), so the
+only dependences are flow dependences: iteration `d` reads an element that
+iteration `s` wrote.  For a block with dims `(x0 .. xn-1)`, the accesses of the
+block and of every block nested in it are projected onto those dims; the
+dependence relation is `W ; R^-1` and its distance vectors are its `deltas`.
+"""
+
+from __future__ import annotations
+
+import islpy as isl
+
+from .etdg import ETDG
+
+# enumerating more distinct distance vectors than this means "non-uniform, many"
+MAX_VECTORS = 4096
+
+
+def projected(m: isl.Map, n: int, buffer: str) -> isl.Map:
+    """An access map restricted to the first `n` iteration dims, its range tagged by buffer."""
+    extra = m.dim(isl.dim_type.in_) - n
+    if extra > 0:
+        m = m.project_out(isl.dim_type.in_, n, extra)
+    return m.set_tuple_name(isl.dim_type.out, _tag(buffer))
+
+
+def _tag(buffer: str) -> str:
+    return "B_" + "".join(c if c.isalnum() else "_" for c in buffer)
+
+
+def access_union(etdg: ETDG, block: int, kind: str, n: int) -> isl.UnionMap | None:
+    out = None
+    for a in etdg.block_accesses(block, subtree=True):
+        if a.kind != kind:
+            continue
+        m = isl.UnionMap.from_map(projected(isl.Map(a.map), n, a.buffer))
+        out = m if out is None else out.union(m)
+    return out
+
+
+def dependence_relation(etdg: ETDG, block: int) -> isl.UnionMap | None:
+    """Flow dependences among the instances of `block` and of the blocks nested in it."""
+    n = len(etdg.blocks[block].dims)
+    writes, reads = access_union(etdg, block, "write", n), access_union(etdg, block, "read", n)
+    if writes is None or reads is None:
+        return None
+    return writes.apply_range(reads.reverse())
+
+
+def shared_dims(etdg: ETDG, a: int, b: int) -> int:
+    """How many leading dims blocks `a` and `b` share (the dims of their innermost common ancestor)."""
+    def chain(x):
+        out = []
+        while x is not None:
+            out.append(x)
+            x = etdg.blocks[x].parent
+        return out
+    common = set(chain(a)) & set(chain(b))
+    return max((len(etdg.blocks[x].dims) for x in common), default=0)
+
+
+def external_vectors(etdg: ETDG, block: int) -> set[tuple[int, ...]]:
+    """Dependences on writes of blocks outside this one's subtree, over the dims they share.
+
+    The vector is padded with zeros past the shared dims: the writer is not inside
+    those loops, so all that matters is which shared iteration must come first."""
+    n = len(etdg.blocks[block].dims)
+    inside = etdg.subtree(block)
+    out: set[tuple[int, ...]] = set()
+    for other in range(len(etdg.blocks)):
+        c = min(shared_dims(etdg, block, other), n)
+        if other in inside or c == 0:
+            continue
+        writes = None
+        for a in etdg.block_accesses(other):
+            if a.kind == "write":
+                m = isl.UnionMap.from_map(projected(isl.Map(a.map), c, a.buffer))
+                writes = m if writes is None else writes.union(m)
+        reads = access_union(etdg, block, "read", c)
+        if writes is None or reads is None:
+            continue
+        rel = writes.apply_range(reads.reverse())
+        if not rel.is_empty():
+            rel.deltas().foreach_point(lambda p: out.add(
+                tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(c)) + (0,) * (n - c)))
+    return {v for v in out if any(v)}
+
+
+def distance_vectors(etdg: ETDG, block: int) -> tuple[frozenset, bool]:
+    """(the non-zero distance vectors within the block's subtree, whether the list was cut)."""
+    rel = dependence_relation(etdg, block)
+    n = len(etdg.blocks[block].dims)
+    vectors: set[tuple[int, ...]] = set()
+    if rel is None or rel.is_empty():
+        return frozenset(vectors), False
+    cut = False
+
+    def add(point):
+        nonlocal cut
+        if len(vectors) >= MAX_VECTORS:
+            cut = True
+            return
+        v = tuple(point.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n))
+        if any(v):
+            vectors.add(v)
+
+    rel.deltas().foreach_point(add)
+    return frozenset(vectors), cut
+
+
+def carrying_dim(v) -> int | None:
+    """The dim that carries distance vector `v`: its first non-zero component."""
+    return next((k for k, x in enumerate(v) if x), None)
+
+
+def lexicographically_positive(v) -> bool:
+    k = carrying_dim(v)
+    return k is not None and v[k] > 0
