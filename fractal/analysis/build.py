@@ -266,7 +266,27 @@ class Builder:
         return "+".join(names) if names else "state"
 
     def is_ragged(self, ref: R.Ref) -> bool:
-        return any(any(self.buffers[p.buffer].ragged) for p in ref.pieces if p.buffer in self.buffers)
+        """Whether the list level about to be iterated (pending level 0) is ragged in its buffer."""
+        for p in ref.pieces:
+            buf = self.buffers.get(p.buffer)
+            if buf is None or not any(buf.ragged):
+                continue
+            n_in = p.map.dim(isl.dim_type.in_)
+            xs = R.names("x", n_in)
+            ys = [f"{x} + 1" if k == ref.s else x for k, x in enumerate(xs)]
+            step = isl.Map(f"{{ [{', '.join(xs)}] -> [{', '.join(ys)}] }}")
+            moved = p.map.reverse().apply_range(step).apply_range(p.map)  # element -> next element's
+            if moved.is_empty():
+                continue
+            deltas = moved.deltas()
+            ds = R.names("d", len(buf.ragged))
+            for j in range(len(buf.ragged)):  # the first buffer level the step moves along
+                nonzero = isl.Set(f"{{ [{', '.join(ds)}] : d{j} < 0 or d{j} > 0 }}")
+                if not deltas.intersect(nonzero).is_empty():
+                    if buf.ragged[j]:
+                        return True
+                    break
+        return False
 
     # -- finishing ----------------------------------------------------------------------
     def finish(self, outputs) -> ETDG:

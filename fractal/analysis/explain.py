@@ -37,6 +37,7 @@ def block_lines(b: BlockAnalysis, index: int) -> list[str]:
         w = b.wavefront
         lines.append(f"  wavefront: hyperplane {w.describe(names)}, {w.steps} sequential steps, "
                      f"up to {w.max_parallelism} independent points per step; new = {list(map(list, w.matrix))} @ old")
+        lines += ["    " + line for line in w.loops.splitlines()]
     elif len(b.carried) >= 2:
         lines.append("  no wavefront: the dependences admit no hyperplane with small coefficients")
     for buf, along in sorted(b.reuse.items()):
