@@ -168,9 +168,19 @@ def _window(xs, size, stride, dilation, padding, pad_value):
     """Windows over the padded list: result[w][k] == padded[w*stride + k*dilation]."""
     n = len(xs)
     elem = xs.elem_type
-    pad = np.full(elem.shape, pad_value, dtype=elem.dtype) if padding else None
+    count = window_count(n, size, stride, dilation, padding)
+    if isinstance(elem, TensorType):  # one gather from the padded leaves, no per-element Python loop
+        leaves, _ = xs._compact()
+        pad = np.full((padding,) + elem.shape, pad_value, dtype=elem.dtype)
+        padded = np.concatenate([pad, leaves, pad]) if padding else leaves
+        pos = np.arange(count)[:, None] * stride + np.arange(size)[None, :] * dilation
+        flat = padded[pos.reshape(-1)]
+        offsets = (np.arange(count + 1, dtype=np.int64) * size,)
+        flat.flags.writeable = False
+        return (FractalTensor._make(FractalTensorType(xs.type), flat, offsets, range(count)),)
+    pad = None
     windows = []
-    for w in range(window_count(n, size, stride, dilation, padding)):
+    for w in range(count):  # lists of lists: windows of views (padding needs tensor elements)
         pos = [w * stride + k * dilation - padding for k in range(size)]
         windows.append(FractalTensor._from_elements(elem, [xs[p] if 0 <= p < n else pad for p in pos]))
     return (FractalTensor._from_elements(xs.type, windows),)
