@@ -52,13 +52,14 @@ def _is_glue(eqn: Eqn) -> bool:
 
 
 def _extents_of(value: FractalTensor) -> tuple[tuple[int, ...], tuple[bool, ...]]:
-    """Max length and raggedness of each list level of an argument."""
+    """Max length and raggedness of each list level of an argument (0 for levels with no lists)."""
     extents, ragged, level = [], [], [value]
-    while level and isinstance(level[0], FractalTensor):
+    for d in range(value.depth):  # by the type: an empty list still has all its levels
         lengths = [len(x) for x in level]
         extents.append(max(lengths, default=0))
         ragged.append(len(set(lengths)) > 1)
-        level = [e for x in level for e in x]
+        if d + 1 < value.depth:  # the last level's elements are tensors: no need to build them
+            level = [e for x in level for e in x]
     return tuple(extents), tuple(ragged)
 
 
@@ -71,6 +72,7 @@ class Builder:
         self.accesses: list[Access] = []
         self.maps: list[isl.Map] = []       # isl form of accesses (parallel list)
         self.resolved: dict[str, tuple] = {}  # virtual buffer -> pieces it stands for
+        self.open_states: set[str] = set()  # states of the combinators whose body is being walked
         self.ragged: dict[int, bool] = {}
 
     # -- entry --------------------------------------------------------------------------
@@ -89,7 +91,7 @@ class Builder:
         for v in self.program.results:
             val = env.get(v)
             if isinstance(val, R.Ref):
-                outputs += [p.buffer for p in val.pieces]
+                outputs += [buf for p in val.pieces for buf, _, _ in self.resolve(p.buffer, p.map, False)]
         return self.finish(tuple(dict.fromkeys(outputs)))
 
     # -- walking ------------------------------------------------------------------------
@@ -167,6 +169,7 @@ class Builder:
             name = f"state%{eqn.outputs[j].name}"
             state_buffers.append(name)
             env[param] = self.state_ref(name, init, param.type, s, n, blk)
+        self.open_states.update(state_buffers)  # reads of them in the body are carried reads
         for param, x in zip(body.params[k:], lists):
             env[param] = R.Ref(x.pieces, s + 1, x.extents[1:])
         self.walk(body, env, blk, s + 1)
@@ -183,6 +186,7 @@ class Builder:
                 outs.append(states[j])
             else:
                 outs.append(R.list_index(full, n - 1))
+        self.open_states.difference_update(state_buffers)
         return outs
 
     def state_ref(self, name, init, type_, s, n, blk) -> R.Ref:
@@ -233,7 +237,7 @@ class Builder:
         for p in ref.pieces:
             m = p.map.intersect_domain(self.domain(blk, ref.s))
             if not m.is_empty():
-                self.record(blk, p.buffer, "read", m, op, p.data_dependent, p.buffer.startswith("state%"))
+                self.record(blk, p.buffer, "read", m, op, p.data_dependent, p.buffer in self.open_states)
 
     def write(self, blk, buffer, s, pend) -> None:
         scope = R.names("i", s)

@@ -68,6 +68,7 @@ def external_vectors(etdg: ETDG, block: int) -> set[tuple[int, ...]]:
     n = len(etdg.blocks[block].dims)
     inside = etdg.subtree(block)
     out: set[tuple[int, ...]] = set()
+    reads_over: dict[int, isl.UnionMap | None] = {}  # this subtree's reads, projected on c dims
     for other in range(len(etdg.blocks)):
         c = min(shared_dims(etdg, block, other), n)
         if other in inside or c == 0:
@@ -77,8 +78,12 @@ def external_vectors(etdg: ETDG, block: int) -> set[tuple[int, ...]]:
             if a.kind == "write":
                 m = isl.UnionMap.from_map(projected(isl.Map(a.map), c, a.buffer))
                 writes = m if writes is None else writes.union(m)
-        reads = access_union(etdg, block, "read", c)
-        if writes is None or reads is None:
+        if writes is None:
+            continue
+        if c not in reads_over:
+            reads_over[c] = access_union(etdg, block, "read", c)
+        reads = reads_over[c]
+        if reads is None:
             continue
         rel = writes.apply_range(reads.reverse())
         if not rel.is_empty():

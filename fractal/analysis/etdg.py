@@ -120,13 +120,18 @@ class ETDG:
         for b in self.buffers:
             by = f"  written by block {writers[b.name]}" if b.name in writers else ""
             lines.append(f"  {b}{by}")
+        # ops and accesses outside every combinator (block None) come first, as "top level"
+        top = [op.id for op in self.ops if op.block is None]
+        sections = [("  top level", top, None)] if top or self.block_accesses(None) else []
         for blk in self.blocks:
             parent = f" in block {blk.parent}" if blk.parent is not None else ""
-            lines.append(f"  block {blk.id}: {' '.join(map(str, blk.dims))}{parent}")
-            for op_id in blk.ops:
+            sections.append((f"  block {blk.id}: {' '.join(map(str, blk.dims))}{parent}", blk.ops, blk.id))
+        for head, ops, block in sections:
+            lines.append(head)
+            for op_id in ops:
                 op = self.ops[op_id]
                 lines.append(f"    op {op.id} {op.op}  {op.loc.file}:{op.loc.line}")
-            for a in self.block_accesses(blk.id):
+            for a in self.block_accesses(block):
                 flags = " (data-dependent)" if a.data_dependent else " (carried state)" if a.carried else ""
                 lines.append(f"    {a.kind:<5} {a.buffer} {a.map}{flags}")
         return "\n".join(lines)
