@@ -156,11 +156,12 @@ class Builder:
         k = attrs.get("n_state", 0)
         reverse = attrs.get("reverse", False)
         states, lists = ins[:k], [R.lift(self.as_ref(v, blk, s), s) for v in ins[k:]]
+        ragged = self.is_ragged(lists[0])
         if reverse:  # the dim counts steps in execution order, so every dependence points forward
-            lists = [R.reverse(x) for x in lists]
+            lists = [R.reverse(x, per_sample=ragged) for x in lists]
         n = max(x.extents[0] for x in lists)
         src = self.describe(lists[0])
-        dim = Dim(f"{eqn.op}{s}", eqn.op, n, src, self.is_ragged(lists[0]), reverse)
+        dim = Dim(f"{eqn.op}{s}", eqn.op, n, src, ragged, reverse)
         blk.dims = blk.dims[:s] + [dim]
         body = eqn.regions[0]
         env = ChainMap({}, outer)  # bodies see the enclosing regions' variables
@@ -181,11 +182,11 @@ class Builder:
             self.define_state(name, y, blk, s, n, state_buffers)
             full = R.identity(name, s, (n,) + self.buffers[name].extents[s + 1:])
             if eqn.op == "scan":
-                outs.append(R.reverse(full) if reverse else full)
+                outs.append(R.reverse(full, per_sample=ragged) if reverse else full)
             elif n == 0:
                 outs.append(states[j])
-            else:
-                outs.append(R.list_index(full, n - 1))
+            else:  # the last step: per sample when the lengths differ
+                outs.append(R.list_index(full, n - 1, per_sample=ragged))
         self.open_states.difference_update(state_buffers)
         return outs
 
@@ -344,9 +345,10 @@ def _slices(b, e, ins):
 
 
 ACCESS_RULES = {
-    "list_index": lambda b, e, ins: [R.list_index(ins[0], e.attrs["i"])],
+    "list_index": lambda b, e, ins: [R.list_index(ins[0], e.attrs["i"],
+                                                  per_sample=e.attrs["i"] < 0 and b.is_ragged(ins[0]))],
     "list_slice": lambda b, e, ins: [R.list_slice(ins[0], e.attrs["start"], e.attrs["stop"], e.attrs["step"])],
-    "reverse": lambda b, e, ins: [R.reverse(ins[0])],
+    "reverse": lambda b, e, ins: [R.reverse(ins[0], per_sample=b.is_ragged(ins[0]))],
     "gather": lambda b, e, ins: [R.gather(ins[0], e.attrs["indices"])],
     "gather_dynamic": lambda b, e, ins: [R.gather_dynamic(ins[0], e.inputs[1].type.shape[0])],
     "join": lambda b, e, ins: [R.join(ins[0], ins[1])],

@@ -87,11 +87,13 @@ def _first(ref: Ref, new, old, new_extents, extents, cond="") -> Ref:
     return apply(ref, t, extents)
 
 
-def list_index(ref: Ref, i: int) -> Ref:
+def list_index(ref: Ref, i: int, per_sample: bool = False) -> Ref:
+    """xs[i]; a negative i on a ragged level means a different position per sample: the map
+    uses the longest list and is marked data-dependent (`per_sample`)."""
     n = ref.extents[0]
     i = i % n if n else 0
     t = tmap(ref.s, [], [str(i)], ref.k - 1)
-    return apply(ref, t, ref.extents[1:])
+    return apply(ref, t, ref.extents[1:], data_dependent=per_sample)
 
 
 def list_slice(ref: Ref, start, stop, step) -> Ref:
@@ -101,9 +103,11 @@ def list_slice(ref: Ref, start, stop, step) -> Ref:
     return _first(ref, ["q"], [f"{first} + {rng.step} * q"], [m], (m,) + ref.extents[1:])
 
 
-def reverse(ref: Ref) -> Ref:
+def reverse(ref: Ref, per_sample: bool = False) -> Ref:
+    """q -> n-1-q; on a ragged level n differs per sample (see `list_index`)."""
     n = ref.extents[0]
-    return _first(ref, ["q"], [f"{n - 1} - q"], [n], ref.extents)
+    t = tmap(ref.s, ["q"], [f"{n - 1} - q"], ref.k - 1, "", [n])
+    return apply(ref, t, ref.extents, data_dependent=per_sample)
 
 
 def gather(ref: Ref, indices) -> Ref:
