@@ -174,7 +174,10 @@ class Builder:
         for param, x in zip(body.params[k:], lists):
             env[param] = R.Ref(x.pieces, s + 1, x.extents[1:])
         self.walk(body, env, blk, s + 1)
-        yields = [env[v] for v in body.results]
+        # a tensor computed outside the body (a captured constant, an outer value) is passed on,
+        # not computed by this iteration: it is written where it was computed, and aliased here
+        yields = [self.as_ref(y, blk, s) if isinstance(y, Local) and y.s <= s else y
+                  for y in (env[v] for v in body.results)]
         if eqn.op == "map":
             return [self.map_output(var, y, blk, s, n) for var, y in zip(eqn.outputs, yields)]
         outs = []
@@ -284,11 +287,13 @@ class Builder:
             if moved.is_empty():
                 continue
             deltas = moved.deltas()
-            ds = R.names("d", len(buf.ragged))
-            for j in range(len(buf.ragged)):  # the first buffer level the step moves along
+            n_out = p.map.dim(isl.dim_type.out)
+            lead = n_out - len(buf.ragged)  # a constant list made inside a loop is indexed by its scope first
+            ds = R.names("d", n_out)
+            for j in range(n_out):  # the first buffer level the step moves along
                 nonzero = isl.Set(f"{{ [{', '.join(ds)}] : d{j} < 0 or d{j} > 0 }}")
                 if not deltas.intersect(nonzero).is_empty():
-                    if buf.ragged[j]:
+                    if j >= lead and buf.ragged[j - lead]:
                         return True
                     break
         return False

@@ -68,49 +68,61 @@ def external_vectors(etdg: ETDG, block: int) -> set[tuple[int, ...]]:
     n = len(etdg.blocks[block].dims)
     inside = etdg.subtree(block)
     out: set[tuple[int, ...]] = set()
-    reads_over: dict[int, isl.UnionMap | None] = {}  # this subtree's reads, projected on c dims
+    reads = [a for a in etdg.block_accesses(block, subtree=True) if a.kind == "read"]
     for other in range(len(etdg.blocks)):
         c = min(shared_dims(etdg, block, other), n)
         if other in inside or c == 0:
             continue
-        writes = None
-        for a in etdg.block_accesses(other):
-            if a.kind == "write":
-                m = isl.UnionMap.from_map(projected(isl.Map(a.map), c, a.buffer))
-                writes = m if writes is None else writes.union(m)
-        if writes is None:
-            continue
-        if c not in reads_over:
-            reads_over[c] = access_union(etdg, block, "read", c)
-        reads = reads_over[c]
-        if reads is None:
-            continue
-        rel = writes.apply_range(reads.reverse())
-        if not rel.is_empty():
-            rel.deltas().foreach_point(lambda p: out.add(
-                tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(c)) + (0,) * (n - c)))
+        writes = [a for a in etdg.block_accesses(other) if a.kind == "write"]
+        prefix_deltas(writes, reads, c, lambda v: out.add(v + (0,) * (n - c)))
     return {v for v in out if any(v)}
+
+
+def prefix_deltas(writes, reads, n: int, add) -> None:
+    """Calls `add(r - w)` for every read instance `r` of an element written by instance `w`.
+
+    Instances are projected onto the first `n` dims.  One that has fewer (an access of an
+    enclosing level of the nest: a state copied after the inner loops, a tensor written into
+    a list at a glue level) is compared on the dims it has, the rest of the vector zero."""
+    def by_depth(accesses):
+        out: dict[int, list] = {}
+        for a in accesses:
+            m = isl.Map(a.map)
+            out.setdefault(min(m.dim(isl.dim_type.in_), n), []).append((m, a.buffer))
+        return out
+
+    def union(maps, k):
+        out = None
+        for m, buffer in maps:
+            um = isl.UnionMap.from_map(projected(m, k, buffer))
+            out = um if out is None else out.union(um)
+        return out
+
+    w_depths, r_depths = by_depth(writes), by_depth(reads)
+    for kw, w in w_depths.items():
+        for kr, r in r_depths.items():
+            k = min(kw, kr)
+            rel = union(w, k).apply_range(union(r, k).reverse())
+            if not rel.is_empty():
+                rel.deltas().foreach_point(lambda p, k=k: add(
+                    tuple(p.get_coordinate_val(isl.dim_type.set, j).to_python() for j in range(k)) + (0,) * (n - k)))
 
 
 def distance_vectors(etdg: ETDG, block: int) -> tuple[frozenset, bool]:
     """(the non-zero distance vectors within the block's subtree, whether the list was cut)."""
-    rel = dependence_relation(etdg, block)
     n = len(etdg.blocks[block].dims)
+    accesses = etdg.block_accesses(block, subtree=True)
     vectors: set[tuple[int, ...]] = set()
-    if rel is None or rel.is_empty():
-        return frozenset(vectors), False
     cut = False
 
-    def add(point):
+    def add(v):
         nonlocal cut
         if len(vectors) >= MAX_VECTORS:
             cut = True
-            return
-        v = tuple(point.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n))
-        if any(v):
+        elif any(v):
             vectors.add(v)
 
-    rel.deltas().foreach_point(add)
+    prefix_deltas([a for a in accesses if a.kind == "write"], [a for a in accesses if a.kind == "read"], n, add)
     return frozenset(vectors), cut
 
 

@@ -17,18 +17,20 @@ from .etdg import ETDG
 def reuse(etdg: ETDG, block: int, kinds=("input",)) -> dict[str, tuple[int, ...]]:
     dims = etdg.blocks[block].dims
     n = len(dims)
-    reads: dict[str, isl.Map] = {}
+    # per buffer and depth: a read of an enclosing level of the nest (e.g. a state copied after
+    # the inner loops) has fewer than n dims and is compared with reads of its own depth
+    reads: dict[tuple[str, int], isl.Map] = {}
     for a in etdg.block_accesses(block, subtree=True):
         if a.kind == "read" and etdg.buffer(a.buffer).kind in kinds:
-            m = projected(isl.Map(a.map), n, a.buffer)
-            reads[a.buffer] = m if a.buffer not in reads else reads[a.buffer].union(m)
-    out = {}
-    for name, m in reads.items():
+            m = isl.Map(a.map)
+            key = (a.buffer, min(m.dim(isl.dim_type.in_), n))
+            m = projected(m, key[1], a.buffer)
+            reads[key] = m if key not in reads else reads[key].union(m)
+    found: dict[str, set] = {}
+    for (name, d), m in reads.items():
         same = m.apply_range(m.reverse())  # pairs of iterations reading a common element
-        along = tuple(k for k in range(n) if not same.intersect(_step(n, k)).is_empty())
-        if along:
-            out[name] = along
-    return out
+        found.setdefault(name, set()).update(k for k in range(d) if not same.intersect(_step(d, k)).is_empty())
+    return {name: tuple(sorted(along)) for name, along in found.items() if along}
 
 
 def _step(n: int, k: int) -> isl.Map:
