@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fractal as ft
-from examples.stacked_lstm import lengths_for
+from examples.zoo import lengths_for
 
 DESCRIPTION = "bidirectional GRU (batch map x layer fold x forward and reverse time scans, outputs concatenated)"
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 import fractal as ft
-from examples.stacked_lstm import LSTMParams, lengths_for, lstm_cell
+from examples.stacked_lstm import LSTMParams, lstm_cell
+from examples.zoo import lengths_for
 
 DESCRIPTION = "stacked dilated LSTM (layer k has dilation 2^k): dilate / map / scan / interleave per layer"
 

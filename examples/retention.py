@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fractal as ft
+from examples.zoo import lengths_for
 
 DESCRIPTION = "RetNet multi-scale retention (batch map x head map x time scan; parallel form: query map x key reduce)"
 
@@ -97,17 +98,6 @@ def parallel_model(batch, p: RetentionParams):
         return ft.map(lambda iq: query(*iq), ft.enumerate(qs))
 
     return ft.map(lambda xs: ft.map(lambda *w: head(xs, *w), p.wq, p.wk, p.wv, p.gamma), batch)
-
-
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged."""
-    n, batch = config["length"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
-    lengths[0] = n  # the longest sample has the full length
-    return [int(v) for v in lengths]
 
 
 def decays(heads: int) -> np.ndarray:

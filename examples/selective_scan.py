@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fractal as ft
+from examples.zoo import lengths_for
 
 DESCRIPTION = "Mamba S6 selective scan (batch map x channel-group map x time scan), input-dependent discretisation"
 
@@ -107,17 +108,6 @@ def model(batch, p: S6Params):
         return ft.map(lambda ys: ft.reshape(ft.stack(ys, length=groups), (1, d_model)), y_tg)
 
     return ft.map(one_sequence, batch)
-
-
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged."""
-    n, batch = config["length"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
-    lengths[0] = n  # the longest sample has the full length
-    return [int(v) for v in lengths]
 
 
 def inputs(config="small", *, dtype=np.float32, seed=0, ragged=True):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 import fractal as ft
+from examples.zoo import lengths_for
 
 DESCRIPTION = "sliding-window local attention (batch map x head map x query map over ft.window neighbourhoods)"
 
@@ -61,17 +62,6 @@ def model(q, k, v, window: int):
         return ft.map(query, qs, k_win, v_win, mask_win)
 
     return ft.map(lambda qh, kh, vh: ft.map(head, qh, kh, vh), q, k, v)
-
-
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged."""
-    n, batch = config["length"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
-    lengths[0] = n  # the longest sample has the full length
-    return [int(v) for v in lengths]
 
 
 def inputs(config="small", *, dtype=np.float32, seed=0, ragged=True):

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fractal as ft
+from examples.zoo import lengths_for
 
 DESCRIPTION = "stacked LSTM (layer fold x batch map x time scan), fused 4-gate projection"
 
@@ -67,17 +68,6 @@ def model(batch, params: LSTMParams):
     # the fold carries the whole batch from layer to layer; step t of a sequence in layer l
     # only reads step t of the same sequence in layer l-1
     return ft.fold(layer, ft.zip(params.w, params.u, params.b), batch)
-
-
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged."""
-    n, batch = config["length"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
-    lengths[0] = n  # the longest sample has the full length
-    return [int(v) for v in lengths]
 
 
 def inputs(config="small", *, dtype=np.float32, seed=0, ragged=True):

@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fractal as ft
+from examples.zoo import lengths_for
 
 DESCRIPTION = ("transformer encoder block (batch map x head map x query map x key reduce), "
                "ragged sequences, pre/post-norm, tanh-GELU FFN")
@@ -123,16 +124,6 @@ def model(batch, p: BlockParams, norm_first=True):
 
 
 # -- inputs ---------------------------------------------------------------------------------
-
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged."""
-    n, batch = config["length"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
-    lengths[0] = n  # the longest sample has the full length
-    return [int(v) for v in lengths]
 
 
 def inputs(config="small", *, dtype=np.float32, seed=0, ragged=True):

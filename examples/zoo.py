@@ -54,6 +54,18 @@ def available() -> list[str]:
     return out
 
 
+def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
+    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged
+    (the first sample always has the full length, so the longest is `length`)."""
+    n, batch = config["length"], config["batch"]
+    if not ragged:
+        return [n] * batch
+    rng = np.random.default_rng(seed + 1)
+    lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
+    lengths[0] = n
+    return [int(v) for v in lengths]
+
+
 def max_abs_error(got, want) -> float:
     """Largest absolute difference between two equally nested structures of arrays."""
     if isinstance(want, (list, tuple)):
