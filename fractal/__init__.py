@@ -10,7 +10,6 @@ See README.md for a tour.
 """
 
 from .lang import *  # noqa: F401,F403
-from .lang import __all__ as _lang_all  # noqa: F401
 
 __version__ = "0.1.0"
 

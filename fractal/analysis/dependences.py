@@ -29,25 +29,6 @@ def _tag(buffer: str) -> str:
     return "B_" + "".join(c if c.isalnum() else "_" for c in buffer)
 
 
-def access_union(etdg: ETDG, block: int, kind: str, n: int) -> isl.UnionMap | None:
-    out = None
-    for a in etdg.block_accesses(block, subtree=True):
-        if a.kind != kind:
-            continue
-        m = isl.UnionMap.from_map(projected(isl.Map(a.map), n, a.buffer))
-        out = m if out is None else out.union(m)
-    return out
-
-
-def dependence_relation(etdg: ETDG, block: int) -> isl.UnionMap | None:
-    """Flow dependences among the instances of `block` and of the blocks nested in it."""
-    n = len(etdg.blocks[block].dims)
-    writes, reads = access_union(etdg, block, "write", n), access_union(etdg, block, "read", n)
-    if writes is None or reads is None:
-        return None
-    return writes.apply_range(reads.reverse())
-
-
 def shared_dims(etdg: ETDG, a: int, b: int) -> int:
     """How many leading dims blocks `a` and `b` share (the dims of their innermost common ancestor)."""
     def chain(x):

@@ -317,7 +317,7 @@ def product(xs, ys):
     if _parts(xs, "product") is not None or _parts(ys, "product") is not None:
         raise FractalTypeError("product takes two plain lists; zip the results of two products instead")
     left, right = bind("product", xs, ys)
-    n, m = _known(xs), _known(ys)
+    n = _known(xs)
     _with_len(left, n), _with_len(right, n)
     t = FractalTensorType(FractalTensorType(TupleType((xs.type.elem, ys.type.elem))))
     return make_zipped(t, (left, right))

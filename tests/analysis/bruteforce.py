@@ -221,12 +221,7 @@ class IdInterpreter:
             elif elems is None:
                 states = self.padding_step(region, states, lists, env)
             else:
-                incoming = [self.alias(s) for s in states]
-                own = {x for s in incoming for x in leaves(s)} - {0}
-                ys = self.run(region, incoming + elems, env)
-                # a state leaves under new alias IDs: an enclosing loop sees a new value, not its own
-                states = [self.copy(y) if own & set(leaves(y)) else self.alias(y) for y in ys]
-                per_element[i] = states
+                states = per_element[i] = self.state_step(region, states, elems, env)
             self.stack.pop()
         if eqn.op in ("map", "scan"):
             return [FractalTensor._from_elements(id_type(o.type.elem), [r[j] for r in per_element])
@@ -238,12 +233,18 @@ class IdInterpreter:
         list), as in the analysis' box; a body that cannot (it indexes the element) copies the state."""
         phantom = [np.array(0, np.int64) if isinstance(xs.elem_type, TensorType)
                    else FractalTensor._from_elements(xs.elem_type.elem, []) for xs in lists]
-        incoming = [self.alias(s) for s in states]
-        own = {x for s in incoming for x in leaves(s)} - {0}
         try:
-            ys = self.run(region, incoming + phantom, env)
+            return self.state_step(region, states, phantom, env)
         except FractalError:
             return [self.copy(s) for s in states]
+
+    def state_step(self, region, states, elems, env) -> list:
+        """One scan/fold step: the body sees its state under fresh alias IDs; yielding (part of)
+        them copies the state, anything else is passed on under new alias IDs (an enclosing
+        loop getting its own state back through this one sees a new value, not its own)."""
+        incoming = [self.alias(s) for s in states]
+        own = {x for s in incoming for x in leaves(s)} - {0}
+        ys = self.run(region, incoming + elems, env)
         return [self.copy(y) if own & set(leaves(y)) else self.alias(y) for y in ys]
 
     def copy(self, y):
