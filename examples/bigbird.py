@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 import fractal as ft
+from examples.zoo import ragged_lengths
 
 DESCRIPTION = "BigBird block-sparse attention (batch map x query-block map over circular windows + global blocks)"
 
@@ -72,13 +73,7 @@ def model(q, k, v):
 
 def blocks_for(config: dict, ragged: bool, seed: int) -> list[int]:
     """Per-sample numbers of blocks: all `length/block`, or random in [n/2, n] when ragged."""
-    n, batch = config["length"] // config["block"], config["batch"]
-    if not ragged:
-        return [n] * batch
-    rng = np.random.default_rng(seed + 1)
-    blocks = rng.integers(max(1, n // 2), n + 1, size=batch)
-    blocks[0] = n  # the longest sample has the full length
-    return [int(b) for b in blocks]
+    return ragged_lengths(config["length"] // config["block"], config["batch"], ragged, seed)
 
 
 def inputs(config="small", *, dtype=np.float32, seed=0, ragged=True):

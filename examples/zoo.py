@@ -54,16 +54,20 @@ def available() -> list[str]:
     return out
 
 
-def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
-    """Per-sample sequence lengths: all `length`, or random in [length/2, length] when ragged
-    (the first sample always has the full length, so the longest is `length`)."""
-    n, batch = config["length"], config["batch"]
+def ragged_lengths(n: int, batch: int, ragged: bool, seed: int) -> list[int]:
+    """Per-sample lengths: all `n`, or random in [n/2, n] when ragged (the first sample always
+    has the full length, so the longest is `n`)."""
     if not ragged:
         return [n] * batch
     rng = np.random.default_rng(seed + 1)
     lengths = rng.integers(max(1, n // 2), n + 1, size=batch)
     lengths[0] = n
     return [int(v) for v in lengths]
+
+
+def lengths_for(config: dict, ragged: bool, seed: int) -> list[int]:
+    """Sequence lengths for a config with `length` and `batch` (see `ragged_lengths`)."""
+    return ragged_lengths(config["length"], config["batch"], ragged, seed)
 
 
 def max_abs_error(got, want) -> float:

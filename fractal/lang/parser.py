@@ -22,9 +22,10 @@ from typing import Any, Iterable
 
 import numpy as np
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedInput, VisitError
 
 from .errors import UNKNOWN_LOC, ParseError, SourceLoc
+from .lark_errors import syntax_error
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
 
@@ -74,24 +75,12 @@ def _describe(terminal: str) -> str:
 
 
 def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
-    if isinstance(e, UnexpectedCharacters):
-        word = (text[e.pos_in_stream:].split(None, 1) or [""])[0][:20]
-        got, expected = f"unexpected text {word!r}", e.allowed
-    elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
-        got, expected = f"unexpected {e.token.value!r}", e.expected
-    else:  # UnexpectedEOF, or LALR's UnexpectedToken at $END
-        got, expected = "unexpected end of input", getattr(e, "expected", ())
-        unclosed = _unclosed_braces(text)
-        if unclosed:
-            got += f" ({unclosed} unclosed '{{': unterminated region or function body?)"
-    line, column = e.line, e.column
-    if line is None or line < 1:  # at the end: point after the last character
-        line = text.count("\n") + 1
-        column = len(text) - (text.rfind("\n") + 1) + 1
-    want = ", ".join(sorted({_describe(t) for t in expected if not t.startswith("__IGNORE")}))
-    message = f"line {line}, column {column}: {got}" + (f"; expected one of: {want}" if want else "")
-    context = e.get_context(text).rstrip() if e.line and e.line > 0 else ""
-    return ParseError(message + ("\n" + context if context else ""), loc=SourceLoc(_TEXT, line))
+    return syntax_error(e, text, _describe, _TEXT, _unclosed_hint)
+
+
+def _unclosed_hint(text: str) -> str:
+    unclosed = _unclosed_braces(text)
+    return f" ({unclosed} unclosed '{{': unterminated region or function body?)" if unclosed else ""
 
 
 def _unclosed_braces(text: str) -> int:

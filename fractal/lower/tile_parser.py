@@ -14,9 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedInput, VisitError
 
 from fractal.lang.errors import ParseError, SourceLoc
+from fractal.lang.lark_errors import syntax_error
 from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
@@ -80,21 +81,7 @@ def _describe(terminal: str) -> str:
 
 
 def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
-    if isinstance(e, UnexpectedCharacters):
-        word = (text[e.pos_in_stream:].split(None, 1) or [""])[0][:20]
-        got, expected = f"unexpected text {word!r}", e.allowed
-    elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
-        got, expected = f"unexpected {e.token.value!r}", e.accepts or e.expected  # accepts: exact for LALR
-    else:
-        got, expected = "unexpected end of input", getattr(e, "expected", ())
-    line, column = e.line, e.column
-    if line is None or line < 1:  # at the end: point after the last character
-        line = text.count("\n") + 1
-        column = len(text) - (text.rfind("\n") + 1) + 1
-    want = ", ".join(sorted({_describe(t) for t in expected if not t.startswith("__IGNORE")}))
-    message = f"line {line}, column {column}: {got}" + (f"; expected one of: {want}" if want else "")
-    context = e.get_context(text).rstrip() if e.line and e.line > 0 else ""
-    return ParseError(message + ("\n" + context if context else ""), loc=SourceLoc(_TEXT, line))
+    return syntax_error(e, text, _describe, _TEXT)
 
 
 class _Build(Transformer):
