@@ -121,8 +121,16 @@ class _Op:
 
 @dataclass(frozen=True)
 class Copy(_Op):
+    """`dst = reshape(transpose(src, perm), dst.shape)`: a plain copy when `perm` is empty and
+    the shapes agree; sizes must always agree (a reshape keeps row-major element order)."""
+
     src: Region
     dst: Region
+    perm: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        _set(self, "perm", tuple(int(a) for a in self.perm))
+
     reads = property(lambda s: (s.src,))
     writes = property(lambda s: (s.dst,))
 

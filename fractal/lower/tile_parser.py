@@ -122,7 +122,7 @@ class _Build(Transformer):
         return If((aff(c[0]), str(c[1]), aff(c[2])), c[3], c[4] if len(c) > 4 else ())
 
     # tile ops
-    copy = staticmethod(lambda c: Copy(c[1], c[0]))
+    copy = staticmethod(lambda c: Copy(c[1], c[0], c[2] if len(c) > 2 else ()))
     convert = staticmethod(lambda c: Convert(c[1], c[0]))
     gemm = staticmethod(lambda c: Gemm(c[1][0], c[2][0], c[0], False, c[1][1], c[2][1]))
     gemm_acc = staticmethod(lambda c: Gemm(c[1][0], c[2][0], c[0], True, c[1][1], c[2][1]))

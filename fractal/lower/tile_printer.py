@@ -142,7 +142,8 @@ def print_expr(e) -> str:
 
 def print_op(op) -> str:
     if isinstance(op, Copy):
-        return f"{print_region(op.dst)} = copy({print_region(op.src)})"
+        perm = f", perm=[{', '.join(map(str, op.perm))}]" if op.perm else ""
+        return f"{print_region(op.dst)} = copy({print_region(op.src)}{perm})"
     if isinstance(op, Gemm):
         a = print_region(op.a) + (".T" if op.trans_a else "")
         b = print_region(op.b) + (".T" if op.trans_b else "")

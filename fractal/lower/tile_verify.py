@@ -207,7 +207,11 @@ class _Verifier:
             self.region(r, ctx, op)
         shape = lambda r: r.shape  # noqa: E731
         dtype = lambda r: self.buffers[r.buffer].dtype  # noqa: E731
-        if isinstance(op, (Copy, Convert)):
+        if isinstance(op, Copy) and (op.perm or shape(op.src) != shape(op.dst)):
+            self.reshape_copy(op, shape(op.src), shape(op.dst))
+            if dtype(op.src) != dtype(op.dst):
+                raise self.dtype_error(op)
+        elif isinstance(op, (Copy, Convert)):
             if shape(op.src) != shape(op.dst):
                 raise _fail(f"source shape {shape(op.src)} differs from destination shape {shape(op.dst)}", op)
             if isinstance(op, Copy) and dtype(op.src) != dtype(op.dst):
@@ -238,6 +242,13 @@ class _Verifier:
                 raise _fail(f"writes {r.buffer}, a read-only {self.buffers[r.buffer].role} buffer", op)
         for r in regions:
             self.in_bounds(r, ctx, op)
+
+    def reshape_copy(self, op: Copy, src, dst) -> None:
+        if op.perm and sorted(op.perm) != list(range(len(src))):
+            raise _fail(f"copy perm {list(op.perm)} is not a permutation of the source axes of {src}", op)
+        if int(np.prod(src)) != int(np.prod(dst)):
+            raise _fail(f"copy from shape {src} to shape {dst}: sizes {int(np.prod(src))} and "
+                        f"{int(np.prod(dst))} differ", op)
 
     def dtype_error(self, op) -> VerifyError:
         src, dst = (self.buffers[r.buffer].dtype for r in (op.src, op.dst))

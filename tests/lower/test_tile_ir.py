@@ -302,6 +302,10 @@ class Gen:
         if kind in ("copy", "convert"):
             shape, a = self.shape(), draw(st.sampled_from(DTYPES))
             b = a if kind == "copy" else draw(st.sampled_from([d for d in DTYPES if d != a]))
+            if kind == "copy" and draw(st.booleans()):  # a transposing / reshaping copy
+                perm = tuple(draw(st.permutations(range(len(shape)))))
+                out = tuple(shape[p] for p in perm)[::-1] if draw(st.booleans()) else tuple(shape[p] for p in perm)
+                return Copy(self.region(shape, a, ctx), self.region(out, b, ctx, True), perm)
             return (Copy if kind == "copy" else Convert)(self.region(shape, a, ctx), self.region(shape, b, ctx, True))
         if kind == "gemm":
             (m, k, n), ta, tb = self.shape(3, 3), draw(st.booleans()), draw(st.booleans())
@@ -564,7 +568,9 @@ VERIFY_CASES = [
     op_case("y[i, j:j + 8] = 0.0", "region y[i, j:j + 8] is out of bounds: at i = 0, j = 1, axis 1 reaches 1..8"),
     op_case("y[2*i - 3, 0:8] = 0.0", "at i = 0, j = 0, axis 0 reaches index -3, outside 0..3 of y"),
     # ops
-    op_case("y[i, 0:8] = copy(x[0:2, 0:8])", "source shape (2, 8) differs from destination shape (8,)"),
+    op_case("y[i, 0:8] = copy(x[0:2, 0:8])", "copy from shape (2, 8) to shape (8,): sizes 16 and 8 differ"),
+    op_case("y[i, 0:8] = copy(x[i, 0:8], perm=[1])", "copy perm [1] is not a permutation of the source axes of (8,)"),
+    op_case("y[i, 0:8] = convert(m[0:2, i])", "source shape (2,) differs from destination shape (8,)"),
     op_case("z[i, 0:8] = copy(x[i, 0:8])", "source dtype f32 differs from destination dtype f64"),
     op_case("m[0:2, i] = reduce_add(x[0:2, 0:8], axes=[1])", "source dtype f32 differs from destination dtype i32"),
     op_case("z[0:4, 0:8] = gather(x[0:4, 0:8], idx[0:4], axis=0)", "source dtype f32 differs from destination"),
