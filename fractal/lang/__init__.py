@@ -7,7 +7,7 @@ from .api import (abs, astype, concat, concatenate, cos, dilate, enumerate, exp,
                   sin, slices, softmax, split, sqrt, stack, sum, tanh, transpose, where, window, zeros, zip)
 from .combinators import fold, map, reduce, scan
 from .errors import (ArgumentError, FractalError, FractalTypeError, LengthError, ParseError, ShapeError,
-                     SourceLoc, TraceError, VerifyError)
+                     SourceLoc, TraceError, UnsupportedError, VerifyError)
 from .function import Function, function
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import (FractalTensorType, Tensor, TensorType, TupleType, bool_, float16, float32, float64,
@@ -45,7 +45,7 @@ __all__ = ['ArgumentError',
            'TraceError',
            'TupleType',
            'Var',
-           'VerifyError',
+           "UnsupportedError", "VerifyError",
            'abs',
            'astype',
            'bool_',

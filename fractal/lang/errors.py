@@ -114,3 +114,7 @@ class VerifyError(FractalError):
 
 class ArgumentError(FractalError, ValueError):
     """An argument of an op has a value it cannot take (window size 0, split into 0 parts...)."""
+
+
+class UnsupportedError(FractalError, NotImplementedError):
+    """A valid program that a compiler backend cannot lower yet (the interpreter still runs it)."""

@@ -1,0 +1,110 @@
+"""`f.compile(*args, backend="cpu")`: trace, lower, run the pass pipeline, build the backend.
+
+This module wires the layers together (language -> lowering -> backend), which is why it
+lives at the top of the package.  A `Compiled` object is specific to the argument types
+*and sizes* (every list length): the lowering unrolls the list structure into constant
+tables.  `Function.compile` caches them per sizes, and calling an `@ft.function` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+
+from .lang.errors import ArgumentError
+from .lang.tree import unflatten
+from .lang.values import FractalTensor
+from .lower.lower_program import lower_program
+from .lower.pipeline import run_pipeline
+from .lower.tile_ir import TileProgram
+
+BACKENDS = ("cpu", "interpreter")
+
+
+def sizes_key(leaves) -> tuple:
+    """What a compiled program depends on beyond types: every list's structure."""
+    key = []
+    for x in leaves:
+        if isinstance(x, FractalTensor):
+            _, offsets = x._compact()
+            key.append((len(x),) + tuple(o.tobytes() for o in offsets))
+        else:
+            key.append(None)
+    return tuple(key)
+
+
+@dataclass
+class Compiled:
+    """A program compiled for one set of argument types and sizes."""
+
+    name: str
+    tile_ir: TileProgram
+    seconds: dict  # trace / lower / passes / backend build times
+    _function: object
+    _lowered: object
+    _executable: object
+    _sizes: tuple
+    _out_tree: object
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def run(self, *args, profile: dict | None = None, **kwargs):
+        leaves, _, _ = self._function._flatten_args(args, kwargs)
+        leaves = [x for x in leaves if not _is_static(x)]
+        if sizes_key(leaves) != self._sizes:
+            raise ArgumentError(f"{self.name} was compiled for other list lengths; call the function "
+                                f"(it compiles per size) or compile it again for these arguments")
+        inputs = {}
+        for x, (buffer, kind) in zip(leaves, self._lowered.inputs):
+            if kind == "tensor":
+                inputs[buffer] = np.asarray(x)[None]
+            else:
+                inputs[buffer] = x._compact()[0]
+        outs = self._executable.run(inputs, profile=profile)
+        flat = []
+        for kind, buffer, info in self._lowered.outputs:
+            value = outs[buffer]
+            if kind == "tensor":
+                flat.append(value[0])
+            else:
+                value.flags.writeable = False
+                flat.append(FractalTensor._make(_value_type(self._lowered, buffer, info), value,
+                                                info._offsets, info._index))
+        return unflatten(self._out_tree, flat)
+
+    __call__ = run
+
+    def _repr_html_(self) -> str:
+        return self.tile_ir._repr_html_()
+
+
+def _value_type(lowered, buffer, structure):
+    return lowered.output_types[buffer]
+
+
+def _is_static(x) -> bool:
+    return isinstance(x, (bool, int, float, str, type(None)))
+
+
+def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bool = False) -> Compiled:
+    if backend != "cpu":
+        raise ArgumentError(f"unknown backend {backend!r}: compile supports 'cpu' (call with "
+                            f"backend='interpreter' to interpret)")
+    t0 = perf_counter()
+    program, out_tree, leaves = function._traced(args, kwargs)
+    t1 = perf_counter()
+    lowered = lower_program(program, leaves)
+    lowered.output_types = {buffer: var.type for (kind, buffer, _), var in zip(lowered.outputs, program.results)}
+    t2 = perf_counter()
+    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, verify=verify)
+    t3 = perf_counter()
+    from .backends.cpu import CpuExecutable
+    used = {b.name for b in tile_ir.buffers}
+    executable = CpuExecutable(tile_ir, {k: v for k, v in lowered.constants.items() if k in used})
+    t4 = perf_counter()
+    seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
+    return Compiled(program.name, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)

@@ -1,0 +1,235 @@
+"""Pass 2, graph coarsening: fewer, bigger stages.
+
+1. Batch: the parallel loops directly around a stage become the stage's dims, so each tile
+   op runs once for all points of the parallel set (one batched GEMM for a batch of cells).
+2. Merge: consecutive stages over the same dims become one when every buffer they share is
+   accessed point-locally (the same region) or at rows no two points can share (a gcd test).
+3. Fuse, inside a stage: a copy of a temporary into its final place makes the producer write
+   there directly (a cell writes the next state slot); an element-wise temporary read by one
+   element-wise op only is inlined into it (one expression per cell update).
+
+Before::                                          After::
+
+    for m in 0:3 parallel host {                    stage cell(m in 0:3) device {
+      stage sig() device { t1[m] = sigmoid(g[m]) }    h[m] = mul(sigmoid(g[m]), c[m])
+    }                                               }
+    for m in 0:3 parallel host {
+      stage mul() device { t2[m] = mul(t1[m], c[m]) }
+    }
+    for m in 0:3 parallel host {
+      stage next() device { h[m] = copy(t2[m]) }
+    }
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from math import gcd
+
+from .schedule import parallel_nest
+from .tile_expr import Binary, Load, Unary, Where
+from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProgram
+
+
+def coarsen(program: TileProgram, ctx=None) -> TileProgram:
+    body = _map_blocks(program.body, _batch)
+    body = _map_blocks(body, _merge)
+    program = replace(program, body=tuple(body))
+    program = _fuse(program)
+    used = {r.buffer for st in program.stages() for op in st.body for r in op.reads + op.writes}
+    return replace(program, buffers=tuple(b for b in program.buffers if b.name in used or b.role != "temp"))
+
+
+def _map_blocks(stmts, fn) -> list:
+    out = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            s = replace(s, body=tuple(_map_blocks(s.body, fn)))
+        elif isinstance(s, If):
+            s = replace(s, then=tuple(_map_blocks(s.then, fn)), orelse=tuple(_map_blocks(s.orelse, fn)))
+        out.append(s)
+    return fn(out)
+
+
+def _batch(stmts) -> list:
+    out = []
+    for s in stmts:
+        loops, stage = parallel_nest(s)
+        if stage is not None and loops:
+            dims = tuple((l.var, l.start, l.stop) for l in loops if l.step == 1)
+            if len(dims) == len(loops):
+                s = replace(stage, dims=dims + stage.dims)
+        out.append(s)
+    return out
+
+
+def _merge(stmts) -> list:
+    out = []
+    for s in stmts:
+        prev = out[-1] if out else None
+        if isinstance(s, Stage) and isinstance(prev, Stage) and prev.dims == s.dims and _point_local(prev, s):
+            out[-1] = replace(prev, body=prev.body + s.body)
+        else:
+            out.append(s)
+    return out
+
+
+def _point_local(a: Stage, b: Stage) -> bool:
+    """May `b`'s ops run right after `a`'s at each point (no point sees another's writes)?"""
+    names = [d.var for d in a.dims]
+    wa = [r for op in a.body for r in op.writes]
+    wb = [r for op in b.body for r in op.writes]
+    ra = [r for op in a.body for r in op.reads]
+    rb = [r for op in b.body for r in op.reads]
+    for x, y in [(w, r) for w in wa for r in rb] + [(w, r) for w in wb for r in ra] + \
+                [(w, v) for w in wa for v in wb]:
+        if x.buffer == y.buffer and x != y and not _disjoint(x, y, names):
+            return False
+    return True
+
+
+def _disjoint(x, y, names) -> bool:
+    """Two single-row regions whose rows differ by a constant the stage strides never span, or
+    name the same row, one per point (then each point only meets its own row)."""
+    if x.size[0] is not None or y.size[0] is not None:
+        return False
+    d = x.start[0] - y.start[0]
+    if x.start[0] == y.start[0]:
+        return all(_coeff(x.start[0], v) != 0 for v in names) and len(names) <= 1 or _radix(x.start[0], names)
+    if d.vars():
+        return False
+    coeffs = [abs(_coeff(x.start[0], v)) for v in names]
+    if any(_coeff(x.start[0], v) != _coeff(y.start[0], v) for v in names):
+        return False
+    g = 0
+    for c in coeffs:
+        g = gcd(g, c)
+    return g == 0 and d.evaluate({}) != 0 or g != 0 and d.evaluate({}) % g != 0
+
+
+def _radix(row, names) -> bool:
+    """Coefficients of the stage vars far enough apart that distinct points get distinct rows
+    whatever the (unknown here) extents: each one a multiple of the next smaller one, larger."""
+    cs = sorted(abs(_coeff(row, v)) for v in names)
+    return all(c > 0 for c in cs) and all(b % a == 0 and b > a for a, b in zip(cs, cs[1:]))
+
+
+def _coeff(a, var: str) -> int:
+    return a.evaluate({**{v: 0 for v in a.vars()}, var: 1}) - a.evaluate({v: 0 for v in a.vars()})
+
+
+# -- fusion inside stages -------------------------------------------------------------------
+
+def _fuse(program: TileProgram) -> TileProgram:
+    while True:
+        reads = Counter(r.buffer for st in program.stages() for op in st.body for r in op.reads)
+        writes = Counter(r.buffer for st in program.stages() for op in st.body for r in op.writes)
+        temps = {b.name for b in program.buffers if b.role == "temp"}
+        fused = _rewrite_stages(program, lambda st: _fuse_stage(st, reads, writes, temps))
+        if fused == program:
+            return program
+        program = fused
+
+
+def _rewrite_stages(program, fn):
+    def block(stmts):
+        out = []
+        for s in stmts:
+            if isinstance(s, Stage):
+                s = fn(s)
+            elif isinstance(s, Loop):
+                s = replace(s, body=tuple(block(s.body)))
+            elif isinstance(s, If):
+                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
+            out.append(s)
+        return out
+    return replace(program, body=tuple(block(program.body)))
+
+
+def _fuse_stage(st: Stage, reads, writes, temps) -> Stage:
+    ops = list(st.body)
+    for j, op in enumerate(ops):
+        # a temporary copied to its final place (a state slot): its producer writes there and
+        # its other readers (all later in this stage, same region) read it there
+        if isinstance(op, Copy) and not op.perm and op.src.shape == op.dst.shape and op.src.buffer in temps:
+            k = _producer(ops, j, op.src)
+            later = [r for o in ops[k + 1:] for r in o.reads if r.buffer == op.src.buffer] if k is not None else []
+            if k is not None and writes[op.src.buffer] == 1 and len(later) == reads[op.src.buffer] and \
+                    all(r == op.src for r in later) and _retargetable(ops[k]) and \
+                    not _touched(ops[k + 1:j], op.dst.buffer):
+                ops[k] = replace(ops[k], c=op.dst) if isinstance(ops[k], Gemm) else replace(ops[k], dst=op.dst)
+                del ops[j]
+                ops = [_rename(o, op.src, op.dst) for o in ops]
+                return replace(st, body=tuple(ops))
+        # an element-wise temporary read once, by an element-wise op: inline its expression
+        consumer_loads = _loads(op)
+        for region in consumer_loads:
+            if region.buffer not in temps or reads[region.buffer] != 1 or writes[region.buffer] != 1:
+                continue
+            k = _producer(ops, j, region)
+            if k is None or not isinstance(ops[k], Elementwise) or not isinstance(op, (Elementwise, Copy)):
+                continue
+            if isinstance(op, Copy) and (op.perm or op.src.shape != op.dst.shape):
+                continue
+            if _clobbered(ops[k + 1:j], ops[k].reads):
+                continue
+            expr = ops[k].expr
+            new = Elementwise(op.dst, expr) if isinstance(op, Copy) else \
+                Elementwise(op.dst, _substitute(op.expr, region, expr))
+            ops[j] = new
+            del ops[k]
+            return replace(st, body=tuple(ops))
+    return st
+
+
+def _retargetable(op) -> bool:
+    return not isinstance(op, Scatter) and not (isinstance(op, Gemm) and op.accumulate)
+
+
+def _clobbered(between, regions) -> bool:
+    """Does an op in `between` write a buffer that one of `regions` lies in?"""
+    names = {r.buffer for r in regions}
+    return any(w.buffer in names for op in between for w in op.writes)
+
+
+def _touched(between, name: str) -> bool:
+    return any(r.buffer == name for op in between for r in op.reads + op.writes)
+
+
+def _rename(op, old, new):
+    """`op` with reads of region `old` reading `new` instead."""
+    if isinstance(op, Elementwise):
+        return replace(op, expr=_substitute(op.expr, old, Load(new)))
+    fields = {f: new for f in ("src", "a", "b", "index") if getattr(op, f, None) == old}
+    return replace(op, **fields) if fields else op
+
+
+def _loads(op):
+    if isinstance(op, Elementwise):
+        return op.reads
+    if isinstance(op, Copy):
+        return (op.src,)
+    return ()
+
+
+def _producer(ops, j, region):
+    """The index of the op before `j` that writes exactly `region` (or None)."""
+    for k in range(j - 1, -1, -1):
+        if any(w == region for w in ops[k].writes):
+            return k
+        if any(w.buffer == region.buffer for w in ops[k].writes):
+            return None
+    return None
+
+
+def _substitute(e, region, by):
+    if isinstance(e, Load):
+        return by if e.region == region else e
+    if isinstance(e, Unary):
+        return Unary(e.op, _substitute(e.x, region, by))
+    if isinstance(e, Binary):
+        return Binary(e.op, _substitute(e.a, region, by), _substitute(e.b, region, by))
+    if isinstance(e, Where):
+        return Where(*(_substitute(x, region, by) for x in (e.cond, e.a, e.b)))
+    return e

@@ -1,0 +1,275 @@
+"""Lowering rules for the combinators: `map` (a parallel loop) and `scan` / `fold` / `reduce`
+(a sequential loop over state slots).
+
+The body is lowered once for all points of the inner domain `D + (v: m)`, `m` the longest
+list.  A tensor state `j` has a buffer with `m + 1` slots per outer point: slot 0 holds the
+initial value, step `v` reads slot `v` and writes slot `v + 1`; a list state keeps its
+(fixed) structure and copies the yielded list's rows into the next slot.  Elements and
+final states of ragged points are read at their own positions through tables.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+
+import numpy as np
+
+from ..lang.errors import UnsupportedError
+from ..lang.types import FractalTensorType
+from ..lang.values import FractalTensor
+from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list, id_type,
+                           lengths, row_region)
+from .tile_affine import aff
+from .tile_expr import Region
+from .tile_ir import Copy, Gather, Loop
+
+
+def _lists(walker, eqn, env, first: int):
+    em = walker.em
+    lists = []
+    for v in eqn.inputs[first:]:
+        x = env[v]
+        lists.append(broadcast_ids(x.ids, em.domain.extents))
+    lens = lengths(lists[0])
+    m = int(lens.max()) if lens.size else 0
+    return lists, lens, m
+
+
+def _enter(walker, eqn, env, var: str, lists, lens, m, reverse=False):
+    """The inner domain and the body's element values (pending tensors or id lists)."""
+    from .lower_program import _Pending
+    em = walker.em
+    inner = em.domain.inner(var, m, lens)
+    params = []
+    for xs, p in zip(lists, eqn.regions[0].params[len(eqn.regions[0].params) - len(lists):]):
+        if reverse:  # step v reads element len - 1 - v of each point's own list
+            xs = xs.copy()
+            for pt, x in np.ndenumerate(xs):
+                if x is not None:
+                    xs[pt] = x[::-1]
+        elems = element_ids(xs, m)
+        if isinstance(p.type, FractalTensorType):
+            params.append(LVal(elems, p.type))
+        else:
+            gids = np.full(elems.shape, -1, dtype=np.int64)
+            for pt, e in np.ndenumerate(elems):
+                if e is not None:
+                    gids[pt] = int(e)
+            params.append(_Pending(gids, p.type, inner))
+    return inner, params
+
+
+def _is_pending(x) -> bool:
+    from .lower_program import _Pending
+    return isinstance(x, _Pending)
+
+
+def _fresh(em, x: TVal, domain: Domain, at) -> TVal:
+    """`x` stored at row `at` of a buffer of `domain` (copied there unless it already is)."""
+    name = x.region.buffer
+    if (em.domains.get(name) == domain.vars and x.region == row_region(name, at, x.shape)
+            and em.rows_of(name) == domain.size):
+        return x
+    out = em.buffer("t", (domain.size,) + x.shape, x.dtype, domain=domain)
+    em.emit([Copy(x.region, row_region(out, at, x.shape))])
+    return TVal(row_region(out, at, x.shape), x.dtype)
+
+
+def lower_map(walker, eqn, env):
+    em = walker.em
+    var = f"m{eqn.outputs[0].name}"
+    lists, lens, m = _lists(walker, eqn, env, 0)
+    inner, params = _enter(walker, eqn, env, var, lists, lens, m)
+    outer = em.domain
+    em.domain = inner
+    em.stack.append([])
+    results = walker.region(eqn.regions[0], ChainMap(dict(zip(eqn.regions[0].params, params)), env))
+    stored = []
+    for v, r in zip(eqn.regions[0].results, results):
+        if isinstance(r, LVal):
+            stored.append(r)
+        else:
+            r = walker.tensor(v, ChainMap({v: r}, {})) if _is_pending(r) else r
+            stored.append(_fresh(em, r, inner, inner.flat()))
+    body = em.stack.pop()
+    em.domain = outer
+    em.stack[-1].append(Loop(var, 0, m, 1, "parallel", "host", tuple(body)))
+    outs = []
+    for r, o in zip(stored, eqn.outputs):
+        ids = np.empty(outer.extents, dtype=object)
+        if isinstance(r, LVal):
+            elems = broadcast_ids(r.ids, inner.extents)
+            for pt in np.ndindex(*outer.extents):
+                if outer.valid[pt]:
+                    ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [elems[pt + (i,)]
+                                                                               for i in range(lens[pt])])
+        else:
+            rows = np.arange(inner.size).reshape(inner.extents)
+            gids = em.gid(r.region.buffer, rows)
+            for pt in np.ndindex(*outer.extents):
+                if outer.valid[pt]:
+                    ids[pt] = id_list(gids[pt][:lens[pt]])
+        outs.append(LVal(ids, o.type))
+    return outs
+
+
+def lower_aggregate(walker, eqn, env):
+    from .lower_program import _Pending
+    em = walker.em
+    k = eqn.attrs["n_state"]
+    reverse = eqn.attrs.get("reverse", False)
+    var = f"{eqn.op[0]}{eqn.outputs[0].name}"
+    lists, lens, m = _lists(walker, eqn, env, k)
+    outer = em.domain
+    slots = Domain(outer.vars + (var,), outer.extents + (m + 1,), np.ones(outer.extents + (m + 1,), bool))
+    inits = [env[v] for v in eqn.inputs[:k]]
+    states = [_TensorState(em, walker, v, x, slots, outer) if not isinstance(x, LVal)
+              else _ListState(em, x, slots, outer) for v, x in zip(eqn.inputs[:k], inits)]
+    inner, params = _enter(walker, eqn, env, var, lists, lens, m, reverse)
+    em.domain = inner
+    em.stack.append([])
+    state_params = [s.param(inner) for s in states]
+    results = walker.region(eqn.regions[0], ChainMap(dict(zip(eqn.regions[0].params, state_params + params)), env))
+    for s, v, r in zip(states, eqn.regions[0].results, results):
+        if _is_pending(r):
+            r = walker.tensor(v, ChainMap({v: r}, {}))
+        s.store(r, inner)
+    body = em.stack.pop()
+    em.domain = outer
+    em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body)))
+    if eqn.op != "scan":
+        return [s.final(lens) for s in states]
+    return [s.sequence(lens, reverse, o.type) for s, o in zip(states, eqn.outputs)]
+
+
+class _TensorState:
+    """A tensor state: buffer rows = outer points x (m + 1) slots."""
+
+    def __init__(self, em, walker, v, init, slots: Domain, outer: Domain):
+        init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else init
+        self.em, self.slots, self.var, self.shape, self.dtype = em, slots, slots.vars[-1], init.shape, init.dtype
+        self.name = em.buffer("st", (slots.size,) + init.shape, init.dtype, domain=slots)
+        em.op_name = "init"
+        em.emit([Copy(init.region, self.at(slots.flat().substitute({self.var: aff(0)})))])
+
+    def at(self, row) -> Region:
+        return row_region(self.name, row, self.shape)
+
+    def param(self, inner: Domain) -> TVal:
+        return TVal(self.at(self.slots.flat()), self.dtype)
+
+    def store(self, r: TVal, inner: Domain) -> None:
+        self.em.op_name = "next"
+        self.em.emit([Copy(r.region, self.at(self.slots.flat({self.var: 1})))])
+
+    def final(self, lens) -> TVal:
+        from .lower_program import _Pending
+        em = self.em
+        rows = np.zeros(lens.shape, dtype=np.int64)
+        for pt in np.ndindex(*lens.shape):
+            rows[pt] = int(self.slots.flat().evaluate(dict(zip(self.slots.vars, pt + (int(lens[pt]),)))))
+        gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
+        return _Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
+
+    def sequence(self, lens, reverse, t) -> LVal:
+        em = self.em
+        rows = np.arange(self.slots.size).reshape(self.slots.extents)
+        ids = np.empty(lens.shape, dtype=object)
+        for pt in np.ndindex(*lens.shape):
+            if em.domain.valid[pt]:
+                n = int(lens[pt])
+                slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
+                ids[pt] = id_list(em.gid(self.name, rows[pt][slot]))
+        return LVal(ids, t)
+
+
+def _tensor_type(shape, dtype):
+    from ..lang.types import TensorType
+    return TensorType(tuple(shape), np.dtype(dtype))
+
+
+class _ListState:
+    """A list state with the initial list's structure: `width` rows per slot, copied per step."""
+
+    def __init__(self, em, init: LVal, slots: Domain, outer: Domain):
+        self.em, self.slots, self.type, self.var = em, slots, init.type, slots.vars[-1]
+        ids = broadcast_ids(init.ids, outer.extents)
+        self.structure = np.empty(outer.extents, dtype=object)
+        widths = [0]
+        for pt in np.ndindex(*outer.extents):
+            if outer.valid[pt]:
+                self.structure[pt] = ids[pt]._compact()
+                widths.append(len(self.structure[pt][0]))
+        self.width = max(widths)
+        leaf = init.type.leaf
+        self.leaf_shape = leaf.shape
+        self.name = em.buffer("st", (slots.size * self.width,) + leaf.shape, leaf.dtype, domain=slots)
+        em.op_name = "init"
+        self._copy_rows({pt: s[0] for pt, s in np.ndenumerate(self.structure) if s is not None},
+                        outer, slots.flat().substitute({self.var: aff(0)}))
+
+    def _copy_rows(self, leaves_by_point, domain: Domain, slot_row) -> None:
+        """Gather each point's leaf rows into its slot (one gather per point, batched later)."""
+        em, w = self.em, self.width
+        if w == 0:
+            return
+        table = np.zeros(domain.extents + (w,), dtype=np.int64)
+        bufs = set()
+        for pt, leaves in leaves_by_point.items():
+            table[pt][:len(leaves)] = leaves & ROW_MASK
+            bufs.update(np.unique(leaves >> ROW_BITS).tolist())
+        if len(bufs) > 1:
+            raise UnsupportedError("the cpu backend cannot yet carry a list state whose elements come from "
+                                   "different buffers")
+        src = em.buffers[bufs.pop() if bufs else 0]
+        name = em.const_rows(table.reshape(-1))
+        flat = domain.flat()
+        em.emit([Gather(Region(src.name, (0,) * src.ndim, src.shape), Region(name, (flat * w,), (w,)),
+                        Region(self.name, (slot_row * w,) + (0,) * len(self.leaf_shape),
+                               (w,) + self.leaf_shape), 0)])
+
+    def _ids(self, pt, slot: int) -> FractalTensor:
+        leaves, offsets = self.structure[pt]
+        base = int(self.slots.flat().evaluate(dict(zip(self.slots.vars, pt + (slot,))))) * self.width
+        gids = self.em.gid(self.name, base + np.arange(len(leaves)))
+        return FractalTensor._make(id_type(self.type), gids, offsets, range(len(offsets[0]) - 1 if offsets
+                                                                           else len(leaves)))
+
+    def param(self, inner: Domain) -> LVal:
+        ids = np.empty(inner.extents, dtype=object)
+        for pt in np.ndindex(*inner.extents):
+            if inner.valid[pt]:
+                ids[pt] = self._ids(pt[:-1], pt[-1])
+        return LVal(ids, self.type)
+
+    def store(self, r, inner: Domain) -> None:
+        if not isinstance(r, LVal):
+            raise UnsupportedError("a list state must be yielded as a list")
+        ids = broadcast_ids(r.ids, inner.extents)
+        leaves = {}
+        for pt in np.ndindex(*inner.extents):
+            if inner.valid[pt]:
+                got, offsets = ids[pt]._compact()
+                want = self.structure[pt[:-1]][1]
+                if len(offsets) != len(want) or any(not np.array_equal(a, b) for a, b in zip(offsets, want)):
+                    raise UnsupportedError("the cpu backend needs a list state to keep its lengths from step "
+                                           "to step")
+                leaves[pt] = got
+        self.em.op_name = "next"
+        self._copy_rows(leaves, inner, self.slots.flat({self.var: 1}))
+
+    def final(self, lens) -> LVal:
+        ids = np.empty(lens.shape, dtype=object)
+        for pt in np.ndindex(*lens.shape):
+            if self.em.domain.valid[pt]:
+                ids[pt] = self._ids(pt, int(lens[pt]))
+        return LVal(ids, self.type)
+
+    def sequence(self, lens, reverse, t) -> LVal:
+        ids = np.empty(lens.shape, dtype=object)
+        for pt in np.ndindex(*lens.shape):
+            if self.em.domain.valid[pt]:
+                n = int(lens[pt])
+                slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
+                ids[pt] = FractalTensor._from_elements(t.elem, [self._ids(pt, int(s)) for s in slot])
+        return LVal(ids, t)

@@ -1,0 +1,368 @@
+"""Lower a traced program, for one set of argument sizes, to its first tile IR.
+
+The first tile IR mirrors the program: a `map` becomes a parallel loop, a `scan`, `fold`
+or `reduce` a sequential loop, and every tensor op one or more single-point stages (the
+passes then reschedule, batch and fuse).  Every value lives in a rows-first buffer whose
+rows are the points of its domain (`fractal.lower.lower_values`); a scan/fold state gets one
+slot per step plus the initial one, so step `v` reads slot `v` and writes slot `v + 1` and
+ragged sequences simply stop being read: the final state of a shorter sequence is read at
+its own length.  Padded points compute garbage that no valid point ever reads.
+
+List values are id lists (see `lower_values`); access operators run their language rule on
+them.  A loop element becomes a view when its rows are affine in the loop variables, else a
+gather through a constant table (e.g. the rows of a ragged batch).
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..lang.errors import FractalError, UnsupportedError
+from ..lang.ir import Program, Region as ProgRegion
+from ..lang.registry import OPS
+from ..lang.types import FractalTensorType, TensorType
+from ..lang.values import FractalTensor
+from .lower_tensor_ops import TENSOR_RULES
+from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list,
+                           id_type, lengths, row_region, scalar_gids, affine_fit)
+from .tile_affine import aff
+from .tile_expr import Region
+from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
+
+
+@dataclass
+class Lowered:
+    """The first tile IR plus what running it needs: constant data, and how arguments map to
+    input buffers and output buffers back to values."""
+
+    program: TileProgram
+    constants: dict[str, np.ndarray]
+    inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
+    outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
+    buffer_domains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """A list element not read yet: per point gids (-1 invalid) and its tensor type."""
+
+    gids: np.ndarray
+    type: TensorType
+    domain: Domain
+
+
+class _Emitter:
+    def __init__(self, name: str):
+        self.name = name
+        self.buffers: list[Buffer] = []
+        self.numbers: dict[str, int] = {}
+        self.constants: dict[str, np.ndarray] = {}
+        self.domains: dict[str, tuple[str, ...]] = {}
+        self.stack: list[list] = [[]]
+        self.domain = ROOT
+        self.op_name = "op"
+        self.counter = 0
+
+    # -- buffers --------------------------------------------------------------------------
+    def buffer(self, prefix: str, shape, dtype, role="temp", domain=None) -> str:
+        name = f"{prefix}{len(self.buffers)}"
+        self.numbers[name] = len(self.buffers)
+        self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role))
+        self.domains[name] = (domain or self.domain).vars
+        return name
+
+    def temp(self, shape, dtype) -> TVal:
+        name = self.buffer("t", (self.domain.size,) + tuple(shape), dtype)
+        return TVal(row_region(name, self.domain.flat(), tuple(shape)), np.dtype(dtype))
+
+    def const(self, value: np.ndarray) -> TVal:
+        value = np.ascontiguousarray(value)
+        name = self.buffer("c", (1,) + value.shape, value.dtype, "const", ROOT)
+        self.constants[name] = value[None]
+        return TVal(row_region(name, aff(0), value.shape), value.dtype)
+
+    def const_rows(self, rows: np.ndarray) -> str:
+        """A constant buffer whose rows are `rows` (first axis)."""
+        name = self.buffer("c", rows.shape, rows.dtype, "const", ROOT)
+        self.constants[name] = np.ascontiguousarray(rows)
+        return name
+
+    def gid(self, buffer: str, rows) -> np.ndarray:
+        return (np.int64(self.numbers[buffer]) << ROW_BITS) | np.asarray(rows, dtype=np.int64)
+
+    def rows_of(self, buffer: str) -> int:
+        return self.buffers[self.numbers[buffer]].shape[0]
+
+    # -- statements -----------------------------------------------------------------------
+    def fresh_vars(self, n: int) -> tuple[str, ...]:
+        self.counter += n
+        return tuple(f"z{self.counter - n + k}" for k in range(n))
+
+    def emit(self, ops, dims=()) -> None:
+        self.n_stages = getattr(self, "n_stages", 0) + 1
+        stmt = Stage(f"{self.op_name}{self.n_stages}", (), tuple(ops))
+        for var, n in reversed(dims):
+            stmt = Loop(var, 0, n, 1, "parallel", "host", (stmt,))
+        self.stack[-1].append(stmt)
+
+    # -- list elements ----------------------------------------------------------------------
+    def element(self, p: _Pending) -> TVal:
+        """A tensor list element per point: a view when its rows are affine, else a gather."""
+        valid = p.gids >= 0
+        bufs = np.unique(p.gids[valid] >> ROW_BITS) if valid.any() else np.array([0])
+        shape = p.type.shape
+        if len(bufs) == 1:
+            name = self.buffers[int(bufs[0])].name
+            row = affine_fit(np.where(valid, p.gids & ROW_MASK, 0), valid, self.domain.vars, self.rows_of(name))
+            if row is not None:
+                return TVal(row_region(name, row, shape), p.type.dtype)
+        name, k = self.gather_rows(p.gids[..., None], shape, p.type.dtype)
+        return TVal(row_region(name, self.domain.flat() * k, shape), p.type.dtype)
+
+    def gather_rows(self, gids: np.ndarray, shape, dtype) -> tuple[str, int]:
+        """Copy `n` rows per point (`gids[point] `, -1: none) into a fresh buffer whose rows
+        `k*flat .. k*flat + n - 1` hold them: (buffer, k).  One gather through a constant table
+        when the rows come from one buffer; else a gather and a scatter per source buffer
+        (k = n + 1: a spare row per point takes the scatters' unused entries)."""
+        n, flat = gids.shape[-1], self.domain.flat()
+        valid = gids >= 0
+        bufs = np.unique(gids[valid] >> ROW_BITS) if valid.any() else np.array([0])
+        rows = np.where(valid, gids & ROW_MASK, 0)
+        whole = lambda b: Region(b.name, (0,) * b.ndim, b.shape)  # noqa: E731
+        if len(bufs) == 1:
+            src = self.buffers[int(bufs[0])]
+            out = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
+            table = self.const_rows(rows.reshape(-1).astype(np.int64))
+            self.emit([Gather(whole(src), Region(table, (flat * n,), (n,)),
+                              Region(out, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape)), 0)])
+            return out, n
+        k = n + 1
+        out = self.buffer("t", (self.domain.size * k,) + tuple(shape), dtype)
+        scratch = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
+        ops = []
+        for b in bufs:
+            src = self.buffers[int(b)]
+            mine = valid & ((gids >> ROW_BITS) == b)
+            take = self.const_rows(np.where(mine, rows, 0).reshape(-1).astype(np.int64))
+            put = self.const_rows(np.where(mine, np.arange(n), n).reshape(-1).astype(np.int64))
+            part = Region(scratch, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape))
+            ops += [Gather(whole(src), Region(take, (flat * n,), (n,)), part, 0),
+                    Scatter(part, Region(put, (flat * n,), (n,)),
+                            Region(out, (flat * k,) + (0,) * len(shape), (k,) + tuple(shape)), 0)]
+        self.emit(ops)
+        return out, k
+
+    def row_ids(self, x: TVal) -> np.ndarray:
+        """Per point gid of a tensor value (copied to a fresh row first when it is a view)."""
+        r = x.region
+        buf = self.buffers[self.numbers[r.buffer]]
+        if r.size[1:] != buf.shape[1:] or any(s != 0 for s in r.start[1:]) or r.size[0] is not None:
+            y = self.temp(x.shape, x.dtype)
+            self.emit([Copy(r, y.region)])
+            r = y.region
+        env_rows = np.zeros(self.domain.extents, dtype=np.int64)
+        for pt in np.ndindex(*self.domain.extents):
+            env_rows[pt] = r.start[0].evaluate(dict(zip(self.domain.vars, pt)))
+        return self.gid(r.buffer, env_rows)
+
+    def program(self, results) -> TileProgram:
+        return TileProgram(self.name, self.buffers, self.stack[0])
+
+
+def lower_program(program: Program, args) -> Lowered:
+    """The first tile IR of `program` for the sizes of `args` (flat argument values)."""
+    em = _Emitter(program.name)
+    env, inputs = {}, []
+    for var, value in zip(program.params, args):
+        env[var], kind = _argument(em, var, value)
+        inputs.append(kind)
+    values = _Walker(em).region(program.body, env)
+    outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
+    return Lowered(em.program(values), em.constants, inputs, outputs, em.domains)
+
+
+def _argument(em: _Emitter, var, value):
+    safe = "".join(c if c.isalnum() else "_" for c in var.name)
+    if isinstance(var.type, TensorType):
+        name = em.buffer(f"in_{safe}_", (1,) + var.type.shape, var.type.dtype, "input")
+        return TVal(row_region(name, aff(0), var.type.shape), var.type.dtype), (name, "tensor")
+    leaves, offsets = value._compact()
+    name = em.buffer(f"in_{safe}_", leaves.shape, leaves.dtype, "input")
+    ids = FractalTensor._make(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets, range(len(value)))
+    holder = np.empty((), dtype=object)
+    holder[()] = ids
+    return LVal(holder, var.type), (name, "list")
+
+
+def _result(em: _Emitter, v, t):
+    if isinstance(v, _Pending):
+        v = em.element(v)
+    if isinstance(v, TVal):
+        name = em.buffer("out", (1,) + v.shape, v.dtype, "output")
+        em.op_name = "result"
+        em.emit([Copy(v.region, row_region(name, aff(0), v.shape))])
+        return ("tensor", name, v.shape)
+    ids = v.ids[()]
+    leaves, offsets = ids._compact()
+    leaf = t.leaf
+    name = em.buffer("out", (len(leaves),) + leaf.shape, leaf.dtype, "output")
+    if len(leaves):
+        em.op_name = "result"
+        src, _ = em.gather_rows(leaves, leaf.shape, leaf.dtype)
+        em.emit([Copy(Region(src, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape),
+                      Region(name, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape))])
+    structure = FractalTensor._make(id_type(t), np.arange(len(leaves), dtype=np.int64), offsets, range(len(ids)))
+    return ("list", name, structure)
+
+
+class _Walker:
+    def __init__(self, em: _Emitter):
+        self.em = em
+
+    def region(self, region: ProgRegion, env) -> tuple:
+        env = ChainMap({}, env) if not isinstance(env, ChainMap) else env
+        for eqn in region.eqns:
+            self.em.op_name = eqn.op
+            try:
+                outs = self.eqn(eqn, env)
+            except FractalError as e:
+                if getattr(e, "_located", False):
+                    raise
+                err = type(e)(e.message, eqn.loc)
+                err._located = True
+                raise err from None
+            env.maps[0].update(zip(eqn.outputs, outs))
+        return tuple(env[v] for v in region.results)
+
+    def tensor(self, v, env) -> TVal:
+        x = env[v]
+        if isinstance(x, _Pending):
+            t = self.em.element(_Pending(broadcast_ids(x.gids, self.em.domain.extents), x.type, x.domain))
+            if x.domain.vars == self.em.domain.vars:
+                env[v] = t
+            return t
+        return x
+
+    def eqn(self, eqn, env):
+        if eqn.op in TENSOR_RULES:
+            xs = [self.tensor(v, env) for v in eqn.inputs]
+            return TENSOR_RULES[eqn.op](self.em, xs, [o.type for o in eqn.outputs], **eqn.attrs)
+        if eqn.op == "map":
+            return self.map(eqn, env)
+        if eqn.op in ("scan", "fold", "reduce"):
+            return self.aggregate(eqn, env)
+        if OPS[eqn.op].kind == "access":
+            return self.access(eqn, env)
+        raise UnsupportedError(f"the cpu backend has no lowering for op {eqn.op!r}")
+
+    # -- access operators: the language's own rules on id lists ------------------------------
+    def access(self, eqn, env):
+        em = self.em
+        if eqn.op == "gather_dynamic":
+            raise UnsupportedError("the cpu backend cannot yet lower gather with traced indices")
+        ext = em.domain.extents
+        args = []
+        for v in eqn.inputs:
+            x = env[v]
+            if isinstance(x, LVal):
+                args.append(broadcast_ids(x.ids, ext))
+            else:
+                gids = x.gids if isinstance(x, _Pending) else em.row_ids(self.tensor(v, env))
+                gids = broadcast_ids(np.asarray(gids), ext)
+                args.append(np.vectorize(lambda g: np.asarray(g, dtype=np.int64), otypes=[object])(gids))
+        attrs = eqn.attrs
+        if eqn.op == "window" and attrs.get("padding"):
+            pad = em.const_rows(np.full((1,) + eqn.inputs[0].type.elem.shape, attrs["pad_value"],
+                                        eqn.inputs[0].type.elem.dtype))
+            attrs = dict(attrs, pad_value=int(em.gid(pad, 0)))
+        if eqn.op == "const_list":
+            return (self.const_list(eqn),)
+        if eqn.op == "slices":
+            return (self.slices(self.tensor(eqn.inputs[0], env), eqn.attrs["axis"], eqn.outputs[0].type),)
+        outs = [np.empty(ext, dtype=object) for _ in eqn.outputs]
+        for pt in np.ndindex(*ext):
+            if not em.domain.valid[pt]:
+                continue
+            res = OPS[eqn.op].impl(*(a[pt] for a in args), **attrs)
+            for o, r in zip(outs, res):
+                o[pt] = r
+        result = []
+        for o, var in zip(outs, eqn.outputs):
+            if isinstance(var.type, FractalTensorType):
+                result.append(LVal(o, var.type))
+            elif eqn.op == "length":
+                lens = np.zeros(ext, dtype=var.type.dtype)
+                for pt, r in np.ndenumerate(o):
+                    if r is not None:
+                        lens[pt] = int(r)
+                name = em.const_rows(lens.reshape(-1))
+                result.append(TVal(Region(name, (em.domain.flat(),), (None,)), var.type.dtype))
+            elif eqn.op == "stack":
+                result.append(self.stack(eqn, args[0], var.type))
+            else:
+                result.append(_Pending(scalar_gids(o), var.type, em.domain))
+        return result
+
+    def const_list(self, eqn):
+        value = OPS["const_list"].impl(**eqn.attrs)[0]
+        leaves, offsets = value._compact()
+        name = self.em.const_rows(np.asarray(leaves))
+        ids = FractalTensor._make(id_type(value.type), self.em.gid(name, np.arange(len(leaves))), offsets,
+                                  range(len(value)))
+        holder = np.empty(self.em.domain.extents, dtype=object)
+        holder[...] = [ids] if holder.ndim == 0 else None
+        for pt in np.ndindex(*self.em.domain.extents):
+            holder[pt] = ids
+        return LVal(holder, value.type)
+
+    def slices(self, x: TVal, axis: int, t) -> LVal:
+        """`slices(x, axis)`: the sub-tensors along `axis` as rows of a fresh buffer (one copy)."""
+        em = self.em
+        axis %= len(x.shape)
+        n, rest = x.shape[axis], x.shape[:axis] + x.shape[axis + 1:]
+        perm = (axis,) + tuple(a for a in range(len(x.shape)) if a != axis)
+        name = em.buffer("t", (em.domain.size * n,) + rest, x.dtype)
+        flat = em.domain.flat()
+        em.emit([Copy(x.region, Region(name, (flat * n,) + (0,) * len(rest), (n,) + rest), perm)])
+        ids = np.empty(em.domain.extents, dtype=object)
+        for pt in np.ndindex(*em.domain.extents):
+            if em.domain.valid[pt]:
+                base = int(flat.evaluate(dict(zip(em.domain.vars, pt)))) * n
+                ids[pt] = id_list(em.gid(name, base + np.arange(n)))
+        return LVal(ids, t)
+
+    def stack(self, eqn, lists, t: TensorType) -> TVal:
+        """`stack(xs)`: the n rows of the list as one tensor (a view when they are consecutive)."""
+        em, n = self.em, t.shape[0]
+        rows = np.full(em.domain.extents + (n,), -1, dtype=np.int64)
+        for pt in np.ndindex(*em.domain.extents):
+            if em.domain.valid[pt]:
+                rows[pt] = np.asarray(lists[pt]._compact()[0], dtype=np.int64)
+        elem = TensorType(t.shape[1:], t.dtype)
+        first = _Pending(rows[..., 0] if n else np.full(em.domain.extents, -1), elem, em.domain)
+        valid = em.domain.valid
+        consecutive = n == 0 or np.all((rows[valid] - rows[valid][:, :1]) == np.arange(n))
+        if consecutive and n:
+            x = em.element(first)
+            ranges = {v: (0, max(e - 1, 0)) for v, e in zip(em.domain.vars, em.domain.extents)}
+            if x.region.buffer == em.buffers[int(rows[valid][0, 0] >> ROW_BITS)].name \
+                    and x.region.start[0].bounds(ranges)[1] + n <= em.rows_of(x.region.buffer):
+                r = x.region
+                return TVal(Region(r.buffer, r.start, (n,) + r.size[1:], r.stride), t.dtype)
+        name, k = em.gather_rows(rows, t.shape[1:], t.dtype)
+        return TVal(Region(name, (em.domain.flat() * k,) + (0,) * (len(t.shape) - 1), t.shape), t.dtype)
+
+    # -- combinators ----------------------------------------------------------------------
+    def map(self, eqn, env):
+        from .lower_combinators import lower_map
+        return lower_map(self, eqn, env)
+
+    def aggregate(self, eqn, env):
+        from .lower_combinators import lower_aggregate
+        return lower_aggregate(self, eqn, env)
+
+
+__all__ = ["Lowered", "lower_program", "lengths", "element_ids", "id_list"]

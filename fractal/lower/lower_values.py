@@ -1,0 +1,155 @@
+"""What a program value is while it is being lowered to tile IR.
+
+The lowering runs once per set of argument sizes, so every list length is known: a value
+inside a combinator nest is lowered for *all* points of its iteration domain at once.
+
+* `Domain`: the enclosing combinator dims (a loop variable and a padded extent each) and the
+  mask of valid points (ragged lists make some padded points invalid).  A value defined in
+  a domain has one instance per point; its storage rows are the points in row-major order.
+* `TVal`: a tensor value: a tile `Region` template whose row index is an affine function of
+  the domain's loop variables (`row = flat(point)` for values computed here).
+* `LVal`: a list value: per domain point, a FractalTensor of *element ids* (`gid = buffer
+  number << 40 | row`) that says which stored rows are its elements.  Access operators are
+  run eagerly on these id lists with the language's own rules, so every operator and every
+  ragged case lowers with exactly the interpreter's semantics; the lowering later turns the
+  ids a loop reads into an affine row index (a view) or a gather from a constant table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..lang.types import FractalTensorType, TensorType
+from ..lang.values import FractalTensor
+from .tile_affine import Aff, aff
+from .tile_expr import Region
+
+ROW_BITS = 40
+ROW_MASK = (1 << ROW_BITS) - 1
+ID_TYPE = TensorType((), np.dtype(np.int64))
+
+
+@dataclass(frozen=True)
+class Domain:
+    vars: tuple[str, ...]
+    extents: tuple[int, ...]
+    valid: np.ndarray  # bool, shape == extents
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.extents, dtype=np.int64))
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        out, step = [], 1
+        for n in reversed(self.extents):
+            out.append(step)
+            step *= n
+        return tuple(reversed(out))
+
+    def flat(self, shift: dict[str, int] | None = None) -> Aff:
+        """The row of a point: sum of var * stride (a var may be shifted, e.g. a state's next slot)."""
+        shift = shift or {}
+        return sum((aff(v) + shift.get(v, 0)) * s for v, s in zip(self.vars, self.strides)) + aff(0)
+
+    def inner(self, var: str, extent: int, lengths: np.ndarray) -> "Domain":
+        """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
+        valid = self.valid[..., None] & (np.arange(extent) < np.asarray(lengths)[..., None])
+        return Domain(self.vars + (var,), self.extents + (extent,), valid)
+
+
+ROOT = Domain((), (), np.ones((), dtype=bool))
+
+
+@dataclass(frozen=True)
+class TVal:
+    """A tensor per domain point: `region` (row axis first, an index axis) of a buffer."""
+
+    region: Region
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.region.shape
+
+
+@dataclass(frozen=True)
+class LVal:
+    """A list per domain point: `ids[point]` is a FractalTensor of element ids (None: invalid)."""
+
+    ids: np.ndarray  # object array over the defining domain's extents
+    type: FractalTensorType  # the program type (leaf tensor type included)
+
+
+def row_region(buffer: str, row: Aff, shape: tuple[int, ...]) -> Region:
+    """The whole tensor stored at `row` of a rows-first buffer."""
+    return Region(buffer, (row,) + (0,) * len(shape), (None,) + tuple(shape))
+
+
+def id_list(gids) -> FractalTensor:
+    """A depth-1 id list."""
+    leaves = np.asarray(gids, dtype=np.int64).reshape(-1)
+    leaves.flags.writeable = False
+    return FractalTensor._make(FractalTensorType(ID_TYPE), leaves, (), range(len(leaves)))
+
+
+def id_type(t: FractalTensorType) -> FractalTensorType:
+    """The id-list type with the nesting of `t`."""
+    inner = ID_TYPE
+    for _ in range(t.depth):
+        inner = FractalTensorType(inner)
+    return inner
+
+
+def broadcast_ids(ids: np.ndarray, extents: tuple[int, ...]) -> np.ndarray:
+    """Ids of a value defined in an outer domain, seen from an inner one (extra trailing dims)."""
+    shape = ids.shape + (1,) * (len(extents) - ids.ndim)
+    return np.broadcast_to(ids.reshape(shape), extents)
+
+
+def lengths(ids: np.ndarray) -> np.ndarray:
+    """Per point list lengths (0 for invalid points)."""
+    out = np.zeros(ids.shape, dtype=np.int64)
+    for p, x in np.ndenumerate(ids):
+        if x is not None:
+            out[p] = len(x)
+    return out
+
+
+def element_ids(ids: np.ndarray, extent: int) -> np.ndarray:
+    """Per point and position `i < extent`: the i-th element (an id list or a 0-d id) or None."""
+    out = np.empty(ids.shape + (extent,), dtype=object)
+    for p, x in np.ndenumerate(ids):
+        if x is not None:
+            for i in range(len(x)):
+                out[p + (i,)] = x[i]
+    return out
+
+
+def scalar_gids(elems: np.ndarray) -> np.ndarray:
+    """Object array of 0-d id arrays (or None) -> int64 array with -1 for invalid points."""
+    out = np.full(elems.shape, -1, dtype=np.int64)
+    for p, x in np.ndenumerate(elems):
+        if x is not None:
+            out[p] = int(x)
+    return out
+
+
+def affine_fit(rows: np.ndarray, valid: np.ndarray, names: tuple[str, ...], n_rows: int) -> Aff | None:
+    """`rows[p] == c0 + sum c_k p_k` on every valid point, staying inside 0..n_rows-1 over the
+    whole box (padded points are read too)?  Then that affine index, else None."""
+    pts = np.argwhere(valid)
+    if len(pts) == 0:
+        return aff(0)
+    vals = rows[valid].astype(np.int64)
+    a = np.concatenate([np.ones((len(pts), 1)), pts], axis=1).astype(np.float64)
+    coef = np.rint(np.linalg.lstsq(a, vals.astype(np.float64), rcond=None)[0]).astype(np.int64)
+    if not np.array_equal(a.astype(np.int64) @ coef, vals):
+        return None
+    lo = coef[0] + sum(min(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
+    hi = coef[0] + sum(max(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
+    if lo < 0 or hi >= n_rows:
+        return None
+    return sum((aff(v) * int(c) for v, c in zip(names, coef[1:])), aff(int(coef[0])))

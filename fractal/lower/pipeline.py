@@ -1,0 +1,72 @@
+"""The lowering pipeline: program IR -> first tile IR -> the paper's transformations.
+
+    lowered = lower_program(program, args)          # fractal.lower.lower_program
+    tile = run_pipeline(lowered, verify=True)        # the passes below, in order
+
+Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`.  Under tests
+(`verify=True`) the IR is verified after every pass; `FRACTAL_DUMP_IR=<dir>` (or `dump=`)
+writes the IR before the first pass and after each one, and notes passes that changed nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .coarsen import coarsen
+from .hardware import Hardware, this_cpu
+from .hoist import hoist
+from .materialise import materialise
+from .schedule import schedule
+from .tile_ir import TileProgram
+from .tiling import tile
+
+
+@dataclass
+class PassContext:
+    constants: dict[str, np.ndarray]
+    hardware: Hardware
+    notes: list[str] = field(default_factory=list)  # what each pass decided, for the dump and tests
+
+
+PASSES = [
+    # 1. schedule: distribute the parallel (map) loops over their statements and sink them
+    #    below the sequential loops, so every stage sits directly inside its map loops
+    ("schedule", schedule),
+    # 1b. batch across time: stages of a sequential loop that read nothing the loop writes
+    #    (the input projections of an RNN) move before it, the loop variable a batch dim
+    ("hoist", hoist),
+    # 2. graph coarsening: map loops around a stage become its batch dims; stages with the
+    #    same dims and point-local dependences merge; element-wise chains fuse into one
+    #    expression; a gemm's `+` epilogue becomes an accumulating gemm
+    ("coarsen", coarsen),
+    # 3. access materialisation: temporaries only live within one step of a sequential loop
+    #    keep one step's rows (storage contraction)
+    ("materialise", materialise),
+    # 4. tiling: big multi-op stages split into cache-sized tiles (from the hardware record)
+    ("tile", tile),
+]
+
+
+def run_pipeline(program: TileProgram, constants: dict, *, hardware: Hardware | None = None, verify: bool = False,
+                 dump: str | os.PathLike | None = None, passes=None) -> tuple[TileProgram, PassContext]:
+    ctx = PassContext(constants, hardware or this_cpu())
+    dump = dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR")
+    out = Path(dump) if dump else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{program.name}.00-lowered.tile").write_text(str(program) + "\n")
+    if verify:
+        program.verify()
+    for k, (name, run) in enumerate(passes if passes is not None else PASSES, 1):
+        before = program
+        program = run(program, ctx)
+        if verify:
+            program.verify()
+        if out is not None:
+            text = str(program) + "\n" if program != before else f"// {name}: (unchanged)\n"
+            (out / f"{program.name}.{k:02d}-{name}.tile").write_text(text)
+    return program, ctx
