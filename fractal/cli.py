@@ -1,7 +1,8 @@
 """The `fractal` command line: browse and run the model zoo.
 
-    fractal models                          list the zoo
-    fractal run stacked_lstm --config cpu   run a model, check it against its reference, time it
+    fractal models                            list the zoo
+    fractal run stacked_lstm --config cpu     run a model, check it against its reference, time it
+    fractal bench [--models M ...] [--quick]  the CPU benchmark (benchmarks/cpu_backend.py, from a checkout)
 
 The zoo lives in the repository's `examples/` folder; the command finds it in
 the current directory, next to the installed package (editable installs), or
@@ -30,6 +31,19 @@ def _zoo():
             return zoo
     raise SystemExit("fractal: cannot find the model zoo (examples/zoo.py); run from a clone of the "
                      "repository or set FRACTAL_ZOO to the folder that holds examples/")
+
+
+def _benchmark():
+    """Import `benchmarks.cpu_backend` from the source checkout (benchmarks/ is not installed)."""
+    candidates = [os.environ.get("FRACTAL_ZOO"), os.getcwd(), str(pathlib.Path(__file__).resolve().parents[1])]
+    for root in filter(None, candidates):
+        if (pathlib.Path(root) / "benchmarks" / "cpu_backend.py").is_file():
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            import importlib
+            return importlib.import_module("benchmarks.cpu_backend")
+    raise SystemExit("fractal: cannot find benchmarks/cpu_backend.py; `fractal bench` runs from a clone of "
+                     "the repository (the benchmarks are not installed with the package)")
 
 
 def cmd_models(args) -> int:
@@ -105,6 +119,11 @@ def cmd_run(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_bench(args) -> int:
+    argv = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    return _benchmark().main(argv + (["--models", *args.models] if args.models else []))
+
+
 def _describe(result) -> str:
     if isinstance(result, tuple):
         return "(" + ", ".join(_describe(r) for r in result) + ")"
@@ -123,6 +142,12 @@ def main(argv=None) -> int:
     run.add_argument("--regular", action="store_true", help="equal lengths instead of a ragged batch")
     run.add_argument("--print-ir", action="store_true", help="also print the program IR")
     run.set_defaults(fn=cmd_run)
+    bench = sub.add_parser("bench", help="benchmark the CPU backend against the interpreter, NumPy, "
+                                         "PyTorch and JAX (writes BENCHMARKS.md)")
+    bench.add_argument("--models", nargs="+", metavar="MODEL", help="zoo models (default: all)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per system, median (default 5)")
+    bench.add_argument("--quick", action="store_true", help="1 repeat and no interpreter")
+    bench.set_defaults(fn=cmd_bench)
     args = parser.parse_args(argv)
     return args.fn(args)
 

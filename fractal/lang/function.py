@@ -7,6 +7,11 @@ at trace time (loop counts, flags), and a new value traces a new program.  Annot
 arguments; when absent, types come from the call.  Traced programs are cached
 per argument structure and types (list lengths are runtime data, so a new
 length does not re-trace).
+
+Calling a function runs it on the cpu backend (`f.compile`, compiled and cached per
+argument sizes, since the lowering unrolls list structure); `f(*args, backend="interpreter")`
+runs the NumPy reference interpreter, and programs the backend cannot lower yet fall back to
+it with a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import functools
 import inspect
 import re
 import typing
+import warnings
 
 import numpy as np
 
@@ -26,6 +32,7 @@ from .tree import TreeDef, flatten, unflatten
 from .types import FractalTensorType, TensorType, TupleType, type_of
 
 _FRACTAL_TYPES = (TensorType, FractalTensorType, TupleType)
+_WARNED: set[str] = set()  # functions already warned about an interpreter fallback
 
 
 class Function:
@@ -38,6 +45,7 @@ class Function:
         self.name = re.sub(r"[^A-Za-z0-9_.]", "_", name or getattr(fn, "__name__", "function"))
         self.signature = inspect.signature(fn)
         self._cache: dict = {}
+        self._compiled: dict = {}  # (program, sizes, backend) -> Compiled
 
     def _flatten_args(self, args, kwargs):
         try:
@@ -101,13 +109,38 @@ class Function:
         flat = run_program(program, leaves, progress)
         return unflatten(out_tree, flat)
 
+    def compile(self, *args, backend: str = "cpu", **kwargs):
+        """Compile for these arguments' types and sizes (cached): a `Compiled` with `.tile_ir`
+        and `.run(*args)`.  The compiler layers build on this one, hence the late import."""
+        from ..compile import compile_function, sizes_key
+        program, _, leaves = self._traced(args, kwargs)
+        key = (program, sizes_key(leaves), backend)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = compile_function(self, args, kwargs, backend)
+        return compiled
+
     def __call__(self, *args, **kwargs):
+        backend = "cpu"
+        if "backend" in kwargs and "backend" not in self.signature.parameters:
+            backend = kwargs.pop("backend")
         if current_frame() is not None:
             # called while tracing (from another traced function, or from an eager map's
             # abstract pass over an empty list): inline the body into the enclosing trace
             self._flatten_args(args, kwargs)  # the same signature and annotation checks
             return self.fn(*args, **kwargs)
-        return self.interpret(*args, **kwargs)
+        if backend == "interpreter":
+            return self.interpret(*args, **kwargs)
+        from .errors import UnsupportedError
+        try:
+            compiled = self.compile(*args, backend=backend, **kwargs)
+        except UnsupportedError as e:
+            if self.name not in _WARNED:
+                _WARNED.add(self.name)
+                warnings.warn(f"{self.name}: running in the interpreter; the {backend} backend cannot "
+                              f"compile it yet: {e.message}", stacklevel=2)
+            return self.interpret(*args, **kwargs)
+        return compiled.run(*args, **kwargs)
 
     def __repr__(self):
         return f"<fractal function {self.name}>"

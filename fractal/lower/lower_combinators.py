@@ -17,7 +17,8 @@ import numpy as np
 from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType
 from ..lang.values import FractalTensor
-from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list, id_type,
+from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_gids, element_ids, id_list,
+                           id_type,
                            lengths, row_region)
 from .tile_affine import aff
 from .tile_expr import Region
@@ -47,14 +48,10 @@ def _enter(walker, eqn, env, var: str, lists, lens, m, reverse=False):
             for pt, x in np.ndenumerate(xs):
                 if x is not None:
                     xs[pt] = x[::-1]
-        elems = element_ids(xs, m)
         if isinstance(p.type, FractalTensorType):
-            params.append(LVal(elems, p.type))
+            params.append(LVal(element_ids(xs, m), p.type))
         else:
-            gids = np.full(elems.shape, -1, dtype=np.int64)
-            for pt, e in np.ndenumerate(elems):
-                if e is not None:
-                    gids[pt] = int(e)
+            gids = element_gids(xs, m)
             params.append(_Pending(gids, p.type, inner))
     return inner, params
 
@@ -167,7 +164,7 @@ class _TensorState:
         em = self.em
         rows = np.zeros(lens.shape, dtype=np.int64)
         for pt in np.ndindex(*lens.shape):
-            rows[pt] = int(self.slots.flat().evaluate(dict(zip(self.slots.vars, pt + (int(lens[pt]),)))))
+            rows[pt] = self.slots.row(pt + (int(lens[pt]),))
         gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
         return _Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
 
@@ -230,7 +227,7 @@ class _ListState:
 
     def _ids(self, pt, slot: int) -> FractalTensor:
         leaves, offsets = self.structure[pt]
-        base = int(self.slots.flat().evaluate(dict(zip(self.slots.vars, pt + (slot,))))) * self.width
+        base = self.slots.row(pt + (slot,)) * self.width
         gids = self.em.gid(self.name, base + np.arange(len(leaves)))
         return FractalTensor._make(id_type(self.type), gids, offsets, range(len(offsets[0]) - 1 if offsets
                                                                            else len(leaves)))

@@ -27,7 +27,7 @@ from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
 from .lower_tensor_ops import TENSOR_RULES
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list,
-                           id_type, lengths, row_region, scalar_gids, affine_fit)
+                           id_type, lengths, row_region, scalar_gids, affine_fit, evaluate_on_grid)
 from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
@@ -79,7 +79,7 @@ class _Emitter:
         return TVal(row_region(name, self.domain.flat(), tuple(shape)), np.dtype(dtype))
 
     def const(self, value: np.ndarray) -> TVal:
-        value = np.ascontiguousarray(value)
+        value = np.array(value, order="C")  # (ascontiguousarray would make a 0-d value 1-d)
         name = self.buffer("c", (1,) + value.shape, value.dtype, "const", ROOT)
         self.constants[name] = value[None]
         return TVal(row_region(name, aff(0), value.shape), value.dtype)
@@ -163,10 +163,7 @@ class _Emitter:
             y = self.temp(x.shape, x.dtype)
             self.emit([Copy(r, y.region)])
             r = y.region
-        env_rows = np.zeros(self.domain.extents, dtype=np.int64)
-        for pt in np.ndindex(*self.domain.extents):
-            env_rows[pt] = r.start[0].evaluate(dict(zip(self.domain.vars, pt)))
-        return self.gid(r.buffer, env_rows)
+        return self.gid(r.buffer, evaluate_on_grid(r.start[0], self.domain))
 
     def program(self, results) -> TileProgram:
         return TileProgram(self.name, self.buffers, self.stack[0])
@@ -280,6 +277,14 @@ class _Walker:
             attrs = dict(attrs, pad_value=int(em.gid(pad, 0)))
         if eqn.op == "const_list":
             return (self.const_list(eqn),)
+        if eqn.op == "enumerate":  # positions are new values: rows of one constant 0..n-1 buffer
+            lens = lengths(args[0])
+            table = em.const_rows(np.arange(int(lens.max()) if lens.size else 0, dtype=np.int64))
+            ids = np.empty(ext, dtype=object)
+            for pt in np.ndindex(*ext):
+                if em.domain.valid[pt]:
+                    ids[pt] = id_list(em.gid(table, np.arange(lens[pt])))
+            return (LVal(ids, eqn.outputs[0].type),)
         if eqn.op == "slices":
             return (self.slices(self.tensor(eqn.inputs[0], env), eqn.attrs["axis"], eqn.outputs[0].type),)
         outs = [np.empty(ext, dtype=object) for _ in eqn.outputs]
@@ -330,7 +335,7 @@ class _Walker:
         ids = np.empty(em.domain.extents, dtype=object)
         for pt in np.ndindex(*em.domain.extents):
             if em.domain.valid[pt]:
-                base = int(flat.evaluate(dict(zip(em.domain.vars, pt)))) * n
+                base = em.domain.row(pt) * n
                 ids[pt] = id_list(em.gid(name, base + np.arange(n)))
         return LVal(ids, t)
 

@@ -52,7 +52,12 @@ class Domain:
     def flat(self, shift: dict[str, int] | None = None) -> Aff:
         """The row of a point: sum of var * stride (a var may be shifted, e.g. a state's next slot)."""
         shift = shift or {}
-        return sum((aff(v) + shift.get(v, 0)) * s for v, s in zip(self.vars, self.strides)) + aff(0)
+        strides = self.strides
+        return Aff(tuple(zip(self.vars, strides)), sum(shift.get(v, 0) * s for v, s in zip(self.vars, strides)))
+
+    def row(self, point) -> int:
+        """`flat()` at one point (NumPy arithmetic, no index objects)."""
+        return int(np.ravel_multi_index(tuple(int(i) for i in point), self.extents)) if self.extents else 0
 
     def inner(self, var: str, extent: int, lengths: np.ndarray) -> "Domain":
         """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
@@ -81,6 +86,17 @@ class LVal:
 
     ids: np.ndarray  # object array over the defining domain's extents
     type: FractalTensorType  # the program type (leaf tensor type included)
+
+
+def evaluate_on_grid(a: Aff, domain: Domain) -> np.ndarray:
+    """An affine index at every point of `domain` at once (an int array of its extents)."""
+    out = np.full(domain.extents, a.const, dtype=np.int64)
+    grids = np.indices(domain.extents, dtype=np.int64) if domain.extents else []
+    for atom, c in a.terms:
+        if not isinstance(atom, str) or atom not in domain.vars:
+            raise ValueError(f"not affine in the domain variables: {a}")
+        out += c * grids[domain.vars.index(atom)]
+    return out
 
 
 def row_region(buffer: str, row: Aff, shape: tuple[int, ...]) -> Region:
@@ -125,6 +141,16 @@ def element_ids(ids: np.ndarray, extent: int) -> np.ndarray:
         if x is not None:
             for i in range(len(x)):
                 out[p + (i,)] = x[i]
+    return out
+
+
+def element_gids(ids: np.ndarray, extent: int) -> np.ndarray:
+    """For depth-1 id lists: per point and position the element's gid (-1: none), vectorised."""
+    out = np.full(ids.shape + (extent,), -1, dtype=np.int64)
+    for p, x in np.ndenumerate(ids):
+        if x is not None:
+            leaves = x._compact()[0]
+            out[p + (slice(0, len(leaves)),)] = leaves
     return out
 
 

@@ -158,6 +158,8 @@ def aff(x) -> Aff:
         return x
     if isinstance(x, QUASI):
         return Aff(((x, 1),))
+    if isinstance(x, str) and x.isidentifier() and x not in ("max", "min", "floor", "mod"):
+        return Aff(((x, 1),))  # a bare variable: no need to parse
     if isinstance(x, str):
         from .tile_parser import parse_index
         return parse_index(x)

@@ -1,0 +1,326 @@
+"""fractal's CPU backend side by side with the interpreter, NumPy, PyTorch and JAX.
+
+    python benchmarks/cpu_backend.py [--models M ...] [--repeats N] [--quick]
+    fractal bench [--models M ...] [--repeats N] [--quick]
+
+Every zoo model runs at its `cpu` configuration (plus stacked_lstm at `cpu_small_batch` and
+flash_attention at `cpu_seq2048`), float32, on the zoo's ragged inputs
+(`inputs(config, dtype=np.float32)`), all systems in this one process:
+
+* `fractal cpu`: `compiled = model.compile(*args, backend="cpu")` (timed once as the compile
+  time: trace + analysis + lowering), then `compiled.run(*args)`;
+* `interpreter`: `model.interpret(*args)`, one run (it is slow); `--quick` skips it;
+* `numpy reference`: the zoo's `reference(*args)`, plus NumPy peers (`benchmarks/peers`);
+* PyTorch and JAX peers when those libraries import (`benchmarks/peers`): library kernels
+  (`nn.LSTM`, `nn.GRU`, `scaled_dot_product_attention`, ...) and natural eager code.
+
+Each system gets one untimed warm-up run (which is also checked against the reference: the
+max abs error and whether it is within `examples.zoo.tolerance(float32)`), then `--repeats`
+timed runs (default 5, `--quick` 1); the median is reported.  A system stops repeating once its
+timed runs total `BUDGET_S` seconds (the JSON records how many runs it got), which keeps a full
+run within about 10 minutes on a 2-core machine.  A system that
+raises is recorded with `"error": "<type>: <first line>"` and the run goes on.
+
+For the GEMM-heavy models the useful FLOPs (the matmuls of the valid, unpadded work, 2 per
+multiply-add; see `FLOP_FORMULAS`) give every system's GFLOP/s and its percentage of this
+machine's float32 GEMM peak (np.matmul of 1024 x 1024 operands, measured once per run).
+
+Writes `benchmarks/results/cpu_backend.json` and `BENCHMARKS.md` (see `benchmarks/report.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python benchmarks/cpu_backend.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+from benchmarks.peers import Prepared, load_families  # noqa: E402
+from examples import zoo  # noqa: E402
+
+DTYPE = np.float32
+EXTRA_CONFIGS = {"stacked_lstm": ("cpu_small_batch",), "flash_attention": ("cpu_seq2048",)}
+BUDGET_S = 6.0  # timed seconds per system and case before it stops repeating
+FRACTAL, INTERPRETER, REFERENCE = "fractal cpu", "interpreter", "numpy reference"
+
+
+# -- useful work ----------------------------------------------------------------------------
+
+def _lengths(x) -> np.ndarray:
+    return np.array(x.lengths())
+
+
+USEFUL_FLOPS = {
+    "stacked_lstm": lambda c, a: 16 * c["hidden"] ** 2 * c["depth"] * _lengths(a[0]).sum(),
+    "dilated_lstm": lambda c, a: 16 * c["hidden"] ** 2 * c["depth"] * _lengths(a[0]).sum(),
+    "grid_rnn": lambda c, a: 12 * c["hidden"] ** 2 * c["depth"] * (_lengths(a[0]) * _lengths(a[1])).sum(),
+    "b2b_gemm": lambda c, a: 2 * c["M"] * c["N"] * (c["K"] + c["P"]),
+    "flash_attention": lambda c, a: sum(4 * c["heads"] * (len(s[0]) * c["block"]) ** 2 * c["head_dim"]
+                                        for s in a[0]),
+    "bigbird": lambda c, a: sum(20 * len(s) * c["block"] ** 2 * c["hidden"] for s in a[0]),
+}
+FLOP_FORMULAS = {
+    "stacked_lstm": "16 H^2 depth sum_b len_b (per cell x@W and h@U, [1,H]x[H,4H] each)",
+    "dilated_lstm": "16 H^2 depth sum_b len_b (one LSTM cell per step and layer)",
+    "grid_rnn": "12 H^2 depth sum_b S_b T_b (per cell [1,2H]x[2H,H] and [1,H]x[H,H], for x and y)",
+    "b2b_gemm": "2 M N K + 2 M N P (A@B, then (A@B)@C)",
+    "flash_attention": "sum_b 4 heads T_b^2 d (Q K^T and P V over the sample's own length)",
+    "bigbird": "sum_b n_b 20 Bs^2 H (per query block: scores [Bs,H]x[H,5Bs] and P V)",
+}
+
+
+# -- one system -----------------------------------------------------------------------------
+
+def error_text(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def measure(prepared: Prepared, expected, repeats: int, warm_up: bool = True) -> dict:
+    """Warm-up (checked against `expected`), then up to `repeats` timed runs."""
+    rec = {}
+    times = []
+    t0 = time.perf_counter()
+    out = prepared.run()
+    first = time.perf_counter() - t0
+    try:
+        if expected is not None:
+            err = zoo.max_abs_error(prepared.to_reference(out), expected)
+            rec.update(max_abs_error=err, agrees=bool(err <= zoo.tolerance(DTYPE)))
+    except Exception as e:  # a result of the wrong structure is a disagreement, not a crash
+        rec.update(max_abs_error=None, agrees=False, check_error=error_text(e))
+    del out
+    if not warm_up:
+        times.append(first)
+    while len(times) < repeats and sum(times) < BUDGET_S:
+        t0 = time.perf_counter()
+        prepared.run()
+        times.append(time.perf_counter() - t0)
+    rec.update(median_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], repeats=len(times))
+    return rec
+
+
+def run_system(name: str, family: str, library: bool, prepare, expected, repeats: int, warm_up=True) -> dict:
+    rec = {"name": name, "family": family, "library": library, "median_ms": None, "error": None}
+    try:
+        prepared = prepare()
+        rec.update(measure(prepared, expected, repeats, warm_up))
+    except Exception as e:
+        rec["error"] = error_text(e)
+    gc.collect()
+    return rec
+
+
+def fractal_prepare(m, args, rec: dict):
+    """Compile (timed into `rec["compile_ms"]`), then the compiled program's `run` as the call."""
+    def prepare():
+        t0 = time.perf_counter()
+        compiled = m.model.compile(*args, backend="cpu")
+        rec["compile_ms"] = 1e3 * (time.perf_counter() - t0)
+        return Prepared(lambda: compiled.run(*args), m.outputs)
+    return prepare
+
+
+# -- one case -------------------------------------------------------------------------------
+
+def bench_case(name: str, config: str, families: dict, repeats: int, interpreter: bool, peak: float) -> dict:
+    m = zoo.load(name)
+    args = m.inputs(config, dtype=DTYPE)
+    systems: dict[str, dict] = {}
+
+    def add(rec: dict) -> None:
+        systems[rec["name"]] = rec
+        shown = rec["error"] or f"{rec['median_ms']:.2f} ms" + ("" if rec.get("agrees", True) else " (disagrees)")
+        print(f"  {name} [{config}] {rec['name']}: {shown}", file=sys.stderr, flush=True)
+
+    first: list = []  # the reference's warm-up result: what every other system is checked against
+
+    def reference():
+        out = m.reference(*args)
+        first[:] = first or [out]
+        return out
+    ref = run_system(REFERENCE, "numpy", False, lambda: Prepared(reference, lambda r: r), None, repeats)
+    expected = first[0] if first else None
+    if expected is not None:
+        ref.update(max_abs_error=0.0, agrees=True)
+    add(ref)
+    for peer in families["numpy"].peers.get(name, ()):
+        add(run_system(peer.name, "numpy", peer.library, lambda: peer.prepare(m, args), expected, repeats))
+    frac = {"name": FRACTAL}
+    frac.update(run_system(FRACTAL, "fractal", False, fractal_prepare(m, args, frac), expected, repeats))
+    add(frac)
+    if interpreter:
+        add(run_system(INTERPRETER, "interpreter", False,
+                       lambda: Prepared(lambda: m.model.interpret(*args), m.outputs),
+                       expected, 1, warm_up=False))
+    for family in ("torch", "jax"):
+        for peer in families[family].peers.get(name, ()):
+            add(run_system(peer.name, family, peer.library, lambda: peer.prepare(m, args), expected, repeats))
+
+    cfg = m.CONFIGS[config]
+    flops = float(USEFUL_FLOPS[name](cfg, args)) if name in USEFUL_FLOPS else None
+    for rec in systems.values():
+        if flops and rec["median_ms"]:
+            rec["gflops"] = flops / rec["median_ms"] / 1e6
+            rec["pct_peak"] = 100.0 * rec["gflops"] / peak if peak else None
+    return {"model": name, "config": config, "sizes": cfg, "useful_gflop": flops and flops / 1e9,
+            "systems": systems, "ratios": ratios(systems)}
+
+
+def ratios(systems: dict) -> dict:
+    """fractal's time over each other system's (below 1: fractal is faster), and its speedup
+    over the interpreter."""
+    frac = systems.get(FRACTAL, {}).get("median_ms")
+    if not frac:
+        return {}
+    over = {n: frac / r["median_ms"] for n, r in systems.items() if n != FRACTAL and r["median_ms"]}
+    out = {"fractal_time_over": over}
+    if INTERPRETER in over:
+        out["speedup_over_interpreter"] = 1.0 / over[INTERPRETER]
+    peers = {n: r["median_ms"] for n, r in systems.items() if r["family"] in ("numpy", "torch", "jax")
+             and r["median_ms"] and r.get("agrees", True)}
+    if peers:
+        best = min(peers, key=peers.get)
+        out.update(best_peer=best, fractal_over_best_peer=frac / peers[best])
+    return out
+
+
+# -- the machine ----------------------------------------------------------------------------
+
+def gemm_peak_gflops() -> tuple[float, str]:
+    """float32 GEMM GFLOP/s of np.matmul on 1024 x 1024 operands (median of 5)."""
+    try:
+        from fractal.lower.hardware import measured_gemm_gflops
+        return float(measured_gemm_gflops(dtype="float32", n=1024, repeats=5)), "fractal.lower.hardware"
+    except ImportError:
+        pass
+    n = 1024
+    a, b = (np.random.default_rng(s).standard_normal((n, n)).astype(np.float32) for s in (0, 1))
+    a @ b
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9, "np.matmul (local)"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """HEAD's commit, read from .git without running git (None outside a checkout)."""
+    git = ROOT / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return None
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other work on a small machine skews every timing (a
+    thread pool waiting on a descheduled thread), so the results record it."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "load_average_start": load_average()}
+
+
+def versions(families: dict) -> dict:
+    import fractal
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": families["torch"].version, "jax": families["jax"].version,
+            "fractal": getattr(fractal, "__version__", None), "fractal_commit": git_commit()}
+
+
+# -- the run --------------------------------------------------------------------------------
+
+def cases(models, config: str | None) -> list[tuple[str, str]]:
+    out = []
+    for name in models:
+        m = zoo.load(name)
+        configs = (config,) if config else ("cpu",) + EXTRA_CONFIGS.get(name, ())
+        out += [(name, c) for c in configs if c in m.CONFIGS]
+    return out
+
+
+def run_benchmark(models=None, *, config=None, repeats=5, quick=False, out_json=None, out_md=None) -> dict:
+    """Run every case, write the JSON results and the markdown report, return the results."""
+    families = load_families()
+    repeats = 1 if quick else repeats
+    peak, peak_source = gemm_peak_gflops()
+    print(f"float32 GEMM peak: {peak:.1f} GFLOP/s ({peak_source})", file=sys.stderr, flush=True)
+    results = {"benchmark": "cpu_backend", "dtype": np.dtype(DTYPE).name, "repeats": repeats, "quick": quick,
+               "budget_s": BUDGET_S, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+               "machine": machine(), "versions": versions(families),
+               "gemm_peak_gflops": peak, "gemm_peak_source": peak_source,
+               "tolerance": zoo.tolerance(DTYPE), "flop_formulas": FLOP_FORMULAS,
+               "skipped_families": {f.name: f.error for f in families.values() if f.error}, "cases": []}
+    for name, cfg in cases(models or zoo.available(), config):
+        results["cases"].append(bench_case(name, cfg, families, repeats, not quick, peak))
+    results["machine"]["load_average_end"] = load_average()
+    results["goals"] = report.goals(results)
+    out_json = Path(out_json or ROOT / "benchmarks" / "results" / "cpu_backend.json")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    out_md = Path(out_md or ROOT / "BENCHMARKS.md")
+    out_md.write_text(report.render(results))
+    print(f"wrote {out_json} and {out_md}", file=sys.stderr)
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", metavar="MODEL", help="zoo models (default: all)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs per system (median; default 5)")
+    ap.add_argument("--quick", action="store_true", help="1 repeat, no interpreter")
+    ap.add_argument("--config", help="run every model at this one config instead of cpu (+ variants)")
+    ap.add_argument("--out", help="results JSON (default benchmarks/results/cpu_backend.json)")
+    ap.add_argument("--markdown", help="report (default BENCHMARKS.md at the repository root)")
+    opts = ap.parse_args(argv)
+    unknown = [n for n in opts.models or () if n not in zoo.MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(zoo.MODELS)}")
+    if opts.repeats < 1:
+        ap.error("--repeats must be at least 1")
+    results = run_benchmark(opts.models, config=opts.config, repeats=opts.repeats, quick=opts.quick,
+                            out_json=opts.out, out_md=opts.markdown)
+    print(report.table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

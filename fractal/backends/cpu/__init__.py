@@ -1,0 +1,14 @@
+"""The CPU backend: runs tile programs with NumPy, one batched call per tile op and stage.
+
+    exe = CpuExecutable(program, constants)      # program verified; constants by buffer name
+    outputs = exe.run(inputs, profile=None)       # {output buffer name: array}
+
+Modules: `executor` (statements to closures, storage, argument checks), `views` (regions
+over a stage box as strided views, fancy indexing otherwise), `ops` (one rule per tile op),
+`gemm` (batched GEMM that folds shared operands into single BLAS calls), `indices`
+(indices compiled to Python functions).
+"""
+
+from .executor import CpuExecutable
+
+__all__ = ["CpuExecutable"]

@@ -1,0 +1,152 @@
+"""`CpuExecutable`: a verified tile program compiled once into Python closures, run with NumPy.
+
+Loops and ifs run as Python control flow over compiled bounds (`parallel` loops too: one
+core runs them in order).  A stage runs each of its tile ops once for its whole box, op
+after op (points are independent by contract, so op-major order equals point-major
+order); `ops.RULES` turns each op into one batched NumPy call over views of the buffers.
+
+Storage: temps are allocated once per executable in their layout (zeros, kept across
+runs), constants copied once into their layout, outputs allocated as zeros in their
+layout on every run; inputs are used as given (any strides).  Runs are not thread-safe
+(temps are shared).
+"""
+
+from __future__ import annotations
+
+import operator
+from time import perf_counter
+from typing import Mapping
+
+import numpy as np
+
+from fractal.lang.errors import ArgumentError, ShapeError
+from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
+
+from .indices import compile_index, compile_lambda, index_source
+from .ops import RULES
+from .views import Memory, RegionAccess, allocate
+
+_COMPARE = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge,
+            ">": operator.gt}
+
+
+class _Scope:
+    """What compiling a stage's ops needs: buffer storage, dtypes and the stage variables."""
+
+    def __init__(self, memory: Mapping[str, Memory], stage_vars: tuple[str, ...]):
+        self.memory, self.stage_vars = memory, stage_vars
+        self.dtypes = {name: m.buffer.dtype for name, m in memory.items()}
+
+    def access(self, region, pads: int = 0) -> RegionAccess:
+        return RegionAccess(region, self.memory[region.buffer], self.stage_vars, pads)
+
+
+class CpuExecutable:
+    """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program, constants).run(inputs)`."""
+
+    def __init__(self, program: TileProgram, constants: Mapping[str, np.ndarray]):
+        self.program = program
+        self.memory = {b.name: Memory(b) for b in program.buffers}
+        self._roles = {role: [b for b in program.buffers if b.role == role]
+                       for role in ("input", "output", "temp", "const")}
+        for b, value in _checked(self._roles["const"], constants, "constant").items():
+            storage = allocate(b)
+            storage[...] = value
+            self.memory[b.name].bind(storage)
+        for b in self._roles["temp"]:
+            self.memory[b.name].bind(allocate(b))
+        self._profile: dict | None = None
+        self._body = [self._stmt(s) for s in program.body]
+
+    def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
+        """The output buffers after one run; `profile` (a dict) accumulates seconds per stage name."""
+        for b, value in _checked(self._roles["input"], inputs, "input").items():
+            self.memory[b.name].bind(value)
+        outputs = {b.name: allocate(b) for b in self._roles["output"]}
+        for name, array in outputs.items():
+            self.memory[name].bind(array)
+        self._profile = profile
+        try:
+            with np.errstate(all="ignore"):  # padded rows of ragged batches may overflow; never read
+                env: dict[str, int] = {}
+                for stmt in self._body:
+                    stmt(env)
+        finally:
+            self._profile = None
+            for b in self._roles["input"] + self._roles["output"]:  # hold no caller memory
+                self.memory[b.name].release()
+        return outputs
+
+    # --- statements, compiled to closures `run(env)` ------------------------------------------
+
+    def _stmt(self, s):
+        if isinstance(s, Loop):
+            return self._loop(s)
+        if isinstance(s, If):
+            return self._if(s)
+        if isinstance(s, Stage):
+            return self._stage(s)
+        raise TypeError(f"not a tile statement: {type(s).__name__}")  # verify() rules this out
+
+    def _loop(self, s: Loop):
+        start, stop, step, var = compile_index(s.start), compile_index(s.stop), s.step, s.var
+        body = [self._stmt(x) for x in s.body]
+
+        def run(env):
+            for value in range(start(env), stop(env), step):
+                env[var] = value
+                for stmt in body:
+                    stmt(env)
+        return run
+
+    def _if(self, s: If):
+        lhs, op, rhs = s.cond
+        a, b, compare = compile_index(lhs), compile_index(rhs), _COMPARE[op]
+        then, orelse = [self._stmt(x) for x in s.then], [self._stmt(x) for x in s.orelse]
+
+        def run(env):
+            for stmt in then if compare(a(env), b(env)) else orelse:
+                stmt(env)
+        return run
+
+    def _stage(self, s: Stage):
+        scope = _Scope(self.memory, tuple(d.var for d in s.dims))
+        ops = [RULES[type(op)](op, scope) for op in s.body]
+        starts = "".join(index_source(d.start) + ", " for d in s.dims)
+        extents = "".join(f"{index_source(d.stop)} - {index_source(d.start)}, " for d in s.dims)
+        box_of = compile_lambda("e", f"(({starts}), ({extents}))")
+        name = s.name
+
+        def run(env):
+            los, box = box_of(env)
+            if min(box, default=1) <= 0:  # no point runs
+                return
+            profile = self._profile
+            t0 = perf_counter() if profile is not None else 0.0
+            for op in ops:
+                op(env, los, box)
+            if profile is not None:
+                profile[name] = profile.get(name, 0.0) + perf_counter() - t0
+        return run
+
+
+def _checked(buffers, arrays: Mapping[str, np.ndarray], what: str) -> dict:
+    """`arrays` matched to `buffers` by name, checked for shape and dtype."""
+    if not isinstance(arrays, Mapping):
+        raise ArgumentError(f"{what}s must be a mapping from buffer name to array, got {type(arrays).__name__}")
+    names = [b.name for b in buffers]
+    expected = ", ".join(names) or "none"
+    extra = sorted(set(arrays) - set(names))
+    if extra:
+        raise ArgumentError(f"unknown {what} {extra[0]!r}: the program's {what}s are {expected}")
+    out = {}
+    for b in buffers:
+        if b.name not in arrays:
+            raise ArgumentError(f"missing {what} {b.name!r}: the program's {what}s are {expected}")
+        value = np.asarray(arrays[b.name])
+        if value.shape != b.shape:
+            raise ShapeError(f"{what} {b.name!r} has shape {value.shape}, expected {b.shape}")
+        if value.dtype != b.dtype:
+            raise ArgumentError(f"{what} {b.name!r} has dtype {value.dtype}, expected {b.dtype}")
+        out[b] = value
+    return out

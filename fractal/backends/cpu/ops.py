@@ -1,0 +1,206 @@
+"""One rule per tile op: `RULES[type](op, scope)` compiles the op, once, into
+`run(env, los, box)` that executes it for every point of a stage box with one batched
+NumPy call (the box dims are the leading axes of every operand, see `views`).
+
+Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
+
+* copy: `dst = reshape(transpose(src, perm), dst.shape)` (`perm` empty: identity);
+  convert: the same cast to dst's dtype;
+* elementwise: the expression tree over `tensor_ops.UNARY`/`BINARY` and `np.where`, loads
+  broadcast (their shapes right-aligned to dst's by size-1 axes), a constant typed like
+  its sibling operand (else like dst), the last ufunc writing straight into dst's view;
+* reduce: `np.<combiner>.reduce` in dst's dtype over the shifted axes;
+* gather / scatter: `np.take` / indexed assignment when every point uses one index
+  vector, else `take_along_axis` / assignment through batch index arrays;
+* gemm: `gemm.gemm_into` (folding shared operands into one BLAS call).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fractal.lang.tensor_ops import BINARY, UNARY
+from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, Load, Reduce,
+                                   Scatter, Unary, Where)
+
+from .gemm import gemm_into
+
+BOOL = np.dtype(bool)
+BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"})
+COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
+
+
+def _copy(op, scope):
+    src, dst = scope.access(op.src), scope.access(op.dst)
+    perm, shape = op.perm, op.dst.shape
+
+    def run(env, los, box):
+        x = src.get(env, los, box)
+        if perm:
+            nb = len(box)
+            x = x.transpose(tuple(range(nb)) + tuple(nb + p for p in perm))
+        if x.shape[len(box):] != shape:
+            x = x.reshape(box + shape)
+        dst.put(env, los, box, x)
+    return run
+
+
+def _convert(op, scope):
+    src, dst = scope.access(op.src), scope.access(op.dst)
+    return lambda env, los, box: dst.put(env, los, box, src.get(env, los, box))
+
+
+# --- elementwise ----------------------------------------------------------------------
+
+def static_dtype(e, dtypes):
+    """The dtype of an element expression as `verify` types it; None where only constants."""
+    if isinstance(e, Load):
+        return dtypes[e.region.buffer]
+    if isinstance(e, Const):
+        return None
+    if isinstance(e, Unary):
+        return BOOL if e.op in BOOL_OPS else static_dtype(e.x, dtypes)
+    if isinstance(e, Binary) and e.op in BOOL_OPS:
+        return BOOL
+    a, b = static_dtype(e.a, dtypes), static_dtype(e.b, dtypes)
+    return a if a is not None else b
+
+
+def _constant(value: float, dtype) -> np.generic:
+    with np.errstate(all="ignore"):
+        return np.asarray(value).astype(dtype)[()]
+
+
+def _expr(e, want, scope, ndst: int, top):
+    """`f(env, los, box)` evaluating `e`; a constant takes the dtype `want`."""
+    if isinstance(e, Load):
+        return scope.access(e.region, pads=ndst - len(e.region.shape)).get
+    if isinstance(e, Const):
+        value = _constant(e.value, want)
+        return lambda env, los, box: value
+    fn, args = _operands(e, want, scope, ndst, top)
+    if len(args) == 1:
+        (x,) = args
+        return lambda env, los, box: fn(x(env, los, box))
+    if len(args) == 2:
+        a, b = args
+        return lambda env, los, box: fn(a(env, los, box), b(env, los, box))
+    c, a, b = args
+    return lambda env, los, box: fn(c(env, los, box), a(env, los, box), b(env, los, box))
+
+
+def _operands(e, want, scope, ndst: int, top):
+    """The NumPy function of a unary/binary/where node and its compiled operands."""
+    if isinstance(e, Unary):
+        return UNARY[e.op], [_expr(e.x, want, scope, ndst, top)]
+    da, db = static_dtype(e.a, scope.dtypes), static_dtype(e.b, scope.dtypes)
+    if isinstance(e, Binary) and e.op in BOOL_OPS:
+        want = top  # constants compared with constants: in dst's dtype, not bool
+    a = _expr(e.a, db if db is not None else want, scope, ndst, top)
+    b = _expr(e.b, da if da is not None else want, scope, ndst, top)
+    if isinstance(e, Where):
+        return np.where, [_expr(e.cond, BOOL, scope, ndst, top), a, b]
+    return BINARY[e.op], [a, b]
+
+
+def _elementwise(op, scope):
+    dst = scope.access(op.dst)
+    ndst, dtype, e = len(op.dst.shape), dst.dtype, op.expr
+    if dst.is_view and isinstance(e, (Unary, Binary)):
+        fn, args = _operands(e, dtype, scope, ndst, dtype)
+        if isinstance(fn, np.ufunc):  # the last ufunc writes straight into dst
+
+            def run(env, los, box):
+                fn(*[f(env, los, box) for f in args], out=dst.view(env, los, box), casting="unsafe")
+            return run
+    value = _expr(e, dtype, scope, ndst, dtype)
+    return lambda env, los, box: dst.put(env, los, box, value(env, los, box))
+
+
+# --- reduce, gather, scatter, gemm --------------------------------------------------------
+
+def _reduce(op, scope):
+    src, dst = scope.access(op.src), scope.access(op.dst)
+    fn, keep = COMBINE[op.combiner], len(op.dst.shape) == len(op.src.shape)
+
+    def run(env, los, box):
+        axes = tuple(len(box) + a for a in op.axes)
+        x = src.get(env, los, box)
+        if dst.is_view:
+            fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep, out=dst.view(env, los, box))
+        else:
+            dst.put(env, los, box, fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep))
+    return run
+
+
+def _shared_index(index: np.ndarray, nbatch: int):
+    """The one index vector every point uses (stride 0 over the box), or None."""
+    if all(s == 0 or n == 1 for s, n in zip(index.strides[:nbatch], index.shape[:nbatch])):
+        return index[(0,) * nbatch]
+    return None
+
+
+def _batch_index(index: np.ndarray, nbatch: int, axis: int, ndata: int) -> tuple:
+    """Per box dim an index array, and `index` shaped to stand for data axis `axis`."""
+    shape = index.shape[:nbatch] + (1,) * axis + index.shape[nbatch:] + (1,) * (ndata - axis - 1)
+    batch = tuple(np.arange(n).reshape((-1,) + (1,) * (nbatch + ndata - d - 1))
+                  for d, n in enumerate(index.shape[:nbatch]))
+    return batch, index.reshape(shape)
+
+
+def _gather(op, scope):
+    src, index, dst = scope.access(op.src), scope.access(op.index), scope.access(op.dst)
+    axis = op.axis
+
+    def run(env, los, box):
+        data, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        one = _shared_index(idx, nb)
+        if one is not None:
+            out = np.take(data, one, axis=nb + axis)
+        else:
+            _, along = _batch_index(idx, nb, axis, data.ndim - nb)
+            out = np.take_along_axis(data, along, axis=nb + axis)
+        dst.put(env, los, box, out)
+    return run
+
+
+def _scatter(op, scope):
+    src, index, dst = scope.access(op.src), scope.access(op.index), scope.access(op.dst)
+    axis, ndata = op.axis, len(op.dst.shape)
+
+    def run(env, los, box):
+        rows, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        table = dst.get(env, los, box)  # a view (written in place) or a gathered copy
+        one = _shared_index(idx, nb)
+        if one is not None:
+            table[(slice(None),) * (nb + axis) + (one,)] = rows
+        else:
+            batch, along = _batch_index(idx, nb, axis, ndata)
+            others = tuple(np.arange(n).reshape((-1,) + (1,) * (ndata - k - 1)) if k != axis else along
+                           for k, n in enumerate(table.shape[nb:]))
+            table[batch + others] = rows
+        if not dst.is_view:
+            dst.put(env, los, box, table)
+    return run
+
+
+def _gemm(op, scope):
+    a, b, c = scope.access(op.a), scope.access(op.b), scope.access(op.c)
+    ta, tb, acc = op.trans_a, op.trans_b, op.accumulate
+    # folding needs a box dim that a or b does not read (stride 0 there)
+    fold = any(all(var not in x.vars() for x in r.start) for var in scope.stage_vars for r in (op.a, op.b))
+
+    def run(env, los, box):
+        x, y = a.get(env, los, box), b.get(env, los, box)
+        x, y = (x.swapaxes(-1, -2) if ta else x), (y.swapaxes(-1, -2) if tb else y)
+        if c.is_view:
+            gemm_into(x, y, c.view(env, los, box), acc, fold)
+        else:
+            out = c.get(env, los, box)
+            gemm_into(x, y, out, acc, fold)
+            c.put(env, los, box, out)
+    return run
+
+
+RULES = {Copy: _copy, Convert: _convert, Elementwise: _elementwise, Reduce: _reduce, Gather: _gather,
+         Scatter: _scatter, Gemm: _gemm}

@@ -1,0 +1,120 @@
+"""A naive reference executor for tile programs: every stage point in turn, every op on
+plain NumPy basic slices.  Slow and obviously right; the oracle of the CPU backend's tests."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from fractal.lang.tensor_ops import BINARY, UNARY
+from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
+                                   Scatter, Stage, TileProgram, Unary, Where)
+
+BOOL_OPS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
+COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
+COMPARE = {"<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal, ">=": np.greater_equal,
+           ">": np.greater}
+
+
+def run_naive(p: TileProgram, inputs, constants, temps=None) -> dict:
+    """The output buffers after running `p`; `temps` (a dict) keeps temp buffers across calls."""
+    arrays = {}
+    for b in p.buffers:
+        given = inputs if b.role == "input" else constants if b.role == "const" else None
+        if given is not None:
+            arrays[b.name] = np.array(given[b.name], b.dtype)
+        elif b.role == "temp" and temps is not None and b.name in temps:
+            arrays[b.name] = temps[b.name]
+        else:
+            arrays[b.name] = np.zeros(b.shape, b.dtype)
+    if temps is not None:
+        temps.update({b.name: arrays[b.name] for b in p.buffers if b.role == "temp"})
+    with np.errstate(all="ignore"):
+        run_block(p.body, {}, arrays)
+    return {b.name: arrays[b.name] for b in p.buffers if b.role == "output"}
+
+
+def run_block(stmts, env, arrays) -> None:
+    for s in stmts:
+        if isinstance(s, Loop):
+            for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                run_block(s.body, {**env, s.var: value}, arrays)
+        elif isinstance(s, If):
+            a, op, b = s.cond
+            run_block(s.then if COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, arrays)
+        else:
+            assert isinstance(s, Stage)
+            ranges = [range(d.start.evaluate(env), d.stop.evaluate(env)) for d in s.dims]
+            for point in itertools.product(*ranges):
+                inner = {**env, **{d.var: x for d, x in zip(s.dims, point)}}
+                for op in s.body:
+                    run_op(op, inner, arrays)
+
+
+def region(r, env, arrays) -> np.ndarray:
+    """The region as a basic-slicing view: index axes drop, range axes stay."""
+    key = []
+    for start, size, stride in zip(r.start, r.size, r.stride):
+        i = start.evaluate(env)
+        assert i >= 0
+        key.append(i if size is None else slice(i, i + size * stride, stride))
+    return arrays[r.buffer][tuple(key) + (Ellipsis,)]  # a view even when every axis is an index
+
+
+def dtype_of(e, arrays):
+    if isinstance(e, Load):
+        return arrays[e.region.buffer].dtype
+    if isinstance(e, Const):
+        return None
+    if isinstance(e, Unary):
+        return np.dtype(bool) if e.op in BOOL_OPS else dtype_of(e.x, arrays)
+    if isinstance(e, Binary) and e.op in BOOL_OPS:
+        return np.dtype(bool)
+    a = dtype_of(e.a, arrays)
+    return a if a is not None else dtype_of(e.b, arrays)
+
+
+def evaluate(e, env, arrays, want, top):
+    """An element expression; a constant is typed like its sibling operand, else `want`."""
+    if isinstance(e, Load):
+        return region(e.region, env, arrays)
+    if isinstance(e, Const):
+        return np.asarray(e.value).astype(want)[()]
+    if isinstance(e, Unary):
+        return UNARY[e.op](evaluate(e.x, env, arrays, want, top))
+    da, db = dtype_of(e.a, arrays), dtype_of(e.b, arrays)
+    if isinstance(e, Binary) and e.op in BOOL_OPS:
+        want = top
+    a = evaluate(e.a, env, arrays, db if db is not None else want, top)
+    b = evaluate(e.b, env, arrays, da if da is not None else want, top)
+    if isinstance(e, Where):
+        return np.where(evaluate(e.cond, env, arrays, np.dtype(bool), top), a, b)
+    return BINARY[e.op](a, b)
+
+
+def run_op(op, env, arrays) -> None:
+    get = lambda r: region(r, env, arrays)  # noqa: E731
+    if isinstance(op, Copy):
+        src, dst = get(op.src), get(op.dst)
+        dst[...] = np.reshape(np.transpose(src, op.perm) if op.perm else src, dst.shape)
+    elif isinstance(op, Convert):
+        dst = get(op.dst)
+        dst[...] = get(op.src).astype(dst.dtype)
+    elif isinstance(op, Elementwise):
+        dst = get(op.dst)
+        dst[...] = evaluate(op.expr, env, arrays, dst.dtype, dst.dtype)
+    elif isinstance(op, Reduce):
+        src, dst = get(op.src), get(op.dst)
+        dst[...] = COMBINE[op.combiner].reduce(src, axis=op.axes, dtype=dst.dtype, keepdims=dst.ndim == src.ndim)
+    elif isinstance(op, Gather):
+        dst = get(op.dst)
+        dst[...] = np.take(get(op.src), get(op.index), axis=op.axis)
+    elif isinstance(op, Scatter):
+        dst = get(op.dst)
+        dst[(slice(None),) * op.axis + (get(op.index),)] = get(op.src)
+    else:
+        assert isinstance(op, Gemm)
+        a, b, c = get(op.a), get(op.b), get(op.c)
+        product = (a.T if op.trans_a else a) @ (b.T if op.trans_b else b)
+        c[...] = c + product if op.accumulate else product

@@ -1,0 +1,419 @@
+"""The CPU backend's tile-IR executor: batched execution (one NumPy call per op and stage)
+agrees with the naive per-point executor (`naive.py`) and with plain NumPy, for every op
+kind, strided and broadcast views, quasi-affine (fancy-indexed) regions, control flow and
+random parallel-safe programs; GEMMs that share an operand fold into one BLAS call; bad
+arguments raise errors naming the buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from fractal.backends.cpu import CpuExecutable
+from fractal.lang.errors import ArgumentError, ShapeError
+from fractal.backends.cpu.views import Memory, RegionAccess
+from fractal.lower import Buffer, TileProgram, parse_region, parse_tile_program, tile_ir
+
+from .naive import run_naive
+from .programs import parallel_programs, program_data
+
+RNG = np.random.default_rng(0)
+
+
+def program(text: str):
+    return parse_tile_program(text).verify()
+
+
+def tile(buffers: str, body: str) -> str:
+    return "tile @t {\n" + buffers + "\n" + body + "\n}"
+
+
+def data(shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def run_both(p, inputs, constants=None, rtol=1e-5, atol=1e-6):
+    """Runs `p` batched and naively; asserts they agree and returns the batched outputs."""
+    constants = constants or {}
+    got = CpuExecutable(p, constants).run(inputs)
+    want = run_naive(p, inputs, constants)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=name)
+    return got
+
+
+def sigmoid(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+# --- the docstring's wavefront LSTM -----------------------------------------------------------
+
+def lstm_numpy(x, w, u):
+    """The two-layer LSTM of tile_ir's docstring, directly: h[l + 1, t + 1] is layer l at step t."""
+    h = np.zeros((3, 7, 4, 8), np.float32)
+    h[0, 1:] = x
+    for l in range(2):
+        c = np.zeros((4, 8), np.float32)
+        for t in range(6):
+            g = h[l, t + 1] @ w[l] + h[l + 1, t] @ u[l]
+            c = sigmoid(g[:, 8:16]) * c + sigmoid(g[:, 0:8]) * np.tanh(g[:, 24:32])
+            h[l + 1, t + 1] = sigmoid(g[:, 16:24]) * np.tanh(c)
+    return h
+
+
+def test_docstring_lstm_matches_naive_and_numpy():
+    """The wavefront LSTM (negative coefficients `s - l`, max/min boxes, a const in a
+    transposed layout, accumulating GEMMs, fused cell updates) runs vectorised exactly like
+    the naive executor and a direct NumPy LSTM, on every run, and profiles its stages."""
+    text = "\n".join(line[4:] for line in tile_ir.__doc__.split("::\n\n", 1)[1].rstrip().splitlines())
+    p = program(text)
+    x, w, u = data((6, 4, 8)), data((2, 8, 32)) * 0.5, data((2, 8, 32)) * 0.5
+    got = run_both(p, {"x": x}, {"w": w, "u": u})["h"]
+    np.testing.assert_allclose(got, lstm_numpy(x, w, u), rtol=1e-5, atol=1e-6)
+    exe, profile = CpuExecutable(p, {"w": w, "u": u}), {}
+    for _ in range(2):
+        np.testing.assert_allclose(exe.run({"x": x}, profile=profile)["h"], got, rtol=1e-6, atol=1e-7)
+    assert set(profile) == {"init", "load_x", "gates", "cell"} and all(t > 0 for t in profile.values())
+
+
+# --- one op kind at a time ------------------------------------------------------------------------
+
+def test_copy_over_a_wavefront_with_negative_coefficients_and_strides():
+    """`y[l, s - l]` steps backwards through one axis as l grows; `3 - l` reads rows in reverse;
+    `0:8:2` is strided."""
+    p = program(tile("""  buffer x: f32[4,6,8] global input
+  buffer y: f32[4,6,4] global output layout(2,0,1)""", """  for s in 0:9 sequential host {
+    stage k(l in max(0, s - 5):min(4, s + 1)) device {
+      y[l, s - l, 0:4] = copy(x[3 - l, s - l, 0:8:2])
+    }
+  }"""))
+    x = data((4, 6, 8))
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], x[::-1, :, 0:8:2])
+
+
+def test_elementwise_broadcast_loads_and_constants():
+    """Loads broadcast to the dst shape (a row, a column, a point the stage ignores);
+    constants take their sibling's dtype (f16 stays f16); comparisons feed `where`."""
+    p = program(tile("""  buffer x: f16[3,4,8] global input
+  buffer b: f16[8] global const
+  buffer col: f16[4,1] global input
+  buffer y: f16[3,4,8] global output""", """  stage k(i in 0:3) device {
+    y[i, 0:4, 0:8] = where(lt(x[i, 0:4, 0:8], 0.5), add(mul(x[i, 0:4, 0:8], b[0:8]), 1.5), sub(col[0:4, 0:1], 2.0))
+  }"""))
+    x, b, col = data((3, 4, 8), np.float16), data(8, np.float16), data((4, 1), np.float16)
+    got = run_both(p, {"x": x, "col": col}, {"b": b}, rtol=1e-3)["y"]
+    want = np.where(x < np.float16(0.5), x * b + np.float16(1.5), col - np.float16(2.0))
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
+def test_elementwise_unary_ops_and_fused_updates():
+    """Non-ufunc ops (sigmoid, relu, gelu) and a region read and written by the same op."""
+    p = program(tile("""  buffer x: f64[5,6] global input
+  buffer y: f64[5,6] global output""", """  stage k(i in 0:5) device {
+    y[i, 0:6] = sigmoid(x[i, 0:6])
+    y[i, 0:6] = add(y[i, 0:6], gelu(relu(x[i, 0:6])))
+    y[i, 0:6] = mul(y[i, 0:6], 2.0)
+  }"""))
+    x = data((5, 6), np.float64)
+    from fractal.lang.tensor_ops import UNARY
+    want = 2 * (sigmoid(x) + UNARY["gelu"](np.maximum(x, 0)))
+    np.testing.assert_allclose(run_both(p, {"x": x})["y"], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("combiner, fn", [("add", np.sum), ("max", np.max), ("min", np.min)])
+def test_reduce_keeps_or_drops_axes(combiner, fn):
+    p = program(tile("""  buffer x: f32[2,3,4,5] global input
+  buffer kept: f32[2,3,1,5] global output
+  buffer dropped: f32[2,5] global output""", f"""  stage k(i in 0:2) device {{
+    kept[i, 0:3, 0:1, 0:5] = reduce_{combiner}(x[i, 0:3, 0:4, 0:5], axes=[1])
+    dropped[i, 0:5] = reduce_{combiner}(x[i, 0:3, 0:4, 0:5], axes=[0, 1])
+  }}"""))
+    x = data((2, 3, 4, 5))
+    out = run_both(p, {"x": x})
+    np.testing.assert_allclose(out["kept"], fn(x, axis=2, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(out["dropped"], fn(x, axis=(1, 2)), rtol=1e-5)
+
+
+def test_gemm_transposes_accumulation_and_wider_result():
+    """`c = a.T @ b.T` per point, then `c += a2 @ b2` with b2 shared by all points; f32
+    operands into an f64 c (the product is cast)."""
+    p = program(tile("""  buffer a: f32[3,4,5] global input
+  buffer b: f32[6,4] global const
+  buffer a2: f32[3,5,2] global input
+  buffer b2: f32[2,6] global input
+  buffer c: f64[3,5,6] global output""", """  stage k(i in 0:3) device {
+    c[i, 0:5, 0:6] = gemm(a[i, 0:4, 0:5].T, b[0:6, 0:4].T)
+    c[i, 0:5, 0:6] += gemm(a2[i, 0:5, 0:2], b2[0:2, 0:6])
+  }"""))
+    a, b, a2, b2 = data((3, 4, 5)), data((6, 4)), data((3, 5, 2)), data((2, 6))
+    got = run_both(p, {"a": a, "a2": a2, "b2": b2}, {"b": b})["c"]
+    assert got.dtype == np.float64
+    want = (a.transpose(0, 2, 1) @ b.T).astype(np.float64) + (a2 @ b2).astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_gemm_with_strided_operands_and_integers():
+    """Operands whose inner stride is not 1 (not BLAS-friendly) and int GEMMs (no BLAS)."""
+    p = program(tile("""  buffer a: f32[2,4,10] global input
+  buffer b: f32[5,3] global input
+  buffer c: f32[2,4,6] global output
+  buffer ia: i64[2,3] global input
+  buffer ib: i64[3,2] global input
+  buffer ic: i64[2,2] global output""", """  stage k(i in 0:2) device {
+    c[i, 0:4, 0:6:2] = gemm(a[i, 0:4, 0:10:2], b[0:5, 0:3])
+  }
+  stage m() device {
+    ic[0:2, 0:2] = gemm(ia[0:2, 0:3], ib[0:3, 0:2])
+  }"""))
+    a, b = data((2, 4, 10)), data((5, 3))
+    ia, ib = RNG.integers(-5, 5, (2, 3)), RNG.integers(-5, 5, (3, 2))
+    out = run_both(p, {"a": a, "b": b, "ia": ia, "ib": ib})
+    np.testing.assert_allclose(out["c"][:, :, 0:6:2], a[:, :, 0:10:2] @ b, rtol=1e-5)
+    assert not out["c"][:, :, 1::2].any()
+    np.testing.assert_array_equal(out["ic"], ia @ ib)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_gather_and_scatter_along_an_axis(axis):
+    """Per-point index vectors (batched fancy indexing) and one shared vector (np.take);
+    indices count from the region's start."""
+    table = "x[i, 1:4, 0:5]" if axis == 0 else "x[i, 0:3, 1:6]"
+    rows_shape = "0:2, 0:5" if axis == 0 else "0:3, 0:2"
+    table_dst = "t[i, 1:4, 0:5]" if axis == 0 else "t[i, 0:3, 1:6]"
+    p = program(tile("""  buffer x: f32[3,4,6] global input
+  buffer idx: i32[3,2] global input
+  buffer shared: i64[2] global const
+  buffer g: f32[3,3,5] global output
+  buffer h: f32[3,3,5] global output
+  buffer t: f32[3,4,6] global output""", f"""  stage k(i in 0:3) device {{
+    g[i, {rows_shape}] = gather({table}, idx[i, 0:2], axis={axis})
+    h[i, {rows_shape}] = gather({table}, shared[0:2], axis={axis})
+    {table_dst} = scatter(g[i, {rows_shape}], idx[i, 0:2], axis={axis})
+  }}"""))
+    x = data((3, 4, 6))
+    idx = np.array([[0, 2], [1, 0], [2, 1]], np.int32)
+    shared = np.array([2, 0])
+    out = run_both(p, {"x": x, "idx": idx}, {"shared": shared})
+    for i in range(3):
+        src = x[i, 1:4, 0:5] if axis == 0 else x[i, 0:3, 1:6]
+        want = np.take(src, idx[i], axis=axis)
+        got = out["g"][i, 0:2, 0:5] if axis == 0 else out["g"][i, 0:3, 0:2]
+        np.testing.assert_array_equal(got, want)
+        got_shared = out["h"][i, 0:2, 0:5] if axis == 0 else out["h"][i, 0:3, 0:2]
+        np.testing.assert_array_equal(got_shared, np.take(src, shared, axis=axis))
+        scattered = np.zeros_like(src)
+        scattered[(slice(None),) * axis + (idx[i],)] = want
+        np.testing.assert_array_equal(out["t"][i, 1:4, 0:5] if axis == 0 else out["t"][i, 0:3, 1:6], scattered)
+
+
+def test_copy_with_perm_and_reshape_and_convert():
+    """`copy(src, perm=[1, 0])` transposes per point, a copy between shapes of equal size
+    reshapes in row-major order, convert casts (f32 -> i32 truncates)."""
+    p = program(tile("""  buffer x: f32[2,3,4] global input
+  buffer t: f32[2,4,3] global output
+  buffer flat: f32[2,12] global output
+  buffer both: f32[2,2,6] global output
+  buffer n: i32[2,3,4] global output""", """  stage k(i in 0:2) device {
+    t[i, 0:4, 0:3] = copy(x[i, 0:3, 0:4], perm=[1, 0])
+    flat[i, 0:12] = copy(x[i, 0:3, 0:4])
+    both[i, 0:2, 0:6] = copy(x[i, 0:3, 0:4], perm=[1, 0])
+    n[i, 0:3, 0:4] = convert(x[i, 0:3, 0:4])
+  }"""))
+    x = data((2, 3, 4)) * 10
+    out = run_both(p, {"x": x})
+    np.testing.assert_array_equal(out["t"], x.transpose(0, 2, 1))
+    np.testing.assert_array_equal(out["flat"], x.reshape(2, 12))
+    np.testing.assert_array_equal(out["both"], x.transpose(0, 2, 1).reshape(2, 2, 6))
+    np.testing.assert_array_equal(out["n"], x.astype(np.int32))
+
+
+def test_quasi_affine_stage_indices_use_fancy_indexing():
+    """floor/mod/max over stage variables: reads gather, writes assign through index arrays,
+    for elementwise, reduce, gemm and scatter destinations alike."""
+    p = program(tile("""  buffer x: f32[4,3] global input
+  buffer w: f32[3,2] global const
+  buffer idx: i32[2] global const
+  buffer y: f32[6,3] global output
+  buffer r: f32[6] global output
+  buffer c: f32[6,1,2] global output
+  buffer s: f32[6,3] global output""", """  stage k(i in 0:6, j in 0:1) device {
+    y[(i + 3) mod 6, 0:3] = add(x[floor(i / 2), 0:3], x[max(i - 2, 0), 0:3])
+    r[5 - i + j] = reduce_max(x[i mod 4, 0:3], axes=[0])
+    c[(i + 1) mod 6, 0:1, 0:2] = gemm(x[floor(i / 2):floor(i / 2) + 1, 0:3], w[0:3, 0:2])
+    s[(i + 5) mod 6, 0:3:2] = scatter(x[i mod 4, 0:2], idx[0:2], axis=0)
+  }"""))
+    x, w, idx = data((4, 3)), data((3, 2)), np.array([1, 0], np.int32)
+    out = run_both(p, {"x": x}, {"w": w, "idx": idx})
+    i = np.arange(6)
+    np.testing.assert_allclose(out["y"][(i + 3) % 6], x[i // 2] + x[np.maximum(i - 2, 0)], rtol=1e-6)
+    np.testing.assert_array_equal(out["r"][5 - i], x[i % 4].max(axis=1))
+    np.testing.assert_allclose(out["c"][(i + 1) % 6, 0], x[i // 2] @ w, rtol=1e-5)
+    np.testing.assert_array_equal(out["s"][(i + 5) % 6][:, [2, 0]], x[i % 4, 0:2])
+
+
+def test_regions_affine_in_stage_variables_are_views():
+    """Quasi-affine terms over loop variables only still give a strided view; floor/mod/max
+    over a stage variable needs fancy indexing."""
+    memory = Memory(Buffer("h", (8, 8, 4), np.float32))
+    view = RegionAccess(parse_region("h[max(0, s - 5) + l, floor(s / 2) - 2*l, 0:4]"), memory, ("l",))
+    fancy = RegionAccess(parse_region("h[floor(l / 2), 0, 0:4]"), memory, ("l",))
+    assert view.is_view and not fancy.is_view
+
+
+def test_loops_with_steps_ifs_and_parallel_loops():
+    """Negative and non-unit steps, `if`/`else`, a parallel loop run in order; a stage
+    without dims runs once."""
+    p = program(tile("""  buffer y: f32[8] global output
+  buffer z: f32[1] global output""", """  for i in 7:-1 step -2 sequential host {
+    if i >= 4 {
+      stage hi() device {
+        y[i:i + 1] = 1.0
+      }
+    } else {
+      stage lo() device {
+        y[i:i + 1] = 2.0
+      }
+    }
+  }
+  for j in 0:3 parallel device {
+    stage count() device {
+      z[0:1] = add(z[0:1], 1.0)
+    }
+  }"""))
+    out = run_both(p, {})
+    np.testing.assert_array_equal(out["y"], [0, 2, 0, 2, 0, 1, 0, 1])
+    np.testing.assert_array_equal(out["z"], [3])
+
+
+# --- GEMM folding ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def matmul_calls(monkeypatch):
+    """The (a, b) shapes of every np.matmul call."""
+    calls, real = [], np.matmul
+
+    def spy(a, b, *args, **kwargs):
+        calls.append((np.shape(a), np.shape(b)))
+        return real(a, b, *args, **kwargs)
+    monkeypatch.setattr(np, "matmul", spy)
+    return calls
+
+
+def test_gemm_sharing_b_folds_box_points_into_rows(matmul_calls):
+    """64 points of `[1,256] @ [256,128]` with one shared weight matrix run as a single
+    `[64,256] @ [256,128]` BLAS call."""
+    p = program(tile("""  buffer x: f32[64,1,256] global input
+  buffer w: f32[256,128] global const
+  buffer y: f32[64,1,128] global output""", """  stage rows(b in 0:64) device {
+    y[b, 0:1, 0:128] = gemm(x[b, 0:1, 0:256], w[0:256, 0:128])
+  }"""))
+    x, w = data((64, 1, 256)), data((256, 128))
+    got = run_both(p, {"x": x}, {"w": w}, atol=1e-4)["y"]  # BLAS sums 256 terms in its own order
+    np.testing.assert_allclose(got, x @ w, rtol=1e-4, atol=1e-4)
+    assert ((64, 256), (256, 128)) in matmul_calls  # the batched run (the naive one calls per point)
+    assert not any(len(a) == 3 for a, _ in matmul_calls)
+
+
+def test_gemm_sharing_a_folds_box_points_into_columns(matmul_calls):
+    """Symmetrically, a shared a folds the box into N: `[4,32] @ [32, 16 points]`."""
+    p = program(tile("""  buffer w: f32[4,32] global const
+  buffer x: f32[16,32,1] global input
+  buffer y: f32[16,4,1] global output""", """  stage cols(b in 0:16) device {
+    y[b, 0:4, 0:1] = gemm(w[0:4, 0:32], x[b, 0:32, 0:1])
+  }"""))
+    x, w = data((16, 32, 1)), data((4, 32))
+    np.testing.assert_allclose(run_both(p, {"x": x}, {"w": w}, atol=1e-5)["y"], w @ x, rtol=1e-4, atol=1e-5)
+    assert ((4, 32), (32, 16)) in matmul_calls
+
+
+def test_gemm_folds_two_box_dims_and_keeps_accumulation(matmul_calls):
+    """Two box dims fold when a and c step through them like rows; `+=` adds the product."""
+    p = program(tile("""  buffer x: f64[3,4,2,8] global input
+  buffer w: f64[8,5] global const
+  buffer y: f64[3,4,2,5] global output""", """  stage k(i in 0:3, j in 0:4) device {
+    y[i, j, 0:2, 0:5] = gemm(x[i, j, 0:2, 0:8], w[0:8, 0:5])
+    y[i, j, 0:2, 0:5] += gemm(x[i, j, 0:2, 0:8], w[0:8, 0:5])
+  }"""))
+    x, w = data((3, 4, 2, 8), np.float64), data((8, 5), np.float64)
+    np.testing.assert_allclose(run_both(p, {"x": x}, {"w": w})["y"], 2 * (x @ w), rtol=1e-12)
+    assert matmul_calls.count(((24, 8), (8, 5))) == 2
+
+
+# --- storage, arguments and profiles --------------------------------------------------------------
+
+def test_inputs_with_any_strides_fresh_outputs_and_persistent_temps():
+    """Inputs may be reversed or transposed views; outputs are fresh zeroed arrays each run;
+    temps keep their values across runs and are stored in their layout."""
+    p = program(tile("""  buffer x: f32[3,4] global input
+  buffer acc: f32[3,4] global temp layout(1,0)
+  buffer y: f32[3,4] global output
+  buffer unused: f32[2] global output""", """  stage k(i in 0:3) device {
+    acc[i, 0:4] = add(acc[i, 0:4], x[i, 0:4])
+    y[i, 0:4] = copy(acc[i, 0:4])
+  }"""))
+    base = data((4, 3))
+    views = [base.T, np.ascontiguousarray(data((3, 4))[::-1, ::-1])[::-1, ::-1], data((6, 8))[::2, 1::2]]
+    assert views[1].strides == (-16, -4)
+    exe = CpuExecutable(p, {})
+    total = np.zeros((3, 4), np.float32)
+    previous = None
+    for x in views:
+        out = exe.run({"x": x})
+        total += x
+        np.testing.assert_allclose(out["y"], total, rtol=1e-6)
+        assert not out["unused"].any() and out["y"] is not previous
+        previous = out["y"]
+    assert exe.memory["acc"].array.strides == (4, 12)  # column-major, as its layout says
+
+
+@pytest.mark.parametrize("inputs, error, message", [
+    ({}, ArgumentError, "missing input 'x': the program's inputs are x, n"),
+    ({"x": np.zeros((2, 3), np.float32), "n": np.zeros(2, np.int32), "q": 1}, ArgumentError,
+     "unknown input 'q': the program's inputs are x, n"),
+    ({"x": np.zeros((3, 2), np.float32), "n": np.zeros(2, np.int32)}, ShapeError,
+     "input 'x' has shape (3, 2), expected (2, 3)"),
+    ({"x": np.zeros((2, 3), np.float64), "n": np.zeros(2, np.int32)}, ArgumentError,
+     "input 'x' has dtype float64, expected float32"),
+    ([np.zeros((2, 3), np.float32)], ArgumentError, "inputs must be a mapping from buffer name to array, got list"),
+])
+def test_bad_inputs_name_the_buffer(inputs, error, message):
+    p = program(tile("""  buffer x: f32[2,3] global input
+  buffer n: i32[2] global input
+  buffer w: f32[3] global const
+  buffer y: f32[2,3] global output""", """  stage k(i in 0:2) device {
+    y[i, 0:3] = mul(x[i, 0:3], w[0:3])
+  }"""))
+    exe = CpuExecutable(p, {"w": np.ones(3, np.float32)})
+    with pytest.raises(error) as e:
+        exe.run(inputs)
+    assert message in str(e.value) and isinstance(e.value, ValueError)
+    with pytest.raises(ArgumentError, match="missing constant 'w': the program's constants are w"):
+        CpuExecutable(p, {})
+
+
+def test_unverified_programs_with_foreign_statements_are_rejected():
+    with pytest.raises(TypeError, match="not a tile statement: str"):
+        CpuExecutable(TileProgram("p", [], ["for"]), {})
+
+
+# --- random parallel-safe programs ------------------------------------------------------------------
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parallel_programs())
+def test_random_parallel_programs_match_the_naive_executor(case):
+    """Random programs (every op kind, views with zero/negative strides, quasi-affine
+    stage indices, loops, ifs, layouts) give the naive executor's outputs, on two runs
+    (temps carry over), for inputs given in a different memory order."""
+    p, index_info = case
+    p.verify()
+    inputs, constants = program_data(p, index_info, 1, "input"), program_data(p, index_info, 2, "const")
+    exe, temps = CpuExecutable(p, constants), {}
+    for run in range(2):
+        strided = {k: np.asfortranarray(a) if run else a for k, a in inputs.items()}
+        got, want = exe.run(strided), run_naive(p, inputs, constants, temps)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")

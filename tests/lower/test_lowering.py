@@ -1,0 +1,101 @@
+"""The cpu backend computes what the interpreter computes.
+
+* every zoo model, `small` configuration, ragged and regular, float64: equal to 1e-12;
+* random programs (tests/lang/strategies.py): compiled and run == interpreted;
+* the IR verifies after every pass of the pipeline (`verify=True`), and dumps work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import fractal as ft
+from examples import zoo
+from fractal.compile import compile_function
+from fractal.lang.tree import flatten
+from tests.lang.strategies import assert_values_close, build, make_args, program_descs
+
+
+def _close(got, want, atol):
+    a, ta = flatten(got)
+    b, tb = flatten(want)
+    assert ta == tb
+    for x, y in zip(a, b):
+        if isinstance(y, ft.FractalTensor):
+            assert isinstance(x, ft.FractalTensor) and x.type == y.type and x.lengths() == y.lengths()
+            x, y = x._compact()[0], y._compact()[0]
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("ragged", [True, False], ids=["ragged", "regular"])
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_zoo_model_on_cpu_equals_interpreter(name, ragged):
+    model = zoo.load(name)
+    args = model.inputs("small", dtype=np.float64, ragged=ragged)
+    compiled = compile_function(model.model, args, {}, verify=True)
+    _close(compiled.run(*args), model.model.interpret(*args), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["stacked_lstm", "flash_attention"])
+def test_zoo_model_float32_on_cpu_matches_reference(name):
+    model = zoo.load(name)
+    args = model.inputs("small", dtype=np.float32)
+    assert zoo.max_abs_error(model.outputs(model.model(*args)), model.reference(*args)) <= zoo.tolerance(np.float32)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(program_descs())
+def test_random_programs_on_cpu_equal_interpreter(desc):
+    fn = ft.function(build(desc))
+    args = make_args(desc)
+    try:
+        compiled = fn.compile(*args)
+    except ft.UnsupportedError:
+        return  # said so (gather with traced indices): the interpreter still runs it
+    assert_values_close(compiled.run(*args), fn.interpret(*args))
+
+
+def test_calling_a_function_uses_the_cpu_backend_and_caches_per_size():
+    @ft.function
+    def running_sum(xs):
+        return ft.scan(lambda s, x: s + x, xs, ft.zeros((2,)))
+
+    short = ft.fractal([np.ones(2, np.float32)] * 3)
+    long = ft.fractal([np.ones(2, np.float32)] * 5)
+    assert running_sum.compile(short) is running_sum.compile(short)
+    assert running_sum.compile(short) is not running_sum.compile(long)
+    np.testing.assert_allclose(running_sum(long)[4], [5.0, 5.0])
+    np.testing.assert_allclose(running_sum(long, backend="interpreter")[4], [5.0, 5.0])
+
+
+def test_compiled_program_rejects_other_sizes():
+    @ft.function
+    def double(xs):
+        return ft.map(lambda x: x * 2.0, xs)
+
+    compiled = double.compile(ft.fractal([np.ones(2, np.float32)] * 3))
+    with pytest.raises(ft.ArgumentError, match="compiled for other list lengths"):
+        compiled.run(ft.fractal([np.ones(2, np.float32)] * 4))
+
+
+def test_unknown_backend_is_an_argument_error():
+    @ft.function
+    def f(x):
+        return x + 1.0
+
+    with pytest.raises(ft.ArgumentError, match="unknown backend 'gpu'"):
+        f.compile(np.ones(2, np.float32), backend="gpu")
+
+
+def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRACTAL_DUMP_IR", str(tmp_path))
+    model = zoo.load("stacked_lstm")
+    args = model.inputs("small", dtype=np.float64)
+    compile_function(model.model, args, {})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["model.00-lowered.tile", "model.01-schedule.tile", "model.02-hoist.tile",
+                     "model.03-coarsen.tile", "model.04-materialise.tile", "model.05-tile.tile"]
+    assert (tmp_path / "model.05-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert "tile @model" in (tmp_path / "model.03-coarsen.tile").read_text()
