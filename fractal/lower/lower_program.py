@@ -350,7 +350,7 @@ class _Walker:
         first = _Pending(rows[..., 0] if n else np.full(em.domain.extents, -1), elem, em.domain)
         valid = em.domain.valid
         consecutive = n == 0 or np.all((rows[valid] - rows[valid][:, :1]) == np.arange(n))
-        if consecutive and n:
+        if consecutive and n and valid.any():
             x = em.element(first)
             ranges = {v: (0, max(e - 1, 0)) for v, e in zip(em.domain.vars, em.domain.extents)}
             if x.region.buffer == em.buffers[int(rows[valid][0, 0] >> ROW_BITS)].name \

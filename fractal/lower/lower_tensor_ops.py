@@ -15,6 +15,7 @@ import numpy as np
 from ..lang.ir import Slice
 from ..lang.tensor_ops import BINARY, UNARY
 from .lower_values import TVal
+from .tile_affine import Aff, aff
 from .tile_expr import Binary, Const, Load, Region, Unary, Where
 from .tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce
 
@@ -60,7 +61,8 @@ def _where(em, xs, outs, **_):
 
 
 def view(r: Region, key: tuple) -> Region | None:
-    """The region `r[key]` for int / positive-step slice / Ellipsis keys; None otherwise."""
+    """The region `r[key]` for int / loop variable / positive-step slice / Ellipsis keys; None
+    otherwise (new axes, negative steps)."""
     visible = [a for a, s in enumerate(r.size) if s is not None]
     if sum(k is Ellipsis for k in key) > 1 or any(k is None for k in key):
         return None
@@ -80,6 +82,9 @@ def view(r: Region, key: tuple) -> Region | None:
             stride[axis] *= step
         elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             start[axis] = start[axis] + (int(k) % n) * stride[axis]
+            size[axis] = None
+        elif isinstance(k, (str, Aff)):  # a loop variable (a batch point of a batched matmul)
+            start[axis] = start[axis] + aff(k) * stride[axis]
             size[axis] = None
         else:
             return None
