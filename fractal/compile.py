@@ -14,6 +14,7 @@ from time import perf_counter
 import numpy as np
 
 from .lang.errors import ArgumentError
+from .lang.function import _is_static
 from .lang.tree import unflatten
 from .lang.values import FractalTensor
 from .lower.lower_program import lower_program
@@ -84,10 +85,6 @@ class Compiled:
 
 def _value_type(lowered, buffer, structure):
     return lowered.output_types[buffer]
-
-
-def _is_static(x) -> bool:
-    return isinstance(x, (bool, int, float, str, type(None)))
 
 
 def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bool = False) -> Compiled:

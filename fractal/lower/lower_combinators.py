@@ -22,7 +22,7 @@ from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids
                            lengths, row_region)
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import Copy, Gather, Loop
+from .tile_ir import Buffer, Copy, Gather, Loop, Scatter
 
 
 def _lists(walker, eqn, env, first: int):
@@ -64,7 +64,7 @@ def _is_pending(x) -> bool:
 def _fresh(em, x: TVal, domain: Domain, at) -> TVal:
     """`x` stored at row `at` of a buffer of `domain` (copied there unless it already is)."""
     name = x.region.buffer
-    if (em.domains.get(name) == domain.vars and x.region == row_region(name, at, x.shape)
+    if (em.domains.get(name, ((),))[0] == domain.vars and x.region == row_region(name, at, x.shape)
             and em.rows_of(name) == domain.size):
         return x
     out = em.buffer("t", (domain.size,) + x.shape, x.dtype, domain=domain)
@@ -111,7 +111,33 @@ def lower_map(walker, eqn, env):
 
 
 def lower_aggregate(walker, eqn, env):
-    from .lower_program import _Pending
+    em = walker.em
+    k = eqn.attrs["n_state"]
+    if not any(isinstance(env[v], LVal) for v in eqn.inputs[:k]):
+        return _aggregate(walker, eqn, env, None)[0]
+    # A list state (a fold over layers carrying the batch): lower once copying each step's
+    # list into the next slot, then, when every yielded list lives in one scan's state
+    # buffer at the same places step after step, lower again with that buffer given one
+    # more slot for the initial list: step v then reads the rows step v - 1 wrote (no copy,
+    # no barrier between steps: the wavefront stays open).
+    snap = em.snapshot()
+    outs, states = _aggregate(walker, eqn, env, None)
+    plans = [s.alias_plan() if isinstance(s, _ListState) else None for s in states]
+    if not all(p is not None for p, s in zip(plans, states) if isinstance(s, _ListState)):
+        return outs
+    copied = em.snapshot()
+    em.restore(snap)
+    try:
+        outs2, states2 = _aggregate(walker, eqn, env, plans)
+        if all(s.aliased_ok for s in states2 if isinstance(s, _AliasedListState)):
+            return outs2
+    except UnsupportedError:
+        pass
+    em.restore(copied)
+    return outs
+
+
+def _aggregate(walker, eqn, env, plans):
     em = walker.em
     k = eqn.attrs["n_state"]
     reverse = eqn.attrs.get("reverse", False)
@@ -120,8 +146,11 @@ def lower_aggregate(walker, eqn, env):
     outer = em.domain
     slots = Domain(outer.vars + (var,), outer.extents + (m + 1,), np.ones(outer.extents + (m + 1,), bool))
     inits = [env[v] for v in eqn.inputs[:k]]
+    plans = plans or [None] * k
     states = [_TensorState(em, walker, v, x, slots, outer) if not isinstance(x, LVal)
-              else _ListState(em, x, slots, outer) for v, x in zip(eqn.inputs[:k], inits)]
+              else _ListState(em, x, slots, outer) if plan is None
+              else _AliasedListState(em, x, slots, outer, plan)
+              for v, x, plan in zip(eqn.inputs[:k], inits, plans)]
     inner, params = _enter(walker, eqn, env, var, lists, lens, m, reverse)
     em.domain = inner
     em.stack.append([])
@@ -135,48 +164,61 @@ def lower_aggregate(walker, eqn, env):
     em.domain = outer
     em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body)))
     if eqn.op != "scan":
-        return [s.final(lens) for s in states]
-    return [s.sequence(lens, reverse, o.type) for s, o in zip(states, eqn.outputs)]
+        return [s.final(lens) for s in states], states
+    return [s.sequence(lens, reverse, o.type) for s, o in zip(states, eqn.outputs)], states
 
 
 class _TensorState:
-    """A tensor state: buffer rows = outer points x (m + 1) slots."""
+    """A tensor state: buffer rows = outer points x (m + 1) slots.  When an enclosing fold
+    carries this state's sequence as its own list state, the buffer is laid out with one
+    more slot of that fold (`em.overrides`): its slot 0 then holds the fold's initial list."""
 
     def __init__(self, em, walker, v, init, slots: Domain, outer: Domain):
         init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else init
-        self.em, self.slots, self.var, self.shape, self.dtype = em, slots, slots.vars[-1], init.shape, init.dtype
+        self.em, self.var, self.shape, self.dtype = em, slots.vars[-1], init.shape, init.dtype
         self.name = em.buffer("st", (slots.size,) + init.shape, init.dtype, domain=slots)
+        self.layout, self.shift = slots, {}
+        fold_var = em.overrides.get(self.name)
+        if fold_var is not None:
+            k = slots.vars.index(fold_var)
+            ext = slots.extents[:k] + (slots.extents[k] + 1,) + slots.extents[k + 1:]
+            self.layout, self.shift = Domain(slots.vars, ext, np.ones(ext, bool)), {fold_var: 1}
         em.op_name = "init"
-        em.emit([Copy(init.region, self.at(slots.flat().substitute({self.var: aff(0)})))])
+        em.emit([Copy(init.region, self.at(self._flat().substitute({self.var: aff(0)})))])
+
+    def _flat(self, extra=None) -> "Aff":
+        return self.layout.flat({**self.shift, **(extra or {})})
+
+    def _row(self, coords) -> int:
+        return self.layout.row(tuple(c + self.shift.get(v, 0) for v, c in zip(self.layout.vars, coords)))
 
     def at(self, row) -> Region:
         return row_region(self.name, row, self.shape)
 
     def param(self, inner: Domain) -> TVal:
-        return TVal(self.at(self.slots.flat()), self.dtype)
+        return TVal(self.at(self._flat()), self.dtype)
 
     def store(self, r: TVal, inner: Domain) -> None:
         self.em.op_name = "next"
-        self.em.emit([Copy(r.region, self.at(self.slots.flat({self.var: 1})))])
+        self.em.emit([Copy(r.region, self.at(self._flat({self.var: 1})))])
 
     def final(self, lens) -> TVal:
         from .lower_program import _Pending
         em = self.em
         rows = np.zeros(lens.shape, dtype=np.int64)
         for pt in np.ndindex(*lens.shape):
-            rows[pt] = self.slots.row(pt + (int(lens[pt]),))
+            rows[pt] = self._row(pt + (int(lens[pt]),))
         gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
         return _Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
 
     def sequence(self, lens, reverse, t) -> LVal:
         em = self.em
-        rows = np.arange(self.slots.size).reshape(self.slots.extents)
         ids = np.empty(lens.shape, dtype=object)
         for pt in np.ndindex(*lens.shape):
             if em.domain.valid[pt]:
                 n = int(lens[pt])
                 slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
-                ids[pt] = id_list(em.gid(self.name, rows[pt][slot]))
+                ids[pt] = id_list(em.gid(self.name, [self._row(pt + (int(k),)) for k in slot]))
         return LVal(ids, t)
 
 
@@ -252,6 +294,7 @@ class _ListState:
                     raise UnsupportedError("the cpu backend needs a list state to keep its lengths from step "
                                            "to step")
                 leaves[pt] = got
+        self.yields, self.inner = leaves, inner
         self.em.op_name = "next"
         self._copy_rows(leaves, inner, self.slots.flat({self.var: 1}))
 
@@ -262,6 +305,35 @@ class _ListState:
                 ids[pt] = self._ids(pt, int(lens[pt]))
         return LVal(ids, self.type)
 
+    def alias_plan(self):
+        """Where each step's list lives, if it is one scan state buffer's rows at places that
+        only move with the fold variable; else None (keep copying)."""
+        em, var = self.em, self.var
+        points = getattr(self, "yields", {})
+        if not points or any(len(v) == 0 for v in points.values()):
+            return None
+        bufs = {int(b) for v in points.values() for b in np.unique(v >> ROW_BITS)}
+        if len(bufs) != 1:
+            return None
+        name = em.buffers[bufs.pop()].name
+        vars_, ext = em.domains[name]
+        if not name.startswith("st") or var not in vars_:
+            return None
+        kf = vars_.index(var)
+        base = {}
+        for pt, leaves in points.items():
+            coords = np.stack(np.unravel_index(leaves & ROW_MASK, ext))
+            if not np.all(coords[kf] == pt[-1]):
+                return None
+            coords[kf] = 0
+            if pt[:-1] in base and not np.array_equal(base[pt[:-1]], coords):
+                return None
+            base.setdefault(pt[:-1], coords)
+        outer_valid = [pt for pt in np.ndindex(*self.structure.shape) if self.structure[pt] is not None]
+        if any(pt not in base for pt in outer_valid):
+            return None
+        return dict(buffer=name, var=var, vars=vars_, extents=ext, kf=kf, base=base)
+
     def sequence(self, lens, reverse, t) -> LVal:
         ids = np.empty(lens.shape, dtype=object)
         for pt in np.ndindex(*lens.shape):
@@ -270,3 +342,65 @@ class _ListState:
                 slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
                 ids[pt] = FractalTensor._from_elements(t.elem, [self._ids(pt, int(s)) for s in slot])
         return LVal(ids, t)
+
+
+class _AliasedListState(_ListState):
+    """A list state living in the scan state buffer its steps yield (see `lower_aggregate`)."""
+
+    def __init__(self, em, init: LVal, slots: Domain, outer: Domain, plan):
+        self.em, self.slots, self.type, self.var, self.plan = em, slots, init.type, slots.vars[-1], plan
+        ids = broadcast_ids(init.ids, outer.extents)
+        self.structure = np.empty(outer.extents, dtype=object)
+        for pt in np.ndindex(*outer.extents):
+            if outer.valid[pt]:
+                self.structure[pt] = ids[pt]._compact()
+        kf, ext = plan["kf"], plan["extents"]
+        self.ext = ext[:kf] + (ext[kf] + 1,) + ext[kf + 1:]
+        name = self.name = plan["buffer"]
+        leaf = init.type.leaf
+        em.numbers[name] = len(em.buffers)
+        em.buffers.append(Buffer(name, (int(np.prod(self.ext)),) + leaf.shape, leaf.dtype))
+        em.domains[name] = (plan["vars"], self.ext)
+        em.overrides[name] = self.var
+        self.aliased_ok = True
+        # the initial list goes to slot 0: gather its rows, scatter them to their places
+        width = max((len(s[0]) for s in self.structure.flat if s is not None), default=0)
+        if width == 0:
+            return
+        src = np.full(outer.extents + (width,), -1, dtype=np.int64)
+        dst = np.zeros(outer.extents + (width,), dtype=np.int64)
+        for pt in np.ndindex(*outer.extents):
+            if self.structure[pt] is not None:
+                leaves, rows = self.structure[pt][0], self._rows(pt, 0)
+                if len(leaves) != len(rows) or len(leaves) == 0:
+                    raise UnsupportedError("a list state whose initial list differs from its steps")
+                src[pt] = np.resize(leaves, width)  # padding repeats real entries: harmless writes
+                dst[pt] = np.resize(rows, width)
+        em.op_name = "init"
+        tmp, k = em.gather_rows(src, leaf.shape, leaf.dtype)
+        table = em.const_rows(dst.reshape(-1))
+        flat = outer.flat()
+        em.emit([Scatter(Region(tmp, (flat * k,) + (0,) * len(leaf.shape), (width,) + leaf.shape),
+                         Region(table, (flat * width,), (width,)),
+                         Region(name, (0,) * (1 + len(leaf.shape)), (int(np.prod(self.ext)),) + leaf.shape), 0)])
+
+    def _rows(self, outer_pt, slot: int) -> np.ndarray:
+        coords = self.plan["base"][outer_pt].copy()
+        coords[self.plan["kf"]] = slot
+        return np.ravel_multi_index(tuple(coords), self.ext).astype(np.int64)
+
+    def _ids(self, pt, slot: int) -> FractalTensor:
+        leaves, offsets = self.structure[pt]
+        gids = self.em.gid(self.name, self._rows(pt, slot))
+        return FractalTensor._make(id_type(self.type), gids, offsets, range(len(offsets[0]) - 1 if offsets
+                                                                           else len(leaves)))
+
+    def store(self, r, inner: Domain) -> None:
+        ids = broadcast_ids(r.ids, inner.extents) if isinstance(r, LVal) else None
+        for pt in np.ndindex(*inner.extents):
+            if inner.valid[pt] and ids is not None:
+                got = ids[pt]._compact()[0]
+                if not np.array_equal(got, self.em.gid(self.name, self._rows(pt[:-1], pt[-1] + 1))):
+                    self.aliased_ok = False
+                    return
+        self.aliased_ok = ids is not None

@@ -42,7 +42,7 @@ class Lowered:
     constants: dict[str, np.ndarray]
     inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
-    buffer_domains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    buffer_domains: dict[str, tuple] = field(default_factory=dict)  # buffer -> (vars, extents)
 
 
 @dataclass
@@ -60,19 +60,38 @@ class _Emitter:
         self.buffers: list[Buffer] = []
         self.numbers: dict[str, int] = {}
         self.constants: dict[str, np.ndarray] = {}
-        self.domains: dict[str, tuple[str, ...]] = {}
+        self.domains: dict[str, tuple] = {}  # buffer -> (domain vars, extents) of its rows
+        self.overrides: dict[str, str] = {}  # scan state buffer -> fold var given one more slot
         self.stack: list[list] = [[]]
+        self.keys, self.key_count = ["arg"], [0]  # the equation being lowered names its buffers
         self.domain = ROOT
         self.op_name = "op"
         self.counter = 0
 
     # -- buffers --------------------------------------------------------------------------
     def buffer(self, prefix: str, shape, dtype, role="temp", domain=None) -> str:
-        name = f"{prefix}{len(self.buffers)}"
+        """A new buffer, named after the equation being lowered (`t12_0`: the first buffer of
+        the equation defining %12), so a body lowered twice names its buffers the same."""
+        self.key_count[-1] += 1
+        name = f"{prefix}{self.keys[-1]}_{self.key_count[-1] - 1}"
+        if name in self.numbers:  # reserved ahead (a list state's storage): keep it
+            return name
         self.numbers[name] = len(self.buffers)
         self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role))
-        self.domains[name] = (domain or self.domain).vars
+        d = domain or self.domain
+        self.domains[name] = (d.vars, d.extents)
         return name
+
+    def snapshot(self):
+        return (list(self.buffers), dict(self.numbers), dict(self.constants), dict(self.domains),
+                [list(b) for b in self.stack], getattr(self, "n_stages", 0), self.counter, dict(self.overrides))
+
+    def restore(self, snap) -> None:
+        buffers, numbers, constants, domains, stack, self.n_stages, self.counter, overrides = snap
+        self.numbers, self.constants, self.domains, self.overrides = (dict(numbers), dict(constants), dict(domains),
+                                                                      dict(overrides))
+        self.buffers[:] = buffers
+        self.stack[:] = [list(b) for b in stack]
 
     def temp(self, shape, dtype) -> TVal:
         name = self.buffer("t", (self.domain.size,) + tuple(shape), dtype)
@@ -174,20 +193,21 @@ def lower_program(program: Program, args) -> Lowered:
     em = _Emitter(program.name)
     env, inputs = {}, []
     for var, value in zip(program.params, args):
+        em.keys[-1], em.key_count[-1] = "".join(c if c.isalnum() else "_" for c in var.name), 0
         env[var], kind = _argument(em, var, value)
         inputs.append(kind)
     values = _Walker(em).region(program.body, env)
+    em.keys[-1], em.key_count[-1] = "", 0
     outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
     return Lowered(em.program(values), em.constants, inputs, outputs, em.domains)
 
 
 def _argument(em: _Emitter, var, value):
-    safe = "".join(c if c.isalnum() else "_" for c in var.name)
     if isinstance(var.type, TensorType):
-        name = em.buffer(f"in_{safe}_", (1,) + var.type.shape, var.type.dtype, "input")
+        name = em.buffer("in_", (1,) + var.type.shape, var.type.dtype, "input")
         return TVal(row_region(name, aff(0), var.type.shape), var.type.dtype), (name, "tensor")
     leaves, offsets = value._compact()
-    name = em.buffer(f"in_{safe}_", leaves.shape, leaves.dtype, "input")
+    name = em.buffer("in_", leaves.shape, leaves.dtype, "input")
     ids = FractalTensor._make(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets, range(len(value)))
     holder = np.empty((), dtype=object)
     holder[()] = ids
@@ -221,8 +241,12 @@ class _Walker:
 
     def region(self, region: ProgRegion, env) -> tuple:
         env = ChainMap({}, env) if not isinstance(env, ChainMap) else env
+        em = self.em
         for eqn in region.eqns:
-            self.em.op_name = eqn.op
+            em.op_name = eqn.op
+            em.keys.append("".join(c if c.isalnum() else "_" for c in (eqn.outputs[0].name if eqn.outputs
+                                                                       else eqn.op)))
+            em.key_count.append(0)
             try:
                 outs = self.eqn(eqn, env)
             except FractalError as e:
@@ -231,6 +255,9 @@ class _Walker:
                 err = type(e)(e.message, eqn.loc)
                 err._located = True
                 raise err from None
+            finally:
+                em.keys.pop()
+                em.key_count.pop()
             env.maps[0].update(zip(eqn.outputs, outs))
         return tuple(env[v] for v in region.results)
 
