@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from math import gcd
 
+from .dependence import row_distances
+from .rewrite import var_ranges
 from .schedule import parallel_nest
 from .tile_expr import Binary, Load, Unary, Where
 from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProgram
@@ -34,7 +35,7 @@ from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProg
 
 def coarsen(program: TileProgram, ctx=None) -> TileProgram:
     body = _map_blocks(program.body, _batch)
-    body = _map_blocks(body, _merge)
+    body = _map_blocks(body, _merger(var_ranges(body)))
     program = replace(program, body=tuple(body))
     program = _fuse(program)
     used = {r.buffer for st in program.stages() for op in st.body for r in op.reads + op.writes}
@@ -64,59 +65,36 @@ def _batch(stmts) -> list:
     return out
 
 
-def _merge(stmts) -> list:
-    out = []
-    for s in stmts:
-        prev = out[-1] if out else None
-        if isinstance(s, Stage) and isinstance(prev, Stage) and prev.dims == s.dims and _point_local(prev, s):
-            out[-1] = replace(prev, body=prev.body + s.body)
-        else:
-            out.append(s)
-    return out
+def _merger(ranges):
+    def merge(stmts) -> list:
+        out = []
+        for s in stmts:
+            prev = out[-1] if out else None
+            if isinstance(s, Stage) and isinstance(prev, Stage) and prev.dims == s.dims and \
+                    _point_local(prev, s, ranges):
+                out[-1] = replace(prev, body=prev.body + s.body)
+            else:
+                out.append(s)
+        return out
+    return merge
 
 
-def _point_local(a: Stage, b: Stage) -> bool:
-    """May `b`'s ops run right after `a`'s at each point (no point sees another's writes)?"""
-    names = [d.var for d in a.dims]
+def _point_local(a: Stage, b: Stage, ranges) -> bool:
+    """May `b`'s ops run right after `a`'s at each point: do the two stages only meet at the
+    same point (exact row distances over the stage variables, enclosing loops fixed)?"""
+    names = {d.var for d in a.dims}
+    fixed = set(ranges) - names
     wa = [r for op in a.body for r in op.writes]
     wb = [r for op in b.body for r in op.writes]
     ra = [r for op in a.body for r in op.reads]
     rb = [r for op in b.body for r in op.reads]
-    for x, y in [(w, r) for w in wa for r in rb] + [(w, r) for w in wb for r in ra] + \
-                [(w, v) for w in wa for v in wb]:
-        if x.buffer == y.buffer and x != y and not _disjoint(x, y, names):
+    for x, y in [(w, r) for w in wa for r in rb + wb] + [(w, r) for w in wb for r in ra]:
+        if x.buffer != y.buffer or x == y:
+            continue
+        sols = row_distances(x, y, ranges, fixed)
+        if sols is None or any(sol.get(v) != 0 for sol in sols for v in names):
             return False
     return True
-
-
-def _disjoint(x, y, names) -> bool:
-    """Two single-row regions whose rows differ by a constant the stage strides never span, or
-    name the same row, one per point (then each point only meets its own row)."""
-    if x.size[0] is not None or y.size[0] is not None:
-        return False
-    d = x.start[0] - y.start[0]
-    if x.start[0] == y.start[0]:
-        return all(_coeff(x.start[0], v) != 0 for v in names) and len(names) <= 1 or _radix(x.start[0], names)
-    if d.vars():
-        return False
-    coeffs = [abs(_coeff(x.start[0], v)) for v in names]
-    if any(_coeff(x.start[0], v) != _coeff(y.start[0], v) for v in names):
-        return False
-    g = 0
-    for c in coeffs:
-        g = gcd(g, c)
-    return g == 0 and d.evaluate({}) != 0 or g != 0 and d.evaluate({}) % g != 0
-
-
-def _radix(row, names) -> bool:
-    """Coefficients of the stage vars far enough apart that distinct points get distinct rows
-    whatever the (unknown here) extents: each one a multiple of the next smaller one, larger."""
-    cs = sorted(abs(_coeff(row, v)) for v in names)
-    return all(c > 0 for c in cs) and all(b % a == 0 and b > a for a, b in zip(cs, cs[1:]))
-
-
-def _coeff(a, var: str) -> int:
-    return a.evaluate({**{v: 0 for v in a.vars()}, var: 1}) - a.evaluate({v: 0 for v in a.vars()})
 
 
 # -- fusion inside stages -------------------------------------------------------------------

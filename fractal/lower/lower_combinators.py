@@ -20,7 +20,7 @@ from ..lang.values import FractalTensor
 from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_gids, element_ids, id_list,
                            id_type,
                            lengths, row_region)
-from .tile_affine import aff
+from .tile_affine import Aff, aff
 from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter
 
@@ -177,7 +177,7 @@ class _TensorState:
         init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else init
         self.em, self.var, self.shape, self.dtype = em, slots.vars[-1], init.shape, init.dtype
         self.name = em.buffer("st", (slots.size,) + init.shape, init.dtype, domain=slots)
-        self.layout, self.shift = slots, {}
+        self.layout, self.shift, self.slot_extents = slots, {}, slots.extents
         fold_var = em.overrides.get(self.name)
         if fold_var is not None:
             k = slots.vars.index(fold_var)
@@ -186,11 +186,14 @@ class _TensorState:
         em.op_name = "init"
         em.emit([Copy(init.region, self.at(self._flat().substitute({self.var: aff(0)})))])
 
-    def _flat(self, extra=None) -> "Aff":
+    def _flat(self, extra=None) -> Aff:
         return self.layout.flat({**self.shift, **(extra or {})})
 
-    def _row(self, coords) -> int:
-        return self.layout.row(tuple(c + self.shift.get(v, 0) for v, c in zip(self.layout.vars, coords)))
+    def _rows(self) -> np.ndarray:
+        """The row of every (outer point, slot), an array over the logical slot extents."""
+        grid = np.arange(self.layout.size, dtype=np.int64).reshape(self.layout.extents)
+        return grid[tuple(slice(self.shift.get(v, 0), self.shift.get(v, 0) + n)
+                          for v, n in zip(self.layout.vars, self.slot_extents))]
 
     def at(self, row) -> Region:
         return row_region(self.name, row, self.shape)
@@ -205,20 +208,18 @@ class _TensorState:
     def final(self, lens) -> TVal:
         from .lower_program import _Pending
         em = self.em
-        rows = np.zeros(lens.shape, dtype=np.int64)
-        for pt in np.ndindex(*lens.shape):
-            rows[pt] = self._row(pt + (int(lens[pt]),))
+        rows = np.take_along_axis(self._rows(), np.asarray(lens, dtype=np.int64)[..., None], -1)[..., 0]
         gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
         return _Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
 
     def sequence(self, lens, reverse, t) -> LVal:
         em = self.em
-        ids = np.empty(lens.shape, dtype=object)
+        ids, rows = np.empty(lens.shape, dtype=object), self._rows()
         for pt in np.ndindex(*lens.shape):
             if em.domain.valid[pt]:
                 n = int(lens[pt])
                 slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
-                ids[pt] = id_list(em.gid(self.name, [self._row(pt + (int(k),)) for k in slot]))
+                ids[pt] = id_list(em.gid(self.name, rows[pt][slot]))
         return LVal(ids, t)
 
 

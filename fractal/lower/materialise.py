@@ -22,7 +22,8 @@ from dataclasses import replace
 from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Buffer, If, Loop, Stage, TileProgram
-from .coarsen import _rewrite_stages, _substitute, Load  # noqa: F401 (shared rewriting helpers)
+from .coarsen import _rewrite_stages
+from .rewrite import map_regions
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
@@ -35,7 +36,7 @@ def materialise(program: TileProgram, ctx=None) -> TileProgram:
         common = set.intersection(*(set(loops) for _, loops, _ in accesses))
         rows = {r.start[0] for r, _, _ in accesses}
         if common and len(rows) == 1 and all(r.size[0] is None for r, _, _ in accesses) and \
-                _injective(next(iter(rows)), accesses[0][2]):
+                _injective(next(iter(rows)).substitute({v: aff(0) for v in common}), accesses[0][2]):
             # every access, write and reads, names the same row: one iteration's rows are its own
             shrink[buf.name] = sorted(common)
     if not shrink:
@@ -101,30 +102,7 @@ def _contract_stage(st: Stage, shrink) -> Stage:
         row = r.start[0].substitute({v: aff(0) for v in shrink[r.buffer]})
         return replace(r, start=(row,) + r.start[1:])
 
-    ops = []
-    for op in st.body:
-        fields = {}
-        for f in ("src", "dst", "a", "b", "c", "index"):
-            r = getattr(op, f, None)
-            if isinstance(r, Region):
-                fields[f] = fix(r)
-        if hasattr(op, "expr"):
-            fields["expr"] = _fix_expr(op.expr, fix)
-        ops.append(replace(op, **fields))
-    return replace(st, body=tuple(ops))
-
-
-def _fix_expr(e, fix):
-    from .tile_expr import Binary, Unary, Where
-    if isinstance(e, Load):
-        return Load(fix(e.region))
-    if isinstance(e, Unary):
-        return Unary(e.op, _fix_expr(e.x, fix))
-    if isinstance(e, Binary):
-        return Binary(e.op, _fix_expr(e.a, fix), _fix_expr(e.b, fix))
-    if isinstance(e, Where):
-        return Where(*(_fix_expr(x, fix) for x in (e.cond, e.a, e.b)))
-    return e
+    return replace(st, body=tuple(map_regions(op, fix) for op in st.body))
 
 
 def _resized(b: Buffer, accesses, shrunk: bool) -> Buffer:

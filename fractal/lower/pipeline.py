@@ -23,6 +23,7 @@ from .materialise import materialise
 from .schedule import schedule
 from .tile_ir import TileProgram
 from .tiling import tile
+from .wavefront import wavefront
 
 
 @dataclass
@@ -39,6 +40,9 @@ PASSES = [
     # 1b. batch across time: stages of a sequential loop that read nothing the loop writes
     #    (the input projections of an RNN) move before it, the loop variable a batch dim
     ("hoist", hoist),
+    # 1c. wavefront: a nest of two sequential loops whose dependences all point forward
+    #    along the anti-diagonal (a stacked RNN) becomes one loop over the diagonals
+    ("wavefront", wavefront),
     # 2. graph coarsening: map loops around a stage become its batch dims; stages with the
     #    same dims and point-local dependences merge; element-wise chains fuse into one
     #    expression; a gemm's `+` epilogue becomes an accumulating gemm

@@ -96,6 +96,7 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
     compile_function(model.model, args, {})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["model.00-lowered.tile", "model.01-schedule.tile", "model.02-hoist.tile",
-                     "model.03-coarsen.tile", "model.04-materialise.tile", "model.05-tile.tile"]
-    assert (tmp_path / "model.05-tile.tile").read_text().strip() == "// tile: (unchanged)"
-    assert "tile @model" in (tmp_path / "model.03-coarsen.tile").read_text()
+                     "model.03-wavefront.tile", "model.04-coarsen.tile", "model.05-materialise.tile",
+                     "model.06-tile.tile"]
+    assert (tmp_path / "model.06-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert "tile @model" in (tmp_path / "model.04-coarsen.tile").read_text()

@@ -1,0 +1,93 @@
+"""Rewriting helpers shared by the passes: walk statements, map regions, substitute indices.
+
+    substitute(stmt, {"s": aff("w") - aff("f")})   # every index, bound and region of stmt
+    map_regions(op, fn)                              # an op with fn applied to each region
+    var_ranges(program)                              # var -> (lo, hi) over the whole program
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .tile_affine import Aff
+from .tile_expr import Binary, Load, Region, Unary, Where
+from .tile_ir import Dim, If, Loop, Stage
+
+REGION_FIELDS = ("src", "dst", "a", "b", "c", "index")
+
+
+def map_expr(e, fn):
+    """An element expression with `fn` applied to the region of every load."""
+    if isinstance(e, Load):
+        return Load(fn(e.region))
+    if isinstance(e, Unary):
+        return Unary(e.op, map_expr(e.x, fn))
+    if isinstance(e, Binary):
+        return Binary(e.op, map_expr(e.a, fn), map_expr(e.b, fn))
+    if isinstance(e, Where):
+        return Where(*(map_expr(x, fn) for x in (e.cond, e.a, e.b)))
+    return e
+
+
+def map_regions(op, fn):
+    """`op` with `fn(region) -> region` applied to every region it reads or writes."""
+    fields = {f: fn(getattr(op, f)) for f in REGION_FIELDS if isinstance(getattr(op, f, None), Region)}
+    if hasattr(op, "expr"):
+        fields["expr"] = map_expr(op.expr, fn)
+    return replace(op, **fields)
+
+
+def substitute_region(r: Region, mapping) -> Region:
+    return replace(r, start=tuple(s.substitute(mapping) for s in r.start))
+
+
+def substitute(stmt, mapping: dict[str, Aff]):
+    """`stmt` with variables replaced by indices everywhere (bounds, regions, conditions)."""
+    sub = lambda a: a.substitute(mapping)  # noqa: E731
+    if isinstance(stmt, Loop):
+        return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop),
+                       body=tuple(substitute(s, mapping) for s in stmt.body))
+    if isinstance(stmt, Stage):
+        return replace(stmt, dims=tuple(Dim(d.var, sub(d.start), sub(d.stop)) for d in stmt.dims),
+                       body=tuple(map_regions(op, lambda r: substitute_region(r, mapping)) for op in stmt.body))
+    if isinstance(stmt, If):
+        a, op, b = stmt.cond
+        return replace(stmt, cond=(sub(a), op, sub(b)), then=tuple(substitute(s, mapping) for s in stmt.then),
+                       orelse=tuple(substitute(s, mapping) for s in stmt.orelse))
+    raise TypeError(f"not a statement: {stmt!r}")
+
+
+def ops_of(stmt):
+    """Every tile op inside a statement."""
+    if isinstance(stmt, Stage):
+        yield from stmt.body
+    elif isinstance(stmt, Loop):
+        for s in stmt.body:
+            yield from ops_of(s)
+    elif isinstance(stmt, If):
+        for s in stmt.then + stmt.orelse:
+            yield from ops_of(s)
+
+
+def var_ranges(stmts, ranges=None) -> dict[str, tuple[int, int]]:
+    """Every loop and stage variable's (lo, hi), by interval arithmetic on the bounds."""
+    ranges = dict(ranges or {})
+
+    def bind(var, start, stop):
+        lo, _ = start.bounds(ranges)
+        _, hi = stop.bounds(ranges)
+        ranges[var] = (lo, max(lo, hi - 1))
+
+    def walk(ss):
+        for s in ss:
+            if isinstance(s, Loop):
+                bind(s.var, s.start, s.stop)
+                walk(s.body)
+            elif isinstance(s, Stage):
+                for d in s.dims:
+                    bind(d.var, d.start, d.stop)
+            elif isinstance(s, If):
+                walk(s.then)
+                walk(s.orelse)
+    walk(stmts)
+    return ranges
