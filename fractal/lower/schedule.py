@@ -7,6 +7,7 @@ of statement 2: each point still sees its own order) and interchanged with a seq
 inside it whose bounds do not read the map variable.  Doing both until no parallel loop
 holds anything but a stage (or another parallel loop) leaves every stage batched over all
 its map dims under the fewest sequential steps; coarsening then makes those loops stage dims.
+A loop of a single iteration is replaced by its body at that index.
 
 Before::                                     After::
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .rewrite import substitute
 from .tile_ir import If, Loop, Stage, TileProgram
 
 
@@ -31,7 +33,10 @@ def schedule(program: TileProgram, ctx=None) -> TileProgram:
 def _block(stmts) -> list:
     out = []
     for s in stmts:
-        if isinstance(s, Loop) and s.kind == "parallel":
+        if isinstance(s, Loop) and s.start.is_const and s.stop.is_const and s.stop.const - s.start.const == 1:
+            # a loop of one iteration (a fold over one layer) is its body at that index
+            out.extend(_block([substitute(b, {s.var: s.start}) for b in s.body]))
+        elif isinstance(s, Loop) and s.kind == "parallel":
             for inner in _block(s.body):
                 out.extend(_sink(s, inner))
         elif isinstance(s, Loop):
