@@ -101,19 +101,30 @@ def cmd_run(args) -> int:
     if args.print_ir:
         print("== program IR ==")
         print(m.model.trace(*inputs))
-    bar = _Bar("interpreter")
-    try:
-        result = m.model.interpret(*inputs, progress=bar)
-    finally:
-        bar.close()
+    compile_ms = None
+    if args.backend == "interpreter":
+        bar = _Bar("interpreter")
+        try:
+            result = m.model.interpret(*inputs, progress=bar)
+        finally:
+            bar.close()
+    else:
+        compiled = m.model.compile(*inputs, backend=args.backend)
+        compile_ms = 1e3 * compiled.compile_seconds
+        if args.print_tile_ir:
+            print("== tile IR ==")
+            print(compiled.tile_ir)
+        t2 = time.perf_counter()
+        result = compiled.run(*inputs)
     t3 = time.perf_counter()
     expected = m.reference(*inputs)
     t4 = time.perf_counter()
     print(f"result: {_describe(result)}")
     err = zoo.max_abs_error(m.outputs(result), expected)
     tol = zoo.tolerance(dtype)
-    print(f"inputs {1e3 * (t1 - t0):.1f} ms, trace {1e3 * (t2 - t1):.1f} ms, "
-          f"interpreter {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
+    compiled_text = f"compile {compile_ms:.1f} ms, " if compile_ms is not None else ""
+    print(f"inputs {1e3 * (t1 - t0):.1f} ms, trace {1e3 * (t2 - t1):.1f} ms, {compiled_text}"
+          f"{args.backend} {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
     ok = err <= tol
     print(f"max |fractal - reference| = {err:.3e} (tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
     return 0 if ok else 1
@@ -141,6 +152,9 @@ def main(argv=None) -> int:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--regular", action="store_true", help="equal lengths instead of a ragged batch")
     run.add_argument("--print-ir", action="store_true", help="also print the program IR")
+    run.add_argument("--backend", default="cpu", choices=["cpu", "interpreter"],
+                     help="cpu (default: compiled tile IR) or the reference interpreter")
+    run.add_argument("--print-tile-ir", action="store_true", help="also print the compiled tile IR (cpu)")
     run.set_defaults(fn=cmd_run)
     bench = sub.add_parser("bench", help="benchmark the CPU backend against the interpreter, NumPy, "
                                          "PyTorch and JAX (writes BENCHMARKS.md)")

@@ -14,7 +14,19 @@ def test_models_lists_the_zoo(capsys):
 def test_run_checks_against_the_reference_and_times(capsys):
     assert main(["run", "stacked_lstm", "--dtype", "float64", "--print-ir"]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and "interpreter" in out and "func @model(" in out
+    assert "OK" in out and "compile" in out and "cpu" in out and "func @model(" in out
+
+
+def test_run_on_the_interpreter(capsys):
+    assert main(["run", "stacked_lstm", "--backend", "interpreter"]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "interpreter" in out and "compile" not in out
+
+
+def test_run_prints_the_tile_ir(capsys):
+    assert main(["run", "b2b_gemm", "--print-tile-ir"]) == 0
+    out = capsys.readouterr().out
+    assert "== tile IR ==" in out and "tile @model {" in out and "gemm(" in out
 
 
 def test_run_rejects_unknown_models_and_configs(capsys):

@@ -1,9 +1,12 @@
 """Lowering: the shared tile IR that every backend consumes (cpu, CUDA, dataflow).
 
-So far: the tile IR itself — nodes (`tile_ir`, `tile_affine`, `tile_expr`), its text form
-(`tile_printer`, `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`).  The passes
-(schedule, coarsening, data reordering, access materialisation, tiling), hardware records and
-the CPU backend come next (issue 5); nothing lowers a program to tile IR yet.
+* the tile IR: nodes (`tile_ir`, `tile_affine`, `tile_expr`), text form (`tile_printer`,
+  `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
+* from program IR to tile IR, for one set of argument sizes: `lower_program` (with
+  `lower_values`, `lower_tensor_ops`, `lower_combinators`);
+* the passes, run in order by `pipeline.run_pipeline`: `schedule`, `hoist`, `wavefront`
+  (with `dependence`), `coarsen`, `materialise`, `tiling`; shared helpers in `rewrite`;
+* hardware described as data: `hardware` (this CPU, A100/H100, a PE mesh).
 """
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod, aff, amax, amin, floordiv, mod
@@ -13,8 +16,11 @@ from .tile_ir import (Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If,
 from .tile_parser import parse_index, parse_region, parse_tile_program
 from .tile_printer import print_tile_program
 from .tile_verify import verify_tile_program
+from .hardware import A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, pe_mesh, this_cpu
+from .pipeline import PASSES, run_pipeline
 
 __all__ = ["Aff", "FloorDiv", "Max", "Min", "Mod", "aff", "amax", "amin", "floordiv", "mod", "Binary", "Const",
            "Load", "Region", "Unary", "Where", "Buffer", "Convert", "Copy", "Dim", "Elementwise", "Gather", "Gemm",
            "If", "Loop", "Reduce", "Scatter", "Stage", "TileProgram", "parse_index", "parse_region",
-           "parse_tile_program", "print_tile_program", "verify_tile_program"]
+           "parse_tile_program", "print_tile_program", "verify_tile_program", "A100_SXM_80GB", "H100_SXM",
+           "Hardware", "MemoryLevel", "pe_mesh", "this_cpu", "PASSES", "run_pipeline"]
