@@ -27,10 +27,11 @@ from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
 from .lower_tensor_ops import TENSOR_RULES
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list,
-                           id_type, lengths, row_region, scalar_gids, affine_fit, evaluate_on_grid)
+                           id_type, lengths, row_region, scalar_gids, affine_fit, evaluate_on_grid, element_gids)
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
+from .tile_expr import Const
+from .tile_ir import Buffer, Copy, Elementwise, Gather, Loop, Scatter, Stage, TileProgram
 
 
 @dataclass
@@ -298,10 +299,11 @@ class _Walker:
                 gids = broadcast_ids(np.asarray(gids), ext)
                 args.append(np.vectorize(lambda g: np.asarray(g, dtype=np.int64), otypes=[object])(gids))
         attrs = eqn.attrs
-        if eqn.op == "window" and attrs.get("padding"):
-            pad = em.const_rows(np.full((1,) + eqn.inputs[0].type.elem.shape, attrs["pad_value"],
-                                        eqn.inputs[0].type.elem.dtype))
-            attrs = dict(attrs, pad_value=int(em.gid(pad, 0)))
+        if eqn.op == "window" and attrs.get("padding") and isinstance(eqn.inputs[0].type.elem, TensorType):
+            # windows of a padded list: pad each point's list once into a fresh buffer, so the
+            # windows are affine rows of it (views) rather than a gather from two buffers
+            args[0] = self.padded(args[0], attrs["padding"], attrs["pad_value"], eqn.inputs[0].type.elem)
+            attrs = dict(attrs, padding=0)
         if eqn.op == "const_list":
             return (self.const_list(eqn),)
         if eqn.op == "enumerate":  # positions are new values: rows of one constant 0..n-1 buffer
@@ -349,6 +351,28 @@ class _Walker:
         for pt in np.ndindex(*self.em.domain.extents):
             holder[pt] = ids
         return LVal(holder, value.type)
+
+    def padded(self, lists: np.ndarray, pad: int, value, elem: TensorType) -> np.ndarray:
+        """Per point, the id list `[pad]*p + xs + [pad]*p` in a fresh buffer (rows `k*flat ..`)."""
+        em, ext = self.em, self.em.domain.extents
+        lens = lengths(lists)
+        n = int(lens.max()) if lens.size else 0
+        k = n + 2 * pad + 1  # the last row of each point takes the scatter's unused entries
+        name = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
+        flat = em.domain.flat()
+        zeros = (0,) * len(elem.shape)
+        em.emit([Elementwise(Region(name, (flat * k,) + zeros, (k,) + elem.shape), Const(float(value)))])
+        if n:
+            src, kk = em.gather_rows(element_gids(lists, n), elem.shape, elem.dtype)
+            where = np.where(np.arange(n) < lens[..., None], pad + np.arange(n), k - 1)
+            table = em.const_rows(where.reshape(-1).astype(np.int64))
+            em.emit([Scatter(Region(src, (flat * kk,) + zeros, (n,) + elem.shape), Region(table, (flat * n,), (n,)),
+                             Region(name, (flat * k,) + zeros, (k,) + elem.shape), 0)])
+        out = np.empty(ext, dtype=object)
+        for pt in np.ndindex(*ext):
+            if em.domain.valid[pt]:
+                out[pt] = id_list(em.gid(name, em.domain.row(pt) * k + np.arange(int(lens[pt]) + 2 * pad)))
+        return out
 
     def slices(self, x: TVal, axis: int, t) -> LVal:
         """`slices(x, axis)`: the sub-tensors along `axis` as rows of a fresh buffer (one copy)."""
