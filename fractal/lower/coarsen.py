@@ -1,7 +1,8 @@
 """Pass 2, graph coarsening: fewer, bigger stages.
 
 1. Batch: the parallel loops directly around a stage become the stage's dims, so each tile
-   op runs once for all points of the parallel set (one batched GEMM for a batch of cells).
+   op runs once for all points of the parallel set (one batched GEMM for a batch of cells);
+   a dim that no region mentions would only repeat the same work, and is dropped.
 2. Merge: consecutive stages over the same dims become one when every buffer they share is
    accessed point-locally (the same region) or at rows no two points can share (a gcd test).
 3. Fuse, inside a stage: a copy of a temporary into its final place makes the producer write
@@ -60,9 +61,22 @@ def _batch(stmts) -> list:
         if stage is not None and loops:
             dims = tuple((l.var, l.start, l.stop) for l in loops if l.step == 1)
             if len(dims) == len(loops):
-                s = replace(stage, dims=dims + stage.dims)
+                s = _drop_unused_dims(replace(stage, dims=dims + stage.dims))
         out.append(s)
     return out
+
+
+def _drop_unused_dims(st: Stage) -> Stage:
+    """A dim no region and no bound mentions repeats the same work at each of its points:
+    keep one (unless an op reads what it writes, which is not idempotent)."""
+    regions = [r for op in st.body for r in op.reads + op.writes]
+    used = set().union(*(a.vars() for r in regions for a in r.start)) if regions else set()
+    used |= set().union(*(d.start.vars() | d.stop.vars() for d in st.dims))
+    in_place = any({r.buffer for r in op.reads} & {r.buffer for r in op.writes} for op in st.body)
+    if in_place:
+        return st
+    dims = tuple(d for d in st.dims if d.var in used)
+    return replace(st, dims=dims) if len(dims) < len(st.dims) else st
 
 
 def _merger(ranges):

@@ -139,8 +139,21 @@ class _Emitter:
             row = affine_fit(np.where(valid, p.gids & ROW_MASK, 0), valid, self.domain.vars, self.rows_of(name))
             if row is not None:
                 return TVal(row_region(name, row, shape), p.type.dtype)
-        name, k = self.gather_rows(p.gids[..., None], shape, p.type.dtype)
-        return TVal(row_region(name, self.domain.flat() * k, shape), p.type.dtype)
+        # gather once per point of the dims the rows depend on (a key block read by every
+        # query block is gathered once), then read it broadcast over the others
+        gids, domain = p.gids, self.domain
+        for axis in reversed(range(gids.ndim)):
+            ref = gids.max(axis=axis, keepdims=True)
+            if gids.shape[axis] > 1 and np.all((gids == -1) | (gids == ref)):
+                gids = ref.squeeze(axis)
+                domain = Domain(domain.vars[:axis] + domain.vars[axis + 1:],
+                                domain.extents[:axis] + domain.extents[axis + 1:], domain.valid.any(axis=axis))
+        outer, self.domain = self.domain, domain
+        try:
+            name, k = self.gather_rows(gids[..., None], shape, p.type.dtype)
+        finally:
+            self.domain = outer
+        return TVal(row_region(name, domain.flat() * k, shape), p.type.dtype)
 
     def gather_rows(self, gids: np.ndarray, shape, dtype) -> tuple[str, int]:
         """Copy `n` rows per point (`gids[point] `, -1: none) into a fresh buffer whose rows
@@ -260,20 +273,30 @@ class _Walker:
                 em.keys.pop()
                 em.key_count.pop()
             env.maps[0].update(zip(eqn.outputs, outs))
-        return tuple(env[v] for v in region.results)
+        return tuple(self.plain(env[v]) for v in region.results)
 
-    def tensor(self, v, env) -> TVal:
+    def plain(self, x):
+        """`x` with a pending transpose carried out (a permuting copy)."""
+        if not isinstance(x, TVal) or not x.trans:
+            return x
+        n = len(x.shape)
+        out = self.em.temp(x.shape, x.dtype)
+        self.em.emit([Copy(x.region, out.region, tuple(range(n - 2)) + (n - 1, n - 2))])
+        return out
+
+    def tensor(self, v, env, transposed_ok=False) -> TVal:
         x = env[v]
         if isinstance(x, _Pending):
             t = self.em.element(_Pending(broadcast_ids(x.gids, self.em.domain.extents), x.type, x.domain))
             if x.domain.vars == self.em.domain.vars:
                 env[v] = t
             return t
-        return x
+        return x if transposed_ok else self.plain(x)
 
     def eqn(self, eqn, env):
         if eqn.op in TENSOR_RULES:
-            xs = [self.tensor(v, env) for v in eqn.inputs]
+            lazy = eqn.op in ("matmul", "transpose")  # they read a pending transpose as it is
+            xs = [self.tensor(v, env, lazy) for v in eqn.inputs]
             return TENSOR_RULES[eqn.op](self.em, xs, [o.type for o in eqn.outputs], **eqn.attrs)
         if eqn.op == "map":
             return self.map(eqn, env)

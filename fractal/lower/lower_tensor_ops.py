@@ -125,14 +125,30 @@ def _transpose(em, xs, outs, axes=None):
     perm = tuple(reversed(range(n))) if axes is None else tuple(a % n for a in axes)
     if perm == tuple(range(n)):
         return (x,)
+    if n >= 2 and perm == tuple(range(n - 2)) + (n - 1, n - 2):
+        return (TVal(x.region, x.dtype, not x.trans),)  # a swap of the last two axes: no copy yet
+    x = _untransposed(em, x)
     out = em.temp(t.shape, t.dtype)
     em.emit([Copy(x.region, out.region, perm)])
     return (out,)
 
 
+def _untransposed(em, x: TVal) -> TVal:
+    if not x.trans:
+        return x
+    n = len(x.shape)
+    out = em.temp(x.shape, x.dtype)
+    em.emit([Copy(x.region, out.region, tuple(range(n - 2)) + (n - 1, n - 2))])
+    return out
+
+
 def _matmul(em, xs, outs, **_):
     (a, b), (t,) = xs, outs
-    a, b = _as(em, a, t.dtype), _as(em, b, t.dtype)
+    if len(a.shape) == 2 and len(b.shape) == 2 and (a.trans or b.trans) and a.dtype == b.dtype == t.dtype:
+        out = em.temp(t.shape, t.dtype)  # transposed operands read in place
+        em.emit([Gemm(a.region, b.region, out.region, False, a.trans, b.trans)])
+        return (out,)
+    a, b = _as(em, _untransposed(em, a), t.dtype), _as(em, _untransposed(em, b), t.dtype)
     a2 = a if len(a.shape) >= 2 else _reshaped(em, a, _T((1,) + a.shape, a.dtype))
     b2 = b if len(b.shape) >= 2 else _reshaped(em, b, _T(b.shape + (1,), b.dtype))
     batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))

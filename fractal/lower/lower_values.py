@@ -70,14 +70,18 @@ ROOT = Domain((), (), np.ones((), dtype=bool))
 
 @dataclass(frozen=True)
 class TVal:
-    """A tensor per domain point: `region` (row axis first, an index axis) of a buffer."""
+    """A tensor per domain point: `region` (row axis first, an index axis) of a buffer;
+    `trans`: the tensor is the region with its last two axes swapped (a transpose nobody
+    copied yet: a GEMM reads it with a transposed operand flag)."""
 
     region: Region
     dtype: np.dtype
+    trans: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.region.shape
+        s = self.region.shape
+        return s[:-2] + (s[-1], s[-2]) if self.trans else s
 
 
 @dataclass(frozen=True)
