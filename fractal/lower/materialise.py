@@ -21,29 +21,50 @@ from dataclasses import replace
 
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import Buffer, If, Loop, Stage, TileProgram
+from .tile_ir import If, Loop, Stage, TileProgram
 from .coarsen import _rewrite_stages
 from .rewrite import map_regions
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
     sites = _access_sites(program)
-    shrink = {}
+    rows_of = {}  # buffer -> its new (dense) row index, and the number of rows
     for buf in program.buffers:
         if buf.role != "temp" or buf.name not in sites:
             continue
         accesses = sites[buf.name]
         common = set.intersection(*(set(loops) for _, loops, _ in accesses))
         rows = {r.start[0] for r, _, _ in accesses}
-        if common and len(rows) == 1 and all(r.size[0] is None for r, _, _ in accesses) and \
-                _injective(next(iter(rows)).substitute({v: aff(0) for v in common}), accesses[0][2]):
-            # every access, write and reads, names the same row: one iteration's rows are its own
-            shrink[buf.name] = sorted(common)
-    if not shrink:
+        if not (common and len(rows) == 1 and all(r.size[0] is None for r, _, _ in accesses)):
+            continue
+        # every access, write and reads, names the same row: one iteration's rows are its own;
+        # the loop variables leave the index and the rest is renumbered densely
+        dense = _dense(next(iter(rows)).substitute({v: aff(0) for v in common}), accesses[0][2])
+        if dense is not None and dense[1] < buf.shape[0]:
+            rows_of[buf.name] = dense
+    if not rows_of:
         return program
-    program = _rewrite_stages(program, lambda st: _contract_stage(st, shrink))
-    return replace(program, buffers=tuple(_resized(b, _access_sites(program).get(b.name), b.name in shrink)
-                                          for b in program.buffers))
+
+    def fix(r: Region) -> Region:
+        return replace(r, start=(rows_of[r.buffer][0],) + r.start[1:]) if r.buffer in rows_of else r
+
+    program = _rewrite_stages(program, lambda st: replace(st, body=tuple(map_regions(op, fix) for op in st.body)))
+    return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
+                                          if b.name in rows_of else b for b in program.buffers))
+
+
+def _dense(row, ranges):
+    """`row` over plain variables renumbered as a dense mixed radix from 0 (smallest coefficient
+    innermost), with the number of rows; None if two points could share a row."""
+    if not _injective(row, ranges):
+        return None
+    terms = sorted(((abs(c), v) for v, c in row.terms), key=lambda t: t[0])
+    new, step = aff(0), 1
+    for _, v in terms:
+        lo, hi = ranges[v]
+        new = new + (aff(v) - lo) * step
+        step *= hi - lo + 1
+    return new, step
 
 
 def _access_sites(program):
@@ -93,24 +114,3 @@ def _injective(row, ranges) -> bool:
 
 def _atoms(a):
     return [atom for atom, _ in getattr(a, "terms", ())]
-
-
-def _contract_stage(st: Stage, shrink) -> Stage:
-    def fix(r: Region) -> Region:
-        if r.buffer not in shrink:
-            return r
-        row = r.start[0].substitute({v: aff(0) for v in shrink[r.buffer]})
-        return replace(r, start=(row,) + r.start[1:])
-
-    return replace(st, body=tuple(map_regions(op, fix) for op in st.body))
-
-
-def _resized(b: Buffer, accesses, shrunk: bool) -> Buffer:
-    if not shrunk or not accesses:
-        return b
-    rows = 0
-    for r, _, ranges in accesses:
-        _, hi = r.start[0].bounds(ranges)
-        n = 1 if r.size[0] is None else (r.size[0] - 1) * r.stride[0] + 1
-        rows = max(rows, hi + n)
-    return replace(b, shape=(min(rows, b.shape[0]),) + b.shape[1:])

@@ -418,9 +418,6 @@ def test_materialise_contracts_a_temporary_that_lives_within_one_step():
                     program(ONE_STEP_OF_G, gate_step("m", "3*s + m")))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="materialise drops the step variable from the row but does not compact the rest: "
-                          "t[5*m + s] becomes t[5*m] in 11 rows, not t[m] in 3 as its docstring shows")
 def test_materialise_contracts_step_minor_rows_to_one_steps_rows():
     """The docstring's case: rows 5*m + s (the step varies fastest, as lowering lays out a
     scan inside a map) keep one step's rows: t[5*m + s] becomes t[m], 15 rows become 3."""
