@@ -40,7 +40,7 @@ def _enter(walker, eqn, env, var: str, lists, lens, m, reverse=False):
     """The inner domain and the body's element values (pending tensors or id lists)."""
     from .lower_program import _Pending
     em = walker.em
-    inner = em.domain.inner(var, m, lens)
+    inner = em.domain.inner(var, m, lens, parallel=eqn.op == "map")
     params = []
     for xs, p in zip(lists, eqn.regions[0].params[len(eqn.regions[0].params) - len(lists):]):
         if reverse:  # step v reads element len - 1 - v of each point's own list
@@ -64,7 +64,8 @@ def _is_pending(x) -> bool:
 def _fresh(em, x: TVal, domain: Domain, at) -> TVal:
     """`x` stored at row `at` of a buffer of `domain` (copied there unless it already is)."""
     name = x.region.buffer
-    if (em.domains.get(name, ((),))[0] == domain.vars and x.region == row_region(name, at, x.shape)
+    known = em.domains.get(name)
+    if (known is not None and known.vars == domain.vars and x.region == row_region(name, at, x.shape)
             and em.rows_of(name) == domain.size):
         return x
     out = em.buffer("t", (domain.size,) + x.shape, x.dtype, domain=domain)
@@ -101,8 +102,7 @@ def lower_map(walker, eqn, env):
                     ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [elems[pt + (i,)]
                                                                                for i in range(lens[pt])])
         else:
-            rows = np.arange(inner.size).reshape(inner.extents)
-            gids = em.gid(r.region.buffer, rows)
+            gids = em.gid(r.region.buffer, inner.rows_grid())
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
                     ids[pt] = id_list(gids[pt][:lens[pt]])
@@ -144,7 +144,7 @@ def _aggregate(walker, eqn, env, plans):
     var = f"{eqn.op[0]}{eqn.outputs[0].name}"
     lists, lens, m = _lists(walker, eqn, env, k)
     outer = em.domain
-    slots = Domain(outer.vars + (var,), outer.extents + (m + 1,), np.ones(outer.extents + (m + 1,), bool))
+    slots = outer.extended(var, m + 1)
     inits = [env[v] for v in eqn.inputs[:k]]
     plans = plans or [None] * k
     states = [_TensorState(em, walker, v, x, slots, outer) if not isinstance(x, LVal)
@@ -181,8 +181,7 @@ class _TensorState:
         fold_var = em.overrides.get(self.name)
         if fold_var is not None:
             k = slots.vars.index(fold_var)
-            ext = slots.extents[:k] + (slots.extents[k] + 1,) + slots.extents[k + 1:]
-            self.layout, self.shift = Domain(slots.vars, ext, np.ones(ext, bool)), {fold_var: 1}
+            self.layout, self.shift = slots.resized(fold_var, slots.extents[k] + 1), {fold_var: 1}
         em.op_name = "init"
         em.emit([Copy(init.region, self.at(self._flat().substitute({self.var: aff(0)})))])
 
@@ -191,7 +190,7 @@ class _TensorState:
 
     def _rows(self) -> np.ndarray:
         """The row of every (outer point, slot), an array over the logical slot extents."""
-        grid = np.arange(self.layout.size, dtype=np.int64).reshape(self.layout.extents)
+        grid = self.layout.rows_grid()
         return grid[tuple(slice(self.shift.get(v, 0), self.shift.get(v, 0) + n)
                           for v, n in zip(self.layout.vars, self.slot_extents))]
 
@@ -262,7 +261,7 @@ class _ListState:
             raise UnsupportedError("the cpu backend cannot yet carry a list state whose elements come from "
                                    "different buffers")
         src = em.buffers[bufs.pop() if bufs else 0]
-        name = em.const_rows(table.reshape(-1))
+        name = em.const_rows(domain.in_row_order(table))
         flat = domain.flat()
         em.emit([Gather(Region(src.name, (0,) * src.ndim, src.shape), Region(name, (flat * w,), (w,)),
                         Region(self.name, (slot_row * w,) + (0,) * len(self.leaf_shape),
@@ -317,13 +316,13 @@ class _ListState:
         if len(bufs) != 1:
             return None
         name = em.buffers[bufs.pop()].name
-        vars_, ext = em.domains[name]
-        if not name.startswith("st") or var not in vars_:
+        domain = em.domains[name]
+        if not name.startswith("st") or var not in domain.vars:
             return None
-        kf = vars_.index(var)
+        kf = domain.vars.index(var)
         base = {}
         for pt, leaves in points.items():
-            coords = np.stack(np.unravel_index(leaves & ROW_MASK, ext))
+            coords = domain.unravel(leaves & ROW_MASK)
             if not np.all(coords[kf] == pt[-1]):
                 return None
             coords[kf] = 0
@@ -333,7 +332,7 @@ class _ListState:
         outer_valid = [pt for pt in np.ndindex(*self.structure.shape) if self.structure[pt] is not None]
         if any(pt not in base for pt in outer_valid):
             return None
-        return dict(buffer=name, var=var, vars=vars_, extents=ext, kf=kf, base=base)
+        return dict(buffer=name, var=var, domain=domain, kf=kf, base=base)
 
     def sequence(self, lens, reverse, t) -> LVal:
         ids = np.empty(lens.shape, dtype=object)
@@ -355,13 +354,13 @@ class _AliasedListState(_ListState):
         for pt in np.ndindex(*outer.extents):
             if outer.valid[pt]:
                 self.structure[pt] = ids[pt]._compact()
-        kf, ext = plan["kf"], plan["extents"]
-        self.ext = ext[:kf] + (ext[kf] + 1,) + ext[kf + 1:]
+        kf, domain = plan["kf"], plan["domain"]
+        self.layout = domain.resized(domain.vars[kf], domain.extents[kf] + 1)
         name = self.name = plan["buffer"]
         leaf = init.type.leaf
         em.numbers[name] = len(em.buffers)
-        em.buffers.append(Buffer(name, (int(np.prod(self.ext)),) + leaf.shape, leaf.dtype))
-        em.domains[name] = (plan["vars"], self.ext)
+        em.buffers.append(Buffer(name, (self.layout.size,) + leaf.shape, leaf.dtype))
+        em.domains[name] = self.layout
         em.overrides[name] = self.var
         self.aliased_ok = True
         # the initial list goes to slot 0: gather its rows, scatter them to their places
@@ -379,16 +378,16 @@ class _AliasedListState(_ListState):
                 dst[pt] = np.resize(rows, width)
         em.op_name = "init"
         tmp, k = em.gather_rows(src, leaf.shape, leaf.dtype)
-        table = em.const_rows(dst.reshape(-1))
+        table = em.const_rows(outer.in_row_order(dst))
         flat = outer.flat()
         em.emit([Scatter(Region(tmp, (flat * k,) + (0,) * len(leaf.shape), (width,) + leaf.shape),
                          Region(table, (flat * width,), (width,)),
-                         Region(name, (0,) * (1 + len(leaf.shape)), (int(np.prod(self.ext)),) + leaf.shape), 0)])
+                         Region(name, (0,) * (1 + len(leaf.shape)), (self.layout.size,) + leaf.shape), 0)])
 
     def _rows(self, outer_pt, slot: int) -> np.ndarray:
         coords = self.plan["base"][outer_pt].copy()
         coords[self.plan["kf"]] = slot
-        return np.ravel_multi_index(tuple(coords), self.ext).astype(np.int64)
+        return self.layout.ravel(tuple(coords))
 
     def _ids(self, pt, slot: int) -> FractalTensor:
         leaves, offsets = self.structure[pt]

@@ -43,7 +43,7 @@ class Lowered:
     constants: dict[str, np.ndarray]
     inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
-    buffer_domains: dict[str, tuple] = field(default_factory=dict)  # buffer -> (vars, extents)
+    buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
 
 
 @dataclass
@@ -61,7 +61,7 @@ class _Emitter:
         self.buffers: list[Buffer] = []
         self.numbers: dict[str, int] = {}
         self.constants: dict[str, np.ndarray] = {}
-        self.domains: dict[str, tuple] = {}  # buffer -> (domain vars, extents) of its rows
+        self.domains: dict[str, Domain] = {}  # buffer -> the domain its rows are laid out by
         self.overrides: dict[str, str] = {}  # scan state buffer -> fold var given one more slot
         self.stack: list[list] = [[]]
         self.keys, self.key_count = ["arg"], [0]  # the equation being lowered names its buffers
@@ -80,7 +80,7 @@ class _Emitter:
         self.numbers[name] = len(self.buffers)
         self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role))
         d = domain or self.domain
-        self.domains[name] = (d.vars, d.extents)
+        self.domains[name] = d
         return name
 
     def snapshot(self):
@@ -146,8 +146,7 @@ class _Emitter:
             ref = gids.max(axis=axis, keepdims=True)
             if gids.shape[axis] > 1 and np.all((gids == -1) | (gids == ref)):
                 gids = ref.squeeze(axis)
-                domain = Domain(domain.vars[:axis] + domain.vars[axis + 1:],
-                                domain.extents[:axis] + domain.extents[axis + 1:], domain.valid.any(axis=axis))
+                domain = domain.without(axis)
         outer, self.domain = self.domain, domain
         try:
             name, k = self.gather_rows(gids[..., None], shape, p.type.dtype)
@@ -168,7 +167,7 @@ class _Emitter:
         if len(bufs) == 1:
             src = self.buffers[int(bufs[0])]
             out = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
-            table = self.const_rows(rows.reshape(-1).astype(np.int64))
+            table = self.const_rows(self.domain.in_row_order(rows).astype(np.int64))
             self.emit([Gather(whole(src), Region(table, (flat * n,), (n,)),
                               Region(out, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape)), 0)])
             return out, n
@@ -179,8 +178,8 @@ class _Emitter:
         for b in bufs:
             src = self.buffers[int(b)]
             mine = valid & ((gids >> ROW_BITS) == b)
-            take = self.const_rows(np.where(mine, rows, 0).reshape(-1).astype(np.int64))
-            put = self.const_rows(np.where(mine, np.arange(n), n).reshape(-1).astype(np.int64))
+            take = self.const_rows(self.domain.in_row_order(np.where(mine, rows, 0)).astype(np.int64))
+            put = self.const_rows(self.domain.in_row_order(np.where(mine, np.arange(n), n)).astype(np.int64))
             part = Region(scratch, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape))
             ops += [Gather(whole(src), Region(take, (flat * n,), (n,)), part, 0),
                     Scatter(part, Region(put, (flat * n,), (n,)),
@@ -355,7 +354,7 @@ class _Walker:
                 for pt, r in np.ndenumerate(o):
                     if r is not None:
                         lens[pt] = int(r)
-                name = em.const_rows(lens.reshape(-1))
+                name = em.const_rows(em.domain.in_row_order(lens))
                 result.append(TVal(Region(name, (em.domain.flat(),), (None,)), var.type.dtype))
             elif eqn.op == "stack":
                 result.append(self.stack(eqn, args[0], var.type))
@@ -388,7 +387,7 @@ class _Walker:
         if n:
             src, kk = em.gather_rows(element_gids(lists, n), elem.shape, elem.dtype)
             where = np.where(np.arange(n) < lens[..., None], pad + np.arange(n), k - 1)
-            table = em.const_rows(where.reshape(-1).astype(np.int64))
+            table = em.const_rows(em.domain.in_row_order(where).astype(np.int64))
             em.emit([Scatter(Region(src, (flat * kk,) + zeros, (n,) + elem.shape), Region(table, (flat * n,), (n,)),
                              Region(name, (flat * k,) + zeros, (k,) + elem.shape), 0)])
         out = np.empty(ext, dtype=object)

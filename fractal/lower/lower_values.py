@@ -33,21 +33,32 @@ ID_TYPE = TensorType((), np.dtype(np.int64))
 
 @dataclass(frozen=True)
 class Domain:
+    """Enclosing combinator dims: variables, padded extents, valid points, and which dims are
+    map (parallel) dims.  Rows are laid out with the sequential dims outermost and the map
+    dims innermost (each group in nest order): the paper's `[depth, length, batch]` layout,
+    so the points a stage batches over are consecutive rows (contiguous GEMM operands)."""
+
     vars: tuple[str, ...]
     extents: tuple[int, ...]
     valid: np.ndarray  # bool, shape == extents
+    parallel: tuple[bool, ...] = ()  # () means all sequential
 
     @property
     def size(self) -> int:
         return int(np.prod(self.extents, dtype=np.int64))
 
     @property
+    def order(self) -> tuple[int, ...]:
+        """Dims from outermost to innermost in the row layout."""
+        par = self.parallel or (False,) * len(self.vars)
+        return tuple(k for k in range(len(self.vars)) if not par[k]) + tuple(k for k in range(len(self.vars)) if par[k])
+
+    @property
     def strides(self) -> tuple[int, ...]:
-        out, step = [], 1
-        for n in reversed(self.extents):
-            out.append(step)
-            step *= n
-        return tuple(reversed(out))
+        out, step = [0] * len(self.extents), 1
+        for k in reversed(self.order):
+            out[k], step = step, step * self.extents[k]
+        return tuple(out)
 
     def flat(self, shift: dict[str, int] | None = None) -> Aff:
         """The row of a point: sum of var * stride (a var may be shifted, e.g. a state's next slot)."""
@@ -57,12 +68,56 @@ class Domain:
 
     def row(self, point) -> int:
         """`flat()` at one point (NumPy arithmetic, no index objects)."""
-        return int(np.ravel_multi_index(tuple(int(i) for i in point), self.extents)) if self.extents else 0
+        return int(sum(int(i) * s for i, s in zip(point, self.strides)))
 
-    def inner(self, var: str, extent: int, lengths: np.ndarray) -> "Domain":
+    def ravel(self, coords) -> np.ndarray:
+        """Rows of points given as coordinate arrays (one per dim)."""
+        return sum((np.asarray(c, dtype=np.int64) * s for c, s in zip(coords, self.strides)),
+                   np.zeros(np.shape(coords[0]) if len(coords) else (), dtype=np.int64))
+
+    def unravel(self, rows) -> np.ndarray:
+        """Coordinates (dims x n) of rows: the inverse of `ravel`."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(self.vars),) + rows.shape, dtype=np.int64)
+        for k in self.order:
+            out[k] = rows // self.strides[k]
+            rows = rows - out[k] * self.strides[k]
+        return out
+
+    def in_row_order(self, a: np.ndarray) -> np.ndarray:
+        """`a` (leading dims: this domain's extents) flattened in row order, so that a table
+        read at `flat()` finds each point's entry: shape (size * rest...,) for tables."""
+        a = np.asarray(a)
+        k = len(self.extents)
+        return np.transpose(a, self.order + tuple(range(k, a.ndim))).reshape(-1)
+
+    def rows_grid(self) -> np.ndarray:
+        """The row of every point, an array over the extents."""
+        return self.ravel(np.indices(self.extents, dtype=np.int64)) if self.extents else np.zeros((), np.int64)
+
+    def inner(self, var: str, extent: int, lengths: np.ndarray, parallel: bool = False) -> "Domain":
         """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
         valid = self.valid[..., None] & (np.arange(extent) < np.asarray(lengths)[..., None])
-        return Domain(self.vars + (var,), self.extents + (extent,), valid)
+        return self.extended(var, extent, parallel, valid)
+
+    def extended(self, var: str, extent: int, parallel: bool = False, valid=None) -> "Domain":
+        ext = self.extents + (extent,)
+        return Domain(self.vars + (var,), ext, np.ones(ext, bool) if valid is None else valid,
+                      self._kinds() + (parallel,))
+
+    def without(self, axis: int) -> "Domain":
+        kinds = self._kinds()
+        return Domain(self.vars[:axis] + self.vars[axis + 1:], self.extents[:axis] + self.extents[axis + 1:],
+                      self.valid.any(axis=axis), kinds[:axis] + kinds[axis + 1:])
+
+    def resized(self, var: str, extent: int) -> "Domain":
+        """The same dims with `var`'s extent changed (a state buffer's extra slot)."""
+        k = self.vars.index(var)
+        ext = self.extents[:k] + (extent,) + self.extents[k + 1:]
+        return Domain(self.vars, ext, np.ones(ext, bool), self._kinds())
+
+    def _kinds(self) -> tuple[bool, ...]:
+        return self.parallel or (False,) * len(self.vars)
 
 
 ROOT = Domain((), (), np.ones((), dtype=bool))

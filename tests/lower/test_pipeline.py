@@ -57,6 +57,19 @@ def test_stacked_lstm_layers_read_the_layer_below_in_place():
     assert x_proj.a.buffer.startswith("st"), "the GEMM reads the state buffer directly"
 
 
+def test_state_rows_are_laid_out_depth_length_batch():
+    """The paper's [depth, length, batch, hidden] layout: the sequences a stage batches over
+    are consecutive rows (coefficient 1), so each GEMM operand is one contiguous matrix."""
+    compiled, _ = _compiled("stacked_lstm", "small")
+    (wave,) = _top_loops(compiled.tile_ir)
+    (stage,) = wave.body
+    batch = stage.dims[-1].var
+    for op in stage.body:
+        if isinstance(op, Gemm):
+            coeff = dict(op.a.start[0].terms)
+            assert coeff[batch] == 1 and all(abs(c) > 1 for v, c in coeff.items() if v != batch)
+
+
 def test_input_projection_is_hoisted_out_of_a_single_layer_rnn():
     """bigru: a scan per direction; x @ W reads nothing the scan writes, so it is one GEMM
     over all steps before the loop, batched over (time, sequence)."""
