@@ -3,6 +3,13 @@
     lowered = lower_program(program, args)          # fractal.lower.lower_program
     tile = run_pipeline(lowered, verify=True)        # the passes below, in order
 
+Two of the paper's transformations happen while lowering, where list structure is still
+known: *data reordering* (rows laid out `[sequential dims, map dims]`, the paper's
+`[depth, length, batch, hidden]`, so a stage's batch is contiguous; a fold's list state kept
+in the buffer its steps write; padded windows read from one padded copy) and the view-or-
+gather half of *access materialisation* (a list element whose rows are affine in the loop
+variables is a strided view, any other one a gather through a constant table).
+
 Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`.  Under tests
 (`verify=True`) the IR is verified after every pass; `FRACTAL_DUMP_IR=<dir>` (or `dump=`)
 writes the IR before the first pass and after each one, and notes passes that changed nothing.
