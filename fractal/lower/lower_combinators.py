@@ -14,6 +14,7 @@ from collections import ChainMap
 
 import numpy as np
 
+from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType
 from ..lang.values import FractalTensor
@@ -32,6 +33,11 @@ def _lists(walker, eqn, env, first: int):
         x = env[v]
         lists.append(broadcast_ids(x.ids, em.domain.extents))
     lens = lengths(lists[0])
+    for other in lists[1:]:
+        bad = np.argwhere(lengths(other) != lens)
+        if len(bad):  # the interpreter's own check and message, at the first offending point
+            pt = tuple(bad[0])
+            common_length(eqn.op, [xs[pt] for xs in lists])
     m = int(lens.max()) if lens.size else 0
     return lists, lens, m
 

@@ -100,3 +100,32 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
                      "model.06-tile.tile"]
     assert (tmp_path / "model.06-tile.tile").read_text().strip() == "// tile: (unchanged)"
     assert "tile @model" in (tmp_path / "model.04-coarsen.tile").read_text()
+
+
+def test_a_program_the_backend_cannot_lower_runs_in_the_interpreter_with_a_warning():
+    """gather with traced indices is not lowered yet: compile says so, calling falls back."""
+    @ft.function
+    def pick(xs, idx):
+        return ft.gather(xs, idx)
+
+    xs = ft.fractal([np.full(2, float(i), np.float32) for i in range(4)])
+    idx = np.array([3, 0], dtype=np.int64)
+    with pytest.raises(ft.UnsupportedError, match="gather with traced indices"):
+        pick.compile(xs, idx)
+    with pytest.warns(UserWarning, match="running in the interpreter"):
+        out = pick(xs, idx)
+    np.testing.assert_array_equal(out.to_numpy(), [[3.0, 3.0], [0.0, 0.0]])
+
+
+def test_errors_found_while_lowering_point_at_the_users_line():
+    """The access operators run their own rules while lowering: a zip of unequal lengths is
+    the same LengthError, at the same line, as in the interpreter."""
+    @ft.function
+    def pairs(xs, ys):
+        return ft.map(lambda x, y: x + y, xs, ys)  # zips unequal lists
+
+    xs = ft.fractal([np.ones(2, np.float32)] * 3)
+    ys = ft.fractal([np.ones(2, np.float32)] * 4)
+    with pytest.raises(ft.LengthError) as e:
+        pairs.compile(xs, ys)
+    assert "test_lowering.py" in str(e.value)
