@@ -18,9 +18,8 @@ from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType
 from ..lang.values import FractalTensor
-from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_gids, element_ids, id_list,
-                           id_type,
-                           lengths, row_region)
+from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids, element_gids,
+                           element_ids, id_list, id_type, lengths, row_region)
 from .tile_affine import Aff, aff
 from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter
@@ -44,7 +43,6 @@ def _lists(walker, eqn, env, first: int):
 
 def _enter(walker, eqn, env, var: str, lists, lens, m, reverse=False):
     """The inner domain and the body's element values (pending tensors or id lists)."""
-    from .lower_program import _Pending
     em = walker.em
     inner = em.domain.inner(var, m, lens, parallel=eqn.op == "map")
     params = []
@@ -58,13 +56,12 @@ def _enter(walker, eqn, env, var: str, lists, lens, m, reverse=False):
             params.append(LVal(element_ids(xs, m), p.type))
         else:
             gids = element_gids(xs, m)
-            params.append(_Pending(gids, p.type, inner))
+            params.append(Pending(gids, p.type, inner))
     return inner, params
 
 
 def _is_pending(x) -> bool:
-    from .lower_program import _Pending
-    return isinstance(x, _Pending)
+    return isinstance(x, Pending)
 
 
 def _fresh(em, x: TVal, domain: Domain, at) -> TVal:
@@ -211,11 +208,10 @@ class _TensorState:
         self.em.emit([Copy(r.region, self.at(self._flat({self.var: 1})))])
 
     def final(self, lens) -> TVal:
-        from .lower_program import _Pending
         em = self.em
         rows = np.take_along_axis(self._rows(), np.asarray(lens, dtype=np.int64)[..., None], -1)[..., 0]
         gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
-        return _Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
+        return Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
 
     def sequence(self, lens, reverse, t) -> LVal:
         em = self.em

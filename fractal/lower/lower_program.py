@@ -23,15 +23,14 @@ import numpy as np
 from ..lang.errors import FractalError, UnsupportedError
 from ..lang.ir import Program, Region as ProgRegion
 from ..lang.registry import OPS
-from ..lang.types import FractalTensorType, TensorType
+from ..lang.types import TensorType
 from ..lang.values import FractalTensor
 from .lower_tensor_ops import TENSOR_RULES
-from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, TVal, broadcast_ids, element_ids, id_list,
-                           id_type, lengths, row_region, scalar_gids, affine_fit, evaluate_on_grid, element_gids)
+from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, affine_fit, broadcast_ids,
+                           element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region)
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_expr import Const
-from .tile_ir import Buffer, Copy, Elementwise, Gather, Loop, Scatter, Stage, TileProgram
+from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
 
 
 @dataclass
@@ -44,15 +43,6 @@ class Lowered:
     inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
     buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
-
-
-@dataclass
-class _Pending:
-    """A list element not read yet: per point gids (-1 invalid) and its tensor type."""
-
-    gids: np.ndarray
-    type: TensorType
-    domain: Domain
 
 
 class _Emitter:
@@ -129,7 +119,7 @@ class _Emitter:
         self.stack[-1].append(stmt)
 
     # -- list elements ----------------------------------------------------------------------
-    def element(self, p: _Pending) -> TVal:
+    def element(self, p: Pending) -> TVal:
         """A tensor list element per point: a view when its rows are affine, else a gather."""
         valid = p.gids >= 0
         bufs = np.unique(p.gids[valid] >> ROW_BITS) if valid.any() else np.array([0])
@@ -228,7 +218,7 @@ def _argument(em: _Emitter, var, value):
 
 
 def _result(em: _Emitter, v, t):
-    if isinstance(v, _Pending):
+    if isinstance(v, Pending):
         v = em.element(v)
     if isinstance(v, TVal):
         name = em.buffer("out", (1,) + v.shape, v.dtype, "output")
@@ -285,8 +275,8 @@ class _Walker:
 
     def tensor(self, v, env, transposed_ok=False) -> TVal:
         x = env[v]
-        if isinstance(x, _Pending):
-            t = self.em.element(_Pending(broadcast_ids(x.gids, self.em.domain.extents), x.type, x.domain))
+        if isinstance(x, Pending):
+            t = self.em.element(Pending(broadcast_ids(x.gids, self.em.domain.extents), x.type, x.domain))
             if x.domain.vars == self.em.domain.vars:
                 env[v] = t
             return t
@@ -305,133 +295,9 @@ class _Walker:
             return self.access(eqn, env)
         raise UnsupportedError(f"the cpu backend has no lowering for op {eqn.op!r}")
 
-    # -- access operators: the language's own rules on id lists ------------------------------
     def access(self, eqn, env):
-        em = self.em
-        if eqn.op == "gather_dynamic":
-            raise UnsupportedError("the cpu backend cannot yet lower gather with traced indices")
-        ext = em.domain.extents
-        args = []
-        for v in eqn.inputs:
-            x = env[v]
-            if isinstance(x, LVal):
-                args.append(broadcast_ids(x.ids, ext))
-            else:
-                gids = x.gids if isinstance(x, _Pending) else em.row_ids(self.tensor(v, env))
-                gids = broadcast_ids(np.asarray(gids), ext)
-                args.append(np.vectorize(lambda g: np.asarray(g, dtype=np.int64), otypes=[object])(gids))
-        attrs = eqn.attrs
-        if eqn.op == "window" and attrs.get("padding") and isinstance(eqn.inputs[0].type.elem, TensorType):
-            # windows of a padded list: pad each point's list once into a fresh buffer, so the
-            # windows are affine rows of it (views) rather than a gather from two buffers
-            args[0] = self.padded(args[0], attrs["padding"], attrs["pad_value"], eqn.inputs[0].type.elem)
-            attrs = dict(attrs, padding=0)
-        if eqn.op == "const_list":
-            return (self.const_list(eqn),)
-        if eqn.op == "enumerate":  # positions are new values: rows of one constant 0..n-1 buffer
-            lens = lengths(args[0])
-            table = em.const_rows(np.arange(int(lens.max()) if lens.size else 0, dtype=np.int64))
-            ids = np.empty(ext, dtype=object)
-            for pt in np.ndindex(*ext):
-                if em.domain.valid[pt]:
-                    ids[pt] = id_list(em.gid(table, np.arange(lens[pt])))
-            return (LVal(ids, eqn.outputs[0].type),)
-        if eqn.op == "slices":
-            return (self.slices(self.tensor(eqn.inputs[0], env), eqn.attrs["axis"], eqn.outputs[0].type),)
-        outs = [np.empty(ext, dtype=object) for _ in eqn.outputs]
-        for pt in np.ndindex(*ext):
-            if not em.domain.valid[pt]:
-                continue
-            res = OPS[eqn.op].impl(*(a[pt] for a in args), **attrs)
-            for o, r in zip(outs, res):
-                o[pt] = r
-        result = []
-        for o, var in zip(outs, eqn.outputs):
-            if isinstance(var.type, FractalTensorType):
-                result.append(LVal(o, var.type))
-            elif eqn.op == "length":
-                lens = np.zeros(ext, dtype=var.type.dtype)
-                for pt, r in np.ndenumerate(o):
-                    if r is not None:
-                        lens[pt] = int(r)
-                name = em.const_rows(em.domain.in_row_order(lens))
-                result.append(TVal(Region(name, (em.domain.flat(),), (None,)), var.type.dtype))
-            elif eqn.op == "stack":
-                result.append(self.stack(eqn, args[0], var.type))
-            else:
-                result.append(_Pending(scalar_gids(o), var.type, em.domain))
-        return result
-
-    def const_list(self, eqn):
-        value = OPS["const_list"].impl(**eqn.attrs)[0]
-        leaves, offsets = value._compact()
-        name = self.em.const_rows(np.asarray(leaves))
-        ids = FractalTensor._make(id_type(value.type), self.em.gid(name, np.arange(len(leaves))), offsets,
-                                  range(len(value)))
-        holder = np.empty(self.em.domain.extents, dtype=object)
-        holder[...] = [ids] if holder.ndim == 0 else None
-        for pt in np.ndindex(*self.em.domain.extents):
-            holder[pt] = ids
-        return LVal(holder, value.type)
-
-    def padded(self, lists: np.ndarray, pad: int, value, elem: TensorType) -> np.ndarray:
-        """Per point, the id list `[pad]*p + xs + [pad]*p` in a fresh buffer (rows `k*flat ..`)."""
-        em, ext = self.em, self.em.domain.extents
-        lens = lengths(lists)
-        n = int(lens.max()) if lens.size else 0
-        k = n + 2 * pad + 1  # the last row of each point takes the scatter's unused entries
-        name = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
-        flat = em.domain.flat()
-        zeros = (0,) * len(elem.shape)
-        em.emit([Elementwise(Region(name, (flat * k,) + zeros, (k,) + elem.shape), Const(float(value)))])
-        if n:
-            src, kk = em.gather_rows(element_gids(lists, n), elem.shape, elem.dtype)
-            where = np.where(np.arange(n) < lens[..., None], pad + np.arange(n), k - 1)
-            table = em.const_rows(em.domain.in_row_order(where).astype(np.int64))
-            em.emit([Scatter(Region(src, (flat * kk,) + zeros, (n,) + elem.shape), Region(table, (flat * n,), (n,)),
-                             Region(name, (flat * k,) + zeros, (k,) + elem.shape), 0)])
-        out = np.empty(ext, dtype=object)
-        for pt in np.ndindex(*ext):
-            if em.domain.valid[pt]:
-                out[pt] = id_list(em.gid(name, em.domain.row(pt) * k + np.arange(int(lens[pt]) + 2 * pad)))
-        return out
-
-    def slices(self, x: TVal, axis: int, t) -> LVal:
-        """`slices(x, axis)`: the sub-tensors along `axis` as rows of a fresh buffer (one copy)."""
-        em = self.em
-        axis %= len(x.shape)
-        n, rest = x.shape[axis], x.shape[:axis] + x.shape[axis + 1:]
-        perm = (axis,) + tuple(a for a in range(len(x.shape)) if a != axis)
-        name = em.buffer("t", (em.domain.size * n,) + rest, x.dtype)
-        flat = em.domain.flat()
-        em.emit([Copy(x.region, Region(name, (flat * n,) + (0,) * len(rest), (n,) + rest), perm)])
-        ids = np.empty(em.domain.extents, dtype=object)
-        for pt in np.ndindex(*em.domain.extents):
-            if em.domain.valid[pt]:
-                base = em.domain.row(pt) * n
-                ids[pt] = id_list(em.gid(name, base + np.arange(n)))
-        return LVal(ids, t)
-
-    def stack(self, eqn, lists, t: TensorType) -> TVal:
-        """`stack(xs)`: the n rows of the list as one tensor (a view when they are consecutive)."""
-        em, n = self.em, t.shape[0]
-        rows = np.full(em.domain.extents + (n,), -1, dtype=np.int64)
-        for pt in np.ndindex(*em.domain.extents):
-            if em.domain.valid[pt]:
-                rows[pt] = np.asarray(lists[pt]._compact()[0], dtype=np.int64)
-        elem = TensorType(t.shape[1:], t.dtype)
-        first = _Pending(rows[..., 0] if n else np.full(em.domain.extents, -1), elem, em.domain)
-        valid = em.domain.valid
-        consecutive = n == 0 or np.all((rows[valid] - rows[valid][:, :1]) == np.arange(n))
-        if consecutive and n and valid.any():
-            x = em.element(first)
-            ranges = {v: (0, max(e - 1, 0)) for v, e in zip(em.domain.vars, em.domain.extents)}
-            if x.region.buffer == em.buffers[int(rows[valid][0, 0] >> ROW_BITS)].name \
-                    and x.region.start[0].bounds(ranges)[1] + n <= em.rows_of(x.region.buffer):
-                r = x.region
-                return TVal(Region(r.buffer, r.start, (n,) + r.size[1:], r.stride), t.dtype)
-        name, k = em.gather_rows(rows, t.shape[1:], t.dtype)
-        return TVal(Region(name, (em.domain.flat() * k,) + (0,) * (len(t.shape) - 1), t.shape), t.dtype)
+        from .lower_access import lower_access
+        return lower_access(self, eqn, env)
 
     # -- combinators ----------------------------------------------------------------------
     def map(self, eqn, env):

@@ -139,6 +139,16 @@ class TVal:
         return s[:-2] + (s[-1], s[-2]) if self.trans else s
 
 
+@dataclass
+class Pending:
+    """A tensor list element not read yet: per point gids (-1: invalid point) and its type;
+    the walker turns it into a view or a gather where it is first used."""
+
+    gids: np.ndarray
+    type: TensorType
+    domain: Domain
+
+
 @dataclass(frozen=True)
 class LVal:
     """A list per domain point: `ids[point]` is a FractalTensor of element ids (None: invalid)."""
