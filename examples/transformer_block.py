@@ -217,21 +217,19 @@ def outputs(result):
     return [seq.to_numpy()[:, 0, :] for seq in result]
 
 
-def torch_reference(batch, p: BlockParams, norm_first=True):
-    """`torch.nn.TransformerEncoderLayer` (tanh GELU, dropout 0) on each sample separately."""
+def torch_layer(p: BlockParams, d: int, dtype, norm_first=True):
+    """`torch.nn.TransformerEncoderLayer` (tanh GELU, dropout 0, eval mode) holding `p`."""
     import torch
     import torch.nn.functional as F
 
-    d = batch.type.leaf.shape[-1]
     nh, ffn_dim = len(p.wq), p.w1.shape[1]
-    dtype = torch.float64 if batch.type.leaf.dtype == np.float64 else torch.float32
     layer = torch.nn.TransformerEncoderLayer(
         d, nh, ffn_dim, dropout=0.0, activation=lambda v: F.gelu(v, approximate="tanh"),
         layer_norm_eps=1e-5, batch_first=True, norm_first=norm_first, dtype=dtype)
     wq, bq, wk, bk, wv, bv, wo = _merged(p)
 
     def tt(a):
-        return torch.from_numpy(np.ascontiguousarray(a))
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
     with torch.no_grad():
         layer.self_attn.in_proj_weight.copy_(tt(np.concatenate([wq, wk, wv], axis=1).T))
@@ -242,5 +240,15 @@ def torch_reference(batch, p: BlockParams, norm_first=True):
                           (layer.norm1, p.ln1_w[0], p.ln1_b[0]), (layer.norm2, p.ln2_w[0], p.ln2_b[0])):
             mod.weight.copy_(tt(w))
             mod.bias.copy_(tt(b))
-        layer.eval()
-        return [layer(tt(seq.to_numpy()[:, 0, :])[None])[0].numpy() for seq in batch]
+    return layer.eval()
+
+
+def torch_reference(batch, p: BlockParams, norm_first=True):
+    """`torch.nn.TransformerEncoderLayer` (tanh GELU, dropout 0) on each sample separately."""
+    import torch
+
+    dtype = torch.float64 if batch.type.leaf.dtype == np.float64 else torch.float32
+    layer = torch_layer(p, batch.type.leaf.shape[-1], dtype, norm_first)
+    with torch.no_grad():
+        return [layer(torch.from_numpy(np.ascontiguousarray(seq.to_numpy()[:, 0, :]))[None])[0].numpy()
+                for seq in batch]

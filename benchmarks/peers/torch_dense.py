@@ -132,21 +132,7 @@ def transformer_layer(module, args) -> Prepared:
     """`nn.TransformerEncoderLayer` (tanh GELU, dropout 0) on the padded batch with a key-padding mask."""
     batch, p, norm_first = args
     x, lengths, valid = _block_input(batch)
-    d, nh, ffn = x.shape[-1], len(p.wq), p.w1.shape[1]
-    layer = torch.nn.TransformerEncoderLayer(
-        d, nh, ffn, dropout=0.0, activation=lambda t: F.gelu(t, approximate="tanh"),
-        layer_norm_eps=1e-5, batch_first=True, norm_first=norm_first)
-    wq, bq, wk, bk, wv, bv, wo = module._merged(p)
-    with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(tensor(np.concatenate([wq, wk, wv], axis=1).T))
-        layer.self_attn.in_proj_bias.copy_(tensor(np.concatenate([bq, bk, bv], axis=1)[0]))
-        layer.self_attn.out_proj.weight.copy_(tensor(wo.T))
-        layer.self_attn.out_proj.bias.copy_(tensor(p.bo[0]))
-        for mod, w, b in ((layer.linear1, p.w1.T, p.b1[0]), (layer.linear2, p.w2.T, p.b2[0]),
-                          (layer.norm1, p.ln1_w[0], p.ln1_b[0]), (layer.norm2, p.ln2_w[0], p.ln2_b[0])):
-            mod.weight.copy_(tensor(w))
-            mod.bias.copy_(tensor(b))
-    layer.eval()
+    layer = module.torch_layer(p, x.shape[-1], x.dtype, norm_first)
     padding = ~valid
 
     def run():

@@ -118,3 +118,13 @@ class ArgumentError(FractalError, ValueError):
 
 class UnsupportedError(FractalError, NotImplementedError):
     """A valid program that a compiler backend cannot lower yet (the interpreter still runs it)."""
+
+
+def located(e: FractalError, loc: SourceLoc) -> FractalError:
+    """`e` pointing at `loc` (the equation that failed), unless an inner equation already
+    located it: re-raise the result `from None`."""
+    if getattr(e, "_located", False):
+        return e
+    err = type(e)(e.message, loc)
+    err._located = True
+    return err

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import ChainMap
 
 from .combinators import COMBINATORS
-from .errors import FractalError, FractalTypeError
+from .errors import FractalError, FractalTypeError, located
 from .ir import Program, Region
 from .registry import OPS
 from .types import type_of
@@ -67,11 +67,7 @@ def run_region(region: Region, args, outer, progress: _Progress | None = None) -
             else:
                 outs = OPS[eqn.op].impl(*values, **eqn.attrs)
         except FractalError as e:
-            if getattr(e, "_located", False):
-                raise
-            err = type(e)(e.message, eqn.loc)
-            err._located = True
-            raise err from None
+            raise located(e, eqn.loc) from None
         except (ArithmeticError, ValueError, IndexError, TypeError) as e:
             err = FractalError(f"{eqn.op} failed at run time: {e}", eqn.loc)
             err._located = True

@@ -3,7 +3,7 @@
 * the tile IR: nodes (`tile_ir`, `tile_affine`, `tile_expr`), text form (`tile_printer`,
   `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
 * from program IR to tile IR, for one set of argument sizes: `lower_program` (with
-  `lower_values`, `lower_tensor_ops`, `lower_combinators`);
+  `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`);
 * the passes, run in order by `pipeline.run_pipeline`: `schedule`, `hoist`, `wavefront`
   (with `dependence`), `coarsen`, `materialise`, `tiling`; shared helpers in `rewrite`;
 * hardware described as data: `hardware` (this CPU, A100/H100, a PE mesh).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .rewrite import ops_of
 from .tile_ir import If, Loop, Stage, TileProgram
 
 
@@ -62,20 +63,9 @@ def _hoist_from(loop: Loop):
     return moved, replace(loop, body=tuple(kept))
 
 
-def _ops(stmt):
-    if isinstance(stmt, Stage):
-        yield from stmt.body
-    elif isinstance(stmt, Loop):
-        for s in stmt.body:
-            yield from _ops(s)
-    elif isinstance(stmt, If):
-        for s in stmt.then + stmt.orelse:
-            yield from _ops(s)
-
-
 def _accesses(stmt) -> tuple[set, set]:
     reads, writes = set(), set()
-    for op in _ops(stmt):
+    for op in ops_of(stmt):
         reads.update(r.buffer for r in op.reads)
         writes.update(r.buffer for r in op.writes)
     return reads, writes
@@ -92,4 +82,4 @@ def _invariant_bounds(stmt, var: str) -> bool:
 
 def _writes_per_step(stmt, var: str) -> bool:
     """Every write names its step (no two steps write the same place)."""
-    return all(var in r.start[0].vars() for op in _ops(stmt) for r in op.writes)
+    return all(var in r.start[0].vars() for op in ops_of(stmt) for r in op.writes)

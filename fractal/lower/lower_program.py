@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..lang.errors import FractalError, UnsupportedError
+from ..lang.errors import FractalError, UnsupportedError, located
 from ..lang.ir import Program, Region as ProgRegion
 from ..lang.registry import OPS
 from ..lang.types import TensorType
@@ -253,11 +253,7 @@ class _Walker:
             try:
                 outs = self.eqn(eqn, env)
             except FractalError as e:
-                if getattr(e, "_located", False):
-                    raise
-                err = type(e)(e.message, eqn.loc)
-                err._located = True
-                raise err from None
+                raise located(e, eqn.loc) from None
             finally:
                 em.keys.pop()
                 em.key_count.pop()
