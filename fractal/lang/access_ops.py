@@ -223,7 +223,14 @@ def _interleave(xss):
         if len(x) != len(range(k, n, d)):
             raise LengthError(f"interleave: sub-list {k} has length {len(x)}, but interleaving {d} lists "
                               f"of {n} elements needs {len(range(k, n, d))} (as produced by ft.dilate)")
-    return (FractalTensor._from_elements(xss.elem_type.elem, [xss[i % d][i // d] for i in range(n)]),)
+    elem = xss.elem_type.elem
+    if isinstance(elem, TensorType):  # one gather from the compact leaves, no per-element Python loop
+        leaves, offsets = xss._compact()
+        i = np.arange(n)
+        flat = leaves[offsets[0][i % d] + i // d] if n else leaves[:0]
+        flat.flags.writeable = False
+        return (FractalTensor._make(FractalTensorType(elem), flat, (), range(n)),)
+    return (FractalTensor._from_elements(elem, [xss[i % d][i // d] for i in range(n)]),)
 
 
 def _repeat_rule(types, n):
