@@ -18,6 +18,7 @@ inside a combinator nest is lowered for *all* points of its iteration domain at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -47,13 +48,13 @@ class Domain:
     def size(self) -> int:
         return int(np.prod(self.extents, dtype=np.int64))
 
-    @property
+    @cached_property
     def order(self) -> tuple[int, ...]:
         """Dims from outermost to innermost in the row layout."""
         par = self.parallel or (False,) * len(self.vars)
         return tuple(k for k in range(len(self.vars)) if not par[k]) + tuple(k for k in range(len(self.vars)) if par[k])
 
-    @property
+    @cached_property
     def strides(self) -> tuple[int, ...]:
         out, step = [0] * len(self.extents), 1
         for k in reversed(self.order):
