@@ -24,6 +24,7 @@ from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Ga
                                    Scatter, Unary, Where)
 
 from .gemm import gemm_into
+from .rows import flat_rows, in_range, row_view, take_rows
 
 BOOL = np.dtype(bool)
 BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"})
@@ -150,10 +151,20 @@ def _batch_index(index: np.ndarray, nbatch: int, axis: int, ndata: int) -> tuple
 
 def _gather(op, scope):
     src, index, dst = scope.access(op.src), scope.access(op.index), scope.access(op.dst)
-    axis = op.axis
+    axis, size = op.axis, op.src.shape[op.axis]
 
     def run(env, los, box):
         data, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        table = row_view(data, nb + axis) if in_range(idx, size) else None
+        if table is not None:  # one np.take of whole rows
+            rows, offsets = table
+            flat = flat_rows(offsets, idx, data.shape[:nb + axis], nb)
+            out = dst.view(env, los, box) if dst.is_view else None
+            if out is not None and out.flags.c_contiguous and out.dtype == rows.dtype:
+                take_rows(rows, flat, out)
+            else:
+                dst.put(env, los, box, take_rows(rows, flat, None))
+            return
         one = _shared_index(idx, nb)
         if one is not None:
             out = np.take(data, one, axis=nb + axis)
@@ -166,19 +177,24 @@ def _gather(op, scope):
 
 def _scatter(op, scope):
     src, index, dst = scope.access(op.src), scope.access(op.index), scope.access(op.dst)
-    axis, ndata = op.axis, len(op.dst.shape)
+    axis, ndata, size = op.axis, len(op.dst.shape), op.dst.shape[op.axis]
 
     def run(env, los, box):
-        rows, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        values, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
         table = dst.get(env, los, box)  # a view (written in place) or a gathered copy
+        flat_table = row_view(table, nb + axis) if dst.is_view and in_range(idx, size) else None
+        if flat_table is not None:  # one assignment of whole rows
+            rows, offsets = flat_table
+            rows[flat_rows(offsets, idx, table.shape[:nb + axis], nb)] = values
+            return
         one = _shared_index(idx, nb)
         if one is not None:
-            table[(slice(None),) * (nb + axis) + (one,)] = rows
+            table[(slice(None),) * (nb + axis) + (one,)] = values
         else:
             batch, along = _batch_index(idx, nb, axis, ndata)
             others = tuple(np.arange(n).reshape((-1,) + (1,) * (ndata - k - 1)) if k != axis else along
                            for k, n in enumerate(table.shape[nb:]))
-            table[batch + others] = rows
+            table[batch + others] = values
         if not dst.is_view:
             dst.put(env, los, box, table)
     return run
