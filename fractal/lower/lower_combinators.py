@@ -180,11 +180,10 @@ class _TensorState:
         init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else init
         self.em, self.var, self.shape, self.dtype = em, slots.vars[-1], init.shape, init.dtype
         self.name = em.buffer("st", (slots.size,) + init.shape, init.dtype, domain=slots)
-        self.layout, self.shift, self.slot_extents = slots, {}, slots.extents
-        fold_var = em.overrides.get(self.name)
-        if fold_var is not None:
-            k = slots.vars.index(fold_var)
-            self.layout, self.shift = slots.resized(fold_var, slots.extents[k] + 1), {fold_var: 1}
+        self.slot_extents = slots.extents
+        em.logical[self.name] = slots
+        # enclosing folds/scans that keep their list state here give their dims one more slot
+        self.layout, self.shift = layout_with(slots, em.overrides.get(self.name, ()))
         em.op_name = "init"
         em.emit([Copy(init.region, self.at(self._flat().substitute({self.var: aff(0)})))])
 
@@ -222,6 +221,15 @@ class _TensorState:
                 slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
                 ids[pt] = id_list(em.gid(self.name, rows[pt][slot]))
         return LVal(ids, t)
+
+
+def layout_with(slots: Domain, extra_vars) -> tuple[Domain, dict]:
+    """A state buffer's layout: its slots with one more slot for each of `extra_vars`."""
+    layout, shift = slots, {}
+    for var in extra_vars:
+        k = slots.vars.index(var)
+        layout, shift = layout.resized(var, layout.extents[k] + 1), {**shift, var: 1}
+    return layout, shift
 
 
 def _tensor_type(shape, dtype):
@@ -318,13 +326,15 @@ class _ListState:
         if len(bufs) != 1:
             return None
         name = em.buffers[bufs.pop()].name
-        domain = em.domains[name]
-        if not name.startswith("st") or var not in domain.vars:
+        if not name.startswith("st") or name not in em.logical or var not in em.logical[name].vars:
             return None
+        extra = tuple(em.overrides.get(name, ()))
+        domain = em.domains[name]  # the layout the rows were written in: logical slots + extra
+        shift = np.array([1 if v in extra else 0 for v in domain.vars], dtype=np.int64)[:, None]
         kf = domain.vars.index(var)
         base = {}
         for pt, leaves in points.items():
-            coords = domain.unravel(leaves & ROW_MASK)
+            coords = domain.unravel(leaves & ROW_MASK) - shift  # logical coordinates
             if not np.all(coords[kf] == pt[-1]):
                 return None
             coords[kf] = 0
@@ -334,7 +344,7 @@ class _ListState:
         outer_valid = [pt for pt in np.ndindex(*self.structure.shape) if self.structure[pt] is not None]
         if any(pt not in base for pt in outer_valid):
             return None
-        return dict(buffer=name, var=var, domain=domain, kf=kf, base=base)
+        return dict(buffer=name, var=var, extra=extra, kf=kf, base=base)
 
     def sequence(self, lens, reverse, t) -> LVal:
         ids = np.empty(lens.shape, dtype=object)
@@ -356,14 +366,21 @@ class _AliasedListState(_ListState):
         for pt in np.ndindex(*outer.extents):
             if outer.valid[pt]:
                 self.structure[pt] = ids[pt]._compact()
-        kf, domain = plan["kf"], plan["domain"]
-        self.layout = domain.resized(domain.vars[kf], domain.extents[kf] + 1)
         name = self.name = plan["buffer"]
+        extra = tuple(dict.fromkeys(tuple(em.overrides.get(name, ())) + plan["extra"] + (self.var,)))
+        em.overrides[name] = extra
+        self.layout, shift = layout_with(em.logical[name], extra)
+        # logical -> physical coordinates: +1 on the dims enclosing aliases gave a slot; this
+        # state's own dim is addressed by physical slot (0: the initial list)
+        self.shift = np.array([shift.get(v, 0) if v != self.var else 0 for v in self.layout.vars], dtype=np.int64)
         leaf = init.type.leaf
-        em.numbers[name] = len(em.buffers)
-        em.buffers.append(Buffer(name, (self.layout.size,) + leaf.shape, leaf.dtype))
+        buffer = Buffer(name, (self.layout.size,) + leaf.shape, leaf.dtype)
+        if name in em.numbers and em.numbers[name] < len(em.buffers):  # an enclosing alias reserved it
+            em.buffers[em.numbers[name]] = buffer
+        else:
+            em.numbers[name] = len(em.buffers)
+            em.buffers.append(buffer)
         em.domains[name] = self.layout
-        em.overrides[name] = self.var
         self.aliased_ok = True
         # the initial list goes to slot 0: gather its rows, scatter them to their places
         width = max((len(s[0]) for s in self.structure.flat if s is not None), default=0)
@@ -389,7 +406,7 @@ class _AliasedListState(_ListState):
     def _rows(self, outer_pt, slot: int) -> np.ndarray:
         coords = self.plan["base"][outer_pt].copy()
         coords[self.plan["kf"]] = slot
-        return self.layout.ravel(tuple(coords))
+        return self.layout.ravel(tuple(coords + self.shift[:, None]))
 
     def _ids(self, pt, slot: int) -> FractalTensor:
         leaves, offsets = self.structure[pt]

@@ -52,7 +52,8 @@ class _Emitter:
         self.numbers: dict[str, int] = {}
         self.constants: dict[str, np.ndarray] = {}
         self.domains: dict[str, Domain] = {}  # buffer -> the domain its rows are laid out by
-        self.overrides: dict[str, str] = {}  # scan state buffer -> fold var given one more slot
+        self.logical: dict[str, Domain] = {}  # scan state buffer -> its slots before any extra slot
+        self.overrides: dict[str, tuple] = {}  # scan state buffer -> the fold/scan vars given one more slot
         self.stack: list[list] = [[]]
         self.keys, self.key_count = ["arg"], [0]  # the equation being lowered names its buffers
         self.domain = ROOT
