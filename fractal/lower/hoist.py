@@ -5,6 +5,8 @@ projection `x[t] @ W` reads only the inputs) does not carry the loop's dependenc
 steps form a parallel set.  It moves before the loop, the loop variable becoming a parallel
 loop around it (a batch dim after coarsening): one GEMM over all time steps instead of one
 per step, as cuDNN and `nn.LSTM` do.  Statements that read hoisted results follow them out.
+Moving a write earlier relies on the lowering's write-once buffers (no other statement of
+the loop writes the rows it writes), which is why every write must name the loop variable.
 
 Before::                                      After::
 
