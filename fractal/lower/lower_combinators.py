@@ -177,7 +177,7 @@ class _TensorState:
     more slot of that fold (`em.overrides`): its slot 0 then holds the fold's initial list."""
 
     def __init__(self, em, walker, v, init, slots: Domain, outer: Domain):
-        init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else init
+        init = walker.tensor(v, ChainMap({v: init}, {})) if _is_pending(init) else walker.plain(init)
         self.em, self.var, self.shape, self.dtype = em, slots.vars[-1], init.shape, init.dtype
         self.name = em.buffer("st", (slots.size,) + init.shape, init.dtype, domain=slots)
         self.slot_extents = slots.extents
