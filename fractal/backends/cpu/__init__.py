@@ -5,8 +5,10 @@
 
 Modules: `executor` (statements to closures, storage, argument checks), `views` (regions
 over a stage box as strided views, fancy indexing otherwise), `ops` (one rule per tile op),
-`gemm` (batched GEMM that folds shared operands into single BLAS calls), `indices`
-(indices compiled to Python functions).
+`elementwise` (expressions computed into dst and reused scratch), `rows` (gathers and
+scatters as one take/assignment of whole rows), `gemm` (batched GEMM that folds shared
+operands into single BLAS calls), `scan` (sequential loops that are scans, as one
+accumulate), `indices` (indices compiled to Python functions).
 """
 
 from .executor import CpuExecutable

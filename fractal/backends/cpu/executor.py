@@ -4,6 +4,8 @@ Loops and ifs run as Python control flow over compiled bounds (`parallel` loops 
 core runs them in order).  A stage runs each of its tile ops once for its whole box, op
 after op (points are independent by contract, so op-major order equals point-major
 order); `ops.RULES` turns each op into one batched NumPy call over views of the buffers.
+A sequential loop that is a scan (one stage combining each step's result with the
+previous one) runs as one accumulate (`scan`).
 
 Storage: temps are allocated once per executable in their layout (zeros, kept across
 runs), constants copied once into their layout, outputs allocated as zeros in their
@@ -22,8 +24,9 @@ import numpy as np
 from fractal.lang.errors import ArgumentError, ShapeError
 from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
-from .indices import compile_index, compile_lambda, index_source
+from .indices import compile_box, compile_index
 from .ops import RULES
+from .scan import compile_scan, match_scan
 from .views import Memory, RegionAccess, allocate
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge,
@@ -97,6 +100,9 @@ class CpuExecutable:
                 env[var] = value
                 for stmt in body:
                     stmt(env)
+        if match_scan(s):  # one accumulate for the whole loop
+            scan = compile_scan(s, self.memory, compile_box(s.body[0].dims), run, lambda: self._profile)
+            return scan or run
         return run
 
     def _if(self, s: If):
@@ -112,15 +118,14 @@ class CpuExecutable:
     def _stage(self, s: Stage):
         scope = _Scope(self.memory, tuple(d.var for d in s.dims))
         ops = [RULES[type(op)](op, scope) for op in s.body]
-        starts = "".join(index_source(d.start) + ", " for d in s.dims)
-        extents = "".join(f"{index_source(d.stop)} - {index_source(d.start)}, " for d in s.dims)
-        box_of = compile_lambda("e", f"(({starts}), ({extents}))")
+        box_of = compile_box(s.dims)
         name = s.name
 
         def run(env):
-            los, box = box_of(env)
-            if min(box, default=1) <= 0:  # no point runs
+            box = box_of(env)
+            if box is None:  # no point runs
                 return
+            los, box = box
             profile = self._profile
             t0 = perf_counter() if profile is not None else 0.0
             for op in ops:

@@ -7,7 +7,8 @@ quoted with `repr`, so nothing in a program can inject code).
 
 Two flavours: *scalar* (`e["s"]`, builtins `max`/`min`) for loop bounds, conditions and
 view offsets, and *vector* (`np.maximum`/`np.minimum`), where stage variables are NumPy
-index arrays over the stage box (the fancy-indexing fallback of `views`).
+index arrays over the stage box (the fancy-indexing fallback of `views`).  `compile_box` turns
+a stage's dims into one function giving its box (starts and extents), None when empty.
 """
 
 from __future__ import annotations
@@ -66,3 +67,19 @@ def compile_indices(xs) -> Callable[[Mapping[str, int]], tuple]:
 def stage_var_atoms(x, stage_vars) -> bool:
     """Whether stage variables occur only as plain terms of the Aff (so it is affine in them)."""
     return all(isinstance(t, str) or not (t.vars() & set(stage_vars)) for t, _ in x.terms)
+
+
+def compile_box(dims) -> Callable:
+    """`f(env) -> (starts, extents)` of a stage box, or None when it holds no point."""
+    if not dims:
+        return lambda env: ((), ())
+    lines = ["def box(e):"]
+    for i, d in enumerate(dims):
+        lines.append(f"    a{i} = {index_source(d.start)}")
+        lines.append(f"    n{i} = {index_source(d.stop)} - a{i}")
+        lines.append(f"    if n{i} <= 0: return None")
+    names = range(len(dims))
+    lines.append(f"    return ({''.join(f'a{i}, ' for i in names)}), ({''.join(f'n{i}, ' for i in names)})")
+    scope = dict(_GLOBALS)
+    exec("\n".join(lines), scope)  # noqa: S102 (source built from Affs, as above)
+    return scope["box"]

@@ -6,12 +6,12 @@ Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
 
 * copy: `dst = reshape(transpose(src, perm), dst.shape)` (`perm` empty: identity);
   convert: the same cast to dst's dtype;
-* elementwise: the expression tree over `tensor_ops.UNARY`/`BINARY` and `np.where`, loads
-  broadcast (their shapes right-aligned to dst's by size-1 axes), a constant typed like
-  its sibling operand (else like dst), the last ufunc writing straight into dst's view;
+* elementwise: the expression tree, evaluated into dst and reused scratch (`elementwise`);
 * reduce: `np.<combiner>.reduce` in dst's dtype over the shifted axes;
-* gather / scatter: `np.take` / indexed assignment when every point uses one index
-  vector, else `take_along_axis` / assignment through batch index arrays;
+* gather / scatter: one `np.take` / indexed assignment of whole rows (`rows`) where the
+  table's strides allow and the indices are in range; else `np.take` / indexed assignment
+  when every point uses one index vector, else `take_along_axis` / assignment through
+  batch index arrays;
 * gemm: `gemm.gemm_into` (folding shared operands into one BLAS call).
 """
 
@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.lang.tensor_ops import BINARY, UNARY
-from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, Load, Reduce,
-                                   Scatter, Unary, Where)
+from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter
 
+from .elementwise import compile_elementwise
 from .gemm import gemm_into
 from .rows import flat_rows, in_range, row_view, take_rows
 
-BOOL = np.dtype(bool)
-BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"})
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
 
 
@@ -49,73 +46,6 @@ def _copy(op, scope):
 def _convert(op, scope):
     src, dst = scope.access(op.src), scope.access(op.dst)
     return lambda env, los, box: dst.put(env, los, box, src.get(env, los, box))
-
-
-# --- elementwise ----------------------------------------------------------------------
-
-def static_dtype(e, dtypes):
-    """The dtype of an element expression as `verify` types it; None where only constants."""
-    if isinstance(e, Load):
-        return dtypes[e.region.buffer]
-    if isinstance(e, Const):
-        return None
-    if isinstance(e, Unary):
-        return BOOL if e.op in BOOL_OPS else static_dtype(e.x, dtypes)
-    if isinstance(e, Binary) and e.op in BOOL_OPS:
-        return BOOL
-    a, b = static_dtype(e.a, dtypes), static_dtype(e.b, dtypes)
-    return a if a is not None else b
-
-
-def _constant(value: float, dtype) -> np.generic:
-    with np.errstate(all="ignore"):
-        return np.asarray(value).astype(dtype)[()]
-
-
-def _expr(e, want, scope, ndst: int, top):
-    """`f(env, los, box)` evaluating `e`; a constant takes the dtype `want`."""
-    if isinstance(e, Load):
-        return scope.access(e.region, pads=ndst - len(e.region.shape)).get
-    if isinstance(e, Const):
-        value = _constant(e.value, want)
-        return lambda env, los, box: value
-    fn, args = _operands(e, want, scope, ndst, top)
-    if len(args) == 1:
-        (x,) = args
-        return lambda env, los, box: fn(x(env, los, box))
-    if len(args) == 2:
-        a, b = args
-        return lambda env, los, box: fn(a(env, los, box), b(env, los, box))
-    c, a, b = args
-    return lambda env, los, box: fn(c(env, los, box), a(env, los, box), b(env, los, box))
-
-
-def _operands(e, want, scope, ndst: int, top):
-    """The NumPy function of a unary/binary/where node and its compiled operands."""
-    if isinstance(e, Unary):
-        return UNARY[e.op], [_expr(e.x, want, scope, ndst, top)]
-    da, db = static_dtype(e.a, scope.dtypes), static_dtype(e.b, scope.dtypes)
-    if isinstance(e, Binary) and e.op in BOOL_OPS:
-        want = top  # constants compared with constants: in dst's dtype, not bool
-    a = _expr(e.a, db if db is not None else want, scope, ndst, top)
-    b = _expr(e.b, da if da is not None else want, scope, ndst, top)
-    if isinstance(e, Where):
-        return np.where, [_expr(e.cond, BOOL, scope, ndst, top), a, b]
-    return BINARY[e.op], [a, b]
-
-
-def _elementwise(op, scope):
-    dst = scope.access(op.dst)
-    ndst, dtype, e = len(op.dst.shape), dst.dtype, op.expr
-    if dst.is_view and isinstance(e, (Unary, Binary)):
-        fn, args = _operands(e, dtype, scope, ndst, dtype)
-        if isinstance(fn, np.ufunc):  # the last ufunc writes straight into dst
-
-            def run(env, los, box):
-                fn(*[f(env, los, box) for f in args], out=dst.view(env, los, box), casting="unsafe")
-            return run
-    value = _expr(e, dtype, scope, ndst, dtype)
-    return lambda env, los, box: dst.put(env, los, box, value(env, los, box))
 
 
 # --- reduce, gather, scatter, gemm --------------------------------------------------------
@@ -218,5 +148,5 @@ def _gemm(op, scope):
     return run
 
 
-RULES = {Copy: _copy, Convert: _convert, Elementwise: _elementwise, Reduce: _reduce, Gather: _gather,
+RULES = {Copy: _copy, Convert: _convert, Elementwise: compile_elementwise, Reduce: _reduce, Gather: _gather,
          Scatter: _scatter, Gemm: _gemm}

@@ -90,6 +90,7 @@ class RegionAccess:
             self._offset = compile_lambda("e, s, L", " + ".join(terms) or "0")
             self._coeffs = [[dict(x.terms).get(v, 0) for x in region.start] for v in stage_vars]
             self._bound_to = None
+            self.get = self.view  # reads need no dispatch (an instance attribute shadows `get`)
         else:
             self._starts = [compile_index(x, vector=True) for x in region.start]
             self._stage_vars = stage_vars
@@ -98,16 +99,15 @@ class RegionAccess:
         """Byte strides of the box dims and range axes, for a buffer of these strides."""
         self._bound_to = strides
         box = tuple(sum(c * s for c, s in zip(cs, strides)) for cs in self._coeffs)
-        self._box_strides = box
-        self._tail_strides = (0,) * self.pads + tuple(st * strides[k] for k, _, st in self.ranges)
+        self._strides = box + (0,) * self.pads + tuple(st * strides[k] for k, _, st in self.ranges)
         self._tail_shape = (1,) * self.pads + self.shape
 
     def view(self, env, los, box) -> np.ndarray:
         m = self.memory
         if m.strides != self._bound_to:
             self._rebind(m.strides)
-        offset = m.origin + self._offset(env, m.strides, los)
-        return np.ndarray(box + self._tail_shape, self.dtype, m.raw, offset, self._box_strides + self._tail_strides)
+        return np.ndarray(box + self._tail_shape, self.dtype, m.raw, m.origin + self._offset(env, m.strides, los),
+                          self._strides)
 
     def fancy_index(self, env, los, box) -> tuple:
         """Index arrays (one per buffer axis) that select the region over the box."""
