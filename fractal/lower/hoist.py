@@ -21,31 +21,39 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .rewrite import ops_of
+from .dependence import row_distances
+from .rewrite import ops_of, var_ranges
 from .tile_ir import If, Loop, Stage, TileProgram
 
 
 def hoist(program: TileProgram, ctx=None) -> TileProgram:
-    return replace(program, body=tuple(_block(program.body)))
+    # rows a statement must batch per step before reading rows of a buffer the loop also
+    # writes (a stacked RNN's previous layer) is worth giving up the wavefront: GEMMs of at
+    # least this many rows run near the BLAS peak (8 aligned tiles of the hardware record)
+    min_rows = 8 * ctx.hardware.tile_align if ctx is not None else None
+    ranges = var_ranges(program.body)
+    return replace(program, body=tuple(_block(program.body, (), ranges, min_rows)))
 
 
-def _block(stmts) -> list:
+def _block(stmts, enclosing, ranges, min_rows) -> list:
     out = []
     for s in stmts:
         if isinstance(s, Loop):
-            s = replace(s, body=tuple(_block(s.body)))
+            inner = enclosing + ((s.var,) if s.kind == "sequential" else ())
+            s = replace(s, body=tuple(_block(s.body, inner, ranges, min_rows)))
             if s.kind == "sequential":
-                moved, s = _hoist_from(s)
+                moved, s = _hoist_from(s, enclosing, ranges, min_rows)
                 out.extend(moved)
             out.append(s)
         elif isinstance(s, If):
-            out.append(replace(s, then=tuple(_block(s.then)), orelse=tuple(_block(s.orelse))))
+            out.append(replace(s, then=tuple(_block(s.then, enclosing, ranges, min_rows)),
+                               orelse=tuple(_block(s.orelse, enclosing, ranges, min_rows))))
         else:
             out.append(s)
     return out
 
 
-def _hoist_from(loop: Loop):
+def _hoist_from(loop: Loop, enclosing, ranges, min_rows):
     """(statements moved out of `loop` as parallel loops over its variable, the rest of it)."""
     moved, kept = [], list(loop.body)
     changed = True
@@ -54,7 +62,9 @@ def _hoist_from(loop: Loop):
         written = set().union(*(_accesses(s)[1] for s in kept)) if kept else set()
         for k, s in enumerate(kept):
             reads, writes = _accesses(s)
-            if reads & written or not _invariant_bounds(s, loop.var) or not _writes_per_step(s, loop.var):
+            if not _invariant_bounds(s, loop.var) or not _writes_per_step(s, loop.var):
+                continue
+            if reads & written and not _reads_other_rows(s, kept, enclosing, ranges, min_rows):
                 continue
             if any(_accesses(t)[0] & writes for t in kept[:k]):
                 continue  # an earlier statement reads what it writes: keep the order
@@ -63,6 +73,36 @@ def _hoist_from(loop: Loop):
             changed = True
             break
     return moved, replace(loop, body=tuple(kept))
+
+
+def _reads_other_rows(stmt, kept, enclosing, ranges, min_rows) -> bool:
+    """Does `stmt` read only rows that no statement of the loop writes in the same iteration
+    of the enclosing loops (exact row distances), and batch enough rows to be worth it?"""
+    if min_rows is None or _points(stmt, ranges) < min_rows:
+        return False
+    writes = [r for t in kept for op in ops_of(t) for r in op.writes]
+    for op in ops_of(stmt):
+        for r in op.reads:
+            for w in writes:
+                if w.buffer == r.buffer:
+                    sols = row_distances(w, r, ranges, fixed=set(enclosing))
+                    if sols is None or sols:
+                        return False
+    return True
+
+
+def _points(stmt, ranges) -> int:
+    """Points of the stage(s) of `stmt` per step: its parallel loops' and dims' extents."""
+    n = 1
+    while isinstance(stmt, Loop):
+        lo, hi = ranges.get(stmt.var, (0, 0))
+        n *= hi - lo + 1
+        stmt = stmt.body[0] if len(stmt.body) == 1 else None
+    if isinstance(stmt, Stage):
+        for d in stmt.dims:
+            lo, hi = ranges.get(d.var, (0, 0))
+            n *= hi - lo + 1
+    return n
 
 
 def _accesses(stmt) -> tuple[set, set]:

@@ -548,3 +548,34 @@ def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tm
     assert text["hoist.tile"] == "// hoist: (unchanged)\n"
     assert text["wavefront.tile"] == "// wavefront: (unchanged)\n"
     assert parse_tile_program(text["coarsen.tile"]) == out
+
+
+LAYERS_BUFFERS = """
+    buffer h: f32[384,1,4] global temp
+    buffer w: f32[4,4] global input
+    buffer g: f32[128,1,4] global temp
+"""
+
+
+def _layers(points: int, proj_loop: str) -> str:
+    proj = (f"stage p(m in 0:{points}) device {{ g[64*s + m, 0:1, 0:4] = "
+            f"gemm(h[128*l + 64*s + m, 0:1, 0:4], w[0:4, 0:4]) }}")
+    cell = (f"stage c(m in 0:{points}) device {{ h[128*l + 64*s + m + 128, 0:1, 0:4] = "
+            f"tanh(add(g[64*s + m, 0:1, 0:4], h[128*l + 64*s + m + 64, 0:1, 0:4])) }}")  # the recurrence
+    if proj_loop == "inside":
+        return f"for l in 0:2 sequential host {{ for s in 0:2 sequential host {{ {proj} {cell} }} }}"
+    return (f"for l in 0:2 sequential host {{ for s in 0:2 parallel host {{ {proj} }} "
+            f"for s in 0:2 sequential host {{ {cell} }} }}")
+
+
+def test_hoist_batches_a_projection_of_the_previous_layer_across_time_when_it_is_big_enough():
+    """The loop writes h (this layer's slot) and the projection reads h too, but the previous
+    layer's rows: exact row distances show they never meet within one layer, so with 64 rows
+    per step (8 aligned tiles of the hardware record) it becomes one GEMM over all steps."""
+    assert_rewrites(hoist, program(LAYERS_BUFFERS, _layers(64, "inside")), program(LAYERS_BUFFERS, _layers(64, "out")))
+
+
+def test_hoist_leaves_a_small_projection_of_the_previous_layer_to_the_wavefront():
+    """With 8 rows per step the GEMM is too small to gain from batching time, and staying in
+    the loop keeps the layer x step nest perfect for the wavefront."""
+    assert_unchanged(hoist, program(LAYERS_BUFFERS, _layers(8, "inside")))
