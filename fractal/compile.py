@@ -73,18 +73,14 @@ class Compiled:
                 flat.append(value[0])
             else:
                 value.flags.writeable = False
-                flat.append(FractalTensor._make(_value_type(self._lowered, buffer, info), value,
-                                                info._offsets, info._index))
+                flat.append(FractalTensor._make(self._lowered.output_types[buffer], value, info._offsets,
+                                                info._index))
         return unflatten(self._out_tree, flat)
 
     __call__ = run
 
     def _repr_html_(self) -> str:
         return self.tile_ir._repr_html_()
-
-
-def _value_type(lowered, buffer, structure):
-    return lowered.output_types[buffer]
 
 
 def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bool = False) -> Compiled:
@@ -95,7 +91,6 @@ def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bo
     program, out_tree, leaves = function._traced(args, kwargs)
     t1 = perf_counter()
     lowered = lower_program(program, leaves)
-    lowered.output_types = {buffer: var.type for (kind, buffer, _), var in zip(lowered.outputs, program.results)}
     t2 = perf_counter()
     tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, verify=verify)
     t3 = perf_counter()

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import replace
 
 from .dependence import row_distances
-from .rewrite import var_ranges
+from .rewrite import map_stages, var_ranges
 from .schedule import parallel_nest
 from .tile_expr import Binary, Load, Unary, Where
 from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProgram
@@ -118,25 +118,10 @@ def _fuse(program: TileProgram) -> TileProgram:
         reads = Counter(r.buffer for st in program.stages() for op in st.body for r in op.reads)
         writes = Counter(r.buffer for st in program.stages() for op in st.body for r in op.writes)
         temps = {b.name for b in program.buffers if b.role == "temp"}
-        fused = _rewrite_stages(program, lambda st: _fuse_stage(st, reads, writes, temps))
+        fused = map_stages(program, lambda st: _fuse_stage(st, reads, writes, temps))
         if fused == program:
             return program
         program = fused
-
-
-def _rewrite_stages(program, fn):
-    def block(stmts):
-        out = []
-        for s in stmts:
-            if isinstance(s, Stage):
-                s = fn(s)
-            elif isinstance(s, Loop):
-                s = replace(s, body=tuple(block(s.body)))
-            elif isinstance(s, If):
-                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
-            out.append(s)
-        return out
-    return replace(program, body=tuple(block(program.body)))
 
 
 def _fuse_stage(st: Stage, reads, writes, temps) -> Stage:

@@ -43,6 +43,7 @@ class Lowered:
     inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
     buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
+    output_types: dict = field(default_factory=dict)  # output buffer -> the program type it holds
 
 
 class _Emitter:
@@ -188,7 +189,7 @@ class _Emitter:
             r = y.region
         return self.gid(r.buffer, evaluate_on_grid(r.start[0], self.domain))
 
-    def program(self, results) -> TileProgram:
+    def program(self) -> TileProgram:
         return TileProgram(self.name, self.buffers, self.stack[0])
 
 
@@ -203,7 +204,8 @@ def lower_program(program: Program, args) -> Lowered:
     values = _Walker(em).region(program.body, env)
     em.keys[-1], em.key_count[-1] = "", 0
     outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
-    return Lowered(em.program(values), em.constants, inputs, outputs, em.domains)
+    types = {buffer: var.type for (_, buffer, _), var in zip(outputs, program.results)}
+    return Lowered(em.program(), em.constants, inputs, outputs, em.domains, types)
 
 
 def _argument(em: _Emitter, var, value):

@@ -22,8 +22,7 @@ from dataclasses import replace
 from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import If, Loop, Stage, TileProgram
-from .coarsen import _rewrite_stages
-from .rewrite import map_regions
+from .rewrite import map_regions, map_stages
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
@@ -48,7 +47,7 @@ def materialise(program: TileProgram, ctx=None) -> TileProgram:
     def fix(r: Region) -> Region:
         return replace(r, start=(rows_of[r.buffer][0],) + r.start[1:]) if r.buffer in rows_of else r
 
-    program = _rewrite_stages(program, lambda st: replace(st, body=tuple(map_regions(op, fix) for op in st.body)))
+    program = map_stages(program, lambda st: replace(st, body=tuple(map_regions(op, fix) for op in st.body)))
     return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
                                           if b.name in rows_of else b for b in program.buffers))
 

@@ -2,6 +2,7 @@
 
     substitute(stmt, {"s": aff("w") - aff("f")})   # every index, bound and region of stmt
     map_regions(op, fn)                              # an op with fn applied to each region
+    map_stages(program, fn)                          # the program with fn applied to each stage
     var_ranges(program)                              # var -> (lo, hi) over the whole program
 """
 
@@ -55,6 +56,22 @@ def substitute(stmt, mapping: dict[str, Aff]):
         return replace(stmt, cond=(sub(a), op, sub(b)), then=tuple(substitute(s, mapping) for s in stmt.then),
                        orelse=tuple(substitute(s, mapping) for s in stmt.orelse))
     raise TypeError(f"not a statement: {stmt!r}")
+
+
+def map_stages(program, fn):
+    """`program` with `fn(stage) -> stage` applied to every stage."""
+    def block(stmts):
+        out = []
+        for s in stmts:
+            if isinstance(s, Stage):
+                s = fn(s)
+            elif isinstance(s, Loop):
+                s = replace(s, body=tuple(block(s.body)))
+            elif isinstance(s, If):
+                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
+            out.append(s)
+        return out
+    return replace(program, body=tuple(block(program.body)))
 
 
 def ops_of(stmt):
