@@ -299,8 +299,9 @@ class _ListState:
         for pt in np.ndindex(*inner.extents):
             if inner.valid[pt]:
                 got, offsets = ids[pt]._compact()
-                want = self.structure[pt[:-1]][1]
-                if len(offsets) != len(want) or any(not np.array_equal(a, b) for a, b in zip(offsets, want)):
+                want_leaves, want = self.structure[pt[:-1]]
+                if len(got) != len(want_leaves) or len(offsets) != len(want) or \
+                        any(not np.array_equal(a, b) for a, b in zip(offsets, want)):
                     raise UnsupportedError("the cpu backend needs a list state to keep its lengths from step "
                                            "to step")
                 leaves[pt] = got

@@ -129,3 +129,18 @@ def test_errors_found_while_lowering_point_at_the_users_line():
     with pytest.raises(ft.LengthError) as e:
         pairs.compile(xs, ys)
     assert "test_lowering.py" in str(e.value)
+
+
+def test_a_list_state_that_grows_runs_in_the_interpreter_with_a_warning():
+    """A fold's list state must keep its lengths for the cpu backend (its slots are fixed):
+    one that grows step by step is said to be unsupported, and calling falls back."""
+    @ft.function
+    def collect(xs):
+        return ft.fold(lambda acc, x: ft.join(acc, ft.repeat(x, 1)), xs, xs[0:1])
+
+    xs = ft.fractal([np.full(2, float(i), np.float32) for i in range(3)])
+    with pytest.raises(ft.UnsupportedError, match="keep its lengths from step to step"):
+        collect.compile(xs)
+    with pytest.warns(UserWarning, match="running in the interpreter"):
+        out = collect(xs)
+    assert out.lengths() == 4
