@@ -124,10 +124,20 @@ def lower_aggregate(walker, eqn, env):
     # more slot for the initial list: step v then reads the rows step v - 1 wrote (no copy,
     # no barrier between steps: the wavefront stays open).
     snap = em.snapshot()
+    cached = em.alias_plans.get(id(eqn))  # found when an enclosing fold lowered its body before
+    if cached is not None:
+        try:
+            outs2, states2 = _aggregate(walker, eqn, env, cached)
+            if all(s.aliased_ok for s in states2 if isinstance(s, _AliasedListState)):
+                return outs2
+        except UnsupportedError:
+            pass
+        em.restore(snap)
     outs, states = _aggregate(walker, eqn, env, None)
     plans = [s.alias_plan() if isinstance(s, _ListState) else None for s in states]
     if not all(p is not None for p, s in zip(plans, states) if isinstance(s, _ListState)):
         return outs
+    em.alias_plans[id(eqn)] = plans  # plans are in logical coordinates: valid in any layout
     copied = em.snapshot()
     em.restore(snap)
     try:
@@ -374,6 +384,7 @@ class _AliasedListState(_ListState):
         # logical -> physical coordinates: +1 on the dims enclosing aliases gave a slot; this
         # state's own dim is addressed by physical slot (0: the initial list)
         self.shift = np.array([shift.get(v, 0) if v != self.var else 0 for v in self.layout.vars], dtype=np.int64)
+        self._base = {}
         leaf = init.type.leaf
         buffer = Buffer(name, (self.layout.size,) + leaf.shape, leaf.dtype)
         if name in em.numbers and em.numbers[name] < len(em.buffers):  # an enclosing alias reserved it
@@ -405,9 +416,11 @@ class _AliasedListState(_ListState):
                          Region(name, (0,) * (1 + len(leaf.shape)), (self.layout.size,) + leaf.shape), 0)])
 
     def _rows(self, outer_pt, slot: int) -> np.ndarray:
-        coords = self.plan["base"][outer_pt].copy()
-        coords[self.plan["kf"]] = slot
-        return self.layout.ravel(tuple(coords + self.shift[:, None]))
+        """The rows of point `outer_pt`'s list in slot `slot` (rows are linear in the slot)."""
+        base = self._base.get(outer_pt)
+        if base is None:  # slot 0's rows (the base coordinates have the slot dim at 0)
+            base = self._base[outer_pt] = self.layout.ravel(tuple(self.plan["base"][outer_pt] + self.shift[:, None]))
+        return base + slot * self.layout.strides[self.plan["kf"]]
 
     def _ids(self, pt, slot: int) -> FractalTensor:
         leaves, offsets = self.structure[pt]

@@ -54,7 +54,8 @@ class _Emitter:
         self.constants: dict[str, np.ndarray] = {}
         self.domains: dict[str, Domain] = {}  # buffer -> the domain its rows are laid out by
         self.logical: dict[str, Domain] = {}  # scan state buffer -> its slots before any extra slot
-        self.overrides: dict[str, tuple] = {}  # scan state buffer -> the fold/scan vars given one more slot
+        self.overrides: dict[str, tuple] = {}
+        self.alias_plans: dict[int, list] = {}  # id(aggregate eqn) -> its list states' alias plans  # scan state buffer -> the fold/scan vars given one more slot
         self.stack: list[list] = [[]]
         self.keys, self.key_count = ["arg"], [0]  # the equation being lowered names its buffers
         self.domain = ROOT
