@@ -126,12 +126,9 @@ def lower_aggregate(walker, eqn, env):
     snap = em.snapshot()
     cached = em.alias_plans.get(id(eqn))  # found when an enclosing fold lowered its body before
     if cached is not None:
-        try:
-            outs2, states2 = _aggregate(walker, eqn, env, cached)
-            if all(s.aliased_ok for s in states2 if isinstance(s, _AliasedListState)):
-                return outs2
-        except UnsupportedError:
-            pass
+        outs = _aliased(walker, eqn, env, cached)
+        if outs is not None:
+            return outs
         em.restore(snap)
     outs, states = _aggregate(walker, eqn, env, None)
     plans = [s.alias_plan() if isinstance(s, _ListState) else None for s in states]
@@ -140,14 +137,21 @@ def lower_aggregate(walker, eqn, env):
     em.alias_plans[id(eqn)] = plans  # plans are in logical coordinates: valid in any layout
     copied = em.snapshot()
     em.restore(snap)
-    try:
-        outs2, states2 = _aggregate(walker, eqn, env, plans)
-        if all(s.aliased_ok for s in states2 if isinstance(s, _AliasedListState)):
-            return outs2
-    except UnsupportedError:
-        pass
+    aliased = _aliased(walker, eqn, env, plans)
+    if aliased is not None:
+        return aliased
     em.restore(copied)
     return outs
+
+
+def _aliased(walker, eqn, env, plans):
+    """The aggregate lowered with its list states in place, or None if a step's list did not
+    land where the plan said (the caller restores the emitter)."""
+    try:
+        outs, states = _aggregate(walker, eqn, env, plans)
+    except UnsupportedError:
+        return None
+    return outs if all(s.aliased_ok for s in states if isinstance(s, _AliasedListState)) else None
 
 
 def _aggregate(walker, eqn, env, plans):
