@@ -1,12 +1,12 @@
 """Syntax errors from lark, as `ParseError`s that name the line, column and what was expected.
 
-Shared by the program IR parser and the tile IR parser."""
+Shared by the program IR parser and the tile IR parser, as is `parse_and_build`."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from .errors import ParseError, SourceLoc
 
@@ -30,3 +30,19 @@ def syntax_error(e: UnexpectedInput, text: str, describe: Callable[[str], str], 
     message = f"line {line}, column {column}: {got}" + (f"; expected one of: {want}" if want else "")
     context = e.get_context(text).rstrip() if e.line and e.line > 0 else ""
     return ParseError(message + ("\n" + context if context else ""), loc=SourceLoc(file, line))
+
+
+def parse_and_build(parser, text: str, builder, to_error: Callable, start: str | None = None):
+    """Parse `text` and transform the tree with `builder`; syntax errors become `to_error(e,
+    text)`, and a `ParseError` raised inside a transformer callback comes out unwrapped (lark
+    wraps it in a `VisitError`)."""
+    try:
+        tree = parser.parse(text, start=start) if start else parser.parse(text)
+    except UnexpectedInput as e:
+        raise to_error(e, text) from None
+    try:
+        return builder.transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, ParseError):
+            raise e.orig_exc from None
+        raise

@@ -22,10 +22,10 @@ from typing import Any, Iterable
 
 import numpy as np
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark.exceptions import UnexpectedInput
 
 from .errors import UNKNOWN_LOC, ParseError, SourceLoc
-from .lark_errors import syntax_error
+from .lark_errors import parse_and_build, syntax_error
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
 
@@ -35,16 +35,7 @@ _TEXT = "<program text>"  # the file name in ParseError locations
 
 def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
     """Parse one `func @name(...) -> ... { ... }`; with `known_ops`, other op names are errors."""
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, text) from None
-    try:
-        func = _Build().transform(tree)
-    except VisitError as e:  # lark wraps errors raised inside transformer callbacks
-        if isinstance(e.orig_exc, ParseError):
-            raise e.orig_exc from None
-        raise
+    func = parse_and_build(_parser(), text, _Build(), _syntax_error)
     ops = None if known_ops is None else frozenset(known_ops)
     return _Resolver(ops).program(func)
 

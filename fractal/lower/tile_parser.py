@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark.exceptions import UnexpectedInput
 
 from fractal.lang.errors import ParseError, SourceLoc
-from fractal.lang.lark_errors import syntax_error
+from fractal.lang.lark_errors import parse_and_build, syntax_error
 from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
@@ -48,16 +48,7 @@ def _parser() -> Lark:
 
 
 def _parse(text: str, start: str):
-    try:
-        tree = _parser().parse(text, start=start)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, text) from None
-    try:
-        out = _Build().transform(tree)
-    except VisitError as e:  # lark wraps errors raised inside transformer callbacks
-        if isinstance(e.orig_exc, ParseError):
-            raise e.orig_exc from None
-        raise
+    out = parse_and_build(_parser(), text, _Build(), _syntax_error, start)
     return aff(out) if start == "index" else out
 
 
