@@ -51,7 +51,13 @@ def _broadcast(op: str, *types: TensorType) -> tuple[int, ...]:
 # -- elementwise ----------------------------------------------------------------------------
 
 def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(0.5 * x))  # tanh form: no overflow for large |x|
+    # exp form: one transcendental pass (tanh costs twice exp) and full relative accuracy for
+    # very negative x; exp(-x) overflows to inf below about -88 (float32), and 1 / inf = 0
+    x = np.asarray(x)
+    if x.dtype.kind not in "fc":  # bool / int: computed in float64, like 0.5 * x would be
+        x = x.astype(np.result_type(x.dtype, 0.5))
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
 
 
 def _relu(x):

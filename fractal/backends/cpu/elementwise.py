@@ -59,10 +59,11 @@ def _constant(value: float, dtype) -> np.generic:
 # --- in-place forms of tensor_ops' non-ufunc functions (same steps, same roundings) ---------
 
 def _sigmoid_into(x, out, tmp):
-    np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    np.add(out, 1, out=out)
-    return np.multiply(out, 0.5, out=out)
+    np.negative(x, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    np.add(1, out, out=out)
+    return np.divide(1, out, out=out)
 
 
 def _relu_into(x, out, tmp):
