@@ -3,15 +3,15 @@
 * the tile IR: nodes (`tile_ir`, `tile_affine`, `tile_expr`), text form (`tile_printer`,
   `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
 * from program IR to tile IR, for one set of argument sizes: `lower_program` (with
-  `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`);
+  `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`, `lower_ragged`);
 * the passes, run in order by `pipeline.run_pipeline`: `schedule`, `hoist`, `wavefront`
-  (with `dependence`), `coarsen`, `materialise`, `tiling`; shared helpers in `rewrite`;
+  (with `dependence`), `coarsen`, `bucket`, `materialise`, `tiling`; shared helpers in `rewrite`;
 * hardware described as data: `hardware` (this CPU, A100/H100, a PE mesh).
 """
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod, aff, amax, amin, floordiv, mod
 from .tile_expr import Binary, Const, Load, Region, Unary, Where
-from .tile_ir import (Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter, Stage,
+from .tile_ir import (Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter, Stage,
                       TileProgram)
 from .tile_parser import parse_index, parse_region, parse_tile_program
 from .tile_printer import print_tile_program
@@ -20,7 +20,7 @@ from .hardware import A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, pe_mesh, t
 from .pipeline import PASSES, run_pipeline
 
 __all__ = ["Aff", "FloorDiv", "Max", "Min", "Mod", "aff", "amax", "amin", "floordiv", "mod", "Binary", "Const",
-           "Load", "Region", "Unary", "Where", "Buffer", "Convert", "Copy", "Dim", "Elementwise", "Gather", "Gemm",
+           "Load", "Region", "Unary", "Where", "Active", "Buffer", "Convert", "Copy", "Dim", "Elementwise", "Gather", "Gemm",
            "If", "Loop", "Reduce", "Scatter", "Stage", "TileProgram", "parse_index", "parse_region",
            "parse_tile_program", "print_tile_program", "verify_tile_program", "A100_SXM_80GB", "H100_SXM",
            "Hardware", "MemoryLevel", "pe_mesh", "this_cpu", "PASSES", "run_pipeline"]

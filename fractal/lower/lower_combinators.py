@@ -18,6 +18,7 @@ from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType
 from ..lang.values import FractalTensor
+from .lower_ragged import active_prefix, length_order, permuted, unpermute
 from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids, element_gids,
                            element_ids, id_list, id_type, lengths, row_region)
 from .tile_affine import Aff, aff
@@ -80,6 +81,9 @@ def lower_map(walker, eqn, env):
     em = walker.em
     var = f"m{eqn.outputs[0].name}"
     lists, lens, m = _lists(walker, eqn, env, 0)
+    order = length_order(lists, em.domain)  # a ragged batch: longest first (see lower_ragged)
+    if order is not None:
+        lists = [permuted(xs, order) for xs in lists]
     inner, params = _enter(walker, eqn, env, var, lists, lens, m)
     outer = em.domain
     em.domain = inner
@@ -102,13 +106,15 @@ def lower_map(walker, eqn, env):
             elems = broadcast_ids(r.ids, inner.extents)
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [elems[pt + (i,)]
-                                                                               for i in range(lens[pt])])
+                    at = unpermute(order, pt)
+                    ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [
+                        elems[pt + (i if at is None else at[i],)] for i in range(lens[pt])])
         else:
             gids = em.gid(r.region.buffer, inner.rows_grid())
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    ids[pt] = id_list(gids[pt][:lens[pt]])
+                    at = unpermute(order, pt)
+                    ids[pt] = id_list(gids[pt][:lens[pt]] if at is None else gids[pt][at])
         outs.append(LVal(ids, o.type))
     return outs
 
@@ -179,7 +185,7 @@ def _aggregate(walker, eqn, env, plans):
         s.store(r, inner)
     body = em.stack.pop()
     em.domain = outer
-    em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body)))
+    em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body), active_prefix(inner)))
     if eqn.op != "scan":
         return [s.final(lens) for s in states], states
     return [s.sequence(lens, reverse, o.type) for s, o in zip(states, eqn.outputs)], states

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bucket import bucket
 from .coarsen import coarsen
 from .hardware import Hardware, this_cpu
 from .hoist import hoist
@@ -54,6 +55,9 @@ PASSES = [
     #    same dims and point-local dependences merge; element-wise chains fuse into one
     #    expression; a gemm's `+` epilogue becomes an accumulating gemm
     ("coarsen", coarsen),
+    # 2b. ragged batches: stages of a step of a sorted ragged batch shrink to the sequences
+    #    still running (the `active` prefix the lowering marked), as packed sequences run
+    ("bucket", bucket),
     # 3. access materialisation: temporaries only live within one step of a sequential loop
     #    keep one step's rows (storage contraction)
     ("materialise", materialise),

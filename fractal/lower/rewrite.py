@@ -46,7 +46,8 @@ def substitute(stmt, mapping: dict[str, Aff]):
     """`stmt` with variables replaced by indices everywhere (bounds, regions, conditions)."""
     sub = lambda a: a.substitute(mapping)  # noqa: E731
     if isinstance(stmt, Loop):
-        return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop),
+        active = stmt.active and stmt.active._replace(bound=sub(stmt.active.bound))
+        return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop), active=active,
                        body=tuple(substitute(s, mapping) for s in stmt.body))
     if isinstance(stmt, Stage):
         return replace(stmt, dims=tuple(Dim(d.var, sub(d.start), sub(d.stop)) for d in stmt.dims),

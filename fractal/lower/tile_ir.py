@@ -221,9 +221,24 @@ class Dim(NamedTuple):
     stop: Aff
 
 
+class Active(NamedTuple):
+    """A sequential loop's live points: in step `var`-of-the-loop only the points of the
+    parallel variable `var` below `bound` (an index over the loop variable and enclosing
+    variables) compute results anyone reads; the others may be skipped or computed."""
+
+    var: str
+    bound: Aff
+
+
 @dataclass(frozen=True)
 class Loop:
-    """`for var in range(start, stop, step)`; bounds read enclosing variables only."""
+    """`for var in range(start, stop, step)`; bounds read enclosing variables only.
+
+    `active` (sequential loops; None: every point is live) is what the lowering knows of a
+    sorted ragged batch: in step `var`, only the points `active.var < active.bound` of a
+    parallel dim (enclosing, or inside once scheduling moved it in) are live.  A pass may
+    shrink stages to that prefix; any pass may drop the hint (computing dead points is
+    what a masked schedule does, and is always correct).  Printed `... host active m < e {`."""
 
     var: str
     start: Aff
@@ -232,12 +247,15 @@ class Loop:
     kind: str = "sequential"  # sequential | parallel
     placement: str = "host"  # host | device: where the loop control runs
     body: tuple["Stmt", ...] = ()
+    active: Active | None = None
 
     def __post_init__(self):
         _set(self, "start", aff(self.start))
         _set(self, "stop", aff(self.stop))
         _set(self, "step", int(self.step))
         _set(self, "body", tuple(self.body))
+        if self.active is not None:
+            _set(self, "active", Active(str(self.active[0]), aff(self.active[1])))
 
     def __str__(self) -> str:
         return _str(self, "print_stmt")

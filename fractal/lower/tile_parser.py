@@ -21,7 +21,7 @@ from fractal.lang.lark_errors import parse_and_build, syntax_error
 from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
-from .tile_ir import (Binary, Buffer, Const, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Load,
+from .tile_ir import (Active, Binary, Buffer, Const, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Load,
                       Loop, Reduce, Region, Scatter, Stage, TileProgram, Unary, Where)
 
 _GRAMMAR = Path(__file__).with_name("tile_ir.lark")
@@ -98,9 +98,16 @@ class _Build(Transformer):
 
     def loop(self, c):
         var, start, stop, *rest = c
+        active = rest.pop(-2) if isinstance(rest[-2], Active) else None
         step = rest[0] if len(rest) == 4 else 1
         kind, placement, body = rest[-3:]
-        return Loop(str(var), aff(start), aff(stop), step, kind, placement, body)
+        return Loop(str(var), aff(start), aff(stop), step, kind, placement, body, active)
+
+    def active(self, c):
+        var, cmp, bound = c
+        if str(cmp) != "<":
+            raise _error(f"an active bound is written 'active {var} < ...', not {cmp}", cmp.line, cmp.column)
+        return Active(str(var), aff(bound))
 
     def stage(self, c):
         name, *rest = c

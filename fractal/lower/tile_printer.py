@@ -4,7 +4,8 @@ Spellings (grammar: `tile_ir.lark`; an example is in `fractal.lower.tile_ir`'s d
 
 * program `tile @name { buffers... statements... }`, two spaces of indent per level;
 * buffer `buffer w: f32[2,8,32] global const`, plus ` layout(0,2,1)` when not row-major;
-* loop `for s in 0:7 sequential host { ... }` (`step -1` before the kind when not 1),
+* loop `for s in 0:7 sequential host { ... }` (`step -1` before the kind when not 1;
+  ` active m < 64 - s` after the placement for a ragged batch's live points),
   stage `stage gates(l in max(0, s - 5):min(2, s + 1)) device { ... }`,
   `if s < 4 { ... } else { ... }`;
 * region `h[l + 1, s - l, 0:4, 0:8:2]`: an index axis is its index, a range axis
@@ -85,7 +86,8 @@ def header(s) -> str:
     """One line naming a statement, for messages: a tile op, or a loop/stage/if header."""
     if isinstance(s, Loop):
         step = f" step {s.step}" if s.step != 1 else ""
-        return f"for {_name(s.var)} in {s.start}:{s.stop}{step} {_word(s.kind)} {_word(s.placement)}"
+        active = f" active {_name(s.active.var)} < {s.active.bound}" if s.active is not None else ""
+        return f"for {_name(s.var)} in {s.start}:{s.stop}{step} {_word(s.kind)} {_word(s.placement)}{active}"
     if isinstance(s, Stage):
         dims = ", ".join(f"{_name(v)} in {a}:{b}" for v, a, b in s.dims)
         return f"stage {_name(s.name)}({dims}) {_word(s.placement)}"

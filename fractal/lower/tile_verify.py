@@ -134,7 +134,15 @@ class _Verifier:
             raise _fail(f"loop kind {s.kind!r} is not one of {', '.join(LOOP_KINDS)}", s)
         if s.placement not in PLACEMENTS:
             raise _fail(f"placement {s.placement!r} is not one of {', '.join(PLACEMENTS)}", s)
-        self.block(s.body, self.bind(ctx, s.var, s.start, s.stop, s.step))
+        inner = self.bind(ctx, s.var, s.start, s.stop, s.step)
+        if s.active is not None:
+            if s.kind != "sequential":
+                raise _fail("only a sequential loop has active points", s)
+            problem = name_problem(s.active.var, "active variable")
+            if problem or s.active.var == s.var:
+                raise _fail(problem or f"the active variable must be a parallel dim, not the loop's own {s.var}", s)
+            self.in_scope((s.active.bound,), inner, s)
+        self.block(s.body, inner)
 
     def stage(self, s: Stage, ctx: _Ctx) -> None:
         problem = name_problem(s.name, "stage name")

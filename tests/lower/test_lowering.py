@@ -96,9 +96,9 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
     compile_function(model.model, args, {})
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["model.00-lowered.tile", "model.01-schedule.tile", "model.02-hoist.tile",
-                     "model.03-wavefront.tile", "model.04-coarsen.tile", "model.05-materialise.tile",
-                     "model.06-tile.tile"]
-    assert (tmp_path / "model.06-tile.tile").read_text().strip() == "// tile: (unchanged)"
+                     "model.03-wavefront.tile", "model.04-coarsen.tile", "model.05-bucket.tile",
+                     "model.06-materialise.tile", "model.07-tile.tile"]
+    assert (tmp_path / "model.07-tile.tile").read_text().strip() == "// tile: (unchanged)"
     assert "tile @model" in (tmp_path / "model.04-coarsen.tile").read_text()
 
 

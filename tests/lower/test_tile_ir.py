@@ -256,7 +256,10 @@ class Gen:
         var = self.name("i")
         start, stop, step, rng = self.bounds(ctx)
         kind, placement = self.draw(st.sampled_from(tile_ir.LOOP_KINDS)), self.draw(st.sampled_from(tile_ir.PLACEMENTS))
-        return Loop(var, start, stop, step, kind, placement, self.block(ctx + [(var, rng)], depth + 1))
+        active = None  # a ragged batch's live prefix: any parallel name, bounded over the loop variable
+        if kind == "sequential" and self.draw(st.booleans()):
+            active = (self.name("m"), self.index(ctx + [(var, rng)], False))
+        return Loop(var, start, stop, step, kind, placement, self.block(ctx + [(var, rng)], depth + 1), active)
 
     def stage(self, ctx, depth):
         dims, inner = [], list(ctx)
@@ -457,6 +460,8 @@ def program_text(*ops: str, loop: str = "for i in 0:4 sequential host") -> str:
     (program_text("y[i, 0:8] = copy(x[i, 0:8]"), r"line 15, column 5: unexpected '}'"),
     (program_text().rsplit("}", 1)[0], r"unexpected end of input"),
     (program_text("y[i, 0:8] = x[i, 0:8] $"), r"unexpected text '\$'"),
+    (program_text().replace("sequential host", "sequential host active j <= 2"),
+     r"line 12, column 41: an active bound is written 'active j < \.\.\.', not <="),
 ])
 def test_parse_errors(text, message):
     """Malformed text raises ParseError naming the line and column and what went wrong."""
@@ -553,6 +558,14 @@ VERIFY_CASES = [
     pytest.param(lambda: with_body(dataclasses.replace(STAGE, body=(LOOP,))), "a stage holds only tile ops, not a Loop",
                  id="stage body"),
     pytest.param(lambda: with_body(If((0, "=<", 1), ())), "comparison '=<' is not one of", id="comparison"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, kind="parallel", active=("j", 2))),
+                 "only a sequential loop has active points", id="active on a parallel loop"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("i", 2))),
+                 "the active variable must be a parallel dim, not the loop's own i", id="active own var"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("min", 2))),
+                 "active variable 'min' is a reserved word", id="active reserved"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("j", v("j")))),
+                 "index j uses j, which is not in scope", id="active bound scope"),
     # regions
     op_case("q[i, 0:8] = 0.0", "unknown buffer 'q'"),
     op_case("y[i, 0, 0:8] = 0.0", "has 3 indices for the 2-d buffer y"),

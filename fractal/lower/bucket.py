@@ -1,0 +1,59 @@
+"""Pass 2b, bucket: each step of a sorted ragged batch runs only its live sequences.
+
+The lowering sorts a ragged batch by length and marks a sequential loop over its steps with
+its live prefix (`active m < n(s)`, `fractal.lower.lower_ragged`).  After coarsening, the map
+dim `m` of every stage in that loop is a batch dim `m in 0:B`; this pass shrinks it to
+`m in 0:n(s)`, so step `s` computes `n(s)` rows instead of `B` (a packed sequence, as
+PyTorch's `nn.LSTM` runs it, instead of a padded one).  Stages that hoisting or the wavefront
+took out of such a loop lost the hint and keep the padded box (correct, just not shrunk).
+
+Before::                                            After::
+
+    for s in 0:5 sequential host active m < e {        for s in 0:5 sequential host active m < e {
+      stage cell(m in 0:4) device { ... }                stage cell(m in 0:e) device { ... }
+    }                                                  }
+
+with `e = min(1, max(0, -s + 2)) + 2*min(1, max(0, -s + 3)) + 1` for lengths `[5, 3, 3, 2]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .rewrite import var_ranges
+from .tile_affine import amin
+from .tile_ir import Dim, If, Loop, Stage, TileProgram
+
+
+def bucket(program: TileProgram, ctx=None) -> TileProgram:
+    ranges = var_ranges(program.body)
+
+    def block(stmts, active: dict) -> list:
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop):
+                inner = {**active, s.active.var: s.active.bound} if s.active is not None else active
+                s = replace(s, body=tuple(block(s.body, inner)))
+            elif isinstance(s, If):
+                s = replace(s, then=tuple(block(s.then, active)), orelse=tuple(block(s.orelse, active)))
+            elif isinstance(s, Stage) and active:
+                s = _shrunk(s, active, ranges, ctx)
+            out.append(s)
+        return out
+
+    return replace(program, body=tuple(block(program.body, {})))
+
+
+def _shrunk(st: Stage, active: dict, ranges, ctx) -> Stage:
+    dims = []
+    for d in st.dims:
+        bound = active.get(d.var)
+        if bound is not None and d.start.is_const and d.stop.is_const and \
+                not (bound.vars() & {x.var for x in st.dims}):
+            _, hi = bound.bounds(ranges)
+            stop = bound if hi <= d.stop.const else amin(d.stop, bound)
+            if ctx is not None:
+                ctx.notes.append(f"bucket: {st.name} {d.var} in {d.start}:{stop}")
+            d = Dim(d.var, d.start, stop)
+        dims.append(d)
+    return replace(st, dims=tuple(dims))

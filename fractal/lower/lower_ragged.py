@@ -1,0 +1,104 @@
+"""Ragged batches without padding: sort a map's points by length, mark the live prefix.
+
+A `map` over sequences of different lengths (a ragged batch) is lowered over the longest
+length: a scan inside it has `len(longest)` steps, and in step `s` only the sequences longer
+than `s` are live.  Padding every sequence to the longest (masking) computes the dead points
+too.  PyTorch's packed sequences avoid that by *sorting* the batch by length, so that the
+live sequences of a step are a prefix of the batch; this module does the same, as the
+paper's data reordering for ragged data:
+
+* `length_order`: the map's points are the list's elements in order of decreasing length
+  (stable; the lowering un-permutes the map's results, so this is invisible to the program).
+  The rows of every value inside the map follow this order, so the live points of a step are
+  consecutive rows.
+* `active_prefix`: for an aggregate (scan/fold/reduce) inside such a map, the `Active` hint of
+  its loop: step `s` has live points `m < n(s)`, `n` a step function written as a
+  quasi-affine index (`8*min(1, max(0, 40 - s)) + ...`, one term per group of lengths).  At
+  most `MAX_GROUPS` groups keep the text short: lengths are merged into groups (each padded to
+  its longest) where that pads the fewest points.  The `bucket` pass shrinks the stages of
+  such a loop to the prefix; passes that batch the loop away (hoist, wavefront) drop the hint
+  and compute the padded points, which is always correct.
+
+For a batch of lengths `[5, 3, 3, 2]` a scan's loop prints as
+`for s in 0:5 sequential host active m < min(1, max(0, -s + 2)) + 2*min(1, max(0, -s + 3)) + 1`
+(the sequence of 5 is live at every step, the two of 3 while s < 3, the one of 2 while s < 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lower_values import Domain
+from .tile_affine import Aff, aff, amax, amin
+from .tile_ir import Active
+
+MAX_GROUPS = 8
+
+
+def length_order(lists, outer: Domain):
+    """Per outer point, the order of the map's points (longest element first), from the first
+    list of lists; None when every point is already in that order (regular batches)."""
+    key = next((xs for xs in lists if any(x is not None and x.depth >= 2 for x in xs.flat)), None)
+    if key is None:
+        return None
+    order, moved = np.empty(outer.extents, dtype=object), False
+    for pt in np.ndindex(*outer.extents):
+        x = key[pt]
+        if x is None:
+            continue
+        n = np.array([len(x._element(i)) for i in range(len(x))], dtype=np.int64)
+        order[pt] = np.argsort(-n, kind="stable")
+        moved |= bool(np.any(order[pt] != np.arange(len(n))))
+    return order if moved else None
+
+
+def permuted(xs: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each point's list with its elements in `order`."""
+    out = xs.copy()
+    for pt, x in np.ndenumerate(xs):
+        if x is not None:
+            out[pt] = x._with_index(order[pt])
+    return out
+
+
+def unpermute(order, pt):
+    """The map point holding each element of the list at `pt` (identity when not sorted)."""
+    return None if order is None or order[pt] is None else np.argsort(order[pt], kind="stable")
+
+
+def active_prefix(inner: Domain) -> Active | None:
+    """The live prefix of an aggregate's steps (its variable is `inner`'s last dim), if the
+    valid points of some map dim are a prefix whose length depends on the step only."""
+    valid, steps = inner.valid, inner.extents[-1] if inner.extents else 0
+    if valid.size == 0:
+        return None
+    kinds = inner.parallel or (False,) * len(inner.vars)
+    for k in reversed(range(len(inner.vars) - 1)):
+        if not kinds[k]:
+            continue
+        ext = inner.extents[k]
+        n = valid.sum(axis=k)
+        if not np.array_equal(valid, np.expand_dims(np.arange(ext), tuple(
+                d for d in range(valid.ndim) if d != k)) < np.expand_dims(n, k)):
+            continue
+        rows = n.reshape(-1, steps)
+        live = rows[rows.max(axis=1) > 0]
+        if not len(live) or not np.all(live == live[0]) or live[0].min() >= ext:
+            continue
+        return Active(inner.vars[k], step_bound(live[0], inner.vars[-1]))
+    return None
+
+
+def step_bound(counts: np.ndarray, var: str) -> Aff:
+    """An index over `var` at least `counts[s]` at every step `s` (a non-increasing count of
+    live points), exact when there are at most `MAX_GROUPS` distinct lengths."""
+    steps = len(counts)
+    lengths = np.array([(counts > m).sum() for m in range(int(counts.max(initial=0)))], dtype=np.int64)
+    groups = [[int(length), int(size)] for length, size in zip(*np.unique(lengths, return_counts=True))][::-1]
+    while len(groups) > MAX_GROUPS:  # merge the neighbours whose merge pads the fewest steps
+        j = min(range(len(groups) - 1), key=lambda i: groups[i + 1][1] * (groups[i][0] - groups[i + 1][0]))
+        groups[j][1] += groups.pop(j + 1)[1]
+    bound = aff(0)
+    for length, size in groups:  # `size` points live while var < length
+        bound = bound + (size if length >= steps else size * amin(1, amax(0, length - aff(var))))
+    return bound

@@ -1,0 +1,114 @@
+"""Ragged batches: sorted by length, each step computing only the sequences still running.
+
+The lowering sorts a map's points by decreasing length (`length_order`) and marks a loop over
+the steps with its live prefix (`active m < n(s)`, `active_prefix` / `step_bound`); the
+`bucket` pass shrinks the loop's stages to that prefix.  Results are unchanged (the map's
+results are un-permuted): the zoo's cpu == interpreter tests run ragged batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fractal as ft
+from examples import zoo
+from fractal.lower.lower_ragged import MAX_GROUPS, active_prefix, length_order, step_bound
+from fractal.lower.lower_values import ROOT
+from fractal.lower.tile_ir import Gemm, Loop, Stage
+
+
+def counts_of(lengths, steps):
+    """Live sequences per step: how many are longer than s."""
+    lengths = np.asarray(lengths)
+    return np.array([(lengths > s).sum() for s in range(steps)])
+
+
+def evaluate(bound, var, steps):
+    return np.array([bound.evaluate({var: s}) for s in range(steps)])
+
+
+def test_step_bound_is_exact_for_few_distinct_lengths():
+    """Lengths [5, 3, 3, 2]: 4, 4, 3, 1, 1 live at steps 0..4, one term per length group."""
+    bound = step_bound(counts_of([5, 3, 3, 2], 5), "s")
+    assert list(evaluate(bound, "s", 5)) == [4, 4, 3, 1, 1]
+    assert str(bound) == "min(1, max(0, -s + 2)) + 2*min(1, max(0, -s + 3)) + 1"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=64))
+def test_step_bound_covers_every_live_sequence_with_few_terms(lengths):
+    """Any batch: the bound is at least the live count at every step (a sequence is never
+    skipped), at most the batch, exact when at most MAX_GROUPS lengths are distinct, and
+    has at most MAX_GROUPS terms."""
+    steps = max(lengths)
+    counts = counts_of(lengths, steps)
+    bound = step_bound(counts, "s")
+    got = evaluate(bound, "s", steps)
+    assert np.all(got >= counts) and np.all(got <= len(lengths))
+    if len(set(lengths)) <= MAX_GROUPS:
+        assert np.array_equal(got, counts)
+    assert len(bound.terms) <= MAX_GROUPS
+
+
+def test_length_order_sorts_a_ragged_batch_longest_first_and_leaves_a_regular_one():
+    row = np.zeros((1, 2), np.float32)
+    ragged = ft.fractal([ft.fractal([row] * n) for n in (2, 5, 3, 5)])
+    regular = ft.fractal([ft.fractal([row] * 3) for _ in range(4)])
+
+    def as_points(x):  # the list at the one point of the root domain
+        points = np.empty((), dtype=object)
+        points[()] = x
+        return points
+
+    order = length_order([as_points(ragged)], ROOT)
+    assert list(order[()]) == [1, 3, 2, 0], "stable: the two of length 5 keep their order"
+    assert length_order([as_points(regular)], ROOT) is None
+
+
+def test_active_prefix_needs_a_prefix_that_depends_on_the_step_only():
+    from fractal.lower.lower_values import Domain
+    lengths = np.array([5, 3, 3, 2])
+    valid = np.arange(5)[None, :] < lengths[:, None]  # (m, s)
+    sorted_batch = Domain(("m", "s"), (4, 5), valid, (True, False))
+    hint = active_prefix(sorted_batch)
+    assert hint.var == "m" and list(evaluate(hint.bound, "s", 5)) == [4, 4, 3, 1, 1]
+    unsorted = Domain(("m", "s"), (4, 5), valid[::-1], (True, False))
+    assert active_prefix(unsorted) is None, "live points are not a prefix of m"
+    regular = Domain(("m", "s"), (4, 5), np.ones((4, 5), bool), (True, False))
+    assert active_prefix(regular) is None, "nothing to skip"
+
+
+def _recurrent_stages(program):
+    """(loop, stage) for each stage with a GEMM inside a top-level sequential loop."""
+    return [(loop, s) for loop in program.body if isinstance(loop, Loop) and loop.kind == "sequential"
+            for s in loop.body if isinstance(s, Stage) and any(isinstance(op, Gemm) for op in s.body)]
+
+
+def test_a_ragged_rnn_runs_each_step_over_its_live_sequences_only():
+    """bigru, ragged: each time loop carries the live prefix, and its recurrent stage's batch
+    dim runs exactly over the sequences longer than the step."""
+    model = zoo.load("bigru")
+    args = model.inputs("small", dtype=np.float64, ragged=True)
+    compiled = model.model.compile(*args)
+    lengths = zoo.lengths_for(model.CONFIGS["small"], True, 0)
+    assert len(set(lengths)) > 1, "the test needs a ragged batch"
+    stages = _recurrent_stages(compiled.tile_ir)
+    assert len(stages) == 2, "one recurrent stage per direction"
+    for loop, stage in stages:
+        assert loop.active is not None
+        (dim,) = [d for d in stage.dims if d.var == loop.active.var]
+        steps = loop.stop.const
+        assert list(evaluate(dim.stop, loop.var, steps)) == list(counts_of(lengths, steps))
+    result = model.outputs(compiled.run(*args))
+    assert zoo.max_abs_error(result, model.outputs(model.model(*args, backend="interpreter"))) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["bigru", "stacked_lstm"])
+def test_a_regular_batch_keeps_its_full_box(name):
+    model = zoo.load(name)
+    compiled = model.model.compile(*model.inputs("small", ragged=False))
+    loops = [s for s in compiled.tile_ir.body if isinstance(s, Loop)]
+    assert loops and all(loop.active is None for loop in loops)
