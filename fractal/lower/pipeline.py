@@ -5,7 +5,8 @@
 
 Two of the paper's transformations happen while lowering, where list structure is still
 known: *data reordering* (rows laid out `[sequential dims, map dims]`, the paper's
-`[depth, length, batch, hidden]`, so a stage's batch is contiguous; a fold's list state kept
+`[depth, length, batch, hidden]`, so a stage's batch is contiguous; a ragged batch sorted
+by length, so a step's live sequences are a prefix (`lower_ragged`); a fold's list state kept
 in the buffer its steps write; padded windows read from one padded copy) and the view-or-
 gather half of *access materialisation* (a list element whose rows are affine in the loop
 variables is a strided view, any other one a gather through a constant table).
