@@ -92,10 +92,21 @@ def fold(a: np.ndarray, b: np.ndarray, c: np.ndarray, nbatch: int):
 def gemm_into(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool, try_fold: bool = True) -> None:
     """`c (+)= a @ b` over leading batch axes; `c` is written in place.  `try_fold=False`
     skips looking for shared operands (the caller knows there are none)."""
+    multiply(*prepare(a, b, c, try_fold), accumulate)
+
+
+def prepare(a: np.ndarray, b: np.ndarray, c: np.ndarray, try_fold: bool = True):
+    """The operands as `multiply` takes them: box dims folded into M / N, a and b made
+    BLAS-friendly (copied only if they are not).  Except for such copies, the results are
+    re-stridings of the same memory, so a caller may remember their shapes and strides."""
     if try_fold and c.ndim > 2:
         a, b, c = fold(a, b, c, c.ndim - 2)
     nbatch = c.ndim - 2
-    a, b = _blas_ready(a, nbatch), _blas_ready(b, nbatch)
+    return _blas_ready(a, nbatch), _blas_ready(b, nbatch), c
+
+
+def multiply(a: np.ndarray, b: np.ndarray, c: np.ndarray, accumulate: bool) -> None:
+    """`c (+)= a @ b` for prepared operands."""
     direct = not accumulate and c.dtype == a.dtype and (c.dtype not in _BLAS_DTYPES or blas_friendly(c))
     if direct:
         np.matmul(a, b, out=c)

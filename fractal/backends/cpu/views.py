@@ -109,6 +109,12 @@ class RegionAccess:
         return np.ndarray(box + self._tail_shape, self.dtype, m.raw, m.origin + self._offset(env, m.strides, los),
                           self._strides)
 
+    def view_as(self, env, los, shape, strides) -> np.ndarray:
+        """The region's memory at the box origin seen with other `shape` and byte `strides`
+        (a view `view()` once gave, folded or transposed: see `ops._gemm`)."""
+        m = self.memory
+        return np.ndarray(shape, self.dtype, m.raw, m.origin + self._offset(env, m.strides, los), strides)
+
     def fancy_index(self, env, los, box) -> tuple:
         """Index arrays (one per buffer axis) that select the region over the box."""
         nd = len(box)

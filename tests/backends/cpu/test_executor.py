@@ -343,6 +343,29 @@ def test_gemm_folds_two_box_dims_and_keeps_accumulation(matmul_calls):
     assert matmul_calls.count(((24, 8), (8, 5))) == 2
 
 
+def test_gemm_prepared_views_follow_changing_boxes_and_input_strides(matmul_calls):
+    """A GEMM keeps its prepared (folded) views per box and buffer strides: a box that shrinks
+    step by step (a bucketed ragged batch) and an input bound with other strides on the
+    next run still compute the right rows, folded into one call per step every time."""
+    p = program(tile("""  buffer x: f32[4,1,16] global input
+  buffer w: f32[16,8] global const
+  buffer y: f32[4,4,1,8] global output""", """  for s in 0:4 sequential host {
+    stage rows(b in 0:4 - s) device {
+      y[s, b, 0:1, 0:8] = gemm(x[b, 0:1, 0:16], w[0:16, 0:8])
+    }
+  }"""))
+    w = data((16, 8))
+    exe = CpuExecutable(p, {"w": w})
+    for x in (data((4, 1, 16)), data((4, 1, 32))[::-1, :, ::2], data((4, 1, 16))):
+        matmul_calls.clear()
+        got = exe.run({"x": x})["y"]
+        for s in range(4):
+            np.testing.assert_allclose(got[s, :4 - s], x[:4 - s] @ w, rtol=1e-5, atol=1e-5)
+            assert not got[s, 4 - s:].any(), "rows past the box stay untouched"
+        if x.flags.c_contiguous:  # reversed rows cannot fold: a batched call, still right
+            assert [a for a, _ in matmul_calls][:3] == [(4, 16), (3, 16), (2, 16)]  # (a box of 1: as it is)
+
+
 # --- storage, arguments and profiles --------------------------------------------------------------
 
 def test_inputs_with_any_strides_fresh_outputs_and_persistent_temps():
