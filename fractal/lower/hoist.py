@@ -1,5 +1,8 @@
 """Pass 1b, hoist: batch across a sequential loop what does not depend on its recurrence.
 
+(And move out what does not depend on the loop at all: a statement that does the same
+work at every step, reading nothing the loop writes, runs once before it.)
+
 A statement of a sequential loop whose reads touch nothing the loop writes (an RNN's input
 projection `x[t] @ W` reads only the inputs) does not carry the loop's dependence: its
 steps form a parallel set.  It moves before the loop, the loop variable becoming a parallel
@@ -62,6 +65,11 @@ def _hoist_from(loop: Loop, enclosing, ranges, min_rows):
         written = set().union(*(_accesses(s)[1] for s in kept)) if kept else set()
         for k, s in enumerate(kept):
             reads, writes = _accesses(s)
+            if _loop_invariant(s, k, kept, loop, written):
+                moved.append(s)  # the same work every step: once, before the loop
+                del kept[k]
+                changed = True
+                break
             if not _invariant_bounds(s, loop.var) or not _writes_per_step(s, loop.var):
                 continue
             if reads & written and not _reads_other_rows(s, kept, enclosing, ranges, min_rows):
@@ -73,6 +81,23 @@ def _hoist_from(loop: Loop, enclosing, ranges, min_rows):
             changed = True
             break
     return moved, replace(loop, body=tuple(kept))
+
+
+def _loop_invariant(stmt, k: int, kept, loop: Loop, written: set) -> bool:
+    """Does `stmt` do the same thing every step (no index, bound or region reads the loop
+    variable, it reads nothing the loop writes, no other statement writes what it writes and
+    none before it reads that), in a loop known to run?  E.g. a gather of the queries inside
+    attention's loop over key blocks."""
+    if not (loop.start.is_const and loop.stop.is_const and loop.start.const < loop.stop.const) or \
+            not _invariant_bounds(stmt, loop.var):
+        return False
+    regions = [r for op in ops_of(stmt) for r in op.reads + op.writes]
+    if not regions or any(loop.var in a.vars() for r in regions for a in r.start):
+        return False
+    reads, writes = _accesses(stmt)
+    others = [t for j, t in enumerate(kept) if j != k]
+    return not (reads & written) and not any(_accesses(t)[1] & writes for t in others) and \
+        not any(_accesses(t)[0] & writes for t in kept[:k])
 
 
 def _reads_other_rows(stmt, kept, enclosing, ranges, min_rows) -> bool:

@@ -213,6 +213,36 @@ def test_hoist_keeps_a_stage_writing_what_an_earlier_statement_reads():
     """))
 
 
+INVARIANT = "stage scale() device { xw[0, 0:2, 0:4] = mul(x[0, 0:2, 0:4], 0.5) }"
+
+
+def test_hoist_moves_a_statement_that_is_the_same_every_step_before_the_loop_once():
+    """A stage whose regions and bounds ignore the loop variable and that reads nothing the
+    loop writes (attention's gather of the queries inside the loop over key blocks) runs
+    once, before the loop, as it is."""
+    assert_rewrites(hoist, program(HOIST_BUFFERS, f"""
+        for s in 0:5 sequential host {{
+          {INVARIANT}
+          stage cell() device {{ h[s + 1, 0:2, 0:4] = tanh(add(xw[0, 0:2, 0:4], h[s, 0:2, 0:4])) }}
+        }}
+    """), program(HOIST_BUFFERS, f"""
+        {INVARIANT}
+        for s in 0:5 sequential host {{
+          stage cell() device {{ h[s + 1, 0:2, 0:4] = tanh(add(xw[0, 0:2, 0:4], h[s, 0:2, 0:4])) }}
+        }}
+    """))
+
+
+@pytest.mark.parametrize("loop, other", [
+    ("for s in 0:0 sequential host", ""),  # never runs: moving it out would run it
+    ("for s in 0:5 sequential host", "stage other() device { xw[1, 0:2, 0:4] = exp(x[s, 0:2, 0:4]) }"),
+])
+def test_hoist_keeps_an_invariant_statement_of_an_empty_loop_or_a_shared_buffer(loop, other):
+    """Not moved: a loop that may not run, or another statement of the loop writing the same
+    buffer (their order would change)."""
+    assert_unchanged(hoist, program(HOIST_BUFFERS, f"{loop} {{ {INVARIANT} {other} }}"))
+
+
 # --- wavefront -------------------------------------------------------------------------------
 
 # A stacked RNN as fractal lowers it (cf. examples/stacked_lstm.py): layer l of 2, step t of 4,
