@@ -240,12 +240,37 @@ def affine_fit(rows: np.ndarray, valid: np.ndarray, names: tuple[str, ...], n_ro
     if len(pts) == 0:
         return aff(0)
     vals = rows[valid].astype(np.int64)
-    a = np.concatenate([np.ones((len(pts), 1)), pts], axis=1).astype(np.float64)
-    coef = np.rint(np.linalg.lstsq(a, vals.astype(np.float64), rcond=None)[0]).astype(np.int64)
-    if not np.array_equal(a.astype(np.int64) @ coef, vals):
-        return None
+    # fit on a sample (every k-th point and each axis' extreme points: as many directions as
+    # the whole set has), check exactly on every point; a least-squares fit on all points
+    # (seconds on big domains) only where the sample's fit does not hold everywhere
+    sample = np.unique(np.concatenate([np.arange(0, len(pts), max(1, len(pts) // 64)),
+                                       pts.argmin(axis=0), pts.argmax(axis=0)]))
+    coef = _fit(pts[sample], vals[sample])
+    if not _fits(coef, pts, vals):
+        coef = _fit(pts, vals)
+        if not _fits(coef, pts, vals):
+            return None
     lo = coef[0] + sum(min(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
     hi = coef[0] + sum(max(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
     if lo < 0 or hi >= n_rows:
         return None
     return sum((aff(v) * int(c) for v, c in zip(names, coef[1:])), aff(int(coef[0])))
+
+
+def _fit(pts: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Integer (c0, c_1..c_d) of the least-squares affine fit of `vals` over `pts`; an axis
+    on which every point has the same coordinate gets 0 (any value fits: 0 is the one that
+    does not trade off against c0)."""
+    vary = np.ptp(pts, axis=0) > 0
+    a = np.concatenate([np.ones((len(pts), 1)), pts[:, vary]], axis=1)
+    fit = np.rint(np.linalg.lstsq(a, vals.astype(np.float64), rcond=None)[0]).astype(np.int64)
+    coef = np.zeros(1 + pts.shape[1], dtype=np.int64)
+    coef[0], coef[1:][vary] = fit[0], fit[1:]
+    return coef
+
+
+def _fits(coef: np.ndarray, pts: np.ndarray, vals: np.ndarray) -> bool:
+    got = np.full(len(pts), coef[0], dtype=np.int64)
+    for k, c in enumerate(coef[1:]):
+        got += pts[:, k] * c
+    return bool(np.array_equal(got, vals))

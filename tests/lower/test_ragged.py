@@ -112,3 +112,34 @@ def test_a_regular_batch_keeps_its_full_box(name):
     compiled = model.model.compile(*model.inputs("small", ragged=False))
     loops = [s for s in compiled.tile_ir.body if isinstance(s, Loop)]
     assert loops and all(loop.active is None for loop in loops)
+
+
+# --- affine_fit: which list elements are views ----------------------------------------------
+
+def test_affine_fit_finds_the_row_index_of_valid_points_only():
+    """Rows `3 + 8*i + j` on the valid points of a ragged (i, j) box are a view; padded
+    points hold anything; rows that are not affine, or that leave the buffer, are not."""
+    from fractal.lower.lower_values import affine_fit
+    i, j = np.indices((6, 8))
+    valid = j < np.array([8, 5, 8, 2, 7, 1])[:, None]
+    rows = np.where(valid, 3 + 8 * i + j, 999)
+    assert str(affine_fit(rows, valid, ("i", "j"), 64)) == "8*i + j + 3"
+    assert affine_fit(rows, valid, ("i", "j"), 50) is None, "the padded box reaches row 50"
+    bent = np.where(valid, rows + (i == 5) * (j == 0), 999)
+    assert affine_fit(bent, valid, ("i", "j"), 64) is None
+    assert str(affine_fit(np.where(valid, 7, 0), valid, ("i", "j"), 64)) == "7"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=3, max_size=3), st.integers(0, 40),
+       st.lists(st.integers(0, 5), min_size=4, max_size=4))
+def test_affine_fit_recovers_any_affine_row_index(coef, const, lengths):
+    """Whatever the coefficients and ragged lengths, an affine index is found exactly."""
+    from fractal.lower.lower_values import affine_fit
+    pts = np.indices((4, 5, 3))
+    valid = pts[1] < np.array(lengths)[:, None, None]
+    rows = const + 20 + sum(c * p for c, p in zip(coef, pts))
+    got = affine_fit(np.where(valid, rows, -1), valid, ("a", "b", "c"), 100)
+    assert got is not None
+    for p in np.argwhere(valid):
+        assert got.evaluate(dict(zip("abc", map(int, p)))) == rows[tuple(p)]
