@@ -138,8 +138,40 @@ def test_affine_fit_recovers_any_affine_row_index(coef, const, lengths):
     from fractal.lower.lower_values import affine_fit
     pts = np.indices((4, 5, 3))
     valid = pts[1] < np.array(lengths)[:, None, None]
-    rows = const + 20 + sum(c * p for c, p in zip(coef, pts))
-    got = affine_fit(np.where(valid, rows, -1), valid, ("a", "b", "c"), 100)
+    rows = const + 40 + sum(c * p for c, p in zip(coef, pts))  # inside 0..119 over the whole box
+    got = affine_fit(np.where(valid, rows, -1), valid, ("a", "b", "c"), 120)
     assert got is not None
     for p in np.argwhere(valid):
         assert got.evaluate(dict(zip("abc", map(int, p)))) == rows[tuple(p)]
+
+
+# --- ragged recurrences end to end ----------------------------------------------------------
+
+@ft.function
+def ragged_rnn(batch, w):
+    """Per sequence: a tanh recurrence over its steps, its states and its last state."""
+    def sequence(xs):
+        states = ft.scan(lambda h, x: ft.tanh(h @ w + x), xs, ft.zeros((1, 3), np.float64))
+        return states, ft.fold(lambda acc, h: acc + h, states, ft.zeros((1, 3), np.float64))
+    return ft.map(sequence, batch)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=7), st.integers(0, 2 ** 16))
+def test_ragged_recurrences_compile_to_live_prefixes_and_equal_the_interpreter(lengths, seed):
+    """Any batch of lengths, in any order: the compiled program equals the interpreter
+    (results in the program's order), and its loops carry a live prefix exactly when the
+    lengths differ."""
+    rng = np.random.default_rng(seed)
+    batch = ft.fractal([ft.fractal([rng.standard_normal((1, 3)) for _ in range(n)]) for n in lengths])
+    w = rng.standard_normal((3, 3)) * 0.5
+    compiled = ragged_rnn.compile(batch, w)
+    got, want = compiled.run(batch, w), ragged_rnn.interpret(batch, w)
+    compared = 0
+    for (gs, gl), (ws, wl) in zip(zip(*got), zip(*want)):
+        np.testing.assert_allclose(np.stack(list(gs)), np.stack(list(ws)), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gl, wl, rtol=1e-12, atol=1e-12)
+        compared += 1
+    assert compared == len(lengths)
+    hinted = [s for s in compiled.tile_ir.body if isinstance(s, Loop) and s.active is not None]
+    assert bool(hinted) == (len(set(lengths)) > 1)
