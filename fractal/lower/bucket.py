@@ -21,19 +21,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .rewrite import var_ranges
-from .tile_affine import amin
+from .tile_affine import amin, floordiv
 from .tile_ir import Dim, If, Loop, Stage, TileProgram
 
 
 def bucket(program: TileProgram, ctx=None) -> TileProgram:
     ranges = var_ranges(program.body)
 
-    def block(stmts, active: dict) -> list:
+    def block(stmts, active: tuple) -> list:
         out = []
         for s in stmts:
             if isinstance(s, Loop):
-                inner = {**active, s.active.var: s.active.bound} if s.active is not None else active
-                s = replace(s, body=tuple(block(s.body, inner)))
+                s = replace(s, body=tuple(block(s.body, active + ((s.active,) if s.active is not None else ()))))
             elif isinstance(s, If):
                 s = replace(s, then=tuple(block(s.then, active)), orelse=tuple(block(s.orelse, active)))
             elif isinstance(s, Stage) and active:
@@ -41,17 +40,26 @@ def bucket(program: TileProgram, ctx=None) -> TileProgram:
             out.append(s)
         return out
 
-    return replace(program, body=tuple(block(program.body, {})))
+    return replace(program, body=tuple(block(program.body, ())))
 
 
-def _shrunk(st: Stage, active: dict, ranges, ctx) -> Stage:
+def _shrunk(st: Stage, active: tuple, ranges, ctx) -> Stage:
+    """`st` with each dim `v` of a live point `... + w*v + ... < b` cut to `v < ceil(b / w)`
+    (sound: the other terms are never negative, so `w*v <= point < b`)."""
+    names = {d.var for d in st.dims}
+    stops = {}
+    for hint in active:
+        terms = dict(hint.point.terms)
+        if hint.bound.vars() & names or any(ranges.get(v, (0, 0))[0] < 0 for v in terms):
+            continue
+        for var, w in terms.items():
+            cut = floordiv(hint.bound + (w - 1), w)
+            stops[var] = amin(stops[var], cut) if var in stops else cut
     dims = []
     for d in st.dims:
-        bound = active.get(d.var)
-        if bound is not None and d.start.is_const and d.stop.is_const and \
-                not (bound.vars() & {x.var for x in st.dims}):
-            _, hi = bound.bounds(ranges)
-            stop = bound if hi <= d.stop.const else amin(d.stop, bound)
+        cut = stops.get(d.var)
+        if cut is not None and d.start.is_const and d.stop.is_const and cut.bounds(ranges)[0] < d.stop.const:
+            stop = cut if cut.bounds(ranges)[1] <= d.stop.const else amin(d.stop, cut)
             if ctx is not None:
                 ctx.notes.append(f"bucket: {st.name} {d.var} in {d.start}:{stop}")
             d = Dim(d.var, d.start, stop)

@@ -12,10 +12,11 @@ paper's data reordering for ragged data:
   The rows of every value inside the map follow this order, so the live points of a step are
   consecutive rows.
 * `active_prefix`: for an aggregate (scan/fold/reduce) inside such a map, the `Active` hint of
-  its loop: step `s` has live points `m < n(s)`, `n` a step function written as a
-  quasi-affine index (`8*min(1, max(0, 40 - s)) + ...`, one term per group of lengths).  At
-  most `MAX_GROUPS` groups keep the text short: lengths are merged into groups (each padded to
-  its longest) where that pads the fewest points.  The `bucket` pass shrinks the stages of
+  its loop: step `s` has live points `m < n(s)` (several map dims: their row-order position,
+  `j + 2*m < n(s)`), `n` a step function written as a quasi-affine index
+  (`8*min(1, max(0, 40 - s)) + ...`, one term per group of lengths).  At most `MAX_GROUPS`
+  groups keep the text short: lengths are merged into groups (each padded to its longest)
+  where that pads the fewest points.  The `bucket` pass shrinks the stages of
   such a loop to the prefix; passes that batch the loop away (hoist, wavefront) drop the hint
   and compute the padded points, which is always correct.
 
@@ -67,26 +68,27 @@ def unpermute(order, pt):
 
 
 def active_prefix(inner: Domain) -> Active | None:
-    """The live prefix of an aggregate's steps (its variable is `inner`'s last dim), if the
-    valid points of some map dim are a prefix whose length depends on the step only."""
-    valid, steps = inner.valid, inner.extents[-1] if inner.extents else 0
-    if valid.size == 0:
+    """The live points of an aggregate's steps (its variable is `inner`'s last dim): the map
+    points in row order (`point`, e.g. `j + 2*m` for a map over 2 groups inside a map over
+    the batch) below one past the last valid point of the step, over every value of the
+    enclosing sequential dims.  None when no step leaves a point out."""
+    valid = inner.valid
+    if valid.size == 0 or not inner.extents:
         return None
     kinds = inner.parallel or (False,) * len(inner.vars)
-    for k in reversed(range(len(inner.vars) - 1)):
-        if not kinds[k]:
-            continue
-        ext = inner.extents[k]
-        n = valid.sum(axis=k)
-        if not np.array_equal(valid, np.expand_dims(np.arange(ext), tuple(
-                d for d in range(valid.ndim) if d != k)) < np.expand_dims(n, k)):
-            continue
-        rows = n.reshape(-1, steps)
-        live = rows[rows.max(axis=1) > 0]
-        if not len(live) or not np.all(live == live[0]) or live[0].min() >= ext:
-            continue
-        return Active(inner.vars[k], step_bound(live[0], inner.vars[-1]))
-    return None
+    par = [k for k in inner.order if kinds[k] and k < len(inner.vars) - 1]  # row order, outermost first
+    if not par:
+        return None
+    weights, w = {}, 1
+    for k in reversed(par):
+        weights[k], w = w, w * inner.extents[k]
+    flat = sum(weights[k] * np.indices(inner.extents)[k] for k in par)
+    last = np.where(valid, flat, -1).reshape(-1, inner.extents[-1]).max(axis=0)
+    ends = np.maximum.accumulate((last + 1)[::-1])[::-1]  # non-increasing: a later step never needs more
+    if ends.min(initial=w) >= w:
+        return None
+    point = sum((aff(inner.vars[k]) * weights[k] for k in par), aff(0))
+    return Active(point, step_bound(ends, inner.vars[-1]))
 
 
 def step_bound(counts: np.ndarray, var: str) -> Aff:

@@ -46,7 +46,9 @@ def substitute(stmt, mapping: dict[str, Aff]):
     """`stmt` with variables replaced by indices everywhere (bounds, regions, conditions)."""
     sub = lambda a: a.substitute(mapping)  # noqa: E731
     if isinstance(stmt, Loop):
-        active = stmt.active and stmt.active._replace(bound=sub(stmt.active.bound))
+        active = stmt.active  # (a hint: dropped where the batch variables themselves are replaced)
+        if active is not None:
+            active = None if active.point.vars() & set(mapping) else active._replace(bound=sub(active.bound))
         return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop), active=active,
                        body=tuple(substitute(s, mapping) for s in stmt.body))
     if isinstance(stmt, Stage):

@@ -222,11 +222,12 @@ class Dim(NamedTuple):
 
 
 class Active(NamedTuple):
-    """A sequential loop's live points: in step `var`-of-the-loop only the points of the
-    parallel variable `var` below `bound` (an index over the loop variable and enclosing
-    variables) compute results anyone reads; the others may be skipped or computed."""
+    """A sequential loop's live points: in each step only the points whose `point` (a sum of
+    parallel variables with positive coefficients: their position in the batch's row order,
+    e.g. `j + 2*m`) is below `bound` (an index over the loop and enclosing variables) compute
+    results anyone reads; the others may be skipped or computed."""
 
-    var: str
+    point: Aff
     bound: Aff
 
 
@@ -235,10 +236,11 @@ class Loop:
     """`for var in range(start, stop, step)`; bounds read enclosing variables only.
 
     `active` (sequential loops; None: every point is live) is what the lowering knows of a
-    sorted ragged batch: in step `var`, only the points `active.var < active.bound` of a
-    parallel dim (enclosing, or inside once scheduling moved it in) are live.  A pass may
-    shrink stages to that prefix; any pass may drop the hint (computing dead points is
-    what a masked schedule does, and is always correct).  Printed `... host active m < e {`."""
+    sorted ragged batch: in each step only the points with `active.point < active.bound`
+    (over parallel dims enclosing the loop, or inside it once scheduling moved them in) are
+    live.  A pass may shrink stages to them; any pass may drop the hint (computing dead
+    points is what a masked schedule does, and is always correct).  Printed
+    `... host active m < e {` or `... host active j + 2*m < e {`."""
 
     var: str
     start: Aff
@@ -255,7 +257,7 @@ class Loop:
         _set(self, "step", int(self.step))
         _set(self, "body", tuple(self.body))
         if self.active is not None:
-            _set(self, "active", Active(str(self.active[0]), aff(self.active[1])))
+            _set(self, "active", Active(aff(self.active[0]), aff(self.active[1])))
 
     def __str__(self) -> str:
         return _str(self, "print_stmt")

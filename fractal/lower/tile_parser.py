@@ -104,10 +104,10 @@ class _Build(Transformer):
         return Loop(str(var), aff(start), aff(stop), step, kind, placement, body, active)
 
     def active(self, c):
-        var, cmp, bound = c
+        point, cmp, bound = c
         if str(cmp) != "<":
-            raise _error(f"an active bound is written 'active {var} < ...', not {cmp}", cmp.line, cmp.column)
-        return Active(str(var), aff(bound))
+            raise _error(f"an active bound is written 'active {aff(point)} < ...', not {cmp}", cmp.line, cmp.column)
+        return Active(aff(point), aff(bound))
 
     def stage(self, c):
         name, *rest = c

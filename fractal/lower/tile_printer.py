@@ -86,7 +86,7 @@ def header(s) -> str:
     """One line naming a statement, for messages: a tile op, or a loop/stage/if header."""
     if isinstance(s, Loop):
         step = f" step {s.step}" if s.step != 1 else ""
-        active = f" active {_name(s.active.var)} < {s.active.bound}" if s.active is not None else ""
+        active = f" active {s.active.point} < {s.active.bound}" if s.active is not None else ""
         return f"for {_name(s.var)} in {s.start}:{s.stop}{step} {_word(s.kind)} {_word(s.placement)}{active}"
     if isinstance(s, Stage):
         dims = ", ".join(f"{_name(v)} in {a}:{b}" for v, a, b in s.dims)

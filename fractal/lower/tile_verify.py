@@ -136,11 +136,16 @@ class _Verifier:
             raise _fail(f"placement {s.placement!r} is not one of {', '.join(PLACEMENTS)}", s)
         inner = self.bind(ctx, s.var, s.start, s.stop, s.step)
         if s.active is not None:
+            point = s.active.point
             if s.kind != "sequential":
                 raise _fail("only a sequential loop has active points", s)
-            problem = name_problem(s.active.var, "active variable")
-            if problem or s.active.var == s.var:
-                raise _fail(problem or f"the active variable must be a parallel dim, not the loop's own {s.var}", s)
+            if point.const or not point.terms or any(not isinstance(t, str) or c <= 0 for t, c in point.terms):
+                raise _fail(f"the active point {point} must be a sum of parallel variables with positive "
+                            f"coefficients", s)
+            for var in point.vars():
+                problem = name_problem(var, "active variable")
+                if problem or var == s.var:
+                    raise _fail(problem or f"the active point must not use the loop's own variable {s.var}", s)
             self.in_scope((s.active.bound,), inner, s)
         self.block(s.body, inner)
 

@@ -68,17 +68,28 @@ def test_length_order_sorts_a_ragged_batch_longest_first_and_leaves_a_regular_on
     assert length_order([as_points(regular)], ROOT) is None
 
 
-def test_active_prefix_needs_a_prefix_that_depends_on_the_step_only():
+def test_active_prefix_bounds_the_live_points_of_each_step():
+    """Sorted lengths [5, 3, 3, 2]: m < 4, 4, 3, 1, 1; the longest sequence last (unsorted)
+    leaves no step a shorter prefix, and a regular batch has nothing to skip."""
     from fractal.lower.lower_values import Domain
     lengths = np.array([5, 3, 3, 2])
     valid = np.arange(5)[None, :] < lengths[:, None]  # (m, s)
-    sorted_batch = Domain(("m", "s"), (4, 5), valid, (True, False))
-    hint = active_prefix(sorted_batch)
-    assert hint.var == "m" and list(evaluate(hint.bound, "s", 5)) == [4, 4, 3, 1, 1]
-    unsorted = Domain(("m", "s"), (4, 5), valid[::-1], (True, False))
-    assert active_prefix(unsorted) is None, "live points are not a prefix of m"
-    regular = Domain(("m", "s"), (4, 5), np.ones((4, 5), bool), (True, False))
-    assert active_prefix(regular) is None, "nothing to skip"
+    hint = active_prefix(Domain(("m", "s"), (4, 5), valid, (True, False)))
+    assert str(hint.point) == "m" and list(evaluate(hint.bound, "s", 5)) == [4, 4, 3, 1, 1]
+    assert active_prefix(Domain(("m", "s"), (4, 5), valid[::-1], (True, False))) is None
+    assert active_prefix(Domain(("m", "s"), (4, 5), np.ones((4, 5), bool), (True, False))) is None
+
+
+def test_active_prefix_of_two_map_dims_counts_points_in_row_order():
+    """A dilated layer: sequences (m) of lengths [6, 5, 2] split into 2 interleaved groups
+    (j) of lengths ceil((L - j) / 2).  Points are numbered j + 2*m; at each step the bound is
+    one past the last live point (some points below it may be dead: a hint may be loose)."""
+    from fractal.lower.lower_values import Domain
+    lengths = np.array([[3, 3], [3, 2], [1, 1]])  # (m, j)
+    valid = np.arange(3)[None, None, :] < lengths[..., None]  # (m, j, s)
+    hint = active_prefix(Domain(("m", "j", "s"), (3, 2, 3), valid, (True, True, False)))
+    assert str(hint.point) == "j + 2*m"
+    assert list(evaluate(hint.bound, "s", 3)) == [6, 4, 3]
 
 
 def _recurrent_stages(program):
@@ -99,7 +110,8 @@ def test_a_ragged_rnn_runs_each_step_over_its_live_sequences_only():
     assert len(stages) == 2, "one recurrent stage per direction"
     for loop, stage in stages:
         assert loop.active is not None
-        (dim,) = [d for d in stage.dims if d.var == loop.active.var]
+        (var,) = loop.active.point.vars()
+        (dim,) = [d for d in stage.dims if d.var == var]
         steps = loop.stop.const
         assert list(evaluate(dim.stop, loop.var, steps)) == list(counts_of(lengths, steps))
     result = model.outputs(compiled.run(*args))

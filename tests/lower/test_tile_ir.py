@@ -258,7 +258,9 @@ class Gen:
         kind, placement = self.draw(st.sampled_from(tile_ir.LOOP_KINDS)), self.draw(st.sampled_from(tile_ir.PLACEMENTS))
         active = None  # a ragged batch's live prefix: any parallel name, bounded over the loop variable
         if kind == "sequential" and self.draw(st.booleans()):
-            active = (self.name("m"), self.index(ctx + [(var, rng)], False))
+            point = sum((self.draw(st.integers(1, 3)) * v(self.name("m")) for _ in range(self.draw(st.integers(1, 2)))),
+                        aff(0))
+            active = (point, self.index(ctx + [(var, rng)], False))
         return Loop(var, start, stop, step, kind, placement, self.block(ctx + [(var, rng)], depth + 1), active)
 
     def stage(self, ctx, depth):
@@ -558,13 +560,16 @@ VERIFY_CASES = [
     pytest.param(lambda: with_body(dataclasses.replace(STAGE, body=(LOOP,))), "a stage holds only tile ops, not a Loop",
                  id="stage body"),
     pytest.param(lambda: with_body(If((0, "=<", 1), ())), "comparison '=<' is not one of", id="comparison"),
-    pytest.param(lambda: with_body(dataclasses.replace(LOOP, kind="parallel", active=("j", 2))),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, kind="parallel", active=(v("j"), 2))),
                  "only a sequential loop has active points", id="active on a parallel loop"),
-    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("i", 2))),
-                 "the active variable must be a parallel dim, not the loop's own i", id="active own var"),
-    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("min", 2))),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=(v("j") - v("k") + 1, 2))),
+                 "the active point j - k + 1 must be a sum of parallel variables with positive coefficients",
+                 id="active point"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=(2 * v("j") + v("i"), 2))),
+                 "the active point must not use the loop's own variable i", id="active own var"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=(v("min"), 2))),
                  "active variable 'min' is a reserved word", id="active reserved"),
-    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=("j", v("j")))),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=(v("j"), v("j")))),
                  "index j uses j, which is not in scope", id="active bound scope"),
     # regions
     op_case("q[i, 0:8] = 0.0", "unknown buffer 'q'"),
