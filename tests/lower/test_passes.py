@@ -419,6 +419,54 @@ def test_coarsen_drops_unused_temporaries_only():
                     program(COARSEN_BUFFERS + const, "stage e(m in 0:3) device { y[m, 0:4] = exp(x[m, 0:4]) }"))
 
 
+MERGE_BUFFERS = """
+    buffer x: f32[4,2,16] global input
+    buffer u: f32[16,8] global input
+    buffer v: f32[16,8] global input
+    buffer y: f32[4,2,8] global output
+"""
+TWO_GEMMS = """
+    stage k(m in 0:4) device {
+      c1[m, 0:2, 0:8] = gemm(x[m, 0:2, 0:16], u[0:16, 0:8])
+      c2[m, 0:2, 0:8] = gemm(x[m, 0:2, 0:16], v[0:16, 0:8])
+      y[m, 0:2, 0:8] = add(c1[m, 0:2, 0:8], c2[m, 0:2, 0:8])
+    }
+"""
+
+
+def test_coarsen_merges_gemms_sharing_their_left_operand():
+    """`x @ u` and `x @ v` become one GEMM `x @ [u | v]`; the weights are put side by side
+    once, first; c2's reader reads c1's second column block."""
+    assert_rewrites(coarsen, program(MERGE_BUFFERS + """
+        buffer c1: f32[4,2,8] global temp
+        buffer c2: f32[4,2,8] global temp
+    """, TWO_GEMMS), program(MERGE_BUFFERS + """
+        buffer c1: f32[4,2,16] global temp
+        buffer w_u_v: f32[16,16] global temp
+    """, """
+        stage w_u_v() device {
+          w_u_v[0:16, 0:8] = copy(u[0:16, 0:8])
+          w_u_v[0:16, 8:16] = copy(v[0:16, 0:8])
+        }
+        stage k(m in 0:4) device {
+          c1[m, 0:2, 0:16] = gemm(x[m, 0:2, 0:16], w_u_v[0:16, 0:16])
+          y[m, 0:2, 0:8] = add(c1[m, 0:2, 0:8], c1[m, 0:2, 8:16])
+        }
+    """))
+
+
+@pytest.mark.parametrize("change", [
+    ("c2[m, 0:2, 0:8] = gemm(x[m, 0:2, 0:16]", "c2[m, 0:2, 0:8] = gemm(x[3 - m, 0:2, 0:16]"),  # another a
+    ("v[0:16, 0:8])", "u[0:16, 0:8])"),  # the same weights (not side by side)
+    ("c2[m, 0:2, 0:8] = gemm", "c2[m, 0:2, 0:8] += gemm"),  # accumulating
+])
+def test_coarsen_keeps_gemms_apart_unless_one_left_operand_meets_plain_weights(change):
+    assert_unchanged(coarsen, program(MERGE_BUFFERS + """
+        buffer c1: f32[4,2,8] global temp
+        buffer c2: f32[4,2,8] global temp
+    """, TWO_GEMMS.replace(*change)))
+
+
 # --- bucket ----------------------------------------------------------------------------------
 
 BUCKET_BUFFERS = """
