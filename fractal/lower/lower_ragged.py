@@ -82,7 +82,9 @@ def active_prefix(inner: Domain) -> Active | None:
     weights, w = {}, 1
     for k in reversed(par):
         weights[k], w = w, w * inner.extents[k]
-    flat = sum(weights[k] * np.indices(inner.extents)[k] for k in par)
+    flat = np.zeros(inner.extents, dtype=np.int64)
+    for k in par:
+        flat += weights[k] * np.arange(inner.extents[k]).reshape([-1 if d == k else 1 for d in range(flat.ndim)])
     last = np.where(valid, flat, -1).reshape(-1, inner.extents[-1]).max(axis=0)
     ends = np.maximum.accumulate((last + 1)[::-1])[::-1]  # non-increasing: a later step never needs more
     if ends.min(initial=w) >= w:
