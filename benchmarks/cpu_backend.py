@@ -16,7 +16,8 @@ flash_attention at `cpu_seq2048`), float32, on the zoo's ragged inputs
 
 Each system gets one untimed warm-up run (which is also checked against the reference: the
 max abs error and whether it is within `examples.zoo.tolerance(float32)`), then `--repeats`
-timed runs (default 5, `--quick` 1); the median is reported.  A system stops repeating once its
+timed runs (default 5, `--quick` 1), interleaved round-robin with the case's other systems so
+that a slow moment of a shared machine hits all of them alike; the median is reported.  A system stops repeating once its
 timed runs total `BUDGET_S` seconds (the JSON records how many runs it got), which keeps a full
 run within about 10 minutes on a 2-core machine.  A system that
 raises is recorded with `"error": "<type>: <first line>"` and the run goes on.
@@ -88,39 +89,71 @@ def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-def measure(prepared: Prepared, expected, repeats: int, warm_up: bool = True) -> dict:
-    """Warm-up (checked against `expected`), then up to `repeats` timed runs."""
-    rec = {}
-    times = []
-    t0 = time.perf_counter()
-    out = prepared.run()
-    first = time.perf_counter() - t0
-    try:
-        if expected is not None:
-            err = zoo.max_abs_error(prepared.to_reference(out), expected)
-            rec.update(max_abs_error=err, agrees=bool(err <= zoo.tolerance(DTYPE)))
-    except Exception as e:  # a result of the wrong structure is a disagreement, not a crash
-        rec.update(max_abs_error=None, agrees=False, check_error=error_text(e))
-    del out
-    if not warm_up:
-        times.append(first)
-    while len(times) < repeats and sum(times) < BUDGET_S:
-        t0 = time.perf_counter()
-        prepared.run()
-        times.append(time.perf_counter() - t0)
-    rec.update(median_ms=1e3 * statistics.median(times), times_ms=[1e3 * t for t in times], repeats=len(times))
-    return rec
+class Timed:
+    """One system of a case: prepared and warmed up (the warm-up checked against `expected`),
+    then timed one run per `step` until it has `repeats` runs or `BUDGET_S` timed seconds."""
+
+    def __init__(self, name: str, family: str, library: bool, prepare, expected, warm_up: bool = True):
+        self.rec = {"name": name, "family": family, "library": library, "median_ms": None, "error": None}
+        self.prepared, self.times = None, []
+        try:
+            self.prepared = prepare()
+            t0 = time.perf_counter()
+            out = self.prepared.run()
+            first = time.perf_counter() - t0
+            self._check(out, expected)
+            del out
+            if not warm_up:
+                self.times.append(first)
+        except Exception as e:
+            self._failed(e)
+
+    def _check(self, out, expected) -> None:
+        if expected is None:
+            return
+        try:
+            err = zoo.max_abs_error(self.prepared.to_reference(out), expected)
+            self.rec.update(max_abs_error=err, agrees=bool(err <= zoo.tolerance(DTYPE)))
+        except Exception as e:  # a result of the wrong structure is a disagreement, not a crash
+            self.rec.update(max_abs_error=None, agrees=False, check_error=error_text(e))
+
+    def _failed(self, e: BaseException) -> None:
+        self.rec["error"], self.prepared = error_text(e), None
+
+    def step(self, repeats: int) -> None:
+        if self.prepared is None or len(self.times) >= repeats or sum(self.times) >= BUDGET_S:
+            return
+        try:
+            t0 = time.perf_counter()
+            self.prepared.run()
+            self.times.append(time.perf_counter() - t0)
+        except Exception as e:
+            self._failed(e)
+
+    def finish(self) -> dict:
+        if self.times and self.rec["error"] is None:
+            self.rec.update(median_ms=1e3 * statistics.median(self.times),
+                            times_ms=[1e3 * t for t in self.times], repeats=len(self.times))
+        self.prepared = None
+        gc.collect()
+        return self.rec
+
+
+def interleave(timed: list[Timed], repeats: int) -> list[dict]:
+    """Time the systems round-robin (a slow moment of a shared machine slows every system's
+    runs alike, so their ratios hold better than their times); their records."""
+    for _ in range(repeats):
+        for t in timed:
+            t.step(repeats)
+    return [t.finish() for t in timed]
 
 
 def run_system(name: str, family: str, library: bool, prepare, expected, repeats: int, warm_up=True) -> dict:
-    rec = {"name": name, "family": family, "library": library, "median_ms": None, "error": None}
-    try:
-        prepared = prepare()
-        rec.update(measure(prepared, expected, repeats, warm_up))
-    except Exception as e:
-        rec["error"] = error_text(e)
-    gc.collect()
-    return rec
+    """One system on its own (a case interleaves its systems' runs instead: `bench_case`)."""
+    timed = Timed(name, family, library, prepare, expected, warm_up)
+    for _ in range(repeats):
+        timed.step(repeats)
+    return timed.finish()
 
 
 def fractal_prepare(m, args, rec: dict):
@@ -151,23 +184,23 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
         out = m.reference(*args)
         first[:] = first or [out]
         return out
-    ref = run_system(REFERENCE, "numpy", False, lambda: Prepared(reference, lambda r: r), None, repeats)
+    timed = [Timed(REFERENCE, "numpy", False, lambda: Prepared(reference, lambda r: r), None)]
     expected = first[0] if first else None
     if expected is not None:
-        ref.update(max_abs_error=0.0, agrees=True)
-    add(ref)
+        timed[0].rec.update(max_abs_error=0.0, agrees=True)
     for peer in families["numpy"].peers.get(name, ()):
-        add(run_system(peer.name, "numpy", peer.library, lambda: peer.prepare(m, args), expected, repeats))
-    frac = {"name": FRACTAL}
-    frac.update(run_system(FRACTAL, "fractal", False, fractal_prepare(m, args, frac), expected, repeats))
-    add(frac)
-    if interpreter:
-        add(run_system(INTERPRETER, "interpreter", False,
-                       lambda: Prepared(lambda: m.model.interpret(*args), m.outputs),
-                       expected, 1, warm_up=False))
+        timed.append(Timed(peer.name, "numpy", peer.library, lambda: peer.prepare(m, args), expected))
+    frac = {}
+    timed.append(Timed(FRACTAL, "fractal", False, fractal_prepare(m, args, frac), expected))
+    timed[-1].rec.update(frac)
     for family in ("torch", "jax"):
         for peer in families[family].peers.get(name, ()):
-            add(run_system(peer.name, family, peer.library, lambda: peer.prepare(m, args), expected, repeats))
+            timed.append(Timed(peer.name, family, peer.library, lambda: peer.prepare(m, args), expected))
+    for rec in interleave(timed, repeats):
+        add(rec)
+    if interpreter:  # one run (it is slow), after the others are measured
+        add(run_system(INTERPRETER, "interpreter", False,
+                       lambda: Prepared(lambda: m.model.interpret(*args), m.outputs), expected, 1, warm_up=False))
 
     cfg = m.CONFIGS[config]
     flops = float(USEFUL_FLOPS[name](cfg, args)) if name in USEFUL_FLOPS else None

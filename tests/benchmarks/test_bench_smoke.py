@@ -89,6 +89,15 @@ def test_a_failing_system_is_recorded_and_the_run_goes_on():
     assert rec["error"] is None and not rec["agrees"] and rec["max_abs_error"] == 1.0
 
 
+def test_systems_are_timed_round_robin_after_their_warm_ups():
+    calls = []
+    systems = [cpu_backend.Timed(n, "numpy", False, lambda n=n: Prepared(lambda: calls.append(n), lambda r: r), None)
+               for n in "ab"]
+    recs = cpu_backend.interleave(systems, 3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert [r["repeats"] for r in recs] == [3, 3] and all(r["error"] is None for r in recs)
+
+
 def test_a_compiled_model_gets_its_compile_time_ratios_and_interpreter_speedup(monkeypatch, tmp_path):
     from fractal.lang.function import Function
 
