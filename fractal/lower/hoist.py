@@ -22,41 +22,59 @@ Before::                                      After::
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from .dependence import row_distances
 from .rewrite import ops_of, var_ranges
-from .tile_ir import If, Loop, Stage, TileProgram
+from .tile_ir import Gemm, If, Loop, Stage, TileProgram
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """When reading rows of a buffer the loop also writes (a stacked RNN's previous layer) is
+    worth batching across time, giving up the wavefront over (layer, step): when a step has
+    at least `min_rows` rows (GEMMs that big run near the BLAS peak: 8 aligned tiles of the
+    hardware record), or when the per-layer weights of the nest exceed `cache_bytes` (half the
+    last cache level: a wavefront step reads every layer's weights, layer by layer only one
+    layer's stay cached: on a CPU that re-streaming costs more than the wavefront saves)."""
+
+    min_rows: int
+    cache_bytes: int
+    buffer_bytes: dict
 
 
 def hoist(program: TileProgram, ctx=None) -> TileProgram:
-    # rows a statement must batch per step before reading rows of a buffer the loop also
-    # writes (a stacked RNN's previous layer) is worth giving up the wavefront: GEMMs of at
-    # least this many rows run near the BLAS peak (8 aligned tiles of the hardware record)
-    min_rows = 8 * ctx.hardware.tile_align if ctx is not None else None
+    policy = None
+    if ctx is not None:
+        hw = ctx.hardware
+        last_cache = hw.levels[-2] if len(hw.levels) > 1 else hw.levels[-1]
+        policy = _Policy(8 * hw.tile_align, last_cache.size_bytes // 2,
+                         {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in program.buffers})
     ranges = var_ranges(program.body)
-    return replace(program, body=tuple(_block(program.body, (), ranges, min_rows)))
+    return replace(program, body=tuple(_block(program.body, (), ranges, policy)))
 
 
-def _block(stmts, enclosing, ranges, min_rows) -> list:
+def _block(stmts, enclosing, ranges, policy) -> list:
     out = []
     for s in stmts:
         if isinstance(s, Loop):
             inner = enclosing + ((s.var,) if s.kind == "sequential" else ())
-            s = replace(s, body=tuple(_block(s.body, inner, ranges, min_rows)))
+            s = replace(s, body=tuple(_block(s.body, inner, ranges, policy)))
             if s.kind == "sequential":
-                moved, s = _hoist_from(s, enclosing, ranges, min_rows)
+                moved, s = _hoist_from(s, enclosing, ranges, policy)
                 out.extend(moved)
             out.append(s)
         elif isinstance(s, If):
-            out.append(replace(s, then=tuple(_block(s.then, enclosing, ranges, min_rows)),
-                               orelse=tuple(_block(s.orelse, enclosing, ranges, min_rows))))
+            out.append(replace(s, then=tuple(_block(s.then, enclosing, ranges, policy)),
+                               orelse=tuple(_block(s.orelse, enclosing, ranges, policy))))
         else:
             out.append(s)
     return out
 
 
-def _hoist_from(loop: Loop, enclosing, ranges, min_rows):
+def _hoist_from(loop: Loop, enclosing, ranges, policy):
     """(statements moved out of `loop` as parallel loops over its variable, the rest of it)."""
     moved, kept = [], list(loop.body)
     changed = True
@@ -72,7 +90,7 @@ def _hoist_from(loop: Loop, enclosing, ranges, min_rows):
                 break
             if not _invariant_bounds(s, loop.var) or not _writes_per_step(s, loop.var):
                 continue
-            if reads & written and not _reads_other_rows(s, kept, enclosing, ranges, min_rows):
+            if reads & written and not _reads_other_rows(s, kept, enclosing, ranges, policy):
                 continue
             if any(_accesses(t)[0] & writes for t in kept[:k]):
                 continue  # an earlier statement reads what it writes: keep the order
@@ -100,10 +118,11 @@ def _loop_invariant(stmt, k: int, kept, loop: Loop, written: set) -> bool:
         not any(_accesses(t)[0] & writes for t in kept[:k])
 
 
-def _reads_other_rows(stmt, kept, enclosing, ranges, min_rows) -> bool:
+def _reads_other_rows(stmt, kept, enclosing, ranges, policy) -> bool:
     """Does `stmt` read only rows that no statement of the loop writes in the same iteration
-    of the enclosing loops (exact row distances), and batch enough rows to be worth it?"""
-    if min_rows is None or _points(stmt, ranges) < min_rows:
+    of the enclosing loops (exact row distances), and is batching it worth it (`_Policy`)?"""
+    if policy is None or (_points(stmt, ranges) < policy.min_rows and
+                          _layer_weights(stmt, kept, enclosing, policy) <= policy.cache_bytes):
         return False
     writes = [r for t in kept for op in ops_of(t) for r in op.writes]
     for op in ops_of(stmt):
@@ -114,6 +133,14 @@ def _reads_other_rows(stmt, kept, enclosing, ranges, min_rows) -> bool:
                     if sols is None or sols:
                         return False
     return True
+
+
+def _layer_weights(stmt, kept, enclosing, policy) -> int:
+    """Bytes of the GEMM right operands that differ from one enclosing step to the next
+    (per-layer weights), whole buffers."""
+    names = {op.b.buffer for t in (stmt, *kept) for op in ops_of(t)
+             if isinstance(op, Gemm) and any(set(enclosing) & a.vars() for a in op.b.start)}
+    return sum(policy.buffer_bytes.get(n, 0) for n in names)
 
 
 def _points(stmt, ranges) -> int:

@@ -686,9 +686,9 @@ LAYERS_BUFFERS = """
 """
 
 
-def _layers(points: int, proj_loop: str) -> str:
+def _layers(points: int, proj_loop: str, weights: str = "w[0:4, 0:4]") -> str:
     proj = (f"stage p(m in 0:{points}) device {{ g[64*s + m, 0:1, 0:4] = "
-            f"gemm(h[128*l + 64*s + m, 0:1, 0:4], w[0:4, 0:4]) }}")
+            f"gemm(h[128*l + 64*s + m, 0:1, 0:4], {weights}) }}")
     cell = (f"stage c(m in 0:{points}) device {{ h[128*l + 64*s + m + 128, 0:1, 0:4] = "
             f"tanh(add(g[64*s + m, 0:1, 0:4], h[128*l + 64*s + m + 64, 0:1, 0:4])) }}")  # the recurrence
     if proj_loop == "inside":
@@ -702,6 +702,15 @@ def test_hoist_batches_a_projection_of_the_previous_layer_across_time_when_it_is
     layer's rows: exact row distances show they never meet within one layer, so with 64 rows
     per step (8 aligned tiles of the hardware record) it becomes one GEMM over all steps."""
     assert_rewrites(hoist, program(LAYERS_BUFFERS, _layers(64, "inside")), program(LAYERS_BUFFERS, _layers(64, "out")))
+
+
+def test_hoist_batches_a_small_projection_whose_layer_weights_overflow_the_last_cache():
+    """8 rows per step, but a weight matrix per layer, 2560 bytes in all, more than half the
+    last cache level (the made-up cpu's 4 KiB L2): a wavefront would read every layer's
+    weights at every step, layer by layer they stay cached, so time is batched instead."""
+    buffers = LAYERS_BUFFERS + "buffer wl: f32[40,4,4] global input"
+    assert_rewrites(hoist, program(buffers, _layers(8, "inside", "wl[l, 0:4, 0:4]")),
+                    program(buffers, _layers(8, "out", "wl[l, 0:4, 0:4]")))
 
 
 def test_hoist_leaves_a_small_projection_of_the_previous_layer_to_the_wavefront():
