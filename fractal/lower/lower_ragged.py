@@ -97,7 +97,8 @@ def step_bound(counts: np.ndarray, var: str) -> Aff:
     """An index over `var` at least `counts[s]` at every step `s` (a non-increasing count of
     live points), exact when there are at most `MAX_GROUPS` distinct lengths."""
     steps = len(counts)
-    lengths = np.array([(counts > m).sum() for m in range(int(counts.max(initial=0)))], dtype=np.int64)
+    # the length of each live point m (how many steps have more than m live points)
+    lengths = (np.asarray(counts)[None, :] > np.arange(int(counts.max(initial=0)))[:, None]).sum(axis=1)
     groups = [[int(length), int(size)] for length, size in zip(*np.unique(lengths, return_counts=True))][::-1]
     while len(groups) > MAX_GROUPS:  # merge the neighbours whose merge pads the fewest steps
         j = min(range(len(groups) - 1), key=lambda i: groups[i + 1][1] * (groups[i][0] - groups[i + 1][0]))
