@@ -20,30 +20,31 @@ import time
 import numpy as np
 
 
-def _zoo():
-    """Import `examples.zoo`, putting the folder that holds `examples/` on sys.path."""
+def _from_checkout(relpath: str, module: str, missing: str):
+    """Import `module` from the source checkout holding `relpath` (the current folder, the one
+    this package was installed from, or FRACTAL_ZOO), putting that folder on sys.path."""
     candidates = [os.environ.get("FRACTAL_ZOO"), os.getcwd(), str(pathlib.Path(__file__).resolve().parents[1])]
     for root in filter(None, candidates):
-        if (pathlib.Path(root) / "examples" / "zoo.py").is_file():
-            if root not in sys.path:
-                sys.path.insert(0, root)
-            from examples import zoo
-            return zoo
-    raise SystemExit("fractal: cannot find the model zoo (examples/zoo.py); run from a clone of the "
-                     "repository or set FRACTAL_ZOO to the folder that holds examples/")
-
-
-def _benchmark():
-    """Import `benchmarks.cpu_backend` from the source checkout (benchmarks/ is not installed)."""
-    candidates = [os.environ.get("FRACTAL_ZOO"), os.getcwd(), str(pathlib.Path(__file__).resolve().parents[1])]
-    for root in filter(None, candidates):
-        if (pathlib.Path(root) / "benchmarks" / "cpu_backend.py").is_file():
+        if (pathlib.Path(root) / relpath).is_file():
             if root not in sys.path:
                 sys.path.insert(0, root)
             import importlib
-            return importlib.import_module("benchmarks.cpu_backend")
-    raise SystemExit("fractal: cannot find benchmarks/cpu_backend.py; `fractal bench` runs from a clone of "
-                     "the repository (the benchmarks are not installed with the package)")
+            return importlib.import_module(module)
+    raise SystemExit(f"fractal: {missing}")
+
+
+def _zoo():
+    """`examples.zoo`."""
+    return _from_checkout("examples/zoo.py", "examples.zoo",
+                          "cannot find the model zoo (examples/zoo.py); run from a clone of the "
+                          "repository or set FRACTAL_ZOO to the folder that holds examples/")
+
+
+def _benchmark():
+    """`benchmarks.cpu_backend` (benchmarks/ is not installed with the package)."""
+    return _from_checkout("benchmarks/cpu_backend.py", "benchmarks.cpu_backend",
+                          "cannot find benchmarks/cpu_backend.py; `fractal bench` runs from a clone of "
+                          "the repository (the benchmarks are not installed with the package)")
 
 
 def cmd_models(args) -> int:

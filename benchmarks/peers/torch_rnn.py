@@ -51,18 +51,23 @@ def _padded_sequences(batch):
 
 # -- stacked LSTM ---------------------------------------------------------------------------
 
+def _packed(rnn, x, lengths) -> Prepared:
+    """`rnn` (batch-first) over the packed ragged batch `x` [B, T, H], outputs cropped per sample."""
+    lengths_t = torch.tensor(lengths)
+
+    def run():
+        with torch.no_grad():
+            packed = pack_padded_sequence(x, lengths_t, batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(rnn(packed)[0], batch_first=True)[0]
+    return Prepared(run, crop(lengths))
+
+
 def stacked_lstm_packed(module, args) -> Prepared:
     """`nn.LSTM(num_layers=depth)` over the packed ragged batch."""
     batch, params = args
     x, lengths = _padded_sequences(batch)
     w, u, b = (p.to_numpy() for p in params)
-    lstm, lengths_t = lstm_module(w, u, b, w.shape[0], batch_first=True), torch.tensor(lengths)
-
-    def run():
-        with torch.no_grad():
-            packed = pack_padded_sequence(x, lengths_t, batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(lstm(packed)[0], batch_first=True)[0]
-    return Prepared(run, crop(lengths))
+    return _packed(lstm_module(w, u, b, w.shape[0], batch_first=True), x, lengths)
 
 
 def stacked_lstm_cell_loop(module, args) -> Prepared:
@@ -236,13 +241,7 @@ def bigru_packed(module, args) -> Prepared:
                                     ("bias_ih", b_i[l][0]), ("bias_hh", b_h[l][0])):
                     getattr(gru, f"{name}_l{l}{suffix}").copy_(tensor(value))
     gru.eval()
-    lengths_t = torch.tensor(lengths)
-
-    def run():
-        with torch.no_grad():
-            packed = pack_padded_sequence(x, lengths_t, batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(gru(packed)[0], batch_first=True)[0]
-    return Prepared(run, crop(lengths))
+    return _packed(gru, x, lengths)
 
 
 def rnn_attention_batched(module, args) -> Prepared:

@@ -106,15 +106,13 @@ def lower_map(walker, eqn, env):
             elems = broadcast_ids(r.ids, inner.extents)
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    at = unpermute(order, pt)
                     ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [
-                        elems[pt + (i if at is None else at[i],)] for i in range(lens[pt])])
+                        elems[pt + (int(i),)] for i in unpermute(order, pt, lens[pt])])
         else:
             gids = em.gid(r.region.buffer, inner.rows_grid())
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    at = unpermute(order, pt)
-                    ids[pt] = id_list(gids[pt][:lens[pt]] if at is None else gids[pt][at])
+                    ids[pt] = id_list(gids[pt][unpermute(order, pt, lens[pt])])
         outs.append(LVal(ids, o.type))
     return outs
 

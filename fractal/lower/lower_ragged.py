@@ -62,9 +62,9 @@ def permuted(xs: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
-def unpermute(order, pt):
-    """The map point holding each element of the list at `pt` (identity when not sorted)."""
-    return None if order is None or order[pt] is None else np.argsort(order[pt], kind="stable")
+def unpermute(order, pt, n: int) -> np.ndarray:
+    """The map point holding each of the `n` elements of the list at `pt` (in order when not sorted)."""
+    return np.arange(n) if order is None or order[pt] is None else np.argsort(order[pt], kind="stable")
 
 
 def active_prefix(inner: Domain) -> Active | None:
