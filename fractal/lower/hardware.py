@@ -196,8 +196,9 @@ def pe_mesh(rows: int, cols: int, sram_kib: float = 48.0, link_gbs: float = 4.0,
     """A rows x cols mesh of PEs with private SRAM (dataflow.md, section 4.1).
 
     Defaults follow a Cerebras WSE-2 PE: 48 KB SRAM [S], one 32-bit wavelet per link per direction
-    per cycle at about 1 GHz = 4 GB/s [S/D], 1 cycle per hop [U], about 24 B/cycle SRAM [D]; the
-    1 FLOP/cycle compute rate is a placeholder [U].  Tiles must fit the SRAM left after
+    per cycle at about 1 GHz = 4 GB/s [S/D], 1 cycle per hop [U], about 24 B/cycle SRAM [D].  Per-PE
+    FLOP rates come only from secondary sources [U], so the default `flops_per_cycle=1` is
+    deliberately conservative: pass the rate of the mesh being modelled.  Tiles must fit the SRAM left after
     `reserved_kib` (code and runtime); the "mesh" level is all PEs' SRAM, reached over the links.
     """
     if rows <= 0 or cols <= 0 or sram_kib <= reserved_kib:
@@ -212,7 +213,7 @@ def pe_mesh(rows: int, cols: int, sram_kib: float = 48.0, link_gbs: float = 4.0,
         levels=(MemoryLevel("sram", usable, pes * sram_bytes_per_cycle * clock_ghz, 4),
                 MemoryLevel("mesh", usable * pes, max(directed_links, 1) * link_gbs, 4, shared_by=pes)),
         peak_gflops=(("float32", pes * flops_per_cycle * clock_ghz),),
-        source="dataflow.md presets: WSE-2 defaults [S/D], compute placeholder [U]")
+        source="dataflow.md presets: WSE-2 defaults [S/D], conservative compute rate [U]")
 
 
 # --- this machine ------------------------------------------------------------------------------
