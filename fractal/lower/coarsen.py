@@ -8,7 +8,8 @@
 3. Fuse, inside a stage: a copy of a temporary into its final place makes the producer write
    there directly (a cell writes the next state slot); an element-wise temporary read by one
    element-wise op only is inlined into it (one expression per cell update).
-4. GEMMs of a stage sharing their left operand become one over side-by-side weights
+4. GEMMs of a stage sharing their left operand become one over side-by-side weights, and
+   so does a GEMM batched over a dim only its weights and result columns name
    (`fractal.lower.merge_gemms`).
 
 Before::                                          After::
@@ -30,7 +31,7 @@ from collections import Counter
 from dataclasses import replace
 
 from .dependence import row_distances
-from .merge_gemms import merge_gemms
+from .merge_gemms import merge_gemms, widen_gemms
 from .rewrite import map_stages, var_ranges
 from .schedule import parallel_nest
 from .tile_expr import Binary, Load, Unary, Where
@@ -41,7 +42,7 @@ def coarsen(program: TileProgram, ctx=None) -> TileProgram:
     body = _map_blocks(program.body, _batch)
     body = _map_blocks(body, _merger(var_ranges(body)))
     program = replace(program, body=tuple(body))
-    program = merge_gemms(_fuse(program))
+    program = widen_gemms(merge_gemms(_fuse(program)))
     used = {r.buffer for st in program.stages() for op in st.body for r in op.reads + op.writes}
     return replace(program, buffers=tuple(b for b in program.buffers if b.name in used or b.role != "temp"))
 

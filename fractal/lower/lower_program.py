@@ -160,9 +160,14 @@ class _Emitter:
         if len(bufs) == 1:
             src = self.buffers[int(bufs[0])]
             out = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
-            table = self.const_rows(self.domain.in_row_order(rows).astype(np.int64))
-            self.emit([Gather(whole(src), Region(table, (flat * n,), (n,)),
-                              Region(out, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape)), 0)])
+            ordered = self.domain.in_row_order(rows).astype(np.int64)
+            dst = Region(out, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape))
+            if len(ordered) and valid.all() and np.array_equal(ordered, ordered[0] + np.arange(len(ordered))):
+                # the rows are already in order (a map's results, in place): a strided view
+                self.emit([Copy(Region(src.name, (flat * n + int(ordered[0]),) + (0,) * len(shape),
+                                       (n,) + tuple(shape)), dst)])
+                return out, n
+            self.emit([Gather(whole(src), Region(self.const_rows(ordered), (flat * n,), (n,)), dst, 0)])
             return out, n
         k = n + 1
         out = self.buffer("t", (self.domain.size * k,) + tuple(shape), dtype)

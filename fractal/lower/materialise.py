@@ -13,6 +13,9 @@ Before (`t` written and read at step s only)::      After::
     buffer t: f32[15,1,32] global temp                buffer t: f32[3,1,32] global temp
     for s in 0:5 sequential host {                    for s in 0:5 sequential host {
       stage g(m in 0:3) { t[5*m + s] = ... }            stage g(m in 0:3) { t[m] = ... }
+
+A temporary whose only use is to be copied whole into a result (`out[0:n] = copy(t[0:n])`,
+nothing else touching `out`) needs no storage of its own: its writers write the result.
 """
 
 from __future__ import annotations
@@ -21,11 +24,72 @@ from dataclasses import replace
 
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import If, Loop, Stage, TileProgram
+from .tile_ir import Copy, If, Loop, Stage, TileProgram
 from .rewrite import map_regions, map_stages
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
+    return _contract_storage(_forward_into_results(program))
+
+
+def _forward_into_results(program: TileProgram) -> TileProgram:
+    while True:
+        found = _whole_copy_into_result(program)
+        if found is None:
+            return program
+        copy, shift = found
+        temp, result = copy.src.buffer, copy.dst.buffer
+
+        def rename(r: Region) -> Region:
+            if r.buffer != temp:
+                return r
+            return replace(r, buffer=result, start=(r.start[0] + shift,) + r.start[1:])
+
+        def block(stmts) -> tuple:
+            out = []
+            for s in stmts:
+                if isinstance(s, Stage):
+                    body = tuple(map_regions(op, rename) for op in s.body if op is not copy)
+                    out.extend([replace(s, body=body)] if body else [])
+                elif isinstance(s, Loop):
+                    out.append(replace(s, body=block(s.body)))
+                elif isinstance(s, If):
+                    out.append(replace(s, then=block(s.then), orelse=block(s.orelse)))
+                else:
+                    out.append(s)
+            return tuple(out)
+        program = replace(program, body=block(program.body),
+                          buffers=tuple(b for b in program.buffers if b.name != temp))
+
+
+def _whole_copy_into_result(program: TileProgram):
+    """A copy of all of a temporary into an output that no other op reads or writes, at the
+    top level (after every write of the temporary), and the row shift from the temporary to
+    the output (None if there is none).  Other reads of the temporary then read the output's
+    rows, which hold the same values at the same times."""
+    buffers = {b.name: b for b in program.buffers}
+    uses: dict[str, list] = {}
+    for st in program.stages():
+        for op in st.body:
+            for r in op.reads + op.writes:
+                uses.setdefault(r.buffer, []).append(op)
+    for st in (s for s in program.body if isinstance(s, Stage)):  # (a copy in a loop may run before t's last write)
+        for op in st.body:
+            if not isinstance(op, Copy) or op.perm:
+                continue
+            t, out = buffers[op.src.buffer], buffers[op.dst.buffer]
+            whole = Region(t.name, (0,) * t.ndim, t.shape)
+            if not (t.role == "temp" and out.role == "output" and op.src == whole and t.dtype == out.dtype
+                    and t.shape[1:] == out.shape[1:] and t.layout == out.layout == tuple(range(t.ndim))):
+                continue
+            shift = op.dst.start[0]
+            if op.dst == Region(out.name, (shift,) + (0,) * (t.ndim - 1), t.shape) and shift.is_const and \
+                    uses[out.name] == [op]:
+                return op, shift
+    return None
+
+
+def _contract_storage(program: TileProgram) -> TileProgram:
     sites = _access_sites(program)
     rows_of = {}  # buffer -> its new (dense) row index, and the number of rows
     for buf in program.buffers:

@@ -25,7 +25,8 @@ from dataclasses import replace
 
 from .rewrite import map_regions, map_stages
 from .tile_expr import Region
-from .tile_ir import Buffer, Copy, Gemm, Stage, TileProgram
+from .tile_affine import aff
+from .tile_ir import Buffer, Copy, Gemm, If, Loop, Stage, TileProgram
 
 
 def merge_gemms(program: TileProgram) -> TileProgram:
@@ -112,3 +113,85 @@ def _merged(program: TileProgram, st: Stage, i: int, j: int, buffers) -> TilePro
         new_buffers.append(Buffer(weights, lead + (n1 + n2,), b1.dtype))
         return replace(program, buffers=tuple(new_buffers), body=(copy,) + program.body)
     return replace(program, buffers=tuple(new_buffers))
+
+
+# -- a stage dim only the weights and the result columns name: one GEMM over it ----------------
+
+def widen_gemms(program: TileProgram) -> TileProgram:
+    """A GEMM batched over a stage dim `d` that its left operand does not name, writing column
+    block `d` of its result (`c[.., n*d:n*d + n] = a @ b[d]`), is one GEMM of `a` with the
+    blocks `b[d]` side by side: they are placed in a new temporary by a stage just before.
+
+    Before::                                               After::
+
+        stage k(m in 0:8, d in 0:4) device {                 stage w_b(d in 0:4) device {
+          c[m, 0:2, 2*d:2*d + 2] = gemm(a[m, 0:2, 0:8],        w_b[0:8, 2*d:2*d + 2] = copy(b[d, 0:8, 0:2])
+                                        b[d, 0:8, 0:2])      }
+        }                                                    stage k(m in 0:8) device {
+                                                               c[m, 0:2, 0:8] = gemm(a[m, 0:2, 0:8], w_b[0:8, 0:8])
+                                                             }
+    """
+    buffers = {b.name: b for b in program.buffers}
+    buffers.update({st.name: None for st in program.stages()})  # (names stages may not take either)
+    added: list[Buffer] = []
+
+    def block(stmts) -> tuple:
+        out = []
+        for s in stmts:
+            if isinstance(s, Stage):
+                wide = _widened(s, buffers, added)
+                out.extend(wide if wide is not None else [s])
+            elif isinstance(s, Loop):
+                out.append(replace(s, body=block(s.body)))
+            elif isinstance(s, If):
+                out.append(replace(s, then=block(s.then), orelse=block(s.orelse)))
+            else:
+                out.append(s)
+        return tuple(out)
+
+    body = block(program.body)
+    return replace(program, buffers=program.buffers + tuple(added), body=body) if added else program
+
+
+def _widened(st: Stage, buffers, added) -> list | None:
+    if len(st.body) != 1 or not isinstance(st.body[0], Gemm):
+        return None
+    g = st.body[0]
+    if g.accumulate or g.trans_a or g.trans_b:
+        return None
+    stage_vars = {d.var for d in st.dims}
+    for d in st.dims:
+        if not (d.start.is_const and d.stop.is_const) or d.var in _vars(g.a) or d.var in _vars(g.c, last=False):
+            continue
+        (k, n), lo, count = g.b.shape, d.start.const, d.stop.const - d.start.const
+        col = g.c.start[-1]
+        if _vars(g.b) & stage_vars != {d.var} or g.c.stride[-1] != 1 or g.c.size[-1] != n or \
+                _coefficient(col, d.var) != n or count < 2:
+            continue
+        name = _fresh_name(f"w_{g.b.buffer}", buffers, added)
+        added.append(Buffer(name, (k, n * count), buffers[g.b.buffer].dtype))
+        place = Stage(name, (d,), (Copy(g.b, Region(name, (0, (aff(d.var) - lo) * n), (k, n))),))
+        first = col.substitute({d.var: aff(lo)})
+        gemm = replace(g, b=Region(name, (0, 0), (k, n * count)),
+                       c=replace(g.c, start=g.c.start[:-1] + (first,), size=g.c.size[:-1] + (n * count,)))
+        return [place, replace(st, dims=tuple(x for x in st.dims if x.var != d.var), body=(gemm,))]
+    return None
+
+
+def _vars(r: Region, last: bool = True) -> set:
+    starts = r.start if last else r.start[:-1]
+    return set().union(*(a.vars() for a in starts))
+
+
+def _coefficient(a, var: str):
+    """`var`'s coefficient in `a` if `a` is linear in it (None if it also sits in a floor or mod)."""
+    c = dict(a.terms).get(var, 0)
+    return c if var not in (a - aff(var) * c).vars() else None
+
+
+def _fresh_name(name: str, buffers, added) -> str:
+    taken = set(buffers) | {b.name for b in added}
+    out, k = name, 1
+    while out in taken:
+        out, k = f"{name}{k}", k + 1
+    return out

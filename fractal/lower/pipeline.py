@@ -26,6 +26,7 @@ import numpy as np
 
 from .bucket import bucket
 from .coarsen import coarsen
+from .contract import contract
 from .hardware import Hardware, this_cpu
 from .hoist import hoist
 from .materialise import materialise
@@ -43,6 +44,9 @@ class PassContext:
 
 
 PASSES = [
+    # 0. data reordering of a sum of GEMMs (a reduce adding one product per element): the
+    #    blocks are laid side by side and the loop becomes one GEMM over the summed axis
+    ("contract", contract),
     # 1. schedule: distribute the parallel (map) loops over their statements and sink them
     #    below the sequential loops, so every stage sits directly inside its map loops
     ("schedule", schedule),

@@ -95,11 +95,12 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
     args = model.inputs("small", dtype=np.float64)
     compile_function(model.model, args, {})
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["model.00-lowered.tile", "model.01-schedule.tile", "model.02-hoist.tile",
-                     "model.03-wavefront.tile", "model.04-coarsen.tile", "model.05-bucket.tile",
-                     "model.06-materialise.tile", "model.07-tile.tile"]
-    assert (tmp_path / "model.07-tile.tile").read_text().strip() == "// tile: (unchanged)"
-    assert "tile @model" in (tmp_path / "model.04-coarsen.tile").read_text()
+    assert names == ["model.00-lowered.tile", "model.01-contract.tile", "model.02-schedule.tile",
+                     "model.03-hoist.tile", "model.04-wavefront.tile", "model.05-coarsen.tile",
+                     "model.06-bucket.tile", "model.07-materialise.tile", "model.08-tile.tile"]
+    assert (tmp_path / "model.01-contract.tile").read_text().strip() == "// contract: (unchanged)"
+    assert (tmp_path / "model.08-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert "tile @model" in (tmp_path / "model.05-coarsen.tile").read_text()
 
 
 def test_a_program_the_backend_cannot_lower_runs_in_the_interpreter_with_a_warning():

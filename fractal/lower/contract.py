@@ -1,0 +1,257 @@
+"""Pass 0, data reordering of a sum of GEMMs: the summed axis moves into the GEMM's K.
+
+A `reduce` that adds one product per element to its accumulator, `acc + x_v @ w_v` (the K
+blocks of a blocked GEMM, the N blocks of a back-to-back GEMM), lowers to a sequential loop
+of one small GEMM and one addition per step.  Its value is one GEMM over the blocks laid
+side by side, `[x_0 | x_1 | ...] @ [w_0; w_1; ...]`: this pass lays the blocks out that way
+(the left operands gain the loop's axis in their columns, the right operands in their rows:
+the paper's data reordering) and replaces the loop by a parallel loop that computes and
+places the blocks, then that one GEMM with a K of `R * k`.  Blocks of an input are placed
+once per run, at the start; an accumulator that starts at zero needs no initial value, and
+one step needs no placing at all.  Runs first, on the lowered IR, where every statement of
+the loop still writes rows of its own step (so the steps become independent once the sum is
+gone).
+
+Before::                                               After::
+
+    stage zero() { acc[m] = 0.0 }                        for r in 0:4 parallel host {
+    for r in 0:4 sequential host {                         stage acc_lhs() {
+      stage mm() { t[4*m + r] = gemm(x[4*m + r], w[r]) }     acc_lhs[0, 0:8, 2*r:2*r + 2] = copy(x[4*m + r, 0:8, 0:2])
+      stage add() { u[4*m + r] = add(acc[5*m + r], t[..]) }} }
+      stage next() { acc[5*m + r + 1] = copy(u[4*m + r]) }  ... (w's blocks into acc_rhs[0, 2*r:2*r + 2, 0:4])
+    }                                                    stage mm() { acc[5*m + 4] = gemm(acc_lhs[0, 0:8, 0:8], acc_rhs[0, 0:8, 0:4]) }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .rewrite import ops_of, substitute, substitute_region, var_ranges
+from .tile_affine import aff
+from .tile_expr import Binary, Const, Load, Region
+from .tile_ir import Buffer, Copy, Elementwise, Gemm, If, Loop, Stage, TileProgram
+
+
+def contract(program: TileProgram, ctx=None) -> TileProgram:
+    while True:  # one loop at a time, innermost first: an outer sum then sees the inner one's GEMM
+        done = _Contractor(program).run()
+        if done is None:
+            return program
+        program = done
+
+
+@dataclass(frozen=True)
+class _Sum:
+    """A matched sum loop: `acc[slot v + 1] = acc[slot v] + gemm(x_v, w_v)`, v in 0:R."""
+
+    loop: Loop
+    gemm: Gemm
+    producer: int  # index in the loop body of the stage computing the gemm
+    init: Region  # acc at slot 0
+    final: Region  # acc at slot R
+    zero_init: tuple[int, ...]  # indices (in the enclosing block) of the stages making a zero init; () if not zero
+
+
+class _Contractor:
+    def __init__(self, program: TileProgram):
+        self.program = program
+        self.buffers = {b.name: b for b in program.buffers}
+        self.reads: dict[str, list[Region]] = {}
+        self.writes: dict[str, list[Region]] = {}
+        for op in ops_of_program(program):
+            for r in op.reads:
+                self.reads.setdefault(r.buffer, []).append(r)
+            for r in op.writes:
+                self.writes.setdefault(r.buffer, []).append(r)
+        self.ranges = var_ranges(program.body)
+        self.prologue: list = []  # input blocks placed once per run
+        self.new_buffers: list[Buffer] = []
+
+    def run(self) -> TileProgram | None:
+        body = self._block(self.program.body, ())
+        if body is None:
+            return None
+        out = replace(self.program, body=tuple(self.prologue) + tuple(body))
+        used = {r.buffer for op in ops_of_program(out) for r in op.reads + op.writes}
+        return replace(out, buffers=tuple(b for b in self.program.buffers + tuple(self.new_buffers)
+                                          if b.name in used or b.role != "temp"))
+
+    def _block(self, stmts, enclosing) -> list | None:
+        stmts = list(stmts)
+        for i, s in enumerate(stmts):
+            if isinstance(s, Loop):
+                inner = self._block(s.body, enclosing + (s,))
+                if inner is not None:
+                    stmts[i] = replace(s, body=tuple(inner))
+                    return stmts
+                found = self._match(stmts, i, enclosing)
+                if found is not None:
+                    return self._rewrite(stmts, i, enclosing, found)
+            elif isinstance(s, If):
+                for part in ("then", "orelse"):
+                    inner = self._block(getattr(s, part), enclosing)
+                    if inner is not None:
+                        stmts[i] = replace(s, **{part: tuple(inner)})
+                        return stmts
+        return None
+
+    # --- matching ----------------------------------------------------------------------
+
+    def _match(self, stmts, i, enclosing) -> _Sum | None:
+        loop = stmts[i]
+        if loop.kind != "sequential" or loop.step != 1 or loop.active is not None or len(loop.body) < 3:
+            return None
+        if not (loop.start.is_const and loop.start.const == 0 and loop.stop.is_const and loop.stop.const >= 1):
+            return None
+        if any(not (e.start.is_const and e.stop.is_const) for e in enclosing):
+            return None
+        v, steps = loop.var, loop.stop.const
+        add, nxt = (_single_op(s) for s in loop.body[-2:])
+        if not (isinstance(nxt, Copy) and not nxt.perm and isinstance(add, Elementwise) and add.dst == nxt.src):
+            return None
+        terms = _sum_terms(add.expr)
+        if terms is None:
+            return None
+        acc = nxt.dst.buffer
+        cur = [r for r in terms if r.buffer == acc]
+        tmp = [r for r in terms if r.buffer != acc]
+        if len(cur) != 1 or len(tmp) != 1:
+            return None
+        cur, t = cur[0], tmp[0]
+        if nxt.dst != substitute_region(cur, {v: aff(v) + 1}) or v not in cur.start[0].vars():
+            return None
+        if not (cur.shape == t.shape == add.dst.shape and self._temp(acc, t.buffer, add.dst.buffer)):
+            return None
+        if self.reads[add.dst.buffer] != [add.dst] or self.reads[t.buffer] != [t] or self.writes[t.buffer] != [t]:
+            return None
+        producer = next((k for k, s in enumerate(loop.body[:-2])
+                         if isinstance(_single_op(s), Gemm) and _single_op(s).c == t), None)
+        if producer is None:
+            return None
+        gemm = _single_op(loop.body[producer])
+        if gemm.accumulate or gemm.trans_a or gemm.trans_b or self.buffers[t.buffer].dtype != self.buffers[acc].dtype:
+            return None
+        rest = [op for s in loop.body[:-2] for op in ops_of(s)]
+        # the accumulator is the only thing carried from step to step
+        if any(r.buffer == acc for op in rest for r in op.reads + op.writes):
+            return None
+        if any(v not in set().union(*(a.vars() for a in w.start)) for op in rest for w in op.writes):
+            return None
+        init, final = substitute_region(cur, {v: aff(0)}), substitute_region(cur, {v: aff(steps)})
+        if any(r != final for r in self.reads[acc] if r != cur) or \
+                any(w != init for w in self.writes[acc] if w != nxt.dst):
+            return None
+        return _Sum(loop, gemm, producer, init, final, self._zero_init(stmts[:i], init))
+
+    def _temp(self, *names) -> bool:
+        return all(self.buffers[n].role == "temp" for n in names)
+
+    def _zero_init(self, before, init: Region) -> tuple[int, ...]:
+        """The stages before the loop that set `init` to zero (directly or through a zero
+        temporary read only there), or () if the initial value is not a known zero."""
+        k = next((k for k in range(len(before) - 1, -1, -1)
+                  if any(w == init for w in getattr(_single_op(before[k]), "writes", ()))), None)
+        if k is None:
+            return ()
+        op = _single_op(before[k])
+        if _is_zero_fill(op):
+            return (k,)
+        if isinstance(op, Copy) and not op.perm and self.reads[op.src.buffer] == [op.src]:
+            j = next((j for j in range(k - 1, -1, -1) if getattr(_single_op(before[j]), "writes", ()) == (op.src,)),
+                     None)
+            if j is not None and _is_zero_fill(_single_op(before[j])) and self.writes[op.src.buffer] == [op.src]:
+                return (j, k)
+        return ()
+
+    # --- rewriting ---------------------------------------------------------------------
+
+    def _rewrite(self, stmts, i, enclosing, found: _Sum) -> list:
+        loop, gemm = found.loop, found.gemm
+        steps = loop.stop.const
+        acc = found.final.buffer
+        (m, k), (_, n) = gemm.a.shape, gemm.b.shape
+        body = list(loop.body[:-2])
+        del body[found.producer]
+        if steps == 1:  # one block: nothing to place side by side
+            first = {loop.var: aff(0)}
+            lhs, rhs = substitute_region(gemm.a, first), substitute_region(gemm.b, first)
+            steps_now = [substitute(s, first) for s in body]
+        else:
+            lhs, place_a = self._place(gemm.a, f"{acc}_lhs", (m, steps * k), (0, k), loop, enclosing)
+            rhs, place_b = self._place(gemm.b, f"{acc}_rhs", (steps * k, n), (k, 0), loop, enclosing)
+            body[found.producer:found.producer] = [p for p in (place_a, place_b) if p is not None]
+            steps_now = [Loop(loop.var, 0, steps, 1, "parallel", "host", tuple(body))] if body else []
+        name = _single_stage(loop.body[found.producer]).name
+        if found.zero_init:
+            ops = (Gemm(lhs, rhs, found.final),)
+        else:
+            ops = (Copy(found.init, found.final), Gemm(lhs, rhs, found.final, accumulate=True))
+        out = stmts[:i] + steps_now + [Stage(name, (), ops)] + stmts[i + 1:]
+        return [s for j, s in enumerate(out) if j not in found.zero_init]
+
+    def _place(self, block: Region, name: str, shape, offset, loop: Loop, enclosing):
+        """A buffer holding every step's `block` side by side (columns for the left operand,
+        rows for the right): the region the GEMM reads, and the copy stage placing one step's
+        block (None when it runs once per run, in the prologue)."""
+        v = loop.var
+        read_only = self.buffers[block.buffer].role in ("input", "const")
+        used = set().union(*(a.vars() for a in block.start)) - {v}
+        keys = [e.var for e in enclosing if e.var in used] if read_only else [e.var for e in enclosing]
+        row, rows = aff(0), 1
+        for key in reversed(keys):
+            lo, hi = self.ranges[key]
+            row, rows = row + (aff(key) - lo) * rows, rows * (hi - lo + 1)
+        name = self._fresh(name)
+        self.new_buffers.append(Buffer(name, (rows,) + shape, self.buffers[block.buffer].dtype))
+        r0, c0 = (aff(v) * offset[0], aff(v) * offset[1])
+        place = Stage(self._fresh(f"place_{name}"), (), (
+            Copy(block, Region(name, (row, r0, c0), (None,) + block.shape)),))
+        whole = Region(name, (row, 0, 0), (None,) + shape)
+        if not read_only:
+            return whole, place
+        for var in [v] + keys[::-1]:  # the prologue: loops over the block's own variables only
+            lo, hi = self.ranges[var] if var != v else (0, loop.stop.const - 1)
+            place = Loop(var, lo, hi + 1, 1, "parallel", "host", (place,))
+        self.prologue.append(place)
+        return whole, None
+
+    def _fresh(self, name: str) -> str:
+        taken = set(self.buffers) | {b.name for b in self.new_buffers} | {s.name for s in self.program.stages()}
+        taken |= {s.name for p in self.prologue for s in _stages_of(p)}
+        out, k = name, 1
+        while out in taken:
+            out, k = f"{name}{k}", k + 1
+        return out
+
+
+def ops_of_program(program: TileProgram):
+    for s in program.body:
+        yield from ops_of(s)
+
+
+def _stages_of(stmt):
+    if isinstance(stmt, Stage):
+        yield stmt
+    elif isinstance(stmt, Loop):
+        for s in stmt.body:
+            yield from _stages_of(s)
+
+
+def _single_stage(s) -> Stage | None:
+    return s if isinstance(s, Stage) and not s.dims and len(s.body) == 1 else None
+
+
+def _single_op(s):
+    st = _single_stage(s)
+    return st.body[0] if st is not None else None
+
+
+def _is_zero_fill(op) -> bool:
+    return isinstance(op, Elementwise) and isinstance(op.expr, Const) and op.expr.value == 0.0
+
+
+def _sum_terms(expr):
+    if isinstance(expr, Binary) and expr.op == "add" and isinstance(expr.a, Load) and isinstance(expr.b, Load):
+        return [expr.a.region, expr.b.region]
+    return None
+
