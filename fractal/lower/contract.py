@@ -138,8 +138,13 @@ class _Contractor:
         if any(v not in set().union(*(a.vars() for a in w.start)) for op in rest for w in op.writes):
             return None
         init, final = substitute_region(cur, {v: aff(0)}), substitute_region(cur, {v: aff(steps)})
-        if any(r != final for r in self.reads[acc] if r != cur) or \
-                any(w != init for w in self.writes[acc] if w != nxt.dst):
+        # (a map of one point: lowering may write its variable's one value as a constant)
+        one = {e.var: e.start for e in enclosing if e.stop.const == e.start.const + 1}
+
+        def same(r: Region, s: Region) -> bool:
+            return substitute_region(r, one) == substitute_region(s, one)
+        if any(not same(r, final) for r in self.reads[acc] if r != cur) or \
+                any(not same(w, init) for w in self.writes[acc] if w != nxt.dst):
             return None
         return _Sum(loop, gemm, producer, init, final, self._zero_init(stmts[:i], init))
 
