@@ -43,6 +43,11 @@ class _Policy:
     min_rows: int
     cache_bytes: int
     buffer_bytes: dict
+    step_bytes: int = 0  # results of one step that fill a cache tile (see `_worth_batching`)
+    itemsizes: dict | None = None
+
+    def itemsize(self, buffer: str) -> int:
+        return (self.itemsizes or {}).get(buffer, 4)
 
 
 def hoist(program: TileProgram, ctx=None) -> TileProgram:
@@ -51,7 +56,8 @@ def hoist(program: TileProgram, ctx=None) -> TileProgram:
         hw = ctx.hardware
         last_cache = hw.levels[-2] if len(hw.levels) > 1 else hw.levels[-1]
         policy = _Policy(8 * hw.tile_align, last_cache.size_bytes // 2,
-                         {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in program.buffers})
+                         {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in program.buffers},
+                         hw.level(hw.tile_level).size_bytes // 2, {b.name: b.dtype.itemsize for b in program.buffers})
     ranges = var_ranges(program.body)
     return replace(program, body=tuple(_block(program.body, (), ranges, policy)))
 
@@ -94,6 +100,8 @@ def _hoist_from(loop: Loop, enclosing, ranges, policy):
                 continue
             if any(_accesses(t)[0] & writes for t in kept[:k]):
                 continue  # an earlier statement reads what it writes: keep the order
+            if not _worth_batching(s, loop, ranges, policy):
+                continue
             moved.append(Loop(loop.var, loop.start, loop.stop, loop.step, "parallel", loop.placement, (s,)))
             del kept[k]
             changed = True
@@ -133,6 +141,26 @@ def _reads_other_rows(stmt, kept, enclosing, ranges, policy) -> bool:
                     if sols is None or sols:
                         return False
     return True
+
+
+def _worth_batching(stmt, loop: Loop, ranges, policy) -> bool:
+    """Batching across time pays where it makes GEMMs bigger (a weight shared by the steps:
+    their rows fold into one GEMM's M) or steps fewer and larger.  A step whose results
+    already fill a tile of the cache (`policy.step_bytes`) gains neither when its GEMMs
+    multiply per-step operands (attention's score blocks): batched, its results for all
+    steps (beyond `policy.cache_bytes`) only go through memory instead of staying in cache."""
+    if policy is None:
+        return True
+    if any(isinstance(op, Gemm) and loop.var not in _vars(op.b) for op in ops_of(stmt)):
+        return True  # a weight shared by the steps: their rows become one bigger GEMM
+    per_step = _points(stmt, ranges) * sum(int(np.prod(r.shape, dtype=np.int64)) * policy.itemsize(r.buffer)
+                                           for op in ops_of(stmt) for r in op.writes)
+    lo, hi = ranges.get(loop.var, (0, 0))
+    return per_step < policy.step_bytes or per_step * (hi - lo + 1) <= policy.cache_bytes
+
+
+def _vars(r) -> set:
+    return set().union(*(a.vars() for a in r.start))
 
 
 def _layer_weights(stmt, kept, enclosing, policy) -> int:

@@ -1,0 +1,50 @@
+"""When hoist batches a statement across its loop (`fractal.lower.hoist._worth_batching`).
+
+Batching time pays where it makes GEMMs bigger (a weight shared by the steps folds their
+rows into one GEMM) or steps fewer and larger; a step whose results already fill a cache
+tile and whose GEMM multiplies per-step operands (attention's score blocks) stays in the
+loop, where its results stay in cache for the statements that read them.  The made-up cpu
+of the pass tests (`TINY_CPU`: a 4 KiB L2, tiles of 2 KiB) makes the sizes small.
+"""
+
+from __future__ import annotations
+
+from fractal.lower.hoist import hoist
+from tests.lower.test_passes import assert_rewrites, assert_unchanged, program
+
+BUFFERS = """
+    buffer q: f32[16,8,8] global input
+    buffer k: f32[4,8,8] global input
+    buffer w: f32[8,8] global input
+    buffer x: f32[64,8,8] global input
+    buffer s_: f32[64,8,8] global temp
+    buffer o: f32[5,16,8,8] global output
+"""
+
+
+def _loop(points: int, gemm: str, where: str) -> str:
+    score = f"stage mm(m in 0:{points}) device {{ s_[16*t + m, 0:8, 0:8] = {gemm} }}"
+    step = f"stage acc(m in 0:{points}) device {{ o[t + 1, m, 0:8, 0:8] = add(o[t, m, 0:8, 0:8], s_[16*t + m, 0:8, 0:8]) }}"
+    if where == "inside":
+        return f"for t in 0:4 sequential host {{ {score} {step} }}"
+    return f"for t in 0:4 parallel host {{ {score} }} for t in 0:4 sequential host {{ {step} }}"
+
+
+PER_STEP = "gemm(q[m, 0:8, 0:8], k[t, 0:8, 0:8].T)"  # both operands change from step to step
+SHARED = "gemm(x[16*t + m, 0:8, 0:8], w[0:8, 0:8])"    # the weight is the same at every step
+
+
+def test_hoist_keeps_a_big_step_whose_gemm_multiplies_per_step_operands():
+    """16 score blocks of 256 bytes per step (4 KiB, over the 2 KiB tile): batching the 4
+    steps would make no GEMM bigger, only send 16 KiB of scores through memory."""
+    assert_unchanged(hoist, program(BUFFERS, _loop(16, PER_STEP, "inside")))
+
+
+def test_hoist_batches_a_big_step_whose_gemm_shares_a_weight():
+    """The same sizes with one weight for all steps: the steps' rows become one GEMM."""
+    assert_rewrites(hoist, program(BUFFERS, _loop(16, SHARED, "inside")), program(BUFFERS, _loop(16, SHARED, "out")))
+
+
+def test_hoist_batches_small_steps_whose_gemm_multiplies_per_step_operands():
+    """2 blocks per step (512 bytes): batching makes the steps fewer and larger."""
+    assert_rewrites(hoist, program(BUFFERS, _loop(2, PER_STEP, "inside")), program(BUFFERS, _loop(2, PER_STEP, "out")))
