@@ -440,3 +440,19 @@ def test_random_parallel_programs_match_the_naive_executor(case):
         got, want = exe.run(strided), run_naive(p, inputs, constants, temps)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")
+
+
+@pytest.mark.parametrize("accumulate, out_dtype", [(False, "f32"), (True, "f32"), (False, "f64")])
+def test_gemm_over_a_contraction_of_one_is_a_broadcast_multiply(matmul_calls, accumulate, out_dtype):
+    """`k^T v` per point (retention's state update): an outer product is one broadcast
+    multiply for the whole box, not a BLAS call per point; `+=` and a wider c still hold."""
+    op = "+=" if accumulate else "="
+    p = program(tile(f"""  buffer k: f32[32,1,8] global input
+  buffer v: f32[32,1,8] global input
+  buffer s: {out_dtype}[32,8,8] global output""", f"""  stage outer(b in 0:32) device {{
+    s[b, 0:8, 0:8] {op} gemm(k[b, 0:1, 0:8].T, v[b, 0:1, 0:8])
+  }}"""))
+    k, v = data((32, 1, 8)), data((32, 1, 8))
+    got = run_both(p, {"k": k, "v": v}, atol=1e-6)["s"]
+    np.testing.assert_allclose(got, k.transpose(0, 2, 1) @ v, rtol=1e-6, atol=1e-6)
+    assert matmul_calls == []  # (the naive run multiplies with `@`, not np.matmul)
