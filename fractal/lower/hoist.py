@@ -129,10 +129,11 @@ def _loop_invariant(stmt, k: int, kept, loop: Loop, written: set) -> bool:
 def _reads_other_rows(stmt, kept, enclosing, ranges, policy) -> bool:
     """Does `stmt` read only rows that no statement of the loop writes in the same iteration
     of the enclosing loops (exact row distances), and is batching it worth it (`_Policy`)?"""
-    if policy is None or (_points(stmt, ranges) < policy.min_rows and
-                          _layer_weights(stmt, kept, enclosing, policy) <= policy.cache_bytes):
-        return False
     writes = [r for t in kept for op in ops_of(t) for r in op.writes]
+    if policy is None or (_points(stmt, ranges) < policy.min_rows and
+                          _layer_weights(stmt, kept, enclosing, policy) <= policy.cache_bytes and
+                          not _carried_further_out(stmt, kept, writes, enclosing, ranges)):
+        return False
     for op in ops_of(stmt):
         for r in op.reads:
             for w in writes:
@@ -140,6 +141,26 @@ def _reads_other_rows(stmt, kept, enclosing, ranges, policy) -> bool:
                     sols = row_distances(w, r, ranges, fixed=set(enclosing))
                     if sols is None or sols:
                         return False
+    return True
+
+
+def _carried_further_out(stmt, kept, writes, enclosing, ranges) -> bool:
+    """Does batching `stmt` across this loop leave a two-loop nest for the wavefront anyway?
+    The wavefront skews the innermost pair of sequential loops; `stmt` (whose reads the exact
+    check in `_reads_other_rows` shows are written in other iterations of enclosing loops)
+    only stands in its way inside that pair.  So: when the loop's body keeps a sequential loop
+    (the pair is this loop and that one: `stmt` leaving makes the nest perfect), or when
+    `stmt` reads nothing written within one iteration of the grandparent loop (a grid RNN's
+    layer below, read inside its row and column loops: it leaves the parent loop next)."""
+    if any(isinstance(t, Loop) and t.kind == "sequential" for t in kept):
+        return True
+    if len(enclosing) < 2:
+        return False
+    for op in ops_of(stmt):
+        for r in op.reads:
+            for w in writes:
+                if w.buffer == r.buffer and row_distances(w, r, ranges, fixed=set(enclosing[:-1])) != []:
+                    return False
     return True
 
 

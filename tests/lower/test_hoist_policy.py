@@ -48,3 +48,25 @@ def test_hoist_batches_a_big_step_whose_gemm_shares_a_weight():
 def test_hoist_batches_small_steps_whose_gemm_multiplies_per_step_operands():
     """2 blocks per step (512 bytes): batching makes the steps fewer and larger."""
     assert_rewrites(hoist, program(BUFFERS, _loop(2, PER_STEP, "inside")), program(BUFFERS, _loop(2, PER_STEP, "out")))
+
+
+# A layer loop around a row loop around a column loop (a grid RNN): slot l + 1 of h is
+# layer l's output, written cell by cell; the projection reads slot l, the layer below.
+GRID_BUFFERS = """
+    buffer h: f32[24,1,4] global temp
+    buffer w: f32[4,4] global input
+    buffer g: f32[16,1,4] global temp
+"""
+PROJ = "stage p(m in 0:2) device { g[8*l + 4*i + 2*j + m, 0:1, 0:4] = gemm(h[8*l + 4*i + 2*j + m, 0:1, 0:4], w[0:4, 0:4]) }"
+CELL = ("stage c(m in 0:2) device { h[8*l + 4*i + 2*j + m + 8, 0:1, 0:4] = "
+        "tanh(add(g[8*l + 4*i + 2*j + m, 0:1, 0:4], h[8*l + 4*i + 2*j + m + 6, 0:1, 0:4])) }")
+
+
+def test_hoist_batches_a_projection_of_the_layer_below_out_of_the_row_and_column_loops():
+    """With 2 points per step the GEMM is small, but it reads only the layer below, which no
+    row or column of this layer writes: it leaves the column loop and then the row loop, the
+    (row, column) nest staying perfect for the wavefront, and runs once per layer."""
+    before = f"for l in 0:2 sequential host {{ for i in 0:2 sequential host {{ for j in 0:2 sequential host {{ {PROJ} {CELL} }} }} }}"
+    after = (f"for l in 0:2 sequential host {{ for i in 0:2 parallel host {{ for j in 0:2 parallel host {{ {PROJ} }} }} "
+             f"for i in 0:2 sequential host {{ for j in 0:2 sequential host {{ {CELL} }} }} }}")
+    assert_rewrites(hoist, program(GRID_BUFFERS, before), program(GRID_BUFFERS, after))
