@@ -67,7 +67,7 @@ def _relu(x):
 def _gelu(x):
     # the tanh approximation (as in BERT/GPT-2); exact erf needs scipy
     c = math.sqrt(2.0 / math.pi)
-    return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * (x * x * x))))  # (x ** 3 is a slow float power)
 
 
 UNARY = {

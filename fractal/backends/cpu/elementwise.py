@@ -71,7 +71,8 @@ def _relu_into(x, out, tmp):
 
 
 def _gelu_into(x, out, tmp):
-    np.power(x, 3, out=tmp)  # the bracket first: `out` may be `x`
+    np.multiply(x, x, out=tmp)  # the bracket first: `out` may be `x`; x*x*x, as NumPy's
+    np.multiply(tmp, x, out=tmp)  # float power takes ~100x longer than two multiplies
     np.multiply(tmp, 0.044715, out=tmp)
     np.add(x, tmp, out=tmp)
     np.multiply(tmp, _GELU_C, out=tmp)
