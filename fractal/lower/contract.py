@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .dependence import row_distances
 from .rewrite import ops_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff
 from .tile_expr import Binary, Const, Load, Region
@@ -137,9 +138,11 @@ class _Contractor:
             return None
         if any(v not in set().union(*(a.vars() for a in w.start)) for op in rest for w in op.writes):
             return None
-        init, final = substitute_region(cur, {v: aff(0)}), substitute_region(cur, {v: aff(steps)})
         # (a map of one point: lowering may write its variable's one value as a constant)
         one = {e.var: e.start for e in enclosing if e.stop.const == e.start.const + 1}
+        if not self._steps_independent(rest, v, enclosing, one):
+            return None
+        init, final = substitute_region(cur, {v: aff(0)}), substitute_region(cur, {v: aff(steps)})
 
         def same(r: Region, s: Region) -> bool:
             return substitute_region(r, one) == substitute_region(s, one)
@@ -147,6 +150,24 @@ class _Contractor:
                 any(not same(w, init) for w in self.writes[acc] if w != nxt.dst):
             return None
         return _Sum(loop, gemm, producer, init, final, self._zero_init(stmts[:i], init))
+
+    def _steps_independent(self, ops, v: str, enclosing, one) -> bool:
+        """Do the loop's other statements only meet within one step (a second state of the
+        same scan, read at step v and written at v + 1, would make them a recurrence)?  Exact
+        row distances; undecidable accesses count as dependent."""
+        fixed = {e.var for e in enclosing}
+        regions = [(substitute_region(x, one), is_write) for op in ops
+                   for x, is_write in [(r, False) for r in op.reads] + [(w, True) for w in op.writes]]
+        for w, is_write in regions:
+            if not is_write:
+                continue
+            for r, _ in regions:
+                if r.buffer != w.buffer or r == w:
+                    continue
+                sols = row_distances(w, r, self.ranges, fixed)
+                if sols is None or any(sol.get(v) != 0 for sol in sols):
+                    return False
+        return True
 
     def _temp(self, *names) -> bool:
         return all(self.buffers[n].role == "temp" for n in names)

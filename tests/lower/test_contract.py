@@ -199,6 +199,10 @@ def test_contract_places_input_blocks_once_per_map_point_they_name(points, final
      "buffer p: f64[1,8,2] global temp",
      ZERO + sum_loop(gemm="gemm(p[0, 0:8, 0:2], w[r, 0:2, 0:4])",
                      before="stage e() device { p[0, 0:8, 0:2] = exp(x[r, 0:8, 0:2]) }")),
+    ("a second state carried from step to step (a scan of two states)",
+     "buffer cnt: f64[5,8,2] global temp",
+     ZERO + sum_loop(gemm="gemm(cnt[r, 0:8, 0:2], w[r, 0:2, 0:4])",
+                     before="stage tick() device { cnt[r + 1, 0:8, 0:2] = add(cnt[r, 0:8, 0:2], x[r, 0:8, 0:2]) }")),
 ))
 def test_contract_leaves_a_loop_that_is_not_a_sum_of_independent_gemms(buffers, body):
     """The steps must be independent once the sum is gone, and the sum the loop's only
