@@ -26,16 +26,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from .contract_ragged import Kept, evaluate, kept_steps, live_mask, point_grid
 from .dependence import row_distances
-from .rewrite import ops_of, substitute, substitute_region, var_ranges
+from .rewrite import map_stages, ops_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff
-from .tile_expr import Binary, Const, Load, Region
-from .tile_ir import Buffer, Copy, Elementwise, Gemm, If, Loop, Stage, TileProgram
+from .tile_expr import Binary, Const, Load, Region, Where
+from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
 
 
 def contract(program: TileProgram, ctx=None) -> TileProgram:
+    constants = ctx.constants if ctx is not None else None  # (None: ragged sums stay loops)
     while True:  # one loop at a time, innermost first: an outer sum then sees the inner one's GEMM
-        done = _Contractor(program).run()
+        done = _Contractor(program, constants).run()
         if done is None:
             return program
         program = done
@@ -49,21 +53,25 @@ class _Sum:
     gemm: Gemm
     producer: int  # index in the loop body of the stage computing the gemm
     init: Region  # acc at slot 0
-    final: Region  # acc at slot R
+    final: Region  # where the one GEMM writes the sum (slot R, or each point's own slot when read there)
     zero_init: tuple[int, ...]  # indices (in the enclosing block) of the stages making a zero init; () if not zero
+    kept: Kept | None = None  # a ragged sum: the steps each point keeps (None: all)
 
 
 class _Contractor:
-    def __init__(self, program: TileProgram):
-        self.program = program
+    def __init__(self, program: TileProgram, constants: dict | None):
+        self.program, self.constants = program, constants
         self.buffers = {b.name: b for b in program.buffers}
         self.reads: dict[str, list[Region]] = {}
+        self.readers: dict[str, list] = {}
         self.writes: dict[str, list[Region]] = {}
         for op in ops_of_program(program):
             for r in op.reads:
                 self.reads.setdefault(r.buffer, []).append(r)
+                self.readers.setdefault(r.buffer, []).append((r, op))
             for r in op.writes:
                 self.writes.setdefault(r.buffer, []).append(r)
+        self.retarget: dict[tuple[str, str], str] = {}  # (state, old table) -> new table of its gathers
         self.ranges = var_ranges(program.body)
         self.prologue: list = []  # input blocks placed once per run
         self.new_buffers: list[Buffer] = []
@@ -73,6 +81,8 @@ class _Contractor:
         if body is None:
             return None
         out = replace(self.program, body=tuple(self.prologue) + tuple(body))
+        if self.retarget:
+            out = map_stages(out, self._retargeted)
         used = {r.buffer for op in ops_of_program(out) for r in op.reads + op.writes}
         return replace(out, buffers=tuple(b for b in self.program.buffers + tuple(self.new_buffers)
                                           if b.name in used or b.role != "temp"))
@@ -100,7 +110,7 @@ class _Contractor:
 
     def _match(self, stmts, i, enclosing) -> _Sum | None:
         loop = stmts[i]
-        if loop.kind != "sequential" or loop.step != 1 or loop.active is not None or len(loop.body) < 3:
+        if loop.kind != "sequential" or loop.step != 1 or len(loop.body) < 3:
             return None
         if not (loop.start.is_const and loop.start.const == 0 and loop.stop.is_const and loop.stop.const >= 1):
             return None
@@ -125,12 +135,12 @@ class _Contractor:
             return None
         if self.reads[add.dst.buffer] != [add.dst] or self.reads[t.buffer] != [t] or self.writes[t.buffer] != [t]:
             return None
-        producer = next((k for k, s in enumerate(loop.body[:-2])
-                         if isinstance(_single_op(s), Gemm) and _single_op(s).c == t), None)
+        producer = next((k for k, s in enumerate(loop.body[:-2]) if _as_gemm(_single_op(s), t) is not None), None)
         if producer is None:
             return None
-        gemm = _single_op(loop.body[producer])
-        if gemm.accumulate or gemm.trans_a or gemm.trans_b or self.buffers[t.buffer].dtype != self.buffers[acc].dtype:
+        gemm = _as_gemm(_single_op(loop.body[producer]), t)
+        if gemm.accumulate or gemm.trans_a or gemm.trans_b or \
+                len({self.buffers[r.buffer].dtype for r in (gemm.a, gemm.b, t, cur)}) != 1:
             return None
         rest = [op for s in loop.body[:-2] for op in ops_of(s)]
         # the accumulator is the only thing carried from step to step
@@ -146,17 +156,46 @@ class _Contractor:
 
         def same(r: Region, s: Region) -> bool:
             return substitute_region(r, one) == substitute_region(s, one)
-        if any(not same(r, final) for r in self.reads[acc] if r != cur) or \
-                any(not same(w, init) for w in self.writes[acc] if w != nxt.dst):
+        if any(not same(w, init) for w in self.writes[acc] if w != nxt.dst):
             return None
-        return _Sum(loop, gemm, producer, init, final, self._zero_init(stmts[:i], init))
+        zero = self._zero_init(stmts[:i], init)
+        if all(same(r, final) for r in self.reads[acc] if r != cur):
+            return _Sum(loop, gemm, producer, init, final, zero)
+        return self._ragged(_Sum(loop, gemm, producer, init, final, zero), cur, acc, enclosing)
+
+    def _ragged(self, found: _Sum, cur: Region, acc: str, enclosing) -> _Sum | None:
+        """The sum of a ragged reduce, read at each point's own slot (see `contract_ragged`),
+        when the blocks of the steps a point drops can be zeroed for that point alone."""
+        if self.constants is None:
+            return None
+        loop, steps = found.loop, found.loop.stop.const
+        whole = Region(acc, (0,) * self.buffers[acc].ndim, self.buffers[acc].shape)
+        outside = [(r, op) for r, op in self.readers[acc] if r != cur]
+        plain = [r for r, op in outside if not (isinstance(op, Gather) and r == whole and op.src == r)]
+        gathers = [op for r, op in outside if isinstance(op, Gather) and op.src == whole]
+        if plain and gathers:
+            return None
+        names = [e.var for e in enclosing]
+        grid = point_grid(names, self.ranges)
+        size = int(np.prod([self.ranges[n][1] - self.ranges[n][0] + 1 for n in names], dtype=np.int64))
+        kept = kept_steps(cur, loop.var, steps, plain, gathers, grid, size, self.constants)
+        if kept is None:
+            return None
+        for block in (found.gemm.a, found.gemm.b):
+            keys, row, rows = self._layout(block, loop, enclosing)
+            at = evaluate(row, grid, size)
+            if at is None or live_mask(kept.lengths, at, rows, steps) is None:
+                return None
+        return replace(found, final=plain[0] if plain else found.final, kept=kept)
 
     def _steps_independent(self, ops, v: str, enclosing, one) -> bool:
         """Do the loop's other statements only meet within one step (a second state of the
         same scan, read at step v and written at v + 1, would make them a recurrence)?  Exact
         row distances; undecidable accesses count as dependent."""
         fixed = {e.var for e in enclosing}
-        regions = [(substitute_region(x, one), is_write) for op in ops
+        def single_row(r: Region) -> Region:  # `t[i:i + 1]` is row i, like `t[i]`
+            return replace(r, size=(None,) + r.size[1:]) if r.size[0] == 1 else r
+        regions = [(single_row(substitute_region(x, one)), is_write) for op in ops
                    for x, is_write in [(r, False) for r in op.reads] + [(w, True) for w in op.writes]]
         for w, is_write in regions:
             if not is_write:
@@ -198,13 +237,13 @@ class _Contractor:
         (m, k), (_, n) = gemm.a.shape, gemm.b.shape
         body = list(loop.body[:-2])
         del body[found.producer]
-        if steps == 1:  # one block: nothing to place side by side
+        if steps == 1 and found.kept is None:  # one block: nothing to place side by side
             first = {loop.var: aff(0)}
             lhs, rhs = substitute_region(gemm.a, first), substitute_region(gemm.b, first)
             steps_now = [substitute(s, first) for s in body]
         else:
-            lhs, place_a = self._place(gemm.a, f"{acc}_lhs", (m, steps * k), (0, k), loop, enclosing)
-            rhs, place_b = self._place(gemm.b, f"{acc}_rhs", (steps * k, n), (k, 0), loop, enclosing)
+            lhs, place_a = self._place(gemm.a, f"{acc}_lhs", (m, steps * k), (0, k), loop, enclosing, found.kept)
+            rhs, place_b = self._place(gemm.b, f"{acc}_rhs", (steps * k, n), (k, 0), loop, enclosing, found.kept)
             body[found.producer:found.producer] = [p for p in (place_a, place_b) if p is not None]
             steps_now = [Loop(loop.var, 0, steps, 1, "parallel", "host", tuple(body))] if body else []
         name = _single_stage(loop.body[found.producer]).name
@@ -212,26 +251,55 @@ class _Contractor:
             ops = (Gemm(lhs, rhs, found.final),)
         else:
             ops = (Copy(found.init, found.final), Gemm(lhs, rhs, found.final, accumulate=True))
+        for table, values in (found.kept.tables.items() if found.kept is not None else ()):
+            new = self._fresh(f"{table}_last")  # the readers of each point's slot read the GEMM's
+            self.constants[new] = values
+            self.new_buffers.append(Buffer(new, values.shape, values.dtype, role="const"))
+            self.retarget[(acc, table)] = new
         out = stmts[:i] + steps_now + [Stage(name, (), ops)] + stmts[i + 1:]
         return [s for j, s in enumerate(out) if j not in found.zero_init]
 
-    def _place(self, block: Region, name: str, shape, offset, loop: Loop, enclosing):
-        """A buffer holding every step's `block` side by side (columns for the left operand,
-        rows for the right): the region the GEMM reads, and the copy stage placing one step's
-        block (None when it runs once per run, in the prologue)."""
-        v = loop.var
-        read_only = self.buffers[block.buffer].role in ("input", "const")
-        used = set().union(*(a.vars() for a in block.start)) - {v}
-        keys = [e.var for e in enclosing if e.var in used] if read_only else [e.var for e in enclosing]
+    def _retargeted(self, st: Stage) -> Stage:
+        def fix(op):
+            if isinstance(op, Gather) and (op.src.buffer, op.index.buffer) in self.retarget:
+                return replace(op, index=replace(op.index, buffer=self.retarget[(op.src.buffer, op.index.buffer)]))
+            return op
+        return replace(st, body=tuple(fix(op) for op in st.body))
+
+    def _layout(self, block: Region, loop: Loop, enclosing):
+        """Where a step's block goes: the enclosing variables it is placed per (the ones the
+        block names: points sharing a block share its placed copy, and the GEMMs reading it
+        fold into one), its row over them, and the number of rows."""
+        used = set().union(*(a.vars() for a in block.start)) - {loop.var}
+        keys = [e.var for e in enclosing if e.var in used]
         row, rows = aff(0), 1
         for key in reversed(keys):
             lo, hi = self.ranges[key]
             row, rows = row + (aff(key) - lo) * rows, rows * (hi - lo + 1)
+        return keys, row, rows
+
+    def _place(self, block: Region, name: str, shape, offset, loop: Loop, enclosing, kept: Kept | None):
+        """A buffer holding every step's `block` side by side (columns for the left operand,
+        rows for the right): the region the GEMM reads, and the stage placing one step's
+        block (None when it runs once per run, in the prologue).  In a ragged sum the steps
+        a point drops place zeros (through a constant mask)."""
+        v = loop.var
+        read_only = self.buffers[block.buffer].role in ("input", "const")
+        keys, row, rows = self._layout(block, loop, enclosing)
         name = self._fresh(name)
         self.new_buffers.append(Buffer(name, (rows,) + shape, self.buffers[block.buffer].dtype))
         r0, c0 = (aff(v) * offset[0], aff(v) * offset[1])
-        place = Stage(self._fresh(f"place_{name}"), (), (
-            Copy(block, Region(name, (row, r0, c0), (None,) + block.shape)),))
+        dst = Region(name, (row, r0, c0), (None,) + block.shape)
+        op = Copy(block, dst)
+        if kept is not None:
+            names = [e.var for e in enclosing]
+            size = len(kept.lengths)
+            at = evaluate(row, point_grid(names, self.ranges), size)
+            mask = self._fresh(f"{name}_live")
+            self.constants[mask] = live_mask(kept.lengths, at, rows, loop.stop.const)
+            self.new_buffers.append(Buffer(mask, (rows, loop.stop.const), np.bool_, role="const"))
+            op = Elementwise(dst, Where(Load(Region(mask, (row, aff(v)), (None, None))), Load(block), Const(0.0)))
+        place = Stage(self._fresh(f"place_{name}"), (), (op,))
         whole = Region(name, (row, 0, 0), (None,) + shape)
         if not read_only:
             return whole, place
@@ -270,6 +338,22 @@ def _single_stage(s) -> Stage | None:
 def _single_op(s):
     st = _single_stage(s)
     return st.body[0] if st is not None else None
+
+
+def _as_gemm(op, t: Region) -> Gemm | None:
+    """The GEMM writing `t`: a Gemm, or an outer product `mul(a [m,1], b [1,n])` (a GEMM with
+    K = 1, as attention's `p * v` summed over keys is)."""
+    if isinstance(op, Gemm) and op.c == t:
+        return op
+    if isinstance(op, Elementwise) and op.dst == t and isinstance(op.expr, Binary) and op.expr.op == "mul" and \
+            isinstance(op.expr.a, Load) and isinstance(op.expr.b, Load):
+        a, b = op.expr.a.region, op.expr.b.region
+        if a.shape[-1:] != (1,):
+            a, b = b, a
+        if len(a.shape) == len(b.shape) == len(t.shape) == 2 and a.shape[1] == 1 and b.shape[0] == 1 and \
+                t.shape == (a.shape[0], b.shape[1]):
+            return Gemm(a, b, t)
+    return None
 
 
 def _is_zero_fill(op) -> bool:

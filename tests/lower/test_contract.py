@@ -1,7 +1,8 @@
 """A sum of GEMMs becomes one GEMM, and the passes and lowering rules that came with it.
 
-* `contract`: a sequential loop adding one GEMM per step to an accumulator is one GEMM over
-  the blocks laid side by side; loops that are not such a sum stay as they are.
+* `contract`: a sequential loop adding one GEMM (or outer product) per step to an accumulator
+  is one GEMM over the blocks laid side by side, ragged sums with the blocks a point drops
+  zeroed; loops that are not such a sum stay as they are.
 * `widen_gemms` (run by `coarsen`): a GEMM batched over a dim only its weights and result
   columns name is one GEMM over side-by-side weights.
 * `materialise`: a temporary copied whole into an untouched result is written there.
@@ -21,12 +22,13 @@ from hypothesis import strategies as st
 
 import fractal as ft
 from examples import b2b_gemm
-from fractal.lower import Copy, Gather, Loop
+from fractal.lower import Copy, Gather, Loop, parse_tile_program
 from fractal.lower.contract import contract
 from fractal.lower.materialise import materialise
 from fractal.lower.merge_gemms import widen_gemms
+from fractal.lower.pipeline import PassContext
 from tests.lang.strategies import assert_values_close
-from tests.lower.test_passes import assert_rewrites, assert_unchanged, lowered, program
+from tests.lower.test_passes import TINY_CPU, assert_rewrites, assert_unchanged, lowered, program
 
 # --- contract --------------------------------------------------------------------------------
 
@@ -187,8 +189,6 @@ def test_contract_places_input_blocks_once_per_map_point_they_name(points, final
     ("a scan: every slot is read after the loop",
      "buffer ys: f64[5,8,4] global output",
      ZERO + sum_loop() + "stage all() device { ys[0:5, 0:8, 0:4] = copy(acc[0:5, 0:8, 0:4]) }"),
-    ("a ragged batch's live-prefix hint", "",
-     ZERO + sum_loop(hint=" active m < 4 - r")),
     ("the body reads the accumulator (a recurrence, not a sum)",
      "buffer v: f64[4,4] global input",
      ZERO + sum_loop(gemm="gemm(acc[r, 0:8, 0:4], v[0:4, 0:4])")),
@@ -208,6 +208,108 @@ def test_contract_leaves_a_loop_that_is_not_a_sum_of_independent_gemms(buffers, 
     """The steps must be independent once the sum is gone, and the sum the loop's only
     result: otherwise the loop stays."""
     assert_unchanged(contract, program(SUM_BUFFERS + STEP_BUFFERS + buffers, body))
+
+
+# --- ragged sums ----------------------------------------------------------------------------
+
+RAGGED_BUFFERS = """
+    buffer x: f64[6,8,2] global input
+    buffer w: f64[6,2,4] global input
+    buffer acc: f64[8,8,4] global temp
+    buffer y: f64[2,8,4] global output
+"""
+RAGGED_STEP_BUFFERS = """
+    buffer t: f64[6,8,4] global temp
+    buffer u: f64[6,8,4] global temp
+"""
+
+
+def ragged_sum(w_row: str = "3*m + r") -> str:
+    """Point m sums its first 3 - m blocks: the loop runs 3 steps for both points (with the
+    lowering's live-prefix hint) and point m's sum is read at its own slot, acc[m + 2*(3 - m)]."""
+    return f"""
+        for m in 0:2 parallel host {{
+          stage zero() device {{ acc[m, 0:8, 0:4] = 0.0 }}
+          for r in 0:3 sequential host active m < 2 - floor(r / 2) {{
+            stage mm() device {{ t[3*m + r, 0:8, 0:4] = gemm(x[3*m + r, 0:8, 0:2], w[{w_row}, 0:2, 0:4]) }}
+            stage add() device {{ u[3*m + r, 0:8, 0:4] = add(acc[m + 2*r, 0:8, 0:4], t[3*m + r, 0:8, 0:4]) }}
+            stage next() device {{ acc[m + 2*r + 2, 0:8, 0:4] = copy(u[3*m + r, 0:8, 0:4]) }}
+          }}
+          stage out() device {{ y[m, 0:8, 0:4] = copy(acc[6 - m, 0:8, 0:4]) }}
+        }}
+    """
+
+
+def test_contract_zeroes_the_blocks_a_ragged_point_does_not_sum():
+    """Each point's blocks are placed through a constant mask, `live[m, r] = r < 3 - m`, so
+    the steps past a point's length add zeros; the GEMM writes the slot each point is read at."""
+    ctx = assert_rewrites(contract, program(RAGGED_BUFFERS + RAGGED_STEP_BUFFERS, ragged_sum()),
+                          program(RAGGED_BUFFERS + """
+        buffer acc_lhs: f64[2,8,6] global temp
+        buffer acc_lhs_live: bool[2,3] global const
+        buffer acc_rhs: f64[2,6,4] global temp
+        buffer acc_rhs_live: bool[2,3] global const""", """
+        for m in 0:2 parallel host { for r in 0:3 parallel host { stage place_acc_lhs() device {
+          acc_lhs[m, 0:8, 2*r:2*r + 2] = where(acc_lhs_live[m, r], x[3*m + r, 0:8, 0:2], 0.0) } } }
+        for m in 0:2 parallel host { for r in 0:3 parallel host { stage place_acc_rhs() device {
+          acc_rhs[m, 2*r:2*r + 2, 0:4] = where(acc_rhs_live[m, r], w[3*m + r, 0:2, 0:4], 0.0) } } }
+        for m in 0:2 parallel host {
+          stage mm() device { acc[-m + 6, 0:8, 0:4] = gemm(acc_lhs[m, 0:8, 0:6], acc_rhs[m, 0:6, 0:4]) }
+          stage out() device { y[m, 0:8, 0:4] = copy(acc[-m + 6, 0:8, 0:4]) }
+        }
+    """))
+    for mask in ("acc_lhs_live", "acc_rhs_live"):
+        np.testing.assert_array_equal(ctx.constants[mask], [[True, True, True], [True, True, False]])
+
+
+def test_contract_leaves_a_ragged_sum_whose_points_share_a_block_they_sum_differently():
+    """Both points multiply the same w[r]: point 1 drops step 2 but point 0 keeps it, so the
+    block cannot be zeroed for point 1 alone (0 * a padded inf would not be 0 either)."""
+    assert_unchanged(contract, program(RAGGED_BUFFERS + RAGGED_STEP_BUFFERS, ragged_sum(w_row="r")))
+
+
+def test_contract_redirects_a_gather_of_each_points_slot_to_the_gemms_slot():
+    """Read through a gather table (lengths 3 and 1 follow no affine rule; point 2 is padding
+    and reads the lowering's filler row 0), of a sum of outer products `x[:, 0:1] * w[0:1, :]`
+    (a GEMM with K = 1): the GEMM writes the last slot, a new table points each read there,
+    the filler entry stays, and padding keeps no block."""
+    buffers = """
+        buffer x: f64[9,8,2] global input
+        buffer w: f64[9,2,4] global input
+        buffer acc: f64[12,8,4] global temp
+        buffer tab: i64[3] global const
+        buffer y: f64[3,8,4] global output
+    """
+    fin = "stage fin() device { y[m:m + 1, 0:8, 0:4] = gather(acc[0:12, 0:8, 0:4], TAB[m:m + 1], axis=0) }"
+    before = program(buffers + "buffer t: f64[9,8,4] global temp\nbuffer u: f64[9,8,4] global temp", f"""
+        for m in 0:3 parallel host {{
+          stage zero() device {{ acc[m, 0:8, 0:4] = 0.0 }}
+          for r in 0:3 sequential host {{
+            stage mm() device {{ t[3*m + r, 0:8, 0:4] = mul(x[3*m + r, 0:8, 0:1], w[3*m + r, 0:1, 0:4]) }}
+            stage add() device {{ u[3*m + r, 0:8, 0:4] = add(acc[m + 3*r, 0:8, 0:4], t[3*m + r, 0:8, 0:4]) }}
+            stage next() device {{ acc[m + 3*r + 3, 0:8, 0:4] = copy(u[3*m + r, 0:8, 0:4]) }}
+          }}
+          {fin.replace("TAB", "tab")}
+        }}""")
+    after = program(buffers + """
+        buffer acc_lhs: f64[3,8,3] global temp
+        buffer acc_lhs_live: bool[3,3] global const
+        buffer acc_rhs: f64[3,3,4] global temp
+        buffer acc_rhs_live: bool[3,3] global const
+        buffer tab_last: i64[3] global const""", f"""
+        for m in 0:3 parallel host {{ for r in 0:3 parallel host {{ stage place_acc_lhs() device {{
+          acc_lhs[m, 0:8, r:r + 1] = where(acc_lhs_live[m, r], x[3*m + r, 0:8, 0:1], 0.0) }} }} }}
+        for m in 0:3 parallel host {{ for r in 0:3 parallel host {{ stage place_acc_rhs() device {{
+          acc_rhs[m, r:r + 1, 0:4] = where(acc_rhs_live[m, r], w[3*m + r, 0:1, 0:4], 0.0) }} }} }}
+        for m in 0:3 parallel host {{
+          stage mm() device {{ acc[m + 9, 0:8, 0:4] = gemm(acc_lhs[m, 0:8, 0:3], acc_rhs[m, 0:3, 0:4]) }}
+          {fin.replace("TAB", "tab_last")}
+        }}""")
+    ctx = PassContext({"tab": np.array([9, 4, 0])}, TINY_CPU)  # point 0 at slot 3, point 1 at slot 1
+    got = contract(parse_tile_program(before).verify(), ctx).verify()
+    assert str(got) == str(parse_tile_program(after).verify())
+    np.testing.assert_array_equal(ctx.constants["tab_last"], [9, 10, 0])
+    np.testing.assert_array_equal(ctx.constants["acc_lhs_live"], [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
 
 
 # --- widen_gemms -----------------------------------------------------------------------------
@@ -378,14 +480,13 @@ SETTINGS = settings(max_examples=25, deadline=None)
 @SETTINGS
 @given(blocked_gemms())
 def test_a_blocked_gemm_reduce_compiles_to_what_the_interpreter_computes(d):
-    """Any block counts (ragged too) and sizes, zero or given init: compiled == interpreted;
-    a regular zero-started sum leaves no sequential loop (it is one GEMM)."""
+    """Any block counts (ragged too) and sizes, zero or given init: compiled == interpreted,
+    and no sequential loop is left (the sum is one GEMM; a ragged row's dropped blocks zeros)."""
     fn = blocked(ft.reduce, d["zero_init"], d["shared_b"], d["tm"], d["tn"])
     args = blocked_args(d)
     compiled = fn.compile(*args)
     assert_values_close(compiled.run(*args), fn.interpret(*args))
-    if d["zero_init"] and len(set(d["counts"])) == 1:
-        assert sequential_loops(compiled.tile_ir) == []
+    assert sequential_loops(compiled.tile_ir) == []
 
 
 @SETTINGS

@@ -1,0 +1,122 @@
+"""Ragged sums for `contract`: how many steps of a sum each point keeps.
+
+A `reduce` over lists of different lengths runs the loop for the longest list; a shorter
+list's sum is its state at its own length, read after the loop at `acc[slot L(p)]` (an
+affine row, or a row of a gather table when the lengths follow no affine rule).  Laid side
+by side for one GEMM, the blocks of the steps a point does not keep must be zeros: the
+placing stages select through a constant mask `live[keys, v] = v < L(p)`, and the readers of
+`acc[slot L(p)]` read the GEMM's slot, the last one, instead (a gather through a rewritten
+table).  Lengths come from evaluating the readers' rows over every point of the sum's
+enclosing loops, so they are exact, whatever order the batch was sorted in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tile_affine import Aff
+from .tile_expr import Region
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Per point of the enclosing loops (flattened, outermost first) the steps it keeps (-1:
+    the point is never read), and the gather tables to redirect to the last slot: {old table:
+    new table values}."""
+
+    lengths: np.ndarray
+    tables: dict
+
+
+def point_grid(names, ranges) -> dict[str, np.ndarray]:
+    """Every point of the box of `names` (outermost first), flattened in row-major order."""
+    spans = [np.arange(ranges[n][0], ranges[n][1] + 1) for n in names]
+    mesh = np.meshgrid(*spans, indexing="ij") if spans else []
+    return {n: m.reshape(-1) for n, m in zip(names, mesh)}
+
+
+def evaluate(a: Aff, grid: dict[str, np.ndarray], size: int) -> np.ndarray | None:
+    """`a` at every point of the grid (None if it is not affine in plain variables of it)."""
+    out = np.full(size, a.const, dtype=np.int64)
+    for atom, c in a.terms:
+        if not isinstance(atom, str) or atom not in grid:
+            return None
+        out = out + c * grid[atom]
+    return out
+
+
+def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: list, grid, size: int,
+               constants: dict) -> Kept | None:
+    """The steps each point keeps, from where the sum is read after the loop: `plain` reads
+    (one region, the same for all) or `gathers` (ops reading the whole buffer through constant
+    tables).  None where a read is not the state of a point at one of its slots."""
+    coeff = dict(cur.start[0].terms).get(v, 0)
+    init = evaluate(cur.start[0].substitute({v: 0}), grid, size)
+    if init is None or coeff == 0:
+        return None
+    # every (point, slot) row of the state: an exact reverse map from rows to (point, slot)
+    rows = init[:, None] + coeff * np.arange(steps + 1)[None, :]
+    if rows.min() < 0 or len(np.unique(rows)) != rows.size:
+        return None
+    lookup = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
+    lookup[rows.reshape(-1)] = np.arange(rows.size)
+    lengths = np.full(size, -1, dtype=np.int64)  # -1: a point nobody reads (it keeps nothing)
+    seen = np.zeros(size, dtype=bool)
+
+    def decode(entries):  # -> (point, slot, found) per entry
+        found = np.where((entries >= 0) & (entries < len(lookup)), lookup[np.clip(entries, 0, len(lookup) - 1)], -1)
+        return found // (steps + 1), found % (steps + 1), found >= 0
+
+    def record(points, slots) -> bool:
+        clash = seen[points] & (lengths[points] != slots)
+        if clash.any():
+            return False
+        lengths[points], seen[points] = slots, True
+        return True
+
+    if plain:
+        if any(r != plain[0] for r in plain) or plain[0].start[1:] != cur.start[1:] or plain[0].size != cur.size:
+            return None
+        got = evaluate(plain[0].start[0], grid, size)
+        if got is None:
+            return None
+        points, slots, ok = decode(got)
+        if not ok.all() or not np.array_equal(points, np.arange(size)) or not record(points, slots):
+            return None  # every point must read its own state
+        return Kept(lengths, {})
+    tables = {}
+    for op in gathers:
+        table = constants.get(op.index.buffer)
+        if table is None or op.index.size != (1,) or op.axis != 0:
+            return None
+        new = tables.get(op.index.buffer, np.array(table, dtype=np.int64, copy=True))
+        at = evaluate(op.index.start[0], grid, size)
+        if at is None:
+            return None
+        entries = np.asarray(table, dtype=np.int64)[at]
+        points, slots, ok = decode(entries)
+        # each point reads its own state; a point without a value (padding of a ragged map)
+        # reads the lowering's filler row 0 and keeps nothing
+        own = ok & (points == np.arange(size))
+        if np.any(~own & (entries != 0)) or not record(points[own], slots[own]):
+            return None
+        new[at[own]] = init[points[own]] + coeff * steps
+        tables[op.index.buffer] = new
+    return Kept(lengths, tables)
+
+
+def live_mask(lengths: np.ndarray, keys_row: np.ndarray, rows: int, steps: int) -> np.ndarray | None:
+    """`live[row, v] = v < L(p)` for the points p whose operand block is at `row` (points
+    nobody reads, `L = -1`, do not count); None when points sharing a block keep different
+    steps (zeroing it for one would zero it for all)."""
+    read = lengths >= 0
+    lo = np.full(rows, np.iinfo(np.int64).max)
+    hi = np.full(rows, -1)
+    np.minimum.at(lo, keys_row[read], lengths[read])
+    np.maximum.at(hi, keys_row[read], lengths[read])
+    used = hi >= 0
+    if np.any(lo[used] != hi[used]):
+        return None
+    return np.arange(steps)[None, :] < np.where(used, hi, 0)[:, None]
