@@ -1,25 +1,29 @@
 """Pass 0, data reordering of a sum of GEMMs: the summed axis moves into the GEMM's K.
 
 A `reduce` that adds one product per element to its accumulator, `acc + x_v @ w_v` (the K
-blocks of a blocked GEMM, the N blocks of a back-to-back GEMM), lowers to a sequential loop
-of one small GEMM and one addition per step.  Its value is one GEMM over the blocks laid
+blocks of a blocked GEMM, the N blocks of a back-to-back GEMM, a convolution's kernel rows)
+or an outer product `p_v * v_v` (attention's `sum_j p_ij v_j`), lowers to a sequential loop
+of one small product and one addition per step.  Its value is one GEMM over the blocks laid
 side by side, `[x_0 | x_1 | ...] @ [w_0; w_1; ...]`: this pass lays the blocks out that way
 (the left operands gain the loop's axis in their columns, the right operands in their rows:
 the paper's data reordering) and replaces the loop by a parallel loop that computes and
 places the blocks, then that one GEMM with a K of `R * k`.  Blocks of an input are placed
 once per run, at the start; an accumulator that starts at zero needs no initial value, and
-one step needs no placing at all.  Runs first, on the lowered IR, where every statement of
-the loop still writes rows of its own step (so the steps become independent once the sum is
-gone).
+one step needs no placing at all.  Over ragged lists each point keeps its own number of
+steps: the blocks it drops are placed as zeros (`fractal.lower.contract_ragged`).  Runs
+first, on the lowered IR, where every statement of the loop still writes rows of its own
+step (so the steps become independent once the sum is gone; exact row distances check it).
 
-Before::                                               After::
+Before::                                                 After::
 
-    stage zero() { acc[m] = 0.0 }                        for r in 0:4 parallel host {
-    for r in 0:4 sequential host {                         stage acc_lhs() {
-      stage mm() { t[4*m + r] = gemm(x[4*m + r], w[r]) }     acc_lhs[0, 0:8, 2*r:2*r + 2] = copy(x[4*m + r, 0:8, 0:2])
-      stage add() { u[4*m + r] = add(acc[5*m + r], t[..]) }} }
-      stage next() { acc[5*m + r + 1] = copy(u[4*m + r]) }  ... (w's blocks into acc_rhs[0, 2*r:2*r + 2, 0:4])
-    }                                                    stage mm() { acc[5*m + 4] = gemm(acc_lhs[0, 0:8, 0:8], acc_rhs[0, 0:8, 0:4]) }
+    stage zero() { acc[0, 0:8, 0:4] = 0.0 }                for r in 0:4 parallel host { stage place_acc_lhs() {
+    for r in 0:4 sequential host {                           acc_lhs[0, 0:8, 2*r:2*r + 2] = copy(x[r, 0:8, 0:2]) } }
+      stage mm() { t[r, 0:8, 0:4] =                        for r in 0:4 parallel host { stage place_acc_rhs() {
+                     gemm(x[r, 0:8, 0:2], w[r, 0:2, 0:4]) }   acc_rhs[0, 2*r:2*r + 2, 0:4] = copy(w[r, 0:2, 0:4]) } }
+      stage add() { u[r, 0:8, 0:4] =                       stage mm() {
+                      add(acc[r, 0:8, 0:4], t[r, 0:8, 0:4]) }  acc[4, 0:8, 0:4] = gemm(acc_lhs[0, 0:8, 0:8],
+      stage next() { acc[r + 1, 0:8, 0:4] = copy(u[r, 0:8, 0:4]) }                     acc_rhs[0, 0:8, 0:4])
+    }                                                      }
 """
 
 from __future__ import annotations
