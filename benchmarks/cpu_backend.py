@@ -17,7 +17,8 @@ flash_attention at `cpu_seq2048`), float32, on the zoo's ragged inputs
 Each system gets one untimed warm-up run (which is also checked against the reference: the
 max abs error and whether it is within `examples.zoo.tolerance(float32)`), then `--repeats`
 timed runs (default 5, `--quick` 1), interleaved round-robin with the case's other systems so
-that a slow moment of a shared machine hits all of them alike; the median is reported.  A system stops repeating once its
+that a slow moment of a shared machine hits all of them alike (5x the runs for a case whose
+systems all run under 20 ms); the median is reported.  A system stops repeating once its
 timed runs total `BUDGET_S` seconds (the JSON records how many runs it got), which keeps a full
 run within about 10 minutes on a 2-core machine.  A system that
 raises is recorded with `"error": "<type>: <first line>"` and the run goes on.
@@ -54,6 +55,7 @@ from examples import zoo  # noqa: E402
 DTYPE = np.float32
 EXTRA_CONFIGS = {"stacked_lstm": ("cpu_small_batch",), "flash_attention": ("cpu_seq2048",)}
 BUDGET_S = 6.0  # timed seconds per system and case before it stops repeating
+SHORT_S, SHORT_FACTOR = 0.02, 5  # a case of runs under 20 ms gets 5x the runs (see `interleave`)
 FRACTAL, INTERPRETER, REFERENCE = "fractal cpu", "interpreter", "numpy reference"
 
 
@@ -141,10 +143,17 @@ class Timed:
 
 def interleave(timed: list[Timed], repeats: int) -> list[dict]:
     """Time the systems round-robin (a slow moment of a shared machine slows every system's
-    runs alike, so their ratios hold better than their times); their records."""
-    for _ in range(repeats):
+    runs alike, so their ratios hold better than their times); their records.  A case whose
+    first round took under `SHORT_S` per system gets `SHORT_FACTOR` times the runs (unless one
+    run was asked for): a few milliseconds are easily swayed by the machine, and more runs
+    cost little."""
+    rounds, k = repeats, 0
+    while k < rounds:
         for t in timed:
-            t.step(repeats)
+            t.step(rounds)
+        k += 1
+        if k == 1 < repeats and all(t.times and t.times[0] < SHORT_S for t in timed if t.prepared is not None):
+            rounds = repeats * SHORT_FACTOR
     return [t.finish() for t in timed]
 
 

@@ -3,6 +3,7 @@
 machine is shared, so nothing here asserts on a timing."""
 
 import json
+import time
 
 import pytest
 
@@ -89,13 +90,28 @@ def test_a_failing_system_is_recorded_and_the_run_goes_on():
     assert rec["error"] is None and not rec["agrees"] and rec["max_abs_error"] == 1.0
 
 
-def test_systems_are_timed_round_robin_after_their_warm_ups():
+def _recording_systems(calls, sleep_s=0.0):
+    def run(n):
+        calls.append(n)
+        time.sleep(sleep_s)
+    return [cpu_backend.Timed(n, "numpy", False, lambda n=n: Prepared(lambda: run(n), lambda r: r), None)
+            for n in "ab"]
+
+
+def test_systems_are_timed_round_robin_after_their_warm_ups(monkeypatch):
+    monkeypatch.setattr(cpu_backend, "SHORT_S", 0.0)  # (no case counts as short)
     calls = []
-    systems = [cpu_backend.Timed(n, "numpy", False, lambda n=n: Prepared(lambda: calls.append(n), lambda r: r), None)
-               for n in "ab"]
-    recs = cpu_backend.interleave(systems, 3)
+    recs = cpu_backend.interleave(_recording_systems(calls), 3)
     assert calls == ["a", "b"] + ["a", "b"] * 3
     assert [r["repeats"] for r in recs] == [3, 3] and all(r["error"] is None for r in recs)
+
+
+def test_a_case_of_short_runs_gets_more_runs(monkeypatch):
+    """Runs of a few milliseconds sway with the machine: such a case is repeated 5x as often;
+    a case with a slower system keeps the asked-for count."""
+    monkeypatch.setattr(cpu_backend, "SHORT_S", 0.005)
+    assert [r["repeats"] for r in cpu_backend.interleave(_recording_systems([]), 2)] == [10, 10]
+    assert [r["repeats"] for r in cpu_backend.interleave(_recording_systems([], sleep_s=0.01), 2)] == [2, 2]
 
 
 def test_a_compiled_model_gets_its_compile_time_ratios_and_interpreter_speedup(monkeypatch, tmp_path):
