@@ -180,6 +180,10 @@ class _Contractor:
         if plain and gathers:
             return None
         names = [e.var for e in enclosing]
+        # one row per (point, slot), so a row read names its point and slot
+        slots = {n: (0, steps) if n == loop.var else self.ranges.get(n, (0, 0)) for n in cur.start[0].vars()}
+        if row_distances(cur, cur, slots) != [{n: 0 for n in slots}]:
+            return None
         grid = point_grid(names, self.ranges)
         size = int(np.prod([self.ranges[n][1] - self.ranges[n][0] + 1 for n in names], dtype=np.int64))
         kept = kept_steps(cur, loop.var, steps, plain, gathers, grid, size, self.constants)

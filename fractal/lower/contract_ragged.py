@@ -7,7 +7,7 @@ by side for one GEMM, the blocks of the steps a point does not keep must be zero
 placing stages select through a constant mask `live[keys, v] = v < L(p)`, and the readers of
 `acc[slot L(p)]` read the GEMM's slot, the last one, instead (a gather through a rewritten
 table).  Lengths come from evaluating the readers' rows over every point of the sum's
-enclosing loops, so they are exact, whatever order the batch was sorted in.
+enclosing loops (each point must read its own state), so they are exact.
 """
 
 from __future__ import annotations
@@ -51,30 +51,18 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
                constants: dict) -> Kept | None:
     """The steps each point keeps, from where the sum is read after the loop: `plain` reads
     (one region, the same for all) or `gathers` (ops reading the whole buffer through constant
-    tables).  None where a read is not the state of a point at one of its slots."""
+    tables).  None where a read is not the state of a point at one of its slots.  The caller
+    makes sure distinct (point, slot) pairs have distinct rows."""
     coeff = dict(cur.start[0].terms).get(v, 0)
     init = evaluate(cur.start[0].substitute({v: 0}), grid, size)
-    if init is None or coeff == 0:
+    if init is None or coeff <= 0:
         return None
-    # every (point, slot) row of the state: an exact reverse map from rows to (point, slot)
-    rows = init[:, None] + coeff * np.arange(steps + 1)[None, :]
-    if rows.min() < 0 or len(np.unique(rows)) != rows.size:
-        return None
-    lookup = np.full(int(rows.max()) + 1, -1, dtype=np.int64)
-    lookup[rows.reshape(-1)] = np.arange(rows.size)
     lengths = np.full(size, -1, dtype=np.int64)  # -1: a point nobody reads (it keeps nothing)
-    seen = np.zeros(size, dtype=bool)
 
-    def decode(entries):  # -> (point, slot, found) per entry
-        found = np.where((entries >= 0) & (entries < len(lookup)), lookup[np.clip(entries, 0, len(lookup) - 1)], -1)
-        return found // (steps + 1), found % (steps + 1), found >= 0
-
-    def record(points, slots) -> bool:
-        clash = seen[points] & (lengths[points] != slots)
-        if clash.any():
-            return False
-        lengths[points], seen[points] = slots, True
-        return True
+    def own_slots(entries):  # the slot of each point's own state a read row is, and whether it is one
+        diff = entries - init
+        slots = diff // coeff
+        return slots, (diff % coeff == 0) & (slots >= 0) & (slots <= steps)
 
     if plain:
         if any(r != plain[0] for r in plain) or plain[0].start[1:] != cur.start[1:] or plain[0].size != cur.size:
@@ -82,10 +70,10 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
         got = evaluate(plain[0].start[0], grid, size)
         if got is None:
             return None
-        points, slots, ok = decode(got)
-        if not ok.all() or not np.array_equal(points, np.arange(size)) or not record(points, slots):
+        slots, own = own_slots(got)
+        if not own.all():
             return None  # every point must read its own state
-        return Kept(lengths, {})
+        return Kept(slots, {})
     tables = {}
     for op in gathers:
         table = constants.get(op.index.buffer)
@@ -96,13 +84,13 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
         if at is None:
             return None
         entries = np.asarray(table, dtype=np.int64)[at]
-        points, slots, ok = decode(entries)
+        slots, own = own_slots(entries)
         # each point reads its own state; a point without a value (padding of a ragged map)
         # reads the lowering's filler row 0 and keeps nothing
-        own = ok & (points == np.arange(size))
-        if np.any(~own & (entries != 0)) or not record(points[own], slots[own]):
+        if np.any(~own & (entries != 0)) or np.any(own & (lengths >= 0) & (lengths != slots)):
             return None
-        new[at[own]] = init[points[own]] + coeff * steps
+        lengths = np.where(own, slots, lengths)
+        new[at[own]] = init[own] + coeff * steps
         tables[op.index.buffer] = new
     return Kept(lengths, tables)
 
