@@ -177,21 +177,21 @@ def _is_static(x) -> bool:
 def _leaf_names(tree: TreeDef, names) -> list[str]:
     """Readable parameter names: `x`, `params.w_ih`, `xs.0` for tuple members."""
     out: list[str] = []
-
-    def go(t: TreeDef, prefix: str):
-        if t.kind == "leaf":
-            out.append(prefix)
-        elif t.kind == "tuple":
-            fields = getattr(t.cls, "_fields", None) or [str(i) for i in range(len(t.children))]
-            for f, c in zip(fields, t.children):
-                go(c, f"{prefix}.{f}")
-        else:
-            for i, c in enumerate(t.children):
-                go(c, f"{prefix}.{i}")
-
     for name, child in zip(names, tree.children):
-        go(child, name)
+        _add_leaf_names(child, name, out)
     return out
+
+
+def _add_leaf_names(t: TreeDef, prefix: str, out: list) -> None:
+    if t.kind == "leaf":
+        out.append(prefix)
+    elif t.kind == "tuple":
+        fields = getattr(t.cls, "_fields", None) or [str(i) for i in range(len(t.children))]
+        for f, c in zip(fields, t.children):
+            _add_leaf_names(c, f"{prefix}.{f}", out)
+    else:
+        for i, c in enumerate(t.children):
+            _add_leaf_names(c, f"{prefix}.{i}", out)
 
 
 def _resolve(annotation, fn):

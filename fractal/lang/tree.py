@@ -48,34 +48,37 @@ def _zipped_parts(x):
     return None
 
 
+# (The walks below are module functions, not closures calling themselves: a recursive closure
+# is a reference cycle holding its leaves until the cyclic GC runs, which for a compiled
+# function's results kept every output array alive, and its memory mapped, run after run.)
+
 def flatten(x) -> tuple[list, TreeDef]:
     leaves: list = []
+    return leaves, _flatten(x, leaves)
 
-    def go(v) -> TreeDef:
-        if isinstance(v, tuple):
-            cls = type(v) if hasattr(v, "_fields") else None
-            return TreeDef("tuple", tuple(go(c) for c in v), cls)
-        parts = _zipped_parts(v)
-        if parts is not None:
-            return TreeDef("zip", tuple(go(p) for p in parts), v.type)
-        leaves.append(v)
-        return LEAF
 
-    return leaves, go(x)
+def _flatten(v, leaves: list) -> TreeDef:
+    if isinstance(v, tuple):
+        cls = type(v) if hasattr(v, "_fields") else None
+        return TreeDef("tuple", tuple(_flatten(c, leaves) for c in v), cls)
+    parts = _zipped_parts(v)
+    if parts is not None:
+        return TreeDef("zip", tuple(_flatten(p, leaves) for p in parts), v.type)
+    leaves.append(v)
+    return LEAF
 
 
 def unflatten(tree: TreeDef, leaves) -> Any:
-    it = iter(leaves)
+    return _unflatten(tree, iter(leaves))
 
-    def go(t: TreeDef):
-        if t.kind == "leaf":
-            return next(it)
-        children = [go(c) for c in t.children]
-        if t.kind == "tuple":
-            return t.cls(*children) if t.cls is not None else tuple(children)
-        return make_zipped(t.cls, children)
 
-    return go(tree)
+def _unflatten(t: TreeDef, it) -> Any:
+    if t.kind == "leaf":
+        return next(it)
+    children = [_unflatten(c, it) for c in t.children]
+    if t.kind == "tuple":
+        return t.cls(*children) if t.cls is not None else tuple(children)
+    return make_zipped(t.cls, children)
 
 
 def make_zipped(type_: FractalTensorType, parts):

@@ -289,6 +289,20 @@ def _values_equal(a, b) -> bool:
 
 # -- construction -------------------------------------------------------------------------
 
+def _walk_nested(node, level: int, leaves: list, depth_seen: set, level_lengths: dict) -> None:
+    """`ft.fractal`'s walk (a module function: a recursive closure would be a reference cycle
+    holding the caller's arrays until the cyclic GC runs)."""
+    if isinstance(node, FractalTensor) and node._parts is None:
+        node = list(node)  # a FractalTensor inside the nesting is a list level too
+    if isinstance(node, (list, tuple)):
+        level_lengths.setdefault(level, []).append(len(node))
+        for child in node:
+            _walk_nested(child, level + 1, leaves, depth_seen, level_lengths)
+    else:
+        depth_seen.add(level)
+        leaves.append(node)
+
+
 def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     """Build a FractalTensor from nested lists/tuples of array-likes (depth = list nesting).
 
@@ -304,19 +318,7 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     leaves: list = []
     depth_seen: set[int] = set()
     level_lengths: dict[int, list[int]] = {}
-
-    def walk(node, level: int) -> None:
-        if isinstance(node, FractalTensor) and node._parts is None:
-            node = list(node)  # a FractalTensor inside the nesting is a list level too
-        if isinstance(node, (list, tuple)):
-            level_lengths.setdefault(level, []).append(len(node))
-            for child in node:
-                walk(child, level + 1)
-        else:
-            depth_seen.add(level)
-            leaves.append(node)
-
-    walk(nested, 0)
+    _walk_nested(nested, 0, leaves, depth_seen, level_lengths)
     if len(depth_seen) > 1:
         raise FractalTypeError(f"ft.fractal: leaves appear at different nesting depths {sorted(depth_seen)}; "
                                f"every leaf of a FractalTensor sits at the same depth")

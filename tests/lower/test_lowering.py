@@ -145,3 +145,26 @@ def test_a_list_state_that_grows_runs_in_the_interpreter_with_a_warning():
     with pytest.warns(UserWarning, match="running in the interpreter"):
         out = collect(xs)
     assert out.lengths() == 4
+
+
+def test_a_compiled_result_is_freed_as_soon_as_it_is_dropped():
+    """No reference cycle (a recursive closure in the tree walks) keeps a result and its
+    memory alive until the cyclic GC: dropping it frees its arrays at once, so the next run
+    reuses that memory instead of faulting in fresh pages."""
+    import gc
+    import weakref
+
+    @ft.function
+    def double(xs):
+        return ft.map(lambda x: x * 2.0, xs), ft.sum(xs[0])
+
+    xs = ft.fractal([np.ones(4, np.float32)] * 3)
+    compiled = double.compile(xs)
+    gc.disable()
+    try:
+        result = compiled.run(xs)
+        leaves = weakref.ref(result[0]._leaves)
+        del result
+        assert leaves() is None
+    finally:
+        gc.enable()
