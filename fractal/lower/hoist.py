@@ -42,12 +42,9 @@ class _Policy:
 
     min_rows: int
     cache_bytes: int
-    buffer_bytes: dict
-    step_bytes: int = 0  # results of one step that fill a cache tile (see `_worth_batching`)
-    itemsizes: dict | None = None
-
-    def itemsize(self, buffer: str) -> int:
-        return (self.itemsizes or {}).get(buffer, 4)
+    buffer_bytes: dict  # whole buffers
+    step_bytes: int  # the results of one step that fill a cache tile (see `_worth_batching`)
+    itemsizes: dict  # bytes per element of each buffer
 
 
 def hoist(program: TileProgram, ctx=None) -> TileProgram:
@@ -174,7 +171,7 @@ def _worth_batching(stmt, loop: Loop, ranges, policy) -> bool:
         return True
     if any(isinstance(op, Gemm) and loop.var not in _vars(op.b) for op in ops_of(stmt)):
         return True  # a weight shared by the steps: their rows become one bigger GEMM
-    per_step = _points(stmt, ranges) * sum(int(np.prod(r.shape, dtype=np.int64)) * policy.itemsize(r.buffer)
+    per_step = _points(stmt, ranges) * sum(int(np.prod(r.shape, dtype=np.int64)) * policy.itemsizes[r.buffer]
                                            for op in ops_of(stmt) for r in op.writes)
     lo, hi = ranges.get(loop.var, (0, 0))
     return per_step < policy.step_bytes or per_step * (hi - lo + 1) <= policy.cache_bytes
