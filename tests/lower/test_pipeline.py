@@ -101,3 +101,41 @@ def test_compiled_ir_round_trips_and_verifies(name):
     compiled, _ = _compiled(name, "small")
     compiled.tile_ir.verify()
     assert parse_tile_program(str(compiled.tile_ir)) == compiled.tile_ir
+
+
+def _gemms(stmt):
+    """The GEMMs directly in the stages of a block (not inside its loops)."""
+    return [op for s in stmt if isinstance(s, Stage) for op in s.body if isinstance(op, Gemm)]
+
+
+def test_b2b_gemm_is_two_gemms_over_the_whole_k_and_n():
+    """The model's reduce over N blocks of a reduce over K blocks becomes two plain GEMMs,
+    `A[8x8] @ B` and `(A@B) @ C` with K = the whole K and N: no loop is left (`contract`)."""
+    compiled, _ = _compiled("b2b_gemm", "small")
+    assert _top_loops(compiled.tile_ir) == []
+    assert [g.a.shape[-1] for g in _gemms(compiled.tile_ir.body)] == [8, 8]
+
+
+def test_attention_weights_sum_over_ragged_keys_in_one_gemm():
+    """`sum_j p_ij v_j` over each sequence's own keys (lengths 6 and 5) is one GEMM with K = 6,
+    the keys past a sequence's length placed as zeros (`contract`)."""
+    compiled, _ = _compiled("transformer_block", "small")
+    assert 6 in [g.a.shape[-1] for g in _gemms(compiled.tile_ir.body)]
+
+
+def test_flash_attention_keeps_each_key_blocks_scores_in_the_key_loop():
+    """At the cpu size a key block's scores fill a cache tile (256 query blocks of 64 x 64):
+    they are computed inside the loop over key blocks, not batched across it (`hoist`)."""
+    compiled, _ = _compiled("flash_attention", "cpu")
+    (keys,) = _top_loops(compiled.tile_ir)
+    assert any(g.trans_b for g in _gemms(keys.body))
+
+
+def test_grid_rnn_projects_the_layer_below_once_per_layer():
+    """Both projections of the layer below run once per layer, before its (row, column)
+    wavefront, whose diagonals keep only the projection of the neighbours' states (`hoist`)."""
+    compiled, _ = _compiled("grid_rnn", "small")
+    (layers,) = _top_loops(compiled.tile_ir)
+    diagonals = [s for s in layers.body if isinstance(s, Loop)]
+    assert len(_gemms(layers.body)) == 2 and len(diagonals) == 1
+    assert len(_gemms(diagonals[0].body)) == 1
