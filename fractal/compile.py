@@ -13,7 +13,7 @@ from time import perf_counter
 
 import numpy as np
 
-from .lang.errors import ArgumentError
+from .lang.errors import ArgumentError, LengthError, located
 from .lang.function import _is_static
 from .lang.tree import unflatten
 from .lang.values import FractalTensor
@@ -65,7 +65,13 @@ class Compiled:
                 inputs[buffer] = np.asarray(x)[None]
             else:
                 inputs[buffer] = x._compact()[0]
-        outs = self._executable.run(inputs, profile=profile)
+        try:
+            outs = self._executable.run(inputs, profile=profile)
+        except LengthError as e:  # a traced gather index out of range: point at its line
+            loc = self._lowered.runtime_checks.get(getattr(e, "index_buffer", None))
+            if loc is None:
+                raise
+            raise located(e, loc) from None
         flat = []
         for kind, buffer, info in self._lowered.outputs:
             value = outs[buffer]

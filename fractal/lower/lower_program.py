@@ -44,6 +44,7 @@ class Lowered:
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
     buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
     output_types: dict = field(default_factory=dict)  # output buffer -> the program type it holds
+    runtime_checks: dict = field(default_factory=dict)  # index buffer -> the source line a bad index came from
 
 
 class _Emitter:
@@ -55,6 +56,7 @@ class _Emitter:
         self.domains: dict[str, Domain] = {}  # buffer -> the domain its rows are laid out by
         self.logical: dict[str, Domain] = {}  # scan state buffer -> its slots before any extra slot
         self.overrides: dict[str, tuple] = {}
+        self.runtime_checks: dict[str, object] = {}  # index buffer -> SourceLoc (see lower_access._gather_dynamic)
         self.alias_plans: dict[int, list] = {}  # id(aggregate eqn) -> its list states' alias plans  # scan state buffer -> the fold/scan vars given one more slot
         self.stack: list[list] = [[]]
         self.keys, self.key_count = ["arg"], [0]  # the equation being lowered names its buffers
@@ -211,7 +213,7 @@ def lower_program(program: Program, args) -> Lowered:
     em.keys[-1], em.key_count[-1] = "", 0
     outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
     types = {buffer: var.type for (_, buffer, _), var in zip(outputs, program.results)}
-    return Lowered(em.program(), em.constants, inputs, outputs, em.domains, types)
+    return Lowered(em.program(), em.constants, inputs, outputs, em.domains, types, em.runtime_checks)
 
 
 def _argument(em: _Emitter, var, value):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fractal as ft
 from examples import zoo
@@ -53,7 +54,7 @@ def test_random_programs_on_cpu_equal_interpreter(desc):
     try:
         compiled = fn.compile(*args)
     except ft.UnsupportedError:
-        return  # said so (gather with traced indices): the interpreter still runs it
+        return  # said so (a traced gather of lists of lists): the interpreter still runs it
     assert_values_close(compiled.run(*args), fn.interpret(*args))
 
 
@@ -104,18 +105,72 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
 
 
 def test_a_program_the_backend_cannot_lower_runs_in_the_interpreter_with_a_warning():
-    """gather with traced indices is not lowered yet: compile says so, calling falls back."""
+    """gather with traced indices of a list of lists is not lowered yet: compile says so,
+    calling falls back."""
     @ft.function
-    def pick(xs, idx):
-        return ft.gather(xs, idx)
+    def pick(xss, idx):
+        return ft.gather(xss, idx)
 
-    xs = ft.fractal([np.full(2, float(i), np.float32) for i in range(4)])
-    idx = np.array([3, 0], dtype=np.int64)
-    with pytest.raises(ft.UnsupportedError, match="gather with traced indices"):
-        pick.compile(xs, idx)
+    xss = ft.fractal([[np.full(2, float(i), np.float32)] * (i + 1) for i in range(3)])
+    idx = np.array([2, 0], dtype=np.int64)
+    with pytest.raises(ft.UnsupportedError, match="gather with traced indices of a list of lists"):
+        pick.compile(xss, idx)
     with pytest.warns(UserWarning, match="running in the interpreter"):
-        out = pick(xs, idx)
-    np.testing.assert_array_equal(out.to_numpy(), [[3.0, 3.0], [0.0, 0.0]])
+        out = pick(xss, idx)
+    assert out.lengths() == [3, 1]
+
+
+def test_gather_with_traced_indices_compiles_to_one_gather_per_point():
+    """Each sequence picks its own (traced) positions, negative ones from its own end: the
+    lists are laid out per point and read through the wrapped indices, as interpreted."""
+    @ft.function
+    def pick(seqs, idx):
+        return ft.map(lambda xs_i: ft.gather(xs_i[0], xs_i[1]), ft.zip(seqs, idx))
+
+    rng = np.random.default_rng(3)
+    seqs = ft.fractal([[rng.standard_normal(2) for _ in range(n)] for n in (4, 2, 5)])
+    idx = ft.fractal([np.array(i, dtype=np.int64) for i in ([3, -1, 0], [1, -2, 0], [-5, 4, 2])])
+    compiled = pick.compile(seqs, idx)
+    assert "gather" in str(compiled.tile_ir)
+    assert_values_close(compiled.run(seqs, idx), pick.interpret(seqs, idx))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=3), st.integers(0, 4), st.data())
+def test_traced_gathers_of_ragged_lists_equal_the_interpreter(lengths, k, data):
+    """Random ragged lists, each with its own traced indices (in range, negative ones too, or
+    one out of range): compiled == interpreted, or both raise LengthError."""
+    rng = np.random.default_rng(len(lengths) * 7 + k)
+    seqs = ft.fractal([[rng.standard_normal(3) for _ in range(n)] for n in lengths],
+                      type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(3,), np.float64]]])
+    bad = data.draw(st.booleans())
+    idx = [np.array([data.draw(st.integers(-n, n - 1)) if n and not bad else data.draw(st.integers(-9, 9))
+                     for _ in range(k)], dtype=np.int64) for n in lengths]
+    fn = ft.function(lambda s, i: ft.map(lambda si: ft.gather(si[0], si[1]), ft.zip(s, i)))
+    args = (seqs, ft.fractal(idx, type=ft.FractalTensor[ft.Tensor[(k,), np.int64]]))
+    try:
+        want = fn.interpret(*args)
+    except ft.LengthError:
+        with pytest.raises(ft.LengthError, match="gather: an index is out of range"):
+            fn.compile(*args).run(*args)
+        return
+    assert_values_close(fn.compile(*args).run(*args), want)
+
+
+def test_a_traced_gather_index_out_of_range_is_reported_at_the_gather():
+    """Index 2 of a list of 2 (or -3): a LengthError pointing at the user's `ft.gather` line,
+    as the interpreter's does."""
+    def pick(xs, idx):
+        return ft.gather(xs, idx)  # the line the error points at
+
+    gather_line = pick.__code__.co_firstlineno + 1
+    pick = ft.function(pick)
+    xs = ft.fractal([np.zeros(2), np.ones(2)])
+    compiled = pick.compile(xs, np.array([0, 1]))
+    for bad in ([0, 2], [-3, 0]):
+        with pytest.raises(ft.LengthError, match="gather: an index is out of range for its list") as err:
+            compiled.run(xs, np.array(bad))
+        assert f"test_lowering.py:{gather_line}, in pick" in str(err.value)
 
 
 def test_errors_found_while_lowering_point_at_the_users_line():

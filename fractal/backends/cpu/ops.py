@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fractal.lang.errors import LengthError
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter
 
 from .elementwise import compile_elementwise
@@ -85,6 +86,10 @@ def _gather(op, scope):
 
     def run(env, los, box):
         data, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        if idx.size and (int(idx.max()) >= size or int(idx.min()) < -size):  # (NumPy's range)
+            err = LengthError("gather: an index is out of range for its list")
+            err.index_buffer = op.index.buffer  # a compiled function names the user's line
+            raise err
         table = row_view(data, nb + axis) if in_range(idx, size) else None
         if table is not None:  # one np.take of whole rows
             rows, offsets = table

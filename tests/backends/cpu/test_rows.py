@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fractal.backends.cpu import CpuExecutable, ops
+from fractal.lang.errors import LengthError
 from fractal.backends.cpu.rows import flat_rows, row_view
 from fractal.lower import parse_tile_program
 
@@ -113,14 +114,17 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
     np.testing.assert_array_equal(out["f"][(np.arange(3) + 1) % 3], x[idx[:3]])
 
 
-def test_an_index_out_of_range_raises_as_in_numpy():
+def test_an_index_out_of_range_raises_a_length_error():
+    """Past the end (or before minus the length) is an error of the program's data, said as
+    such (a compiled function adds the line of the `gather` it came from)."""
     p = program("""  buffer x: f32[5,2] global input
   buffer idx: i64[2] global const
   buffer g: f32[2,2] global output""", """  stage k() device {
     g[0:2, 0:2] = gather(x[0:5, 0:2], idx[0:2], axis=0)
   }""")
-    with pytest.raises(IndexError):
-        CpuExecutable(p, {"idx": np.array([1, 5])}).run({"x": np.zeros((5, 2), np.float32)})
+    for bad in ([1, 5], [-6, 0]):
+        with pytest.raises(LengthError, match="gather: an index is out of range for its list"):
+            CpuExecutable(p, {"idx": np.array(bad)}).run({"x": np.zeros((5, 2), np.float32)})
 
 
 # --- scatters ---------------------------------------------------------------------------------------
