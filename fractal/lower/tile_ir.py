@@ -177,7 +177,9 @@ class Reduce(_Op):
 
 @dataclass(frozen=True)
 class Gather(_Op):
-    """`dst = take(src, index, axis)`: index values count from the region's start along `axis`."""
+    """`dst = take(src, index, axis)`: index values count from the region's start along `axis`
+    (negative ones from its end, as in NumPy); one past either end is an error of the program's
+    data (`LengthError` at run time: a traced `gather` index out of range)."""
 
     src: Region
     index: Region
