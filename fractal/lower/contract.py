@@ -34,7 +34,7 @@ import numpy as np
 
 from .contract_ragged import Kept, evaluate, kept_steps, live_mask, point_grid
 from .dependence import row_distances
-from .rewrite import map_stages, ops_of, substitute, substitute_region, var_ranges
+from .rewrite import fresh_name, map_stages, ops_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
@@ -320,10 +320,7 @@ class _Contractor:
     def _fresh(self, name: str) -> str:
         taken = set(self.buffers) | {b.name for b in self.new_buffers} | {s.name for s in self.program.stages()}
         taken |= {s.name for p in self.prologue for s in _stages_of(p)}
-        out, k = name, 1
-        while out in taken:
-            out, k = f"{name}{k}", k + 1
-        return out
+        return fresh_name(name, taken)
 
 
 def ops_of_program(program: TileProgram):

@@ -25,7 +25,7 @@ from dataclasses import replace
 from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Copy, If, Loop, Stage, TileProgram
-from .rewrite import map_regions, map_stages
+from .rewrite import expand_stages, map_regions, map_stages
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
@@ -45,21 +45,11 @@ def _forward_into_results(program: TileProgram) -> TileProgram:
                 return r
             return replace(r, buffer=result, start=(r.start[0] + shift,) + r.start[1:])
 
-        def block(stmts) -> tuple:
-            out = []
-            for s in stmts:
-                if isinstance(s, Stage):
-                    body = tuple(map_regions(op, rename) for op in s.body if op is not copy)
-                    out.extend([replace(s, body=body)] if body else [])
-                elif isinstance(s, Loop):
-                    out.append(replace(s, body=block(s.body)))
-                elif isinstance(s, If):
-                    out.append(replace(s, then=block(s.then), orelse=block(s.orelse)))
-                else:
-                    out.append(s)
-            return tuple(out)
-        program = replace(program, body=block(program.body),
-                          buffers=tuple(b for b in program.buffers if b.name != temp))
+        def forwarded(st: Stage) -> list:
+            body = tuple(map_regions(op, rename) for op in st.body if op is not copy)
+            return [replace(st, body=body)] if body else []
+        program = expand_stages(program, forwarded)
+        program = replace(program, buffers=tuple(b for b in program.buffers if b.name != temp))
 
 
 def _whole_copy_into_result(program: TileProgram):

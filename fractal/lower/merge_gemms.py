@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .rewrite import map_regions, map_stages
+from .rewrite import expand_stages, fresh_name, map_regions, map_stages
 from .tile_expr import Region
 from .tile_affine import aff
-from .tile_ir import Buffer, Copy, Gemm, If, Loop, Stage, TileProgram
+from .tile_ir import Buffer, Copy, Gemm, Stage, TileProgram
 
 
 def merge_gemms(program: TileProgram) -> TileProgram:
@@ -134,23 +134,8 @@ def widen_gemms(program: TileProgram) -> TileProgram:
     buffers = {b.name: b for b in program.buffers}
     buffers.update({st.name: None for st in program.stages()})  # (names stages may not take either)
     added: list[Buffer] = []
-
-    def block(stmts) -> tuple:
-        out = []
-        for s in stmts:
-            if isinstance(s, Stage):
-                wide = _widened(s, buffers, added)
-                out.extend(wide if wide is not None else [s])
-            elif isinstance(s, Loop):
-                out.append(replace(s, body=block(s.body)))
-            elif isinstance(s, If):
-                out.append(replace(s, then=block(s.then), orelse=block(s.orelse)))
-            else:
-                out.append(s)
-        return tuple(out)
-
-    body = block(program.body)
-    return replace(program, buffers=program.buffers + tuple(added), body=body) if added else program
+    program = expand_stages(program, lambda st: _widened(st, buffers, added) or [st])
+    return replace(program, buffers=program.buffers + tuple(added)) if added else program
 
 
 def _widened(st: Stage, buffers, added) -> list | None:
@@ -168,7 +153,7 @@ def _widened(st: Stage, buffers, added) -> list | None:
         if _vars(g.b) & stage_vars != {d.var} or g.c.stride[-1] != 1 or g.c.size[-1] != n or \
                 _coefficient(col, d.var) != n or count < 2:
             continue
-        name = _fresh_name(f"w_{g.b.buffer}", buffers, added)
+        name = fresh_name(f"w_{g.b.buffer}", set(buffers) | {b.name for b in added})
         added.append(Buffer(name, (k, n * count), buffers[g.b.buffer].dtype))
         place = Stage(name, (d,), (Copy(g.b, Region(name, (0, (aff(d.var) - lo) * n), (k, n))),))
         first = col.substitute({d.var: aff(lo)})
@@ -188,10 +173,3 @@ def _coefficient(a, var: str):
     c = dict(a.terms).get(var, 0)
     return c if var not in (a - aff(var) * c).vars() else None
 
-
-def _fresh_name(name: str, buffers, added) -> str:
-    taken = set(buffers) | {b.name for b in added}
-    out, k = name, 1
-    while out in taken:
-        out, k = f"{name}{k}", k + 1
-    return out

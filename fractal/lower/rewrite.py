@@ -3,6 +3,7 @@
     substitute(stmt, {"s": aff("w") - aff("f")})   # every index, bound and region of stmt
     map_regions(op, fn)                              # an op with fn applied to each region
     map_stages(program, fn)                          # the program with fn applied to each stage
+    expand_stages(program, fn)                       # ... each stage replaced by fn's statements
     var_ranges(program)                              # var -> (lo, hi) over the whole program
 """
 
@@ -63,18 +64,33 @@ def substitute(stmt, mapping: dict[str, Aff]):
 
 def map_stages(program, fn):
     """`program` with `fn(stage) -> stage` applied to every stage."""
-    def block(stmts):
+    return expand_stages(program, lambda st: [fn(st)])
+
+
+def expand_stages(program, fn):
+    """`program` with every stage replaced by the statements `fn(stage)` returns (none drops
+    it; several put new ones before or after it)."""
+    def block(stmts) -> tuple:
         out = []
         for s in stmts:
             if isinstance(s, Stage):
-                s = fn(s)
+                out.extend(fn(s))
             elif isinstance(s, Loop):
-                s = replace(s, body=tuple(block(s.body)))
+                out.append(replace(s, body=block(s.body)))
             elif isinstance(s, If):
-                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
-            out.append(s)
-        return out
-    return replace(program, body=tuple(block(program.body)))
+                out.append(replace(s, then=block(s.then), orelse=block(s.orelse)))
+            else:
+                out.append(s)
+        return tuple(out)
+    return replace(program, body=block(program.body))
+
+
+def fresh_name(name: str, taken) -> str:
+    """`name`, or `name1`, `name2`... the first that is not in `taken`."""
+    out, k = name, 1
+    while out in taken:
+        out, k = f"{name}{k}", k + 1
+    return out
 
 
 def ops_of(stmt):
