@@ -60,18 +60,17 @@ class _Sum:
     final: Region  # where the one GEMM writes the sum (slot R, or each point's own slot when read there)
     zero_init: tuple[int, ...]  # indices (in the enclosing block) of the stages making a zero init; () if not zero
     kept: Kept | None = None  # a ragged sum: the steps each point keeps (None: all)
+    masks: tuple = (None, None)  # ... and per operand block row and step, whether it is summed
 
 
 class _Contractor:
     def __init__(self, program: TileProgram, constants: dict | None):
         self.program, self.constants = program, constants
         self.buffers = {b.name: b for b in program.buffers}
-        self.reads: dict[str, list[Region]] = {}
-        self.readers: dict[str, list] = {}
+        self.readers: dict[str, list] = {}  # buffer -> (region, op) of every read
         self.writes: dict[str, list[Region]] = {}
         for op in ops_of_program(program):
             for r in op.reads:
-                self.reads.setdefault(r.buffer, []).append(r)
                 self.readers.setdefault(r.buffer, []).append((r, op))
             for r in op.writes:
                 self.writes.setdefault(r.buffer, []).append(r)
@@ -137,7 +136,7 @@ class _Contractor:
             return None
         if not (cur.shape == t.shape == add.dst.shape and self._temp(acc, t.buffer, add.dst.buffer)):
             return None
-        if self.reads[add.dst.buffer] != [add.dst] or self.reads[t.buffer] != [t] or self.writes[t.buffer] != [t]:
+        if self._reads(add.dst.buffer) != [add.dst] or self._reads(t.buffer) != [t] or self.writes[t.buffer] != [t]:
             return None
         producer = next((k for k, s in enumerate(loop.body[:-2]) if _as_gemm(_single_op(s), t) is not None), None)
         if producer is None:
@@ -163,7 +162,7 @@ class _Contractor:
         if any(not same(w, init) for w in self.writes[acc] if w != nxt.dst):
             return None
         zero = self._zero_init(stmts[:i], init)
-        if all(same(r, final) for r in self.reads[acc] if r != cur):
+        if all(same(r, final) for r in self._reads(acc) if r != cur):
             return _Sum(loop, gemm, producer, init, final, zero)
         return self._ragged(_Sum(loop, gemm, producer, init, final, zero), cur, acc, enclosing)
 
@@ -189,12 +188,14 @@ class _Contractor:
         kept = kept_steps(cur, loop.var, steps, plain, gathers, grid, size, self.constants)
         if kept is None:
             return None
+        masks = []
         for block in (found.gemm.a, found.gemm.b):
-            keys, row, rows = self._layout(block, loop, enclosing)
+            _, row, rows = self._layout(block, loop, enclosing)
             at = evaluate(row, grid, size)
-            if at is None or live_mask(kept.lengths, at, rows, steps) is None:
+            masks.append(None if at is None else live_mask(kept.lengths, at, rows, steps))
+            if masks[-1] is None:
                 return None
-        return replace(found, final=plain[0] if plain else found.final, kept=kept)
+        return replace(found, final=plain[0] if plain else found.final, kept=kept, masks=tuple(masks))
 
     def _steps_independent(self, ops, v: str, enclosing, one) -> bool:
         """Do the loop's other statements only meet within one step (a second state of the
@@ -216,6 +217,9 @@ class _Contractor:
                     return False
         return True
 
+    def _reads(self, buffer: str) -> list[Region]:
+        return [r for r, _ in self.readers.get(buffer, ())]
+
     def _temp(self, *names) -> bool:
         return all(self.buffers[n].role == "temp" for n in names)
 
@@ -229,7 +233,7 @@ class _Contractor:
         op = _single_op(before[k])
         if _is_zero_fill(op):
             return (k,)
-        if isinstance(op, Copy) and not op.perm and self.reads[op.src.buffer] == [op.src]:
+        if isinstance(op, Copy) and not op.perm and self._reads(op.src.buffer) == [op.src]:
             j = next((j for j in range(k - 1, -1, -1) if getattr(_single_op(before[j]), "writes", ()) == (op.src,)),
                      None)
             if j is not None and _is_zero_fill(_single_op(before[j])) and self.writes[op.src.buffer] == [op.src]:
@@ -250,8 +254,8 @@ class _Contractor:
             lhs, rhs = substitute_region(gemm.a, first), substitute_region(gemm.b, first)
             steps_now = [substitute(s, first) for s in body]
         else:
-            lhs, place_a = self._place(gemm.a, f"{acc}_lhs", (m, steps * k), (0, k), loop, enclosing, found.kept)
-            rhs, place_b = self._place(gemm.b, f"{acc}_rhs", (steps * k, n), (k, 0), loop, enclosing, found.kept)
+            lhs, place_a = self._place(gemm.a, f"{acc}_lhs", (m, steps * k), (0, k), loop, enclosing, found.masks[0])
+            rhs, place_b = self._place(gemm.b, f"{acc}_rhs", (steps * k, n), (k, 0), loop, enclosing, found.masks[1])
             body[found.producer:found.producer] = [p for p in (place_a, place_b) if p is not None]
             steps_now = [Loop(loop.var, 0, steps, 1, "parallel", "host", tuple(body))] if body else []
         name = _single_stage(loop.body[found.producer]).name
@@ -286,11 +290,11 @@ class _Contractor:
             row, rows = row + (aff(key) - lo) * rows, rows * (hi - lo + 1)
         return keys, row, rows
 
-    def _place(self, block: Region, name: str, shape, offset, loop: Loop, enclosing, kept: Kept | None):
+    def _place(self, block: Region, name: str, shape, offset, loop: Loop, enclosing, live):
         """A buffer holding every step's `block` side by side (columns for the left operand,
         rows for the right): the region the GEMM reads, and the stage placing one step's
         block (None when it runs once per run, in the prologue).  In a ragged sum the steps
-        a point drops place zeros (through a constant mask)."""
+        a point drops place zeros (through the constant mask `live[row, step]`)."""
         v = loop.var
         read_only = self.buffers[block.buffer].role in ("input", "const")
         keys, row, rows = self._layout(block, loop, enclosing)
@@ -299,12 +303,9 @@ class _Contractor:
         r0, c0 = (aff(v) * offset[0], aff(v) * offset[1])
         dst = Region(name, (row, r0, c0), (None,) + block.shape)
         op = Copy(block, dst)
-        if kept is not None:
-            names = [e.var for e in enclosing]
-            size = len(kept.lengths)
-            at = evaluate(row, point_grid(names, self.ranges), size)
+        if live is not None:
             mask = self._fresh(f"{name}_live")
-            self.constants[mask] = live_mask(kept.lengths, at, rows, loop.stop.const)
+            self.constants[mask] = live
             self.new_buffers.append(Buffer(mask, (rows, loop.stop.const), np.bool_, role="const"))
             op = Elementwise(dst, Where(Load(Region(mask, (row, aff(v)), (None, None))), Load(block), Const(0.0)))
         place = Stage(self._fresh(f"place_{name}"), (), (op,))
