@@ -32,10 +32,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .contract_ragged import Kept, evaluate, kept_steps, live_mask, point_grid
+from .contract_ragged import Kept, kept_steps, live_mask, point_grid
 from .dependence import row_distances
 from .rewrite import fresh_name, map_stages, ops_of, substitute, substitute_region, var_ranges
-from .tile_affine import aff
+from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
 
@@ -191,7 +191,7 @@ class _Contractor:
         masks = []
         for block in (found.gemm.a, found.gemm.b):
             _, row, rows = self._layout(block, loop, enclosing)
-            at = evaluate(row, grid, size)
+            at = evaluate_affine(row, grid, size)
             masks.append(None if at is None else live_mask(kept.lengths, at, rows, steps))
             if masks[-1] is None:
                 return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tile_affine import Aff
+from .tile_affine import evaluate_affine
 from .tile_expr import Region
 
 
@@ -37,16 +37,6 @@ def point_grid(names, ranges) -> dict[str, np.ndarray]:
     return {n: m.reshape(-1) for n, m in zip(names, mesh)}
 
 
-def evaluate(a: Aff, grid: dict[str, np.ndarray], size: int) -> np.ndarray | None:
-    """`a` at every point of the grid (None if it is not affine in plain variables of it)."""
-    out = np.full(size, a.const, dtype=np.int64)
-    for atom, c in a.terms:
-        if not isinstance(atom, str) or atom not in grid:
-            return None
-        out = out + c * grid[atom]
-    return out
-
-
 def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: list, grid, size: int,
                constants: dict) -> Kept | None:
     """The steps each point keeps, from where the sum is read after the loop: `plain` reads
@@ -54,7 +44,7 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
     tables).  None where a read is not the state of a point at one of its slots.  The caller
     makes sure distinct (point, slot) pairs have distinct rows."""
     coeff = dict(cur.start[0].terms).get(v, 0)
-    init = evaluate(cur.start[0].substitute({v: 0}), grid, size)
+    init = evaluate_affine(cur.start[0].substitute({v: 0}), grid, size)
     if init is None or coeff <= 0:
         return None
     lengths = np.full(size, -1, dtype=np.int64)  # -1: a point nobody reads (it keeps nothing)
@@ -67,7 +57,7 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
     if plain:
         if any(r != plain[0] for r in plain) or plain[0].start[1:] != cur.start[1:] or plain[0].size != cur.size:
             return None
-        got = evaluate(plain[0].start[0], grid, size)
+        got = evaluate_affine(plain[0].start[0], grid, size)
         if got is None:
             return None
         slots, own = own_slots(got)
@@ -80,7 +70,7 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
         if table is None or op.index.size != (1,) or op.axis != 0:
             return None
         new = tables.get(op.index.buffer, np.array(table, dtype=np.int64, copy=True))
-        at = evaluate(op.index.start[0], grid, size)
+        at = evaluate_affine(op.index.start[0], grid, size)
         if at is None:
             return None
         entries = np.asarray(table, dtype=np.int64)[at]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
-from .tile_affine import Aff, aff
+from .tile_affine import Aff, aff, evaluate_affine
 from .tile_expr import Region
 
 ROW_BITS = 40
@@ -160,13 +160,12 @@ class LVal:
 
 def evaluate_on_grid(a: Aff, domain: Domain) -> np.ndarray:
     """An affine index at every point of `domain` at once (an int array of its extents)."""
-    out = np.full(domain.extents, a.const, dtype=np.int64)
     grids = np.indices(domain.extents, dtype=np.int64) if domain.extents else []
-    for atom, c in a.terms:
-        if not isinstance(atom, str) or atom not in domain.vars:
-            raise ValueError(f"not affine in the domain variables: {a}")
-        out += c * grids[domain.vars.index(atom)]
-    return out
+    size = int(np.prod(domain.extents, dtype=np.int64))
+    out = evaluate_affine(a, {v: g.reshape(-1) for v, g in zip(domain.vars, grids)}, size)
+    if out is None:
+        raise ValueError(f"not affine in the domain variables: {a}")
+    return out.reshape(domain.extents)
 
 
 def row_region(buffer: str, row: Aff, shape: tuple[int, ...]) -> Region:

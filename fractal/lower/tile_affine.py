@@ -20,7 +20,8 @@ is parenthesised.  The operand of `floor`/`mod` is a single atom or a parenthesi
 Build with `aff(x)` (an int, a variable name or expression text, or a quasi node),
 `+`, `-`, `*` by ints, `//` and `%` by positive ints, and `amax`/`amin`; these helpers
 fold constants, the dataclass constructors never do.  `evaluate(env)`, `substitute(map)`,
-`vars()` and `bounds(ranges)` (interval arithmetic) work on every index node.
+`vars()` and `bounds(ranges)` (interval arithmetic) work on every index node;
+`evaluate_affine` evaluates an affine index at many points at once.
 """
 
 from __future__ import annotations
@@ -150,6 +151,17 @@ class Mod(FloorDiv):
 
 QUASI = (Max, Min, FloorDiv, Mod)
 Index = Union[Aff, Max, Min, FloorDiv, Mod]
+
+
+def evaluate_affine(a: Aff, values: Mapping[str, np.ndarray], size: int) -> np.ndarray | None:
+    """`a` at many points at once: `values` gives each variable's value at every point (arrays
+    of `size`); None unless `a` is affine in plain variables that `values` has."""
+    out = np.full(size, a.const, dtype=np.int64)
+    for atom, c in a.terms:
+        if not isinstance(atom, str) or atom not in values:
+            return None
+        out = out + c * values[atom]
+    return out
 
 
 def aff(x) -> Aff:
