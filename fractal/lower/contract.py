@@ -149,7 +149,7 @@ class _Contractor:
         # the accumulator is the only thing carried from step to step
         if any(r.buffer == acc for op in rest for r in op.reads + op.writes):
             return None
-        if any(v not in set().union(*(a.vars() for a in w.start)) for op in rest for w in op.writes):
+        if any(v not in w.vars() for op in rest for w in op.writes):
             return None
         # (a map of one point: lowering may write its variable's one value as a constant)
         one = {e.var: e.start for e in enclosing if e.stop.const == e.start.const + 1}
@@ -282,7 +282,7 @@ class _Contractor:
         """Where a step's block goes: the enclosing variables it is placed per (the ones the
         block names: points sharing a block share its placed copy, and the GEMMs reading it
         fold into one), its row over them, and the number of rows."""
-        used = set().union(*(a.vars() for a in block.start)) - {loop.var}
+        used = block.vars() - {loop.var}
         keys = [e.var for e in enclosing if e.var in used]
         row, rows = aff(0), 1
         for key in reversed(keys):

@@ -169,16 +169,12 @@ def _worth_batching(stmt, loop: Loop, ranges, policy) -> bool:
     steps (beyond `policy.cache_bytes`) only go through memory instead of staying in cache."""
     if policy is None:
         return True
-    if any(isinstance(op, Gemm) and loop.var not in _vars(op.b) for op in ops_of(stmt)):
+    if any(isinstance(op, Gemm) and loop.var not in op.b.vars() for op in ops_of(stmt)):
         return True  # a weight shared by the steps: their rows become one bigger GEMM
     per_step = _points(stmt, ranges) * sum(int(np.prod(r.shape, dtype=np.int64)) * policy.itemsizes[r.buffer]
                                            for op in ops_of(stmt) for r in op.writes)
     lo, hi = ranges.get(loop.var, (0, 0))
     return per_step < policy.step_bytes or per_step * (hi - lo + 1) <= policy.cache_bytes
-
-
-def _vars(r) -> set:
-    return set().union(*(a.vars() for a in r.start))
 
 
 def _layer_weights(stmt, kept, enclosing, policy) -> int:

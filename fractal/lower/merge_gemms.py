@@ -146,11 +146,12 @@ def _widened(st: Stage, buffers, added) -> list | None:
         return None
     stage_vars = {d.var for d in st.dims}
     for d in st.dims:
-        if not (d.start.is_const and d.stop.is_const) or d.var in _vars(g.a) or d.var in _vars(g.c, last=False):
+        if not (d.start.is_const and d.stop.is_const) or d.var in g.a.vars() or \
+                any(d.var in a.vars() for a in g.c.start[:-1]):  # (c's other axes must not move with d)
             continue
         (k, n), lo, count = g.b.shape, d.start.const, d.stop.const - d.start.const
         col = g.c.start[-1]
-        if _vars(g.b) & stage_vars != {d.var} or g.c.stride[-1] != 1 or g.c.size[-1] != n or \
+        if g.b.vars() & stage_vars != {d.var} or g.c.stride[-1] != 1 or g.c.size[-1] != n or \
                 _coefficient(col, d.var) != n or count < 2:
             continue
         name = fresh_name(f"w_{g.b.buffer}", set(buffers) | {b.name for b in added})
@@ -161,11 +162,6 @@ def _widened(st: Stage, buffers, added) -> list | None:
                        c=replace(g.c, start=g.c.start[:-1] + (first,), size=g.c.size[:-1] + (n * count,)))
         return [place, replace(st, dims=tuple(x for x in st.dims if x.var != d.var), body=(gemm,))]
     return None
-
-
-def _vars(r: Region, last: bool = True) -> set:
-    starts = r.start if last else r.start[:-1]
-    return set().union(*(a.vars() for a in starts))
 
 
 def _coefficient(a, var: str):

@@ -41,6 +41,10 @@ class Region:
         """The sizes of the range axes (index axes are dropped)."""
         return tuple(s for s in self.size if s is not None)
 
+    def vars(self) -> frozenset[str]:
+        """The loop and stage variables its start indices read."""
+        return frozenset().union(*(a.vars() for a in self.start))
+
     def __str__(self) -> str:
         from .tile_printer import print_region
         return print_region(self)
