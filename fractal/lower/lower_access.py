@@ -54,6 +54,8 @@ def lower_access(walker, eqn, env):
         return (LVal(ids, eqn.outputs[0].type),)
     if eqn.op == "slices":
         return (_slices(walker, walker.tensor(eqn.inputs[0], env), eqn.attrs["axis"], eqn.outputs[0].type),)
+    if eqn.op == "stack":  # rows become one tensor: no per-point run of the language's rule
+        return (_stack(walker, eqn, args[0], eqn.outputs[0].type),)
     outs = [np.empty(ext, dtype=object) for _ in eqn.outputs]
     for pt in np.ndindex(*ext):
         if not em.domain.valid[pt]:
@@ -72,8 +74,6 @@ def lower_access(walker, eqn, env):
                     lens[pt] = int(r)
             name = em.const_rows(em.domain.in_row_order(lens))
             result.append(TVal(Region(name, (em.domain.flat(),), (None,)), var.type.dtype))
-        elif eqn.op == "stack":
-            result.append(_stack(walker, eqn, args[0], var.type))
         else:
             result.append(Pending(scalar_gids(o), var.type, em.domain))
     return result
@@ -131,23 +131,39 @@ def _slices(walker, x: TVal, axis: int, t) -> LVal:
 def _stack(walker, eqn, lists, t: TensorType) -> TVal:
     """`stack(xs)`: the n rows of the list as one tensor (a view when they are consecutive)."""
     em, n = walker.em, t.shape[0]
-    rows = np.full(em.domain.extents + (n,), -1, dtype=np.int64)
-    for pt in np.ndindex(*em.domain.extents):
-        if em.domain.valid[pt]:
-            rows[pt] = np.asarray(lists[pt]._compact()[0], dtype=np.int64)
-    elem = TensorType(t.shape[1:], t.dtype)
-    first = Pending(rows[..., 0] if n else np.full(em.domain.extents, -1), elem, em.domain)
     valid = em.domain.valid
-    consecutive = n == 0 or np.all((rows[valid] - rows[valid][:, :1]) == np.arange(n))
-    if consecutive and n and valid.any():
-        x = em.element(first)
+    points = zip(*np.nonzero(valid)) if valid.ndim else ([()] if valid else [])
+    ids = {pt: lists[pt]._compact()[0] for pt in points}  # the lists' own arrays, not copies
+    first = np.full(em.domain.extents, -1, dtype=np.int64)
+    for pt, x in ids.items():
+        if len(x) != n:
+            OPS["stack"].impl(lists[pt], **eqn.attrs)  # the language's rule says what is wrong
+        if n:
+            first[pt] = x[0]
+    elem = TensorType(t.shape[1:], t.dtype)
+    if n and ids and _consecutive(list(ids.values()), n):
+        x = em.element(Pending(first, elem, em.domain))
         ranges = {v: (0, max(e - 1, 0)) for v, e in zip(em.domain.vars, em.domain.extents)}
-        if x.region.buffer == em.buffers[int(rows[valid][0, 0] >> ROW_BITS)].name \
+        if x.region.buffer == em.buffers[int(first[valid][0] >> ROW_BITS)].name \
                 and x.region.start[0].bounds(ranges)[1] + n <= em.rows_of(x.region.buffer):
             r = x.region
             return TVal(Region(r.buffer, r.start, (n,) + r.size[1:], r.stride), t.dtype)
+    rows = np.full(em.domain.extents + (n,), -1, dtype=np.int64)
+    for pt, x in ids.items():
+        rows[pt] = x
     name, k = em.gather_rows(rows, t.shape[1:], t.dtype)
     return TVal(Region(name, (em.domain.flat() * k,) + (0,) * (len(t.shape) - 1), t.shape), t.dtype)
+
+
+def _consecutive(lists: list, n: int, chunk: int = 4096) -> bool:
+    """Whether every id list is `x[0] + 0..n-1` (checked a chunk of lists at a time: the lists
+    of a window per query point hold ~10^8 ids in all)."""
+    steps = np.arange(n, dtype=np.int64)
+    for lo in range(0, len(lists), chunk):
+        block = np.asarray(lists[lo:lo + chunk], dtype=np.int64)
+        if not np.array_equal(block - block[:, :1], np.broadcast_to(steps, block.shape)):
+            return False
+    return True
 
 
 def _gather_dynamic(walker, eqn, env) -> LVal:

@@ -27,7 +27,7 @@ from ..lang.types import TensorType
 from ..lang.values import FractalTensor
 from .lower_tensor_ops import TENSOR_RULES
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, affine_fit, broadcast_ids,
-                           element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region)
+                           element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region, source_buffers)
 from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
@@ -127,20 +127,20 @@ class _Emitter:
     def element(self, p: Pending) -> TVal:
         """A tensor list element per point: a view when its rows are affine, else a gather."""
         valid = p.gids >= 0
-        bufs = np.unique(p.gids[valid] >> ROW_BITS) if valid.any() else np.array([0])
+        bufs = source_buffers(p.gids)
         shape = p.type.shape
         if len(bufs) == 1:
             name = self.buffers[int(bufs[0])].name
-            row = affine_fit(np.where(valid, p.gids & ROW_MASK, 0), valid, self.domain.vars, self.rows_of(name))
+            row = affine_fit(p.gids, valid, self.domain.vars, self.rows_of(name), offset=int(bufs[0]) << ROW_BITS)
             if row is not None:
                 return TVal(row_region(name, row, shape), p.type.dtype)
         # gather once per point of the dims the rows depend on (a key block read by every
         # query block is gathered once), then read it broadcast over the others
         gids, domain = p.gids, self.domain
         for axis in reversed(range(gids.ndim)):
-            ref = gids.max(axis=axis, keepdims=True)
-            if gids.shape[axis] > 1 and np.all((gids == -1) | (gids == ref)):
-                gids = ref.squeeze(axis)
+            same = _constant_along(gids, axis)
+            if same is not None:
+                gids = same
                 domain = domain.without(axis)
         outer, self.domain = self.domain, domain
         try:
@@ -156,7 +156,7 @@ class _Emitter:
         (k = n + 1: a spare row per point takes the scatters' unused entries)."""
         n, flat = gids.shape[-1], self.domain.flat()
         valid = gids >= 0
-        bufs = np.unique(gids[valid] >> ROW_BITS) if valid.any() else np.array([0])
+        bufs = source_buffers(gids)
         rows = np.where(valid, gids & ROW_MASK, 0)
         whole = lambda b: Region(b.name, (0,) * b.ndim, b.shape)  # noqa: E731
         if len(bufs) == 1:
@@ -317,3 +317,18 @@ class _Walker:
 
 
 __all__ = ["Lowered", "lower_program", "lengths", "element_ids", "id_list"]
+
+
+def _constant_along(gids: np.ndarray, axis: int) -> np.ndarray | None:
+    """`gids` without `axis` when every line along it holds one gid (and -1s), else None.
+    A few lines are tried first: on a large domain most axes fail, and fail there cheaply."""
+    if gids.shape[axis] <= 1:
+        return None
+    draw = np.random.default_rng(0)
+    tried = gids[tuple(np.arange(n)[None, :] if k == axis else draw.integers(0, n, 16)[:, None]
+                       for k, n in enumerate(gids.shape))]  # 16 random lines along `axis`
+    top = tried.max(axis=1, keepdims=True)
+    if not np.all((tried == -1) | (tried == top)):
+        return None
+    ref = gids.max(axis=axis, keepdims=True)
+    return ref.squeeze(axis) if np.all((gids == -1) | (gids == ref)) else None

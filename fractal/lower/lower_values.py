@@ -73,8 +73,10 @@ class Domain:
 
     def ravel(self, coords) -> np.ndarray:
         """Rows of points given as coordinate arrays (one per dim)."""
-        return sum((np.asarray(c, dtype=np.int64) * s for c, s in zip(coords, self.strides)),
-                   np.zeros(np.shape(coords[0]) if len(coords) else (), dtype=np.int64))
+        out = np.zeros(np.broadcast_shapes(*(np.shape(c) for c in coords)) if len(coords) else (), dtype=np.int64)
+        for c, s in zip(coords, self.strides):  # in place: these arrays can have ~10^8 points
+            out += np.asarray(c, dtype=np.int64) * s
+        return out
 
     def unravel(self, rows) -> np.ndarray:
         """Coordinates (dims x n) of rows: the inverse of `ravel`."""
@@ -94,7 +96,9 @@ class Domain:
 
     def rows_grid(self) -> np.ndarray:
         """The row of every point, an array over the extents."""
-        return self.ravel(np.indices(self.extents, dtype=np.int64)) if self.extents else np.zeros((), np.int64)
+        k = len(self.extents)
+        return self.ravel([np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * (k - d - 1))
+                           for d, n in enumerate(self.extents)])
 
     def inner(self, var: str, extent: int, lengths: np.ndarray, parallel: bool = False) -> "Domain":
         """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
@@ -213,6 +217,17 @@ def element_ids(ids: np.ndarray, extent: int) -> np.ndarray:
     return out
 
 
+def source_buffers(gids: np.ndarray) -> np.ndarray:
+    """The buffer numbers the valid gids (>= 0) come from, sorted ([0] when none is valid); the
+    common single-buffer case without sorting every gid."""
+    valid = gids >= 0
+    if not valid.any():
+        return np.array([0])
+    lo = int(np.min(gids, where=valid, initial=np.iinfo(np.int64).max)) >> ROW_BITS
+    hi = int(gids.max()) >> ROW_BITS
+    return np.array([lo]) if lo == hi else np.unique(gids[valid] >> ROW_BITS)
+
+
 def element_gids(ids: np.ndarray, extent: int) -> np.ndarray:
     """For depth-1 id lists: per point and position the element's gid (-1: none), vectorised."""
     out = np.full(ids.shape + (extent,), -1, dtype=np.int64)
@@ -232,23 +247,31 @@ def scalar_gids(elems: np.ndarray) -> np.ndarray:
     return out
 
 
-def affine_fit(rows: np.ndarray, valid: np.ndarray, names: tuple[str, ...], n_rows: int) -> Aff | None:
-    """`rows[p] == c0 + sum c_k p_k` on every valid point, staying inside 0..n_rows-1 over the
-    whole box (padded points are read too)?  Then that affine index, else None."""
-    pts = np.argwhere(valid)
-    if len(pts) == 0:
+def affine_fit(rows: np.ndarray, valid: np.ndarray, names: tuple[str, ...], n_rows: int,
+               offset: int = 0) -> Aff | None:
+    """`rows[p] - offset == c0 + sum c_k p_k` on every valid point (other points' entries are
+    ignored), staying inside 0..n_rows-1 over the whole box (padded points are read too)?  Then
+    that affine index, else None.  (`offset`: gids of one buffer fit as they are, no masked copy.)
+
+    The fit is solved on a sample of the valid points and checked on all of them over the box,
+    without listing them (a query x key domain of a long sequence has ~10^8 points)."""
+    if not valid.any():
         return aff(0)
-    vals = rows[valid].astype(np.int64)
-    # fit on a sample (every k-th point and each axis' extreme points: as many directions as
-    # the whole set has), check exactly on every point; a least-squares fit on all points
-    # (seconds on big domains) only where the sample's fit does not hold everywhere
-    sample = np.unique(np.concatenate([np.arange(0, len(pts), max(1, len(pts) // 64)),
-                                       pts.argmin(axis=0), pts.argmax(axis=0)]))
-    coef = _fit(pts[sample], vals[sample])
-    if not _fits(coef, pts, vals):
-        coef = _fit(pts, vals)
-        if not _fits(coef, pts, vals):
+    if valid.ndim == 0:
+        return aff(int(rows) - offset) if 0 <= int(rows) - offset < n_rows else None
+    present = [np.flatnonzero(valid.any(axis=tuple(a for a in range(valid.ndim) if a != k))) for k in range(valid.ndim)]
+    vary = np.array([len(p) > 1 for p in present], dtype=bool)  # other axes' coefficients are 0
+    pts = _sample_points(valid, present)
+    vals = rows[tuple(pts.T)].astype(np.int64)
+    coef = _fit(pts, vals, vary)
+    if not _fits_box(coef, rows, valid):
+        if _spans(pts, vary):  # the sample determines the only candidate: no affine index exists
             return None
+        pts = np.argwhere(valid)  # a degenerate sample (rare): fit on every point
+        coef = _fit(pts, rows[valid].astype(np.int64), vary)
+        if not _fits_box(coef, rows, valid):
+            return None
+    coef[0] -= offset
     lo = coef[0] + sum(min(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
     hi = coef[0] + sum(max(0, c * (n - 1)) for c, n in zip(coef[1:], rows.shape))
     if lo < 0 or hi >= n_rows:
@@ -256,11 +279,25 @@ def affine_fit(rows: np.ndarray, valid: np.ndarray, names: tuple[str, ...], n_ro
     return sum((aff(v) * int(c) for v, c in zip(names, coef[1:])), aff(int(coef[0])))
 
 
-def _fit(pts: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """Integer (c0, c_1..c_d) of the least-squares affine fit of `vals` over `pts`; an axis
-    on which every point has the same coordinate gets 0 (any value fits: 0 is the one that
-    does not trade off against c0)."""
-    vary = np.ptp(pts, axis=0) > 0
+def _sample_points(valid: np.ndarray, present, n: int = 64) -> np.ndarray:
+    """Coordinates (points x dims) of up to ~n valid points spread over the box (a fixed random
+    draw: deterministic) plus, per axis, a valid point at its least and greatest coordinate
+    (`present[k]`: the coordinates along axis k that valid points have)."""
+    shape = valid.shape
+    draw = np.random.default_rng(0).integers(0, valid.size, 8 * n)
+    flat = list(draw[valid.reshape(-1)[draw]][:n])
+    for k in range(valid.ndim):
+        for c in (present[k][0], present[k][-1]):
+            within = np.flatnonzero(np.take(valid, c, axis=k))[0]
+            rest = np.unravel_index(within, shape[:k] + shape[k + 1:])
+            flat.append(np.ravel_multi_index(rest[:k] + (c,) + rest[k:], shape))
+    return np.array(np.unravel_index(np.unique(np.asarray(flat, dtype=np.int64)), shape)).T.reshape(-1, valid.ndim)
+
+
+def _fit(pts: np.ndarray, vals: np.ndarray, vary: np.ndarray) -> np.ndarray:
+    """Integer (c0, c_1..c_d) of the least-squares affine fit of `vals` over `pts`; an axis not
+    in `vary` (every valid point has the same coordinate there) gets 0 (any value fits: 0 is
+    the one that does not trade off against c0)."""
     a = np.concatenate([np.ones((len(pts), 1)), pts[:, vary]], axis=1)
     fit = np.rint(np.linalg.lstsq(a, vals.astype(np.float64), rcond=None)[0]).astype(np.int64)
     coef = np.zeros(1 + pts.shape[1], dtype=np.int64)
@@ -268,8 +305,23 @@ def _fit(pts: np.ndarray, vals: np.ndarray) -> np.ndarray:
     return coef
 
 
-def _fits(coef: np.ndarray, pts: np.ndarray, vals: np.ndarray) -> bool:
-    got = np.full(len(pts), coef[0], dtype=np.int64)
-    for k, c in enumerate(coef[1:]):
-        got += pts[:, k] * c
-    return bool(np.array_equal(got, vals))
+def _spans(pts: np.ndarray, vary: np.ndarray) -> bool:
+    """Whether the points pin down an affine function of the varying axes (full column rank)."""
+    a = np.concatenate([np.ones((len(pts), 1)), pts[:, vary]], axis=1)
+    return np.linalg.matrix_rank(a) == a.shape[1]
+
+
+def _fits_box(coef: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> bool:
+    """`rows == c0 + sum c_k p_k` at every valid point, evaluated over the box in slabs of the
+    first axis (about 2^20 points each) rather than on a list of the points."""
+    if rows.ndim == 0:
+        return not valid or int(rows) == coef[0]
+    inner = np.full(rows.shape[1:], coef[0], dtype=np.int64)
+    for k, c in enumerate(coef[2:]):
+        inner += c * np.arange(rows.shape[k + 1], dtype=np.int64).reshape((-1,) + (1,) * (rows.ndim - k - 2))
+    step = max(1, (1 << 20) // max(inner.size, 1))
+    for lo in range(0, rows.shape[0], step):
+        first = np.arange(lo, min(lo + step, rows.shape[0]), dtype=np.int64).reshape((-1,) + (1,) * (rows.ndim - 1))
+        if np.any((inner + coef[1] * first != rows[lo:lo + step]) & valid[lo:lo + step]):
+            return False
+    return True

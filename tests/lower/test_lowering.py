@@ -187,6 +187,21 @@ def test_errors_found_while_lowering_point_at_the_users_line():
     assert "test_lowering.py" in str(e.value)
 
 
+def test_stacking_a_list_of_the_wrong_length_is_the_languages_error():
+    """`stack(xs, length=3)` of a list of 2: the stack rule's LengthError, raised while
+    lowering and pointing at the user's line, as the interpreter says it."""
+    @ft.function
+    def stacked(xss):
+        return ft.map(lambda xs: ft.stack(xs, length=3), xss)  # the second list has 2
+
+    xss = ft.fractal([[np.ones(2, np.float32)] * 3, [np.ones(2, np.float32)] * 2])
+    with pytest.raises(ft.LengthError, match="stack: the list has 2 elements but the program expects 3") as e:
+        stacked.compile(xss)
+    assert "test_lowering.py" in str(e.value)
+    with pytest.raises(ft.LengthError, match="stack: the list has 2 elements"):
+        stacked(xss, backend="interpreter")
+
+
 def test_a_list_state_that_grows_runs_in_the_interpreter_with_a_warning():
     """A fold's list state must keep its lengths for the cpu backend (its slots are fixed):
     one that grows step by step is said to be unsupported, and calling falls back."""

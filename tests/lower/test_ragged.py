@@ -157,6 +157,47 @@ def test_affine_fit_recovers_any_affine_row_index(coef, const, lengths):
         assert got.evaluate(dict(zip("abc", map(int, p)))) == rows[tuple(p)]
 
 
+def test_affine_fit_falls_back_to_every_point_when_its_sample_is_degenerate(monkeypatch):
+    """A sample that does not pin the fit down (here one point) cannot reject an index: the
+    fit is redone on every valid point, which finds affine rows and still rejects others."""
+    import fractal.lower.lower_values as lv
+    monkeypatch.setattr(lv, "_sample_points", lambda valid, present: np.zeros((1, valid.ndim), dtype=np.int64))
+    i, j = np.indices((5, 7))
+    valid = j < np.array([7, 3, 7, 1, 6])[:, None]
+    rows = 2 + 7 * i + j
+    assert str(lv.affine_fit(rows, valid, ("i", "j"), 64)) == "7*i + j + 2"
+    assert lv.affine_fit(rows + (i * j == 4), valid, ("i", "j"), 64) is None
+
+
+def test_affine_fit_of_gids_subtracts_the_buffer_offset():
+    """Gids of one buffer fit as they are: the offset of the buffer's rows is taken off."""
+    from fractal.lower.lower_values import affine_fit
+    i, j = np.indices((3, 4))
+    base = 5 << 40
+    assert str(affine_fit(base + 4 * i + j, np.ones((3, 4), bool), ("i", "j"), 12, offset=base)) == "4*i + j"
+    assert affine_fit(base + 4 * i + j, np.ones((3, 4), bool), ("i", "j"), 11, offset=base) is None
+
+
+def test_a_gather_is_shared_only_along_axes_every_line_of_which_holds_one_row():
+    """A row read at every point of an axis is gathered once and broadcast along it; one line
+    with a second row (where the quick check of a few lines does not look) keeps the axis."""
+    from fractal.lower.lower_program import _constant_along
+    gids = np.broadcast_to(np.arange(6)[:, None, None], (6, 50, 3)).copy()
+    gids[2, 7, 1] = -1  # an invalid point does not count
+    assert np.array_equal(_constant_along(gids, 1), np.broadcast_to(np.arange(6)[:, None], (6, 3)))
+    assert _constant_along(gids, 0) is None
+    gids[4, 31, 2] = 99
+    assert _constant_along(gids, 1) is None
+
+
+def test_stacking_checks_every_chunk_of_lists_for_consecutive_rows():
+    from fractal.lower.lower_access import _consecutive
+    lists = [np.arange(k, k + 3) for k in range(10)]
+    assert _consecutive(lists, 3, chunk=4)
+    lists[9] = np.array([9, 10, 12])
+    assert not _consecutive(lists, 3, chunk=4)
+
+
 # --- ragged recurrences end to end ----------------------------------------------------------
 
 @ft.function
