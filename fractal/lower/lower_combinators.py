@@ -19,8 +19,8 @@ from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType
 from ..lang.values import FractalTensor
 from .lower_ragged import active_prefix, length_order, permuted, unpermute
-from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids, element_gids,
-                           element_ids, id_list, id_type, lengths, row_region)
+from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, axis_coords, broadcast_ids,
+                           element_gids, element_ids, id_list, id_type, lengths, row_region)
 from .tile_affine import Aff, aff
 from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter
@@ -109,10 +109,12 @@ def lower_map(walker, eqn, env):
                     ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [
                         elems[pt + (int(i),)] for i in unpermute(order, pt, lens[pt])])
         else:
-            gids = em.gid(r.region.buffer, inner.rows_grid())
+            # rows of element i at pt: base[pt] + i * step (not a grid of every inner point)
+            base = inner.ravel(axis_coords(outer.extents) + [np.zeros((), np.int64)])
+            step = inner.strides[-1]
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    ids[pt] = id_list(gids[pt][unpermute(order, pt, lens[pt])])
+                    ids[pt] = id_list(em.gid(r.region.buffer, base[pt] + step * unpermute(order, pt, lens[pt])))
         outs.append(LVal(ids, o.type))
     return outs
 
@@ -224,9 +226,16 @@ class _TensorState:
         self.em.op_name = "next"
         self.em.emit([Copy(r.region, self.at(self._flat({self.var: 1})))])
 
+    def _rows_at(self, slots: np.ndarray) -> np.ndarray:
+        """The row of every outer point at its slot (`slots`: an array over the outer extents),
+        without the rows of all slots."""
+        outer = zip(self.layout.vars, axis_coords(self.slot_extents[:-1]))
+        return self.layout.ravel([c + self.shift.get(v, 0) for v, c in outer]
+                                 + [np.asarray(slots, dtype=np.int64) + self.shift.get(self.var, 0)])
+
     def final(self, lens) -> TVal:
         em = self.em
-        rows = np.take_along_axis(self._rows(), np.asarray(lens, dtype=np.int64)[..., None], -1)[..., 0]
+        rows = self._rows_at(lens)
         gids = np.where(em.domain.valid, em.gid(self.name, rows), -1)
         return Pending(gids, _tensor_type(self.shape, self.dtype), em.domain)
 

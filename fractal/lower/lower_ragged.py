@@ -82,10 +82,13 @@ def active_prefix(inner: Domain) -> Active | None:
     weights, w = {}, 1
     for k in reversed(par):
         weights[k], w = w, w * inner.extents[k]
-    flat = np.zeros(inner.extents, dtype=np.int64)
-    for k in par:
-        flat += weights[k] * np.arange(inner.extents[k]).reshape([-1 if d == k else 1 for d in range(flat.ndim)])
-    last = np.where(valid, flat, -1).reshape(-1, inner.extents[-1]).max(axis=0)
+    # per step, the last valid point in row order: the par axes (row order, outermost first)
+    # flattened, the other dims any()-ed away; on bools (a query x key domain has ~10^8 points)
+    steps = len(inner.vars) - 1
+    others = tuple(d for d in range(steps) if d not in par)
+    live = np.transpose(valid.any(axis=others) if others else valid,
+                        [sorted(par).index(k) for k in par] + [len(par)]).reshape(w, inner.extents[-1])
+    last = np.where(live.any(axis=0), w - 1 - np.argmax(live[::-1], axis=0), -1)
     ends = np.maximum.accumulate((last + 1)[::-1])[::-1]  # non-increasing: a later step never needs more
     if ends.min(initial=w) >= w:
         return None

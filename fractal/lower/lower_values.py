@@ -96,9 +96,7 @@ class Domain:
 
     def rows_grid(self) -> np.ndarray:
         """The row of every point, an array over the extents."""
-        k = len(self.extents)
-        return self.ravel([np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * (k - d - 1))
-                           for d, n in enumerate(self.extents)])
+        return self.ravel(axis_coords(self.extents))
 
     def inner(self, var: str, extent: int, lengths: np.ndarray, parallel: bool = False) -> "Domain":
         """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
@@ -126,6 +124,12 @@ class Domain:
 
 
 ROOT = Domain((), (), np.ones((), dtype=bool))
+
+
+def axis_coords(extents) -> list[np.ndarray]:
+    """Per axis its coordinates 0..n-1, shaped to broadcast over the box (for `Domain.ravel`)."""
+    k = len(extents)
+    return [np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * (k - d - 1)) for d, n in enumerate(extents)]
 
 
 @dataclass(frozen=True)

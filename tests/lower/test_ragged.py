@@ -92,6 +92,35 @@ def test_active_prefix_of_two_map_dims_counts_points_in_row_order():
     assert list(evaluate(hint.bound, "s", 3)) == [6, 4, 3]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.booleans()), min_size=1, max_size=3), st.integers(1, 5),
+       st.integers(0, 2**32 - 1))
+def test_active_prefix_bounds_every_live_point_of_every_step(dims, steps, seed):
+    """Any mix of map and sequential dims around the step dim, any valid points: at every
+    step each valid point's position in row order is below the bound, and the bound is one
+    past the last one (made non-increasing) when there are few distinct lengths."""
+    from fractal.lower.lower_values import Domain
+    extents = tuple(n for n, _ in dims) + (steps,)
+    kinds = tuple(par for _, par in dims) + (False,)
+    valid = np.random.default_rng(seed).random(extents) < 0.6
+    domain = Domain(tuple(f"v{k}" for k in range(len(extents))), extents, valid, kinds)
+    hint = active_prefix(domain)
+    par = [k for k in domain.order if kinds[k] and k < len(dims)]
+    weights = {k: int(np.prod([extents[j] for j in par[par.index(k) + 1:]], dtype=np.int64)) for k in par}
+    last = np.full(steps, -1)
+    for pt in zip(*np.nonzero(valid)):
+        last[pt[-1]] = max(last[pt[-1]], sum(weights[k] * int(pt[k]) for k in par))
+    ends = np.maximum.accumulate((last + 1)[::-1])[::-1]
+    total = int(np.prod([extents[k] for k in par], dtype=np.int64))
+    if not par or ends.min() >= total:
+        assert hint is None
+        return
+    bound = evaluate(hint.bound, f"v{len(dims)}", steps)
+    assert all(b >= e for b, e in zip(bound, ends))
+    if len(set(ends.tolist())) <= MAX_GROUPS:
+        assert list(bound) == list(ends)
+
+
 def _recurrent_stages(program):
     """(loop, stage) for each stage with a GEMM inside a top-level sequential loop."""
     return [(loop, s) for loop in program.body if isinstance(loop, Loop) and loop.kind == "sequential"
