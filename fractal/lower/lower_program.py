@@ -324,6 +324,8 @@ def _constant_along(gids: np.ndarray, axis: int) -> np.ndarray | None:
     A few lines are tried first: on a large domain most axes fail, and fail there cheaply."""
     if gids.shape[axis] <= 1:
         return None
+    if gids.strides[axis] == 0:  # broadcast along it (a list every point of the axis reads)
+        return gids[(slice(None),) * axis + (0,)]
     draw = np.random.default_rng(0)
     tried = gids[tuple(np.arange(n)[None, :] if k == axis else draw.integers(0, n, 16)[:, None]
                        for k, n in enumerate(gids.shape))]  # 16 random lines along `axis`

@@ -86,14 +86,27 @@ def active_prefix(inner: Domain) -> Active | None:
     # flattened, the other dims any()-ed away; on bools (a query x key domain has ~10^8 points)
     steps = len(inner.vars) - 1
     others = tuple(d for d in range(steps) if d not in par)
-    live = np.transpose(valid.any(axis=others) if others else valid,
-                        [sorted(par).index(k) for k in par] + [len(par)]).reshape(w, inner.extents[-1])
-    last = np.where(live.any(axis=0), w - 1 - np.argmax(live[::-1], axis=0), -1)
+    live = np.transpose(valid.any(axis=others) if others else valid, [sorted(par).index(k) for k in par] + [len(par)])
+    last = _last_in_row_order(live)
     ends = np.maximum.accumulate((last + 1)[::-1])[::-1]  # non-increasing: a later step never needs more
     if ends.min(initial=w) >= w:
         return None
     point = sum((aff(inner.vars[k]) * weights[k] for k in par), aff(0))
     return Active(point, step_bound(ends, inner.vars[-1]))
+
+
+def _last_in_row_order(live: np.ndarray) -> np.ndarray:
+    """Per step (last axis), the row-order position of the last True over the other axes
+    (-1: none): axis by axis from the outermost, each time keeping only the slice holding it."""
+    steps = live.shape[-1]
+    position, found, cur = np.zeros(steps, dtype=np.int64), np.ones(steps, dtype=bool), live
+    for extent in live.shape[:-1]:
+        here = cur.any(axis=tuple(range(1, cur.ndim - 1))) if cur.ndim > 2 else cur  # [extent, steps]
+        found &= here.any(axis=0)
+        index = extent - 1 - np.argmax(here[::-1], axis=0)
+        position = position * extent + index
+        cur = np.take_along_axis(cur, index.reshape((1,) * (cur.ndim - 1) + (steps,)), axis=0)[0]
+    return np.where(found, position, -1)
 
 
 def step_bound(counts: np.ndarray, var: str) -> Aff:

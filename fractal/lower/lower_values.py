@@ -224,22 +224,26 @@ def element_ids(ids: np.ndarray, extent: int) -> np.ndarray:
 def source_buffers(gids: np.ndarray) -> np.ndarray:
     """The buffer numbers the valid gids (>= 0) come from, sorted ([0] when none is valid); the
     common single-buffer case without sorting every gid."""
-    valid = gids >= 0
-    if not valid.any():
+    hi = int(gids.max()) if gids.size else -1
+    if hi < 0:
         return np.array([0])
-    lo = int(np.min(gids, where=valid, initial=np.iinfo(np.int64).max)) >> ROW_BITS
-    hi = int(gids.max()) >> ROW_BITS
-    return np.array([lo]) if lo == hi else np.unique(gids[valid] >> ROW_BITS)
+    lo = int(gids.view(np.uint64).min())  # the invalid -1s are the largest as unsigned
+    if lo >> ROW_BITS == hi >> ROW_BITS:
+        return np.array([lo >> ROW_BITS])
+    return np.unique(gids[gids >= 0] >> ROW_BITS)
 
 
 def element_gids(ids: np.ndarray, extent: int) -> np.ndarray:
-    """For depth-1 id lists: per point and position the element's gid (-1: none), vectorised."""
-    out = np.full(ids.shape + (extent,), -1, dtype=np.int64)
-    for p, x in np.ndenumerate(ids):
+    """For depth-1 id lists: per point and position the element's gid (-1: none).  Lists seen
+    from an inner domain (stride-0 axes of `ids`: the keys every query reads) are read once
+    and the result is broadcast the same way (read-only)."""
+    base = ids[tuple(slice(0, 1) if s == 0 else slice(None) for s in ids.strides)] if ids.ndim else ids
+    out = np.full(base.shape + (extent,), -1, dtype=np.int64)
+    for p, x in np.ndenumerate(base):
         if x is not None:
             leaves = x._compact()[0]
             out[p + (slice(0, len(leaves)),)] = leaves
-    return out
+    return np.broadcast_to(out, ids.shape + (extent,))
 
 
 def scalar_gids(elems: np.ndarray) -> np.ndarray:
