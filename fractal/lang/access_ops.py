@@ -211,6 +211,14 @@ def _dilate_rule(types, d):
 @register("dilate", "access", _dilate_rule)
 def _dilate(xs, d):
     """d interleaved sub-lists: result[k] == xs[k::d] (some empty when len < d)."""
+    if isinstance(xs.elem_type, TensorType):  # one gather from the compact leaves, no per-element Python loop
+        leaves, _ = xs._compact()
+        n = len(xs)
+        order = np.concatenate([np.arange(k, n, d) for k in range(d)]).astype(np.int64)
+        offsets = np.array([0] + [len(range(k, n, d)) for k in range(d)], dtype=np.int64).cumsum()
+        flat = leaves[order]
+        flat.flags.writeable = False
+        return (FractalTensor._make(FractalTensorType(xs.type), flat, (offsets,), range(d)),)
     return (FractalTensor._from_elements(xs.type, [xs[k::d] for k in range(d)]),)
 
 
