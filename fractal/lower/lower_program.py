@@ -26,7 +26,8 @@ from ..lang.registry import OPS
 from ..lang.types import TensorType
 from ..lang.values import FractalTensor
 from .lower_tensor_ops import TENSOR_RULES
-from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, affine_fit, broadcast_ids,
+from .affine_fit import affine_fit
+from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids,
                            element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region, source_buffers)
 from .tile_affine import aff
 from .tile_expr import Region
@@ -316,9 +317,6 @@ class _Walker:
         return lower_aggregate(self, eqn, env)
 
 
-__all__ = ["Lowered", "lower_program", "lengths", "element_ids", "id_list"]
-
-
 def _constant_along(gids: np.ndarray, axis: int) -> np.ndarray | None:
     """`gids` without `axis` when every line along it holds one gid (and -1s), else None.
     A few lines are tried first: on a large domain most axes fail, and fail there cheaply."""
@@ -334,3 +332,7 @@ def _constant_along(gids: np.ndarray, axis: int) -> np.ndarray | None:
         return None
     ref = gids.max(axis=axis, keepdims=True)
     return ref.squeeze(axis) if np.all((gids == -1) | (gids == ref)) else None
+
+
+__all__ = ["Lowered", "lower_program", "lengths", "element_ids", "id_list"]
+

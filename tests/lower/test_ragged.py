@@ -160,7 +160,7 @@ def test_a_regular_batch_keeps_its_full_box(name):
 def test_affine_fit_finds_the_row_index_of_valid_points_only():
     """Rows `3 + 8*i + j` on the valid points of a ragged (i, j) box are a view; padded
     points hold anything; rows that are not affine, or that leave the buffer, are not."""
-    from fractal.lower.lower_values import affine_fit
+    from fractal.lower.affine_fit import affine_fit
     i, j = np.indices((6, 8))
     valid = j < np.array([8, 5, 8, 2, 7, 1])[:, None]
     rows = np.where(valid, 3 + 8 * i + j, 999)
@@ -176,7 +176,7 @@ def test_affine_fit_finds_the_row_index_of_valid_points_only():
        st.lists(st.integers(0, 5), min_size=4, max_size=4))
 def test_affine_fit_recovers_any_affine_row_index(coef, const, lengths):
     """Whatever the coefficients and ragged lengths, an affine index is found exactly."""
-    from fractal.lower.lower_values import affine_fit
+    from fractal.lower.affine_fit import affine_fit
     pts = np.indices((4, 5, 3))
     valid = pts[1] < np.array(lengths)[:, None, None]
     rows = const + 40 + sum(c * p for c, p in zip(coef, pts))  # inside 0..119 over the whole box
@@ -189,7 +189,7 @@ def test_affine_fit_recovers_any_affine_row_index(coef, const, lengths):
 def test_affine_fit_falls_back_to_every_point_when_its_sample_is_degenerate(monkeypatch):
     """A sample that does not pin the fit down (here one point) cannot reject an index: the
     fit is redone on every valid point, which finds affine rows and still rejects others."""
-    import fractal.lower.lower_values as lv
+    import fractal.lower.affine_fit as lv
     monkeypatch.setattr(lv, "_sample_points", lambda valid, present: np.zeros((1, valid.ndim), dtype=np.int64))
     i, j = np.indices((5, 7))
     valid = j < np.array([7, 3, 7, 1, 6])[:, None]
@@ -200,7 +200,7 @@ def test_affine_fit_falls_back_to_every_point_when_its_sample_is_degenerate(monk
 
 def test_affine_fit_of_gids_subtracts_the_buffer_offset():
     """Gids of one buffer fit as they are: the offset of the buffer's rows is taken off."""
-    from fractal.lower.lower_values import affine_fit
+    from fractal.lower.affine_fit import affine_fit
     i, j = np.indices((3, 4))
     base = 5 << 40
     assert str(affine_fit(base + 4 * i + j, np.ones((3, 4), bool), ("i", "j"), 12, offset=base)) == "4*i + j"
