@@ -211,11 +211,11 @@ def test_a_gather_is_shared_only_along_axes_every_line_of_which_holds_one_row():
     """A row read at every point of an axis is gathered once and broadcast along it; one line
     with a second row (where the quick check of a few lines does not look) keeps the axis."""
     from fractal.lower.lower_program import _constant_along
-    gids = np.broadcast_to(np.arange(6)[:, None, None], (6, 50, 3)).copy()
+    gids = np.broadcast_to(np.arange(6)[:, None, None], (6, 50, 1000)).copy()
     gids[2, 7, 1] = -1  # an invalid point does not count
-    assert np.array_equal(_constant_along(gids, 1), np.broadcast_to(np.arange(6)[:, None], (6, 3)))
+    assert np.array_equal(_constant_along(gids, 1), np.broadcast_to(np.arange(6)[:, None], (6, 1000)))
     assert _constant_along(gids, 0) is None
-    gids[4, 31, 2] = 99
+    gids[4, 31, 777] = 99  # one line of 6000
     assert _constant_along(gids, 1) is None
 
 
