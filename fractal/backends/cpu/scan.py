@@ -19,12 +19,24 @@ Accumulate runs an inner loop along r per element of a step, so for wide steps (
 `NARROW` elements) a plain `op(d[r - 1], x[r], out=d[r])` per step over the same views is
 faster: still no stage machinery per step.
 
+Reductions over the lists of a sorted ragged batch have a box that shrinks with r (the
+softmax over each sample's own source positions in rnn_attention)::
+
+    for r in 0:50 sequential host active m < 5 + 7*min(1, max(0, 46 - r)) + ... {
+      stage maximum30(m in 0:5 + 7*min(1, max(0, 46 - r)) + ...) device { ... }
+
+There the box of every step is computed at once (the dims' bounds evaluated on the vector
+of r values), and each run of consecutive steps with one box (a *phase*: as many as the
+batch has distinct lengths) is one accumulate over that box, starting from `d` one step
+before the phase.  Every (point, step) the loop computes is computed once, in the loop's
+order, and no other: still bit-identical, whatever the box's dependence on r.
+
 A loop takes this path when (else it runs step by step): its step is 1; its body is one
-stage whose box does not depend on r, holding one elementwise `op(prev, x)` (or
-`op(x, prev)` for add and mul, which commute exactly) with op add/mul/maximum/minimum;
-`prev` reads dst's buffer at dst's region for r - 1; x reads another buffer; dst and x are
-strided views affine in r and the stage variables, all of dst's dtype; and at run time
-no two elements of dst's view over all steps share memory.
+stage holding one elementwise `op(prev, x)` (or `op(x, prev)` for add and mul, which
+commute exactly) with op add/mul/maximum/minimum; `prev` reads dst's buffer at dst's region
+for r - 1; x reads another buffer; dst and x are strided views affine in r and the stage
+variables, all of dst's dtype; and at run time no two elements of dst's view over the
+steps of a phase share memory.
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ import numpy as np
 from fractal.lower.tile_affine import Aff
 from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Stage
 
-from .indices import compile_index
+from .indices import compile_index, compile_lambda, index_source
 from .views import RegionAccess
 
 ACCUMULATE = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum}
@@ -57,8 +69,6 @@ def match_scan(loop: Loop):
         return None
     stage = loop.body[0]
     if len(stage.body) != 1 or not isinstance(stage.body[0], Elementwise):
-        return None
-    if any(loop.var in d.start.vars() | d.stop.vars() for d in stage.dims):
         return None
     op = stage.body[0]
     e, dst = op.expr, op.dst
@@ -82,41 +92,69 @@ def _one_to_one(y: np.ndarray) -> bool:
     return True
 
 
+def _box_table(dims, var: str):
+    """`f(env, r0, r1) -> [(r_lo, r_hi, starts, extents)]`: the runs of consecutive steps of
+    `var` in [r0, r1) with one stage box, steps with an empty box left out."""
+    bounds = compile_lambda("e", "(" + "".join(f"{index_source(x, vector=True)}, " for d in dims
+                                               for x in (d.start, d.stop)) + ")")
+
+    def phases(env, r0, r1):
+        e = dict(env)
+        e[var] = steps = np.arange(r0, r1)
+        values = np.stack([np.broadcast_to(v, steps.shape) for v in bounds(e)], axis=1)
+        starts, extents = values[:, 0::2], values[:, 1::2] - values[:, 0::2]
+        live = (extents > 0).all(axis=1)
+        key = np.concatenate([starts, extents, live[:, None]], axis=1)
+        cuts = [0, *(np.flatnonzero((key[1:] != key[:-1]).any(axis=1)) + 1).tolist(), len(steps)]
+        return [(r0 + a, r0 + b, tuple(starts[a].tolist()), tuple(extents[a].tolist()))
+                for a, b in zip(cuts, cuts[1:]) if live[a]]
+    return phases
+
+
 def compile_scan(loop: Loop, memory, box_of, plain, profile_of):
     """`run(env)` for a loop `match_scan` accepted, or None where its operands do not allow
     it; `plain` runs the loop step by step (used when a run's strides rule the scan out),
     `profile_of()` gives the run's profile dict or None."""
     stage, op, x = match_scan(loop)
-    dims = tuple(d.var for d in stage.dims) + (loop.var,)  # r: an extra (last) box axis
+    var = loop.var
+    dims = tuple(d.var for d in stage.dims) + (var,)  # r: an extra (last) box axis
     dst = RegionAccess(op.dst, memory[op.dst.buffer], dims)
     src = RegionAccess(x, memory[x.buffer], dims)
     dtype = memory[op.dst.buffer].buffer.dtype
     if not (dst.is_view and src.is_view and memory[x.buffer].buffer.dtype == dtype):
         return None
     fn, start, stop, name = ACCUMULATE[op.expr.op], compile_index(loop.start), compile_index(loop.stop), stage.name
+    if any(var in d.start.vars() | d.stop.vars() for d in stage.dims):
+        phases_of = _box_table(stage.dims, var)
+    else:  # one box for all steps
+        def phases_of(env, r0, r1):
+            box = box_of(env)
+            return [] if box is None else [(r0, r1) + box]
 
     def run(env):
         r0, r1 = start(env), stop(env)
-        box = box_of(env) if r1 > r0 else None
-        if box is None:
+        phases = phases_of(env, r0, r1) if r1 > r0 else []
+        if not phases:
             return plain(env)  # no step, or steps with empty stages: as the plain loop does
-        los, box = box
-        nb = len(box)
-        y = dst.view(env, los + (r0 - 1,), box + (r1 - r0 + 1,))  # d(r0 - 1), d(r0), ...
-        if not _one_to_one(y):  # steps (or points) that share elements: only step by step is right
+        views = [dst.view(env, los + (a - 1,), box + (b - a + 1,)) for a, b, los, box in phases]
+        if not all(_one_to_one(y) for y in views):  # shared elements: only step by step is right
             return plain(env)
         profile = profile_of()
         t0 = perf_counter() if profile is not None else 0.0
-        xs = src.view(env, los + (r0,), box + (r1 - r0,))
-        if y.size <= NARROW * y.shape[nb]:  # x(r) into d(r), then one accumulate along r
-            np.copyto(y[(slice(None),) * nb + (slice(1, None),)], xs)
-            fn.accumulate(y, axis=nb, out=y)
-        else:  # wide slices: accumulate's per-element inner loops cost more than a call per step
-            y, xs = np.moveaxis(y, nb, 0), np.moveaxis(xs, nb, 0)
-            for i in range(r1 - r0):
-                fn(y[i], xs[i], out=y[i + 1])
-        env[loop.var] = r1 - 1  # as the plain loop leaves it
+        for y, (a, b, los, box) in zip(views, phases):  # d(a - 1), d(a), ..., d(b - 1)
+            _accumulate(fn, y, src.view(env, los + (a,), box + (b - a,)), len(box))
+        env[var] = r1 - 1  # as the plain loop leaves it
         if profile is not None:
             profile[name] = profile.get(name, 0.0) + perf_counter() - t0
     return run
 
+
+def _accumulate(fn, y: np.ndarray, xs: np.ndarray, nb: int) -> None:
+    """`y[..., i + 1] = fn(y[..., i], xs[..., i])` along box axis `nb`, in order."""
+    if y.size <= NARROW * y.shape[nb]:  # x(r) into d(r), then one accumulate along r
+        np.copyto(y[(slice(None),) * nb + (slice(1, None),)], xs)
+        fn.accumulate(y, axis=nb, out=y)
+    else:  # wide slices: accumulate's per-element inner loops cost more than a call per step
+        y, xs = np.moveaxis(y, nb, 0), np.moveaxis(xs, nb, 0)
+        for i in range(xs.shape[0]):
+            fn(y[i], xs[i], out=y[i + 1])

@@ -83,6 +83,29 @@ def test_what_counts_as_a_scan(expr, is_scan):
     same_as_steps(p, {"x": np.random.default_rng(1).standard_normal((4, 3))})
 
 
+def test_a_ragged_reduction_is_one_accumulate_per_distinct_length(monkeypatch):
+    """rnn_attention's softmax max over each sample's own source positions: the batch is
+    sorted by length, so the box shrinks with r; the steps with one box are one phase."""
+    p = program("""tile @t {
+  buffer x: f32[6,4,1] global input
+  buffer st: f32[7,4,1] global output
+  for r in 0:6 sequential host active m < 1 + 2*min(1, max(0, 4 - r)) + min(1, max(0, 2 - r)) {
+    stage maximum30(m in 0:1 + 2*min(1, max(0, 4 - r)) + min(1, max(0, 2 - r))) device {
+      st[r + 1, m, 0:1] = maximum(st[r, m, 0:1], x[r, m, 0:1])
+    }
+  }
+}""")
+    assert match_scan(loops(p)[0])
+    phases = []
+    real = scan._accumulate
+    monkeypatch.setattr(scan, "_accumulate", lambda fn, y, xs, nb: (phases.append(y.shape), real(fn, y, xs, nb)))
+    x = np.random.default_rng(3).standard_normal((6, 4, 1)).astype(np.float32)
+    got, _ = same_as_steps(p, {"x": x})
+    assert phases[:3] == [(4, 3, 1), (3, 3, 1), (1, 3, 1)]  # lengths 6, 4, 4, 2: boxes of 4, 3, 1 points
+    np.testing.assert_array_equal(got["st"][1:3, :4], np.maximum.accumulate(
+        np.concatenate([np.zeros((1, 4, 1), np.float32), x[:2]]), axis=0)[1:])
+
+
 def test_loops_with_more_than_one_scan_step_or_a_stride_run_step_by_step():
     p = program("""tile @t {
   buffer x: f64[8,3] global input
@@ -116,6 +139,10 @@ def scans(draw):
     ext = dims + [1] * (2 - len(dims))
     tail = [draw(st.integers(1, 3)) for _ in range(2)]
     lo, n = draw(st.integers(0, 2)), draw(st.integers(0, 5))
+    # the first dim's bounds may depend on r (a ragged batch: shrinking; or any other way)
+    hi = draw(st.sampled_from(["", "max(0, {k} - r)", "max(0, r - {k})", "({k} - r) mod 3", "floor((r + {k}) / 2)"]))
+    first = (f"min({ext[0]}, {hi.format(k=draw(st.integers(0, 6)))})" if hi else f"{ext[0]}")
+    first_lo = draw(st.sampled_from(["0", "min(1, r)", "min(1, max(0, 2 - r))"])) if hi else "0"
     c, cx = draw(st.sampled_from([1, 2, -1])), draw(st.sampled_from([1, 0, -1, 2]))
     overlap = draw(st.integers(0, 5)) == 0
     if overlap:
@@ -141,7 +168,7 @@ def scans(draw):
     prev = region("st", c, off - c, dvars)
     xreg = region("x", cx, offx, xvars)
     body = f"{op}({xreg}, {prev})" if x_first else f"{op}({prev}, {xreg})"
-    box = ", ".join(f"d{k} in 0:{e}" for k, e in enumerate(dims))
+    box = ", ".join(f"d{k} in {first_lo if k == 0 else 0}:{first if k == 0 else e}" for k, e in enumerate(dims))
     lx = draw(st.permutations(range(5)))
     ls = draw(st.permutations(range(5)))
     text = f"""tile @t {{
