@@ -128,8 +128,11 @@ class _Emitter:
     def element(self, p: Pending) -> TVal:
         """A tensor list element per point: a view when its rows are affine, else a gather."""
         valid = p.gids >= 0
-        bufs = source_buffers(p.gids)
         shape = p.type.shape
+        if not valid.any():  # no point reads an element (an empty list): a row of the element's type
+            name = self.buffer("t", (1,) + tuple(shape), p.type.dtype)  # that nothing reads
+            return TVal(row_region(name, aff(0), shape), p.type.dtype)
+        bufs = source_buffers(p.gids)
         if len(bufs) == 1:
             name = self.buffers[int(bufs[0])].name
             row = affine_fit(p.gids, valid, self.domain.vars, self.rows_of(name), offset=int(bufs[0]) << ROW_BITS)
@@ -157,6 +160,8 @@ class _Emitter:
         (k = n + 1: a spare row per point takes the scatters' unused entries)."""
         n, flat = gids.shape[-1], self.domain.flat()
         valid = gids >= 0
+        if not valid.any():  # no rows to copy (empty lists): the buffer's rows are never read
+            return self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype), n
         bufs = source_buffers(gids)
         rows = np.where(valid, gids & ROW_MASK, 0)
         whole = lambda b: Region(b.name, (0,) * b.ndim, b.shape)  # noqa: E731
