@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .dependence import row_distances
-from .rewrite import ops_of, var_ranges
+from .rewrite import accesses as _accesses, ops_of, points as _points, var_ranges
 from .tile_ir import Gemm, If, Loop, Stage, TileProgram
 
 
@@ -183,28 +183,6 @@ def _layer_weights(stmt, kept, enclosing, policy) -> int:
     names = {op.b.buffer for t in (stmt, *kept) for op in ops_of(t)
              if isinstance(op, Gemm) and any(set(enclosing) & a.vars() for a in op.b.start)}
     return sum(policy.buffer_bytes.get(n, 0) for n in names)
-
-
-def _points(stmt, ranges) -> int:
-    """Points of the stage(s) of `stmt` per step: its parallel loops' and dims' extents."""
-    n = 1
-    while isinstance(stmt, Loop):
-        lo, hi = ranges.get(stmt.var, (0, 0))
-        n *= hi - lo + 1
-        stmt = stmt.body[0] if len(stmt.body) == 1 else None
-    if isinstance(stmt, Stage):
-        for d in stmt.dims:
-            lo, hi = ranges.get(d.var, (0, 0))
-            n *= hi - lo + 1
-    return n
-
-
-def _accesses(stmt) -> tuple[set, set]:
-    reads, writes = set(), set()
-    for op in ops_of(stmt):
-        reads.update(r.buffer for r in op.reads)
-        writes.update(r.buffer for r in op.writes)
-    return reads, writes
 
 
 def _invariant_bounds(stmt, var: str) -> bool:

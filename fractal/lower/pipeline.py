@@ -31,6 +31,7 @@ from .hardware import Hardware, this_cpu
 from .hoist import hoist
 from .materialise import materialise
 from .schedule import schedule
+from .sink import sink
 from .tile_ir import TileProgram
 from .tiling import tile
 from .wavefront import wavefront
@@ -56,6 +57,9 @@ PASSES = [
     # 1c. wavefront: a nest of two sequential loops whose dependences all point forward
     #    along the anti-diagonal (a stacked RNN) becomes one loop over the diagonals
     ("wavefront", wavefront),
+    # 1d. the reverse of 1b: a parallel nest reading each step's (big) result of a sequential
+    #    loop, with no operand shared by the steps, runs inside it, reading it from cache
+    ("sink", sink),
     # 2. graph coarsening: map loops around a stage become its batch dims; stages with the
     #    same dims and point-local dependences merge; element-wise chains fuse into one
     #    expression; a gemm's `+` epilogue becomes an accumulating gemm

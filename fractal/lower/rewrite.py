@@ -5,6 +5,7 @@
     map_stages(program, fn)                          # the program with fn applied to each stage
     expand_stages(program, fn)                       # ... each stage replaced by fn's statements
     var_ranges(program)                              # var -> (lo, hi) over the whole program
+    accesses(stmt), points(stmt, ranges)             # buffers read / written; points per run
 """
 
 from __future__ import annotations
@@ -103,6 +104,30 @@ def ops_of(stmt):
     elif isinstance(stmt, If):
         for s in stmt.then + stmt.orelse:
             yield from ops_of(s)
+
+
+def accesses(stmt) -> tuple[set, set]:
+    """(buffers read, buffers written) by the ops inside a statement."""
+    reads, writes = set(), set()
+    for op in ops_of(stmt):
+        reads.update(r.buffer for r in op.reads)
+        writes.update(r.buffer for r in op.writes)
+    return reads, writes
+
+
+def points(stmt, ranges) -> int:
+    """Points of a statement's stage per run: the extents of a perfect nest of loops around
+    it and of its dims (by `var_ranges`)."""
+    n = 1
+    while isinstance(stmt, Loop):
+        lo, hi = ranges.get(stmt.var, (0, 0))
+        n *= hi - lo + 1
+        stmt = stmt.body[0] if len(stmt.body) == 1 else None
+    if isinstance(stmt, Stage):
+        for d in stmt.dims:
+            lo, hi = ranges.get(d.var, (0, 0))
+            n *= hi - lo + 1
+    return n
 
 
 def var_ranges(stmts, ranges=None) -> dict[str, tuple[int, int]]:
