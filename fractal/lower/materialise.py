@@ -14,6 +14,9 @@ Before (`t` written and read at step s only)::      After::
     for s in 0:5 sequential host {                    for s in 0:5 sequential host {
       stage g(m in 0:3) { t[5*m + s] = ... }            stage g(m in 0:3) { t[m] = ... }
 
+A temporary carried by a sequential loop (a scan's state, written at step s and read at
+s + 1) and touched after it by nothing keeps a window of steps instead (`rolling`).
+
 A temporary whose only use is to be copied whole into a result (`out[0:n] = copy(t[0:n])`,
 nothing else touching `out`) needs no storage of its own: its writers write the result.
 """
@@ -26,10 +29,11 @@ from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Copy, If, Loop, Stage, TileProgram
 from .rewrite import expand_stages, map_regions, map_stages
+from .rolling import roll_storage
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
-    return _contract_storage(_forward_into_results(program))
+    return roll_storage(_contract_storage(_forward_into_results(program)), _dense)
 
 
 def _forward_into_results(program: TileProgram) -> TileProgram:

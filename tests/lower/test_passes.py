@@ -553,13 +553,53 @@ def test_materialise_contracts_step_minor_rows_to_one_steps_rows():
                     program(ONE_STEP_OF_G, gate_step("m", "5*m + s")))
 
 
-def test_materialise_keeps_a_state_carried_across_steps():
-    """A state written at slot s + 1 and read at slot s crosses steps: it keeps its rows."""
+def test_materialise_keeps_a_state_whose_first_slot_is_never_written():
+    """A state read at slot s and written at s + 1, whose slot 0 nothing writes, reads the
+    zeros of a fresh temporary; rolled, a second run would read the last step's value there:
+    it keeps its rows."""
     assert_unchanged(materialise, program(MATERIALISE_BUFFERS + "buffer c: f32[6,1,4] global temp", """
         for s in 0:5 sequential host {
           stage cell() device { c[s + 1, 0:1, 0:4] = tanh(c[s, 0:1, 0:4]) }
         }
     """))
+
+
+ROLL_BUFFERS = """
+    buffer x: f32[4,1,4] global input
+    buffer y: f32[4,1,4] global output
+    buffer c: f32[24,4,1,4] global temp
+"""
+
+
+def test_materialise_rolls_a_scan_state_to_the_slots_a_step_reads():
+    """A scan's state over 4 points, initialised before the loop and read only inside it: a
+    step reads slot s and writes slot s + 1, so two slots per point suffice (slot u at u mod 2)."""
+    assert_rewrites(materialise, program(ROLL_BUFFERS, """
+        stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = copy(x[m, 0:1, 0:4]) }
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[4*s + m + 4, 0, 0:1, 0:4] = tanh(c[4*s + m, 0, 0:1, 0:4]) }
+        }
+    """), program(ROLL_BUFFERS.replace("c: f32[24,", "c: f32[8,"), """
+        stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = copy(x[m, 0:1, 0:4]) }
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[m + 4*((s + 1) mod 2), 0, 0:1, 0:4] = tanh(c[m + 4*(s mod 2), 0, 0:1, 0:4]) }
+        }
+    """))
+
+
+@pytest.mark.parametrize("why, init, after", [
+    ("read after the loop: every step's rows stay", "stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }",
+     "stage out() device { y[0:4, 0:1, 0:4] = copy(c[20:24, 0, 0:1, 0:4]) }"),
+    ("only some points' first slot is written", "stage init(m in 0:2) device { c[m, 0, 0:1, 0:4] = 0.0 }", ""),
+    ("the first slot written after the loop", "",
+     "stage late(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }"),
+])
+def test_materialise_keeps_a_scan_state_it_cannot_roll(why, init, after):
+    assert_unchanged(materialise, program(ROLL_BUFFERS, init + """
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[4*s + m + 4, 0, 0:1, 0:4] = tanh(c[4*s + m, 0, 0:1, 0:4]) }
+        }
+    """ + after)), why
 
 
 def test_materialise_keeps_a_temporary_read_after_the_loop():

@@ -1,0 +1,163 @@
+"""Rolling storage (part of pass 4, materialise): a loop-carried temporary keeps a window of steps.
+
+A scan's state is written at step s and read at step s + 1; the first tile IR keeps every
+step's state (write-once rows, which is what made the dependences exact), so retention keeps
+256 steps x 32 states of 16 KiB = 134 MB where two steps' worth (1 MB) would do.  When every
+access of a temporary inside a sequential loop over `s` names the slot `s + k` (rows
+`g + c*(s + k)`, one `g` for all), its writes the newest slot `s + kw`, its reads slots
+`s + k` with `kw - w < k <= kw`, and it is touched outside the loop only by writes, before
+it, of all points of the slots its first step reads, then `w` slots suffice: slot `u` is
+stored at `u mod w`.  The slot a step writes is the one read last a step earlier; nothing
+reads a slot after it is rolled over (no access after the loop); no slot is read before a
+write (temporaries keep their values from run to run: a never-written row of write-once
+storage stays zero, a rolled one would not).
+
+Before::                                              After::
+
+    buffer st: f32[264,8,8] global temp                  buffer st: f32[16,8,8] global temp
+    stage init(m in 0:8) { st[m] = ... }                 stage init(m in 0:8) { st[m] = ... }
+    for s in 0:32 sequential host {                      for s in 0:32 sequential host {
+      stage step(m in 0:8) {                               stage step(m in 0:8) {
+        st[8*s + m + 8] = f(st[8*s + m])                     st[m + 8*((s + 1) mod 2)] = f(st[m + 8*(s mod 2)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .rewrite import map_regions
+from .tile_affine import Aff, aff, mod
+from .tile_expr import Region
+from .tile_ir import If, Loop, Stage, TileProgram
+
+
+@dataclass(frozen=True)
+class _Site:
+    region: Region
+    write: bool
+    loops: tuple  # enclosing sequential Loops, outermost first
+    ranges: dict  # every variable in scope -> (lo, hi)
+    order: int  # the stage's position in program order
+
+
+def roll_storage(program: TileProgram, dense) -> TileProgram:
+    """`program` with loop-carried temporaries rolled (`dense(g, ranges)`: `g` renumbered as a
+    dense mixed radix from 0 and its number of rows, or None; see materialise)."""
+    sites, loop_order = _sites(program)
+    rows_of = {}
+    for buf in program.buffers:
+        if buf.role == "temp" and buf.name in sites:
+            rolled = _rolled(sites[buf.name], loop_order, dense)
+            if rolled is not None and rolled[1] < buf.shape[0]:
+                rows_of[buf.name] = rolled
+    if not rows_of:
+        return program
+
+    def block(stmts):
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop):
+                s = replace(s, body=tuple(block(s.body)))
+            elif isinstance(s, If):
+                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
+            elif isinstance(s, Stage):
+                s = replace(s, body=tuple(_map_rows(op, rows_of) for op in s.body))
+            out.append(s)
+        return out
+
+    return replace(program, body=tuple(block(program.body)),
+                   buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:]) if b.name in rows_of else b
+                                 for b in program.buffers))
+
+
+def _map_rows(op, rows_of):
+    return map_regions(op, lambda r: replace(r, start=(rows_of[r.buffer][0](r.start[0]),) + r.start[1:])
+                       if r.buffer in rows_of else r)
+
+
+def _rolled(sites: list, loop_order: dict, dense):
+    """(new row as a function of the old one, number of rows) for one buffer, or None."""
+    inside = [s for s in sites if s.loops]
+    if not inside or any(s.region.size[0] is not None for s in sites):
+        return None
+    common = [lp for lp in inside[0].loops if all(lp in s.loops for s in inside)]
+    if not common:
+        return None
+    loop = common[-1]  # the innermost sequential loop around every access inside loops
+    var, (first, _) = loop.var, loop_order[id(loop)]
+    c = _coefficient(inside[0].region.start[0], var)
+    if loop.step != 1 or not loop.start.is_const or not c:
+        return None
+    base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
+    slots = []  # (slot offset k: s + k inside the loop, the slot itself outside; site; inside?)
+    for s in sites:
+        row, inner = s.region.start[0], loop in s.loops
+        if inner and _coefficient(row, var) != c:
+            return None
+        if not inner and not (s.write and s.order < first):
+            return None  # read outside the loop, or written after it: every slot must stay
+        diff = row - aff(var) * c - base if inner else row - base
+        if not diff.is_const or diff.const % c:
+            return None
+        slots.append((diff.const // c, s.write, inner))
+    writes = {k for k, write, inner in slots if write and inner}
+    if len(writes) != 1:
+        return None
+    kw = writes.pop()
+    kmin = min(k for k, _, inner in slots if inner)
+    start = loop.start.const
+    initial = {k for k, _, inner in slots if not inner}
+    if any(k > kw for k, _, inner in slots if inner) or initial != set(range(start + kmin, start + kw)):
+        return None  # a read of a newer slot; initial slots the first steps do not read, or
+        # that are not all written (a temporary's zeros would be another step's values)
+    g_vars = base.vars()
+    if any(s.ranges.get(v) != inside[0].ranges.get(v) for s in sites if not (loop in s.loops) for v in g_vars):
+        return None  # an initial write of only some of the points
+    width = kw - kmin + 1
+    renumbered = dense(base, inside[0].ranges)
+    if renumbered is None:
+        return None
+    g, rows = renumbered
+
+    def new_row(row: Aff) -> Aff:
+        if var not in row.vars():  # an initial slot
+            return g + rows * (((row - base).const // c) % width)
+        return g + mod(aff(var) + (row - aff(var) * c - base).const // c, width) * rows
+
+    return new_row, rows * width
+
+
+def _coefficient(a: Aff, var: str) -> int:
+    return dict((t, k) for t, k in a.terms if isinstance(t, str)).get(var, 0)
+
+
+def _sites(program: TileProgram):
+    """buffer -> [_Site]; and id(loop) -> (order of its first stage, order after its last)."""
+    out, loop_order, counter = {}, {}, [0]
+
+    def walk(stmts, loops, ranges):
+        for s in stmts:
+            if isinstance(s, Loop):
+                lo, _ = s.start.bounds(ranges)
+                _, hi = s.stop.bounds(ranges)
+                inner = {**ranges, s.var: (lo, max(lo, hi - 1))}
+                begin = counter[0]
+                walk(s.body, loops + ((s,) if s.kind == "sequential" else ()), inner)
+                loop_order[id(s)] = (begin, counter[0])
+            elif isinstance(s, If):
+                walk(s.then, loops, ranges)
+                walk(s.orelse, loops, ranges)
+            elif isinstance(s, Stage):
+                inner = dict(ranges)
+                for d in s.dims:
+                    lo, _ = d.start.bounds(inner)
+                    _, hi = d.stop.bounds(inner)
+                    inner[d.var] = (lo, max(lo, hi - 1))
+                for op in s.body:
+                    for r in op.reads:
+                        out.setdefault(r.buffer, []).append(_Site(r, False, loops, inner, counter[0]))
+                    for r in op.writes:
+                        out.setdefault(r.buffer, []).append(_Site(r, True, loops, inner, counter[0]))
+                counter[0] += 1
+    walk(program.body, (), {})
+    return out, loop_order
