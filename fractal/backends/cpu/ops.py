@@ -7,7 +7,8 @@ Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
 * copy: `dst = reshape(transpose(src, perm), dst.shape)` (`perm` empty: identity);
   convert: the same cast to dst's dtype;
 * elementwise: the expression tree, evaluated into dst and reused scratch (`elementwise`);
-* reduce: `np.<combiner>.reduce` in dst's dtype over the shifted axes;
+* reduce: `np.<combiner>.reduce` in dst's dtype over the shifted axes; a float sum whose
+  rows are a BLAS-ready view, as one matrix-vector product with ones (`gemm.row_sums`);
 * gather / scatter: one `np.take` / indexed assignment of whole rows (`rows`) where the
   table's strides allow and the indices are in range; else `np.take` / indexed assignment
   when every point uses one index vector, else `take_along_axis` / assignment through
@@ -23,7 +24,7 @@ from fractal.lang.errors import LengthError
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter
 
 from .elementwise import compile_elementwise
-from .gemm import gemm_into, multiply, prepare
+from .gemm import BLAS_DTYPES, gemm_into, multiply, prepare, row_sums
 from .rows import flat_rows, in_range, row_view, take_rows
 
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
@@ -54,10 +55,20 @@ def _convert(op, scope):
 def _reduce(op, scope):
     src, dst = scope.access(op.src), scope.access(op.dst)
     fn, keep = COMBINE[op.combiner], len(op.dst.shape) == len(op.src.shape)
+    by_blas = op.combiner == "add" and src.dtype == dst.dtype and src.dtype in BLAS_DTYPES
 
     def run(env, los, box):
         axes = tuple(len(box) + a for a in op.axes)
         x = src.get(env, los, box)
+        sums = row_sums(x, axes) if by_blas else None
+        if sums is not None:
+            shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape)) if keep else \
+                tuple(n for a, n in enumerate(x.shape) if a not in axes)
+            if dst.is_view:
+                np.copyto(dst.view(env, los, box), sums.reshape(shape))
+            else:
+                dst.put(env, los, box, sums.reshape(shape))
+            return
         if dst.is_view:
             fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep, out=dst.view(env, los, box))
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fractal.backends.cpu import CpuExecutable
 from fractal.lang.errors import ArgumentError, ShapeError
@@ -136,6 +137,51 @@ def test_reduce_keeps_or_drops_axes(combiner, fn):
     out = run_both(p, {"x": x})
     np.testing.assert_allclose(out["kept"], fn(x, axis=2, keepdims=True), rtol=1e-5)
     np.testing.assert_allclose(out["dropped"], fn(x, axis=(1, 2)), rtol=1e-5)
+
+
+def test_float_row_sums_are_one_blas_product_and_others_reduce(monkeypatch):
+    """A float sum over the trailing axes of the box's rows (a softmax's row sums) is one
+    matrix-vector product with ones; a sum over a middle axis, an int sum and a max reduce
+    with NumPy.  All equal the plain reduction (the BLAS one to rounding)."""
+    from fractal.backends.cpu import ops
+    calls = []
+    real = ops.row_sums
+    monkeypatch.setattr(ops, "row_sums", lambda x, axes: calls.append((x.shape, axes)) or real(x, axes))
+    p = program(tile("""  buffer x: f64[8,16,64] global input
+  buffer n: i64[8,16,64] global input
+  buffer rows: f64[8,16,1] global output
+  buffer mid: f64[8,64] global output
+  buffer ints: i64[8,16,1] global output
+  buffer top: f64[8,16,1] global output""", """  stage k(i in 0:8) device {
+    rows[i, 0:16, 0:1] = reduce_add(x[i, 0:16, 0:64], axes=[1])
+    mid[i, 0:64] = reduce_add(x[i, 0:16, 0:64], axes=[0])
+    ints[i, 0:16, 0:1] = reduce_add(n[i, 0:16, 0:64], axes=[1])
+    top[i, 0:16, 0:1] = reduce_max(x[i, 0:16, 0:64], axes=[1])
+  }"""))
+    x, n = data((8, 16, 64), np.float64), np.arange(8 * 16 * 64).reshape(8, 16, 64)
+    out = CpuExecutable(p, {}).run({"x": x, "n": n})
+    np.testing.assert_allclose(out["rows"], x.sum(axis=2, keepdims=True), rtol=0, atol=1e-12)  # (to rounding)
+    np.testing.assert_array_equal(out["mid"], np.add.reduce(x, axis=1))
+    np.testing.assert_array_equal(out["ints"], n.sum(axis=2, keepdims=True))
+    np.testing.assert_array_equal(out["top"], x.max(axis=2, keepdims=True))
+    assert calls == [((8, 16, 64), (2,)), ((8, 16, 64), (1,))]  # the middle-axis sum found no view
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.data())
+def test_row_sums_equal_add_reduce_or_decline(shape, draw):
+    """Over any axes of any (transposed, sliced) view: the plain sums to rounding, or None."""
+    from fractal.backends.cpu.gemm import row_sums
+    axes = tuple(sorted(draw.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
+    order = draw.draw(st.permutations(range(len(shape))))
+    step = draw.draw(st.sampled_from([1, 2]))
+    base = np.random.default_rng(len(shape)).standard_normal([n * (step if k == 0 else 1)
+                                                               for k, n in enumerate(shape)])
+    x = base[::step].transpose(order)
+    got = row_sums(x, axes)
+    if got is not None:
+        want = np.add.reduce(x, axis=axes)
+        np.testing.assert_allclose(got, want.reshape(-1), rtol=1e-12, atol=1e-12)
 
 
 def test_gemm_transposes_accumulation_and_wider_result():
