@@ -89,7 +89,7 @@ def _rolled(sites: list, loop_order: dict, dense):
     if loop.step != 1 or not loop.start.is_const or not c:
         return None
     base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
-    slots = []  # (slot offset k: s + k inside the loop, the slot itself outside; site; inside?)
+    slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?)
     for s in sites:
         row, inner = s.region.start[0], loop in s.loops
         if inner and _coefficient(row, var) != c:
