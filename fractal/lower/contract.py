@@ -34,7 +34,7 @@ import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
 from .dependence import row_distances
-from .rewrite import fresh_name, map_stages, ops_of, substitute, substitute_region, var_ranges
+from .rewrite import fresh_name, map_stages, ops_of, stages_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
@@ -320,21 +320,13 @@ class _Contractor:
 
     def _fresh(self, name: str) -> str:
         taken = set(self.buffers) | {b.name for b in self.new_buffers} | {s.name for s in self.program.stages()}
-        taken |= {s.name for p in self.prologue for s in _stages_of(p)}
+        taken |= {s.name for p in self.prologue for s in stages_of(p)}
         return fresh_name(name, taken)
 
 
 def ops_of_program(program: TileProgram):
     for s in program.body:
         yield from ops_of(s)
-
-
-def _stages_of(stmt):
-    if isinstance(stmt, Stage):
-        yield stmt
-    elif isinstance(stmt, Loop):
-        for s in stmt.body:
-            yield from _stages_of(s)
 
 
 def _single_stage(s) -> Stage | None:

@@ -27,9 +27,9 @@ from dataclasses import replace
 
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import Copy, If, Loop, Stage, TileProgram
+from .tile_ir import Copy, Stage, TileProgram
 from .rewrite import expand_stages, map_regions, map_stages
-from .rolling import roll_storage
+from .rolling import access_sites, coefficient, roll_storage
 
 
 def materialise(program: TileProgram, ctx=None) -> TileProgram:
@@ -84,7 +84,8 @@ def _whole_copy_into_result(program: TileProgram):
 
 
 def _contract_storage(program: TileProgram) -> TileProgram:
-    sites = _access_sites(program)
+    sites = {buf: [(x.region, tuple(lp.var for lp in x.loops), x.ranges) for x in xs]
+             for buf, xs in access_sites(program)[0].items()}
     rows_of = {}  # buffer -> its new (dense) row index, and the number of rows
     for buf in program.buffers:
         if buf.role != "temp" or buf.name not in sites:
@@ -124,43 +125,11 @@ def _dense(row, ranges):
     return new, step
 
 
-def _access_sites(program):
-    """buffer -> [(region, enclosing sequential loop vars, var ranges)] for every access."""
-    out = {}
-
-    def walk(stmts, loops, ranges):
-        for s in stmts:
-            if isinstance(s, Loop):
-                lo, _ = s.start.bounds(ranges)
-                _, hi = s.stop.bounds(ranges)
-                inner = {**ranges, s.var: (lo, max(lo, hi - 1))}
-                walk(s.body, loops + ((s.var,) if s.kind == "sequential" else ()), inner)
-            elif isinstance(s, If):
-                walk(s.then, loops, ranges)
-                walk(s.orelse, loops, ranges)
-            elif isinstance(s, Stage):
-                inner = dict(ranges)
-                for d in s.dims:
-                    lo, _ = d.start.bounds(inner)
-                    _, hi = d.stop.bounds(inner)
-                    inner[d.var] = (lo, max(lo, hi - 1))
-                for op in s.body:
-                    for r in op.reads + op.writes:
-                        out.setdefault(r.buffer, []).append((r, loops, inner))
-    walk(program.body, (), {})
-    return out
-
-
-def _coeff(a, var):
-    base = {v: 0 for v in a.vars()}
-    return a.evaluate({**base, var: 1}) - a.evaluate(base)
-
-
 def _injective(row, ranges) -> bool:
     """Distinct points, distinct rows: the coefficients form a mixed radix over the ranges."""
     if not isinstance(row, type(aff(0))) or any(not isinstance(a, str) for a in _atoms(row)):
         return False
-    terms = sorted((abs(_coeff(row, v)), ranges[v][1] - ranges[v][0]) for v in row.vars())
+    terms = sorted((abs(coefficient(row, v)), ranges[v][1] - ranges[v][0]) for v in row.vars())
     span = 0
     for c, n in terms:
         if c <= span:

@@ -106,6 +106,15 @@ def ops_of(stmt):
             yield from ops_of(s)
 
 
+def stages_of(stmt):
+    """Every stage inside a statement (loops walked, in order)."""
+    if isinstance(stmt, Stage):
+        yield stmt
+    elif isinstance(stmt, Loop):
+        for s in stmt.body:
+            yield from stages_of(s)
+
+
 def accesses(stmt) -> tuple[set, set]:
     """(buffers read, buffers written) by the ops inside a statement."""
     reads, writes = set(), set()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .rewrite import map_regions
+from .rewrite import map_regions, map_stages
 from .tile_affine import Aff, aff, mod
 from .tile_expr import Region
 from .tile_ir import If, Loop, Stage, TileProgram
@@ -43,7 +43,7 @@ class _Site:
 def roll_storage(program: TileProgram, dense) -> TileProgram:
     """`program` with loop-carried temporaries rolled (`dense(g, ranges)`: `g` renumbered as a
     dense mixed radix from 0 and its number of rows, or None; see materialise)."""
-    sites, loop_order = _sites(program)
+    sites, loop_order = access_sites(program)
     rows_of = {}
     for buf in program.buffers:
         if buf.role == "temp" and buf.name in sites:
@@ -53,21 +53,9 @@ def roll_storage(program: TileProgram, dense) -> TileProgram:
     if not rows_of:
         return program
 
-    def block(stmts):
-        out = []
-        for s in stmts:
-            if isinstance(s, Loop):
-                s = replace(s, body=tuple(block(s.body)))
-            elif isinstance(s, If):
-                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
-            elif isinstance(s, Stage):
-                s = replace(s, body=tuple(_map_rows(op, rows_of) for op in s.body))
-            out.append(s)
-        return out
-
-    return replace(program, body=tuple(block(program.body)),
-                   buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:]) if b.name in rows_of else b
-                                 for b in program.buffers))
+    program = map_stages(program, lambda st: replace(st, body=tuple(_map_rows(op, rows_of) for op in st.body)))
+    return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
+                                          if b.name in rows_of else b for b in program.buffers))
 
 
 def _map_rows(op, rows_of):
@@ -85,14 +73,14 @@ def _rolled(sites: list, loop_order: dict, dense):
         return None
     loop = common[-1]  # the innermost sequential loop around every access inside loops
     var, (first, _) = loop.var, loop_order[id(loop)]
-    c = _coefficient(inside[0].region.start[0], var)
+    c = coefficient(inside[0].region.start[0], var)
     if loop.step != 1 or not loop.start.is_const or not c:
         return None
     base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
     slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?)
     for s in sites:
         row, inner = s.region.start[0], loop in s.loops
-        if inner and _coefficient(row, var) != c:
+        if inner and coefficient(row, var) != c:
             return None
         if not inner and not (s.write and s.order < first):
             return None  # read outside the loop, or written after it: every slot must stay
@@ -127,12 +115,14 @@ def _rolled(sites: list, loop_order: dict, dense):
     return new_row, rows * width
 
 
-def _coefficient(a: Aff, var: str) -> int:
+def coefficient(a: Aff, var: str) -> int:
+    """The coefficient of the plain term `var` in `a` (0 if none)."""
     return dict((t, k) for t, k in a.terms if isinstance(t, str)).get(var, 0)
 
 
-def _sites(program: TileProgram):
-    """buffer -> [_Site]; and id(loop) -> (order of its first stage, order after its last)."""
+def access_sites(program: TileProgram):
+    """buffer -> [_Site] for every access; and id(loop) -> (order of its first stage, order
+    after its last)."""
     out, loop_order, counter = {}, {}, [0]
 
     def walk(stmts, loops, ranges):

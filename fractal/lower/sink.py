@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .dependence import row_distances
-from .rewrite import accesses as _accesses, ops_of, points, substitute, var_ranges
+from .rewrite import accesses as _accesses, ops_of, points, stages_of, substitute, var_ranges
 from .tile_affine import aff
 from .tile_ir import Gemm, If, Loop, Stage, TileProgram
 
@@ -85,7 +85,7 @@ def _block(stmts, ranges, policy, ctx) -> list:
                 if moved is None:
                     j += 1
                     continue
-                ctx.notes.append(f"sink: {', '.join(st.name for st in _stages(out[j]))} into the loop over {loop.var}")
+                ctx.notes.append(f"sink: {', '.join(st.name for st in stages_of(out[j]))} into the loop over {loop.var}")
                 loop = out[i] = replace(loop, body=loop.body + moved)
                 del out[j]
         i += 1
@@ -109,7 +109,7 @@ def _sunk(loop: Loop, nest, between, ranges, policy):
 def _sunk_over(var: str, loop: Loop, nest, chain, between, ranges, policy):
     """`nest` inside `loop` with its loop over `var` taking the loop's place, or None."""
     if any(var in lp.start.vars() | lp.stop.vars() for lp in chain) or \
-            any(var in d.start.vars() | d.stop.vars() for st in _stages(nest) for d in st.dims):
+            any(var in d.start.vars() | d.stop.vars() for st in stages_of(nest) for d in st.dims):
         return None  # bounds over the steps: not one nest per step
     moved = tuple(substitute(t, {var: aff(loop.var)}) for t in _without(nest, var))
     reads, writes = _accesses_all(moved)
@@ -162,14 +162,6 @@ def _without(stmt, var: str) -> tuple:
         return stmt.body
     return (replace(stmt, body=tuple(t for s in stmt.body for t in (_without(s, var) if isinstance(s, Loop)
                                                                       else (s,)))),)
-
-
-def _stages(stmt):
-    if isinstance(stmt, Stage):
-        yield stmt
-    elif isinstance(stmt, Loop):
-        for s in stmt.body:
-            yield from _stages(s)
 
 
 def _vars(region) -> set:
