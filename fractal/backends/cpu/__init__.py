@@ -8,7 +8,8 @@ over a stage box as strided views, fancy indexing otherwise), `ops` (one rule pe
 `elementwise` (expressions computed into dst and reused scratch), `rows` (gathers and
 scatters as one take/assignment of whole rows), `gemm` (batched GEMM that folds shared
 operands into single BLAS calls), `scan` (sequential loops that are scans, as one
-accumulate), `indices` (indices compiled to Python functions).
+accumulate), `indices` (indices compiled to Python functions), `threads` (big stages cut
+over the cores).
 """
 
 from .executor import CpuExecutable

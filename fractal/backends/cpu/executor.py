@@ -4,6 +4,7 @@ Loops and ifs run as Python control flow over compiled bounds (`parallel` loops 
 core runs them in order).  A stage runs each of its tile ops once for its whole box, op
 after op (points are independent by contract, so op-major order equals point-major
 order); `ops.RULES` turns each op into one batched NumPy call over views of the buffers.
+Big stages of programs that qualify are cut into one sub-box per thread (`threads`).
 A sequential loop that is a scan (one stage combining each step's result with the
 previous one) runs as one accumulate (`scan`).
 
@@ -27,6 +28,8 @@ from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 from .indices import compile_box, compile_index
 from .ops import RULES
 from .scan import compile_scan, match_scan
+from .threads import SplitStage, Team, plan, run_ops
+from .threads import workers as threads_available
 from .views import Memory, RegionAccess, allocate
 
 _COMPARE = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge,
@@ -47,8 +50,9 @@ class _Scope:
 class CpuExecutable:
     """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program, constants).run(inputs)`."""
 
-    def __init__(self, program: TileProgram, constants: Mapping[str, np.ndarray]):
+    def __init__(self, program: TileProgram, constants: Mapping[str, np.ndarray], threads: int | None = None):
         self.program = program
+        self.threads = threads_available() if threads is None else max(1, int(threads))
         self.memory = {b.name: Memory(b) for b in program.buffers}
         self._roles = {role: [b for b in program.buffers if b.role == role]
                        for role in ("input", "output", "temp", "const")}
@@ -59,6 +63,9 @@ class CpuExecutable:
         for b in self._roles["temp"]:
             self.memory[b.name].bind(allocate(b))
         self._profile: dict | None = None
+        self._plan = plan(program, self.threads)  # stage name -> how to split it
+        self.threads = self.threads if self._plan else 1
+        self._team = Team(self.threads)
         self._body = [self._stmt(s) for s in program.body]
 
     def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
@@ -70,7 +77,7 @@ class CpuExecutable:
             self.memory[name].bind(array)
         self._profile = profile
         try:
-            with np.errstate(all="ignore"):  # padded rows of ragged batches may overflow; never read
+            with np.errstate(all="ignore"), self._team.running():  # padded rows may overflow; never read
                 env: dict[str, int] = {}
                 for stmt in self._body:
                     stmt(env)
@@ -117,7 +124,7 @@ class CpuExecutable:
 
     def _stage(self, s: Stage):
         scope = _Scope(self.memory, tuple(d.var for d in s.dims))
-        ops = [RULES[type(op)](op, scope) for op in s.body]
+        ops = self._ops(s, scope)
         box_of = compile_box(s.dims)
         name = s.name
 
@@ -128,11 +135,20 @@ class CpuExecutable:
             los, box = box
             profile = self._profile
             t0 = perf_counter() if profile is not None else 0.0
-            for op in ops:
-                op(env, los, box)
+            ops(env, los, box)
             if profile is not None:
                 profile[name] = profile.get(name, 0.0) + perf_counter() - t0
         return run
+
+    def _ops(self, s: Stage, scope):
+        """One callable `run(env, los, box)` for a stage's ops, split over the threads when
+        the plan says so (`threads.plan`)."""
+        compile_ops = lambda: [RULES[type(op)](op, scope) for op in s.body]  # noqa: E731
+        split = self._plan.get(s.name)
+        if split is None:
+            ops = compile_ops()
+            return lambda env, los, box: run_ops(ops, env, los, box)
+        return SplitStage(compile_ops, split.per_point, split.dims, self.threads)
 
 
 def _checked(buffers, arrays: Mapping[str, np.ndarray], what: str) -> dict:
