@@ -211,6 +211,7 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
         add(run_system(INTERPRETER, "interpreter", False,
                        lambda: Prepared(lambda: m.model.interpret(*args), m.outputs), expected, 1, warm_up=False))
 
+    profile = stage_profile(m, args) if not systems[FRACTAL]["error"] else None
     cfg = m.CONFIGS[config]
     flops = float(USEFUL_FLOPS[name](cfg, args)) if name in USEFUL_FLOPS else None
     for rec in systems.values():
@@ -218,7 +219,28 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
             rec["gflops"] = flops / rec["median_ms"] / 1e6
             rec["pct_peak"] = 100.0 * rec["gflops"] / peak if peak else None
     return {"model": name, "config": config, "sizes": cfg, "useful_gflop": flops and flops / 1e9,
-            "systems": systems, "ratios": ratios(systems)}
+            "systems": systems, "ratios": ratios(systems), "profile": profile}
+
+
+def stage_profile(m, args, runs: int = 3, top: int = 3) -> dict:
+    """Where fractal's time goes: the `top` stages by time over `runs` profiled runs (ms per
+    run, share of the run, the stage's op kinds) and the threads the program ran on."""
+    compiled = m.model.compile(*args, backend="cpu")  # cached: the program just timed
+    seconds: dict = {}
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        compiled.run(*args, profile=seconds)
+    total = (time.perf_counter() - t0) / runs
+    stages = {st.name: st for st in compiled.tile_ir.stages()}
+    rows = []
+    for stage, sec in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]:
+        kinds = []
+        for op in stages[stage].body:
+            kind = getattr(op, "combiner", None) and f"reduce_{op.combiner}" or type(op).__name__.lower()
+            if kind not in kinds:
+                kinds.append(kind)
+        rows.append({"stage": stage, "ms": 1e3 * sec / runs, "share": sec / runs / total, "ops": kinds})
+    return {"stages": rows, "threads": compiled._executable.threads}
 
 
 def ratios(systems: dict) -> dict:

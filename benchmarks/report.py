@@ -213,6 +213,18 @@ def _details(results: dict) -> list[str]:
     return _table(["model", "config", "system", "median ms", "runs", "max abs err", "GFLOP/s", "% peak"], rows)
 
 
+def _profiles(results: dict) -> list[str]:
+    rows = []
+    for c in results["cases"]:
+        prof = c.get("profile")
+        if not prof:
+            continue
+        shown = "; ".join(f"{r['stage']} ({'+'.join(r['ops'])}) {r['ms']:.1f} ms, {100 * r['share']:.0f}%"
+                          for r in prof["stages"])
+        rows.append([c["model"], c["config"], str(prof["threads"]), shown])
+    return _table(["model", "config", "threads", "top stages (ops): ms per run, share of the run"], rows)
+
+
 def _load_lines(m: dict) -> list[str]:
     start, end = m.get("load_average_start"), m.get("load_average_end")
     if start is None:
@@ -253,6 +265,10 @@ def render(results: dict) -> str:
         lines += ["Notes:", "", *notes, ""]
     goal_rows = [[g["goal"], g["case"], g["shown"], g["status"]] for g in results.get("goals") or goals(results)]
     lines += ["## Goals", "", *_table(["goal", "case", "measured", "status"], goal_rows), "",
+              "## Where fractal's time goes", "",
+              "Stages by time in three profiled runs (`compiled.run(*args, profile=dict)`), and the threads "
+              "the program ran on (1: BLAS's own threads; more: big stages cut over the cores).", "",
+              *_profiles(results), "",
               "## All systems", "", *_details(results), "",
               "## Method", "",
               "Each system gets an untimed warm-up run, checked against the zoo's NumPy reference (max abs "

@@ -4,11 +4,13 @@ machine is shared, so nothing here asserts on a timing."""
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from benchmarks import cpu_backend, report
 from benchmarks.peers import Prepared
+from fractal.lower.tile_ir import TileProgram
 
 MODELS = ("stacked_lstm", "flash_attention")
 
@@ -71,6 +73,20 @@ def test_the_markdown_has_the_results_and_goals_tables(run):
     for model in MODELS:
         assert f"| {model} | small |" in md
     assert "## Goals" in md and "every model >= 20x faster than the interpreter" in md
+    assert "## Where fractal's time goes" in md
+
+
+def test_each_case_profiles_its_top_stages(run):
+    """Which stages dominate fractal's time (the goals' misses are explained from it)."""
+    results, _ = run
+    for case in results["cases"]:
+        prof = case["profile"]
+        assert prof["threads"] >= 1 and 1 <= len(prof["stages"]) <= 3
+        times = [r["ms"] for r in prof["stages"]]
+        assert times == sorted(times, reverse=True) and all(0 <= r["share"] <= 1.5 for r in prof["stages"])
+        assert all(r["ops"] and r["stage"] for r in prof["stages"])
+    (lstm,) = [c for c in results["cases"] if c["model"] == "stacked_lstm"]
+    assert any("gemm" in r["ops"] for r in lstm["profile"]["stages"])
 
 
 def test_quick_skips_the_interpreter(tmp_path):
@@ -118,10 +134,13 @@ def test_a_compiled_model_gets_its_compile_time_ratios_and_interpreter_speedup(m
     from fractal.lang.function import Function
 
     class Compiled:  # stands in for the CPU backend: runs the interpreter
+        tile_ir = TileProgram("p", [], [])
+        _executable = SimpleNamespace(threads=1)
+
         def __init__(self, fn):
             self.fn = fn
 
-        def run(self, *args):
+        def run(self, *args, profile=None):
             return self.fn.interpret(*args)
     monkeypatch.setattr(Function, "compile", lambda self, *args, backend: Compiled(self), raising=False)
     results = cpu_backend.run_benchmark(["b2b_gemm"], config="small", repeats=1,
