@@ -25,6 +25,8 @@ threadpoolctl (to hold BLAS to one thread) programs run on one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -60,6 +62,29 @@ def workers() -> int:
     return max(1, n) if _blas_controller() is not None else 1
 
 
+def _stop_spinning() -> None:
+    """Ends OpenBLAS's worker threads, which spin for about 100 ms after each multi-threaded
+    call (the caller's own NumPy products included) on the cores the split stages need:
+    a run starting right after one took 1.9x as long (124 ms against 66).  OpenBLAS starts
+    them again at its next multi-threaded call (88 us to stop; measured).  Other BLAS
+    libraries: nothing to do here."""
+    for fn in _shutdowns():
+        fn()
+
+
+@functools.lru_cache(maxsize=None)
+def _shutdowns() -> tuple:
+    out = []
+    for lib in _blas_controller().lib_controllers:
+        if lib.internal_api != "openblas":
+            continue
+        handle = ctypes.CDLL(lib.filepath)
+        fn = getattr(handle, "blas_thread_shutdown_", None)
+        if fn is not None:
+            out.append(fn)
+    return tuple(out)
+
+
 def _blas_controller():
     global _blas
     if _blas is None:
@@ -90,6 +115,7 @@ class Team:
         _local.team = self
         try:
             with _blas_controller().limit(limits=1):
+                _stop_spinning()
                 yield
         finally:
             _local.team = previous

@@ -216,3 +216,18 @@ def test_thread_count_from_the_environment(monkeypatch):
     monkeypatch.setenv("FRACTAL_NUM_THREADS", "4")
     monkeypatch.setattr(threads, "_blas", False)  # threadpoolctl missing: BLAS's threads cannot be held
     assert threads.workers() == 1
+
+
+def test_openblas_spinning_threads_are_stopped_and_restart():
+    """A split run first ends OpenBLAS's worker threads (they spin ~100 ms after each
+    multi-threaded call, on the cores the split stages need); BLAS starts them again at its
+    next multi-threaded call and gives the same products."""
+    if not any(lib["internal_api"] == "openblas" for lib in threadpool_info()):
+        pytest.skip("NumPy's BLAS is not OpenBLAS here: nothing spins to be stopped")
+    assert threads._shutdowns(), "OpenBLAS exports blas_thread_shutdown_"
+    a = np.random.default_rng(0).standard_normal((256, 256))
+    want = a @ a
+    with threads.Team(2).running():
+        np.testing.assert_allclose(a @ a, want, rtol=1e-12)  # one thread inside a run
+    assert threadpool_info()[0]["num_threads"] >= 1
+    np.testing.assert_allclose(a @ a, want, rtol=1e-12)  # threads restarted after it
