@@ -145,7 +145,7 @@ def test_split_stages_equal_one_thread_and_fork_only_big_boxes(forks, monkeypatc
         blas_threads.append(threadpool_info()[0]["num_threads"] if threadpool_info() else 1)
         multiply(*a)
     monkeypatch.setattr(ops, "multiply", recording)
-    np.testing.assert_allclose(split.run({"x": x})["h"], one, rtol=1e-6)
+    np.testing.assert_allclose(split.run({"x": x})["h"], one, rtol=1e-5, atol=1e-6)  # BLAS blocks differ
     assert forks == [3, 3] and blas_threads == [1, 1, 1]
     monkeypatch.setattr(threads, "MIN_ELEMENTS", 1 << 40)
     split.run({"x": x})
