@@ -231,7 +231,7 @@ class SplitStage:
     write of the stage names (the dims it may be cut along)."""
 
     def __init__(self, compile_ops, per_point: int, dims: tuple[int, ...], n_threads: int):
-        self.copies = [compile_ops() for _ in range(n_threads if dims else 1)]
+        self.copies = [compile_ops() for _ in range(n_threads)]  # `plan` gives only stages with dims
         self.per_point, self.dims = per_point, dims
 
     def __call__(self, env, los, box) -> None:
