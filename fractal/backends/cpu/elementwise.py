@@ -17,8 +17,9 @@ dtype.  What this module adds is *where* results go, since a fresh array per nod
 Only nodes whose dtype is known exactly take targets ("outable"): probed once with NumPy on
 one-element operands (exact under NumPy 2's dtype rules; under NumPy 1 only when all
 operands share one dtype), with in-place forms of the non-ufunc `sigmoid`, `relu`, `gelu`
-for float dtypes that repeat `tensor_ops`' arithmetic step by step (bit-identical), and
-`where` as `copyto(t, b); copyto(t, a, where=cond)`.  Every other node allocates as before.
+for float dtypes that repeat `tensor_ops`' arithmetic step by step (bit-identical), of
+`neg` (around a NumPy bug with strided operands, see `_negative_into`), and `where` as
+`copyto(t, b); copyto(t, a, where=cond)`.  Every other node allocates as before.
 """
 
 from __future__ import annotations
@@ -58,8 +59,18 @@ def _constant(value: float, dtype) -> np.generic:
 
 # --- in-place forms of tensor_ops' non-ufunc functions (same steps, same roundings) ---------
 
+def _negative_into(x, out, tmp):
+    """`np.negative(x, out=out)`, around a NumPy bug: NumPy 2.4's AVX-512 `negative` loop
+    reads a strided input wrongly when out is not contiguous (f32/i32 input of element
+    stride 4, f64/i64 of stride 8, on this machine's AVX-512 CPU; every other unary and
+    binary ufunc checked is right); with either operand contiguous it is right."""
+    if not (out.flags.c_contiguous or x.flags.c_contiguous):
+        x = np.ascontiguousarray(x)
+    return np.negative(x, out=out)
+
+
 def _sigmoid_into(x, out, tmp):
-    np.negative(x, out=out)
+    _negative_into(x, out, tmp)
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     np.add(1, out, out=out)
@@ -82,7 +93,7 @@ def _gelu_into(x, out, tmp):
     return np.multiply(out, tmp, out=out)
 
 
-INTO = {"sigmoid": _sigmoid_into, "relu": _relu_into, "gelu": _gelu_into}
+INTO = {"neg": _negative_into, "sigmoid": _sigmoid_into, "relu": _relu_into, "gelu": _gelu_into}
 NEEDS_TMP = frozenset({"gelu"})
 
 
@@ -151,7 +162,7 @@ def _typed(e, want, top, scope, ndst: int) -> _Node:
         return _Node("const", dtype=value.dtype, tail=(1,) * ndst, value=value)  # box dims stay leading
     if isinstance(e, Unary):
         fn = UNARY[e.op]
-        kind = "ufunc" if isinstance(fn, np.ufunc) else "into" if e.op in INTO else "call"
+        kind = "into" if e.op in INTO else "ufunc" if isinstance(fn, np.ufunc) else "call"
         return _node(kind, fn, e.op, (_typed(e.x, want, top, scope, ndst),))
     da, db = static_dtype(e.a, scope.dtypes), static_dtype(e.b, scope.dtypes)
     if isinstance(e, Binary) and e.op in BOOL_OPS:

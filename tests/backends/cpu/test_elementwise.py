@@ -50,6 +50,38 @@ def test_in_place_kernels_are_bit_identical_to_tensor_ops(name, dtype):
     np.testing.assert_array_equal(inplace, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(INTO))
+@pytest.mark.parametrize("step", [4, 8])
+def test_in_place_kernels_on_strided_operands(name, dtype, step):
+    """A strided input into a strided output (a column of dst): NumPy 2.4's AVX-512
+    `np.negative` reads an input of element stride 4 (f32) or 8 (f64) wrongly when out is
+    not contiguous; `neg` and `sigmoid` (which negates first) must not inherit that."""
+    x = (RNG.standard_normal((9, 3 * step)) * 4).astype(dtype)[:, ::step]
+    out, tmp = np.zeros((9, 2 * 3 * step), dtype)[:, ::2 * step], np.empty((9, 3), dtype)
+    with np.errstate(all="ignore"):
+        want = UNARY[name](x.copy())
+        INTO[name](x, out, tmp)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("fn", ["neg", "sigmoid"])
+def test_negation_into_a_column_of_dst(fn):
+    """Found by the random-program property: `neg(where(...))` written into column
+    `3 - i` of a [2, 4] buffer gave +2 for -2 on the second row (the NumPy bug above)."""
+    p = program("""  buffer c: f32[1] global input
+  buffer a: f32[2,1] global input
+  buffer b: f32[1,1] global input
+  buffer y: f32[2,4] global output""", f"""  for i in 0:4 sequential host {{
+    stage k() device {{
+      y[0:2, 3 - i] = {fn}(where(eq(c[0:1], 0.0), a[0:2, 0], b[0:1, 0]))
+    }}
+  }}""")
+    inputs = {"c": np.float32([3]), "a": np.float32([[-3], [-2]]), "b": np.float32([[2]])}
+    out = check(p, inputs)
+    np.testing.assert_array_equal(out["y"], np.full((2, 4), UNARY[fn](np.float32(2)), np.float32))
+
+
 def test_chains_write_into_dst_only_when_no_load_reads_it():
     """`h` is computed in place (`sub` into h, then `exp`, ...); `y` reads itself at another
     row, so its subexpressions go to registers and only the last op writes y."""
