@@ -26,15 +26,23 @@ from .tile_expr import Region
 from .tile_ir import Buffer, Copy, Gather, Loop, Scatter
 
 
+def _real(ids: np.ndarray) -> np.ndarray:
+    """Per point: whether it holds a list (None: a padding point of a ragged domain)."""
+    return np.array([x is not None for x in ids.flat], dtype=bool).reshape(ids.shape)
+
+
 def _lists(walker, eqn, env, first: int):
     em = walker.em
     lists = []
     for v in eqn.inputs[first:]:
         x = env[v]
         lists.append(broadcast_ids(x.ids, em.domain.extents))
-    lens = lengths(lists[0])
+    # a point is real only where every list is (padding points of a ragged domain hold None
+    # in lists of this domain, but values broadcast from an outer domain in the others)
+    valid = np.logical_and.reduce([_real(xs) for xs in lists])
+    lens = np.where(valid, lengths(lists[0]), 0)
     for other in lists[1:]:
-        bad = np.argwhere(lengths(other) != lens)
+        bad = np.argwhere(valid & (lengths(other) != lens))
         if len(bad):  # the interpreter's own check and message, at the first offending point
             pt = tuple(bad[0])
             common_length(eqn.op, [xs[pt] for xs in lists])

@@ -259,3 +259,20 @@ def test_lists_with_no_element_lower_to_ir_that_verifies(n):
     b = np.float64(3.0)
     compiled = compile_function(total_of_means, (xs, b), {}, verify=True)
     _close(compiled.run(xs, b), total_of_means.interpret(xs, b), atol=1e-12)
+
+
+def test_a_fold_over_an_outer_list_inside_maps_over_a_ragged_one():
+    """The fold's list comes from outside the maps, so it is defined at every point of their
+    padded domain, also where the ragged list has no element (an empty inner list): such a
+    point is not real and its lengths are not compared.  Found by the random programs
+    (it crashed on `len(None)`)."""
+    @ft.function
+    def folded(xss, ys):
+        return ft.map(lambda xs: ft.map(lambda x: ft.fold(lambda s, iy: s + s, ft.enumerate(ys), ft.mean(x)), xs),
+                      ft.flatten(xss))
+
+    leaf = ft.Tensor[(1,), np.float64]
+    xss = ft.fractal([[], [], [[], [np.full((1,), 2.0)]]], type=ft.FractalTensor[ft.FractalTensor[ft.FractalTensor[leaf]]])
+    ys = ft.fractal([[]], type=ft.FractalTensor[ft.FractalTensor[leaf]])
+    compiled = compile_function(folded, (xss, ys), {}, verify=True)
+    _close(compiled.run(xss, ys), folded.interpret(xss, ys), atol=1e-12)
