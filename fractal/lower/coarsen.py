@@ -7,7 +7,9 @@
    accessed point-locally (the same region) or at rows no two points can share (a gcd test).
 3. Fuse, inside a stage: a copy of a temporary into its final place makes the producer write
    there directly (a cell writes the next state slot); an element-wise temporary read by one
-   element-wise op only is inlined into it (one expression per cell update).
+   element-wise op only is inlined into it (one expression per cell update).  A temporary
+   of constants only (a `full`) is inlined as the one constant it holds, rounded to its
+   dtype: a bare constant has no dtype of its own (see `Elementwise`).
 4. GEMMs of a stage sharing their left operand become one over side-by-side weights, and
    so does a GEMM batched over a dim only its weights and result columns name
    (`fractal.lower.merge_gemms`).
@@ -30,11 +32,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+import numpy as np
+
+from fractal.lang.tensor_ops import BINARY, UNARY
+
 from .dependence import row_distances
 from .merge_gemms import merge_gemms, widen_gemms
 from .rewrite import map_stages, var_ranges
 from .schedule import parallel_nest
-from .tile_expr import Binary, Load, Unary, Where
+from .tile_expr import BOOL_OPS, Binary, Const, Load, Unary, Where, expr_loads
 from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProgram
 
 
@@ -121,7 +127,7 @@ def _fuse(program: TileProgram) -> TileProgram:
     while True:
         reads = Counter(r.buffer for st in program.stages() for op in st.body for r in op.reads)
         writes = Counter(r.buffer for st in program.stages() for op in st.body for r in op.writes)
-        temps = {b.name for b in program.buffers if b.role == "temp"}
+        temps = {b.name: b.dtype for b in program.buffers if b.role == "temp"}
         fused = map_stages(program, lambda st: _fuse_stage(st, reads, writes, temps))
         if fused == program:
             return program
@@ -156,12 +162,29 @@ def _fuse_stage(st: Stage, reads, writes, temps) -> Stage:
             if _clobbered(ops[k + 1:j], ops[k].reads):
                 continue
             expr = ops[k].expr
+            if not expr_loads(expr):
+                expr = Const(float(_constant_value(expr, temps[region.buffer])))
             new = Elementwise(op.dst, expr) if isinstance(op, Copy) else \
                 Elementwise(op.dst, _substitute(op.expr, region, expr))
             ops[j] = new
             del ops[k]
             return replace(st, body=tuple(ops))
     return st
+
+
+def _constant_value(e, dtype):
+    """The value a constants-only expression gives in a buffer of `dtype` (`Elementwise`'s
+    rules: constants typed like dst, compared as float64 numbers)."""
+    if isinstance(e, Const):
+        return np.asarray(e.value).astype(dtype)[()]
+    if isinstance(e, Unary):
+        return np.asarray(UNARY[e.op](_constant_value(e.x, dtype))).astype(dtype)[()]
+    if isinstance(e, Where):
+        cond = _constant_value(e.cond, np.dtype(bool))
+        return _constant_value(e.a if cond else e.b, dtype)
+    operands = np.float64 if e.op in BOOL_OPS else dtype
+    value = BINARY[e.op](_constant_value(e.a, operands), _constant_value(e.b, operands))
+    return np.asarray(value).astype(dtype)[()]
 
 
 def _retargetable(op) -> bool:

@@ -8,6 +8,7 @@ is kept, even of size 1 (`i:i + 1`), like `x[i:i+1]`.
 An element expression (the right side of an `Elementwise`) is a tree of `Load(region)`,
 `Const(float)`, `Unary(op, x)`, `Binary(op, a, b)` and `Where(cond, a, b)`, with op names
 from `fractal.lang.tensor_ops.UNARY` / `BINARY` (`exp`, `tanh`, `sigmoid`, `add`, `mul`, `lt`...).
+The ops of `BOOL_OPS` give bool.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from typing import Union
 
 from .tile_affine import Aff, aff
+
+
+BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"})
 
 
 def _set(obj, name, value) -> None:

@@ -151,7 +151,10 @@ class Gemm(_Op):
 
 @dataclass(frozen=True)
 class Elementwise(_Op):
-    """`dst = expr`, every load broadcast (NumPy rules) to the dst shape, computed in dst's dtype."""
+    """`dst = expr`, every load broadcast (NumPy rules) to the dst shape, computed in dst's dtype.
+
+    A constant takes the dtype of its sibling operand, else dst's; the operands of a
+    comparison with no typed operand (constants only) compare as float64 numbers."""
 
     dst: Region
     expr: Expr

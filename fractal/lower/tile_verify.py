@@ -37,13 +37,13 @@ from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lang.types import DTYPES, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
+from .tile_expr import BOOL_OPS
 from .tile_ir import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES, TILE_OPS, Binary,
                       Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce, Region,
                       Stage, TileProgram, Unary, Where)
 from .tile_printer import header, name_problem, print_region
 
 _BOOL = np.dtype(bool)
-_BOOL_OPS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 _NEGATE = {"<": ">=", "<=": ">", "==": "!=", "!=": "==", ">=": "<", ">": "<="}
 _INDEX_DTYPES = (np.dtype("int32"), np.dtype("int64"))
 
@@ -324,7 +324,7 @@ class _Verifier:
             if e.op not in UNARY:
                 raise _fail(f"unknown unary op {e.op!r}", op)
             d = self.expr_dtype(e.x, op)
-            return _BOOL if e.op in _BOOL_OPS else d
+            return _BOOL if e.op in BOOL_OPS else d
         if isinstance(e, (Binary, Where)):
             if isinstance(e, Binary) and e.op not in BINARY:
                 raise _fail(f"unknown binary op {e.op!r}", op)
@@ -336,7 +336,7 @@ class _Verifier:
             if a is not None and b is not None and a != b:
                 raise _fail(f"operands of {getattr(e, 'op', 'where')} have different dtypes "
                             f"{_dt(a)} and {_dt(b)}", op)
-            if isinstance(e, Binary) and e.op in _BOOL_OPS:
+            if isinstance(e, Binary) and e.op in BOOL_OPS:
                 return _BOOL
             return a if a is not None else b
         raise _fail(f"not an element expression: {e!r}", op)  # pragma: no cover (expr_loads checks first)

@@ -276,3 +276,22 @@ def test_a_fold_over_an_outer_list_inside_maps_over_a_ragged_one():
     ys = ft.fractal([[]], type=ft.FractalTensor[ft.FractalTensor[leaf]])
     compiled = compile_function(folded, (xss, ys), {}, verify=True)
     _close(compiled.run(xss, ys), folded.interpret(xss, ys), atol=1e-12)
+
+
+def test_a_comparison_of_two_fulls_keeps_its_answer():
+    """`full(-0.5) < full(0.0)` in a fold: coarsening inlines both fulls as constants, which
+    must still compare as numbers into the bool temporary (found by the random programs:
+    they compared as bools, True < False, and the fold took the other branch)."""
+    @ft.function
+    def folded(xs, b):
+        def step(state, x):
+            total, kept = state
+            keep = ft.where(ft.full((), -0.5, ft.float64) < ft.full((), 0.0, ft.float64), kept, total)
+            return total + kept * 3, keep
+        return ft.fold(step, xs, (ft.mean(b), ft.full((), 0.25, ft.float64)))[0]
+
+    xs = ft.fractal([np.zeros((1,))] * 2, type=ft.FractalTensor[ft.Tensor[(1,), np.float64]])
+    b = np.full((1, 1), 0.5)
+    compiled = compile_function(folded, (xs, b), {}, verify=True)
+    _close(compiled.run(xs, b), folded.interpret(xs, b), atol=1e-12)
+    assert float(compiled.run(xs, b)) == 0.5 + 6 * 0.25

@@ -385,6 +385,21 @@ def test_coarsen_inlines_an_elementwise_temporary_read_once():
     """))
 
 
+def test_coarsen_inlines_a_temporary_of_constants_as_the_value_it_holds():
+    """A bare constant has no dtype of its own: a temporary of constants only (a `full`)
+    is inlined as the one value it holds in its dtype (f32 here: 0.1 + 0.2 rounded)."""
+    held = float(np.float32(0.1) + np.float32(0.2))
+    assert held != 0.1 + 0.2
+    assert_rewrites(coarsen, program(WITH_T, """
+        stage cell(m in 0:3) device {
+          t[m, 0:4] = add(0.1, 0.2)
+          y[m, 0:4] = mul(t[m, 0:4], x[m, 0:4])
+        }
+    """), program(COARSEN_BUFFERS, f"""
+        stage cell(m in 0:3) device {{ y[m, 0:4] = mul({held!r}, x[m, 0:4]) }}
+    """))
+
+
 def test_coarsen_keeps_a_temporary_read_twice():
     """A temporary read twice is computed once and stored, not inlined twice."""
     assert_unchanged(coarsen, program(WITH_T, """

@@ -2,7 +2,8 @@
 
 Semantics are those of the plain evaluation `fn(children...)` per node (`tensor_ops.UNARY`
 / `BINARY`, `np.where`), loads broadcast (their shapes right-aligned to dst's by size-1
-axes), a constant typed like its sibling operand (else like dst), the result cast to dst's
+axes), a constant typed like its sibling operand (else like dst; in a comparison with no typed
+operand, float64), the result cast to dst's
 dtype.  What this module adds is *where* results go, since a fresh array per node per run
 (e.g. every step of a wavefront loop) costs allocations, page faults and cache misses:
 
@@ -30,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fractal.lang.tensor_ops import BINARY, UNARY
+from fractal.lower.tile_expr import BOOL_OPS
 from fractal.lower.tile_ir import Binary, Const, Load, Unary, Where, expr_loads
 
 BOOL = np.dtype(bool)
-BOOL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"})
+F64 = np.dtype(np.float64)
 _EXACT_PROBE = np.lib.NumpyVersion(np.__version__) >= "2.0.0"  # NEP 50: dtypes never depend on values
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -151,7 +153,7 @@ def _node(kind: str, fn, name: str, children: tuple) -> _Node:
     return _Node(kind, fn, name, children, dtype, tail, outable=_outable(kind, dtype, children))
 
 
-def _typed(e, want, top, scope, ndst: int) -> _Node:
+def _typed(e, want, scope, ndst: int) -> _Node:
     """The typed tree of `e`; a constant takes the dtype `want`."""
     if isinstance(e, Load):
         pads = ndst - len(e.region.shape)
@@ -163,14 +165,14 @@ def _typed(e, want, top, scope, ndst: int) -> _Node:
     if isinstance(e, Unary):
         fn = UNARY[e.op]
         kind = "into" if e.op in INTO else "ufunc" if isinstance(fn, np.ufunc) else "call"
-        return _node(kind, fn, e.op, (_typed(e.x, want, top, scope, ndst),))
+        return _node(kind, fn, e.op, (_typed(e.x, want, scope, ndst),))
     da, db = static_dtype(e.a, scope.dtypes), static_dtype(e.b, scope.dtypes)
     if isinstance(e, Binary) and e.op in BOOL_OPS:
-        want = top  # constants compared with constants: in dst's dtype, not bool
-    a = _typed(e.a, db if db is not None else want, top, scope, ndst)
-    b = _typed(e.b, da if da is not None else want, top, scope, ndst)
+        want = F64  # constants compared with constants: as the exact numbers they are
+    a = _typed(e.a, db if db is not None else want, scope, ndst)
+    b = _typed(e.b, da if da is not None else want, scope, ndst)
     if isinstance(e, Where):
-        return _node("where", np.where, "where", (_typed(e.cond, BOOL, top, scope, ndst), a, b))
+        return _node("where", np.where, "where", (_typed(e.cond, BOOL, scope, ndst), a, b))
     return _node("ufunc", BINARY[e.op], e.op, (a, b))
 
 
@@ -263,7 +265,7 @@ def compile_elementwise(op, scope):
     """`run(env, los, box)` for an `Elementwise` op."""
     dst = scope.access(op.dst)
     dtype = dst.dtype
-    root = _typed(op.expr, dtype, dtype, scope, len(op.dst.shape))
+    root = _typed(op.expr, dtype, scope, len(op.dst.shape))
     alias_free = all(r.buffer != op.dst.buffer for r in expr_loads(op.expr))
     em = _Emitter()
     if dst.is_view and root.outable and root.dtype == dtype and root.tail == op.dst.shape \

@@ -75,21 +75,21 @@ def dtype_of(e, arrays):
     return a if a is not None else dtype_of(e.b, arrays)
 
 
-def evaluate(e, env, arrays, want, top):
+def evaluate(e, env, arrays, want):
     """An element expression; a constant is typed like its sibling operand, else `want`."""
     if isinstance(e, Load):
         return region(e.region, env, arrays)
     if isinstance(e, Const):
         return np.asarray(e.value).astype(want)[()]
     if isinstance(e, Unary):
-        return UNARY[e.op](evaluate(e.x, env, arrays, want, top))
+        return UNARY[e.op](evaluate(e.x, env, arrays, want))
     da, db = dtype_of(e.a, arrays), dtype_of(e.b, arrays)
     if isinstance(e, Binary) and e.op in BOOL_OPS:
-        want = top
-    a = evaluate(e.a, env, arrays, db if db is not None else want, top)
-    b = evaluate(e.b, env, arrays, da if da is not None else want, top)
+        want = np.dtype(np.float64)  # constants compared with constants: exactly
+    a = evaluate(e.a, env, arrays, db if db is not None else want)
+    b = evaluate(e.b, env, arrays, da if da is not None else want)
     if isinstance(e, Where):
-        return np.where(evaluate(e.cond, env, arrays, np.dtype(bool), top), a, b)
+        return np.where(evaluate(e.cond, env, arrays, np.dtype(bool)), a, b)
     return BINARY[e.op](a, b)
 
 
@@ -103,7 +103,7 @@ def run_op(op, env, arrays) -> None:
         dst[...] = get(op.src).astype(dst.dtype)
     elif isinstance(op, Elementwise):
         dst = get(op.dst)
-        dst[...] = evaluate(op.expr, env, arrays, dst.dtype, dst.dtype)
+        dst[...] = evaluate(op.expr, env, arrays, dst.dtype)
     elif isinstance(op, Reduce):
         src, dst = get(op.src), get(op.dst)
         dst[...] = COMBINE[op.combiner].reduce(src, axis=op.axes, dtype=dst.dtype, keepdims=dst.ndim == src.ndim)

@@ -138,3 +138,17 @@ def test_constants_only_subexpressions_where_and_f16():
     assert out["y"].dtype == np.float16
     np.testing.assert_array_equal(out["y"], np.where(a < 0, a * np.float16(2), a))
     np.testing.assert_array_equal(out["k"], b + np.float32(2))
+
+
+def test_constants_compared_with_constants_compare_as_numbers():
+    """With no typed operand, a comparison's constants are float64 numbers, also where dst
+    is bool (found by the random programs: `lt(-0.5, 0.0)` into a bool dst compared
+    True < False)."""
+    p = program("""  buffer b: bool[2] global output
+  buffer y: f32[2] global output""", """  stage k(i in 0:2) device {
+    b[i] = lt(-0.5, 0.0)
+    y[i] = where(eq(0.5, 1.0), 1.0, 2.0)
+  }""")
+    out = check(p, {})
+    np.testing.assert_array_equal(out["b"], [True, True])
+    np.testing.assert_array_equal(out["y"], [2.0, 2.0])
