@@ -15,7 +15,8 @@ step: two batched 64x64 GEMMs and its softmax): 2.0x faster split than with BLAS
 and serial NumPy.  A GEMM that runs alone (the recurrent [64,256] @ [256,1024] of an LSTM
 step) is faster on BLAS's threads: 230 us against 300-330 us cut over two Python threads.
 
-Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
+A stage of GEMMs that each fold into one BLAS call (an operand every point shares) is
+not worth splitting: BLAS's threads split that one call as well.  Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
 was measured on, so a stage is split only when its largest box touches `MIN_ELEMENTS`
 elements, and a run of it only when that run's box does.  `FRACTAL_NUM_THREADS` sets the
 number of threads (default: the cores this process may run on; 1: none); without
@@ -190,12 +191,28 @@ class Split(NamedTuple):
 
 def plan(program: TileProgram, n_threads: int) -> dict[str, Split]:
     """The stages to split over `n_threads` threads, by name; empty: run on one thread.
-    Only when every stage holding a GEMM qualifies (see the module docstring)."""
+    Only when every stage holding a GEMM qualifies (see the module docstring), and some
+    qualifying stage is more than GEMMs each of one BLAS call (`one_call_gemms`)."""
     if n_threads == 1:
         return {}
     splits = qualifying(program)
-    gemm_stages = {st.name for st in program.stages() if any(isinstance(op, Gemm) for op in st.body)}
-    return splits if gemm_stages <= splits.keys() else {}
+    stages = {st.name: st for st in program.stages()}
+    gemm_stages = {name for name, st in stages.items() if any(isinstance(op, Gemm) for op in st.body)}
+    if not gemm_stages <= splits.keys() or all(one_call_gemms(stages[name]) for name in splits):
+        return {}
+    return splits
+
+
+def one_call_gemms(st: Stage) -> bool:
+    """Whether the stage is only GEMMs each with an operand every point shares (`x @ W`):
+    the executor folds the whole box into one BLAS call, which BLAS's own threads split as
+    well as ours (b2b_gemm's two [8192, 64] @ [64, 256]-sized products: 3.1 ms on BLAS's
+    threads, 3.6 ms cut over ours)."""
+    names = {d.var for d in st.dims}
+
+    def shared(r) -> bool:
+        return not any(names & x.vars() for x in r.start)
+    return all(isinstance(op, Gemm) and (shared(op.a) or shared(op.b)) for op in st.body)
 
 
 def qualifying(program: TileProgram) -> dict[str, Split]:
