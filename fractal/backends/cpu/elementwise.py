@@ -2,10 +2,10 @@
 
 Semantics are those of the plain evaluation `fn(children...)` per node (`tensor_ops.UNARY`
 / `BINARY`, `np.where`), loads broadcast (their shapes right-aligned to dst's by size-1
-axes), a constant typed like its sibling operand (else like dst; in a comparison with no typed
-operand, float64), the result cast to dst's
-dtype.  What this module adds is *where* results go, since a fresh array per node per run
-(e.g. every step of a wavefront loop) costs allocations, page faults and cache misses:
+axes), a constant typed like its sibling operand (else like dst; float64 in a comparison of
+constants only), the result cast to dst's dtype.  What this module adds is *where*
+results go, since a fresh array per node per run (e.g. every step of a wavefront loop)
+costs allocations, page faults and cache misses:
 
 * the root writes straight into dst's view (`out=`, cast there if dst is wider);
 * a node writes into a *target*: its parent's target when it is the parent's first child

@@ -16,7 +16,9 @@ and serial NumPy.  A GEMM that runs alone (the recurrent [64,256] @ [256,1024] o
 step) is faster on BLAS's threads: 230 us against 300-330 us cut over two Python threads.
 
 A stage of GEMMs that each fold into one BLAS call (an operand every point shares) is
-not worth splitting: BLAS's threads split that one call as well.  Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
+not worth splitting: BLAS's threads split that one call as well.
+
+Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
 was measured on, so a stage is split only when its largest box touches `MIN_ELEMENTS`
 elements, and a run of it only when that run's box does.  `FRACTAL_NUM_THREADS` sets the
 number of threads (default: the cores this process may run on; 1: none); without
