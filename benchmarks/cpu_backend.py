@@ -55,7 +55,7 @@ from examples import zoo  # noqa: E402
 DTYPE = np.float32
 EXTRA_CONFIGS = {"stacked_lstm": ("cpu_small_batch",), "flash_attention": ("cpu_seq2048",)}
 BUDGET_S = 6.0  # timed seconds per system and case before it stops repeating
-SHORT_S, SHORT_FACTOR = 0.02, 5  # a case of runs under 20 ms gets 5x the runs (see `interleave`)
+SHORT_S, SHORT_FACTOR = 0.02, 5  # a case with runs under 20 ms gets 5x the runs (see `interleave`)
 FRACTAL, INTERPRETER, REFERENCE = "fractal cpu", "interpreter", "numpy reference"
 
 
@@ -143,8 +143,8 @@ class Timed:
 
 def interleave(timed: list[Timed], repeats: int) -> list[dict]:
     """Time the systems round-robin (a slow moment of a shared machine slows every system's
-    runs alike, so their ratios hold better than their times); their records.  A case whose
-    first round took under `SHORT_S` per system gets `SHORT_FACTOR` times the runs (unless one
+    runs alike, so their ratios hold better than their times); their records.  A case where
+    some system's first run took under `SHORT_S` gets `SHORT_FACTOR` times the runs (unless one
     run was asked for): a few milliseconds are easily swayed by the machine, and more runs
     cost little."""
     rounds, k = repeats, 0
@@ -152,7 +152,7 @@ def interleave(timed: list[Timed], repeats: int) -> list[dict]:
         for t in timed:
             t.step(rounds)
         k += 1
-        if k == 1 < repeats and all(t.times and t.times[0] < SHORT_S for t in timed if t.prepared is not None):
+        if k == 1 < repeats and any(t.times and t.times[0] < SHORT_S for t in timed if t.prepared is not None):
             rounds = repeats * SHORT_FACTOR
     return [t.finish() for t in timed]
 
