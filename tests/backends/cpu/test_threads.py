@@ -73,28 +73,18 @@ def test_plan_leaves_gemms_of_one_blas_call_each_to_blas():
     """b2b_gemm's shape: stages of GEMMs with a weight every point shares fold into one
     BLAS call each, which BLAS's own threads split: no stage is cut, even when they
     qualify; a GEMM of a per-point pair (flash's `q[b] @ k[b]`) is many calls: cut."""
-    two = """tile @t {
-  buffer x: f32[4096,1,256] global input
-  buffer w: f32[256,256] global const
-  buffer v: f32[256,64] global const
-  buffer g: f32[4096,1,256] global temp
-  buffer h: f32[4096,1,64] global output
-  stage first(b in 0:4096) device {
-    g[b, 0:1, 0:256] = gemm(x[b, 0:1, 0:256], w[0:256, 0:256])
-  }
-  stage second(b in 0:4096) device {
-    h[b, 0:1, 0:64] = gemm(g[b, 0:1, 0:256], v[0:256, 0:64])
-  }
-}"""
+    big = CELL.replace("64", "4096")
+    two = big.replace("buffer g:", "buffer v: f32[1024,1024] global const\n  buffer g:").replace(
+        "tanh(g[b, 0:1, 0:1024])", "gemm(g[b, 0:1, 0:1024], v[0:1024, 0:1024])")
     p = program(two)
-    assert set(threads.qualifying(p)) == {"first", "second"}
+    assert set(threads.qualifying(p)) == {"gates", "cell"}
     assert all(threads.one_call_gemms(st) for st in p.stages())
     assert threads.plan(p, 2) == {}
-    per_point = program(two.replace("buffer v: f32[256,64] global const", "buffer v: f32[4096,256,64] global input")
-                        .replace("v[0:256, 0:64]", "v[b, 0:256, 0:64]"))
-    assert not threads.one_call_gemms(next(st for st in per_point.stages() if st.name == "second"))
-    assert set(threads.plan(per_point, 2)) == {"first", "second"}
-    assert set(threads.plan(program(CELL.replace("64", "4096")), 2)) == {"gates", "cell"}, "the cell is not a GEMM"
+    per_point = program(two.replace("v: f32[1024,1024] global const", "v: f32[4096,1024,1024] global input")
+                        .replace("v[0:1024, 0:1024]", "v[b, 0:1024, 0:1024]"))
+    assert not threads.one_call_gemms(next(st for st in per_point.stages() if st.name == "cell"))
+    assert set(threads.plan(per_point, 2)) == {"gates", "cell"}
+    assert set(threads.plan(program(big), 2)) == {"gates", "cell"}, "the cell is not a GEMM"
 
 
 def test_qualifying_stages_name_their_dims_and_per_point_work(monkeypatch):
