@@ -98,7 +98,11 @@ def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bo
     t1 = perf_counter()
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
-    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, verify=verify)
+    from .backends.cpu.policy import CpuPolicy
+    from .lower.hardware import this_cpu
+    from .lower.target import Target
+    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, verify=verify,
+                                target=Target("host", "cpu", this_cpu(), CpuPolicy()))
     t3 = perf_counter()
     from .backends.cpu import CpuExecutable
     used = {b.name for b in tile_ir.buffers}

@@ -115,3 +115,48 @@ def carrying_dim(v) -> int | None:
 def lexicographically_positive(v) -> bool:
     k = carrying_dim(v)
     return k is not None and v[k] > 0
+
+
+def touch_deltas(xs, ys, n_fixed: int, n_over: int) -> isl.Set:
+    """The differences over the last `n_over` dims between instances that touch a common
+    element, at least one of them writing, whose first `n_fixed` dims are equal.
+
+    `xs` and `ys` are lists of `(access map, is_write)`; every map's domain has the same
+    `n_fixed + n_over` dims and its range is a buffer's element space, tagged by buffer (so
+    accesses of different buffers never meet).  The result is a set over `n_over` dims: `y - x`
+    for each pair (x from `xs`, y from `ys`)."""
+    n = n_fixed + n_over
+    gx, gy = _by_buffer(xs), _by_buffer(ys)
+    rel = None
+    for buffer in gx.keys() & gy.keys():
+        (xw, xr), (yw, yr) = gx[buffer], gy[buffer]
+        for a, b in ((xw, yw), (xw, yr), (xr, yw)):
+            if a is not None and b is not None:
+                pairs = a.apply_range(b.reverse())
+                rel = pairs if rel is None else rel.union(pairs)
+    if rel is None:
+        return isl.Set("{ [" + ", ".join(f"d{k}" for k in range(n_over)) + "] : false }")
+    if n_fixed:
+        rel = rel.intersect(_equal_prefix(n, n_fixed))
+    d = rel.deltas()
+    return d.project_out(isl.dim_type.set, 0, n_fixed) if n_fixed else d
+
+
+def _by_buffer(accesses) -> dict:
+    """buffer tag -> (union of the writes, union of the reads), None where there are none."""
+    out: dict = {}
+    for m, writes in accesses:
+        w, r = out.get(m.get_tuple_name(isl.dim_type.out), (None, None))
+        if writes:
+            w = m if w is None else w.union(m)
+        else:
+            r = m if r is None else r.union(m)
+        out[m.get_tuple_name(isl.dim_type.out)] = (w, r)
+    return out
+
+
+def _equal_prefix(n: int, k: int) -> isl.Map:
+    xs = [f"x{j}" for j in range(n)]
+    ys = [f"y{j}" for j in range(n)]
+    cons = " and ".join(f"x{j} = y{j}" for j in range(k))
+    return isl.Map(f"{{ [{', '.join(xs)}] -> [{', '.join(ys)}] : {cons} }}")

@@ -14,6 +14,7 @@ For the stacked LSTM `(fold layers, map batch, scan time)` with
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -44,28 +45,84 @@ MAX_COEFFICIENT = 3
 
 def find_wavefront(vectors, extents) -> Wavefront | None:
     """The best hyperplane schedule for these dependences, or None when none is needed/possible."""
-    vectors = [v for v in vectors if any(v)]
-    carriers = sorted({carrying_dim(v) for v in vectors})
-    if len(carriers) < 2 or any(v[carrying_dim(v)] < 0 for v in vectors):
+    h = find_hyperplane(vector_set(vectors, len(extents)), extents)
+    if h is None:
         return None
-    involved = sorted({k for v in vectors for k, x in enumerate(v) if x})
-    best = None
-    for coeffs in itertools.product(range(MAX_COEFFICIENT + 1), repeat=len(involved)):
-        h = [0] * len(extents)
-        for k, c in zip(involved, coeffs):
-            h[k] = c
-        if 1 not in h or not all(np.dot(h, v) >= 1 for v in vectors):
-            continue
-        steps = 1 + sum(c * (e - 1) for c, e in zip(h, extents) if e > 0)
-        key = (steps, sum(h), [-c for c in h])
-        if best is None or key < best[0]:
-            best = (key, tuple(h))
-    if best is None:
-        return None
-    h = best[1]
     pivot = max(k for k, c in enumerate(h) if c == 1)  # unimodular: drop the unit row of a coefficient-1 dim
     rows = [h] + [tuple(int(j == k) for j in range(len(h))) for k in range(len(h)) if k != pivot]
-    return Wavefront(tuple(rows), best[0][0], max_points_per_step(h, extents), loop_nest(rows, extents))
+    return Wavefront(tuple(rows), steps(h, extents), max_points_per_step(h, extents), loop_nest(rows, extents))
+
+
+def vector_set(vectors, n: int) -> isl.Set:
+    """The distance vectors as an isl set over `n` dims."""
+    names = ", ".join(f"d{k}" for k in range(n))
+    points = [" and ".join(f"d{k} = {x}" for k, x in enumerate(v)) or "true" for v in vectors]
+    return isl.Set(f"{{ [{names}] : {' or '.join(f'({p})' for p in points) or 'false'} }}")
+
+
+def steps(h, extents) -> int:
+    """Sequential steps of hyperplane `h` over a box of `extents`."""
+    return 1 + sum(c * (e - 1) for c, e in zip(h, extents) if e > 0)
+
+
+def find_hyperplane(deltas: isl.Set, extents) -> tuple[int, ...] | None:
+    """The hyperplane `h` (coefficients 0..MAX_COEFFICIENT) with `h . d >= 1` for every non-zero
+    distance `d` in `deltas` (an isl set of differences over the box's dims, oriented here:
+    a lexicographically negative one stands for its opposite) that takes the fewest steps over
+    the box (ties: the smaller coefficient sum, then larger leading coefficients), or None when
+    fewer than two dims carry dependences (no wavefront is needed) or none is legal."""
+    n = len(extents)
+    forward = _oriented(deltas, n)
+    carriers = [k for k in range(n) if not forward.intersect(_leads(n, k)).is_empty()]
+    if len(carriers) < 2:
+        return None
+    involved = [k for k in range(n) if not forward.intersect(_nonzero(n, k)).is_empty()]
+    candidates = []
+    for coeffs in itertools.product(range(MAX_COEFFICIENT + 1), repeat=len(involved)):
+        h = [0] * n
+        for k, c in zip(involved, coeffs):
+            h[k] = c
+        if 1 in h:
+            candidates.append(((steps(h, extents), sum(h), [-c for c in h]), tuple(h)))
+    for _, h in sorted(candidates):
+        if forward.intersect(_behind(h)).is_empty():
+            return h
+    return None
+
+
+def _oriented(deltas: isl.Set, n: int) -> isl.Set:
+    """The non-zero differences, each lexicographically positive (a negative one negated)."""
+    pos = deltas.intersect(_lexpos(n))
+    neg = deltas.intersect(_lexpos(n).apply(_negate(n)))
+    return pos.union(neg.apply(_negate(n))).coalesce()
+
+
+def _names(n: int) -> str:
+    return ", ".join(f"d{k}" for k in range(n))
+
+
+def _lexpos(n: int) -> isl.Set:
+    return functools.reduce(isl.Set.union, (_leads(n, k) for k in range(n)), isl.Set(f"{{ [{_names(n)}] : false }}"))
+
+
+def _leads(n: int, k: int) -> isl.Set:
+    """Differences whose first non-zero entry is entry k, positive."""
+    zeros = " and ".join([f"d{j} = 0" for j in range(k)] + [f"d{k} >= 1"])
+    return isl.Set(f"{{ [{_names(n)}] : {zeros} }}")
+
+
+def _nonzero(n: int, k: int) -> isl.Set:
+    return isl.Set(f"{{ [{_names(n)}] : d{k} < 0 or d{k} > 0 }}")
+
+
+def _negate(n: int) -> isl.Map:
+    return isl.Map(f"{{ [{_names(n)}] -> [{', '.join(f'-d{k}' for k in range(n))}] }}")
+
+
+def _behind(h) -> isl.Set:
+    """Differences the hyperplane does not move forward: `h . d <= 0`."""
+    dot = " + ".join(f"{c}*d{k}" for k, c in enumerate(h) if c) or "0"
+    return isl.Set(f"{{ [{_names(len(h))}] : {dot} <= 0 }}")
 
 
 def loop_nest(rows, extents) -> str:

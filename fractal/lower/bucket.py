@@ -1,4 +1,4 @@
-"""Pass 2b, bucket: each step of a sorted ragged batch runs only its live sequences.
+"""Pass 10, bucket: each step of a sorted ragged batch runs only its live sequences.
 
 The lowering sorts a ragged batch by length and marks a sequential loop over its steps with
 its live prefix (`active m < n(s)`, `fractal.lower.lower_ragged`).  After coarsening, the map
@@ -26,6 +26,7 @@ from .tile_ir import Dim, If, Loop, Stage, TileProgram
 
 
 def bucket(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 10, bucket: stages in a step of a sorted ragged batch shrink to its live points."""
     ranges = var_ranges(program.body)
 
     def block(stmts, active: tuple) -> list:

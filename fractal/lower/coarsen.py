@@ -1,16 +1,16 @@
-"""Pass 2, graph coarsening: fewer, bigger stages.
+"""Passes 5-9, graph coarsening: fewer, bigger stages.
 
-1. Batch: the parallel loops directly around a stage become the stage's dims, so each tile
+1. Batch (pass 5): the parallel loops directly around a stage become the stage's dims, so each tile
    op runs once for all points of the parallel set (one batched GEMM for a batch of cells);
    a dim that no region mentions would only repeat the same work, and is dropped.
-2. Merge: consecutive stages over the same dims become one when every buffer they share is
+2. Merge (pass 6): consecutive stages over the same dims become one when every buffer they share is
    accessed point-locally (the same region) or at rows no two points can share (a gcd test).
-3. Fuse, inside a stage: a copy of a temporary into its final place makes the producer write
+3. Fuse (pass 7), inside a stage: a copy of a temporary into its final place makes the producer write
    there directly (a cell writes the next state slot); an element-wise temporary read by one
    element-wise op only is inlined into it (one expression per cell update).  A temporary
    of constants only (a `full`) is inlined as the one constant it holds, rounded to its
    dtype: a bare constant has no dtype of its own (see `Elementwise`).
-4. GEMMs of a stage sharing their left operand become one over side-by-side weights, and
+4. GEMMs of a stage sharing their left operand (passes 8 and 9) become one over side-by-side weights, and
    so does a GEMM batched over a dim only its weights and result columns name
    (`fractal.lower.merge_gemms`).
 
@@ -36,32 +36,28 @@ import numpy as np
 
 from fractal.lang.tensor_ops import BINARY, UNARY
 
-from .dependence import row_distances
-from .merge_gemms import merge_gemms, widen_gemms
-from .rewrite import map_stages, var_ranges
+from .dependences import accesses, deltas, only_zero
+from .rewrite import Path, map_stages, prune_buffers, rewrite_blocks
 from .schedule import parallel_nest
 from .tile_expr import BOOL_OPS, Binary, Const, Load, Unary, Where, expr_loads
 from .tile_ir import Copy, Elementwise, Gemm, If, Loop, Scatter, Stage, TileProgram
 
 
-def coarsen(program: TileProgram, ctx=None) -> TileProgram:
-    body = _map_blocks(program.body, _batch)
-    body = _map_blocks(body, _merger(var_ranges(body)))
-    program = replace(program, body=tuple(body))
-    program = widen_gemms(merge_gemms(_fuse(program)))
-    used = {r.buffer for st in program.stages() for op in st.body for r in op.reads + op.writes}
-    return replace(program, buffers=tuple(b for b in program.buffers if b.name in used or b.role != "temp"))
+def batch(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 5, batch: the parallel loops directly around a stage become its dims."""
+    return rewrite_blocks(program, lambda stmts, path: _batch(stmts))
 
 
-def _map_blocks(stmts, fn) -> list:
-    out = []
-    for s in stmts:
-        if isinstance(s, Loop):
-            s = replace(s, body=tuple(_map_blocks(s.body, fn)))
-        elif isinstance(s, If):
-            s = replace(s, then=tuple(_map_blocks(s.then, fn)), orelse=tuple(_map_blocks(s.orelse, fn)))
-        out.append(s)
-    return fn(out)
+def merge(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 6, merge: consecutive stages over the same dims that only meet point-locally
+    become one (the dependence engine decides)."""
+    return rewrite_blocks(program, _Merger(program, ctx).merge)
+
+
+def fuse(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 7, fuse: inside each stage, a temporary copied to its final place is written
+    there, and an element-wise temporary read once is inlined into its reader."""
+    return prune_buffers(_fuse(program))
 
 
 def _batch(stmts) -> list:
@@ -89,36 +85,31 @@ def _drop_unused_dims(st: Stage) -> Stage:
     return replace(st, dims=dims) if len(dims) < len(st.dims) else st
 
 
-def _merger(ranges):
-    def merge(stmts) -> list:
+class _Merger:
+    """Consecutive stages over the same dims merge when they only meet point-locally."""
+
+    def __init__(self, program: TileProgram, ctx):
+        self.shapes = {b.name: b.shape for b in program.buffers}
+        self.tables = ctx.tables(program) if ctx is not None else {}
+
+    def merge(self, stmts, path: Path) -> list:
         out = []
         for s in stmts:
             prev = out[-1] if out else None
             if isinstance(s, Stage) and isinstance(prev, Stage) and prev.dims == s.dims and \
-                    _point_local(prev, s, ranges):
+                    self.point_local(prev, s, path):
                 out[-1] = replace(prev, body=prev.body + s.body)
             else:
                 out.append(s)
         return out
-    return merge
 
-
-def _point_local(a: Stage, b: Stage, ranges) -> bool:
-    """May `b`'s ops run right after `a`'s at each point: do the two stages only meet at the
-    same point (exact row distances over the stage variables, enclosing loops fixed)?"""
-    names = {d.var for d in a.dims}
-    fixed = set(ranges) - names
-    wa = [r for op in a.body for r in op.writes]
-    wb = [r for op in b.body for r in op.writes]
-    ra = [r for op in a.body for r in op.reads]
-    rb = [r for op in b.body for r in op.reads]
-    for x, y in [(w, r) for w in wa for r in rb + wb] + [(w, r) for w in wb for r in ra]:
-        if x.buffer != y.buffer or x == y:
-            continue
-        sols = row_distances(x, y, ranges, fixed)
-        if sols is None or any(sol.get(v) != 0 for sol in sols for v in names):
-            return False
-    return True
+    def point_local(self, a: Stage, b: Stage, path: Path) -> bool:
+        """May `b`'s ops run right after `a`'s at each point: do the two stages only meet at
+        the same point (the dependence engine, the loops around held fixed)?"""
+        scope = path.scope()
+        xs = accesses([a], scope, self.shapes, self.tables)
+        ys = accesses([b], scope, self.shapes, self.tables)
+        return only_zero(deltas(xs, ys, tuple(d.var for d in a.dims), scope.vars))
 
 
 # -- fusion inside stages -------------------------------------------------------------------

@@ -33,14 +33,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
-from .dependence import row_distances
+from .dependences import Access, accesses, deltas, only_zero
 from .rewrite import fresh_name, map_stages, ops_of, stages_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
+from .tile_isl import Scope
 
 
 def contract(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 0, contract: a sum of one product per element becomes one GEMM over the blocks
+    laid side by side (see the module docstring)."""
     constants = ctx.constants if ctx is not None else None  # (None: ragged sums stay loops)
     while True:  # one loop at a time, innermost first: an outer sum then sees the inner one's GEMM
         done = _Contractor(program, constants).run()
@@ -67,6 +70,7 @@ class _Contractor:
     def __init__(self, program: TileProgram, constants: dict | None):
         self.program, self.constants = program, constants
         self.buffers = {b.name: b for b in program.buffers}
+        self.shapes = {b.name: b.shape for b in program.buffers}
         self.readers: dict[str, list] = {}  # buffer -> (region, op) of every read
         self.writes: dict[str, list[Region]] = {}
         for op in ops_of_program(program):
@@ -153,7 +157,7 @@ class _Contractor:
             return None
         # (a map of one point: lowering may write its variable's one value as a constant)
         one = {e.var: e.start for e in enclosing if e.stop.const == e.start.const + 1}
-        if not self._steps_independent(rest, v, enclosing, one):
+        if not self._steps_independent(loop, enclosing):
             return None
         init, final = substitute_region(cur, {v: aff(0)}), substitute_region(cur, {v: aff(steps)})
 
@@ -180,8 +184,7 @@ class _Contractor:
             return None
         names = [e.var for e in enclosing]
         # one row per (point, slot), so a row read names its point and slot
-        slots = {n: (0, steps) if n == loop.var else self.ranges.get(n, (0, 0)) for n in cur.start[0].vars()}
-        if row_distances(cur, cur, slots) != [{n: 0 for n in slots}]:
+        if not self._one_row_per_point_and_slot(cur, loop.var, steps):
             return None
         grid = point_grid(names, self.ranges)
         size = int(np.prod([self.ranges[n][1] - self.ranges[n][0] + 1 for n in names], dtype=np.int64))
@@ -197,25 +200,27 @@ class _Contractor:
                 return None
         return replace(found, final=plain[0] if plain else found.final, kept=kept, masks=tuple(masks))
 
-    def _steps_independent(self, ops, v: str, enclosing, one) -> bool:
-        """Do the loop's other statements only meet within one step (a second state of the
-        same scan, read at step v and written at v + 1, would make them a recurrence)?  Exact
-        row distances; undecidable accesses count as dependent."""
-        fixed = {e.var for e in enclosing}
-        def single_row(r: Region) -> Region:  # `t[i:i + 1]` is row i, like `t[i]`
-            return replace(r, size=(None,) + r.size[1:]) if r.size[0] == 1 else r
-        regions = [(single_row(substitute_region(x, one)), is_write) for op in ops
-                   for x, is_write in [(r, False) for r in op.reads] + [(w, True) for w in op.writes]]
-        for w, is_write in regions:
-            if not is_write:
-                continue
-            for r, _ in regions:
-                if r.buffer != w.buffer or r == w:
-                    continue
-                sols = row_distances(w, r, self.ranges, fixed)
-                if sols is None or any(sol.get(v) != 0 for sol in sols):
-                    return False
-        return True
+    def _steps_independent(self, loop: Loop, enclosing) -> bool:
+        """Do the loop's statements but the last two (the sum's addition and its next slot)
+        only meet within one step (a second state of the same scan, read at step v and
+        written at v + 1, would make them a recurrence)?  The dependence engine, the loops
+        around held fixed."""
+        scope = Scope()
+        for e in enclosing:
+            scope = scope.inner(e.var, e.start, e.stop, e.step)
+        inner = scope.inner(loop.var, loop.start, loop.stop, loop.step)
+        xs = accesses(loop.body[:-2], inner, self.shapes, self.constants or {})
+        return only_zero(deltas(xs, xs, (loop.var,), scope.vars))
+
+    def _one_row_per_point_and_slot(self, cur: Region, v: str, steps: int) -> bool:
+        """Does region `cur` (an accumulator's slot, `v` its step) name a different element for
+        every value of its variables, slots 0..steps included?"""
+        scope = Scope()
+        for n in sorted(cur.vars()):
+            lo, hi = (0, steps) if n == v else self.ranges.get(n, (0, 0))
+            scope = scope.inner(n, lo, hi + 1)
+        slot = Access(cur, True, scope, None, self.buffers[cur.buffer].shape)
+        return only_zero(deltas([slot], [slot], scope.vars))
 
     def _reads(self, buffer: str) -> list[Region]:
         return [r for r, _ in self.readers.get(buffer, ())]

@@ -1,15 +1,20 @@
-"""Pass 1b, hoist: batch across a sequential loop what does not depend on its recurrence.
+"""Pass 2, hoist: batch across a sequential loop what does not carry its recurrence.
 
-(And move out what does not depend on the loop at all: a statement that does the same
-work at every step, reading nothing the loop writes, runs once before it.)
+A statement of a sequential loop whose instances at different steps are independent, and
+that depends on no other statement of the loop in a way the move would reverse, can run
+before the loop, batched over all steps: the loop variable becomes a parallel loop around it
+(a batch dim after coarsening).  An RNN's input projection `x[t] @ W` becomes one GEMM over
+all time steps instead of one per step, as cuDNN and `nn.LSTM` do.  Statements that read
+hoisted results follow them out.  And a statement that does the same work at every step
+(reading nothing the loop writes) runs once, before the loop.
 
-A statement of a sequential loop whose reads touch nothing the loop writes (an RNN's input
-projection `x[t] @ W` reads only the inputs) does not carry the loop's dependence: its
-steps form a parallel set.  It moves before the loop, the loop variable becoming a parallel
-loop around it (a batch dim after coarsening): one GEMM over all time steps instead of one
-per step, as cuDNN and `nn.LSTM` do.  Statements that read hoisted results follow them out.
-Moving a write earlier relies on the lowering's write-once buffers (no other statement of
-the loop writes the rows it writes), which is why every write must name the loop variable.
+Legality is the dependence engine's (`fractal.lower.dependences`, exact, with the loops around
+held fixed): the statement's own instances never meet across steps, no statement before it
+meets it at its step or an earlier one, no statement after it meets it at an earlier step.
+Whether batching pays is the target's cost policy's (`CostPolicy.batch_across`).  A
+statement that reads what an enclosing sequential loop wrote (a stacked RNN's projection of
+the layer below) gives up a wavefront over the nest when batched: unless the policy finds it
+clearly worth it, it stays, and the wavefront pass weighs the two schedules.
 
 Before::                                      After::
 
@@ -24,165 +29,164 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import islpy as isl
 import numpy as np
 
-from .dependence import row_distances
-from .rewrite import accesses as _accesses, ops_of, points as _points, var_ranges
-from .tile_ir import Gemm, If, Loop, Stage, TileProgram
+from .dependences import Access, accesses, between, deltas, only_zero, pairwise
+from .policy import BatchFacts
+from .rewrite import Path, ops_of, points as _points, rewrite_blocks, rewrite_stmts, var_ranges
+from .tile_ir import Gemm, Loop, Stage, TileProgram
 
 
-@dataclass(frozen=True)
-class _Policy:
-    """When reading rows of a buffer the loop also writes (a stacked RNN's previous layer) is
-    worth batching across time, giving up the wavefront over (layer, step): when a step has
-    at least `min_rows` rows (GEMMs that big run near the BLAS peak: 8 aligned tiles of the
-    hardware record), or when the per-layer weights of the nest exceed `cache_bytes` (half the
-    last cache level: a wavefront step reads every layer's weights, layer by layer only one
-    layer's stay cached: on a CPU that re-streaming costs more than the wavefront saves)."""
-
-    min_rows: int
-    cache_bytes: int
-    buffer_bytes: dict  # whole buffers
-    step_bytes: int  # the results of one step that fill a cache tile (see `_worth_batching`)
-    itemsizes: dict  # bytes per element of each buffer
+def hoist(program: TileProgram, ctx) -> TileProgram:
+    """Pass 2, hoist: statements of sequential loops that do not carry the recurrence run
+    before them, batched over the steps, where the target's policy finds it worth it."""
+    site = _Site(program, ctx)
+    return rewrite_blocks(program, site.block)
 
 
-def hoist(program: TileProgram, ctx=None) -> TileProgram:
-    policy = None
-    if ctx is not None:
-        hw = ctx.hardware
-        last_cache = hw.levels[-2] if len(hw.levels) > 1 else hw.levels[-1]
-        policy = _Policy(8 * hw.tile_align, last_cache.size_bytes // 2,
-                         {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in program.buffers},
-                         hw.level(hw.tile_level).size_bytes // 2, {b.name: b.dtype.itemsize for b in program.buffers})
-    ranges = var_ranges(program.body)
-    return replace(program, body=tuple(_block(program.body, (), ranges, policy)))
+def batch_recurrences(program: TileProgram, ctx, loop: Loop, path: Path) -> list:
+    """`loop` (standing at `path` in `program`) with what hoisting leaves to the wavefront pass
+    batched too: recurrent statements, wherever legal and otherwise worth it (the schedule the
+    wavefront pass weighs against skewing the whole nest)."""
+    site = _Site(program, ctx, batch_recurrent=True)
+    return rewrite_stmts([loop], site.block, path=path)
 
 
-def _block(stmts, enclosing, ranges, policy) -> list:
-    out = []
-    for s in stmts:
-        if isinstance(s, Loop):
-            inner = enclosing + ((s.var,) if s.kind == "sequential" else ())
-            s = replace(s, body=tuple(_block(s.body, inner, ranges, policy)))
-            if s.kind == "sequential":
-                moved, s = _hoist_from(s, enclosing, ranges, policy)
+@dataclass
+class _Site:
+    """What the pass knows of the program: shapes, sizes, tables, ranges, the target."""
+
+    program: TileProgram
+    ctx: object
+    batch_recurrent: bool = False  # batch statements that read an enclosing loop's recurrence
+
+    def __post_init__(self):
+        p = self.program
+        self.shapes = {b.name: b.shape for b in p.buffers}
+        self.itemsizes = {b.name: b.dtype.itemsize for b in p.buffers}
+        self.buffer_bytes = {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in p.buffers}
+        self.tables = self.ctx.tables(p) if self.ctx is not None else {}
+        self.ranges = var_ranges(p.body)
+
+    def block(self, stmts, path: Path) -> list:
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop) and s.kind == "sequential":
+                moved, s = self.hoist_from(s, path)
                 out.extend(moved)
             out.append(s)
-        elif isinstance(s, If):
-            out.append(replace(s, then=tuple(_block(s.then, enclosing, ranges, policy)),
-                               orelse=tuple(_block(s.orelse, enclosing, ranges, policy))))
-        else:
-            out.append(s)
-    return out
+        return out
 
+    def accesses(self, stmts, scope) -> list[Access]:
+        return accesses(stmts, scope, self.shapes, self.tables)
 
-def _hoist_from(loop: Loop, enclosing, ranges, policy):
-    """(statements moved out of `loop` as parallel loops over its variable, the rest of it)."""
-    moved, kept = [], list(loop.body)
-    changed = True
-    while changed:
-        changed = False
-        written = set().union(*(_accesses(s)[1] for s in kept)) if kept else set()
-        for k, s in enumerate(kept):
-            reads, writes = _accesses(s)
-            if _loop_invariant(s, k, kept, loop, written):
-                moved.append(s)  # the same work every step: once, before the loop
-                del kept[k]
-                changed = True
-                break
-            if not _invariant_bounds(s, loop.var) or not _writes_per_step(s, loop.var):
-                continue
-            if reads & written and not _reads_other_rows(s, kept, enclosing, ranges, policy):
-                continue
-            if any(_accesses(t)[0] & writes for t in kept[:k]):
-                continue  # an earlier statement reads what it writes: keep the order
-            if not _worth_batching(s, loop, ranges, policy):
-                continue
-            moved.append(Loop(loop.var, loop.start, loop.stop, loop.step, "parallel", loop.placement, (s,)))
-            del kept[k]
-            changed = True
-            break
-    return moved, replace(loop, body=tuple(kept))
+    def hoist_from(self, loop: Loop, path: Path):
+        """(statements moved out of `loop`, the rest of it)."""
+        scope = path.scope()
+        inner = scope.inner(loop.var, loop.start, loop.stop, loop.step)
+        body = list(loop.body)
+        # the differences of the loop variable between the statements' meeting instances
+        found = pairwise(body, inner, (loop.var,), scope.vars, self.shapes, self.tables)
+        moved, kept = [], list(range(len(body)))
+        while True:
+            pick = None
+            for at, k in enumerate(kept):
+                s, rest = body[k], [body[j] for j in kept]
+                if self.invariant(s, at, rest, loop, scope, inner):
+                    pick = (at, s)
+                    break
+                if self.batchable(k, kept, found, loop, s) and self.worth(s, rest, loop, path, inner):
+                    pick = (at, Loop(loop.var, loop.start, loop.stop, loop.step, "parallel", loop.placement, (s,)))
+                    break
+            if pick is None:
+                return moved, replace(loop, body=tuple(body[j] for j in kept))
+            moved.append(pick[1])
+            del kept[pick[0]]
 
+    # --- legality (the dependence engine) -------------------------------------------------
 
-def _loop_invariant(stmt, k: int, kept, loop: Loop, written: set) -> bool:
-    """Does `stmt` do the same thing every step (no index, bound or region reads the loop
-    variable, it reads nothing the loop writes, no other statement writes what it writes and
-    none before it reads that), in a loop known to run?  E.g. a gather of the queries inside
-    attention's loop over key blocks."""
-    if not (loop.start.is_const and loop.stop.is_const and loop.start.const < loop.stop.const) or \
-            not _invariant_bounds(stmt, loop.var):
-        return False
-    regions = [r for op in ops_of(stmt) for r in op.reads + op.writes]
-    if not regions or any(loop.var in a.vars() for r in regions for a in r.start):
-        return False
-    reads, writes = _accesses(stmt)
-    others = [t for j, t in enumerate(kept) if j != k]
-    return not (reads & written) and not any(_accesses(t)[1] & writes for t in others) and \
-        not any(_accesses(t)[0] & writes for t in kept[:k])
+    def invariant(self, s, k: int, kept, loop: Loop, scope, inner) -> bool:
+        """Does `s` do the same work at every step of a loop known to run (no index of it reads
+        the loop variable, it reads nothing the loop writes, no other statement writes what it
+        writes, none before it reads that)?  Then once, before the loop, does the same."""
+        if not (loop.start.is_const and loop.stop.is_const and loop.start.const < loop.stop.const) or \
+                not _invariant_bounds(s, loop.var):
+            return False
+        regions = [r for op in ops_of(s) for r in op.reads + op.writes]
+        if not regions or any(loop.var in r.vars() for r in regions):
+            return False
+        xs = self.accesses([s], inner)
+        reads, writes = [a for a in xs if not a.write], [a for a in xs if a.write]
+        others = [t for j, t in enumerate(kept) if j != k]
+        loop_writes = [a for a in self.accesses(kept, inner) if a.write]
+        before_reads = [a for a in self.accesses(kept[:k], inner) if not a.write]
+        other_writes = [a for a in self.accesses(others, inner) if a.write]
+        fixed = scope.vars
+        return not (_meet(reads, loop_writes, fixed) or _meet(other_writes, writes, fixed) or
+                    _meet(before_reads, writes, fixed))
 
-
-def _reads_other_rows(stmt, kept, enclosing, ranges, policy) -> bool:
-    """Does `stmt` read only rows that no statement of the loop writes in the same iteration
-    of the enclosing loops (exact row distances), and is batching it worth it (`_Policy`)?"""
-    writes = [r for t in kept for op in ops_of(t) for r in op.writes]
-    if policy is None or (_points(stmt, ranges) < policy.min_rows and
-                          _layer_weights(stmt, kept, enclosing, policy) <= policy.cache_bytes and
-                          not _carried_further_out(stmt, kept, writes, enclosing, ranges)):
-        return False
-    for op in ops_of(stmt):
-        for r in op.reads:
-            for w in writes:
-                if w.buffer == r.buffer:
-                    sols = row_distances(w, r, ranges, fixed=set(enclosing))
-                    if sols is None or sols:
-                        return False
-    return True
-
-
-def _carried_further_out(stmt, kept, writes, enclosing, ranges) -> bool:
-    """Does batching `stmt` across this loop leave a two-loop nest for the wavefront anyway?
-    The wavefront skews the innermost pair of sequential loops; `stmt` (whose reads the exact
-    check in `_reads_other_rows` shows are written in other iterations of enclosing loops)
-    only stands in its way inside that pair.  So: when the loop's body keeps a sequential loop
-    (the pair is this loop and that one: `stmt` leaving makes the nest perfect), or when
-    `stmt` reads nothing written within one iteration of the grandparent loop (a grid RNN's
-    layer below, read inside its row and column loops: it leaves the parent loop next)."""
-    if any(isinstance(t, Loop) and t.kind == "sequential" for t in kept):
+    @staticmethod
+    def batchable(k: int, kept, found: dict, loop: Loop, s) -> bool:
+        """May statement `k` run before the loop, batched over its steps?  Its instances at
+        different steps never meet; statements before it never meet it at the same or an
+        earlier step, statements after it never at an earlier step (the move puts all of it
+        first).  (`found`: the `pairwise` differences of the loop variable.)"""
+        if not _invariant_bounds(s, loop.var) or not any(loop.var in r.vars() for op in ops_of(s)
+                                                         for r in op.reads + op.writes):
+            return False  # (a statement ignoring the steps would only repeat its work: `invariant`)
+        own = between(found, k, k, 1)
+        if own is not None and not _only_zero_or_empty(own):
+            return False
+        for j in kept:
+            d = between(found, j, k, 1) if j != k else None
+            if d is not None and not _none_at_least(d, 0 if j < k else 1):
+                return False
         return True
-    if len(enclosing) < 2:
-        return False
-    for op in ops_of(stmt):
-        for r in op.reads:
-            for w in writes:
-                if w.buffer == r.buffer and row_distances(w, r, ranges, fixed=set(enclosing[:-1])) != []:
-                    return False
-    return True
+
+    def recurrent(self, s, kept, path: Path, inner) -> bool:
+        """Does `s` read what the loop writes in an earlier iteration of a sequential loop around
+        it (a stacked RNN's projection of the layer below)?  Then batching it across this loop
+        gives up a wavefront over that nest."""
+        seq = [st.var for st, _ in path.around if isinstance(st, Loop) and st.kind == "sequential"]
+        if not seq:
+            return False
+        fixed = tuple(v for v in path.scope().vars if v not in seq)
+        reads = [a for a in self.accesses([s], inner) if not a.write]
+        writes = [a for a in self.accesses(kept, inner) if a.write]
+        return not _only_zero_or_empty(deltas(writes, reads, tuple(seq), fixed), len(seq))
+
+    # --- is it worth it (the target's policy) ----------------------------------------------
+
+    def worth(self, s, kept, loop: Loop, path: Path, inner) -> bool:
+        if self.ctx is None:
+            return True
+        lo, hi = self.ranges.get(loop.var, (0, 0))
+        pts = _points(s, self.ranges)
+        step_bytes = pts * sum(int(np.prod(r.shape, dtype=np.int64)) * self.itemsizes[r.buffer]
+                               for op in ops_of(s) for r in op.writes)
+        shares = any(isinstance(op, Gemm) and loop.var not in op.b.vars() for op in ops_of(s))
+        recurrent = self.recurrent(s, kept, path, inner)
+        enclosing = {st.var for st, _ in path.around if isinstance(st, Loop) and st.kind == "sequential"}
+        layer = {op.b.buffer for t in (s, *kept) for op in ops_of(t)
+                 if isinstance(op, Gemm) and enclosing & op.b.vars()} if recurrent else set()
+        facts = BatchFacts(hi - lo + 1, pts, step_bytes, shares, recurrent and not self.batch_recurrent,
+                           sum(self.buffer_bytes.get(n, 0) for n in layer))
+        return self.ctx.target.policy.batch_across(facts, self.ctx.target.hardware)
 
 
-def _worth_batching(stmt, loop: Loop, ranges, policy) -> bool:
-    """Batching across time pays where it makes GEMMs bigger (a weight shared by the steps:
-    their rows fold into one GEMM's M) or steps fewer and larger.  A step whose results
-    already fill a tile of the cache (`policy.step_bytes`) gains neither when its GEMMs
-    multiply per-step operands (attention's score blocks): batched, its results for all
-    steps (beyond `policy.cache_bytes`) only go through memory instead of staying in cache."""
-    if policy is None:
-        return True
-    if any(isinstance(op, Gemm) and loop.var not in op.b.vars() for op in ops_of(stmt)):
-        return True  # a weight shared by the steps: their rows become one bigger GEMM
-    per_step = _points(stmt, ranges) * sum(int(np.prod(r.shape, dtype=np.int64)) * policy.itemsizes[r.buffer]
-                                           for op in ops_of(stmt) for r in op.writes)
-    lo, hi = ranges.get(loop.var, (0, 0))
-    return per_step < policy.step_bytes or per_step * (hi - lo + 1) <= policy.cache_bytes
+def _meet(xs, ys, fixed) -> bool:
+    """Do instances of `xs` and `ys` (with equal `fixed` variables) touch a common element?"""
+    return bool(xs) and bool(ys) and not deltas(xs, ys, (), fixed).is_empty()
 
 
-def _layer_weights(stmt, kept, enclosing, policy) -> int:
-    """Bytes of the GEMM right operands that differ from one enclosing step to the next
-    (per-layer weights), whole buffers."""
-    names = {op.b.buffer for t in (stmt, *kept) for op in ops_of(t)
-             if isinstance(op, Gemm) and any(set(enclosing) & a.vars() for a in op.b.start)}
-    return sum(policy.buffer_bytes.get(n, 0) for n in names)
+def _only_zero_or_empty(d: isl.Set, n: int = 1) -> bool:
+    return only_zero(d) if n != 1 else d.is_subset(isl.Set("{ [d] : d = 0 }"))
+
+
+def _none_at_least(d: isl.Set, k: int) -> bool:
+    """No difference in the 1-d set `d` is `k` or more."""
+    return d.intersect(isl.Set(f"{{ [d] : d >= {k} }}")).is_empty()
 
 
 def _invariant_bounds(stmt, var: str) -> bool:
@@ -192,8 +196,3 @@ def _invariant_bounds(stmt, var: str) -> bool:
     if isinstance(stmt, Loop) and stmt.kind == "parallel":
         return var not in stmt.start.vars() | stmt.stop.vars() and all(_invariant_bounds(s, var) for s in stmt.body)
     return False
-
-
-def _writes_per_step(stmt, var: str) -> bool:
-    """Every write names its step (no two steps write the same place)."""
-    return all(var in r.start[0].vars() for op in ops_of(stmt) for r in op.writes)

@@ -1,4 +1,4 @@
-"""Pass 4, access materialisation: give each temporary only the storage its accesses need.
+"""Passes 11-13, access materialisation: give each temporary only the storage its accesses need.
 
 The first tile IR stores every value of every step (write-once buffers, which is what made
 the dependences exact).  A temporary whose writes and reads all happen within one iteration
@@ -19,6 +19,9 @@ s + 1) and touched after it by nothing keeps a window of steps instead (`rolling
 
 A temporary whose only use is to be copied whole into a result (`out[0:n] = copy(t[0:n])`,
 nothing else touching `out`) needs no storage of its own: its writers write the result.
+
+The three run as passes 11 (`forward_results`), 12 (`contract_storage`) and 13
+(`roll_storage`, in `rolling`).
 """
 
 from __future__ import annotations
@@ -29,14 +32,12 @@ from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Copy, Stage, TileProgram
 from .rewrite import expand_stages, map_regions, map_stages
-from .rolling import access_sites, coefficient, roll_storage
+from .rolling import access_sites, dense
 
 
-def materialise(program: TileProgram, ctx=None) -> TileProgram:
-    return roll_storage(_contract_storage(_forward_into_results(program)), _dense)
-
-
-def _forward_into_results(program: TileProgram) -> TileProgram:
+def forward_results(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 11, forward_results: a temporary copied whole into a result that nothing else
+    touches is dropped, its writers writing the result (its readers reading it there)."""
     while True:
         found = _whole_copy_into_result(program)
         if found is None:
@@ -83,7 +84,9 @@ def _whole_copy_into_result(program: TileProgram):
     return None
 
 
-def _contract_storage(program: TileProgram) -> TileProgram:
+def contract_storage(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 12, contract_storage: a temporary whose every access names one row within one
+    iteration of the loops they share keeps one iteration's rows."""
     sites = {buf: [(x.region, tuple(lp.var for lp in x.loops), x.ranges) for x in xs]
              for buf, xs in access_sites(program)[0].items()}
     rows_of = {}  # buffer -> its new (dense) row index, and the number of rows
@@ -97,9 +100,9 @@ def _contract_storage(program: TileProgram) -> TileProgram:
             continue
         # every access, write and reads, names the same row: one iteration's rows are its own;
         # the loop variables leave the index and the rest is renumbered densely
-        dense = _dense(next(iter(rows)).substitute({v: aff(0) for v in common}), accesses[0][2])
-        if dense is not None and dense[1] < buf.shape[0]:
-            rows_of[buf.name] = dense
+        dense_rows = dense(next(iter(rows)).substitute({v: aff(0) for v in common}), accesses[0][2])
+        if dense_rows is not None and dense_rows[1] < buf.shape[0]:
+            rows_of[buf.name] = dense_rows
     if not rows_of:
         return program
 
@@ -109,34 +112,3 @@ def _contract_storage(program: TileProgram) -> TileProgram:
     program = map_stages(program, lambda st: replace(st, body=tuple(map_regions(op, fix) for op in st.body)))
     return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
                                           if b.name in rows_of else b for b in program.buffers))
-
-
-def _dense(row, ranges):
-    """`row` over plain variables renumbered as a dense mixed radix from 0 (smallest coefficient
-    innermost), with the number of rows; None if two points could share a row."""
-    if not _injective(row, ranges):
-        return None
-    terms = sorted(((abs(c), v) for v, c in row.terms), key=lambda t: t[0])
-    new, step = aff(0), 1
-    for _, v in terms:
-        lo, hi = ranges[v]
-        new = new + (aff(v) - lo) * step
-        step *= hi - lo + 1
-    return new, step
-
-
-def _injective(row, ranges) -> bool:
-    """Distinct points, distinct rows: the coefficients form a mixed radix over the ranges."""
-    if not isinstance(row, type(aff(0))) or any(not isinstance(a, str) for a in _atoms(row)):
-        return False
-    terms = sorted((abs(coefficient(row, v)), ranges[v][1] - ranges[v][0]) for v in row.vars())
-    span = 0
-    for c, n in terms:
-        if c <= span:
-            return False
-        span += c * n
-    return True
-
-
-def _atoms(a):
-    return [atom for atom, _ in getattr(a, "terms", ())]

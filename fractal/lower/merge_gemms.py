@@ -1,4 +1,4 @@
-"""Coarsening, GEMMs sharing their left operand become one GEMM over side-by-side weights.
+"""Passes 8 and 9 (coarsening): GEMMs sharing their left operand become one over side-by-side weights.
 
 Two GEMMs of one stage that multiply the same `a` by different weight matrices (a grid
 RNN's x- and y-projections of one concatenated input; gate weights stored one matrix per
@@ -23,17 +23,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .rewrite import expand_stages, fresh_name, map_regions, map_stages
+from .rewrite import expand_stages, fresh_name, map_regions, map_stages, prune_buffers
 from .tile_expr import Region
 from .tile_affine import aff
 from .tile_ir import Buffer, Copy, Gemm, Stage, TileProgram
 
 
-def merge_gemms(program: TileProgram) -> TileProgram:
+def merge_gemms(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 8, merge_gemms: two GEMMs of a stage with one left operand and weights of one shape
+    become one over the weights side by side (see the module docstring)."""
     while True:
         merged = _merge_one(program)
         if merged is None:
-            return program
+            return prune_buffers(program)
         program = merged
 
 
@@ -117,8 +119,8 @@ def _merged(program: TileProgram, st: Stage, i: int, j: int, buffers) -> TilePro
 
 # -- a stage dim only the weights and the result columns name: one GEMM over it ----------------
 
-def widen_gemms(program: TileProgram) -> TileProgram:
-    """A GEMM batched over a stage dim `d` that its left operand does not name, writing column
+def widen_gemms(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 9, widen_gemms: a GEMM batched over a stage dim `d` that its left operand does not name, writing column
     block `d` of its result (`c[.., n*d:n*d + n] = a @ b[d]`), is one GEMM of `a` with the
     blocks `b[d]` side by side: they are placed in a new temporary by a stage just before.
 
@@ -135,7 +137,7 @@ def widen_gemms(program: TileProgram) -> TileProgram:
     buffers.update({st.name: None for st in program.stages()})  # (names stages may not take either)
     added: list[Buffer] = []
     program = expand_stages(program, lambda st: _widened(st, buffers, added) or [st])
-    return replace(program, buffers=program.buffers + tuple(added)) if added else program
+    return prune_buffers(replace(program, buffers=program.buffers + tuple(added))) if added else program
 
 
 def _widened(st: Stage, buffers, added) -> list | None:

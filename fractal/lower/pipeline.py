@@ -24,14 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
+from fractal.lang.errors import VerifyError
+
 from .bucket import bucket
-from .coarsen import coarsen
+from .coarsen import batch, fuse, merge
 from .contract import contract
-from .hardware import Hardware, this_cpu
 from .hoist import hoist
-from .materialise import materialise
+from .materialise import contract_storage, forward_results
+from .merge_gemms import merge_gemms, widen_gemms
+from .rolling import roll_storage
 from .schedule import schedule
 from .sink import sink
+from .target import Target
+from .tile_contract import check_contract
 from .tile_ir import TileProgram
 from .tiling import tile
 from .wavefront import wavefront
@@ -40,8 +45,12 @@ from .wavefront import wavefront
 @dataclass
 class PassContext:
     constants: dict[str, np.ndarray]
-    hardware: Hardware
+    target: Target
     notes: list[str] = field(default_factory=list)  # what each pass decided, for the dump and tests
+
+    def tables(self, program) -> dict:
+        """The data of the program's constant buffers (the index tables of gathers/scatters)."""
+        return self.constants
 
 
 PASSES = [
@@ -51,46 +60,70 @@ PASSES = [
     # 1. schedule: distribute the parallel (map) loops over their statements and sink them
     #    below the sequential loops, so every stage sits directly inside its map loops
     ("schedule", schedule),
-    # 1b. batch across time: stages of a sequential loop that read nothing the loop writes
+    # 2. batch across time: statements of a sequential loop that do not carry its recurrence
     #    (the input projections of an RNN) move before it, the loop variable a batch dim
     ("hoist", hoist),
-    # 1c. wavefront: a nest of two sequential loops whose dependences all point forward
-    #    along the anti-diagonal (a stacked RNN) becomes one loop over the diagonals
+    # 3. wavefront: a nest of sequential loops is skewed onto the hyperplane of its
+    #    dependences (the analysis' engine), or batched and skewed inside, or left, as the
+    #    target's cost policy prices them
     ("wavefront", wavefront),
-    # 1d. the reverse of 1b: a parallel nest reading each step's (big) result of a sequential
+    # 4. the reverse of 2: a parallel nest reading each step's (big) result of a sequential
     #    loop, with no operand shared by the steps, runs inside it, reading it from cache
     ("sink", sink),
-    # 2. graph coarsening: map loops around a stage become its batch dims; stages with the
-    #    same dims and point-local dependences merge; element-wise chains fuse into one
-    #    expression; a gemm's `+` epilogue becomes an accumulating gemm
-    ("coarsen", coarsen),
-    # 2b. ragged batches: stages of a step of a sorted ragged batch shrink to the sequences
-    #    still running (the `active` prefix the lowering marked), as packed sequences run
+    # 5-9. graph coarsening: map loops around a stage become its batch dims; stages with
+    #    the same dims that meet point-locally merge; element-wise chains fuse into one
+    #    expression; GEMMs sharing a left operand, or batched over a dim only their weights
+    #    and results name, become one over side-by-side weights
+    ("batch", batch),
+    ("merge", merge),
+    ("fuse", fuse),
+    ("merge_gemms", merge_gemms),
+    ("widen_gemms", widen_gemms),
+    # 10. ragged batches: stages of a step of a sorted ragged batch shrink to the sequences
+    #     still running (the `active` prefix the lowering marked), as packed sequences run
     ("bucket", bucket),
-    # 3. access materialisation: temporaries only live within one step of a sequential loop
-    #    keep one step's rows (storage contraction)
-    ("materialise", materialise),
-    # 4. tiling: big multi-op stages split into cache-sized tiles (from the hardware record)
+    # 11-13. access materialisation: a temporary copied whole into a result is the result;
+    #     temporaries living within one step keep one step's rows; loop-carried ones a window
+    ("forward_results", forward_results),
+    ("contract_storage", contract_storage),
+    ("roll_storage", roll_storage),
+    # 14. tiling: big multi-op stages split into cache-sized tiles (the target's policy)
     ("tile", tile),
 ]
 
 
-def run_pipeline(program: TileProgram, constants: dict, *, hardware: Hardware | None = None, verify: bool = False,
+def verify_requested() -> bool:
+    """Whether `FRACTAL_VERIFY=1` asks to verify the IR after every pass."""
+    return os.environ.get("FRACTAL_VERIFY", "").strip() not in ("", "0")
+
+
+def run_pipeline(program: TileProgram, constants: dict, *, target: Target, verify: bool | None = None,
                  dump: str | os.PathLike | None = None, passes=None) -> tuple[TileProgram, PassContext]:
-    ctx = PassContext(constants, hardware or this_cpu())
+    """The passes in order (`passes`, default `PASSES`) for `target`; verified after each pass
+    when `verify` (default: `FRACTAL_VERIFY=1`), a failure naming the pass."""
+    ctx = PassContext(constants, target)
+    verify = verify_requested() if verify is None else verify
     dump = dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR")
     out = Path(dump) if dump else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{program.name}.00-lowered.tile").write_text(str(program) + "\n")
     if verify:
-        program.verify()
+        _verified(program, "the lowering", ctx)
     for k, (name, run) in enumerate(passes if passes is not None else PASSES, 1):
         before = program
         program = run(program, ctx)
         if verify:
-            program.verify()
+            _verified(program, f"pass {name}", ctx)
         if out is not None:
             text = str(program) + "\n" if program != before else f"// {name}: (unchanged)\n"
             (out / f"{program.name}.{k:02d}-{name}.tile").write_text(text)
     return program, ctx
+
+
+def _verified(program: TileProgram, after: str, ctx: PassContext) -> None:
+    try:
+        program.verify()
+        check_contract(program, ctx.tables(program))
+    except VerifyError as e:
+        raise VerifyError(f"after {after}: {e.message}", loc=e.loc) from None

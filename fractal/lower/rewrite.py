@@ -10,13 +10,68 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+from typing import Callable
 
 from .tile_affine import Aff
 from .tile_expr import Binary, Load, Region, Unary, Where
 from .tile_ir import Dim, If, Loop, Stage
+from .tile_isl import Scope
 
 REGION_FIELDS = ("src", "dst", "a", "b", "c", "index")
+
+
+@dataclass(frozen=True)
+class Path:
+    """Where a block of statements stands: the loops and branches around it, outermost first
+    (an `If` with True for its `then` block, False for its `else` block)."""
+
+    around: tuple = ()
+
+    def enter(self, stmt, branch: bool | None = None) -> "Path":
+        return Path(self.around + ((stmt, branch),))
+
+    @property
+    def loops(self) -> tuple[Loop, ...]:
+        return tuple(s for s, _ in self.around if isinstance(s, Loop))
+
+    def scope(self) -> Scope:
+        """The loops and conditions around, as the dependence engine's `Scope`."""
+        sc = Scope()
+        for s, branch in self.around:
+            if isinstance(s, Loop):
+                sc = sc.inner(s.var, s.start, s.stop, s.step)
+            else:
+                sc = sc.when(s.cond) if branch else sc.unless(s.cond)
+        return sc
+
+
+def rewrite_blocks(program, fn: Callable, *, order: str = "post", path: Path = Path()):
+    """`program` with every block of statements (its body, each loop's body, each branch of
+    each `if`) replaced by `fn(statements, path)` (a list).  `order="post"` rewrites the
+    blocks inside a statement before the block holding it; `"pre"` the other way round (the
+    inner blocks of what `fn` returns are rewritten afterwards)."""
+    return replace(program, body=tuple(_blocks(program.body, fn, order, path)))
+
+
+def rewrite_stmts(stmts, fn: Callable, *, order: str = "post", path: Path = Path()) -> list:
+    """`rewrite_blocks` on a list of statements standing at `path`."""
+    return _blocks(stmts, fn, order, path)
+
+
+def _blocks(stmts, fn, order: str, path: Path) -> list:
+    if order == "pre":
+        stmts = fn(list(stmts), path)
+    out = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            s = replace(s, body=tuple(_blocks(s.body, fn, order, path.enter(s))))
+        elif isinstance(s, If):
+            s = replace(s, then=tuple(_blocks(s.then, fn, order, path.enter(s, True))),
+                        orelse=tuple(_blocks(s.orelse, fn, order, path.enter(s, False))))
+        out.append(s)
+    return fn(out, path) if order == "post" else out
 
 
 def map_expr(e, fn):
@@ -84,6 +139,13 @@ def expand_stages(program, fn):
                 out.append(s)
         return tuple(out)
     return replace(program, body=block(program.body))
+
+
+def prune_buffers(program):
+    """`program` without the temporaries no op reads or writes any more."""
+    used = {r.buffer for st in program.stages() for op in st.body for r in op.reads + op.writes}
+    kept = tuple(b for b in program.buffers if b.name in used or b.role != "temp")
+    return replace(program, buffers=kept) if len(kept) < len(program.buffers) else program
 
 
 def fresh_name(name: str, taken) -> str:

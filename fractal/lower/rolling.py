@@ -1,4 +1,4 @@
-"""Rolling storage (part of pass 4, materialise): a loop-carried temporary keeps a window of steps.
+"""Pass 13, roll_storage (access materialisation): a loop-carried temporary keeps a window of steps.
 
 A scan's state is written at step s and read at step s + 1; the first tile IR keeps every
 step's state (write-once rows, which is what made the dependences exact), so retention keeps
@@ -40,14 +40,14 @@ class _Site:
     order: int  # the stage's position in program order
 
 
-def roll_storage(program: TileProgram, dense) -> TileProgram:
-    """`program` with loop-carried temporaries rolled (`dense(g, ranges)`: `g` renumbered as a
-    dense mixed radix from 0 and its number of rows, or None; see materialise)."""
+def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 13, roll_storage: loop-carried temporaries keep a window of steps (slot `u` at
+    `u mod w`), where every access allows it (see the module docstring)."""
     sites, loop_order = access_sites(program)
     rows_of = {}
     for buf in program.buffers:
         if buf.role == "temp" and buf.name in sites:
-            rolled = _rolled(sites[buf.name], loop_order, dense)
+            rolled = _rolled(sites[buf.name], loop_order)
             if rolled is not None and rolled[1] < buf.shape[0]:
                 rows_of[buf.name] = rolled
     if not rows_of:
@@ -63,7 +63,7 @@ def _map_rows(op, rows_of):
                        if r.buffer in rows_of else r)
 
 
-def _rolled(sites: list, loop_order: dict, dense):
+def _rolled(sites: list, loop_order: dict):
     """(new row as a function of the old one, number of rows) for one buffer, or None."""
     inside = [s for s in sites if s.loops]
     if not inside or any(s.region.size[0] is not None for s in sites):
@@ -151,3 +151,30 @@ def access_sites(program: TileProgram):
                 counter[0] += 1
     walk(program.body, (), {})
     return out, loop_order
+
+
+def dense(row, ranges):
+    """`row` over plain variables renumbered as a dense mixed radix from 0 (smallest coefficient
+    innermost), with the number of rows; None if two points could share a row."""
+    if not _injective(row, ranges):
+        return None
+    terms = sorted(((abs(c), v) for v, c in row.terms), key=lambda t: t[0])
+    new, step = aff(0), 1
+    for _, v in terms:
+        lo, hi = ranges[v]
+        new = new + (aff(v) - lo) * step
+        step *= hi - lo + 1
+    return new, step
+
+
+def _injective(row, ranges) -> bool:
+    """Distinct points, distinct rows: the coefficients form a mixed radix over the ranges."""
+    if not isinstance(row, Aff) or any(not isinstance(a, str) for a, _ in row.terms):
+        return False
+    terms = sorted((abs(coefficient(row, v)), ranges[v][1] - ranges[v][0]) for v in row.vars())
+    span = 0
+    for c, n in terms:
+        if c <= span:
+            return False
+        span += c * n
+    return True

@@ -27,6 +27,8 @@ from .tile_ir import If, Loop, Stage, TileProgram
 
 
 def schedule(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 1, schedule: parallel loops distributed over their statements and sunk below the
+    sequential ones, directly around the stages."""
     return replace(program, body=tuple(_block(program.body)))
 
 

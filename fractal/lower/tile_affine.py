@@ -21,7 +21,7 @@ Build with `aff(x)` (an int, a variable name or expression text, or a quasi node
 `+`, `-`, `*` by ints, `//` and `%` by positive ints, and `amax`/`amin`; these helpers
 fold constants, the dataclass constructors never do.  `evaluate(env)`, `substitute(map)`,
 `vars()` and `bounds(ranges)` (interval arithmetic) work on every index node;
-`evaluate_affine` evaluates an affine index at many points at once.
+`evaluate_affine` evaluates an affine index at many points at once, `evaluate_many` any index.
 """
 
 from __future__ import annotations
@@ -162,6 +162,26 @@ def evaluate_affine(a: Aff, values: Mapping[str, np.ndarray], size: int) -> np.n
             return None
         out = out + c * values[atom]
     return out
+
+
+def evaluate_many(x, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Any index at many points at once (`values`: each variable's int64 array, all of one
+    shape, or broadcastable)."""
+    if isinstance(x, str):
+        return np.asarray(values[x], dtype=np.int64)
+    if isinstance(x, Aff):
+        out = np.int64(x.const)
+        for atom, c in x.terms:
+            out = out + c * evaluate_many(atom, values)
+        return np.asarray(out, dtype=np.int64)
+    if isinstance(x, Max):
+        fn = np.minimum if isinstance(x, Min) else np.maximum
+        out = evaluate_many(x.args[0], values)
+        for a in x.args[1:]:
+            out = fn(out, evaluate_many(a, values))
+        return out
+    e = evaluate_many(x.e, values)
+    return np.mod(e, x.c) if isinstance(x, Mod) else np.floor_divide(e, x.c)
 
 
 def aff(x) -> Aff:

@@ -1,4 +1,4 @@
-"""Pass 5, tiling by construction (Roller style): tile shapes from the hardware record, no search.
+"""Pass 14, tiling by construction (Roller style): tile shapes from the hardware record, no search.
 
 A stage runs its ops one after the other over its whole box; when the box's working set
 (every region an op touches, summed over the points) is larger than the cache level the
@@ -24,32 +24,25 @@ from dataclasses import replace
 import numpy as np
 
 from .tile_affine import amin, aff
-from .tile_ir import Gemm, If, Loop, Stage, TileProgram
+from .policy import TileFacts
+from .rewrite import rewrite_blocks
+from .tile_ir import Gemm, Loop, Stage, TileProgram
 
 
 def tile(program: TileProgram, ctx) -> TileProgram:
-    hw = ctx.hardware
-    budget = hw.level(hw.tile_level).size_bytes // 2  # half: the other half holds what BLAS streams
+    """Pass 14, tile: a multi-op stage whose working set overflows the target's tile level
+    runs in tiles of its first dim (the target's policy sizes them)."""
     itemsize = {b.name: b.dtype.itemsize for b in program.buffers}
+    target = ctx.target
 
-    def block(stmts):
-        out = []
-        for s in stmts:
-            if isinstance(s, Loop):
-                s = replace(s, body=tuple(block(s.body)))
-            elif isinstance(s, If):
-                s = replace(s, then=tuple(block(s.then)), orelse=tuple(block(s.orelse)))
-            elif isinstance(s, Stage):
-                s = _tiled(s, budget, hw.tile_align, itemsize, ctx)
-            out.append(s)
-        return out
+    def block(stmts, path):
+        return [_tiled(s, target, itemsize, ctx) if isinstance(s, Stage) else s for s in stmts]
 
-    return replace(program, body=tuple(block(program.body)))
+    return rewrite_blocks(program, block)
 
 
-def _tiled(st: Stage, budget: int, align: int, itemsize, ctx):
-    if len(st.body) < 2 or not st.dims or not (st.dims[0].start.is_const and st.dims[0].stop.is_const) \
-            or any(isinstance(op, Gemm) for op in st.body):
+def _tiled(st: Stage, target, itemsize, ctx):
+    if len(st.body) < 2 or not st.dims or not (st.dims[0].start.is_const and st.dims[0].stop.is_const):
         return st
     first = st.dims[0]
     n = first.stop.const - first.start.const
@@ -63,13 +56,11 @@ def _tiled(st: Stage, budget: int, align: int, itemsize, ctx):
         if not (d.start.is_const and d.stop.is_const):
             return st
         rest *= d.stop.const - d.start.const
-    per_row = per_point * rest  # bytes for one value of the first dim
-    if n <= align or per_row * n <= budget:
-        return st
-    size = max(align, (budget // max(per_row, 1)) // align * align)
-    if size >= n:
+    facts = TileFacts(n, per_point * rest, any(isinstance(op, Gemm) for op in st.body))
+    size = target.policy.tile_rows(facts, target.hardware)
+    if size is None:
         return st
     var = f"{first.var}_tile"
-    ctx.notes.append(f"tile: {st.name} {first.var} in tiles of {size} ({per_row * size} bytes per tile)")
+    ctx.notes.append(f"tile: {st.name} {first.var} in tiles of {size} ({facts.row_bytes * size} bytes per tile)")
     inner = replace(st, dims=((first.var, aff(var), amin(first.stop, aff(var) + size)),) + st.dims[1:])
     return Loop(var, first.start, first.stop, size, "parallel", "host", (inner,))

@@ -24,11 +24,10 @@ import fractal as ft
 from examples import b2b_gemm
 from fractal.lower import Copy, Gather, Loop, parse_tile_program
 from fractal.lower.contract import contract
-from fractal.lower.materialise import materialise
 from fractal.lower.merge_gemms import widen_gemms
 from fractal.lower.pipeline import PassContext
 from tests.lang.strategies import assert_values_close
-from tests.lower.test_passes import TINY_CPU, assert_rewrites, assert_unchanged, lowered, program
+from tests.lower.test_passes import TINY_CPU, assert_rewrites, assert_unchanged, lowered, materialise, program
 
 # --- contract --------------------------------------------------------------------------------
 

@@ -62,11 +62,10 @@ CELL = ("stage c(m in 0:2) device { h[8*l + 4*i + 2*j + m + 8, 0:1, 0:4] = "
         "tanh(add(g[8*l + 4*i + 2*j + m, 0:1, 0:4], h[8*l + 4*i + 2*j + m + 6, 0:1, 0:4])) }")
 
 
-def test_hoist_batches_a_projection_of_the_layer_below_out_of_the_row_and_column_loops():
-    """With 2 points per step the GEMM is small, but it reads only the layer below, which no
-    row or column of this layer writes: it leaves the column loop and then the row loop, the
-    (row, column) nest staying perfect for the wavefront, and runs once per layer."""
+def test_hoist_leaves_a_small_projection_of_the_layer_below_to_the_wavefront_pass():
+    """With 2 points per step the GEMM is small and reads the layer below, which the nest
+    writes in an earlier layer: batching it out of the row and column loops gives up the
+    wavefront over (layer, row, column).  Hoisting leaves it; the wavefront pass prices the
+    two schedules (tests/lower/test_wavefront_choice.py)."""
     before = f"for l in 0:2 sequential host {{ for i in 0:2 sequential host {{ for j in 0:2 sequential host {{ {PROJ} {CELL} }} }} }}"
-    after = (f"for l in 0:2 sequential host {{ for i in 0:2 parallel host {{ for j in 0:2 parallel host {{ {PROJ} }} }} "
-             f"for i in 0:2 sequential host {{ for j in 0:2 sequential host {{ {CELL} }} }} }}")
-    assert_rewrites(hoist, program(GRID_BUFFERS, before), program(GRID_BUFFERS, after))
+    assert_unchanged(hoist, program(GRID_BUFFERS, before))

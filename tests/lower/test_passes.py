@@ -16,22 +16,42 @@ import pytest
 import fractal as ft
 from fractal.lower import Loop, parse_tile_program
 from fractal.lower.bucket import bucket
-from fractal.lower.coarsen import coarsen
+from fractal.backends.cpu.policy import CpuPolicy
 from fractal.lower.hardware import KiB, MiB, Hardware, MemoryLevel
 from fractal.lower.hoist import hoist
 from fractal.lower.lower_program import lower_program
-from fractal.lower.materialise import materialise
 from fractal.lower.pipeline import PASSES, PassContext, run_pipeline
 from fractal.lower.schedule import schedule
+from fractal.lower.target import Target
 from fractal.lower.tiling import tile
 from fractal.lower.wavefront import wavefront
 
 # A made-up cpu, so tiling decisions do not depend on this machine: a 4 KiB L2 (tiles get
 # half of it, 2 KiB) and tiles aligned to 8 elements.
-TINY_CPU = Hardware("tiny_cpu", "cpu", cores=1, simd_width_bytes=16,
-                    levels=(MemoryLevel("L1", 1 * KiB, 100.0), MemoryLevel("L2", 4 * KiB, 50.0),
-                            MemoryLevel("DRAM", 1 * MiB, 10.0)),
-                    peak_gflops=(("float32", 1.0),), tile_align=8, tile_level="L2")
+def cpu_target(hw: Hardware) -> Target:
+    """A CPU target (the CPU backend's cost policy) for a made-up hardware record."""
+    return Target(hw.name, "cpu", hw, CpuPolicy())
+
+
+TINY_CPU = cpu_target(Hardware("tiny_cpu", "cpu", cores=1, simd_width_bytes=16,
+                               levels=(MemoryLevel("L1", 1 * KiB, 100.0), MemoryLevel("L2", 4 * KiB, 50.0),
+                                       MemoryLevel("DRAM", 1 * MiB, 10.0)),
+                               peak_gflops=(("float32", 1.0),), tile_align=8, tile_level="L2"))
+
+
+def passes(*names):
+    """The pipeline's passes `names`, run one after the other as one pass."""
+    table = dict(PASSES)
+
+    def run(program, ctx):
+        for name in names:
+            program = table[name](program, ctx)
+        return program
+    return run
+
+
+coarsen = passes("batch", "merge", "fuse", "merge_gemms", "widen_gemms")  # passes 5-9
+materialise = passes("forward_results", "contract_storage", "roll_storage")  # passes 11-13
 
 
 def program(buffers: str, body: str) -> str:
@@ -235,11 +255,11 @@ def test_hoist_moves_a_statement_that_is_the_same_every_step_before_the_loop_onc
 
 @pytest.mark.parametrize("loop, other", [
     ("for s in 0:0 sequential host", ""),  # never runs: moving it out would run it
-    ("for s in 0:5 sequential host", "stage other() device { xw[1, 0:2, 0:4] = exp(x[s, 0:2, 0:4]) }"),
+    ("for s in 0:5 sequential host", "stage other() device { xw[0, 0:1, 0:4] = exp(x[s, 0:1, 0:4]) }"),
 ])
 def test_hoist_keeps_an_invariant_statement_of_an_empty_loop_or_a_shared_buffer(loop, other):
-    """Not moved: a loop that may not run, or another statement of the loop writing the same
-    buffer (their order would change)."""
+    """Not moved: a loop that may not run, or another statement of the loop writing some of
+    the same elements (their order would change)."""
     assert_unchanged(hoist, program(HOIST_BUFFERS, f"{loop} {{ {INVARIANT} {other} }}"))
 
 
@@ -277,18 +297,43 @@ def test_wavefront_skews_a_stacked_rnn_onto_its_diagonals():
           }}
         }}
     """))
-    assert ctx.notes == ["wavefront: l x t -> l_t"]
+    assert len(ctx.notes) == 1 and ctx.notes[0].startswith("wavefront: l x t -> l_t (5 steps; wavefront of: ")
 
 
-def test_wavefront_leaves_a_nest_with_a_backward_diagonal_dependence():
+def test_wavefront_skews_a_nest_with_a_backward_diagonal_dependence_onto_a_steeper_hyperplane():
     """Cell (l, t) reading the layer below at step t + 1 depends on (l - 1, t + 1): distance
-    (1, -1), on the same diagonal, so skewing would be wrong and the nest stays."""
-    assert_unchanged(wavefront, program(WAVEFRONT_BUFFERS, f"""
+    (1, -1) lies on the anti-diagonal, but the hyperplane 2*l + t moves every distance
+    forward ((1, -1) by 1, (0, 1) by 1, (1, 0) by 2): 2*(2 - 1) + 4 = 6 steps."""
+    ctx = assert_rewrites(wavefront, program(WAVEFRONT_BUFFERS, f"""
         for l in 0:2 sequential host {{
           for t in 0:4 sequential host {{
             {rnn_cell("10*l + 5*m + t + 2", "10*l + 5*m + t + 10", "10*l + 5*m + t + 11")}
           }}
         }}
+    """), program(WAVEFRONT_BUFFERS, f"""
+        for l_t in 0:6 sequential host {{
+          for l in max(0, floor(l_t / 2) - 1):min(2, floor(l_t / 2) + 1) parallel host {{
+            {rnn_cell("8*l + l_t + 5*m + 2", "8*l + l_t + 5*m + 10", "8*l + l_t + 5*m + 11")}
+          }}
+        }}
+    """))
+    assert len(ctx.notes) == 1 and ctx.notes[0].startswith("wavefront: l x t -> l_t (6 steps; wavefront of: ")
+
+
+def test_wavefront_leaves_a_nest_whose_dependences_no_small_hyperplane_moves_forward():
+    """Cell (l, t) reads the layer below three steps ahead (slot t + 4 of 10-slot rows `g`):
+    distance (1, -3).  A hyperplane moving it and (0, 1) forward needs a layer coefficient of 4,
+    above `MAX_COEFFICIENT`, so the nest stays."""
+    assert_unchanged(wavefront, program("buffer g: f32[60,1,4] global output", """
+        for l in 0:2 sequential host {
+          for t in 0:4 sequential host {
+            for m in 0:2 parallel host {
+              stage cell() device {
+                g[20*l + 10*m + t + 21, 0:1, 0:4] = tanh(add(g[20*l + 10*m + t + 4, 0:1, 0:4], g[20*l + 10*m + t + 20, 0:1, 0:4]))
+              }
+            }
+          }
+        }
     """))
 
 
@@ -702,15 +747,23 @@ def rnn_args():
 
 
 def test_pipeline_passes_run_in_the_documented_order():
-    assert [name for name, _ in PASSES] == ["contract", "schedule", "hoist", "wavefront", "sink", "coarsen",
-                                         "bucket", "materialise", "tile"]
+    assert [name for name, _ in PASSES] == [
+        "contract", "schedule", "hoist", "wavefront", "sink", "batch", "merge", "fuse", "merge_gemms", "widen_gemms",
+        "bucket", "forward_results", "contract_storage", "roll_storage", "tile"]
+
+
+@pytest.mark.parametrize("k", range(len(PASSES)))
+def test_each_pass_says_its_number_and_name_first(k):
+    """`Pass <k>, <name>: ...`: a pass's docstring numbers it as the pipeline does."""
+    name, run = PASSES[k]
+    assert run.__doc__.startswith(f"Pass {k}, {name}: "), run.__doc__
 
 
 def test_pipeline_wavefronts_a_stacked_rnn_and_notes_it(tmp_path):
     """On a stacked RNN, the verified pipeline notes the wavefront and leaves one sequential
     loop over the 2 + 3 - 1 diagonals; the dump holds the IR before and after every pass."""
     low = lowered(stacked_rnn, *rnn_args())
-    out, ctx = run_pipeline(low.program, low.constants, hardware=TINY_CPU, verify=True, dump=tmp_path)
+    out, ctx = run_pipeline(low.program, low.constants, target=TINY_CPU, verify=True, dump=tmp_path)
     assert len(ctx.notes) == 1 and ctx.notes[0].startswith("wavefront: ")
     loops = [s for s in out.body if isinstance(s, Loop)]
     assert [(s.kind, s.start.const, s.stop.const) for s in loops] == [("sequential", 0, 4)]
@@ -718,8 +771,8 @@ def test_pipeline_wavefronts_a_stacked_rnn_and_notes_it(tmp_path):
     assert names == [f"stacked_rnn.{k:02d}-{name}.tile" for k, name in
                      enumerate(["lowered"] + [name for name, _ in PASSES])]
     assert parse_tile_program((tmp_path / "stacked_rnn.00-lowered.tile").read_text()) == low.program
-    assert parse_tile_program((tmp_path / "stacked_rnn.08-materialise.tile").read_text()) == out
-    assert (tmp_path / "stacked_rnn.09-tile.tile").read_text() == "// tile: (unchanged)\n"
+    assert parse_tile_program((tmp_path / "stacked_rnn.14-roll_storage.tile").read_text()) == out
+    assert (tmp_path / "stacked_rnn.15-tile.tile").read_text() == "// tile: (unchanged)\n"
 
 
 def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tmp_path, monkeypatch):
@@ -727,11 +780,11 @@ def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tm
     sequential loop to hoist from or skew) writes `// <pass>: (unchanged)`."""
     monkeypatch.setenv("FRACTAL_DUMP_IR", str(tmp_path))
     low = lowered(scaled, ft.fractal([np.full((1, 4), i, np.float32) for i in range(3)]))
-    out, _ = run_pipeline(low.program, low.constants, hardware=TINY_CPU, verify=True)
+    out, _ = run_pipeline(low.program, low.constants, target=TINY_CPU, verify=True)
     text = {p.name.split("-", 1)[1]: p.read_text() for p in tmp_path.iterdir()}
     assert text["hoist.tile"] == "// hoist: (unchanged)\n"
     assert text["wavefront.tile"] == "// wavefront: (unchanged)\n"
-    assert parse_tile_program(text["materialise.tile"]) == out
+    assert parse_tile_program(text["roll_storage.tile"]) == out
 
 
 LAYERS_BUFFERS = """

@@ -22,12 +22,12 @@ from fractal.lower.sink import sink
 
 from tests.lang.strategies import assert_values_close, build, make_args, program_descs
 
-from .test_passes import TINY_CPU, program
+from .test_passes import TINY_CPU, cpu_target, program
 
 # TINY_CPU with a 1 KiB L2 and a DRAM so slow that any step's results are worth reading from
 # cache: the policy's per-step minimum is 0 bytes, its cache 512 bytes (half the L2).
-SLOW_DRAM_CPU = dataclasses.replace(TINY_CPU, levels=(
-    MemoryLevel("L1", 512, 100.0), MemoryLevel("L2", 1 * KiB, 50.0), MemoryLevel("DRAM", 1 * MiB, 1e-6)))
+SLOW_DRAM_CPU = cpu_target(dataclasses.replace(TINY_CPU.hardware, levels=(
+    MemoryLevel("L1", 512, 100.0), MemoryLevel("L2", 1 * KiB, 50.0), MemoryLevel("DRAM", 1 * MiB, 1e-6))))
 
 BUFFERS = """
     buffer q: f32[64,1,8] global input
@@ -45,8 +45,8 @@ LOOP = """
 """
 
 
-def sunk(before: str, hardware=SLOW_DRAM_CPU):
-    ctx = PassContext({}, hardware)
+def sunk(before: str, target=SLOW_DRAM_CPU):
+    ctx = PassContext({}, target)
     return sink(parse_tile_program(before).verify(), ctx).verify(), ctx
 
 
@@ -159,7 +159,7 @@ def on_slow_dram(fn, args):
     """`fn` compiled for `args` through the verified pipeline on SLOW_DRAM_CPU, and its notes."""
     compiled = fn.compile(*args)
     lowered = compiled._lowered
-    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, hardware=SLOW_DRAM_CPU, verify=True)
+    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, target=SLOW_DRAM_CPU, verify=True)
     used = {b.name for b in tile_ir.buffers}
     exe = CpuExecutable(tile_ir, {k: v for k, v in lowered.constants.items() if k in used})
     return dataclasses.replace(compiled, tile_ir=tile_ir, _executable=exe), ctx.notes

@@ -1,0 +1,111 @@
+"""The CPU backend's cost policy: when batching, sinking, tiling and skewing pay on NumPy/BLAS.
+
+Every threshold the passes use on a CPU target lives here, as a field of `CpuPolicy` with the
+reason for its value; each answer is a pure function of the pass's facts
+(`fractal.lower.policy`) and the target's hardware record, never of the machine compiling.
+
+The costs behind the numbers (measured on the 2-core AMD EPYC and Intel Xeon VMs this project
+runs on, NumPy 2.4 with OpenBLAS): a stage run is a Python closure and a box computation
+(about 2 us), each op one NumPy call on views (3-5 us; on a polygon of points, through cached
+fancy indices, about twice that); a BLAS call costs a few microseconds before it computes,
+and a GEMM of m rows reaches about m / (m + 16) of the float32 peak (OpenBLAS blocks rows by
+the 8 lanes of an AVX2 register: 64 rows, eight blocks, run near peak).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fractal.lower.hardware import Hardware
+from fractal.lower.policy import BatchFacts, SinkFacts, StageRun, TileFacts
+
+_DTYPE_OF_ITEMSIZE = {2: "float16", 4: "float32", 8: "float64"}
+
+
+@dataclass(frozen=True)
+class CpuPolicy:
+    """The NumPy/BLAS cost policy (see the module docstring for where the numbers come from)."""
+
+    blas_rows: int = 8              # BLAS micro-kernels block rows by 8: tile sides are multiples of it
+    full_speed_blocks: int = 8      # a GEMM of this many row blocks (64 rows) runs near the BLAS peak
+    cache_share: float = 0.5        # of a cache level, what a working set may take (BLAS streams the rest)
+    stage_seconds: float = 2e-6     # host cost of one stage run
+    op_seconds: float = 4e-6        # one NumPy call over views
+    polygon_op_seconds: float = 8e-6  # one NumPy call over a polygon's cached fancy indices
+    gemm_call_seconds: float = 2e-6   # a BLAS call before it computes
+    gemm_half_rows: int = 16        # rows at which a GEMM runs at half the peak
+    sunk_run_seconds: float = 5e-6  # what sinking adds to each step: one more stage run of a few calls
+
+    # --- hoist ---------------------------------------------------------------------------
+
+    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
+        """Batch a statement over the steps of its loop?  Where it makes GEMMs bigger (a weight
+        shared by the steps folds their rows into one GEMM) or steps fewer and larger; a step
+        whose results already fill a cache tile and whose GEMMs multiply per-step operands
+        (attention's score blocks) stays, its results staying in cache for their readers.
+        A recurrent statement (the projection of a stacked RNN's layer below) gives up the
+        wavefront over layers and steps: batched only when a step's GEMM is small no longer
+        (`full_speed_blocks` row blocks) or the per-layer weights overflow the last cache level
+        (a wavefront step reads every layer's weights; layer by layer one layer's stay cached).
+        Otherwise the wavefront pass weighs the two schedules (`seconds`)."""
+        general = facts.shares_weight or facts.step_bytes < self._tile_bytes(hw) or \
+            facts.step_bytes * facts.steps <= self._cache_bytes(hw)
+        if facts.recurrent:
+            return general and (facts.points >= self.full_speed_blocks * self.blas_rows or
+                                facts.layer_bytes > self._cache_bytes(hw))
+        return general
+
+    # --- sink ----------------------------------------------------------------------------
+
+    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
+        """Run a nest reading each step's results inside the loop?  When those results, over
+        all steps, overflow the last cache level and one step's take DRAM longer than the stage
+        run sinking adds to each step."""
+        dram = hw.levels[-1].bandwidth_gbs * 1e9
+        return facts.step_bytes >= dram * self.sunk_run_seconds and \
+            facts.step_bytes * facts.steps > self._cache_bytes(hw)
+
+    # --- tile ----------------------------------------------------------------------------
+
+    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
+        """Rows per tile of a multi-op stage whose working set overflows the tile level, so one
+        tile's intermediates stay cached from op to op; None to leave it whole (it fits, or it
+        holds a GEMM: BLAS tiles its own loops, and cutting M only adds calls)."""
+        budget, align, n = self._tile_bytes(hw), self.blas_rows, facts.rows
+        if facts.has_gemm or n <= align or facts.row_bytes * n <= budget:
+            return None
+        size = max(align, (budget // max(facts.row_bytes, 1)) // align * align)
+        return size if size < n else None
+
+    # --- the wavefront's choice of schedule ----------------------------------------------
+
+    def seconds(self, runs: list[StageRun], hw: Hardware) -> float:
+        """Estimated run time of stage runs: host costs per run and op, BLAS calls at the rate a
+        GEMM of their rows reaches, other ops at the bandwidth of the level their bytes fit."""
+        total = 0.0
+        for r in runs:
+            per = self.stage_seconds + r.ops * (self.polygon_op_seconds if r.polygon else self.op_seconds)
+            for g in r.gemms:
+                peak = hw.peak(_DTYPE_OF_ITEMSIZE.get(g.itemsize, "float32")) * 1e9
+                rate = peak * g.m / (g.m + self.gemm_half_rows) if g.m else peak
+                per += g.calls * (self.gemm_call_seconds + 2.0 * g.m * g.n * g.k / rate)
+            per += r.other_bytes / (_level_for(hw, r.other_bytes).bandwidth_gbs * 1e9)
+            total += r.count * per
+        return total
+
+    # --- shared --------------------------------------------------------------------------
+
+    def _cache_bytes(self, hw: Hardware) -> int:
+        last = hw.levels[-2] if len(hw.levels) > 1 else hw.levels[-1]
+        return int(last.size_bytes * self.cache_share)
+
+    def _tile_bytes(self, hw: Hardware) -> int:
+        return int(hw.level(hw.tile_level).size_bytes * self.cache_share)
+
+
+def _level_for(hw: Hardware, nbytes: int):
+    """The fastest memory level (past the registers) whose one instance holds `nbytes`."""
+    for level in hw.levels[1:]:
+        if nbytes <= level.size_bytes:
+            return level
+    return hw.levels[-1]

@@ -1,0 +1,363 @@
+"""Which instances of the tile IR's ops touch the same elements: the passes' legality questions.
+
+Every pass that moves work (hoist, wavefront, sink, coarsen's merge, contract) asks one kind
+of question: for two sets of accesses X and Y, with some enclosing variables held equal
+(`fixed`: the loops around the place where the pass works), what are the differences
+`y[v] - x[v]` over the variables `over` between an instance of X and an instance of Y that
+touch a common element, one of them writing?  The answer is an exact integer set, computed
+by the analysis layer's engine (`fractal.analysis.dependences.touch_deltas`, isl) from the
+access relations `fractal.lower.tile_isl` builds; each pass then reads its condition off it
+(all zero: the two only meet at the same point; all forward along a hyperplane: a skew is
+legal; empty: independent).
+
+    xs = accesses([cell_stage], scope)                  # every read and write, with its scope
+    d = deltas(xs, xs, over=("l", "t"), fixed=("b",))   # {(dl, dt)} as an isl.Set
+    only_zero(d), vectors(d)                            # -> False, [(0, 1), (1, 0), ...]
+
+A gather's source and a scatter's destination are read and written at the rows their index
+table holds.  When the table is a constant buffer with data, those rows are computed from it,
+instance by instance, and kept per value of the variables a question keeps (`keep`) as runs
+of rows (`_table_rows`): exact for the kept variables, so a scatter per layer of a layer
+loop is known to touch its own layer's rows.  Through a table known only at run time (or
+more than `MAX_TABLE_RUNS` runs of rows) the whole axis of the region stands for them: a
+sound over-approximation.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Mapping
+
+import islpy as isl
+import numpy as np
+
+from ..analysis.dependences import touch_deltas
+from ..analysis.wavefront import vector_set
+from .tile_expr import Region
+from .tile_ir import Gather, If, Loop, Scatter, Stage
+from .tile_affine import evaluate_many
+from .tile_isl import Indirect, Scope, arithmetic_runs, buffer_tag, element_constraints, isl_index
+
+# Past these, a table's rows stand for the whole axis of the region (see the docstring):
+MAX_TABLE_ENTRIES = 1 << 18     # table entries an op reads, over all its instances, to list them
+MAX_TABLE_RUNS = 512            # runs of rows in the relation (isl slows with many disjuncts)
+MAX_JOINED = 1 << 22            # pairs of instances two tables' rows are joined into
+
+
+@dataclass(frozen=True)
+class Access:
+    """One region an op reads or writes, with what encloses the op."""
+
+    region: Region
+    write: bool
+    scope: Scope
+    indirect: Indirect | None = None
+    shape: tuple[int, ...] = ()  # the buffer's shape
+
+    def relation(self, keep: tuple[str, ...]) -> isl.Map:
+        """`{ [keep vars] -> B_buffer[elements] }`, the other variables existential."""
+        return _relation(self, keep)
+
+
+def op_accesses(op, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray]) -> list[Access]:
+    """The accesses of one op: a gather's source and a scatter's destination through its table."""
+    out = []
+    for r, write in [(r, False) for r in op.reads] + [(w, True) for w in op.writes]:
+        indirect = None
+        if isinstance(op, (Gather, Scatter)) and r == (op.src if isinstance(op, Gather) else op.dst):
+            table = tables.get(op.index.buffer)
+            indirect = Indirect(op.axis, op.index, None if table is None else np.asarray(table))
+        out.append(Access(r, write, scope, indirect, tuple(shapes[r.buffer])))
+    return out
+
+
+def accesses(stmts, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray] | None = None):
+    """Every access of every op inside `stmts`, each with its scope (loops, stage dims, ifs)."""
+    tables = tables or {}
+    out: list[Access] = []
+
+    def walk(ss, sc: Scope):
+        for s in ss:
+            if isinstance(s, Loop):
+                walk(s.body, sc.inner(s.var, s.start, s.stop, s.step))
+            elif isinstance(s, If):
+                walk(s.then, sc.when(s.cond))
+                walk(s.orelse, sc.unless(s.cond))
+            elif isinstance(s, Stage):
+                inner = sc
+                for d in s.dims:
+                    inner = inner.inner(d.var, d.start, d.stop)
+                for op in s.body:
+                    out.extend(op_accesses(op, inner, shapes, tables))
+            else:
+                raise TypeError(f"not a statement: {type(s).__name__}")
+    walk(stmts, scope)
+    return out
+
+
+def deltas(xs, ys, over, fixed=()) -> isl.Set:
+    """`{ y[over] - x[over] }` over instances x of `xs` and y of `ys` touching a common element,
+    at least one writing, with equal `fixed` variables (which must enclose every access)."""
+    keep = tuple(fixed) + tuple(over)
+    xs, ys = _meeting(xs, ys)
+    # two accesses through constant tables meet where their rows do: joined in NumPy, instance
+    # by instance (in isl, two relations of many runs each compose slowly); the rest in isl
+    tx, ty = [x for x in xs if _listed(x)], [y for y in ys if _listed(y)]
+    sx, sy = [x for x in xs if not _listed(x)], [y for y in ys if not _listed(y)]
+    out = _touch(sx, list(ys), keep, len(fixed), len(over)).union(_touch(tx, sy, keep, len(fixed), len(over)))
+    for x in tx:
+        for y in ty:
+            if x.region.buffer == y.region.buffer and (x.write or y.write):
+                found = _joined(x, y, keep, len(fixed))
+                out = out.union(_touch([x], [y], keep, len(fixed), len(over)) if found is None
+                                else vector_set(found, len(over)))
+    return out.coalesce()
+
+
+def _meeting(xs, ys):
+    """The accesses of `xs` and `ys` that could meet one of the other side: same buffer, one
+    of the two writing, element boxes overlapping (interval arithmetic over the scopes)."""
+    def could(a: Access, others) -> bool:
+        return any(b.region.buffer == a.region.buffer and (a.write or b.write) and _boxes_overlap(a, b)
+                   for b in others)
+    return [x for x in xs if could(x, ys)], [y for y in ys if could(y, xs)]
+
+
+def _boxes_overlap(a: Access, b: Access) -> bool:
+    return all(lo1 <= hi2 and lo2 <= hi1 for (lo1, hi1), (lo2, hi2) in zip(_box(a), _box(b)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _box(a: Access) -> tuple:
+    """Per buffer axis, (lo, hi) of the elements the access may touch (the whole axis of a
+    table's)."""
+    ranges = a.scope.ranges()
+    skip = a.indirect.buffer_axis(a.region) if a.indirect is not None else None
+    out = []
+    for k, (start, size, stride) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
+        if ranges is None:
+            out.append((0, -1))  # no instance: meets nothing
+            continue
+        lo, hi = start.bounds(ranges)
+        span = ((size or 1) - 1) * stride
+        out.append((lo, hi + span) if k != skip else (-(1 << 62), 1 << 62))
+    return tuple(out)
+
+
+def _touch(xs, ys, keep, n_fixed: int, n_over: int) -> isl.Set:
+    pairs = [(x.relation(keep), x.write) for x in xs], [(y.relation(keep), y.write) for y in ys]
+    return touch_deltas(*pairs, n_fixed=n_fixed, n_over=n_over)
+
+
+def pairwise(stmts, scope: Scope, over, fixed, shapes, tables) -> dict:
+    """`{(i, j): deltas(stmt i, stmt j)}` for the statements of a block that meet (with `i <= j`;
+    `(j, i)` is the negation), computed once for a pass to read its conditions off."""
+    acc = [accesses([s], scope, shapes, tables) for s in stmts]
+    out = {}
+    for i in range(len(stmts)):
+        for j in range(i, len(stmts)):
+            xs, ys = _meeting(acc[i], acc[j])
+            if xs and ys:
+                d = deltas(xs, ys, over, fixed)
+                if not d.is_empty():
+                    out[i, j] = d
+    return out
+
+
+def between(found: dict, i: int, j: int, n: int) -> isl.Set | None:
+    """`deltas(stmt i, stmt j)` from a `pairwise` table (None: they never meet)."""
+    if (i, j) in found:
+        return found[i, j]
+    if (j, i) in found:
+        return found[j, i].apply(_negate(n))
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _negate(n: int) -> isl.Map:
+    xs = [f"d{k}" for k in range(n)]
+    return isl.Map(f"{{ [{', '.join(xs)}] -> [{', '.join('-' + x for x in xs)}] }}")
+
+
+def only_zero(d: isl.Set) -> bool:
+    """Whether every difference in `d` is zero (the instances meet only at the same point)."""
+    return d.is_subset(_zero(d.dim(isl.dim_type.set)))
+
+
+def vectors(d: isl.Set, limit: int = 4096) -> list[tuple[int, ...]] | None:
+    """The differences in `d`, sorted; None when there are more than `limit`."""
+    n, out = d.dim(isl.dim_type.set), []
+
+    class _Many(Exception):
+        pass
+
+    def add(p):
+        if len(out) >= limit:
+            raise _Many
+        out.append(tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n)))
+    try:
+        d.foreach_point(add)
+    except _Many:
+        return None
+    return sorted(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _zero(n: int) -> isl.Set:
+    xs = ", ".join(f"d{k}" for k in range(n))
+    cons = " and ".join(f"d{k} = 0" for k in range(n)) or "true"
+    return isl.Set(f"{{ [{xs}] : {cons} }}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _relation(a: Access, keep: tuple[str, ...]) -> isl.Map:
+    names = a.scope.names()
+    missing = [v for v in keep if v not in names]
+    if missing:
+        raise ValueError(f"variable {missing[0]} does not enclose the access {a.region}")
+    skip = a.indirect.buffer_axis(a.region) if a.indirect is not None else None
+    ex, cons = element_constraints(a.region, names, skip)
+    rows = _table_rows(a, keep, skip) if skip is not None else None
+    if skip is not None and rows is None:  # the whole axis the region spans
+        start, size, stride = a.region.start[skip], a.region.size[skip], a.region.stride[skip]
+        ex.append("tq")
+        cons.append(f"e{skip} = {isl_index(start, names)} + {stride}*tq and 0 <= tq < {size}")
+    ks = [f"k{j}" for j in range(len(keep))]
+    cons = a.scope.constraints() + cons + [f"{k} = {names[v]}" for k, v in zip(ks, keep)]
+    elems = ", ".join(f"e{k}" for k in range(len(a.region.start)))
+    hidden = ", ".join(list(names.values()) + ex)
+    body = " and ".join(cons) or "true"
+    text = f"{{ [{', '.join(ks)}] -> {buffer_tag(a.region.buffer)}[{elems}] : "
+    text += f"(exists ({hidden} : {body}))" if hidden else f"({body})"
+    return isl.Map(text + (f" and ({rows})" if rows else "") + " }")
+
+
+def table_instances(a: Access):
+    """For a gather/scatter access through a constant table: (the instances as variable arrays, their number, the rows each touches along the table's
+    axis [instances, index length]), or None when the instances are too many to list."""
+    ind = a.indirect
+    width = next(size for size in ind.index.size if size is not None)
+    pts = a.scope.points(MAX_TABLE_ENTRIES // max(width, 1))
+    if pts is None:
+        return None
+    n = len(next(iter(pts.values()))) if pts else 1
+    table = ind.table
+    strides = [int(np.prod(table.shape[k + 1:], dtype=np.int64)) for k in range(table.ndim)]
+    at = next(k for k, size in enumerate(ind.index.size) if size is not None)
+    base = sum(np.broadcast_to(evaluate_many(s, pts), (n,)) * st for s, st in zip(ind.index.start, strides))
+    flat = np.asarray(base)[:, None] + strides[at] * ind.index.stride[at] * np.arange(ind.index.size[at])
+    values = table.reshape(-1)[flat].astype(np.int64)
+    axis = ind.buffer_axis(a.region)
+    size, stride = a.region.size[axis], a.region.stride[axis]
+    values = np.where(values < 0, values + size, values)
+    rows = np.broadcast_to(evaluate_many(a.region.start[axis], pts), (n,))[:, None] + stride * values
+    return pts, n, rows
+
+
+def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
+    """The rows (along buffer axis `axis`) a gather/scatter touches through its constant table,
+    per value of the `keep` variables, as an isl condition over `k0, ...` and `e<axis>`; None
+    when the table is not known or the rows are too many runs."""
+    if a.indirect.table is None:
+        return None
+    found = table_instances(a)
+    if found is None:
+        return None
+    pts, n, rows = found
+    if n == 0:
+        return "false"
+    width = rows.shape[1]
+    key = np.zeros(n, np.int64)  # the kept variables' values as one number (mixed radix)
+    for v in keep:
+        col = np.broadcast_to(pts[v], (n,))
+        lo = int(col.min())
+        key = key * (int(col.max()) - lo + 1) + (col - lo)
+    key, flat = np.repeat(key, width), rows.reshape(-1)
+    order = np.lexsort((flat, key))
+    key, flat = key[order], flat[order]
+    fresh = np.ones(len(key), dtype=bool)
+    fresh[1:] = (key[1:] != key[:-1]) | (flat[1:] != flat[:-1])  # each (key, row) once
+    key, flat = key[fresh], flat[fresh]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    if len(starts) > MAX_TABLE_RUNS:
+        return None
+    e, parts, total = f"e{axis}", [], 0
+    firsts = np.flatnonzero(np.r_[True, np.diff(key) != 0])  # (== starts; the first instance of each key)
+    values = {v: np.broadcast_to(pts[v], (n,)) for v in keep}
+    first_instance = order[fresh][firsts] // width
+    for g, lo in enumerate(starts):
+        hi = starts[g + 1] if g + 1 < len(starts) else len(key)
+        runs = arithmetic_runs(flat[lo:hi], MAX_TABLE_RUNS - total)
+        if runs is None:
+            return None
+        total += len(runs)
+        at_key = " and ".join(f"k{j} = {int(values[v][first_instance[g]])}" for j, v in enumerate(keep)) or "true"
+        parts.append(f"({at_key} and ({' or '.join(_run(e, r) for r in runs)}))")
+    return " or ".join(parts)
+
+
+def _run(e: str, run) -> str:
+    lo, hi, first, step = run
+    if hi - lo == 1:
+        return f"{e} = {first}"
+    if step == 1:
+        return f"{first} <= {e} <= {first + hi - lo - 1}"
+    return f"exists (q : {e} = {first} + {step}*q and 0 <= q < {hi - lo})"
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A gather/scatter access instance by instance: the variables' values, the rows each
+    instance touches along the table's axis, and the span of every other axis."""
+
+    points: dict
+    rows: np.ndarray        # [instances, index length]
+    spans: tuple            # per other buffer axis: (axis, lo [instances], hi [instances])
+
+
+def _listed(a: Access) -> _Listed | None:
+    return _listing(a) if a.indirect is not None and a.indirect.table is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _listing(a: Access) -> _Listed | None:
+    found = table_instances(a)
+    if found is None:
+        return None
+    pts, n, rows = found
+    axis = a.indirect.buffer_axis(a.region)
+    spans = []
+    for k, (start, size, stride) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
+        if k != axis:
+            lo = np.broadcast_to(evaluate_many(start, pts), (n,))
+            spans.append((k, lo, lo + ((size or 1) - 1) * stride))
+    return _Listed(pts, rows, tuple(spans))
+
+
+def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] | None:
+    """The differences over the kept variables past the first `n_fixed` between instances of
+    two table accesses that share a row (and overlap on the other axes), the first `n_fixed`
+    equal; None when the join is too big (the caller asks isl instead)."""
+    X, Y = _listed(x), _listed(y)
+    nx, ny = X.rows.shape[0], Y.rows.shape[0]
+    xi = np.repeat(np.arange(nx), X.rows.shape[1])
+    yi = np.repeat(np.arange(ny), Y.rows.shape[1])
+    xr, yr = X.rows.reshape(-1), Y.rows.reshape(-1)
+    order = np.argsort(yr, kind="stable")
+    ys_sorted = yr[order]
+    lo, hi = np.searchsorted(ys_sorted, xr, "left"), np.searchsorted(ys_sorted, xr, "right")
+    counts = hi - lo
+    total = int(counts.sum())
+    if total > MAX_JOINED:
+        return None
+    px = np.repeat(xi, counts)
+    py = yi[order[np.repeat(lo, counts) + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]]
+    ok = np.ones(total, dtype=bool)
+    for (_, xlo, xhi), (_, ylo, yhi) in zip(X.spans, Y.spans):
+        ok &= (xlo[px] <= yhi[py]) & (ylo[py] <= xhi[px])
+    kx = np.stack([np.broadcast_to(X.points[v], (nx,))[px] for v in keep], axis=1) if keep else np.zeros((total, 0))
+    ky = np.stack([np.broadcast_to(Y.points[v], (ny,))[py] for v in keep], axis=1) if keep else np.zeros((total, 0))
+    ok &= (kx[:, :n_fixed] == ky[:, :n_fixed]).all(axis=1)
+    d = (ky - kx)[ok][:, n_fixed:].astype(np.int64)
+    return [tuple(int(v) for v in row) for row in np.unique(d, axis=0)]

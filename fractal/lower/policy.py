@@ -1,0 +1,88 @@
+"""What the passes ask a target's cost policy, and the facts they hand it.
+
+Two questions decide every transformation, each with one owner.  *Is it legal?* is the
+dependence engine's (`fractal.lower.dependences`); *is it worth it?* is the target's: each
+backend ships a `CostPolicy` (the CPU backend's is `fractal.backends.cpu.policy.CpuPolicy`),
+carried by the `Target` the pipeline runs for.  A pass measures the candidate it could
+make — sizes in bytes, rows, points and steps, all read off the tile IR — into one of the
+records below and asks the policy; the policy answers from those numbers and the target's
+hardware record alone, so the same program, sizes and target give the same decisions (and
+the same tile IR) on any machine.
+
+    facts = BatchFacts(steps=64, points=64, step_bytes=65536, shares_weight=True, ...)
+    if target.policy.batch_across(facts, target.hardware): ...       # hoist
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .hardware import Hardware
+
+
+@dataclass(frozen=True)
+class BatchFacts:
+    """Hoist: a statement of a sequential loop whose steps are independent could run once, batched
+    over all `steps` (`points` per step before, `steps * points` after)."""
+
+    steps: int
+    points: int
+    step_bytes: int          # bytes the statement writes in one step
+    shares_weight: bool      # one of its GEMMs multiplies by the same right operand at every step
+    recurrent: bool = False  # it reads what an enclosing sequential loop wrote (a stacked RNN's layer below):
+    #                          batching it gives up a wavefront over the enclosing nest
+    layer_bytes: int = 0     # (recurrent) bytes of the GEMM weights that change from one enclosing step to the next
+
+
+@dataclass(frozen=True)
+class SinkFacts:
+    """Sink: a parallel nest reading each step's results of a sequential loop could run inside it."""
+
+    steps: int
+    step_bytes: int          # bytes of the loop's results the nest reads per step
+
+
+@dataclass(frozen=True)
+class TileFacts:
+    """Tile: a stage of several ops over a box whose first dim has `rows` values."""
+
+    rows: int
+    row_bytes: int           # bytes the ops touch per value of the first dim (shared operands once)
+    has_gemm: bool
+
+
+@dataclass(frozen=True)
+class GemmRun:
+    """One GEMM op of a stage run: `calls` BLAS products (one per distinct right operand) of
+    `m x k` by `k x n`, `m` summed over the points that share the operand."""
+
+    calls: int
+    m: int
+    n: int
+    k: int
+    itemsize: int
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One run of a stage (its ops over all its points at once), `count` times."""
+
+    count: int
+    ops: int
+    points: int
+    polygon: bool            # the points are not a box (a skewed nest's step)
+    gemms: tuple[GemmRun, ...]
+    other_bytes: int         # bytes the non-GEMM ops touch
+
+
+class CostPolicy(Protocol):
+    """A backend's answers to "is it worth it?", pure functions of the facts and the hardware."""
+
+    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool: ...
+
+    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool: ...
+
+    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None: ...
+
+    def seconds(self, runs: list[StageRun], hw: Hardware) -> float: ...

@@ -1,0 +1,90 @@
+"""The tile IR's contract with its backends, checked exactly: what `verify()` adds to well-formedness.
+
+Every backend may rely on these, and every pass must keep them:
+
+* the points of a stage are independent: no two points write one element, no point reads an
+  element another point writes (so a backend runs them in any order, at once, op after op
+  over the whole box, or cut over threads, thread blocks or PEs);
+* so are the iterations of a parallel loop (a backend may run them at once, as grid dims);
+* a scatter writes, at each point, exactly the rows its index names (its region is the
+  frame the index counts in), each at most once: with a constant index table that is checked
+  here, row by row (a traced index is the program's data, checked when it runs).
+
+The questions are the dependence engine's (`fractal.lower.dependences`: exact, isl, constant
+index tables read row by row); a failure names the stage or loop and two instances that meet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fractal.lang.errors import UNKNOWN_LOC, VerifyError
+
+from .dependences import Access, accesses, deltas, only_zero, table_instances, vectors
+from .rewrite import Path, rewrite_blocks
+from .tile_ir import Loop, Scatter, Stage, TileProgram
+from .tile_isl import Indirect
+from .tile_printer import header
+
+
+def check_contract(program: TileProgram, tables: dict) -> None:
+    """Raise `VerifyError` where a stage's points or a parallel loop's iterations meet, or a
+    constant scatter index repeats a row within a point."""
+    shapes = {b.name: b.shape for b in program.buffers}
+
+    def block(stmts, path: Path):
+        scope = path.scope()
+        for s in stmts:
+            if isinstance(s, Stage) and s.dims:
+                _independent([s], scope, tuple(d.var for d in s.dims), "points of stage", s, shapes, tables)
+                inner = scope
+                for d in s.dims:
+                    inner = inner.inner(d.var, d.start, d.stop)
+                for op in s.body:
+                    if isinstance(op, Scatter):
+                        _distinct_rows(op, inner, tables, s)
+            elif isinstance(s, Loop) and s.kind == "parallel":
+                _independent(s.body, scope.inner(s.var, s.start, s.stop, s.step), (s.var,),
+                             "iterations of parallel loop", s, shapes, tables)
+        return stmts
+
+    rewrite_blocks(program, block)
+
+
+def _independent(stmts, scope, over, what: str, where, shapes, tables) -> None:
+    xs = accesses(stmts, scope, shapes, tables)
+    d = deltas(xs, xs, over, scope.vars)
+    if not only_zero(d):
+        found = vectors(d, 8) or []
+        shown = next((v for v in found if any(v)), None)
+        detail = f" (instances {', '.join(over)} differing by {list(shown)} touch one element)" if shown else ""
+        raise VerifyError(f"the {what} {_name(where)} are not independent{detail}\n  in: {_head(where)}",
+                          loc=UNKNOWN_LOC)
+
+
+def _distinct_rows(op: Scatter, scope, tables, stage: Stage) -> None:
+    table = tables.get(op.index.buffer)
+    if table is None:
+        return
+    found = table_instances(Access(op.dst, True, scope, Indirect(op.axis, op.index, np.asarray(table)), ()))
+    if found is None:
+        return
+    _, n, rows = found
+    if n and rows.shape[1] > 1:
+        ordered = np.sort(rows, axis=1)
+        twice = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+        if len(twice):
+            raise VerifyError(f"scatter index {op.index.buffer} names a row twice within one point of stage "
+                              f"{stage.name} (a scatter writes each row at most once)\n  in: {_head(stage)}",
+                              loc=UNKNOWN_LOC)
+
+
+def _name(s) -> str:
+    return s.name if isinstance(s, Stage) else s.var
+
+
+def _head(s) -> str:
+    try:
+        return header(s)
+    except (ValueError, TypeError, AttributeError):
+        return repr(s)[:300]

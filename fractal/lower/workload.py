@@ -1,0 +1,96 @@
+"""What a schedule costs to run, as the facts a cost policy prices (`fractal.lower.policy`).
+
+`stage_runs(stmts, env, itemsizes)` walks a block as the backends run it once coarsening has
+made each stage's enclosing parallel loops its batch: every stage runs once per iteration of
+the sequential loops around it, over all its points at once.  Sequential loops are walked
+iteration by iteration (their bounds may read outer variables, as a wavefront's do), parallel
+loops and stage dims counted; each run is summarised as a `StageRun` (its ops, points, the
+BLAS calls of its GEMMs and the bytes its other ops touch), equal runs counted together.
+
+    runs = stage_runs(nest, {}, {"h": 4, "w": 4})
+    seconds = target.policy.seconds(runs, target.hardware)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .policy import GemmRun, StageRun
+from .tile_ir import Gemm, If, Loop, Stage
+from .tile_isl import Scope
+
+_MAX_POINTS = 1 << 24
+
+_COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne__, ">=": int.__ge__,
+            ">": int.__gt__}
+
+
+def stage_runs(stmts, env: dict, itemsizes: dict, limit: int = 200_000) -> list[StageRun] | None:
+    """The stage runs of `stmts` with the variables of `env` bound; None past `limit` runs."""
+    found: Counter = Counter()
+    memo: dict = {}  # (stage, the values of the variables its box reads) -> its run
+
+    def run_of(st: Stage, env, batch):
+        dims = batch + tuple((d.var, d.start, d.stop, 1) for d in st.dims)
+        read = sorted(set().union(*(a.vars() | b.vars() for _, a, b, _ in dims)) - {d[0] for d in dims})
+        key = (id(st), tuple(env[v] for v in read))
+        if key not in memo:
+            memo[key] = _run(st, env, dims, itemsizes)
+        return memo[key]
+
+    def walk(ss, env, batch):
+        for s in ss:
+            if isinstance(s, Loop) and s.kind == "sequential":
+                for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                    walk(s.body, {**env, s.var: value}, batch)
+                    if len(memo) > limit:
+                        raise _TooMany
+            elif isinstance(s, Loop):
+                walk(s.body, env, batch + ((s.var, s.start, s.stop, s.step),))
+            elif isinstance(s, If):
+                a, op, b = s.cond
+                walk(s.then if _COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, batch)
+            elif isinstance(s, Stage):
+                run = run_of(s, env, batch)
+                if run is not None:
+                    found[run] += 1
+
+    try:
+        walk(stmts, dict(env), ())
+    except _TooMany:
+        return None
+    return [StageRun(count, *run) for run, count in found.items()]
+
+
+class _TooMany(Exception):
+    pass
+
+
+def _run(st: Stage, env: dict, dims, itemsizes) -> tuple | None:
+    """(ops, points, polygon, gemms, other bytes) of one run of `st` over the points of `dims`."""
+    scope = Scope()
+    for var, start, stop, step in dims:
+        scope = scope.inner(var, start, stop, step)
+    points = scope.points(_MAX_POINTS, env)
+    n = len(next(iter(points.values()))) if points else (0 if points is None else 1)
+    if n == 0:
+        return None
+    names = [d[0] for d in dims]
+    polygon = any(set(names[:k]) & (start.vars() | stop.vars()) for k, (_, start, stop, _) in enumerate(dims))
+    gemms, other = [], 0
+    for op in st.body:
+        if isinstance(op, Gemm):
+            (m, k), (_, n_cols) = _oriented(op)
+            used = [v for v in names if v in op.b.vars()]
+            calls = len(np.unique(np.stack([points[v] for v in used], axis=1), axis=0)) if used else 1
+            gemms.append(GemmRun(calls, m * n // calls, n_cols, k, itemsizes[op.c.buffer]))
+        else:
+            other += n * sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer] for r in op.reads + op.writes)
+    return len(st.body), n, polygon, tuple(gemms), other
+
+
+def _oriented(op: Gemm):
+    a, b = op.a.shape, op.b.shape
+    return (a[::-1] if op.trans_a else a), (b[::-1] if op.trans_b else b)
