@@ -305,6 +305,8 @@ def _wrap(eqn_line: str, ret: str = "%y", sig: str = "f32[2]") -> str:
     (_wrap("%y: f32[2] = c() {a=array<i32[1]>[3000000000]}"), r"element 3000000000 does not fit i32"),
     (_wrap("%y: f32[2] = c() {a=array<f16[1]>[1e10]}"), r"element 10000000000.0 overflows f16"),
     (_wrap(f"%y: f32[2] = c() {{a=array<f64[1]>[{10**400}]}}"), r"element 10+ overflows f64"),
+    (_wrap("%y: f32[2] = c() {a=array<f32[2]>[1.0, foo]}"),
+     r"unexpected 'foo'; expected one of: '-inf', 'false', 'inf', 'nan', 'true', '\[', float, integer"),
     (_wrap('%y: f32[2] = c() {a=array<f32[2]> b64"AAAA"}'), r"base64 data has 3 bytes, expected 8"),
     (_wrap('%y: f32[2] = c() {a=array<f32[1]> b64"AAA"}'), r"invalid base64 data"),
     (_wrap("%y: f32[2] = c() {a=array<ft<f32[1]>>[]}"), r"an array type must be a tensor type"),
