@@ -1,7 +1,7 @@
 """The lowering pipeline: program IR -> first tile IR -> the paper's transformations.
 
-    lowered = lower_program(program, args)          # fractal.lower.lower_program
-    tile = run_pipeline(lowered, verify=True)        # the passes below, in order
+    lowered = lower_program(program, args)                  # fractal.lower.lower_program
+    tile, ctx = run_pipeline(lowered.program, verify=True)  # the passes below, in order
 
 Two of the paper's transformations happen while lowering, where list structure is still
 known: *data reordering* (rows laid out `[sequential dims, map dims]`, the paper's
@@ -11,7 +11,9 @@ in the buffer its steps write; padded windows read from one padded copy) and the
 gather half of *access materialisation* (a list element whose rows are affine in the loop
 variables is a strided view, any other one a gather through a constant table).
 
-Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`.  Under tests
+Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`; the program holds
+all its data (const buffers declare theirs), so a pass that adds a table adds a const buffer
+with it, and the context carries only the hardware and the notes.  Under tests
 (`verify=True`) the IR is verified after every pass; `FRACTAL_DUMP_IR=<dir>` (or `dump=`)
 writes the IR before the first pass and after each one, and notes passes that changed nothing.
 """
@@ -21,8 +23,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from .bucket import bucket
 from .coarsen import coarsen
@@ -39,7 +39,6 @@ from .wavefront import wavefront
 
 @dataclass
 class PassContext:
-    constants: dict[str, np.ndarray]
     hardware: Hardware
     notes: list[str] = field(default_factory=list)  # what each pass decided, for the dump and tests
 
@@ -75,9 +74,9 @@ PASSES = [
 ]
 
 
-def run_pipeline(program: TileProgram, constants: dict, *, hardware: Hardware | None = None, verify: bool = False,
+def run_pipeline(program: TileProgram, *, hardware: Hardware | None = None, verify: bool = False,
                  dump: str | os.PathLike | None = None, passes=None) -> tuple[TileProgram, PassContext]:
-    ctx = PassContext(constants, hardware or this_cpu())
+    ctx = PassContext(hardware or this_cpu())
     dump = dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR")
     out = Path(dump) if dump else None
     if out is not None:

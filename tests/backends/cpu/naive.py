@@ -17,13 +17,14 @@ COMPARE = {"<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal
            ">": np.greater}
 
 
-def run_naive(p: TileProgram, inputs, constants, temps=None) -> dict:
+def run_naive(p: TileProgram, inputs, temps=None) -> dict:
     """The output buffers after running `p`; `temps` (a dict) keeps temp buffers across calls."""
     arrays = {}
     for b in p.buffers:
-        given = inputs if b.role == "input" else constants if b.role == "const" else None
-        if given is not None:
-            arrays[b.name] = np.array(given[b.name], b.dtype)
+        if b.role == "input":
+            arrays[b.name] = np.array(inputs[b.name], b.dtype)
+        elif b.role == "const":
+            arrays[b.name] = np.array(b.data.value, b.dtype)
         elif b.role == "temp" and temps is not None and b.name in temps:
             arrays[b.name] = temps[b.name]
         else:
