@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -262,6 +263,31 @@ def test_const_round_trip(c):
     q = parse_program(print_program(p))
     assert q == p
     assert q.body.eqns[0].params[0][1].value.shape == c.value.shape
+
+
+def test_const_is_a_read_only_copy_compared_by_dtype_shape_and_bytes():
+    """Equal bits are equal (NaN too), -0.0 is not 0.0, dtypes and shapes must agree; the
+    same object compares without reading its bytes; the hash is kept, but not pickled
+    (hashes of bytes differ between processes)."""
+    data = np.array([np.nan, 0.0, 1.5])
+    a = Const(data)
+    data[2] = 7.0
+    assert not a.value.flags.writeable and a.value[2] == 1.5
+    assert a == Const(np.array([np.nan, 0.0, 1.5])) and hash(a) == hash(Const(a.value))
+    assert a != Const(np.array([np.nan, -0.0, 1.5])) and a != Const(a.value.astype(np.float32))
+    assert a != Const(a.value.reshape(3, 1)) and a != a.value
+
+    class Unread(np.ndarray):
+        def tobytes(self, order="C"):
+            raise AssertionError("the bytes were read")
+    same = Const(np.zeros(4))
+    object.__setattr__(same, "value", same.value.view(Unread))
+    assert same == same
+    with pytest.raises(AssertionError, match="the bytes were read"):
+        assert same == Const(np.zeros(4))
+    hash(a)
+    assert "_hash" in vars(a) and "_hash" not in vars(pickle.loads(pickle.dumps(a)))
+    assert pickle.loads(pickle.dumps(a)) == a
 
 
 @settings(max_examples=100, deadline=None)
