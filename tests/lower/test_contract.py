@@ -27,7 +27,7 @@ from fractal.lower.contract import contract
 from fractal.lower.materialise import materialise
 from fractal.lower.merge_gemms import widen_gemms
 from tests.lang.strategies import assert_values_close
-from tests.lower.test_passes import TINY_CPU, assert_rewrites, assert_unchanged, lowered, program
+from tests.lower.test_passes import assert_rewrites, assert_unchanged, lowered, program
 
 # --- contract --------------------------------------------------------------------------------
 
