@@ -50,9 +50,9 @@ over the layers `l` active at that step::
     }
 
 A `const` buffer declares its data (`Buffer.data`): the program moves no byte a backend
-cannot see.  The data is in the program IR's constant format (`fractal.lang.array_text`):
-a literal up to 64 elements, in logical (row-major) order whatever the layout, and above
-that `b64"..."`, the little-endian bytes in base64.  An embedding lookup of a table
+cannot see.  The data is in logical (row-major) order whatever the layout, printed in the
+program IR's constant format (`fractal.lang.array_text`): a literal up to 64 elements,
+above that `b64"..."`, the little-endian bytes in base64.  An embedding lookup of a table
 captured as a constant, through the ids of a batch of rows::
 
     tile @embed {
