@@ -3,7 +3,8 @@
 This module wires the layers together (language -> lowering -> backend), which is why it
 lives at the top of the package.  A `Compiled` object is specific to the argument types
 *and sizes* (every list length): the lowering unrolls the list structure into constant
-tables.  `Function.compile` caches them per sizes, and calling an `@ft.function` runs it.
+tables, the data of const buffers in its tile IR.  `Function.compile` caches them per
+sizes, and calling an `@ft.function` runs it.
 """
 
 from __future__ import annotations
@@ -101,12 +102,10 @@ def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bo
     from .backends.cpu.policy import CpuPolicy
     from .lower.hardware import this_cpu
     from .lower.target import Target
-    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, verify=verify,
-                                target=Target("host", "cpu", this_cpu(), CpuPolicy()))
+    tile_ir, _ = run_pipeline(lowered.program, verify=verify, target=Target("host", "cpu", this_cpu(), CpuPolicy()))
     t3 = perf_counter()
     from .backends.cpu import CpuExecutable
-    used = {b.name for b in tile_ir.buffers}
-    executable = CpuExecutable(tile_ir, {k: v for k, v in lowered.constants.items() if k in used})
+    executable = CpuExecutable(tile_ir)
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
     return Compiled(program.name, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)

@@ -61,7 +61,11 @@ class Slice:
 
 @dataclass(frozen=True, eq=False)
 class Const:
-    """A constant array inside an op parameter, compared by dtype, shape and bytes."""
+    """A constant array (a read-only copy), compared by dtype, shape and bytes: an op parameter
+    here, a const buffer's data in the tile IR (`fractal.lower.tile_ir.Buffer.data`).
+
+    Programs holding big tables compare often (a pass's result against its input), so the
+    same object compares equal without reading its bytes and the hash is computed once."""
 
     value: np.ndarray
 
@@ -70,14 +74,23 @@ class Const:
         arr.flags.writeable = False
         object.__setattr__(self, "value", arr)
 
-    def _key(self):
-        return (self.value.dtype.str, self.value.shape, self.value.tobytes())
-
     def __eq__(self, other):
-        return isinstance(other, Const) and self._key() == other._key()
+        if self is other:
+            return True
+        if not isinstance(other, Const):
+            return False
+        a, b = self.value, other.value
+        return a.dtype.str == b.dtype.str and a.shape == b.shape and a.tobytes() == b.tobytes()
 
     def __hash__(self):
-        return hash(self._key())
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.value.dtype.str, self.value.shape, self.value.tobytes()))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __reduce__(self):  # without the cached hash: hashes of bytes differ between processes
+        return Const, (self.value,)
 
     def __repr__(self):
         return f"Const({self.value.dtype}{list(self.value.shape)})"

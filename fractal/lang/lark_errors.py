@@ -18,7 +18,9 @@ def syntax_error(e: UnexpectedInput, text: str, describe: Callable[[str], str], 
         word = (text[e.pos_in_stream:].split(None, 1) or [""])[0][:20]
         got, expected = f"unexpected text {word!r}", e.allowed
     elif isinstance(e, UnexpectedToken) and e.token.type != "$END":
-        got, expected = f"unexpected {e.token.value!r}", e.accepts or e.expected  # accepts: exact for LALR
+        got, expected = f"unexpected {e.token.value!r}", e.accepts or e.expected  # accepts: exact for LALR,
+        # but lark only tries terminals named in upper case: imported ones (`array_text__INT`) come from expected
+        expected = set(expected) | {t for t in e.expected if not t.isupper()}
     else:  # UnexpectedEOF, or LALR's UnexpectedToken at $END
         got, expected = "unexpected end of input", getattr(e, "expected", ())
         got += at_end(text)

@@ -9,10 +9,7 @@ must become the same `Var`.  `parse_program(print_program(p)) == p` for every pr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
 import re
 from collections import ChainMap
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ import numpy as np
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput
 
+from .array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
 from .errors import UNKNOWN_LOC, ParseError, SourceLoc
 from .lark_errors import parse_and_build, syntax_error
 from .ir import Const, Eqn, Program, Region, Slice, Var
@@ -43,7 +41,7 @@ def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
 @lru_cache(maxsize=None)
 def _parser() -> Lark:
     return Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr", maybe_placeholders=False,
-                propagate_positions=True)
+                propagate_positions=True, import_paths=[GRAMMAR_DIR])
 
 
 def _error(message: str, line: int, column: int | None = None) -> ParseError:
@@ -54,7 +52,7 @@ def _error(message: str, line: int, column: int | None = None) -> ParseError:
 # --- syntax errors -----------------------------------------------------------------
 
 _TERMINAL_NAMES = {"VAR": "%variable", "PROGNAME": "@name", "NAME": "name", "INT": "integer",
-                   "FLOAT": "float", "STRING": "string", "B64": 'b64"..."', "$END": "end of input"}
+                   "FLOAT": "float", "STRING": "string", "$END": "end of input", **TERMINAL_NAMES}
 
 
 def _describe(terminal: str) -> str:
@@ -186,7 +184,6 @@ class _Build(Transformer):
     v_type = staticmethod(lambda c: c[0])
     v_slice = staticmethod(lambda c: Slice(*c))
     v_tuple = tuple
-    a_list = list  # lists only ever stand for array literals
 
     @v_args(meta=True)
     def v_array(self, meta, c):
@@ -194,13 +191,10 @@ class _Build(Transformer):
         if not isinstance(t, TensorType):
             raise _error(f"array<{t}>: an array type must be a tensor type like f32[2,2]",
                          meta.line, meta.column)
-        if isinstance(data, Token) and data.type == "B64":
-            return Const(_from_base64(t, data))
-        return Const(_from_literal(t, data, meta))
-
-
-def _lit(x: Any) -> str:
-    return {True: "true", False: "false"}[x] if isinstance(x, bool) else repr(x)
+        try:
+            return Const(array_from_data(data, t.shape, t.dtype))
+        except ValueError as e:
+            raise _error(f"array<{t}>: {e}", *position(data)) from None
 
 
 def _string(tok: Token) -> str:
@@ -216,61 +210,6 @@ def _dtype(tok: Token) -> np.dtype:
     except KeyError:
         known = ", ".join(dtype_name(d) for d in DTYPES)
         raise _error(f"unknown dtype '{tok}' (expected one of {known})", tok.line, tok.column) from None
-
-
-def _from_base64(t: TensorType, tok: Token) -> np.ndarray:
-    try:
-        data = base64.b64decode(tok[4:-1], validate=True)
-    except (binascii.Error, ValueError):
-        raise _error(f"array<{t}>: invalid base64 data", tok.line, tok.column) from None
-    dt = t.dtype
-    if len(data) != t.size * dt.itemsize:
-        raise _error(f"array<{t}>: base64 data has {len(data)} bytes, expected {t.size * dt.itemsize}",
-                     tok.line, tok.column)
-    return np.frombuffer(data, dtype=dt.newbyteorder("<")).astype(dt).reshape(t.shape)
-
-
-def _from_literal(t: TensorType, lit: Any, meta) -> np.ndarray:
-    where = (meta.line, meta.column)
-    flat: list[Any] = []
-
-    def shape_of(x) -> tuple[int, ...]:
-        if not isinstance(x, list):
-            flat.append(x)
-            return ()
-        subs = [shape_of(e) for e in x]
-        if any(s != subs[0] for s in subs):
-            raise _error(f"array<{t}>: ragged array literal", *where)
-        return (len(x),) + (subs[0] if subs else ())
-
-    shape = shape_of(lit)
-    if len(flat) != t.size:
-        raise _error(f"array<{t}>: literal has {len(flat)} element(s), expected {t.size}", *where)
-    if shape != t.shape and not (t.size == 0 and lit == []):
-        raise _error(f"array<{t}>: literal is nested as [{','.join(map(str, shape))}]", *where)
-    kind, name = t.dtype.kind, dtype_name(t.dtype)
-    for x in flat:
-        ok = isinstance(x, bool) if kind == "b" else (
-            not isinstance(x, bool) and (isinstance(x, int) or kind == "f"))
-        if not ok:
-            want = {"b": "true or false", "i": "an integer", "f": "a number"}[kind]
-            raise _error(f"array<{t}>: element {_lit(x)} is not {want}", *where)
-        if kind == "i" and not np.iinfo(t.dtype).min <= x <= np.iinfo(t.dtype).max:
-            raise _error(f"array<{t}>: element {x} does not fit {name}", *where)
-        if kind == "f" and (isinstance(x, int) or math.isfinite(x)) and not _fits_float(x, t.dtype):
-            raise _error(f"array<{t}>: element {x} overflows {name}", *where)
-    if t.size == 0:
-        return np.zeros(t.shape, t.dtype)
-    arr = np.array(flat, dtype=t.dtype)
-    return arr.reshape(t.shape)
-
-
-def _fits_float(x: float | int, dt: np.dtype) -> bool:
-    try:
-        with np.errstate(over="ignore"):
-            return bool(np.isfinite(np.array(float(x), dtype=dt)))
-    except OverflowError:  # an int beyond float64
-        return False
 
 
 # --- pass 2: scopes -----------------------------------------------------------------------

@@ -8,25 +8,23 @@ Spellings (grammar: `program.lark`):
   `-inf`, `nan`), JSON-quoted strings, dtypes as bare short names (`f32`), types as
   `type(ft<f32[4]>)`, tuples `(1, 2)`/`(1,)`/`()`, `slice(1, none, -1)`, `...`, and
   constants as `array<f32[2]>[1.0, 2.0]` (at most 64 elements) or
-  `array<f32[256]> b64"..."` (little-endian raw bytes);
+  `array<f32[256]> b64"..."` (little-endian raw bytes), the data in the format the tile
+  IR shares (`fractal.lang.array_text`);
 * locations `loc("file.py":12:"fn")`, or `loc("file.py":12)` without a function.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
 
 import numpy as np
 
+from .array_text import print_array_data, print_scalar
 from .errors import SourceLoc
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import FractalTensorType, TensorType, TupleType, Type, dtype_name
-
-# Constants up to this many elements print as readable literals, larger ones as base64.
-LITERAL_MAX_SIZE = 64
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*\Z")  # ops and parameter keys
 _VAR_NAME = re.compile(r"[A-Za-z_0-9][A-Za-z_0-9.]*\Z")  # variables and programs
@@ -47,12 +45,8 @@ def print_param_value(v: Any) -> str:
         return "none"
     if v is Ellipsis:
         return "..."
-    if isinstance(v, (bool, np.bool_)):  # before int: bool is an int subclass
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))  # shortest exact form, always with '.' or 'e' (or inf/nan)
+    if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)):
+        return print_scalar(v)
     if isinstance(v, (str, np.str_)):
         return json.dumps(str(v))  # ASCII-only, escapes quotes, backslashes and controls
     if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
@@ -132,25 +126,8 @@ def _results(tree: Any, results: tuple[Var, ...]) -> tuple[str, str]:
 
 
 def _const(a: np.ndarray) -> str:
-    head = f"array<{_dtype(a.dtype)}[{','.join(map(str, a.shape))}]>"
-    if a.size <= LITERAL_MAX_SIZE and _literal_is_exact(a):
-        return head + ("[]" if a.size == 0 else _literal(a.tolist()))
-    data = a.astype(a.dtype.newbyteorder("<")).tobytes()
-    return f'{head} b64"{base64.b64encode(data).decode("ascii")}"'
-
-
-def _literal(x: Any) -> str:
-    if isinstance(x, list):
-        return "[" + ", ".join(_literal(e) for e in x) + "]"
-    return print_param_value(x)  # tolist() gives Python bool/int/float
-
-
-def _literal_is_exact(a: np.ndarray) -> bool:
-    """A literal `nan` reads back as the canonical NaN: other NaN payloads need base64."""
-    if a.dtype.kind != "f":
-        return True
-    nans = a[np.isnan(a)]
-    return nans.tobytes() == np.array(float("nan"), a.dtype).tobytes() * nans.size
+    head, data = f"array<{_dtype(a.dtype)}[{','.join(map(str, a.shape))}]>", print_array_data(a)
+    return f"{head} {data}" if data.startswith('b64"') else head + data
 
 
 def _dtype(dt: Any) -> str:

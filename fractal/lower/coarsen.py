@@ -36,7 +36,7 @@ import numpy as np
 
 from fractal.lang.tensor_ops import BINARY, UNARY
 
-from .dependences import accesses, deltas, only_zero
+from .dependences import accesses, deltas, only_zero, tables_of
 from .rewrite import Path, map_stages, prune_buffers, rewrite_blocks
 from .schedule import parallel_nest
 from .tile_expr import BOOL_OPS, Binary, Const, Load, Unary, Where, expr_loads
@@ -90,7 +90,7 @@ class _Merger:
 
     def __init__(self, program: TileProgram, ctx):
         self.shapes = {b.name: b.shape for b in program.buffers}
-        self.tables = ctx.tables(program) if ctx is not None else {}
+        self.tables = tables_of(program)
 
     def merge(self, stmts, path: Path) -> list:
         out = []

@@ -10,7 +10,8 @@ the paper's data reordering) and replaces the loop by a parallel loop that compu
 places the blocks, then that one GEMM with a K of `R * k`.  Blocks of an input are placed
 once per run, at the start; an accumulator that starts at zero needs no initial value, and
 one step needs no placing at all.  Over ragged lists each point keeps its own number of
-steps: the blocks it drops are placed as zeros (`fractal.lower.contract_ragged`).  Runs
+steps: the blocks it drops are placed as zeros through new const buffers, and the readers of
+its sum are redirected through new tables (`fractal.lower.contract_ragged`).  Runs
 first, on the lowered IR, where every statement of the loop still writes rows of its own
 step (so the steps become independent once the sum is gone; exact row distances check it).
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
-from .dependences import Access, accesses, deltas, only_zero
+from .dependences import Access, accesses, deltas, only_zero, tables_of
 from .rewrite import fresh_name, map_stages, ops_of, stages_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
@@ -44,9 +45,8 @@ from .tile_isl import Scope
 def contract(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 0, contract: a sum of one product per element becomes one GEMM over the blocks
     laid side by side (see the module docstring)."""
-    constants = ctx.constants if ctx is not None else None  # (None: ragged sums stay loops)
     while True:  # one loop at a time, innermost first: an outer sum then sees the inner one's GEMM
-        done = _Contractor(program, constants).run()
+        done = _Contractor(program).run()
         if done is None:
             return program
         program = done
@@ -67,8 +67,8 @@ class _Sum:
 
 
 class _Contractor:
-    def __init__(self, program: TileProgram, constants: dict | None):
-        self.program, self.constants = program, constants
+    def __init__(self, program: TileProgram):
+        self.program = program
         self.buffers = {b.name: b for b in program.buffers}
         self.shapes = {b.name: b.shape for b in program.buffers}
         self.readers: dict[str, list] = {}  # buffer -> (region, op) of every read
@@ -173,8 +173,6 @@ class _Contractor:
     def _ragged(self, found: _Sum, cur: Region, acc: str, enclosing) -> _Sum | None:
         """The sum of a ragged reduce, read at each point's own slot (see `contract_ragged`),
         when the blocks of the steps a point drops can be zeroed for that point alone."""
-        if self.constants is None:
-            return None
         loop, steps = found.loop, found.loop.stop.const
         whole = Region(acc, (0,) * self.buffers[acc].ndim, self.buffers[acc].shape)
         outside = [(r, op) for r, op in self.readers[acc] if r != cur]
@@ -188,7 +186,7 @@ class _Contractor:
             return None
         grid = point_grid(names, self.ranges)
         size = int(np.prod([self.ranges[n][1] - self.ranges[n][0] + 1 for n in names], dtype=np.int64))
-        kept = kept_steps(cur, loop.var, steps, plain, gathers, grid, size, self.constants)
+        kept = kept_steps(cur, loop.var, steps, plain, gathers, grid, size, self.buffers)
         if kept is None:
             return None
         masks = []
@@ -209,7 +207,7 @@ class _Contractor:
         for e in enclosing:
             scope = scope.inner(e.var, e.start, e.stop, e.step)
         inner = scope.inner(loop.var, loop.start, loop.stop, loop.step)
-        xs = accesses(loop.body[:-2], inner, self.shapes, self.constants or {})
+        xs = accesses(loop.body[:-2], inner, self.shapes, tables_of(self.program))
         return only_zero(deltas(xs, xs, (loop.var,), scope.vars))
 
     def _one_row_per_point_and_slot(self, cur: Region, v: str, steps: int) -> bool:
@@ -270,8 +268,7 @@ class _Contractor:
             ops = (Copy(found.init, found.final), Gemm(lhs, rhs, found.final, accumulate=True))
         for table, values in (found.kept.tables.items() if found.kept is not None else ()):
             new = self._fresh(f"{table}_last")  # the readers of each point's slot read the GEMM's
-            self.constants[new] = values
-            self.new_buffers.append(Buffer(new, values.shape, values.dtype, role="const"))
+            self.new_buffers.append(Buffer(new, values.shape, values.dtype, role="const", data=values))
             self.retarget[(acc, table)] = new
         out = stmts[:i] + steps_now + [Stage(name, (), ops)] + stmts[i + 1:]
         return [s for j, s in enumerate(out) if j not in found.zero_init]
@@ -310,8 +307,7 @@ class _Contractor:
         op = Copy(block, dst)
         if live is not None:
             mask = self._fresh(f"{name}_live")
-            self.constants[mask] = live
-            self.new_buffers.append(Buffer(mask, (rows, loop.stop.const), np.bool_, role="const"))
+            self.new_buffers.append(Buffer(mask, live.shape, live.dtype, role="const", data=live))
             op = Elementwise(dst, Where(Load(Region(mask, (row, aff(v)), (None, None))), Load(block), Const(0.0)))
         place = Stage(self._fresh(f"place_{name}"), (), (op,))
         whole = Region(name, (row, 0, 0), (None,) + shape)

@@ -38,11 +38,11 @@ def point_grid(names, ranges) -> dict[str, np.ndarray]:
 
 
 def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: list, grid, size: int,
-               constants: dict) -> Kept | None:
+               buffers: dict) -> Kept | None:
     """The steps each point keeps, from where the sum is read after the loop: `plain` reads
-    (one region, the same for all) or `gathers` (ops reading the whole buffer through constant
-    tables).  None where a read is not the state of a point at one of its slots.  The caller
-    makes sure distinct (point, slot) pairs have distinct rows."""
+    (one region, the same for all) or `gathers` (ops reading the whole buffer through const
+    tables: the data of `buffers[name]`).  None where a read is not the state of a point at
+    one of its slots.  The caller makes sure distinct (point, slot) pairs have distinct rows."""
     coeff = dict(cur.start[0].terms).get(v, 0)
     init = evaluate_affine(cur.start[0].substitute({v: 0}), grid, size)
     if init is None or coeff <= 0:
@@ -66,9 +66,10 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
         return Kept(slots, {})
     tables = {}
     for op in gathers:
-        table = constants.get(op.index.buffer)
-        if table is None or op.index.size != (1,) or op.axis != 0:
+        data = buffers[op.index.buffer].data  # None: a computed table, not a const
+        if data is None or op.index.size != (1,) or op.axis != 0:
             return None
+        table = data.value
         new = tables.get(op.index.buffer, np.array(table, dtype=np.int64, copy=True))
         at = evaluate_affine(op.index.start[0], grid, size)
         if at is None:

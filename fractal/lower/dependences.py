@@ -60,6 +60,12 @@ class Access:
         return _relation(self, keep)
 
 
+def tables_of(program) -> dict[str, np.ndarray]:
+    """The data of a program's constant buffers, by name (the index tables of its gathers and
+    scatters among them)."""
+    return {b.name: b.data.value for b in program.buffers if b.data is not None}
+
+
 def op_accesses(op, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray]) -> list[Access]:
     """The accesses of one op: a gather's source and a scatter's destination through its table."""
     out = []
@@ -233,9 +239,21 @@ def _relation(a: Access, keep: tuple[str, ...]) -> isl.Map:
     return isl.Map(text + (f" and ({rows})" if rows else "") + " }")
 
 
-def table_instances(a: Access):
-    """For a gather/scatter access through a constant table: (the instances as variable arrays, their number, the rows each touches along the table's
-    axis [instances, index length]), or None when the instances are too many to list."""
+@dataclass(frozen=True)
+class TableRows:
+    """A gather's or scatter's accesses through a constant table, entry by entry: the op's
+    instances (each variable's values, `count` of them) and, per entry the table names, its
+    instance and its row along the table's axis (padding, one past the end, is no entry)."""
+
+    points: dict
+    count: int
+    instance: np.ndarray
+    row: np.ndarray
+    values: np.ndarray  # every value the table holds for the op, padding included [instances, entries]
+
+
+def table_instances(a: Access) -> TableRows | None:
+    """`a`'s entries through its constant table, or None when there are too many to list."""
     ind = a.indirect
     width = next(size for size in ind.index.size if size is not None)
     pts = a.scope.points(MAX_TABLE_ENTRIES // max(width, 1))
@@ -246,13 +264,15 @@ def table_instances(a: Access):
     strides = [int(np.prod(table.shape[k + 1:], dtype=np.int64)) for k in range(table.ndim)]
     at = next(k for k, size in enumerate(ind.index.size) if size is not None)
     base = sum(np.broadcast_to(evaluate_many(s, pts), (n,)) * st for s, st in zip(ind.index.start, strides))
-    flat = np.asarray(base)[:, None] + strides[at] * ind.index.stride[at] * np.arange(ind.index.size[at])
-    values = table.reshape(-1)[flat].astype(np.int64)
+    flat = np.asarray(base, dtype=np.int64)[:, None] + strides[at] * ind.index.stride[at] * np.arange(width)
+    raw = table.reshape(-1)[flat].astype(np.int64)
     axis = ind.buffer_axis(a.region)
     size, stride = a.region.size[axis], a.region.stride[axis]
-    values = np.where(values < 0, values + size, values)
+    values = np.where(raw < 0, raw + size, raw)
     rows = np.broadcast_to(evaluate_many(a.region.start[axis], pts), (n,))[:, None] + stride * values
-    return pts, n, rows
+    kept = values != size
+    instance = np.broadcast_to(np.arange(n)[:, None], rows.shape)[kept]
+    return TableRows(pts, n, instance, rows[kept], raw)
 
 
 def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
@@ -264,35 +284,32 @@ def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
     found = table_instances(a)
     if found is None:
         return None
-    pts, n, rows = found
-    if n == 0:
+    if len(found.row) == 0:
         return "false"
-    width = rows.shape[1]
+    n, pts = found.count, found.points
     key = np.zeros(n, np.int64)  # the kept variables' values as one number (mixed radix)
     for v in keep:
         col = np.broadcast_to(pts[v], (n,))
         lo = int(col.min())
         key = key * (int(col.max()) - lo + 1) + (col - lo)
-    key, flat = np.repeat(key, width), rows.reshape(-1)
+    key, flat, inst = key[found.instance], found.row, found.instance
     order = np.lexsort((flat, key))
-    key, flat = key[order], flat[order]
+    key, flat, inst = key[order], flat[order], inst[order]
     fresh = np.ones(len(key), dtype=bool)
     fresh[1:] = (key[1:] != key[:-1]) | (flat[1:] != flat[:-1])  # each (key, row) once
-    key, flat = key[fresh], flat[fresh]
+    key, flat, inst = key[fresh], flat[fresh], inst[fresh]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     if len(starts) > MAX_TABLE_RUNS:
         return None
-    e, parts, total = f"e{axis}", [], 0
-    firsts = np.flatnonzero(np.r_[True, np.diff(key) != 0])  # (== starts; the first instance of each key)
     values = {v: np.broadcast_to(pts[v], (n,)) for v in keep}
-    first_instance = order[fresh][firsts] // width
+    e, parts, total = f"e{axis}", [], 0
     for g, lo in enumerate(starts):
         hi = starts[g + 1] if g + 1 < len(starts) else len(key)
         runs = arithmetic_runs(flat[lo:hi], MAX_TABLE_RUNS - total)
         if runs is None:
             return None
         total += len(runs)
-        at_key = " and ".join(f"k{j} = {int(values[v][first_instance[g]])}" for j, v in enumerate(keep)) or "true"
+        at_key = " and ".join(f"k{j} = {int(values[v][inst[lo]])}" for j, v in enumerate(keep)) or "true"
         parts.append(f"({at_key} and ({' or '.join(_run(e, r) for r in runs)}))")
     return " or ".join(parts)
 
@@ -308,11 +325,10 @@ def _run(e: str, run) -> str:
 
 @dataclass(frozen=True)
 class _Listed:
-    """A gather/scatter access instance by instance: the variables' values, the rows each
-    instance touches along the table's axis, and the span of every other axis."""
+    """A gather/scatter access entry by entry (`TableRows`) and the span of every other axis
+    of each instance."""
 
-    points: dict
-    rows: np.ndarray        # [instances, index length]
+    rows: TableRows
     spans: tuple            # per other buffer axis: (axis, lo [instances], hi [instances])
 
 
@@ -325,14 +341,13 @@ def _listing(a: Access) -> _Listed | None:
     found = table_instances(a)
     if found is None:
         return None
-    pts, n, rows = found
-    axis = a.indirect.buffer_axis(a.region)
+    axis, n, pts = a.indirect.buffer_axis(a.region), found.count, found.points
     spans = []
     for k, (start, size, stride) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
         if k != axis:
             lo = np.broadcast_to(evaluate_many(start, pts), (n,))
             spans.append((k, lo, lo + ((size or 1) - 1) * stride))
-    return _Listed(pts, rows, tuple(spans))
+    return _Listed(found, tuple(spans))
 
 
 def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] | None:
@@ -340,10 +355,7 @@ def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] |
     two table accesses that share a row (and overlap on the other axes), the first `n_fixed`
     equal; None when the join is too big (the caller asks isl instead)."""
     X, Y = _listed(x), _listed(y)
-    nx, ny = X.rows.shape[0], Y.rows.shape[0]
-    xi = np.repeat(np.arange(nx), X.rows.shape[1])
-    yi = np.repeat(np.arange(ny), Y.rows.shape[1])
-    xr, yr = X.rows.reshape(-1), Y.rows.reshape(-1)
+    xi, xr, yi, yr = X.rows.instance, X.rows.row, Y.rows.instance, Y.rows.row
     order = np.argsort(yr, kind="stable")
     ys_sorted = yr[order]
     lo, hi = np.searchsorted(ys_sorted, xr, "left"), np.searchsorted(ys_sorted, xr, "right")
@@ -356,8 +368,11 @@ def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] |
     ok = np.ones(total, dtype=bool)
     for (_, xlo, xhi), (_, ylo, yhi) in zip(X.spans, Y.spans):
         ok &= (xlo[px] <= yhi[py]) & (ylo[py] <= xhi[px])
-    kx = np.stack([np.broadcast_to(X.points[v], (nx,))[px] for v in keep], axis=1) if keep else np.zeros((total, 0))
-    ky = np.stack([np.broadcast_to(Y.points[v], (ny,))[py] for v in keep], axis=1) if keep else np.zeros((total, 0))
+    nx, ny = X.rows.count, Y.rows.count
+    kx = np.stack([np.broadcast_to(X.rows.points[v], (nx,))[px] for v in keep], axis=1) if keep else \
+        np.zeros((total, 0), np.int64)
+    ky = np.stack([np.broadcast_to(Y.rows.points[v], (ny,))[py] for v in keep], axis=1) if keep else \
+        np.zeros((total, 0), np.int64)
     ok &= (kx[:, :n_fixed] == ky[:, :n_fixed]).all(axis=1)
     d = (ky - kx)[ok][:, n_fixed:].astype(np.int64)
     return [tuple(int(v) for v in row) for row in np.unique(d, axis=0)]

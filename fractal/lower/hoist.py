@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import islpy as isl
 import numpy as np
 
-from .dependences import Access, accesses, between, deltas, only_zero, pairwise
+from .dependences import Access, accesses, between, deltas, only_zero, pairwise, tables_of
 from .policy import BatchFacts
 from .rewrite import Path, ops_of, points as _points, rewrite_blocks, rewrite_stmts, var_ranges
 from .tile_ir import Gemm, Loop, Stage, TileProgram
@@ -66,7 +66,7 @@ class _Site:
         self.shapes = {b.name: b.shape for b in p.buffers}
         self.itemsizes = {b.name: b.dtype.itemsize for b in p.buffers}
         self.buffer_bytes = {b.name: int(np.prod(b.shape, dtype=np.int64)) * b.dtype.itemsize for b in p.buffers}
-        self.tables = self.ctx.tables(p) if self.ctx is not None else {}
+        self.tables = tables_of(p)
         self.ranges = var_ranges(p.body)
 
     def block(self, stmts, path: Path) -> list:

@@ -95,14 +95,14 @@ def _padded(walker, lists: np.ndarray, pad: int, value, elem: TensorType) -> np.
     em, ext = walker.em, walker.em.domain.extents
     lens = lengths(lists)
     n = int(lens.max()) if lens.size else 0
-    k = n + 2 * pad + 1  # the last row of each point takes the scatter's unused entries
+    k = n + 2 * pad
     name = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
     flat = em.domain.flat()
     zeros = (0,) * len(elem.shape)
     em.emit([Elementwise(Region(name, (flat * k,) + zeros, (k,) + elem.shape), Const(float(value)))])
     if n:
         src, kk = em.gather_rows(element_gids(lists, n), elem.shape, elem.dtype)
-        where = np.where(np.arange(n) < lens[..., None], pad + np.arange(n), k - 1)
+        where = np.where(np.arange(n) < lens[..., None], pad + np.arange(n), k)  # k: padding, not written
         table = em.const_rows(em.domain.in_row_order(where).astype(np.int64))
         em.emit([Scatter(Region(src, (flat * kk,) + zeros, (n,) + elem.shape), Region(table, (flat * n,), (n,)),
                          Region(name, (flat * k,) + zeros, (k,) + elem.shape), 0)])

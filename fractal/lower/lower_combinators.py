@@ -424,14 +424,14 @@ class _AliasedListState(_ListState):
         if width == 0:
             return
         src = np.full(outer.extents + (width,), -1, dtype=np.int64)
-        dst = np.zeros(outer.extents + (width,), dtype=np.int64)
+        dst = np.full(outer.extents + (width,), self.layout.size, dtype=np.int64)  # padding: not written
         for pt in np.ndindex(*outer.extents):
             if self.structure[pt] is not None:
                 leaves, rows = self.structure[pt][0], self._rows(pt, 0)
                 if len(leaves) != len(rows) or len(leaves) == 0:
                     raise UnsupportedError("a list state whose initial list differs from its steps")
-                src[pt] = np.resize(leaves, width)  # padding repeats real entries: harmless writes
-                dst[pt] = np.resize(rows, width)
+                src[pt + (slice(0, len(leaves)),)] = leaves
+                dst[pt + (slice(0, len(rows)),)] = rows
         em.op_name = "init"
         tmp, k = em.gather_rows(src, leaf.shape, leaf.dtype)
         table = em.const_rows(outer.in_row_order(dst))

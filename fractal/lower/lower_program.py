@@ -36,11 +36,10 @@ from .tile_ir import Buffer, Copy, Gather, Loop, Scatter, Stage, TileProgram
 
 @dataclass
 class Lowered:
-    """The first tile IR plus what running it needs: constant data, and how arguments map to
-    input buffers and output buffers back to values."""
+    """The first tile IR (const buffers hold their data) plus how arguments map to input
+    buffers and output buffers back to values."""
 
     program: TileProgram
-    constants: dict[str, np.ndarray]
     inputs: list  # per flat argument: (buffer name or None, kind "tensor"/"list")
     outputs: list  # per flat result: ("tensor", buffer, shape) or ("list", buffer, FractalTensor of ids)
     buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
@@ -53,7 +52,6 @@ class _Emitter:
         self.name = name
         self.buffers: list[Buffer] = []
         self.numbers: dict[str, int] = {}
-        self.constants: dict[str, np.ndarray] = {}
         self.domains: dict[str, Domain] = {}  # buffer -> the domain its rows are laid out by
         self.logical: dict[str, Domain] = {}  # scan state buffer -> its slots before any extra slot
         self.overrides: dict[str, tuple] = {}
@@ -66,27 +64,27 @@ class _Emitter:
         self.counter = 0
 
     # -- buffers --------------------------------------------------------------------------
-    def buffer(self, prefix: str, shape, dtype, role="temp", domain=None) -> str:
+    def buffer(self, prefix: str, shape, dtype, role="temp", domain=None, data=None) -> str:
         """A new buffer, named after the equation being lowered (`t12_0`: the first buffer of
-        the equation defining %12), so a body lowered twice names its buffers the same."""
+        the equation defining %12), so a body lowered twice names its buffers the same;
+        `data`: a const buffer's contents."""
         self.key_count[-1] += 1
         name = f"{prefix}{self.keys[-1]}_{self.key_count[-1] - 1}"
         if name in self.numbers:  # reserved ahead (a list state's storage): keep it
             return name
         self.numbers[name] = len(self.buffers)
-        self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role))
+        self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role, data))
         d = domain or self.domain
         self.domains[name] = d
         return name
 
     def snapshot(self):
-        return (list(self.buffers), dict(self.numbers), dict(self.constants), dict(self.domains),
+        return (list(self.buffers), dict(self.numbers), dict(self.domains),
                 [list(b) for b in self.stack], getattr(self, "n_stages", 0), self.counter, dict(self.overrides))
 
     def restore(self, snap) -> None:
-        buffers, numbers, constants, domains, stack, self.n_stages, self.counter, overrides = snap
-        self.numbers, self.constants, self.domains, self.overrides = (dict(numbers), dict(constants), dict(domains),
-                                                                      dict(overrides))
+        buffers, numbers, domains, stack, self.n_stages, self.counter, overrides = snap
+        self.numbers, self.domains, self.overrides = dict(numbers), dict(domains), dict(overrides)
         self.buffers[:] = buffers
         self.stack[:] = [list(b) for b in stack]
 
@@ -95,16 +93,13 @@ class _Emitter:
         return TVal(row_region(name, self.domain.flat(), tuple(shape)), np.dtype(dtype))
 
     def const(self, value: np.ndarray) -> TVal:
-        value = np.array(value, order="C")  # (ascontiguousarray would make a 0-d value 1-d)
-        name = self.buffer("c", (1,) + value.shape, value.dtype, "const", ROOT)
-        self.constants[name] = value[None]
+        value = np.asarray(value)
+        name = self.buffer("c", (1,) + value.shape, value.dtype, "const", ROOT, value[None])
         return TVal(row_region(name, aff(0), value.shape), value.dtype)
 
     def const_rows(self, rows: np.ndarray) -> str:
         """A constant buffer whose rows are `rows` (first axis)."""
-        name = self.buffer("c", rows.shape, rows.dtype, "const", ROOT)
-        self.constants[name] = np.ascontiguousarray(rows)
-        return name
+        return self.buffer("c", rows.shape, rows.dtype, "const", ROOT, rows)
 
     def gid(self, buffer: str, rows) -> np.ndarray:
         return (np.int64(self.numbers[buffer]) << ROW_BITS) | np.asarray(rows, dtype=np.int64)
@@ -156,8 +151,8 @@ class _Emitter:
     def gather_rows(self, gids: np.ndarray, shape, dtype) -> tuple[str, int]:
         """Copy `n` rows per point (`gids[point] `, -1: none) into a fresh buffer whose rows
         `k*flat .. k*flat + n - 1` hold them: (buffer, k).  One gather through a constant table
-        when the rows come from one buffer; else a gather and a scatter per source buffer
-        (k = n + 1: a spare row per point takes the scatters' unused entries)."""
+        when the rows come from one buffer; else a gather and a scatter per source buffer, each
+        scatter's entries of the other buffers padding (one past the end: not written)."""
         n, flat = gids.shape[-1], self.domain.flat()
         valid = gids >= 0
         if not valid.any():  # no rows to copy (empty lists): the buffer's rows are never read
@@ -177,7 +172,7 @@ class _Emitter:
                 return out, n
             self.emit([Gather(whole(src), Region(self.const_rows(ordered), (flat * n,), (n,)), dst, 0)])
             return out, n
-        k = n + 1
+        k = n
         out = self.buffer("t", (self.domain.size * k,) + tuple(shape), dtype)
         scratch = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
         ops = []
@@ -219,7 +214,7 @@ def lower_program(program: Program, args) -> Lowered:
     em.keys[-1], em.key_count[-1] = "", 0
     outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
     types = {buffer: var.type for (_, buffer, _), var in zip(outputs, program.results)}
-    return Lowered(em.program(), em.constants, inputs, outputs, em.domains, types, em.runtime_checks)
+    return Lowered(em.program(), inputs, outputs, em.domains, types, em.runtime_checks)
 
 
 def _argument(em: _Emitter, var, value):

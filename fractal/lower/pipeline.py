@@ -1,7 +1,7 @@
 """The lowering pipeline: program IR -> first tile IR -> the paper's transformations.
 
-    lowered = lower_program(program, args)          # fractal.lower.lower_program
-    tile = run_pipeline(lowered, verify=True)        # the passes below, in order
+    lowered = lower_program(program, args)                  # fractal.lower.lower_program
+    tile, ctx = run_pipeline(lowered.program, verify=True)  # the passes below, in order
 
 Two of the paper's transformations happen while lowering, where list structure is still
 known: *data reordering* (rows laid out `[sequential dims, map dims]`, the paper's
@@ -11,7 +11,9 @@ in the buffer its steps write; padded windows read from one padded copy) and the
 gather half of *access materialisation* (a list element whose rows are affine in the loop
 variables is a strided view, any other one a gather through a constant table).
 
-Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`.  Under tests
+Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`; the program holds
+all its data (const buffers declare theirs), so a pass that adds a table adds a const buffer
+with it, and the context carries only the hardware and the notes.  Under tests
 (`verify=True`) the IR is verified after every pass; `FRACTAL_DUMP_IR=<dir>` (or `dump=`)
 writes the IR before the first pass and after each one, and notes passes that changed nothing.
 """
@@ -21,8 +23,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from fractal.lang.errors import VerifyError
 
@@ -44,13 +44,10 @@ from .wavefront import wavefront
 
 @dataclass
 class PassContext:
-    constants: dict[str, np.ndarray]
+    """What a pass gets beside the program: the target it compiles for, and notes to leave."""
+
     target: Target
     notes: list[str] = field(default_factory=list)  # what each pass decided, for the dump and tests
-
-    def tables(self, program) -> dict:
-        """The data of the program's constant buffers (the index tables of gathers/scatters)."""
-        return self.constants
 
 
 PASSES = [
@@ -97,11 +94,11 @@ def verify_requested() -> bool:
     return os.environ.get("FRACTAL_VERIFY", "").strip() not in ("", "0")
 
 
-def run_pipeline(program: TileProgram, constants: dict, *, target: Target, verify: bool | None = None,
+def run_pipeline(program: TileProgram, *, target: Target, verify: bool | None = None,
                  dump: str | os.PathLike | None = None, passes=None) -> tuple[TileProgram, PassContext]:
     """The passes in order (`passes`, default `PASSES`) for `target`; verified after each pass
     when `verify` (default: `FRACTAL_VERIFY=1`), a failure naming the pass."""
-    ctx = PassContext(constants, target)
+    ctx = PassContext(target)
     verify = verify_requested() if verify is None else verify
     dump = dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR")
     out = Path(dump) if dump else None
@@ -124,6 +121,6 @@ def run_pipeline(program: TileProgram, constants: dict, *, target: Target, verif
 def _verified(program: TileProgram, after: str, ctx: PassContext) -> None:
     try:
         program.verify()
-        check_contract(program, ctx.tables(program))
+        check_contract(program)
     except VerifyError as e:
         raise VerifyError(f"after {after}: {e.message}", loc=e.loc) from None

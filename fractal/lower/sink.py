@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import islpy as isl
 import numpy as np
 
-from .dependences import accesses, deltas, only_zero
+from .dependences import accesses, deltas, only_zero, tables_of
 from .policy import SinkFacts
 from .rewrite import Path, accesses as _accesses, ops_of, points, rewrite_blocks, stages_of, substitute
 from .rewrite import var_ranges
@@ -62,7 +62,7 @@ class _Site:
         p = self.program
         self.shapes = {b.name: b.shape for b in p.buffers}
         self.itemsizes = {b.name: b.dtype.itemsize for b in p.buffers}
-        self.tables = self.ctx.tables(p)
+        self.tables = tables_of(p)
         self.ranges = var_ranges(p.body)
 
     def block(self, out, path: Path) -> list:

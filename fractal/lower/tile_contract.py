@@ -20,17 +20,18 @@ import numpy as np
 
 from fractal.lang.errors import UNKNOWN_LOC, VerifyError
 
-from .dependences import Access, accesses, deltas, only_zero, table_instances, vectors
+from .dependences import Access, accesses, deltas, only_zero, table_instances, tables_of, vectors
 from .rewrite import Path, rewrite_blocks
 from .tile_ir import Loop, Scatter, Stage, TileProgram
 from .tile_isl import Indirect
 from .tile_printer import header
 
 
-def check_contract(program: TileProgram, tables: dict) -> None:
+def check_contract(program: TileProgram) -> None:
     """Raise `VerifyError` where a stage's points or a parallel loop's iterations meet, or a
     constant scatter index repeats a row within a point."""
     shapes = {b.name: b.shape for b in program.buffers}
+    tables = tables_of(program)
 
     def block(stmts, path: Path):
         scope = path.scope()
@@ -69,14 +70,16 @@ def _distinct_rows(op: Scatter, scope, tables, stage: Stage) -> None:
     found = table_instances(Access(op.dst, True, scope, Indirect(op.axis, op.index, np.asarray(table)), ()))
     if found is None:
         return
-    _, n, rows = found
-    if n and rows.shape[1] > 1:
-        ordered = np.sort(rows, axis=1)
-        twice = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
-        if len(twice):
-            raise VerifyError(f"scatter index {op.index.buffer} names a row twice within one point of stage "
-                              f"{stage.name} (a scatter writes each row at most once)\n  in: {_head(stage)}",
-                              loc=UNKNOWN_LOC)
+    size = op.dst.shape[op.axis]
+    if ((found.values < -size) | (found.values > size)).any():
+        raise VerifyError(f"scatter index {op.index.buffer} of stage {stage.name} holds a value outside "
+                          f"-{size}..{size} (the rows of the destination, and {size}: padding)\n  in: {_head(stage)}",
+                          loc=UNKNOWN_LOC)
+    pairs = np.stack([found.instance, found.row], axis=1)
+    if len(np.unique(pairs, axis=0)) < len(pairs):
+        raise VerifyError(f"scatter index {op.index.buffer} names a row twice within one point of stage "
+                          f"{stage.name} (a scatter writes each row at most once)\n  in: {_head(stage)}",
+                          loc=UNKNOWN_LOC)
 
 
 def _name(s) -> str:

@@ -1,8 +1,8 @@
 """The tile IR: the one IR every backend consumes (cpu now; CUDA and dataflow later).
 
-A `TileProgram` declares `Buffer`s (shape, dtype, layout, memory level, role) and runs
-statements: `Loop`s (sequential or parallel, placed on the host or the device), `If`s,
-and `Stage`s.  A stage is a kernel over a parallel iteration space (CPU batch axes, a
+A `TileProgram` declares `Buffer`s (shape, dtype, layout, memory level, role, and a const
+buffer's data) and runs statements: `Loop`s (sequential or parallel, placed on the host or
+the device), `If`s, and `Stage`s.  A stage is a kernel over a parallel iteration space (CPU batch axes, a
 CUDA grid, dataflow PEs); its body is a list of tile operations over affine `Region`s of
 buffers, run once per point of the space: `Copy`, `Gemm`, `Elementwise` (an expression
 tree of `Load`, `Const`, `Unary`, `Binary`, `Where`), `Reduce`, `Gather`, `Scatter` and
@@ -25,8 +25,8 @@ over the layers `l` active at that step::
 
     tile @lstm_wavefront {
       buffer x: f32[6,4,8] global input
-      buffer w: f32[2,8,32] global const
-      buffer u: f32[2,8,32] global const layout(0,2,1)
+      buffer w: f32[2,8,32] global input
+      buffer u: f32[2,8,32] global input layout(0,2,1)
       buffer h: f32[3,7,4,8] global output
       buffer c: f32[2,7,4,8] global temp
       buffer g: f32[2,4,32] shared temp
@@ -48,6 +48,21 @@ over the layers `l` active at that step::
         }
       }
     }
+
+A `const` buffer declares its data (`Buffer.data`): the program moves no byte a backend
+cannot see.  The data is in logical (row-major) order whatever the layout, printed in the
+program IR's constant format (`fractal.lang.array_text`): a literal up to 64 elements,
+above that `b64"..."`, the little-endian bytes in base64.  An embedding lookup of a table
+captured as a constant, through the ids of a batch of rows::
+
+    tile @embed {
+      buffer ids: i64[5] global const = [3, 0, 2, 2, 1]
+      buffer table: f32[4,2] global const layout(1,0) = [[0.0, 1.0], [0.5, -0.5], [0.125, inf], [-2.0, nan]]
+      buffer y: f32[5,2] global output
+      stage embed() device {
+        y[0:5, 0:2] = gather(table[0:4, 0:2], ids[0:5], axis=0)
+      }
+    }
 """
 
 from __future__ import annotations
@@ -56,6 +71,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 import numpy as np
+
+from fractal.lang.ir import Const as ArrayConst  # (the program IR's constant array; `Const` here is a scalar)
 
 from .tile_affine import Aff, aff
 from .tile_expr import Binary, Const, Expr, Load, Region, Unary, Where, expr_loads  # noqa: F401 (re-exported)
@@ -79,7 +96,12 @@ def _str(node, fn: str) -> str:
 
 @dataclass(frozen=True)
 class Buffer:
-    """Storage: `layout` lists the axes from outermost (slowest) to innermost (contiguous)."""
+    """Storage: `layout` lists the axes from outermost (slowest) to innermost (contiguous).
+
+    A const buffer's `data` is its contents, an `ArrayConst` (`fractal.lang.ir.Const`: a
+    read-only copy compared by dtype, shape and bytes, cheaply when it is the same object,
+    as after `dataclasses.replace`) of the buffer's logical shape and dtype; the constructor
+    wraps any array.  Other buffers have none (`verify` checks both)."""
 
     name: str
     shape: tuple[int, ...]
@@ -87,11 +109,14 @@ class Buffer:
     layout: tuple[int, ...] = ()  # () means the identity (row-major)
     level: str = "global"  # global | shared | register | remote
     role: str = "temp"  # input | output | temp | const (inputs and consts are read-only)
+    data: ArrayConst | None = None  # a const buffer's contents
 
     def __post_init__(self):
         _set(self, "shape", tuple(int(d) for d in self.shape))
         _set(self, "dtype", np.dtype(self.dtype))
         _set(self, "layout", tuple(int(a) for a in self.layout) or tuple(range(len(self.shape))))
+        if self.data is not None and not isinstance(self.data, ArrayConst):
+            _set(self, "data", ArrayConst(self.data))
 
     @property
     def ndim(self) -> int:
@@ -194,7 +219,12 @@ class Gather(_Op):
 
 @dataclass(frozen=True)
 class Scatter(_Op):
-    """`dst[.., index[j], ..] = src[.., j, ..]` along `axis`; other dst elements are kept."""
+    """`dst[.., index[j], ..] = src[.., j, ..]` along `axis`; other dst elements are kept.
+
+    Index values count from the region's start along `axis` (negative ones from its end); a
+    value one past the end (the region's size there) writes nothing: the padding of a list
+    shorter than its batch's longest.  Within one point no row is named twice (the contract:
+    a backend writes them all at once)."""
 
     src: Region
     index: Region

@@ -16,6 +16,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput
 
+from fractal.lang.array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
 from fractal.lang.errors import ParseError, SourceLoc
 from fractal.lang.lark_errors import parse_and_build, syntax_error
 from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
@@ -44,7 +45,7 @@ def parse_region(text: str) -> Region:
 @lru_cache(maxsize=None)
 def _parser() -> Lark:
     return Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr", start=["program", "index", "region"],
-                maybe_placeholders=False, propagate_positions=True)
+                maybe_placeholders=False, propagate_positions=True, import_paths=[GRAMMAR_DIR])
 
 
 def _parse(text: str, start: str):
@@ -61,7 +62,7 @@ def _error(message: str, line: int, column: int) -> ParseError:
 
 
 _TERMINAL_NAMES = {"PROGNAME": "@name", "NAME": "name", "INT": "integer", "FLOAT": "float",
-                   "CMP": "comparison", "$END": "end of input"}
+                   "CMP": "comparison", "$END": "end of input", **TERMINAL_NAMES}
 
 
 def _describe(terminal: str) -> str:
@@ -82,13 +83,20 @@ class _Build(Transformer):
         return TileProgram(str(c[0])[1:], bufs, tuple(x for x in c[1:] if not isinstance(x, Buffer)))
 
     def buffer(self, c):
-        name, dt, shape, level, role, *layout = c
+        name, dt, shape, level, role, *rest = c
+        layout = rest.pop(0) if rest and isinstance(rest[0], tuple) else ()
         try:
             dtype = dtype_from_name(str(dt))
         except KeyError:
             known = ", ".join(dtype_name(d) for d in DTYPES)
             raise _error(f"unknown dtype '{dt}' (expected one of {known})", dt.line, dt.column) from None
-        return Buffer(str(name), shape, dtype, layout[0] if layout else (), level, role)
+        data = None
+        if rest:  # the data, read for the declared shape and dtype
+            try:
+                data = array_from_data(rest[0], shape, dtype)
+            except ValueError as e:
+                raise _error(f"buffer {name}: {e}", *position(rest[0])) from None
+        return Buffer(str(name), shape, dtype, layout, level, role, data)
 
     ints = staticmethod(lambda c: tuple(int(t) for t in c))
     layout = staticmethod(lambda c: c[0])

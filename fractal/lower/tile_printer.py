@@ -3,7 +3,10 @@
 Spellings (grammar: `tile_ir.lark`; an example is in `fractal.lower.tile_ir`'s docstring):
 
 * program `tile @name { buffers... statements... }`, two spaces of indent per level;
-* buffer `buffer w: f32[2,8,32] global const`, plus ` layout(0,2,1)` when not row-major;
+* buffer `buffer w: f32[2,8,32] global input`, plus ` layout(0,2,1)` when not row-major,
+  and a const buffer's data after ` = `: `buffer ids: i64[4] global const = [0, 2, 1, 3]`,
+  in the program IR's format (`fractal.lang.array_text`: a literal up to 64 elements,
+  else `b64"..."`); in messages (`header`) the data is elided as ` = ...`;
 * loop `for s in 0:7 sequential host { ... }` (`step -1` before the kind when not 1;
   ` active m < 64 - s` after the placement for a ragged batch's live points),
   stage `stage gates(l in max(0, s - 5):min(2, s + 1)) device { ... }`,
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import re
 
+from fractal.lang.array_text import print_array_data
 from fractal.lang.types import dtype_name
 
 from .tile_ir import (Buffer, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
@@ -64,7 +68,8 @@ def print_tile_program(p: TileProgram) -> str:
     return "\n".join(lines)
 
 
-def print_buffer(b: Buffer) -> str:
+def print_buffer(b: Buffer, data: bool = True) -> str:
+    """The declaration, with the data (`data=False`: elided as ` = ...`, for messages)."""
     try:
         dt = dtype_name(b.dtype)
     except KeyError:
@@ -72,7 +77,15 @@ def print_buffer(b: Buffer) -> str:
     text = f"buffer {_name(b.name)}: {dt}[{','.join(map(str, b.shape))}] {_word(b.level)} {_word(b.role)}"
     if b.layout != tuple(range(len(b.shape))):
         text += f" layout({','.join(map(str, b.layout))})"
-    return text
+    if b.data is None:
+        return text
+    if not data:
+        return text + " = ..."
+    value = b.data.value
+    if value.dtype != b.dtype or value.shape != b.shape:  # the text gives the data the buffer's type
+        raise ValueError(f"cannot print buffer {b.name!r}: its data is {value.dtype}{list(value.shape)}, "
+                         f"not {b.dtype}{list(b.shape)}")
+    return f"{text} = {print_array_data(value)}"
 
 
 def print_stmt(s) -> str:
@@ -95,7 +108,7 @@ def header(s) -> str:
         a, op, b = s.cond
         return f"if {a} {_word(op)} {b}"
     if isinstance(s, Buffer):
-        return print_buffer(s)
+        return print_buffer(s, data=False)
     return print_op(s)
 
 

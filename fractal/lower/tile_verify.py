@@ -2,7 +2,8 @@
 
 * Names: identifiers that are not reserved words (see `tile_printer`); buffer and stage
   names unique; buffers have a supported dtype, non-negative dims, a permutation as
-  layout, a known level and role.
+  layout, a known level and role; a const buffer declares its data, of exactly its shape
+  and dtype, and no other buffer has data (a backend sees every byte the program moves).
 * Structure: programs, loops and ifs hold loops, stages and ifs; stages hold tile ops.
 * Scoping: an index reads only variables of enclosing loops and stages (a loop's or
   stage's bounds only those outside it); no variable shadows an enclosing one.
@@ -77,6 +78,11 @@ def _dt(d) -> str:
     return dtype_name(d) if d in DTYPES else str(d)
 
 
+def _typed(x) -> str:
+    """`i64[4]`: the dtype and shape of a buffer or an array."""
+    return f"{_dt(x.dtype)}[{','.join(map(str, x.shape))}]"
+
+
 class _Verifier:
     def __init__(self, p: TileProgram):
         self.p = p
@@ -108,6 +114,12 @@ class _Verifier:
             raise _fail(f"buffer {b.name}: level {b.level!r} is not one of {', '.join(LEVELS)}", b)
         if b.role not in ROLES:
             raise _fail(f"buffer {b.name}: role {b.role!r} is not one of {', '.join(ROLES)}", b)
+        if b.role == "const" and b.data is None:
+            raise _fail(f"buffer {b.name}: a const buffer must declare its data", b)
+        if b.role == "const" and (b.data.value.dtype != b.dtype or b.data.value.shape != b.shape):
+            raise _fail(f"buffer {b.name}: its data is {_typed(b.data.value)}, not {_typed(b)} like the buffer", b)
+        if b.role != "const" and b.data is not None:
+            raise _fail(f"buffer {b.name}: a {b.role} buffer has no data (only const buffers do)", b)
         self.buffers[b.name] = b
 
     # --- statements -----------------------------------------------------------------------

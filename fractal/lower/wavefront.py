@@ -23,7 +23,7 @@ Before::                                     After::
 from __future__ import annotations
 
 from ..analysis.wavefront import find_hyperplane
-from .dependences import accesses, deltas
+from .dependences import accesses, deltas, tables_of
 from .hoist import batch_recurrences
 from .rewrite import Path, rewrite_blocks, rewrite_stmts, substitute, var_ranges
 from .skew import skew_bounds
@@ -43,7 +43,7 @@ class _Site:
         self.program, self.ctx = program, ctx
         self.shapes = {b.name: b.shape for b in program.buffers}
         self.itemsizes = {b.name: b.dtype.itemsize for b in program.buffers}
-        self.tables = ctx.tables(program) if ctx is not None else {}
+        self.tables = tables_of(program)
         self.ranges = var_ranges(program.body)
         self.skews: dict = {}  # the loop variable of each skewed nest -> the variables it skews
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -264,6 +265,31 @@ def test_const_round_trip(c):
     assert q.body.eqns[0].params[0][1].value.shape == c.value.shape
 
 
+def test_const_is_a_read_only_copy_compared_by_dtype_shape_and_bytes():
+    """Equal bits are equal (NaN too), -0.0 is not 0.0, dtypes and shapes must agree; the
+    same object compares without reading its bytes; the hash is kept, but not pickled
+    (hashes of bytes differ between processes)."""
+    data = np.array([np.nan, 0.0, 1.5])
+    a = Const(data)
+    data[2] = 7.0
+    assert not a.value.flags.writeable and a.value[2] == 1.5
+    assert a == Const(np.array([np.nan, 0.0, 1.5])) and hash(a) == hash(Const(a.value))
+    assert a != Const(np.array([np.nan, -0.0, 1.5])) and a != Const(a.value.astype(np.float32))
+    assert a != Const(a.value.reshape(3, 1)) and a != a.value
+
+    class Unread(np.ndarray):
+        def tobytes(self, order="C"):
+            raise AssertionError("the bytes were read")
+    same = Const(np.zeros(4))
+    object.__setattr__(same, "value", same.value.view(Unread))
+    assert same == same
+    with pytest.raises(AssertionError, match="the bytes were read"):
+        assert same == Const(np.zeros(4))
+    hash(a)
+    assert "_hash" in vars(a) and "_hash" not in vars(pickle.loads(pickle.dumps(a)))
+    assert pickle.loads(pickle.dumps(a)) == a
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.floats() | st.floats(width=32) | st.floats(width=16))
 def test_float_param_round_trip(f):
@@ -305,6 +331,8 @@ def _wrap(eqn_line: str, ret: str = "%y", sig: str = "f32[2]") -> str:
     (_wrap("%y: f32[2] = c() {a=array<i32[1]>[3000000000]}"), r"element 3000000000 does not fit i32"),
     (_wrap("%y: f32[2] = c() {a=array<f16[1]>[1e10]}"), r"element 10000000000.0 overflows f16"),
     (_wrap(f"%y: f32[2] = c() {{a=array<f64[1]>[{10**400}]}}"), r"element 10+ overflows f64"),
+    (_wrap("%y: f32[2] = c() {a=array<f32[2]>[1.0, foo]}"),
+     r"unexpected 'foo'; expected one of: '-inf', 'false', 'inf', 'nan', 'true', '\[', float, integer"),
     (_wrap('%y: f32[2] = c() {a=array<f32[2]> b64"AAAA"}'), r"base64 data has 3 bytes, expected 8"),
     (_wrap('%y: f32[2] = c() {a=array<f32[1]> b64"AAA"}'), r"invalid base64 data"),
     (_wrap("%y: f32[2] = c() {a=array<ft<f32[1]>>[]}"), r"an array type must be a tensor type"),

@@ -102,8 +102,8 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
                                                  enumerate(PASSES, 1)]
     assert (tmp_path / "model.01-contract.tile").read_text().strip() == "// contract: (unchanged)"
     assert (tmp_path / "model.05-sink.tile").read_text().strip() == "// sink: (unchanged)"
-    assert (tmp_path / "model.09-tile.tile").read_text().strip() == "// tile: (unchanged)"
-    assert "tile @model" in (tmp_path / "model.06-coarsen.tile").read_text()
+    assert (tmp_path / "model.15-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert "tile @model" in (tmp_path / "model.06-batch.tile").read_text()
 
 
 def test_a_program_the_backend_cannot_lower_runs_in_the_interpreter_with_a_warning():

@@ -46,7 +46,7 @@ LOOP = """
 
 
 def sunk(before: str, target=SLOW_DRAM_CPU):
-    ctx = PassContext({}, target)
+    ctx = PassContext(target)
     return sink(parse_tile_program(before).verify(), ctx).verify(), ctx
 
 
@@ -75,8 +75,8 @@ def test_a_map_over_each_steps_state_runs_inside_the_loop():
     rng = np.random.default_rng(0)
     inputs = {"q": rng.standard_normal((64, 1, 8)).astype(np.float32),
               "w": np.zeros((8, 8), np.float32)}
-    want = CpuExecutable(parse_tile_program(before).verify(), {})
-    have = CpuExecutable(got, {})
+    want = CpuExecutable(parse_tile_program(before).verify())
+    have = CpuExecutable(got)
     init = rng.standard_normal((8, 8, 8)).astype(np.float32)
     for exe in (want, have):
         exe.memory["st"].array[:8] = init
@@ -158,10 +158,8 @@ def test_retention_at_its_cpu_size_reads_each_state_in_the_step_that_writes_it()
 def on_slow_dram(fn, args):
     """`fn` compiled for `args` through the verified pipeline on SLOW_DRAM_CPU, and its notes."""
     compiled = fn.compile(*args)
-    lowered = compiled._lowered
-    tile_ir, ctx = run_pipeline(lowered.program, lowered.constants, target=SLOW_DRAM_CPU, verify=True)
-    used = {b.name for b in tile_ir.buffers}
-    exe = CpuExecutable(tile_ir, {k: v for k, v in lowered.constants.items() if k in used})
+    tile_ir, ctx = run_pipeline(compiled._lowered.program, target=SLOW_DRAM_CPU, verify=True)
+    exe = CpuExecutable(tile_ir)
     return dataclasses.replace(compiled, tile_ir=tile_ir, _executable=exe), ctx.notes
 
 

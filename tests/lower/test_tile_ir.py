@@ -1,6 +1,7 @@
-"""The tile IR: index expressions, the golden printed example, exact print/parse round trips
-of random well-formed programs, parse errors, and every `verify()` rule (one negative
-case per message, plus an exactness check of the static bounds check by brute force)."""
+"""The tile IR: index expressions, the golden printed examples, exact print/parse round trips
+of random well-formed programs and of const buffers' data, parse errors, and every `verify()`
+rule (one negative case per message, plus an exactness check of the static bounds check by
+brute force)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from fractal.lower.tile_ir import (ROLES, Binary, Buffer, Const, Convert, Copy, 
                                    Gemm, If, Load, Loop, Reduce, Region, Scatter, Stage, TileProgram, Unary,
                                    Where)
 from fractal.lower.tile_parser import parse_index, parse_region, parse_tile_program
-from fractal.lower.tile_printer import print_tile_program
+from fractal.lower.tile_printer import header, print_tile_program
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,11 +31,19 @@ def v(name: str) -> Aff:
     return Aff(((name, 1),))
 
 
-# --- the golden example (tile_ir's docstring) ---------------------------------------------
+# --- the golden examples (tile_ir's docstring) ---------------------------------------------
 
-def docstring_text() -> str:
-    block = tile_ir.__doc__.split("::\n\n", 1)[1]
-    return "\n".join(line[4:] for line in block.rstrip().splitlines())
+def docstring_programs() -> list[str]:
+    """The text of each program printed in tile_ir's docstring (its `::` blocks)."""
+    texts = []
+    for block in tile_ir.__doc__.split("::\n\n")[1:]:
+        lines = []
+        for line in block.splitlines():
+            if line and not line.startswith("    "):
+                break
+            lines.append(line[4:])
+        texts.append("\n".join(lines).rstrip())
+    return texts
 
 
 def reg(buffer, *axes) -> Region:
@@ -51,8 +60,8 @@ def lstm_program() -> TileProgram:
     c_new = reg("c", l, s - l + 1, (0, 4), (0, 8))
     return TileProgram("lstm_wavefront", [
         Buffer("x", (6, 4, 8), float32, role="input"),
-        Buffer("w", (2, 8, 32), float32, role="const"),
-        Buffer("u", (2, 8, 32), float32, (0, 2, 1), role="const"),
+        Buffer("w", (2, 8, 32), float32, role="input"),
+        Buffer("u", (2, 8, 32), float32, (0, 2, 1), role="input"),
         Buffer("h", (3, 7, 4, 8), float32, role="output"),
         Buffer("c", (2, 7, 4, 8), float32, role="temp"),
         Buffer("g", (2, 4, 32), float32, level="shared", role="temp"),
@@ -76,14 +85,27 @@ def lstm_program() -> TileProgram:
     ])
 
 
-def test_golden_example_prints_parses_and_verifies():
-    """The docstring's text is exactly what the printer gives for the constructed program,
-    parses back to it, and passes verify (its `s - l` indices need the exact bounds check)."""
-    p, text = lstm_program(), docstring_text()
+def embed_program() -> TileProgram:
+    """The docstring's embedding lookup: const ids and a const table (transposed layout)."""
+    table = np.array([[0.0, 1.0], [0.5, -0.5], [0.125, np.inf], [-2.0, np.nan]], np.float32)
+    return TileProgram("embed", [
+        Buffer("ids", (5,), int64, role="const", data=np.array([3, 0, 2, 2, 1])),
+        Buffer("table", (4, 2), float32, (1, 0), role="const", data=table),
+        Buffer("y", (5, 2), float32, role="output"),
+    ], [Stage("embed", [], [Gather(reg("table", (0, 4), (0, 2)), reg("ids", (0, 5)), reg("y", (0, 5), (0, 2)))])])
+
+
+@pytest.mark.parametrize("k, build, stages", [(0, lstm_program, ["init", "load_x", "gates", "cell"]),
+                                              (1, embed_program, ["embed"])], ids=["lstm", "embed"])
+def test_golden_examples_print_parse_and_verify(k, build, stages):
+    """Each docstring text is exactly what the printer gives for the constructed program,
+    parses back to it, and passes verify (the LSTM's `s - l` indices need the exact bounds
+    check; the lookup's const data prints as literals, nan and inf included)."""
+    p, text = build(), docstring_programs()[k]
     assert str(p) == text
     assert parse_tile_program(text) == p
     assert p.verify() is p
-    assert [st_.name for st_ in p.stages()] == ["init", "load_x", "gates", "cell"]
+    assert [st_.name for st_ in p.stages()] == stages
 
 
 def test_region_shapes_and_buffer_strides():
@@ -229,8 +251,9 @@ class Gen:
         for name, (dt, need, written) in self.bufs.items():
             role = self.draw(st.sampled_from(["output", "temp"] if written else list(ROLES)))
             shape = tuple(n + self.draw(st.integers(0, 1)) for n in need)
+            data = const_data(self.draw, shape, dt) if role == "const" else None
             buffers.append(Buffer(name, shape, dt, tuple(self.draw(st.permutations(range(len(shape))))),
-                                  self.draw(st.sampled_from(tile_ir.LEVELS)), role))
+                                  self.draw(st.sampled_from(tile_ir.LEVELS)), role, data))
         return TileProgram(self.draw(st.sampled_from(["p", "model.layer_0", "0x"])), buffers, body)
 
     def block(self, ctx, depth):
@@ -359,6 +382,20 @@ class Gen:
         return Where(cond, self.expr(shape, dt, ctx, depth - 1), self.expr(shape, dt, ctx, depth - 1))
 
 
+def const_data(draw, shape, dt) -> np.ndarray:
+    """Random contents of a const buffer: bools, small ints, or floats of any magnitude with
+    inf, -inf, nan and -0.0 among them (small ones print as literals, the rest as base64)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if dt.kind == "b":
+        return rng.random(shape) < 0.5
+    if dt.kind == "i":
+        return rng.integers(-5, 5, shape).astype(dt)
+    with np.errstate(over="ignore"):
+        values = (rng.standard_normal(shape) * 10.0 ** rng.integers(-9, 9, shape)).astype(dt)
+    specials = np.array([np.inf, -np.inf, np.nan, -0.0], dt)
+    return np.where(rng.random(shape) < 0.2, rng.choice(specials, shape), values).astype(dt)
+
+
 @st.composite
 def programs(draw):
     return Gen(draw).program()
@@ -412,8 +449,11 @@ def brute_force_out_of_bounds(p: TileProgram) -> bool:
 def test_static_bounds_check_is_exact(p, data):
     """With buffers shrunk at random, verify() reports an out-of-bounds region exactly when
     running the loops finds one (interval arithmetic alone would over-report)."""
-    shrunk = [dataclasses.replace(b, shape=tuple(max(0, n - data.draw(st.integers(0, 2))) for n in b.shape))
-              for b in p.buffers]
+    def shrink(b: Buffer) -> Buffer:
+        shape = tuple(max(0, n - data.draw(st.integers(0, 2))) for n in b.shape)
+        cut = b.data.value[tuple(slice(0, n) for n in shape)] if b.data is not None else None
+        return dataclasses.replace(b, shape=shape, data=cut)
+    shrunk = [shrink(b) for b in p.buffers]
     p = dataclasses.replace(p, buffers=tuple(shrunk))
     expected = brute_force_out_of_bounds(p)
     if expected:
@@ -432,9 +472,9 @@ def program_text(*ops: str, loop: str = "for i in 0:4 sequential host") -> str:
   buffer y: f32[4,8] global output
   buffer z: f64[4,8] global temp
   buffer h16: f16[4,8] global temp
-  buffer w: f32[8,16] global const
+  buffer w: f32[8,16] global input
   buffer o: f32[4,16] global temp
-  buffer idx: i64[4] global input
+  buffer idx: i64[4] global const = [3, 1, 0, 2]
   buffer fidx: f32[4] global temp
   buffer m: i32[2,4] global temp
   buffer bo: bool[4,8] global temp
@@ -464,6 +504,10 @@ def program_text(*ops: str, loop: str = "for i in 0:4 sequential host") -> str:
     (program_text("y[i, 0:8] = x[i, 0:8] $"), r"unexpected text '\$'"),
     (program_text().replace("sequential host", "sequential host active j <= 2"),
      r"line 12, column 41: an active bound is written 'active j < \.\.\.', not <="),
+    (program_text().replace("= [3, 1, 0, 2]", "= [3, 1, 0]"),
+     r"line 8, column 37: buffer idx: literal has 3 element\(s\), expected 4"),
+    (program_text().replace("= [3, 1, 0, 2]", '= b64"AAAA"'), r"buffer idx: base64 data has 3 bytes, expected 32"),
+    (program_text().replace("= [3, 1, 0, 2]", "= [3, 1 0, 2]"), r"line 8, column 43: unexpected '0'"),
 ])
 def test_parse_errors(text, message):
     """Malformed text raises ParseError naming the line and column and what went wrong."""
@@ -486,6 +530,56 @@ def test_keywords_are_names_where_a_name_stands_and_reserved_words_are_not():
         str(Elementwise(parse_region("y[0, 0:8]"), Unary("where", Const(1.0))))
     with pytest.raises(ValueError, match="index axis"):
         str(Region("y", (0, 0), (None, 8), (2, 1)))
+
+
+def const_program(array: np.ndarray) -> TileProgram:
+    return TileProgram("c", [Buffer("c", array.shape, array.dtype, role="const", data=array)], [])
+
+
+def nan_with_payload() -> np.ndarray:
+    a = np.array([np.nan, 1.0], np.float16)
+    a.view(np.uint16)[0] = 0x7E01  # a NaN that the literal `nan` would not reproduce
+    return a
+
+
+@pytest.mark.parametrize("array, text", [
+    (np.array([0, 2, 1, 3]), "buffer c: i64[4] global const = [0, 2, 1, 3]"),
+    (np.array([[-7], [2**31 - 1]], np.int32), "buffer c: i32[2,1] global const = [[-7], [2147483647]]"),
+    (np.array([[True, False, True]]), "buffer c: bool[1,3] global const = [[true, false, true]]"),
+    (np.array([0.5, -0.0, 1e-300, np.inf, -np.inf, np.nan]),
+     "buffer c: f64[6] global const = [0.5, -0.0, 1e-300, inf, -inf, nan]"),
+    (np.array([0.1], np.float32), "buffer c: f32[1] global const = [0.10000000149011612]"),  # the f32 value
+    (np.array(2.5, np.float16), "buffer c: f16[] global const = 2.5"),
+    (np.zeros((2, 0), np.int64), "buffer c: i64[2,0] global const = []"),
+    (np.arange(65, dtype=np.int32), 'buffer c: i32[65] global const = b64"AAAAAAEAAAACAAAA'),
+    (np.where(np.arange(80) % 7 == 0, np.nan, np.arange(80) * -1e30).astype(np.float32).reshape(8, 10),
+     'buffer c: f32[8,10] global const = b64"AADAf'),
+    (np.arange(65) % 3 == 0, 'buffer c: bool[65] global const = b64"AQAAAQAAAQ'),
+    (nan_with_payload(), 'buffer c: f16[2] global const = b64"AX4APA=="'),
+])
+def test_const_data_round_trips_as_literals_and_base64(array, text):
+    """A const buffer's data prints in the program IR's constant format: literals up to 64
+    elements (ints, bools, floats as the repr of the stored value, inf, -inf, nan, a bare
+    scalar when 0-d, [] when empty), else little-endian base64 (also for a NaN with a
+    payload); it reads back to the same bits and an equal program."""
+    p = const_program(array)
+    printed = str(p)
+    assert printed.splitlines()[1].startswith("  " + text)
+    q = parse_tile_program(printed)
+    assert q == p and str(q) == printed and q.verify() is q
+    got = q.buffers[0].data.value
+    assert got.dtype == array.dtype and got.shape == array.shape and got.tobytes() == array.tobytes()
+    assert not got.flags.writeable
+
+
+def test_data_that_is_not_of_the_buffers_type_does_not_print():
+    """The text gives the data the buffer's dtype and shape, so other data cannot print
+    (verify reports it; messages elide data as ` = ...`)."""
+    p = const_program(np.zeros(3, np.int64))
+    wrong = dataclasses.replace(p, buffers=(dataclasses.replace(p.buffers[0], dtype=int32),))
+    with pytest.raises(ValueError, match=r"cannot print buffer 'c': its data is int64\[3\], not int32\[3\]"):
+        str(wrong)
+    assert header(wrong.buffers[0]) == "buffer c: i32[3] global const = ..."
 
 
 def test_special_floats_and_comments():
@@ -535,6 +629,15 @@ VERIFY_CASES = [
                  "layout (0, 0) is not a permutation of its 2 axes", id="layout"),
     pytest.param(lambda: replace_buffer("z", level="l2"), "level 'l2' is not one of global, shared", id="level"),
     pytest.param(lambda: replace_buffer("z", role="scratch"), "role 'scratch' is not one of input", id="role"),
+    pytest.param(lambda: replace_buffer("idx", data=None), "buffer idx: a const buffer must declare its data",
+                 id="const without data"),
+    pytest.param(lambda: replace_buffer("idx", data=np.zeros(3, np.int64)),
+                 "buffer idx: its data is i64[3], not i64[4] like the buffer", id="data shape"),
+    pytest.param(lambda: replace_buffer("idx", data=np.zeros(4, np.int32)),
+                 "buffer idx: its data is i32[4], not i64[4] like the buffer", id="data dtype"),
+    pytest.param(lambda: replace_buffer("z", data=np.zeros((4, 8))),
+                 "buffer z: a temp buffer has no data (only const buffers do)\n  in: buffer z: f64[4,8] global temp = ...",
+                 id="data of a temp"),
     # statements and scoping
     pytest.param(lambda: with_body(COPY), "a copy must be inside a stage", id="op outside stage"),
     pytest.param(lambda: with_body("for"), "not a statement: str", id="not a statement"),

@@ -1,6 +1,6 @@
 """The CPU backend: runs tile programs with NumPy, one batched call per tile op and stage.
 
-    exe = CpuExecutable(program, constants)      # program verified; constants by buffer name
+    exe = CpuExecutable(program)                  # program verified; consts hold their data
     outputs = exe.run(inputs, profile=None)       # {output buffer name: array}
 
 Modules: `executor` (statements to closures, storage, argument checks), `views` (regions

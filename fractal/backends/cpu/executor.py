@@ -9,9 +9,9 @@ A sequential loop that is a scan (one stage combining each step's result with th
 previous one) runs as one accumulate (`scan`).
 
 Storage: temps are allocated once per executable in their layout (zeros, kept across
-runs), constants copied once into their layout, outputs allocated as zeros in their
-layout on every run; inputs are used as given (any strides).  Runs are not thread-safe
-(temps are shared).
+runs), consts copied once from their declared data into their layout, outputs allocated
+as zeros in their layout on every run; inputs are used as given (any strides).  Runs are
+not thread-safe (temps are shared).
 """
 
 from __future__ import annotations
@@ -48,17 +48,17 @@ class _Scope:
 
 
 class CpuExecutable:
-    """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program, constants).run(inputs)`."""
+    """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program).run(inputs)`."""
 
-    def __init__(self, program: TileProgram, constants: Mapping[str, np.ndarray], threads: int | None = None):
+    def __init__(self, program: TileProgram, threads: int | None = None):
         self.program = program
         self.threads = threads_available() if threads is None else max(1, int(threads))
         self.memory = {b.name: Memory(b) for b in program.buffers}
         self._roles = {role: [b for b in program.buffers if b.role == role]
                        for role in ("input", "output", "temp", "const")}
-        for b, value in _checked(self._roles["const"], constants, "constant").items():
+        for b in self._roles["const"]:  # (verify: the data has the buffer's shape and dtype)
             storage = allocate(b)
-            storage[...] = value
+            storage[...] = b.data.value
             self.memory[b.name].bind(storage)
         for b in self._roles["temp"]:
             self.memory[b.name].bind(allocate(b))

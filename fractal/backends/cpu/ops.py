@@ -12,7 +12,8 @@ Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
 * gather / scatter: one `np.take` / indexed assignment of whole rows (`rows`) where the
   table's strides allow and the indices are in range; else `np.take` / indexed assignment
   when every point uses one index vector, else `take_along_axis` / assignment through
-  batch index arrays;
+  batch index arrays; a scatter with padding entries (one past the end) assigns the others
+  through masked index arrays;
 * gemm: `gemm.gemm_into` (folding shared operands into one BLAS call).
 """
 
@@ -128,6 +129,17 @@ def _scatter(op, scope):
     def run(env, los, box):
         values, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
         table = dst.get(env, los, box)  # a view (written in place) or a gathered copy
+        skip = idx == size
+        if skip.any():  # padding (one past the end) writes nothing: assign the other entries
+            batch, along = _batch_index(idx, nb, axis, ndata)
+            others = tuple(np.arange(n).reshape((-1,) + (1,) * (ndata - k - 1)) if k != axis else along
+                           for k, n in enumerate(table.shape[nb:]))
+            where = np.broadcast_arrays(*(batch + others))
+            keep = np.broadcast_to(_batch_index(~skip, nb, axis, ndata)[1], where[0].shape)
+            table[tuple(w[keep] for w in where)] = np.broadcast_to(values, where[0].shape)[keep]
+            if not dst.is_view:
+                dst.put(env, los, box, table)
+            return
         flat_table = row_view(table, nb + axis) if dst.is_view and in_range(idx, size) else None
         if flat_table is not None:  # one assignment of whole rows
             rows, offsets = flat_table

@@ -17,13 +17,14 @@ COMPARE = {"<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal
            ">": np.greater}
 
 
-def run_naive(p: TileProgram, inputs, constants, temps=None) -> dict:
+def run_naive(p: TileProgram, inputs, temps=None) -> dict:
     """The output buffers after running `p`; `temps` (a dict) keeps temp buffers across calls."""
     arrays = {}
     for b in p.buffers:
-        given = inputs if b.role == "input" else constants if b.role == "const" else None
-        if given is not None:
-            arrays[b.name] = np.array(given[b.name], b.dtype)
+        if b.role == "input":
+            arrays[b.name] = np.array(inputs[b.name], b.dtype)
+        elif b.role == "const":
+            arrays[b.name] = np.array(b.data.value, b.dtype)
         elif b.role == "temp" and temps is not None and b.name in temps:
             arrays[b.name] = temps[b.name]
         else:
@@ -111,8 +112,9 @@ def run_op(op, env, arrays) -> None:
         dst = get(op.dst)
         dst[...] = np.take(get(op.src), get(op.index), axis=op.axis)
     elif isinstance(op, Scatter):
-        dst = get(op.dst)
-        dst[(slice(None),) * op.axis + (get(op.index),)] = get(op.src)
+        dst, index = get(op.dst), get(op.index)
+        keep = index != dst.shape[op.axis]  # one past the end: padding, written nowhere
+        dst[(slice(None),) * op.axis + (index[keep],)] = np.compress(keep, get(op.src), axis=op.axis)
     else:
         assert isinstance(op, Gemm)
         a, b, c = get(op.a), get(op.b), get(op.c)

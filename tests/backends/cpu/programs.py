@@ -11,10 +11,13 @@ max/min indices.  Starts are shifted non-negative by their interval bounds and b
 sized to the largest extent reached, so every region is in bounds.
 
 Data are small integers (in float buffers too) and elementwise results are clamped to
-[-100, 100], so comparisons see the same values in any summation order.
+[-100, 100], so comparisons see the same values in any summation order.  Const buffers
+hold theirs (`program_data`, attached by `with_data`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from hypothesis import strategies as st
@@ -251,9 +254,20 @@ class ParallelGen:
 
 @st.composite
 def parallel_programs(draw):
-    """A parallel-safe program and, per index buffer, (axis, stride, limit) of its one region."""
+    """A parallel-safe program (its consts holding `program_data`) and, per index buffer,
+    (axis, stride, limit) of its one region."""
     gen = ParallelGen(draw)
-    return gen.program(), gen.index_info
+    p = gen.program()
+    return with_data(p, program_data(p, gen.index_info, 2, "const")), gen.index_info
+
+
+def with_data(p: TileProgram, arrays: dict) -> TileProgram:
+    """`p` with `arrays[name]` as the data of its const buffer `name` (for tables too big
+    to read well in a test's program text)."""
+    names = {b.name for b in p.buffers if b.role == "const"}
+    assert set(arrays) <= names, f"no const buffers {sorted(set(arrays) - names)} in {p.name}"
+    return dataclasses.replace(p, buffers=tuple(dataclasses.replace(b, data=arrays[b.name]) if b.name in arrays else b
+                                                for b in p.buffers))
 
 
 def program_data(p: TileProgram, index_info, seed: int, role: str) -> dict:

@@ -23,12 +23,11 @@ def program(buffers: str, body: str):
     return parse_tile_program("tile @t {\n" + buffers + "\n" + body + "\n}").verify()
 
 
-def check(p, inputs, constants=None, runs=2, rtol=1e-6):
+def check(p, inputs, runs=2, rtol=1e-6):
     """Batched runs (reusing one executable and its registers) against the naive executor."""
-    constants = constants or {}
-    exe, temps = CpuExecutable(p, constants), {}
+    exe, temps = CpuExecutable(p), {}
     for run in range(runs):
-        got, want = exe.run(inputs), run_naive(p, inputs, constants, temps)
+        got, want = exe.run(inputs), run_naive(p, inputs, temps)
         for name in want:
             assert got[name].dtype == want[name].dtype
             np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=0, err_msg=f"{name}, run {run}")

@@ -14,16 +14,19 @@ from hypothesis import strategies as st
 from fractal.backends.cpu import CpuExecutable
 from fractal.lang.errors import ArgumentError, ShapeError
 from fractal.backends.cpu.views import Memory, RegionAccess
-from fractal.lower import Buffer, TileProgram, parse_region, parse_tile_program, tile_ir
+from fractal.lower import Buffer, TileProgram, parse_region, parse_tile_program
+
+from tests.lower.test_tile_ir import docstring_programs
 
 from .naive import run_naive
-from .programs import parallel_programs, program_data
+from .programs import parallel_programs, program_data, with_data
 
 RNG = np.random.default_rng(0)
 
 
-def program(text: str):
-    return parse_tile_program(text).verify()
+def program(text: str, **data):
+    """The verified program of `text`, `data` the contents of const buffers it leaves out."""
+    return with_data(parse_tile_program(text), data).verify()
 
 
 def tile(buffers: str, body: str) -> str:
@@ -34,11 +37,10 @@ def data(shape, dtype=np.float32):
     return RNG.standard_normal(shape).astype(dtype)
 
 
-def run_both(p, inputs, constants=None, rtol=1e-5, atol=1e-6):
+def run_both(p, inputs, rtol=1e-5, atol=1e-6):
     """Runs `p` batched and naively; asserts they agree and returns the batched outputs."""
-    constants = constants or {}
-    got = CpuExecutable(p, constants).run(inputs)
-    want = run_naive(p, inputs, constants)
+    got = CpuExecutable(p).run(inputs)
+    want = run_naive(p, inputs)
     assert got.keys() == want.keys()
     for name in want:
         assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
@@ -66,18 +68,28 @@ def lstm_numpy(x, w, u):
 
 
 def test_docstring_lstm_matches_naive_and_numpy():
-    """The wavefront LSTM (negative coefficients `s - l`, max/min boxes, a const in a
-    transposed layout, accumulating GEMMs, fused cell updates) runs vectorised exactly like
-    the naive executor and a direct NumPy LSTM, on every run, and profiles its stages."""
-    text = "\n".join(line[4:] for line in tile_ir.__doc__.split("::\n\n", 1)[1].rstrip().splitlines())
-    p = program(text)
+    """The wavefront LSTM (negative coefficients `s - l`, max/min boxes, accumulating GEMMs,
+    fused cell updates) runs vectorised exactly like the naive executor and a direct NumPy
+    LSTM, on every run, and profiles its stages."""
+    p = program(docstring_programs()[0])
     x, w, u = data((6, 4, 8)), data((2, 8, 32)) * 0.5, data((2, 8, 32)) * 0.5
-    got = run_both(p, {"x": x}, {"w": w, "u": u})["h"]
+    got = run_both(p, {"x": x, "w": w, "u": u})["h"]
     np.testing.assert_allclose(got, lstm_numpy(x, w, u), rtol=1e-5, atol=1e-6)
-    exe, profile = CpuExecutable(p, {"w": w, "u": u}), {}
+    exe, profile = CpuExecutable(p), {}
     for _ in range(2):
-        np.testing.assert_allclose(exe.run({"x": x}, profile=profile)["h"], got, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(exe.run({"x": x, "w": w, "u": u}, profile=profile)["h"], got, rtol=1e-6, atol=1e-7)
     assert set(profile) == {"init", "load_x", "gates", "cell"} and all(t > 0 for t in profile.values())
+
+
+def test_docstring_embedding_lookup_reads_its_consts_from_the_program():
+    """The embedding lookup gathers rows of a const table stored in a transposed layout
+    through const ids, both declared in the program (no argument holds them)."""
+    p = program(docstring_programs()[1])
+    table = np.array([[0.0, 1.0], [0.5, -0.5], [0.125, np.inf], [-2.0, np.nan]], np.float32)
+    exe = CpuExecutable(p)
+    assert exe.memory["table"].array.strides == (4, 16)  # column-major, as its layout says
+    np.testing.assert_array_equal(exe.run({})["y"], table[[3, 0, 2, 2, 1]])
+    np.testing.assert_array_equal(run_both(p, {})["y"], table[[3, 0, 2, 2, 1]])
 
 
 # --- one op kind at a time ------------------------------------------------------------------------
@@ -98,14 +110,14 @@ def test_copy_over_a_wavefront_with_negative_coefficients_and_strides():
 def test_elementwise_broadcast_loads_and_constants():
     """Loads broadcast to the dst shape (a row, a column, a point the stage ignores);
     constants take their sibling's dtype (f16 stays f16); comparisons feed `where`."""
+    x, b, col = data((3, 4, 8), np.float16), data(8, np.float16), data((4, 1), np.float16)
     p = program(tile("""  buffer x: f16[3,4,8] global input
   buffer b: f16[8] global const
   buffer col: f16[4,1] global input
   buffer y: f16[3,4,8] global output""", """  stage k(i in 0:3) device {
     y[i, 0:4, 0:8] = where(lt(x[i, 0:4, 0:8], 0.5), add(mul(x[i, 0:4, 0:8], b[0:8]), 1.5), sub(col[0:4, 0:1], 2.0))
-  }"""))
-    x, b, col = data((3, 4, 8), np.float16), data(8, np.float16), data((4, 1), np.float16)
-    got = run_both(p, {"x": x, "col": col}, {"b": b}, rtol=1e-3)["y"]
+  }"""), b=b)
+    got = run_both(p, {"x": x, "col": col}, rtol=1e-3)["y"]
     want = np.where(x < np.float16(0.5), x * b + np.float16(1.5), col - np.float16(2.0))
     assert got.dtype == np.float16
     np.testing.assert_allclose(got, want, rtol=1e-3)
@@ -159,7 +171,7 @@ def test_float_row_sums_are_one_blas_product_and_others_reduce(monkeypatch):
     top[i, 0:16, 0:1] = reduce_max(x[i, 0:16, 0:64], axes=[1])
   }"""))
     x, n = data((8, 16, 64), np.float64), np.arange(8 * 16 * 64).reshape(8, 16, 64)
-    out = CpuExecutable(p, {}).run({"x": x, "n": n})
+    out = CpuExecutable(p).run({"x": x, "n": n})
     np.testing.assert_allclose(out["rows"], x.sum(axis=2, keepdims=True), rtol=0, atol=1e-12)  # (to rounding)
     np.testing.assert_array_equal(out["mid"], np.add.reduce(x, axis=1))
     np.testing.assert_array_equal(out["ints"], n.sum(axis=2, keepdims=True))
@@ -187,6 +199,7 @@ def test_row_sums_equal_add_reduce_or_decline(shape, draw):
 def test_gemm_transposes_accumulation_and_wider_result():
     """`c = a.T @ b.T` per point, then `c += a2 @ b2` with b2 shared by all points; f32
     operands into an f64 c (the product is cast)."""
+    a, b, a2, b2 = data((3, 4, 5)), data((6, 4)), data((3, 5, 2)), data((2, 6))
     p = program(tile("""  buffer a: f32[3,4,5] global input
   buffer b: f32[6,4] global const
   buffer a2: f32[3,5,2] global input
@@ -194,9 +207,8 @@ def test_gemm_transposes_accumulation_and_wider_result():
   buffer c: f64[3,5,6] global output""", """  stage k(i in 0:3) device {
     c[i, 0:5, 0:6] = gemm(a[i, 0:4, 0:5].T, b[0:6, 0:4].T)
     c[i, 0:5, 0:6] += gemm(a2[i, 0:5, 0:2], b2[0:2, 0:6])
-  }"""))
-    a, b, a2, b2 = data((3, 4, 5)), data((6, 4)), data((3, 5, 2)), data((2, 6))
-    got = run_both(p, {"a": a, "a2": a2, "b2": b2}, {"b": b})["c"]
+  }"""), b=b)
+    got = run_both(p, {"a": a, "a2": a2, "b2": b2})["c"]
     assert got.dtype == np.float64
     want = (a.transpose(0, 2, 1) @ b.T).astype(np.float64) + (a2 @ b2).astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -232,7 +244,7 @@ def test_gather_and_scatter_along_an_axis(axis):
     table_dst = "t[i, 1:4, 0:5]" if axis == 0 else "t[i, 0:3, 1:6]"
     p = program(tile("""  buffer x: f32[3,4,6] global input
   buffer idx: i32[3,2] global input
-  buffer shared: i64[2] global const
+  buffer shared: i64[2] global const = [2, 0]
   buffer g: f32[3,3,5] global output
   buffer h: f32[3,3,5] global output
   buffer t: f32[3,4,6] global output""", f"""  stage k(i in 0:3) device {{
@@ -242,8 +254,8 @@ def test_gather_and_scatter_along_an_axis(axis):
   }}"""))
     x = data((3, 4, 6))
     idx = np.array([[0, 2], [1, 0], [2, 1]], np.int32)
-    shared = np.array([2, 0])
-    out = run_both(p, {"x": x, "idx": idx}, {"shared": shared})
+    shared = p.buffer("shared").data.value
+    out = run_both(p, {"x": x, "idx": idx})
     for i in range(3):
         src = x[i, 1:4, 0:5] if axis == 0 else x[i, 0:3, 1:6]
         want = np.take(src, idx[i], axis=axis)
@@ -280,9 +292,10 @@ def test_copy_with_perm_and_reshape_and_convert():
 def test_quasi_affine_stage_indices_use_fancy_indexing():
     """floor/mod/max over stage variables: reads gather, writes assign through index arrays,
     for elementwise, reduce, gemm and scatter destinations alike."""
+    w = data((3, 2))
     p = program(tile("""  buffer x: f32[4,3] global input
   buffer w: f32[3,2] global const
-  buffer idx: i32[2] global const
+  buffer idx: i32[2] global const = [1, 0]
   buffer y: f32[6,3] global output
   buffer r: f32[6] global output
   buffer c: f32[6,1,2] global output
@@ -291,9 +304,9 @@ def test_quasi_affine_stage_indices_use_fancy_indexing():
     r[5 - i + j] = reduce_max(x[i mod 4, 0:3], axes=[0])
     c[(i + 1) mod 6, 0:1, 0:2] = gemm(x[floor(i / 2):floor(i / 2) + 1, 0:3], w[0:3, 0:2])
     s[(i + 5) mod 6, 0:3:2] = scatter(x[i mod 4, 0:2], idx[0:2], axis=0)
-  }"""))
-    x, w, idx = data((4, 3)), data((3, 2)), np.array([1, 0], np.int32)
-    out = run_both(p, {"x": x}, {"w": w, "idx": idx})
+  }"""), w=w)
+    x = data((4, 3))
+    out = run_both(p, {"x": x})
     i = np.arange(6)
     np.testing.assert_allclose(out["y"][(i + 3) % 6], x[i // 2] + x[np.maximum(i - 2, 0)], rtol=1e-6)
     np.testing.assert_array_equal(out["r"][5 - i], x[i % 4].max(axis=1))
@@ -352,13 +365,13 @@ def matmul_calls(monkeypatch):
 def test_gemm_sharing_b_folds_box_points_into_rows(matmul_calls):
     """64 points of `[1,256] @ [256,128]` with one shared weight matrix run as a single
     `[64,256] @ [256,128]` BLAS call."""
+    x, w = data((64, 1, 256)), data((256, 128))
     p = program(tile("""  buffer x: f32[64,1,256] global input
   buffer w: f32[256,128] global const
   buffer y: f32[64,1,128] global output""", """  stage rows(b in 0:64) device {
     y[b, 0:1, 0:128] = gemm(x[b, 0:1, 0:256], w[0:256, 0:128])
-  }"""))
-    x, w = data((64, 1, 256)), data((256, 128))
-    got = run_both(p, {"x": x}, {"w": w}, atol=1e-4)["y"]  # BLAS sums 256 terms in its own order
+  }"""), w=w)
+    got = run_both(p, {"x": x}, atol=1e-4)["y"]  # BLAS sums 256 terms in its own order
     np.testing.assert_allclose(got, x @ w, rtol=1e-4, atol=1e-4)
     assert ((64, 256), (256, 128)) in matmul_calls  # the batched run (the naive one calls per point)
     assert not any(len(a) == 3 for a, _ in matmul_calls)
@@ -366,26 +379,26 @@ def test_gemm_sharing_b_folds_box_points_into_rows(matmul_calls):
 
 def test_gemm_sharing_a_folds_box_points_into_columns(matmul_calls):
     """Symmetrically, a shared a folds the box into N: `[4,32] @ [32, 16 points]`."""
+    x, w = data((16, 32, 1)), data((4, 32))
     p = program(tile("""  buffer w: f32[4,32] global const
   buffer x: f32[16,32,1] global input
   buffer y: f32[16,4,1] global output""", """  stage cols(b in 0:16) device {
     y[b, 0:4, 0:1] = gemm(w[0:4, 0:32], x[b, 0:32, 0:1])
-  }"""))
-    x, w = data((16, 32, 1)), data((4, 32))
-    np.testing.assert_allclose(run_both(p, {"x": x}, {"w": w}, atol=1e-5)["y"], w @ x, rtol=1e-4, atol=1e-5)
+  }"""), w=w)
+    np.testing.assert_allclose(run_both(p, {"x": x}, atol=1e-5)["y"], w @ x, rtol=1e-4, atol=1e-5)
     assert ((4, 32), (32, 16)) in matmul_calls
 
 
 def test_gemm_folds_two_box_dims_and_keeps_accumulation(matmul_calls):
     """Two box dims fold when a and c step through them like rows; `+=` adds the product."""
+    x, w = data((3, 4, 2, 8), np.float64), data((8, 5), np.float64)
     p = program(tile("""  buffer x: f64[3,4,2,8] global input
   buffer w: f64[8,5] global const
   buffer y: f64[3,4,2,5] global output""", """  stage k(i in 0:3, j in 0:4) device {
     y[i, j, 0:2, 0:5] = gemm(x[i, j, 0:2, 0:8], w[0:8, 0:5])
     y[i, j, 0:2, 0:5] += gemm(x[i, j, 0:2, 0:8], w[0:8, 0:5])
-  }"""))
-    x, w = data((3, 4, 2, 8), np.float64), data((8, 5), np.float64)
-    np.testing.assert_allclose(run_both(p, {"x": x}, {"w": w})["y"], 2 * (x @ w), rtol=1e-12)
+  }"""), w=w)
+    np.testing.assert_allclose(run_both(p, {"x": x})["y"], 2 * (x @ w), rtol=1e-12)
     assert matmul_calls.count(((24, 8), (8, 5))) == 2
 
 
@@ -393,15 +406,15 @@ def test_gemm_prepared_views_follow_changing_boxes_and_input_strides(matmul_call
     """A GEMM keeps its prepared (folded) views per box and buffer strides: a box that shrinks
     step by step (a bucketed ragged batch) and an input bound with other strides on the
     next run still compute the right rows, folded into one call per step every time."""
+    w = data((16, 8))
     p = program(tile("""  buffer x: f32[4,1,16] global input
   buffer w: f32[16,8] global const
   buffer y: f32[4,4,1,8] global output""", """  for s in 0:4 sequential host {
     stage rows(b in 0:4 - s) device {
       y[s, b, 0:1, 0:8] = gemm(x[b, 0:1, 0:16], w[0:16, 0:8])
     }
-  }"""))
-    w = data((16, 8))
-    exe = CpuExecutable(p, {"w": w})
+  }"""), w=w)
+    exe = CpuExecutable(p)
     for x in (data((4, 1, 16)), data((4, 1, 32))[::-1, :, ::2], data((4, 1, 16))):
         matmul_calls.clear()
         got = exe.run({"x": x})["y"]
@@ -427,7 +440,7 @@ def test_inputs_with_any_strides_fresh_outputs_and_persistent_temps():
     base = data((4, 3))
     views = [base.T, np.ascontiguousarray(data((3, 4))[::-1, ::-1])[::-1, ::-1], data((6, 8))[::2, 1::2]]
     assert views[1].strides == (-16, -4)
-    exe = CpuExecutable(p, {})
+    exe = CpuExecutable(p)
     total = np.zeros((3, 4), np.float32)
     previous = None
     for x in views:
@@ -452,21 +465,19 @@ def test_inputs_with_any_strides_fresh_outputs_and_persistent_temps():
 def test_bad_inputs_name_the_buffer(inputs, error, message):
     p = program(tile("""  buffer x: f32[2,3] global input
   buffer n: i32[2] global input
-  buffer w: f32[3] global const
+  buffer w: f32[3] global const = [1.0, 1.0, 1.0]
   buffer y: f32[2,3] global output""", """  stage k(i in 0:2) device {
     y[i, 0:3] = mul(x[i, 0:3], w[0:3])
   }"""))
-    exe = CpuExecutable(p, {"w": np.ones(3, np.float32)})
+    exe = CpuExecutable(p)
     with pytest.raises(error) as e:
         exe.run(inputs)
     assert message in str(e.value) and isinstance(e.value, ValueError)
-    with pytest.raises(ArgumentError, match="missing constant 'w': the program's constants are w"):
-        CpuExecutable(p, {})
 
 
 def test_unverified_programs_with_foreign_statements_are_rejected():
     with pytest.raises(TypeError, match="not a tile statement: str"):
-        CpuExecutable(TileProgram("p", [], ["for"]), {})
+        CpuExecutable(TileProgram("p", [], ["for"]))
 
 
 # --- random parallel-safe programs ------------------------------------------------------------------
@@ -479,11 +490,11 @@ def test_random_parallel_programs_match_the_naive_executor(case):
     (temps carry over), for inputs given in a different memory order."""
     p, index_info = case
     p.verify()
-    inputs, constants = program_data(p, index_info, 1, "input"), program_data(p, index_info, 2, "const")
-    exe, temps = CpuExecutable(p, constants), {}
+    inputs = program_data(p, index_info, 1, "input")
+    exe, temps = CpuExecutable(p), {}
     for run in range(2):
         strided = {k: np.asfortranarray(a) if run else a for k, a in inputs.items()}
-        got, want = exe.run(strided), run_naive(p, inputs, constants, temps)
+        got, want = exe.run(strided), run_naive(p, inputs, temps)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")
 

@@ -16,19 +16,20 @@ from fractal.backends.cpu.rows import flat_rows, row_view
 from fractal.lower import parse_tile_program
 
 from .naive import run_naive
+from .programs import with_data
 
 RNG = np.random.default_rng(7)
 
 
-def program(buffers: str, body: str):
-    return parse_tile_program("tile @t {\n" + buffers + "\n" + body + "\n}").verify()
+def program(buffers: str, body: str, **data):
+    """The verified program, `data` the contents of const buffers the text leaves out."""
+    return with_data(parse_tile_program("tile @t {\n" + buffers + "\n" + body + "\n}"), data).verify()
 
 
-def same_as_naive(p, inputs, constants=None):
+def same_as_naive(p, inputs):
     """Runs `p` batched (twice, reusing the executable) and naively; outputs must be equal."""
-    constants = constants or {}
-    exe = CpuExecutable(p, constants)
-    want = run_naive(p, inputs, constants)
+    exe = CpuExecutable(p)
+    want = run_naive(p, inputs)
     for _ in range(2):
         got = exe.run(inputs)
         for name in want:
@@ -81,15 +82,15 @@ def test_gather_from_one_shared_table_and_from_one_table_per_point(index, row_ca
     """`x[0:3, 0:4]` is the same table for every point (stride 0 over the box); `x[3 - i]`
     is one table per point, stepping backwards.  Negative indices fall back to the general
     path and count from the end, as in NumPy."""
+    x, idx = RNG.standard_normal((4, 3, 4)).astype(np.float32), np.array(index)
     p = program("""  buffer x: f32[4,3,4] global input
   buffer idx: i64[3,2] global const
   buffer g: f32[3,2,4] global output
   buffer h: f32[3,3,2] global output""", """  stage k(i in 0:3) device {
     g[i, 0:2, 0:4] = gather(x[0, 0:3, 0:4], idx[i, 0:2], axis=0)
     h[i, 0:3, 0:2] = gather(x[3 - i, 0:3, 0:4], idx[i, 0:2], axis=1)
-  }""")
-    x, idx = RNG.standard_normal((4, 3, 4)).astype(np.float32), np.array(index)
-    out = same_as_naive(p, {"x": x}, {"idx": idx})
+  }""", idx=idx)
+    out = same_as_naive(p, {"x": x})
     for i in range(3):
         np.testing.assert_array_equal(out["g"][i], x[0][idx[i]])
         np.testing.assert_array_equal(out["h"][i], x[3 - i][:, idx[i]])
@@ -99,6 +100,7 @@ def test_gather_from_one_shared_table_and_from_one_table_per_point(index, row_ca
 def test_gather_into_a_strided_or_fancy_indexed_destination():
     """A dst that is not contiguous (every other column) gets a copy; a dst indexed by
     `i mod 3` is assigned through fancy indexing."""
+    x, idx = RNG.standard_normal((50, 8)), RNG.integers(0, 50, (6, 4)).astype(np.int32)
     p = program("""  buffer x: f64[50,8] global input
   buffer idx: i32[6,4] global const
   buffer g: f64[6,4,16] global output
@@ -107,9 +109,8 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
   }
   stage m(i in 0:3) device {
     f[(i + 1) mod 3, 0:4, 0:8] = gather(x[0:50, 0:8], idx[i, 0:4], axis=0)
-  }""")
-    x, idx = RNG.standard_normal((50, 8)), RNG.integers(0, 50, (6, 4)).astype(np.int32)
-    out = same_as_naive(p, {"x": x}, {"idx": idx})
+  }""", idx=idx)
+    out = same_as_naive(p, {"x": x})
     np.testing.assert_array_equal(out["g"][:, :, 0::2], x[idx])
     np.testing.assert_array_equal(out["f"][(np.arange(3) + 1) % 3], x[idx[:3]])
 
@@ -117,14 +118,14 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
 def test_an_index_out_of_range_raises_a_length_error():
     """Past the end (or before minus the length) is an error of the program's data, said as
     such (a compiled function adds the line of the `gather` it came from)."""
-    p = program("""  buffer x: f32[5,2] global input
-  buffer idx: i64[2] global const
+    for bad in ([1, 5], [-6, 0]):
+        p = program(f"""  buffer x: f32[5,2] global input
+  buffer idx: i64[2] global const = {bad}
   buffer g: f32[2,2] global output""", """  stage k() device {
     g[0:2, 0:2] = gather(x[0:5, 0:2], idx[0:2], axis=0)
   }""")
-    for bad in ([1, 5], [-6, 0]):
         with pytest.raises(LengthError, match="gather: an index is out of range for its list"):
-            CpuExecutable(p, {"idx": np.array(bad)}).run({"x": np.zeros((5, 2), np.float32)})
+            CpuExecutable(p).run({"x": np.zeros((5, 2), np.float32)})
 
 
 # --- scatters ---------------------------------------------------------------------------------------
@@ -132,18 +133,18 @@ def test_an_index_out_of_range_raises_a_length_error():
 def test_scatter_into_one_table_per_point_and_into_one_shared_table(row_calls):
     """conv2d's window scatter (a table per point, points 3 rows apart) and grid_rnn's
     (every point writes its own rows of one shared table, stride 0 over the box)."""
+    src = RNG.standard_normal((4, 2, 5)).astype(np.float32)
+    shared = RNG.permutation(8).reshape(4, 2)
     p = program("""  buffer src: f32[4,2,5] global input
-  buffer idx: i64[4,2] global const
+  buffer idx: i64[4,2] global const = [[0, 2], [1, 0], [2, 1], [1, 2]]
   buffer shared_idx: i64[4,2] global const
   buffer t: f32[12,5] global output
   buffer s: f32[8,5] global output""", """  stage k(i in 0:4) device {
     t[3*i:3*i + 3, 0:5] = scatter(src[i, 0:2, 0:5], idx[i, 0:2], axis=0)
     s[0:8, 0:5] = scatter(src[i, 0:2, 0:5], shared_idx[i, 0:2], axis=0)
-  }""")
-    src = RNG.standard_normal((4, 2, 5)).astype(np.float32)
-    idx = np.array([[0, 2], [1, 0], [2, 1], [1, 2]])
-    shared = RNG.permutation(8).reshape(4, 2)
-    out = same_as_naive(p, {"src": src}, {"idx": idx, "shared_idx": shared})
+  }""", shared_idx=shared)
+    idx = p.buffer("idx").data.value
+    out = same_as_naive(p, {"src": src})
     for i in range(4):
         np.testing.assert_array_equal(out["t"][3 * i + idx[i]], src[i])
         np.testing.assert_array_equal(out["s"][shared[i]], src[i])
@@ -154,14 +155,14 @@ def test_scatter_along_a_later_axis(row_calls):
     """Along axis 1 of a row-major table the rows are single elements (the row path); in a
     column-major layout the lead axis steps by less than a row (the general path)."""
     p = program("""  buffer src: f64[3,4,2] global input
-  buffer idx: i32[3,2] global const
+  buffer idx: i32[3,2] global const = [[4, 0], [1, 3], [2, 2]]
   buffer t: f64[3,4,5] global output
   buffer c: f64[3,4,5] global output layout(0,2,1)""", """  stage k(i in 0:3) device {
     t[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
     c[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
   }""")
-    src, idx = RNG.standard_normal((3, 4, 2)), np.array([[4, 0], [1, 3], [2, 2]], np.int32)
-    out = same_as_naive(p, {"src": src}, {"idx": idx})
+    src = RNG.standard_normal((3, 4, 2))
+    out = same_as_naive(p, {"src": src})
     for name in "tc":
         np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
         np.testing.assert_array_equal(out[name][2][:, 2], src[2][:, 1])  # a repeated index: the last write wins

@@ -32,8 +32,8 @@ def same_as_steps(p, inputs, narrow=None):
     old = scan.NARROW
     scan.NARROW = old if narrow is None else narrow
     try:
-        exe, profile = CpuExecutable(p, {}), {}
-        want = run_naive(p, inputs, {})
+        exe, profile = CpuExecutable(p), {}
+        want = run_naive(p, inputs)
         for _ in range(2):
             got = exe.run(inputs, profile=profile)
             for name in want:

@@ -41,7 +41,7 @@ def forks(monkeypatch):
 
 CELL = """tile @t {
   buffer x: f32[64,1,256] global input
-  buffer w: f32[256,1024] global const
+  buffer w: f32[256,1024] global input
   buffer g: f32[64,1,1024] global temp
   buffer h: f32[64,1,1024] global output
   stage gates(b in 0:64) device {
@@ -74,13 +74,13 @@ def test_plan_leaves_gemms_of_one_blas_call_each_to_blas():
     BLAS call each, which BLAS's own threads split: no stage is cut, even when they
     qualify; a GEMM of a per-point pair (flash's `q[b] @ k[b]`) is many calls: cut."""
     big = CELL.replace("64", "4096")
-    two = big.replace("buffer g:", "buffer v: f32[1024,1024] global const\n  buffer g:").replace(
+    two = big.replace("buffer g:", "buffer v: f32[1024,1024] global input\n  buffer g:").replace(
         "tanh(g[b, 0:1, 0:1024])", "gemm(g[b, 0:1, 0:1024], v[0:1024, 0:1024])")
     p = program(two)
     assert set(threads.qualifying(p)) == {"gates", "cell"}
     assert all(threads.one_call_gemms(st) for st in p.stages())
     assert threads.plan(p, 2) == {}
-    per_point = program(two.replace("v: f32[1024,1024] global const", "v: f32[4096,1024,1024] global input")
+    per_point = program(two.replace("v: f32[1024,1024] global input", "v: f32[4096,1024,1024] global input")
                         .replace("v[0:1024, 0:1024]", "v[b, 0:1024, 0:1024]"))
     assert not threads.one_call_gemms(next(st for st in per_point.stages() if st.name == "cell"))
     assert set(threads.plan(per_point, 2)) == {"gates", "cell"}
@@ -94,7 +94,7 @@ def test_qualifying_stages_name_their_dims_and_per_point_work(monkeypatch):
     monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
     p = program("""tile @t {
   buffer x: f32[8,4,16] global input
-  buffer idx: i64[2] global const
+  buffer idx: i64[2] global const = [1, 0]
   buffer y: f32[8,4,16] global output
   buffer z: f32[8,16] global output
   buffer w: f32[8,4,2] global output
@@ -120,7 +120,7 @@ def test_a_shared_gather_table_is_not_counted_per_point(monkeypatch):
     monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
     p = program("""tile @t {
   buffer table: f32[100,32] global input
-  buffer idx: i64[16] global const
+  buffer idx: i64[16] global const = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
   buffer y: f32[16,1,32] global output
   stage rows(i in 0:16) device {
     y[i:i + 1, 0:1, 0:32] = gather(table[0:100, 0:32], idx[i:i + 1], axis=0)
@@ -154,19 +154,19 @@ def test_split_stages_equal_one_thread_and_fork_only_big_boxes(forks, monkeypatc
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4096, 1, 256)).astype(np.float32)
     w = rng.standard_normal((256, 1024)).astype(np.float32) / 16
-    one = CpuExecutable(p, {"w": w}, threads=1).run({"x": x})["h"]
+    one = CpuExecutable(p, threads=1).run({"x": x, "w": w})["h"]
     assert forks == []
-    split = CpuExecutable(p, {"w": w}, threads=3)
+    split = CpuExecutable(p, threads=3)
     blas_threads, multiply = [], ops.multiply
 
     def recording(*a):  # BLAS holds to one thread per caller while the program runs split
         blas_threads.append(max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1))
         multiply(*a)
     monkeypatch.setattr(ops, "multiply", recording)
-    np.testing.assert_allclose(split.run({"x": x})["h"], one, rtol=1e-5, atol=1e-6)  # BLAS blocks differ
+    np.testing.assert_allclose(split.run({"x": x, "w": w})["h"], one, rtol=1e-5, atol=1e-6)  # BLAS blocks differ
     assert forks == [3, 3] and blas_threads == [1, 1, 1]
     monkeypatch.setattr(threads, "MIN_ELEMENTS", 1 << 40)
-    split.run({"x": x})
+    split.run({"x": x, "w": w})
     assert forks == [3, 3]
 
 
@@ -180,7 +180,7 @@ def test_an_error_in_a_worker_reaches_the_caller(forks):
     y[i, 0:1] = gather(x[i, 0:4], idx[i, 0:1], axis=0)
   }
 }""")
-    exe = CpuExecutable(p, {}, threads=2)
+    exe = CpuExecutable(p, threads=2)
     idx = np.zeros((8, 1), np.int64)
     idx[7, 0] = 9  # the last point: the second piece
     with pytest.raises(LengthError, match="out of range"):
@@ -197,13 +197,13 @@ def test_random_programs_split_over_threads_match_the_naive_executor(case):
     stages too: the plan's GEMM rule is a speed policy, not a correctness one), give the
     naive executor's outputs on two runs."""
     p, index_info = case
-    inputs, constants = program_data(p, index_info, 1, "input"), program_data(p, index_info, 2, "const")
+    inputs = program_data(p, index_info, 1, "input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(threads, "MIN_ELEMENTS", 1)
         mp.setattr(executor, "plan", lambda prog, n: threads.qualifying(prog))
-        exe, temps = CpuExecutable(p, constants, threads=3), {}
+        exe, temps = CpuExecutable(p, threads=3), {}
         for run in range(2):
-            got, want = exe.run(inputs), run_naive(p, inputs, constants, temps)
+            got, want = exe.run(inputs), run_naive(p, inputs, temps)
             for name in want:
                 np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")
 
@@ -215,9 +215,7 @@ def test_zoo_models_split_over_threads_equal_the_interpreter(forks, name, ragged
     m = zoo.load(name)
     args = m.inputs("small", dtype=np.float64, ragged=ragged)
     compiled = m.model.compile(*args)
-    constants = {b.name: compiled._executable.memory[b.name].array for b in compiled.tile_ir.buffers
-                 if b.role == "const"}
-    split = dataclasses.replace(compiled, _executable=CpuExecutable(compiled.tile_ir, constants, threads=3))
+    split = dataclasses.replace(compiled, _executable=CpuExecutable(compiled.tile_ir, threads=3))
     got = m.outputs(split.run(*args))
     assert forks, "the test needs a split stage"
     assert zoo.max_abs_error(got, m.outputs(m.model(*args, backend="interpreter"))) < 1e-12
