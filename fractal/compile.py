@@ -29,7 +29,7 @@ def sizes_key(leaves) -> tuple:
     key = []
     for x in leaves:
         if isinstance(x, FractalTensor):
-            _, offsets = x._compact()
+            _, offsets = x.compact()
             key.append((len(x),) + tuple(o.tobytes() for o in offsets))
         else:
             key.append(None)
@@ -64,7 +64,7 @@ class Compiled:
             if kind == "tensor":
                 inputs[buffer] = np.asarray(x)[None]
             else:
-                inputs[buffer] = x._compact()[0]
+                inputs[buffer] = x.compact()[0]
         try:
             outs = self._executable.run(inputs, profile=profile)
         except LengthError as e:  # a traced gather index out of range: point at its line
@@ -79,8 +79,7 @@ class Compiled:
                 flat.append(value[0])
             else:
                 value.flags.writeable = False
-                flat.append(FractalTensor._make(self._lowered.output_types[buffer], value, info._offsets,
-                                                info._index))
+                flat.append(info.with_leaves(value, self._lowered.output_types[buffer]))
         return unflatten(self._out_tree, flat)
 
     __call__ = run

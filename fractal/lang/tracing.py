@@ -85,7 +85,7 @@ class Frame:
         if isinstance(x, FractalTensor):
             if x._parts is not None:
                 raise TraceError("a zipped list cannot be used as a single value here")
-            leaves, offsets = x._compact()
+            leaves, offsets = x.compact()
             return self.emit("const_list", (), (x.type,), dict(
                 type=x.type, leaves=Const(leaves), offsets=tuple(Const(o) for o in offsets),
                 length=len(x)))[0]

@@ -226,9 +226,10 @@ def _argument(em: _Emitter, var, value):
     if isinstance(var.type, TensorType):
         name = em.buffer("in_", (1,) + var.type.shape, var.type.dtype, "input")
         return TVal(row_region(name, aff(0), var.type.shape), var.type.dtype), (name, "tensor")
-    leaves, offsets = value._compact()
+    leaves, offsets = value.compact()
     name = em.buffer("in_", leaves.shape, leaves.dtype, "input")
-    ids = FractalTensor._make(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets, range(len(value)))
+    ids = FractalTensor.from_storage(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets,
+                                     range(len(value)))
     holder = np.empty((), dtype=object)
     holder[()] = ids
     return LVal(holder, var.type), (name, "list")
@@ -243,7 +244,7 @@ def _result(em: _Emitter, v, t):
         em.emit([Copy(v.region, row_region(name, aff(0), v.shape))])
         return ("tensor", name, v.shape)
     ids = v.ids[()]
-    leaves, offsets = ids._compact()
+    leaves, offsets = ids.compact()
     leaf = t.leaf
     name = em.buffer("out", (len(leaves),) + leaf.shape, leaf.dtype, "output")
     if len(leaves):
@@ -251,7 +252,8 @@ def _result(em: _Emitter, v, t):
         src, _ = em.gather_rows(leaves, leaf.shape, leaf.dtype)
         em.emit([Copy(Region(src, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape),
                       Region(name, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape))])
-    structure = FractalTensor._make(id_type(t), np.arange(len(leaves), dtype=np.int64), offsets, range(len(ids)))
+    structure = FractalTensor.from_storage(id_type(t), np.arange(len(leaves), dtype=np.int64), offsets,
+                                           range(len(ids)))
     return ("list", name, structure)
 
 

@@ -83,7 +83,7 @@ def leaves(v) -> list[int]:
     """The IDs a value holds (every element of a list, at every level)."""
     if isinstance(v, FractalTensor):
         assert v._parts is None, "IR variables are never zipped lists"
-        return [int(x) for x in v._compact()[0].ravel()]
+        return [int(x) for x in v.compact()[0].ravel()]
     return [int(v)]
 
 
@@ -94,9 +94,9 @@ def relabel(v, fn):
         return int(x[0]) if x.size else 0
     if not isinstance(v, FractalTensor):
         return np.array(fn(first(v)), dtype=np.int64)
-    old, offsets = v._compact()
+    old, offsets = v.compact()
     new = np.array([fn(first(x)) for x in old], dtype=np.int64).reshape(len(old))
-    return FractalTensor._make(id_type(v.type), new, offsets, range(len(v)))
+    return FractalTensor.from_storage(id_type(v.type), new, offsets, range(len(v)))
 
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -190,12 +190,12 @@ class IdInterpreter:
             elif op == "window":
                 outs = OPS[op].impl(*vals, **{**attrs, "pad_value": 0})  # padding is "no element"
             elif op == "enumerate":
-                outs = [FractalTensor._from_elements(ID, [np.array(0, np.int64)] * len(vals[0]))]
+                outs = [FractalTensor.from_elements(ID, [np.array(0, np.int64)] * len(vals[0]))]
             elif op == "const_list":
                 outs = [relabel(v, lambda x: 0) for v in OPS[op].impl(**attrs)]
             elif op == "slices":  # every slice is a part of the same value
                 count = eqn.inputs[0].type.shape[attrs["axis"]]
-                outs = [FractalTensor._from_elements(ID, [vals[0]] * count)]
+                outs = [FractalTensor.from_elements(ID, [vals[0]] * count)]
             elif _is_glue(op) and op not in ("const", "full"):
                 outs = OPS[op].impl(*vals, **attrs)
             else:  # a computation: reads its inputs, writes new values
@@ -224,7 +224,7 @@ class IdInterpreter:
                 states = per_element[i] = self.state_step(region, states, elems, env)
             self.stack.pop()
         if eqn.op in ("map", "scan"):
-            return [FractalTensor._from_elements(id_type(o.type.elem), [r[j] for r in per_element])
+            return [FractalTensor.from_elements(id_type(o.type.elem), [r[j] for r in per_element])
                     for j, o in enumerate(eqn.outputs)]
         return states
 
@@ -232,7 +232,7 @@ class IdInterpreter:
         """A step past this list's end: the body runs on a phantom element (no element, an empty
         list), as in the analysis' box; a body that cannot (it indexes the element) copies the state."""
         phantom = [np.array(0, np.int64) if isinstance(xs.elem_type, TensorType)
-                   else FractalTensor._from_elements(xs.elem_type.elem, []) for xs in lists]
+                   else FractalTensor.from_elements(xs.elem_type.elem, []) for xs in lists]
         try:
             return self.state_step(region, states, phantom, env)
         except FractalError:
