@@ -270,8 +270,8 @@ def _diff(r, w, c, n):
 def brute_force(f, *args) -> list[BruteBlock]:
     """One `BruteBlock` per block, in the analysis' pre-order (outer blocks first, program
     order), so `zip(f.analyze(*args).blocks, brute_force(f, *args))` pairs them up."""
-    f = f if hasattr(f, "_traced") else ft.function(f)
-    program, _, flat = f._traced(args, {})
+    f = f if isinstance(f, ft.Function) else ft.function(f)
+    program, _, flat = f.traced(args, {})
     blocks, owner, depth = [], {}, {}
     find_blocks(program.body, blocks, owner, depth)
     first = IdInterpreter(owner)  # a first run finds how long each loop runs at most
