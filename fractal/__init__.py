@@ -7,6 +7,7 @@
         return ft.scan(lambda h, x: ft.tanh(x @ w + h), xs, h0)
 
     rnn(xs, w, h0)              # compiled for the cpu backend and run
+    ft.analyze(rnn, xs, w, h0)  # the ETDG analysis; ft.explain(...) says it in words
 
 See README.md for a tour.  The package wires the stages together: the language
 (`fractal.lang`) knows nothing of the layers above it, so it is given here what
@@ -16,7 +17,7 @@ compiles and runs its functions (`fractal.compile.RUNNER`).
 from .lang import *  # noqa: F401,F403
 from .lang.runner import install_runner as _install_runner
 from .compile import RUNNER as _RUNNER
-from .analysis import explain
+from .analysis import analyze, explain
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,7 @@ Specification checked here:
 * `f.compile(*args, backend=...)` passes keywords it does not know to the runner unexamined.
 * A program the backend cannot lower runs in the interpreter with a warning that points at
   the caller's line.
+* The analysis of a function is `ft.analyze(f, *args)`, in words `ft.explain(f, *args)`.
 """
 
 from __future__ import annotations
@@ -122,3 +123,14 @@ def test_the_interpreter_fallback_warning_points_at_the_call():
         out = pick_rows(rows(1, 2, 3), np.array([2, 0], dtype=np.int64))
     assert out.lengths() == [3, 1]
     assert record[0].filename == __file__
+
+
+def test_analyze_and_explain_take_a_function_and_its_arguments():
+    a = ft.analyze(doubled, rows(2, 1))
+    assert [tuple(d.kind for d in b.dims) for b in a.blocks] == [("map", "map")]
+    assert str(ft.explain(doubled, rows(2, 1))) == str(a)
+
+
+def test_analyze_rejects_a_plain_python_function():
+    with pytest.raises(ft.FractalTypeError, match="ft.analyze takes an @ft.function, got function"):
+        ft.analyze(lambda xs: xs, rows(1))

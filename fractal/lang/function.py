@@ -12,7 +12,8 @@ Calling a function runs it on the cpu backend (`f.compile`, compiled and cached 
 argument sizes, since the lowering unrolls list structure); `f(*args, backend="interpreter")`
 runs the NumPy reference interpreter, and programs the backend cannot lower yet fall back to
 it with a warning.  Compiling and running on a backend are the compile layer's: `Function`
-delegates them to the runner `fractal.compile` installs (`fractal.lang.runner`).
+delegates them to the runner `fractal.compile` installs (`fractal.lang.runner`).  The
+analysis of a function for some arguments is `ft.analyze(f, *args)`.
 """
 
 from __future__ import annotations
@@ -101,12 +102,6 @@ class Function:
             body = frame.region(out_vars)
         program = Program(self.name, body, out_tree.out_tree())
         return program, out_tree
-
-    def analyze(self, *args, **kwargs):
-        """The ETDG analysis of this function for these arguments (they fix the sizes)."""
-        from ..analysis import analyze  # the analysis layer builds on this one
-        program, _, leaves = self.traced(args, kwargs)
-        return analyze(program, leaves)
 
     def interpret(self, *args, progress=None, **kwargs):
         """Run the traced program with the NumPy reference interpreter.

@@ -269,7 +269,7 @@ def _diff(r, w, c, n):
 
 def brute_force(f, *args) -> list[BruteBlock]:
     """One `BruteBlock` per block, in the analysis' pre-order (outer blocks first, program
-    order), so `zip(f.analyze(*args).blocks, brute_force(f, *args))` pairs them up."""
+    order), so `zip(ft.analyze(f, *args).blocks, brute_force(f, *args))` pairs them up."""
     f = f if isinstance(f, ft.Function) else ft.function(f)
     program, _, flat = f.traced(args, {})
     blocks, owner, depth = [], {}, {}
