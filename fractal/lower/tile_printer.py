@@ -30,13 +30,13 @@ import re
 
 from fractal.lang.types import dtype_name
 
+from .tile_affine import INDEX_KEYWORDS
 from .tile_ir import (Buffer, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
                       Region, Scatter, Stage, TileProgram, Unary, Binary, Where)
 
-# Keywords where an index may start (or continue), and where an element expression may start:
-# there a buffer or variable name would read as the keyword.  Op names (`mod`, ...) only
-# avoid the second set.
-INDEX_KEYWORDS = frozenset({"max", "min", "floor", "mod"})
+# Keywords where an index may start (or continue), INDEX_KEYWORDS, and where an element
+# expression may start: there a buffer or variable name would read as the keyword.  Op names
+# (`mod`, ...) only avoid the second set.
 EXPR_KEYWORDS = frozenset({"inf", "nan", "copy", "gemm", "gather", "scatter", "convert", "reduce_add",
                            "reduce_max", "reduce_min"})
 RESERVED = INDEX_KEYWORDS | EXPR_KEYWORDS
