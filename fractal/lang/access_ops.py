@@ -13,7 +13,7 @@ import numpy as np
 from .errors import ArgumentError, FractalTypeError, LengthError
 from .registry import register
 from .types import FractalTensorType, TensorType, int64
-from .values import FractalTensor
+from .values import FractalTensor, type_of
 
 I64 = TensorType((), int64)
 
@@ -250,7 +250,6 @@ def _repeat_rule(types, n):
 @register("repeat", "access", _repeat_rule)
 def _repeat(x, n):
     """A list of n copies of x (depth + 1)."""
-    from .types import type_of
     return (FractalTensor.from_elements(type_of(x), [x] * n),)
 
 

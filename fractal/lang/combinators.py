@@ -22,8 +22,8 @@ import numpy as np
 from .errors import FractalTypeError, LengthError
 from .tracing import ListTracer, Tracer, ZipTracer, current_frame, frame_scope, trace_scope, wrap
 from .tree import TreeDef, flatten, unflatten
-from .types import FractalTensorType, TupleType, type_of
-from .values import FractalTensor
+from .types import FractalTensorType, TupleType
+from .values import FractalTensor, type_of
 
 # -- the loops ------------------------------------------------------------------------------
 

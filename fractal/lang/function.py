@@ -31,7 +31,8 @@ from .ir import Program
 from .runner import installed_runner
 from .tracing import Tracer, ZipTracer, current_frame, frame_scope, trace_scope
 from .tree import TreeDef, flatten, unflatten
-from .types import FractalTensorType, TensorType, TupleType, type_of
+from .types import FractalTensorType, TensorType, TupleType
+from .values import type_of
 
 _FRACTAL_TYPES = (TensorType, FractalTensorType, TupleType)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SourceLoc
-from .ir import Const, Eqn, Program, Region, Slice, Var
+from .ir_nodes import Const, Eqn, Region, Slice, Var
 from .types import FractalTensorType, TensorType, TupleType, Type, dtype_name
 
 # Constants up to this many elements print as readable literals, larger ones as base64.
@@ -73,7 +73,8 @@ def print_loc(loc: SourceLoc) -> str:
     return f"{head}:{json.dumps(loc.function)})" if loc.function else head + ")"
 
 
-def print_program(p: Program) -> str:
+def print_program(p) -> str:
+    """The text of `p`, a `Program` (read by its fields: `fractal.lang.ir` builds on this module)."""
     types, ret = _results(p.out_tree, p.body.results)
     lines = [f"func @{_checked(p.name, _VAR_NAME, 'program name')}({_defs(p.body.params)}) -> {types} {{"]
     for eqn in p.body.eqns:

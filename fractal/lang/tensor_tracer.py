@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FractalTypeError, TraceError
-from .ir import Slice
+from .ir_nodes import Slice
 from .tracing import Tracer, bind
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FractalError, FractalTypeError, TraceError, user_location
-from .ir import Const, Eqn, Region, Var, make_params
+from .ir_nodes import Const, Eqn, Region, Var, make_params
 from .registry import OPS
-from .types import FractalTensorType, TupleType, tensor_type, type_of
-from .values import FractalTensor
+from .types import FractalTensorType, TupleType, tensor_type
+from .values import FractalTensor, type_of
 
 
 class Trace:

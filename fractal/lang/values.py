@@ -303,6 +303,19 @@ def _values_equal(a, b) -> bool:
     return np.array_equal(a, b)
 
 
+def type_of(value) -> AnyType:
+    """The static type of a runtime value (array, FractalTensor, tuple)."""
+    if isinstance(value, FractalTensor):
+        return value.type
+    if isinstance(value, tuple):
+        return TupleType(tuple(type_of(v) for v in value))
+    if isinstance(value, (np.ndarray, np.generic, int, float, bool)):
+        arr = np.asarray(value)
+        return tensor_type(arr.shape, arr.dtype)
+    raise FractalTypeError(f"{type(value).__name__} is not a fractal value (expected an array, "
+                           f"a FractalTensor or a tuple of them)")
+
+
 # -- construction -------------------------------------------------------------------------
 
 def _walk_nested(node, level: int, leaves: list, depth_seen: set, level_lengths: dict) -> None:

@@ -60,11 +60,10 @@ import fractal as ft
 from fractal.lang.combinators import COMBINATORS
 from fractal.lang.errors import FractalError
 from fractal.lang.ir import Region
-from fractal.lang.registry import OPS, known_ops
+from fractal.lang.registry import OPS
 from fractal.lang.types import FractalTensorType, TensorType, TupleType, int64
 from fractal.lang.values import FractalTensor
 
-known_ops()  # populate the op table
 ID = TensorType((), int64)
 # ops that are not tensor ops yet compute (or reduce to) new values: handled as tensor ops
 COMPUTING = {"stack", "length"}
