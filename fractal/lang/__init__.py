@@ -1,6 +1,8 @@
 """The fractal language: types, values, combinators, tracing, program IR, interpreter."""
 
-from . import access_ops, tensor_ops  # noqa: F401  (fill the op table)
+# Modules that register themselves: the ops fill the op table, and the traced tensor class is
+# what tracing wraps tensor variables in (`fractal.lang.tracing.Tracer`'s `traces=`).
+from . import access_ops, tensor_ops, tensor_tracer  # noqa: F401
 from .api import (abs, astype, concat, concatenate, cos, dilate, enumerate, exp, flatten, full, gather,
                   gelu, interleave, join, layer_norm, length, log, logsumexp, matmul, max, maximum, mean,
                   min, minimum, ones, product, relu, repeat, reshape, reverse, shifted_window, sigmoid,
