@@ -16,7 +16,7 @@ import numpy as np
 
 from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
-from ..lang.types import FractalTensorType
+from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
 from .lower_ragged import active_prefix, length_order, permuted, unpermute
 from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, axis_coords, broadcast_ids,
@@ -268,7 +268,6 @@ def layout_with(slots: Domain, extra_vars) -> tuple[Domain, dict]:
 
 
 def _tensor_type(shape, dtype):
-    from ..lang.types import TensorType
     return TensorType(tuple(shape), np.dtype(dtype))
 
 

@@ -25,8 +25,10 @@ from ..lang.ir import Program, Region as ProgRegion
 from ..lang.registry import OPS
 from ..lang.types import TensorType
 from ..lang.values import FractalTensor
-from .lower_tensor_ops import TENSOR_RULES
 from .affine_fit import affine_fit
+from .lower_access import lower_access
+from .lower_combinators import lower_aggregate, lower_map
+from .lower_tensor_ops import TENSOR_RULES
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids,
                            element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region, source_buffers)
 from .tile_affine import aff
@@ -311,16 +313,13 @@ class _Walker:
         raise UnsupportedError(f"the cpu backend has no lowering for op {eqn.op!r}")
 
     def access(self, eqn, env):
-        from .lower_access import lower_access
         return lower_access(self, eqn, env)
 
     # -- combinators ----------------------------------------------------------------------
     def map(self, eqn, env):
-        from .lower_combinators import lower_map
         return lower_map(self, eqn, env)
 
     def aggregate(self, eqn, env):
-        from .lower_combinators import lower_aggregate
         return lower_aggregate(self, eqn, env)
 
 
