@@ -3,7 +3,7 @@
     python benchmarks/analysis_time.py [--config paper] [--repeat 3] [MODEL ...]
 
 For each model: the time to trace the program (a fresh `ft.function`, so no
-trace cache), the time of the analysis itself (`fractal.analysis.analyze` on
+trace cache), the time of the analysis itself (`fractal.analysis.analyze_program` on
 the traced program: building the ETDG, dependences, wavefronts, reuse), each
 the median of `--repeat` runs, and the number of blocks.  Input generation is
 not timed.  The goal is under a second per model: the analysis is symbolic
@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 
 import fractal as ft  # noqa: E402
 from examples import zoo  # noqa: E402
-from fractal.analysis import analyze  # noqa: E402
+from fractal.analysis import analyze_program  # noqa: E402
+from fractal.lang.function import is_static  # noqa: E402
 from fractal.lang.tree import flatten  # noqa: E402
 
 GOAL_S = 1.0
@@ -51,8 +52,7 @@ def _median_time(fn, repeat: int) -> tuple[float, object]:
 def _program_args(args) -> list:
     """The flat traced arguments of a call (static Python values are part of the program)."""
     leaves, _ = flatten(tuple(args))
-    static = (bool, int, float, str)
-    return [x for x in leaves if not (x is None or isinstance(x, static) and not isinstance(x, np.generic))]
+    return [x for x in leaves if not is_static(x)]
 
 
 def measure(name: str, config: str, repeat: int) -> dict:
@@ -61,7 +61,7 @@ def measure(name: str, config: str, repeat: int) -> dict:
     # trace: a fresh Function each time, so the trace cache does not hide the work
     trace_s, program = _median_time(lambda: ft.function(m.model.fn).trace(*args), repeat)
     flat = _program_args(args)
-    analysis_s, a = _median_time(lambda: analyze(program, flat), repeat)
+    analysis_s, a = _median_time(lambda: analyze_program(program, flat), repeat)
     return {"model": name, "config": config, "trace_s": trace_s, "analysis_s": analysis_s,
             "blocks": len(a.blocks), "within_goal": analysis_s < GOAL_S}
 

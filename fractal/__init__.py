@@ -6,11 +6,19 @@
     def rnn(xs, w, h0):
         return ft.scan(lambda h, x: ft.tanh(x @ w + h), xs, h0)
 
-See README.md for a tour.
+    rnn(xs, w, h0)              # compiled for the cpu backend and run
+    ft.analyze(rnn, xs, w, h0)  # the ETDG analysis; ft.explain(...) says it in words
+
+See README.md for a tour.  The package wires the stages together: the language
+(`fractal.lang`) knows nothing of the layers above it, so it is given here what
+compiles and runs its functions (`fractal.compile.RUNNER`).
 """
 
 from .lang import *  # noqa: F401,F403
+from .lang.runner import install_runner as _install_runner
+from .compile import RUNNER as _RUNNER
+from .analysis import analyze, explain
 
 __version__ = "0.1.0"
 
-from .analysis import explain  # noqa: E402  (the package wires the stages together)
+_install_runner(_RUNNER)

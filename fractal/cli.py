@@ -12,6 +12,7 @@ in the folder named by `FRACTAL_ZOO`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pathlib
 import sys
@@ -28,7 +29,6 @@ def _from_checkout(relpath: str, module: str, missing: str):
         if (pathlib.Path(root) / relpath).is_file():
             if root not in sys.path:
                 sys.path.insert(0, root)
-            import importlib
             return importlib.import_module(module)
     raise SystemExit(f"fractal: {missing}")
 

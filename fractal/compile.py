@@ -1,28 +1,41 @@
-"""`f.compile(*args, backend="cpu")`: trace, lower, run the pass pipeline, build the backend.
+"""Compiling and running `@ft.function`s: trace, lower, run the pass pipeline, build the backend.
 
 This module wires the layers together (language -> lowering -> backend), which is why it
 lives at the top of the package.  A `Compiled` object is specific to the argument types
 *and sizes* (every list length): the lowering unrolls the list structure into constant
-tables, the data of const buffers in its tile IR.  `Function.compile` caches them per
-sizes, and calling an `@ft.function` runs it.
+tables, the data of const buffers in its tile IR.  The language layer cannot import this
+one, so `RUNNER` is what the `fractal` package installs for `Function` to delegate to (`fractal.lang.runner`):
+
+* `f.compile(*args, backend="cpu")` -> `compile_cached`: a `Compiled`, cached per function,
+  program, argument sizes and backend (in the function's `runner_cache`);
+* `f(*args)` -> `run_call`: compile for the cpu backend and run; a program the backend cannot
+  lower yet runs in the NumPy reference interpreter instead, with a warning (once per
+  function); `f(*args, backend="interpreter")` interprets.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from time import perf_counter
 
 import numpy as np
 
-from .lang.errors import ArgumentError, LengthError, located
-from .lang.function import _is_static
+from .backends.cpu import CpuExecutable
+from .backends.cpu.policy import CpuPolicy
+from .lang.errors import ArgumentError, LengthError, UnsupportedError, located
+from .lang.function import is_static
+from .lang.runner import Runner
 from .lang.tree import unflatten
 from .lang.values import FractalTensor
 from .lower.lower_program import lower_program
+from .lower.hardware import this_cpu
 from .lower.pipeline import run_pipeline
+from .lower.target import Target
 from .lower.tile_ir import TileProgram
 
 BACKENDS = ("cpu", "interpreter")
+_WARNED: set[str] = set()  # functions already warned about an interpreter fallback
 
 
 def sizes_key(leaves) -> tuple:
@@ -30,7 +43,7 @@ def sizes_key(leaves) -> tuple:
     key = []
     for x in leaves:
         if isinstance(x, FractalTensor):
-            _, offsets = x._compact()
+            _, offsets = x.compact()
             key.append((len(x),) + tuple(o.tobytes() for o in offsets))
         else:
             key.append(None)
@@ -55,8 +68,8 @@ class Compiled:
         return sum(self.seconds.values())
 
     def run(self, *args, profile: dict | None = None, **kwargs):
-        leaves, _, _ = self._function._flatten_args(args, kwargs)
-        leaves = [x for x in leaves if not _is_static(x)]
+        leaves, _, _ = self._function.flatten_args(args, kwargs)
+        leaves = [x for x in leaves if not is_static(x)]
         if sizes_key(leaves) != self._sizes:
             raise ArgumentError(f"{self.name} was compiled for other list lengths; call the function "
                                 f"(it compiles per size) or compile it again for these arguments")
@@ -65,7 +78,7 @@ class Compiled:
             if kind == "tensor":
                 inputs[buffer] = np.asarray(x)[None]
             else:
-                inputs[buffer] = x._compact()[0]
+                inputs[buffer] = x.compact()[0]
         try:
             outs = self._executable.run(inputs, profile=profile)
         except LengthError as e:  # a traced gather index out of range: point at its line
@@ -80,8 +93,7 @@ class Compiled:
                 flat.append(value[0])
             else:
                 value.flags.writeable = False
-                flat.append(FractalTensor._make(self._lowered.output_types[buffer], value, info._offsets,
-                                                info._index))
+                flat.append(info.with_leaves(value, self._lowered.output_types[buffer]))
         return unflatten(self._out_tree, flat)
 
     __call__ = run
@@ -95,17 +107,43 @@ def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bo
         raise ArgumentError(f"unknown backend {backend!r}: compile supports 'cpu' (call with "
                             f"backend='interpreter' to interpret)")
     t0 = perf_counter()
-    program, out_tree, leaves = function._traced(args, kwargs)
+    program, out_tree, leaves = function.traced(args, kwargs)
     t1 = perf_counter()
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
-    from .backends.cpu.policy import CpuPolicy
-    from .lower.hardware import this_cpu
-    from .lower.target import Target
     tile_ir, _ = run_pipeline(lowered.program, verify=verify, target=Target("host", "cpu", this_cpu(), CpuPolicy()))
     t3 = perf_counter()
-    from .backends.cpu import CpuExecutable
     executable = CpuExecutable(tile_ir)
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
     return Compiled(program.name, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)
+
+
+def compile_cached(function, args, kwargs, backend: str = "cpu") -> Compiled:
+    """`f.compile(*args, backend=...)`: the `Compiled` for these arguments' program and sizes,
+    compiled once per function (the cache lives in the function, and goes with it)."""
+    program, _, leaves = function.traced(args, kwargs)
+    key = (program, sizes_key(leaves), backend)
+    compiled = function.runner_cache.get(key)
+    if compiled is None:
+        compiled = function.runner_cache[key] = compile_function(function, args, kwargs, backend)
+    return compiled
+
+
+def run_call(function, args, kwargs, backend: str = "cpu"):
+    """`f(*args, backend=...)`: run on `backend`; the interpreter for programs it cannot compile."""
+    if backend == "interpreter":
+        return function.interpret(*args, **kwargs)
+    try:
+        compiled = compile_cached(function, args, kwargs, backend)
+    except UnsupportedError as e:
+        if function.name not in _WARNED:
+            _WARNED.add(function.name)
+            # stacklevel 3: the line that called the function (through Function.__call__)
+            warnings.warn(f"{function.name}: running in the interpreter; the {backend} backend cannot "
+                          f"compile it yet: {e.message}", stacklevel=3)
+        return function.interpret(*args, **kwargs)
+    return compiled.run(*args, **kwargs)
+
+
+RUNNER = Runner(call=run_call, compile=compile_cached, call_options=frozenset({"backend"}))

@@ -1,6 +1,6 @@
 """The analysis of a traced program: per block, dims, dependences, parallelism, wavefront, reuse.
 
-    a = f.analyze(*args)
+    a = ft.analyze(f, *args)     # or analyze_program(program, flat_args)
     b = a.blocks[0]
     b.dims          # (Dim('fold0', 'fold', 8), Dim('map1', 'map', 64), Dim('scan2', 'scan', 64))
     b.dependences   # frozenset({(1, 0, 0), (0, 0, 1)})
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..lang.errors import FractalTypeError
+from ..lang.function import Function
 from ..lang.ir import Program
 from .build import Builder
 from .dependences import carrying_dim, distance_vectors, external_vectors
 from .etdg import ETDG, Block, Dim
+from .report import explain_html, explain_text
 from .reuse import reuse
 from .wavefront import Wavefront, find_wavefront
 
@@ -54,15 +57,23 @@ class Analysis:
     blocks: tuple[BlockAnalysis, ...]
 
     def __str__(self) -> str:
-        from .explain import explain_text
         return explain_text(self)
 
     def _repr_html_(self) -> str:
-        from .explain import explain_html
         return explain_html(self)
 
 
-def analyze(program: Program, args) -> Analysis:
+def analyze(f: Function, *args, **kwargs) -> Analysis:
+    """`ft.analyze(f, *args)`: the analysis of `@ft.function` `f` for these arguments, which fix
+    the types and the sizes (list lengths) the analysis works with."""
+    if not isinstance(f, Function):
+        raise FractalTypeError(f"ft.analyze takes an @ft.function, got {type(f).__name__} {f!r:.60}; "
+                               f"decorate it with @ft.function or wrap it: ft.analyze(ft.function(f), ...)")
+    program, _, leaves = f.traced(args, kwargs)
+    return analyze_program(program, leaves)
+
+
+def analyze_program(program: Program, args) -> Analysis:
     """Build the ETDG of `program` for the flat argument values `args` and analyse every block."""
     etdg = Builder(program, args).build()
     blocks = []

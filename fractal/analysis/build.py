@@ -142,8 +142,9 @@ class Builder:
     def constant_list(self, eqn: Eqn, ins, s: int) -> R.Ref:
         name = f"const%{eqn.outputs[0].name}"
         if eqn.op == "const_list":
-            value = FractalTensor._make(eqn.attrs["type"], eqn.attrs["leaves"].value,
-                                        tuple(o.value for o in eqn.attrs["offsets"]), range(eqn.attrs["length"]))
+            value = FractalTensor.from_storage(eqn.attrs["type"], eqn.attrs["leaves"].value,
+                                               tuple(o.value for o in eqn.attrs["offsets"]),
+                                               range(eqn.attrs["length"]))
             extents, ragged = _extents_of(value)
         else:
             extents, ragged = (ins[0].extents[0],), (False,)  # the positions of the enumerated list

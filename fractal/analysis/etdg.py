@@ -24,6 +24,7 @@ Printed (`str(etdg)`), the stacked LSTM reads (abridged)::
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -178,6 +179,5 @@ class ETDG:
         return self.to_svg()
 
     def _repr_html_(self) -> str:
-        import html
         svg = self.to_svg()
         return svg if svg is not None else f"<pre>{html.escape(str(self))}</pre>"

@@ -1,65 +1,9 @@
-"""`ft.explain`: the analysis in words, for people (text and notebook HTML)."""
+"""`ft.explain(f, *args)`: the analysis of a function in words (text, and HTML in notebooks)."""
 
 from __future__ import annotations
 
-import html
-
-from .analysis import Analysis, BlockAnalysis
-
-_KIND = {"map": "parallel by construction", "scan": "sequential (carries its state)",
-         "fold": "sequential (carries its state)", "reduce": "re-associable (associative state)"}
-
-
-def _dim(d, k) -> str:
-    extra = ", ragged: per-sample extents, the maximum is shown" if d.ragged else ""
-    rev = ", runs right to left" if d.reverse else ""
-    return f"dim {k} `{d.name}`: {d.kind} over {d.source or '?'} ({_KIND[d.kind]}), extent {d.extent}{rev}{extra}"
-
-
-def block_lines(b: BlockAnalysis, index: int) -> list[str]:
-    names = [d.name for d in b.dims]
-    loc = b.block.loc
-    lines = [f"Block {index}: {' x '.join(f'{d.kind} {d.name}' for d in b.dims)}  ({loc.file}:{loc.line})"]
-    lines += ["  " + _dim(d, k) for k, d in enumerate(b.dims)]
-    if b.dependences:
-        for k, vs in b.carried.items():
-            shown = ", ".join(map(str, vs[:6])) + (" ..." if len(vs) > 6 else "")
-            lines.append(f"  `{names[k]}` carries dependences {shown}")
-        if b.dependences_truncated:
-            lines.append("  (non-uniform dependences: the list was cut)")
-    else:
-        lines.append("  no dependence between iterations: every dim is parallel")
-    par = [names[k] for k in b.parallel]
-    lines.append(f"  parallel as written: {', '.join(par) if par else 'none'}")
-    if b.reassociable:
-        lines.append(f"  re-associable (reduce): {', '.join(names[k] for k in b.reassociable)}")
-    if b.wavefront is not None:
-        w = b.wavefront
-        lines.append(f"  wavefront: hyperplane {w.describe(names)}, {w.steps} sequential steps, "
-                     f"up to {w.max_parallelism} independent points per step; new = {list(map(list, w.matrix))} @ old")
-        lines += ["    " + line for line in w.loops.splitlines()]
-    elif len(b.carried) >= 2:
-        lines.append("  no wavefront: the dependences admit no hyperplane with small coefficients")
-    for buf, along in sorted(b.reuse.items()):
-        lines.append(f"  reuse: {buf} is re-read along {', '.join(names[k] for k in along)}")
-    return lines
-
-
-def explain_text(a: Analysis) -> str:
-    head = f"Analysis of @{a.program.name}: {len(a.blocks)} block(s)"
-    out = [head]
-    for i, b in enumerate(a.blocks):
-        out.append("")
-        out += block_lines(b, i)
-    dd = sorted({x.buffer for x in a.etdg.accesses if x.data_dependent})
-    if dd:
-        out.append("")
-        out.append(f"Data-dependent accesses (indices known only at run time): {', '.join(dd)}")
-    return "\n".join(out)
-
-
-def explain_html(a: Analysis) -> str:
-    return f"<pre>{html.escape(explain_text(a))}</pre>"
+from .analysis import Analysis, analyze
+from .report import explain_html, explain_text
 
 
 class Explanation:
@@ -78,5 +22,6 @@ class Explanation:
 
 
 def explain(f, *args, **kwargs) -> Explanation:
-    """A report in words of what is parallel, what carries what, the wavefronts and the reuse."""
-    return Explanation(f.analyze(*args, **kwargs))
+    """A report in words of what is parallel, what carries what, the wavefronts and the reuse
+    in `@ft.function` `f` for these arguments (`ft.analyze(f, *args)` in words)."""
+    return Explanation(analyze(f, *args, **kwargs))

@@ -1,6 +1,8 @@
 """The fractal language: types, values, combinators, tracing, program IR, interpreter."""
 
-from . import access_ops, tensor_ops  # noqa: F401  (fill the op table)
+# Modules that register themselves: the ops fill the op table, and the traced tensor class is
+# what tracing wraps tensor variables in (`fractal.lang.tracing.Tracer`'s `traces=`).
+from . import access_ops, tensor_ops, tensor_tracer  # noqa: F401
 from .api import (abs, astype, concat, concatenate, cos, dilate, enumerate, exp, flatten, full, gather,
                   gelu, interleave, join, layer_norm, length, log, logsumexp, matmul, max, maximum, mean,
                   min, minimum, ones, product, relu, repeat, reshape, reverse, shifted_window, sigmoid,
@@ -14,13 +16,13 @@ from .types import (FractalTensorType, Tensor, TensorType, TupleType, bool_, flo
                     int32, int64)
 from .values import FractalTensor, fractal, from_numpy
 from . import parser as _parser
-from .registry import known_ops as _known_ops
+from .verify import known_ops as _known_ops
 
 
 def parse_program(text: str, known_ops=None) -> Program:
     """Parse program text (what `str(program)` prints) back into a `Program`.
 
-    Op names outside the op table (`fractal.lang.registry.known_ops()`) are a `ParseError`
+    Op names outside the op table (`fractal.lang.verify.known_ops()`) are a `ParseError`
     with their line and column; pass `known_ops=` to accept a different set of names."""
     return _parser.parse_program(text, _known_ops() if known_ops is None else known_ops)
 

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import ArgumentError, FractalTypeError, LengthError
 from .registry import register
 from .types import FractalTensorType, TensorType, int64
-from .values import FractalTensor
+from .values import FractalTensor, type_of
 
 I64 = TensorType((), int64)
 
@@ -89,7 +89,7 @@ def _gather(xs, indices):
     """`result[k] == xs[indices[k]]` for indices known at trace time (a view)."""
     n = len(xs)
     idx = np.array([_check_index(i, n, "gather") for i in indices], dtype=np.int64)
-    return (xs._with_index(idx),)
+    return (xs.take(idx),)
 
 
 def _gather_dynamic_rule(types):
@@ -107,7 +107,7 @@ def _gather_dynamic(xs, indices):
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) and (idx.min() < -n or idx.max() >= n):
         raise LengthError(f"gather: an index in {idx.tolist()} is out of range for a list of length {n}")
-    return (xs._with_index(idx % max(n, 1)),)
+    return (xs.take(idx % max(n, 1)),)
 
 
 def _join_rule(types):
@@ -121,7 +121,7 @@ def _join_rule(types):
 @register("join", "access", _join_rule)
 def _join(xs, ys):
     """The elements of `xs` followed by those of `ys`."""
-    return (FractalTensor._from_elements(xs.elem_type, list(xs) + list(ys)),)
+    return (FractalTensor.from_elements(xs.elem_type, list(xs) + list(ys)),)
 
 
 # -- changing the nesting -------------------------------------------------------------------
@@ -129,9 +129,9 @@ def _join(xs, ys):
 @register("flatten", "access", lambda types: (_nested(types[0], "flatten").elem,))
 def _flatten(xss):
     """Concatenate the inner lists (depth - 1)."""
-    leaves, offsets = xss._compact()
+    leaves, offsets = xss.compact()
     total = int(offsets[0][-1])
-    return (FractalTensor._make(xss.elem_type, leaves, offsets[1:], range(total)),)
+    return (FractalTensor.from_storage(xss.elem_type, leaves, offsets[1:], range(total)),)
 
 
 def _split_rule(types, n):
@@ -144,7 +144,7 @@ def _split(xs, n):
     """n contiguous parts of near-equal length (the first `len % n` parts one longer)."""
     size, extra = divmod(len(xs), n)
     bounds = np.cumsum([0] + [size + (k < extra) for k in range(n)])
-    return (FractalTensor._from_elements(xs.type, [xs[bounds[k]:bounds[k + 1]] for k in range(n)]),)
+    return (FractalTensor.from_elements(xs.type, [xs[bounds[k]:bounds[k + 1]] for k in range(n)]),)
 
 
 def window_count(n: int, size: int, stride: int = 1, dilation: int = 1, padding: int = 0) -> int:
@@ -170,20 +170,20 @@ def _window(xs, size, stride, dilation, padding, pad_value):
     elem = xs.elem_type
     count = window_count(n, size, stride, dilation, padding)
     if isinstance(elem, TensorType):  # one gather from the padded leaves, no per-element Python loop
-        leaves, _ = xs._compact()
+        leaves, _ = xs.compact()
         pad = np.full((padding,) + elem.shape, pad_value, dtype=elem.dtype)
         padded = np.concatenate([pad, leaves, pad]) if padding else leaves
         pos = np.arange(count)[:, None] * stride + np.arange(size)[None, :] * dilation
         flat = padded[pos.reshape(-1)]
         offsets = (np.arange(count + 1, dtype=np.int64) * size,)
         flat.flags.writeable = False
-        return (FractalTensor._make(FractalTensorType(xs.type), flat, offsets, range(count)),)
+        return (FractalTensor.from_storage(FractalTensorType(xs.type), flat, offsets, range(count)),)
     pad = None
     windows = []
     for w in range(count):  # lists of lists: windows of views (padding needs tensor elements)
         pos = [w * stride + k * dilation - padding for k in range(size)]
-        windows.append(FractalTensor._from_elements(elem, [xs[p] if 0 <= p < n else pad for p in pos]))
-    return (FractalTensor._from_elements(xs.type, windows),)
+        windows.append(FractalTensor.from_elements(elem, [xs[p] if 0 <= p < n else pad for p in pos]))
+    return (FractalTensor.from_elements(xs.type, windows),)
 
 
 def _shifted_window_rule(types, size, dilation):
@@ -198,9 +198,9 @@ def _shifted_window_rule(types, size, dilation):
 def _shifted_window(xs, size, dilation):
     """result[i][k] == xs[(i + (k - size//2) * dilation) mod n]: circular windows centred on i."""
     n, half = len(xs), size // 2
-    rows = [xs._with_index(np.array([(i + (k - half) * dilation) % n for k in range(size)], dtype=np.int64))
+    rows = [xs.take(np.array([(i + (k - half) * dilation) % n for k in range(size)], dtype=np.int64))
             for i in range(n)]
-    return (FractalTensor._from_elements(xs.type, rows),)
+    return (FractalTensor.from_elements(xs.type, rows),)
 
 
 def _dilate_rule(types, d):
@@ -212,14 +212,14 @@ def _dilate_rule(types, d):
 def _dilate(xs, d):
     """d interleaved sub-lists: result[k] == xs[k::d] (some empty when len < d)."""
     if isinstance(xs.elem_type, TensorType):  # one gather from the compact leaves, no per-element Python loop
-        leaves, _ = xs._compact()
+        leaves, _ = xs.compact()
         n = len(xs)
         order = np.concatenate([np.arange(k, n, d) for k in range(d)]).astype(np.int64)
         offsets = np.array([0] + [len(range(k, n, d)) for k in range(d)], dtype=np.int64).cumsum()
         flat = leaves[order]
         flat.flags.writeable = False
-        return (FractalTensor._make(FractalTensorType(xs.type), flat, (offsets,), range(d)),)
-    return (FractalTensor._from_elements(xs.type, [xs[k::d] for k in range(d)]),)
+        return (FractalTensor.from_storage(FractalTensorType(xs.type), flat, (offsets,), range(d)),)
+    return (FractalTensor.from_elements(xs.type, [xs[k::d] for k in range(d)]),)
 
 
 @register("interleave", "access", lambda types: (_nested(types[0], "interleave").elem,))
@@ -233,12 +233,12 @@ def _interleave(xss):
                               f"of {n} elements needs {len(range(k, n, d))} (as produced by ft.dilate)")
     elem = xss.elem_type.elem
     if isinstance(elem, TensorType):  # one gather from the compact leaves, no per-element Python loop
-        leaves, offsets = xss._compact()
+        leaves, offsets = xss.compact()
         i = np.arange(n)
         flat = leaves[offsets[0][i % d] + i // d] if n else leaves[:0]
         flat.flags.writeable = False
-        return (FractalTensor._make(FractalTensorType(elem), flat, (), range(n)),)
-    return (FractalTensor._from_elements(elem, [xss[i % d][i // d] for i in range(n)]),)
+        return (FractalTensor.from_storage(FractalTensorType(elem), flat, (), range(n)),)
+    return (FractalTensor.from_elements(elem, [xss[i % d][i // d] for i in range(n)]),)
 
 
 def _repeat_rule(types, n):
@@ -250,8 +250,7 @@ def _repeat_rule(types, n):
 @register("repeat", "access", _repeat_rule)
 def _repeat(x, n):
     """A list of n copies of x (depth + 1)."""
-    from .types import type_of
-    return (FractalTensor._from_elements(type_of(x), [x] * n),)
+    return (FractalTensor.from_elements(type_of(x), [x] * n),)
 
 
 def _product_rule(types):
@@ -263,8 +262,8 @@ def _product_rule(types):
 def _product(xs, ys):
     """Cartesian product as two aligned lists: left[i][j] == xs[i], right[i][j] == ys[j]."""
     m = len(ys)
-    left = FractalTensor._from_elements(xs.type, [FractalTensor._from_elements(xs.elem_type, [x] * m) for x in xs])
-    right = FractalTensor._from_elements(ys.type, [ys] * len(xs))
+    left = FractalTensor.from_elements(xs.type, [FractalTensor.from_elements(xs.elem_type, [x] * m) for x in xs])
+    right = FractalTensor.from_elements(ys.type, [ys] * len(xs))
     return (left, right)
 
 
@@ -276,7 +275,7 @@ def _enumerate_rule(types):
 @register("enumerate", "access", _enumerate_rule)
 def _enumerate(xs):
     """The positions 0..n-1 of xs, as int64 scalars (zipped with xs by ft.enumerate)."""
-    return (FractalTensor._from_elements(I64, list(np.arange(len(xs), dtype=np.int64))),)
+    return (FractalTensor.from_elements(I64, list(np.arange(len(xs), dtype=np.int64))),)
 
 
 def _zip_rule(types):
@@ -308,7 +307,7 @@ def _stack(xs, length):
     """One tensor with a new leading axis of the list's `length` elements."""
     if len(xs) != length:
         raise LengthError(f"stack: the list has {len(xs)} elements but the program expects {length}")
-    leaves, _ = xs._compact()
+    leaves, _ = xs.compact()
     return (np.array(leaves),)
 
 
@@ -326,7 +325,7 @@ def _slices_rule(types, axis):
 def _slices(x, axis):
     """The list of x's slices along `axis` (that axis removed)."""
     moved = np.moveaxis(np.asarray(x), axis, 0)
-    return (FractalTensor._from_elements(_slices_rule((TensorType(x.shape, x.dtype),), axis)[0].elem, list(moved)),)
+    return (FractalTensor.from_elements(_slices_rule((TensorType(x.shape, x.dtype),), axis)[0].elem, list(moved)),)
 
 
 def _length_rule(types):
@@ -347,4 +346,4 @@ def _const_list_rule(types, type, leaves, offsets, length):
 @register("const_list", "access", _const_list_rule)
 def _const_list(type, leaves, offsets, length):
     """A FractalTensor constant captured by a traced function (leaves + offsets, CSR)."""
-    return (FractalTensor._make(type, leaves.value, tuple(o.value for o in offsets), range(length)),)
+    return (FractalTensor.from_storage(type, leaves.value, tuple(o.value for o in offsets), range(length)),)

@@ -11,9 +11,9 @@ import builtins
 
 import numpy as np
 
+from .access_ops import window_count
 from .errors import FractalTypeError, TraceError
-from .tensor_tracer import binary
-from .tracing import ListTracer, Tracer, ZipTracer, bind
+from .tracing import ListTracer, Tracer, ZipTracer, bind, known_length, with_length
 from .tree import make_zipped
 from .types import FractalTensorType, TensorType, TupleType, as_dtype, float32
 from .values import FractalTensor
@@ -25,6 +25,19 @@ NUMPY_FUNCTIONS = {"sum", "mean", "max", "min", "where", "concatenate", "reshape
 
 def _one(op, *inputs, **params):
     return bind(op, *inputs, **params)[0]
+
+
+def scalar_operand(x, other):
+    """A Python scalar next to a traced tensor becomes an array of NumPy's (weak) result dtype."""
+    if isinstance(x, (bool, int, float)) and isinstance(other, Tracer):
+        return np.asarray(x, dtype=np.result_type(other.var.type.dtype, x))
+    return x
+
+
+def binary(op: str, a, b):
+    """Apply binary op `op` (also `TensorTracer`'s operators), Python scalars weakly typed."""
+    a, b = scalar_operand(a, b), scalar_operand(b, a)
+    return _one(op, a, b)
 
 
 # -- elementwise and cell ops ---------------------------------------------------------------
@@ -53,7 +66,6 @@ def minimum(a, b):
 
 def where(cond, a, b):
     """`a` where `cond` holds, else `b` (broadcasting; the traced replacement of `if`)."""
-    from .tensor_tracer import scalar_operand
     a, b = scalar_operand(a, b), scalar_operand(b, a)
     return _one("where", cond, a, b)
 
@@ -170,48 +182,18 @@ def _per_part(op, xs, out_type, **params):
     return make_zipped(out_t, tuple(_per_part(op, p, out_type, **params) for p in parts))
 
 
-def _known(xs):
-    n = getattr(xs, "static_len", None) if not isinstance(xs, FractalTensor) else len(xs)
-    return n
-
-
-def _with_len(result, n):
-    if isinstance(result, ListTracer):
-        result.static_len = n
-    elif isinstance(result, ZipTracer):
-        for p in result.parts:
-            _with_len(p, n)
-    return result
-
-
-def list_getitem(xs, key):
-    """`xs[i]` (static int) and `xs[a:b:s]` on a traced list."""
-    if isinstance(key, slice):
-        if any(isinstance(p, Tracer) for p in (key.start, key.stop, key.step)):
-            raise TraceError("list slice bounds must be Python ints known at trace time")
-        n = _known(xs)
-        out = _one("list_slice", xs, start=key.start, stop=key.stop, step=key.step)
-        return _with_len(out, None if n is None else len(range(n)[key]))
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return _one("list_index", xs, i=int(key))
-    if isinstance(key, Tracer):
-        raise TraceError("indexing a list with a traced int is data-dependent; use "
-                         "ft.gather(xs, indices) with a traced index tensor")
-    raise FractalTypeError(f"a FractalTensor is indexed by an int or a slice, not {type(key).__name__}")
-
-
 def reverse(xs):
     """The elements in reverse order."""
-    return _with_len(_per_part("reverse", xs, lambda t: t), _known(xs))
+    return with_length(_per_part("reverse", xs, lambda t: t), known_length(xs))
 
 
 def gather(xs, indices):
     """`result[k] == xs[indices[k]]`; static (ints) or traced (1-D int tensor) indices."""
     if isinstance(indices, Tracer):
         out = _per_part_dynamic(xs, indices)
-        return _with_len(out, indices.shape[0] if isinstance(indices.type, TensorType) else None)
+        return with_length(out, indices.shape[0] if isinstance(indices.type, TensorType) else None)
     idx = tuple(int(i) for i in np.asarray(indices).reshape(-1))
-    return _with_len(_per_part("gather", xs, lambda t: t, indices=idx), len(idx))
+    return with_length(_per_part("gather", xs, lambda t: t, indices=idx), len(idx))
 
 
 def _per_part_dynamic(xs, indices):
@@ -230,8 +212,8 @@ def join(xs, ys):
         out = make_zipped(xs.type, tuple(join(p, q) for p, q in builtins.zip(a, b)))
     else:
         raise FractalTypeError(f"join: both lists must have the same type, got {xs.type} and {ys.type}")
-    n, m = _known(xs), _known(ys)
-    return _with_len(out, None if n is None or m is None else n + m)
+    n, m = known_length(xs), known_length(ys)
+    return with_length(out, None if n is None or m is None else n + m)
 
 
 def flatten(xss):
@@ -241,7 +223,7 @@ def flatten(xss):
 
 def split(xs, n):
     """`n` contiguous parts of near-equal length (depth + 1)."""
-    return _with_len(_per_part("split", xs, FractalTensorType, n=n), n)
+    return with_length(_per_part("split", xs, FractalTensorType, n=n), n)
 
 
 def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
@@ -249,22 +231,22 @@ def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
 
     `result[w][k] == padded[w*stride + k*dilation]`; there are
     `floor((n + 2*padding - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
-    from .access_ops import window_count
     out = _per_part("window", xs, FractalTensorType, size=size, stride=stride, dilation=dilation,
                     padding=padding, pad_value=pad_value)
-    n = _known(xs)
+    n = known_length(xs)
     ok = all(isinstance(v, int) and v > 0 for v in (size, stride, dilation))
-    return _with_len(out, window_count(n, size, stride, dilation, padding) if n is not None and ok else None)
+    return with_length(out, window_count(n, size, stride, dilation, padding) if n is not None and ok else None)
 
 
 def shifted_window(xs, size, *, dilation=1):
     """For each position i, the circular window of odd `size` centred on i (depth + 1)."""
-    return _with_len(_per_part("shifted_window", xs, FractalTensorType, size=size, dilation=dilation), _known(xs))
+    out = _per_part("shifted_window", xs, FractalTensorType, size=size, dilation=dilation)
+    return with_length(out, known_length(xs))
 
 
 def dilate(xs, d):
     """`d` interleaved sub-lists, `result[k] == xs[k::d]` (depth + 1)."""
-    return _with_len(_per_part("dilate", xs, FractalTensorType, d=d), d)
+    return with_length(_per_part("dilate", xs, FractalTensorType, d=d), d)
 
 
 def interleave(xss):
@@ -277,7 +259,7 @@ def repeat(x, n):
     parts = _parts(x, "repeat") if isinstance(x, (FractalTensor, ZipTracer, ListTracer)) else None
     if parts is not None:
         return make_zipped(FractalTensorType(x.type), tuple(repeat(p, n) for p in parts))
-    return _with_len(_one("repeat", x, n=n), n)
+    return with_length(_one("repeat", x, n=n), n)
 
 
 def zip(*lists):
@@ -287,9 +269,9 @@ def zip(*lists):
     for xs in lists:
         _parts(xs, "zip")
     checked = bind("zip", *(_as_single(x) for x in lists))
-    n = next((k for k in map(_known, lists) if k is not None), None)
+    n = next((k for k in map(known_length, lists) if k is not None), None)
     outs = [_rezip(orig, out) for orig, out in builtins.zip(lists, checked)]
-    return _with_len(make_zipped(FractalTensorType(TupleType(tuple(x.type.elem for x in lists))), tuple(outs)), n)
+    return with_length(make_zipped(FractalTensorType(TupleType(tuple(x.type.elem for x in lists))), tuple(outs)), n)
 
 
 def _as_single(x):
@@ -309,7 +291,7 @@ def enumerate(xs):
     """A list of `(i, xs[i])` with `i` an int64 scalar."""
     idx = _one("enumerate", _as_single(xs))
     pair = FractalTensorType(TupleType((idx.type.elem, xs.type.elem)))
-    return _with_len(make_zipped(pair, (idx, xs)), _known(xs))
+    return with_length(make_zipped(pair, (idx, xs)), known_length(xs))
 
 
 def product(xs, ys):
@@ -317,8 +299,8 @@ def product(xs, ys):
     if _parts(xs, "product") is not None or _parts(ys, "product") is not None:
         raise FractalTypeError("product takes two plain lists; zip the results of two products instead")
     left, right = bind("product", xs, ys)
-    n = _known(xs)
-    _with_len(left, n), _with_len(right, n)
+    n = known_length(xs)
+    with_length(left, n), with_length(right, n)
     t = FractalTensorType(FractalTensorType(TupleType((xs.type.elem, ys.type.elem))))
     return make_zipped(t, (left, right))
 
@@ -331,7 +313,7 @@ def stack(xs, length=None):
     if _parts(xs, "stack") is not None:
         raise FractalTypeError("stack needs a list of tensors, not a list of tuples")
     if length is None:
-        length = _known(xs)
+        length = known_length(xs)
         if length is None:
             raise TraceError("stack: the length of this traced list is only known at run time, "
                              "but a tensor's shape is static; pass ft.stack(xs, length=n)")
@@ -344,7 +326,7 @@ def slices(t, axis=0):
         raise FractalTypeError("slices takes a tensor; a FractalTensor already is a list")
     t = t if isinstance(t, Tracer) else np.asarray(t)
     out = _one("slices", t, axis=int(axis))
-    return _with_len(out, t.shape[int(axis)] if t.ndim else None)
+    return with_length(out, t.shape[int(axis)] if t.ndim else None)
 
 
 def length(xs):

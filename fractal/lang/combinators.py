@@ -22,8 +22,8 @@ import numpy as np
 from .errors import FractalTypeError, LengthError
 from .tracing import ListTracer, Tracer, ZipTracer, current_frame, frame_scope, trace_scope, wrap
 from .tree import TreeDef, flatten, unflatten
-from .types import FractalTensorType, TupleType, type_of
-from .values import FractalTensor
+from .types import FractalTensorType, TupleType
+from .values import FractalTensor, type_of
 
 # -- the loops ------------------------------------------------------------------------------
 
@@ -41,7 +41,7 @@ def run_map(op: str, body, lists, out_types=None) -> tuple:
     results = [tuple(body(*(xs[i] for xs in lists))) for i in range(n)]
     if out_types is None:
         out_types = _consistent_types(op, results)
-    return tuple(FractalTensor._from_elements(t, [r[j] for r in results]) for j, t in enumerate(out_types))
+    return tuple(FractalTensor.from_elements(t, [r[j] for r in results]) for j, t in enumerate(out_types))
 
 
 def run_scan(op: str, body, lists, init: tuple, reverse: bool, keep: bool, check=None):
@@ -177,7 +177,7 @@ def _aggregate(op, f, xs, init, reverse):
     states, final = run_scan(op, body, parts, tuple(init_leaves), reverse, keep=(op == "scan"))
     if op != "scan":
         return unflatten(init_tree, final)
-    outs = tuple(FractalTensor._from_elements(t, [s[j] for s in states]) for j, t in enumerate(init_types))
+    outs = tuple(FractalTensor.from_elements(t, [s[j] for s in states]) for j, t in enumerate(init_types))
     return unflatten(_list_tree(init_tree), outs)
 
 
@@ -240,7 +240,7 @@ def _interp_aggregate(eqn, values, run_region):
                              attrs.get("reverse", False), keep=(eqn.op == "scan"))
     if eqn.op != "scan":
         return final
-    return tuple(FractalTensor._from_elements(v.type.elem, [s[j] for s in states]) for j, v in enumerate(eqn.outputs))
+    return tuple(FractalTensor.from_elements(v.type.elem, [s[j] for s in states]) for j, v in enumerate(eqn.outputs))
 
 
 # op -> rule(eqn, input values, run_region(region, args) -> results) -> output values

@@ -11,7 +11,9 @@ length does not re-trace).
 Calling a function runs it on the cpu backend (`f.compile`, compiled and cached per
 argument sizes, since the lowering unrolls list structure); `f(*args, backend="interpreter")`
 runs the NumPy reference interpreter, and programs the backend cannot lower yet fall back to
-it with a warning.
+it with a warning.  Compiling and running on a backend are the compile layer's: `Function`
+delegates them to the runner `fractal.compile` installs (`fractal.lang.runner`).  The
+analysis of a function for some arguments is `ft.analyze(f, *args)`.
 """
 
 from __future__ import annotations
@@ -20,19 +22,19 @@ import functools
 import inspect
 import re
 import typing
-import warnings
 
 import numpy as np
 
 from .errors import FractalTypeError, TraceError
 from .interpreter import run_program
 from .ir import Program
+from .runner import installed_runner
 from .tracing import Tracer, ZipTracer, current_frame, frame_scope, trace_scope
 from .tree import TreeDef, flatten, unflatten
-from .types import FractalTensorType, TensorType, TupleType, type_of
+from .types import FractalTensorType, TensorType, TupleType
+from .values import type_of
 
 _FRACTAL_TYPES = (TensorType, FractalTensorType, TupleType)
-_WARNED: set[str] = set()  # functions already warned about an interpreter fallback
 
 
 class Function:
@@ -44,10 +46,15 @@ class Function:
         # program names print as `@name`: keep them to identifier characters (`<lambda>` -> `_lambda_`)
         self.name = re.sub(r"[^A-Za-z0-9_.]", "_", name or getattr(fn, "__name__", "function"))
         self.signature = inspect.signature(fn)
-        self._cache: dict = {}
-        self._compiled: dict = {}  # (program, sizes, backend) -> Compiled
+        self._cache: dict = {}  # traced programs by argument structure, types and static values
+        # what the installed runner keeps for this function (the compile layer's compiled
+        # programs): stored here, its contents the runner's, so it lives as long as the function
+        self.runner_cache: dict = {}
 
-    def _flatten_args(self, args, kwargs):
+    def flatten_args(self, args, kwargs) -> tuple[list, TreeDef, list[str]]:
+        """`(leaves, tree, names)`: the arguments checked against the signature and the
+        annotations, flattened to leaves (static ones included, see `is_static`), the tree
+        that rebuilds them, and the bound parameter names."""
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
@@ -68,17 +75,20 @@ class Function:
 
     def trace(self, *args, **kwargs) -> Program:
         """The typed program for these arguments (cached by structure and types)."""
-        return self._traced(args, kwargs)[0]
+        return self.traced(args, kwargs)[0]
 
-    def _traced(self, args, kwargs):
-        leaves, tree, names = self._flatten_args(args, kwargs)
+    def traced(self, args, kwargs) -> tuple[Program, TreeDef, list]:
+        """`(program, out_tree, leaves)` for a call with `args` and `kwargs`: the typed program
+        (cached by argument structure and types), the tree that nests its flat results, and
+        the values of its parameters (the non-static argument leaves, in order)."""
+        leaves, tree, names = self.flatten_args(args, kwargs)
         # Python numbers, strings and None are static: part of the cache key, not traced
-        static = tuple(x if _is_static(x) else None for x in leaves)
-        types = tuple(None if _is_static(x) else type_of(x) for x in leaves)
+        static = tuple(x if is_static(x) else None for x in leaves)
+        types = tuple(None if is_static(x) else type_of(x) for x in leaves)
         key = (tree, types, tuple((type(x), x) for x in static))
         if key not in self._cache:
             self._cache[key] = self._trace(tree, types, static, names)
-        return self._cache[key] + ([x for x in leaves if not _is_static(x)],)
+        return self._cache[key] + ([x for x in leaves if not is_static(x)],)
 
     def _trace(self, tree: TreeDef, types, static, names):
         hints = _leaf_names(tree, names)
@@ -94,53 +104,33 @@ class Function:
         program = Program(self.name, body, out_tree.out_tree())
         return program, out_tree
 
-    def analyze(self, *args, **kwargs):
-        """The ETDG analysis of this function for these arguments (they fix the sizes)."""
-        from ..analysis import analyze  # the analysis layer builds on this one
-        program, _, leaves = self._traced(args, kwargs)
-        return analyze(program, leaves)
-
     def interpret(self, *args, progress=None, **kwargs):
         """Run the traced program with the NumPy reference interpreter.
 
         `progress(done, total)`, if given, is called after each step of the
         program's outermost loops (the `fractal run` command draws a bar with it)."""
-        program, out_tree, leaves = self._traced(args, kwargs)
+        program, out_tree, leaves = self.traced(args, kwargs)
         flat = run_program(program, leaves, progress)
         return unflatten(out_tree, flat)
 
     def compile(self, *args, backend: str = "cpu", **kwargs):
         """Compile for these arguments' types and sizes (cached): a `Compiled` with `.tile_ir`
-        and `.run(*args)`.  The compiler layers build on this one, hence the late import."""
-        from ..compile import compile_function, sizes_key
-        program, _, leaves = self._traced(args, kwargs)
-        key = (program, sizes_key(leaves), backend)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compiled[key] = compile_function(self, args, kwargs, backend)
-        return compiled
+        and `.run(*args)`.  The installed runner (`fractal.compile`) compiles; other keywords
+        reach it unexamined beside the function's own, so it may take more options from them."""
+        return installed_runner().compile(self, args, kwargs, backend=backend)
 
     def __call__(self, *args, **kwargs):
-        backend = "cpu"
-        if "backend" in kwargs and "backend" not in self.signature.parameters:
-            backend = kwargs.pop("backend")
+        """Run the function: on the runner's default backend, or as `backend=` says (a keyword
+        the function takes itself is its own).  While tracing, the body is inlined instead."""
+        runner = installed_runner()
+        options = {k: kwargs.pop(k) for k in sorted(runner.call_options & kwargs.keys())
+                   if k not in self.signature.parameters}
         if current_frame() is not None:
             # called while tracing (from another traced function, or from an eager map's
             # abstract pass over an empty list): inline the body into the enclosing trace
-            self._flatten_args(args, kwargs)  # the same signature and annotation checks
+            self.flatten_args(args, kwargs)  # the same signature and annotation checks
             return self.fn(*args, **kwargs)
-        if backend == "interpreter":
-            return self.interpret(*args, **kwargs)
-        from .errors import UnsupportedError
-        try:
-            compiled = self.compile(*args, backend=backend, **kwargs)
-        except UnsupportedError as e:
-            if self.name not in _WARNED:
-                _WARNED.add(self.name)
-                warnings.warn(f"{self.name}: running in the interpreter; the {backend} backend cannot "
-                              f"compile it yet: {e.message}", stacklevel=2)
-            return self.interpret(*args, **kwargs)
-        return compiled.run(*args, **kwargs)
+        return runner.call(self, args, kwargs, **options)
 
     def __repr__(self):
         return f"<fractal function {self.name}>"
@@ -170,7 +160,9 @@ def _call_args(signature, names, values):
     return args, kwargs
 
 
-def _is_static(x) -> bool:
+def is_static(x) -> bool:
+    """Python numbers, strings and None are static arguments: Python code sees their values at
+    trace time, and they are part of the trace cache's key rather than program parameters."""
     return x is None or isinstance(x, (bool, int, float, str)) and not isinstance(x, np.generic)
 
 

@@ -13,13 +13,13 @@ from collections import ChainMap
 
 from .combinators import COMBINATORS
 from .errors import FractalError, FractalTypeError, located
-from .ir import Program, Region
+from .ir_nodes import Region
 from .registry import OPS
-from .types import type_of
+from .values import type_of
 
 
-def run_program(program: Program, args, progress=None) -> tuple:
-    """Run `program` on flat argument values; returns the flat tuple of results.
+def run_program(program, args, progress=None) -> tuple:
+    """Run `program` (a `Program`) on flat argument values; returns the flat tuple of results.
 
     `progress(done, total)` is called after each step of the top-level combinators."""
     params = program.params
@@ -34,7 +34,7 @@ def run_program(program: Program, args, progress=None) -> tuple:
 class _Progress:
     """Counts steps of the top-level combinators (each body run is one step)."""
 
-    def __init__(self, program: Program, report):
+    def __init__(self, program, report):
         self.report, self.done = report, 0
         self.total = 0  # grows as each top-level loop starts and its length becomes known
 

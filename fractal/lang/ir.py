@@ -23,102 +23,22 @@ Printed (`str(program)`), a one-layer RNN reads::
     }
 
 `fractal.lang.printer` prints this form and `fractal.lang.parser` reads it back.
+
+This module is the IR's public face: `Program` is defined here, on top of the printer, the
+verifier and the interpreter it calls, and the nodes below it are re-exported from
+`fractal.lang.ir_nodes`, which those (and tracing) read.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import numpy as np
-
-from .errors import UNKNOWN_LOC, SourceLoc
-from .types import AnyType
-
-
-@dataclass(frozen=True)
-class Var:
-    """A variable: a unique name (printed `%name`) and its static type."""
-
-    name: str
-    type: AnyType
-
-    def __str__(self) -> str:
-        return f"%{self.name}"
-
-
-@dataclass(frozen=True)
-class Slice:
-    """A static `start:stop:step` inside an op parameter (Python slices are unhashable)."""
-
-    start: int | None
-    stop: int | None
-    step: int | None
-
-    def to_slice(self) -> slice:
-        return slice(self.start, self.stop, self.step)
-
-
-@dataclass(frozen=True, eq=False)
-class Const:
-    """A constant array (a read-only copy), compared by dtype, shape and bytes: an op parameter
-    here, a const buffer's data in the tile IR (`fractal.lower.tile_ir.Buffer.data`).
-
-    Programs holding big tables compare often (a pass's result against its input), so the
-    same object compares equal without reading its bytes and the hash is computed once."""
-
-    value: np.ndarray
-
-    def __post_init__(self):
-        arr = np.array(self.value, copy=True)
-        arr.flags.writeable = False
-        object.__setattr__(self, "value", arr)
-
-    def __eq__(self, other):
-        if self is other:
-            return True
-        if not isinstance(other, Const):
-            return False
-        a, b = self.value, other.value
-        return a.dtype.str == b.dtype.str and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-    def __hash__(self):
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash((self.value.dtype.str, self.value.shape, self.value.tobytes()))
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def __reduce__(self):  # without the cached hash: hashes of bytes differ between processes
-        return Const, (self.value,)
-
-    def __repr__(self):
-        return f"Const({self.value.dtype}{list(self.value.shape)})"
-
-
-@dataclass(frozen=True)
-class Region:
-    """A combinator body: parameters bound per instance, equations, yielded results."""
-
-    params: tuple[Var, ...]
-    eqns: tuple["Eqn", ...]
-    results: tuple[Var, ...]
-
-
-@dataclass(frozen=True)
-class Eqn:
-    """`outputs = op(inputs) {params}` with optional nested regions and the user's location."""
-
-    op: str
-    inputs: tuple[Var, ...]
-    outputs: tuple[Var, ...]
-    params: tuple[tuple[str, Any], ...] = ()
-    regions: tuple[Region, ...] = ()
-    loc: SourceLoc = UNKNOWN_LOC
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return dict(self.params)
+from .interpreter import run_program
+from .ir_nodes import Const, Eqn, Region, Slice, Var, make_params, walk_eqns  # noqa: F401 (re-exported)
+from .printer import print_program
+from .verify import verify_program
 
 
 @dataclass(frozen=True)
@@ -142,35 +62,20 @@ class Program:
         return self.body.results
 
     def __str__(self) -> str:
-        from .printer import print_program
         return print_program(self)
 
     def _repr_html_(self) -> str:  # notebooks show the program text
-        import html
         return f"<pre>{html.escape(str(self))}</pre>"
 
     def verify(self) -> "Program":
-        from .verify import verify_program
+        """Check the typing and scoping rules (`fractal.lang.verify`); raises `VerifyError`."""
         verify_program(self)
         return self
 
     def interpret(self, *args):
         """Run the program on flat arguments with the NumPy reference interpreter."""
-        from .interpreter import run_program
         return run_program(self, args)
 
     def eqns(self) -> Iterator[Eqn]:
         """Every equation, nested regions included, in program order."""
         yield from walk_eqns(self.body)
-
-
-def walk_eqns(region: Region) -> Iterator[Eqn]:
-    for eqn in region.eqns:
-        yield eqn
-        for r in eqn.regions:
-            yield from walk_eqns(r)
-
-
-def make_params(**kwargs) -> tuple[tuple[str, Any], ...]:
-    """Canonical (sorted) parameter tuple, so equal params compare equal."""
-    return tuple(sorted(kwargs.items()))

@@ -23,7 +23,7 @@ import numpy as np
 
 from .array_text import print_array_data, print_scalar
 from .errors import SourceLoc
-from .ir import Const, Eqn, Program, Region, Slice, Var
+from .ir_nodes import Const, Eqn, Region, Slice, Var
 from .types import FractalTensorType, TensorType, TupleType, Type, dtype_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*\Z")  # ops and parameter keys
@@ -67,7 +67,8 @@ def print_loc(loc: SourceLoc) -> str:
     return f"{head}:{json.dumps(loc.function)})" if loc.function else head + ")"
 
 
-def print_program(p: Program) -> str:
+def print_program(p) -> str:
+    """The text of `p`, a `Program` (read by its fields: `fractal.lang.ir` builds on this module)."""
     types, ret = _results(p.out_tree, p.body.results)
     lines = [f"func @{_checked(p.name, _VAR_NAME, 'program name')}({_defs(p.body.params)}) -> {types} {{"]
     for eqn in p.body.eqns:

@@ -5,7 +5,9 @@ row's `type_rule` for the output types, eager execution and the reference
 interpreter call its `impl`.  Adding an op means adding one row (in
 `tensor_ops.py` for cell ops, `access_ops.py` for list access operators);
 combinators (map/scan/fold/reduce) carry regions and have their own table in
-`combinators.py`.
+`combinators.py`.  The table is filled as those modules are imported, which the
+`fractal.lang` package does; `fractal.lang.verify.known_ops()` names every op the IR
+accepts.
 """
 
 from __future__ import annotations
@@ -43,11 +45,3 @@ def register(name: str, kind: str, type_rule: TypeRule, doc: str = ""):
         return impl
 
     return wrap
-
-
-def known_ops() -> frozenset[str]:
-    """Every op name the IR accepts: primitive ops plus the combinators."""
-    from . import access_ops, tensor_ops  # noqa: F401  (populate the table)
-    from .combinators import COMBINATORS
-
-    return frozenset(OPS) | frozenset(COMBINATORS)

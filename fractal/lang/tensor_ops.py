@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .errors import FractalTypeError, ShapeError
-from .ir import Const, Slice
+from .ir_nodes import Const, Slice
 from .registry import register
 from .types import TensorType, as_dtype, dtype_name, tensor_type
 

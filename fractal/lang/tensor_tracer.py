@@ -2,29 +2,21 @@
 
 `x @ w`, `x + 1.0`, `x[:, :4]`, `x.T`, `x.astype(...)`, and NumPy ufuncs
 applied to a traced tensor (`np.tanh(x)`, `W @ x` with `W` a NumPy array)
-all dispatch to the same op table as `ft.*`.  Python scalars are weakly
-typed as in NumPy 2: `x * 2.0` keeps `x`'s float32.
+all dispatch to the same op table as `ft.*` (through `fractal.lang.api`).  Python
+scalars are weakly typed as in NumPy 2: `x * 2.0` keeps `x`'s float32.  Defining
+`TensorTracer` enters it in `Tracer.BY_TYPE`, so tracing wraps tensor variables in it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import api
+from .api import binary
 from .errors import FractalTypeError, TraceError
-from .ir import Slice
+from .ir_nodes import Slice
 from .tracing import Tracer, bind
-
-
-def scalar_operand(x, other):
-    """A Python scalar next to a traced tensor becomes an array of NumPy's (weak) result dtype."""
-    if isinstance(x, (bool, int, float)) and isinstance(other, Tracer):
-        return np.asarray(x, dtype=np.result_type(other.var.type.dtype, x))
-    return x
-
-
-def binary(op: str, a, b):
-    a, b = scalar_operand(a, b), scalar_operand(b, a)
-    return bind(op, a, b)[0]
+from .types import TensorType, as_dtype
 
 
 def _index_key(key) -> tuple:
@@ -59,7 +51,7 @@ _UFUNC_OPS = {
 }
 
 
-class TensorTracer(Tracer):
+class TensorTracer(Tracer, traces=TensorType):
     """A traced tensor of static shape and dtype."""
 
     __slots__ = ()
@@ -71,7 +63,6 @@ class TensorTracer(Tracer):
     T = property(lambda self: bind("transpose", self, axes=None)[0])
 
     def astype(self, dtype):
-        from .types import as_dtype
         return bind("astype", self, dtype=as_dtype(dtype))[0]
 
     def reshape(self, *shape):
@@ -83,19 +74,15 @@ class TensorTracer(Tracer):
         return bind("transpose", self, axes=tuple(axes) if axes else None)[0]
 
     def sum(self, axis=None, keepdims=False):
-        from . import api
         return api.sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from . import api
         return api.mean(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
-        from . import api
         return api.max(self, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, keepdims=False):
-        from . import api
         return api.min(self, axis=axis, keepdims=keepdims)
 
     def __getitem__(self, key):
@@ -128,7 +115,6 @@ class TensorTracer(Tracer):
         return binary(op, *inputs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from . import api
         fn = getattr(api, func.__name__, None)
         if fn is None or func.__name__ not in api.NUMPY_FUNCTIONS:
             raise TraceError(f"np.{func.__name__} cannot be applied to a traced tensor; use ft.* operations")

@@ -6,6 +6,11 @@ the single entry point of every primitive op: with a traced input it checks
 types with the op's shape rule and appends an `Eqn` to the innermost frame;
 otherwise it runs the op's NumPy rule eagerly (so one op definition serves
 eager execution, tracing and the interpreter).
+
+Traced values are `Tracer`s: `ListTracer` (a list, here) and `TensorTracer` (a tensor
+with NumPy-like operators, in `tensor_tracer`, which builds on `bind` and `fractal.lang.api`
+and so on this module).  A subclass names the static type it traces (`traces=`), and
+`wrap` picks the class by the variable's type, so this module need not import them.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FractalError, FractalTypeError, TraceError, user_location
-from .ir import Const, Eqn, Region, Var, make_params
+from .ir_nodes import Const, Eqn, Region, Var, make_params
 from .registry import OPS
-from .types import FractalTensorType, TupleType, tensor_type, type_of
-from .values import FractalTensor
+from .types import FractalTensorType, TupleType, tensor_type
+from .values import FractalTensor, type_of
 
 
 class Trace:
@@ -85,7 +90,7 @@ class Frame:
         if isinstance(x, FractalTensor):
             if x._parts is not None:
                 raise TraceError("a zipped list cannot be used as a single value here")
-            leaves, offsets = x._compact()
+            leaves, offsets = x.compact()
             return self.emit("const_list", (), (x.type,), dict(
                 type=x.type, leaves=Const(leaves), offsets=tuple(Const(o) for o in offsets),
                 length=len(x)))[0]
@@ -181,17 +186,24 @@ def _innermost(tracers) -> Frame:
 
 
 def wrap(var: Var, frame: Frame, static_len: int | None = None):
-    from .tensor_tracer import TensorTracer  # it builds on this module
-    if isinstance(var.type, FractalTensorType):
-        return ListTracer(var, frame, static_len)
-    return TensorTracer(var, frame)
+    """The tracer of `var`: a `ListTracer` for a list, a `TensorTracer` for a tensor."""
+    return Tracer.BY_TYPE[type(var.type)](var, frame, static_len)
 
 
 class Tracer:
-    """A symbolic value: a variable of the region being traced."""
+    """A symbolic value: a variable of the region being traced.
+
+    Subclasses declare the static type they trace, `class TensorTracer(Tracer,
+    traces=TensorType)`, which enters them in `BY_TYPE` for `wrap`."""
 
     __slots__ = ("var", "frame", "static_len")
     __array_priority__ = 1000
+    BY_TYPE: dict[type, type] = {}  # static type class -> the Tracer subclass of its values
+
+    def __init_subclass__(cls, traces: type | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if traces is not None:
+            Tracer.BY_TYPE[traces] = cls
 
     def __init__(self, var: Var, frame: Frame, static_len: int | None = None):
         self.var, self.frame, self.static_len = var, frame, static_len
@@ -209,7 +221,7 @@ class Tracer:
         return f"Traced<{self.var.type}>"
 
 
-class ListTracer(Tracer):
+class ListTracer(Tracer, traces=FractalTensorType):
     """A traced FractalTensor. `static_len` is its length when known at trace time."""
 
     __slots__ = ()
@@ -229,8 +241,19 @@ class ListTracer(Tracer):
             yield self[i]
 
     def __getitem__(self, key):
-        from . import api
-        return api.list_getitem(self, key)
+        """`xs[i]` (a static int) and `xs[a:b:s]`."""
+        if isinstance(key, slice):
+            if any(isinstance(p, Tracer) for p in (key.start, key.stop, key.step)):
+                raise TraceError("list slice bounds must be Python ints known at trace time")
+            n = known_length(self)
+            out = bind("list_slice", self, start=key.start, stop=key.stop, step=key.step)[0]
+            return with_length(out, None if n is None else len(range(n)[key]))
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return bind("list_index", self, i=int(key))[0]
+        if isinstance(key, Tracer):
+            raise TraceError("indexing a list with a traced int is data-dependent; use "
+                             "ft.gather(xs, indices) with a traced index tensor")
+        raise FractalTypeError(f"a FractalTensor is indexed by an int or a slice, not {type(key).__name__}")
 
 
 class ZipTracer:
@@ -267,3 +290,18 @@ class ZipTracer:
 
     def __repr__(self):
         return f"Traced<{self.type}>"
+
+
+def known_length(xs) -> int | None:
+    """The length of a list (value or tracer) when known at trace time, else None."""
+    return len(xs) if isinstance(xs, FractalTensor) else getattr(xs, "static_len", None)
+
+
+def with_length(result, n: int | None):
+    """`result` (a traced list or zipped list) marked as having static length `n`."""
+    if isinstance(result, ListTracer):
+        result.static_len = n
+    elif isinstance(result, ZipTracer):
+        for p in result.parts:
+            with_length(p, n)
+    return result

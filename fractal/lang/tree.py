@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .tracing import Tracer, ZipTracer
 from .types import FractalTensorType, TupleType
+from .values import FractalTensor
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,6 @@ LEAF = TreeDef("leaf")
 
 def _zipped_parts(x):
     """The component lists of a zipped list (value or tracer), or None for anything else."""
-    from .tracing import ZipTracer
-    from .values import FractalTensor
-
     if isinstance(x, FractalTensor) and x._parts is not None:
         return x._parts
     if isinstance(x, ZipTracer):
@@ -83,9 +82,6 @@ def _unflatten(t: TreeDef, it) -> Any:
 
 def make_zipped(type_: FractalTensorType, parts):
     """A zipped list of type `type_` from its component lists (values or tracers)."""
-    from .tracing import Tracer, ZipTracer
-    from .values import FractalTensor
-
     if any(isinstance(p, (Tracer, ZipTracer)) for p in parts):
         return ZipTracer(type_, tuple(parts))
     return FractalTensor._zipped(type_, tuple(parts))

@@ -8,7 +8,8 @@
 * `TupleType(elems)`: a fixed-size bundle, printed `(f32[4], ft<f32[2]>)`.
 
 Users spell types as `ft.Tensor[1, 512]`, `ft.Tensor[(1, 512), ft.float64]`,
-`ft.Tensor[(), ft.int64]` and `ft.FractalTensor[ft.Tensor[4]]`.
+`ft.Tensor[(), ft.int64]` and `ft.FractalTensor[ft.Tensor[4]]`.  The type of a runtime
+value is `fractal.lang.values.type_of(value)`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
+
+from .errors import FractalTypeError
 
 # dtypes are plain NumPy dtypes, so `ft.float32 == np.float32` holds.
 float16 = np.dtype("float16")
@@ -42,8 +45,6 @@ def dtype_from_name(name: str) -> np.dtype:
 
 def as_dtype(dt) -> np.dtype:
     """Normalise a dtype-like (np.float32, 'float32', ft.float32) to a supported NumPy dtype."""
-    from .errors import FractalTypeError
-
     try:
         d = np.dtype(dt)
     except TypeError:
@@ -122,8 +123,6 @@ AnyType = Union[TensorType, FractalTensorType, TupleType]
 
 
 def tensor_type(shape, dtype=float32) -> TensorType:
-    from .errors import FractalTypeError
-
     shape = tuple(shape)
     for d in shape:
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
@@ -141,9 +140,7 @@ class Tensor:
     """Type constructor: `Tensor[1, 512]`, `Tensor[(1, 512), float64]`, `Tensor[(), int64]`."""
 
     def __new__(cls, *args, **kwargs):
-        from .errors import FractalTypeError
-
-        raise FractalTypeError("ft.Tensor is a type; write ft.Tensor[shape] or ft.Tensor[(shape), dtype]. "
+            raise FractalTypeError("ft.Tensor is a type; write ft.Tensor[shape] or ft.Tensor[(shape), dtype]. "
                                "Tensors values are plain numpy arrays")
 
     def __class_getitem__(cls, key) -> TensorType:
@@ -155,18 +152,3 @@ class Tensor:
             return tensor_type(key)
         return tensor_type((key,))
 
-
-def type_of(value) -> AnyType:
-    """The static type of a runtime value (array, FractalTensor, tuple)."""
-    from .errors import FractalTypeError
-    from .values import FractalTensor
-
-    if isinstance(value, FractalTensor):
-        return value.type
-    if isinstance(value, tuple):
-        return TupleType(tuple(type_of(v) for v in value))
-    if isinstance(value, (np.ndarray, np.generic, int, float, bool)):
-        arr = np.asarray(value)
-        return tensor_type(arr.shape, arr.dtype)
-    raise FractalTypeError(f"{type(value).__name__} is not a fractal value (expected an array, "
-                           f"a FractalTensor or a tuple of them)")

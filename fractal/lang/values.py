@@ -51,9 +51,15 @@ class FractalTensor:
     def __init__(self, *args, **kwargs):
         raise FractalTypeError("build FractalTensors with ft.fractal(nested_lists) or ft.from_numpy(array, depth=k)")
 
-    # -- internal constructors -------------------------------------------------------------
+    # -- construction from storage (for the interpreter, the lowering and the backends) -----
     @classmethod
-    def _make(cls, type_: FractalTensorType, leaves, offsets, index) -> "FractalTensor":
+    def from_storage(cls, type_: FractalTensorType, leaves, offsets, index) -> "FractalTensor":
+        """A list over existing storage, shared, not copied (see the module docstring).
+
+        `leaves` is the read-only leaf buffer `(n_leaves, *leaf_shape)`, `offsets` one int64
+        array per inner list level (`offsets[k][j]:offsets[k][j + 1]` are the entries of list
+        `j` at level `k + 1`), and `index` the positions of the outer elements in the first
+        level (a `range` or an int array; `range(n)` for all of them in order)."""
         self = object.__new__(cls)
         self._type, self._leaves, self._offsets, self._index, self._parts = type_, leaves, offsets, index, None
         return self
@@ -66,11 +72,12 @@ class FractalTensor:
 
     @classmethod
     def _empty(cls, type_: FractalTensorType) -> "FractalTensor":
-        return cls._from_elements(type_.elem, [])
+        return cls.from_elements(type_.elem, [])
 
     @classmethod
-    def _from_elements(cls, elem_type: AnyType, elems: list) -> "FractalTensor":
-        """Pack a Python list of element values (arrays, FractalTensors or tuples) into a list."""
+    def from_elements(cls, elem_type: AnyType, elems: list) -> "FractalTensor":
+        """Pack a Python list of element values (arrays, FractalTensors or tuples of them, all of
+        type `elem_type`) into a list; `elems` may be empty."""
         t = FractalTensorType(elem_type)
         if isinstance(t.leaf, TupleType):
             n = len(t.leaf.elems)
@@ -80,15 +87,15 @@ class FractalTensor:
                     comp = [e[j] for e in elems]
                 else:
                     comp = [e._parts[j] for e in elems]
-                parts.append(cls._from_elements(component_type(elem_type, j), comp))
+                parts.append(cls.from_elements(component_type(elem_type, j), comp))
             return cls._zipped(t, tuple(parts))
         if isinstance(elem_type, TensorType):
             if elems:
                 leaves = np.stack([np.asarray(e, dtype=elem_type.dtype) for e in elems])
             else:
                 leaves = np.zeros((0,) + elem_type.shape, elem_type.dtype)
-            return cls._make(t, _readonly(leaves), (), range(len(elems)))
-        compact = [e._compact() for e in elems]
+            return cls.from_storage(t, _readonly(leaves), (), range(len(elems)))
+        compact = [e.compact() for e in elems]
         lengths = np.array([len(e) for e in elems], dtype=np.int64)
         outer = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         leaf_type = t.leaf
@@ -105,10 +112,12 @@ class FractalTensor:
                 base += int(off[-1])
             pieces.append(np.array([base], dtype=np.int64))
             offsets.append(np.concatenate(pieces).astype(np.int64))
-        return cls._make(t, _readonly(leaves), tuple(offsets), range(len(elems)))
+        return cls.from_storage(t, _readonly(leaves), tuple(offsets), range(len(elems)))
 
-    def _compact(self):
-        """(leaves, offsets) with exactly this list's elements laid out in order."""
+    def compact(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """`(leaves, offsets)` holding exactly this list's elements, in order: the storage of
+        `from_storage(self.type, leaves, offsets, range(len(self)))`, an equal list.  A view of
+        the shared leaf buffer when the elements are contiguous there, else a copy."""
         entries = self._index
         offsets = []
         for off in self._offsets:
@@ -152,27 +161,34 @@ class FractalTensor:
         if not self._offsets:
             return self._leaves[pos, ...]  # `...` keeps scalar leaves 0-d arrays, not NumPy scalars
         off = self._offsets[0]
-        return FractalTensor._make(self._type.elem, self._leaves, self._offsets[1:],
-                                   range(int(off[pos]), int(off[pos + 1])))
+        return FractalTensor.from_storage(self._type.elem, self._leaves, self._offsets[1:],
+                                          range(int(off[pos]), int(off[pos + 1])))
 
-    def _with_index(self, index) -> "FractalTensor":
-        """A view selecting outer elements by position (range or int array)."""
+    def take(self, positions) -> "FractalTensor":
+        """The elements at `positions` (a `range` or an int array of non-negative positions),
+        as a view sharing this list's storage (`ft.gather` without its checks)."""
         if self._parts is not None:
-            return FractalTensor._zipped(self._type, tuple(p._with_index(index) for p in self._parts))
-        if isinstance(self._index, range) and isinstance(index, range):
-            if len(index) == 0:
+            return FractalTensor._zipped(self._type, tuple(p.take(positions) for p in self._parts))
+        if isinstance(self._index, range) and isinstance(positions, range):
+            if len(positions) == 0:
                 new = range(0)
             else:  # compose the two arithmetic progressions
-                start, step = self._index[index[0]], self._index.step * index.step
-                new = range(start, start + step * len(index), step)
+                start, step = self._index[positions[0]], self._index.step * positions.step
+                new = range(start, start + step * len(positions), step)
         else:
-            new = np.asarray(self._index, dtype=np.int64)[np.asarray(index, dtype=np.int64)]
-        return FractalTensor._make(self._type, self._leaves, self._offsets, new)
+            new = np.asarray(self._index, dtype=np.int64)[np.asarray(positions, dtype=np.int64)]
+        return FractalTensor.from_storage(self._type, self._leaves, self._offsets, new)
+
+    def with_leaves(self, leaves: np.ndarray, type_: FractalTensorType) -> "FractalTensor":
+        """A list of type `type_` with this (unzipped) list's structure over other storage:
+        `leaves[k]` stands where this list's storage leaf `k` does.  A compiled program returns
+        a list's leaves laid out like the list of element ids the lowering built for it."""
+        return FractalTensor.from_storage(type_, leaves, self._offsets, self._index)
 
     def __getitem__(self, key):
         n = len(self)
         if isinstance(key, slice):
-            return self._with_index(range(n)[key])
+            return self.take(range(n)[key])
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             i = int(key)
             if not -n <= i < n:
@@ -207,7 +223,7 @@ class FractalTensor:
         """True when every list at each level has the same length (so `to_numpy` needs no padding)."""
         if self._parts is not None:
             return all(p.is_regular() for p in self._parts)
-        _, offsets = self._compact()
+        _, offsets = self.compact()
         return all(len(np.unique(np.diff(off))) <= 1 for off in offsets)
 
     def to_list(self):
@@ -219,7 +235,7 @@ class FractalTensor:
         if self._parts is not None:
             raise FractalTypeError(f"to_numpy() needs a list of tensors, but {self._type} holds tuples; "
                                    f"convert each component with ft.map first")
-        leaves, offsets = self._compact()
+        leaves, offsets = self.compact()
         dims = [len(self)]
         for off in offsets:
             lengths = np.diff(off)
@@ -285,6 +301,19 @@ def _values_equal(a, b) -> bool:
     if isinstance(a, tuple):
         return isinstance(b, tuple) and len(a) == len(b) and all(_values_equal(x, y) for x, y in zip(a, b))
     return np.array_equal(a, b)
+
+
+def type_of(value) -> AnyType:
+    """The static type of a runtime value (array, FractalTensor, tuple)."""
+    if isinstance(value, FractalTensor):
+        return value.type
+    if isinstance(value, tuple):
+        return TupleType(tuple(type_of(v) for v in value))
+    if isinstance(value, (np.ndarray, np.generic, int, float, bool)):
+        arr = np.asarray(value)
+        return tensor_type(arr.shape, arr.dtype)
+    raise FractalTypeError(f"{type(value).__name__} is not a fractal value (expected an array, "
+                           f"a FractalTensor or a tuple of them)")
 
 
 # -- construction -------------------------------------------------------------------------
@@ -363,7 +392,7 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     for level in range(1, depth):
         lengths = level_lengths.get(level, [])
         offsets.append(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64))
-    return FractalTensor._make(type, _readonly(buf), tuple(offsets), range(len(nested)))
+    return FractalTensor.from_storage(type, _readonly(buf), tuple(offsets), range(len(nested)))
 
 
 def from_numpy(array, depth: int = 1) -> FractalTensor:
@@ -382,7 +411,7 @@ def from_numpy(array, depth: int = 1) -> FractalTensor:
     for extent in lead[1:]:
         offsets.append(np.arange(count + 1, dtype=np.int64) * extent)
         count *= extent
-    return FractalTensor._make(t, buf, tuple(offsets), range(lead[0]))
+    return FractalTensor.from_storage(t, buf, tuple(offsets), range(lead[0]))
 
 
 def _kind(x) -> str:

@@ -8,15 +8,22 @@
 
 from __future__ import annotations
 
+from . import access_ops, tensor_ops  # noqa: F401  (they fill the op table)
 from .combinators import COMBINATORS
 from .errors import FractalError, VerifyError
-from .ir import Eqn, Program, Region
-from .registry import OPS, known_ops
+from .ir_nodes import Eqn, Region
+from .registry import OPS
 from .types import FractalTensorType
 
 
-def verify_program(program: Program) -> None:
-    known_ops()
+def known_ops() -> frozenset[str]:
+    """Every op name the IR accepts: primitive ops plus the combinators."""
+    return frozenset(OPS) | frozenset(COMBINATORS)
+
+
+def verify_program(program) -> None:
+    """Check `program`, a `Program` (read by its fields: `fractal.lang.ir` builds on this
+    module); raises `VerifyError`."""
     seen: set[str] = set()
     _region(program.body, [], seen)
     n = len(program.results)

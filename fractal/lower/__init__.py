@@ -1,7 +1,8 @@
 """Lowering: the shared tile IR that every backend consumes (cpu, CUDA, dataflow).
 
-* the tile IR: nodes (`tile_ir`, `tile_affine`, `tile_expr`), text form (`tile_printer`,
-  `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
+* the tile IR: `tile_ir` (the programs, and every node re-exported) over the nodes
+  (`tile_nodes`, `tile_affine`, `tile_expr`), their text form (`tile_printer`, which also
+  makes it their `str()`; `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
 * from program IR to tile IR, for one set of argument sizes: `lower_program` (with
   `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`, `lower_ragged`);
 * the passes, run in order by `pipeline.run_pipeline`: `schedule`, `hoist`, `wavefront`

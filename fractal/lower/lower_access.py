@@ -80,10 +80,10 @@ def lower_access(walker, eqn, env):
 
 def _const_list(walker, eqn):
     value = OPS["const_list"].impl(**eqn.attrs)[0]
-    leaves, offsets = value._compact()
+    leaves, offsets = value.compact()
     name = walker.em.const_rows(np.asarray(leaves))
-    ids = FractalTensor._make(id_type(value.type), walker.em.gid(name, np.arange(len(leaves))), offsets,
-                              range(len(value)))
+    ids = FractalTensor.from_storage(id_type(value.type), walker.em.gid(name, np.arange(len(leaves))), offsets,
+                                     range(len(value)))
     holder = np.empty(walker.em.domain.extents, dtype=object)
     holder[...] = [ids] if holder.ndim == 0 else None
     for pt in np.ndindex(*walker.em.domain.extents):
@@ -133,7 +133,7 @@ def _stack(walker, eqn, lists, t: TensorType) -> TVal:
     em, n = walker.em, t.shape[0]
     valid = em.domain.valid
     points = zip(*np.nonzero(valid)) if valid.ndim else ([()] if valid else [])
-    ids = {pt: lists[pt]._compact()[0] for pt in points}  # the lists' own arrays, not copies
+    ids = {pt: lists[pt].compact()[0] for pt in points}  # the lists' own arrays, not copies
     first = np.full(em.domain.extents, -1, dtype=np.int64)
     for pt, x in ids.items():
         if len(x) != n:

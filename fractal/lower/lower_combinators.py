@@ -16,7 +16,7 @@ import numpy as np
 
 from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
-from ..lang.types import FractalTensorType
+from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
 from .lower_ragged import active_prefix, length_order, permuted, unpermute
 from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, axis_coords, broadcast_ids,
@@ -114,7 +114,7 @@ def lower_map(walker, eqn, env):
             elems = broadcast_ids(r.ids, inner.extents)
             for pt in np.ndindex(*outer.extents):
                 if outer.valid[pt]:
-                    ids[pt] = FractalTensor._from_elements(id_type(o.type.elem), [
+                    ids[pt] = FractalTensor.from_elements(id_type(o.type.elem), [
                         elems[pt + (int(i),)] for i in unpermute(order, pt, lens[pt])])
         else:
             # rows of element i at pt: base[pt] + i * step (not a grid of every inner point)
@@ -268,7 +268,6 @@ def layout_with(slots: Domain, extra_vars) -> tuple[Domain, dict]:
 
 
 def _tensor_type(shape, dtype):
-    from ..lang.types import TensorType
     return TensorType(tuple(shape), np.dtype(dtype))
 
 
@@ -282,7 +281,7 @@ class _ListState:
         widths = [0]
         for pt in np.ndindex(*outer.extents):
             if outer.valid[pt]:
-                self.structure[pt] = ids[pt]._compact()
+                self.structure[pt] = ids[pt].compact()
                 widths.append(len(self.structure[pt][0]))
         self.width = max(widths)
         leaf = init.type.leaf
@@ -316,8 +315,8 @@ class _ListState:
         leaves, offsets = self.structure[pt]
         base = self.slots.row(pt + (slot,)) * self.width
         gids = self.em.gid(self.name, base + np.arange(len(leaves)))
-        return FractalTensor._make(id_type(self.type), gids, offsets, range(len(offsets[0]) - 1 if offsets
-                                                                           else len(leaves)))
+        return FractalTensor.from_storage(id_type(self.type), gids, offsets,
+                                          range(len(offsets[0]) - 1 if offsets else len(leaves)))
 
     def param(self, inner: Domain) -> LVal:
         ids = np.empty(inner.extents, dtype=object)
@@ -333,7 +332,7 @@ class _ListState:
         leaves = {}
         for pt in np.ndindex(*inner.extents):
             if inner.valid[pt]:
-                got, offsets = ids[pt]._compact()
+                got, offsets = ids[pt].compact()
                 want_leaves, want = self.structure[pt[:-1]]
                 if len(got) != len(want_leaves) or len(offsets) != len(want) or \
                         any(not np.array_equal(a, b) for a, b in zip(offsets, want)):
@@ -388,7 +387,7 @@ class _ListState:
             if self.em.domain.valid[pt]:
                 n = int(lens[pt])
                 slot = (n - np.arange(n)) if reverse else np.arange(1, n + 1)
-                ids[pt] = FractalTensor._from_elements(t.elem, [self._ids(pt, int(s)) for s in slot])
+                ids[pt] = FractalTensor.from_elements(t.elem, [self._ids(pt, int(s)) for s in slot])
         return LVal(ids, t)
 
 
@@ -401,7 +400,7 @@ class _AliasedListState(_ListState):
         self.structure = np.empty(outer.extents, dtype=object)
         for pt in np.ndindex(*outer.extents):
             if outer.valid[pt]:
-                self.structure[pt] = ids[pt]._compact()
+                self.structure[pt] = ids[pt].compact()
         name = self.name = plan["buffer"]
         extra = tuple(dict.fromkeys(tuple(em.overrides.get(name, ())) + plan["extra"] + (self.var,)))
         em.overrides[name] = extra
@@ -450,14 +449,14 @@ class _AliasedListState(_ListState):
     def _ids(self, pt, slot: int) -> FractalTensor:
         leaves, offsets = self.structure[pt]
         gids = self.em.gid(self.name, self._rows(pt, slot))
-        return FractalTensor._make(id_type(self.type), gids, offsets, range(len(offsets[0]) - 1 if offsets
-                                                                           else len(leaves)))
+        return FractalTensor.from_storage(id_type(self.type), gids, offsets,
+                                          range(len(offsets[0]) - 1 if offsets else len(leaves)))
 
     def store(self, r, inner: Domain) -> None:
         ids = broadcast_ids(r.ids, inner.extents) if isinstance(r, LVal) else None
         for pt in np.ndindex(*inner.extents):
             if inner.valid[pt] and ids is not None:
-                got = ids[pt]._compact()[0]
+                got = ids[pt].compact()[0]
                 if not np.array_equal(got, self.em.gid(self.name, self._rows(pt[:-1], pt[-1] + 1))):
                     self.aliased_ok = False
                     return

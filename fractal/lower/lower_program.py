@@ -25,8 +25,10 @@ from ..lang.ir import Program, Region as ProgRegion
 from ..lang.registry import OPS
 from ..lang.types import TensorType
 from ..lang.values import FractalTensor
-from .lower_tensor_ops import TENSOR_RULES
 from .affine_fit import affine_fit
+from .lower_access import lower_access
+from .lower_combinators import lower_aggregate, lower_map
+from .lower_tensor_ops import TENSOR_RULES
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids,
                            element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region, source_buffers)
 from .tile_affine import aff
@@ -221,9 +223,10 @@ def _argument(em: _Emitter, var, value):
     if isinstance(var.type, TensorType):
         name = em.buffer("in_", (1,) + var.type.shape, var.type.dtype, "input")
         return TVal(row_region(name, aff(0), var.type.shape), var.type.dtype), (name, "tensor")
-    leaves, offsets = value._compact()
+    leaves, offsets = value.compact()
     name = em.buffer("in_", leaves.shape, leaves.dtype, "input")
-    ids = FractalTensor._make(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets, range(len(value)))
+    ids = FractalTensor.from_storage(id_type(var.type), em.gid(name, np.arange(len(leaves))), offsets,
+                                     range(len(value)))
     holder = np.empty((), dtype=object)
     holder[()] = ids
     return LVal(holder, var.type), (name, "list")
@@ -238,7 +241,7 @@ def _result(em: _Emitter, v, t):
         em.emit([Copy(v.region, row_region(name, aff(0), v.shape))])
         return ("tensor", name, v.shape)
     ids = v.ids[()]
-    leaves, offsets = ids._compact()
+    leaves, offsets = ids.compact()
     leaf = t.leaf
     name = em.buffer("out", (len(leaves),) + leaf.shape, leaf.dtype, "output")
     if len(leaves):
@@ -246,7 +249,8 @@ def _result(em: _Emitter, v, t):
         src, _ = em.gather_rows(leaves, leaf.shape, leaf.dtype)
         em.emit([Copy(Region(src, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape),
                       Region(name, (0,) * (1 + len(leaf.shape)), (len(leaves),) + leaf.shape))])
-    structure = FractalTensor._make(id_type(t), np.arange(len(leaves), dtype=np.int64), offsets, range(len(ids)))
+    structure = FractalTensor.from_storage(id_type(t), np.arange(len(leaves), dtype=np.int64), offsets,
+                                           range(len(ids)))
     return ("list", name, structure)
 
 
@@ -304,16 +308,13 @@ class _Walker:
         raise UnsupportedError(f"the cpu backend has no lowering for op {eqn.op!r}")
 
     def access(self, eqn, env):
-        from .lower_access import lower_access
         return lower_access(self, eqn, env)
 
     # -- combinators ----------------------------------------------------------------------
     def map(self, eqn, env):
-        from .lower_combinators import lower_map
         return lower_map(self, eqn, env)
 
     def aggregate(self, eqn, env):
-        from .lower_combinators import lower_aggregate
         return lower_aggregate(self, eqn, env)
 
 

@@ -47,7 +47,7 @@ def length_order(lists, outer: Domain):
         x = key[pt]
         if x is None:
             continue
-        n = np.array([len(x._element(i)) for i in range(len(x))], dtype=np.int64)
+        n = np.array([len(x[i]) for i in range(len(x))], dtype=np.int64)
         order[pt] = np.argsort(-n, kind="stable")
         moved |= bool(np.any(order[pt] != np.arange(len(n))))
     return order if moved else None
@@ -58,7 +58,7 @@ def permuted(xs: np.ndarray, order: np.ndarray) -> np.ndarray:
     out = xs.copy()
     for pt, x in np.ndenumerate(xs):
         if x is not None:
-            out[pt] = x._with_index(order[pt])
+            out[pt] = x.take(order[pt])
     return out
 
 

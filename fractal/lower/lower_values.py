@@ -185,7 +185,7 @@ def id_list(gids) -> FractalTensor:
     """A depth-1 id list."""
     leaves = np.asarray(gids, dtype=np.int64).reshape(-1)
     leaves.flags.writeable = False
-    return FractalTensor._make(FractalTensorType(ID_TYPE), leaves, (), range(len(leaves)))
+    return FractalTensor.from_storage(FractalTensorType(ID_TYPE), leaves, (), range(len(leaves)))
 
 
 def id_type(t: FractalTensorType) -> FractalTensorType:
@@ -241,7 +241,7 @@ def element_gids(ids: np.ndarray, extent: int) -> np.ndarray:
     out = np.full(base.shape + (extent,), -1, dtype=np.int64)
     for p, x in np.ndenumerate(base):
         if x is not None:
-            leaves = x._compact()[0]
+            leaves = x.compact()[0]
             out[p + (slice(0, len(leaves)),)] = leaves
     return np.broadcast_to(out, ids.shape + (extent,))
 

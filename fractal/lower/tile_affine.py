@@ -17,9 +17,11 @@ Printed (and parsed back by `fractal.lower.tile_parser.parse_index`)::
 A `mod` is written bare only as a whole expression; inside a sum or with a coefficient it
 is parenthesised.  The operand of `floor`/`mod` is a single atom or a parenthesised sum.
 
-Build with `aff(x)` (an int, a variable name or expression text, or a quasi node),
-`+`, `-`, `*` by ints, `//` and `%` by positive ints, and `amax`/`amin`; these helpers
-fold constants, the dataclass constructors never do.  `evaluate(env)`, `substitute(map)`,
+Build with `aff(x)` (an int, a variable name or a quasi node), `+`, `-`, `*` by ints, `//`
+and `%` by positive ints, and `amax`/`amin`; these helpers fold constants, the dataclass
+constructors never do.  `aff` never parses: the tile IR's node constructors normalise their
+indices with it, and building a node must not run the parser; index text goes through
+`fractal.lower.parse_index` (`parse_index("2*i + 1")`).  `evaluate(env)`, `substitute(map)`,
 `vars()` and `bounds(ranges)` (interval arithmetic) work on every index node;
 `evaluate_affine` evaluates an affine index at many points at once, `evaluate_many` any index.
 """
@@ -182,19 +184,24 @@ def evaluate_many(x, values: Mapping[str, np.ndarray]) -> np.ndarray:
         return out
     e = evaluate_many(x.e, values)
     return np.mod(e, x.c) if isinstance(x, Mod) else np.floor_divide(e, x.c)
+# The keywords of index text: never variable names (the parser reads them as operators).
+INDEX_KEYWORDS = frozenset({"max", "min", "floor", "mod"})
 
 
 def aff(x) -> Aff:
-    """An `Aff` from an `Aff`, an int, a quasi node, or text (`"i"`, `"2*i + max(0, j - 1)"`)."""
+    """An `Aff` from an `Aff`, an int, a quasi node or a variable name (`"i"`); not from index
+    text, which `fractal.lower.parse_index` reads."""
     if isinstance(x, Aff):
         return x
     if isinstance(x, QUASI):
         return Aff(((x, 1),))
-    if isinstance(x, str) and x.isidentifier() and x not in ("max", "min", "floor", "mod"):
-        return Aff(((x, 1),))  # a bare variable: no need to parse
     if isinstance(x, str):
-        from .tile_parser import parse_index
-        return parse_index(x)
+        if x in INDEX_KEYWORDS:
+            raise TypeError(f"aff({x!r}): {x!r} is a keyword of index text, not a variable name")
+        if not x.isidentifier():
+            raise TypeError(f"aff({x!r}): aff takes a variable name, not index text; parse text with "
+                            f"fractal.lower.parse_index({x!r})")
+        return Aff(((x, 1),))
     return Aff((), _int(x))
 
 

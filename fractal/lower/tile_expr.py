@@ -1,5 +1,7 @@
 """Regions and element expressions of the tile IR (re-exported by `fractal.lower.tile_ir`).
 
+A region's `str()` is its text form (`h[l + 1, s - l, 0:4, 0:8]`), given by `tile_printer`.
+
 A `Region` is an affine box of a buffer, one entry per buffer axis: an *index* axis (size
 `None`, printed as its index `i`) is dropped from the region's shape like NumPy's `x[i]`;
 a *range* axis (an int size, printed `lo:hi` or `lo:hi:stride` with `hi = lo + size*stride`)
@@ -48,10 +50,6 @@ class Region:
     def vars(self) -> frozenset[str]:
         """The loop and stage variables its start indices read."""
         return frozenset().union(*(a.vars() for a in self.start))
-
-    def __str__(self) -> str:
-        from .tile_printer import print_region
-        return print_region(self)
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ import re
 from fractal.lang.array_text import print_array_data
 from fractal.lang.types import dtype_name
 
-from .tile_ir import (Buffer, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
-                      Region, Scatter, Stage, TileProgram, Unary, Binary, Where)
+from .tile_affine import INDEX_KEYWORDS
+from .tile_expr import Binary, Const, Load, Region, Unary, Where
+from .tile_nodes import TILE_OPS, Buffer, Convert, Copy, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter, Stage
 
-# Keywords where an index may start (or continue), and where an element expression may start:
-# there a buffer or variable name would read as the keyword.  Op names (`mod`, ...) only
-# avoid the second set.
-INDEX_KEYWORDS = frozenset({"max", "min", "floor", "mod"})
+# Keywords where an index may start (or continue), INDEX_KEYWORDS, and where an element
+# expression may start: there a buffer or variable name would read as the keyword.  Op names
+# (`mod`, ...) only avoid the second set.
 EXPR_KEYWORDS = frozenset({"inf", "nan", "copy", "gemm", "gather", "scatter", "convert", "reduce_add",
                            "reduce_max", "reduce_min"})
 RESERVED = INDEX_KEYWORDS | EXPR_KEYWORDS
@@ -57,7 +57,9 @@ def name_problem(name, what: str = "name") -> str | None:
     return None
 
 
-def print_tile_program(p: TileProgram) -> str:
+def print_tile_program(p) -> str:
+    """The text of `p`, a `TileProgram` (read by its fields: it is defined in `tile_ir`, which
+    builds on this module)."""
     if not isinstance(p.name, str) or not _PROG_NAME.match(p.name):
         raise ValueError(f"cannot print program name {p.name!r}")
     lines = [f"tile @{p.name} {{"]
@@ -196,3 +198,14 @@ def _word(w) -> str:
     if not isinstance(w, str) or not w or any(ch.isspace() for ch in w):
         raise ValueError(f"cannot print {w!r}")
     return w
+
+
+# Every node prints as its text form.  The printer reads the node classes, so they cannot
+# import it back to define `__str__` themselves: it is given to them here, where the
+# printer is defined (`TileProgram`, above this module, calls `print_tile_program` itself).
+Buffer.__str__ = print_buffer
+Region.__str__ = print_region
+for _op in TILE_OPS:
+    _op.__str__ = print_op
+for _stmt_class in (Loop, Stage, If):
+    _stmt_class.__str__ = print_stmt

@@ -38,10 +38,9 @@ from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lang.types import DTYPES, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
-from .tile_expr import BOOL_OPS
-from .tile_ir import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES, TILE_OPS, Binary,
-                      Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce, Region,
-                      Stage, TileProgram, Unary, Where)
+from .tile_expr import BOOL_OPS, Binary, Const, Load, Region, Unary, Where
+from .tile_nodes import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES, TILE_OPS, Convert, Copy,
+                         Elementwise, Gather, Gemm, If, Loop, Reduce, Stage)
 from .tile_printer import header, name_problem, print_region
 
 _BOOL = np.dtype(bool)
@@ -49,7 +48,9 @@ _NEGATE = {"<": ">=", "<=": ">", "==": "!=", "!=": "==", ">=": "<", ">": "<="}
 _INDEX_DTYPES = (np.dtype("int32"), np.dtype("int64"))
 
 
-def verify_tile_program(p: TileProgram) -> None:
+def verify_tile_program(p) -> None:
+    """Check `p`, a `TileProgram` (read by its fields: it is defined in `tile_ir`, which builds on
+    this module); raises `VerifyError`."""
     _Verifier(p).run()
 
 
@@ -84,7 +85,7 @@ def _typed(x) -> str:
 
 
 class _Verifier:
-    def __init__(self, p: TileProgram):
+    def __init__(self, p):
         self.p = p
         self.buffers: dict = {}
         self.stages: set[str] = set()

@@ -60,11 +60,10 @@ import fractal as ft
 from fractal.lang.combinators import COMBINATORS
 from fractal.lang.errors import FractalError
 from fractal.lang.ir import Region
-from fractal.lang.registry import OPS, known_ops
+from fractal.lang.registry import OPS
 from fractal.lang.types import FractalTensorType, TensorType, TupleType, int64
 from fractal.lang.values import FractalTensor
 
-known_ops()  # populate the op table
 ID = TensorType((), int64)
 # ops that are not tensor ops yet compute (or reduce to) new values: handled as tensor ops
 COMPUTING = {"stack", "length"}
@@ -83,7 +82,7 @@ def leaves(v) -> list[int]:
     """The IDs a value holds (every element of a list, at every level)."""
     if isinstance(v, FractalTensor):
         assert v._parts is None, "IR variables are never zipped lists"
-        return [int(x) for x in v._compact()[0].ravel()]
+        return [int(x) for x in v.compact()[0].ravel()]
     return [int(v)]
 
 
@@ -94,9 +93,9 @@ def relabel(v, fn):
         return int(x[0]) if x.size else 0
     if not isinstance(v, FractalTensor):
         return np.array(fn(first(v)), dtype=np.int64)
-    old, offsets = v._compact()
+    old, offsets = v.compact()
     new = np.array([fn(first(x)) for x in old], dtype=np.int64).reshape(len(old))
-    return FractalTensor._make(id_type(v.type), new, offsets, range(len(v)))
+    return FractalTensor.from_storage(id_type(v.type), new, offsets, range(len(v)))
 
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -190,12 +189,12 @@ class IdInterpreter:
             elif op == "window":
                 outs = OPS[op].impl(*vals, **{**attrs, "pad_value": 0})  # padding is "no element"
             elif op == "enumerate":
-                outs = [FractalTensor._from_elements(ID, [np.array(0, np.int64)] * len(vals[0]))]
+                outs = [FractalTensor.from_elements(ID, [np.array(0, np.int64)] * len(vals[0]))]
             elif op == "const_list":
                 outs = [relabel(v, lambda x: 0) for v in OPS[op].impl(**attrs)]
             elif op == "slices":  # every slice is a part of the same value
                 count = eqn.inputs[0].type.shape[attrs["axis"]]
-                outs = [FractalTensor._from_elements(ID, [vals[0]] * count)]
+                outs = [FractalTensor.from_elements(ID, [vals[0]] * count)]
             elif _is_glue(op) and op not in ("const", "full"):
                 outs = OPS[op].impl(*vals, **attrs)
             else:  # a computation: reads its inputs, writes new values
@@ -224,7 +223,7 @@ class IdInterpreter:
                 states = per_element[i] = self.state_step(region, states, elems, env)
             self.stack.pop()
         if eqn.op in ("map", "scan"):
-            return [FractalTensor._from_elements(id_type(o.type.elem), [r[j] for r in per_element])
+            return [FractalTensor.from_elements(id_type(o.type.elem), [r[j] for r in per_element])
                     for j, o in enumerate(eqn.outputs)]
         return states
 
@@ -232,7 +231,7 @@ class IdInterpreter:
         """A step past this list's end: the body runs on a phantom element (no element, an empty
         list), as in the analysis' box; a body that cannot (it indexes the element) copies the state."""
         phantom = [np.array(0, np.int64) if isinstance(xs.elem_type, TensorType)
-                   else FractalTensor._from_elements(xs.elem_type.elem, []) for xs in lists]
+                   else FractalTensor.from_elements(xs.elem_type.elem, []) for xs in lists]
         try:
             return self.state_step(region, states, phantom, env)
         except FractalError:
@@ -269,9 +268,9 @@ def _diff(r, w, c, n):
 
 def brute_force(f, *args) -> list[BruteBlock]:
     """One `BruteBlock` per block, in the analysis' pre-order (outer blocks first, program
-    order), so `zip(f.analyze(*args).blocks, brute_force(f, *args))` pairs them up."""
-    f = f if hasattr(f, "_traced") else ft.function(f)
-    program, _, flat = f._traced(args, {})
+    order), so `zip(ft.analyze(f, *args).blocks, brute_force(f, *args))` pairs them up."""
+    f = f if isinstance(f, ft.Function) else ft.function(f)
+    program, _, flat = f.traced(args, {})
     blocks, owner, depth = [], {}, {}
     find_blocks(program.body, blocks, owner, depth)
     first = IdInterpreter(owner)  # a first run finds how long each loop runs at most

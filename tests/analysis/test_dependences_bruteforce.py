@@ -87,7 +87,7 @@ def check_wavefront(b, observed) -> None:
 
 
 def check_against_brute_force(f, *args) -> None:
-    a, bf = f.analyze(*args), brute_force(f, *args)
+    a, bf = ft.analyze(f, *args), brute_force(f, *args)
     assert [tuple(d.kind for d in b.dims) for b in a.blocks] == [x.kinds for x in bf]
     regular = all(v.is_regular() for v in flat_args(args) if isinstance(v, ft.FractalTensor))
     for i, (b, x) in enumerate(zip(a.blocks, bf)):
@@ -199,7 +199,7 @@ def test_grid_nests_agree_with_the_brute_force(p):
 def both_ways(f, *args):
     """(analysis, brute force) of every block, checked against each other."""
     check_against_brute_force(f, *args)
-    return f.analyze(*args).blocks, brute_force(f, *args)
+    return ft.analyze(f, *args).blocks, brute_force(f, *args)
 
 
 @ft.function

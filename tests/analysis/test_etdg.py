@@ -31,7 +31,7 @@ from examples import zoo
 @functools.lru_cache(maxsize=None)
 def zoo_analysis(name: str, overrides: tuple = ()):
     m = zoo.load(name)
-    return m.model.analyze(*m.inputs(dict(m.CONFIGS["small"], **dict(overrides))))
+    return ft.analyze(m.model, *m.inputs(dict(m.CONFIGS["small"], **dict(overrides))))
 
 
 def lstm():
@@ -321,7 +321,7 @@ def test_access_operator_map_is_exactly_what_the_interpreter_reads(op):
     enc = Encoded()
     args = make(enc)
     f = _function(body, len(args))
-    g = f.analyze(*args).etdg
+    g = ft.analyze(f, *args).etdg
     # the buffers are the parameters, renamed to the names the encoder used
     params = [b.name for b in g.buffers if b.kind == "input"]
     assert params == ["xs", "ys"][:len(args)]
@@ -343,7 +343,7 @@ def test_window_map_follows_the_definition():
         def f(xs):
             return read_all(ft.window(xs, size, stride=stride, dilation=dilation, padding=padding), 2)
 
-        (a,) = reads(f.analyze(xs).etdg, "xs")
+        (a,) = reads(ft.analyze(f, xs).etdg, "xs")
         count = (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1
         want = {((w, k), (w * stride + k * dilation - padding,)) for w in range(count) for k in range(size)
                 if 0 <= w * stride + k * dilation - padding < n}
@@ -361,7 +361,7 @@ def test_ragged_lists_are_over_approximated_by_the_longest():
     def f(xss):
         return read_all(xss[-1], 1)
 
-    g = f.analyze(xss).etdg
+    g = ft.analyze(f, xss).etdg
     (a,) = reads(g, "xss")
     assert same_map(isl.Map(a.map), "{ [i] -> [2, i] : 0 <= i < 4 }")
     assert g.blocks[0].dims[0].ragged
@@ -379,7 +379,7 @@ def test_enumerate_positions_are_a_const_buffer():
     def f(xs):
         return ft.map(lambda p: p[0] * 2, ft.enumerate(xs))
 
-    g = f.analyze(xs).etdg
+    g = ft.analyze(f, xs).etdg
     (const,) = [b for b in g.buffers if b.kind == "const"]
     assert const.extents == (5,)
     assert same_map(union(reads(g, const.name)), "{ [i] -> [i] : 0 <= i < 5 }")
@@ -396,7 +396,7 @@ def test_gather_with_traced_indices_is_data_dependent():
     def f(xs, idx):
         return read_all(ft.gather(xs, idx), 1)
 
-    g = f.analyze(xs, idx).etdg
+    g = ft.analyze(f, xs, idx).etdg
     (a,) = reads(g, "xs")
     assert a.data_dependent
     assert same_map(isl.Map(a.map), "{ [q] -> [g] : 0 <= q < 4 and 0 <= g < 6 }")
@@ -406,7 +406,7 @@ def test_gather_with_traced_indices_is_data_dependent():
     assert "data-dependent" in str(g)
     assert "data-dependent" in str(ft.explain(f, xs, idx)).lower()
     static = ft.function(lambda xs: read_all(ft.gather(xs, [3, 0]), 1))
-    assert not any(a.data_dependent for a in static.analyze(xs).etdg.accesses)
+    assert not any(a.data_dependent for a in ft.analyze(static, xs).etdg.accesses)
 
 
 # -- text, DOT, SVG, HTML ---------------------------------------------------------------------
@@ -417,7 +417,7 @@ def test_text_is_stable_and_complete(name):
     """Two analyses of the same program print the same; the text names every block and buffer."""
     m = zoo.load(name)
     args = m.inputs("small")
-    g1, g2 = m.model.analyze(*args).etdg, m.model.analyze(*args).etdg
+    g1, g2 = ft.analyze(m.model, *args).etdg, ft.analyze(m.model, *args).etdg
     text = str(g1)
     assert text == str(g2)
     assert text.startswith(f"etdg @{g1.name}")
@@ -473,7 +473,7 @@ def test_explain_reports_parallelism_dependences_wavefront_and_reuse():
     args = m.inputs("small")
     report = ft.explain(m.model, *args)
     text = str(report)
-    (b,) = m.model.analyze(*args).blocks
+    (b,) = ft.analyze(m.model, *args).blocks
     names = [d.name for d in b.dims]
     assert "parallel" in text and names[1] in text              # the batch map is parallel
     for v in b.dependences:                                      # both carried vectors

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+import fractal as ft
 from examples import zoo
 
 
@@ -32,7 +33,7 @@ def analysis(name: str, overrides: tuple = ()):
     """The analysis of zoo model `name` at its small configuration (with size `overrides`)."""
     m = zoo.load(name)
     cfg = dict(m.CONFIGS["small"], **dict(overrides))
-    return m.model.analyze(*m.inputs(cfg))
+    return ft.analyze(m.model, *m.inputs(cfg))
 
 
 @dataclass(frozen=True)
@@ -425,7 +426,7 @@ def test_retention_parallel_form():
     carried dependence is the reduce's accumulator, re-associable; gamma is re-read along
     batch, queries and keys."""
     from examples import retention as m
-    a = m.parallel_model.analyze(*m.inputs("small"))
+    a = ft.analyze(m.parallel_model, *m.inputs("small"))
     kinds = [[d.kind for d in b.dims] for b in a.blocks]
     assert kinds == [["map", "map"], ["map", "map", "map"], ["map", "map", "map"],
                      ["map", "map", "map", "map"], ["map", "map", "map", "reduce"]]

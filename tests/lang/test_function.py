@@ -140,3 +140,22 @@ def test_the_same_udf_can_be_used_twice():
     assert len(names) == len(set(names))
     x = _seqs([2])[0].to_numpy()
     assert np.allclose(f(_seqs([2])[0]).to_numpy(), np.tanh(np.tanh(x) * 2) * 2)
+
+
+def test_traced_values_are_wrapped_by_the_tracer_of_their_type():
+    """Tracing picks the tracer class by static type (`Tracer.BY_TYPE`): lists index and
+    slice with a known length, tensors have NumPy-like operators."""
+    from fractal.lang.tensor_tracer import TensorTracer
+    from fractal.lang.tracing import ListTracer, Tracer
+
+    assert Tracer.BY_TYPE == {ft.TensorType: TensorTracer, ft.FractalTensorType: ListTracer}
+    seen = {}
+
+    @ft.function
+    def f(xs, w):
+        seen["xs"], seen["w"], seen["last_half"] = xs, w, ft.split(xs, 2)[1:]
+        return ft.map(lambda x: x @ w, xs)
+
+    f.trace(_seqs([3])[0], np.eye(3))
+    assert type(seen["xs"]) is ListTracer and type(seen["w"]) is TensorTracer
+    assert type(seen["last_half"]) is ListTracer and seen["last_half"].static_len == 1  # split(xs, 2) has 2

@@ -10,7 +10,11 @@ Specification checked here:
 * Reading: `len`, `x[i]` (negative too), `x[a:b:s]` with Python slice semantics (any step
   sign, composable), iteration, `x.type`, `x.depth`, `x.lengths()`, `to_list()`, repr.
 * Storage: values are immutable (leaves are read-only ndarrays, inputs are copied), and
-  indexing, slicing and reversing are views that share the leaf buffer.
+  indexing, slicing and reversing are views that share the leaf buffer.  The storage API
+  the compiler layers use: `compact()` gives a list's elements as `(leaves, offsets)`,
+  `FractalTensor.from_storage` builds a list over storage, `from_elements` packs element
+  values, `take(positions)` selects elements as a view, `with_leaves` keeps a list's
+  structure over other leaves.
 * Types: `ft.Tensor[...]`, `ft.FractalTensor[...]`, dtypes equal to NumPy's.
 """
 
@@ -403,6 +407,38 @@ def test_indexing_does_not_copy_the_buffer():
     assert leaf.base is not None  # a view ...
     assert np.shares_memory(leaf, x[7][::-1][6])  # ... of the same storage other paths see
     assert np.shares_memory(x[7][0], x[6:][1][0])
+
+
+def test_compact_lays_out_exactly_the_elements_and_from_storage_rebuilds_the_list():
+    xx = ft.fractal([[vec(2)] * k for k in (2, 3, 1)])
+    view = xx[::-1]
+    leaves, offsets = view.compact()
+    assert len(leaves) == 6 and [list(o) for o in offsets] == [[0, 1, 4, 6]]
+    rebuilt = ft.FractalTensor.from_storage(view.type, leaves, offsets, range(len(view)))
+    assert rebuilt == view and rebuilt.lengths() == [1, 3, 2]
+
+
+def test_from_elements_packs_element_values_and_empty_lists():
+    a, b = vec(3), vec(3)
+    xs = ft.FractalTensor.from_elements(ft.Tensor[(3,), ft.float64], [a, b])
+    assert xs == ft.fractal([a, b])
+    empty = ft.FractalTensor.from_elements(ft.Tensor[(3,), ft.float64], [])
+    assert len(empty) == 0 and empty.type == ft.FractalTensor[ft.Tensor[(3,), ft.float64]]
+    nested = ft.FractalTensor.from_elements(xs.type, [xs, xs[:1]])
+    assert nested.lengths() == [2, 1]
+
+
+def test_take_selects_elements_by_position_as_a_view():
+    x = ft.fractal([vec(4) for _ in range(5)])
+    picked = x.take(np.array([4, 0, 4]))
+    assert len(picked) == 3 and np.shares_memory(picked[0], x[4]) and np.shares_memory(picked[1], x[0])
+    assert x.take(range(1, 5, 2)) == x[1:5:2]
+
+
+def test_with_leaves_keeps_the_structure_over_other_leaves():
+    xx = ft.fractal([[np.array(1.0), np.array(2.0)], [np.array(3.0)]])
+    doubled = xx[::-1].with_leaves(np.array([2.0, 4.0, 6.0]), xx.type)  # storage leaf k -> 2 * (k + 1)
+    assert doubled == ft.fractal([[np.array(6.0)], [np.array(2.0), np.array(4.0)]])
 
 
 # -- types ---------------------------------------------------------------------------------------

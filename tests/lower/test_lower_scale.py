@@ -29,7 +29,7 @@ def test_element_gids_of_lists_every_inner_point_reads_are_read_once_and_broadca
     want = np.full((4, 5, 3), -1)
     for (p, q), x in np.ndenumerate(ids):
         if x is not None:
-            want[p, q, :len(x)] = x._compact()[0]
+            want[p, q, :len(x)] = x.compact()[0]
     assert np.array_equal(got, want)
 
 

@@ -28,7 +28,7 @@ def _close(got, want, atol):
     for x, y in zip(a, b):
         if isinstance(y, ft.FractalTensor):
             assert isinstance(x, ft.FractalTensor) and x.type == y.type and x.lengths() == y.lengths()
-            x, y = x._compact()[0], y._compact()[0]
+            x, y = x.compact()[0], y.compact()[0]
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=atol)
 
 

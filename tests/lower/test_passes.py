@@ -735,7 +735,7 @@ def scaled(xs):
 
 
 def lowered(fn, *args):
-    program, _, flat = fn._traced(args, {})
+    program, _, flat = fn.traced(args, {})
     return lower_program(program, flat)
 
 

@@ -91,7 +91,7 @@ def _shutdowns() -> tuple:
 def _blas_controller():
     global _blas
     if _blas is None:
-        try:
+        try:  # imported on first use; without it BLAS keeps its own thread count
             from threadpoolctl import ThreadpoolController
         except ImportError:
             _blas = False
