@@ -1,22 +1,37 @@
-"""The brute-force dependence oracle (`tile_bruteforce`).
+"""The brute-force dependence oracle (`tile_bruteforce`) and its random programs (`tile_strategies`).
 
 Hand-written programs with known dependences pin the oracle down: a scan's flow distance,
 a parallel map's independence, anti and output dependences, and scatters and gathers whose
-dependences follow the index data (a permutation, duplicate rows); a stage whose points
-depend is caught, and runs differently op by op.
+dependences follow the index data (a permutation, duplicate rows).  Properties over random
+programs tie it to execution: where the oracle finds no dependence between two points of
+a stage, running the stage's ops point by point or op by op gives the same memory (and the
+same dependences), and a stage whose points do depend is caught; and the dependences are
+complete: any order of the instances that keeps them gives the program's memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections import defaultdict
 
 import numpy as np
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
 
 from fractal.lower.tile_ir import Buffer
 from fractal.lower.tile_parser import parse_tile_program
 from tests.lower.tile_bruteforce import (Access, Env, Instance, between, cross_point_dependences,
                                          distance_vectors, element_accesses, execute, has_dependence,
-                                         instance_dependences)
+                                         instance_dependences, program_instances, run_instances)
+from tests.lower.tile_strategies import tile_programs
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_same_memory(a: dict, b: dict) -> None:
+    for name in a:
+        assert np.array_equal(a[name], b[name], equal_nan=True), name
 
 
 def program(text: str):
@@ -193,3 +208,55 @@ def test_a_stage_whose_points_depend_is_caught_and_runs_differently_op_by_op():
         ("flow", ("cross", 0), ("cross", 1))] * 2
     assert execute(p, x)["z"].tolist() == [0.0, 1.0]
     assert execute(p, x, order="op")["z"].tolist() == [2.0, 1.0]
+
+
+@SETTINGS
+@given(tile_programs())
+def test_stages_without_cross_point_dependences_run_the_same_in_either_order(drawn):
+    """Random programs are valid; where the oracle finds no dependence between two points of
+    any stage, op-major execution leaves every buffer as point-major does, and meets the
+    same dependences (as a set: the order of the reports differs)."""
+    p = drawn.program.verify()
+    started = time.perf_counter()
+    deps = instance_dependences(*drawn)
+    note(f"{len(deps)} dependences in {time.perf_counter() - started:.3f} s")
+    if cross_point_dependences(deps, p):
+        event("a stage's points depend on each other")
+        return
+    event("checked both orders" + (" of multi-point stages" if any(s.dims for s in p.stages()) else ""))
+    assert_same_memory(execute(*drawn), execute(*drawn, order="op"))
+    assert set(instance_dependences(*drawn, order="op")) == set(deps)
+
+
+def topological_order(instances: list[Instance], deps, random) -> list[Instance]:
+    """The instances in a random order that runs every dependence's source before its sink."""
+    place = {inst: n for n, inst in enumerate(instances)}
+    after, waits = defaultdict(set), [0] * len(instances)
+    for d in deps:
+        src, dst = place[d.src], place[d.dst]
+        if dst not in after[src]:
+            after[src].add(dst)
+            waits[dst] += 1
+    ready, order = [n for n, w in enumerate(waits) if not w], []
+    while ready:
+        n = ready.pop(random.randrange(len(ready)))
+        order.append(instances[n])
+        for m in after[n]:
+            waits[m] -= 1
+            if not waits[m]:
+                ready.append(m)
+    assert len(order) == len(instances)  # dependences run forward: no cycle
+    return order
+
+
+@SETTINGS
+@given(tile_programs(), st.randoms(use_true_random=False))
+def test_every_order_the_dependences_allow_leaves_the_same_memory(drawn, random):
+    """Completeness: running the instances in any order that keeps every dependence's source
+    before its sink (here a random topological order) ends with the memory of the program
+    order; a dependence the oracle missed would let some such order change the result."""
+    instances = program_instances(drawn.program)
+    assert len(set(instances)) == len(instances)  # an (op, env) names one instance
+    reordered = topological_order(instances, instance_dependences(*drawn), random)
+    note(f"order: {reordered}")
+    assert_same_memory(run_instances(drawn.program, reordered, drawn.inputs, drawn.constants), execute(*drawn))
