@@ -36,21 +36,31 @@ def run_naive(p: TileProgram, inputs, temps=None) -> dict:
     return {b.name: arrays[b.name] for b in p.buffers if b.role == "output"}
 
 
-def run_block(stmts, env, arrays) -> None:
+def run_block(stmts, env, arrays, order="point") -> None:
+    for stage, k, inner in op_instances(stmts, env, order):
+        run_op(stage.body[k], inner, arrays)
+
+
+def op_instances(stmts, env, order="point"):
+    """`(stage, op index, env)` of every op that `stmts` run, in execution order (loop bounds and
+    `if` conditions read loop variables only, so the order never depends on data).  A stage's
+    points run in row-major order, all its ops at each point (`order="point"`) or each op at
+    every point (`"op"`): the tile IR lets a backend pick either, its points being independent."""
     for s in stmts:
         if isinstance(s, Loop):
             for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
-                run_block(s.body, {**env, s.var: value}, arrays)
+                yield from op_instances(s.body, {**env, s.var: value}, order)
         elif isinstance(s, If):
             a, op, b = s.cond
-            run_block(s.then if COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, arrays)
+            yield from op_instances(s.then if COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, order)
         else:
-            assert isinstance(s, Stage)
+            assert isinstance(s, Stage) and order in ("point", "op")
             ranges = [range(d.start.evaluate(env), d.stop.evaluate(env)) for d in s.dims]
-            for point in itertools.product(*ranges):
-                inner = {**env, **{d.var: x for d, x in zip(s.dims, point)}}
-                for op in s.body:
-                    run_op(op, inner, arrays)
+            points = [{**env, **{d.var: x for d, x in zip(s.dims, point)}} for point in itertools.product(*ranges)]
+            ops = range(len(s.body))
+            pairs = ((k, e) for e in points for k in ops) if order == "point" else ((k, e) for k in ops for e in points)
+            for k, inner in pairs:
+                yield s, k, inner
 
 
 def region(r, env, arrays) -> np.ndarray:
