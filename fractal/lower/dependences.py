@@ -35,7 +35,7 @@ import numpy as np
 from ..analysis.dependences import touch_deltas
 from ..analysis.wavefront import vector_set
 from .tile_expr import Region
-from .tile_ir import Gather, If, Loop, Scatter, Stage
+from .tile_nodes import Gather, If, Loop, Scatter, Stage
 from .tile_affine import evaluate_many
 from .tile_isl import Indirect, Scope, arithmetic_runs, buffer_tag, element_constraints, isl_index
 
@@ -193,18 +193,18 @@ def only_zero(d: isl.Set) -> bool:
 
 def vectors(d: isl.Set, limit: int = 4096) -> list[tuple[int, ...]] | None:
     """The differences in `d`, sorted; None when there are more than `limit`."""
-    n, out = d.dim(isl.dim_type.set), []
-
-    class _Many(Exception):
-        pass
+    n, out, many = d.dim(isl.dim_type.set), [], []
 
     def add(p):
         if len(out) >= limit:
-            raise _Many
+            many.append(True)
+            raise StopIteration  # (isl turns it into its own error, caught below)
         out.append(tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n)))
     try:
         d.foreach_point(add)
-    except _Many:
+    except (StopIteration, isl.Error):
+        if not many:
+            raise
         return None
     return sorted(out)
 

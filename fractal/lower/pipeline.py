@@ -36,7 +36,6 @@ from .rolling import roll_storage
 from .schedule import schedule
 from .sink import sink
 from .target import Target
-from .tile_contract import check_contract
 from .tile_ir import TileProgram
 from .tiling import tile
 from .wavefront import wavefront
@@ -121,6 +120,5 @@ def run_pipeline(program: TileProgram, *, target: Target, verify: bool | None = 
 def _verified(program: TileProgram, after: str, ctx: PassContext) -> None:
     try:
         program.verify()
-        check_contract(program)
     except VerifyError as e:
         raise VerifyError(f"after {after}: {e.message}", loc=e.loc) from None

@@ -16,7 +16,7 @@ from typing import Callable
 
 from .tile_affine import Aff
 from .tile_expr import Binary, Load, Region, Unary, Where
-from .tile_ir import Dim, If, Loop, Stage
+from .tile_nodes import Dim, If, Loop, Stage
 from .tile_isl import Scope
 
 REGION_FIELDS = ("src", "dst", "a", "b", "c", "index")

@@ -22,12 +22,12 @@ from fractal.lang.errors import UNKNOWN_LOC, VerifyError
 
 from .dependences import Access, accesses, deltas, only_zero, table_instances, tables_of, vectors
 from .rewrite import Path, rewrite_blocks
-from .tile_ir import Loop, Scatter, Stage, TileProgram
+from .tile_nodes import Loop, Scatter, Stage
 from .tile_isl import Indirect
 from .tile_printer import header
 
 
-def check_contract(program: TileProgram) -> None:
+def check_contract(program) -> None:
     """Raise `VerifyError` where a stage's points or a parallel loop's iterations meet, or a
     constant scatter index repeats a row within a point."""
     shapes = {b.name: b.shape for b in program.buffers}

@@ -120,7 +120,9 @@ class TileProgram:
     def _repr_html_(self) -> str:  # notebooks show the program text
         return f"<pre>{html.escape(str(self))}</pre>"
 
-    def verify(self) -> "TileProgram":
-        """Check every rule of the IR (`fractal.lower.tile_verify`); raises `VerifyError`."""
-        verify_tile_program(self)
+    def verify(self, *, contract: bool = True) -> "TileProgram":
+        """Check every rule of the IR (`fractal.lower.tile_verify`), and the contract with the
+        backends unless `contract=False` (a test building a program that breaks it on purpose);
+        raises `VerifyError`."""
+        verify_tile_program(self, contract=contract)
         return self

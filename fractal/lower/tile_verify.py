@@ -21,6 +21,9 @@
   with them as 1; `gather`/`scatter` a 1-d int32/int64 index and the data shape with the
   `axis` extent replaced by the index length; `convert` equal shapes, different dtypes.
   Inputs and consts are never written.
+* The contract (`fractal.lower.tile_contract`, exact): the points of a stage are independent,
+  so are the iterations of a parallel loop, and a scatter names each row at most once per
+  point (checked on constant index tables).
 
 Errors are `VerifyError`s whose message ends with `in: <the statement>`.
 """
@@ -41,6 +44,7 @@ from .tile_affine import Aff, FloorDiv, Max, Min, Mod
 from .tile_expr import BOOL_OPS, Binary, Const, Load, Region, Unary, Where
 from .tile_nodes import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES, TILE_OPS, Convert, Copy,
                          Elementwise, Gather, Gemm, If, Loop, Reduce, Stage)
+from .tile_contract import check_contract
 from .tile_printer import header, name_problem, print_region
 
 _BOOL = np.dtype(bool)
@@ -48,10 +52,13 @@ _NEGATE = {"<": ">=", "<=": ">", "==": "!=", "!=": "==", ">=": "<", ">": "<="}
 _INDEX_DTYPES = (np.dtype("int32"), np.dtype("int64"))
 
 
-def verify_tile_program(p) -> None:
+def verify_tile_program(p, *, contract: bool = True) -> None:
     """Check `p`, a `TileProgram` (read by its fields: it is defined in `tile_ir`, which builds on
-    this module); raises `VerifyError`."""
+    this module): its well-formedness, then (unless `contract=False`) the contract every backend
+    relies on (`fractal.lower.tile_contract`); raises `VerifyError`."""
     _Verifier(p).run()
+    if contract:
+        check_contract(p)
 
 
 class _Ctx(NamedTuple):

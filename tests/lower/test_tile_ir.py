@@ -419,12 +419,13 @@ def programs(draw):
 def test_random_programs_round_trip_and_verify(p):
     """Random well-formed programs (every op kind, nested loops with steps and min bounds,
     stages, ifs, quasi-affine indices, keyword-like names) print and parse back exactly,
-    print stably, and pass verify."""
+    print stably, and pass verify (the structural rules: their stages' points may well meet,
+    which the contract tests take up, tests/lower/test_tile_contract.py)."""
     text = print_tile_program(p)
     q = parse_tile_program(text)
     assert q == p
     assert str(q) == text
-    p.verify()
+    p.verify(contract=False)
 
 
 def brute_force_out_of_bounds(p: TileProgram) -> bool:
@@ -471,9 +472,9 @@ def test_static_bounds_check_is_exact(p, data):
     expected = brute_force_out_of_bounds(p)
     if expected:
         with pytest.raises(VerifyError, match="out of bounds"):
-            p.verify()
+            p.verify(contract=False)
     else:
-        p.verify()
+        p.verify(contract=False)
 
 
 # --- parse and print errors -------------------------------------------------------------------
@@ -492,7 +493,7 @@ def program_text(*ops: str, loop: str = "for i in 0:4 sequential host") -> str:
   buffer m: i32[2,4] global temp
   buffer bo: bool[4,8] global temp
   {loop} {{
-    stage s(j in 0:2) device {{
+    stage s(j in 0:1) device {{
 {body}
     }}
   }}
@@ -699,7 +700,7 @@ VERIFY_CASES = [
     pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, 8), (2, 1)))),
                  "index axis 0 has stride 2 (only range axes are strided)", id="index stride"),
     pytest.param(lambda: replace_first_op(Copy("x", "y")), "expected a Region, got 'x'", id="not a region"),
-    op_case("y[i, j:j + 8] = 0.0", "region y[i, j:j + 8] is out of bounds: at i = 0, j = 1, axis 1 reaches 1..8"),
+    op_case("y[i, j + 1:j + 9] = 0.0", "region y[i, j + 1:j + 9] is out of bounds: at i = 3, j = 0, axis 1 reaches 1..8"),
     op_case("y[2*i - 3, 0:8] = 0.0", "at i = 0, j = 0, axis 0 reaches index -3, outside 0..3 of y"),
     # ops
     op_case("y[i, 0:8] = copy(x[0:2, 0:8])", "copy from shape (2, 8) to shape (8,): sizes 16 and 8 differ"),
