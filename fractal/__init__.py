@@ -6,7 +6,8 @@
     def rnn(xs, w, h0):
         return ft.scan(lambda h, x: ft.tanh(x @ w + h), xs, h0)
 
-    rnn(xs, w, h0)              # compiled for the cpu backend and run
+    rnn(xs, w, h0)              # compiled for this machine (ft.targets.host()) and run
+    rnn(xs, w, h0, target=ft.targets.get("cpu-generic"))   # ... or for a named target
     ft.analyze(rnn, xs, w, h0)  # the ETDG analysis; ft.explain(...) says it in words
 
 See README.md for a tour.  The package wires the stages together: the language
@@ -18,6 +19,7 @@ from .lang import *  # noqa: F401,F403
 from .lang.runner import install_runner as _install_runner
 from .compile import RUNNER as _RUNNER
 from .analysis import analyze, explain
+from . import backends, targets  # noqa: F401  (ft.backends.register, ft.targets.get, ...)
 
 __version__ = "0.1.0"
 

@@ -1,16 +1,19 @@
 """Compiling and running `@ft.function`s: trace, lower, run the pass pipeline, build the backend.
 
 This module wires the layers together (language -> lowering -> backend), which is why it
-lives at the top of the package.  A `Compiled` object is specific to the argument types
-*and sizes* (every list length): the lowering unrolls the list structure into constant
-tables, the data of const buffers in its tile IR.  The language layer cannot import this
-one, so `RUNNER` is what the `fractal` package installs for `Function` to delegate to (`fractal.lang.runner`):
+lives at the top of the package.  It names no backend: a call's target (`ft.targets`, the
+host by default) names one, and the registry (`fractal.backends.registry`) has it.  A
+`Compiled` object is specific to the argument types *and sizes* (every list length): the
+lowering unrolls the list structure into constant tables, the data of const buffers in its
+tile IR.  The language layer cannot import this one, so `RUNNER` is what the `fractal`
+package installs for `Function` to delegate to (`fractal.lang.runner`):
 
-* `f.compile(*args, backend="cpu")` -> `compile_cached`: a `Compiled`, cached per function,
-  program, argument sizes and backend (in the function's `runner_cache`);
-* `f(*args)` -> `run_call`: compile for the cpu backend and run; a program the backend cannot
-  lower yet runs in the NumPy reference interpreter instead, with a warning (once per
-  function); `f(*args, backend="interpreter")` interprets.
+* `f.compile(*args, target=t)` (or `backend="cpu"`: that backend's default target) ->
+  `compile_cached`: a `Compiled`, cached per function, program, argument sizes and target
+  (in the function's `runner_cache`);
+* `f(*args, target=t)` -> `run_call`: compile and run; a program the backend cannot lower yet
+  runs in the NumPy reference interpreter instead, with a warning (once per function);
+  `backend="interpreter"` interprets.
 """
 
 from __future__ import annotations
@@ -21,20 +24,18 @@ from time import perf_counter
 
 import numpy as np
 
-from .backends.cpu import CpuExecutable
-from .backends.cpu.policy import CpuPolicy
+from . import targets
+from .backends import registry
 from .lang.errors import ArgumentError, LengthError, UnsupportedError, located
 from .lang.function import is_static
 from .lang.runner import Runner
 from .lang.tree import unflatten
 from .lang.values import FractalTensor
 from .lower.lower_program import lower_program
-from .lower.hardware import this_cpu
 from .lower.pipeline import run_pipeline
 from .lower.target import Target
 from .lower.tile_ir import TileProgram
 
-BACKENDS = ("cpu", "interpreter")
 _WARNED: set[str] = set()  # functions already warned about an interpreter fallback
 
 
@@ -52,10 +53,14 @@ def sizes_key(leaves) -> tuple:
 
 @dataclass
 class Compiled:
-    """A program compiled for one set of argument types and sizes."""
+    """A program compiled for one target and one set of argument types and sizes.
+
+    `tile_ir` is the tile program the backend built from (None for a backend that consumes
+    the program IR itself, the interpreter)."""
 
     name: str
-    tile_ir: TileProgram
+    target: Target
+    tile_ir: TileProgram | None
     seconds: dict  # trace / lower / passes / backend build times
     _function: object
     _lowered: object
@@ -73,6 +78,8 @@ class Compiled:
         if sizes_key(leaves) != self._sizes:
             raise ArgumentError(f"{self.name} was compiled for other list lengths; call the function "
                                 f"(it compiles per size) or compile it again for these arguments")
+        if self._lowered is None:  # a backend of the program IR: flat arguments in, flat results out
+            return unflatten(self._out_tree, list(self._executable.run(leaves, profile=profile)))
         inputs = {}
         for x, (buffer, kind) in zip(leaves, self._lowered.inputs):
             if kind == "tensor":
@@ -99,51 +106,72 @@ class Compiled:
     __call__ = run
 
     def _repr_html_(self) -> str:
-        return self.tile_ir._repr_html_()
+        return self.tile_ir._repr_html_() if self.tile_ir is not None else f"<pre>{self.name}: {self.target.name}</pre>"
 
 
-def compile_function(function, args, kwargs, backend: str = "cpu", *, verify: bool = False) -> Compiled:
-    if backend != "cpu":
-        raise ArgumentError(f"unknown backend {backend!r}: compile supports 'cpu' (call with "
-                            f"backend='interpreter' to interpret)")
+def resolve_target(backend: str | None = None, target: Target | str | None = None) -> Target:
+    """The target a call compiles for: `target` (a `Target` or a target's name), else the
+    default target of `backend` (default `cpu`: this machine)."""
+    if target is None:
+        return registry.get(backend if backend is not None else "cpu").default_target()
+    if isinstance(target, str):
+        target = targets.get(target)
+    if not isinstance(target, Target):
+        raise ArgumentError(f"target must be a Target (see ft.targets) or a target's name, got {type(target).__name__}")
+    if backend is not None and backend != target.backend:
+        raise ArgumentError(f"target {target.name!r} runs on the {target.backend!r} backend, not {backend!r}: "
+                            f"pass one of the two")
+    registry.get(target.backend)  # (an unknown backend: the registry's error)
+    return target
+
+
+def compile_function(function, args, kwargs, target: Target, *, verify: bool | None = None) -> Compiled:
+    """Trace, lower, run the passes for `target` (verified after each with `verify`, default
+    `FRACTAL_VERIFY=1`) and build `target`'s backend."""
+    backend = registry.get(target.backend)
     t0 = perf_counter()
     program, out_tree, leaves = function.traced(args, kwargs)
     t1 = perf_counter()
+    if backend.consumes == "program":
+        executable = backend.build(program, target)
+        seconds = {"trace": t1 - t0, "lower": 0.0, "passes": 0.0, "backend": perf_counter() - t1}
+        return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree)
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
-    tile_ir, _ = run_pipeline(lowered.program, verify=verify, target=Target("host", "cpu", this_cpu(), CpuPolicy()))
+    tile_ir, _ = run_pipeline(lowered.program, target=target, verify=verify)
     t3 = perf_counter()
-    executable = CpuExecutable(tile_ir)
+    executable = backend.build(tile_ir, target)
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
-    return Compiled(program.name, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)
+    return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)
 
 
-def compile_cached(function, args, kwargs, backend: str = "cpu") -> Compiled:
-    """`f.compile(*args, backend=...)`: the `Compiled` for these arguments' program and sizes,
-    compiled once per function (the cache lives in the function, and goes with it)."""
+def compile_cached(function, args, kwargs, backend: str | None = None, target: Target | str | None = None) -> Compiled:
+    """`f.compile(*args, backend=..., target=...)`: the `Compiled` for these arguments' program
+    and sizes and the target, compiled once (the cache lives in the function, and goes with it)."""
+    target = resolve_target(backend, target)
     program, _, leaves = function.traced(args, kwargs)
-    key = (program, sizes_key(leaves), backend)
+    key = (program, sizes_key(leaves), target)
     compiled = function.runner_cache.get(key)
     if compiled is None:
-        compiled = function.runner_cache[key] = compile_function(function, args, kwargs, backend)
+        compiled = function.runner_cache[key] = compile_function(function, args, kwargs, target)
     return compiled
 
 
-def run_call(function, args, kwargs, backend: str = "cpu"):
-    """`f(*args, backend=...)`: run on `backend`; the interpreter for programs it cannot compile."""
-    if backend == "interpreter":
-        return function.interpret(*args, **kwargs)
+def run_call(function, args, kwargs, backend: str | None = None, target: Target | str | None = None):
+    """`f(*args, backend=..., target=...)`: compile and run; the interpreter for programs the
+    target's backend cannot compile yet."""
+    resolved = resolve_target(backend, target)
     try:
-        compiled = compile_cached(function, args, kwargs, backend)
+        compiled = compile_cached(function, args, kwargs, target=resolved)
     except UnsupportedError as e:
         if function.name not in _WARNED:
             _WARNED.add(function.name)
             # stacklevel 3: the line that called the function (through Function.__call__)
-            warnings.warn(f"{function.name}: running in the interpreter; the {backend} backend cannot "
+            warnings.warn(f"{function.name}: running in the interpreter; the {resolved.backend} backend cannot "
                           f"compile it yet: {e.message}", stacklevel=3)
         return function.interpret(*args, **kwargs)
     return compiled.run(*args, **kwargs)
 
 
-RUNNER = Runner(call=run_call, compile=compile_cached, call_options=frozenset({"backend"}))
+RUNNER = Runner(call=run_call, compile=compile_cached, call_options=frozenset({"backend", "target"}))

@@ -4,10 +4,12 @@ Specification checked here:
 
 * The language layer does not compile: `Function.__call__` and `Function.compile` delegate to
   the runner the `fractal` package installs (`fractal.compile.RUNNER`), once.
-* `f(*args)` compiles for the cpu backend, caches the compiled program in the function per
-  argument sizes, and runs it; `f(*args, backend="interpreter")` interprets without compiling;
-  a function that takes a `backend` parameter itself gets it.  While tracing, a call inlines.
-* `f.compile(*args, backend=...)` passes keywords it does not know to the runner unexamined.
+* `f(*args)` compiles for the host, caches the compiled program in the function per argument
+  sizes and target, and runs it; `f(*args, backend="interpreter")` interprets (the interpreter
+  backend: no lowering); a function that takes a `backend` or `target` parameter itself gets
+  it.  While tracing, a call inlines.
+* `f.compile(*args, target=..., backend=...)` hands the runner's options to the runner and the
+  other keywords to the function.
 * A program the backend cannot lower runs in the interpreter with a warning that points at
   the caller's line.
 * The analysis of a function is `ft.analyze(f, *args)`, in words `ft.explain(f, *args)`.
@@ -35,7 +37,7 @@ def doubled(xss):
 
 def test_the_package_installs_the_compile_layer_runner():
     assert installed_runner() is fractal.compile.RUNNER
-    assert installed_runner().call_options == {"backend"}
+    assert installed_runner().call_options == {"backend", "target"}
 
 
 def test_a_call_compiles_once_per_sizes_and_keeps_the_compiled_program_in_the_function():
@@ -44,21 +46,23 @@ def test_a_call_compiles_once_per_sizes_and_keeps_the_compiled_program_in_the_fu
         return ft.map(lambda xs: ft.map(lambda x: x + 1.0, xs), xss)
 
     assert f(rows(2, 1)) == f(rows(2, 1), backend="interpreter")
-    assert len(f.runner_cache) == 1
+    assert len(f.runner_cache) == 2  # one per target: the host, the interpreter
     f(rows(2, 1))
-    assert len(f.runner_cache) == 1  # same sizes: the cached program runs
+    assert len(f.runner_cache) == 2  # same sizes: the cached program runs
     f(rows(3))
-    assert len(f.runner_cache) == 2  # other lengths: compiled again
+    assert len(f.runner_cache) == 3  # other lengths: compiled again
     assert f.compile(rows(3)) is f.compile(rows(3))
+    assert f.compile(rows(3), target="cpu-generic") is not f.compile(rows(3))  # another target
 
 
-def test_a_call_on_the_interpreter_does_not_compile():
+def test_a_call_on_the_interpreter_does_not_lower():
     @ft.function
     def f(xs):
         return ft.map(lambda x: x * 3.0, xs)
 
     out = f(rows(2)[0], backend="interpreter")
-    assert out.lengths() == 2 and f.runner_cache == {}
+    (compiled,) = f.runner_cache.values()
+    assert out.lengths() == 2 and compiled.tile_ir is None and compiled.target.backend == "interpreter"
 
 
 def test_a_function_with_a_backend_parameter_receives_it():
@@ -80,16 +84,16 @@ def test_a_call_while_tracing_inlines_the_body_and_drops_the_backend_option():
     assert outer(rows(2, 1)) == doubled(rows(2, 1))
 
 
-def test_compile_passes_keywords_it_does_not_know_to_the_runner(monkeypatch):
+def test_compile_hands_the_runner_its_options(monkeypatch):
     seen = []
     fake = Runner(call=lambda *a, **k: None, compile=lambda f, args, kwargs, **options: seen.append(
-        (f, args, kwargs, options)) or "compiled")
+        (f, args, kwargs, options)) or "compiled", call_options=frozenset({"backend", "target", "fast"}))
     monkeypatch.setattr(runner_module, "_installed", fake)
     xs = rows(2)
     assert doubled.compile(xs, target="h100") == "compiled"
-    assert doubled.compile(xs, backend="cuda") == "compiled"
-    assert seen == [(doubled, (xs,), {"target": "h100"}, {"backend": "cpu"}),
-                    (doubled, (xs,), {}, {"backend": "cuda"})]
+    assert doubled.compile(xs, backend="cuda", fast=True) == "compiled"
+    assert seen == [(doubled, (xs,), {}, {"target": "h100"}),
+                    (doubled, (xs,), {}, {"backend": "cuda", "fast": True})]
 
 
 def test_compile_rejects_an_unknown_backend():

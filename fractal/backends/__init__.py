@@ -1,2 +1,13 @@
-"""Backends that run the tile IR: `cpu` (NumPy/BLAS, the default), `cuda` and `dataflow`
-(later issues).  `fractal.compile` picks one for `f.compile(*args, backend=...)`."""
+"""Backends that run compiled programs, found by name in a registry (`registry`): `cpu`
+(NumPy/BLAS, the default) and `interpreter` (the reference interpreter) are registered here;
+`cuda` and `dataflow` come next, and a user's own plugs in with `register` (README:
+"Writing a backend").  `fractal.compile` asks the registry for the backend a target names."""
+
+from .cpu.backend import CpuBackend
+from .interpreter import InterpreterBackend
+from .registry import Backend, Executable, backends, get, names, register
+
+register(CpuBackend())
+register(InterpreterBackend())
+
+__all__ = ["Backend", "Executable", "backends", "get", "names", "register"]

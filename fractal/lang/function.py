@@ -113,24 +113,30 @@ class Function:
         flat = run_program(program, leaves, progress)
         return unflatten(out_tree, flat)
 
-    def compile(self, *args, backend: str = "cpu", **kwargs):
+    def compile(self, *args, **kwargs):
         """Compile for these arguments' types and sizes (cached): a `Compiled` with `.tile_ir`
-        and `.run(*args)`.  The installed runner (`fractal.compile`) compiles; other keywords
-        reach it unexamined beside the function's own, so it may take more options from them."""
-        return installed_runner().compile(self, args, kwargs, backend=backend)
+        and `.run(*args)`.  The installed runner (`fractal.compile`) compiles, for the options
+        among the keywords that it names (`target=`, `backend=`) and the function does not take."""
+        runner = installed_runner()
+        return runner.compile(self, args, kwargs, **self._options(runner, kwargs))
 
     def __call__(self, *args, **kwargs):
-        """Run the function: on the runner's default backend, or as `backend=` says (a keyword
-        the function takes itself is its own).  While tracing, the body is inlined instead."""
+        """Run the function: for the runner's default target, or as its options say (`target=`,
+        `backend=`; a keyword the function takes itself is its own).  While tracing, the body is
+        inlined instead."""
         runner = installed_runner()
-        options = {k: kwargs.pop(k) for k in sorted(runner.call_options & kwargs.keys())
-                   if k not in self.signature.parameters}
+        options = self._options(runner, kwargs)
         if current_frame() is not None:
             # called while tracing (from another traced function, or from an eager map's
             # abstract pass over an empty list): inline the body into the enclosing trace
             self.flatten_args(args, kwargs)  # the same signature and annotation checks
             return self.fn(*args, **kwargs)
         return runner.call(self, args, kwargs, **options)
+
+    def _options(self, runner, kwargs: dict) -> dict:
+        """The runner's options taken out of `kwargs` (those the function does not take itself)."""
+        return {k: kwargs.pop(k) for k in sorted(runner.call_options & kwargs.keys())
+                if k not in self.signature.parameters}
 
     def __repr__(self):
         return f"<fractal function {self.name}>"

@@ -7,11 +7,10 @@ Instead the `fractal` package installs `fractal.compile.RUNNER` once, when it is
 and `Function` delegates to it (dependency inversion):
 
     f(*args, **kwargs)           ->  runner.call(f, args, kwargs, **options)   (not while tracing)
-    f.compile(*args, backend=b)  ->  runner.compile(f, args, kwargs, backend=b)
+    f.compile(*args, **kwargs)   ->  runner.compile(f, args, kwargs, **options)
 
-A call's `options` are the keywords named in `runner.call_options` (`backend`) that the
-function does not take itself; `kwargs` keeps the rest.  `compile` gets every other keyword
-unexamined, so the runner can take further options (`target=`) from among them.
+A call's `options` are the keywords named in `runner.call_options` (`target`, `backend`) that
+the function does not take itself; `kwargs` keeps the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ class Runner:
     """What the compile layer provides to `Function.__call__` and `Function.compile`."""
 
     call: Callable[..., Any]  # call(function, args, kwargs, **options) -> the results
-    compile: Callable[..., Any]  # compile(function, args, kwargs, backend=...) -> a compiled program
+    compile: Callable[..., Any]  # compile(function, args, kwargs, **options) -> a compiled program
     call_options: frozenset[str] = frozenset()  # keywords of a call meant for `call`, not the function
 
 

@@ -5,9 +5,14 @@
   makes it their `str()`; `tile_ir.lark`, `tile_parser`) and `verify()` (`tile_verify`);
 * from program IR to tile IR, for one set of argument sizes: `lower_program` (with
   `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`, `lower_ragged`);
-* the passes, run in order by `pipeline.run_pipeline`: `schedule`, `hoist`, `wavefront`
-  (with `dependence`), `coarsen`, `bucket`, `materialise`, `tiling`; shared helpers in `rewrite`;
-* hardware described as data: `hardware` (this CPU, A100/H100, a PE mesh).
+* the passes, run in order by `pipeline.run_pipeline` (`PASSES`, numbered there): `contract`,
+  `schedule`, `hoist`, `wavefront` (with `skew`), `sink`, `coarsen` and `merge_gemms`,
+  `bucket`, `materialise` and `rolling`, `tiling`; shared helpers in `rewrite`;
+* legality: the dependence engine `dependences` (exact, isl: `tile_isl` builds the integer
+  sets, `fractal.analysis.dependences` computes on them) and the contract every backend may
+  rely on (`tile_contract`); profitability: the target's cost policy (`policy`, `workload`);
+* targets as data: `target` (a hardware record, the backend that runs it and its policy),
+  `hardware` (A100/H100, a PE mesh; CPUs from `fractal.backends.cpu.machines`).
 """
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod, aff, amax, amin, floordiv, mod
@@ -17,11 +22,12 @@ from .tile_ir import (Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, G
 from .tile_parser import parse_index, parse_region, parse_tile_program
 from .tile_printer import print_tile_program
 from .tile_verify import verify_tile_program
-from .hardware import A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, pe_mesh, this_cpu
+from .hardware import A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, pe_mesh
+from .target import Target
 from .pipeline import PASSES, run_pipeline
 
 __all__ = ["Aff", "FloorDiv", "Max", "Min", "Mod", "aff", "amax", "amin", "floordiv", "mod", "Binary", "Const",
            "Load", "Region", "Unary", "Where", "Active", "Buffer", "Convert", "Copy", "Dim", "Elementwise", "Gather", "Gemm",
            "If", "Loop", "Reduce", "Scatter", "Stage", "TileProgram", "parse_index", "parse_region",
            "parse_tile_program", "print_tile_program", "verify_tile_program", "A100_SXM_80GB", "H100_SXM",
-           "Hardware", "MemoryLevel", "pe_mesh", "this_cpu", "PASSES", "run_pipeline"]
+           "Hardware", "MemoryLevel", "pe_mesh", "Target", "PASSES", "run_pipeline"]

@@ -6,18 +6,16 @@ alignment its kernels want and the level a GEMM tile must fit (`tile_level`).  L
 instance (per core, SM or PE for private levels; `shared_by` says how many units share one);
 bandwidths are chip-wide aggregates in GB/s.
 
-`this_cpu()` reads this machine from the OS; `A100_SXM_80GB` and `H100_SXM` come from NVIDIA's
-spec sheets; `pe_mesh()` builds a dataflow mesh following the machine model of
-shared/reference/dataflow.md (rows x cols PEs, private SRAM, link bandwidth, hop latency).
+CPU records are built by the CPU backend (`fractal.backends.cpu.machines`, and this machine's
+by `fractal.backends.cpu.host`); `A100_SXM_80GB` and `H100_SXM` come from NVIDIA's spec sheets;
+`pe_mesh()` builds a dataflow mesh following the machine model of shared/reference/dataflow.md
+(rows x cols PEs, private SRAM, link bandwidth, hop latency).  Records are data: the compiler
+never reads the machine it runs on (a `fractal.lower.target.Target` carries the record).
 `gemm_tile()` constructs the GEMM tile with the best compute/traffic ratio that fits `tile_level`.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import statistics
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,125 +212,3 @@ def pe_mesh(rows: int, cols: int, sram_kib: float = 48.0, link_gbs: float = 4.0,
                 MemoryLevel("mesh", usable * pes, max(directed_links, 1) * link_gbs, 4, shared_by=pes)),
         peak_gflops=(("float32", pes * flops_per_cycle * clock_ghz),),
         source="dataflow.md presets: WSE-2 defaults [S/D], conservative compute rate [U]")
-
-
-# --- this machine ------------------------------------------------------------------------------
-
-# Estimates used when nothing is measured (why: compilation must not run a benchmark).  A core
-# issues 2 FMAs (4 flops) per cycle per SIMD lane, typical of x86 and Arm server cores; the clock,
-# bytes per cycle per core (registers: 3 vectors, L1: 2 vector loads) and DRAM rate are typical
-# values, not read from the machine.
-_CPU_CLOCK_GHZ = 2.5
-_CPU_FLOPS_PER_LANE_CYCLE = 4
-_CPU_L2_L3_BYTES_PER_CYCLE = {"L2": 32, "L3": 16}
-_CPU_DRAM_GBS = 20.0
-_CPU_VECTOR_REGISTERS = 16
-_GENERIC_CACHES = ((1, 32 * KiB, 64, 1), (2, 1 * MiB, 64, 1), (3, 8 * MiB, 64, 0))  # 0: shared by all
-_SYS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
-_MEASURED: dict[str, tuple[int, float]] = {}  # dtype -> (n, GFLOP/s) of the largest n measured
-
-
-def _read_text(path: str) -> str | None:
-    """The stripped contents of a file, or None when it cannot be read (monkeypatched in tests)."""
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _parse_size(text: str) -> int:
-    scale = {"K": KiB, "M": MiB, "G": GiB}.get(text[-1:].upper(), 1)
-    return int(text.rstrip("KMGkmg")) * scale
-
-
-def _count_cpus(cpu_list: str) -> int:
-    """'0-3,8' -> 5."""
-    spans = (part.partition("-") for part in cpu_list.split(",") if part)
-    return sum(int(hi or lo) - int(lo) + 1 for lo, _, hi in spans)
-
-
-def _read_caches(cores: int) -> list[tuple[int, int, int, int]]:
-    """(level, size, line bytes, shared_by) of cpu0's data caches, or generic ones if unreadable."""
-    caches = {}
-    for index in range(16):
-        base = f"{_SYS_CACHE}/index{index}"
-        level, kind, size = (_read_text(f"{base}/{f}") for f in ("level", "type", "size"))
-        if level is None:
-            break
-        if kind == "Instruction" or not size:
-            continue
-        try:
-            line = int(_read_text(f"{base}/coherency_line_size") or 64)
-            shared = _count_cpus(_read_text(f"{base}/shared_cpu_list") or "0")
-            entry = (int(level), _parse_size(size), line, shared)
-        except ValueError:  # an unexpected format: skip this cache rather than fail compilation
-            continue
-        if min(entry) > 0:
-            caches.setdefault(entry[0], entry)
-    if not caches:
-        return [(lv, size, line, shared or cores) for lv, size, line, shared in _GENERIC_CACHES]
-    return [caches[lv] for lv in sorted(caches)]
-
-
-def _cpuinfo() -> tuple[str, int]:
-    """The model name and SIMD width in bytes (AVX-512, AVX, else 16 as SSE and NEON)."""
-    text = _read_text("/proc/cpuinfo") or ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-    flags = set(text.split())
-    return (names or ["generic cpu"])[0], 64 if "avx512f" in flags else 32 if "avx" in flags else 16
-
-
-def _dram_bytes() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return 8 * GiB
-
-
-def this_cpu(measure: bool = False) -> Hardware:
-    """This machine.  Peaks are measured NumPy GEMM rates when `measure` (or when measured
-    earlier in this process), else the estimate cores x lanes x 4 flops x 2.5 GHz."""
-    (model, simd), cores = _cpuinfo(), _cpu_count()
-    bytes_per_cycle = {"registers": 3 * simd, "L1": 2 * simd, **_CPU_L2_L3_BYTES_PER_CYCLE}
-    gbs = {name: bpc * _CPU_CLOCK_GHZ * cores for name, bpc in bytes_per_cycle.items()}
-    levels = [MemoryLevel("registers", _CPU_VECTOR_REGISTERS * simd, gbs["registers"], simd)]
-    for lv, size, line, shared in _read_caches(cores):
-        name = f"L{lv}"
-        levels.append(MemoryLevel(name, size, gbs.get(name, _CPU_DRAM_GBS), line, shared))
-    levels.append(MemoryLevel("DRAM", _dram_bytes(), _CPU_DRAM_GBS, 64, cores))
-    names = {level.name for level in levels}
-    dtypes = ("float32", "float64")
-    measured = {d: measured_gemm_gflops(d) for d in dtypes} if measure else \
-        {d: gflops for d, (_, gflops) in _MEASURED.items()}
-    lanes = {d: simd // np.dtype(d).itemsize for d in dtypes}
-    peaks = [(d, measured.get(d, cores * lanes[d] * _CPU_FLOPS_PER_LANE_CYCLE * _CPU_CLOCK_GHZ)) for d in dtypes]
-    return Hardware(model, "cpu", cores, simd, tuple(levels), tuple(peaks),
-                    tile_align=8,  # BLAS micro-kernels block by multiples of 8 (AVX2 f32 lanes)
-                    tile_level=next(lv for lv in ("L2", "L1", "L3", "DRAM") if lv in names),
-                    clock_ghz=_CPU_CLOCK_GHZ,
-                    source="measured NumPy GEMM" if measured else "estimate: os + /sys, documented constants")
-
-
-@functools.lru_cache(maxsize=None)
-def measured_gemm_gflops(dtype: str = "float32", n: int = 1024, repeats: int = 5) -> float:
-    """Median GFLOP/s of np.matmul on n x n operands (2 n^3 flops), once per process."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    np.matmul(a, b)  # warm up: thread pool, page faults
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b)
-        times.append(time.perf_counter() - start)
-    gflops = 2.0 * n ** 3 / max(statistics.median(times), 1e-9) / 1e9
-    if n >= _MEASURED.get(dtype, (0, 0.0))[0]:
-        _MEASURED[dtype] = (n, gflops)
-    return gflops

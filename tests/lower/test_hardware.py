@@ -1,12 +1,11 @@
-"""Hardware records: frozen and printable; `this_cpu()` from the OS with safe fallbacks; the GEMM
-benchmark; sane GPU spec records and PE meshes; and `gemm_tile`, checked against brute force."""
+"""Hardware records: frozen and printable; sane GPU spec records and PE meshes; and `gemm_tile`,
+checked against brute force.  (CPU records: tests/backends/cpu/test_machines.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import math
-import os
 from fractions import Fraction
 
 import numpy as np
@@ -14,15 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractal.lower import hardware
-from fractal.lower.hardware import (A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, fits, gemm_tile,
-                                    measured_gemm_gflops, pe_mesh, this_cpu)
+from fractal.backends.cpu.machines import cpu_hardware, preset
+from fractal.lower.hardware import A100_SXM_80GB, H100_SXM, Hardware, MemoryLevel, fits, gemm_tile, pe_mesh
 
 SETTINGS = settings(max_examples=150, deadline=None)
-
-
-def affinity_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def toy(align: int, tile_bytes: int) -> Hardware:
@@ -30,18 +24,12 @@ def toy(align: int, tile_bytes: int) -> Hardware:
                     (("float32", 1.0),), tile_align=align, tile_level="L1")
 
 
-@pytest.fixture
-def fresh_measurements(monkeypatch):
-    """No GEMM measured yet in this process, whatever other tests did."""
-    monkeypatch.setattr(hardware, "_MEASURED", {})
-    measured_gemm_gflops.cache_clear()
-    yield
-    measured_gemm_gflops.cache_clear()
+GENERIC = cpu_hardware(preset("cpu-generic"))
 
 
 # --- records -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("hw", [A100_SXM_80GB, H100_SXM, pe_mesh(4, 4), this_cpu()], ids=lambda hw: hw.name)
+@pytest.mark.parametrize("hw", [A100_SXM_80GB, H100_SXM, pe_mesh(4, 4), GENERIC], ids=lambda hw: hw.name)
 def test_records_are_frozen_and_print_their_levels_and_peaks(hw):
     with pytest.raises(dataclasses.FrozenInstanceError):
         hw.cores = 1
@@ -113,53 +101,6 @@ def test_pe_mesh_follows_the_dataflow_machine_model():
             pe_mesh(**bad)
 
 
-# --- this machine ------------------------------------------------------------------------------
-
-def test_this_cpu_reads_the_os():
-    cpu = this_cpu()
-    assert cpu.kind == "cpu" and cpu.cores == affinity_count() and cpu.cores <= os.cpu_count()
-    names = [level.name for level in cpu.levels]
-    assert names[0] == "registers" and names[-1] == "DRAM" and "L1" in names
-    sizes = [level.size_bytes for level in cpu.levels]
-    assert sizes == sorted(sizes)  # fastest (smallest) first
-    assert all(math.isfinite(g) and g > 0 for _, g in cpu.peak_gflops)
-
-
-def test_this_cpu_without_sys_or_proc_files_is_a_generic_record(monkeypatch, fresh_measurements):
-    monkeypatch.setattr(hardware, "_read_text", lambda path: None)
-    cpu = this_cpu()
-    assert cpu.name == "generic cpu" and cpu.simd_width_bytes == 16 and cpu.cores == affinity_count()
-    assert [level.name for level in cpu.levels] == ["registers", "L1", "L2", "L3", "DRAM"]
-    assert cpu.tile_level == "L2" and cpu.level("L3").shared_by == cpu.cores
-    assert cpu.peak("float32") == 2 * cpu.peak("float64") > 0   # the documented estimate
-
-
-def test_this_cpu_parses_sys_cache_files_and_skips_odd_ones(monkeypatch):
-    files = {"index0": dict(level="1", type="Data", size="48K", coherency_line_size="64", shared_cpu_list="0,8"),
-             "index1": dict(level="1", type="Instruction", size="32K"),
-             "index2": dict(level="2", type="Unified", size="2048K", coherency_line_size="128",
-                            shared_cpu_list="0"),
-             "index3": dict(level="3", type="Unified", size="30M", shared_cpu_list="0-15"),
-             "index4": dict(level="4", type="Unified", size="lots")}
-    fake = {f"{hardware._SYS_CACHE}/{index}/{name}": text
-            for index, entries in files.items() for name, text in entries.items()}
-    fake["/proc/cpuinfo"] = "model name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx avx2 avx512f\n"
-    monkeypatch.setattr(hardware, "_read_text", fake.get)
-    cpu = this_cpu()
-    assert (cpu.name, cpu.simd_width_bytes) == ("Test CPU 9000", 64)
-    assert [(lv.name, lv.size_bytes, lv.transaction_bytes, lv.shared_by) for lv in cpu.levels[1:-1]] == [
-        ("L1", 48 << 10, 64, 2), ("L2", 2 << 20, 128, 1), ("L3", 30 << 20, 64, 16)]
-
-
-def test_gemm_benchmark_gives_a_positive_rate_and_feeds_this_cpu(monkeypatch, fresh_measurements):
-    gflops = measured_gemm_gflops("float32", n=64, repeats=1)
-    assert math.isfinite(gflops) and gflops > 0
-    assert measured_gemm_gflops("float32", n=64, repeats=1) == gflops          # cached per process
-    assert this_cpu().peak("float32") == gflops                               # measured earlier: used
-    monkeypatch.setattr(hardware, "measured_gemm_gflops", lambda dtype: {"float32": 7.0, "float64": 3.0}[dtype])
-    assert this_cpu(measure=True).peak_gflops == (("float32", 7.0), ("float64", 3.0))
-
-
 # --- gemm_tile ---------------------------------------------------------------------------------
 
 def allowed_sides(dim: int, align: int) -> list[int]:
@@ -198,7 +139,7 @@ def test_gemm_tile_is_the_best_aligned_tile_that_fits_by_brute_force(align, tile
 
 @SETTINGS
 @given(st.sampled_from([A100_SXM_80GB, H100_SXM, pe_mesh(2, 2), pe_mesh(2, 2, sram_kib=2, tile_align=4),
-                        this_cpu()]),
+                        GENERIC]),
        st.tuples(*[st.integers(1, 5000)] * 3), st.sampled_from([2, 4, 8]))
 def test_gemm_tile_on_real_records_is_aligned_fits_and_is_deterministic(hw, dims, itemsize):
     tile = gemm_tile(hw, *dims, itemsize)

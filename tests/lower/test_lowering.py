@@ -17,6 +17,8 @@ import fractal as ft
 from fractal.lower.pipeline import PASSES
 from examples import zoo
 from fractal.compile import compile_function
+
+TARGET = ft.targets.get("cpu-generic")  # structure below is this target's (the host's may differ)
 from fractal.lang.tree import flatten
 from tests.lang.strategies import assert_values_close, build, make_args, program_descs
 
@@ -37,7 +39,7 @@ def _close(got, want, atol):
 def test_zoo_model_on_cpu_equals_interpreter(name, ragged):
     model = zoo.load(name)
     args = model.inputs("small", dtype=np.float64, ragged=ragged)
-    compiled = compile_function(model.model, args, {}, verify=True)
+    compiled = compile_function(model.model, args, {}, TARGET, verify=True)
     _close(compiled.run(*args), model.model.interpret(*args), atol=1e-12)
 
 
@@ -54,7 +56,7 @@ def test_random_programs_on_cpu_equal_interpreter(desc):
     fn = ft.function(build(desc))
     args = make_args(desc)
     try:
-        compiled = compile_function(fn, args, {}, verify=True)  # the IR verifies after every pass
+        compiled = compile_function(fn, args, {}, TARGET, verify=True)  # the IR verifies after every pass
     except ft.UnsupportedError:
         return  # said so (a traced gather of lists of lists): the interpreter still runs it
     assert_values_close(compiled.run(*args), fn.interpret(*args))
@@ -96,7 +98,7 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("FRACTAL_DUMP_IR", str(tmp_path))
     model = zoo.load("stacked_lstm")
     args = model.inputs("small", dtype=np.float64)
-    compile_function(model.model, args, {})
+    compile_function(model.model, args, {}, TARGET)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["model.00-lowered.tile"] + [f"model.{k:02d}-{name}.tile" for k, (name, _) in
                                                  enumerate(PASSES, 1)]
@@ -256,7 +258,7 @@ def test_lists_with_no_element_lower_to_ir_that_verifies(n):
 
     xs = ft.fractal([np.full((1,), 2.0)] * n, type=ft.FractalTensor[ft.Tensor[(1,), np.float64]])
     b = np.float64(3.0)
-    compiled = compile_function(total_of_means, (xs, b), {}, verify=True)
+    compiled = compile_function(total_of_means, (xs, b), {}, TARGET, verify=True)
     _close(compiled.run(xs, b), total_of_means.interpret(xs, b), atol=1e-12)
 
 
@@ -273,7 +275,7 @@ def test_a_fold_over_an_outer_list_inside_maps_over_a_ragged_one():
     leaf = ft.Tensor[(1,), np.float64]
     xss = ft.fractal([[], [], [[], [np.full((1,), 2.0)]]], type=ft.FractalTensor[ft.FractalTensor[ft.FractalTensor[leaf]]])
     ys = ft.fractal([[]], type=ft.FractalTensor[ft.FractalTensor[leaf]])
-    compiled = compile_function(folded, (xss, ys), {}, verify=True)
+    compiled = compile_function(folded, (xss, ys), {}, TARGET, verify=True)
     _close(compiled.run(xss, ys), folded.interpret(xss, ys), atol=1e-12)
 
 
@@ -291,6 +293,6 @@ def test_a_comparison_of_two_fulls_keeps_its_answer():
 
     xs = ft.fractal([np.zeros((1,))] * 2, type=ft.FractalTensor[ft.Tensor[(1,), np.float64]])
     b = np.full((1, 1), 0.5)
-    compiled = compile_function(folded, (xs, b), {}, verify=True)
+    compiled = compile_function(folded, (xs, b), {}, TARGET, verify=True)
     _close(compiled.run(xs, b), folded.interpret(xs, b), atol=1e-12)
     assert float(compiled.run(xs, b)) == 0.5 + 6 * 0.25

@@ -27,6 +27,7 @@ from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
 from .indices import compile_box, compile_index
 from .ops import RULES
+from .policy import CpuPolicy
 from .scan import compile_scan, match_scan
 from .threads import SplitStage, Team, plan, run_ops
 from .threads import workers as threads_available
@@ -48,9 +49,13 @@ class _Scope:
 
 
 class CpuExecutable:
-    """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program).run(inputs)`."""
+    """Runs a verified `TileProgram` on the CPU: `CpuExecutable(program).run(inputs)`.
 
-    def __init__(self, program: TileProgram, threads: int | None = None):
+    `threads`: how many to cut big stages over (default: this process's cores, or
+    `FRACTAL_NUM_THREADS`); `split_elements`: the elements a stage's box must touch to be cut
+    (the target's `CpuPolicy.split_elements`)."""
+
+    def __init__(self, program: TileProgram, threads: int | None = None, split_elements: int | None = None):
         self.program = program
         self.threads = threads_available() if threads is None else max(1, int(threads))
         self.memory = {b.name: Memory(b) for b in program.buffers}
@@ -63,7 +68,8 @@ class CpuExecutable:
         for b in self._roles["temp"]:
             self.memory[b.name].bind(allocate(b))
         self._profile: dict | None = None
-        self._plan = plan(program, self.threads)  # stage name -> how to split it
+        split_elements = CpuPolicy().split_elements if split_elements is None else split_elements
+        self._plan = plan(program, self.threads, split_elements)  # stage name -> how to split it
         self.threads = self.threads if self._plan else 1
         self._team = Team(self.threads)
         self._body = [self._stmt(s) for s in program.body]
@@ -148,7 +154,7 @@ class CpuExecutable:
         if split is None:
             ops = compile_ops()
             return lambda env, los, box: run_ops(ops, env, los, box)
-        return SplitStage(compile_ops, split.per_point, split.dims, self.threads)
+        return SplitStage(compile_ops, split, self.threads)
 
 
 def _checked(buffers, arrays: Mapping[str, np.ndarray], what: str) -> dict:

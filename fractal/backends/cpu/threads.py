@@ -19,8 +19,9 @@ A stage of GEMMs that each fold into one BLAS call (an operand every point share
 not worth splitting: BLAS's threads split that one call as well.
 
 Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
-was measured on, so a stage is split only when its largest box touches `MIN_ELEMENTS`
-elements, and a run of it only when that run's box does.  `FRACTAL_NUM_THREADS` sets the
+was measured on, so a stage is split only when its largest box touches `min_elements`
+elements (the target's `CpuPolicy.split_elements`), and a run of it only when that run's
+box does.  `FRACTAL_NUM_THREADS` sets the
 number of threads (default: the cores this process may run on; 1: none); without
 threadpoolctl (to hold BLAS to one thread) programs run on one.
 """
@@ -40,7 +41,6 @@ import numpy as np
 from fractal.lower.rewrite import points, var_ranges
 from fractal.lower.tile_ir import Gemm, Scatter, Stage, TileProgram
 
-MIN_ELEMENTS = 1 << 19  # about 0.5 ms of NumPy work
 _local = threading.local()  # .team: the Team the calling thread may fork (None inside a split)
 _pool: ThreadPoolExecutor | None = None  # shared by every executable; grown on demand
 _pool_size = 0
@@ -186,18 +186,20 @@ def pieces(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 class Split(NamedTuple):
-    """How a stage is split: the box dims it may be cut along, the elements a point touches."""
+    """How a stage is split: the box dims it may be cut along, the elements a point touches,
+    and the elements a run's box must touch to be cut."""
     dims: tuple[int, ...]
     per_point: int
+    min_elements: int
 
 
-def plan(program: TileProgram, n_threads: int) -> dict[str, Split]:
+def plan(program: TileProgram, n_threads: int, min_elements: int) -> dict[str, Split]:
     """The stages to split over `n_threads` threads, by name; empty: run on one thread.
     Only when every stage holding a GEMM qualifies (see the module docstring), and some
     qualifying stage is more than GEMMs each of one BLAS call (`one_call_gemms`)."""
     if n_threads == 1:
         return {}
-    splits = qualifying(program)
+    splits = qualifying(program, min_elements)
     stages = {st.name: st for st in program.stages()}
     gemm_stages = {name for name, st in stages.items() if any(isinstance(op, Gemm) for op in st.body)}
     if not gemm_stages <= splits.keys() or all(one_call_gemms(stages[name]) for name in splits):
@@ -217,20 +219,20 @@ def one_call_gemms(st: Stage) -> bool:
     return all(isinstance(op, Gemm) and (shared(op.a) or shared(op.b)) for op in st.body)
 
 
-def qualifying(program: TileProgram) -> dict[str, Split]:
+def qualifying(program: TileProgram, min_elements: int) -> dict[str, Split]:
     """Every stage that may be split and is big enough to be worth it, by name: some box dim
     is named by every write (sub-boxes then never write one region), it holds no scatter
-    (its rows come from data), and its largest box touches `MIN_ELEMENTS`."""
+    (its rows come from data), and its largest box touches `min_elements`."""
     ranges = var_ranges(program.body)
     out = {}
     for st in program.stages():
-        split = _split(st, ranges)
+        split = _split(st, ranges, min_elements)
         if split is not None:
             out[st.name] = split
     return out
 
 
-def _split(st: Stage, ranges) -> Split | None:
+def _split(st: Stage, ranges, min_elements: int) -> Split | None:
     writes = [r for op in st.body for r in op.writes]
     dims = tuple(i for i, d in enumerate(st.dims) if all(any(d.var in x.vars() for x in r.start) for r in writes))
     if not dims or any(isinstance(op, Scatter) for op in st.body):
@@ -238,9 +240,9 @@ def _split(st: Stage, ranges) -> Split | None:
     names = {d.var for d in st.dims}  # a region all points share (a gather's table) is not per-point work
     per_point = sum(max((int(np.prod(r.shape, dtype=np.int64)) for r in op.reads + op.writes
                          if any(names & x.vars() for x in r.start)), default=0) for op in st.body)
-    if points(st, ranges) * per_point < MIN_ELEMENTS:
+    if points(st, ranges) * per_point < min_elements:
         return None
-    return Split(dims, per_point)
+    return Split(dims, per_point, min_elements)
 
 
 class SplitStage:
@@ -249,15 +251,15 @@ class SplitStage:
     own scratch), `per_point` is the elements one point touches, `dims` the box dims every
     write of the stage names (the dims it may be cut along)."""
 
-    def __init__(self, compile_ops, per_point: int, dims: tuple[int, ...], n_threads: int):
+    def __init__(self, compile_ops, split: "Split", n_threads: int):
         self.copies = [compile_ops() for _ in range(n_threads)]  # `plan` gives only stages with dims
-        self.per_point, self.dims = per_point, dims
+        self.per_point, self.dims, self.min_elements = split.per_point, split.dims, split.min_elements
 
     def __call__(self, env, los, box) -> None:
         team = current()
         dim = None
         if team is not None and len(self.copies) > 1 \
-                and int(np.prod(box, dtype=np.int64)) * self.per_point >= MIN_ELEMENTS:
+                and int(np.prod(box, dtype=np.int64)) * self.per_point >= self.min_elements:
             dim = cut(box, self.dims, min(team.size, len(self.copies)))
         if dim is None:
             run_ops(self.copies[0], env, los, box)

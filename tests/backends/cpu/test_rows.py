@@ -153,10 +153,9 @@ def test_scatter_into_one_table_per_point_and_into_one_shared_table(row_calls):
 
 def test_scatter_along_a_later_axis(row_calls):
     """Along axis 1 of a row-major table the rows are single elements (the row path); in a
-    column-major layout the lead axis steps by less than a row (the general path).  Point 2's
-    second entry is padding (5: one past the end), which writes nothing."""
+    column-major layout the lead axis steps by less than a row (the general path)."""
     p = program("""  buffer src: f64[3,4,2] global input
-  buffer idx: i32[3,2] global const = [[4, 0], [1, 3], [2, 5]]
+  buffer idx: i32[3,2] global const = [[4, 0], [1, 3], [2, 0]]
   buffer t: f64[3,4,5] global output
   buffer c: f64[3,4,5] global output layout(0,2,1)""", """  stage k(i in 0:3) device {
     t[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
@@ -166,6 +165,23 @@ def test_scatter_along_a_later_axis(row_calls):
     out = same_as_naive(p, {"src": src})
     for name in "tc":
         np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
-        np.testing.assert_array_equal(out[name][2][:, 2], src[2][:, 0])
-        np.testing.assert_array_equal(out[name][2][:, [0, 1, 3, 4]], 0.0)  # padding wrote nowhere
-    assert len(row_calls) == 2  # t only, on two runs (the padded point through masked indices)
+        np.testing.assert_array_equal(out[name][2][:, [2, 0]], src[2])
+    assert len(row_calls) == 2  # t only, on two runs
+
+
+def test_a_scatter_skips_its_padding_entries(row_calls):
+    """An index one past the end (5 along an axis of 5) is padding: it writes nothing (a ragged
+    list shorter than its batch's longest), on the row path's table and the general path's."""
+    p = program("""  buffer src: f64[3,4,2] global input
+  buffer idx: i32[3,2] global const = [[4, 0], [1, 5], [5, 5]]
+  buffer t: f64[3,4,5] global output
+  buffer c: f64[3,4,5] global output layout(0,2,1)""", """  stage k(i in 0:3) device {
+    t[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
+    c[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
+  }""")
+    src = RNG.standard_normal((3, 4, 2))
+    out = same_as_naive(p, {"src": src})
+    for name in "tc":
+        np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
+        np.testing.assert_array_equal(out[name][1][:, 1], src[1][:, 0])
+        assert (out[name][1][:, [0, 2, 3, 4]] == 0).all() and (out[name][2] == 0).all()

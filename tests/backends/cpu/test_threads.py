@@ -14,6 +14,7 @@ from examples import zoo
 from threadpoolctl import threadpool_info
 
 from fractal.backends.cpu import CpuExecutable, executor, ops, threads
+from fractal.backends.cpu.policy import CpuPolicy
 from fractal.lang.errors import LengthError
 from fractal.lower import parse_tile_program
 
@@ -25,10 +26,13 @@ def program(text: str):
     return parse_tile_program(text).verify()
 
 
+SPLIT = CpuPolicy().split_elements  # the CPU policy's threshold for cutting a stage
+
+
 @pytest.fixture
 def forks(monkeypatch):
-    """Splits every qualifying stage, however small; counts the forks and their pieces."""
-    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
+    """Counts the forks and their pieces (executables built with `split_elements=1` split
+    every qualifying stage, however small)."""
     seen = []
     fork = threads.Team.fork
 
@@ -58,15 +62,15 @@ def test_plan_splits_only_when_every_gemm_stage_is_split():
     program stays on one thread (BLAS's threads run that GEMM faster); the element-wise
     stage alone would qualify."""
     p = program(CELL)
-    assert set(threads.qualifying(p)) == set()
-    assert threads.plan(p, 2) == {}
+    assert set(threads.qualifying(p, SPLIT)) == set()
+    assert threads.plan(p, 2, SPLIT) == {}
     big = program(CELL.replace("64", "4096"))
-    assert set(threads.qualifying(big)) == {"gates", "cell"}
-    assert set(threads.plan(big, 2)) == {"gates", "cell"}
-    assert threads.plan(big, 1) == {}
+    assert set(threads.qualifying(big, SPLIT)) == {"gates", "cell"}
+    assert set(threads.plan(big, 2, SPLIT)) == {"gates", "cell"}
+    assert threads.plan(big, 1, SPLIT) == {}
     elementwise_only = program(CELL.replace("64", "4096").replace(
         "g[b, 0:1, 0:1024] = gemm(x[b, 0:1, 0:256], w[0:256, 0:1024])", "g[b, 0:1, 0:256] = copy(x[b, 0:1, 0:256])"))
-    assert set(threads.plan(elementwise_only, 2)) == {"gates", "cell"}
+    assert set(threads.plan(elementwise_only, 2, SPLIT)) == {"gates", "cell"}
 
 
 def test_plan_leaves_gemms_of_one_blas_call_each_to_blas():
@@ -77,22 +81,21 @@ def test_plan_leaves_gemms_of_one_blas_call_each_to_blas():
     two = big.replace("buffer g:", "buffer v: f32[1024,1024] global input\n  buffer g:").replace(
         "tanh(g[b, 0:1, 0:1024])", "gemm(g[b, 0:1, 0:1024], v[0:1024, 0:1024])")
     p = program(two)
-    assert set(threads.qualifying(p)) == {"gates", "cell"}
+    assert set(threads.qualifying(p, SPLIT)) == {"gates", "cell"}
     assert all(threads.one_call_gemms(st) for st in p.stages())
-    assert threads.plan(p, 2) == {}
+    assert threads.plan(p, 2, SPLIT) == {}
     per_point = program(two.replace("v: f32[1024,1024] global input", "v: f32[4096,1024,1024] global input")
                         .replace("v[0:1024, 0:1024]", "v[b, 0:1024, 0:1024]"))
     assert not threads.one_call_gemms(next(st for st in per_point.stages() if st.name == "cell"))
-    assert set(threads.plan(per_point, 2)) == {"gates", "cell"}
-    assert set(threads.plan(program(big), 2)) == {"gates", "cell"}, "the cell is not a GEMM"
+    assert set(threads.plan(per_point, 2, SPLIT)) == {"gates", "cell"}
+    assert set(threads.plan(program(big), 2, SPLIT)) == {"gates", "cell"}, "the cell is not a GEMM"
 
 
 def test_qualifying_stages_name_their_dims_and_per_point_work(monkeypatch):
     """A dim some write does not name cannot be cut (two sub-boxes would write one row); a
     scatter's rows come from data; a gather's table (shared by all points) is no per-point
     work."""
-    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
-    p = program("""tile @t {
+    p = parse_tile_program("""tile @t {
   buffer x: f32[8,4,16] global input
   buffer idx: i64[2] global const = [1, 0]
   buffer y: f32[8,4,16] global output
@@ -109,15 +112,14 @@ def test_qualifying_stages_name_their_dims_and_per_point_work(monkeypatch):
   stage scattered(i in 0:8) device {
     s[i, 0:2, 0:16] = scatter(x[i, 0:2, 0:16], idx[0:2], axis=0)
   }
-}""")
-    q = threads.qualifying(p)
-    assert q["both"] == threads.Split(dims=(0,), per_point=16 + 16)
+}""").verify(contract=False)  # (`both` breaks the contract: the plan must not rely on it)
+    q = threads.qualifying(p, 1)
+    assert q["both"] == threads.Split(dims=(0,), per_point=16 + 16, min_elements=1)
     assert q["rows"].dims == (0,) and q["rows"].per_point == 4 * 16
     assert "scattered" not in q
 
 
 def test_a_shared_gather_table_is_not_counted_per_point(monkeypatch):
-    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1)
     p = program("""tile @t {
   buffer table: f32[100,32] global input
   buffer idx: i64[16] global const = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75]
@@ -126,7 +128,7 @@ def test_a_shared_gather_table_is_not_counted_per_point(monkeypatch):
     y[i:i + 1, 0:1, 0:32] = gather(table[0:100, 0:32], idx[i:i + 1], axis=0)
   }
 }""".replace("y[i:i + 1, 0:1, 0:32]", "y[i, 0:1, 0:32]"))
-    assert threads.qualifying(p)["rows"].per_point == 32
+    assert threads.qualifying(p, 1)["rows"].per_point == 32
 
 
 @pytest.mark.parametrize("box, dims, parts, want", [
@@ -156,7 +158,7 @@ def test_split_stages_equal_one_thread_and_fork_only_big_boxes(forks, monkeypatc
     w = rng.standard_normal((256, 1024)).astype(np.float32) / 16
     one = CpuExecutable(p, threads=1).run({"x": x, "w": w})["h"]
     assert forks == []
-    split = CpuExecutable(p, threads=3)
+    split = CpuExecutable(p, threads=3, split_elements=1)
     blas_threads, multiply = [], ops.multiply
 
     def recording(*a):  # BLAS holds to one thread per caller while the program runs split
@@ -165,8 +167,7 @@ def test_split_stages_equal_one_thread_and_fork_only_big_boxes(forks, monkeypatc
     monkeypatch.setattr(ops, "multiply", recording)
     np.testing.assert_allclose(split.run({"x": x, "w": w})["h"], one, rtol=1e-5, atol=1e-6)  # BLAS blocks differ
     assert forks == [3, 3] and blas_threads == [1, 1, 1]
-    monkeypatch.setattr(threads, "MIN_ELEMENTS", 1 << 40)
-    split.run({"x": x, "w": w})
+    CpuExecutable(p, threads=3, split_elements=1 << 40).run({"x": x, "w": w})
     assert forks == [3, 3]
 
 
@@ -180,7 +181,7 @@ def test_an_error_in_a_worker_reaches_the_caller(forks):
     y[i, 0:1] = gather(x[i, 0:4], idx[i, 0:1], axis=0)
   }
 }""")
-    exe = CpuExecutable(p, threads=2)
+    exe = CpuExecutable(p, threads=2, split_elements=1)
     idx = np.zeros((8, 1), np.int64)
     idx[7, 0] = 9  # the last point: the second piece
     with pytest.raises(LengthError, match="out of range"):
@@ -199,9 +200,8 @@ def test_random_programs_split_over_threads_match_the_naive_executor(case):
     p, index_info = case
     inputs = program_data(p, index_info, 1, "input")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(threads, "MIN_ELEMENTS", 1)
-        mp.setattr(executor, "plan", lambda prog, n: threads.qualifying(prog))
-        exe, temps = CpuExecutable(p, threads=3), {}
+        mp.setattr(executor, "plan", lambda prog, n, least: threads.qualifying(prog, least))
+        exe, temps = CpuExecutable(p, threads=3, split_elements=1), {}
         for run in range(2):
             got, want = exe.run(inputs), run_naive(p, inputs, temps)
             for name in want:
@@ -215,7 +215,7 @@ def test_zoo_models_split_over_threads_equal_the_interpreter(forks, name, ragged
     m = zoo.load(name)
     args = m.inputs("small", dtype=np.float64, ragged=ragged)
     compiled = m.model.compile(*args)
-    split = dataclasses.replace(compiled, _executable=CpuExecutable(compiled.tile_ir, threads=3))
+    split = dataclasses.replace(compiled, _executable=CpuExecutable(compiled.tile_ir, threads=3, split_elements=1))
     got = m.outputs(split.run(*args))
     assert forks, "the test needs a split stage"
     assert zoo.max_abs_error(got, m.outputs(m.model(*args, backend="interpreter"))) < 1e-12

@@ -1,0 +1,57 @@
+"""`ft.targets`: what a program is compiled for.
+
+    ft.targets.host()                  # this machine (the default), measured once, kept on disk
+    ft.targets.get("cpu-generic")      # a named preset (`ft.targets.names()` lists them)
+    ft.targets.cpu(cores=8, l2=2 << 20, gemm_gflops=900.0)   # a record of your own
+    f(*args, target=t)                 # compile for it and run; f.compile(*args, target=t)
+
+A `Target` (`fractal.lower.target`) is data: a hardware record, the backend that runs it and
+that backend's cost policy.  The compiler reads every decision from it and nothing from the
+machine it runs on, so one program, its argument sizes and one target give the same tile IR
+on any machine (only `host()` is this machine's own record).  Each backend contributes its
+presets (`fractal.backends.registry`); `fractal targets` prints them with their numbers and
+where the numbers come from.
+"""
+
+from __future__ import annotations
+
+from .backends import registry
+from .backends.cpu.backend import host_target
+from .backends.cpu.machines import custom_cpu
+from .lang.errors import ArgumentError
+from .lower.target import Target
+
+__all__ = ["Target", "host", "get", "names", "cpu"]
+
+
+def host() -> Target:
+    """This machine as a CPU target (`fractal.backends.cpu.host`; `FRACTAL_HOST` replaces it)."""
+    return host_target()
+
+
+def _presets() -> dict:
+    out = {}
+    for backend in registry.backends():
+        for name, make in backend.targets().items():
+            out.setdefault(name, make)
+    return out
+
+
+def names() -> list[str]:
+    """Every named target of the registered backends."""
+    return list(_presets())
+
+
+def get(name: str) -> Target:
+    """The target called `name`; an unknown name is an error listing the known ones."""
+    presets = _presets()
+    if not isinstance(name, str) or name not in presets:
+        raise ArgumentError(f"unknown target {name!r}; the targets are {', '.join(presets)}")
+    return presets[name]()
+
+
+def cpu(name: str = "custom-cpu", **numbers) -> Target:
+    """A CPU target from your numbers, the others `cpu-generic`'s: `cores`, `simd_bytes`, `l1`,
+    `l2` (per core), `l3` (shared; 0: none) and `dram` in bytes, `gemm_gflops` and
+    `gemm_gflops_f64`, `memory_gbs`, `clock_ghz`; `policy=` a `CpuPolicy` of other thresholds."""
+    return custom_cpu(name, **numbers)
