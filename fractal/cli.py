@@ -3,6 +3,7 @@
     fractal models                            list the zoo
     fractal run stacked_lstm --config cpu     run a model, check it against its reference, time it
     fractal bench [--models M ...] [--quick]  the CPU benchmark (benchmarks/cpu_backend.py, from a checkout)
+    fractal targets [NAME ...] [--measure]    the targets one can compile for, their numbers and sources
 
 The zoo lives in the repository's `examples/` folder; the command finds it in
 the current directory, next to the installed package (editable installs), or
@@ -19,6 +20,9 @@ import sys
 import time
 
 import numpy as np
+
+import fractal as ft
+from fractal.backends.cpu import host
 
 
 def _from_checkout(relpath: str, module: str, missing: str):
@@ -103,14 +107,19 @@ def cmd_run(args) -> int:
         print("== program IR ==")
         print(m.model.trace(*inputs))
     compile_ms = None
-    if args.backend == "interpreter":
+    if args.backend == "interpreter" and args.target is None:  # (with a progress bar)
         bar = _Bar("interpreter")
         try:
             result = m.model.interpret(*inputs, progress=bar)
         finally:
             bar.close()
     else:
-        compiled = m.model.compile(*inputs, backend=args.backend)
+        options = {k: v for k, v in (("backend", args.backend), ("target", args.target)) if v is not None}
+        try:
+            compiled = m.model.compile(*inputs, **options)
+        except ft.ArgumentError as e:
+            print(f"fractal: {e.message}", file=sys.stderr)
+            return 2
         compile_ms = 1e3 * compiled.compile_seconds
         if args.print_tile_ir:
             print("== tile IR ==")
@@ -125,10 +134,31 @@ def cmd_run(args) -> int:
     tol = zoo.tolerance(dtype)
     compiled_text = f"compile {compile_ms:.1f} ms, " if compile_ms is not None else ""
     print(f"inputs {1e3 * (t1 - t0):.1f} ms, trace {1e3 * (t2 - t1):.1f} ms, {compiled_text}"
-          f"{args.backend} {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
+          f"{args.backend or args.target or 'host'} {1e3 * (t3 - t2):.1f} ms, NumPy reference {1e3 * (t4 - t3):.1f} ms")
     ok = err <= tol
     print(f"max |fractal - reference| = {err:.3e} (tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
     return 0 if ok else 1
+
+
+def cmd_targets(args) -> int:
+    """Print the named targets (or those asked for): every number the compiler reads from each
+    and where it comes from; the host's is this machine's measurement and where it is kept."""
+    if args.measure:
+        host.measure_again()
+    wanted = args.names or ft.targets.names()
+    for name in wanted:
+        try:
+            target = ft.targets.get(name)
+        except ft.ArgumentError as e:
+            print(f"fractal: {e.message}", file=sys.stderr)
+            return 2
+        print(target)
+        if name == "host":
+            override = os.environ.get("FRACTAL_HOST")
+            print(f"  (FRACTAL_HOST={override} replaces the measurement)" if override else
+                  f"  (measured once per machine, kept in {host.cache_dir()}; FRACTAL_HOST replaces it)")
+        print()
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -153,8 +183,9 @@ def main(argv=None) -> int:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--regular", action="store_true", help="equal lengths instead of a ragged batch")
     run.add_argument("--print-ir", action="store_true", help="also print the program IR")
-    run.add_argument("--backend", default="cpu", choices=["cpu", "interpreter"],
-                     help="cpu (default: compiled tile IR) or the reference interpreter")
+    run.add_argument("--backend", default=None,
+                     help="a backend by name (cpu, interpreter, ...); default: the target's")
+    run.add_argument("--target", default=None, help="a target by name (see `fractal targets`; default: host)")
     run.add_argument("--print-tile-ir", action="store_true", help="also print the compiled tile IR (cpu)")
     run.set_defaults(fn=cmd_run)
     bench = sub.add_parser("bench", help="benchmark the CPU backend against the interpreter, NumPy, "
@@ -163,6 +194,11 @@ def main(argv=None) -> int:
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per system, median (default 5)")
     bench.add_argument("--quick", action="store_true", help="1 repeat and no interpreter")
     bench.set_defaults(fn=cmd_bench)
+    targets = sub.add_parser("targets", help="the targets to compile for: hardware numbers, sources, policy")
+    targets.add_argument("names", nargs="*", metavar="NAME", help="targets to show (default: all)")
+    targets.add_argument("--measure", action="store_true",
+                         help="measure this machine again (on a quiet machine: the record is kept)")
+    targets.set_defaults(fn=cmd_targets)
     args = parser.parse_args(argv)
     return args.fn(args)
 

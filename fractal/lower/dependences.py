@@ -105,20 +105,55 @@ def accesses(stmts, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[s
 def deltas(xs, ys, over, fixed=()) -> isl.Set:
     """`{ y[over] - x[over] }` over instances x of `xs` and y of `ys` touching a common element,
     at least one writing, with equal `fixed` variables (which must enclose every access)."""
-    keep = tuple(fixed) + tuple(over)
+    return _deltas(tuple(xs), tuple(ys), tuple(over), tuple(fixed))
+
+
+@functools.lru_cache(maxsize=1 << 16)  # passes and `verify()` ask the same questions again
+def _deltas(xs: tuple, ys: tuple, over: tuple, fixed: tuple) -> isl.Set:
+    keep, n = fixed + over, len(over)
     xs, ys = _meeting(xs, ys)
-    # two accesses through constant tables meet where their rows do: joined in NumPy, instance
-    # by instance (in isl, two relations of many runs each compose slowly); the rest in isl
-    tx, ty = [x for x in xs if _listed(x)], [y for y in ys if _listed(y)]
-    sx, sy = [x for x in xs if not _listed(x)], [y for y in ys if not _listed(y)]
-    out = _touch(sx, list(ys), keep, len(fixed), len(over)).union(_touch(tx, sy, keep, len(fixed), len(over)))
-    for x in tx:
-        for y in ty:
-            if x.region.buffer == y.region.buffer and (x.write or y.write):
-                found = _joined(x, y, keep, len(fixed))
-                out = out.union(_touch([x], [y], keep, len(fixed), len(over)) if found is None
-                                else vector_set(found, len(over)))
+    out = _empty(n)
+    for buffer in {x.region.buffer for x in xs}:
+        bx = [x for x in xs if x.region.buffer == buffer]
+        by = [y for y in ys if y.region.buffer == buffer]
+        if all(_only_itself(x, y) for x in bx for y in by if x.write or y.write):
+            out = out.union(_zero(n))  # (an exact special case: each pair meets only at one instance)
+            continue
+        # two accesses through constant tables meet where their rows do: joined in NumPy,
+        # instance by instance (in isl, two relations of many runs each compose slowly)
+        tx, ty = [x for x in bx if _listed(x)], [y for y in by if _listed(y)]
+        sx, sy = [x for x in bx if not _listed(x)], [y for y in by if not _listed(y)]
+        out = out.union(_touch(sx, by, keep, len(fixed), n)).union(_touch(tx, sy, keep, len(fixed), n))
+        for x in tx:
+            for y in ty:
+                if x.write or y.write:
+                    found = _joined(x, y, keep, len(fixed))
+                    out = out.union(_touch([x], [y], keep, len(fixed), n) if found is None else vector_set(found, n))
     return out.coalesce()
+
+
+def _only_itself(x: Access, y: Access) -> bool:
+    """Whether `x` and `y` are one access (region and scope) whose first axis is an index that
+    names a different row at every instance (a mixed radix over the scope's box): then two of
+    its instances meet only when they are one."""
+    if x.region != y.region or x.scope != y.scope or x.indirect is not None or x.region.size[0] is not None:
+        return False
+    row, ranges = x.region.start[0], x.scope.ranges()
+    if ranges is None:
+        return True  # no instance
+    if any(not isinstance(atom, str) for atom, _ in row.terms) or set(ranges) - row.vars():
+        return False  # (a variable the row ignores: its instances share rows)
+    span = 0
+    for c, v in sorted((abs(c), v) for v, c in row.terms):
+        if c <= span:
+            return False
+        span += c * (ranges[v][1] - ranges[v][0])
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _empty(n: int) -> isl.Set:
+    return isl.Set("{ [" + ", ".join(f"d{k}" for k in range(n)) + "] : false }")
 
 
 def _meeting(xs, ys):

@@ -5,7 +5,9 @@ The measurement reads the cores this process may run on, the SIMD width and the 
 size, then times NumPy's float32 and float64 GEMMs (1024 x 1024) and a 64 MB copy.  It runs
 once per machine: the record is written to `$FRACTAL_CACHE_DIR` (default
 `~/.cache/fractal`) under the machine's fingerprint (its model, cores, caches and NumPy
-version), and read back by later processes.  `fractal targets` shows it.
+version), and read back by later processes.  `fractal targets` shows it, and `fractal
+targets --measure` measures again (the rates are each benchmark's best run, but a machine
+busy throughout gives low ones).
 
 Compiling for the host is the default, and the one compile whose tile IR depends on the
 machine; every other target is data.  `FRACTAL_HOST` replaces the measurement: a preset's
@@ -77,6 +79,16 @@ def _measured() -> CpuSpec:
     except OSError:
         pass  # an unwritable cache: measured again by the next process
     return spec
+
+
+def measure_again() -> CpuSpec:
+    """Measure this machine again and keep the new record (`fractal targets --measure`: the
+    first measurement may have run on a busy machine)."""
+    with _LOCK:
+        path = cache_dir() / f"host-{_fingerprint(read_machine())}.json"
+        path.unlink(missing_ok=True)
+        _measured.cache_clear()
+        return _measured()
 
 
 def cache_dir() -> Path:
