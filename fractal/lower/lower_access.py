@@ -184,6 +184,13 @@ def _gather_dynamic(walker, eqn, env) -> LVal:
     (k,) = idx.shape
     flat = em.domain.flat()
     zeros = (0,) * len(elem.shape)
+    out = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
+    ids = np.empty(ext, dtype=object)
+    for pt in np.ndindex(*ext):
+        if em.domain.valid[pt]:
+            ids[pt] = id_list(em.gid(out, em.domain.row(pt) * k + np.arange(k)))
+    if k == 0:  # no index: an empty list, nothing to gather (a region has at least one element)
+        return LVal(ids, out_t)
     if lens.max(initial=0) > 0:
         src, stride = em.gather_rows(element_gids(lists, m), elem.shape, elem.dtype)
     else:  # every list is empty: any index is out of range, and the gather below says so
@@ -196,11 +203,6 @@ def _gather_dynamic(walker, eqn, env) -> LVal:
     inside = Binary("logical_and", Binary("ge", i, Unary("neg", n)), Binary("lt", i, n))
     em.emit([Elementwise(Region(wrapped, (flat, 0), (None, k)), Where(inside, Binary("mod", i, n), Const(float(m))))])
     em.runtime_checks[wrapped] = eqn.loc  # a gather through it that meets index m failed here
-    out = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
     em.emit([Gather(Region(src, (flat * stride,) + zeros, (m,) + elem.shape), Region(wrapped, (flat, 0), (None, k)),
                     Region(out, (flat * k,) + zeros, (k,) + elem.shape), 0)])
-    ids = np.empty(ext, dtype=object)
-    for pt in np.ndindex(*ext):
-        if em.domain.valid[pt]:
-            ids[pt] = id_list(em.gid(out, em.domain.row(pt) * k + np.arange(k)))
     return LVal(ids, out_t)

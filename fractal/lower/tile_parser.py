@@ -3,7 +3,7 @@
 `parse_tile_program(print_tile_program(t)) == t` for every printable program `t`; mistakes
 raise `ParseError` with the line and column.  `parse_index("2*i + max(0, j - 1)")` and
 `parse_region("h[l, 0:4, 0:8]")` build pieces from text (what `aff(str)` uses).
-A range `lo:hi` must have a constant positive length `hi - lo`; with a stride `lo:hi:s`
+A range `lo:hi` must have a constant length `hi - lo` of 0 or more; with a stride `lo:hi:s`
 it has `ceil((hi - lo) / s)` elements, like a Python slice (the printer always writes
 `hi = lo + size*s`).
 """
@@ -169,8 +169,8 @@ class _Build(Transformer):
         lo, hi = aff(c[0]), aff(c[1])
         stride = int(c[2]) if len(c) > 2 else 1
         length = hi - lo
-        if not length.is_const or length.const <= 0:
-            raise _error(f"range {lo}:{hi} must have a constant positive length, not {length}",
+        if not length.is_const or length.const < 0:
+            raise _error(f"range {lo}:{hi} must have a constant length of 0 or more, not {length}",
                          meta.line, meta.column)
         if stride <= 0:
             raise _error(f"range {lo}:{hi}:{stride} must have a positive stride", meta.line, meta.column)

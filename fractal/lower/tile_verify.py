@@ -7,8 +7,8 @@
 * Structure: programs, loops and ifs hold loops, stages and ifs; stages hold tile ops.
 * Scoping: an index reads only variables of enclosing loops and stages (a loop's or
   stage's bounds only those outside it); no variable shadows an enclosing one.
-* Regions: one start, size and stride per buffer axis; sizes and strides positive, index
-  axes unstrided; and in bounds for every iteration that runs.  Interval arithmetic on
+* Regions: one start, size and stride per buffer axis; sizes non-negative (an empty range
+  touches nothing), strides positive, index axes unstrided; and in bounds for every iteration that runs.  Interval arithmetic on
   the loop bounds settles most regions; the rest are checked exactly with isl over the
   iteration domain (loop and stage bounds with max/min/floor/mod, steps, `if`
   conditions), and an error names an iteration that goes out of bounds.
@@ -376,8 +376,8 @@ class _Verifier:
             raise _fail(f"region of {b.name} has {len(r.start)} starts, {len(r.size)} sizes and "
                         f"{len(r.stride)} strides", op)
         for k, (size, stride) in enumerate(zip(r.size, r.stride)):
-            if size is not None and size <= 0:
-                raise _fail(f"region of {b.name}: axis {k} has size {size}, sizes must be positive", op)
+            if size is not None and size < 0:
+                raise _fail(f"region of {b.name}: axis {k} has size {size}, sizes must not be negative", op)
             if stride <= 0:
                 raise _fail(f"region of {b.name}: axis {k} has stride {stride}, strides must be positive", op)
             if size is None and stride != 1:
@@ -386,7 +386,7 @@ class _Verifier:
         self.in_scope(r.start, ctx, op)
 
     def in_bounds(self, r: Region, ctx: _Ctx, op) -> None:
-        if ctx.ranges is None:  # no iteration runs
+        if ctx.ranges is None or 0 in r.size:  # no iteration runs, or the region is empty
             return
         b = self.buffers[r.buffer]
         for k, (start, size, stride) in enumerate(zip(r.start, r.size, r.stride)):

@@ -503,8 +503,8 @@ def program_text(*ops: str, loop: str = "for i in 0:4 sequential host") -> str:
 @pytest.mark.parametrize("text, message", [
     (program_text().replace("sequential host", "sideways host"), r"line 12, column 16: unexpected 'sideways'"
                                                                  r".*'parallel', 'sequential'"),
-    (program_text("y[i:j, 0:8] = copy(x[i, 0:8])"), r"line 14, column 9: range i:j must have a constant positive"),
-    (program_text("y[i, 4:0] = copy(x[i, 0:8])"), r"constant positive length, not -4"),
+    (program_text("y[i:j, 0:8] = copy(x[i, 0:8])"), r"line 14, column 9: range i:j must have a constant length of 0 or more"),
+    (program_text("y[i, 4:0] = copy(x[i, 0:8])"), r"constant length of 0 or more, not -4"),
     (program_text().replace("f64[4,8]", "f8[4,8]"), r"line 4, column 13: unknown dtype 'f8'"),
     (program_text("y[i, 0:8] = add(x[i, 0:8])  # fine", "y[i, 0:8] = tanh(x[i, 0:8], x[i, 0:8], x[i, 0:8])"),
      r"line 15.*'tanh' with 3 argument\(s\): only where"),
@@ -693,8 +693,8 @@ VERIFY_CASES = [
     op_case("y[i, 0, 0:8] = 0.0", "has 3 indices for the 2-d buffer y"),
     pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, 8), (1,)))),
                  "region of y has 2 starts, 2 sizes and 1 strides", id="strides"),
-    pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, 0)))),
-                 "axis 1 has size 0, sizes must be positive", id="size"),
+    pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, -1)))),
+                 "axis 1 has size -1, sizes must not be negative", id="size"),
     pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, 8), (1, 0)))),
                  "axis 1 has stride 0, strides must be positive", id="stride"),
     pytest.param(lambda: replace_first_op(Copy(COPY.src, Region("y", (0, 0), (None, 8), (2, 1)))),
@@ -769,3 +769,22 @@ def test_verify_bounds_use_steps_conditions_and_quasi_affine_indices():
             dataclasses.replace(loop.body[0], cond=(v("n"), "<=", 4)),)),)).verify()
     # a loop that never runs checks nothing
     dataclasses.replace(base, body=(dataclasses.replace(loop, start=5, stop=5),)).verify()
+
+
+def test_an_empty_region_touches_nothing_and_round_trips():
+    """A range of 0 elements (a traced gather of no index, a zero-size tensor) is a region: it
+    prints, parses back and verifies wherever it starts (it reaches no element), and an op on
+    it does nothing."""
+    from fractal.backends.cpu import CpuExecutable
+    text = """tile @empty {
+  buffer x: f32[3,0] global input
+  buffer y: f32[3,4] global output
+  stage k(i in 0:3) device {
+    y[i, 4:4] = copy(x[i, 0:0])
+    y[i, 0:4] = 1.0
+  }
+}"""
+    p = parse_tile_program(text).verify()
+    assert str(p) == text
+    out = CpuExecutable(p).run({"x": np.zeros((3, 0), np.float32)})["y"]
+    assert (out == 1.0).all()
