@@ -126,7 +126,8 @@ def accesses(stmt) -> tuple[set, set]:
 
 def points(stmt, ranges) -> int:
     """Points of a statement's stage per run: the extents of a perfect nest of loops around
-    it and of its dims (by `var_ranges`)."""
+    it and of its dims (by `var_ranges`; for a polygon stage, its bounding box: an upper
+    bound)."""
     n = 1
     while isinstance(stmt, Loop):
         lo, hi = ranges.get(stmt.var, (0, 0))
@@ -140,7 +141,10 @@ def points(stmt, ranges) -> int:
 
 
 def var_ranges(stmts, ranges=None) -> dict[str, tuple[int, int]]:
-    """Every loop and stage variable's (lo, hi), by interval arithmetic on the bounds."""
+    """Every loop and stage variable's (lo, hi), by interval arithmetic on the bounds.
+
+    Sound for nested stage dims too: a stage binds its dims in order, so a bound reading an
+    earlier dim is evaluated over that dim's range (a polygon's bounding box)."""
     ranges = dict(ranges or {})
 
     def bind(var, start, stop):
