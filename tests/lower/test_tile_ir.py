@@ -702,3 +702,30 @@ def test_verify_bounds_of_a_polygon_are_exact():
     parse_tile_program(triangle).verify()  # i + j <= 3: the box would reach 6
     with pytest.raises(VerifyError, match="axis 0 reaches index 4"):
         parse_tile_program(triangle.replace("0:4 - i", "0:5 - i")).verify()
+
+
+@SETTINGS
+@given(programs())
+def test_var_ranges_cover_every_point_that_runs(p):
+    """`rewrite.var_ranges` is sound: every value a loop or stage variable takes (stage dims
+    bounded by earlier dims included) lies in its range."""
+    from fractal.lower.rewrite import var_ranges
+    ranges, seen = var_ranges(p.body), {}
+
+    def run(stmts, env):
+        for s in stmts:
+            if isinstance(s, Loop):
+                for x in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                    seen.setdefault(s.var, set()).add(x)
+                    run(s.body, {**env, s.var: x})
+            elif isinstance(s, If):
+                a, op, b = s.cond
+                run(s.then if eval(f"{a.evaluate(env)} {op} {b.evaluate(env)}") else s.orelse, env)
+            else:
+                for point in stage_points(s.dims, env):
+                    for d in s.dims:
+                        seen.setdefault(d.var, set()).add(point[d.var])
+    run(p.body, {})
+    for var, values in seen.items():
+        lo, hi = ranges[var]
+        assert lo <= min(values) and max(values) <= hi, var
