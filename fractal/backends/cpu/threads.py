@@ -218,9 +218,9 @@ def one_call_gemms(st: Stage) -> bool:
 
 
 def qualifying(program: TileProgram) -> dict[str, Split]:
-    """Every stage that may be split and is big enough to be worth it, by name: some box dim
-    is named by every write (sub-boxes then never write one region), it holds no scatter
-    (its rows come from data), and its largest box touches `MIN_ELEMENTS`."""
+    """Every stage that may be split and is big enough to be worth it, by name: a box (not
+    a polygon), some box dim named by every write (sub-boxes then never write one region),
+    no scatter (its rows come from data), and its largest box touching `MIN_ELEMENTS`."""
     ranges = var_ranges(program.body)
     out = {}
     for st in program.stages():
@@ -231,6 +231,8 @@ def qualifying(program: TileProgram) -> dict[str, Split]:
 
 
 def _split(st: Stage, ranges) -> Split | None:
+    if not st.rectangular:  # a polygon runs as one flat axis of points, on one thread (`polygon`)
+        return None
     writes = [r for op in st.body for r in op.writes]
     dims = tuple(i for i, d in enumerate(st.dims) if all(any(d.var in x.vars() for x in r.start) for r in writes))
     if not dims or any(isinstance(op, Scatter) for op in st.body):

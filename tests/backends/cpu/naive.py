@@ -1,9 +1,8 @@
-"""A naive reference executor for tile programs: every stage point in turn, every op on
-plain NumPy basic slices.  Slow and obviously right; the oracle of the CPU backend's tests."""
+"""A naive reference executor for tile programs: every stage point in turn (dims nested like
+loops, so boxes and polygons alike), every op on plain NumPy basic slices.  Slow and
+obviously right; the oracle of the CPU backend's tests."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -45,11 +44,20 @@ def run_block(stmts, env, arrays) -> None:
             run_block(s.then if COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, arrays)
         else:
             assert isinstance(s, Stage)
-            ranges = [range(d.start.evaluate(env), d.stop.evaluate(env)) for d in s.dims]
-            for point in itertools.product(*ranges):
-                inner = {**env, **{d.var: x for d, x in zip(s.dims, point)}}
+            for inner in stage_points(s.dims, env):
                 for op in s.body:
                     run_op(op, inner, arrays)
+
+
+def stage_points(dims, env):
+    """Every point of a stage's space as an env, in loop order: the dims nest like loops
+    (a dim's bounds may read earlier dims)."""
+    if not dims:
+        yield env
+        return
+    d = dims[0]
+    for x in range(d.start.evaluate(env), d.stop.evaluate(env)):
+        yield from stage_points(dims[1:], {**env, d.var: x})
 
 
 def region(r, env, arrays) -> np.ndarray:
