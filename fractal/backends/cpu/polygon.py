@@ -44,7 +44,7 @@ _INTP = np.intp
 
 class PointPlan:
     """The points of one run of a polygon stage, and what accesses and ops derive from them
-    (`derived`: by the deriving object, each with the buffer strides it assumed)."""
+    (`derived`: under keys their derivers hold, each with the buffer strides it assumed)."""
 
     __slots__ = ("size", "box", "points", "derived")
 
@@ -100,7 +100,7 @@ class PointPlans:
         key = self.key(env)
         found = self.cache.get(key, self)  # (self: not planned yet; None: no point)
         if found is self:
-            if len(self.cache) >= MAX_PLANS:
+            if self.cache and len(self.cache) >= MAX_PLANS:
                 del self.cache[next(iter(self.cache))]
             found = self.cache[key] = self.points(env)
         return found
@@ -113,11 +113,12 @@ class PolygonScope:
     def __init__(self, memory, stage_vars: tuple[str, ...]):
         self.memory, self.stage_vars = memory, stage_vars
         self.dtypes = {name: m.buffer.dtype for name, m in memory.items()}
+        self.keys: dict = {}  # what accesses derive from a plan -> its key in `PointPlan.derived`
 
     def access(self, region: Region, pads: int = 0):
         names = set(self.stage_vars)
         if any(x.vars() & names for x in region.start):
-            return PointAccess(region, self.memory[region.buffer], pads)
+            return PointAccess(region, self.memory[region.buffer], pads, self.keys)
         return SharedAccess(region, self.memory[region.buffer], (_NO_VAR,), pads)
 
 
@@ -174,7 +175,7 @@ class PointAccess:
 
     is_view = False
 
-    def __init__(self, region: Region, memory: Memory, pads: int = 0):
+    def __init__(self, region: Region, memory: Memory, pads: int, keys: dict):
         self.region, self.memory, self.pads = region, memory, pads
         self.dtype, self.shape = memory.buffer.dtype, region.shape
         self._starts = compile_lambda("e", "(" + "".join(f"{index_source(x, vector=True)}, "
@@ -182,6 +183,10 @@ class PointAccess:
         self._ranges = [(k, n, st) for k, (n, st) in enumerate(zip(region.size, region.stride)) if n is not None]
         self._small = math.prod(self.shape) <= FLAT_TILE
         self._bound_to = None  # the buffer strides the layout below was worked out for
+        # a plan's entries are shared by accesses of equal regions (an op may load one several
+        # times), under small ints: hashing a region on every run would cost more than the gather
+        self._origins_key = keys.setdefault(("origins", region.buffer, region.start), len(keys))
+        self._index_key = keys.setdefault(("index", region, pads), len(keys))
 
     def _layout(self):
         """(by elements?, window shape, window byte strides) for the bound buffer's strides."""
@@ -197,18 +202,18 @@ class PointAccess:
     def origins(self, env, plan: PointPlan) -> np.ndarray:
         """Byte offsets of each point's tile origin in the buffer's raw bytes, `(P,)`."""
         m = self.memory
-        found = plan.derived.get((self, "origins"))
+        found = plan.derived.get(self._origins_key)
         if found is None or found[0] != m.strides:
             total = m.origin
             for x, stride in zip(self._starts(plan.env(env)), m.strides):
                 total = total + np.asarray(x, _INTP) * stride
-            found = plan.derived[(self, "origins")] = (m.strides, np.broadcast_to(total, (plan.size,)).astype(_INTP))
+            found = plan.derived[self._origins_key] = (m.strides, np.broadcast_to(total, (plan.size,)).astype(_INTP))
         return found[1]
 
     def index(self, env, plan: PointPlan) -> np.ndarray:
         """Flat element indices `(P, *pads, *shape)`, or window rows `(P,)` (see the module)."""
         m = self.memory
-        found = plan.derived.get(self)
+        found = plan.derived.get(self._index_key)
         if found is None or found[0] != m.strides:
             by_elements, (shape, strides) = self._layout()
             origins = self.origins(env, plan)
@@ -221,7 +226,7 @@ class PointAccess:
             else:
                 first, unit, _ = window(m, shape, strides)
                 rows = (origins - first) // unit
-            found = plan.derived[self] = (m.strides, rows)
+            found = plan.derived[self._index_key] = (m.strides, rows)
         return found[1]
 
     def storage(self) -> np.ndarray:

@@ -10,11 +10,16 @@ on a tie), and the other operand's tiles (`X`) are stacked as the rows of one pr
 per block, as a box folds shared operands (`gemm.fold`):
 
 * `one`: every point shares W: one `[P*M, K] @ [K, N]` BLAS call;
-* `stacked`: groups of equal size whose blocks lie at equal distances in memory: one
-  `np.matmul` over a strided view of the blocks, `[G, g*M, K] @ [G, K, N]`;
+* `stacked`: groups whose blocks lie at equal distances in memory: one `np.matmul` over a
+  strided view of the blocks, `[G, g*M, K] @ [G, K, N]`; groups of unequal sizes padded
+  to the largest (with rows of a real point, dropped after) where the wasted multiply-adds
+  cost less than the calls they save (`CALL_MACS` per call);
 * `batched`: W's tiles are small (`P * tile <= GATHER_LIMIT` elements): both gathered
   per point, one batched `np.matmul`;
-* `grouped`: else one BLAS call per distinct block, W viewed in place.
+* `grouped`: else (blocks at uneven distances, or padding too wasteful) one BLAS call per
+  distinct block, W viewed in place, each writing its rows of one array of products.
+
+X's tiles are gathered once (ordered by block), and c written once, whatever the mode.
 
 A shared a (rather than b) folds into the columns: `c^T = op(b)^T @ op(a)^T` per point.
 How the points group is computed once per point plan.  The product is computed in the
@@ -39,28 +44,32 @@ from .ops import RULES as BOX_RULES
 from .polygon import PointAccess, SharedAccess, window
 
 GATHER_LIMIT = 1 << 14  # elements of W's tiles over all points up to which gathering them is cheaper
+CALL_MACS = 1 << 16  # multiply-adds costing about one more small BLAS call (~3 us on one core)
 
 
 class _Block(NamedTuple):
-    """One product of a planned GEMM: X's and c's fancy indices for its `n` points (None for
-    a shared region), and `count` blocks of W from byte `origin`, `step` bytes apart (the
-    points split evenly among them, in order)."""
+    """One product of a planned GEMM: the points `lo:hi` (in the plan's order), split evenly
+    among `count` blocks of W from byte `origin`, `step` bytes apart."""
 
-    x_index: np.ndarray | None
-    c_index: np.ndarray | None
-    n: int
+    lo: int
+    hi: int
     origin: int
     count: int
     step: int
 
 
 class _GemmPlan(NamedTuple):
-    """How one run's points multiply: `rows` (W is b; else a, folded into the columns),
-    and either `blocks` or, `batched`, W's fancy index and X's and c's (point order)."""
+    """How one run's points multiply: `rows` (W is b; else a, folded into the columns); X's
+    and c's fancy indices in the plan's order (None for a shared region); the `blocks` of W,
+    or, when `w_index` is given, W's tiles gathered per point (in point order); `keep`: the
+    product rows that are points (the others pad groups to one size), None: all."""
 
     rows: bool
+    x_index: np.ndarray | None
+    c_index: np.ndarray | None
     blocks: tuple[_Block, ...]
-    batched: tuple | None
+    w_index: np.ndarray | None
+    keep: np.ndarray | None = None
 
 
 def _index(access, env, plan, order=None):
@@ -79,28 +88,39 @@ def _shares_b(a, b, env, plan) -> bool:
     return len(np.unique(b.origins(env, plan))) <= len(np.unique(a.origins(env, plan)))
 
 
-def _plan_gemm(a, b, c, env, plan) -> _GemmPlan:
+def _plan_gemm(a, b, c, depth: int, env, plan) -> _GemmPlan:
     """Groups the points by W's blocks (see the module)."""
     rows = _shares_b(a, b, env, plan)
     x, w = (a, b) if rows else (b, a)
     if isinstance(w, SharedAccess):  # one
-        block = _Block(_index(x, env, plan), _index(c, env, plan), plan.size, w.origins(env, plan), 1, 0)
-        return _GemmPlan(rows, (block,), None)
-    if plan.size * int(np.prod(w.shape)) <= GATHER_LIMIT or isinstance(c, SharedAccess):
-        return _GemmPlan(rows, (), (_index(x, env, plan), _index(w, env, plan), _index(c, env, plan)))
+        block = _Block(0, plan.size, w.origins(env, plan), 1, 0)
+        return _GemmPlan(rows, _index(x, env, plan), _index(c, env, plan), (block,), None)
+    if plan.size * int(np.prod(w.shape)) <= GATHER_LIMIT or isinstance(c, SharedAccess):  # batched
+        return _GemmPlan(rows, _index(x, env, plan), _index(c, env, plan), (), _index(w, env, plan))
     origins = w.origins(env, plan)
     order = np.argsort(origins, kind="stable")
     ordered = origins[order]
     bounds = (0, *(np.flatnonzero(np.diff(ordered)) + 1).tolist(), plan.size)
     firsts = tuple(int(ordered[k]) for k in bounds[:-1])
     sizes, steps = np.diff(bounds), np.diff(firsts)
+    groups, most, step = len(firsts), int(sizes.max()), int(steps[0]) if len(steps) else 0
     x_index, c_index = _index(x, env, plan, order), _index(c, env, plan, order)
-    if (sizes == sizes[0]).all() and (len(steps) == 0 or (steps == steps[0]).all()):  # stacked
-        block = _Block(x_index, c_index, plan.size, firsts[0], len(firsts), int(steps[0]) if len(steps) else 0)
-        return _GemmPlan(rows, (block,), None)
-    cut = lambda index, lo, hi: None if index is None else index[lo:hi]  # noqa: E731
-    return _GemmPlan(rows, tuple(_Block(cut(x_index, lo, hi), cut(c_index, lo, hi), hi - lo, first, 1, 0)
-                                 for lo, hi, first in zip(bounds, bounds[1:], firsts)), None)
+    if len(steps) and (steps != step).any():  # grouped: blocks at uneven distances
+        blocks = tuple(_Block(lo, hi, first, 1, 0) for lo, hi, first in zip(bounds, bounds[1:], firsts))
+        return _GemmPlan(rows, x_index, c_index, blocks, None)
+    stacked = _Block(0, groups * most, firsts[0], groups, step)
+    if (sizes == most).all():
+        return _GemmPlan(rows, x_index, c_index, (stacked,), None)
+    # groups of unequal sizes: padded to the largest (rows of the first point) when the
+    # wasted multiply-adds cost less than the BLAS calls one product per group would add
+    waste = (groups * most - plan.size) * int(np.prod(x.shape)) * int(np.prod(w.shape)) // depth
+    if waste > (groups - 1) * CALL_MACS:
+        blocks = tuple(_Block(lo, hi, first, 1, 0) for lo, hi, first in zip(bounds, bounds[1:], firsts))
+        return _GemmPlan(rows, x_index, c_index, blocks, None)
+    slot = np.concatenate([k * most + np.arange(n) for k, n in enumerate(sizes)])  # each point's padded row
+    rows_of = np.zeros(groups * most, np.intp)
+    rows_of[slot] = np.arange(plan.size)
+    return _GemmPlan(rows, None if x_index is None else x_index[rows_of], c_index, (stacked,), None, slot)
 
 
 def _gemm(op, scope):
@@ -109,57 +129,63 @@ def _gemm(op, scope):
     # the products come out transposed: whether X's and W's tiles are transposed, per case
     flips = {True: (op.trans_a, op.trans_b), False: (not op.trans_b, not op.trans_a)}
     key, accumulate = object(), op.accumulate  # key: this op's entry in a point plan's `derived`
+    depth = op.a.shape[0] if op.trans_a else op.a.shape[1]  # K
 
     def run(env, plan, box):
         strides = (a.memory.strides, b.memory.strides, c.memory.strides)
         found = plan.derived.get(key)
         if found is None or found[0] != strides:
-            found = plan.derived[key] = (strides, _plan_gemm(a, b, c, env, plan))
+            found = plan.derived[key] = (strides, _plan_gemm(a, b, c, depth, env, plan))
         g = found[1]
         x, w = (a, b) if g.rows else (b, a)
         flip_x, flip_w = flips[g.rows]
-        if g.batched is not None:
-            x_index, w_index, c_index = g.batched
-            product = _product(_tiles(x, x_index, env, plan, plan.size, flip_x),
-                               _tiles(w, w_index, env, plan, plan.size, flip_w))
-            _write(c, c_index, product, g.rows, accumulate, env, plan)
-            return
-        for block in g.blocks:  # X's tiles stacked as the rows of each W block
-            xs = _tiles(x, block.x_index, env, plan, block.n, flip_x)
-            n, r, depth = xs.shape
-            ws = _blocks(w, block.origin, block.count, block.step, flip_w)
-            if block.count == 1:  # one plain [n*r, K] @ [K, cols]
-                product = _product(xs.reshape(n * r, depth), ws[0])
-            else:
-                product = _product(xs.reshape(block.count, n // block.count * r, depth), ws)
-            _write(c, block.c_index, product.reshape(n, r, -1), g.rows, accumulate, env, plan)
+        xs = _tiles(x, g.x_index, env, plan, flip_x)  # [P, r, K]
+        if g.w_index is not None:
+            product = _product(xs, _tiles(w, g.w_index, env, plan, flip_w))
+        else:  # X's tiles stacked as the rows of each W block, into one array of products
+            ws = [_blocks(w, block, flip_w) for block in g.blocks]
+            product = np.empty(xs.shape[:2] + ws[0].shape[-1:], xs.dtype)
+            for block, wb in zip(g.blocks, ws):
+                n, (_, r, k) = block.hi - block.lo, xs.shape
+                shape = (n * r, k) if block.count == 1 else (block.count, n // block.count * r, k)
+                _product(xs[block.lo:block.hi].reshape(shape), wb[0] if block.count == 1 else wb,
+                         product[block.lo:block.hi].reshape(shape[:-1] + wb.shape[-1:]))
+            if g.keep is not None:
+                product = product[g.keep]
+        _write(c, g.c_index, product, g.rows, accumulate, env, plan)
     return run
 
 
-def _tiles(access, index, env, plan, n: int, flip: bool) -> np.ndarray:
-    """The access's tiles at `index` (`n` of them; all alike for a shared region), `[n, r, K]`."""
-    tiles = access.storage()[index] if index is not None else access.get(env, plan, (n,))
+def _tiles(access, index, env, plan, flip: bool) -> np.ndarray:
+    """The access's tiles at `index` (all P alike for a shared region), `[P, r, K]`."""
+    tiles = access.storage()[index] if index is not None else access.get(env, plan, plan.box)
     return tiles.swapaxes(1, 2) if flip else tiles
 
 
-def _blocks(w, origin: int, groups: int, step: int, flip: bool) -> np.ndarray:
-    """`groups` blocks of W viewed in place, `step` bytes apart, from `origin`: `[groups, K, cols]`."""
+def _blocks(w, block: _Block, flip: bool) -> np.ndarray:
+    """A block's `count` blocks of W viewed in place: `[count, K, cols]` (built once per
+    bound array: constructing a view costs about as much as a small product)."""
     m = w.memory
     strides = tuple(st * m.strides[k] for k, (n, st) in enumerate(zip(w.region.size, w.region.stride))
                     if n is not None)
-    blocks = np.ndarray((groups,) + w.shape, w.dtype, m.raw, origin, (step,) + strides)
-    return blocks.swapaxes(1, 2) if flip else blocks
+    key = ("blocks", w.shape, strides, block.origin, block.count, block.step, flip)
+    found = m.derived.get(key)
+    if found is None:
+        found = np.ndarray((block.count,) + w.shape, w.dtype, m.raw, block.origin, (block.step,) + strides)
+        found = m.derived[key] = found.swapaxes(1, 2) if flip else found
+    return found
 
 
-def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """`x @ w` (over leading batch axes), in the operands' dtype: BLAS-ready operands (see
-    `gemm.blas_friendly`), a contraction of one as a broadcast multiply (`gemm.multiply`)."""
+def _product(x: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """`x @ w` (over leading batch axes), in the operands' dtype, into `out` if given:
+    BLAS-ready operands (see `gemm.blas_friendly`), a contraction of one as a broadcast
+    multiply (`gemm.multiply`)."""
     if x.shape[-1] == 1:
-        return np.multiply(x, w, dtype=x.dtype)
+        return np.multiply(x, w, out=out, dtype=x.dtype)
     if x.dtype in BLAS_DTYPES:
         x = x if blas_friendly(x) else np.ascontiguousarray(x)
         w = w if blas_friendly(w) else np.ascontiguousarray(w)
-    return np.matmul(x, w)
+    return np.matmul(x, w, out=out)
 
 
 def _write(c, index, product: np.ndarray, rows: bool, accumulate: bool, env, plan) -> None:

@@ -205,14 +205,25 @@ def test_gemm_with_weights_every_point_shares_is_one_blas_call(matmul_calls):
     assert matmul_calls == [((20, 32), (32, 16), True)]
 
 
-def test_gemm_with_weights_per_outer_dim_is_one_call_per_block(matmul_calls):
+def test_gemm_with_big_weights_per_outer_dim_is_one_call_per_block(matmul_calls):
     """A triangle's rows (4, 3, 2 and 1 points) each share the weights `w[i]` (read by the
     outer dim only): one BLAS call per block, on the weights in place, never a copy per
-    point."""
+    point (padding the rows to one size would waste more than three calls cost)."""
+    p = gemm_case("i in 0:4, j in 0:4 - i", "x[i, j, 0:8, 0:256]", "w[i, 0:256, 0:256]",
+                  {"x": (4, 4, 8, 256), "w": (4, 256, 256), "c": (4, 4, 8, 256)}, c="c[i, j, 0:8, 0:256]")
+    run_gemm(p, matmul_calls)
+    assert matmul_calls == [((8 * n, 256), (256, 256), True) for n in (4, 3, 2, 1)]
+
+
+def test_gemm_with_small_weights_per_outer_dim_pads_the_rows_into_one_stacked_call(matmul_calls):
+    """The same triangle with 64x64 weights: the rows padded to 4 points each, one
+    `np.matmul` of `[4, 8, 64]` with a strided view of the four blocks; the pad rows'
+    products are dropped."""
     p = gemm_case("i in 0:4, j in 0:4 - i", "x[i, j, 0:2, 0:64]", "w[i, 0:64, 0:64]",
                   {"x": (4, 4, 2, 64), "w": (4, 64, 64), "c": (4, 4, 2, 64)}, c="c[i, j, 0:2, 0:64]")
-    run_gemm(p, matmul_calls)
-    assert matmul_calls == [((2 * n, 64), (64, 64), True) for n in (4, 3, 2, 1)]
+    got = run_gemm(p, matmul_calls)
+    assert matmul_calls == [((4, 8, 64), (4, 64, 64), True)]
+    assert not got["c"][~triangle(4)].any()
 
 
 def test_gemm_with_equal_groups_of_evenly_spaced_blocks_is_one_stacked_call(matmul_calls):
@@ -429,18 +440,21 @@ def test_boxes_keep_the_box_path(monkeypatch):
 
 # --- random polygons ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flat_tile, gather_limit", [(polygon.FLAT_TILE, polygon_ops.GATHER_LIMIT), (0, 0)],
-                         ids=["as-planned", "windows-and-blocks"])
-@settings(max_examples=60, deadline=None,
+@pytest.mark.parametrize("flat_tile, gather_limit, call_macs", [
+    (polygon.FLAT_TILE, polygon_ops.GATHER_LIMIT, polygon_ops.CALL_MACS), (0, 0, 1 << 40), (0, 0, 0)],
+    ids=["as-planned", "windows-and-padded-blocks", "windows-and-grouped-blocks"])
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=parallel_programs(nested=True))
-def test_random_polygon_programs_match_the_naive_executor(monkeypatch, flat_tile, gather_limit, case):
+def test_random_polygon_programs_match_the_naive_executor(monkeypatch, flat_tile, gather_limit, call_macs, case):
     """Random parallel-safe programs whose stages' second dims are mostly bounded by their
     first (rows possibly empty), every op kind, loops and ifs around them: the naive
     executor's outputs on two runs (temps carry over), inputs in another memory order the
-    second time; also with every tile windowed and every GEMM grouped by block."""
+    second time; also with every tile windowed and every GEMM by blocks of W, padded to
+    one size or one product per block."""
     monkeypatch.setattr(polygon, "FLAT_TILE", flat_tile)
     monkeypatch.setattr(polygon_ops, "GATHER_LIMIT", gather_limit)
+    monkeypatch.setattr(polygon_ops, "CALL_MACS", call_macs)
     p, index_info = case
     p.verify()
     inputs, constants = program_data(p, index_info, 1, "input"), program_data(p, index_info, 2, "const")
