@@ -9,9 +9,10 @@ tree of `Load`, `Const`, `Unary`, `Binary`, `Where`), `Reduce`, `Gather`, `Scatt
 `Convert`.  Indices are `Aff`s (`fractal.lower.tile_affine`) over the enclosing loop and
 stage variables.  A stage's dims nest like loops: a dim's bounds read the enclosing
 variables and the stage's earlier dims, so the space is a box or, where a bound reads an
-earlier dim, a polygon (a wavefront's hyperplane `f + i + j = w`).  Nodes are frozen dataclasses; constructors normalise (lists to tuples,
-ints and text to `Aff`s, dtypes to `np.dtype`, default layouts and strides) so equal
-programs compare equal; `verify()` checks everything else (`fractal.lower.tile_verify`).
+earlier dim, a polygon (a wavefront's hyperplane `f + i + j = w`).  Nodes are frozen
+dataclasses; constructors normalise (lists to tuples, ints and text to `Aff`s, dtypes to
+`np.dtype`, default layouts and strides) so equal programs compare equal; `verify()`
+checks everything else (`fractal.lower.tile_verify`).
 Regions and element expressions live in `fractal.lower.tile_expr` (re-exported here).
 
 A region has one entry per buffer axis: an *index* axis (size `None`, printed as its

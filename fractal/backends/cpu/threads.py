@@ -16,7 +16,9 @@ and serial NumPy.  A GEMM that runs alone (the recurrent [64,256] @ [256,1024] o
 step) is faster on BLAS's threads: 230 us against 300-330 us cut over two Python threads.
 
 A stage of GEMMs that each fold into one BLAS call (an operand every point shares) is
-not worth splitting: BLAS's threads split that one call as well.
+not worth splitting: BLAS's threads split that one call as well.  A stage over a polygon
+(`polygon`) has no box to cut: it never qualifies, so a program with one holding a GEMM
+runs on one thread with BLAS's threads.
 
 Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
 was measured on, so a stage is split only when its largest box touches `MIN_ELEMENTS`

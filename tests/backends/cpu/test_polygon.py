@@ -325,15 +325,17 @@ def grid_numpy(x, u, v, q, b):
 @pytest.mark.parametrize("sizes", [(3, 4, 5, 3, 4), (3, 5, 6, 4, 32)], ids=["hidden4", "hidden32"])
 def test_grid_rnn_wavefront_matches_a_numpy_loop(sizes):
     """Every wavefront step's polygon of cells (triangles at the ends, full rows in the
-    middle) computes the grid RNN as a plain loop does, on two runs of one executable."""
+    middle) computes the grid RNN as a plain loop does, on two runs of one executable, and
+    is profiled under its name."""
     D, S, T, B, H = sizes
     p = program(grid_text(*sizes))
     x = data((S, T, B, H))
     consts = {k: data((D, H, 2 * H)) / np.float32(np.sqrt(H)) for k in "uvq"}
     consts["b"] = data((D, 2 * H))
-    exe, want = CpuExecutable(p, consts), grid_numpy(x, *(consts[k] for k in "uvqb"))
+    exe, want, profile = CpuExecutable(p, consts), grid_numpy(x, *(consts[k] for k in "uvqb")), {}
     for _ in range(2):
-        np.testing.assert_allclose(exe.run({"x": x})["h"], want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(exe.run({"x": x}, profile=profile)["h"], want, rtol=1e-4, atol=1e-5)
+    assert set(profile) == {"load", "cell"} and profile["cell"] > 0
 
 
 # --- what runs, what is kept -----------------------------------------------------------------------
