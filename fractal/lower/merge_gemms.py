@@ -147,8 +147,9 @@ def _widened(st: Stage, buffers, added) -> list | None:
     if g.accumulate or g.trans_a or g.trans_b:
         return None
     stage_vars = {d.var for d in st.dims}
+    bounded_by = set().union(*(x.start.vars() | x.stop.vars() for x in st.dims))  # (a polygon keeps these)
     for d in st.dims:
-        if not (d.start.is_const and d.stop.is_const) or d.var in g.a.vars() or \
+        if not (d.start.is_const and d.stop.is_const) or d.var in g.a.vars() or d.var in bounded_by or \
                 any(d.var in a.vars() for a in g.c.start[:-1]):  # (c's other axes must not move with d)
             continue
         (k, n), lo, count = g.b.shape, d.start.const, d.stop.const - d.start.const

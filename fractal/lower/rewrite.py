@@ -188,7 +188,8 @@ def accesses(stmt) -> tuple[set, set]:
 
 def points(stmt, ranges) -> int:
     """Points of a statement's stage per run: the extents of a perfect nest of loops around
-    it and of its dims (by `var_ranges`)."""
+    it and of its dims (by `var_ranges`; for a polygon stage, its bounding box: an upper
+    bound)."""
     n = 1
     while isinstance(stmt, Loop):
         lo, hi = ranges.get(stmt.var, (0, 0))
@@ -202,18 +203,21 @@ def points(stmt, ranges) -> int:
 
 
 def var_ranges(stmts, ranges=None) -> dict[str, tuple[int, int]]:
-    """Every loop and stage variable's (lo, hi), by interval arithmetic on the bounds."""
+    """Every loop and stage variable's (lo, hi), by interval arithmetic on the bounds.
+
+    Sound for nested stage dims too: a stage binds its dims in order, so a bound reading an
+    earlier dim is evaluated over that dim's range (a polygon's bounding box)."""
     ranges = dict(ranges or {})
 
-    def bind(var, start, stop):
-        lo, _ = start.bounds(ranges)
-        _, hi = stop.bounds(ranges)
-        ranges[var] = (lo, max(lo, hi - 1))
+    def bind(var, start, stop, step=1):
+        (s0, s1), (t0, t1) = start.bounds(ranges), stop.bounds(ranges)
+        lo, hi = (s0, t1 - 1) if step > 0 else (t0 + 1, s1)  # a negative step counts down to stop + 1
+        ranges[var] = (lo, max(lo, hi))
 
     def walk(ss):
         for s in ss:
             if isinstance(s, Loop):
-                bind(s.var, s.start, s.stop)
+                bind(s.var, s.start, s.stop, s.step)
                 walk(s.body)
             elif isinstance(s, Stage):
                 for d in s.dims:

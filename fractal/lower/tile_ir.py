@@ -7,10 +7,13 @@ CUDA grid, dataflow PEs); its body is a list of tile operations over affine `Reg
 buffers, run once per point of the space: `Copy`, `Gemm`, `Elementwise` (an expression
 tree of `Load`, `Const`, `Unary`, `Binary`, `Where`), `Reduce`, `Gather`, `Scatter` and
 `Convert`.  Indices are `Aff`s (`fractal.lower.tile_affine`) over the enclosing loop and
-stage variables.  Nodes are frozen dataclasses; constructors normalise (lists to tuples,
-ints and variable names to `Aff`s, dtypes to `np.dtype`, default layouts and strides) so
-equal programs compare equal; they never parse (`fractal.lower.parse_index` reads index
-text).  `verify()` checks everything else (`fractal.lower.tile_verify`).
+stage variables.  A stage's dims nest like loops: a dim's bounds read the enclosing
+variables and the stage's earlier dims, so the space is a box or, where a bound reads an
+earlier dim, a polygon (a wavefront's hyperplane `f + i + j = w`).  Nodes are frozen
+dataclasses; constructors normalise (lists to tuples, ints and variable names to `Aff`s,
+dtypes to `np.dtype`, default layouts and strides) so equal programs compare equal; they
+never parse (`fractal.lower.parse_index` reads index text).  `verify()` checks everything
+else (`fractal.lower.tile_verify`).
 
 This module is the IR's public face: `TileProgram` is defined here, on top of the printer
 and the verifier it calls, and the nodes below it are re-exported from

@@ -232,8 +232,14 @@ class Loop:
 
 @dataclass(frozen=True)
 class Stage:
-    """A kernel: `body` runs once per point of the box `dims` (all parallel, bounds read
-    enclosing variables only)."""
+    """A kernel: `body` runs once per point of the space `dims` (all parallel).  The dims
+    nest like loops, outermost first: a dim's bounds read enclosing variables and the
+    stage's earlier dims, never a later one (nor its own variable).  With no bound reading
+    a dim the space is a box; else a polygon, e.g. the points of one wavefront step
+    `f + i + j = w` (with `j = w - f - i` in the regions)::
+
+        stage cell(f in max(0, w - 5):min(2, w + 1), i in max(0, w - f - 3):min(3, w - f + 1), m in 0:3)
+    """
 
     name: str
     dims: tuple[Dim, ...]
@@ -243,6 +249,12 @@ class Stage:
     def __post_init__(self):
         _set(self, "dims", tuple(Dim(v, aff(a), aff(b)) for v, a, b in self.dims))
         _set(self, "body", tuple(self.body))
+
+    @property
+    def rectangular(self) -> bool:
+        """Whether the space is a box: no dim's bounds read a dim of the stage."""
+        names = {d.var for d in self.dims}
+        return not any((d.start.vars() | d.stop.vars()) & names for d in self.dims)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,17 @@
   layout, a known level and role; a const buffer declares its data, of exactly its shape
   and dtype, and no other buffer has data (a backend sees every byte the program moves).
 * Structure: programs, loops and ifs hold loops, stages and ifs; stages hold tile ops.
-* Scoping: an index reads only variables of enclosing loops and stages (a loop's or
-  stage's bounds only those outside it); no variable shadows an enclosing one.
+* Scoping: an index reads only variables of enclosing loops and stages (a loop's bounds
+  only those outside it; a stage dim's bounds those and the stage's earlier dims, nested
+  like loops: never its own variable or a later dim's); no variable shadows an enclosing
+  one.
 * Regions: one start, size and stride per buffer axis; sizes non-negative (an empty range
-  touches nothing), strides positive, index axes unstrided; and in bounds for every iteration that runs.  Interval arithmetic on
+  touches nothing), strides positive, index axes unstrided; and in bounds for every
+  iteration that runs.  Interval arithmetic on
   the loop bounds settles most regions; the rest are checked exactly with isl over the
   iteration domain (loop and stage bounds with max/min/floor/mod, steps, `if`
-  conditions), and an error names an iteration that goes out of bounds.
+  conditions, stage dims bounded by earlier dims: a polygon, not its bounding box), and
+  an error names an iteration that goes out of bounds.
 * Ops, on region shapes (range axes only): `copy` equal shapes and dtypes; `gemm`
   2-d a, b, c with `op(a): [M,K]`, `op(b): [K,N]`, `c: [M,N]`, a and b one dtype and c
   that dtype or a wider one it casts to safely; `elementwise` loads broadcast (NumPy
@@ -178,10 +182,18 @@ class _Verifier:
         self.stages.add(s.name)
         if s.placement not in PLACEMENTS:
             raise _fail(f"placement {s.placement!r} is not one of {', '.join(PLACEMENTS)}", s)
-        inner = ctx
-        for var, start, stop in s.dims:
+        inner, names = ctx, [d.var for d in s.dims]
+        for k, (var, start, stop) in enumerate(s.dims):
             self.binds(var, "stage variable", inner, s)
-            self.in_scope((start, stop), ctx, s)  # the box: bounds read outer variables only
+            for e in (start, stop):  # nested like loops: earlier dims are in scope, the rest not yet
+                read = e.vars()
+                if var in read:
+                    raise _fail(f"the bounds of stage variable {var} read {var} itself", s)
+                later = [n for n in names[k + 1:] if n in read]
+                if later:
+                    raise _fail(f"the bounds of stage variable {var} read {later[0]}, a later dim of the stage "
+                                f"(a dim's bounds read only enclosing variables and earlier dims)", s)
+            self.in_scope((start, stop), inner, s)
             inner = self.bind(inner, var, start, stop, 1)
         for op in s.body:
             if not isinstance(op, TILE_OPS):

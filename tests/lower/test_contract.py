@@ -333,6 +333,7 @@ def test_widen_gemms_makes_a_gemm_batched_over_weight_blocks_one_gemm():
     ("the left operand names d", ("a[m, 0:2, 0:8]", "a[d, 0:2, 0:8]")),
     ("the result's column blocks are not side by side", ("2*d:2*d + 2", "4*d:4*d + 2")),
     ("d has one point", ("d in 0:4", "d in 0:1")),
+    ("another dim's bounds read d (a polygon)", ("m in 0:8, d in 0:4", "d in 0:4, m in d:8")),
     ("the stage does more than the gemm",
      ("0:2]) }", "0:2]) z[m, 0:2, 2*d:2*d + 2] = exp(a[m, 0:2, 2*d:2*d + 2]) }")),
 ))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -301,8 +302,8 @@ class Gen:
 
     def stage(self, ctx, depth):
         dims, inner = [], list(ctx)
-        for _ in range(self.draw(st.integers(0, 2))):
-            start, stop, _, rng = self.bounds(ctx, steps=(1,))
+        for _ in range(self.draw(st.integers(0, 2))):  # nested like loops: bounds may read earlier dims
+            start, stop, _, rng = self.bounds(inner if self.draw(st.booleans()) else ctx, steps=(1,))
             var = self.name("d")
             dims.append((var, start, stop))
             inner.append((var, rng))
@@ -418,14 +419,24 @@ def programs(draw):
 @given(programs())
 def test_random_programs_round_trip_and_verify(p):
     """Random well-formed programs (every op kind, nested loops with steps and min bounds,
-    stages, ifs, quasi-affine indices, keyword-like names) print and parse back exactly,
-    print stably, and pass verify (the structural rules: their stages' points may well meet,
-    which the contract tests take up, tests/lower/test_tile_contract.py)."""
+    stages with dims bounded by earlier dims, ifs, quasi-affine indices, keyword-like names)
+    print and parse back exactly, print stably, and pass verify (the structural rules: their
+    stages' points may well meet, which the contract tests take up)."""
     text = print_tile_program(p)
     q = parse_tile_program(text)
     assert q == p
     assert str(q) == text
     p.verify(contract=False)
+
+
+def stage_points(dims, env):
+    """Every point of a stage's space (dims nested like loops) as an env."""
+    if not dims:
+        yield env
+        return
+    d = dims[0]
+    for x in range(d.start.evaluate(env), d.stop.evaluate(env)):
+        yield from stage_points(dims[1:], {**env, d.var: x})
 
 
 def brute_force_out_of_bounds(p: TileProgram) -> bool:
@@ -447,12 +458,9 @@ def brute_force_out_of_bounds(p: TileProgram) -> bool:
                 taken = eval(f"{a.evaluate(env)} {op} {b.evaluate(env)}")
                 if run(s.then if taken else s.orelse, env):
                     return True
-            else:
-                spans = [range(lo.evaluate(env), hi.evaluate(env)) for _, lo, hi in s.dims]
-                for point in itertools.product(*spans):
-                    inner = {**env, **{d.var: x for d, x in zip(s.dims, point)}}
-                    if any(out(r, inner) for op in s.body for r in op.reads + op.writes):
-                        return True
+            elif any(any(out(r, inner) for op in s.body for r in op.reads + op.writes)
+                     for inner in stage_points(s.dims, env)):
+                return True
         return False
 
     return run(p.body, {})
@@ -672,8 +680,14 @@ VERIFY_CASES = [
     pytest.param(lambda: with_body(dataclasses.replace(LOOP, body=(dataclasses.replace(STAGE, dims=[("i", 0, 2)]),))),
                  "stage variable i shadows an enclosing variable", id="stage shadow"),
     pytest.param(lambda: with_body(dataclasses.replace(
-        LOOP, body=(dataclasses.replace(STAGE, dims=[("j", 0, 2), ("j2", 0, v("j"))]),))),
-        "index j uses j, which is not in scope", id="stage box"),
+        LOOP, body=(dataclasses.replace(STAGE, dims=[("j", 0, v("j2")), ("j2", 0, 2)]),))),
+        "the bounds of stage variable j read j2, a later dim of the stage", id="stage dim reads a later dim"),
+    pytest.param(lambda: with_body(dataclasses.replace(
+        LOOP, body=(dataclasses.replace(STAGE, dims=[("j", 0, 2), ("j2", 0, v("j2") + 1)]),))),
+        "the bounds of stage variable j2 read j2 itself", id="stage dim reads itself"),
+    pytest.param(lambda: with_body(dataclasses.replace(
+        LOOP, body=(dataclasses.replace(STAGE, dims=[("j", 0, v("k"))]),))),
+        "index k uses k, which is not in scope", id="stage bound scope"),
     pytest.param(lambda: with_body(dataclasses.replace(STAGE, body=(LOOP,))), "a stage holds only tile ops, not a Loop",
                  id="stage body"),
     pytest.param(lambda: with_body(If((0, "=<", 1), ())), "comparison '=<' is not one of", id="comparison"),
@@ -788,3 +802,65 @@ def test_an_empty_region_touches_nothing_and_round_trips():
     assert str(p) == text
     out = CpuExecutable(p).run({"x": np.zeros((3, 0), np.float32)})["y"]
     assert (out == 1.0).all()
+
+
+WAVEFRONT_STEP = """tile @t {
+  buffer h: f32[3,4,5,3,4] global output
+  for w in 0:8 sequential host {
+    stage cell(f in max(0, w - 5):min(3, w + 1), i in max(0, w - f - 4):min(4, w - f + 1), m in 0:3) device {
+      h[f, i, w - f - i, m, 0:4] = 1.0
+    }
+  }
+}"""
+
+
+def test_stage_dims_bounded_by_earlier_dims_round_trip_and_verify():
+    """A wavefront step's polygon (`i`'s bounds read the earlier dim `f`, `j = w - f - i` in
+    the region) prints and parses back unchanged, is not rectangular, and verifies."""
+    p = parse_tile_program(WAVEFRONT_STEP)
+    assert str(p) == WAVEFRONT_STEP and p.verify() is p
+    stage = next(p.stages())
+    assert stage.dims[1].start.vars() == {"w", "f"} and not stage.rectangular
+    assert parse_tile_program(program_text("y[i, 0:8] = 0.0")).body[0].body[0].rectangular
+
+
+def test_verify_bounds_of_a_polygon_are_exact():
+    """In-bounds checking runs over the polygon, not its bounding box: `j = w - f - i` stays
+    in 0..4 over the points (it would reach -3..9 over the box of f, i), and an axis one
+    element short is reported at a point of the polygon."""
+    short = WAVEFRONT_STEP.replace("f32[3,4,5,3,4]", "f32[3,4,4,3,4]")
+    with pytest.raises(VerifyError, match=r"axis 2 reaches index 4, outside 0..3") as e:
+        parse_tile_program(short).verify()
+    w, f, i, m = map(int, re.search(r"at w = (\d+), f = (\d+), i = (\d+), m = (\d+),", str(e.value)).groups())
+    assert max(0, w - 5) <= f < min(3, w + 1) and max(0, w - f - 4) <= i < min(4, w - f + 1) and w - f - i == 4
+    triangle = program_text("y[i + j, 0:8] = 0.0").replace("stage s(j in 0:1)", "stage s(j in 0:4 - i)")
+    parse_tile_program(triangle).verify()  # i + j <= 3: the box would reach 6
+    with pytest.raises(VerifyError, match="axis 0 reaches index 4"):
+        parse_tile_program(triangle.replace("0:4 - i", "0:5 - i")).verify()
+
+
+@SETTINGS
+@given(programs())
+def test_var_ranges_cover_every_point_that_runs(p):
+    """`rewrite.var_ranges` is sound: every value a loop or stage variable takes (stage dims
+    bounded by earlier dims included) lies in its range."""
+    from fractal.lower.rewrite import var_ranges
+    ranges, seen = var_ranges(p.body), {}
+
+    def run(stmts, env):
+        for s in stmts:
+            if isinstance(s, Loop):
+                for x in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                    seen.setdefault(s.var, set()).add(x)
+                    run(s.body, {**env, s.var: x})
+            elif isinstance(s, If):
+                a, op, b = s.cond
+                run(s.then if eval(f"{a.evaluate(env)} {op} {b.evaluate(env)}") else s.orelse, env)
+            else:
+                for point in stage_points(s.dims, env):
+                    for d in s.dims:
+                        seen.setdefault(d.var, set()).add(point[d.var])
+    run(p.body, {})
+    for var, values in seen.items():
+        lo, hi = ranges[var]
+        assert lo <= min(values) and max(values) <= hi, var

@@ -4,6 +4,8 @@ Loops and ifs run as Python control flow over compiled bounds (`parallel` loops 
 core runs them in order).  A stage runs each of its tile ops once for its whole box, op
 after op (points are independent by contract, so op-major order equals point-major
 order); `ops.RULES` turns each op into one batched NumPy call over views of the buffers.
+A stage over a polygon (dims bounded by earlier dims) runs the same way over its points
+as one flat axis, gathered and assigned by cached fancy indices (`polygon`).
 Big stages of programs that qualify are cut into one sub-box per thread (`threads`).
 A sequential loop that is a scan (one stage combining each step's result with the
 previous one) runs as one accumulate (`scan`).
@@ -28,6 +30,8 @@ from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 from .indices import compile_box, compile_index
 from .ops import RULES
 from .policy import CpuPolicy
+from .polygon import compile_polygon
+from .polygon_ops import RULES as POLYGON_RULES
 from .scan import compile_scan, match_scan
 from .threads import SplitStage, Team, plan, run_ops
 from .threads import workers as threads_available
@@ -129,6 +133,8 @@ class CpuExecutable:
         return run
 
     def _stage(self, s: Stage):
+        if not s.rectangular:
+            return self._polygon(s)
         scope = _Scope(self.memory, tuple(d.var for d in s.dims))
         ops = self._ops(s, scope)
         box_of = compile_box(s.dims)
@@ -143,6 +149,17 @@ class CpuExecutable:
             t0 = perf_counter() if profile is not None else 0.0
             ops(env, los, box)
             if profile is not None:
+                profile[name] = profile.get(name, 0.0) + perf_counter() - t0
+        return run
+
+    def _polygon(self, s: Stage):
+        """A stage over a polygon: its points as one flat axis (`polygon`)."""
+        points, name = compile_polygon(s, self.memory, POLYGON_RULES), s.name
+
+        def run(env):
+            profile = self._profile
+            t0 = perf_counter() if profile is not None else 0.0
+            if points(env) and profile is not None:
                 profile[name] = profile.get(name, 0.0) + perf_counter() - t0
         return run
 

@@ -32,11 +32,12 @@ before the phase.  Every (point, step) the loop computes is computed once, in th
 order, and no other: still bit-identical, whatever the box's dependence on r.
 
 A loop takes this path when (else it runs step by step): its step is 1; its body is one
-stage holding one elementwise `op(prev, x)` (or `op(x, prev)` for add and mul, which
-commute exactly) with op add/mul/maximum/minimum; `prev` reads dst's buffer at dst's region
-for r - 1; x reads another buffer; dst and x are strided views affine in r and the stage
-variables, all of dst's dtype; and at run time no two elements of dst's view over the
-steps of a phase share memory.
+stage over a box (not a polygon: `polygon` runs those) holding one elementwise
+`op(prev, x)` (or `op(x, prev)` for add and mul, which commute exactly) with op
+add/mul/maximum/minimum; `prev` reads dst's buffer at dst's region for r - 1; x reads
+another buffer; dst and x are strided views affine in r and the stage variables, all of
+dst's dtype; and at run time no two elements of dst's view over the steps of a phase
+share memory.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def match_scan(loop: Loop):
     if loop.step != 1 or len(loop.body) != 1 or not isinstance(loop.body[0], Stage):
         return None
     stage = loop.body[0]
-    if len(stage.body) != 1 or not isinstance(stage.body[0], Elementwise):
+    if not stage.rectangular or len(stage.body) != 1 or not isinstance(stage.body[0], Elementwise):
         return None
     op = stage.body[0]
     e, dst = op.expr, op.dst

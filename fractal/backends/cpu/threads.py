@@ -16,7 +16,9 @@ and serial NumPy.  A GEMM that runs alone (the recurrent [64,256] @ [256,1024] o
 step) is faster on BLAS's threads: 230 us against 300-330 us cut over two Python threads.
 
 A stage of GEMMs that each fold into one BLAS call (an operand every point shares) is
-not worth splitting: BLAS's threads split that one call as well.
+not worth splitting: BLAS's threads split that one call as well.  A stage over a polygon
+(`polygon`) has no box to cut: it never qualifies, so a program with one holding a GEMM
+runs on one thread with BLAS's threads.
 
 Forking costs: waking a parked thread and joining it takes 50-70 us on the 2-core VMs this
 was measured on, so a stage is split only when its largest box touches `min_elements`
@@ -220,9 +222,9 @@ def one_call_gemms(st: Stage) -> bool:
 
 
 def qualifying(program: TileProgram, min_elements: int) -> dict[str, Split]:
-    """Every stage that may be split and is big enough to be worth it, by name: some box dim
-    is named by every write (sub-boxes then never write one region), it holds no scatter
-    (its rows come from data), and its largest box touches `min_elements`."""
+    """Every stage that may be split and is big enough to be worth it, by name: a box (not
+    a polygon), some box dim named by every write (sub-boxes then never write one region),
+    no scatter (its rows come from data), and its largest box touching `min_elements`."""
     ranges = var_ranges(program.body)
     out = {}
     for st in program.stages():
@@ -233,6 +235,8 @@ def qualifying(program: TileProgram, min_elements: int) -> dict[str, Split]:
 
 
 def _split(st: Stage, ranges, min_elements: int) -> Split | None:
+    if not st.rectangular:  # a polygon runs as one flat axis of points, on one thread (`polygon`)
+        return None
     writes = [r for op in st.body for r in op.writes]
     dims = tuple(i for i, d in enumerate(st.dims) if all(any(d.var in x.vars() for x in r.start) for r in writes))
     if not dims or any(isinstance(op, Scatter) for op in st.body):

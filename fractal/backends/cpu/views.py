@@ -41,17 +41,19 @@ class _RawBytes:
 
 
 class Memory:
-    """One buffer's storage for a run: the logical array, its raw bytes and byte strides."""
+    """One buffer's storage for a run: the logical array, its raw bytes and byte strides;
+    `derived` holds views of the raw bytes that accesses build once per bound array
+    (`polygon`'s element and window views), dropped when another array is bound."""
 
-    __slots__ = ("buffer", "array", "raw", "origin", "strides")
+    __slots__ = ("buffer", "array", "raw", "origin", "strides", "derived")
 
     def __init__(self, buffer: Buffer):
         self.buffer = buffer
         self.array = self.raw = None
-        self.origin, self.strides = 0, ()
+        self.origin, self.strides, self.derived = 0, (), {}
 
     def bind(self, array: np.ndarray) -> None:
-        self.array = array
+        self.array, self.derived = array, {}
         lo = sum((n - 1) * s for n, s in zip(array.shape, array.strides) if s < 0)
         hi = sum((n - 1) * s for n, s in zip(array.shape, array.strides) if s > 0) + array.itemsize
         n = hi - lo if array.size else 0
@@ -63,6 +65,7 @@ class Memory:
     def release(self) -> None:
         """Drop the array (strides are kept: the next array bound likely has the same)."""
         self.array = self.raw = None
+        self.derived = {}
 
 
 def allocate(buffer: Buffer) -> np.ndarray:

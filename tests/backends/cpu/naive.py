@@ -1,9 +1,8 @@
-"""A naive reference executor for tile programs: every stage point in turn, every op on
-plain NumPy basic slices.  Slow and obviously right; the oracle of the CPU backend's tests."""
+"""A naive reference executor for tile programs: every stage point in turn (dims nested like
+loops, so boxes and polygons alike), every op on plain NumPy basic slices.  Slow and
+obviously right; the oracle of the CPU backend's tests."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -55,12 +54,22 @@ def op_instances(stmts, env, order="point"):
             yield from op_instances(s.then if COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, order)
         else:
             assert isinstance(s, Stage) and order in ("point", "op")
-            ranges = [range(d.start.evaluate(env), d.stop.evaluate(env)) for d in s.dims]
-            points = [{**env, **{d.var: x for d, x in zip(s.dims, point)}} for point in itertools.product(*ranges)]
+            points = list(stage_points(s.dims, env))
             ops = range(len(s.body))
             pairs = ((k, e) for e in points for k in ops) if order == "point" else ((k, e) for k in ops for e in points)
             for k, inner in pairs:
                 yield s, k, inner
+
+
+def stage_points(dims, env):
+    """Every point of a stage's space as an env, in loop order: the dims nest like loops
+    (a dim's bounds may read earlier dims)."""
+    if not dims:
+        yield env
+        return
+    d = dims[0]
+    for x in range(d.start.evaluate(env), d.stop.evaluate(env)):
+        yield from stage_points(dims[1:], {**env, d.var: x})
 
 
 def region(r, env, arrays) -> np.ndarray:

@@ -7,7 +7,9 @@ variables (`d`, `-d`, `2*d`, `d mod M` with M above d's range, `floor((2*d + 1) 
 path), so no two points write the same element; it reads its owned buffers only through
 that same leading index (each point its own slice), and any other buffer anywhere.
 Loops (steps 1, 2, -1), `if`s and stage boxes read loop variables through affine and
-max/min indices.  Starts are shifted non-negative by their interval bounds and buffers
+max/min indices; with `nested`, a stage's second dim is mostly bounded by its first too
+(a polygon; such bounds may leave rows empty).  Writes stay injective: one lead index
+per dim.  Starts are shifted non-negative by their interval bounds and buffers
 sized to the largest extent reached, so every region is in bounds.
 
 Data are small integers (in float buffers too) and elementwise results are clamped to
@@ -37,8 +39,8 @@ def v(name: str) -> Aff:
 
 
 class ParallelGen:
-    def __init__(self, draw):
-        self.draw = draw
+    def __init__(self, draw, nested: bool = False):
+        self.draw, self.nested = draw, nested  # nested: a stage's second dim may be bounded by its first
         self.count = 0
         self.bufs: dict[str, dict] = {}  # name -> dtype, need (per axis), state
         self.owned: dict[str, tuple] = {}  # in the current stage: buffer -> (dtype, leading index)
@@ -172,8 +174,10 @@ class ParallelGen:
 
     def stage(self, ctx, depth):
         dims = {}
-        for _ in range(self.draw(st.integers(0, 2))):
-            start, stop, _, rng = self.bounds(ctx)
+        for _ in range(self.draw(st.integers(1 if self.nested else 0, 2))):
+            earlier = {d: r for d, (_, _, r) in dims.items()}
+            nest = self.nested and earlier and self.draw(st.integers(0, 3)) > 0  # a polygon, rows maybe empty
+            start, stop, _, rng = self.bounds({**ctx, **earlier} if nest else ctx)
             dims[self.fresh("d")] = (start, stop, rng)
         ranges = {d: r for d, (_, _, r) in dims.items()}
         self.owned, self.read_anywhere = {}, set()
@@ -253,10 +257,11 @@ class ParallelGen:
 
 
 @st.composite
-def parallel_programs(draw):
+def parallel_programs(draw, nested: bool = False):
     """A parallel-safe program (its consts holding `program_data`) and, per index buffer,
-    (axis, stride, limit) of its one region."""
-    gen = ParallelGen(draw)
+    (axis, stride, limit) of its one region; `nested`: stages' second dims mostly bounded by
+    their first (polygons)."""
+    gen = ParallelGen(draw, nested)
     p = gen.program()
     return with_data(p, program_data(p, gen.index_info, 2, "const")), gen.index_info
 
