@@ -18,9 +18,10 @@ A gather's source and a scatter's destination are read and written at the rows t
 table holds.  When the table is a constant buffer with data, those rows are computed from it,
 instance by instance, and kept per value of the variables a question keeps (`keep`) as runs
 of rows (`_table_rows`): exact for the kept variables, so a scatter per layer of a layer
-loop is known to touch its own layer's rows.  Through a table known only at run time (or
-more than `MAX_TABLE_RUNS` runs of rows) the whole axis of the region stands for them: a
-sound over-approximation.
+loop is known to touch its own layer's rows.  Where they make more than `MAX_TABLE_RUNS` runs
+of rows, each kept value's rows stand as the span they lie in; through a table known only at
+run time (or with more kept values than that) the whole axis of the region: sound
+over-approximations.
 """
 
 from __future__ import annotations
@@ -336,16 +337,18 @@ def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     if len(starts) > MAX_TABLE_RUNS:
         return None
+    ends = np.r_[starts[1:], len(key)]
     values = {v: np.broadcast_to(pts[v], (n,)) for v in keep}
+    at_key = [" and ".join(f"k{j} = {int(values[v][inst[lo]])}" for j, v in enumerate(keep)) or "true"
+              for lo in starts]
     e, parts, total = f"e{axis}", [], 0
-    for g, lo in enumerate(starts):
-        hi = starts[g + 1] if g + 1 < len(starts) else len(key)
+    for g, (lo, hi) in enumerate(zip(starts, ends)):
         runs = arithmetic_runs(flat[lo:hi], MAX_TABLE_RUNS - total)
-        if runs is None:
-            return None
+        if runs is None:  # too many runs: each key's rows as the span they lie in (a sound hull)
+            return " or ".join(f"({k} and {int(flat[a])} <= {e} <= {int(flat[b - 1])})"
+                               for k, a, b in zip(at_key, starts, ends))
         total += len(runs)
-        at_key = " and ".join(f"k{j} = {int(values[v][inst[lo]])}" for j, v in enumerate(keep)) or "true"
-        parts.append(f"({at_key} and ({' or '.join(_run(e, r) for r in runs)}))")
+        parts.append(f"({at_key[g]} and ({' or '.join(_run(e, r) for r in runs)}))")
     return " or ".join(parts)
 
 

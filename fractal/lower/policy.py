@@ -11,6 +11,7 @@ the same tile IR) on any machine.
 
     facts = BatchFacts(steps=64, points=64, step_bytes=65536, shares_weight=True, ...)
     if target.policy.batch_across(facts, target.hardware): ...       # hoist
+    k = target.policy.choose_schedule(options, target.hardware)      # wavefront
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ class StageRun:
     polygon: bool            # the points are not a box (a skewed nest's step)
     gemms: tuple[GemmRun, ...]
     other_bytes: int         # bytes the non-GEMM ops touch
+    moved_bytes: int = 0     # bytes of the regions that move with the points (all ops)
+
+
+@dataclass(frozen=True)
+class ScheduleOption:
+    """Wavefront: one legal schedule of a nest of sequential loops, `runs` its stage runs
+    (None when too many to list), `steps` its sequential steps."""
+
+    name: str                # "as written", "wavefront" (skewed whole), "batched" (recurrences batched out)
+    steps: int
+    runs: tuple | None
 
 
 class CostPolicy(Protocol):
@@ -85,4 +97,4 @@ class CostPolicy(Protocol):
 
     def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None: ...
 
-    def seconds(self, runs: list[StageRun], hw: Hardware) -> float: ...
+    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int: ...

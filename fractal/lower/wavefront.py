@@ -27,6 +27,7 @@ from .dependences import accesses, deltas, tables_of
 from .hoist import batch_recurrences
 from .rewrite import Path, rewrite_blocks, rewrite_stmts, substitute, var_ranges
 from .skew import skew_bounds
+from .policy import ScheduleOption
 from .tile_ir import Loop, TileProgram
 from .workload import stage_runs
 
@@ -57,9 +58,9 @@ class _Site:
         return out
 
     def schedule(self, loop: Loop, path: Path) -> list:
-        """The cheapest of the nest's legal schedules (the target's policy prices them): as
-        written, skewed whole, or with what reads the enclosing recurrence batched out of the
-        inner loops (and the inner perfect nest that leaves skewed)."""
+        """The nest's legal schedules, of which the target's policy picks one: as written,
+        skewed whole, or with what reads the enclosing recurrence batched out of the inner
+        loops (and the inner perfect nest that leaves skewed)."""
         options = [("as written", [loop])]
         full = self.skewed(loop, path)
         if full is not None:
@@ -69,16 +70,14 @@ class _Site:
             batched = rewrite_stmts(batched, self.skew_block, order="pre", path=path)
             if batched != [loop] and (full is None or batched != [full]):
                 options.append(("batched", batched))
-        if len(options) == 1:
-            return [loop]
-        costs = [self.seconds(stmts, path) for _, stmts in options]
-        if any(c is None for c in costs):  # too big to price: the fewest steps
-            pick = 1 if full is not None else 0
-        else:
-            pick = min(range(len(options)), key=lambda k: (costs[k], k))
+        if len(options) == 1 or self.ctx is None:
+            return options[-1][1] if full is not None else [loop]
+        facts = [ScheduleOption(name, _steps(stmts), self.runs(stmts, path)) for name, stmts in options]
+        target = self.ctx.target
+        pick = target.policy.choose_schedule(facts, target.hardware)
         name, chosen = options[pick]
-        if self.ctx is not None and chosen != [loop]:
-            priced = "; ".join(f"{n} {c * 1e3:.3g} ms" for (n, _), c in zip(options, costs) if c is not None)
+        if chosen != [loop]:
+            priced = "; ".join(f"{o.name} {o.steps} steps" for o in facts)
             for st in _loops(chosen):
                 if st.var in self.skews:
                     self.ctx.notes.append(f"wavefront: {' x '.join(self.skews[st.var])} -> {st.var} "
@@ -92,18 +91,28 @@ class _Site:
             out.append(s if skewed is None else skewed)
         return out
 
-    def seconds(self, stmts, path: Path) -> float | None:
+    def runs(self, stmts, path: Path):
+        """The stage runs of `stmts` for the policy to price (None: too many to list)."""
         env = {lp.var: self.ranges.get(lp.var, (0, 0))[0] for lp in path.loops}
         runs = stage_runs(stmts, env, self.itemsizes)
-        if runs is None:
-            return None
-        return self.ctx.target.policy.seconds(runs, self.ctx.target.hardware)
+        return None if runs is None else tuple(runs)
 
     def skewed(self, loop: Loop, path: Path):
         out = _skewed(loop, path, self.shapes, self.tables)
         if out is not None:
             self.skews[out.var] = [lp.var for lp in perfect_chain(loop)]
         return out
+
+
+def _steps(stmts) -> int:
+    """Sequential steps a block runs: each sequential loop's trip count times its body's."""
+    total = 0
+    for s in stmts:
+        if isinstance(s, Loop) and s.kind == "sequential" and s.start.is_const and s.stop.is_const:
+            total += max(0, s.stop.const - s.start.const) * max(1, _steps(s.body))
+        elif isinstance(s, Loop):
+            total += _steps(s.body)
+    return total
 
 
 def _loops(stmts):

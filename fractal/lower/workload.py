@@ -28,7 +28,9 @@ _COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne_
 
 
 def stage_runs(stmts, env: dict, itemsizes: dict, limit: int = 200_000) -> list[StageRun] | None:
-    """The stage runs of `stmts` with the variables of `env` bound; None past `limit` runs."""
+    """The stage runs of `stmts` with the variables of `env` bound; None past `limit` runs.
+    Consecutive stages over the same points count as one run of all their ops, as the merge
+    pass makes them (an estimate: that pass also checks they meet only point-wise)."""
     found: Counter = Counter()
     memo: dict = {}  # (stage, the values of the variables its box reads) -> its run
 
@@ -38,30 +40,47 @@ def stage_runs(stmts, env: dict, itemsizes: dict, limit: int = 200_000) -> list[
         key = (id(st), tuple(env[v] for v in read))
         if key not in memo:
             memo[key] = _run(st, env, dims, itemsizes)
-        return memo[key]
+        return memo[key], dims
 
-    def walk(ss, env, batch):
+    def block(ss, env, batch) -> list:
+        """The runs of one execution of a block, (points, run) in order, consecutive runs over
+        the same points merged; sequential loops inside are counted in `found` as they go."""
+        out: list = []
         for s in ss:
             if isinstance(s, Loop) and s.kind == "sequential":
                 for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
-                    walk(s.body, {**env, s.var: value}, batch)
+                    for _, run in block(s.body, {**env, s.var: value}, batch):
+                        found[run] += 1
                     if len(memo) > limit:
                         raise _TooMany
+                out.append((None, None))  # nothing merges across a loop
             elif isinstance(s, Loop):
-                walk(s.body, env, batch + ((s.var, s.start, s.stop, s.step),))
+                pieces = block(s.body, env, batch + ((s.var, s.start, s.stop, s.step),))
             elif isinstance(s, If):
                 a, op, b = s.cond
-                walk(s.then if _COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, batch)
+                pieces = block(s.then if _COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, batch)
             elif isinstance(s, Stage):
-                run = run_of(s, env, batch)
-                if run is not None:
-                    found[run] += 1
+                run, dims = run_of(s, env, batch)
+                pieces = [(dims, run)] if run is not None else []
+            if not isinstance(s, Loop) or s.kind != "sequential":
+                for dims, run in pieces:
+                    if out and dims is not None and out[-1][0] == dims:
+                        out[-1] = (dims, _merged(out[-1][1], run))
+                    else:
+                        out.append((dims, run))
+        return [(dims, run) for dims, run in out if run is not None]
 
     try:
-        walk(stmts, dict(env), ())
+        for _, run in block(stmts, dict(env), ()):
+            found[run] += 1
     except _TooMany:
         return None
     return [StageRun(count, *run) for run, count in found.items()]
+
+
+def _merged(a: tuple, b: tuple) -> tuple:
+    """One run of two stages' ops over the same points."""
+    return a[0] + b[0], a[1], a[2], a[3] + b[3], a[4] + b[4], a[5] + b[5]
 
 
 class _TooMany(Exception):
@@ -69,7 +88,8 @@ class _TooMany(Exception):
 
 
 def _run(st: Stage, env: dict, dims, itemsizes) -> tuple | None:
-    """(ops, points, polygon, gemms, other bytes) of one run of `st` over the points of `dims`."""
+    """(ops, points, polygon, gemms, other bytes, moved bytes) of one run of `st` over the
+    points of `dims`."""
     scope = Scope()
     for var, start, stop, step in dims:
         scope = scope.inner(var, start, stop, step)
@@ -79,8 +99,10 @@ def _run(st: Stage, env: dict, dims, itemsizes) -> tuple | None:
         return None
     names = [d[0] for d in dims]
     polygon = any(set(names[:k]) & (start.vars() | stop.vars()) for k, (_, start, stop, _) in enumerate(dims))
-    gemms, other = [], 0
+    gemms, other, moved = [], 0, 0
     for op in st.body:
+        moved += n * sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer]
+                         for r in op.reads + op.writes if r.vars() & set(names))
         if isinstance(op, Gemm):
             (m, k), (_, n_cols) = _oriented(op)
             used = [v for v in names if v in op.b.vars()]
@@ -88,7 +110,7 @@ def _run(st: Stage, env: dict, dims, itemsizes) -> tuple | None:
             gemms.append(GemmRun(calls, m * n // calls, n_cols, k, itemsizes[op.c.buffer]))
         else:
             other += n * sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer] for r in op.reads + op.writes)
-    return len(st.body), n, polygon, tuple(gemms), other
+    return len(st.body), n, polygon, tuple(gemms), other, moved
 
 
 def _oriented(op: Gemm):

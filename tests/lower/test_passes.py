@@ -60,9 +60,9 @@ def program(buffers: str, body: str) -> str:
     return "tile @t {\n" + textwrap.indent(inner, "  ") + "\n}"
 
 
-def run_pass(pass_fn, before: str):
+def run_pass(pass_fn, before: str, target=TINY_CPU):
     """(the verified result of `pass_fn` on the verified program `before`, the pass context)."""
-    ctx = PassContext(TINY_CPU)
+    ctx = PassContext(target)
     return pass_fn(parse_tile_program(before).verify(), ctx).verify(), ctx
 
 

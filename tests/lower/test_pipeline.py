@@ -9,17 +9,24 @@ writes h and c straight into their state slots.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+import fractal as ft
 from examples import zoo
+from fractal.backends.cpu.policy import CpuPolicy
 from fractal.lower.tile_ir import Elementwise, Gemm, Loop, Stage
 
 
-def _compiled(name, config, ragged=True):
+TARGET = ft.targets.get("cpu-generic")  # the structure below is this target's (the host's may differ)
+
+
+def _compiled(name, config, ragged=True, target=TARGET):
     model = zoo.load(name)
     args = model.inputs(config, dtype=np.float32, ragged=ragged)
-    return model.model.compile(*args), args
+    return model.model.compile(*args, target=target), args
 
 
 def _top_loops(program):
@@ -131,10 +138,27 @@ def test_flash_attention_keeps_each_key_blocks_scores_in_the_key_loop():
     assert any(g.trans_b for g in _gemms(keys.body))
 
 
-def test_grid_rnn_projects_the_layer_below_once_per_layer():
-    """Both projections of the layer below run once per layer, before its (row, column)
-    wavefront, whose diagonals keep only the projection of the neighbours' states (`hoist`)."""
-    compiled, _ = _compiled("grid_rnn", "small")
+@pytest.mark.parametrize("depth, rows, cols", [(2, 3, 4), (3, 2, 5), (1, 3, 3)])
+def test_grid_rnn_small_is_one_wavefront_of_d_plus_s_plus_t_minus_2_steps(depth, rows, cols):
+    """Tiny cells: the whole (layer, row, column) nest skewed onto its planes `d + i + j`, one
+    loop of D + S + T - 2 steps whose body is one stage over the plane's (layer, row) polygon
+    times the batch: the projections of each cell's three neighbours in it, per-layer weights
+    (one layer: its projection of the input grid, which no step writes, is hoisted)."""
+    config = dict(zoo.load("grid_rnn").CONFIGS["small"], depth=depth, src_length=rows, trg_length=cols)
+    compiled, _ = _compiled("grid_rnn", config)
+    (planes,) = _top_loops(compiled.tile_ir)
+    assert planes.kind == "sequential" and planes.stop.const - planes.start.const == depth + rows + cols - 2
+    (cell,) = planes.body
+    assert isinstance(cell, Stage) and len(_gemms([cell])) == (3 if depth > 1 else 1)
+    assert (not cell.rectangular) == (depth > 1)  # one layer: a (row) range per plane, a box
+
+
+def test_grid_rnn_batched_projects_the_layer_below_once_per_layer():
+    """The batched schedule (a policy naming it): both projections of the layer below run once
+    per layer, before its (row, column) wavefront, whose diagonals keep only the projection of
+    the neighbours' states."""
+    target = dataclasses.replace(TARGET, policy=CpuPolicy(schedule="batched"))
+    compiled, _ = _compiled("grid_rnn", "small", target=target)
     (layers,) = _top_loops(compiled.tile_ir)
     diagonals = [s for s in layers.body if isinstance(s, Loop)]
     assert len(_gemms(layers.body)) == 2 and len(diagonals) == 1

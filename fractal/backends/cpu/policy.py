@@ -7,7 +7,8 @@ reason for its value; each answer is a pure function of the pass's facts
 The costs behind the numbers (measured on the 2-core AMD EPYC and Intel Xeon VMs this project
 runs on, NumPy 2.4 with OpenBLAS): a stage run is a Python closure and a box computation
 (about 2 us), each op one NumPy call on views (3-5 us; on a polygon of points, through cached
-fancy indices, about twice that); a BLAS call costs a few microseconds before it computes,
+fancy indices, as much again plus about 0.5 ns per byte of the regions that move with the
+points, gathered and scattered); a BLAS call costs a few microseconds before it computes,
 and a GEMM of m rows reaches about m / (m + 16) of the float32 peak (OpenBLAS blocks rows by
 the 8 lanes of an AVX2 register: 64 rows, eight blocks, run near peak).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
-from fractal.lower.policy import BatchFacts, SinkFacts, StageRun, TileFacts
+from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, StageRun, TileFacts
 
 _DTYPE_OF_ITEMSIZE = {2: "float16", 4: "float32", 8: "float64"}
 
@@ -30,8 +31,8 @@ class CpuPolicy:
     full_speed_blocks: int = 8      # a GEMM of this many row blocks (64 rows) runs near the BLAS peak
     cache_share: float = 0.5        # of a cache level, what a working set may take (BLAS streams the rest)
     stage_seconds: float = 2e-6     # host cost of one stage run
-    op_seconds: float = 4e-6        # one NumPy call over views
-    polygon_op_seconds: float = 8e-6  # one NumPy call over a polygon's cached fancy indices
+    op_seconds: float = 4e-6        # one NumPy call over views (a polygon's fancy indices cost the same)
+    fancy_gbs: float = 2.0          # a polygon's regions that move with its points, gathered and scattered
     gemm_call_seconds: float = 2e-6   # a BLAS call before it computes
     gemm_half_rows: int = 16        # rows at which a GEMM runs at half the peak
     sunk_run_seconds: float = 5e-6  # what sinking adds to each step: one more stage run of a few calls
@@ -39,6 +40,9 @@ class CpuPolicy:
     # waking a parked thread and joining it took 50-70 us on the 2-core VMs measured, about
     # 0.5 ms of NumPy work is 2^19 elements
     split_elements: int = 1 << 19
+    # (the wavefront) which of a nest's legal schedules to take: "cheapest" by `seconds`, or
+    # one by name ("wavefront", "batched", "as written") to compare them (the benchmark does)
+    schedule: str = "cheapest"
 
     # --- hoist ---------------------------------------------------------------------------
 
@@ -83,12 +87,27 @@ class CpuPolicy:
 
     # --- the wavefront's choice of schedule ----------------------------------------------
 
-    def seconds(self, runs: list[StageRun], hw: Hardware) -> float:
+    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
+        """The schedule a nest runs: with `schedule="cheapest"` the option of least estimated
+        time (`seconds`; ties and unpriced nests: the fewest steps), else the one named
+        (`"wavefront"`: the fewest steps; `"batched"`; `"as written"`) where it is legal."""
+        names = [o.name for o in options]
+        if self.schedule in names:
+            return names.index(self.schedule)
+        fewest = min(range(len(options)), key=lambda k: (options[k].steps, k))
+        if self.schedule != "cheapest" or any(o.runs is None for o in options):
+            return fewest
+        costs = [self.seconds(o.runs, hw) for o in options]
+        return min(range(len(options)), key=lambda k: (costs[k], options[k].steps, k))
+
+    def seconds(self, runs, hw: Hardware) -> float:
         """Estimated run time of stage runs: host costs per run and op, BLAS calls at the rate a
         GEMM of their rows reaches, other ops at the bandwidth of the level their bytes fit."""
         total = 0.0
         for r in runs:
-            per = self.stage_seconds + r.ops * (self.polygon_op_seconds if r.polygon else self.op_seconds)
+            per = self.stage_seconds + r.ops * self.op_seconds
+            if r.polygon:
+                per += r.moved_bytes / (self.fancy_gbs * 1e9)
             for g in r.gemms:
                 peak = hw.peak(_DTYPE_OF_ITEMSIZE.get(g.itemsize, "float32")) * 1e9
                 rate = peak * g.m / (g.m + self.gemm_half_rows) if g.m else peak
