@@ -20,28 +20,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .rewrite import var_ranges
+from .rewrite import Path, rewrite_blocks, var_ranges
 from .tile_affine import amin, floordiv
-from .tile_ir import Dim, If, Loop, Stage, TileProgram
+from .tile_ir import Dim, Stage, TileProgram
 
 
 def bucket(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 10, bucket: stages in a step of a sorted ragged batch shrink to its live points."""
     ranges = var_ranges(program.body)
 
-    def block(stmts, active: tuple) -> list:
-        out = []
-        for s in stmts:
-            if isinstance(s, Loop):
-                s = replace(s, body=tuple(block(s.body, active + ((s.active,) if s.active is not None else ()))))
-            elif isinstance(s, If):
-                s = replace(s, then=tuple(block(s.then, active)), orelse=tuple(block(s.orelse, active)))
-            elif isinstance(s, Stage) and active:
-                s = _shrunk(s, active, ranges, ctx)
-            out.append(s)
-        return out
+    def block(stmts, path: Path) -> list:
+        active = tuple(lp.active for lp in path.loops if lp.active is not None)
+        return [_shrunk(s, active, ranges, ctx) if isinstance(s, Stage) and active else s for s in stmts]
 
-    return replace(program, body=tuple(block(program.body, ())))
+    return rewrite_blocks(program, block)
 
 
 def _shrunk(st: Stage, active: tuple, ranges, ctx) -> Stage:

@@ -35,7 +35,7 @@ import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
 from .dependences import Access, accesses, deltas, only_zero, tables_of
-from .rewrite import fresh_name, map_stages, ops_of, stages_of, substitute, substitute_region, var_ranges
+from .rewrite import fresh_name, map_stages, ops_of, rewrite_blocks, stages_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
@@ -84,34 +84,29 @@ class _Contractor:
         self.new_buffers: list[Buffer] = []
 
     def run(self) -> TileProgram | None:
-        body = self._block(self.program.body, ())
-        if body is None:
+        self.done = False
+        out = rewrite_blocks(self.program, self._block)
+        if not self.done:
             return None
-        out = replace(self.program, body=tuple(self.prologue) + tuple(body))
+        out = replace(out, body=tuple(self.prologue) + out.body)
         if self.retarget:
             out = map_stages(out, self._retargeted)
         used = {r.buffer for op in ops_of_program(out) for r in op.reads + op.writes}
         return replace(out, buffers=tuple(b for b in self.program.buffers + tuple(self.new_buffers)
                                           if b.name in used or b.role != "temp"))
 
-    def _block(self, stmts, enclosing) -> list | None:
-        stmts = list(stmts)
+    def _block(self, stmts, path) -> list:
+        """`stmts` with its first sum contracted, if no other was this run (blocks inside come
+        first: one loop at a time, innermost first)."""
+        if self.done:
+            return stmts
         for i, s in enumerate(stmts):
             if isinstance(s, Loop):
-                inner = self._block(s.body, enclosing + (s,))
-                if inner is not None:
-                    stmts[i] = replace(s, body=tuple(inner))
-                    return stmts
-                found = self._match(stmts, i, enclosing)
+                found = self._match(stmts, i, path.loops)
                 if found is not None:
-                    return self._rewrite(stmts, i, enclosing, found)
-            elif isinstance(s, If):
-                for part in ("then", "orelse"):
-                    inner = self._block(getattr(s, part), enclosing)
-                    if inner is not None:
-                        stmts[i] = replace(s, **{part: tuple(inner)})
-                        return stmts
-        return None
+                    self.done = True
+                    return self._rewrite(list(stmts), i, path.loops, found)
+        return stmts
 
     # --- matching ----------------------------------------------------------------------
 

@@ -22,29 +22,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .rewrite import substitute
-from .tile_ir import If, Loop, Stage, TileProgram
+from .rewrite import rewrite_blocks, substitute
+from .tile_ir import Loop, Stage, TileProgram
 
 
 def schedule(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 1, schedule: parallel loops distributed over their statements and sunk below the
     sequential ones, directly around the stages."""
-    return replace(program, body=tuple(_block(program.body)))
+    return rewrite_blocks(program, _block)
 
 
-def _block(stmts) -> list:
+def _block(stmts, path) -> list:
+    """One block, the blocks inside its statements already scheduled."""
     out = []
     for s in stmts:
         if isinstance(s, Loop) and s.start.is_const and s.stop.is_const and s.stop.const - s.start.const == 1:
             # a loop of one iteration (a fold over one layer) is its body at that index
-            out.extend(_block([substitute(b, {s.var: s.start}) for b in s.body]))
+            out.extend(_block([substitute(b, {s.var: s.start}) for b in s.body], path))
         elif isinstance(s, Loop) and s.kind == "parallel":
-            for inner in _block(s.body):
+            for inner in s.body:
                 out.extend(_sink(s, inner))
-        elif isinstance(s, Loop):
-            out.append(replace(s, body=tuple(_block(s.body))))
-        elif isinstance(s, If):
-            out.append(replace(s, then=tuple(_block(s.then)), orelse=tuple(_block(s.orelse))))
         else:
             out.append(s)
     return out
