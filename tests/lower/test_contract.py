@@ -403,7 +403,7 @@ def test_a_maps_results_in_row_order_are_copied_not_gathered():
     fn = ft.function(tanh_rows)
     ops = [op for st in lowered(fn, rows(4)).program.stages() for op in st.body]
     assert not any(isinstance(op, Gather) for op in ops) and isinstance(ops[-2], Copy)
-    assert str(fn.compile(rows(4)).tile_ir).count("stage ") == 1
+    assert str(fn.compile(rows(4), target="cpu-generic").tile_ir).count("stage ") == 1
 
 
 @pytest.mark.parametrize("fn, lengths, gathered", cases(
@@ -417,7 +417,7 @@ def test_results_are_gathered_exactly_when_out_of_row_order(fn, lengths, gathere
     first is in order: copied.  The values are right either way."""
     fn = ft.function(fn)
     args = (rows(4),) if lengths is None else (ft.fractal([rows(n) for n in lengths]),)
-    compiled = fn.compile(*args)
+    compiled = fn.compile(*args, target="cpu-generic")
     assert gathered_into_the_result(compiled) == gathered
     assert_values_close(compiled.run(*args), fn.interpret(*args))
 
@@ -477,7 +477,7 @@ def test_a_blocked_gemm_reduce_compiles_to_what_the_interpreter_computes(d):
     and no sequential loop is left (the sum is one GEMM; a ragged row's dropped blocks zeros)."""
     fn = blocked(ft.reduce, d["zero_init"], d["shared_b"], d["tm"], d["tn"])
     args = blocked_args(d)
-    compiled = fn.compile(*args)
+    compiled = fn.compile(*args, target="cpu-generic")
     assert_values_close(compiled.run(*args), fn.interpret(*args))
     assert sequential_loops(compiled.tile_ir) == []
 
@@ -489,7 +489,7 @@ def test_a_blocked_gemm_scan_stays_a_loop_and_compiles_to_what_the_interpreter_c
     right."""
     fn = blocked(ft.scan, d["zero_init"], d["shared_b"], d["tm"], d["tn"])
     args = blocked_args(d)
-    compiled = fn.compile(*args)
+    compiled = fn.compile(*args, target="cpu-generic")
     assert_values_close(compiled.run(*args), fn.interpret(*args))
     if max(d["counts"]) >= 2:
         assert sequential_loops(compiled.tile_ir) != []
@@ -503,6 +503,6 @@ def test_back_to_back_gemm_compiles_to_two_gemms_equal_to_the_interpreter(mb, nb
     sequential loop is left) and the result is the interpreter's."""
     config = dict(M=mb * tm, N=nb * tn, K=kb * tk, P=p, TM=tm, TN=tn, TK=tk)
     args = b2b_gemm.inputs(config, dtype=np.float64, seed=seed)
-    compiled = b2b_gemm.model.compile(*args)
+    compiled = b2b_gemm.model.compile(*args, target="cpu-generic")
     assert_values_close(compiled.run(*args), b2b_gemm.model.interpret(*args))
     assert sequential_loops(compiled.tile_ir) == []

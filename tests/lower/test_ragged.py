@@ -132,7 +132,7 @@ def test_a_ragged_rnn_runs_each_step_over_its_live_sequences_only():
     dim runs exactly over the sequences longer than the step."""
     model = zoo.load("bigru")
     args = model.inputs("small", dtype=np.float64, ragged=True)
-    compiled = model.model.compile(*args)
+    compiled = model.model.compile(*args, target="cpu-generic")
     lengths = zoo.lengths_for(model.CONFIGS["small"], True, 0)
     assert len(set(lengths)) > 1, "the test needs a ragged batch"
     stages = _recurrent_stages(compiled.tile_ir)
@@ -150,7 +150,7 @@ def test_a_ragged_rnn_runs_each_step_over_its_live_sequences_only():
 @pytest.mark.parametrize("name", ["bigru", "stacked_lstm"])
 def test_a_regular_batch_keeps_its_full_box(name):
     model = zoo.load(name)
-    compiled = model.model.compile(*model.inputs("small", ragged=False))
+    compiled = model.model.compile(*model.inputs("small", ragged=False), target="cpu-generic")
     loops = [s for s in compiled.tile_ir.body if isinstance(s, Loop)]
     assert loops and all(loop.active is None for loop in loops)
 
@@ -247,7 +247,7 @@ def test_ragged_recurrences_compile_to_live_prefixes_and_equal_the_interpreter(l
     rng = np.random.default_rng(seed)
     batch = ft.fractal([ft.fractal([rng.standard_normal((1, 3)) for _ in range(n)]) for n in lengths])
     w = rng.standard_normal((3, 3)) * 0.5
-    compiled = ragged_rnn.compile(batch, w)
+    compiled = ragged_rnn.compile(batch, w, target="cpu-generic")
     got, want = compiled.run(batch, w), ragged_rnn.interpret(batch, w)
     compared = 0
     for (gs, gl), (ws, wl) in zip(zip(*got), zip(*want)):

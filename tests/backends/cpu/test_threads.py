@@ -214,7 +214,7 @@ def test_zoo_models_split_over_threads_equal_the_interpreter(forks, name, ragged
     """Small configurations in float64, every qualifying stage split into three pieces."""
     m = zoo.load(name)
     args = m.inputs("small", dtype=np.float64, ragged=ragged)
-    compiled = m.model.compile(*args)
+    compiled = m.model.compile(*args, target="cpu-generic")
     split = dataclasses.replace(compiled, _executable=CpuExecutable(compiled.tile_ir, threads=3, split_elements=1))
     got = m.outputs(split.run(*args))
     assert forks, "the test needs a split stage"
