@@ -33,6 +33,7 @@ Writes `benchmarks/results/cpu_backend.json` and `BENCHMARKS.md` (see `benchmark
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -53,7 +54,11 @@ from benchmarks.peers import Prepared, load_families  # noqa: E402
 from examples import zoo  # noqa: E402
 
 DTYPE = np.float32
-EXTRA_CONFIGS = {"stacked_lstm": ("cpu_small_batch",), "flash_attention": ("cpu_seq2048",)}
+EXTRA_CONFIGS = {"stacked_lstm": ("cpu_small_batch",), "flash_attention": ("cpu_seq2048",),
+                 "grid_rnn": ("small", "paper")}
+# models whose nests have several legal schedules: each also timed as a policy naming it
+# (`CpuPolicy(schedule=...)`), beside the one the host's policy chooses ("fractal cpu")
+SCHEDULES = {"grid_rnn": ("wavefront", "batched")}
 BUDGET_S = 6.0  # timed seconds per system and case before it stops repeating
 SHORT_S, SHORT_FACTOR = 0.02, 5  # a case with runs under 20 ms gets 5x the runs (see `interleave`)
 FRACTAL, INTERPRETER, REFERENCE = "fractal cpu", "interpreter", "numpy reference"
@@ -165,14 +170,42 @@ def run_system(name: str, family: str, library: bool, prepare, expected, repeats
     return timed.finish()
 
 
-def fractal_prepare(m, args, rec: dict):
-    """Compile (timed into `rec["compile_ms"]`), then the compiled program's `run` as the call."""
+def schedule_target(schedule: str | None):
+    """The host, its policy taking `schedule` when named (else choosing)."""
+    import fractal as ft
+    host = ft.targets.host()
+    return host if schedule is None else dataclasses.replace(
+        host, name=f"host [{schedule}]", policy=dataclasses.replace(host.policy, schedule=schedule))
+
+
+def fractal_prepare(m, args, rec: dict, schedule: str | None = None):
+    """Compile for the host (timed into `rec["compile_ms"]`; `schedule`: its policy naming that
+    schedule), then the compiled program's `run` as the call."""
     def prepare():
         t0 = time.perf_counter()
-        compiled = m.model.compile(*args, backend="cpu")
+        compiled = m.model.compile(*args, target=schedule_target(schedule))
         rec["compile_ms"] = 1e3 * (time.perf_counter() - t0)
+        rec["steps"] = sequential_steps(compiled.tile_ir)
         return Prepared(lambda: compiled.run(*args), m.outputs)
     return prepare
+
+
+def sequential_steps(tile_ir) -> int:
+    """How many sequential steps the program's outermost sequential loops run (nested ones
+    counted per step of those around them)."""
+    from fractal.lower.tile_ir import Loop
+
+    def steps(stmts) -> int:
+        n = 0
+        for s in stmts:
+            if isinstance(s, Loop):
+                inner = steps(s.body)
+                if s.kind == "sequential" and s.start.is_const and s.stop.is_const:
+                    n += (s.stop.const - s.start.const) * max(1, inner)
+                else:
+                    n += inner
+        return n
+    return steps(tile_ir.body)
 
 
 # -- one case -------------------------------------------------------------------------------
@@ -199,9 +232,10 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
         timed[0].rec.update(max_abs_error=0.0, agrees=True)
     for peer in families["numpy"].peers.get(name, ()):
         timed.append(Timed(peer.name, "numpy", peer.library, lambda: peer.prepare(m, args), expected))
-    frac = {}
-    timed.append(Timed(FRACTAL, "fractal", False, fractal_prepare(m, args, frac), expected))
-    timed[-1].rec.update(frac)
+    for system, schedule in [(FRACTAL, None)] + [(f"{FRACTAL} [{s}]", s) for s in SCHEDULES.get(name, ())]:
+        compiled = {}
+        timed.append(Timed(system, "fractal", False, fractal_prepare(m, args, compiled, schedule), expected))
+        timed[-1].rec.update(compiled)
     for family in ("torch", "jax"):
         for peer in families[family].peers.get(name, ()):
             timed.append(Timed(peer.name, family, peer.library, lambda: peer.prepare(m, args), expected))
@@ -266,8 +300,8 @@ def ratios(systems: dict) -> dict:
 def gemm_peak_gflops() -> tuple[float, str]:
     """float32 GEMM GFLOP/s of np.matmul on 1024 x 1024 operands (median of 5)."""
     try:
-        from fractal.lower.hardware import measured_gemm_gflops
-        return float(measured_gemm_gflops(dtype="float32", n=1024, repeats=5)), "fractal.lower.hardware"
+        from fractal.backends.cpu.host import gemm_gflops
+        return float(gemm_gflops("float32", n=1024, repeats=5)), "fractal.backends.cpu.host (best of 5)"
     except ImportError:
         pass
     n = 1024

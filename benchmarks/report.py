@@ -225,6 +225,22 @@ def _profiles(results: dict) -> list[str]:
     return _table(["model", "config", "threads", "top stages (ops): ms per run, share of the run"], rows)
 
 
+def _schedules(results: dict) -> list[str]:
+    """Per case with named schedules: the sequential steps and time of each, and the one the
+    host's policy chose (its program's steps are the chosen schedule's)."""
+    rows = []
+    for c in results["cases"]:
+        named = {n[len(FRACTAL) + 2:-1]: r for n, r in c["systems"].items() if n.startswith(FRACTAL + " [")}
+        if not named:
+            continue
+        chosen = c["systems"].get(FRACTAL, {})
+        picked = [s for s, r in named.items() if r.get("steps") == chosen.get("steps")]
+        cells = [f"{s}: {_ms(r['median_ms'])} ms, {r.get('steps', '?')} steps" for s, r in named.items()]
+        rows.append([c["model"], c["config"], ", ".join(picked) or "?",
+                     f"{_ms(chosen.get('median_ms'))} ms, {chosen.get('steps', '?')} steps", "; ".join(cells)])
+    return _table(["model", "config", "policy chose", "fractal cpu", "each legal schedule"], rows) if rows else []
+
+
 def _load_lines(m: dict) -> list[str]:
     start, end = m.get("load_average_start"), m.get("load_average_end")
     if start is None:
@@ -265,6 +281,12 @@ def render(results: dict) -> str:
         lines += ["Notes:", "", *notes, ""]
     goal_rows = [[g["goal"], g["case"], g["shown"], g["status"]] for g in results.get("goals") or goals(results)]
     lines += ["## Goals", "", *_table(["goal", "case", "measured", "status"], goal_rows), "",
+              *(["## Schedules", "",
+                 "Models whose nests have several legal schedules (the wavefront pass: skewed whole onto the "
+                 "hyperplane of the nest's dependences, or the recurrence's projection batched out of the "
+                 "inner loops and the inner nest skewed), each compiled with the host's policy naming it, "
+                 "beside the one the policy chose by its cost estimate.", "", *_schedules(results), ""]
+                if _schedules(results) else []),
               "## Where fractal's time goes", "",
               "Stages by time in three profiled runs (`compiled.run(*args, profile=dict)`), and the threads "
               "the program ran on (1: BLAS's own threads; more: big stages cut over the cores).", "",

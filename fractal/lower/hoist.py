@@ -35,7 +35,7 @@ import numpy as np
 from .dependences import Access, accesses, between, deltas, only_zero, pairwise, tables_of
 from .policy import BatchFacts
 from .rewrite import Path, ops_of, points as _points, rewrite_blocks, rewrite_stmts, var_ranges
-from .tile_ir import Gemm, Loop, Stage, TileProgram
+from .tile_ir import Gemm, Loop, Scatter, Stage, TileProgram
 
 
 def hoist(program: TileProgram, ctx) -> TileProgram:
@@ -163,8 +163,7 @@ class _Site:
             return True
         lo, hi = self.ranges.get(loop.var, (0, 0))
         pts = _points(s, self.ranges)
-        step_bytes = pts * sum(int(np.prod(r.shape, dtype=np.int64)) * self.itemsizes[r.buffer]
-                               for op in ops_of(s) for r in op.writes)
+        step_bytes = pts * sum(_written_bytes(op, self.itemsizes) for op in ops_of(s))
         shares = any(isinstance(op, Gemm) and loop.var not in op.b.vars() for op in ops_of(s))
         recurrent = self.recurrent(s, kept, path, inner)
         enclosing = {st.var for st, _ in path.around if isinstance(st, Loop) and st.kind == "sequential"}
@@ -173,6 +172,13 @@ class _Site:
         facts = BatchFacts(hi - lo + 1, pts, step_bytes, shares, recurrent and not self.batch_recurrent,
                            sum(self.buffer_bytes.get(n, 0) for n in layer))
         return self.ctx.target.policy.batch_across(facts, self.ctx.target.hardware)
+
+
+def _written_bytes(op, itemsizes) -> int:
+    """Bytes one point of `op` writes: a scatter's, the rows it puts (its source), not the
+    region its index counts in."""
+    regions = (op.src,) if isinstance(op, Scatter) else op.writes
+    return sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer] for r in regions)
 
 
 def _meet(xs, ys, fixed) -> bool:
