@@ -145,7 +145,7 @@ def test_a_compiled_model_gets_its_compile_time_ratios_and_interpreter_speedup(m
 
         def run(self, *args, profile=None):
             return self.fn.interpret(*args)
-    monkeypatch.setattr(Function, "compile", lambda self, *args, backend: Compiled(self), raising=False)
+    monkeypatch.setattr(Function, "compile", lambda self, *args, target: Compiled(self), raising=False)
     results = cpu_backend.run_benchmark(["b2b_gemm"], config="small", repeats=1,
                                         out_json=tmp_path / "r.json", out_md=tmp_path / "r.md")
     (case,) = results["cases"]
