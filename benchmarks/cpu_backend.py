@@ -259,7 +259,7 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
 def stage_profile(m, args, runs: int = 3, top: int = 3) -> dict:
     """Where fractal's time goes: the `top` stages by time over `runs` profiled runs (ms per
     run, share of the run, the stage's op kinds) and the threads the program ran on."""
-    compiled = m.model.compile(*args, backend="cpu")  # cached: the program just timed
+    compiled = m.model.compile(*args, target=schedule_target(None))  # cached: the program just timed
     seconds: dict = {}
     t0 = time.perf_counter()
     for _ in range(runs):
