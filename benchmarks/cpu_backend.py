@@ -7,7 +7,7 @@ Every zoo model runs at its `cpu` configuration (plus stacked_lstm at `cpu_small
 flash_attention at `cpu_seq2048`), float32, on the zoo's ragged inputs
 (`inputs(config, dtype=np.float32)`), all systems in this one process:
 
-* `fractal cpu`: `compiled = model.compile(*args, backend="cpu")` (timed once as the compile
+* `fractal cpu`: `compiled = model.compile(*args, target=ft.targets.host())` (timed once as the compile
   time: trace + analysis + lowering), then `compiled.run(*args)`;
 * `interpreter`: `model.interpret(*args)`, one run (it is slow); `--quick` skips it;
 * `numpy reference`: the zoo's `reference(*args)`, plus NumPy peers (`benchmarks/peers`);
