@@ -7,8 +7,9 @@ of one small product and one addition per step.  Its value is one GEMM over the 
 side by side, `[x_0 | x_1 | ...] @ [w_0; w_1; ...]`: this pass lays the blocks out that way
 (the left operands gain the loop's axis in their columns, the right operands in their rows:
 the paper's data reordering) and replaces the loop by a parallel loop that computes and
-places the blocks, then that one GEMM with a K of `R * k`.  Blocks of an input are placed
-once per run, at the start; an accumulator that starts at zero needs no initial value, and
+places the blocks, then that one GEMM with a K of `R * k`.  A block is placed once, before
+the outermost loop around that leaves it unchanged (an input's once per run, at the start),
+not by every iteration of loops it does not name; an accumulator that starts at zero needs no initial value, and
 one step needs no placing at all.  Over ragged lists each point keeps its own number of
 steps: the blocks it drops are placed as zeros through new const buffers, and the readers of
 its sum are redirected through new tables (`fractal.lower.contract_ragged`).  Runs
@@ -35,7 +36,7 @@ import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
 from .dependences import Access, accesses, deltas, only_zero, tables_of
-from .rewrite import fresh_name, map_stages, ops_of, rewrite_blocks, stages_of, substitute, substitute_region, var_ranges
+from .rewrite import accesses as rewrite_accesses, fresh_name, map_stages, ops_of, rewrite_blocks, stages_of, substitute, substitute_region, var_ranges
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
@@ -81,6 +82,7 @@ class _Contractor:
         self.retarget: dict[tuple[str, str], str] = {}  # (state, old table) -> new table of its gathers
         self.ranges = var_ranges(program.body)
         self.prologue: list = []  # input blocks placed once per run
+        self.before: dict[str, list] = {}  # loop variable -> blocks placed just before that loop
         self.new_buffers: list[Buffer] = []
 
     def run(self) -> TileProgram | None:
@@ -88,6 +90,8 @@ class _Contractor:
         out = rewrite_blocks(self.program, self._block)
         if not self.done:
             return None
+        if self.before:
+            out = rewrite_blocks(out, self._insert_before)
         out = replace(out, body=tuple(self.prologue) + out.body)
         if self.retarget:
             out = map_stages(out, self._retargeted)
@@ -306,13 +310,33 @@ class _Contractor:
             op = Elementwise(dst, Where(Load(Region(mask, (row, aff(v)), (None, None))), Load(block), Const(0.0)))
         place = Stage(self._fresh(f"place_{name}"), (), (op,))
         whole = Region(name, (row, 0, 0), (None,) + shape)
-        if not read_only:
+        # placed once, before the outermost loop around that leaves the block as it is (the
+        # prologue for an input): not once per iteration of loops the block does not name,
+        # which as a parallel loop's iterations would all write the same rows
+        outside = 0 if read_only else next(
+            (j for j in range(len(enclosing)) if block.buffer not in rewrite_accesses(enclosing[j])[1]), None)
+        if outside is None or self._written_in_sum(block.buffer, loop):
             return whole, place
-        for var in [v] + keys[::-1]:  # the prologue: loops over the block's own variables only
+        for var in [v] + [k for k in keys[::-1] if k in {e.var for e in enclosing[outside:]}]:
             lo, hi = self.ranges[var] if var != v else (0, loop.stop.const - 1)
             place = Loop(var, lo, hi + 1, 1, "parallel", "host", (place,))
-        self.prologue.append(place)
+        if read_only:
+            self.prologue.append(place)
+        else:
+            self.before.setdefault(enclosing[outside].var, []).append(place)
         return whole, None
+
+    @staticmethod
+    def _written_in_sum(buffer: str, loop: Loop) -> bool:
+        return buffer in rewrite_accesses(loop)[1]
+
+    def _insert_before(self, stmts, path) -> list:
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop) and s.var in self.before:
+                out.extend(self.before.pop(s.var))
+            out.append(s)
+        return out
 
     def _fresh(self, name: str) -> str:
         taken = set(self.buffers) | {b.name for b in self.new_buffers} | {s.name for s in self.program.stages()}

@@ -77,8 +77,10 @@ def kept_steps(cur: Region, v: str, steps: int, plain: list[Region], gathers: li
         entries = np.asarray(table, dtype=np.int64)[at]
         slots, own = own_slots(entries)
         # each point reads its own state; a point without a value (padding of a ragged map)
-        # reads the lowering's filler row 0 and keeps nothing
-        if np.any(~own & (entries != 0)) or np.any(own & (lengths >= 0) & (lengths != slots)):
+        # reads one past the end (zeros) and keeps nothing
+        padding = entries == op.src.shape[op.axis]
+        own &= ~padding
+        if np.any(~own & ~padding) or np.any(own & (lengths >= 0) & (lengths != slots)):
             return None
         lengths = np.where(own, slots, lengths)
         new[at[own]] = init[own] + coeff * steps

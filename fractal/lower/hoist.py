@@ -75,6 +75,8 @@ class _Site:
             if isinstance(s, Loop) and s.kind == "sequential":
                 moved, s = self.hoist_from(s, path)
                 out.extend(moved)
+                if not s.body:  # everything moved out: no loop is left
+                    continue
             out.append(s)
         return out
 

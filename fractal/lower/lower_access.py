@@ -169,8 +169,9 @@ def _consecutive(lists: list, n: int, chunk: int = 4096) -> bool:
 def _gather_dynamic(walker, eqn, env) -> LVal:
     """`gather(xs, idx)` with traced indices: each point's list is laid out in a fresh buffer
     (`gather_rows`), its indices wrapped (`idx mod len` for `-len <= idx < len`) into an index
-    buffer in which an index out of range becomes `m` (past every list: the gather raises
-    `LengthError` at run time, `CpuExecutable` says which), then one gather per point."""
+    buffer in which an index out of range becomes `m + 1` (past every list and past `m`, the
+    padding: the gather raises `LengthError` at run time, `CpuExecutable` says which), then
+    one gather per point."""
     em = walker.em
     xs_t, out_t = eqn.inputs[0].type, eqn.outputs[0].type
     if not isinstance(xs_t.elem, TensorType):
@@ -196,13 +197,13 @@ def _gather_dynamic(walker, eqn, env) -> LVal:
     else:  # every list is empty: any index is out of range, and the gather below says so
         src, stride = em.buffer("t", (em.domain.size,) + elem.shape, elem.dtype), 1
         em.emit([Elementwise(Region(src, (flat,) + zeros, (1,) + elem.shape), Const(0.0))])
-    # wrapped indices; out of range -> m, which no list has
+    # wrapped indices; out of range -> m + 1, past the padding (m): the gather raises
     size = em.const_rows(em.domain.in_row_order(lens).astype(idx.dtype))
     wrapped = em.buffer("t", (em.domain.size, k), idx.dtype)
     n, i = Load(Region(size, (flat,), (None,))), Load(idx.region)
     inside = Binary("logical_and", Binary("ge", i, Unary("neg", n)), Binary("lt", i, n))
-    em.emit([Elementwise(Region(wrapped, (flat, 0), (None, k)), Where(inside, Binary("mod", i, n), Const(float(m))))])
-    em.runtime_checks[wrapped] = eqn.loc  # a gather through it that meets index m failed here
+    em.emit([Elementwise(Region(wrapped, (flat, 0), (None, k)), Where(inside, Binary("mod", i, n), Const(float(m + 1))))])
+    em.runtime_checks[wrapped] = eqn.loc  # a gather through it that meets index m + 1 failed here
     em.emit([Gather(Region(src, (flat * stride,) + zeros, (m,) + elem.shape), Region(wrapped, (flat, 0), (None, k)),
                     Region(out, (flat * k,) + zeros, (k,) + elem.shape), 0)])
     return LVal(ids, out_t)

@@ -296,15 +296,17 @@ class _ListState:
         em, w = self.em, self.width
         if w == 0:
             return
-        table = np.zeros(domain.extents + (w,), dtype=np.int64)
         bufs = set()
-        for pt, leaves in leaves_by_point.items():
-            table[pt][:len(leaves)] = leaves & ROW_MASK
+        for leaves in leaves_by_point.values():
             bufs.update(np.unique(leaves >> ROW_BITS).tolist())
         if len(bufs) > 1:
             raise UnsupportedError("the cpu backend cannot yet carry a list state whose elements come from "
                                    "different buffers")
         src = em.buffers[bufs.pop() if bufs else 0]
+        # slots past a point's leaves (and points without any) read one past the end: zeros
+        table = np.full(domain.extents + (w,), src.shape[0], dtype=np.int64)
+        for pt, leaves in leaves_by_point.items():
+            table[pt][:len(leaves)] = leaves & ROW_MASK
         name = em.const_rows(domain.in_row_order(table))
         flat = domain.flat()
         em.emit([Gather(Region(src.name, (0,) * src.ndim, src.shape), Region(name, (flat * w,), (w,)),

@@ -29,6 +29,7 @@ from .affine_fit import affine_fit
 from .lower_access import lower_access
 from .lower_combinators import lower_aggregate, lower_map
 from .lower_tensor_ops import TENSOR_RULES
+from .rewrite import substitute
 from .lower_values import (ROOT, ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, broadcast_ids,
                            element_ids, evaluate_on_grid, id_list, id_type, lengths, row_region, source_buffers)
 from .tile_affine import aff
@@ -133,22 +134,57 @@ class _Emitter:
         if len(bufs) == 1:
             name = self.buffers[int(bufs[0])].name
             row = affine_fit(p.gids, valid, self.domain.vars, self.rows_of(name), offset=int(bufs[0]) << ROW_BITS)
-            if row is not None:
+            if row is not None and not self._shares_a_row_written_apart(name, row):
                 return TVal(row_region(name, row, shape), p.type.dtype)
         # gather once per point of the dims the rows depend on (a key block read by every
         # query block is gathered once), then read it broadcast over the others
-        gids, domain = p.gids, self.domain
+        gids, domain, dropped = p.gids, self.domain, []
+        per_point = set().union(*(self.domains[self.buffers[int(b)].name].vars for b in bufs))
         for axis in reversed(range(gids.ndim)):
+            if self.domain.vars[axis] in per_point:  # rows written per value (in that loop, maybe)
+                continue
             same = _constant_along(gids, axis)
             if same is not None:
                 gids = same
                 domain = domain.without(axis)
+                dropped.append(axis)
         outer, self.domain = self.domain, domain
+        self.stack.append([])
         try:
             name, k = self.gather_rows(gids[..., None], shape, p.type.dtype)
         finally:
             self.domain = outer
+            gathered = self.stack.pop()
+        self._place_broadcast(gathered, dropped)
         return TVal(row_region(name, domain.flat() * k, shape), p.type.dtype)
+
+    def _shares_a_row_written_apart(self, name: str, row) -> bool:
+        """Would the points of a loop read one row of `name` (the view's index `row` does not
+        name the loop's variable) whose rows are laid out per value of that variable (each
+        iteration writes its own)?  Valid points never do (a map's points are independent):
+        valid points at one value only left the fit free there, and the padded ones would
+        read a row another iteration writes; those are gathered instead (padding: zeros)."""
+        used, rows_by = row.vars(), self.domains[name].vars
+        return any(n > 1 and v in rows_by and v not in used for v, n in zip(self.domain.vars, self.domain.extents))
+
+    def _place_broadcast(self, stmts: list, dropped: list[int]) -> None:
+        """Put the statements gathering rows shared by the points of the map dims `dropped`
+        (axes of the domain) before the outermost such map's loop, inside fresh loops over
+        the kept dims nested in it: each row is written once, not by every iteration of a
+        parallel loop at once (the tile IR's contract)."""
+        kinds = self.domain._kinds()
+        maps = [a for a in dropped if kinds[a]]
+        if not maps:
+            self.stack[-1].extend(stmts)
+            return
+        at = min(maps)
+        assert len(self.stack) == len(self.domain.vars) + 1, "one statement block per enclosing loop"
+        kept = [a for a in range(at + 1, len(self.domain.vars)) if a not in dropped]
+        fresh = dict(zip((self.domain.vars[a] for a in kept), self.fresh_vars(len(kept))))
+        body = tuple(substitute(s, {v: aff(z) for v, z in fresh.items()}) for s in stmts)
+        for a in reversed(kept):  # (each point gathers its own rows: parallel, a scan's steps too)
+            body = (Loop(fresh[self.domain.vars[a]], 0, self.domain.extents[a], 1, "parallel", "host", body),)
+        self.stack[at].extend(body)
 
     def gather_rows(self, gids: np.ndarray, shape, dtype) -> tuple[str, int]:
         """Copy `n` rows per point (`gids[point] `, -1: none) into a fresh buffer whose rows
@@ -160,12 +196,12 @@ class _Emitter:
         if not valid.any():  # no rows to copy (empty lists): the buffer's rows are never read
             return self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype), n
         bufs = source_buffers(gids)
-        rows = np.where(valid, gids & ROW_MASK, 0)
         whole = lambda b: Region(b.name, (0,) * b.ndim, b.shape)  # noqa: E731
         if len(bufs) == 1:
             src = self.buffers[int(bufs[0])]
             out = self.buffer("t", (self.domain.size * n,) + tuple(shape), dtype)
-            ordered = self.domain.in_row_order(rows).astype(np.int64)
+            # a padded point reads one past the end (zeros): no row another point may write
+            ordered = self.domain.in_row_order(np.where(valid, gids & ROW_MASK, src.shape[0])).astype(np.int64)
             dst = Region(out, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape))
             if len(ordered) and valid.all() and np.array_equal(ordered, ordered[0] + np.arange(len(ordered))):
                 # the rows are already in order (a map's results, in place): a strided view
@@ -181,7 +217,7 @@ class _Emitter:
         for b in bufs:
             src = self.buffers[int(b)]
             mine = valid & ((gids >> ROW_BITS) == b)
-            take = self.const_rows(self.domain.in_row_order(np.where(mine, rows, 0)).astype(np.int64))
+            take = self.const_rows(self.domain.in_row_order(np.where(mine, gids & ROW_MASK, src.shape[0])).astype(np.int64))
             put = self.const_rows(self.domain.in_row_order(np.where(mine, np.arange(n), n)).astype(np.int64))
             part = Region(scratch, (flat * n,) + (0,) * len(shape), (n,) + tuple(shape))
             ops += [Gather(whole(src), Region(take, (flat * n,), (n,)), part, 0),

@@ -24,7 +24,7 @@ from .dependences import Access, accesses, deltas, only_zero, table_instances, t
 from .rewrite import Path, rewrite_blocks
 from .tile_nodes import Loop, Scatter, Stage
 from .tile_isl import Indirect
-from .tile_printer import header
+from .tile_printer import header, print_region
 
 
 def check_contract(program) -> None:
@@ -37,7 +37,7 @@ def check_contract(program) -> None:
         scope = path.scope()
         for s in stmts:
             if isinstance(s, Stage) and s.dims:
-                _independent([s], scope, tuple(d.var for d in s.dims), "points of stage", s, shapes, tables)
+                _independent([s], scope, scope.vars, tuple(d.var for d in s.dims), "points of stage", s, shapes, tables)
                 inner = scope
                 for d in s.dims:
                     inner = inner.inner(d.var, d.start, d.stop)
@@ -45,22 +45,35 @@ def check_contract(program) -> None:
                     if isinstance(op, Scatter):
                         _distinct_rows(op, inner, tables, s)
             elif isinstance(s, Loop) and s.kind == "parallel":
-                _independent(s.body, scope.inner(s.var, s.start, s.stop, s.step), (s.var,),
+                _independent(s.body, scope.inner(s.var, s.start, s.stop, s.step), scope.vars, (s.var,),
                              "iterations of parallel loop", s, shapes, tables)
         return stmts
 
     rewrite_blocks(program, block)
 
 
-def _independent(stmts, scope, over, what: str, where, shapes, tables) -> None:
+def _independent(stmts, scope, fixed, over, what: str, where, shapes, tables) -> None:
+    """`stmts` (standing in `scope`) meet only where their `over` variables are equal, the
+    `fixed` ones (the loops around) held equal."""
     xs = accesses(stmts, scope, shapes, tables)
-    d = deltas(xs, xs, over, scope.vars)
+    d = deltas(xs, xs, over, fixed)
     if not only_zero(d):
         found = vectors(d, 8) or []
         shown = next((v for v in found if any(v)), None)
         detail = f" (instances {', '.join(over)} differing by {list(shown)} touch one element)" if shown else ""
+        detail += _culprits(xs, over, fixed)
         raise VerifyError(f"the {what} {_name(where)} are not independent{detail}\n  in: {_head(where)}",
                           loc=UNKNOWN_LOC)
+
+
+def _culprits(xs, over, fixed) -> str:
+    """The first pair of accesses that meet across instances, for the message (a failure only)."""
+    for x in xs:
+        for y in xs:
+            if (x.write or y.write) and x.region.buffer == y.region.buffer and not only_zero(deltas([x], [y], over, fixed)):
+                what = lambda a: f"{'writes' if a.write else 'reads'} {print_region(a.region)}"  # noqa: E731
+                return f"\n  {what(x)}, {what(y)}"
+    return ""
 
 
 def _distinct_rows(op: Scatter, scope, tables, stage: Stage) -> None:

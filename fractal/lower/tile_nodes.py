@@ -141,8 +141,11 @@ class Reduce(_Op):
 @dataclass(frozen=True)
 class Gather(_Op):
     """`dst = take(src, index, axis)`: index values count from the region's start along `axis`
-    (negative ones from its end, as in NumPy); one past either end is an error of the program's
-    data (`LengthError` at run time: a traced `gather` index out of range)."""
+    (negative ones from its end, as in NumPy).  A value one past the end (the region's size
+    there) reads nothing and gives zeros: the padding of a list shorter than its batch's
+    longest (a padded point then touches no row another point writes).  Past that, or before
+    the start, is an error of the program's data (`LengthError` at run time: a traced `gather`
+    index out of range)."""
 
     src: Region
     index: Region

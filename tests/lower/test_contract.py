@@ -266,14 +266,14 @@ def test_contract_leaves_a_ragged_sum_whose_points_share_a_block_they_sum_differ
 
 def test_contract_redirects_a_gather_of_each_points_slot_to_the_gemms_slot():
     """Read through a gather table (lengths 3 and 1 follow no affine rule; point 2 is padding
-    and reads the lowering's filler row 0), of a sum of outer products `x[:, 0:1] * w[0:1, :]`
-    (a GEMM with K = 1): the GEMM writes the last slot, a new table points each read there,
-    the filler entry stays, and padding keeps no block."""
+    and reads one past the end, zeros, as the lowering pads), of a sum of outer products
+    `x[:, 0:1] * w[0:1, :]` (a GEMM with K = 1): the GEMM writes the last slot, a new table
+    points each read there, the padding entry stays, and padding keeps no block."""
     buffers = """
         buffer x: f64[9,8,2] global input
         buffer w: f64[9,2,4] global input
         buffer acc: f64[12,8,4] global temp
-        buffer tab: i64[3] global const = [9, 4, 0]  # point 0 reads slot 3, point 1 slot 1
+        buffer tab: i64[3] global const = [9, 4, 12]  # point 0 reads slot 3, point 1 slot 1
         buffer y: f64[3,8,4] global output
     """
     fin = "stage fin() device { y[m:m + 1, 0:8, 0:4] = gather(acc[0:12, 0:8, 0:4], TAB[m:m + 1], axis=0) }"
@@ -292,7 +292,7 @@ def test_contract_redirects_a_gather_of_each_points_slot_to_the_gemms_slot():
         buffer acc_lhs_live: bool[3,3] global const = [[true, true, true], [true, false, false], [false, false, false]]
         buffer acc_rhs: f64[3,3,4] global temp
         buffer acc_rhs_live: bool[3,3] global const = [[true, true, true], [true, false, false], [false, false, false]]
-        buffer tab_last: i64[3] global const = [9, 10, 0]""", f"""
+        buffer tab_last: i64[3] global const = [9, 10, 12]""", f"""
         for m in 0:3 parallel host {{ for r in 0:3 parallel host {{ stage place_acc_lhs() device {{
           acc_lhs[m, 0:8, r:r + 1] = where(acc_lhs_live[m, r], x[3*m + r, 0:8, 0:1], 0.0) }} }} }}
         for m in 0:3 parallel host {{ for r in 0:3 parallel host {{ stage place_acc_rhs() device {{

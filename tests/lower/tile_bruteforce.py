@@ -137,7 +137,9 @@ def touched_elements(op, env, arrays, numbers) -> tuple[set, set]:
     def elements(r, rows=None):
         view = region(r, env, numbers)
         if rows is not None:  # the rows an index table selects along the op's axis
-            view = view[(slice(None),) * op.axis + (region(rows, env, arrays),)]
+            picked = region(rows, env, arrays)
+            picked = picked[picked != view.shape[op.axis]]  # one past the end: padding, touched nowhere
+            view = view[(slice(None),) * op.axis + (picked,)]
         return {(r.buffer, int(e)) for e in np.unique(view)}
 
     reads = [elements(op.src, op.index), elements(op.index)] if isinstance(op, Gather) else \

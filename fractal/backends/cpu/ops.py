@@ -10,7 +10,8 @@ Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
 * reduce: `np.<combiner>.reduce` in dst's dtype over the shifted axes; a float sum whose
   rows are a BLAS-ready view, as one matrix-vector product with ones (`gemm.row_sums`);
 * gather / scatter: one `np.take` / indexed assignment of whole rows (`rows`) where the
-  table's strides allow and the indices are in range; else `np.take` / indexed assignment
+  table's strides allow and the indices are in range (a gather's padding, one past the end,
+  reads row 0 and is then cleared to zeros); else `np.take` / indexed assignment
   when every point uses one index vector, else `take_along_axis` / assignment through
   batch index arrays; a scatter with padding entries (one past the end) assigns the others
   through masked index arrays;
@@ -26,7 +27,7 @@ from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Redu
 
 from .elementwise import compile_elementwise
 from .gemm import BLAS_DTYPES, gemm_into, multiply, prepare, row_sums
-from .rows import flat_rows, in_range, row_view, take_rows
+from .rows import flat_rows, in_range, out_of_range, row_view, split_padding, take_rows, zero_padding
 
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
 
@@ -98,10 +99,11 @@ def _gather(op, scope):
 
     def run(env, los, box):
         data, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
-        if idx.size and (int(idx.max()) >= size or int(idx.min()) < -size):  # (NumPy's range)
+        if out_of_range(idx, size):
             err = LengthError("gather: an index is out of range for its list")
             err.index_buffer = op.index.buffer  # a compiled function names the user's line
             raise err
+        idx, pad = split_padding(idx, size)
         table = row_view(data, nb + axis) if in_range(idx, size) else None
         if table is not None:  # one np.take of whole rows
             rows, offsets = table
@@ -109,8 +111,11 @@ def _gather(op, scope):
             out = dst.view(env, los, box) if dst.is_view else None
             if out is not None and out.flags.c_contiguous and out.dtype == rows.dtype:
                 take_rows(rows, flat, out)
+                zero_padding(out, pad, nb, axis)
             else:
-                dst.put(env, los, box, take_rows(rows, flat, None))
+                out = take_rows(rows, flat, None)
+                zero_padding(out, pad, nb, axis)
+                dst.put(env, los, box, out)
             return
         one = _shared_index(idx, nb)
         if one is not None:
@@ -118,6 +123,7 @@ def _gather(op, scope):
         else:
             _, along = _batch_index(idx, nb, axis, data.ndim - nb)
             out = np.take_along_axis(data, along, axis=nb + axis)
+        zero_padding(out, pad, nb, axis)
         dst.put(env, los, box, out)
     return run
 

@@ -42,6 +42,7 @@ from fractal.lower.tile_ir import Gather, Gemm, Scatter
 from .gemm import BLAS_DTYPES, blas_friendly
 from .ops import RULES as BOX_RULES
 from .polygon import PointAccess, SharedAccess, window
+from .rows import out_of_range, split_padding, zero_padding
 
 GATHER_LIMIT = 1 << 14  # elements of W's tiles over all points up to which gathering them is cheaper
 CALL_MACS = 1 << 16  # multiply-adds costing about one more small BLAS call (~3 us on one core)
@@ -234,22 +235,21 @@ def _rows(table, axis: int):
     return rows
 
 
-def _in_range(index: np.ndarray, size: int) -> bool:
-    return index.size == 0 or (int(index.max()) < size and int(index.min()) >= -size)
-
-
 def _gather(op, scope):
     table, index, dst = scope.access(op.src), scope.access(op.index), scope.access(op.dst)
     rows, size = _rows(table, op.axis), op.src.shape[op.axis]
 
     def run(env, plan, box):
         idx = index.get(env, plan, box)
-        if not _in_range(idx, size):
+        if out_of_range(idx, size):
             err = LengthError("gather: an index is out of range for its list")
             err.index_buffer = op.index.buffer  # a compiled function names the user's line
             raise err
+        idx, pad = split_padding(idx, size)
         view, at = rows(env, plan, idx)
-        dst.put(env, plan, box, view[at])
+        value = view[at]
+        zero_padding(value, pad, 1, len(at.shape) - 2)
+        dst.put(env, plan, box, value)
     return run
 
 
@@ -259,10 +259,15 @@ def _scatter(op, scope):
 
     def run(env, plan, box):
         idx = index.get(env, plan, box)
-        if not _in_range(idx, size):
+        if out_of_range(idx, size):
             raise IndexError(f"scatter: an index is out of range for axis {op.axis} of size {size}")
+        idx, pad = split_padding(idx, size)
         view, at = rows(env, plan, idx)
-        view[at] = src.get(env, plan, box)
+        if pad is None:
+            view[at] = src.get(env, plan, box)
+            return
+        keep = np.broadcast_to(~pad.reshape(pad.shape[:1] + (1,) * (at.ndim - 2) + pad.shape[1:]), at.shape)
+        view[at[keep]] = np.broadcast_to(src.get(env, plan, box), at.shape + view.shape[1:])[keep]
     return run
 
 

@@ -9,6 +9,9 @@ then `np.take(rows, flat, axis=0)` (a memcpy per row) and a batched scatter
 `rows[flat] = src`, instead of fancy indexing with an index array per axis over the
 whole result (`take_along_axis`), which is ~10x slower.
 
+A gather index one past the end (`T_axis`) is padding: its row reads zeros (`split_padding`
+swaps it for row 0 and `zero_padding` clears what that read).
+
 Only indices in `[0, T_axis)` take this path (a flat row number cannot tell where one
 table ends); callers fall back to the general path otherwise, so out-of-range and
 negative indices behave exactly as before.
@@ -68,3 +71,28 @@ def take_rows(rows: np.ndarray, flat: np.ndarray, out: np.ndarray | None) -> np.
         return value
     # in-range rows make mode="clip" exact; "raise" would buffer `out` through a copy
     return np.take(rows, flat, axis=0, out=out, mode="clip")
+
+
+def out_of_range(index: np.ndarray, size: int) -> bool:
+    """Whether an index lies outside `-size .. size`: NumPy's range plus the padding (`size`)."""
+    return index.size > 0 and (int(index.max()) > size or int(index.min()) < -size)
+
+
+def split_padding(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """`(index, pad)`: where an index is one past the end (padding: a gather reads zeros, a
+    scatter writes nothing) `pad` is True and the index 0 (a row that exists); `pad` is None
+    when no entry is padding."""
+    if index.size == 0 or int(index.max()) != size:
+        return index, None
+    pad = index == size
+    return np.where(pad, 0, index), pad
+
+
+def zero_padding(value: np.ndarray, pad: np.ndarray | None, nbatch: int, axis: int) -> None:
+    """Clear, in place, the rows of a gathered `value` (`[box..., lead..., n, inner...]`)
+    whose index (`pad`, `[box..., n]`) was padding."""
+    if pad is None:
+        return
+    n_inner = value.ndim - nbatch - axis - 1
+    mask = pad.reshape(pad.shape[:nbatch] + (1,) * axis + pad.shape[nbatch:] + (1,) * n_inner)
+    np.copyto(value, 0, where=mask)

@@ -129,7 +129,11 @@ def run_op(op, env, arrays) -> None:
         dst[...] = COMBINE[op.combiner].reduce(src, axis=op.axes, dtype=dst.dtype, keepdims=dst.ndim == src.ndim)
     elif isinstance(op, Gather):
         dst = get(op.dst)
-        dst[...] = np.take(get(op.src), get(op.index), axis=op.axis)
+        index, size = get(op.index), op.src.shape[op.axis]
+        pad = index == size  # one past the end: padding, which reads zeros
+        value = np.take(get(op.src), np.where(pad, 0, index), axis=op.axis)
+        np.copyto(value, 0, where=pad.reshape(pad.shape + (1,) * (value.ndim - op.axis - pad.ndim)))
+        dst[...] = value
     elif isinstance(op, Scatter):
         dst, index = get(op.dst), get(op.index)
         keep = index != dst.shape[op.axis]  # one past the end: padding, written nowhere

@@ -6,8 +6,8 @@ variables (`d`, `-d`, `2*d`, `d mod M` with M above d's range, `floor((2*d + 1) 
 `max(d, lo)`, plus loop-variable terms; the quasi-affine ones take the fancy-indexing
 path), so no two points write the same element; it reads its owned buffers only through
 that same leading index (each point its own slice), and any other buffer anywhere.
-Loops (steps 1, 2, -1), `if`s and stage boxes read loop variables through affine and
-max/min indices; with `nested`, a stage's second dim is mostly bounded by its first too
+Loops (steps 1, 2, -1; drawn parallel, kept so where no two iterations meet), `if`s and
+stage boxes read loop variables through affine and max/min indices; with `nested`, a stage's second dim is mostly bounded by its first too
 (a polygon; such bounds may leave rows empty).  Writes stay injective: one lead index
 per dim.  Starts are shifted non-negative by their interval bounds and buffers
 sized to the largest extent reached, so every region is in bounds.
@@ -24,6 +24,8 @@ import dataclasses
 import numpy as np
 from hypothesis import strategies as st
 
+from fractal.lower.dependences import accesses, deltas, only_zero, tables_of
+from fractal.lower.rewrite import Path, rewrite_blocks
 from fractal.lower.tile_affine import Aff, FloorDiv, Max, Mod, aff, amax, amin
 from fractal.lower.tile_ir import (Binary, Buffer, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load,
                                    Loop, Reduce, Region, Scatter, Stage, TileProgram, Unary, Where)
@@ -263,7 +265,27 @@ def parallel_programs(draw, nested: bool = False):
     their first (polygons)."""
     gen = ParallelGen(draw, nested)
     p = gen.program()
-    return with_data(p, program_data(p, gen.index_info, 2, "const")), gen.index_info
+    p = with_data(p, program_data(p, gen.index_info, 2, "const"))
+    return sequential_where_iterations_meet(p), gen.index_info
+
+
+def sequential_where_iterations_meet(p: TileProgram) -> TileProgram:
+    """`p` with each parallel loop whose iterations may touch one element (one writing; for
+    any data of its input index tables) made sequential: a drawn loop is parallel only where
+    the tile IR's contract lets a backend run its iterations at once."""
+    shapes, tables = {b.name: b.shape for b in p.buffers}, tables_of(p)
+
+    def block(stmts, path: Path):
+        scope = path.scope()
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop) and s.kind == "parallel":
+                xs = accesses(s.body, scope.inner(s.var, s.start, s.stop, s.step), shapes, tables)
+                if not only_zero(deltas(xs, xs, (s.var,), scope.vars)):
+                    s = dataclasses.replace(s, kind="sequential")
+            out.append(s)
+        return out
+    return rewrite_blocks(p, block, order="pre")
 
 
 def with_data(p: TileProgram, arrays: dict) -> TileProgram:

@@ -327,7 +327,7 @@ def test_loops_with_steps_ifs_and_parallel_loops():
     """Negative and non-unit steps, `if`/`else`, a parallel loop run in order; a stage
     without dims runs once."""
     p = program(tile("""  buffer y: f32[8] global output
-  buffer z: f32[1] global output""", """  for i in 7:-1 step -2 sequential host {
+  buffer z: f32[3] global output""", """  for i in 7:-1 step -2 sequential host {
     if i >= 4 {
       stage hi() device {
         y[i:i + 1] = 1.0
@@ -340,12 +340,12 @@ def test_loops_with_steps_ifs_and_parallel_loops():
   }
   for j in 0:3 parallel device {
     stage count() device {
-      z[0:1] = add(z[0:1], 1.0)
+      z[j:j + 1] = add(z[j:j + 1], 1.0)
     }
   }"""))
     out = run_both(p, {})
     np.testing.assert_array_equal(out["y"], [0, 2, 0, 2, 0, 1, 0, 1])
-    np.testing.assert_array_equal(out["z"], [3])
+    np.testing.assert_array_equal(out["z"], [1, 1, 1])
 
 
 # --- GEMM folding ----------------------------------------------------------------------------------

@@ -137,6 +137,26 @@ def test_gather_and_scatter_over_a_triangle():
     assert not out["t"][..., 0::2, :].any()
 
 
+def test_padding_one_past_the_end_gathers_zeros_and_scatters_nothing_at_a_point():
+    """As in a box: a gather's padding index reads a zero row, a scatter's writes no row."""
+    p = program(tile("""  buffer x: f32[3,3,4,2] global input
+  buffer idx: i32[3,3,2] global input
+  buffer y: f32[3,3,2,2] global output
+  buffer t: f32[3,3,4,2] global output""", """  stage tri(i in 0:3, j in 0:3 - i) device {
+    y[i, j, 0:2, 0:2] = gather(x[i, j, 0:4, 0:2], idx[i, j, 0:2], axis=0)
+    t[i, j, 0:4, 0:2] = scatter(x[i, j, 0:2, 0:2], idx[i, j, 0:2], axis=0)
+  }"""))
+    x = data((3, 3, 4, 2))
+    idx = np.stack([RNG.permutation([0, 1, 3, 4])[:2] for _ in range(9)]).reshape(3, 3, 2).astype(np.int32)
+    out = run_both(p, {"x": x, "idx": idx})
+    for i, j in zip(*np.nonzero(triangle(3))):
+        padded = np.concatenate([x[i, j], np.zeros((1, 2), np.float32)])
+        np.testing.assert_array_equal(out["y"][i, j], padded[idx[i, j]])
+        scattered = np.zeros((5, 2), np.float32)
+        scattered[idx[i, j]] = x[i, j, 0:2]
+        np.testing.assert_array_equal(out["t"][i, j], scattered[:4])
+
+
 @pytest.mark.parametrize("op, error, message", [
     ("y[i, j, 0:1] = gather(x[i, j, 0:4], idx[i, j, 0:1], axis=0)", LengthError,
      "gather: an index is out of range for its list"),
@@ -151,7 +171,7 @@ def test_an_index_out_of_range_at_a_point_raises(op, error, message):
     {op}
   }}"""))
     idx = np.zeros((3, 3, 1), np.int32)
-    idx[1, 1] = 4
+    idx[1, 1] = 5  # (4: one past the end, is padding)
     with pytest.raises(error, match=message) as e:
         CpuExecutable(p).run({"x": data((3, 3, 4)), "idx": idx})
     assert getattr(e.value, "index_buffer", "idx") == "idx"

@@ -115,10 +115,34 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
     np.testing.assert_array_equal(out["f"][(np.arange(3) + 1) % 3], x[idx[:3]])
 
 
+def test_a_gathers_padding_index_reads_zeros_on_every_path(row_calls):
+    """One past the end (5 rows: index 5) is the padding of a shorter list: its row reads
+    zeros, on the row path (a table per point), with one shared index vector and through
+    fancy indexing (a dst indexed by `i mod 3`), as the naive executor says."""
+    x = RNG.standard_normal((5, 2)).astype(np.float32)
+    idx = np.array([[0, 5, 3], [5, 5, 1], [4, 2, 5]], np.int64)
+    p = program("""  buffer x: f32[5,2] global input
+  buffer idx: i64[3,3] global const
+  buffer shared: i64[3] global const = [2, 5, 0]
+  buffer g: f32[3,3,2] global output
+  buffer s: f32[3,3,2] global output
+  buffer f: f32[3,3,2] global output""", """  stage k(i in 0:3) device {
+    g[i, 0:3, 0:2] = gather(x[0:5, 0:2], idx[i, 0:3], axis=0)
+    s[i, 0:3, 0:2] = gather(x[0:5, 0:2], shared[0:3], axis=0)
+    f[(i + 1) mod 3, 0:3, 0:2] = gather(x[0:5, 0:2], idx[i, 0:3], axis=0)
+  }""", idx=idx)
+    out = same_as_naive(p, {"x": x})
+    padded = np.concatenate([x, np.zeros((1, 2), np.float32)])
+    np.testing.assert_array_equal(out["g"], padded[idx])
+    np.testing.assert_array_equal(out["s"], np.broadcast_to(padded[[2, 5, 0]], (3, 3, 2)))
+    np.testing.assert_array_equal(out["f"][(np.arange(3) + 1) % 3], padded[idx])
+    assert row_calls, "the row path ran"
+
+
 def test_an_index_out_of_range_raises_a_length_error():
-    """Past the end (or before minus the length) is an error of the program's data, said as
-    such (a compiled function adds the line of the `gather` it came from)."""
-    for bad in ([1, 5], [-6, 0]):
+    """Past the end and its padding (or before minus the length) is an error of the program's
+    data, said as such (a compiled function adds the line of the `gather` it came from)."""
+    for bad in ([1, 6], [-6, 0]):
         p = program(f"""  buffer x: f32[5,2] global input
   buffer idx: i64[2] global const = {bad}
   buffer g: f32[2,2] global output""", """  stage k() device {
