@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     run.add_argument("--regular", action="store_true", help="equal lengths instead of a ragged batch")
     run.add_argument("--print-ir", action="store_true", help="also print the program IR")
     run.add_argument("--backend", default=None,
-                     help="a backend by name (cpu, interpreter, ...); default: the target's")
+                     help="a backend by name (cpu, pointwise, interpreter, ...); default: the target's")
     run.add_argument("--target", default=None, help="a target by name (see `fractal targets`; default: host)")
     run.add_argument("--print-tile-ir", action="store_true", help="also print the compiled tile IR (cpu)")
     run.set_defaults(fn=cmd_run)

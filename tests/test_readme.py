@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -10,6 +12,23 @@ def test_readme_taste_snippet_runs():
     text = (ROOT / "README.md").read_text()
     code = re.search(r"## A taste\n\n```python\n(.*?)```", text, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {"print": lambda *a: None})
+
+
+def test_readme_backend_example_registers_and_runs_a_checked_backend():
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Writing a backend\n.*?```python\n(.*?)```", text, re.S).group(1)
+    printed = []
+    env = {"print": lambda *a: printed.append(a)}
+    try:
+        exec(compile(code, "README.md", "exec"), env)
+        from fractal import backends
+        assert backends.get("checked").build is not None
+        (sums,), = printed
+        np.testing.assert_array_equal(sums.to_numpy()[:, 0], [0, 1, 3, 6])
+    finally:
+        from fractal import backends
+        if "checked" in backends.names():
+            backends.unregister("checked")  # (other tests see the stock registry)
 
 
 def test_quick_start_names_the_two_make_targets():

@@ -67,8 +67,8 @@ def test_a_target_is_given_by_value_or_by_name_and_a_backend_by_its_default_targ
 
 @pytest.mark.parametrize("options, message", [
     (dict(target="z80"), "unknown target 'z80'; the targets are host, cpu-generic, epyc-9654, xeon-8480, graviton3, "
-                         "interpreter"),
-    (dict(backend="tpu"), "unknown backend 'tpu'; the backends are cpu, interpreter"),
+                         "pointwise, interpreter"),
+    (dict(backend="tpu"), "unknown backend 'tpu'; the backends are cpu, pointwise, interpreter"),
     (dict(target="xeon-8480", backend="interpreter"), "target 'xeon-8480' runs on the 'cpu' backend, not "
                                                       "'interpreter'"),
     (dict(target=42), "target must be a Target .see ft.targets. or a target's name, got int"),
@@ -84,7 +84,7 @@ def test_bad_targets_and_backends_are_refused_with_what_there_is(options, messag
 
 def test_a_target_naming_an_unregistered_backend_is_refused():
     alien = dataclasses.replace(ft.targets.get("cpu-generic"), name="alien", backend="fpga")
-    with pytest.raises(ft.ArgumentError, match="unknown backend 'fpga'; the backends are cpu, interpreter"):
+    with pytest.raises(ft.ArgumentError, match="unknown backend 'fpga'; the backends are cpu, pointwise, interpreter"):
         resolve_target(target=alien)
 
 
@@ -106,3 +106,24 @@ def test_the_registry_names_what_a_backend_lacks():
     with pytest.raises(ft.ArgumentError, match="consumes 'bytecode': it must be one of \\('tile', 'program'\\)"):
         registry.register(odd)
     assert "incomplete" not in registry.names()
+
+
+def test_a_backend_registered_in_a_notebook_can_be_forgotten():
+    class Echo:
+        name, description, consumes = "echo", "the inputs back", "tile"
+
+        def default_target(self):
+            return dataclasses.replace(ft.targets.get("cpu-generic"), name="echo", backend="echo")
+
+        def targets(self):
+            return {}
+
+        def build(self, program, target):
+            return None
+
+    registry.register(Echo())
+    assert "echo" in registry.names()
+    registry.unregister("echo")
+    assert "echo" not in registry.names()
+    with pytest.raises(ft.ArgumentError, match="unknown backend 'echo'"):
+        registry.unregister("echo")

@@ -1,13 +1,16 @@
 """Backends that run compiled programs, found by name in a registry (`registry`): `cpu`
-(NumPy/BLAS, the default) and `interpreter` (the reference interpreter) are registered here;
+(NumPy/BLAS, the default), `pointwise` (the tile IR's reference executor) and `interpreter`
+(the program IR's reference interpreter) are registered here;
 `cuda` and `dataflow` come next, and a user's own plugs in with `register` (README:
 "Writing a backend").  `fractal.compile` asks the registry for the backend a target names."""
 
 from .cpu.backend import CpuBackend
 from .interpreter import InterpreterBackend
-from .registry import Backend, Executable, backends, get, names, register
+from .pointwise import PointwiseBackend
+from .registry import Backend, Executable, backends, get, names, register, unregister
 
 register(CpuBackend())
+register(PointwiseBackend())
 register(InterpreterBackend())
 
-__all__ = ["Backend", "Executable", "backends", "get", "names", "register"]
+__all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unregister"]

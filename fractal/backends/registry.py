@@ -18,8 +18,8 @@ A backend runs compiled programs.  It is an object with
 
 The compile layer (`fractal.compile`) traces, lowers and runs the pass pipeline for the
 target, then asks the target's backend to build; it names no backend itself.  Register a
-backend with `register(backend)` (README: "Writing a backend"); `get` and `names` look
-them up, and an unknown name is an error listing the known ones.
+backend with `register(backend)` (README: "Writing a backend"), forget it with `unregister`;
+`get` and `names` look them up, and an unknown name is an error listing the known ones.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ def register(backend: Backend) -> Backend:
         raise ArgumentError(f"backend {backend.name!r} consumes {backend.consumes!r}: it must be one of {KINDS}")
     _BACKENDS[backend.name] = backend
     return backend
+
+
+def unregister(name: str) -> None:
+    """Forget the backend called `name` (a notebook's experiment); an unknown name is an error."""
+    get(name)
+    del _BACKENDS[name]
 
 
 def get(name: str) -> Backend:

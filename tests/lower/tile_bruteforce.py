@@ -1,8 +1,8 @@
 """A brute-force dependence oracle for tile programs: run the program, watch every element.
 
 This checks the exact dependence engine the passes use, so it shares nothing with it (no
-isl, no access maps): the program is executed for real by the naive executor
-(`tests/backends/cpu/naive.py`), op instance by op instance, and before each instance runs
+isl, no access maps): the program is executed for real by the pointwise executor
+(`fractal/backends/pointwise.py`), op instance by op instance, and before each instance runs
 the elements it reads and writes are looked up on *element-number arrays* (each buffer
 replaced by `arange(size)` of its shape, sliced with the very same region code).  Gathers
 and scatters index those numbers with the index values the program holds at that moment,
@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fractal.lower.tile_ir import Buffer, Gather, Scatter, TileProgram
-from tests.backends.cpu.naive import op_instances, region, run_op  # the executor the CPU backend is checked by
+from fractal.backends.pointwise import op_instances, region, run_op  # the tile IR's reference executor
 
 KINDS = ("flow", "anti", "output")
 

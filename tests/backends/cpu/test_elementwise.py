@@ -14,7 +14,7 @@ from fractal.backends.cpu.elementwise import INTO
 from fractal.lang.tensor_ops import UNARY
 from fractal.lower import parse_tile_program
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 
 RNG = np.random.default_rng(3)
 
@@ -24,10 +24,10 @@ def program(buffers: str, body: str):
 
 
 def check(p, inputs, runs=2, rtol=1e-6):
-    """Batched runs (reusing one executable and its registers) against the naive executor."""
+    """Batched runs (reusing one executable and its registers) against the pointwise executor."""
     exe, temps = CpuExecutable(p), {}
     for run in range(runs):
-        got, want = exe.run(inputs), run_naive(p, inputs, temps)
+        got, want = exe.run(inputs), run_pointwise(p, inputs, temps)
         for name in want:
             assert got[name].dtype == want[name].dtype
             np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=0, err_msg=f"{name}, run {run}")

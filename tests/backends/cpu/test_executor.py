@@ -1,5 +1,5 @@
 """The CPU backend's tile-IR executor: batched execution (one NumPy call per op and stage)
-agrees with the naive per-point executor (`naive.py`) and with plain NumPy, for every op
+agrees with the per-point reference executor (`fractal.backends.pointwise`) and with plain NumPy, for every op
 kind, strided and broadcast views, quasi-affine (fancy-indexed) regions, control flow and
 random parallel-safe programs; GEMMs that share an operand fold into one BLAS call; bad
 arguments raise errors naming the buffer."""
@@ -18,7 +18,7 @@ from fractal.lower import Buffer, TileProgram, parse_region, parse_tile_program
 
 from tests.lower.test_tile_ir import docstring_programs
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 from .programs import parallel_programs, program_data, with_data
 
 RNG = np.random.default_rng(0)
@@ -38,9 +38,9 @@ def data(shape, dtype=np.float32):
 
 
 def run_both(p, inputs, rtol=1e-5, atol=1e-6):
-    """Runs `p` batched and naively; asserts they agree and returns the batched outputs."""
+    """Runs `p` batched and point by point; asserts they agree and returns the batched outputs."""
     got = CpuExecutable(p).run(inputs)
-    want = run_naive(p, inputs)
+    want = run_pointwise(p, inputs)
     assert got.keys() == want.keys()
     for name in want:
         assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
@@ -67,9 +67,9 @@ def lstm_numpy(x, w, u):
     return h
 
 
-def test_docstring_lstm_matches_naive_and_numpy():
+def test_docstring_lstm_matches_pointwise_and_numpy():
     """The wavefront LSTM (negative coefficients `s - l`, max/min boxes, accumulating GEMMs,
-    fused cell updates) runs vectorised exactly like the naive executor and a direct NumPy
+    fused cell updates) runs vectorised exactly like the pointwise executor and a direct NumPy
     LSTM, on every run, and profiles its stages."""
     p = program(docstring_programs()[0])
     x, w, u = data((6, 4, 8)), data((2, 8, 32)) * 0.5, data((2, 8, 32)) * 0.5
@@ -373,7 +373,7 @@ def test_gemm_sharing_b_folds_box_points_into_rows(matmul_calls):
   }"""), w=w)
     got = run_both(p, {"x": x}, atol=1e-4)["y"]  # BLAS sums 256 terms in its own order
     np.testing.assert_allclose(got, x @ w, rtol=1e-4, atol=1e-4)
-    assert ((64, 256), (256, 128)) in matmul_calls  # the batched run (the naive one calls per point)
+    assert ((64, 256), (256, 128)) in matmul_calls  # the batched run (the pointwise one calls per point)
     assert not any(len(a) == 3 for a, _ in matmul_calls)
 
 
@@ -484,9 +484,9 @@ def test_unverified_programs_with_foreign_statements_are_rejected():
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parallel_programs())
-def test_random_parallel_programs_match_the_naive_executor(case):
+def test_random_parallel_programs_match_the_pointwise_executor(case):
     """Random programs (every op kind, views with zero/negative strides, quasi-affine
-    stage indices, loops, ifs, layouts) give the naive executor's outputs, on two runs
+    stage indices, loops, ifs, layouts) give the pointwise executor's outputs, on two runs
     (temps carry over), for inputs given in a different memory order."""
     p, index_info = case
     p.verify()
@@ -494,7 +494,7 @@ def test_random_parallel_programs_match_the_naive_executor(case):
     exe, temps = CpuExecutable(p), {}
     for run in range(2):
         strided = {k: np.asfortranarray(a) if run else a for k, a in inputs.items()}
-        got, want = exe.run(strided), run_naive(p, inputs, temps)
+        got, want = exe.run(strided), run_pointwise(p, inputs, temps)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")
 
@@ -512,4 +512,4 @@ def test_gemm_over_a_contraction_of_one_is_a_broadcast_multiply(matmul_calls, ac
     k, v = data((32, 1, 8)), data((32, 1, 8))
     got = run_both(p, {"k": k, "v": v}, atol=1e-6)["s"]
     np.testing.assert_allclose(got, k.transpose(0, 2, 1) @ v, rtol=1e-6, atol=1e-6)
-    assert matmul_calls == []  # (the naive run multiplies with `@`, not np.matmul)
+    assert matmul_calls == []  # (the pointwise run multiplies with `@`, not np.matmul)

@@ -1,6 +1,6 @@
 """Stages over polygons on the CPU backend (`polygon`, `polygon_ops`): dims bounded by
 earlier dims (triangles, bands, wavefront steps, rows left empty) run every op kind like
-the naive point-by-point executor; GEMMs group the points by the weight block they share
+the pointwise executor; GEMMs group the points by the weight block they share
 instead of copying it per point; the points and fancy indices are planned once per step
 and kept (boundedly); points outside the polygon are never computed or written; inputs
 of any strides work; scans and threads leave polygons alone, boxes keep their path."""
@@ -16,7 +16,7 @@ from fractal.backends.cpu.scan import match_scan
 from fractal.lang.errors import LengthError
 from fractal.lower import parse_tile_program
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 from .programs import parallel_programs, program_data, with_data
 
 RNG = np.random.default_rng(0)
@@ -36,8 +36,8 @@ def data(shape, dtype=np.float32):
 
 
 def run_both(p, inputs, rtol=1e-5, atol=1e-6):
-    """Runs `p` batched and naively; asserts they agree and returns the batched outputs."""
-    got, want = CpuExecutable(p).run(inputs), run_naive(p, inputs)
+    """Runs `p` batched and point by point; asserts they agree and returns the batched outputs."""
+    got, want = CpuExecutable(p).run(inputs), run_pointwise(p, inputs)
     for name in want:
         assert got[name].dtype == want[name].dtype
         np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=name)
@@ -210,7 +210,7 @@ def run_gemm(p, matmul_calls):
     exe = CpuExecutable(p)
     matmul_calls.weights = exe.memory["w"].array
     got = exe.run(inputs)
-    want = run_naive(p, inputs)
+    want = run_pointwise(p, inputs)
     np.testing.assert_allclose(got["c"], want["c"], rtol=1e-4, atol=1e-4)
     return got
 
@@ -427,7 +427,7 @@ def test_inputs_with_any_strides_even_not_whole_elements():
 
 def test_scans_and_threads_leave_polygons_alone(monkeypatch):
     """A loop of polygon stages that would otherwise be a scan runs step by step; the thread
-    plan never splits a polygon (a box beside it still qualifies); both give the naive
+    plan never splits a polygon (a box beside it still qualifies); both give the pointwise
     executor's results on two threads."""
     p = program(tile("""  buffer x: f32[6,4,4,8] global input
   buffer acc: f32[7,4,4,8] global output
@@ -443,7 +443,7 @@ def test_scans_and_threads_leave_polygons_alone(monkeypatch):
     assert set(threads.qualifying(p, 1)) == {"box"}
     monkeypatch.setattr(executor, "plan", lambda prog, n, least: threads.qualifying(prog, least))
     x = data((6, 4, 4, 8))
-    got, want = CpuExecutable(p, threads=2, split_elements=1).run({"x": x}), run_naive(p, {"x": x})
+    got, want = CpuExecutable(p, threads=2, split_elements=1).run({"x": x}), run_pointwise(p, {"x": x})
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
     np.testing.assert_allclose(got["acc"][6], np.where(triangle(4)[..., None], x.sum(axis=0), 0), rtol=1e-5)
@@ -471,9 +471,9 @@ def test_boxes_keep_the_box_path(monkeypatch):
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=parallel_programs(nested=True))
-def test_random_polygon_programs_match_the_naive_executor(monkeypatch, flat_tile, gather_limit, call_macs, case):
+def test_random_polygon_programs_match_the_pointwise_executor(monkeypatch, flat_tile, gather_limit, call_macs, case):
     """Random parallel-safe programs whose stages' second dims are mostly bounded by their
-    first (rows possibly empty), every op kind, loops and ifs around them: the naive
+    first (rows possibly empty), every op kind, loops and ifs around them: the pointwise
     executor's outputs on two runs (temps carry over), inputs in another memory order the
     second time; also with every tile windowed and every GEMM by blocks of W, padded to
     one size or one product per block."""
@@ -486,6 +486,6 @@ def test_random_polygon_programs_match_the_naive_executor(monkeypatch, flat_tile
     exe, temps = CpuExecutable(p), {}
     for run in range(2):
         strided = {k: np.asfortranarray(a) if run else a for k, a in inputs.items()}
-        got, want = exe.run(strided), run_naive(p, inputs, temps)
+        got, want = exe.run(strided), run_pointwise(p, inputs, temps)
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")

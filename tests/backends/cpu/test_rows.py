@@ -1,6 +1,6 @@
 """Gathers and scatters over a stage box run as one `np.take` / one indexed assignment of
 whole rows (`rows`) whenever the table's strides allow it and every index is in range, and
-give the per-point (naive) executor's results either way: tables shared by every point or
+give the per-point (pointwise) executor's results either way: tables shared by every point or
 one per point, stepping backwards, along a later axis, scatters into one shared table,
 destinations that are not contiguous or not views, and indices out of range (negative
 ones count from the end, as in NumPy; too large ones raise)."""
@@ -15,7 +15,7 @@ from fractal.lang.errors import LengthError
 from fractal.backends.cpu.rows import flat_rows, row_view
 from fractal.lower import parse_tile_program
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 from .programs import with_data
 
 RNG = np.random.default_rng(7)
@@ -26,10 +26,10 @@ def program(buffers: str, body: str, **data):
     return with_data(parse_tile_program("tile @t {\n" + buffers + "\n" + body + "\n}"), data).verify()
 
 
-def same_as_naive(p, inputs):
-    """Runs `p` batched (twice, reusing the executable) and naively; outputs must be equal."""
+def same_as_pointwise(p, inputs):
+    """Runs `p` batched (twice, reusing the executable) and point by point; outputs must be equal."""
     exe = CpuExecutable(p)
-    want = run_naive(p, inputs)
+    want = run_pointwise(p, inputs)
     for _ in range(2):
         got = exe.run(inputs)
         for name in want:
@@ -90,7 +90,7 @@ def test_gather_from_one_shared_table_and_from_one_table_per_point(index, row_ca
     g[i, 0:2, 0:4] = gather(x[0, 0:3, 0:4], idx[i, 0:2], axis=0)
     h[i, 0:3, 0:2] = gather(x[3 - i, 0:3, 0:4], idx[i, 0:2], axis=1)
   }""", idx=idx)
-    out = same_as_naive(p, {"x": x})
+    out = same_as_pointwise(p, {"x": x})
     for i in range(3):
         np.testing.assert_array_equal(out["g"][i], x[0][idx[i]])
         np.testing.assert_array_equal(out["h"][i], x[3 - i][:, idx[i]])
@@ -110,7 +110,7 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
   stage m(i in 0:3) device {
     f[(i + 1) mod 3, 0:4, 0:8] = gather(x[0:50, 0:8], idx[i, 0:4], axis=0)
   }""", idx=idx)
-    out = same_as_naive(p, {"x": x})
+    out = same_as_pointwise(p, {"x": x})
     np.testing.assert_array_equal(out["g"][:, :, 0::2], x[idx])
     np.testing.assert_array_equal(out["f"][(np.arange(3) + 1) % 3], x[idx[:3]])
 
@@ -118,7 +118,7 @@ def test_gather_into_a_strided_or_fancy_indexed_destination():
 def test_a_gathers_padding_index_reads_zeros_on_every_path(row_calls):
     """One past the end (5 rows: index 5) is the padding of a shorter list: its row reads
     zeros, on the row path (a table per point), with one shared index vector and through
-    fancy indexing (a dst indexed by `i mod 3`), as the naive executor says."""
+    fancy indexing (a dst indexed by `i mod 3`), as the pointwise executor says."""
     x = RNG.standard_normal((5, 2)).astype(np.float32)
     idx = np.array([[0, 5, 3], [5, 5, 1], [4, 2, 5]], np.int64)
     p = program("""  buffer x: f32[5,2] global input
@@ -131,7 +131,7 @@ def test_a_gathers_padding_index_reads_zeros_on_every_path(row_calls):
     s[i, 0:3, 0:2] = gather(x[0:5, 0:2], shared[0:3], axis=0)
     f[(i + 1) mod 3, 0:3, 0:2] = gather(x[0:5, 0:2], idx[i, 0:3], axis=0)
   }""", idx=idx)
-    out = same_as_naive(p, {"x": x})
+    out = same_as_pointwise(p, {"x": x})
     padded = np.concatenate([x, np.zeros((1, 2), np.float32)])
     np.testing.assert_array_equal(out["g"], padded[idx])
     np.testing.assert_array_equal(out["s"], np.broadcast_to(padded[[2, 5, 0]], (3, 3, 2)))
@@ -168,7 +168,7 @@ def test_scatter_into_one_table_per_point_and_into_one_shared_table(row_calls):
     s[0:8, 0:5] = scatter(src[i, 0:2, 0:5], shared_idx[i, 0:2], axis=0)
   }""", shared_idx=shared)
     idx = p.buffer("idx").data.value
-    out = same_as_naive(p, {"src": src})
+    out = same_as_pointwise(p, {"src": src})
     for i in range(4):
         np.testing.assert_array_equal(out["t"][3 * i + idx[i]], src[i])
         np.testing.assert_array_equal(out["s"][shared[i]], src[i])
@@ -186,7 +186,7 @@ def test_scatter_along_a_later_axis(row_calls):
     c[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
   }""")
     src = RNG.standard_normal((3, 4, 2))
-    out = same_as_naive(p, {"src": src})
+    out = same_as_pointwise(p, {"src": src})
     for name in "tc":
         np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
         np.testing.assert_array_equal(out[name][2][:, [2, 0]], src[2])
@@ -204,7 +204,7 @@ def test_a_scatter_skips_its_padding_entries(row_calls):
     c[i, 0:4, 0:5] = scatter(src[i, 0:4, 0:2], idx[i, 0:2], axis=1)
   }""")
     src = RNG.standard_normal((3, 4, 2))
-    out = same_as_naive(p, {"src": src})
+    out = same_as_pointwise(p, {"src": src})
     for name in "tc":
         np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
         np.testing.assert_array_equal(out[name][1][:, 1], src[1][:, 0])

@@ -16,7 +16,7 @@ from fractal.backends.cpu.scan import match_scan
 from fractal.lower import parse_tile_program
 from fractal.lower.tile_affine import Aff
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 
 
 def program(text: str):
@@ -28,12 +28,12 @@ def loops(p):
 
 
 def same_as_steps(p, inputs, narrow=None):
-    """Batched runs (`scan.NARROW` set to `narrow`) equal the naive executor bit for bit."""
+    """Batched runs (`scan.NARROW` set to `narrow`) equal the pointwise executor bit for bit."""
     old = scan.NARROW
     scan.NARROW = old if narrow is None else narrow
     try:
         exe, profile = CpuExecutable(p), {}
-        want = run_naive(p, inputs)
+        want = run_pointwise(p, inputs)
         for _ in range(2):
             got = exe.run(inputs, profile=profile)
             for name in want:

@@ -18,7 +18,7 @@ from fractal.backends.cpu.policy import CpuPolicy
 from fractal.lang.errors import LengthError
 from fractal.lower import parse_tile_program
 
-from .naive import run_naive
+from fractal.backends.pointwise import run_pointwise
 from .programs import parallel_programs, program_data
 
 
@@ -193,17 +193,17 @@ def test_an_error_in_a_worker_reaches_the_caller(forks):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parallel_programs())
-def test_random_programs_split_over_threads_match_the_naive_executor(case):
+def test_random_programs_split_over_threads_match_the_pointwise_executor(case):
     """Random parallel-safe programs, every qualifying stage split into three pieces (GEMM
     stages too: the plan's GEMM rule is a speed policy, not a correctness one), give the
-    naive executor's outputs on two runs."""
+    pointwise executor's outputs on two runs."""
     p, index_info = case
     inputs = program_data(p, index_info, 1, "input")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(executor, "plan", lambda prog, n, least: threads.qualifying(prog, least))
         exe, temps = CpuExecutable(p, threads=3, split_elements=1), {}
         for run in range(2):
-            got, want = exe.run(inputs), run_naive(p, inputs, temps)
+            got, want = exe.run(inputs), run_pointwise(p, inputs, temps)
             for name in want:
                 np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}, run {run}\n{p}")
 
