@@ -229,19 +229,13 @@ def only_zero(d: isl.Set) -> bool:
 
 def vectors(d: isl.Set, limit: int = 4096) -> list[tuple[int, ...]] | None:
     """The differences in `d`, sorted; None when there are more than `limit`."""
-    n, out, many = d.dim(isl.dim_type.set), [], []
-
-    def add(p):
-        if len(out) >= limit:
-            many.append(True)
-            raise StopIteration  # (isl turns it into its own error, caught below)
-        out.append(tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python() for k in range(n)))
-    try:
-        d.foreach_point(add)
-    except (StopIteration, isl.Error):
-        if not many:
-            raise
+    # counted first (isl counts symbolically): a callback cannot stop isl's walk without
+    # raising, and islpy prints every exception raised in a callback
+    if not d.is_bounded() or d.count_val().to_python() > limit:
         return None
+    n, out = d.dim(isl.dim_type.set), []
+    d.foreach_point(lambda p: out.append(tuple(p.get_coordinate_val(isl.dim_type.set, k).to_python()
+                                               for k in range(n))))
     return sorted(out)
 
 

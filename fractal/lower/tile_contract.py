@@ -16,11 +16,12 @@ index tables read row by row); a failure names the stage or loop and two instanc
 
 from __future__ import annotations
 
+import islpy as isl
 import numpy as np
 
 from fractal.lang.errors import UNKNOWN_LOC, VerifyError
 
-from .dependences import Access, accesses, deltas, only_zero, table_instances, tables_of, vectors
+from .dependences import Access, accesses, deltas, only_zero, table_instances, tables_of
 from .rewrite import Path, rewrite_blocks
 from .tile_nodes import Loop, Scatter, Stage
 from .tile_isl import Indirect
@@ -58,12 +59,20 @@ def _independent(stmts, scope, fixed, over, what: str, where, shapes, tables) ->
     xs = accesses(stmts, scope, shapes, tables)
     d = deltas(xs, xs, over, fixed)
     if not only_zero(d):
-        found = vectors(d, 8) or []
-        shown = next((v for v in found if any(v)), None)
+        shown = _nonzero_example(d)
         detail = f" (instances {', '.join(over)} differing by {list(shown)} touch one element)" if shown else ""
         detail += _culprits(xs, over, fixed)
         raise VerifyError(f"the {what} {_name(where)} are not independent{detail}\n  in: {_head(where)}",
                           loc=UNKNOWN_LOC)
+
+
+def _nonzero_example(d) -> tuple[int, ...] | None:
+    """One nonzero difference in `d` (for the message)."""
+    n = d.dim(isl.dim_type.set)
+    point = d.subtract(isl.Set(f"{{ [{', '.join(f'd{k}' for k in range(n))}] : "
+                               f"{' and '.join(f'd{k} = 0' for k in range(n)) or 'true'} }}")).sample_point()
+    return None if point.is_void() else tuple(point.get_coordinate_val(isl.dim_type.set, k).to_python()
+                                                  for k in range(n))
 
 
 def _culprits(xs, over, fixed) -> str:

@@ -864,3 +864,22 @@ def test_var_ranges_cover_every_point_that_runs(p):
     for var, values in seen.items():
         lo, hi = ranges[var]
         assert lo <= min(values) and max(values) <= hi, var
+
+
+@pytest.mark.parametrize("op, loop, message", [
+    ("y[0, 0:8] = add(y[0, 0:8], x[i, 0:8])", "for i in 0:4 parallel host",
+     "the iterations of parallel loop i are not independent (instances i differing by"),
+    ("y[i, 0:8] = copy(x[i, 0:8])\n      y[(i + 1) mod 4, 0:4] = copy(x[i, 0:4])", "for i in 0:4 parallel host",
+     "writes y[i, 0:8], writes y[(i + 1) mod 4, 0:4]"),
+    ("y[0, 0:8] = copy(x[i, 0:8])", "for i in 0:4 sequential host", None),  # in order: allowed
+])
+def test_a_parallel_loops_iterations_must_not_meet(op, loop, message):
+    """The contract: a parallel loop's iterations touch no element in common that one of
+    them writes; the message gives two meeting instances and the accesses that meet."""
+    p = parse_tile_program(program_text(op, loop=loop))
+    if message is None:
+        p.verify()
+        return
+    with pytest.raises(VerifyError) as e:
+        p.verify()
+    assert message in str(e.value) and "\n  in: for i in 0:4 parallel host" in str(e.value)
