@@ -2,11 +2,13 @@
 
 Hand-written programs with known dependences pin the oracle down: a scan's flow distance,
 a parallel map's independence, anti and output dependences, and scatters and gathers whose
-dependences follow the index data (a permutation, duplicate rows).  Properties over random
-programs tie it to execution: where the oracle finds no dependence between two points of
-a stage, running the stage's ops point by point or op by op gives the same memory (and the
-same dependences), and a stage whose points do depend is caught; and the dependences are
-complete: any order of the instances that keeps them gives the program's memory.
+dependences follow the index data of their const tables (a permutation, duplicate rows,
+padding that writes nothing).  What the tile IR's contract rules out is found: dependences
+between a stage's points or a parallel loop's iterations, a scatter naming a row twice in
+one point.  Properties over random programs tie the oracle to execution: where it finds no
+dependence between two points of a stage, running the stage's ops point by point or op by
+op gives the same memory (and the same dependences); and the dependences are complete: any
+order of the instances that keeps them gives the program's memory.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from fractal.lower.tile_ir import Buffer
 from fractal.lower.tile_parser import parse_tile_program
 from tests.lower.tile_bruteforce import (Access, Env, Instance, between, cross_point_dependences,
                                          distance_vectors, element_accesses, execute, has_dependence,
-                                         instance_dependences, program_instances, run_instances)
+                                         instance_dependences, parallel_loop_dependences, program_instances,
+                                         repeated_scatter_rows, run_instances)
 from tests.lower.tile_strategies import tile_programs
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -34,8 +36,14 @@ def assert_same_memory(a: dict, b: dict) -> None:
         assert np.array_equal(a[name], b[name], equal_nan=True), name
 
 
-def program(text: str):
-    return parse_tile_program(text).verify()
+def program(text: str, contract: bool = True):
+    return parse_tile_program(text).verify(contract=contract)
+
+
+def with_data(p, name: str, values):
+    """`p` with const buffer `name` holding `values` instead."""
+    return dataclasses.replace(p, buffers=[dataclasses.replace(b, data=np.array(values, b.dtype))
+                                           if b.name == name else b for b in p.buffers])
 
 
 def pairs(deps, src_var: str, dst_var: str) -> set[tuple[int, int]]:
@@ -115,7 +123,7 @@ def test_overwriting_one_row_gives_output_dependences_between_every_pair_of_step
 
 PERMUTED = """tile @permuted {
   buffer x: f64[4,2] global input
-  buffer perm: i64[4] global const
+  buffer perm: i64[4] global const = [2, 0, 3, 1]
   buffer z: f64[4,2] global temp
   buffer y: f64[4,2] global output
   stage put(t in 0:4) device {
@@ -128,36 +136,52 @@ PERMUTED = """tile @permuted {
 
 
 def test_a_scatter_through_a_permutation_reaches_exactly_the_rows_its_table_names():
-    p, perm = program(PERMUTED), np.array([2, 0, 3, 1])
-    deps = instance_dependences(p, {"x": np.ones((4, 2))}, {"perm": perm})
-    assert pairs(deps, "t", "r") == {(t, int(perm[t])) for t in range(4)}
+    """The oracle reads a const table's data off its buffer: point t writes row perm[t]."""
+    p, perm = program(PERMUTED), [2, 0, 3, 1]
+    deps = instance_dependences(p, {"x": np.ones((4, 2))})
+    assert pairs(deps, "t", "r") == {(t, perm[t]) for t in range(4)}
     assert {d.kind for d in deps} == {"flow"} and not cross_point_dependences(deps, p)
 
 
 def test_a_scatter_writing_one_row_twice_makes_its_points_dependent():
-    p = program(PERMUTED)
-    deps = instance_dependences(p, None, {"perm": np.array([1, 1, 0, 2])})
+    p = with_data(program(PERMUTED), "perm", [1, 1, 0, 2])
+    deps = instance_dependences(p)
     assert [(d.kind, d.src.env["t"], d.dst.env["t"], d.element) for d in cross_point_dependences(deps, p)] == \
         [("output", 0, 1, (1, 0)), ("output", 0, 1, (1, 1))]
     assert pairs(between(deps, "put", "get"), "t", "r") == {(0, 1), (1, 1), (2, 0), (3, 2)}
 
 
-def test_constants_may_travel_on_the_buffer_instead_of_beside_the_program():
-    """Const data moves into the IR (`Buffer.data`); the oracle takes it from either place."""
-    @dataclasses.dataclass(frozen=True)
-    class BufferWithData(Buffer):
-        data: object = dataclasses.field(default=None, compare=False)
+def test_scatter_padding_one_past_the_end_writes_nothing():
+    """An index value equal to the destination region's size along the axis (4 here) is
+    padding: that point writes no row, so nothing reads what it wrote, and the row no point
+    names keeps its zeros."""
+    p = with_data(program(PERMUTED), "perm", [2, 4, 0, 4])
+    deps = instance_dependences(p, {"x": np.ones((4, 2))})
+    assert pairs(deps, "t", "r") == {(0, 2), (2, 0)}
+    assert {e for (buffer, e), found in element_accesses(p).items() if buffer == "z" and
+            any(a.wrote for a in found)} == {(0, 0), (0, 1), (2, 0), (2, 1)}
+    assert execute(p, {"x": np.ones((4, 2))})["y"].tolist() == [[1, 1], [0, 0], [1, 1], [0, 0]]
 
-    p, perm = program(PERMUTED), np.array([3, 2, 1, 0])
-    carried = dataclasses.replace(p, buffers=[BufferWithData(**vars(b), data=perm) if b.name == "perm" else b
-                                              for b in p.buffers])
-    assert instance_dependences(carried) == instance_dependences(p, None, {"perm": perm})
+
+def test_a_scatter_naming_a_row_twice_within_one_point_is_reported():
+    """Within one point a scatter may name each row once (the contract); -1 counts from the
+    end (row 2 of 3), padding (3) names no row however often it repeats."""
+    p = program("""tile @twice {
+      buffer x: f64[4,2] global input
+      buffer rows: i64[2,4] global const = [[0, 3, 2, 3], [2, -1, 1, 3]]
+      buffer y: f64[2,3,2] global output
+      stage put(b in 0:2) device {
+        y[b, 0:3, 0:2] = scatter(x[0:4, 0:2], rows[b, 0:4], axis=0)
+      }
+    }""", contract=False)
+    assert repeated_scatter_rows(p) == [(Instance(("put", 0), Env(b=1)), 2)]
+    assert not cross_point_dependences(instance_dependences(p), p)  # the points write their own y[b]
 
 
 def test_a_gather_with_duplicate_indices_reads_its_rows_once_per_point_that_names_them():
     p = program("""tile @lookup {
       buffer x: f64[4,2] global input
-      buffer rows: i32[3] global const
+      buffer rows: i32[3] global const = [3, 3, -3]
       buffer z: f64[4,2] global temp
       buffer y: f64[3,2] global output
       stage fill(r in 0:4) device {
@@ -167,7 +191,7 @@ def test_a_gather_with_duplicate_indices_reads_its_rows_once_per_point_that_name
         y[p:p + 1, 0:2] = gather(z[0:4, 0:2], rows[p:p + 1], axis=0)
       }
     }""")
-    deps = instance_dependences(p, None, {"rows": np.array([3, 3, -3])})  # -3 counts from the end: row 1
+    deps = instance_dependences(p)  # -3 counts from the end: row 1
     assert pairs(deps, "r", "p") == {(3, 0), (3, 1), (1, 2)}
     assert not has_dependence(deps, "take", "take") and has_dependence(deps, "take", ("fill", 0))
 
@@ -199,7 +223,7 @@ def test_a_stage_whose_points_depend_is_caught_and_runs_differently_op_by_op():
         y[p] = copy(x[p])
         z[p] = copy(y[1 - p])
       }
-    }""")
+    }""", contract=False)
     x = {"x": np.array([1.0, 2.0])}
     at = lambda k, point: Instance(("cross", k), Env(p=point))  # noqa: E731
     assert [(d.kind, d.src, d.dst) for d in cross_point_dependences(instance_dependences(p, x), p)] == [
@@ -210,13 +234,35 @@ def test_a_stage_whose_points_depend_is_caught_and_runs_differently_op_by_op():
     assert execute(p, x, order="op")["z"].tolist() == [2.0, 1.0]
 
 
+def test_iterations_of_one_run_of_a_parallel_loop_that_meet_are_caught():
+    """Iterations i and i + 1 of the first parallel loop meet at y[t, i + 1] (within one step
+    t); across steps, and between the second loop (which reuses the name i) and the first,
+    meeting is allowed: those are not iterations of one run of one parallel loop."""
+    p = program("""tile @chain {
+      buffer y: f64[2,4] global output
+      buffer z: f64[2,4] global output
+      for t in 0:2 sequential host {
+        for i in 0:3 parallel host {
+          stage a() device { y[t, i + 1] = add(y[t, i], 1.0) }
+        }
+        for i in 0:3 parallel host {
+          stage b() device { z[t, i] = add(y[t, 3 - i], y[1 - t, i]) }
+        }
+      }
+    }""", contract=False)
+    deps = instance_dependences(p)
+    assert has_dependence(deps, "a", "b")
+    assert [(d.kind, d.src.op, dict(d.src.env), dict(d.dst.env)) for d in parallel_loop_dependences(deps, p)] == [
+        ("flow", ("a", 0), {"i": i, "t": t}, {"i": i + 1, "t": t}) for t in range(2) for i in range(2)]
+
+
 @SETTINGS
 @given(tile_programs())
 def test_stages_without_cross_point_dependences_run_the_same_in_either_order(drawn):
     """Random programs are valid; where the oracle finds no dependence between two points of
     any stage, op-major execution leaves every buffer as point-major does, and meets the
     same dependences (as a set: the order of the reports differs)."""
-    p = drawn.program.verify()
+    p = drawn.program.verify(contract=False)
     started = time.perf_counter()
     deps = instance_dependences(*drawn)
     note(f"{len(deps)} dependences in {time.perf_counter() - started:.3f} s")
@@ -259,4 +305,4 @@ def test_every_order_the_dependences_allow_leaves_the_same_memory(drawn, random)
     assert len(set(instances)) == len(instances)  # an (op, env) names one instance
     reordered = topological_order(instances, instance_dependences(*drawn), random)
     note(f"order: {reordered}")
-    assert_same_memory(run_instances(drawn.program, reordered, drawn.inputs, drawn.constants), execute(*drawn))
+    assert_same_memory(run_instances(drawn.program, reordered, drawn.inputs), execute(*drawn))

@@ -27,8 +27,14 @@ IR says a stage's points are independent, so both orders must give the same memo
 `instance_dependences` the pairs it implies, `execute` a run in either order and
 `run_instances` a run in any order of the instances (a schedule to check); `between`,
 `has_dependence`, `distance_vectors` and `cross_point_dependences` answer what tests ask.
-Const data is read in one place, `constant_data`: from `Buffer.data` where the IR carries
-it, else from the side dict `{buffer name: array}`.
+A program runs on its const buffers' data (`Buffer.data`) and on `inputs`, a dict
+`{input buffer name: array}` (zeros where an input is missing: only index tables matter
+to the dependences).
+
+A gather reads, a scatter writes, the rows its index names; one past the end (the region's
+size along the axis) names none: that is padding (see `Gather`, `Scatter`), so the oracle
+counts no element there.  `repeated_scatter_rows` reports a row one point of a scatter
+names twice (what the contract forbids).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fractal.lower.tile_ir import Buffer, Gather, Scatter, TileProgram
+from fractal.lower.tile_ir import Gather, If, Loop, Scatter, TileProgram
 from fractal.backends.pointwise import op_instances, region, run_op  # the tile IR's reference executor
 
 KINDS = ("flow", "anti", "output")
@@ -92,20 +98,12 @@ class Dependence(NamedTuple):
 
 # --- running a program -------------------------------------------------------------------------
 
-def constant_data(buffer: Buffer, constants: Mapping | None):
-    """A const buffer's data: on the buffer itself where the IR carries it (`Buffer.data`),
-    else in the side dict keyed by buffer name (None when neither has it)."""
-    data = getattr(buffer, "data", None)
-    return data if data is not None else (constants or {}).get(buffer.name)
-
-
-def initial_arrays(program: TileProgram, inputs=None, constants=None) -> dict[str, np.ndarray]:
-    """Every buffer's array before the program runs: inputs and consts from their data (zeros
-    where none is given: only index tables matter to the dependences), the rest zeros."""
+def initial_arrays(program: TileProgram, inputs=None) -> dict[str, np.ndarray]:
+    """Every buffer's array before the program runs: consts hold their `Buffer.data`, inputs
+    their entry of `inputs` (zeros where there is none), the rest zeros."""
     arrays = {}
     for b in program.buffers:
-        data = (inputs or {}).get(b.name) if b.role == "input" else \
-            constant_data(b, constants) if b.role == "const" else None
+        data = (inputs or {}).get(b.name) if b.role == "input" else b.data.value if b.role == "const" else None
         arrays[b.name] = np.zeros(b.shape, b.dtype) if data is None else np.array(data, b.dtype).reshape(b.shape)
     return arrays
 
@@ -115,20 +113,19 @@ def program_instances(program: TileProgram, order: str = "point") -> list[Instan
     return [Instance((stage.name, k), Env(env)) for stage, k, env in op_instances(program.body, {}, order)]
 
 
-def run_instances(program: TileProgram, instances: Iterable[Instance], inputs=None,
-                  constants=None) -> dict[str, np.ndarray]:
+def run_instances(program: TileProgram, instances: Iterable[Instance], inputs=None) -> dict[str, np.ndarray]:
     """Every buffer's array after running `instances` (the program's, in any order) one by one."""
     stages = {s.name: s for s in program.stages()}
-    arrays = initial_arrays(program, inputs, constants)
+    arrays = initial_arrays(program, inputs)
     with np.errstate(all="ignore"):
         for (stage, k), env in instances:
             run_op(stages[stage].body[k], env, arrays)
     return arrays
 
 
-def execute(program: TileProgram, inputs=None, constants=None, order: str = "point") -> dict[str, np.ndarray]:
+def execute(program: TileProgram, inputs=None, order: str = "point") -> dict[str, np.ndarray]:
     """Every buffer's array after running `program` with the stage order `order` ("point"/"op")."""
-    return run_instances(program, program_instances(program, order), inputs, constants)
+    return run_instances(program, program_instances(program, order), inputs)
 
 
 def touched_elements(op, env, arrays, numbers) -> tuple[set, set]:
@@ -148,11 +145,10 @@ def touched_elements(op, env, arrays, numbers) -> tuple[set, set]:
     return set().union(*reads), set().union(*writes)
 
 
-def element_accesses(program: TileProgram, inputs=None, constants=None,
-                     order: str = "point") -> dict[tuple[str, tuple[int, ...]], list[Access]]:
+def element_accesses(program: TileProgram, inputs=None, order: str = "point") -> dict[tuple[str, tuple[int, ...]], list[Access]]:
     """Run `program` and record, for every element it touches (`(buffer, index)`, in buffer and
     index order), the instances that read or wrote it, in execution order."""
-    arrays = initial_arrays(program, inputs, constants)
+    arrays = initial_arrays(program, inputs)
     numbers = {b.name: np.arange(int(np.prod(b.shape)), dtype=np.int64).reshape(b.shape) for b in program.buffers}
     history = defaultdict(list)  # (buffer, element number) -> accesses
     with np.errstate(all="ignore"):
@@ -167,11 +163,11 @@ def element_accesses(program: TileProgram, inputs=None, constants=None,
             for (name, n), accesses in sorted(history.items())}
 
 
-def instance_dependences(program: TileProgram, inputs=None, constants=None, order: str = "point") -> list[Dependence]:
+def instance_dependences(program: TileProgram, inputs=None, order: str = "point") -> list[Dependence]:
     """Every memory-based dependence of one run of `program`, ordered by their later instance's
     place in execution, then element, then the earlier instance's place, then kind (as KINDS)."""
     found = []
-    for (buffer, element), accesses in element_accesses(program, inputs, constants, order).items():
+    for (buffer, element), accesses in element_accesses(program, inputs, order).items():
         writers, readers = [], []
         for a in accesses:
             earlier = [(w, "flow") for w in writers] if a.read else []
@@ -237,4 +233,81 @@ def cross_point_dependences(deps: Iterable[Dependence], program: TileProgram) ->
             (outer_a, point_a), (outer_b, point_b) = (split(i.env, dims[d.src.op[0]]) for i in (d.src, d.dst))
             if outer_a == outer_b and point_a != point_b:
                 out.append(d)
+    return out
+
+
+def parallel_loop_dependences(deps: Iterable[Dependence], program: TileProgram) -> list[Dependence]:
+    """The dependences between two different iterations of one run of a parallel loop (both
+    instances inside the loop, with equal values of the loops around it and different values of
+    its variable): what the tile IR rules out, as between a stage's points."""
+    around = _loops_around(program)
+    out = []
+    for d in deps:
+        outside = []  # the variables of the loops around the common loop being looked at
+        for (place_a, loop), (place_b, _) in zip(around[d.src.op[0]], around[d.dst.op[0]]):
+            if place_a != place_b:
+                break
+            a, b = d.src.env, d.dst.env
+            if loop.kind == "parallel" and a[loop.var] != b[loop.var] and all(a[v] == b[v] for v in outside):
+                out.append(d)
+                break
+            outside.append(loop.var)
+    return out
+
+
+def _loops_around(program: TileProgram) -> dict[str, tuple]:
+    """Stage name -> the loops around it, outermost first, each as (its place in the program, loop):
+    sibling loops may share a variable name, their places tell them apart."""
+    out = {}
+
+    def walk(stmts, around, place):
+        for n, s in enumerate(stmts):
+            here = place + (n,)
+            if isinstance(s, Loop):
+                walk(s.body, around + ((here, s),), here)
+            elif isinstance(s, If):
+                walk(s.then, around, here + ("then",))
+                walk(s.orelse, around, here + ("else",))
+            else:
+                out[s.name] = around
+    walk(program.body, (), ())
+    return out
+
+
+def repeated_scatter_rows(program: TileProgram, inputs=None) -> list[tuple[Instance, int]]:
+    """(instance, row) for every row that one instance of a scatter names more than once (rows
+    counted from the destination region's start, negative index values from its end; padding
+    names none): what the contract rules out within a point."""
+    arrays, out = initial_arrays(program, inputs), []
+    with np.errstate(all="ignore"):
+        for stage, k, env in op_instances(program.body, {}, "point"):
+            op = stage.body[k]
+            if isinstance(op, Scatter):
+                size = region(op.dst, env, arrays).shape[op.axis]
+                index = region(op.index, env, arrays).astype(np.int64)
+                rows = np.where(index < 0, index + size, index)
+                values, counts = np.unique(rows[rows != size], return_counts=True)
+                out += [(Instance((stage.name, k), Env(env)), int(v)) for v in values[counts > 1]]
+            run_op(op, env, arrays)
+    return out
+
+
+def touch_differences(accesses: Mapping, xs, ys, over: Iterable[str], fixed: Iterable[str] = ()) -> set[tuple]:
+    """`y[over] - x[over]` for every instance x of an op of `xs` and y of an op of `ys` (op sets
+    as in `between`) that touch a common element, one of them writing it, with equal `fixed`
+    values; `accesses` is an `element_accesses` record.  These are the distances of the
+    dependences between the two sets taken either way round (`dst - src` from xs to ys,
+    `src - dst` from ys to xs), plus zero where one instance of an op in both sets writes: an
+    instance meets itself.  It is what the dependence engine's `deltas` answers."""
+    xs, ys, over, fixed = _op_set(xs), _op_set(ys), tuple(over), tuple(fixed)
+    out = set()
+    for found in accesses.values():
+        left = [a for a in found if _in(a.instance.op, xs)]
+        right = [b for b in found if _in(b.instance.op, ys)]
+        for a in left:
+            x = a.instance.env
+            for b in right:
+                y = b.instance.env
+                if (a.wrote or b.wrote) and all(x[v] == y[v] for v in fixed):
+                    out.add(tuple(y[v] - x[v] for v in over))
     return out

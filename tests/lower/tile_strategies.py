@@ -1,7 +1,9 @@
 """Hypothesis strategies for dependence testing: small, valid, runnable random tile programs.
 
-`tile_programs()` draws a `DrawnProgram`: a `TileProgram` that passes `verify()` plus the
-data it runs on (`inputs`, `constants`: {buffer name: array}).  The shape of a program:
+`tile_programs()` draws a `DrawnProgram`: a `TileProgram` that passes `verify(contract=False)`
+(it may well break the contract: stages whose points meet, scatters naming a row twice; that
+is what the oracle and the engine must see) plus the data of its inputs (`inputs`: {buffer
+name: array}); const index tables carry theirs (`Buffer.data`).  The shape of a program:
 
 * statements nested in up to 3 loops (drawn twice as often as a stage, so most programs
   have 1-3; sequential or parallel; bounds constant, shifted by `c*v` of an enclosing
@@ -12,7 +14,8 @@ data it runs on (`inputs`, `constants`: {buffer name: array}).  The shape of a p
   scalar; sometimes updating their own destination), gemms (plain, transposed,
   accumulating), add/max reductions, and gathers and scatters through 1-d index tables of
   their own (const or input data; values drawn freely, so repeated, or as a permutation
-  tiled to the table length; gathers also count from the end with negative values);
+  tiled to the table length; negative values count from the end; a scatter's may hold
+  padding, one past the end, which writes nothing);
 * regions of the data buffers `x` (an input), `y` and `z` (written: temp or output, rank 2
   or 3): one start per axis, an affine combination of up to three terms over the
   variables in scope with small coefficients (negative or non-unit; a variable drawn
@@ -29,6 +32,7 @@ wrappers, unit strides, all-zero index tables.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -51,10 +55,9 @@ DATA_DTYPE = np.dtype("float64")
 class DrawnProgram(NamedTuple):
     program: TileProgram
     inputs: dict[str, np.ndarray]
-    constants: dict[str, np.ndarray]
 
-    def __repr__(self) -> str:  # a falsifying example, readable
-        return f"DrawnProgram(\n{self.program}\ninputs={self.inputs!r},\nconstants={self.constants!r})"
+    def __repr__(self) -> str:  # a falsifying example, readable (the text form shows const data)
+        return f"DrawnProgram(\n{self.program}\ninputs={self.inputs!r})"
 
 
 @st.composite
@@ -74,7 +77,7 @@ class _Builder:
 
     def program(self) -> DrawnProgram:
         body = self.block((), 1)
-        buffers, inputs, constants = [], {}, {}
+        buffers, inputs = [], {}
         for name in (INPUT, *WRITTEN):
             if name in self.need:
                 role = "input" if name == INPUT else self.draw(st.sampled_from(["temp", "output"]))
@@ -83,9 +86,10 @@ class _Builder:
         if size:  # distinct values, so that running ops in another order shows in the results
             inputs[INPUT] = np.arange(1, size + 1, dtype=DATA_DTYPE).reshape(buffers[0].shape) / 8
         for table, values in self.tables:
-            buffers.append(table)
-            (inputs if table.role == "input" else constants)[table.name] = values
-        return DrawnProgram(TileProgram("drawn", buffers, body), inputs, constants)
+            if table.role == "input":
+                inputs[table.name] = values
+            buffers.append(table if table.role == "input" else replace(table, data=values))
+        return DrawnProgram(TileProgram("drawn", buffers, body), inputs)
 
     # --- statements ------------------------------------------------------------------------
 
@@ -167,7 +171,7 @@ class _Builder:
         if len(table) == 2 and draw(st.booleans()):
             table, axis = table[::-1], 1
         picked = table[:axis] + (length,) + table[axis + 1:]
-        index = self.index_table(scope, length, rows, negative=kind == "gather")
+        index = self.index_table(scope, length, rows, padding=kind == "scatter")
         if kind == "gather":
             return Gather(source(table), index, target(picked), axis)
         return Scatter(source(picked), index, target(table), axis)
@@ -206,16 +210,18 @@ class _Builder:
             need[axis] = max(need[axis], hi - lo + shift + ((n or 1) - 1) * s + 1)
         return Region(name, starts, size, stride)
 
-    def index_table(self, scope, length: int, rows: int, negative: bool) -> Region:
-        """`length` entries of a fresh 1-d index table, every value a row of a `rows`-row region."""
+    def index_table(self, scope, length: int, rows: int, padding: bool) -> Region:
+        """`length` entries of a fresh 1-d index table, every value a row of a `rows`-row region
+        (negative ones counted from its end), or with `padding` (a scatter's) maybe `rows`."""
         draw = self.draw
         e = self.index(scope)
         lo, hi = e.bounds(dict(scope))
         entries = hi - lo + length
         if draw(st.booleans()):  # free values, tiled: repeats guaranteed once the table is longer
-            pattern = draw(st.lists(st.integers(-rows if negative else 0, rows - 1), min_size=1, max_size=6))
-        else:
-            pattern = draw(st.permutations(range(rows)))
+            pattern = draw(st.lists(st.integers(-rows, rows if padding else rows - 1), min_size=1, max_size=6))
+        else:  # the rows in some order, and for a scatter now and then padding among them
+            pads = draw(st.sampled_from([0, 0, 1, 2])) if padding else 0
+            pattern = draw(st.permutations(list(range(rows)) + [rows] * pads))
         values = (pattern * -(-entries // len(pattern)))[:entries]
         table = Buffer(f"idx{len(self.tables)}", (entries,), draw(st.sampled_from(["int64", "int32"])),
                        role=draw(st.sampled_from(["const", "const", "input"])))
