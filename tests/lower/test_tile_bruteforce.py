@@ -13,7 +13,6 @@ order of the instances that keeps them gives the program's memory.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import defaultdict
 
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from fractal.lower.tile_parser import parse_tile_program
+from tests.backends.cpu.programs import with_data
 from tests.lower.tile_bruteforce import (Access, Env, Instance, between, cross_point_dependences,
                                          distance_vectors, element_accesses, execute, has_dependence,
                                          instance_dependences, parallel_loop_dependences, program_instances,
@@ -38,12 +38,6 @@ def assert_same_memory(a: dict, b: dict) -> None:
 
 def program(text: str, contract: bool = True):
     return parse_tile_program(text).verify(contract=contract)
-
-
-def with_data(p, name: str, values):
-    """`p` with const buffer `name` holding `values` instead."""
-    return dataclasses.replace(p, buffers=[dataclasses.replace(b, data=np.array(values, b.dtype))
-                                           if b.name == name else b for b in p.buffers])
 
 
 def pairs(deps, src_var: str, dst_var: str) -> set[tuple[int, int]]:
@@ -144,7 +138,7 @@ def test_a_scatter_through_a_permutation_reaches_exactly_the_rows_its_table_name
 
 
 def test_a_scatter_writing_one_row_twice_makes_its_points_dependent():
-    p = with_data(program(PERMUTED), "perm", [1, 1, 0, 2])
+    p = with_data(program(PERMUTED), {"perm": [1, 1, 0, 2]})
     deps = instance_dependences(p)
     assert [(d.kind, d.src.env["t"], d.dst.env["t"], d.element) for d in cross_point_dependences(deps, p)] == \
         [("output", 0, 1, (1, 0)), ("output", 0, 1, (1, 1))]
@@ -155,7 +149,7 @@ def test_scatter_padding_one_past_the_end_writes_nothing():
     """An index value equal to the destination region's size along the axis (4 here) is
     padding: that point writes no row, so nothing reads what it wrote, and the row no point
     names keeps its zeros."""
-    p = with_data(program(PERMUTED), "perm", [2, 4, 0, 4])
+    p = with_data(program(PERMUTED), {"perm": [2, 4, 0, 4]})
     deps = instance_dependences(p, {"x": np.ones((4, 2))})
     assert pairs(deps, "t", "r") == {(0, 2), (2, 0)}
     assert {e for (buffer, e), found in element_accesses(p).items() if buffer == "z" and
