@@ -37,9 +37,11 @@ def check_contract(program) -> None:
     def block(stmts, path: Path):
         scope = path.scope()
         for s in stmts:
-            if isinstance(s, Stage) and s.dims:
-                _independent([s], scope, scope.vars, tuple(d.var for d in s.dims), "points of stage", s, shapes, tables)
-                inner = scope
+            if isinstance(s, Stage):
+                if s.dims:
+                    _independent([s], scope, scope.vars, tuple(d.var for d in s.dims), "points of stage", s, shapes,
+                                 tables)
+                inner = scope  # (a stage without dims has one point: its scatters still name rows once)
                 for d in s.dims:
                     inner = inner.inner(d.var, d.start, d.stop)
                 for op in s.body:

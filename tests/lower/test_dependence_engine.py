@@ -1,0 +1,179 @@
+"""The dependence engine (`fractal.lower.dependences`) against the brute-force oracle.
+
+The engine answers every pass's legality question, and `verify()`'s contract, from access
+relations in isl; the oracle (`tile_bruteforce`) runs the program and watches every element.
+On random programs (`tile_strategies.tile_programs`) they must agree:
+
+* soundness, always: every difference `y[over] - x[over]` the oracle observes between
+  instances of two op sets that touch a common element (one writing), with the `fixed`
+  variables equal, is in the engine's `deltas(xs, ys, over, fixed)`;
+* exactness: the two sets are equal unless an access of either set goes through an index
+  table known only at run time (an input), which the engine widens to the whole axis of the
+  region.  Everything else is exact: loop and dim bounds, steps and `if` conditions make
+  exact domains, regions are quasi-affine (max, min, floor, mod), and a constant table is
+  read row by row (negative entries from the end, a scatter's padding naming no row);
+* the contract: `check_contract` accepts a program exactly when the oracle sees no
+  dependence between two points of a stage or two iterations of a parallel loop, and no
+  scatter naming a row twice within a point through a constant table.  Through a runtime
+  table the engine may reject independent points (the widened axis), and a repeated row
+  goes unseen until the program runs (its data); nothing else differs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+
+from fractal.lang.errors import VerifyError
+from fractal.lower.dependences import deltas, op_accesses, tables_of, vectors
+from fractal.lower.tile_contract import check_contract
+from fractal.lower.tile_ir import Gather, If, Loop, Scatter, Stage
+from fractal.lower.tile_isl import Scope
+from fractal.lower.tile_parser import parse_tile_program
+from tests.backends.cpu.programs import with_data
+from tests.lower.tile_bruteforce import (cross_point_dependences, element_accesses, instance_dependences,
+                                         parallel_loop_dependences, repeated_scatter_rows, touch_differences)
+from tests.lower.tile_strategies import tile_programs
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def op_scopes(program) -> dict:
+    """(stage name, op index) -> (op, its `Scope`: the loops, `if` branches and stage dims around it)."""
+    out = {}
+
+    def walk(stmts, scope: Scope):
+        for s in stmts:
+            if isinstance(s, Loop):
+                walk(s.body, scope.inner(s.var, s.start, s.stop, s.step))
+            elif isinstance(s, If):
+                walk(s.then, scope.when(s.cond))
+                walk(s.orelse, scope.unless(s.cond))
+            else:
+                assert isinstance(s, Stage)
+                inner = scope
+                for d in s.dims:
+                    inner = inner.inner(d.var, d.start, d.stop)
+                out.update({(s.name, k): (op, inner) for k, op in enumerate(s.body)})
+    walk(program.body, Scope())
+    return out
+
+
+def engine_accesses(program, ops, scopes) -> list:
+    shapes = {b.name: b.shape for b in program.buffers}
+    return [a for op in ops for a in op_accesses(scopes[op][0], scopes[op][1], shapes, tables_of(program))]
+
+
+def through_runtime_table(program, ops, scopes) -> bool:
+    """Does a gather or scatter among `ops` index through a table known only at run time?"""
+    roles = {b.name: b.role for b in program.buffers}
+    return any(isinstance(op, (Gather, Scatter)) and roles[op.index.buffer] != "const"
+               for op, _ in (scopes[o] for o in ops))
+
+
+@st.composite
+def questions(draw):
+    """A random program and a question about it: two op sets and, among the variables that
+    enclose every op of both, `over` (in a random order) and `fixed` (disjoint)."""
+    drawn = draw(tile_programs())
+    scopes = op_scopes(drawn.program)
+    ops = sorted(scopes)
+    xs = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=3, unique=True))
+    ys = draw(st.lists(st.sampled_from(ops), min_size=1, max_size=3, unique=True))
+    common = [v for v in scopes[xs[0]][1].vars if all(v in scopes[o][1].vars for o in xs + ys)]
+    chosen = draw(st.permutations(common))
+    split = draw(st.integers(0, len(chosen)))
+    fixed = chosen[:split]
+    over = draw(st.lists(st.sampled_from(chosen[split:]), unique=True)) if split < len(chosen) else []
+    return drawn, xs, ys, tuple(over), tuple(fixed)
+
+
+@SETTINGS
+@given(questions())
+def test_deltas_hold_every_difference_the_oracle_observes_and_no_other_through_constant_tables(question):
+    """Soundness always; equality where no access of the two sets reads a runtime table."""
+    drawn, xs, ys, over, fixed = question
+    p, scopes = drawn.program, op_scopes(drawn.program)
+    seen = touch_differences(element_accesses(*drawn), xs, ys, over, fixed)
+    found = vectors(deltas(engine_accesses(p, xs, scopes), engine_accesses(p, ys, scopes), over, fixed))
+    note(f"xs={xs} ys={ys} over={over} fixed={fixed}\noracle: {sorted(seen)}\nengine: {found}")
+    assert found is not None  # (small programs: few differences)
+    assert seen <= set(found), "the engine misses a difference the program shows"
+    if through_runtime_table(p, xs + ys, scopes):
+        event("through a runtime table: " + ("exact anyway" if seen == set(found) else "over-approximated"))
+    else:
+        event("exact: " + ("they meet" if seen else "they never meet"))
+        assert set(found) == seen, "the engine reports a difference the program never shows"
+
+
+def contract_breaches(drawn) -> dict[str, list]:
+    """What one run of the program shows of the contract's breaches, by kind: dependences
+    between the points of a stage or the iterations of a parallel loop, and a row a scatter
+    names twice within a point through a constant table or through a runtime one (which the
+    contract leaves to the run)."""
+    p = drawn.program
+    deps = instance_dependences(*drawn)
+    roles = {b.name: b.role for b in p.buffers}
+    stages = {s.name: s for s in p.stages()}
+    repeated = repeated_scatter_rows(*drawn)
+    runtime = [r for r in repeated if roles[stages[r[0].op[0]].body[r[0].op[1]].index.buffer] != "const"]
+    return {"points": cross_point_dependences(deps, p), "iterations": parallel_loop_dependences(deps, p),
+            "rows": [r for r in repeated if r not in runtime], "runtime rows": runtime}
+
+
+@SETTINGS
+@given(tile_programs())
+def test_the_contract_holds_exactly_when_the_oracle_sees_nothing_it_rules_out(drawn):
+    """`check_contract` rejects every program whose run shows two points of a stage meeting
+    or two iterations of a parallel loop meeting, or a constant scatter table naming a row
+    twice in a point; it accepts every other program whose tables are constants."""
+    p = drawn.program
+    breaches = contract_breaches(drawn)
+    try:
+        check_contract(p)
+        passed = True
+    except VerifyError as e:
+        note(str(e))
+        passed = False
+    note(f"the oracle: { {kind: found[:4] for kind, found in breaches.items()} }")
+    if breaches["points"] or breaches["iterations"] or breaches["rows"]:
+        event("broken: rejected")
+        assert not passed, "the contract accepts a program whose run breaks it"
+    elif through_runtime_table(p, list(op_scopes(p)), op_scopes(p)):
+        event("kept, through runtime tables: " + ("accepted" if passed else "rejected (over-approximated)")
+              + (" (a runtime scatter table repeats a row)" if breaches["runtime rows"] else ""))
+    else:
+        event("kept: accepted")
+        assert passed, "the contract rejects a program whose run keeps it"
+
+
+# --- cases the properties found, pinned -----------------------------------------------------------
+
+def test_a_scatter_of_a_stage_without_dims_names_each_row_once():
+    """A stage without dims has one point, and its scatters are held to the rule as any
+    other's (the contract used to check them in stages with dims only)."""
+    p = parse_tile_program("""tile @once {
+      buffer x: f64[2,1] global input
+      buffer y: f64[1,1] global output
+      buffer idx: i64[2] global const = [0, 0]
+      stage s() device { y[0:1, 0:1] = scatter(x[0:2, 0:1], idx[0:2], axis=0) }
+    }""").verify(contract=False)
+    with pytest.raises(VerifyError, match="names a row twice within one point of stage s"):
+        check_contract(p)
+    check_contract(with_data(p, {"idx": [0, 1]}))  # the second entry is padding: one past the end
+
+
+def test_the_iterations_of_a_parallel_loop_that_meet_are_rejected():
+    """Iterations j = 0 and j = 1 both write y[0, 0]: a parallel loop may not run them at once.
+    (The contract held the loop's own variable fixed, and compared nothing.)"""
+    p = parse_tile_program("""tile @both {
+      buffer x: f64[1,1] global input
+      buffer y: f64[1,1] global output
+      for j in 0:2 parallel host {
+        stage s() device { y[0, 0] = copy(x[0, 0]) }
+      }
+    }""").verify(contract=False)
+    with pytest.raises(VerifyError, match="iterations of parallel loop j are not independent"):
+        check_contract(p)
+
