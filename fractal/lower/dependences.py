@@ -70,9 +70,12 @@ def tables_of(program) -> dict[str, np.ndarray]:
 def op_accesses(op, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray]) -> list[Access]:
     """The accesses of one op: a gather's source and a scatter's destination through its table."""
     out = []
-    for r, write in [(r, False) for r in op.reads] + [(w, True) for w in op.writes]:
+    # (by position, not by region: a gather may write the very region it reads through its table)
+    through = [isinstance(op, Gather) and k == 0 for k in range(len(op.reads))] + \
+        [isinstance(op, Scatter) and k == 0 for k in range(len(op.writes))]
+    for (r, write), indirect_here in zip([(r, False) for r in op.reads] + [(w, True) for w in op.writes], through):
         indirect = None
-        if isinstance(op, (Gather, Scatter)) and r == (op.src if isinstance(op, Gather) else op.dst):
+        if indirect_here:
             table = tables.get(op.index.buffer)
             indirect = Indirect(op.axis, op.index, None if table is None else np.asarray(table))
         out.append(Access(r, write, scope, indirect, tuple(shapes[r.buffer])))

@@ -177,3 +177,28 @@ def test_the_iterations_of_a_parallel_loop_that_meet_are_rejected():
     with pytest.raises(VerifyError, match="iterations of parallel loop j are not independent"):
         check_contract(p)
 
+
+def engine_and_oracle(text: str, x, y, over=(), fixed=()) -> tuple[set, set]:
+    """(the engine's differences, the oracle's) between two ops (ids) of a program in text form."""
+    p = parse_tile_program(text).verify(contract=False)
+    scopes = op_scopes(p)
+    found = deltas(engine_accesses(p, [x], scopes), engine_accesses(p, [y], scopes), over, fixed)
+    return set(vectors(found)), touch_differences(element_accesses(p), [x], [y], over, fixed)
+
+
+TWO_TABLES = """tile @t {
+  buffer x: f64[2,2] global input
+  buffer y: f64[2,2] global temp
+  buffer z: f64[2,2] global output
+  buffer idx: i64[2] global const = %s
+  %s
+}"""
+
+
+def test_a_gather_writing_the_region_it_reads_writes_every_row_of_it():
+    """The table picks the rows a gather reads, not those it writes: `y[0:2, 0] = gather(y[0:2,
+    0], idx)` writes both rows whatever idx holds (the engine took the written region, equal to
+    the read one, for the one read through the table, and missed the write of row 0)."""
+    assert engine_and_oracle(TWO_TABLES % ("[1, 1]", """
+        stage g() device { y[0:2, 0] = gather(y[0:2, 0], idx[0:2], axis=0) }
+        stage w() device { y[0, 0] = copy(x[0, 0]) }"""), ("g", 0), ("w", 0)) == ({()}, {()})
