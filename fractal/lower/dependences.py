@@ -131,7 +131,7 @@ def _deltas(xs: tuple, ys: tuple, over: tuple, fixed: tuple) -> isl.Set:
         for x in tx:
             for y in ty:
                 if x.write or y.write:
-                    found = _joined(x, y, keep, len(fixed))
+                    found = _joined(x, y, keep, len(fixed)) if _table_axis(x) == _table_axis(y) else None
                     out = out.union(_touch([x], [y], keep, len(fixed), n) if found is None else vector_set(found, n))
     return out.coalesce()
 
@@ -385,10 +385,15 @@ def _listing(a: Access) -> _Listed | None:
     return _Listed(found, tuple(spans))
 
 
+def _table_axis(a: Access) -> int:
+    return a.indirect.buffer_axis(a.region)
+
+
 def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] | None:
     """The differences over the kept variables past the first `n_fixed` between instances of
-    two table accesses that share a row (and overlap on the other axes), the first `n_fixed`
-    equal; None when the join is too big (the caller asks isl instead)."""
+    two table accesses along the same buffer axis that share a row (and overlap on the other
+    axes), the first `n_fixed` equal; None when the join is too big (the caller asks isl
+    instead)."""
     X, Y = _listed(x), _listed(y)
     xi, xr, yi, yr = X.rows.instance, X.rows.row, Y.rows.instance, Y.rows.row
     order = np.argsort(yr, kind="stable")

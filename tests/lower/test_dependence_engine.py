@@ -202,3 +202,13 @@ def test_a_gather_writing_the_region_it_reads_writes_every_row_of_it():
     assert engine_and_oracle(TWO_TABLES % ("[1, 1]", """
         stage g() device { y[0:2, 0] = gather(y[0:2, 0], idx[0:2], axis=0) }
         stage w() device { y[0, 0] = copy(x[0, 0]) }"""), ("g", 0), ("w", 0)) == ({()}, {()})
+
+
+def test_two_scatters_along_different_axes_meet_where_their_elements_do():
+    """`y[0, 0:2]` through its table names columns (buffer axis 1: y[0, 0], y[0, 1]), `y[0:1,
+    1:2]` rows (axis 0: y[0, 1]): they meet.  (The engine compared the one's columns with the
+    other's rows, and found nothing.)"""
+    assert engine_and_oracle(TWO_TABLES % ("[0, 1]", """
+        stage a() device { y[0, 0:2] = scatter(x[0:2, 0], idx[0:2], axis=0) }
+        stage b() device { y[0:1, 1:2] = scatter(x[0:1, 0:1], idx[0:1], axis=0) }"""),
+        ("a", 0), ("b", 0)) == ({()}, {()})
