@@ -262,6 +262,8 @@ def _relation(a: Access, keep: tuple[str, ...]) -> isl.Map:
         start, size, stride = a.region.start[skip], a.region.size[skip], a.region.stride[skip]
         ex.append("tq")
         cons.append(f"e{skip} = {isl_index(start, names)} + {stride}*tq and 0 <= tq < {size}")
+    elif rows:  # (over the kept variables and some hidden ones: inside the quantifier)
+        cons.append(f"({rows})")
     ks = [f"k{j}" for j in range(len(keep))]
     cons = a.scope.constraints() + cons + [f"{k} = {names[v]}" for k, v in zip(ks, keep)]
     elems = ", ".join(f"e{k}" for k in range(len(a.region.start)))
@@ -269,7 +271,7 @@ def _relation(a: Access, keep: tuple[str, ...]) -> isl.Map:
     body = " and ".join(cons) or "true"
     text = f"{{ [{', '.join(ks)}] -> {buffer_tag(a.region.buffer)}[{elems}] : "
     text += f"(exists ({hidden} : {body}))" if hidden else f"({body})"
-    return isl.Map(text + (f" and ({rows})" if rows else "") + " }")
+    return isl.Map(text + " }")
 
 
 @dataclass(frozen=True)
@@ -310,8 +312,12 @@ def table_instances(a: Access) -> TableRows | None:
 
 def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
     """The rows (along buffer axis `axis`) a gather/scatter touches through its constant table,
-    per value of the `keep` variables, as an isl condition over `k0, ...` and `e<axis>`; None
-    when the table is not known or the rows are too many runs."""
+    per value of the `keep` variables and of those the region's other axes read, as an isl
+    condition over `k0, ...`, those variables (renamed as the scope names them) and `e<axis>`;
+    None when the table is not known or the keys are too many (too many runs of rows stand as
+    each key's span).  (Keyed by the kept
+    variables alone, the rows of one instance would pair with the other axes' elements of
+    another: a gather of `y[0:2, p]` at rows `[p]` would seem to read `y[0, 1]`.)"""
     if a.indirect.table is None:
         return None
     found = table_instances(a)
@@ -320,8 +326,12 @@ def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
     if len(found.row) == 0:
         return "false"
     n, pts = found.count, found.points
-    key = np.zeros(n, np.int64)  # the kept variables' values as one number (mixed radix)
-    for v in keep:
+    names = a.scope.names()
+    others = sorted({v for k, start in enumerate(a.region.start) if k != axis for v in start.vars()} - set(keep),
+                    key=list(names).index)
+    tied = [(f"k{j}", v) for j, v in enumerate(keep)] + [(names[v], v) for v in others]
+    key = np.zeros(n, np.int64)  # the tied variables' values as one number (mixed radix)
+    for _, v in tied:
         col = np.broadcast_to(pts[v], (n,))
         lo = int(col.min())
         key = key * (int(col.max()) - lo + 1) + (col - lo)
@@ -335,9 +345,8 @@ def _table_rows(a: Access, keep: tuple[str, ...], axis: int) -> str | None:
     if len(starts) > MAX_TABLE_RUNS:
         return None
     ends = np.r_[starts[1:], len(key)]
-    values = {v: np.broadcast_to(pts[v], (n,)) for v in keep}
-    at_key = [" and ".join(f"k{j} = {int(values[v][inst[lo]])}" for j, v in enumerate(keep)) or "true"
-              for lo in starts]
+    values = {v: np.broadcast_to(pts[v], (n,)) for _, v in tied}
+    at_key = [" and ".join(f"{name} = {int(values[v][inst[lo]])}" for name, v in tied) or "true" for lo in starts]
     e, parts, total = f"e{axis}", [], 0
     for g, (lo, hi) in enumerate(zip(starts, ends)):
         runs = arithmetic_runs(flat[lo:hi], MAX_TABLE_RUNS - total)

@@ -212,3 +212,13 @@ def test_two_scatters_along_different_axes_meet_where_their_elements_do():
         stage a() device { y[0, 0:2] = scatter(x[0:2, 0], idx[0:2], axis=0) }
         stage b() device { y[0:1, 1:2] = scatter(x[0:1, 0:1], idx[0:1], axis=0) }"""),
         ("a", 0), ("b", 0)) == ({()}, {()})
+
+
+def test_the_rows_a_gather_reads_stay_with_the_columns_of_the_same_point():
+    """Point p reads `y[idx[p], p]` = y[p, p]; nothing reads y[0, 1], written before.  (Rows
+    kept per value of the question's variables only, point 1's row 0 paired with point 1's
+    column 1, and the engine saw y[0, 1] read.)"""
+    assert engine_and_oracle(TWO_TABLES % ("[0, 1]", """
+        stage w() device { y[0, 1] = copy(x[0, 1]) }
+        stage g(p in 0:2) device { z[p:p + 1, 0] = gather(y[0:2, p], idx[p:p + 1], axis=0) }"""),
+        ("w", 0), ("g", 0)) == (set(), set())
