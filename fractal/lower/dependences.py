@@ -27,6 +27,7 @@ over-approximations.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -373,7 +374,7 @@ class _Listed:
     of each instance."""
 
     rows: TableRows
-    spans: tuple            # per other buffer axis: (axis, lo [instances], hi [instances])
+    spans: tuple            # per other buffer axis: (axis, lo [instances], hi [instances], stride)
 
 
 def _listed(a: Access) -> _Listed | None:
@@ -390,8 +391,26 @@ def _listing(a: Access) -> _Listed | None:
     for k, (start, size, stride) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
         if k != axis:
             lo = np.broadcast_to(evaluate_many(start, pts), (n,))
-            spans.append((k, lo, lo + ((size or 1) - 1) * stride))
+            spans.append((k, lo, lo + ((size or 1) - 1) * stride, stride))
     return _Listed(found, tuple(spans))
+
+
+def _progressions_meet(alo, ahi, astep: int, blo, bhi, bstep: int) -> np.ndarray:
+    """Whether `alo, alo + astep, ..., ahi` and `blo, blo + bstep, ..., bhi` share an element,
+    pair by pair (arrays; steps positive): both progressions hold the numbers congruent to one
+    `e0` modulo `lcm(astep, bstep)` (when `blo - alo` is a multiple of their gcd: the Chinese
+    remainder theorem), and they meet when the first of those from the later start comes
+    before the earlier end."""
+    g = math.gcd(astep, bstep)
+    lcm = astep // g * bstep
+    gap = blo - alo
+    solvable = gap % g == 0
+    # e0 = alo + astep * t with astep * t = gap (mod bstep): t = (gap / g) * inverse(astep / g) mod (bstep / g)
+    inverse = pow(astep // g, -1, bstep // g) if bstep // g > 1 else 0
+    e0 = alo + astep * (((gap // g) * inverse) % (bstep // g))
+    lo, hi = np.maximum(alo, blo), np.minimum(ahi, bhi)
+    first = e0 + lcm * -((e0 - lo) // lcm)  # the least element >= lo congruent to e0
+    return solvable & (first <= hi)
 
 
 def _table_axis(a: Access) -> int:
@@ -400,9 +419,9 @@ def _table_axis(a: Access) -> int:
 
 def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] | None:
     """The differences over the kept variables past the first `n_fixed` between instances of
-    two table accesses along the same buffer axis that share a row (and overlap on the other
-    axes), the first `n_fixed` equal; None when the join is too big (the caller asks isl
-    instead)."""
+    two table accesses along the same buffer axis that share a row (and an element on each
+    other axis), the first `n_fixed` equal; None when the join is too big (the caller asks
+    isl instead)."""
     X, Y = _listed(x), _listed(y)
     xi, xr, yi, yr = X.rows.instance, X.rows.row, Y.rows.instance, Y.rows.row
     order = np.argsort(yr, kind="stable")
@@ -415,8 +434,8 @@ def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] |
     px = np.repeat(xi, counts)
     py = yi[order[np.repeat(lo, counts) + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]]
     ok = np.ones(total, dtype=bool)
-    for (_, xlo, xhi), (_, ylo, yhi) in zip(X.spans, Y.spans):
-        ok &= (xlo[px] <= yhi[py]) & (ylo[py] <= xhi[px])
+    for (_, xlo, xhi, xs), (_, ylo, yhi, ys) in zip(X.spans, Y.spans):
+        ok &= _progressions_meet(xlo[px], xhi[px], xs, ylo[py], yhi[py], ys)
     nx, ny = X.rows.count, Y.rows.count
     kx = np.stack([np.broadcast_to(X.rows.points[v], (nx,))[px] for v in keep], axis=1) if keep else \
         np.zeros((total, 0), np.int64)
