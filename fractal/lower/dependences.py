@@ -16,12 +16,13 @@ legal; empty: independent).
 
 A gather's source and a scatter's destination are read and written at the rows their index
 table holds.  When the table is a constant buffer with data, those rows are computed from it,
-instance by instance, and kept per value of the variables a question keeps (`keep`) as runs
-of rows (`_table_rows`): exact for the kept variables, so a scatter per layer of a layer
-loop is known to touch its own layer's rows.  Where they make more than `MAX_TABLE_RUNS` runs
-of rows, each kept value's rows stand as the span they lie in; through a table known only at
-run time (or with more kept values than that) the whole axis of the region: sound
-over-approximations.
+instance by instance, and kept per value of the variables a question keeps (`keep`) and of
+those the region's other axes read, as runs of rows (`_table_rows`): exact, so a scatter per
+layer of a layer loop is known to touch its own layer's rows.  Where they make more than
+`MAX_TABLE_RUNS` runs of rows, each kept value's rows stand as the span they lie in; through
+a table known only at run time (or with more kept values than that) the whole axis of the
+region: sound over-approximations (tests/lower/test_dependence_engine.py checks the engine
+against a brute-force oracle).
 """
 
 from __future__ import annotations
