@@ -32,7 +32,7 @@ from .tile_affine import aff
 from .tile_expr import Region
 from .tile_ir import Copy, Stage, TileProgram
 from .rewrite import expand_stages, map_regions, map_stages
-from .rolling import access_sites, dense
+from .rolling import access_sites, dense, written_before_read
 
 
 def forward_results(program: TileProgram, ctx=None) -> TileProgram:
@@ -87,8 +87,8 @@ def _whole_copy_into_result(program: TileProgram):
 def contract_storage(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 12, contract_storage: a temporary whose every access names one row within one
     iteration of the loops they share keeps one iteration's rows."""
-    sites = {buf: [(x.region, tuple(lp.var for lp in x.loops), x.ranges) for x in xs]
-             for buf, xs in access_sites(program)[0].items()}
+    found = access_sites(program)[0]
+    sites = {buf: [(x.region, tuple(lp.var for lp in x.loops), x.ranges) for x in xs] for buf, xs in found.items()}
     rows_of = {}  # buffer -> its new (dense) row index, and the number of rows
     for buf in program.buffers:
         if buf.role != "temp" or buf.name not in sites:
@@ -96,7 +96,8 @@ def contract_storage(program: TileProgram, ctx=None) -> TileProgram:
         accesses = sites[buf.name]
         common = set.intersection(*(set(loops) for _, loops, _ in accesses))
         rows = {r.start[0] for r, _, _ in accesses}
-        if not (common and len(rows) == 1 and all(r.size[0] is None for r, _, _ in accesses)):
+        if not (common and len(rows) == 1 and all(r.size[0] is None for r, _, _ in accesses)) or \
+                not written_before_read(found[buf.name]):
             continue
         # every access, write and reads, names the same row: one iteration's rows are its own;
         # the loop variables leave the index and the rest is renumbered densely

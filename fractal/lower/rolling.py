@@ -38,6 +38,8 @@ class _Site:
     loops: tuple  # enclosing sequential Loops, outermost first
     ranges: dict  # every variable in scope -> (lo, hi)
     order: int  # the stage's position in program order
+    op: int = 0  # the op's position in its stage
+    scope: tuple = ()  # the loops, `if` branches and stage dims around it, outermost first
 
 
 def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
@@ -77,7 +79,7 @@ def _rolled(sites: list, loop_order: dict):
     if loop.step != 1 or not loop.start.is_const or not c:
         return None
     base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
-    slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?)
+    slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?; the site)
     for s in sites:
         row, inner = s.region.start[0], loop in s.loops
         if inner and coefficient(row, var) != c:
@@ -87,17 +89,19 @@ def _rolled(sites: list, loop_order: dict):
         diff = row - aff(var) * c - base if inner else row - base
         if not diff.is_const or diff.const % c:
             return None
-        slots.append((diff.const // c, s.write, inner))
-    writes = {k for k, write, inner in slots if write and inner}
+        slots.append((diff.const // c, s.write, inner, s))
+    writes = {k for k, write, inner, _ in slots if write and inner}
     if len(writes) != 1:
         return None
     kw = writes.pop()
-    kmin = min(k for k, _, inner in slots if inner)
+    kmin = min(k for k, _, inner, _ in slots if inner)
     start = loop.start.const
-    initial = {k for k, _, inner in slots if not inner}
-    if any(k > kw for k, _, inner in slots if inner) or initial != set(range(start + kmin, start + kw)):
+    initial = {k for k, _, inner, _ in slots if not inner}
+    if any(k > kw for k, _, inner, _ in slots if inner) or initial != set(range(start + kmin, start + kw)):
         return None  # a read of a newer slot; initial slots the first steps do not read, or
         # that are not all written (a temporary's zeros would be another step's values)
+    if not written_before_read([site for k, _, inner, site in slots if inner and k == kw]):
+        return None  # a read of the step's own slot before the step writes it: rolled, an older step's
     g_vars = base.vars()
     if any(s.ranges.get(v) != inside[0].ranges.get(v) for s in sites if not (loop in s.loops) for v in g_vars):
         return None  # an initial write of only some of the points
@@ -115,6 +119,16 @@ def _rolled(sites: list, loop_order: dict):
     return new_row, rows * width
 
 
+def written_before_read(sites) -> bool:
+    """Does every read among `sites` (accesses of one temporary) read what an earlier op wrote
+    in the same iteration: the same region, over the same loops, branches and dims?  A read
+    before the iteration's write reads the zeros of a row nothing wrote yet; once rows of
+    several iterations share storage, it would read another iteration's values."""
+    writes = [s for s in sites if s.write]
+    return all(any((w.order, w.op) < (r.order, r.op) and w.region == r.region and w.scope == r.scope for w in writes)
+               for r in sites if not r.write)
+
+
 def coefficient(a: Aff, var: str) -> int:
     """The coefficient of the plain term `var` in `a` (0 if none)."""
     return dict((t, k) for t, k in a.terms if isinstance(t, str)).get(var, 0)
@@ -125,31 +139,33 @@ def access_sites(program: TileProgram):
     after its last)."""
     out, loop_order, counter = {}, {}, [0]
 
-    def walk(stmts, loops, ranges):
+    def walk(stmts, loops, ranges, scope):
         for s in stmts:
             if isinstance(s, Loop):
                 lo, _ = s.start.bounds(ranges)
                 _, hi = s.stop.bounds(ranges)
                 inner = {**ranges, s.var: (lo, max(lo, hi - 1))}
                 begin = counter[0]
-                walk(s.body, loops + ((s,) if s.kind == "sequential" else ()), inner)
+                walk(s.body, loops + ((s,) if s.kind == "sequential" else ()), inner,
+                     scope + (("loop", s.var, s.start, s.stop, s.step),))
                 loop_order[id(s)] = (begin, counter[0])
             elif isinstance(s, If):
-                walk(s.then, loops, ranges)
-                walk(s.orelse, loops, ranges)
+                walk(s.then, loops, ranges, scope + (("if", s.cond, True),))
+                walk(s.orelse, loops, ranges, scope + (("if", s.cond, False),))
             elif isinstance(s, Stage):
                 inner = dict(ranges)
                 for d in s.dims:
                     lo, _ = d.start.bounds(inner)
                     _, hi = d.stop.bounds(inner)
                     inner[d.var] = (lo, max(lo, hi - 1))
-                for op in s.body:
+                here = scope + tuple(("dim", *d) for d in s.dims)
+                for k, op in enumerate(s.body):
                     for r in op.reads:
-                        out.setdefault(r.buffer, []).append(_Site(r, False, loops, inner, counter[0]))
+                        out.setdefault(r.buffer, []).append(_Site(r, False, loops, inner, counter[0], k, here))
                     for r in op.writes:
-                        out.setdefault(r.buffer, []).append(_Site(r, True, loops, inner, counter[0]))
+                        out.setdefault(r.buffer, []).append(_Site(r, True, loops, inner, counter[0], k, here))
                 counter[0] += 1
-    walk(program.body, (), {})
+    walk(program.body, (), {}, ())
     return out, loop_order
 
 
