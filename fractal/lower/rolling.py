@@ -23,6 +23,7 @@ Before::                                              After::
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 from .rewrite import map_regions, map_stages
@@ -121,12 +122,93 @@ def _rolled(sites: list, loop_order: dict):
 
 def written_before_read(sites) -> bool:
     """Does every read among `sites` (accesses of one temporary) read what an earlier op wrote
-    in the same iteration: the same region, over the same loops, branches and dims?  A read
+    in the same iteration: within its region, over the same loops, branches and dims?  A read
     before the iteration's write reads the zeros of a row nothing wrote yet; once rows of
     several iterations share storage, it would read another iteration's values."""
     writes = [s for s in sites if s.write]
-    return all(any((w.order, w.op) < (r.order, r.op) and w.region == r.region and w.scope == r.scope for w in writes)
-               for r in sites if not r.write)
+    for r in (s for s in sites if not s.write):
+        scope = _used(r.scope, r.region)
+        earlier = [_spread(w.region, w.scope[len(scope):]) for w in writes
+                   if (w.order, w.op) < (r.order, r.op) and w.scope[:len(scope)] == scope]
+        if not _covered(r.region, [w for w in earlier if w is not None]):
+            return False
+    return True
+
+
+def _used(scope: tuple, region: Region) -> tuple:
+    """`scope` without the loops and dims whose variable neither `region` nor a bound after
+    them reads: the read is the same at each of their points (and none if they have none)."""
+    out, needed = [], set(region.vars())
+    for entry in reversed(scope):
+        if entry[0] == "if":
+            needed |= entry[1][0].vars() | entry[1][2].vars()
+        elif entry[1] not in needed:
+            continue
+        else:
+            needed |= entry[2].vars() | entry[3].vars()
+        out.append(entry)
+    return tuple(reversed(out))
+
+
+def _spread(region: Region, extra: tuple) -> Region | None:
+    """What `region` covers over all points of the loops and dims `extra` (constant bounds, at
+    least one point each): an axis indexed `v + rest` grows over the values of `v`; None where
+    that is not one box (an `if`, `v` on two axes or scaled, bounds that may be empty)."""
+    for entry in extra:
+        if entry[0] == "if" or not (entry[2].is_const and entry[3].is_const) or entry[3].const <= entry[2].const \
+                or (entry[0] == "loop" and entry[4] != 1):
+            return None
+        var, lo, hi = entry[1], entry[2].const, entry[3].const
+        axes = [k for k, start in enumerate(region.start) if var in start.vars()]
+        if not axes:
+            continue
+        k, = axes if len(axes) == 1 else (None,)
+        if k is None:
+            return None
+        rest = region.start[k] - aff(var) * coefficient(region.start[k], var)
+        if coefficient(region.start[k], var) != 1 or var in rest.vars() or region.stride[k] != 1 and \
+                (region.size[k] or 1) > 1:
+            return None
+        size = (region.size[k] or 1) + hi - lo - 1
+        region = replace(region, start=region.start[:k] + (rest + lo,) + region.start[k + 1:],
+                         size=region.size[:k] + (size,) + region.size[k + 1:],
+                         stride=region.stride[:k] + (1,) + region.stride[k + 1:])
+    return region
+
+
+def _covered(r: Region, writes) -> bool:
+    """Do regions `writes` together hold every element of region `r` (one buffer, at every
+    instance)?  One of them alone (any strides), or their boxes of unit stride relative to `r`'s
+    start (`r` taken as its box), cut at every edge, each cell of `r` inside one."""
+    if any(_covers(w, r) for w in writes):
+        return True
+    boxes = []
+    for w in writes:
+        offsets = [a - b for a, b in zip(w.start, r.start)]
+        if all(d.is_const for d in offsets) and all(n is None or n == 1 or s == 1 for n, s in zip(w.size, w.stride)):
+            boxes.append([(d.const, d.const + (n or 1) - 1) for d, n in zip(offsets, w.size)])
+    want = [(0, ((m or 1) - 1) * t) for m, t in zip(r.size, r.stride)]
+    cuts = [sorted({lo for lo, _ in [want[k]] + [b[k] for b in boxes]} |
+                   {hi + 1 for _, hi in [want[k]] + [b[k] for b in boxes]}) for k in range(len(want))]
+    cells = [[(c, d - 1) for c, d in zip(cs, cs[1:]) if want[k][0] <= c and d - 1 <= want[k][1]]
+             for k, cs in enumerate(cuts)]
+    return all(any(all(lo <= c and d <= hi for (c, d), (lo, hi) in zip(cell, box)) for box in boxes)
+               for cell in itertools.product(*cells))
+
+
+def _covers(w: Region, r: Region) -> bool:
+    """Does region `w` hold every element of region `r` (of one buffer, at every instance)?"""
+    for a, n, s, b, m, t in zip(w.start, w.size, w.stride, r.start, r.size, r.stride):
+        d = b - a
+        if not d.is_const:
+            return False
+        last = d.const + ((m or 1) - 1) * t  # r's last element along the axis, from w's first
+        if n is None:
+            if d.const != 0 or (m or 1) != 1:
+                return False
+        elif d.const < 0 or d.const % s or (m is not None and m > 1 and t % s) or last > (n - 1) * s:
+            return False
+    return True
 
 
 def coefficient(a: Aff, var: str) -> int:
