@@ -225,8 +225,8 @@ class _Motifs:
         draw, n = self.draw, self.name
         points, blocks = draw(st.integers(1, 3)), draw(st.integers(2, 3))
         rows, inner, cols = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
-        left = "m" if draw(st.integers(0, 4)) else "d"
-        spacing = cols if draw(st.integers(0, 4)) else cols + 1
+        left = "m" if draw(st.integers(0, 5)) else "d"
+        spacing = cols if draw(st.integers(0, 5)) else cols + 1
         firsts = max(points, blocks)
         buffers = [f"buffer {n('a')}: f64[{firsts},{rows},{inner}] global input",
                    f"buffer {n('b')}: f64[{blocks},{inner},{cols}] global input",
@@ -234,10 +234,10 @@ class _Motifs:
         inputs = {n("a"): _values((firsts, rows, inner)), n("b"): _values((blocks, inner, cols))}
         ops = [f"{n('c')}[m, 0:{rows}, {spacing}*d:{spacing}*d + {cols}] = "
                f"gemm({n('a')}[{left}, 0:{rows}, 0:{inner}], {n('b')}[d, 0:{inner}, 0:{cols}])"]
-        if draw(st.integers(0, 4)) == 0:
+        if draw(st.integers(0, 5)) == 0:
             buffers.append(f"buffer {n('z')}: f64[{points},{blocks},{rows},{inner}] global output")
             ops.append(f"{n('z')}[m, d, 0:{rows}, 0:{inner}] = mul({n('a')}[m, 0:{rows}, 0:{inner}], 0.5)")
-        if draw(st.booleans()):
+        if draw(st.integers(0, 3)):
             body = f"stage {n('k')}(m in 0:{points}, d in 0:{blocks}) device {{ {' '.join(ops)} }}"
         else:
             body = f"for m in 0:{points} parallel host {{ for d in 0:{blocks} parallel host {{ " \
