@@ -296,7 +296,7 @@ def table_instances(a: Access) -> TableRows | None:
     pts = a.scope.points(MAX_TABLE_ENTRIES // max(width, 1))
     if pts is None:
         return None
-    n = len(next(iter(pts.values()))) if pts else 1
+    n = a.scope.count(pts)
     table = ind.table
     strides = [int(np.prod(table.shape[k + 1:], dtype=np.int64)) for k in range(table.ndim)]
     at = next(k for k, size in enumerate(ind.index.size) if size is not None)

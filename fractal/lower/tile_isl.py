@@ -117,6 +117,13 @@ class Scope:
         cols = {v: c for v, c in cols.items() if env is None or v not in env}
         return {v: c[keep] for v, c in cols.items()} if not keep.all() else cols
 
+    def count(self, points: dict) -> int:
+        """How many instances `points` (what `points()` gave, with no `env`) holds: without
+        variables, one, or none where a condition fails (`if 0 < 0`: its arrays cannot say)."""
+        if points:
+            return len(next(iter(points.values())))
+        return int(all(_COMPARE[op](a.evaluate({}), b.evaluate({})) for a, op, b in self.conds))
+
     def constraints(self) -> list[str]:
         """The domain, one isl constraint per bound, step and condition."""
         names, out = self.names(), []

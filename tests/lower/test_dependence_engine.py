@@ -164,6 +164,21 @@ def test_a_scatter_of_a_stage_without_dims_names_each_row_once():
     check_contract(with_data(p, {"idx": [0, 1]}))  # the second entry is padding: one past the end
 
 
+def test_a_scatter_under_a_condition_that_never_holds_names_no_row():
+    """Under `if 0 < 0` (what scheduling leaves of `for i in 0:1 { if i < 0 { ... } }`) a stage
+    without variables has no instance, so its scatter names no row at all.  (The engine took a
+    scope without variables for one instance, and the contract rejected a repeated row that is
+    never written.)"""
+    check_contract(parse_tile_program("""tile @never {
+      buffer x: f64[4,1] global input
+      buffer y: f64[3,1] global output
+      buffer idx: i64[4] global const = [0, 1, 2, 0]
+      if 0 < 0 {
+        stage s() device { y[0:3, 0:1] = scatter(x[0:4, 0:1], idx[0:4], axis=0) }
+      }
+    }""").verify(contract=False))
+
+
 def test_the_iterations_of_a_parallel_loop_that_meet_are_rejected():
     """Iterations j = 0 and j = 1 both write y[0, 0]: a parallel loop may not run them at once.
     (The contract held the loop's own variable fixed, and compared nothing.)"""
