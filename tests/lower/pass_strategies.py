@@ -17,8 +17,8 @@ meets, with random details that decide whether a pass may act, and whether it sh
   a temporary inside the cell (fused).  The batch `m` (1-3 points) is a parallel loop
   around the nest, around each stage, or stage dims.  Before the nest the state may be
   initialised; after it a parallel nest may read each step's state (a sink candidate, or
-  not: reading the step after, or sharing a GEMM operand), and a temporary state is
-  copied whole into a result;
+  not: reading the step after, or sharing a GEMM operand); a temporary state reaches the
+  result copied whole after the nest, or step by step inside it (then rolled to a window);
 * a sum of GEMMs (`sum`): `acc[r + 1] = acc[r] + x[r] @ w[r]` as lowering writes it (the
   contract pass's shape), the weights sometimes shared, the sum read at the last slot or
   another;
@@ -43,15 +43,13 @@ from fractal.lower.tile_parser import parse_tile_program
 from tests.lower.tile_strategies import DrawnProgram
 
 SEQ_VARS = ("l", "t", "u")
-
-
 MOTIFS = ("nest", "map", "sum", "heads", "ragged")
 
 
 @st.composite
 def pass_programs(draw, motifs=MOTIFS) -> DrawnProgram:
-    """A program of one or two of `motifs` (names of `_Motifs` methods, drawn with repeats:
-    different ones carry different name prefixes)."""
+    """A program of one or two different `motifs` (names of `_Motifs` methods; each motif's
+    buffers and stages are named with its first letter)."""
     kinds = draw(st.lists(st.sampled_from(motifs), min_size=1, max_size=2, unique=True))
     buffers, body, inputs = [], [], {}
     for kind in kinds:

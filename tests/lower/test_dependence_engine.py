@@ -11,7 +11,10 @@ On random programs (`tile_strategies.tile_programs`) they must agree:
   table known only at run time (an input), which the engine widens to the whole axis of the
   region.  Everything else is exact: loop and dim bounds, steps and `if` conditions make
   exact domains, regions are quasi-affine (max, min, floor, mod), and a constant table is
-  read row by row (negative entries from the end, a scatter's padding naming no row);
+  read row by row (negative entries from the end, a scatter's padding naming no row).  Only
+  past the engine's size limits, which these small programs stay below, does a constant
+  table widen too: to each kept value's span of rows past `MAX_TABLE_RUNS` runs, to the
+  whole axis past `MAX_TABLE_ENTRIES` entries or `MAX_TABLE_RUNS` kept values;
 * the contract: `check_contract` accepts a program exactly when the oracle sees no
   dependence between two points of a stage or two iterations of a parallel loop, and no
   scatter naming a row twice within a point through a constant table.  Through a runtime
