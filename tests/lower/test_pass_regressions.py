@@ -1,5 +1,6 @@
-"""Programs on which a pass broke the rule it must keep, found by the random legality tests
-(test_pass_legality), minimised and pinned: each pass must leave them as the rule says.
+"""Programs on which a pass broke the rule it must keep (or left work behind), found by the
+random legality tests (test_pass_legality), minimised and pinned: each pass must leave them
+as the rule says.
 
 Written as test_passes' specifications are: the program text before and after one pass.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from fractal.lower.hoist import hoist
 from fractal.lower.materialise import contract_storage
 from fractal.lower.rolling import roll_storage
 from tests.lower.test_passes import assert_rewrites, assert_unchanged, program
@@ -56,3 +58,12 @@ def test_a_temporary_written_in_parts_before_its_read_still_keeps_one_steps_rows
             }}
         """
     assert_rewrites(contract_storage, program(PARTS % (2, 2), steps("t")), program(PARTS % (1, 1), steps("0")))
+
+
+def test_a_loop_whose_every_statement_is_hoisted_is_gone():
+    """A loop whose statements all move out batched leaves nothing to run (it was left,
+    empty, to run its steps)."""
+    buffers = "buffer x: f64[3,2] global input\nbuffer p: f64[3,2] global output"
+    stage = "stage proj() device { p[t, 0:2] = mul(x[t, 0:2], 2.0) }"
+    assert_rewrites(hoist, program(buffers, f"for t in 0:3 sequential host {{ {stage} }}"),
+                    program(buffers, f"for t in 0:3 parallel host {{ {stage} }}"))
