@@ -122,8 +122,11 @@ def _deltas(xs: tuple, ys: tuple, over: tuple, fixed: tuple) -> isl.Set:
     for buffer in {x.region.buffer for x in xs}:
         bx = [x for x in xs if x.region.buffer == buffer]
         by = [y for y in ys if y.region.buffer == buffer]
-        if all(_only_itself(x, y) for x in bx for y in by if x.write or y.write):
-            out = out.union(_zero(n))  # (an exact special case: each pair meets only at one instance)
+        pairs = [(x, y) for x in bx for y in by if x.write or y.write]
+        if all(_only_itself(x, y) for x, y in pairs):
+            # (an exact special case: each pair meets only at one instance, where there is one)
+            if any(_has_instance(x.scope) for x, _ in pairs):
+                out = out.union(_zero(n))
             continue
         # two accesses through constant tables meet where their rows do: joined in NumPy,
         # instance by instance (in isl, two relations of many runs each compose slowly)
@@ -155,6 +158,13 @@ def _only_itself(x: Access, y: Access) -> bool:
             return False
         span += c * (ranges[v][1] - ranges[v][0])
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_instance(scope: Scope) -> bool:
+    """Does `scope` run any instance (its bounds, steps and conditions, exactly)?"""
+    names = ", ".join(scope.names().values())
+    return not isl.Set(f"{{ [{names}] : {' and '.join(scope.constraints()) or 'true'} }}").is_empty()
 
 
 @functools.lru_cache(maxsize=64)

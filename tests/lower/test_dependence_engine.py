@@ -251,3 +251,16 @@ def test_two_table_accesses_with_strided_columns_meet_only_at_common_columns():
         stage a() device { y[0:2, 0:3:2] = scatter(x[0:2, 0:2], idx[0:2], axis=0) }
         stage b() device { z[0:2, 0:1] = gather(y[0:2, 1:2], idx[0:2], axis=0) }"""),
         ("a", 0), ("b", 0)) == (set(), set())
+
+
+def test_an_access_that_never_runs_meets_nothing_not_even_itself():
+    """`i` takes only the value 0, so `if i == 1` never holds: the copy has no instance and
+    meets nothing.  (The engine's shortcut for an access meeting only itself at one instance
+    answered `{()}` without asking whether there is one.)"""
+    assert engine_and_oracle("""tile @t {
+      buffer x: f64[1,1] global input
+      buffer y: f64[2,1] global output
+      for i in 0:2 step 2 sequential host {
+        if i == 1 { stage s() device { y[i, 0] = copy(x[0, 0]) } }
+      }
+    }""", ("s", 0), ("s", 0)) == (set(), set())
