@@ -128,16 +128,15 @@ def _deltas(xs: tuple, ys: tuple, over: tuple, fixed: tuple) -> isl.Set:
             if any(_has_instance(x.scope) for x, _ in pairs):
                 out = out.union(_zero(n))
             continue
-        # two accesses through constant tables meet where their rows do: joined in NumPy,
-        # instance by instance (in isl, two relations of many runs each compose slowly)
-        tx, ty = [x for x in bx if _listed(x)], [y for y in by if _listed(y)]
+        # an access through a constant table meets another where their rows do: joined in NumPy,
+        # instance by instance (in isl, relations of many runs of rows compose slowly, and past
+        # `MAX_TABLE_RUNS` they are widened); the rest in isl
         sx, sy = [x for x in bx if not _listed(x)], [y for y in by if not _listed(y)]
-        out = out.union(_touch(sx, by, keep, len(fixed), n)).union(_touch(tx, sy, keep, len(fixed), n))
-        for x in tx:
-            for y in ty:
-                if x.write or y.write:
-                    found = _joined(x, y, keep, len(fixed)) if _table_axis(x) == _table_axis(y) else None
-                    out = out.union(_touch([x], [y], keep, len(fixed), n) if found is None else vector_set(found, n))
+        out = out.union(_touch(sx, sy, keep, len(fixed), n))
+        for x, y in pairs:
+            if _listed(x) or _listed(y):
+                found = _joined(x, y, keep, len(fixed))
+                out = out.union(_touch([x], [y], keep, len(fixed), n) if found is None else vector_set(found, n))
     return out.coalesce()
 
 
@@ -381,8 +380,9 @@ def _run(e: str, run) -> str:
 
 @dataclass(frozen=True)
 class _Listed:
-    """A gather/scatter access entry by entry (`TableRows`) and the span of every other axis
-    of each instance."""
+    """An access entry by entry along one buffer axis (`TableRows`: a gather's or scatter's
+    through its table, or the rows a plain region spans there) and the span of every other
+    axis of each instance."""
 
     rows: TableRows
     spans: tuple            # per other buffer axis: (axis, lo [instances], hi [instances], stride)
@@ -406,6 +406,27 @@ def _listing(a: Access) -> _Listed | None:
     return _Listed(found, tuple(spans))
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_listing(a: Access, axis: int) -> _Listed | None:
+    """A plain access (no table) entry by entry along buffer `axis`: each instance's rows
+    there; None past `MAX_TABLE_ENTRIES` entries."""
+    start, size, stride = a.region.start[axis], a.region.size[axis], a.region.stride[axis]
+    width = size or 1
+    pts = a.scope.points(MAX_TABLE_ENTRIES // width)
+    if pts is None:
+        return None
+    n = a.scope.count(pts)
+    first = np.broadcast_to(evaluate_many(start, pts), (n,))
+    rows = TableRows(pts, n, np.repeat(np.arange(n), width), (first[:, None] + stride * np.arange(width)).reshape(-1),
+                     np.zeros((n, 0), np.int64))
+    spans = []
+    for k, (s, m, t) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
+        if k != axis:
+            lo = np.broadcast_to(evaluate_many(s, pts), (n,))
+            spans.append((k, lo, lo + ((m or 1) - 1) * t, t))
+    return _Listed(rows, tuple(spans))
+
+
 def _progressions_meet(alo, ahi, astep: int, blo, bhi, bstep: int) -> np.ndarray:
     """Whether `alo, alo + astep, ..., ahi` and `blo, blo + bstep, ..., bhi` share an element,
     pair by pair (arrays; steps positive): both progressions hold the numbers congruent to one
@@ -424,16 +445,25 @@ def _progressions_meet(alo, ahi, astep: int, blo, bhi, bstep: int) -> np.ndarray
     return solvable & (first <= hi)
 
 
-def _table_axis(a: Access) -> int:
-    return a.indirect.buffer_axis(a.region)
+def _along(a: Access, axis: int) -> _Listed | None:
+    """`a` entry by entry along buffer `axis`: through its constant table if it indexes that
+    axis, its plain region if it has no table; else None."""
+    if a.indirect is None:
+        return _plain_listing(a, axis)
+    found = _listed(a)
+    return found if found is not None and a.indirect.buffer_axis(a.region) == axis else None
 
 
 def _joined(x: Access, y: Access, keep, n_fixed: int) -> list[tuple[int, ...]] | None:
     """The differences over the kept variables past the first `n_fixed` between instances of
-    two table accesses along the same buffer axis that share a row (and an element on each
-    other axis), the first `n_fixed` equal; None when the join is too big (the caller asks
-    isl instead)."""
-    X, Y = _listed(x), _listed(y)
+    `x` and `y` (one of them through a constant table: the other listed along the same axis)
+    that share a row (and an element on each other axis), the first `n_fixed` equal; None
+    when one cannot be listed so or the join is too big (the caller asks isl instead)."""
+    through = x if _listed(x) else y
+    axis = through.indirect.buffer_axis(through.region)
+    X, Y = _along(x, axis), _along(y, axis)
+    if X is None or Y is None:
+        return None
     xi, xr, yi, yr = X.rows.instance, X.rows.row, Y.rows.instance, Y.rows.row
     order = np.argsort(yr, kind="stable")
     ys_sorted = yr[order]

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from fractal.lang.errors import VerifyError
+from fractal.lower import dependences
 from fractal.lower.dependences import deltas, op_accesses, tables_of, vectors
 from fractal.lower.tile_contract import check_contract
 from fractal.lower.tile_ir import Gather, If, Loop, Scatter, Stage
@@ -264,3 +265,22 @@ def test_an_access_that_never_runs_meets_nothing_not_even_itself():
         if i == 1 { stage s() device { y[i, 0] = copy(x[0, 0]) } }
       }
     }""", ("s", 0), ("s", 0)) == (set(), set())
+
+
+def test_a_table_access_meets_a_plain_one_only_at_the_rows_it_lists(monkeypatch):
+    """Iteration p writes rows {4k + 2p, 4k + 2p + 1} and gathers the same rows back through
+    its part of the table: the iterations are independent.  (Past `MAX_TABLE_RUNS` runs of rows,
+    lowered to 3 here as 32768-row tables reach it, the engine took each iteration's rows as
+    their span, 0..5 and 2..7, and the contract rejected the loop; a table access is now joined
+    row by row with a plain one, as with another table's.)"""
+    monkeypatch.setattr(dependences, "MAX_TABLE_RUNS", 3)
+    check_contract(parse_tile_program("""tile @t {
+      buffer x: f64[8,1] global input
+      buffer y: f64[8,1] global temp
+      buffer z: f64[8,1] global output
+      buffer idx: i64[8] global const = [0, 1, 4, 5, 2, 3, 6, 7]
+      for p in 0:2 parallel host {
+        stage w(k in 0:2) device { y[4*k + 2*p:4*k + 2*p + 2, 0:1] = copy(x[4*k + 2*p:4*k + 2*p + 2, 0:1]) }
+        stage g() device { z[4*p:4*p + 4, 0:1] = gather(y[0:8, 0:1], idx[4*p:4*p + 4], axis=0) }
+      }
+    }""").verify(contract=False))
