@@ -3,7 +3,7 @@
 Hand-written programs with known dependences pin the oracle down: a scan's flow distance,
 a parallel map's independence, anti and output dependences, and scatters and gathers whose
 dependences follow the index data of their const tables (a permutation, duplicate rows,
-padding that writes nothing).  What the tile IR's contract rules out is found: dependences
+padding that touches nothing).  What the tile IR's contract rules out is found: dependences
 between a stage's points or a parallel loop's iterations, a scatter naming a row twice in
 one point.  Properties over random programs tie the oracle to execution: where it finds no
 dependence between two points of a stage, running the stage's ops point by point or op by
@@ -155,6 +155,27 @@ def test_scatter_padding_one_past_the_end_writes_nothing():
     assert {e for (buffer, e), found in element_accesses(p).items() if buffer == "z" and
             any(a.wrote for a in found)} == {(0, 0), (0, 1), (2, 0), (2, 1)}
     assert execute(p, {"x": np.ones((4, 2))})["y"].tolist() == [[1, 1], [0, 0], [1, 1], [0, 0]]
+
+
+def test_gather_padding_one_past_the_end_reads_nothing_and_gives_zeros():
+    """A gather's index value equal to its source region's size (4 rows of z here) reads no
+    row: that point depends on no writer of z and gets zeros."""
+    p = program("""tile @back {
+      buffer x: f64[4,2] global input
+      buffer perm: i64[4] global const = [2, 0, 3, 1]
+      buffer back: i64[4] global const = [4, 0, 4, 2]
+      buffer z: f64[4,2] global temp
+      buffer y: f64[4,2] global output
+      stage put(t in 0:4) device {
+        z[0:4, 0:2] = scatter(x[t:t + 1, 0:2], perm[t:t + 1], axis=0)
+      }
+      stage get(r in 0:4) device {
+        y[r:r + 1, 0:2] = gather(z[0:4, 0:2], back[r:r + 1], axis=0)
+      }
+    }""")
+    deps = instance_dependences(p, {"x": np.ones((4, 2))})
+    assert pairs(between(deps, "put", "get"), "t", "r") == {(1, 1), (0, 3)}  # rows 0 and 2 of z: put by t = 1, 0
+    assert execute(p, {"x": np.ones((4, 2))})["y"].tolist() == [[0, 0], [1, 1], [0, 0], [1, 1]]
 
 
 def test_a_scatter_naming_a_row_twice_within_one_point_is_reported():

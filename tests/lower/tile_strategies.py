@@ -14,8 +14,8 @@ name: array}); const index tables carry theirs (`Buffer.data`).  The shape of a 
   scalar; sometimes updating their own destination), gemms (plain, transposed,
   accumulating), add/max reductions, and gathers and scatters through 1-d index tables of
   their own (const or input data; values drawn freely, so repeated, or as a permutation
-  tiled to the table length; negative values count from the end; a scatter's may hold
-  padding, one past the end, which writes nothing);
+  tiled to the table length; negative values count from the end; padding, one past the
+  end, reads zeros or writes nothing);
 * regions of the data buffers `x` (an input), `y` and `z` (written: temp or output, rank 2
   or 3): one start per axis, an affine combination of up to three terms over the
   variables in scope with small coefficients (negative or non-unit; a variable drawn
@@ -171,7 +171,7 @@ class _Builder:
         if len(table) == 2 and draw(st.booleans()):
             table, axis = table[::-1], 1
         picked = table[:axis] + (length,) + table[axis + 1:]
-        index = self.index_table(scope, length, rows, padding=kind == "scatter")
+        index = self.index_table(scope, length, rows)
         if kind == "gather":
             return Gather(source(table), index, target(picked), axis)
         return Scatter(source(picked), index, target(table), axis)
@@ -210,17 +210,17 @@ class _Builder:
             need[axis] = max(need[axis], hi - lo + shift + ((n or 1) - 1) * s + 1)
         return Region(name, starts, size, stride)
 
-    def index_table(self, scope, length: int, rows: int, padding: bool) -> Region:
+    def index_table(self, scope, length: int, rows: int) -> Region:
         """`length` entries of a fresh 1-d index table, every value a row of a `rows`-row region
-        (negative ones counted from its end), or with `padding` (a scatter's) maybe `rows`."""
+        (negative ones counted from its end) or padding (`rows`: one past the end)."""
         draw = self.draw
         e = self.index(scope)
         lo, hi = e.bounds(dict(scope))
         entries = hi - lo + length
         if draw(st.booleans()):  # free values, tiled: repeats guaranteed once the table is longer
-            pattern = draw(st.lists(st.integers(-rows, rows if padding else rows - 1), min_size=1, max_size=6))
-        else:  # the rows in some order, and for a scatter now and then padding among them
-            pads = draw(st.sampled_from([0, 0, 1, 2])) if padding else 0
+            pattern = draw(st.lists(st.integers(-rows, rows), min_size=1, max_size=6))
+        else:  # the rows in some order, now and then padding among them
+            pads = draw(st.sampled_from([0, 0, 1, 2]))
             pattern = draw(st.permutations(list(range(rows)) + [rows] * pads))
         values = (pattern * -(-entries // len(pattern)))[:entries]
         table = Buffer(f"idx{len(self.tables)}", (entries,), draw(st.sampled_from(["int64", "int32"])),
