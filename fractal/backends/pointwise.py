@@ -20,13 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from fractal.lang.errors import LengthError
 from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lower.target import Target
 from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
                                    Scatter, Stage, TileProgram, Unary, Where)
 
 from .cpu.machines import cpu_target
+from .cpu.rows import check_index
 
 BOOL_OPS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
@@ -160,12 +160,7 @@ def _reduce(op, get, env, arrays):
 
 def _index(op, get, size: int) -> np.ndarray:
     index = get(op.index)
-    if index.size and (int(index.max()) > size or int(index.min()) < -size):
-        if isinstance(op, Gather):
-            err = LengthError("gather: an index is out of range for its list")
-            err.index_buffer = op.index.buffer  # a compiled function names the user's line
-            raise err
-        raise IndexError(f"scatter: an index is out of range for axis {op.axis} of size {size}")
+    check_index(op, index, size)
     return index
 
 

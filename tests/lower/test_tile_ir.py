@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fractal.lang.errors import FractalError, ParseError, VerifyError
 from fractal.lang.tensor_ops import UNARY
+from fractal.backends.pointwise import stage_points
 from fractal.lang.types import DTYPES, float16, float32, float64, int32, int64
 from fractal.lower import tile_ir
 from fractal.lower.tile_affine import Aff, FloorDiv, Max, Min, Mod, aff, amax, amin, floordiv, mod
@@ -428,15 +429,6 @@ def test_random_programs_round_trip_and_verify(p):
     assert str(q) == text
     p.verify(contract=False)
 
-
-def stage_points(dims, env):
-    """Every point of a stage's space (dims nested like loops) as an env."""
-    if not dims:
-        yield env
-        return
-    d = dims[0]
-    for x in range(d.start.evaluate(env), d.stop.evaluate(env)):
-        yield from stage_points(dims[1:], {**env, d.var: x})
 
 
 def brute_force_out_of_bounds(p: TileProgram) -> bool:

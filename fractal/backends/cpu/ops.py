@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.lang.errors import LengthError
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter
 
 from .elementwise import compile_elementwise
 from .gemm import BLAS_DTYPES, gemm_into, multiply, prepare, row_sums
-from .rows import flat_rows, in_range, out_of_range, row_view, split_padding, take_rows, zero_padding
+from .rows import check_index, flat_rows, in_range, row_view, split_padding, take_rows, zero_padding
 
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
 
@@ -99,10 +98,7 @@ def _gather(op, scope):
 
     def run(env, los, box):
         data, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
-        if out_of_range(idx, size):
-            err = LengthError("gather: an index is out of range for its list")
-            err.index_buffer = op.index.buffer  # a compiled function names the user's line
-            raise err
+        check_index(op, idx, size)
         idx, pad = split_padding(idx, size)
         table = row_view(data, nb + axis) if in_range(idx, size) else None
         if table is not None:  # one np.take of whole rows
@@ -134,22 +130,29 @@ def _scatter(op, scope):
 
     def run(env, los, box):
         values, idx, nb = src.get(env, los, box), index.get(env, los, box), len(box)
+        check_index(op, idx, size)
         table = dst.get(env, los, box)  # a view (written in place) or a gathered copy
-        skip = idx == size
-        if skip.any():  # padding (one past the end) writes nothing: assign the other entries
+        idx, pad = split_padding(idx, size)  # padding (one past the end) writes nothing
+        flat_table = row_view(table, nb + axis) if dst.is_view and in_range(idx, size) else None
+        if flat_table is not None:  # one assignment of whole rows (those not padding)
+            rows, offsets = flat_table
+            flat = flat_rows(offsets, idx, table.shape[:nb + axis], nb)
+            if pad is None:
+                rows[flat] = values
+                return
+            keep = ~pad.reshape(pad.shape[:nb] + (1,) * axis + pad.shape[nb:])
+            keep = np.broadcast_to(keep, flat.shape)
+            rows[flat[keep]] = np.broadcast_to(values, flat.shape + rows.shape[1:])[keep]
+            return
+        if pad is not None:  # assign the entries that are not padding
             batch, along = _batch_index(idx, nb, axis, ndata)
             others = tuple(np.arange(n).reshape((-1,) + (1,) * (ndata - k - 1)) if k != axis else along
                            for k, n in enumerate(table.shape[nb:]))
             where = np.broadcast_arrays(*(batch + others))
-            keep = np.broadcast_to(_batch_index(~skip, nb, axis, ndata)[1], where[0].shape)
+            keep = np.broadcast_to(_batch_index(~pad, nb, axis, ndata)[1], where[0].shape)
             table[tuple(w[keep] for w in where)] = np.broadcast_to(values, where[0].shape)[keep]
             if not dst.is_view:
                 dst.put(env, los, box, table)
-            return
-        flat_table = row_view(table, nb + axis) if dst.is_view and in_range(idx, size) else None
-        if flat_table is not None:  # one assignment of whole rows
-            rows, offsets = flat_table
-            rows[flat_rows(offsets, idx, table.shape[:nb + axis], nb)] = values
             return
         one = _shared_index(idx, nb)
         if one is not None:

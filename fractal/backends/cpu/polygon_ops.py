@@ -36,13 +36,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fractal.lang.errors import LengthError
 from fractal.lower.tile_ir import Gather, Gemm, Scatter
 
 from .gemm import BLAS_DTYPES, blas_friendly
 from .ops import RULES as BOX_RULES
 from .polygon import PointAccess, SharedAccess, window
-from .rows import out_of_range, split_padding, zero_padding
+from .rows import check_index, split_padding, zero_padding
 
 GATHER_LIMIT = 1 << 14  # elements of W's tiles over all points up to which gathering them is cheaper
 CALL_MACS = 1 << 16  # multiply-adds costing about one more small BLAS call (~3 us on one core)
@@ -241,10 +240,7 @@ def _gather(op, scope):
 
     def run(env, plan, box):
         idx = index.get(env, plan, box)
-        if out_of_range(idx, size):
-            err = LengthError("gather: an index is out of range for its list")
-            err.index_buffer = op.index.buffer  # a compiled function names the user's line
-            raise err
+        check_index(op, idx, size)
         idx, pad = split_padding(idx, size)
         view, at = rows(env, plan, idx)
         value = view[at]
@@ -259,8 +255,7 @@ def _scatter(op, scope):
 
     def run(env, plan, box):
         idx = index.get(env, plan, box)
-        if out_of_range(idx, size):
-            raise IndexError(f"scatter: an index is out of range for axis {op.axis} of size {size}")
+        check_index(op, idx, size)
         idx, pad = split_padding(idx, size)
         view, at = rows(env, plan, idx)
         if pad is None:

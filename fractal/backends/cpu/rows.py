@@ -22,6 +22,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from fractal.lang.errors import LengthError
+from fractal.lower.tile_ir import Gather
+
 
 def row_view(x: np.ndarray, nlead: int):
     """`(rows, offsets)` for `x = [lead..., T, inner...]` (`nlead` lead axes), or None
@@ -73,9 +76,17 @@ def take_rows(rows: np.ndarray, flat: np.ndarray, out: np.ndarray | None) -> np.
     return np.take(rows, flat, axis=0, out=out, mode="clip")
 
 
-def out_of_range(index: np.ndarray, size: int) -> bool:
-    """Whether an index lies outside `-size .. size`: NumPy's range plus the padding (`size`)."""
-    return index.size > 0 and (int(index.max()) > size or int(index.min()) < -size)
+def check_index(op, index: np.ndarray, size: int) -> None:
+    """Raise where an index of a gather or scatter `op` lies outside `-size .. size` (NumPy's
+    range plus the padding, `size`): a gather's index is the program's data (`LengthError`,
+    naming its buffer: a compiled function says the user's line), a scatter's the compiler's."""
+    if index.size == 0 or (int(index.max()) <= size and int(index.min()) >= -size):
+        return
+    if isinstance(op, Gather):
+        err = LengthError("gather: an index is out of range for its list")
+        err.index_buffer = op.index.buffer
+        raise err
+    raise IndexError(f"scatter: an index is out of range for axis {op.axis} of size {size}")
 
 
 def split_padding(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:

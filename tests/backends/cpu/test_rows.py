@@ -195,7 +195,8 @@ def test_scatter_along_a_later_axis(row_calls):
 
 def test_a_scatter_skips_its_padding_entries(row_calls):
     """An index one past the end (5 along an axis of 5) is padding: it writes nothing (a ragged
-    list shorter than its batch's longest), on the row path's table and the general path's."""
+    list shorter than its batch's longest), on the row path's table (only the other rows
+    assigned, as conv2d's window scatters need) and the general path's."""
     p = program("""  buffer src: f64[3,4,2] global input
   buffer idx: i32[3,2] global const = [[4, 0], [1, 5], [5, 5]]
   buffer t: f64[3,4,5] global output
@@ -209,3 +210,4 @@ def test_a_scatter_skips_its_padding_entries(row_calls):
         np.testing.assert_array_equal(out[name][0][:, [4, 0]], src[0])
         np.testing.assert_array_equal(out[name][1][:, 1], src[1][:, 0])
         assert (out[name][1][:, [0, 2, 3, 4]] == 0).all() and (out[name][2] == 0).all()
+    assert len(row_calls) == 2  # t on the row path, on two runs
