@@ -141,8 +141,10 @@ def _scatter(op, scope):
                 rows[flat] = values
                 return
             keep = ~pad.reshape(pad.shape[:nb] + (1,) * axis + pad.shape[nb:])
-            keep = np.broadcast_to(keep, flat.shape)
-            rows[flat[keep]] = np.broadcast_to(values, flat.shape + rows.shape[1:])[keep]
+            kept = np.flatnonzero(np.broadcast_to(keep, flat.shape))  # (cheaper than a mask's copy)
+            inner = rows.shape[1:]
+            values = np.broadcast_to(values, flat.shape + inner).reshape((-1,) + inner)
+            rows[flat.reshape(-1)[kept]] = values[kept]
             return
         if pad is not None:  # assign the entries that are not padding
             batch, along = _batch_index(idx, nb, axis, ndata)

@@ -104,6 +104,6 @@ def zero_padding(value: np.ndarray, pad: np.ndarray | None, nbatch: int, axis: i
     whose index (`pad`, `[box..., n]`) was padding."""
     if pad is None:
         return
-    n_inner = value.ndim - nbatch - axis - 1
-    mask = pad.reshape(pad.shape[:nbatch] + (1,) * axis + pad.shape[nbatch:] + (1,) * n_inner)
-    np.copyto(value, 0, where=mask)
+    # only the padded rows are written (a masked copy would pass over every element)
+    where = np.nonzero(pad)
+    value[where[:nbatch] + (slice(None),) * axis + where[nbatch:]] = 0
