@@ -26,11 +26,12 @@ import numpy as np
 
 from . import targets
 from .backends import registry
-from .lang.errors import ArgumentError, LengthError, UnsupportedError, located
-from .lang.function import is_static
+from .lang.errors import ArgumentError, FractalTypeError, LengthError, UnsupportedError, located
+from .lang.function import is_static, leaf_names
 from .lang.runner import Runner
 from .lang.tree import unflatten
-from .lang.values import FractalTensor
+from .lang.types import FractalTensorType, TensorType
+from .lang.values import FractalTensor, type_of
 from .lower.lower_program import lower_program
 from .lower.pipeline import run_pipeline
 from .lower.target import Target
@@ -67,17 +68,23 @@ class Compiled:
     _executable: object
     _sizes: tuple
     _out_tree: object
+    _args: tuple = ()  # (tree, leaf names, each leaf's type or ("static", value)) compiled for
 
     @property
     def compile_seconds(self) -> float:
         return sum(self.seconds.values())
 
     def run(self, *args, profile: dict | None = None, **kwargs):
-        leaves, _, _ = self._function.flatten_args(args, kwargs)
+        leaves, tree, names = self._function.flatten_args(args, kwargs)
+        self._check_args(leaves, tree, names)
         leaves = [x for x in leaves if not is_static(x)]
-        if sizes_key(leaves) != self._sizes:
-            raise ArgumentError(f"{self.name} was compiled for other list lengths; call the function "
-                                f"(it compiles per size) or compile it again for these arguments")
+        sizes = sizes_key(leaves)
+        if sizes != self._sizes:
+            names = [n for n, kind in zip(*self._args[1:]) if not _is_static_kind(kind)] if self._args else []
+            name = next((f" (argument {n!r} differs)" for n, a, b in zip(names, sizes, self._sizes) if a != b), "")
+            raise ArgumentError(f"{self.name} was compiled for other list lengths{name}; "
+                                f"call the function (it compiles per size) or compile it again for these "
+                                f"arguments")
         if self._lowered is None:  # a backend of the program IR: flat arguments in, flat results out
             return unflatten(self._out_tree, list(self._executable.run(leaves, profile=profile)))
         inputs = {}
@@ -105,8 +112,65 @@ class Compiled:
 
     __call__ = run
 
+    def _check_args(self, leaves, tree, names) -> None:
+        """The call passes what this program was compiled for: the same nesting, each tensor or
+        list of the same type, each static argument (a Python number, string, None) equal."""
+        if not self._args:
+            return
+        want_tree, want_names, kinds = self._args
+        if tree != want_tree:
+            raise ArgumentError(f"the arguments of this call to {self.name} are nested differently from "
+                                f"those it was compiled for ({', '.join(want_names)})")
+        for name, x, kind in zip(want_names, leaves, kinds):
+            if _is_static_kind(kind):
+                if not is_static(x) or not _same_static(x, kind[1]):
+                    raise ArgumentError(f"argument {name!r} of {self.name} was {kind[1]!r} when it was compiled "
+                                        f"(a static argument), got {_show(x)}; call the function, which "
+                                        f"compiles per static value, or compile it again")
+                continue
+            if is_static(x):
+                raise FractalTypeError(f"argument {name!r} of {self.name} must be a {_describe(kind)} "
+                                       f"as compiled, got {_show(x)}")
+            try:
+                got = type_of(x)
+            except FractalTypeError:
+                got = None
+            if got != kind:
+                raise FractalTypeError(f"argument {name!r} of {self.name} must be a {_describe(kind)} as "
+                                       f"compiled, got {_show(x) if got is None else _describe(got)}")
+
     def _repr_html_(self) -> str:
         return self.tile_ir._repr_html_() if self.tile_ir is not None else f"<pre>{self.name}: {self.target.name}</pre>"
+
+
+def _args_signature(function, args, kwargs) -> tuple:
+    """What `Compiled.run` checks a call against: the arguments' nesting, their leaf names, and
+    each leaf's type (or `("static", value)`)."""
+    leaves, tree, names = function.flatten_args(args, kwargs)
+    kinds = tuple(("static", x) if is_static(x) else type_of(x) for x in leaves)
+    return tree, tuple(leaf_names(tree, names)), kinds
+
+
+def _is_static_kind(kind) -> bool:
+    return isinstance(kind, tuple)
+
+
+def _same_static(a, b) -> bool:
+    return type(a) is type(b) and (a == b or a != a and b != b)  # (NaN is itself here)
+
+
+def _describe(t) -> str:
+    return f"list {t}" if isinstance(t, FractalTensorType) else f"tensor {t}" if isinstance(t, TensorType) else str(t)
+
+
+def _show(x) -> str:
+    if isinstance(x, (np.ndarray, FractalTensor)):
+        try:
+            return _describe(type_of(x))
+        except FractalTypeError:
+            return f"array of {x.dtype}"
+    r = repr(x)
+    return f"{type(x).__name__} {r if len(r) <= 40 else r[:37] + '...'}"
 
 
 def resolve_target(backend: str | None = None, target: Target | str | None = None) -> Target:
@@ -135,7 +199,8 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     if backend.consumes == "program":
         executable = backend.build(program, target)
         seconds = {"trace": t1 - t0, "lower": 0.0, "passes": 0.0, "backend": perf_counter() - t1}
-        return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree)
+        return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree,
+                        _args_signature(function, args, kwargs))
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
     tile_ir, _ = run_pipeline(lowered.program, target=target, verify=verify)
@@ -143,7 +208,8 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     executable = backend.build(tile_ir, target)
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
-    return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)
+    return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree,
+                    _args_signature(function, args, kwargs))
 
 
 def compile_cached(function, args, kwargs, backend: str | None = None, target: Target | str | None = None) -> Compiled:

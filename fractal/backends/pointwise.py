@@ -30,6 +30,8 @@ from .cpu.rows import check_index
 
 BOOL_OPS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
+EMPTY = {"max": lambda dt: -np.inf if dt.kind == "f" else np.iinfo(dt).min if dt.kind in "iu" else False,
+         "min": lambda dt: np.inf if dt.kind == "f" else np.iinfo(dt).max if dt.kind in "iu" else True}  # of nothing
 COMPARE = {"<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal, ">=": np.greater_equal,
            ">": np.greater}
 
@@ -155,7 +157,9 @@ def _elementwise(op, get, env, arrays):
 
 def _reduce(op, get, env, arrays):
     src, dst = get(op.src), get(op.dst)
-    dst[...] = COMBINE[op.combiner].reduce(src, axis=op.axes, dtype=dst.dtype, keepdims=dst.ndim == src.ndim)
+    empty = op.combiner != "add" and any(src.shape[a] == 0 for a in op.axes)
+    dst[...] = COMBINE[op.combiner].reduce(src, axis=op.axes, dtype=dst.dtype, keepdims=dst.ndim == src.ndim,
+                                           **({"initial": EMPTY[op.combiner](dst.dtype)} if empty else {}))
 
 
 def _index(op, get, size: int) -> np.ndarray:

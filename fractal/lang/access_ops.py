@@ -13,7 +13,7 @@ import numpy as np
 from .errors import ArgumentError, FractalTypeError, LengthError
 from .registry import register
 from .types import FractalTensorType, TensorType, int64
-from .values import FractalTensor, type_of
+from .values import FractalTensor, check_slice, type_of
 
 I64 = TensorType((), int64)
 
@@ -61,8 +61,7 @@ def _list_index(xs, i):
 
 def _list_slice_rule(types, start, stop, step):
     _list(types[0], "list slice")
-    if step == 0:
-        raise ArgumentError("list slice: step must not be zero")
+    check_slice(slice(start, stop, step))
     return _same(types)
 
 

@@ -12,6 +12,8 @@ import builtins
 import numpy as np
 
 from .access_ops import window_count
+from .arguments import (is_python_scalar, static_bool, static_indices, static_int, static_number, static_shape,
+                        static_value)
 from .errors import FractalTypeError, TraceError
 from .tracing import ListTracer, Tracer, ZipTracer, bind, known_length, with_length
 from .tree import make_zipped
@@ -28,10 +30,24 @@ def _one(op, *inputs, **params):
 
 
 def scalar_operand(x, other):
-    """A Python scalar next to a traced tensor becomes an array of NumPy's (weak) result dtype."""
-    if isinstance(x, (bool, int, float)) and isinstance(other, Tracer):
-        return np.asarray(x, dtype=np.result_type(other.var.type.dtype, x))
-    return x
+    """A Python scalar next to a tensor (traced or an array) is weakly typed, as in JAX and
+    PyTorch: it takes the tensor's dtype where NumPy 2's promotion says so (`x * 2.0` and
+    `x + 1` keep a float32 `x` float32; an int tensor times 2.5 is float64), while a NumPy
+    scalar or array (`np.float64(2.0)`) promotes.  An int that the tensor's int dtype cannot
+    hold is an error, not an overflow."""
+    if not is_python_scalar(x):
+        return x
+    if isinstance(other, Tracer) and isinstance(other.type, TensorType):
+        dt = other.type.dtype
+    elif isinstance(other, (np.ndarray, np.generic)):
+        dt = other.dtype
+    else:
+        return x
+    try:
+        return np.asarray(x, dtype=np.result_type(dt, x))
+    except OverflowError:
+        raise FractalTypeError(f"the Python int {x} does not fit the {dt} tensor it meets; convert "
+                               f"the tensor with .astype(ft.int64) (or the number with np.int64)") from None
 
 
 def binary(op: str, a, b):
@@ -65,7 +81,15 @@ def minimum(a, b):
 
 
 def where(cond, a, b):
-    """`a` where `cond` holds, else `b` (broadcasting; the traced replacement of `if`)."""
+    """`a` where `cond` holds, else `b` (broadcasting; the traced replacement of `if`).
+
+    A Python number takes the other branch's dtype (`where(c, x, 0.0)` keeps a float32 `x`
+    float32); two Python numbers give fractal's default dtypes, float32 for floats (as
+    `ft.zeros`; so `where(mask, 0.0, float("-inf"))` is a float32 mask), int64 or bool."""
+    if is_python_scalar(a) and is_python_scalar(b):
+        dt = np.result_type(a, b)
+        dt = float32 if dt.kind == "f" else dt
+        a, b = np.asarray(a, dt), np.asarray(b, dt)
     a, b = scalar_operand(a, b), scalar_operand(b, a)
     return _one("where", cond, a, b)
 
@@ -74,43 +98,46 @@ def matmul(a, b):
     return binary("matmul", a, b)
 
 
-def _axis(axis):
-    if isinstance(axis, list):
-        axis = tuple(axis)
-    if isinstance(axis, tuple):
-        return tuple(int(a) for a in axis)
-    return None if axis is None else int(axis)
+def _axis(axis, op):
+    what = f"{op}: axis"
+    if isinstance(axis, (list, tuple)):
+        return tuple(static_int(a, what) for a in axis)
+    return None if axis is None else static_int(axis, f"{what} (an int, a tuple of ints or None)")
+
+
+def _reduction(op, x, axis, keepdims):
+    return _one(op, x, axis=_axis(axis, op), keepdims=static_bool(keepdims, f"{op}: keepdims"))
 
 
 def sum(x, axis=None, keepdims=False):
     """Sum over `axis` (all axes when None)."""
-    return _one("sum", x, axis=_axis(axis), keepdims=bool(keepdims))
+    return _reduction("sum", x, axis, keepdims)
 
 
 def mean(x, axis=None, keepdims=False):
-    return _one("mean", x, axis=_axis(axis), keepdims=bool(keepdims))
+    return _reduction("mean", x, axis, keepdims)
 
 
 def max(x, axis=None, keepdims=False):
-    return _one("max", x, axis=_axis(axis), keepdims=bool(keepdims))
+    return _reduction("max", x, axis, keepdims)
 
 
 def min(x, axis=None, keepdims=False):
-    return _one("min", x, axis=_axis(axis), keepdims=bool(keepdims))
+    return _reduction("min", x, axis, keepdims)
 
 
 def softmax(x, axis=-1):
     """exp(x - max) / sum(exp(x - max)) along `axis`."""
-    return _one("softmax", x, axis=int(axis))
+    return _one("softmax", x, axis=static_int(axis, "softmax: axis"))
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    return _one("logsumexp", x, axis=_axis(axis), keepdims=bool(keepdims))
+    return _reduction("logsumexp", x, axis, keepdims)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalise over the last axis, then scale by `weight` and shift by `bias`."""
-    return _one("layer_norm", x, weight, bias, eps=float(eps))
+    return _one("layer_norm", x, weight, bias, eps=float(static_number(eps, "layer_norm: eps")))
 
 
 def concat(tensors, axis=0):
@@ -118,36 +145,34 @@ def concat(tensors, axis=0):
     if not isinstance(tensors, (list, tuple)):
         raise FractalTypeError("concat takes a Python list or tuple of tensors; "
                                "use ft.stack for a FractalTensor")
-    return _one("concat", *tensors, axis=int(axis))
+    return _one("concat", *tensors, axis=static_int(axis, "concat: axis"))
 
 
 concatenate = concat
 
 
 def reshape(x, shape):
-    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    return _one("reshape", x, shape=shape)
+    return _one("reshape", x, shape=static_shape(shape, "reshape"))
 
 
 def transpose(x, axes=None):
-    return _one("transpose", x, axes=None if axes is None else tuple(int(a) for a in axes))
+    return _one("transpose", x, axes=None if axes is None else static_shape(axes, "transpose: axes"))
 
 
 def full(shape, value, dtype=float32):
     """A constant tensor (recorded as an op when tracing, so it is not baked in as data)."""
-    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    shape = static_shape(shape, "full")
     if isinstance(value, Tracer):
         raise TraceError("ft.full needs a Python number; use ft.zeros(...) + value for a traced one")
-    return _one("full", shape=shape, dtype=as_dtype(dtype), value=value.item() if isinstance(value, np.generic)
-                else value)
+    return _one("full", shape=shape, dtype=as_dtype(dtype), value=static_number(value, "full: value"))
 
 
 def zeros(shape, dtype=float32):
-    return full(shape, 0, dtype)
+    return full(static_shape(shape, "zeros"), 0, dtype)
 
 
 def ones(shape, dtype=float32):
-    return full(shape, 1, dtype)
+    return full(static_shape(shape, "ones"), 1, dtype)
 
 
 def astype(x, dtype):
@@ -192,7 +217,7 @@ def gather(xs, indices):
     if isinstance(indices, Tracer):
         out = _per_part_dynamic(xs, indices)
         return with_length(out, indices.shape[0] if isinstance(indices.type, TensorType) else None)
-    idx = tuple(int(i) for i in np.asarray(indices).reshape(-1))
+    idx = static_indices(indices)
     return with_length(_per_part("gather", xs, lambda t: t, indices=idx), len(idx))
 
 
@@ -223,6 +248,7 @@ def flatten(xss):
 
 def split(xs, n):
     """`n` contiguous parts of near-equal length (depth + 1)."""
+    n = static_value(n)
     return with_length(_per_part("split", xs, FractalTensorType, n=n), n)
 
 
@@ -231,6 +257,8 @@ def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
 
     `result[w][k] == padded[w*stride + k*dilation]`; there are
     `floor((n + 2*padding - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
+    size, stride, dilation, padding = (static_value(v) for v in (size, stride, dilation, padding))
+    pad_value = static_number(pad_value, "window: pad_value")
     out = _per_part("window", xs, FractalTensorType, size=size, stride=stride, dilation=dilation,
                     padding=padding, pad_value=pad_value)
     n = known_length(xs)
@@ -240,12 +268,14 @@ def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
 
 def shifted_window(xs, size, *, dilation=1):
     """For each position i, the circular window of odd `size` centred on i (depth + 1)."""
+    size, dilation = static_value(size), static_value(dilation)
     out = _per_part("shifted_window", xs, FractalTensorType, size=size, dilation=dilation)
     return with_length(out, known_length(xs))
 
 
 def dilate(xs, d):
     """`d` interleaved sub-lists, `result[k] == xs[k::d]` (depth + 1)."""
+    d = static_value(d)
     return with_length(_per_part("dilate", xs, FractalTensorType, d=d), d)
 
 
@@ -256,6 +286,7 @@ def interleave(xss):
 
 def repeat(x, n):
     """A list of `n` copies of `x` (depth + 1)."""
+    n = static_value(n)
     parts = _parts(x, "repeat") if isinstance(x, (FractalTensor, ZipTracer, ListTracer)) else None
     if parts is not None:
         return make_zipped(FractalTensorType(x.type), tuple(repeat(p, n) for p in parts))
@@ -317,7 +348,7 @@ def stack(xs, length=None):
         if length is None:
             raise TraceError("stack: the length of this traced list is only known at run time, "
                              "but a tensor's shape is static; pass ft.stack(xs, length=n)")
-    return _one("stack", xs, length=int(length))
+    return _one("stack", xs, length=static_int(length, "stack: length"))
 
 
 def slices(t, axis=0):
@@ -325,8 +356,9 @@ def slices(t, axis=0):
     if isinstance(t, (FractalTensor, ListTracer, ZipTracer)):
         raise FractalTypeError("slices takes a tensor; a FractalTensor already is a list")
     t = t if isinstance(t, Tracer) else np.asarray(t)
-    out = _one("slices", t, axis=int(axis))
-    return with_length(out, t.shape[int(axis)] if t.ndim else None)
+    axis = static_int(axis, "slices: axis")
+    out = _one("slices", t, axis=axis)
+    return with_length(out, t.shape[axis] if t.ndim else None)
 
 
 def length(xs):

@@ -17,9 +17,14 @@ The loops themselves (`run_map`, `run_scan`) are shared by eager execution
 
 from __future__ import annotations
 
+import inspect
+import os
+from types import FunctionType
+
 import numpy as np
 
-from .errors import FractalTypeError, LengthError
+from .errors import (FractalError, FractalTypeError, LengthError, ShapeError, SourceLoc, _is_internal,
+                     _short_path, user_location)
 from .tracing import ListTracer, Tracer, ZipTracer, current_frame, frame_scope, trace_scope, wrap
 from .tree import TreeDef, flatten, unflatten
 from .types import FractalTensorType, TupleType
@@ -121,9 +126,42 @@ def _tracing(*values) -> bool:
     return current_frame() is not None or any(isinstance(v, (Tracer, ZipTracer)) for v in values)
 
 
+def check_body(op: str, f, n: int, what: str) -> None:
+    """`f` is a function that can take the `n` arguments `op` passes it (`what` they are)."""
+    if not callable(f):
+        r = repr(f)
+        raise FractalTypeError(f"{op}: the body must be a function, got {type(f).__name__} "
+                               f"{r if len(r) <= 40 else r[:37] + '...'}")
+    if _takes(getattr(f, "__wrapped__", f), n):  # (the common case, without inspect.signature's cost)
+        return
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError):  # (a builtin without a signature: its call says)
+        return
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        name = getattr(f, "__name__", "f")
+        raise FractalTypeError(f"{op}: the body {name}{sig} cannot be called with {n} argument"
+                               f"{'s' if n != 1 else ''} ({what})") from None
+
+
+def _takes(f, n: int) -> bool:
+    """True when plain Python function `f` surely accepts `n` positional arguments (False: ask
+    its signature)."""
+    if not isinstance(f, FunctionType):
+        return False
+    code = f.__code__
+    if code.co_kwonlyargcount > len(f.__kwdefaults__ or {}):  # a required keyword-only argument
+        return False
+    most = code.co_argcount if not code.co_flags & inspect.CO_VARARGS else n
+    return code.co_argcount - len(f.__defaults__ or ()) <= n <= most
+
+
 def map(f, xs, *more):
     """Apply `f` to each outermost element; several lists are zipped into several arguments."""
     parts, trees = _lists("map", (xs,) + more)
+    check_body("map", f, len(trees), "one element of each list" if len(trees) > 1 else "one element")
     if _tracing(*parts):
         return _trace("map", f, parts, trees, None)
     out_tree = None
@@ -138,7 +176,12 @@ def map(f, xs, *more):
         out_tree, types = _abstract(f, parts, trees)
         outs = tuple(FractalTensor._empty(FractalTensorType(t)) for t in types)
     else:
-        outs = run_map("map", body, parts)
+        try:
+            outs = run_map("map", body, parts)
+        except FractalError:
+            raise
+        except _NUMPY_ERRORS as e:
+            raise _eager_failure("map", f, parts, trees, None, e) from None
     return unflatten(_list_tree(out_tree), outs)
 
 
@@ -161,6 +204,7 @@ def _aggregate(op, f, xs, init, reverse):
     if not isinstance(reverse, bool):
         raise FractalTypeError(f"{op}: reverse= must be True or False, got {reverse!r}")
     parts, trees = _lists(op, (xs,))
+    check_body(op, f, 2, "the state and one element")
     init_leaves, init_tree = flatten(init)
     if _tracing(*parts, *init_leaves):
         return _trace(op, f, parts, trees, (init_leaves, init_tree), reverse)
@@ -174,7 +218,14 @@ def _aggregate(op, f, xs, init, reverse):
         _check_state(op, init_tree, init_types, tree, tuple(type_of(v) for v in leaves))
         return leaves
 
-    states, final = run_scan(op, body, parts, tuple(init_leaves), reverse, keep=(op == "scan"))
+    if any(len(p) == 0 for p in parts):  # the body never runs: check its types as a trace would
+        _abstract(f, parts, trees, (init_types, init_tree), op)
+    try:
+        states, final = run_scan(op, body, parts, tuple(init_leaves), reverse, keep=(op == "scan"))
+    except FractalError:
+        raise
+    except _NUMPY_ERRORS as e:
+        raise _eager_failure(op, f, parts, trees, (init_types, init_tree), e) from None
     if op != "scan":
         return unflatten(init_tree, final)
     outs = tuple(FractalTensor.from_elements(t, [s[j] for s in states]) for j, t in enumerate(init_types))
@@ -187,12 +238,45 @@ def _check_state(op, init_tree, init_types, tree, types):
                                f"and f returns {_show(types)}")
 
 
-def _abstract(f, parts, trees):
-    """Output tree and types of `f` on one element, found by tracing it (for empty lists)."""
+def _abstract(f, parts, trees, init=None, op="map"):
+    """Output tree and types of `f` on one element (and the state `init`, `(types, tree)`, of a
+    scan, fold or reduce), found by tracing it: for empty lists, and to explain a failure."""
     with trace_scope() as trace, frame_scope(trace, None) as frame:
-        elems = [frame.param(p.type.elem) for p in parts]
-        leaves, tree = flatten(f(*_elements(trees, elems)))
-        return tree, tuple(frame.lift(x).type for x in leaves)
+        states = [frame.param(t) for t in init[0]] if init else []
+        elems = _elements(trees, [frame.param(p.type.elem) for p in parts])
+        result = f(unflatten(init[1], states), *elems) if init else f(*elems)
+        leaves, tree = flatten(result)
+        types = tuple(frame.lift(x).type for x in leaves)
+        if init:
+            _check_state(op, init[1], init[0], tree, types)
+        return tree, types
+
+
+# what NumPy raises for a mistake in an eager body (`x @ w` of mismatched shapes, ...)
+_NUMPY_ERRORS = (ValueError, TypeError, IndexError, ArithmeticError)
+_NUMPY_DIR = os.path.dirname(np.__file__)
+
+
+def _eager_failure(op, f, parts, trees, init, e: Exception) -> FractalError:
+    """The error for an exception NumPy (or Python) raised in an eager body: the same body traced
+    on the element types finds a shape or type mistake with fractal's message at the user's
+    line; otherwise `e`'s message, at the innermost user line of its traceback."""
+    try:
+        _abstract(f, parts, trees, init, op)
+    except (ShapeError, FractalTypeError, LengthError) as found:
+        return found
+    except Exception:  # noqa: BLE001  (a body that cannot be traced: report `e` itself)
+        pass
+    loc, tb = user_location(), e.__traceback__
+    while tb is not None:
+        file = tb.tb_frame.f_code.co_filename
+        if not _is_internal(file) and not file.startswith(_NUMPY_DIR) and not file.startswith("<frozen"):
+            loc = SourceLoc(_short_path(file), tb.tb_lineno, tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    elems = ", ".join(str(p.type.elem) for p in parts)
+    state = f"state {_show(init[0])}, " if init else ""
+    return FractalError(f"{op}: the body failed on the elements ({state}element {elems}): "
+                        f"{type(e).__name__}: {e}", loc)
 
 
 def _trace(op, f, parts, trees, init, reverse=False):

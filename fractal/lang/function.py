@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import sys
 import typing
 
 import numpy as np
 
-from .errors import FractalTypeError, TraceError
+from .errors import FractalTypeError, SourceLoc, TraceError, _short_path
 from .interpreter import run_program
 from .ir import Program
 from .runner import installed_runner
@@ -41,6 +42,10 @@ class Function:
     """A traceable fractal function (what `@ft.function` returns)."""
 
     def __init__(self, fn, name: str | None = None):
+        if not callable(fn):
+            raise FractalTypeError(f"ft.function takes a Python function, got {type(fn).__name__} {fn!r:.40}")
+        if name is not None and not isinstance(name, str):
+            raise FractalTypeError(f"ft.function: name= must be a str, got {type(name).__name__} {name!r:.40}")
         functools.update_wrapper(self, fn)
         self.fn = fn
         # program names print as `@name`: keep them to identifier characters (`<lambda>` -> `_lambda_`)
@@ -61,7 +66,8 @@ class Function:
             raise FractalTypeError(f"{self.name}{self.signature}: {e}") from None
         bound.apply_defaults()
         self._check_annotations(bound)
-        values = tuple(bound.arguments.values())
+        values = tuple(_keywords(v) if self.signature.parameters[k].kind is inspect.Parameter.VAR_KEYWORD
+                       else v for k, v in bound.arguments.items())
         names = list(bound.arguments)
         leaves, tree = flatten(values)
         return leaves, tree, names
@@ -70,7 +76,16 @@ class Function:
         hints = {k: _resolve(v, self.fn) for k, v in getattr(self.fn, "__annotations__", {}).items()
                  if k != "return"}
         for name, value in bound.arguments.items():
-            if name in hints:
+            if name not in hints:
+                continue
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:  # `*args: T` annotates each one
+                for i, v in enumerate(value):
+                    _check(hints[name], v, f"{name}[{i}]", self.name)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                for k, v in value.items():
+                    _check(hints[name], v, k, self.name)
+            else:
                 _check(hints[name], value, name, self.name)
 
     def trace(self, *args, **kwargs) -> Program:
@@ -91,11 +106,17 @@ class Function:
         return self._cache[key] + ([x for x in leaves if not is_static(x)],)
 
     def _trace(self, tree: TreeDef, types, static, names):
-        hints = _leaf_names(tree, names)
+        hints = leaf_names(tree, names)
         with trace_scope() as trace, frame_scope(trace, None) as frame:
             tracers = [s if t is None else frame.param(t, hint) for t, s, hint in zip(types, static, hints)]
             args, kwargs = _call_args(self.signature, names, unflatten(tree, tracers))
-            result = self.fn(*args, **kwargs)
+            try:
+                result = self.fn(*args, **kwargs)
+            except RecursionError:
+                raise TraceError(f"{self.name} recursed without end while it was traced (Python's "
+                                 f"recursion limit was reached); a traced function runs its Python code "
+                                 f"once, so recursion must stop on values known at trace time, not on "
+                                 f"traced data", loc=_recursion_site(self.fn)) from None
             out_leaves, out_tree = flatten(result)
             if not out_leaves and out_tree.kind == "leaf":
                 raise TraceError(f"{self.name} returned nothing; return its results")
@@ -160,10 +181,37 @@ def _call_args(signature, names, values):
         elif kind is inspect.Parameter.KEYWORD_ONLY:
             kwargs[name] = value
         elif kind is inspect.Parameter.VAR_KEYWORD:
-            kwargs.update(value)
+            kwargs.update(zip(value._fields, value))
         else:
             args.append(value)
     return args, kwargs
+
+
+@functools.lru_cache(maxsize=None)
+def _keywords_class(keys: tuple[str, ...]) -> type:
+    """The tuple class that carries a `**kwargs` argument with these keys through flattening
+    (one class per key set, so that equal calls hit the trace cache)."""
+    return type("kwargs", (tuple,), {"_fields": keys, "__slots__": (),
+                                     "__new__": lambda cls, *values: tuple.__new__(cls, values)})
+
+
+def _keywords(d: dict) -> tuple:
+    """A `**kwargs` dict as a tuple (a parameter bundle) of its values, in key order."""
+    keys = tuple(sorted(d))
+    return _keywords_class(keys)(*(d[k] for k in keys))
+
+
+def _recursion_site(fn) -> "SourceLoc | None":
+    """Where `fn` calls into the recursion that never ended: the line of `fn` on the stack that
+    the `RecursionError` being handled unwound (the outermost call into it)."""
+    tb = sys.exc_info()[2]
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is code:
+            return SourceLoc(_short_path(frame.f_code.co_filename), tb.tb_lineno, frame.f_code.co_name)
+        tb = tb.tb_next
+    return None
 
 
 def is_static(x) -> bool:
@@ -172,7 +220,7 @@ def is_static(x) -> bool:
     return x is None or isinstance(x, (bool, int, float, str)) and not isinstance(x, np.generic)
 
 
-def _leaf_names(tree: TreeDef, names) -> list[str]:
+def leaf_names(tree: TreeDef, names) -> list[str]:
     """Readable parameter names: `x`, `params.w_ih`, `xs.0` for tuple members."""
     out: list[str] = []
     for name, child in zip(names, tree.children):
@@ -230,6 +278,13 @@ def _check(annotation, value, path: str, owner: str) -> None:
         return
     if isinstance(annotation, type) and issubclass(annotation, tuple) and hasattr(annotation, "_fields"):
         if not isinstance(value, annotation):
+            got = type(value)
+            if got.__qualname__ == annotation.__qualname__ and got.__module__ == annotation.__module__:
+                raise FractalTypeError(
+                    f"{what} is annotated {annotation.__name__} but the call passes a {got.__name__} of "
+                    f"another definition: the class {annotation.__name__} was redefined (a notebook cell "
+                    f"run again?) after {owner} was defined; run the cell that defines {owner} again, or "
+                    f"build the argument with the class {owner} was annotated with")
             raise FractalTypeError(f"{what} is annotated {annotation.__name__} but the call passes "
                                    f"{type(value).__name__}")
         try:

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedInput
 
 from .array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
 from .errors import UNKNOWN_LOC, ParseError, SourceLoc
-from .lark_errors import parse_and_build, syntax_error
+from .lark_errors import check_text, parse_and_build, syntax_error
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
 
@@ -32,8 +33,12 @@ _TEXT = "<program text>"  # the file name in ParseError locations
 
 
 def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
-    """Parse one `func @name(...) -> ... { ... }`; with `known_ops`, other op names are errors."""
-    func = parse_and_build(_parser(), text, _Build(), _syntax_error)
+    """Parse one `func @name(...) -> ... { ... }`; with `known_ops`, other op names are errors.
+
+    Text that is not a `str` is a `FractalTypeError`; a syntax error, or brackets nested more
+    than `MAX_NESTING` deep, a `ParseError` with the line and column."""
+    check_text(text, _TEXT, "parse_program")
+    func = parse_and_build(_parser(), text, _Build(), _syntax_error, file=_TEXT)
     ops = None if known_ops is None else frozenset(known_ops)
     return _Resolver(ops).program(func)
 
@@ -117,7 +122,7 @@ class _Params(tuple):
     """The sorted `(key, value)` pairs of one `{...}` (a marker type among eqn children)."""
 
 
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):  # (deep types do not recurse in Python)
     # structure
     def start(self, c):
         name, params, rtype, *eqns, ret = c

@@ -181,7 +181,15 @@ def _reduce_rule(name):
     return rule
 
 
-for _name, _fn in _REDUCERS.items():
+def _mean(x, axis=None, keepdims=False):
+    x = np.asarray(x)
+    if x.size == 0:  # the mean of nothing is NaN, as the backends give it (without NumPy's warning)
+        shape = np.sum(x, axis=axis, keepdims=keepdims).shape
+        return np.full(shape, np.nan, np.mean(np.ones((1,), x.dtype)).dtype)
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+for _name, _fn in {**_REDUCERS, "mean": _mean}.items():
     register(_name, "tensor", _reduce_rule(_name))(
         lambda x, axis=None, keepdims=False, _fn=_fn: (np.asarray(_fn(x, axis=axis, keepdims=keepdims)),))
 
@@ -202,7 +210,7 @@ def _softmax_rule(types, axis=-1):
 
 @register("softmax", "tensor", _softmax_rule)
 def _softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))  # (initial: an empty axis)
     return (e / np.sum(e, axis=axis, keepdims=True),)
 
 
@@ -215,9 +223,10 @@ def _logsumexp_rule(types, axis=None, keepdims=False):
 
 @register("logsumexp", "tensor", _logsumexp_rule)
 def _logsumexp(x, axis=None, keepdims=False):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # over an empty axis: log(0) = -inf
     m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return (np.asarray(out if keepdims else np.squeeze(out, axis=axis)),)
 
 
@@ -243,6 +252,8 @@ def _broadcasts(a, b) -> bool:
 
 @register("layer_norm", "tensor", _layer_norm_rule)
 def _layer_norm(x, w, b, eps=1e-5):
+    if x.shape[-1] == 0:  # nothing to normalise (and no NumPy warning about the mean of nothing)
+        return (np.array(x, dtype=x.dtype),)
     mu = np.mean(x, axis=-1, keepdims=True)
     var = np.mean((x - mu) ** 2, axis=-1, keepdims=True)
     return (((x - mu) / np.sqrt(var + eps) * w + b).astype(x.dtype, copy=False),)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import api
 from .api import binary
+from .arguments import static_int
 from .errors import FractalTypeError, TraceError
 from .ir_nodes import Slice
 from .tracing import Tracer, bind
@@ -30,7 +31,7 @@ def _index_key(key) -> tuple:
             parts = (k.start, k.stop, k.step)
             if any(isinstance(p, Tracer) for p in parts):
                 raise TraceError("slice bounds must be Python ints known at trace time")
-            out.append(Slice(*(None if p is None else int(p) for p in parts)))
+            out.append(Slice(*(None if p is None else static_int(p, "a tensor slice bound") for p in parts)))
         elif k is None or k is Ellipsis:
             out.append(k)
         elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
@@ -67,11 +68,11 @@ class TensorTracer(Tracer, traces=TensorType):
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return bind("reshape", self, shape=tuple(int(s) for s in shape))[0]
+        return api.reshape(self, shape)
 
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return bind("transpose", self, axes=tuple(axes) if axes else None)[0]
+        return api.transpose(self, axes if axes else None)
 
     def sum(self, axis=None, keepdims=False):
         return api.sum(self, axis=axis, keepdims=keepdims)

@@ -19,7 +19,7 @@ import html
 
 import numpy as np
 
-from .errors import FractalTypeError, LengthError
+from .errors import ArgumentError, FractalTypeError, LengthError
 from .types import (AnyType, FractalTensorType, TensorType, TupleType, as_dtype, tensor_type)
 
 
@@ -188,7 +188,7 @@ class FractalTensor:
     def __getitem__(self, key):
         n = len(self)
         if isinstance(key, slice):
-            return self.take(range(n)[key])
+            return self.take(range(n)[check_slice(key)])
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             i = int(key)
             if not -n <= i < n:
@@ -232,6 +232,8 @@ class FractalTensor:
 
     def to_numpy(self, pad_value=None) -> np.ndarray:
         """A dense array `(len, ..., *leaf_shape)`; ragged lists need `pad_value=`."""
+        if pad_value is not None and not isinstance(pad_value, (bool, int, float, np.bool_, np.number)):
+            raise FractalTypeError(f"to_numpy: pad_value must be a number, got {_kind(pad_value)}")
         if self._parts is not None:
             raise FractalTypeError(f"to_numpy() needs a list of tensors, but {self._type} holds tuples; "
                                    f"convert each component with ft.map first")
@@ -271,6 +273,16 @@ class FractalTensor:
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                        f"<td style='text-align:left'><code>{html.escape(v)}</code></td></tr>" for k, v in rows)
         return f"<table><caption>FractalTensor</caption>{body}</table>"
+
+
+def check_slice(key: slice) -> slice:
+    """A list slice's bounds are ints (or None) and its step is not zero."""
+    for part in (key.start, key.stop, key.step):
+        if part is not None and (not isinstance(part, (int, np.integer)) or isinstance(part, (bool, np.bool_))):
+            raise FractalTypeError(f"list slice bounds must be ints or None, got {_kind(part)}")
+    if key.step == 0:
+        raise ArgumentError("list slice: step must not be zero")
+    return key
 
 
 def _concat_ranges(lo: np.ndarray, hi: np.ndarray):
@@ -348,6 +360,11 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     depth_seen: set[int] = set()
     level_lengths: dict[int, list[int]] = {}
     _walk_nested(nested, 0, leaves, depth_seen, level_lengths)
+    if any(isinstance(leaf, FractalTensor) for leaf in leaves):  # zipped lists: a zipped list of lists
+        out = _from_zipped(nested)
+        if type is not None and out.type != type:
+            raise FractalTypeError(f"ft.fractal: the data is a {out.type} but type= says {type}")
+        return out
     if len(depth_seen) > 1:
         raise FractalTypeError(f"ft.fractal: leaves appear at different nesting depths {sorted(depth_seen)}; "
                                f"every leaf of a FractalTensor sits at the same depth")
@@ -360,6 +377,9 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     if type is not None and type.depth != depth:
         raise FractalTypeError(f"ft.fractal: the data has depth {depth} but type= says {type} (depth {type.depth})")
     arrays = [np.asarray(leaf) for leaf in leaves]
+    bad = next((k for k, a in enumerate(arrays) if a.dtype.kind not in "biufc"), None)
+    if bad is not None:  # (None, strings: cast to a float dtype they would be NaN, or fail in NumPy)
+        raise FractalTypeError(f"ft.fractal: leaf {_kind(leaves[bad])} is not a number or an array of numbers")
     if type is not None:
         leaf_t = type.leaf
         if not isinstance(leaf_t, TensorType):
@@ -369,9 +389,6 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
                 raise FractalTypeError(f"ft.fractal: a leaf has shape {a.shape} but type= says {leaf_t}")
         arrays = [a.astype(leaf_t.dtype, copy=False) for a in arrays]
     else:
-        if any(a.dtype == object for a in arrays):
-            bad = next(a for a in arrays if a.dtype == object)
-            raise FractalTypeError(f"ft.fractal: leaf {bad!r} is not an array of numbers")
         first = arrays[0]
         for a in arrays[1:]:
             if a.shape != first.shape or a.dtype != first.dtype:
@@ -395,10 +412,32 @@ def fractal(nested, type: FractalTensorType | None = None) -> FractalTensor:
     return FractalTensor.from_storage(type, _readonly(buf), tuple(offsets), range(len(nested)))
 
 
+def _from_zipped(node) -> FractalTensor:
+    """`ft.fractal` of a nesting whose leaves are zipped lists (from `ft.zip`, ...): a list of
+    them, one level per nesting level (`fractal([zip(a, b), zip(c, d)])` is a list of lists
+    of pairs)."""
+    if isinstance(node, FractalTensor):
+        return node
+    if not isinstance(node, (list, tuple)) or not node:
+        raise FractalTypeError("ft.fractal: a nesting of zipped lists (from ft.zip, ft.enumerate, ft.product) "
+                               f"must hold only zipped lists and no empty list, but holds {_kind(node)}")
+    elems = [_from_zipped(c) for c in node]
+    other = next((e.type for e in elems if e.type != elems[0].type), None)
+    if other is not None:
+        raise FractalTypeError(f"ft.fractal: all elements must share one type, but found {elems[0].type} and {other}")
+    return FractalTensor.from_elements(elems[0].type, elems)
+
+
 def from_numpy(array, depth: int = 1) -> FractalTensor:
     """Turn the leading `depth` axes of a dense array into list levels (a regular FractalTensor)."""
-    arr = np.asarray(array)
-    if not isinstance(depth, int) or depth < 1 or depth > arr.ndim:
+    try:
+        arr = np.asarray(array)
+    except ValueError:  # NumPy: "setting an array element with a sequence ... inhomogeneous shape"
+        raise FractalTypeError("from_numpy: the data is not a dense array (nested lists of different "
+                               "lengths?); build a ragged list with ft.fractal(nested_lists)") from None
+    if isinstance(depth, np.integer):
+        depth = int(depth)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1 or depth > arr.ndim:
         raise FractalTypeError(f"from_numpy: depth must be between 1 and the array's ndim ({arr.ndim}), got {depth!r}")
     as_dtype(arr.dtype)
     lead, leaf_shape = arr.shape[:depth], arr.shape[depth:]

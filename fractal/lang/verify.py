@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from . import access_ops, tensor_ops  # noqa: F401  (they fill the op table)
 from .combinators import COMBINATORS
 from .errors import FractalError, VerifyError
@@ -19,6 +22,20 @@ from .types import FractalTensorType
 def known_ops() -> frozenset[str]:
     """Every op name the IR accepts: primitive ops plus the combinators."""
     return frozenset(OPS) | frozenset(COMBINATORS)
+
+
+@functools.lru_cache(maxsize=None)
+def operand_count(op: str) -> int | None:
+    """How many operands primitive `op` takes (None: any number, as `concat`), read off its row:
+    the NumPy rule's required positional parameters, less those the shape rule takes as
+    parameters (`gather(xs, indices)` takes one operand, `xs`, and the parameter `indices`)."""
+    opdef = OPS[op]
+    impl = inspect.signature(opdef.impl).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in impl):
+        return None
+    attrs = set(list(inspect.signature(opdef.type_rule).parameters)[1:])
+    return sum(1 for p in impl if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+               and p.default is inspect.Parameter.empty and p.name not in attrs)
 
 
 def verify_program(program) -> None:
@@ -67,11 +84,14 @@ def _check_eqn(eqn: Eqn, scopes, seen) -> None:
         raise VerifyError(f"unknown op {eqn.op!r}", eqn.loc)
     if eqn.regions:
         raise VerifyError(f"{eqn.op} takes no regions", eqn.loc)
+    n = operand_count(eqn.op)
+    if n is not None and len(eqn.inputs) != n:
+        raise VerifyError(f"{eqn.op} takes {n} operand{'s' if n != 1 else ''}, got {len(eqn.inputs)}", eqn.loc)
     try:
         types = OPS[eqn.op].type_rule(tuple(v.type for v in eqn.inputs), **eqn.attrs)
     except FractalError as e:
         raise VerifyError(f"{eqn.op}: {e.message}", eqn.loc) from None
-    except TypeError as e:
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:  # parameters of the wrong kind
         raise VerifyError(f"{eqn.op}: bad parameters {eqn.attrs}: {e}", eqn.loc) from None
     got = tuple(v.type for v in eqn.outputs)
     if got != tuple(types):

@@ -199,8 +199,8 @@ def _reducer(combiner, mean=False):
             return (x,)
         r = _reduce(em, x, axes, combiner, keepdims)
         if mean:
-            n = int(np.prod([x.shape[a] for a in axes]))
-            r = _elementwise(em, t, lambda v: Binary("mul", v, Const(1.0 / n)), [r])
+            n = int(np.prod([x.shape[a] for a in axes]))  # (the mean of nothing is NaN, as in NumPy)
+            r = _elementwise(em, t, lambda v: Binary("mul", v, Const(1.0 / n if n else float("nan"))), [r])
         return (r,)
     return rule
 
@@ -231,7 +231,7 @@ def _layer_norm(em, xs, outs, eps=1e-5):
     (x, w, b), (t,) = xs, outs
     w, b = _as(em, w, t.dtype), _as(em, b, t.dtype)
     axes = (len(x.shape) - 1,)
-    inv_n = Const(1.0 / x.shape[-1])
+    inv_n = Const(1.0 / x.shape[-1] if x.shape[-1] else float("nan"))  # (no elements: no output either)
     mu = _elementwise(em, _T(_kept(x.shape, axes), t.dtype), lambda s: Binary("mul", s, inv_n),
                       [_reduce(em, x, axes, "add", True)])
     d = _elementwise(em, t, lambda a, m: Binary("sub", a, m), [x, mu])

@@ -1,7 +1,8 @@
 """Read the tile IR text form (see `fractal.lower.tile_printer`) back into its dataclasses.
 
 `parse_tile_program(print_tile_program(t)) == t` for every printable program `t`; mistakes
-raise `ParseError` with the line and column.  `parse_index("2*i + max(0, j - 1)")` and
+raise `ParseError` with the line and column (brackets nested more than `MAX_NESTING` deep too),
+and text that is not a `str` a `FractalTypeError`.  `parse_index("2*i + max(0, j - 1)")` and
 `parse_region("h[l, 0:4, 0:8]")` build pieces from text (what `aff(str)` uses).
 A range `lo:hi` must have a constant length `hi - lo` of 0 or more; with a stride `lo:hi:s`
 it has `ceil((hi - lo) / s)` elements, like a Python slice (the printer always writes
@@ -13,12 +14,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedInput
 
 from fractal.lang.array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
 from fractal.lang.errors import ParseError, SourceLoc
-from fractal.lang.lark_errors import parse_and_build, syntax_error
+from fractal.lang.lark_errors import check_text, parse_and_build, syntax_error
 from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
@@ -49,7 +51,8 @@ def _parser() -> Lark:
 
 
 def _parse(text: str, start: str):
-    out = parse_and_build(_parser(), text, _Build(), _syntax_error, start)
+    check_text(text, _TEXT, f"parse_{'tile_program' if start == 'program' else start}")
+    out = parse_and_build(_parser(), text, _Build(), _syntax_error, start, file=_TEXT)
     return aff(out) if start == "index" else out
 
 
@@ -76,7 +79,7 @@ def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
     return syntax_error(e, text, _describe, _TEXT)
 
 
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in Python)
     # program, buffers, statements
     def program(self, c):
         bufs = tuple(x for x in c[1:] if isinstance(x, Buffer))

@@ -29,6 +29,9 @@ from .gemm import BLAS_DTYPES, gemm_into, multiply, prepare, row_sums
 from .rows import check_index, flat_rows, in_range, row_view, split_padding, take_rows, zero_padding
 
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
+# what max and min give over no elements (softmax and logsumexp reduce over empty axes too)
+EMPTY = {"max": lambda dt: -np.inf if dt.kind == "f" else np.iinfo(dt).min if dt.kind in "iu" else False,
+         "min": lambda dt: np.inf if dt.kind == "f" else np.iinfo(dt).max if dt.kind in "iu" else True}
 
 
 def _copy(op, scope):
@@ -61,6 +64,10 @@ def _reduce(op, scope):
     def run(env, los, box):
         axes = tuple(len(box) + a for a in op.axes)
         x = src.get(env, los, box)
+        if op.combiner != "add" and any(x.shape[a] == 0 for a in axes):  # max of nothing: -inf
+            dst.put(env, los, box, fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep,
+                                             initial=EMPTY[op.combiner](dst.dtype)))
+            return
         sums = row_sums(x, axes) if by_blas else None
         if sums is not None:
             shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape)) if keep else \
