@@ -9,7 +9,7 @@ as a `Ref`: a union of pieces `(buffer, map)` where each isl map sends
 `p*` the `k` list levels the value still has ("pending" levels, with
 `extents`).  Iterating a value with a combinator turns `p0` into `i(s)`;
 access operators compose a transform on the pending levels in front of the
-map (`reverse`: p0 -> n-1-p0; `window`: (w, k) -> w*stride + k*dilation - pad,
+map (`reverse`: p0 -> n-1-p0; `window`: (w, k) -> w*stride + k*dilation - before,
 ...).  Everything is exact and quasi-affine for the sizes given, except the
 marked data-dependent pieces (`gather` with traced indices).
 """
@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import islpy as isl
+
+from ..lang.access_ops import pad_sides, window_count
 
 
 @dataclass(frozen=True)
@@ -164,14 +166,11 @@ def split(ref: Ref, parts: int) -> Ref:
     return apply(ref, isl.Map(text), (parts, width) + ref.extents[1:])
 
 
-def window_extent(n, size, stride, dilation, padding) -> int:
-    return max(0, (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1)
-
-
 def window(ref: Ref, size, stride, dilation, padding) -> Ref:
+    """(w, k) -> stride*w + dilation*k - before; a padding position reads nothing."""
     n = ref.extents[0]
-    count = window_extent(n, size, stride, dilation, padding)
-    src = f"{stride} * w + {dilation} * k - {padding}"
+    count = window_count(n, size, stride, dilation, padding)
+    src = f"{stride} * w + {dilation} * k - {pad_sides(padding)[0]}"
     return _first(ref, ["w", "k"], [src], [count, size], (count, size) + ref.extents[1:],
                   cond=f"0 <= {src} < {n}")
 

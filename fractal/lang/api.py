@@ -11,7 +11,7 @@ import builtins
 
 import numpy as np
 
-from .access_ops import window_count
+from .access_ops import normalise_padding, window_count
 from .errors import FractalTypeError, TraceError
 from .tracing import ListTracer, Tracer, ZipTracer, bind, known_length, with_length
 from .tree import make_zipped
@@ -227,10 +227,15 @@ def split(xs, n):
 
 
 def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
-    """Windows of `size` over `xs` padded by `padding` pad elements at each end (depth + 1).
+    """Windows of `size` over `xs` padded at its ends (depth + 1).
 
+    `padding` is `p` (p pad elements at each end) or a pair `(before, after)`; causal windows,
+    which see only the present and the past (causal convolutions, TCNs), pad the front only:
+    `padding=(dilation * (size - 1), 0)` gives one window per element, ending at it.  Tensor
+    elements are padded with tensors of `pad_value`, list elements with empty lists.
     `result[w][k] == padded[w*stride + k*dilation]`; there are
-    `floor((n + 2*padding - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
+    `floor((n + before + after - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
+    padding = normalise_padding(padding)
     out = _per_part("window", xs, FractalTensorType, size=size, stride=stride, dilation=dilation,
                     padding=padding, pad_value=pad_value)
     n = known_length(xs)
