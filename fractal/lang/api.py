@@ -12,7 +12,7 @@ import builtins
 import numpy as np
 
 from .access_ops import normalise_padding, window_count
-from .errors import FractalTypeError, TraceError
+from .errors import ArgumentError, FractalTypeError, TraceError
 from .tracing import ListTracer, Tracer, ZipTracer, bind, known_length, with_length
 from .tree import make_zipped
 from .types import FractalTensorType, TensorType, TupleType, as_dtype, float32
@@ -52,6 +52,31 @@ def _unary(op):
 
 exp, log, tanh, sigmoid, relu, gelu, sqrt, abs, sin, cos = (
     _unary(n) for n in ("exp", "log", "tanh", "sigmoid", "relu", "gelu", "sqrt", "abs", "sin", "cos"))
+
+
+def log1p(x):
+    """Elementwise `log(1 + x)`, accurate for small |x|."""
+    return _one("log1p", x)
+
+
+def softplus(x):
+    """Elementwise `log(1 + exp(x))`, computed stably as `max(x, 0) + log1p(exp(-|x|))`."""
+    return _one("softplus", x)
+
+
+def log_sigmoid(x):
+    """Elementwise `log(sigmoid(x)) = -softplus(-x)`, computed stably as `min(x, 0) - log1p(exp(-|x|))`."""
+    return _one("log_sigmoid", x)
+
+
+def elu(x, alpha=1.0):
+    """Elementwise `x` for `x > 0`, else `alpha * (exp(x) - 1)` (`expm1`: accurate near 0)."""
+    if not isinstance(alpha, (int, float, np.integer, np.floating)) or isinstance(alpha, bool):
+        raise ArgumentError(f"elu: alpha must be a number, got {alpha!r}")
+    y = _one("elu", x)
+    if alpha == 1:
+        return y
+    return where(x > 0, y, y * float(alpha))
 
 
 def maximum(a, b):

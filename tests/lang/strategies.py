@@ -19,8 +19,9 @@ What the generator covers:
   `shifted_window`, `dilate`, `interleave(dilate(.))`, `split`, `flatten`, list slices,
   `gather` with static indices, `repeat`, `zip`, `product`, `enumerate`, `join`, and lists
   made from tensors (`slices`, `repeat`); list indexing `xs[i]`, `ft.length`, `ft.stack`;
-* cell ops: unary (`tanh`, `sigmoid`, `relu`, `gelu`, `sin`, `cos`, `abs`, negation, and
-  bounded `exp(tanh x)`, `sqrt(|x|)`, `log(|x| + 1)`), binary ops with broadcasting,
+* cell ops: unary (`tanh`, `sigmoid`, `relu`, `gelu`, `sin`, `cos`, `abs`, negation,
+  `softplus`, `log_sigmoid`, `elu`, and bounded `exp(tanh x)`, `sqrt(|x|)`, `log(|x| + 1)`,
+  `log1p(|x|)`), binary ops with broadcasting,
   Python-scalar operands, `@` / `ft.matmul` with a captured constant or an argument
   weight, reductions with `axis`/`keepdims`, `softmax`, `layer_norm`, `where` with
   comparisons, transposes, static tensor indexing and slicing, `ft.full`;
@@ -290,6 +291,8 @@ def _unary(op, x, style):
         return ft.sqrt(ft.abs(x))
     if op == "log_abs1":
         return ft.log(ft.abs(x) + 1.0)
+    if op == "log1p_abs":
+        return np.log1p(np.abs(x)) if style == "np" else ft.log1p(ft.abs(x))
     if style == "np" and op in _NP_UNARY:
         return _NP_UNARY[op](x)
     return getattr(ft, op)(x)
@@ -763,7 +766,7 @@ class _Gen:
             return self.leaf(env, s)
         if kind == "unary":
             op = self.pick(["tanh", "sigmoid", "relu", "gelu", "sin", "cos", "abs", "neg", "exp_tanh",
-                            "sqrt_abs", "log_abs1"])
+                            "sqrt_abs", "log_abs1", "softplus", "log_sigmoid", "elu", "log1p_abs"])
             return Unary(op, self.tensor(env, s, b, depth), self.pick(["ft", "np"]))
         if kind == "binary":
             op = self.pick(["add", "mul", "sub", "maximum", "minimum", "div"])

@@ -454,6 +454,13 @@ def test_window_pad_value_on_list_of_lists():
     assert_at_mark(e.value, ft.ArgumentError)
 
 
+def test_elu_alpha_that_is_not_a_number():
+    """ft.elu with alpha="1" (a string)."""
+    with pytest.raises(ft.ArgumentError, match="elu: alpha must be a number, got '1'") as e:
+        ft.elu(np.ones(2), alpha="1")  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
 def test_shifted_window_of_even_size():
     """ft.shifted_window with an even size (no centre element)."""
     with pytest.raises(ft.ArgumentError, match="shifted_window: size must be odd.*got 2") as e:
