@@ -17,7 +17,7 @@ step t depends on step t of the previous layer only, not on the whole layer.
 from __future__ import annotations
 
 from collections import ChainMap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import islpy as isl
 
@@ -81,17 +81,17 @@ class Builder:
         for var, value in zip(self.program.params, self.args):
             if isinstance(var.type, FractalTensorType):
                 extents, ragged = _extents_of(value)
-                self.buffers[var.name] = Buffer(var.name, "input", _leaf(var.type), extents, ragged)
+                self.buffers[var.name] = Buffer(var.name, "input", _leaf(var.type), extents, ragged, var.name)
                 env[var] = R.identity(var.name, 0, extents)
             else:
-                self.buffers[var.name] = Buffer(var.name, "input", var.type, (), ())
+                self.buffers[var.name] = Buffer(var.name, "input", var.type, (), (), var.name)
                 env[var] = R.identity(var.name, 0, ())
         self.walk(self.program.body, env, None, 0)
         outputs = []
         for v in self.program.results:
             val = env.get(v)
             if isinstance(val, R.Ref):
-                outputs += [buf for p in val.pieces for buf, _, _ in self.resolve(p.buffer, p.map, False)]
+                outputs += [buf for p in val.pieces for buf, _, _ in self.resolve(p.buffer, p.map, (False, False))]
         return self.finish(tuple(dict.fromkeys(outputs)))
 
     # -- walking ------------------------------------------------------------------------
@@ -146,9 +146,11 @@ class Builder:
                                                tuple(o.value for o in eqn.attrs["offsets"]),
                                                range(eqn.attrs["length"]))
             extents, ragged = _extents_of(value)
-        else:
-            extents, ragged = (ins[0].extents[0],), (False,)  # the positions of the enumerated list
-        self.buffers[name] = Buffer(name, "const", _leaf(eqn.outputs[0].type), extents, ragged)
+            label = "a constant list"
+        else:  # the positions of the enumerated list: as ragged as it is
+            extents, ragged = (ins[0].extents[0],), (self.is_ragged(ins[0]),)
+            label = f"enumerate({self.describe(ins[0])})"
+        self.buffers[name] = Buffer(name, "const", _leaf(eqn.outputs[0].type), extents, ragged, label)
         return R.identity(name, s, extents)
 
     # -- combinators --------------------------------------------------------------------
@@ -157,12 +159,13 @@ class Builder:
         k = attrs.get("n_state", 0)
         reverse = attrs.get("reverse", False)
         states, lists = ins[:k], [R.lift(self.as_ref(v, blk, s), s) for v in ins[k:]]
-        ragged = self.is_ragged(lists[0])
+        ragged = any(self.is_ragged(x) for x in lists)  # zipped lists have equal lengths: any one says it
         if reverse:  # the dim counts steps in execution order, so every dependence points forward
             lists = [R.reverse(x, per_sample=ragged) for x in lists]
         n = max(x.extents[0] for x in lists)
-        src = self.describe(lists[0])
+        src = self.describe(*lists)
         dim = Dim(f"{eqn.op}{s}", eqn.op, n, src, ragged, reverse)
+        label = f"{eqn.op}({src})"  # what the combinator's results are, in the user's terms
         blk.dims = blk.dims[:s] + [dim]
         body = eqn.regions[0]
         env = ChainMap({}, outer)  # bodies see the enclosing regions' variables
@@ -170,7 +173,7 @@ class Builder:
         for j, (param, init) in enumerate(zip(body.params[:k], states)):
             name = f"state%{eqn.outputs[j].name}"
             state_buffers.append(name)
-            env[param] = self.state_ref(name, init, param.type, s, n, blk)
+            env[param] = self.state_ref(name, init, param.type, s, n, blk, label)
         self.open_states.update(state_buffers)  # reads of them in the body are carried reads
         for param, x in zip(body.params[k:], lists):
             env[param] = R.Ref(x.pieces, s + 1, x.extents[1:])
@@ -180,7 +183,7 @@ class Builder:
         yields = [self.as_ref(y, blk, s) if isinstance(y, Local) and y.s <= s else y
                   for y in (env[v] for v in body.results)]
         if eqn.op == "map":
-            return [self.map_output(var, y, blk, s, n) for var, y in zip(eqn.outputs, yields)]
+            return [self.map_output(var, y, blk, s, n, label) for var, y in zip(eqn.outputs, yields)]
         outs = []
         for j, (name, y) in enumerate(zip(state_buffers, yields)):
             self.define_state(name, y, blk, s, n, state_buffers)
@@ -194,11 +197,12 @@ class Builder:
         self.open_states.difference_update(state_buffers)
         return outs
 
-    def state_ref(self, name, init, type_, s, n, blk) -> R.Ref:
+    def state_ref(self, name, init, type_, s, n, blk, label) -> R.Ref:
         """Step i reads state[i-1] (a carried read) or, at step 0, the initial value."""
         pend = self.pending_extents(init, type_)
         extents = tuple(d.extent for d in blk.dims[:s]) + (n,) + pend
-        self.buffers[name] = Buffer(name, "state", _leaf(type_), extents)
+        ragged = tuple(d.ragged for d in blk.dims[:s + 1]) + (False,) * len(pend)
+        self.buffers[name] = Buffer(name, "state", _leaf(type_), extents, ragged, label)
         scope = R.names("i", s)
         rest = R.names("r", len(pend))
         prev = isl.Map(f"{{ [{', '.join(scope + [f'i{s}'] + rest)}] -> [{', '.join(scope + [f'i{s} - 1'] + rest)}]"
@@ -207,7 +211,7 @@ class Builder:
         if isinstance(init, R.Ref):
             first = R.lift(init, s + 1)
             zero = isl.Set(f"{{ [{', '.join(R.names('i', s + 1) + rest)}] : i{s} = 0 }}")
-            pieces += [R.Piece(p.buffer, p.map.intersect_domain(zero), p.data_dependent) for p in first.pieces]
+            pieces += [replace(p, map=p.map.intersect_domain(zero)) for p in first.pieces]
         return R.Ref(tuple(pieces), s + 1, pend)
 
     def define_state(self, name, y, blk, s, n, siblings) -> None:
@@ -219,15 +223,16 @@ class Builder:
             self.read(blk, R.everything(R.lift(y, s + 1)), None)
         self.write(blk, name, s + 1, self.buffers[name].extents[s + 1:])
 
-    def map_output(self, var, y, blk, s, n) -> R.Ref:
-        """Element i of a map's output is the body's result at i: an alias, or a new buffer."""
+    def map_output(self, var, y, blk, s, n, label) -> R.Ref:
+        """Element i of a map's output is the body's result at i: an alias, or a new buffer
+        (as ragged as the nest that writes it)."""
         if isinstance(y, R.Ref):
             y = R.lift(y, s + 1)
             return R.Ref(y.pieces, s, (n,) + y.extents)
         buf = f"%{var.name}"
         leaf = _leaf(var.type)
         extents = tuple(d.extent for d in blk.dims[:s + 1])
-        self.buffers[buf] = Buffer(buf, "intermediate", leaf, extents)
+        self.buffers[buf] = Buffer(buf, "intermediate", leaf, extents, tuple(d.ragged for d in blk.dims[:s + 1]), label)
         self.write(blk, buf, s + 1, ())
         return R.identity(buf, s, (n,))
 
@@ -242,17 +247,19 @@ class Builder:
         for p in ref.pieces:
             m = p.map.intersect_domain(self.domain(blk, ref.s))
             if not m.is_empty():
-                self.record(blk, p.buffer, "read", m, op, p.data_dependent, p.buffer in self.open_states)
+                flags = (p.data_dependent, p.per_sample)
+                self.record(blk, p.buffer, "read", m, op, flags, p.buffer in self.open_states)
 
     def write(self, blk, buffer, s, pend) -> None:
         scope = R.names("i", s)
         rest = R.names("r", len(pend))
         bounds = " and ".join(f"0 <= {v} < {e}" for v, e in zip(rest, pend))
         m = isl.Map(f"{{ [{', '.join(scope)}] -> [{', '.join(scope + rest)}]" + (f" : {bounds} }}" if bounds else " }"))
-        self.record(blk, buffer, "write", m.intersect_domain(self.domain(blk, s)), None, False, False)
+        self.record(blk, buffer, "write", m.intersect_domain(self.domain(blk, s)), None, (False, False), False)
 
-    def record(self, blk, buffer, kind, m, op, dd, carried) -> None:
-        self.accesses.append(Access(blk.id if blk else None, buffer, kind, "", op, dd, carried))
+    def record(self, blk, buffer, kind, m, op, flags, carried) -> None:
+        """An access; `flags`: (data-dependent, per-sample)."""
+        self.accesses.append(Access(blk.id if blk else None, buffer, kind, "", op, flags[0], carried, flags[1]))
         self.maps.append(m)
 
     def as_ref(self, v, blk, s):
@@ -260,7 +267,10 @@ class Builder:
         if not isinstance(v, Local):
             return v
         name = f"%local{len(self.buffers)}"
-        self.buffers[name] = Buffer(name, "intermediate", None, tuple(d.extent for d in blk.dims[:v.s]) if blk else ())
+        dims = blk.dims[:v.s] if blk else []
+        what = "a constant" if v.op is None else f"{self.ops[v.op].op}(...) at line {self.ops[v.op].loc.line}"
+        self.buffers[name] = Buffer(name, "intermediate", None, tuple(d.extent for d in dims),
+                                    tuple(d.ragged for d in dims), what)
         self.write(blk, name, v.s, ())
         return R.identity(name, v.s, ())
 
@@ -270,9 +280,15 @@ class Builder:
             return init.extents
         return ()
 
-    def describe(self, ref: R.Ref) -> str:
-        names = sorted({p.buffer for p in ref.pieces if not p.buffer.startswith("state%")})
-        return "+".join(names) if names else "state"
+    def describe(self, *refs: R.Ref) -> str:
+        """The lists in the user's terms: the buffers they read (`batch`, `map(batch)`, ...), a
+        scan's or fold's own state left out; zipped lists as `zip(a, b)`."""
+        def one(ref):
+            names = sorted({self.buffers[p.buffer].label or p.buffer for p in ref.pieces
+                            if not p.buffer.startswith("state%")})
+            return " + ".join(names) if names else "state"
+        texts = list(dict.fromkeys(one(r) for r in refs))
+        return texts[0] if len(texts) == 1 else f"zip({', '.join(texts)})"
 
     def is_ragged(self, ref: R.Ref) -> bool:
         """Whether the list level about to be iterated (pending level 0) is ragged in its buffer."""
@@ -303,9 +319,8 @@ class Builder:
     def finish(self, outputs) -> ETDG:
         accesses = []
         for a, m in zip(self.accesses, self.maps):
-            for buf, mm, dd in self.resolve(a.buffer, m, a.data_dependent):
-                carried = a.carried
-                accesses.append(Access(a.block, buf, a.kind, str(mm.coalesce()), a.op, dd, carried))
+            for buf, mm, (dd, ps) in self.resolve(a.buffer, m, (a.data_dependent, a.per_sample)):
+                accesses.append(Access(a.block, buf, a.kind, str(mm.coalesce()), a.op, dd, a.carried, ps))
         used = {a.buffer for a in accesses}
         buffers = tuple(b for b in self.buffers.values() if b.name not in self.resolved and
                         (b.name in used or b.kind == "input"))
@@ -313,15 +328,16 @@ class Builder:
                        for b in self.blocks)
         return ETDG(self.program.name, buffers, blocks, tuple(self.ops), tuple(accesses), outputs)
 
-    def resolve(self, buffer, m, dd, depth=0):
-        """Replace accesses to virtual (alias) state buffers by the elements they stand for."""
+    def resolve(self, buffer, m, flags, depth=0):
+        """Replace accesses to virtual (alias) state buffers by the elements they stand for;
+        `flags` (data-dependent, per-sample) hold if they hold for the access or the alias."""
         if buffer not in self.resolved or depth > 64:
-            return [(buffer, m, dd)]
+            return [(buffer, m, flags)]
         out = []
         for p in self.resolved[buffer].pieces:
             mm = m.apply_range(p.map)
             if not mm.is_empty():
-                out += self.resolve(p.buffer, mm, dd or p.data_dependent, depth + 1)
+                out += self.resolve(p.buffer, mm, (flags[0] or p.data_dependent, flags[1] or p.per_sample), depth + 1)
         return out
 
 

@@ -55,6 +55,7 @@ class Buffer:
     leaf: TensorType | None
     extents: tuple[int, ...]
     ragged: tuple[bool, ...] = ()
+    label: str = ""         # what it is in the user's terms: `batch`, `map(batch)`, `tanh(...)`
 
     def __str__(self) -> str:
         return f"buffer {self.name}: {self.kind} {self.leaf} {list(self.extents)}"
@@ -77,8 +78,9 @@ class Access:
     kind: str               # "read" or "write"
     map: str                # isl map text, iteration space -> buffer indices
     op: int | None = None
-    data_dependent: bool = False
+    data_dependent: bool = False  # indices known only at run time
     carried: bool = False   # a scan/fold state read (the previous step's value)
+    per_sample: bool = False  # positions depend on each ragged list's length (the map uses the longest)
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ class ETDG:
                 op = self.ops[op_id]
                 lines.append(f"    op {op.id} {op.op}  {op.loc.file}:{op.loc.line}")
             for a in self.block_accesses(block):
-                flags = " (data-dependent)" if a.data_dependent else " (carried state)" if a.carried else ""
+                flags = " (data-dependent)" if a.data_dependent else " (carried state)" if a.carried else \
+                    " (per-sample)" if a.per_sample else ""
                 lines.append(f"    {a.kind:<5} {a.buffer} {a.map}{flags}")
         return "\n".join(lines)
 

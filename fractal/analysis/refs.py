@@ -9,23 +9,27 @@ as a `Ref`: a union of pieces `(buffer, map)` where each isl map sends
 `p*` the `k` list levels the value still has ("pending" levels, with
 `extents`).  Iterating a value with a combinator turns `p0` into `i(s)`;
 access operators compose a transform on the pending levels in front of the
-map (`reverse`: p0 -> n-1-p0; `window`: (w, k) -> w*stride + k*dilation - pad,
+map (`reverse`: p0 -> n-1-p0; `window`: (w, k) -> w*stride + k*dilation - before,
 ...).  Everything is exact and quasi-affine for the sizes given, except the
 marked data-dependent pieces (`gather` with traced indices).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import islpy as isl
+
+from ..lang.access_ops import pad_sides, window_count
 
 
 @dataclass(frozen=True)
 class Piece:
     buffer: str
     map: isl.Map
-    data_dependent: bool = False
+    data_dependent: bool = False  # indices known only at run time (gather with traced indices)
+    per_sample: bool = False      # positions that depend on each ragged list's own length (the
+    #                               map uses the longest: reverse, xs[-1]), known before the run
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,10 @@ def tmap(s: int, new: list[str], old: list[str], rest: int, cond: str = "", new_
     return isl.Map(text)
 
 
-def apply(ref: Ref, t: isl.Map, extents, data_dependent: bool = False) -> Ref:
+def apply(ref: Ref, t: isl.Map, extents, data_dependent: bool = False, per_sample: bool = False) -> Ref:
     """Compose the transform `t` (new pending levels -> old) in front of every piece."""
-    pieces = [Piece(p.buffer, t.apply_range(p.map), p.data_dependent or data_dependent) for p in ref.pieces]
+    pieces = [Piece(p.buffer, t.apply_range(p.map), p.data_dependent or data_dependent, p.per_sample or per_sample)
+              for p in ref.pieces]
     return ref.with_pieces([p for p in pieces if not p.map.is_empty()], extents=extents)
 
 
@@ -68,8 +73,7 @@ def lift(ref: Ref, s: int) -> Ref:
     """The same value seen from a deeper scope `s` (the new iteration variables are ignored)."""
     if s == ref.s:
         return ref
-    pieces = [Piece(p.buffer, p.map.insert_dims(isl.dim_type.in_, ref.s, s - ref.s), p.data_dependent)
-              for p in ref.pieces]
+    pieces = [replace(p, map=p.map.insert_dims(isl.dim_type.in_, ref.s, s - ref.s)) for p in ref.pieces]
     return ref.with_pieces(pieces, s=s)
 
 
@@ -89,11 +93,11 @@ def _first(ref: Ref, new, old, new_extents, extents, cond="") -> Ref:
 
 def list_index(ref: Ref, i: int, per_sample: bool = False) -> Ref:
     """xs[i]; a negative i on a ragged level means a different position per sample: the map
-    uses the longest list and is marked data-dependent (`per_sample`)."""
+    uses the longest list and is marked `per_sample` (not data-dependent: the lengths are known)."""
     n = ref.extents[0]
     i = i % n if n else 0
     t = tmap(ref.s, [], [str(i)], ref.k - 1)
-    return apply(ref, t, ref.extents[1:], data_dependent=per_sample)
+    return apply(ref, t, ref.extents[1:], per_sample=per_sample)
 
 
 def list_slice(ref: Ref, start, stop, step) -> Ref:
@@ -107,7 +111,7 @@ def reverse(ref: Ref, per_sample: bool = False) -> Ref:
     """q -> n-1-q; on a ragged level n differs per sample (see `list_index`)."""
     n = ref.extents[0]
     t = tmap(ref.s, ["q"], [f"{n - 1} - q"], ref.k - 1, "", [n])
-    return apply(ref, t, ref.extents, data_dependent=per_sample)
+    return apply(ref, t, ref.extents, per_sample=per_sample)
 
 
 def gather(ref: Ref, indices) -> Ref:
@@ -164,14 +168,11 @@ def split(ref: Ref, parts: int) -> Ref:
     return apply(ref, isl.Map(text), (parts, width) + ref.extents[1:])
 
 
-def window_extent(n, size, stride, dilation, padding) -> int:
-    return max(0, (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1)
-
-
 def window(ref: Ref, size, stride, dilation, padding) -> Ref:
+    """(w, k) -> stride*w + dilation*k - before; a padding position reads nothing."""
     n = ref.extents[0]
-    count = window_extent(n, size, stride, dilation, padding)
-    src = f"{stride} * w + {dilation} * k - {padding}"
+    count = window_count(n, size, stride, dilation, padding)
+    src = f"{stride} * w + {dilation} * k - {pad_sides(padding)[0]}"
     return _first(ref, ["w", "k"], [src], [count, size], (count, size) + ref.extents[1:],
                   cond=f"0 <= {src} < {n}")
 
@@ -218,6 +219,5 @@ def slices_of(ref: Ref, count: int) -> Ref:
 
 def everything(ref: Ref) -> Ref:
     """The whole value as one read (for ops that consume a list: stack, length)."""
-    pieces = [Piece(p.buffer, p.map.project_out(isl.dim_type.in_, ref.s, ref.k), p.data_dependent)
-              for p in ref.pieces]
+    pieces = [replace(p, map=p.map.project_out(isl.dim_type.in_, ref.s, ref.k)) for p in ref.pieces]
     return ref.with_pieces(pieces, extents=())

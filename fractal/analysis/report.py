@@ -42,10 +42,28 @@ def block_lines(b, index: int) -> list[str]:
                      f"up to {w.max_parallelism} independent points per step; new = {list(map(list, w.matrix))} @ old")
         lines += ["    " + line for line in w.loops.splitlines()]
     elif len(b.carried) >= 2:
-        lines.append("  no wavefront: the dependences admit no hyperplane with small coefficients")
+        lines.append("  " + _no_wavefront(b, par))
     for buf, along in sorted(b.reuse.items()):
         lines.append(f"  reuse: {buf} is re-read along {', '.join(names[k] for k in along)}")
     return lines
+
+
+def _no_wavefront(b, par) -> str:
+    """Why a block whose dependences are carried by several dims gets no wavefront, in the
+    terms that matter to its user (the search for a hyperplane is the last reason, not the first)."""
+    if b.external:
+        return ("no wavefront: some dependences are on results of other blocks, "
+                "which a skew of this block alone cannot honour")
+    if b.dependences_truncated:
+        return "no wavefront: the dependences are non-uniform (too many distances to skew by)"
+    if par:
+        return (f"no wavefront: {', '.join(par)} already parallel as written; the dims that carry "
+                f"dependences stay in order")
+    return "no wavefront: the dependences admit no hyperplane with small coefficients"
+
+
+def _label(etdg, name: str) -> str:
+    return next((b.label for b in etdg.buffers if b.name == name and b.label), name)
 
 
 def explain_text(a) -> str:
@@ -55,7 +73,7 @@ def explain_text(a) -> str:
     for i, b in enumerate(a.blocks):
         out.append("")
         out += block_lines(b, i)
-    dd = sorted({x.buffer for x in a.etdg.accesses if x.data_dependent})
+    dd = sorted({_label(a.etdg, x.buffer) for x in a.etdg.accesses if x.data_dependent})
     if dd:
         out.append("")
         out.append(f"Data-dependent accesses (indices known only at run time): {', '.join(dd)}")

@@ -3,10 +3,11 @@
 # Modules that register themselves: the ops fill the op table, and the traced tensor class is
 # what tracing wraps tensor variables in (`fractal.lang.tracing.Tracer`'s `traces=`).
 from . import access_ops, tensor_ops, tensor_tracer  # noqa: F401
-from .api import (abs, astype, concat, concatenate, cos, dilate, enumerate, exp, flatten, full, gather,
-                  gelu, interleave, join, layer_norm, length, log, logsumexp, matmul, max, maximum, mean,
-                  min, minimum, ones, product, relu, repeat, reshape, reverse, shifted_window, sigmoid,
-                  sin, slices, softmax, split, sqrt, stack, sum, tanh, transpose, where, window, zeros, zip)
+from .api import (abs, astype, concat, concatenate, cos, dilate, elu, enumerate, exp, flatten, full, gather,
+                  gelu, interleave, join, layer_norm, length, log, log1p, log_sigmoid, logsumexp, matmul, max,
+                  maximum, mean, min, minimum, ones, product, relu, repeat, reshape, reverse, shifted_window,
+                  sigmoid, sin, slices, softmax, softplus, split, sqrt, stack, sum, tanh, transpose, where,
+                  window, zeros, zip)
 from .combinators import fold, map, reduce, scan
 from .errors import (ArgumentError, FractalError, FractalTypeError, LengthError, ParseError, ShapeError,
                      SourceLoc, TraceError, UnsupportedError, VerifyError)
@@ -55,6 +56,7 @@ __all__ = ['ArgumentError',
            'concatenate',
            'cos',
            'dilate',
+           'elu',
            'enumerate',
            'exp',
            'flatten',
@@ -75,6 +77,8 @@ __all__ = ['ArgumentError',
            'layer_norm',
            'length',
            'log',
+           'log1p',
+           'log_sigmoid',
            'logsumexp',
            'map',
            'matmul',
@@ -97,6 +101,7 @@ __all__ = ['ArgumentError',
            'sin',
            'slices',
            'softmax',
+           'softplus',
            'split',
            'sqrt',
            'stack',

@@ -146,41 +146,74 @@ def _split(xs, n):
     return (FractalTensor.from_elements(xs.type, [xs[bounds[k]:bounds[k + 1]] for k in range(n)]),)
 
 
-def window_count(n: int, size: int, stride: int = 1, dilation: int = 1, padding: int = 0) -> int:
-    """Number of full windows: floor((n + 2p - d(size-1) - 1) / stride) + 1, at least 0."""
+def pad_sides(padding) -> tuple[int, int]:
+    """`(before, after)` of a window's `padding`: an int pads both ends alike, a pair
+    `(before, after)` each end by its own count (`(k - 1, 0)`: causal, left only)."""
+    if isinstance(padding, tuple):
+        return padding
+    return padding, padding
+
+
+def normalise_padding(padding):
+    """The `padding` attribute as programs hold it: an int, or a `(before, after)` tuple when
+    the ends differ (a list becomes a tuple, `(p, p)` becomes `p`, NumPy ints Python ints);
+    other values are kept for `window`'s rule to reject."""
+    def plain(v):
+        return int(v) if isinstance(v, np.integer) else v
+    if isinstance(padding, (list, tuple)):
+        padding = tuple(plain(v) for v in padding)
+        if len(padding) == 2 and padding[0] == padding[1] and _count(padding[0]):
+            return padding[0]
+    return plain(padding)
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def window_count(n: int, size: int, stride: int = 1, dilation: int = 1, padding=0) -> int:
+    """Number of full windows: floor((n + before + after - d(size-1) - 1) / stride) + 1, at least 0."""
+    before, after = pad_sides(padding)
     span = dilation * (size - 1) + 1
-    return max(0, (n + 2 * padding - span) // stride + 1)
+    return max(0, (n + before + after - span) // stride + 1)
 
 
 def _window_rule(types, size, stride, dilation, padding, pad_value):
     xs = _list(types[0], "window")
     _positive("window", size=size, stride=stride, dilation=dilation)
-    if not isinstance(padding, int) or padding < 0:
-        raise ArgumentError(f"window: padding must be a non-negative int, got {padding!r}")
-    if padding and not isinstance(xs.elem, TensorType):
-        raise ArgumentError(f"window: padding needs tensor elements, but the elements are {xs.elem}")
+    pair = isinstance(padding, tuple) and len(padding) == 2 and all(_count(p) for p in padding)
+    if not (_count(padding) or pair):
+        raise ArgumentError(f"window: padding must be a non-negative int or a pair (before, after) of them, "
+                            f"got {padding!r}")
+    if any(pad_sides(padding)) and not isinstance(xs.elem, TensorType) and pad_value != 0:
+        raise ArgumentError(f"window: pad_value={pad_value!r} pads tensor elements, but the elements are "
+                            f"{xs.elem}: lists are padded with empty lists (leave pad_value out)")
     return (FractalTensorType(xs),)
 
 
 @register("window", "access", _window_rule)
 def _window(xs, size, stride, dilation, padding, pad_value):
-    """Windows over the padded list: result[w][k] == padded[w*stride + k*dilation]."""
+    """Windows over the padded list: result[w][k] == padded[w*stride + k*dilation], where
+    `padded` is `before` pad elements, xs, then `after` pad elements (`pad_sides(padding)`):
+    tensors of `pad_value` for tensor elements, empty lists for list elements."""
     n = len(xs)
     elem = xs.elem_type
+    before, after = pad_sides(padding)
     count = window_count(n, size, stride, dilation, padding)
     if isinstance(elem, TensorType):  # one gather from the padded leaves, no per-element Python loop
         leaves, _ = xs.compact()
-        pad = np.full((padding,) + elem.shape, pad_value, dtype=elem.dtype)
-        padded = np.concatenate([pad, leaves, pad]) if padding else leaves
+        parts = [np.full((before,) + elem.shape, pad_value, dtype=elem.dtype), leaves,
+                 np.full((after,) + elem.shape, pad_value, dtype=elem.dtype)]
+        padded = np.concatenate(parts) if before or after else leaves
         pos = np.arange(count)[:, None] * stride + np.arange(size)[None, :] * dilation
         flat = padded[pos.reshape(-1)]
         offsets = (np.arange(count + 1, dtype=np.int64) * size,)
         flat.flags.writeable = False
         return (FractalTensor.from_storage(FractalTensorType(xs.type), flat, offsets, range(count)),)
-    pad = None
+    pad = FractalTensor._empty(elem)
     windows = []
-    for w in range(count):  # lists of lists: windows of views (padding needs tensor elements)
-        pos = [w * stride + k * dilation - padding for k in range(size)]
+    for w in range(count):  # lists of lists: windows of views, an empty list where padded
+        pos = [w * stride + k * dilation - before for k in range(size)]
         windows.append(FractalTensor.from_elements(elem, [xs[p] if 0 <= p < n else pad for p in pos]))
     return (FractalTensor.from_elements(xs.type, windows),)
 

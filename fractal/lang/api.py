@@ -11,10 +11,10 @@ import builtins
 
 import numpy as np
 
-from .access_ops import window_count
+from .access_ops import normalise_padding, window_count
 from .arguments import (is_python_scalar, static_bool, static_indices, static_int, static_number, static_shape,
                         static_value)
-from .errors import FractalTypeError, TraceError
+from .errors import ArgumentError, FractalTypeError, TraceError
 from .tracing import ListTracer, Tracer, ZipTracer, bind, known_length, with_length
 from .tree import make_zipped
 from .types import FractalTensorType, TensorType, TupleType, as_dtype, float32
@@ -68,6 +68,31 @@ def _unary(op):
 
 exp, log, tanh, sigmoid, relu, gelu, sqrt, abs, sin, cos = (
     _unary(n) for n in ("exp", "log", "tanh", "sigmoid", "relu", "gelu", "sqrt", "abs", "sin", "cos"))
+
+
+def log1p(x):
+    """Elementwise `log(1 + x)`, accurate for small |x|."""
+    return _one("log1p", x)
+
+
+def softplus(x):
+    """Elementwise `log(1 + exp(x))`, computed stably as `max(x, 0) + log1p(exp(-|x|))`."""
+    return _one("softplus", x)
+
+
+def log_sigmoid(x):
+    """Elementwise `log(sigmoid(x)) = -softplus(-x)`, computed stably as `min(x, 0) - log1p(exp(-|x|))`."""
+    return _one("log_sigmoid", x)
+
+
+def elu(x, alpha=1.0):
+    """Elementwise `x` for `x > 0`, else `alpha * (exp(x) - 1)` (`expm1`: accurate near 0)."""
+    if not isinstance(alpha, (int, float, np.integer, np.floating)) or isinstance(alpha, bool):
+        raise ArgumentError(f"elu: alpha must be a number, got {alpha!r}")
+    y = _one("elu", x)
+    if alpha == 1:
+        return y
+    return where(x > 0, y, y * float(alpha))
 
 
 def maximum(a, b):
@@ -253,11 +278,16 @@ def split(xs, n):
 
 
 def window(xs, size, *, stride=1, dilation=1, padding=0, pad_value=0):
-    """Windows of `size` over `xs` padded by `padding` pad elements at each end (depth + 1).
+    """Windows of `size` over `xs` padded at its ends (depth + 1).
 
+    `padding` is `p` (p pad elements at each end) or a pair `(before, after)`; causal windows,
+    which see only the present and the past (causal convolutions, TCNs), pad the front only:
+    `padding=(dilation * (size - 1), 0)` gives one window per element, ending at it.  Tensor
+    elements are padded with tensors of `pad_value`, list elements with empty lists.
     `result[w][k] == padded[w*stride + k*dilation]`; there are
-    `floor((n + 2*padding - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
-    size, stride, dilation, padding = (static_value(v) for v in (size, stride, dilation, padding))
+    `floor((n + before + after - dilation*(size-1) - 1) / stride) + 1` windows, no partial one."""
+    size, stride, dilation = (static_value(v) for v in (size, stride, dilation))
+    padding = normalise_padding(padding)
     pad_value = static_number(pad_value, "window: pad_value")
     out = _per_part("window", xs, FractalTensorType, size=size, stride=stride, dilation=dilation,
                     padding=padding, pad_value=pad_value)

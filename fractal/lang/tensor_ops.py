@@ -50,12 +50,16 @@ def _broadcast(op: str, *types: TensorType) -> tuple[int, ...]:
 
 # -- elementwise ----------------------------------------------------------------------------
 
+def _floating(x) -> np.ndarray:
+    """x as an array; bool / int are computed in float64, like 0.5 * x would be."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "fc" else x.astype(np.result_type(x.dtype, 0.5))
+
+
 def _sigmoid(x):
     # exp form: one transcendental pass (tanh costs twice exp) and full relative accuracy for
     # very negative x; exp(-x) overflows to inf below about -88 (float32), and 1 / inf = 0
-    x = np.asarray(x)
-    if x.dtype.kind not in "fc":  # bool / int: computed in float64, like 0.5 * x would be
-        x = x.astype(np.result_type(x.dtype, 0.5))
+    x = _floating(x)
     with np.errstate(over="ignore"):
         return 1 / (1 + np.exp(-x))
 
@@ -70,8 +74,32 @@ def _gelu(x):
     return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * (x * x * x))))  # (x ** 3 is a slow float power)
 
 
+# Stable forms (no overflow, no cancellation, for any finite x; the steps are repeated one by one
+# by the cpu backend's in-place kernels, `fractal.backends.cpu.elementwise`, so keep them alike):
+# exp is only taken of -|x| <= 0 and log1p of 1 + exp(-|x|) in [1, 2].
+
+def _softplus(x):
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
+    x = _floating(x)
+    return np.maximum(x, np.zeros((), x.dtype)) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _log_sigmoid(x):
+    """log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(e^-|x|)."""
+    x = _floating(x)
+    return np.minimum(x, np.zeros((), x.dtype)) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _elu(x):
+    """x for x > 0, e^x - 1 else (alpha = 1): max(x, 0) + expm1(min(x, 0)), with no branch."""
+    x = _floating(x)
+    zero = np.zeros((), x.dtype)
+    return np.maximum(x, zero) + np.expm1(np.minimum(x, zero))
+
+
 UNARY = {
-    "neg": np.negative, "exp": np.exp, "log": np.log, "tanh": np.tanh, "sigmoid": _sigmoid,
+    "neg": np.negative, "exp": np.exp, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
+    "sigmoid": _sigmoid, "log_sigmoid": _log_sigmoid, "softplus": _softplus, "elu": _elu,
     "relu": _relu, "gelu": _gelu, "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos,
     "logical_not": np.logical_not,
 }

@@ -47,7 +47,7 @@ _UFUNC_OPS = {
     "power": "pow", "remainder": "mod", "floor_divide": "floordiv", "maximum": "maximum",
     "minimum": "minimum", "equal": "eq", "not_equal": "ne", "less": "lt", "less_equal": "le",
     "greater": "gt", "greater_equal": "ge", "logical_and": "logical_and", "logical_or": "logical_or",
-    "negative": "neg", "exp": "exp", "log": "log", "tanh": "tanh", "sqrt": "sqrt", "absolute": "abs",
+    "negative": "neg", "exp": "exp", "log": "log", "log1p": "log1p", "tanh": "tanh", "sqrt": "sqrt", "absolute": "abs",
     "sin": "sin", "cos": "cos", "logical_not": "logical_not", "matmul": "matmul",
 }
 

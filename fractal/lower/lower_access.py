@@ -5,13 +5,15 @@ lists of element ids, so every operator and every ragged case lowers exactly as 
 interpreter evaluates it.  A few make new values rather than move elements and have their
 own rule here: `enumerate` (positions), `length`, `const_list`, `slices` (a tensor's
 sub-tensors become rows), `stack` (rows become one tensor: a view when consecutive), and
-`window` with padding (windows of one padded copy per list, so they are affine rows).
+`window` with padding of tensor elements (windows of one padded copy per list, so they are affine
+rows; list elements are padded with empty lists by the language's rule).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..lang.access_ops import pad_sides
 from ..lang.errors import UnsupportedError
 from ..lang.registry import OPS
 from ..lang.types import FractalTensorType, TensorType
@@ -90,12 +92,13 @@ def _const_list(walker, eqn):
         holder[pt] = ids
     return LVal(holder, value.type)
 
-def _padded(walker, lists: np.ndarray, pad: int, value, elem: TensorType) -> np.ndarray:
-    """Per point, the id list `[pad]*p + xs + [pad]*p` in a fresh buffer (rows `k*flat ..`)."""
+def _padded(walker, lists: np.ndarray, padding, value, elem: TensorType) -> np.ndarray:
+    """Per point, the id list `[pad]*before + xs + [pad]*after` in a fresh buffer (rows `k*flat ..`)."""
     em, ext = walker.em, walker.em.domain.extents
+    pad, after = pad_sides(padding)
     lens = lengths(lists)
     n = int(lens.max()) if lens.size else 0
-    k = n + 2 * pad
+    k = n + pad + after
     name = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
     flat = em.domain.flat()
     zeros = (0,) * len(elem.shape)
@@ -109,7 +112,7 @@ def _padded(walker, lists: np.ndarray, pad: int, value, elem: TensorType) -> np.
     out = np.empty(ext, dtype=object)
     for pt in np.ndindex(*ext):
         if em.domain.valid[pt]:
-            out[pt] = id_list(em.gid(name, em.domain.row(pt) * k + np.arange(int(lens[pt]) + 2 * pad)))
+            out[pt] = id_list(em.gid(name, em.domain.row(pt) * k + np.arange(int(lens[pt]) + pad + after)))
     return out
 
 def _slices(walker, x: TVal, axis: int, t) -> LVal:

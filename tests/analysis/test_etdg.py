@@ -283,6 +283,10 @@ ACCESS_PROGRAMS = {
                lambda e: (e.list("xs", 9),), ["xs"]),
     "window_of_lists": (lambda xss: read_all(ft.window(xss, 2, stride=1, dilation=2), 3),
                         lambda e: (e.nested("xss", [2, 2, 2, 2, 2]),), ["xss"]),
+    "window_causal": (lambda xs: read_all(ft.window(xs, 3, dilation=2, padding=(4, 0)), 2),
+                      lambda e: (e.list("xs", 6),), ["xs"]),
+    "window_of_lists_padded": (lambda xss: read_all(ft.window(xss, 2, padding=(1, 2)), 3),
+                               lambda e: (e.nested("xss", [2, 2, 2]),), ["xss"]),
     "shifted_window": (lambda xs: read_all(ft.shifted_window(xs, 3, dilation=2), 2),
                        lambda e: (e.list("xs", 5),), ["xs"]),
     "dilate": (lambda xs: read_all(ft.dilate(xs, 3), 2), lambda e: (e.list("xs", 7),), ["xs"]),
@@ -334,8 +338,10 @@ def test_access_operator_map_is_exactly_what_the_interpreter_reads(op):
 
 def test_window_map_follows_the_definition():
     """Element (w, k) of window(xs, size, stride, dilation, padding) reads position
-    w*stride + k*dilation - padding when that is in range, and nothing otherwise."""
-    for n, size, stride, dilation, padding in [(9, 3, 2, 2, 1), (7, 2, 1, 3, 0), (5, 3, 1, 1, 2), (6, 4, 3, 1, 1)]:
+    w*stride + k*dilation - before when that is in range, and nothing otherwise (padding
+    `p` is `(p, p)`; a causal window pads before only)."""
+    for n, size, stride, dilation, padding in [(9, 3, 2, 2, 1), (7, 2, 1, 3, 0), (5, 3, 1, 1, 2), (6, 4, 3, 1, 1),
+                                               (6, 3, 1, 2, (4, 0)), (5, 2, 2, 1, (0, 3)), (4, 3, 1, 1, (1, 2))]:
         enc = Encoded()
         xs = enc.list("xs", n)
 
@@ -344,9 +350,10 @@ def test_window_map_follows_the_definition():
             return read_all(ft.window(xs, size, stride=stride, dilation=dilation, padding=padding), 2)
 
         (a,) = reads(ft.analyze(f, xs).etdg, "xs")
-        count = (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1
-        want = {((w, k), (w * stride + k * dilation - padding,)) for w in range(count) for k in range(size)
-                if 0 <= w * stride + k * dilation - padding < n}
+        before, after = padding if isinstance(padding, tuple) else (padding, padding)
+        count = (n + before + after - dilation * (size - 1) - 1) // stride + 1
+        want = {((w, k), (w * stride + k * dilation - before,)) for w in range(count) for k in range(size)
+                if 0 <= w * stride + k * dilation - before < n}
         assert map_points(isl.Map(a.map)) == want, (n, size, stride, dilation, padding)
 
 

@@ -14,12 +14,14 @@ What the generator covers:
   several results), `ft.scan` / `ft.fold` (`reverse=True/False`, single or tuple states)
   and `ft.reduce` (always with an associative body `acc (+|max|min) x`, since backends
   may re-associate it);
-* access operators before iterating: `reverse`, `window` (size/stride/dilation/padding),
+* access operators before iterating: `reverse`, `window` (size/stride/dilation/padding, one- or
+  two-sided, of tensor or list elements),
   `shifted_window`, `dilate`, `interleave(dilate(.))`, `split`, `flatten`, list slices,
   `gather` with static indices, `repeat`, `zip`, `product`, `enumerate`, `join`, and lists
   made from tensors (`slices`, `repeat`); list indexing `xs[i]`, `ft.length`, `ft.stack`;
-* cell ops: unary (`tanh`, `sigmoid`, `relu`, `gelu`, `sin`, `cos`, `abs`, negation, and
-  bounded `exp(tanh x)`, `sqrt(|x|)`, `log(|x| + 1)`), binary ops with broadcasting,
+* cell ops: unary (`tanh`, `sigmoid`, `relu`, `gelu`, `sin`, `cos`, `abs`, negation,
+  `softplus`, `log_sigmoid`, `elu`, and bounded `exp(tanh x)`, `sqrt(|x|)`, `log(|x| + 1)`,
+  `log1p(|x|)`), binary ops with broadcasting,
   Python-scalar operands, `@` / `ft.matmul` with a captured constant or an argument
   weight, reductions with `axis`/`keepdims`, `softmax`, `layer_norm`, `where` with
   comparisons, transposes, static tensor indexing and slicing, `ft.full`;
@@ -289,6 +291,8 @@ def _unary(op, x, style):
         return ft.sqrt(ft.abs(x))
     if op == "log_abs1":
         return ft.log(ft.abs(x) + 1.0)
+    if op == "log1p_abs":
+        return np.log1p(np.abs(x)) if style == "np" else ft.log1p(ft.abs(x))
     if style == "np" and op in _NP_UNARY:
         return _NP_UNARY[op](x)
     return getattr(ft, op)(x)
@@ -575,7 +579,8 @@ def _plain(t) -> bool:
 
 
 def _tensorish(t) -> bool:
-    """Tensor elements, possibly tupled: windows may pad such lists."""
+    """Tensor elements, possibly tupled: windows may pad such lists with any pad_value (lists of
+    lists are padded with empty lists, pad_value left at 0)."""
     return isinstance(t, TT) or (isinstance(t, TupT) and all(_tensorish(e) for e in t.elems))
 
 
@@ -587,8 +592,9 @@ def _broadcasts_to(p, s) -> bool:
 
 
 def _window_count(n, size, stride, dilation, padding) -> int:
+    before, after = padding if isinstance(padding, tuple) else (padding, padding)
     span = dilation * (size - 1) + 1
-    return max(0, (n + 2 * padding - span) // stride + 1)
+    return max(0, (n + before + after - span) // stride + 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -629,6 +635,14 @@ class _Gen:
 
     def lid(self):
         return ("v", self.fresh("len"))
+
+    def padded_elem(self, t):
+        """The element type of a padded window: list elements (empty where padded) of unknown length."""
+        if isinstance(t, LT):
+            return LT(t.elem, self.lid())
+        if isinstance(t, TupT):
+            return TupT(tuple(self.padded_elem(e) for e in t.elems))
+        return t
 
     def shape(self, max_ndim=2):
         return tuple(self.int(1, 3) for _ in range(self.int(0, max_ndim)))
@@ -752,7 +766,7 @@ class _Gen:
             return self.leaf(env, s)
         if kind == "unary":
             op = self.pick(["tanh", "sigmoid", "relu", "gelu", "sin", "cos", "abs", "neg", "exp_tanh",
-                            "sqrt_abs", "log_abs1"])
+                            "sqrt_abs", "log_abs1", "softplus", "log_sigmoid", "elu", "log1p_abs"])
             return Unary(op, self.tensor(env, s, b, depth), self.pick(["ft", "np"]))
         if kind == "binary":
             op = self.pick(["add", "mul", "sub", "maximum", "minimum", "div"])
@@ -948,11 +962,13 @@ class _Gen:
             return Access("enumerate", (e,)), LT(TupT((TT((), "i64"), t.elem)), t.lid)
         if op == "window":
             size, stride, dilation = self.int(1, 3), self.int(1, 2), self.int(1, 2)
-            padding = self.int(0, 2) if _tensorish(t.elem) else 0
+            padding = self.pick([0, 1, 2, (1, 0), (2, 0), (0, 1)])  # a pair: (before, after), causal (k, 0)
+            pad_value = self.pick([0, 0.5, -1.0]) if _tensorish(t.elem) else 0  # lists pad with empty lists
             params = (("size", size), ("stride", stride), ("dilation", dilation), ("padding", padding),
-                      ("pad_value", self.pick([0, 0.5, -1.0])))
+                      ("pad_value", pad_value))
             lid = ("n", _window_count(n, size, stride, dilation, padding)) if n is not None else self.lid()
-            return Access("window", (e,), params), LT(LT(t.elem, ("n", size)), lid)
+            elem = self.padded_elem(t.elem) if padding else t.elem
+            return Access("window", (e,), params), LT(LT(elem, ("n", size)), lid)
         if op == "shifted_window":
             size = self.pick([1, 3])
             return Access("shifted_window", (e,), (("size", size), ("dilation", self.int(1, 2)))), \

@@ -12,6 +12,7 @@ Reference semantics (README / docstrings of `fractal.lang.api`):
     flatten(xss)              == [x for xs in xss for x in xs]
     split(xs, n)              == n contiguous parts, the first len % n one longer
     window(xs, size, ...)[w][k] == padded[w*stride + k*dilation], no trailing partial window
+                                   (padded: p pad elements at each end, or (before, after); lists pad with [])
     shifted_window(xs, s, d)[i][k] == xs[(i + (k - s//2)*d) mod n]
     dilate(xs, d)[k]          == xs[k::d]  (always d sub-lists)
     interleave(dilate(xs, d)) == xs
@@ -116,7 +117,8 @@ def ref_split(xs, n):
 
 
 def ref_window(xs, size, stride=1, dilation=1, padding=0, pad=None):
-    padded = [pad] * padding + list(xs) + [pad] * padding
+    before, after = padding if isinstance(padding, tuple) else (padding, padding)
+    padded = [pad] * before + list(xs) + [pad] * after
     out, start = [], 0
     while start + dilation * (size - 1) < len(padded):
         out.append([padded[start + k * dilation] for k in range(size)])
@@ -125,7 +127,8 @@ def ref_window(xs, size, stride=1, dilation=1, padding=0, pad=None):
 
 
 def window_count(n, size, stride, dilation, padding):
-    return max(0, (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1)
+    before, after = padding if isinstance(padding, tuple) else (padding, padding)
+    return max(0, (n + before + after - dilation * (size - 1) - 1) // stride + 1)
 
 
 def ref_shifted_window(xs, size, dilation=1):
@@ -238,7 +241,8 @@ def test_split_examples_and_errors():
 
 @pytest.mark.parametrize("size,stride,dilation,padding", [
     (1, 1, 1, 0), (2, 1, 1, 0), (3, 2, 1, 0), (2, 1, 2, 0), (3, 2, 2, 1), (3, 1, 1, 1),
-    (4, 3, 1, 2), (7, 1, 1, 0), (8, 1, 1, 0), (3, 1, 3, 0), (2, 5, 1, 3)])
+    (4, 3, 1, 2), (7, 1, 1, 0), (8, 1, 1, 0), (3, 1, 3, 0), (2, 5, 1, 3),
+    (3, 1, 1, (2, 0)), (3, 1, 2, (4, 0)), (2, 2, 1, (0, 1)), (4, 1, 1, (3, 1)), (8, 1, 1, (7, 0))])
 def test_window(size, stride, dilation, padding):
     pad = np.full((2,), -9.0)
     out = check(lambda xs: ft.window(xs, size, stride=stride, dilation=dilation, padding=padding,
@@ -259,18 +263,43 @@ def test_window_count_and_no_partial_window():
     assert len(ft.window(fr([]), 2)) == 0
 
 
+def test_causal_windows_end_at_each_element():
+    """padding=(dilation*(size-1), 0): one window per element, its last entry the element itself,
+    the others the elements dilation, 2*dilation, ... before it (pad elements before the start)."""
+    for size, dilation in [(1, 1), (2, 1), (3, 1), (3, 2), (2, 4)]:
+        out = ft.window(fr(XS), size, dilation=dilation, padding=(dilation * (size - 1), 0), pad_value=7.0)
+        assert len(out) == len(XS)
+        for t, w in enumerate(out):
+            for k in range(size):
+                back = t - (size - 1 - k) * dilation
+                assert_same(w[k], XS[back] if back >= 0 else np.full((2,), 7.0))
+
+
+def test_window_padding_pairs_are_normalised():
+    """(p, p) is the same program as p; a list is taken as a pair."""
+    f = ft.function(lambda xs: ft.window(xs, 2, padding=(1, 1)), name="w")
+    g = ft.function(lambda xs: ft.window(xs, 2, padding=1), name="w")
+    (a,), (b,) = f.trace(fr(XS)).body.eqns, g.trace(fr(XS)).body.eqns
+    assert a.attrs == b.attrs and a.attrs["padding"] == 1
+    assert_same(ft.window(fr(XS), 2, padding=[2, 0]), ref_window(XS, 2, padding=(2, 0), pad=np.zeros(2)))
+
+
 def test_window_on_lists_of_lists():
-    """Without padding the elements may themselves be (ragged) lists."""
+    """The elements may themselves be (ragged) lists; padding gives empty lists."""
     check(lambda xss: ft.window(xss, 2, stride=1), fr(XSS, 2), expected=ref_window(XSS, 2))
     check(lambda xss: ft.window(xss, 2, stride=2, dilation=2), fr(XSS, 2),
           expected=ref_window(XSS, 2, 2, 2))
-    with pytest.raises(ft.ArgumentError):
-        ft.window(fr(XSS, 2), 2, padding=1)
+    for padding in (1, (2, 0), (0, 1), (1, 3)):
+        check(lambda xss: ft.window(xss, 2, padding=padding), fr(XSS, 2),
+              expected=ref_window(XSS, 2, padding=padding, pad=[]))
+    with pytest.raises(ft.ArgumentError):  # list elements have no pad value
+        ft.window(fr(XSS, 2), 2, padding=1, pad_value=0.5)
 
 
 def test_window_argument_errors():
     for kwargs in ({"size": 0}, {"size": 2, "stride": 0}, {"size": 2, "dilation": 0},
-                   {"size": 2, "padding": -1}):
+                   {"size": 2, "padding": -1}, {"size": 2, "padding": (1, -1)}, {"size": 2, "padding": (1, 2, 3)},
+                   {"size": 2, "padding": (1.0, 0)}, {"size": 2, "padding": (True, 0)}):
         size = kwargs.pop("size")
         with pytest.raises(ft.ArgumentError):
             ft.window(fr(XS), size, **kwargs)
@@ -504,14 +533,26 @@ def test_reverse_is_an_involution(case):
     assert_same(ft.reverse(ft.reverse(x)), data)
 
 
+PADDINGS = st.integers(0, 3) | st.tuples(st.integers(0, 5), st.integers(0, 3))
+
+
 @PROPS
-@given(st.integers(0, 12), st.integers(1, 5), st.integers(1, 4), st.integers(1, 3), st.integers(0, 3),
+@given(st.integers(0, 12), st.integers(1, 5), st.integers(1, 4), st.integers(1, 3), PADDINGS,
        st.floats(-5, 5, allow_nan=False))
 def test_window_counts_and_contents(n, size, stride, dilation, padding, pad_value):
     data = leaves(n)
     out = ft.window(fr(data), size, stride=stride, dilation=dilation, padding=padding, pad_value=pad_value)
     assert len(out) == window_count(n, size, stride, dilation, padding)
     assert_same(out, ref_window(data, size, stride, dilation, padding, np.full((2,), pad_value)))
+
+
+@PROPS
+@given(lists(depth=2), st.integers(1, 3), st.integers(1, 2), st.integers(1, 3), PADDINGS)
+def test_windows_of_ragged_lists_of_lists(case, size, stride, dilation, padding):
+    """Eager, traced and interpreted alike; padded positions hold empty lists."""
+    data, _ = case
+    check(lambda xss: ft.window(xss, size, stride=stride, dilation=dilation, padding=padding), fr(data, 2),
+          expected=ref_window(data, size, stride, dilation, padding, pad=[]))
 
 
 @PROPS

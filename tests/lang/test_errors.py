@@ -433,15 +433,31 @@ def test_window_of_size_zero():
 
 def test_window_with_negative_padding():
     """ft.window with padding=-1."""
-    with pytest.raises(ft.ArgumentError, match="window: padding must be a non-negative int, got -1") as e:
+    with pytest.raises(ft.ArgumentError, match=r"window: padding must be a non-negative int or a pair "
+                                               r"\(before, after\) of them, got -1") as e:
         ft.window(XS, 2, padding=-1)  # <- here
     assert_at_mark(e.value, ft.ArgumentError)
 
 
-def test_window_padding_on_list_of_lists():
-    """ft.window with padding over a list of lists (there is no pad element)."""
-    with pytest.raises(ft.ArgumentError, match=r"window: padding needs tensor elements, but the elements are ft<f64\[2\]>") as e:
-        ft.window(NESTED, 2, padding=1)  # <- here
+def test_window_with_a_padding_triple():
+    """ft.window with padding=(1, 0, 1): one count per end, not three."""
+    with pytest.raises(ft.ArgumentError, match=r"window: padding must be .*got \(1, 0, 1\)") as e:
+        ft.window(XS, 2, padding=(1, 0, 1))  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_window_pad_value_on_list_of_lists():
+    """ft.window with a pad_value over a list of lists (lists are padded with empty lists)."""
+    with pytest.raises(ft.ArgumentError, match=r"window: pad_value=0.5 pads tensor elements, but the elements "
+                                               r"are ft<f64\[2\]>: lists are padded with empty lists") as e:
+        ft.window(NESTED, 2, padding=(1, 0), pad_value=0.5)  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_elu_alpha_that_is_not_a_number():
+    """ft.elu with alpha="1" (a string)."""
+    with pytest.raises(ft.ArgumentError, match="elu: alpha must be a number, got '1'") as e:
+        ft.elu(np.ones(2), alpha="1")  # <- here
     assert_at_mark(e.value, ft.ArgumentError)
 
 

@@ -215,6 +215,10 @@ UNARY_FUNCTIONS = [
     ("abs", ft.abs, np.abs, X),
     ("sin", ft.sin, np.sin, X),
     ("cos", ft.cos, np.cos, X),
+    ("log1p", ft.log1p, lambda x: np.log(1.0 + x), POS),
+    ("softplus", ft.softplus, lambda x: np.logaddexp(0.0, x), X),
+    ("log_sigmoid", ft.log_sigmoid, lambda x: -np.logaddexp(0.0, -x), X),
+    ("elu", ft.elu, lambda x: np.where(x > 0, x, np.exp(np.minimum(x, 0.0)) - 1.0), X),
 ]
 
 
@@ -227,7 +231,8 @@ def test_unary_functions_match_numpy(name, fn, ref, arg):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("fn", [ft.exp, ft.tanh, ft.sigmoid, ft.relu, ft.gelu, ft.abs, ft.sin])
+@pytest.mark.parametrize("fn", [ft.exp, ft.tanh, ft.sigmoid, ft.relu, ft.gelu, ft.abs, ft.sin, ft.softplus,
+                                ft.log_sigmoid, ft.elu, lambda x: ft.log1p(ft.abs(x))])
 def test_unary_functions_keep_low_precision_float_dtypes(fn, dtype):
     x = X.astype(dtype)
     program, out = trace_and_run(fn, x)
@@ -245,6 +250,57 @@ def test_sigmoid_and_gelu_do_not_overflow():
         assert out[0] == 0.0 and out[2] == 0.5 and out[-1] == 1.0
         _, out = trace_and_run(ft.gelu, big)
     assert np.all(np.isfinite(out)) and out[0] == 0.0 and out[-1] == 1000.0
+
+
+# float64 references that are exact in the tails: log(1 + e^x) by logaddexp, e^x - 1 by expm1
+STABLE = {
+    "softplus": (ft.softplus, lambda x: np.logaddexp(0.0, x)),
+    "log_sigmoid": (ft.log_sigmoid, lambda x: -np.logaddexp(0.0, -x)),
+    "elu": (ft.elu, lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))),
+    "log1p": (ft.log1p, np.log1p),
+}
+HUGE = np.array([-1e30, -1000.0, -89.0, -40.0, -1e-9, 0.0, 1e-9, 40.0, 89.0, 1000.0, 1e30])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_stable_forms_have_no_overflow_or_cancellation(name, dtype):
+    """Large |x| (where exp overflows float32 at 89 and float64 at 710) gives finite values
+    equal to the float64 reference to the dtype's precision, eagerly and interpreted."""
+    fn, ref = STABLE[name]
+    x = (np.abs(HUGE) * 1e-3 if name == "log1p" else HUGE).astype(dtype)
+    want = ref(x.astype(np.float64))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # no overflow, no nan, anywhere
+        eager = fn(x)
+        _, interpreted = trace_and_run(fn, x)
+    for got in (eager, interpreted):
+        assert np.asarray(got).dtype == dtype and np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)
+
+
+def test_stable_forms_in_their_tails():
+    """The values a naive formula gets wrong: softplus(-40) = e^-40 (log(1 + e^-40) rounds to 0),
+    log_sigmoid(1000) = -e^-1000 rounds to -0.0, elu(-1e-9) = -1e-9 + 5e-19 (e^x - 1 cancels)."""
+    assert ft.softplus(np.float64(-40.0)) == pytest.approx(math.exp(-40.0), rel=1e-15)
+    assert ft.softplus(np.float64(1000.0)) == 1000.0 and ft.log_sigmoid(np.float64(-1000.0)) == -1000.0
+    assert ft.log_sigmoid(np.float64(40.0)) == pytest.approx(-math.exp(-40.0), rel=1e-15)
+    assert ft.elu(np.float64(-1e-9)) == pytest.approx(-1e-9 + 5e-19, rel=1e-15)
+    assert ft.log1p(np.float64(1e-12)) == pytest.approx(1e-12 - 5e-25, rel=1e-15)
+    assert ft.elu(np.float64(-1000.0)) == -1.0 and ft.elu(np.float64(3.0)) == 3.0
+
+
+def test_new_unary_ops_on_ints_compute_in_float64_like_sigmoid():
+    x = np.array([-3, 0, 2], dtype=np.int64)
+    for fn in (ft.softplus, ft.log_sigmoid, ft.elu, ft.log1p, ft.sigmoid):
+        program, out = trace_and_run(fn, np.abs(x) if fn is ft.log1p else x)
+        assert program.results[0].type == TensorType((3,), np.dtype(np.float64)) and out.dtype == np.float64
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2])
+def test_elu_alpha_scales_the_negative_side(alpha):
+    check(lambda x: ft.elu(x, alpha=alpha), X, ref=lambda x: np.where(x > 0, x, alpha * np.expm1(x)))
+    x32 = X.astype(np.float32)  # a Python alpha does not promote a float32 model
+    assert np.asarray(ft.function(lambda x: ft.elu(x, alpha=alpha))(x32)).dtype == np.float32
 
 
 def test_gelu_is_the_tanh_approximation():

@@ -17,10 +17,11 @@ costs allocations, page faults and cache misses:
 
 Only nodes whose dtype is known exactly take targets ("outable"): probed once with NumPy on
 one-element operands (exact under NumPy 2's dtype rules; under NumPy 1 only when all
-operands share one dtype), with in-place forms of the non-ufunc `sigmoid`, `relu`, `gelu`
-for float dtypes that repeat `tensor_ops`' arithmetic step by step (bit-identical), of
-`neg` (around a NumPy bug with strided operands, see `_negative_into`), and `where` as
-`copyto(t, b); copyto(t, a, where=cond)`.  Every other node allocates as before.
+operands share one dtype), with in-place forms of the non-ufunc `sigmoid`, `relu`, `gelu`,
+`softplus`, `log_sigmoid` and `elu` for float dtypes that repeat `tensor_ops`' arithmetic
+step by step (bit-identical), of `neg` (around a NumPy bug with strided operands, see
+`_negative_into`), and `where` as `copyto(t, b); copyto(t, a, where=cond)`.  Every other
+node allocates as before.
 """
 
 from __future__ import annotations
@@ -95,8 +96,37 @@ def _gelu_into(x, out, tmp):
     return np.multiply(out, tmp, out=out)
 
 
-INTO = {"neg": _negative_into, "sigmoid": _sigmoid_into, "relu": _relu_into, "gelu": _gelu_into}
-NEEDS_TMP = frozenset({"gelu"})
+def _log1p_exp_neg_abs_into(x, tmp):
+    """tmp = log1p(exp(-|x|)), the stable tail of softplus and log_sigmoid (x is only read)."""
+    np.abs(x, out=tmp)
+    _negative_into(tmp, tmp, None)
+    np.exp(tmp, out=tmp)
+    return np.log1p(tmp, out=tmp)
+
+
+def _softplus_into(x, out, tmp):
+    _log1p_exp_neg_abs_into(x, tmp)  # first: `out` may be `x`
+    np.maximum(x, np.zeros((), x.dtype), out=out)
+    return np.add(out, tmp, out=out)
+
+
+def _log_sigmoid_into(x, out, tmp):
+    _log1p_exp_neg_abs_into(x, tmp)
+    np.minimum(x, np.zeros((), x.dtype), out=out)
+    return np.subtract(out, tmp, out=out)
+
+
+def _elu_into(x, out, tmp):
+    zero = np.zeros((), x.dtype)
+    np.minimum(x, zero, out=tmp)
+    np.expm1(tmp, out=tmp)
+    np.maximum(x, zero, out=out)
+    return np.add(out, tmp, out=out)
+
+
+INTO = {"neg": _negative_into, "sigmoid": _sigmoid_into, "relu": _relu_into, "gelu": _gelu_into,
+        "softplus": _softplus_into, "log_sigmoid": _log_sigmoid_into, "elu": _elu_into}
+NEEDS_TMP = frozenset({"gelu", "softplus", "log_sigmoid", "elu"})
 
 
 # --- the typed tree -------------------------------------------------------------------------
