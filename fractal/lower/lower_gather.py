@@ -110,13 +110,13 @@ def _one_list(ids: np.ndarray) -> np.ndarray | None:
 def _in_row_order(em, lists: np.ndarray):
     """The valid points' lists in row order: (their rows, their element gids concatenated, lengths)."""
     valid = em.domain.valid
-    points = np.argwhere(valid) if valid.ndim else np.zeros((1 if valid else 0, 0), np.int64)
-    rows = em.domain.ravel(points.T) if len(points) else np.zeros(0, np.int64)
+    points = [tuple(p) for p in np.argwhere(valid)] if valid.ndim else ([()] if valid else [])
+    rows = np.array([em.domain.row(p) for p in points], dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     empty = np.zeros(0, np.int64)
-    leaves = [empty if lists[tuple(points[i])] is None else lists[tuple(points[i])].compact()[0] for i in order]
+    leaves = [empty if lists[points[i]] is None else lists[points[i]].compact()[0] for i in order]
     lens = np.array([len(x) for x in leaves], dtype=np.int64)
-    flat = np.concatenate(leaves).astype(np.int64) if leaves else np.zeros(0, np.int64)
+    flat = np.concatenate(leaves).astype(np.int64) if leaves else empty
     return rows[order], flat, lens
 
 
@@ -271,9 +271,11 @@ def lower_segment_reduce(walker, eqn, env):
     and `f(init, run)` per point; None where the lists' rows are written inside the loops."""
     em = walker.em
     combiner = segment_combiner(eqn)
-    xs = env[eqn.inputs[1]]
-    if combiner is None or not isinstance(xs, LVal) or isinstance(env[eqn.inputs[0]], LVal):
+    if combiner is None:
         return None
+    xs = env[eqn.inputs[1]]
+    if not isinstance(xs, LVal) or xs.ids.ndim != len(em.domain.vars) or isinstance(env[eqn.inputs[0]], LVal):
+        return None  # (a list every point shares is reduced in place by the loop, not copied per point)
     elem = eqn.inputs[1].type.elem
     lists = broadcast_ids(xs.ids, em.domain.extents)
     if not em.domain.vars or not _root_rows(em, element_gids(lists, int(lengths(lists).max(initial=0)))):

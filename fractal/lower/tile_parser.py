@@ -100,7 +100,7 @@ class _Build(Transformer):
 
     ints = staticmethod(lambda c: tuple(int(t) for t in c))
     layout = staticmethod(lambda c: c[0])
-    level = role = kind = placement = reduce_kw = staticmethod(lambda c: str(c[0]))
+    level = role = kind = placement = reduce_kw = segment_kw = staticmethod(lambda c: str(c[0]))
     block = tuple
     step = staticmethod(lambda c: -int(c[1]) if len(c) == 2 else int(c[0]))
 
