@@ -80,6 +80,29 @@ def test_the_gathered_lists_themselves_agree_with_the_interpreter(g):
     assert_same(out, f.interpret(h, nbrs))
 
 
+@settings(max_examples=15, deadline=None)
+@given(g=graphs)
+def test_indices_computed_inside_the_map_gather_per_point_from_one_layout(g):
+    """Index lists made inside the node map (shifted by one) are padded per point, their padding
+    slots masked; the node list is still laid out once."""
+    rng = np.random.default_rng(g["seed"])
+    h = features(g["nodes"], g["width"], rng)
+    nbrs = lists(g["degrees"][:g["queries"]], rng, g["nodes"])
+    zero = np.zeros((1, g["width"]))
+    f = ft.function(lambda h, nbrs: ft.map(lambda idx: ft.reduce(
+        lambda a, b: a + b, ft.gather(h, ft.map(lambda i: i - 1, idx)), zero), nbrs), name="shifted")
+    assert_same(compiled(f, h, nbrs), f.interpret(h, nbrs))
+
+
+def test_eager_gather_through_a_list_of_indices():
+    h = features(4, 2, np.random.default_rng(8))
+    nbrs = lists([3, 0], np.random.default_rng(9), 4, negative=True)
+    first = ft.gather(h, nbrs[0])
+    want = h.to_numpy()[nbrs[0].to_numpy()]
+    np.testing.assert_array_equal(first.to_numpy(), want)
+    assert len(ft.gather(h, nbrs[1])) == 0
+
+
 def test_a_graph_layer_is_one_gather_and_one_segment_reduce_before_the_node_loop():
     rng = np.random.default_rng(0)
     h, nbrs = features(5, 2, rng), lists([2, 0, 3, 1, 0], rng, 5)
@@ -151,6 +174,21 @@ def test_a_graph_of_2000_nodes_compiles_to_buffers_linear_in_its_edges():
     want = np.add.reduceat(np.concatenate([h.to_numpy()[flat, 0], np.zeros((1, width), np.float32)]), offsets[:-1])
     want[np.diff(offsets) == 0] = 0
     np.testing.assert_allclose(program.run(h, nbrs).to_numpy()[:, 0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_gather_per_neighbour_of_a_shared_node_list_does_not_copy_it_per_point():
+    """The issue's form: a map over each node's neighbours gathering one row each through a
+    1-element index tensor; each of the 300 x max-degree points read the one node list."""
+    rng = np.random.default_rng(10)
+    n, width = 300, 4
+    h, nbrs = features(n, width, rng), lists(rng.poisson(8, n), rng, n)
+    zero = np.zeros((1, width))
+    f = ft.function(lambda h, nbrs: ft.map(lambda idx: ft.reduce(lambda a, b: a + b, ft.map(
+        lambda i: ft.gather(h, ft.reshape(i, (1,)))[0], idx), zero), nbrs), name="per_neighbour")
+    program = f.compile(h, nbrs)
+    edges, longest = len(nbrs.compact()[0]), max(nbrs.lengths())
+    assert sum(int(np.prod(b.shape)) for b in program.tile_ir.buffers) <= 8 * (n * longest + edges) * width
+    assert_same(program.run(h, nbrs), aggregate("add").interpret(h, nbrs))
 
 
 # -- errors -----------------------------------------------------------------------------------
