@@ -62,15 +62,16 @@ def test_a_product_of_two_lists_of_100000_is_refused_eagerly():
     assert_refused(info, "100,000 and 100,000", "10,000,000,000 points", "2^30")
 
 
-def test_a_product_of_two_lists_of_100000_is_refused_before_it_lowers():
+def test_a_product_of_two_lists_of_100000_is_refused_before_it_lowers_or_is_interpreted():
     xs = ft.from_numpy(np.zeros((100000, 1), np.float32))
 
     @ft.function
     def pairs(xs, ys):
         return ft.map(lambda p: ft.map(lambda ab: ab[0] + ab[1], p), ft.product(xs, ys))  # <- here
-    with pytest.raises(ft.ResourceError) as info:
-        pairs.compile(xs, xs)
-    assert_refused(info, "10,000,000,000 points")
+    for attempt in (pairs.compile, pairs, pairs.interpret):  # (a call does not fall back to the interpreter)
+        with pytest.raises(ft.ResourceError) as info:
+            attempt(xs, xs)
+        assert_refused(info, "10,000,000,000 points")
 
 
 def test_a_nest_of_maps_over_more_than_2_30_points_is_refused_before_it_lowers():
