@@ -29,7 +29,7 @@ import numpy as np
 MODELS = (
     "stacked_lstm", "dilated_lstm", "grid_rnn", "b2b_gemm", "flash_attention", "bigbird",
     "transformer_block", "rnn_attention", "conv2d",
-    "selective_scan", "retention", "bigru", "sliding_window_attention",
+    "selective_scan", "retention", "bigru", "sliding_window_attention", "graphsage",
 )
 
 

@@ -33,6 +33,7 @@ from .lang.tree import unflatten
 from .lang.types import FractalTensorType, TensorType
 from .lang.values import FractalTensor, type_of
 from .lower.lower_program import lower_program
+from .lower.memory import check_memory
 from .lower.pipeline import run_pipeline
 from .lower.target import Target
 from .lower.tile_ir import TileProgram
@@ -204,6 +205,7 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
     tile_ir, _ = run_pipeline(lowered.program, target=target, verify=verify)
+    check_memory(tile_ir, target, lowered.buffer_locs)  # refused before the backend allocates it
     t3 = perf_counter()
     executable = backend.build(tile_ir, target)
     t4 = perf_counter()
@@ -240,4 +242,10 @@ def run_call(function, args, kwargs, backend: str | None = None, target: Target 
     return compiled.run(*args, **kwargs)
 
 
-RUNNER = Runner(call=run_call, compile=compile_cached, call_options=frozenset({"backend", "target"}))
+def host_memory() -> int:
+    """The host's main memory in bytes: the last (largest) level of its record."""
+    return targets.host().hardware.levels[-1].size_bytes
+
+
+RUNNER = Runner(call=run_call, compile=compile_cached, call_options=frozenset({"backend", "target"}),
+                memory=host_memory)

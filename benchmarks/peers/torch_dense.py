@@ -232,3 +232,26 @@ def conv2d_per_image(module, args) -> Prepared:
         sizes = [s[0] * s[1] for s in shapes]
         return [part.reshape(s).numpy() for part, s in zip(torch.split(normed, sizes), shapes)]
     return Prepared(run, to_reference)
+
+
+def graphsage_index_add(module, args) -> Prepared:
+    """GraphSAGE's mean aggregation as a PyTorch user writes it: the neighbour rows gathered
+    through the flattened table and `index_add_`-ed into their nodes (the tables built once)."""
+    h, nbrs, layers = args
+    flat, (offsets,) = nbrs.compact()
+    deg = np.diff(offsets)
+    owner = torch.from_numpy(np.repeat(np.arange(len(deg)), deg))
+    index = torch.from_numpy(np.asarray(flat, np.int64).reshape(-1).copy())
+    x0 = tensor(h.to_numpy()[:, 0, :])
+    scale = tensor((1.0 / np.maximum(deg, 1))[:, None].astype(x0.numpy().dtype))
+    weights = [(tensor(p.w_self), tensor(p.w_neigh), tensor(p.bias)) for p in layers]
+
+    def run():
+        x = x0
+        with torch.no_grad():
+            for k, (ws, wn, b) in enumerate(weights):
+                mean = torch.zeros_like(x).index_add_(0, owner, x[index]) * scale
+                y = x @ ws + mean @ wn + b
+                x = y if k == len(weights) - 1 else torch.relu(y)
+        return x
+    return Prepared(run, lambda out: out.numpy())

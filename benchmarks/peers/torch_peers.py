@@ -49,4 +49,5 @@ PEERS = {
     "retention": (_peer("eager parallel form", False, dense.retention_parallel),),
     "bigru": (_peer("nn.GRU (packed)", True, rnn.bigru_packed),),
     "sliding_window_attention": (_peer("SDPA (band mask)", True, dense.sliding_window_sdpa),),
+    "graphsage": (_peer("eager index_add_", False, dense.graphsage_index_add),),
 }

@@ -372,7 +372,8 @@ ACCESS_RULES = {
     "list_slice": lambda b, e, ins: [R.list_slice(ins[0], e.attrs["start"], e.attrs["stop"], e.attrs["step"])],
     "reverse": lambda b, e, ins: [R.reverse(ins[0], per_sample=b.is_ragged(ins[0]))],
     "gather": lambda b, e, ins: [R.gather(ins[0], e.attrs["indices"])],
-    "gather_dynamic": lambda b, e, ins: [R.gather_dynamic(ins[0], e.inputs[1].type.shape[0])],
+    "gather_dynamic": lambda b, e, ins: [R.gather_dynamic(ins[0], e.inputs[1].type.shape[0] if isinstance(
+        e.inputs[1].type, TensorType) else ins[1].extents[0])],
     "join": lambda b, e, ins: [R.join(ins[0], ins[1])],
     "flatten": lambda b, e, ins: [R.flatten(ins[0])],
     "split": lambda b, e, ins: [R.split(ins[0], e.attrs["n"])],

@@ -23,10 +23,10 @@ import numpy as np
 from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lower.target import Target
 from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
-                                   Scatter, Stage, TileProgram, Unary, Where)
+                                   Scatter, SegmentReduce, Stage, TileProgram, Unary, Where)
 
 from .cpu.machines import cpu_target
-from .cpu.rows import check_index
+from .cpu.rows import check_index, identity
 
 BOOL_OPS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
@@ -162,6 +162,14 @@ def _reduce(op, get, env, arrays):
                                            **({"initial": EMPTY[op.combiner](dst.dtype)} if empty else {}))
 
 
+def _segment_reduce(op, get, env, arrays):
+    src, offsets, dst = get(op.src), get(op.segments), get(op.dst)
+    for r in range(dst.shape[0]):  # run by run: no reduceat (the cpu backend's way)
+        run = src[int(offsets[r]):int(offsets[r + 1])]
+        dst[r] = COMBINE[op.combiner].reduce(run, axis=0, dtype=dst.dtype) if len(run) else \
+            identity(COMBINE[op.combiner], dst.dtype)
+
+
 def _index(op, get, size: int) -> np.ndarray:
     index = get(op.index)
     check_index(op, index, size)
@@ -190,8 +198,8 @@ def _gemm(op, get, env, arrays):
     c[...] = c + product if op.accumulate else product
 
 
-RULES = {Copy: _copy, Convert: _convert, Elementwise: _elementwise, Reduce: _reduce, Gather: _gather,
-         Scatter: _scatter, Gemm: _gemm}
+RULES = {Copy: _copy, Convert: _convert, Elementwise: _elementwise, Reduce: _reduce, SegmentReduce: _segment_reduce,
+         Gather: _gather, Scatter: _scatter, Gemm: _gemm}
 
 
 def run_op(op, env, arrays) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ArgumentError, FractalTypeError, LengthError
+from .limits import check_points
 from .registry import register
 from .types import FractalTensorType, TensorType, int64
 from .values import FractalTensor, check_slice, type_of
@@ -94,16 +95,20 @@ def _gather(xs, indices):
 def _gather_dynamic_rule(types):
     xs, idx = types
     _list(xs, "gather")
-    if not isinstance(idx, TensorType) or idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise FractalTypeError(f"gather: indices must be a 1-D integer tensor, got {idx}")
+    elem = idx.elem if isinstance(idx, FractalTensorType) else idx  # a list of int scalars: per list, ragged
+    if not isinstance(elem, TensorType) or elem.ndim != (0 if elem is not idx else 1) or elem.dtype.kind not in "iu":
+        raise FractalTypeError(f"gather: indices must be a 1-D integer tensor or a list of integer scalars, got {idx}")
     return (xs,)
 
 
 @register("gather_dynamic", "access", _gather_dynamic_rule)
 def _gather_dynamic(xs, indices):
-    """Like `gather`, with indices computed at run time (data-dependent access)."""
+    """Like `gather`, with indices computed at run time (data-dependent access): a 1-D tensor,
+    or a list of scalars (a graph's neighbour lists: each node's list of any length)."""
     n = len(xs)
-    idx = np.asarray(indices, dtype=np.int64)
+    if isinstance(indices, FractalTensor):
+        indices = indices.compact()[0]
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(idx) and (idx.min() < -n or idx.max() >= n):
         raise LengthError(f"gather: an index in {idx.tolist()} is out of range for a list of length {n}")
     return (xs.take(idx % max(n, 1)),)
@@ -294,6 +299,7 @@ def _product_rule(types):
 def _product(xs, ys):
     """Cartesian product as two aligned lists: left[i][j] == xs[i], right[i][j] == ys[j]."""
     m = len(ys)
+    check_points(len(xs) * m, f"product: the product of lists of {len(xs):,} and {m:,} elements")
     left = FractalTensor.from_elements(xs.type, [FractalTensor.from_elements(xs.elem_type, [x] * m) for x in xs])
     right = FractalTensor.from_elements(ys.type, [ys] * len(xs))
     return (left, right)

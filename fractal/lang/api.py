@@ -238,10 +238,11 @@ def reverse(xs):
 
 
 def gather(xs, indices):
-    """`result[k] == xs[indices[k]]`; static (ints) or traced (1-D int tensor) indices."""
-    if isinstance(indices, Tracer):
+    """`result[k] == xs[indices[k]]`; static (ints) or traced (1-D int tensor) indices, or a list
+    of int scalars (traced or not: a node's neighbours, `ft.gather(h, nbrs[i])`)."""
+    if isinstance(indices, (Tracer, FractalTensor)):
         out = _per_part_dynamic(xs, indices)
-        return with_length(out, indices.shape[0] if isinstance(indices.type, TensorType) else None)
+        return with_length(out, indices.shape[0] if isinstance(indices.type, TensorType) else known_length(indices))
     idx = static_indices(indices)
     return with_length(_per_part("gather", xs, lambda t: t, indices=idx), len(idx))
 

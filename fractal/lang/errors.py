@@ -120,6 +120,11 @@ class UnsupportedError(FractalError, NotImplementedError):
     """A valid program that a compiler backend cannot lower yet (the interpreter still runs it)."""
 
 
+class ResourceError(FractalError, MemoryError):
+    """A program or an op needs more than the machine holds (memory) or the compiler handles
+    (points of a loop nest): refused before it runs (`fractal.lang.limits`)."""
+
+
 def located(e: FractalError, loc: SourceLoc) -> FractalError:
     """`e` pointing at `loc` (the equation that failed), unless an inner equation already
     located it: re-raise the result `from None`."""

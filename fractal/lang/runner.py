@@ -26,6 +26,7 @@ class Runner:
     call: Callable[..., Any]  # call(function, args, kwargs, **options) -> the results
     compile: Callable[..., Any]  # compile(function, args, kwargs, **options) -> a compiled program
     call_options: frozenset[str] = frozenset()  # keywords of a call meant for `call`, not the function
+    memory: Callable[[], int] | None = None  # the host's memory in bytes (eager ops are checked against it)
 
 
 _installed: Runner | None = None
@@ -46,3 +47,8 @@ def installed_runner() -> Runner:
         raise RuntimeError("no runner is installed to compile and run fractal functions: import the "
                            "fractal package, which installs fractal.compile's")
     return _installed
+
+
+def host_memory() -> int | None:
+    """The host's memory in bytes, from the installed runner (None when it gives none)."""
+    return _installed.memory() if _installed is not None and _installed.memory is not None else None

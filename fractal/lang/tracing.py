@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import FractalError, FractalTypeError, TraceError, user_location
 from .ir_nodes import Const, Eqn, Region, Var, make_params
+from .limits import check_eager
 from .registry import OPS
 from .types import FractalTensorType, TupleType, tensor_type
 from .values import FractalTensor, type_of
@@ -169,7 +170,7 @@ def bind(op: str, *inputs, **params):
     if not inputs and current_frame() is not None:
         tracers = [None]  # a constructor like ft.zeros inside a trace is recorded, not baked in
     if not tracers:
-        opdef.type_rule(tuple(type_of(x) for x in inputs), **params)  # same errors as traced code
+        check_eager(op, opdef.type_rule(tuple(type_of(x) for x in inputs), **params))  # traced code's errors
         return opdef.impl(*inputs, **params)
     frame = _innermost(tracers)
     in_vars = [frame.lift(x) for x in inputs]

@@ -17,8 +17,8 @@
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod, aff, amax, amin, floordiv, mod
 from .tile_expr import Binary, Const, Load, Region, Unary, Where
-from .tile_ir import (Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter, Stage,
-                      TileProgram)
+from .tile_ir import (Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter,
+                      SegmentReduce, Stage, TileProgram)
 from .tile_parser import parse_index, parse_region, parse_tile_program
 from .tile_printer import print_tile_program
 from .tile_verify import verify_tile_program
@@ -28,6 +28,6 @@ from .pipeline import PASSES, run_pipeline
 
 __all__ = ["Aff", "FloorDiv", "Max", "Min", "Mod", "aff", "amax", "amin", "floordiv", "mod", "Binary", "Const",
            "Load", "Region", "Unary", "Where", "Active", "Buffer", "Convert", "Copy", "Dim", "Elementwise", "Gather", "Gemm",
-           "If", "Loop", "Reduce", "Scatter", "Stage", "TileProgram", "parse_index", "parse_region",
+           "If", "Loop", "Reduce", "Scatter", "SegmentReduce", "Stage", "TileProgram", "parse_index", "parse_region",
            "parse_tile_program", "print_tile_program", "verify_tile_program", "A100_SXM_80GB", "H100_SXM",
            "Hardware", "MemoryLevel", "pe_mesh", "Target", "PASSES", "run_pipeline"]

@@ -14,20 +14,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..lang.access_ops import pad_sides
-from ..lang.errors import UnsupportedError
 from ..lang.registry import OPS
 from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
+from .lower_gather import lower_gather_dynamic
 from .lower_values import (Pending, ROW_BITS, LVal, TVal, broadcast_ids, element_gids, id_list, id_type, lengths,
                            scalar_gids)
-from .tile_expr import Binary, Const, Load, Region, Unary, Where
-from .tile_ir import Copy, Elementwise, Gather, Scatter
+from .tile_expr import Const, Region
+from .tile_ir import Copy, Elementwise, Scatter
 
 
 def lower_access(walker, eqn, env):
     em = walker.em
     if eqn.op == "gather_dynamic":
-        return (_gather_dynamic(walker, eqn, env),)
+        return (lower_gather_dynamic(walker, eqn, env),)
     ext = em.domain.extents
     args = []
     for v in eqn.inputs:
@@ -167,46 +167,3 @@ def _consecutive(lists: list, n: int, chunk: int = 4096) -> bool:
         if not np.array_equal(block - block[:, :1], np.broadcast_to(steps, block.shape)):
             return False
     return True
-
-
-def _gather_dynamic(walker, eqn, env) -> LVal:
-    """`gather(xs, idx)` with traced indices: each point's list is laid out in a fresh buffer
-    (`gather_rows`), its indices wrapped (`idx mod len` for `-len <= idx < len`) into an index
-    buffer in which an index out of range becomes `m + 1` (past every list and past `m`, the
-    padding: the gather raises `LengthError` at run time, `CpuExecutable` says which), then
-    one gather per point."""
-    em = walker.em
-    xs_t, out_t = eqn.inputs[0].type, eqn.outputs[0].type
-    if not isinstance(xs_t.elem, TensorType):
-        raise UnsupportedError("the cpu backend cannot yet lower gather with traced indices of a list of lists")
-    ext = em.domain.extents
-    lists = broadcast_ids(env[eqn.inputs[0]].ids, ext)
-    lens = lengths(lists)
-    m = max(int(lens.max()) if lens.size else 0, 1)
-    elem = xs_t.elem
-    idx = walker.tensor(eqn.inputs[1], env)
-    (k,) = idx.shape
-    flat = em.domain.flat()
-    zeros = (0,) * len(elem.shape)
-    out = em.buffer("t", (em.domain.size * k,) + elem.shape, elem.dtype)
-    ids = np.empty(ext, dtype=object)
-    for pt in np.ndindex(*ext):
-        if em.domain.valid[pt]:
-            ids[pt] = id_list(em.gid(out, em.domain.row(pt) * k + np.arange(k)))
-    if k == 0:  # no index: an empty list, nothing to gather (a region has at least one element)
-        return LVal(ids, out_t)
-    if lens.max(initial=0) > 0:
-        src, stride = em.gather_rows(element_gids(lists, m), elem.shape, elem.dtype)
-    else:  # every list is empty: any index is out of range, and the gather below says so
-        src, stride = em.buffer("t", (em.domain.size,) + elem.shape, elem.dtype), 1
-        em.emit([Elementwise(Region(src, (flat,) + zeros, (1,) + elem.shape), Const(0.0))])
-    # wrapped indices; out of range -> m + 1, past the padding (m): the gather raises
-    size = em.const_rows(em.domain.in_row_order(lens).astype(idx.dtype))
-    wrapped = em.buffer("t", (em.domain.size, k), idx.dtype)
-    n, i = Load(Region(size, (flat,), (None,))), Load(idx.region)
-    inside = Binary("logical_and", Binary("ge", i, Unary("neg", n)), Binary("lt", i, n))
-    em.emit([Elementwise(Region(wrapped, (flat, 0), (None, k)), Where(inside, Binary("mod", i, n), Const(float(m + 1))))])
-    em.runtime_checks[wrapped] = eqn.loc  # a gather through it that meets index m + 1 failed here
-    em.emit([Gather(Region(src, (flat * stride,) + zeros, (m,) + elem.shape), Region(wrapped, (flat, 0), (None, k)),
-                    Region(out, (flat * k,) + zeros, (k,) + elem.shape), 0)])
-    return LVal(ids, out_t)

@@ -18,6 +18,7 @@ from ..lang.combinators import common_length
 from ..lang.errors import UnsupportedError
 from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
+from .lower_gather import lower_segment_reduce
 from .lower_ragged import active_prefix, length_order, permuted, unpermute
 from .lower_values import (ROW_BITS, ROW_MASK, Domain, LVal, Pending, TVal, axis_coords, broadcast_ids,
                            element_gids, element_ids, id_list, id_type, lengths, row_region)
@@ -130,6 +131,9 @@ def lower_map(walker, eqn, env):
 def lower_aggregate(walker, eqn, env):
     em = walker.em
     k = eqn.attrs["n_state"]
+    segments = lower_segment_reduce(walker, eqn, env)  # a reduce of gathered runs: no loop (lower_gather)
+    if segments is not None:
+        return segments
     if not any(isinstance(env[v], LVal) for v in eqn.inputs[:k]):
         return _aggregate(walker, eqn, env, None)[0]
     # A list state (a fold over layers carrying the batch): lower once copying each step's

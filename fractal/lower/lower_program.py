@@ -48,6 +48,7 @@ class Lowered:
     buffer_domains: dict = field(default_factory=dict)  # buffer -> the Domain of its rows
     output_types: dict = field(default_factory=dict)  # output buffer -> the program type it holds
     runtime_checks: dict = field(default_factory=dict)  # index buffer -> the source line a bad index came from
+    buffer_locs: dict = field(default_factory=dict)  # buffer -> the source line of the value it holds
 
 
 class _Emitter:
@@ -65,6 +66,8 @@ class _Emitter:
         self.domain = ROOT
         self.op_name = "op"
         self.counter = 0
+        self.loc = None  # the source line of the equation being lowered
+        self.locs: dict[str, object] = {}  # buffer -> the line of the equation it was made for
 
     # -- buffers --------------------------------------------------------------------------
     def buffer(self, prefix: str, shape, dtype, role="temp", domain=None, data=None) -> str:
@@ -77,6 +80,8 @@ class _Emitter:
             return name
         self.numbers[name] = len(self.buffers)
         self.buffers.append(Buffer(name, tuple(shape), dtype, (), "global", role, data))
+        if self.loc is not None:
+            self.locs[name] = self.loc
         d = domain or self.domain
         self.domains[name] = d
         return name
@@ -252,7 +257,7 @@ def lower_program(program: Program, args) -> Lowered:
     em.keys[-1], em.key_count[-1] = "", 0
     outputs = [_result(em, v, var.type) for v, var in zip(values, program.results)]
     types = {buffer: var.type for (_, buffer, _), var in zip(outputs, program.results)}
-    return Lowered(em.program(), inputs, outputs, em.domains, types, em.runtime_checks)
+    return Lowered(em.program(), inputs, outputs, em.domains, types, em.runtime_checks, em.locs)
 
 
 def _argument(em: _Emitter, var, value):
@@ -271,6 +276,7 @@ def _argument(em: _Emitter, var, value):
 def _result(em: _Emitter, v, t):
     if isinstance(v, Pending):
         v = em.element(v)
+    em.loc = _value_loc(em, v)  # an output buffer holds the value of the line that made it
     if isinstance(v, TVal):
         name = em.buffer("out", (1,) + v.shape, v.dtype, "output")
         em.op_name = "result"
@@ -290,6 +296,14 @@ def _result(em: _Emitter, v, t):
     return ("list", name, structure)
 
 
+def _value_loc(em: _Emitter, v):
+    """The source line of the equation whose buffer holds (the first element of) `v`, or None."""
+    if isinstance(v, TVal):
+        return em.locs.get(v.region.buffer)
+    leaves = v.ids[()].compact()[0]
+    return em.locs.get(em.buffers[int(leaves[0]) >> ROW_BITS].name) if len(leaves) else None
+
+
 class _Walker:
     def __init__(self, em: _Emitter):
         self.em = em
@@ -302,6 +316,7 @@ class _Walker:
             em.keys.append("".join(c if c.isalnum() else "_" for c in (eqn.outputs[0].name if eqn.outputs
                                                                        else eqn.op)))
             em.key_count.append(0)
+            outer_loc, em.loc = em.loc, eqn.loc
             try:
                 outs = self.eqn(eqn, env)
             except FractalError as e:
@@ -309,6 +324,7 @@ class _Walker:
             finally:
                 em.keys.pop()
                 em.key_count.pop()
+                em.loc = outer_loc
             env.maps[0].update(zip(eqn.outputs, outs))
         return tuple(self.plain(env[v]) for v in region.results)
 

@@ -22,6 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..lang.limits import check_points
 from ..lang.types import FractalTensorType, TensorType
 from ..lang.values import FractalTensor
 from .tile_affine import Aff, evaluate_affine
@@ -100,13 +101,20 @@ class Domain:
 
     def inner(self, var: str, extent: int, lengths: np.ndarray, parallel: bool = False) -> "Domain":
         """The domain of a combinator body iterating `extent` padded positions, `lengths` valid."""
+        self._check(extent)  # (before the mask of every point is made)
         valid = self.valid[..., None] & (np.arange(extent) < np.asarray(lengths)[..., None])
         return self.extended(var, extent, parallel, valid)
 
     def extended(self, var: str, extent: int, parallel: bool = False, valid=None) -> "Domain":
+        self._check(extent)
         ext = self.extents + (extent,)
         return Domain(self.vars + (var,), ext, np.ones(ext, bool) if valid is None else valid,
                       self._kinds() + (parallel,))
+
+    def _check(self, extent: int) -> None:
+        """Refuse a nest of more points than the lowering handles (`fractal.lang.limits`)."""
+        ext = self.extents + (extent,)
+        check_points(int(np.prod(ext, dtype=np.float64)), f"the combinator nest here ({' x '.join(map(str, ext))})")
 
     def without(self, axis: int) -> "Domain":
         kinds = self._kinds()

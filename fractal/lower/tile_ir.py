@@ -5,8 +5,8 @@ buffer's data) and runs statements: `Loop`s (sequential or parallel, placed on t
 the device), `If`s, and `Stage`s.  A stage is a kernel over a parallel iteration space (CPU batch axes, a
 CUDA grid, dataflow PEs); its body is a list of tile operations over affine `Region`s of
 buffers, run once per point of the space: `Copy`, `Gemm`, `Elementwise` (an expression
-tree of `Load`, `Const`, `Unary`, `Binary`, `Where`), `Reduce`, `Gather`, `Scatter` and
-`Convert`.  Indices are `Aff`s (`fractal.lower.tile_affine`) over the enclosing loop and
+tree of `Load`, `Const`, `Unary`, `Binary`, `Where`), `Reduce`, `SegmentReduce`,
+`Gather`, `Scatter` and `Convert`.  Indices are `Aff`s (`fractal.lower.tile_affine`) over the enclosing loop and
 stage variables.  A stage's dims nest like loops: a dim's bounds read the enclosing
 variables and the stage's earlier dims, so the space is a box or, where a bound reads an
 earlier dim, a polygon (a wavefront's hyperplane `f + i + j = w`).  Nodes are frozen
@@ -81,7 +81,7 @@ from dataclasses import dataclass
 from .tile_expr import BOOL_OPS, Binary, Const, Expr, Load, Region, Unary, Where, expr_loads  # noqa: F401
 from .tile_nodes import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES,  # noqa: F401
                          TILE_OPS, Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop,
-                         Reduce, Scatter, Stage, Stmt, TileOp)
+                         Reduce, Scatter, SegmentReduce, Stage, Stmt, TileOp)
 from .tile_printer import print_tile_program
 from .tile_verify import verify_tile_program
 

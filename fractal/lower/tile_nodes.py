@@ -139,6 +139,22 @@ class Reduce(_Op):
 
 
 @dataclass(frozen=True)
+class SegmentReduce(_Op):
+    """`dst[r] = combiner-reduce(src[segments[r]:segments[r + 1]])` over src's first axis, for
+    each of dst's `n` rows: `segments` (1-d, integer, `n + 1` non-decreasing offsets into src's
+    rows, a const table in practice) cuts src's rows into consecutive runs, one per dst row
+    (the rows a ragged list's points gathered: a node's neighbours).  An empty run gives the
+    combiner's identity (0, -inf, inf; the dtype's extremes for integers)."""
+
+    src: Region
+    segments: Region
+    dst: Region
+    combiner: str = "add"
+    reads = property(lambda s: (s.src, s.segments))
+    writes = property(lambda s: (s.dst,))
+
+
+@dataclass(frozen=True)
 class Gather(_Op):
     """`dst = take(src, index, axis)`: index values count from the region's start along `axis`
     (negative ones from its end, as in NumPy).  A value one past the end (the region's size
@@ -182,8 +198,8 @@ class Convert(_Op):
     writes = property(lambda s: (s.dst,))
 
 
-TileOp = Union[Copy, Gemm, Elementwise, Reduce, Gather, Scatter, Convert]
-TILE_OPS = (Copy, Gemm, Elementwise, Reduce, Gather, Scatter, Convert)
+TileOp = Union[Copy, Gemm, Elementwise, Reduce, SegmentReduce, Gather, Scatter, Convert]
+TILE_OPS = (Copy, Gemm, Elementwise, Reduce, SegmentReduce, Gather, Scatter, Convert)
 
 
 # --- control -----------------------------------------------------------------------------

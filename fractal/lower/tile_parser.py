@@ -25,7 +25,7 @@ from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
 from .tile_ir import (Active, Binary, Buffer, Const, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Load,
-                      Loop, Reduce, Region, Scatter, Stage, TileProgram, Unary, Where)
+                      Loop, Reduce, Region, Scatter, SegmentReduce, Stage, TileProgram, Unary, Where)
 
 _GRAMMAR = Path(__file__).with_name("tile_ir.lark")
 _TEXT = "<tile IR text>"
@@ -103,7 +103,7 @@ class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in P
 
     ints = staticmethod(lambda c: tuple(int(t) for t in c))
     layout = staticmethod(lambda c: c[0])
-    level = role = kind = placement = reduce_kw = staticmethod(lambda c: str(c[0]))
+    level = role = kind = placement = reduce_kw = segment_kw = staticmethod(lambda c: str(c[0]))
     block = tuple
     step = staticmethod(lambda c: -int(c[1]) if len(c) == 2 else int(c[0]))
 
@@ -137,6 +137,7 @@ class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in P
     gemm_acc = staticmethod(lambda c: Gemm(c[1][0], c[2][0], c[0], True, c[1][1], c[2][1]))
     operand = staticmethod(lambda c: (c[0], len(c) > 1))
     reduce = staticmethod(lambda c: Reduce(c[2], c[0], c[3], c[1][len("reduce_"):]))
+    segment_reduce = staticmethod(lambda c: SegmentReduce(c[2], c[3], c[0], c[1][len("segment_"):]))
     gather = staticmethod(lambda c: Gather(c[1], c[2], c[0], int(c[3])))
     scatter = staticmethod(lambda c: Scatter(c[1], c[2], c[0], int(c[3])))
     elementwise = staticmethod(lambda c: Elementwise(c[0], c[1]))

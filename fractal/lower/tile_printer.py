@@ -36,13 +36,14 @@ from fractal.lang.types import dtype_name
 
 from .tile_affine import INDEX_KEYWORDS
 from .tile_expr import Binary, Const, Load, Region, Unary, Where
-from .tile_nodes import TILE_OPS, Buffer, Convert, Copy, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter, Stage
+from .tile_nodes import (TILE_OPS, Buffer, Convert, Copy, Elementwise, Gather, Gemm, If, Loop, Reduce, Scatter,
+                          SegmentReduce, Stage)
 
 # Keywords where an index may start (or continue), INDEX_KEYWORDS, and where an element
 # expression may start: there a buffer or variable name would read as the keyword.  Op names
 # (`mod`, ...) only avoid the second set.
 EXPR_KEYWORDS = frozenset({"inf", "nan", "copy", "gemm", "gather", "scatter", "convert", "reduce_add",
-                           "reduce_max", "reduce_min"})
+                           "reduce_max", "reduce_min", "segment_add", "segment_max", "segment_min"})
 RESERVED = INDEX_KEYWORDS | EXPR_KEYWORDS
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 _PROG_NAME = re.compile(r"[A-Za-z_0-9][A-Za-z_0-9.]*\Z")
@@ -170,6 +171,8 @@ def print_op(op) -> str:
     if isinstance(op, Reduce):
         return (f"{print_region(op.dst)} = reduce_{_word(op.combiner)}({print_region(op.src)}, "
                 f"axes=[{', '.join(map(str, op.axes))}])")
+    if isinstance(op, SegmentReduce):
+        return f"{print_region(op.dst)} = segment_{_word(op.combiner)}({print_region(op.src)}, {print_region(op.segments)})"
     if isinstance(op, (Gather, Scatter)):
         kw = "gather" if isinstance(op, Gather) else "scatter"
         return (f"{print_region(op.dst)} = {kw}({print_region(op.src)}, {print_region(op.index)}, "

@@ -47,7 +47,7 @@ from fractal.lang.types import DTYPES, dtype_name
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
 from .tile_expr import BOOL_OPS, Binary, Const, Load, Region, Unary, Where
 from .tile_nodes import (COMBINERS, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES, TILE_OPS, Convert, Copy,
-                         Elementwise, Gather, Gemm, If, Loop, Reduce, Stage)
+                         Elementwise, Gather, Gemm, If, Loop, Reduce, SegmentReduce, Stage)
 from .tile_contract import check_contract
 from .tile_printer import header, name_problem, print_region
 
@@ -280,6 +280,8 @@ class _Verifier:
                             f"{_dt(dtype(op.dst))} (insert a convert)", op)
         elif isinstance(op, Reduce):
             self.reduce(op, shape, dtype)
+        elif isinstance(op, SegmentReduce):
+            self.segment_reduce(op, shape, dtype)
         else:
             self.gather_scatter(op, shape, dtype)
         for r in op.writes:
@@ -325,6 +327,19 @@ class _Verifier:
         if shape(op.dst) not in (dropped, kept):
             raise _fail(f"reducing shape {src} over axes {list(op.axes)} gives {dropped} (or {kept}), "
                         f"not the destination shape {shape(op.dst)}", op)
+        if dtype(op.src) != dtype(op.dst):
+            raise self.dtype_error(op)
+
+    def segment_reduce(self, op: SegmentReduce, shape, dtype) -> None:
+        if op.combiner not in COMBINERS:
+            raise _fail(f"segment combiner {op.combiner!r} is not one of {', '.join(COMBINERS)}", op)
+        src, segments, dst = shape(op.src), shape(op.segments), shape(op.dst)
+        if len(segments) != 1 or dtype(op.segments) not in _INDEX_DTYPES:
+            raise _fail(f"segments {_region_text(op.segments)} must be a 1-d i32 or i64 region, got "
+                        f"{_dt(dtype(op.segments))}{list(segments)}", op)
+        if not src or dst != (segments[0] - 1,) + src[1:]:
+            raise _fail(f"{segments[0]} segment offsets of the rows of shape {src} give the shape "
+                        f"{(segments[0] - 1,) + src[1:]}, not the destination shape {dst}", op)
         if dtype(op.src) != dtype(op.dst):
             raise self.dtype_error(op)
 

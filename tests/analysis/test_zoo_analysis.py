@@ -251,6 +251,20 @@ EXPECTED = {
         B((("map", 2), ("map", 2), ("map", 8)), 0, deps(), (0, 1, 2), None, {}),
         B((("map", 2), ("map", 2), ("map", 8)), 0, deps(), (0, 1, 2), None, {"k": (2,), "v": (2,)}),
     ],
+    # graphsage small: 7 nodes, neighbour lists of lengths [2, 2, 3, 2, 2, 0, 0], 2 layers.
+    # Per layer: map(nodes){ reduce over gather(h, idx) }: the node map (block 0, 2) and its
+    # reduce over the longest list, 3 (block 1, 3), which carries its sum: (0, 1).  The gather's
+    # indices are run-time data, so any node may read any row of h: h is re-read along the node
+    # map and the reduce (layer 1; layer 2 gathers from layer 1's result, not an input); each
+    # layer's weights are re-read along the node map.
+    "graphsage": [
+        B((("map", 7),), None, deps(), (0,), None,
+          {"h": (0,), **along(("layers.0.w_self", "layers.0.w_neigh", "layers.0.bias"), (0,))}),
+        B((("map", 7), ("reduce", 3)), 0, deps((0, 1)), (0,), None, {"h": (0, 1)}),
+        B((("map", 7),), None, deps(), (0,), None,
+          along(("layers.1.w_self", "layers.1.w_neigh", "layers.1.bias"), (0,))),
+        B((("map", 7), ("reduce", 3)), 2, deps((0, 1)), (0,), None, {}),
+    ],
 }
 
 

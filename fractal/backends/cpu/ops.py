@@ -15,6 +15,7 @@ Semantics per point are those of `fractal.lower.tile_ir`; the batched forms:
   when every point uses one index vector, else `take_along_axis` / assignment through
   batch index arrays; a scatter with padding entries (one past the end) assigns the others
   through masked index arrays;
+* segment reduce: one `ufunc.reduceat` over the runs (`rows.segment_reduce`);
 * gemm: `gemm.gemm_into` (folding shared operands into one BLAS call).
 """
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter
+from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, SegmentReduce
 
 from .elementwise import compile_elementwise
 from .gemm import BLAS_DTYPES, gemm_into, multiply, prepare, row_sums
-from .rows import check_index, flat_rows, in_range, row_view, split_padding, take_rows, zero_padding
+from .rows import (check_index, flat_rows, in_range, row_view, segment_reduce, split_padding, take_rows,
+                   zero_padding)
 
 COMBINE = {"add": np.add, "max": np.maximum, "min": np.minimum}
 # what max and min give over no elements (softmax and logsumexp reduce over empty axes too)
@@ -81,6 +83,21 @@ def _reduce(op, scope):
             fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep, out=dst.view(env, los, box))
         else:
             dst.put(env, los, box, fn.reduce(x, axis=axes, dtype=dst.dtype, keepdims=keep))
+    return run
+
+
+def _segment_reduce(op, scope):
+    """One `reduceat` per stage point (a segmented reduce sits in a stage of no dims: once)."""
+    src, segments, dst = scope.access(op.src), scope.access(op.segments), scope.access(op.dst)
+    fn = COMBINE[op.combiner]
+
+    def run(env, los, box):
+        rows, offsets, nb = src.get(env, los, box), segments.get(env, los, box), len(box)
+        out = dst.view(env, los, box) if dst.is_view else np.empty(box + op.dst.shape, dst.dtype)
+        for pt in np.ndindex(*box):
+            segment_reduce(fn, rows[pt], offsets[pt], out[pt])
+        if not dst.is_view:
+            dst.put(env, los, box, out)
     return run
 
 
@@ -213,5 +230,6 @@ def _data(x: np.ndarray) -> int:
     return x.__array_interface__["data"][0]
 
 
-RULES = {Copy: _copy, Convert: _convert, Elementwise: compile_elementwise, Reduce: _reduce, Gather: _gather,
+RULES = {Copy: _copy, Convert: _convert, Elementwise: compile_elementwise, Reduce: _reduce,
+         SegmentReduce: _segment_reduce, Gather: _gather,
          Scatter: _scatter, Gemm: _gemm}

@@ -107,3 +107,32 @@ def zero_padding(value: np.ndarray, pad: np.ndarray | None, nbatch: int, axis: i
     # only the padded rows are written (a masked copy would pass over every element)
     where = np.nonzero(pad)
     value[where[:nbatch] + (slice(None),) * axis + where[nbatch:]] = 0
+
+
+def identity(ufunc, dtype: np.dtype):
+    """The value an empty run of `ufunc` (add, maximum, minimum) reduces to in `dtype`."""
+    if ufunc is np.add:
+        return 0
+    if dtype.kind == "b":
+        return ufunc is np.minimum
+    if dtype.kind in "iu":
+        return np.iinfo(dtype).min if ufunc is np.maximum else np.iinfo(dtype).max
+    return -np.inf if ufunc is np.maximum else np.inf
+
+
+def segment_reduce(ufunc, rows: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+    """`out[r] = ufunc-reduce(rows[offsets[r]:offsets[r + 1]])`, the identity for an empty run: one
+    `ufunc.reduceat` over the non-empty runs (it would read `rows[offsets[r]]` for an empty one)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    if n <= 0:
+        return
+    if offsets[0] < 0 or offsets[-1] > len(rows) or np.any(offsets[1:] < offsets[:-1]):
+        raise IndexError(f"segment offsets must rise from 0 within the {len(rows)} rows, got {offsets.tolist()}")
+    runs = offsets[1:] > offsets[:-1]
+    if runs.all():
+        ufunc.reduceat(rows[:offsets[-1]], offsets[:-1], axis=0, out=out)
+        return
+    out[...] = identity(ufunc, out.dtype)
+    if runs.any():
+        out[runs] = ufunc.reduceat(rows[:offsets[-1]], offsets[:-1][runs], axis=0)
