@@ -67,6 +67,7 @@ class Compiled:
     _executable: object
     _sizes: tuple
     _out_tree: object
+    _captured: tuple = ()  # the arrays the function captured: implicit arguments, read every run
 
     @property
     def compile_seconds(self) -> float:
@@ -74,7 +75,7 @@ class Compiled:
 
     def run(self, *args, profile: dict | None = None, **kwargs):
         leaves, _, _ = self._function.flatten_args(args, kwargs)
-        leaves = [x for x in leaves if not is_static(x)]
+        leaves = [x for x in leaves if not is_static(x)] + list(self._captured)
         if sizes_key(leaves) != self._sizes:
             raise ArgumentError(f"{self.name} was compiled for other list lengths; call the function "
                                 f"(it compiles per size) or compile it again for these arguments")
@@ -131,11 +132,13 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     backend = registry.get(target.backend)
     t0 = perf_counter()
     program, out_tree, leaves = function.traced(args, kwargs)
+    captured = _captured(function, args, kwargs, leaves)
     t1 = perf_counter()
     if backend.consumes == "program":
         executable = backend.build(program, target)
         seconds = {"trace": t1 - t0, "lower": 0.0, "passes": 0.0, "backend": perf_counter() - t1}
-        return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree)
+        return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree,
+                        captured)
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
     tile_ir, _ = run_pipeline(lowered.program, target=target, verify=verify)
@@ -143,19 +146,28 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     executable = backend.build(tile_ir, target)
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
-    return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree)
+    return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree,
+                    captured)
+
+
+def _captured(function, args, kwargs, leaves) -> tuple:
+    """The captured arrays among a trace's parameter values `leaves` (those after the
+    function's own non-static arguments)."""
+    own = [x for x in function.flatten_args(args, kwargs)[0] if not is_static(x)]
+    return tuple(leaves[len(own):])
 
 
 def compile_cached(function, args, kwargs, backend: str | None = None, target: Target | str | None = None) -> Compiled:
     """`f.compile(*args, backend=..., target=...)`: the `Compiled` for these arguments' program
-    and sizes and the target, compiled once (the cache lives in the function, and goes with it)."""
+    and sizes and the target, compiled once (the cache lives in the function, and goes with it;
+    threads making the same first call wait for one compile).  Equal programs of two traces
+    may read different captured arrays: the key names them (the `Compiled` keeps them alive,
+    so their ids stay theirs while it is cached)."""
     target = resolve_target(backend, target)
     program, _, leaves = function.traced(args, kwargs)
-    key = (program, sizes_key(leaves), target)
-    compiled = function.runner_cache.get(key)
-    if compiled is None:
-        compiled = function.runner_cache[key] = compile_function(function, args, kwargs, target)
-    return compiled
+    captured = _captured(function, args, kwargs, leaves)
+    key = (program, sizes_key(leaves), tuple(id(x) for x in captured), target)
+    return function.runner_cache.get_or_make(key, lambda: compile_function(function, args, kwargs, target))
 
 
 def run_call(function, args, kwargs, backend: str | None = None, target: Target | str | None = None):
