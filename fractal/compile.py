@@ -19,7 +19,7 @@ package installs for `Function` to delegate to (`fractal.lang.runner`):
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 
 import numpy as np
@@ -67,7 +67,8 @@ class Compiled:
     _executable: object
     _sizes: tuple
     _out_tree: object
-    _captured: tuple = ()  # the arrays the function captured: implicit arguments, read every run
+    # the arrays the function captured: implicit arguments, read every run (not compared: arrays)
+    _captured: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def compile_seconds(self) -> float:
@@ -131,8 +132,7 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     `FRACTAL_VERIFY=1`) and build `target`'s backend."""
     backend = registry.get(target.backend)
     t0 = perf_counter()
-    program, out_tree, leaves = function.traced(args, kwargs)
-    captured = _captured(function, args, kwargs, leaves)
+    program, out_tree, leaves, captured = function.traced_call(args, kwargs)
     t1 = perf_counter()
     if backend.consumes == "program":
         executable = backend.build(program, target)
@@ -150,13 +150,6 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
                     captured)
 
 
-def _captured(function, args, kwargs, leaves) -> tuple:
-    """The captured arrays among a trace's parameter values `leaves` (those after the
-    function's own non-static arguments)."""
-    own = [x for x in function.flatten_args(args, kwargs)[0] if not is_static(x)]
-    return tuple(leaves[len(own):])
-
-
 def compile_cached(function, args, kwargs, backend: str | None = None, target: Target | str | None = None) -> Compiled:
     """`f.compile(*args, backend=..., target=...)`: the `Compiled` for these arguments' program
     and sizes and the target, compiled once (the cache lives in the function, and goes with it;
@@ -164,8 +157,7 @@ def compile_cached(function, args, kwargs, backend: str | None = None, target: T
     may read different captured arrays: the key names them (the `Compiled` keeps them alive,
     so their ids stay theirs while it is cached)."""
     target = resolve_target(backend, target)
-    program, _, leaves = function.traced(args, kwargs)
-    captured = _captured(function, args, kwargs, leaves)
+    program, _, leaves, captured = function.traced_call(args, kwargs)
     key = (program, sizes_key(leaves), tuple(id(x) for x in captured), target)
     return function.runner_cache.get_or_make(key, lambda: compile_function(function, args, kwargs, target))
 

@@ -97,7 +97,8 @@ def test_the_other_backends_called_from_several_threads_agree(backend):
     assert all(np.allclose(got, alone[k]) for k, got in results)
 
 
-def test_concurrent_first_calls_trace_once_per_key_and_all_return_right_results():
+@pytest.mark.parametrize("backend", ["cpu", "interpreter"])
+def test_concurrent_first_calls_trace_once_per_key_and_all_return_right_results(backend):
     traces = []
 
     def counted(fn):
@@ -114,7 +115,7 @@ def test_concurrent_first_calls_trace_once_per_key_and_all_return_right_results(
     def call(job):
         c, d = job
         start.wait()
-        return job, fns[c](lists[d], backend="interpreter")
+        return job, fns[c](lists[d], backend=backend)
     with ThreadPoolExecutor(len(jobs)) as pool:
         results = list(pool.map(call, jobs))
     for (c, d), out in results:
@@ -122,6 +123,7 @@ def test_concurrent_first_calls_trace_once_per_key_and_all_return_right_results(
         np.testing.assert_array_equal(out.to_numpy(), np.full((2, 1, 3), 2.0 * c + 1.0, d))
         assert out.to_numpy().dtype == d
     assert len(traces) == 8  # one trace per function and dtype
+    assert all(len(f.runner_cache) == 2 for f in fns)  # one compile per dtype
 
 
 def test_an_eager_op_in_one_thread_while_another_traces_is_eager():

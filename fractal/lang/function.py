@@ -90,6 +90,10 @@ class Function:
         (cached by argument structure and types), the tree that nests its flat results, and
         the values of its parameters (the non-static argument leaves, in order, then the
         NumPy arrays the function captured: its implicit arguments, read now)."""
+        return self.traced_call(args, kwargs)[:3]
+
+    def traced_call(self, args, kwargs) -> tuple[Program, TreeDef, list, tuple]:
+        """`traced`'s three, and the captured arrays (the last of the leaves) on their own."""
         leaves, tree, names = self.flatten_args(args, kwargs)
         # Python numbers, strings and None are static: part of the cache key, not traced
         static = tuple(x if is_static(x) else None for x in leaves)
@@ -97,7 +101,7 @@ class Function:
         key = (tree, types, tuple(_static_key(x) for x in static))
         program, out_tree, captured, _ = self._cache.get_or_make(
             key, lambda: self._trace(tree, types, static, names), valid=_captured_unchanged)
-        return program, out_tree, [x for x in leaves if not is_static(x)] + list(captured)
+        return program, out_tree, [x for x in leaves if not is_static(x)] + list(captured), captured
 
     def _trace(self, tree: TreeDef, types, static, names):
         hints = _leaf_names(tree, names)
