@@ -5,8 +5,9 @@ Specification checked here:
 * One compiled function called from 4 threads, hundreds of calls in all, returns for every
   call what a call alone returns: with `FRACTAL_NUM_THREADS=1`, with the default threads, and
   with 2 threads and every stage big enough to be cut over them (the runs that find the
-  workers busy run on their calling thread).  Runs that overlapped each had a frame of their
-  own, and at most `MAX_FREE_FRAMES` idle frames are kept.
+  workers busy run on their calling thread, and BLAS's thread count is what it was after).
+  Runs that overlapped each had a frame of their own, and at most `MAX_FREE_FRAMES` idle
+  frames are kept.
 * The pointwise and interpreter backends, called from several threads, agree too.
 * Tracing is per thread: concurrent first calls of several functions (and of one function
   with several argument types) trace each key once and all return right results; an eager
@@ -68,8 +69,10 @@ def test_one_compiled_rnn_called_from_four_threads_gives_every_call_its_own_resu
     else:
         monkeypatch.setenv("FRACTAL_NUM_THREADS", threads)
     target = resolve_target()
-    if split:  # every stage big enough to be cut over the 2 threads
+    if split:  # every stage big enough to be cut over the 2 threads (BLAS held to 1 meanwhile)
+        threadpoolctl = pytest.importorskip("threadpoolctl")
         target = replace(target, policy=replace(target.policy, split_elements=1))
+        blas_threads = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     rnn = rnn_function()
     args = [rnn_inputs(k) for k in range(KINDS)]
     compiled = rnn.compile(*args[0], target=target)
@@ -81,6 +84,8 @@ def test_one_compiled_rnn_called_from_four_threads_gives_every_call_its_own_resu
     wrong = sum(not np.allclose(got, alone[k], rtol=1e-5, atol=1e-6) for k, got in results)
     assert wrong == 0, f"{wrong} of {len(results)} results wrong"
     assert 1 <= len(compiled._executable._free) <= MAX_FREE_FRAMES
+    if split:  # one run at a time held BLAS to one thread, and gave its count back
+        assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == blas_threads
 
 
 @pytest.mark.parametrize("backend", ["pointwise", "interpreter"])
