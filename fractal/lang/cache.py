@@ -20,6 +20,22 @@ from collections import OrderedDict
 from typing import Callable, Hashable
 
 
+class _Hashed:
+    """A key hashed once: keys hold programs, whose (dataclass) hash walks the whole IR, and a
+    lookup uses the key in several dict operations."""
+
+    __slots__ = ("key", "hash")
+
+    def __init__(self, key):
+        self.key, self.hash = key, hash(key)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return self.hash == other.hash and self.key == other.key
+
+
 class OnceCache:
     """`cache.get_or_make(key, make)`: the value for `key`, made by `make()` once."""
 
@@ -33,6 +49,7 @@ class OnceCache:
                     valid: Callable[[object], bool] | None = None):
         """The cached value for `key`, else `make()`'s (cached); an entry failing `valid` is
         made again."""
+        key = _Hashed(key)
         found = self._lookup(key, valid)
         if found is not None:
             return found[0]
@@ -70,11 +87,11 @@ class OnceCache:
         return len(self._items)
 
     def __contains__(self, key) -> bool:
-        return key in self._items
+        return _Hashed(key) in self._items
 
     def keys(self):
         with self._lock:
-            return list(self._items.keys())
+            return [k.key for k in self._items]
 
     def values(self):
         with self._lock:
