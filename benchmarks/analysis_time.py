@@ -34,8 +34,6 @@ import numpy as np  # noqa: E402
 import fractal as ft  # noqa: E402
 from examples import zoo  # noqa: E402
 from fractal.analysis import analyze_program  # noqa: E402
-from fractal.lang.function import is_static  # noqa: E402
-from fractal.lang.tree import flatten  # noqa: E402
 
 GOAL_S = 1.0
 
@@ -49,18 +47,12 @@ def _median_time(fn, repeat: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def _program_args(args) -> list:
-    """The flat traced arguments of a call (static Python values are part of the program)."""
-    leaves, _ = flatten(tuple(args))
-    return [x for x in leaves if not is_static(x)]
-
-
 def measure(name: str, config: str, repeat: int) -> dict:
     m = zoo.load(name)
     args = m.inputs(config)
     # trace: a fresh Function each time, so the trace cache does not hide the work
     trace_s, program = _median_time(lambda: ft.function(m.model.fn).trace(*args), repeat)
-    flat = _program_args(args)
+    flat = m.model.traced(tuple(args), {})[2]  # the program's parameters (captured arrays too)
     analysis_s, a = _median_time(lambda: analyze_program(program, flat), repeat)
     return {"model": name, "config": config, "trace_s": trace_s, "analysis_s": analysis_s,
             "blocks": len(a.blocks), "within_goal": analysis_s < GOAL_S}

@@ -19,7 +19,7 @@ package installs for `Function` to delegate to (`fractal.lang.runner`):
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 
 import numpy as np
@@ -70,6 +70,8 @@ class Compiled:
     _sizes: tuple
     _out_tree: object
     _args: tuple = ()  # (tree, leaf names, each leaf's type or ("static", value)) compiled for
+    # the arrays the function captured: implicit arguments, read every run (not compared: arrays)
+    _captured: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def compile_seconds(self) -> float:
@@ -78,7 +80,7 @@ class Compiled:
     def run(self, *args, profile: dict | None = None, **kwargs):
         leaves, tree, names = self._function.flatten_args(args, kwargs)
         self._check_args(leaves, tree, names)
-        leaves = [x for x in leaves if not is_static(x)]
+        leaves = [x for x in leaves if not is_static(x)] + list(self._captured)
         sizes = sizes_key(leaves)
         if sizes != self._sizes:
             names = [n for n, kind in zip(*self._args[1:]) if not _is_static_kind(kind)] if self._args else []
@@ -195,13 +197,13 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     `FRACTAL_VERIFY=1`) and build `target`'s backend."""
     backend = registry.get(target.backend)
     t0 = perf_counter()
-    program, out_tree, leaves = function.traced(args, kwargs)
+    program, out_tree, leaves, captured = function.traced_call(args, kwargs)
     t1 = perf_counter()
     if backend.consumes == "program":
         executable = backend.build(program, target)
         seconds = {"trace": t1 - t0, "lower": 0.0, "passes": 0.0, "backend": perf_counter() - t1}
         return Compiled(program.name, target, None, seconds, function, None, executable, sizes_key(leaves), out_tree,
-                        _args_signature(function, args, kwargs))
+                    _args_signature(function, args, kwargs), captured)
     lowered = lower_program(program, leaves)
     t2 = perf_counter()
     tile_ir, _ = run_pipeline(lowered.program, target=target, verify=verify)
@@ -211,19 +213,19 @@ def compile_function(function, args, kwargs, target: Target, *, verify: bool | N
     t4 = perf_counter()
     seconds = {"trace": t1 - t0, "lower": t2 - t1, "passes": t3 - t2, "backend": t4 - t3}
     return Compiled(program.name, target, tile_ir, seconds, function, lowered, executable, sizes_key(leaves), out_tree,
-                    _args_signature(function, args, kwargs))
+                    _args_signature(function, args, kwargs), captured)
 
 
 def compile_cached(function, args, kwargs, backend: str | None = None, target: Target | str | None = None) -> Compiled:
     """`f.compile(*args, backend=..., target=...)`: the `Compiled` for these arguments' program
-    and sizes and the target, compiled once (the cache lives in the function, and goes with it)."""
+    and sizes and the target, compiled once (the cache lives in the function, and goes with it;
+    threads making the same first call wait for one compile).  Equal programs of two traces
+    may read different captured arrays: the key names them (the `Compiled` keeps them alive,
+    so their ids stay theirs while it is cached)."""
     target = resolve_target(backend, target)
-    program, _, leaves = function.traced(args, kwargs)
-    key = (program, sizes_key(leaves), target)
-    compiled = function.runner_cache.get(key)
-    if compiled is None:
-        compiled = function.runner_cache[key] = compile_function(function, args, kwargs, target)
-    return compiled
+    program, _, leaves, captured = function.traced_call(args, kwargs)
+    key = (program, sizes_key(leaves), tuple(id(x) for x in captured), target)
+    return function.runner_cache.get_or_make(key, lambda: compile_function(function, args, kwargs, target))
 
 
 def run_call(function, args, kwargs, backend: str | None = None, target: Target | str | None = None):

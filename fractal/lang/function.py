@@ -6,7 +6,10 @@ Python numbers, strings and None are static: Python code sees their values
 at trace time (loop counts, flags), and a new value traces a new program.  Annotations, when present, are checked against the
 arguments; when absent, types come from the call.  Traced programs are cached
 per argument structure and types (list lengths are runtime data, so a new
-length does not re-trace).
+length does not re-trace), at most `TRACE_CACHE_SIZE` per function.  NumPy arrays the
+body captures (globals, closure variables) are implicit arguments: parameters after the
+function's own, read at every call (README, "Captured arrays").  Tracing is per thread,
+and a first call made by several threads at once traces once (`cache.OnceCache`).
 
 Calling a function runs it on the cpu backend (`f.compile`, compiled and cached per
 argument sizes, since the lowering unrolls list structure); `f(*args, backend="interpreter")`
@@ -26,6 +29,7 @@ import typing
 
 import numpy as np
 
+from .cache import OnceCache
 from .errors import FractalTypeError, SourceLoc, TraceError, _short_path
 from .interpreter import run_program
 from .ir import Program
@@ -36,6 +40,8 @@ from .types import FractalTensorType, TensorType, TupleType
 from .values import type_of
 
 _FRACTAL_TYPES = (TensorType, FractalTensorType, TupleType)
+TRACE_CACHE_SIZE = 256  # traces a function keeps, the least recently used dropped first
+COMPILED_CACHE_SIZE = 64  # compiled programs it keeps for the runner (each holds its buffers)
 
 
 class Function:
@@ -51,10 +57,12 @@ class Function:
         # program names print as `@name`: keep them to identifier characters (`<lambda>` -> `_lambda_`)
         self.name = re.sub(r"[^A-Za-z0-9_.]", "_", name or getattr(fn, "__name__", "function"))
         self.signature = inspect.signature(fn)
-        self._cache: dict = {}  # traced programs by argument structure, types and static values
+        # traced programs by argument structure, types and static values (made once per key,
+        # thread-safe: `cache.OnceCache`)
+        self._cache = OnceCache(TRACE_CACHE_SIZE)
         # what the installed runner keeps for this function (the compile layer's compiled
         # programs): stored here, its contents the runner's, so it lives as long as the function
-        self.runner_cache: dict = {}
+        self.runner_cache = OnceCache(COMPILED_CACHE_SIZE)
 
     def flatten_args(self, args, kwargs) -> tuple[list, TreeDef, list[str]]:
         """`(leaves, tree, names)`: the arguments checked against the signature and the
@@ -95,15 +103,20 @@ class Function:
     def traced(self, args, kwargs) -> tuple[Program, TreeDef, list]:
         """`(program, out_tree, leaves)` for a call with `args` and `kwargs`: the typed program
         (cached by argument structure and types), the tree that nests its flat results, and
-        the values of its parameters (the non-static argument leaves, in order)."""
+        the values of its parameters (the non-static argument leaves, in order, then the
+        NumPy arrays the function captured: its implicit arguments, read now)."""
+        return self.traced_call(args, kwargs)[:3]
+
+    def traced_call(self, args, kwargs) -> tuple[Program, TreeDef, list, tuple]:
+        """`traced`'s three, and the captured arrays (the last of the leaves) on their own."""
         leaves, tree, names = self.flatten_args(args, kwargs)
         # Python numbers, strings and None are static: part of the cache key, not traced
         static = tuple(x if is_static(x) else None for x in leaves)
         types = tuple(None if is_static(x) else type_of(x) for x in leaves)
-        key = (tree, types, tuple((type(x), x) for x in static))
-        if key not in self._cache:
-            self._cache[key] = self._trace(tree, types, static, names)
-        return self._cache[key] + ([x for x in leaves if not is_static(x)],)
+        key = (tree, types, tuple(_static_key(x) for x in static))
+        program, out_tree, captured, _ = self._cache.get_or_make(
+            key, lambda: self._trace(tree, types, static, names), valid=_captured_unchanged)
+        return program, out_tree, [x for x in leaves if not is_static(x)] + list(captured), captured
 
     def _trace(self, tree: TreeDef, types, static, names):
         hints = leaf_names(tree, names)
@@ -123,7 +136,8 @@ class Function:
             out_vars = [frame.lift(x) for x in out_leaves]
             body = frame.region(out_vars)
         program = Program(self.name, body, out_tree.out_tree())
-        return program, out_tree
+        captured = trace.captured_arrays()
+        return program, out_tree, captured, tuple((x.shape, x.dtype) for x in captured)
 
     def interpret(self, *args, progress=None, **kwargs):
         """Run the traced program with the NumPy reference interpreter.
@@ -212,6 +226,22 @@ def _recursion_site(fn) -> "SourceLoc | None":
             return SourceLoc(_short_path(frame.f_code.co_filename), tb.tb_lineno, frame.f_code.co_name)
         tb = tb.tb_next
     return None
+
+
+def _static_key(x):
+    """A static argument as part of the trace cache's key: a float by its bits (every NaN one
+    key, where NaN != NaN would make a new entry per call; 0.0 and -0.0 two), others by type
+    and value."""
+    if isinstance(x, float):
+        return type(x), x.hex()
+    return type(x), x
+
+
+def _captured_unchanged(entry) -> bool:
+    """Whether a trace's captured arrays still have the shapes and dtypes it was traced for
+    (an array resized in place, or given a new dtype through `.dtype =`: traced again)."""
+    _, _, captured, types = entry
+    return all((x.shape, x.dtype) == t for x, t in zip(captured, types))
 
 
 def is_static(x) -> bool:

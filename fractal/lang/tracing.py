@@ -11,9 +11,17 @@ Traced values are `Tracer`s: `ListTracer` (a list, here) and `TensorTracer` (a t
 with NumPy-like operators, in `tensor_tracer`, which builds on `bind` and `fractal.lang.api`
 and so on this module).  A subclass names the static type it traces (`traces=`), and
 `wrap` picks the class by the variable's type, so this module need not import them.
+
+Traces are per thread (`_STATE`, a `threading.local`): while one thread traces, another's
+ops run eagerly, or into its own trace.  A NumPy array (not 0-d) that traced code uses
+without receiving it is *captured* (`Trace.capture`): a parameter of the function body after
+its own, which the caller passes at every call (README, "Captured arrays"); numbers, NumPy
+scalars and 0-d arrays are constants.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -32,7 +40,8 @@ class Trace:
         self.counter = 0
         self.frames: list[Frame] = []
         self.names: set[str] = set()
-        self.consts: dict[int, tuple] = {}  # id(array) -> (array, its const var); the array is kept alive
+        self.root: Frame | None = None  # the outermost frame: the function body
+        self.captured: dict[int, tuple] = {}  # id(array) -> (array, its parameter); the array is kept alive
 
     def fresh_name(self, hint: str | None = None) -> str:
         if hint is not None:
@@ -47,6 +56,21 @@ class Trace:
                 self.counter += 1
         self.names.add(name)
         return name
+
+    def capture(self, x: np.ndarray, type_) -> Var:
+        """The parameter standing for the NumPy array `x` the traced code captured (see
+        "Captured arrays" in the README): an implicit argument of the function body, read at
+        every call, not a constant baked in at the first trace; one per array, wherever used."""
+        found = self.captured.get(id(x))
+        if found is None:
+            var = self.root.new_var(type_, "captured")
+            self.root.params.append(var)  # after the function's own parameters
+            found = self.captured[id(x)] = (x, var)
+        return found[1]
+
+    def captured_arrays(self) -> tuple[np.ndarray, ...]:
+        """The captured arrays, in the order of their parameters."""
+        return tuple(x for x, _ in self.captured.values())
 
 
 class Frame:
@@ -103,14 +127,7 @@ class Frame:
                 raise FractalTypeError(f"the constant {x!r} has unsupported dtype {arr.dtype}") from None
             if not isinstance(x, np.ndarray) or x.ndim == 0:  # numbers stay where they are used
                 return self.emit("const", (), (t,), dict(value=Const(arr)))[0]
-            # captured arrays are hoisted to the function body, once each, wherever they are used
-            root = self
-            while root.parent is not None:
-                root = root.parent
-            key = id(x)
-            if key not in self.trace.consts:
-                self.trace.consts[key] = (x, root.emit("const", (), (t,), dict(value=Const(arr)))[0])
-            return self.trace.consts[key][1]
+            return self.trace.capture(x, t)
         raise FractalTypeError(f"{type(x).__name__} {x!r:.60} cannot be used as a fractal value "
                                f"(expected a tensor, a FractalTensor or a number)")
 
@@ -120,26 +137,36 @@ class Frame:
         return outs
 
 
-_TRACES: list[Trace] = []
+class _State(threading.local):
+    """The calling thread's traces, innermost last: tracing is per thread, so one thread's
+    eager ops never join another thread's trace."""
+
+    def __init__(self):
+        self.traces: list[Trace] = []
+
+
+_STATE = _State()
 
 
 def current_frame() -> Frame | None:
-    """The innermost frame being built, or None when running eagerly."""
-    if _TRACES and _TRACES[-1].frames:
-        return _TRACES[-1].frames[-1]
+    """The innermost frame being built by the calling thread, or None when it runs eagerly."""
+    traces = _STATE.traces
+    if traces and traces[-1].frames:
+        return traces[-1].frames[-1]
     return None
 
 
 class trace_scope:
-    """`with trace_scope() as trace:` starts a new trace (tracing may nest: eval_shape inside a trace)."""
+    """`with trace_scope() as trace:` starts a new trace in the calling thread (tracing may
+    nest: eval_shape inside a trace)."""
 
     def __enter__(self) -> Trace:
         self.trace = Trace()
-        _TRACES.append(self.trace)
+        _STATE.traces.append(self.trace)
         return self.trace
 
     def __exit__(self, *exc):
-        _TRACES.remove(self.trace)
+        _STATE.traces.remove(self.trace)
 
 
 class frame_scope:
@@ -150,6 +177,8 @@ class frame_scope:
 
     def __enter__(self) -> Frame:
         self.frame = Frame(self.trace, self.parent)
+        if self.parent is None and self.trace.root is None:
+            self.trace.root = self.frame
         self.trace.frames.append(self.frame)
         return self.frame
 

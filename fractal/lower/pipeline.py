@@ -15,20 +15,21 @@ Each pass is a pure function `(TileProgram, PassContext) -> TileProgram`; the pr
 all its data (const buffers declare theirs), so a pass that adds a table adds a const buffer
 with it, and the context carries only the hardware and the notes.  Under tests
 (`verify=True`) the IR is verified after every pass; `FRACTAL_DUMP_IR=<dir>` (or `dump=`)
-writes the IR before the first pass and after each one, and notes passes that changed nothing.
+writes the IR before the first pass and after each one, and notes passes that changed nothing
+(`dump`: file names, an unwritable folder).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fractal.lang.errors import VerifyError
 
 from .bucket import bucket
 from .coarsen import batch, fuse, merge
 from .contract import contract
+from .dump import Dump
 from .hoist import hoist
 from .materialise import contract_storage, forward_results
 from .merge_gemms import merge_gemms, widen_gemms
@@ -99,11 +100,9 @@ def run_pipeline(program: TileProgram, *, target: Target, verify: bool | None = 
     when `verify` (default: `FRACTAL_VERIFY=1`), a failure naming the pass."""
     ctx = PassContext(target)
     verify = verify_requested() if verify is None else verify
-    dump = dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR")
-    out = Path(dump) if dump else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{program.name}.00-lowered.tile").write_text(str(program) + "\n")
+    out = Dump(dump if dump is not None else os.environ.get("FRACTAL_DUMP_IR"), program, target)
+    if out.folder is not None:
+        out.write(0, "lowered", str(program) + "\n")
     if verify:
         _verified(program, "the lowering", ctx)
     for k, (name, run) in enumerate(passes if passes is not None else PASSES, 1):
@@ -111,9 +110,8 @@ def run_pipeline(program: TileProgram, *, target: Target, verify: bool | None = 
         program = run(program, ctx)
         if verify:
             _verified(program, f"pass {name}", ctx)
-        if out is not None:
-            text = str(program) + "\n" if program != before else f"// {name}: (unchanged)\n"
-            (out / f"{program.name}.{k:02d}-{name}.tile").write_text(text)
+        if out.folder is not None:
+            out.write(k, name, str(program) + "\n" if program != before else f"// {name}: (unchanged)\n")
     return program, ctx
 
 

@@ -195,7 +195,7 @@ def test_nested_maps_over_a_ragged_batch():
 
 def test_map_closes_over_outer_values():
     """A body may read traced values of enclosing regions, values computed before the map, and
-    captured NumPy arrays (constants); they are read, not passed as arguments."""
+    captured NumPy arrays (implicit parameters of the function, after its own)."""
     xs = seq(3)
     bias = rng_of(5).standard_normal((1, 3))
     const = np.arange(3.0)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 import fractal as ft
 from tests.lang.strategies import (Access, ArgSpec, Binary, Comb, Const, Full, IdxFloat, LayerNorm, LengthF,
                                    LIndex, MatMul, ProgramDesc, Proj, Reduce, Ref, Scalar, Softmax, Stack,
-                                   TIndex, Transpose, Unary, Where, assert_values_close, build, flat_args,
+                                   TIndex, Transpose, Unary, Where, assert_values_close, build,
                                    make_args, program_descs)
 
 def _settings(n):
@@ -32,23 +32,24 @@ def _settings(n):
 
 
 def run_both(desc: ProgramDesc):
-    """(eager result, interpreted result, traced program, args) of one description."""
+    """(eager result, interpreted result, traced program, its flat arguments) of one
+    description (the flat arguments: the leaves of `args`, then any captured arrays)."""
     fn, args = build(desc), make_args(desc)
     eager = fn(*args)
     traced = ft.function(fn)
-    return eager, traced.interpret(*args), traced.trace(*args), args
+    program, _, flat = traced.traced(tuple(args), {})
+    return eager, traced.interpret(*args), program, flat
 
 
 def check_program(desc: ProgramDesc) -> None:
     """All four properties for one description."""
-    eager, interpreted, program, args = run_both(desc)
+    eager, interpreted, program, flat = run_both(desc)
     assert_values_close(eager, interpreted)
     program.verify()
     text = str(program)
     parsed = ft.parse_program(text)
     assert parsed == program
     assert str(parsed) == text
-    flat = flat_args(args)
     assert_values_close(tuple(parsed.interpret(*flat)), tuple(program.interpret(*flat)), rtol=0, atol=0)
 
 
@@ -76,12 +77,11 @@ def test_text_round_trip_and_parsed_program_runs_the_same(desc):
     """`parse_program(str(p)) == p`, the parsed program prints identically, and it computes
     exactly what the original program computes on the same flat arguments."""
     fn, args = build(desc), make_args(desc)
-    program = ft.function(fn).trace(*args)
+    program, _, flat = ft.function(fn).traced(tuple(args), {})  # (captured arrays last)
     text = str(program)
     parsed = ft.parse_program(text)
     assert parsed == program
     assert str(parsed) == text
-    flat = flat_args(args)
     assert_values_close(tuple(parsed.interpret(*flat)), tuple(program.interpret(*flat)), rtol=0, atol=0)
 
 

@@ -160,11 +160,12 @@ def test_matmul_operator_and_reflected_with_captured_numpy_array():
     check(lambda a, w: a @ w, batched, W)  # batch dims broadcast
 
 
-def test_captured_numpy_array_becomes_a_constant():
-    """A NumPy array closed over by traced code is recorded as a `const` (not a parameter)."""
+def test_captured_numpy_array_becomes_an_implicit_parameter():
+    """A NumPy array closed over by traced code is a parameter after the function's own, read
+    at every call (README, "Captured arrays"): here `W.T`, a NumPy view made while tracing."""
     program, out = trace_and_run(lambda a: W.T @ a.T, X)
-    assert [v.type for v in program.params] == [TensorType((3, 4), np.dtype("float64"))]
-    assert any(e.op == "const" for e in program.body.eqns)
+    assert [v.type for v in program.params] == [TensorType((3, 4), np.dtype("float64")), TensorType((5, 4), W.dtype)]
+    assert not any(e.op == "const" for e in program.body.eqns)
     assert_same(out, W.T @ X.T)
 
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,12 +102,14 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
     args = model.inputs("small", dtype=np.float64)
     compile_function(model.model, args, {}, TARGET)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["model.00-lowered.tile"] + [f"model.{k:02d}-{name}.tile" for k, (name, _) in
-                                                 enumerate(PASSES, 1)]
-    assert (tmp_path / "model.01-contract.tile").read_text().strip() == "// contract: (unchanged)"
-    assert (tmp_path / "model.05-sink.tile").read_text().strip() == "// sink: (unchanged)"
-    assert (tmp_path / "model.15-tile.tile").read_text().strip() == "// tile: (unchanged)"
-    assert "tile @model" in (tmp_path / "model.06-batch.tile").read_text()
+    (prefix,) = {name.rsplit(".", 2)[0] for name in names}  # model.<signature>.<pid>
+    assert prefix.startswith("model.") and prefix.endswith(f".{os.getpid()}")
+    assert names == [f"{prefix}.00-lowered.tile"] + [f"{prefix}.{k:02d}-{name}.tile" for k, (name, _) in
+                                                     enumerate(PASSES, 1)]
+    assert (tmp_path / f"{prefix}.01-contract.tile").read_text().strip() == "// contract: (unchanged)"
+    assert (tmp_path / f"{prefix}.05-sink.tile").read_text().strip() == "// sink: (unchanged)"
+    assert (tmp_path / f"{prefix}.15-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert "tile @model" in (tmp_path / f"{prefix}.06-batch.tile").read_text()
 
 
 def test_a_program_the_backend_cannot_lower_runs_in_the_interpreter_with_a_warning():

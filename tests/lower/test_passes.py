@@ -8,6 +8,7 @@ written on one line.  The last tests run the whole pipeline on tiny `ft.function
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np
@@ -746,6 +747,12 @@ def rnn_args():
     return batch, ft.fractal([rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2)])
 
 
+def dump_prefix(folder) -> str:
+    """The one `<program>.<signature>.<pid>` prefix of the dump files in `folder`."""
+    (prefix,) = {p.name.rsplit(".", 2)[0] for p in folder.iterdir()}
+    return prefix
+
+
 def last_dump(folder) -> str:
     """The text of the last pass that changed the program, in a dump folder."""
     texts = [p.read_text() for p in sorted(folder.iterdir())]
@@ -774,11 +781,13 @@ def test_pipeline_wavefronts_a_stacked_rnn_and_notes_it(tmp_path):
     loops = [s for s in out.body if isinstance(s, Loop)]
     assert [(s.kind, s.start.const, s.stop.const) for s in loops] == [("sequential", 0, 4)]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [f"stacked_rnn.{k:02d}-{name}.tile" for k, name in
+    prefix = dump_prefix(tmp_path)  # stacked_rnn.<signature>.<pid>
+    assert prefix.startswith("stacked_rnn.") and prefix.endswith(f".{os.getpid()}")
+    assert names == [f"{prefix}.{k:02d}-{name}.tile" for k, name in
                      enumerate(["lowered"] + [name for name, _ in PASSES])]
-    assert parse_tile_program((tmp_path / "stacked_rnn.00-lowered.tile").read_text()) == low.program
+    assert parse_tile_program((tmp_path / f"{prefix}.00-lowered.tile").read_text()) == low.program
     assert parse_tile_program(last_dump(tmp_path)) == out
-    assert (tmp_path / "stacked_rnn.15-tile.tile").read_text() == "// tile: (unchanged)\n"
+    assert (tmp_path / f"{prefix}.15-tile.tile").read_text() == "// tile: (unchanged)\n"
 
 
 def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tmp_path, monkeypatch):
@@ -787,7 +796,7 @@ def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tm
     monkeypatch.setenv("FRACTAL_DUMP_IR", str(tmp_path))
     low = lowered(scaled, ft.fractal([np.full((1, 4), i, np.float32) for i in range(3)]))
     out, _ = run_pipeline(low.program, target=TINY_CPU, verify=True)
-    text = {p.name.split("-", 1)[1]: p.read_text() for p in tmp_path.iterdir()}
+    text = {p.name.rsplit("-", 1)[1]: p.read_text() for p in tmp_path.iterdir()}
     assert text["hoist.tile"] == "// hoist: (unchanged)\n"
     assert text["wavefront.tile"] == "// wavefront: (unchanged)\n"
     assert parse_tile_program(last_dump(tmp_path)) == out

@@ -47,6 +47,7 @@ _local = threading.local()  # .team: the Team the calling thread may fork (None 
 _pool: ThreadPoolExecutor | None = None  # shared by every executable; grown on demand
 _pool_size = 0
 _pool_lock = threading.Lock()
+_lease = threading.Lock()  # held by the one run that may fork now (`Team.running`)
 _blas = None  # threadpoolctl's BLAS controllers, found once
 
 
@@ -112,8 +113,13 @@ class Team:
     def running(self):
         """Within: stages run by this thread may fork, and BLAS runs on one thread (a stage
         run unsplit, its box small that step, runs its GEMMs on one core: had BLAS threads
-        run them, they would spin on the cores the next split stage needs)."""
-        if self.size == 1:
+        run them, they would spin on the cores the next split stage needs).
+
+        One run at a time per process holds the workers (`_lease`): the pool and BLAS's thread
+        count are the process's, and a second run forking over them would only queue behind
+        the first (or, restoring BLAS's count as it ends, leave the first with BLAS threads).
+        A run that starts while another holds them runs on its calling thread, unsplit."""
+        if self.size == 1 or not _lease.acquire(blocking=False):
             yield
             return
         previous = getattr(_local, "team", None)
@@ -124,6 +130,7 @@ class Team:
                 yield
         finally:
             _local.team = previous
+            _lease.release()
 
     def fork(self, tasks) -> None:
         """Runs zero-argument `tasks` at once, the first on the calling thread; returns when
