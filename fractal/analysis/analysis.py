@@ -63,12 +63,12 @@ class Analysis:
         return explain_html(self)
 
 
-def analyze(f: Function, *args, **kwargs) -> Analysis:
+def analyze(f: Function, *args, _caller: str = "ft.analyze", **kwargs) -> Analysis:
     """`ft.analyze(f, *args)`: the analysis of `@ft.function` `f` for these arguments, which fix
     the types and the sizes (list lengths) the analysis works with."""
     if not isinstance(f, Function):
-        raise FractalTypeError(f"ft.analyze takes an @ft.function, got {type(f).__name__} {f!r:.60}; "
-                               f"decorate it with @ft.function or wrap it: ft.analyze(ft.function(f), ...)")
+        raise FractalTypeError(f"{_caller} takes an @ft.function, got {type(f).__name__} {f!r:.60}; "
+                               f"decorate it with @ft.function or wrap it: {_caller}(ft.function(f), ...)")
     program, _, leaves = f.traced(args, kwargs)
     return analyze_program(program, leaves)
 

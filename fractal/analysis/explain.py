@@ -24,4 +24,4 @@ class Explanation:
 def explain(f, *args, **kwargs) -> Explanation:
     """A report in words of what is parallel, what carries what, the wavefronts and the reuse
     in `@ft.function` `f` for these arguments (`ft.analyze(f, *args)` in words)."""
-    return Explanation(analyze(f, *args, **kwargs))
+    return Explanation(analyze(f, *args, _caller="ft.explain", **kwargs))

@@ -27,7 +27,7 @@ from .errors import (FractalError, FractalTypeError, LengthError, ShapeError, So
                      _short_path, user_location)
 from .tracing import ListTracer, Tracer, ZipTracer, current_frame, frame_scope, trace_scope, wrap
 from .tree import TreeDef, flatten, unflatten
-from .types import FractalTensorType, TupleType
+from .types import FractalTensorType, TensorType, TupleType, float32
 from .values import FractalTensor, type_of
 
 # -- the loops ------------------------------------------------------------------------------
@@ -206,6 +206,7 @@ def _aggregate(op, f, xs, init, reverse):
     parts, trees = _lists(op, (xs,))
     check_body(op, f, 2, "the state and one element")
     init_leaves, init_tree = flatten(init)
+    init_leaves = _weak_floats(init_leaves, parts)
     if _tracing(*parts, *init_leaves):
         return _trace(op, f, parts, trees, (init_leaves, init_tree), reverse)
     # a Python number as initial state is a NumPy scalar array, as it is when traced (a constant)
@@ -230,6 +231,17 @@ def _aggregate(op, f, xs, init, reverse):
         return unflatten(init_tree, final)
     outs = tuple(FractalTensor.from_elements(t, [s[j] for s in states]) for j, t in enumerate(init_types))
     return unflatten(_list_tree(init_tree), outs)
+
+
+def _weak_floats(init_leaves, parts) -> list:
+    """A Python float in the initial state is weakly typed, as next to a tensor: it takes the
+    float dtype of the lists' elements (the first list with float leaves), else float32
+    (fractal's default float), so `fold(f, xs, 0.0)` over float32 data keeps a float32 state."""
+    if not any(isinstance(v, float) for v in init_leaves):
+        return init_leaves
+    dtype = next((leaf.dtype for leaf in (getattr(getattr(p, "type", None), "leaf", None) for p in parts)
+                  if isinstance(leaf, TensorType) and np.dtype(leaf.dtype).kind == "f"), float32)
+    return [np.asarray(v, dtype=dtype) if isinstance(v, float) else v for v in init_leaves]
 
 
 def _check_state(op, init_tree, init_types, tree, types):

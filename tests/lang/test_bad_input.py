@@ -302,7 +302,7 @@ def test_to_numpy_pad_value_string():
 
 
 def test_explain_of_none():
-    with pytest.raises(ft.FractalTypeError, match=r"takes an @ft.function, got NoneType") as e:
+    with pytest.raises(ft.FractalTypeError, match=r"ft.explain takes an @ft.function, got NoneType") as e:
         ft.explain(None)  # <- here
     assert_at_mark(e.value, ft.FractalTypeError)
 

@@ -80,3 +80,18 @@ def test_swin_style_masked_window_attention_stays_float32():
     p = np.exp(s - s.max(-1, keepdims=True))
     want = (p / p.sum(-1, keepdims=True)) @ q
     assert np.allclose(got.to_numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("combinator", ["fold", "reduce", "scan"])
+def test_a_python_float_initial_state_takes_the_elements_dtype(combinator, dtype):
+    """`fold(f, xs, 0.0)` over float32 elements keeps a float32 state (float64 over float64),
+    on every path: the Python float is weakly typed, as next to a tensor."""
+    xs = ft.fractal([np.ones((1, 4), dtype)] * 3)
+    agg = getattr(ft, combinator)
+
+    def total(xs):
+        out = agg(lambda s, x: s + ft.sum(x), xs, 0.0)
+        return out[-1] if combinator == "scan" else out  # (a scan's last state)
+    for path, got in dtypes(lambda c, xs: total(xs), None, xs).items():
+        assert got == dtype, (path, got)

@@ -119,13 +119,14 @@ class Team:
         count are the process's, and a second run forking over them would only queue behind
         the first (or, restoring BLAS's count as it ends, leave the first with BLAS threads).
         A run that starts while another holds them runs on its calling thread, unsplit."""
-        if self.size == 1 or not _lease.acquire(blocking=False):
+        blas = _blas_controller()  # None without threadpoolctl: BLAS's threads would fight ours
+        if self.size == 1 or blas is None or not _lease.acquire(blocking=False):
             yield
             return
         previous = getattr(_local, "team", None)
         _local.team = self
         try:
-            with _blas_controller().limit(limits=1):
+            with blas.limit(limits=1):
                 _stop_spinning()
                 yield
         finally:
