@@ -84,27 +84,37 @@ def op_accesses(op, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[s
     return out
 
 
-def accesses(stmts, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray] | None = None):
-    """Every access of every op inside `stmts`, each with its scope (loops, stage dims, ifs)."""
+def accesses(stmts, scope: Scope, shapes: Mapping[str, tuple], tables: Mapping[str, np.ndarray] | None = None,
+             live_reads: bool = False):
+    """Every access of every op inside `stmts`, each with its scope (loops, stage dims, ifs).
+    `live_reads`: a read inside a loop with an `active` hint counts only at the live points
+    (a dead point's results are read by no one, so what it reads cannot matter); its writes,
+    and everything without the flag, count at every point."""
     tables = tables or {}
     out: list[Access] = []
 
-    def walk(ss, sc: Scope):
+    def walk(ss, sc: Scope, live: Scope):
         for s in ss:
             if isinstance(s, Loop):
-                walk(s.body, sc.inner(s.var, s.start, s.stop, s.step))
+                inner = sc.inner(s.var, s.start, s.stop, s.step)
+                live_inner = live.inner(s.var, s.start, s.stop, s.step)
+                if s.active is not None:
+                    live_inner = live_inner.when((s.active.point, "<", s.active.bound))
+                walk(s.body, inner, live_inner)
             elif isinstance(s, If):
-                walk(s.then, sc.when(s.cond))
-                walk(s.orelse, sc.unless(s.cond))
+                walk(s.then, sc.when(s.cond), live.when(s.cond))
+                walk(s.orelse, sc.unless(s.cond), live.unless(s.cond))
             elif isinstance(s, Stage):
-                inner = sc
+                inner, live_inner = sc, live
                 for d in s.dims:
-                    inner = inner.inner(d.var, d.start, d.stop)
+                    inner, live_inner = inner.inner(d.var, d.start, d.stop), live_inner.inner(d.var, d.start, d.stop)
                 for op in s.body:
-                    out.extend(op_accesses(op, inner, shapes, tables))
+                    out.extend(x for x in op_accesses(op, inner, shapes, tables) if x.write or not live_reads)
+                    if live_reads:
+                        out.extend(x for x in op_accesses(op, live_inner, shapes, tables) if not x.write)
             else:
                 raise TypeError(f"not a statement: {type(s).__name__}")
-    walk(stmts, scope)
+    walk(stmts, scope, scope)
     return out
 
 

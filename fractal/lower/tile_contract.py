@@ -6,6 +6,9 @@ Every backend may rely on these, and every pass must keep them:
   element another point writes (so a backend runs them in any order, at once, op after op
   over the whole box, or cut over threads, thread blocks or PEs);
 * so are the iterations of a parallel loop (a backend may run them at once, as grid dims);
+  what a dead point of a sequential loop's `active` hint reads does not count (no one reads
+  its results: the index fitted to the live points may land, for a dead one, in another
+  iteration's rows), what it writes does;
 * a scatter writes, at each point, exactly the rows its index names (its region is the
   frame the index counts in), each at most once: with a constant index table that is checked
   here, row by row (a traced index is the program's data, checked when it runs).
@@ -58,7 +61,7 @@ def check_contract(program) -> None:
 def _independent(stmts, scope, fixed, over, what: str, where, shapes, tables) -> None:
     """`stmts` (standing in `scope`) meet only where their `over` variables are equal, the
     `fixed` ones (the loops around) held equal."""
-    xs = accesses(stmts, scope, shapes, tables)
+    xs = accesses(stmts, scope, shapes, tables, live_reads=True)
     d = deltas(xs, xs, over, fixed)
     if not only_zero(d):
         shown = _nonzero_example(d)

@@ -257,3 +257,20 @@ def test_ragged_recurrences_compile_to_live_prefixes_and_equal_the_interpreter(l
     assert compared == len(lengths)
     hinted = [s for s in compiled.tile_ir.body if isinstance(s, Loop) and s.active is not None]
     assert bool(hinted) == (len(set(lengths)) > 1)
+
+
+def test_a_map_over_lists_of_empty_lists_compiles_to_the_interpreters_result():
+    """Found by the random programs: inner lists all empty in one sample made the reduce over
+    a map's results read, at its dead points, the rows of another sample (see test_tile_ir's test_a_dead_points_reads_do_not_count_against_a_parallel_loop); the
+    contract refused the lowering though every live value was right."""
+    T = ft.FractalTensor[ft.FractalTensor[ft.FractalTensor[ft.Tensor[(), ft.float64]]]]
+    xs = ft.fractal([[[]], [[], [np.array(5.0)]]], type=T)
+    c = np.array([3.0])
+
+    @ft.function
+    def f(xs, c):
+        return ft.map(lambda a: ft.reduce(lambda acc, e: acc * 2.0 + e,
+                                          ft.map(lambda e: ft.reduce(lambda p, q: p + q, e, 0.0) + ft.mean(c), a),
+                                          ft.mean(c)), xs)
+    want = [float(v) for v in f.interpret(xs, c).to_list()]
+    assert [float(v) for v in f(xs, c).to_list()] == want == [9.0, 26.0]

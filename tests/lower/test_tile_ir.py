@@ -875,3 +875,28 @@ def test_a_parallel_loops_iterations_must_not_meet(op, loop, message):
     with pytest.raises(VerifyError) as e:
         p.verify()
     assert message in str(e.value) and "\n  in: for i in 0:4 parallel host" in str(e.value)
+
+
+@pytest.mark.parametrize("active, meets", [(" active m < 2 - r", False), ("", True)])
+def test_a_dead_points_reads_do_not_count_against_a_parallel_loop(active, meets):
+    """A sequential loop's `active` hint names the live points of a sorted ragged batch: a
+    dead point computes what no one reads, so what it reads (here the other iteration's row,
+    where the affine index fitted to the live points lands) cannot break independence; its
+    writes still count.  Without the hint the same read meets the other iteration's write."""
+    p = parse_tile_program(f"""tile @t {{
+  buffer x: f64[2,4] global input
+  buffer y: f64[4,4] global temp
+  buffer z: f64[4,4] global output
+  for m in 0:2 parallel host {{
+    stage w(k in 0:2) device {{ y[2*m + k, 0:4] = copy(x[m, 0:4]) }}
+    for r in 0:2 sequential host{active} {{
+      stage s() device {{ z[m + 2*r, 0:4] = copy(y[m - r + 1, 0:4]) }}
+    }}
+  }}
+}}""")
+    if not meets:
+        p.verify()
+        return
+    with pytest.raises(VerifyError, match="iterations of parallel loop m are not independent"):
+        p.verify()
+
