@@ -26,6 +26,7 @@ of a deeper one).  A parameter whose annotation cannot be drawn (none, a bare
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 
 from hypothesis import strategies as st
@@ -34,7 +35,8 @@ from fractal.lang.errors import ArgumentError, FractalTypeError
 from fractal.lang.function import Function
 from fractal.lang.types import FractalTensorType, TensorType, TupleType
 
-from .strategies import fractal_tensors, list_lengths, tensors, truncate
+from .leaves import tensors
+from .lists import check_bounds, fractal_tensors, list_lengths, truncate
 
 __all__ = ["arguments_for"]
 
@@ -43,20 +45,21 @@ _LEAF_OPTIONS = ("elements", "allow_nan", "allow_infinity", "allow_subnormal", "
                  "min_value", "max_value")
 
 
-def _hints(fn) -> dict:
-    """The resolved annotations of `fn` (string annotations evaluated in its module; one that
-    cannot be resolved stays a string, reported when its parameter is drawn)."""
-    raw = dict(getattr(fn, "__annotations__", {}) or {})
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:  # a name get_type_hints cannot see (a local class): resolve one by one
-        out = {}
-        for k, v in raw.items():
-            try:
-                out[k] = eval(v, getattr(fn, "__globals__", {})) if isinstance(v, str) else v
-            except Exception:
-                out[k] = v
-        return out
+def _hints(obj) -> dict:
+    """The annotations of a function or a NamedTuple class, string ones (`from __future__ import
+    annotations`) evaluated in its module as `ft.function` does; one that names something the
+    module cannot see (a local class) stays a string, reported if its parameter is drawn."""
+    if isinstance(obj, type):
+        namespace = vars(sys.modules[obj.__module__]) if obj.__module__ in sys.modules else {}
+    else:
+        namespace = getattr(obj, "__globals__", {})
+    out = {}
+    for name, value in (getattr(obj, "__annotations__", None) or {}).items():
+        try:
+            out[name] = eval(value, dict(namespace)) if isinstance(value, str) else value
+        except Exception:
+            out[name] = value
+    return out
 
 
 def _is_namedtuple(a) -> bool:
@@ -99,10 +102,7 @@ class _Plan:
         if isinstance(annotation, TupleType):
             return ("tuple", [self.node(a, f"{path}[{i}]") for i, a in enumerate(annotation.elems)], None)
         if _is_namedtuple(annotation):
-            try:
-                hints = typing.get_type_hints(annotation)
-            except Exception:
-                hints = {}
+            hints = _hints(annotation)
             return ("tuple", [self.node(hints.get(name), f"{path}.{name}") for name in annotation._fields],
                     annotation)
         if typing.get_origin(annotation) is tuple:
@@ -170,7 +170,7 @@ def arguments_for(f, *, min_len=0, max_len=6, max_leaves=64, sizes=None, same_le
         for p in group:
             groups[p] = g
     list_options = dict(min_len=min_len, max_len=max_len, max_leaves=max_leaves)
-    list_lengths(1, **list_options)  # the bounds are checked now, at the caller's line
+    check_bounds(1, min_len, max_len, max_leaves, None, f"arguments_for({owner})")  # now, at the caller's line
     plan = _Plan(owner, list_options, dict(leaf_options), sizes, groups)
     signature = inspect.signature(fn)
     hints = _hints(fn)
