@@ -55,6 +55,8 @@ def _hints(obj) -> dict:
         namespace = getattr(obj, "__globals__", {})
     out = {}
     for name, value in (getattr(obj, "__annotations__", None) or {}).items():
+        if isinstance(value, typing.ForwardRef):  # a NamedTuple's string annotation
+            value = value.__forward_arg__
         try:
             out[name] = eval(value, dict(namespace)) if isinstance(value, str) else value
         except Exception:

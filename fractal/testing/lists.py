@@ -66,7 +66,7 @@ class _Lengths:
         if isinstance(self.lengths, st.SearchStrategy):
             return self._given(draw, self.depth)
         if self.lengths is not None:
-            return self.lengths if not isinstance(self.lengths, int) else _regular(self.depth, self.lengths)
+            return _copy(self.lengths) if not isinstance(self.lengths, int) else _regular(self.depth, self.lengths)
         if draw(st.booleans()):  # one length per level: every list of a level equally long
             return self._equal(draw)
         return self._ragged(draw, self.depth, self.max_leaves)
