@@ -112,28 +112,30 @@ def test_min_len_and_max_len_bound_every_level():
 # -- edge cases are favoured -------------------------------------------------------------------
 
 def test_edge_cases_appear_over_many_draws():
-    seen = set()
+    """Empty lists, length-1 lists and `max_len` lists appear at every level of a depth-3 type,
+    and the lengths of a level are all equal in a good share of the draws.  The outermost list is
+    empty in few draws only: hypothesis does not draw an example it has already tried."""
+    draws = []
 
     @given(fractal_tensors((1,), depth=3, max_len=5))
     @COUNT
     def prop(x):
-        per_level = {}
+        per_level, kinds = {}, set()
         for level, xs in all_lists(x):
             per_level.setdefault(level, []).append(len(xs))
-            if len(xs) == 0:
-                seen.add(("empty", level))
-            if len(xs) == 1:
-                seen.add(("one", level))
-            if len(xs) == 5:
-                seen.add(("max_len", level))
-        if all(len(set(ns)) == 1 for ns in per_level.values()) and len(x) > 1 and len(per_level) == 3:
-            seen.add("all equal")
+            kinds |= {(kind, level) for kind, n in (("empty", 0), ("one", 1), ("max_len", 5)) if len(xs) == n}
+        if len(per_level) == 3 and all(len(set(ns)) == 1 for ns in per_level.values()) and len(x) > 1:
+            kinds.add("all equal")
         if any(len(set(ns)) > 1 for ns in per_level.values()):
-            seen.add("ragged")
+            kinds.add("ragged")
+        draws.append(kinds)
 
     prop()
-    expected = {(kind, level) for kind in ("empty", "one", "max_len") for level in range(3)}
-    assert expected | {"all equal", "ragged"} <= seen, sorted(map(str, expected - seen))
+    share = {k: sum(k in d for d in draws) / len(draws) for d in draws for k in d}
+    often = [("one", level) for level in range(3)] + [("max_len", level) for level in range(3)] + \
+        [("empty", 1), ("empty", 2), "ragged"]
+    assert all(share.get(k, 0) >= 0.2 for k in often), share
+    assert share.get(("empty", 0), 0) > 0 and share.get("all equal", 0) >= 0.05, share
 
 
 def test_special_floats_only_on_request():
