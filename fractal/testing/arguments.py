@@ -91,6 +91,11 @@ class _Plan:
                 annotation = override
             else:
                 return ("draw", st.just(override))
+        if options is not None and not isinstance(annotation, (TensorType, FractalTensorType)):
+            first = _first_part(annotation, path)
+            raise ArgumentError(f"arguments_for({self.owner}): sizes[{path!r}] holds options, but {path!r} is a "
+                                f"{_describe(annotation, False)}, not a list or a tensor; set the options of its "
+                                f"parts, e.g. {first!r}")
         if isinstance(annotation, TensorType):
             return ("draw", tensors(annotation, **self._leaf(options, path)))
         if isinstance(annotation, FractalTensorType):
@@ -130,13 +135,19 @@ def _what(path: str) -> str:
     return f"parameter {path!r}" if "." not in path and "[" not in path else f"the part {path!r}"
 
 
-def _describe(annotation) -> str:
+def _describe(annotation, article: bool = True) -> str:
     if annotation is None:
         return "no annotation"
     if isinstance(annotation, str):
         return f"the annotation {annotation!r}, which cannot be resolved"
     name = getattr(annotation, "__qualname__", None) or repr(annotation)
-    return f"the annotation {name}"
+    return f"the annotation {name}" if article else name
+
+
+def _first_part(annotation, path: str) -> str:
+    if _is_namedtuple(annotation):
+        return f"{path}.{annotation._fields[0]}" if annotation._fields else path
+    return f"{path}[0]"
 
 
 def _drawable(x) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from fractal.lang.errors import ArgumentError, FractalTypeError
+from fractal.lang.errors import ArgumentError, FractalTypeError, user_location
 from fractal.lang.types import FractalTensorType, TensorType, TupleType
 from fractal.lang.values import FractalTensor
 
@@ -58,9 +58,10 @@ def _min_leaves(min_len: int, depth: int) -> int:
 class _Lengths:
     """Draws a nested structure of lengths (see `list_lengths`)."""
 
-    def __init__(self, depth, min_len, max_len, max_leaves, lengths):
+    def __init__(self, depth, min_len, max_len, max_leaves, lengths, what):
         self.depth, self.min_len, self.max_len, self.max_leaves, self.lengths = \
             depth, min_len, max_len, max_leaves, lengths
+        self.what, self.loc = what, user_location()  # a bad drawn length is reported at the strategy's line
 
     def draw(self, draw):
         if isinstance(self.lengths, st.SearchStrategy):
@@ -105,8 +106,8 @@ class _Lengths:
     def _given(self, draw, depth: int):
         n = draw(self.lengths)
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 0:
-            raise ArgumentError(f"fractal_tensors: the lengths= strategy drew {n!r:.40}, not a length "
-                                f"(an int >= 0)")
+            raise ArgumentError(f"{self.what}: the lengths= strategy drew {n!r:.40}, not a length (an int >= 0)",
+                                self.loc)
         return int(n) if depth == 1 else [self._given(draw, depth - 1) for _ in range(int(n))]
 
 
@@ -145,7 +146,7 @@ def check_bounds(depth, min_len, max_len, max_leaves, lengths, what):
     if lengths is not None and not isinstance(lengths, st.SearchStrategy):
         lengths = _check_structure(lengths, depth, what) if not isinstance(lengths, (int, np.integer)) \
             else _count(lengths, "lengths", what)
-    return _Lengths(depth, min_len, max_len, max_leaves, lengths)
+    return _Lengths(depth, min_len, max_len, max_leaves, lengths, what)
 
 
 def list_lengths(depth: int = 1, *, min_len: int = 0, max_len: int = 6, max_leaves: int = 64, lengths=None):

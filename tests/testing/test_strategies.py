@@ -251,6 +251,20 @@ def test_sizes_override_a_parameter_or_a_field():
     prop()
 
 
+def test_tuple_annotations_and_their_parts_in_sizes():
+    def pair(a: tuple[ft.Tensor[2], ft.Tensor[(), ft.int32]], b: ft.TupleType((ft.FractalTensor[ft.Tensor[3]],))):
+        return a
+
+    @given(arguments_for(pair, sizes={"b[0]": {"lengths": 2}}))
+    @settings(FAST, max_examples=10)
+    def prop(args):
+        (x, i), (ys,) = args
+        assert x.shape == (2,) and i.dtype == np.int32
+        assert ys.type == ft.FractalTensor[ft.Tensor[3]] and len(ys) == 2
+
+    prop()
+
+
 # -- bad arguments: one test per message ---------------------------------------------------------
 
 HERE = "# <- here"
@@ -345,6 +359,13 @@ def test_lengths_structure_of_the_wrong_depth():
     assert_at_mark(e.value, ft.FractalTypeError)
 
 
+def test_a_lengths_strategy_that_draws_a_negative_length():
+    strategy = fractal_tensors((2,), lengths=st.just(-1))  # <- here
+    with pytest.raises(ft.ArgumentError, match=r"the lengths= strategy drew -1, not a length") as e:
+        find(strategy, lambda x: True, settings=SHRINK)
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
 def test_list_of_tuples_of_lists():
     t = ft.FractalTensor[ft.TupleType((ft.Tensor[2], ft.FractalTensor[ft.Tensor[2]]))]
     with pytest.raises(ft.FractalTypeError, match=r"holds tuples of lists; draw its components") as e:
@@ -390,6 +411,13 @@ def test_arguments_for_unknown_sizes_key():
 def test_arguments_for_same_lengths_of_a_tensor():
     with pytest.raises(ft.ArgumentError, match=r"same_lengths= names 'p', which is not a FractalTensor") as e:
         arguments_for(model, same_lengths=[("xs", "p")])  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_arguments_for_options_for_a_tuple():
+    with pytest.raises(ft.ArgumentError, match=r"sizes\['p'\] holds options, but 'p' is a Params, not a list or a "
+                       r"tensor; set the options of its parts, e.g. 'p.cell'") as e:
+        arguments_for(model, sizes={"p": {"max_len": 2}})  # <- here
     assert_at_mark(e.value, ft.ArgumentError)
 
 
