@@ -151,12 +151,12 @@ class _Run:
         self.fn, self.reference, self.opts, self.loc = fn, reference, opts, loc
         self.explicit = opts.backends is not None
         # the interpreter first: the semantics the others are held to, named first in a message
-        self.backends = list(opts.backends) if self.explicit else \
-            sorted(registry.names(), key=lambda n: n != "interpreter")
+        self.backends = sorted(opts.backends if self.explicit else registry.names(), key=lambda n: n != "interpreter")
         self.report = CheckReport(fn.name, backends=tuple(self.backends))
         self.checked_programs: dict = {}  # programs whose text round trip passed
         self.forward = ForwardScans(fn) if "reverse_scan" in opts.properties else None
         self.last: str | None = None
+        self.reference_failed = False
 
     def run(self) -> CheckReport:
         from hypothesis import HealthCheck, Verbosity, given, settings
@@ -221,36 +221,31 @@ class _Run:
             self.checked_programs[program] = True
         results: dict[str, object] = {}
         raw: dict[str, object] = {}
-        for name in self.backends:
-            try:
-                compiled = self.fn.compile(*args, backend=name)
-            except UnsupportedError as e:
-                if self.explicit:
-                    return f"the {name} backend cannot compile {self.fn.name} for this example: {e.message}", \
-                        [("result", name)]
-                missed, reason = self.report.skipped.get(name, (0, e.message))
-                self.report.skipped[name] = (missed + 1, reason)
-                continue
-            except Exception as e:  # noqa: BLE001  (a crash on a valid input is what a check is for)
-                return f"compiling for the {name} backend raised {_error(e)}", [("result", name)]
-            try:
-                first, second = compiled.run(*args), compiled.run(*args)
-            except Exception as e:  # noqa: BLE001
-                return f"the {name} backend raised {_error(e)}", [("result", name)]
-            if not bits_equal(first, second):
-                where = compare(first, second, rtol=0.0, atol=0.0)
-                place = f": {where[0]}" if where else ""
-                return (f"the {name} backend is not deterministic: two runs on the same arguments differ{place}",
-                        [("first", name), ("second", name)])
-            raw[name] = first
-            try:
-                results[name] = first if o.outputs is None else o.outputs(first)
-            except Exception as e:  # noqa: BLE001
-                return f"outputs= raised {_error(e)} on the {name} backend's result", [("result", name)]
-        try:
-            want = self.reference(*reference_arguments(args, o.reference_inputs, o.pad_value))
-        except Exception as e:  # noqa: BLE001
-            return f"the reference raised {_error(e)}", [("expected", None)]
+        want, have_want = None, False
+        # once the interpreter has disagreed with the reference, hypothesis shrinks that failure:
+        # the other backends are not compiled for its candidates (a failure found is real)
+        for name in ["interpreter"] if self.reference_failed else self.backends:
+            problem = self.run_backend(name, args, results, raw)
+            if problem is not None:
+                return problem
+            if name == "interpreter" and name in results:
+                # fractal's semantics against the reference first: when they disagree, the other
+                # backends do not matter (and are not compiled while hypothesis shrinks)
+                want, problem = self.run_reference(args)
+                if problem is not None:
+                    self.reference_failed = True
+                    return problem
+                have_want = True
+                diffs = compare(results[name], want, rtol=o.rtol, atol=o.atol)
+                if diffs:
+                    self.reference_failed = True
+                    return (f"the model, interpreted (fractal's semantics, which every backend is held to), "
+                            f"disagrees with the reference {_name(self.reference, 'reference')}: {_summary(diffs)}",
+                            [("result", name), ("expected", None)])
+        if not have_want:
+            want, problem = self.run_reference(args)
+            if problem is not None:
+                return problem
         problem = self.disagreements(results, want)
         if problem is not None:
             return problem
@@ -267,6 +262,45 @@ class _Run:
                             f"reversing their inputs, scanning forward and reversing the states: {diffs[0]}",
                             [("result", name)])
         return None
+
+    def run_backend(self, name, args, results: dict, raw: dict) -> tuple[str, list] | None:
+        """Compile and run the model twice on backend `name`: into `raw` (and `results`, after
+        `outputs=`), or a problem; a default backend that cannot compile it is skipped."""
+        o = self.opts
+        try:
+            compiled = self.fn.compile(*args, backend=name)
+        except UnsupportedError as e:
+            if self.explicit:
+                return f"the {name} backend cannot compile {self.fn.name} for this example: {e.message}", \
+                    [("result", name)]
+            missed, reason = self.report.skipped.get(name, (0, e.message))
+            self.report.skipped[name] = (missed + 1, reason)
+            return None
+        except Exception as e:  # noqa: BLE001  (a crash on a valid input is what a check is for)
+            return f"compiling for the {name} backend raised {_error(e)}", [("result", name)]
+        try:
+            first, second = compiled.run(*args), compiled.run(*args)
+        except Exception as e:  # noqa: BLE001
+            return f"the {name} backend raised {_error(e)}", [("result", name)]
+        if not bits_equal(first, second):
+            where = compare(first, second, rtol=0.0, atol=0.0)
+            place = f": {where[0]}" if where else ""
+            return (f"the {name} backend is not deterministic: two runs on the same arguments differ{place}",
+                    [("first", name), ("second", name)])
+        raw[name] = first
+        try:
+            results[name] = first if o.outputs is None else o.outputs(first)
+        except Exception as e:  # noqa: BLE001
+            return f"outputs= raised {_error(e)} on the {name} backend's result", [("result", name)]
+        return None
+
+    def run_reference(self, args):
+        """`(the reference's result, None)` or `(None, the problem)`."""
+        o = self.opts
+        try:
+            return self.reference(*reference_arguments(args, o.reference_inputs, o.pad_value)), None
+        except Exception as e:  # noqa: BLE001
+            return None, (f"the reference raised {_error(e)}", [("expected", None)])
 
     def disagreements(self, results: dict, want) -> tuple[str, list] | None:
         """Every pair of backends, and every backend against the reference; the message names who
@@ -316,7 +350,8 @@ class _Run:
                     lines.append(f"{label} = {ref}({call})")
                 else:
                     pad = f", pad_value={o.pad_value!r}" if o.reference_inputs == "padded" else ""
-                    lines.append(f"{label} = {ref}(*ft.testing.reference_arguments(({call},), "
+                    packed = f"({call},)" if len(names) == 1 else f"({call})"
+                    lines.append(f"{label} = {ref}(*ft.testing.reference_arguments({packed}, "
                                  f"{o.reference_inputs!r}{pad}))")
             else:
                 run = f"{model}({call}, backend={backend!r})"

@@ -197,7 +197,8 @@ def _values(a: np.ndarray, b: np.ndarray, path, rtol, atol) -> Difference | None
             scale = np.maximum(np.abs(x), np.abs(y))
             nan_x, nan_y = np.isnan(x), np.isnan(y)
             same_inf = np.isinf(x) & (x == y)
-            bad = (nan_x != nan_y) | (~nan_x & ~nan_y & ~same_inf & ~(err <= t + r * scale))
+            other_inf = (np.isinf(x) | np.isinf(y)) & ~same_inf
+            bad = (nan_x != nan_y) | other_inf | (~nan_x & ~nan_y & ~same_inf & ~(err <= t + r * scale))
             err = np.where(nan_x & nan_y | same_inf, 0.0, np.where(nan_x != nan_y, np.inf, err))
             rel = np.where(err == 0, 0.0, err / np.where(scale > 0, scale, 1.0))
         if not bad.any():
