@@ -50,5 +50,5 @@ def test_readme_testing_example_checks_the_model_and_catches_the_missing_mask():
     broken = code.replace("h = np.where((t < lengths)[:, None, None], np.tanh(x[:, t] + h @ u), h)",
                           "h = np.tanh(x[:, t] + h @ u)")
     assert broken != code
-    with pytest.raises(AssertionError, match="interpreted .* disagrees with the reference numpy_last_states"):
+    with pytest.raises(AssertionError, match="the interpreter .* disagrees with the reference numpy_last_states"):
         exec(compile(broken, "README.md", "exec"), {})

@@ -239,8 +239,8 @@ class _Run:
                 diffs = compare(results[name], want, rtol=o.rtol, atol=o.atol)
                 if diffs:
                     self.reference_failed = True
-                    return (f"the model, interpreted (fractal's semantics, which every backend is held to), "
-                            f"disagrees with the reference {_name(self.reference, 'reference')}: {_summary(diffs)}",
+                    return (f"the interpreter (fractal's semantics, which every backend is held to) disagrees "
+                            f"with the reference {_name(self.reference, 'reference')}:\n  {_summary(diffs)}",
                             [("result", name), ("expected", None)])
         if not have_want:
             want, problem = self.run_reference(args)
@@ -321,7 +321,7 @@ class _Run:
             first = names[0]
             agree = f"the backends ({', '.join(names)}) agree with each other" if len(names) > 1 else \
                 f"the {first} backend"
-            return (f"{agree} but not with the reference {ref}: {_summary(versus[first])}",
+            return (f"{agree} but not with the reference {ref}:\n  {_summary(versus[first])}",
                     [("result", first), ("expected", None)])
         involved = [n for n in names if all(n in pair for pair in pairs)]
         if len(involved) == 1 and len(pairs) == len(names) - 1:

@@ -409,3 +409,17 @@ def test_no_warning_on_a_passing_check_with_stock_backends():
         warnings.simplefilter("error")
         check(total, lambda xs: sum(xs.to_list(), np.zeros(2)),
               arguments=st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL)), max_examples=5, derandomize=True)
+
+
+# ---- the zoo's interface fits: inputs(config, seed=, ragged=), reference, outputs ---------------
+
+
+def test_a_zoo_model_is_checked_on_drawn_sizes_with_its_reference_and_outputs():
+    from examples import retention as m
+
+    sizes = st.fixed_dictionaries(dict(batch=st.integers(1, 3), length=st.integers(1, 5), heads=st.integers(1, 2),
+                                       d_model=st.integers(1, 4), head_dim=st.integers(1, 3)))
+    args = st.builds(lambda cfg, seed, ragged: m.inputs(cfg, dtype=np.float64, seed=seed, ragged=ragged),
+                     sizes, st.integers(0, 2 ** 16), st.booleans())
+    report = check(m.model, m.reference, arguments=args, outputs=m.outputs, max_examples=5, derandomize=True)
+    assert report.examples == 5 and report.skipped == {}
