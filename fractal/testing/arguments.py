@@ -177,7 +177,7 @@ def arguments_for(f, *, min_len=0, max_len=6, max_leaves=64, sizes=None, same_le
                                f"strategies, values, types or option dicts, got {type(sizes).__name__}")
     groups = {}
     for g, group in enumerate(same_lengths):
-        if isinstance(group, str) or not all(isinstance(p, str) for p in group) or len(group) < 2:
+        if not isinstance(group, (tuple, list)) or not all(isinstance(p, str) for p in group) or len(group) < 2:
             raise FractalTypeError(f"arguments_for({owner}): same_lengths= holds tuples of two or more "
                                    f"parameter names, got {group!r:.60}")
         for p in group:
@@ -192,9 +192,10 @@ def arguments_for(f, *, min_len=0, max_len=6, max_leaves=64, sizes=None, same_le
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.kind is p.KEYWORD_ONLY:
-            if p.default is p.empty and name not in sizes:
-                raise FractalTypeError(f"arguments_for({owner}): parameter {name!r} is keyword-only; an "
-                                       f"argument tuple cannot pass it: give it a default or pass arguments=")
+            if p.default is p.empty or name in sizes:
+                raise FractalTypeError(f"arguments_for({owner}): parameter {name!r} is keyword-only, and an "
+                                       f"argument tuple passes arguments by position: give it a default (it "
+                                       f"keeps it), or pass arguments=")
             continue
         if name not in sizes and p.default is not p.empty and not _drawable(hints.get(name)):
             parts.append(("draw", st.just(p.default)))  # a static option: its default

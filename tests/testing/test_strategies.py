@@ -425,3 +425,75 @@ def test_arguments_for_unknown_option():
     with pytest.raises(ft.ArgumentError, match=r"unknown option max_lenght") as e:
         arguments_for(model, max_lenght=3)  # <- here
     assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_arguments_for_a_keyword_only_parameter():
+    def f(xs: ft.FractalTensor[LEAF], *, scale: ft.Tensor[()]):
+        return xs
+
+    with pytest.raises(ft.FractalTypeError, match=r"parameter 'scale' is keyword-only, and an argument tuple") as e:
+        arguments_for(f)  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_arguments_for_sizes_not_a_dict():
+    with pytest.raises(ft.FractalTypeError, match=r"sizes= must be a dict from parameter names .* got list") as e:
+        arguments_for(model, sizes=[("xs", 3)])  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_arguments_for_same_lengths_not_groups():
+    with pytest.raises(ft.FractalTypeError, match=r"same_lengths= holds tuples of two or more parameter names, "
+                       r"got 'xs'") as e:
+        arguments_for(model, same_lengths=("xs", "ys"))  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_arguments_for_not_a_function():
+    with pytest.raises(ft.FractalTypeError, match=r"arguments_for takes a function, got int 3") as e:
+        arguments_for(3)  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_arguments_for_options_for_a_tensor():
+    with pytest.raises(ft.ArgumentError, match=r"sizes\['p.scale'\] sets max_len, which a tensor does not take") as e:
+        arguments_for(model, sizes={"p.scale": {"max_len": 2}})  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_no_int_between_the_bounds():
+    with pytest.raises(ft.ArgumentError, match=r"tensors: no int32 lies between min_value=0.2 and max_value=0.7") as e:
+        tensors((2,), ft.int32, min_value=0.2, max_value=0.7)  # <- here
+    assert_at_mark(e.value, ft.ArgumentError)
+
+
+def test_a_bound_not_a_number():
+    with pytest.raises(ft.FractalTypeError, match=r"fractal_tensors: max_value must be a number, got str '1'") as e:
+        fractal_tensors((2,), max_value="1")  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_lengths_of_the_wrong_kind():
+    with pytest.raises(ft.FractalTypeError, match=r"lengths for a depth-2 list must be an int, a strategy of ints, "
+                       r"or nested lists") as e:
+        fractal_tensors(SEQS, lengths="3")  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_a_tuple_type_is_not_a_list_type():
+    with pytest.raises(ft.FractalTypeError, match=r"is a tuple type, not a list type; draw st.tuples") as e:
+        fractal_tensors(ft.TupleType((LEAF, LEAF)))  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_dtype_for_a_list_of_tuples():
+    t = ft.FractalTensor[ft.TupleType((LEAF, LEAF))]
+    with pytest.raises(ft.FractalTypeError, match=r"dtype= cannot be given for a list of tuples") as e:
+        fractal_tensors(t, dtype=ft.float64)  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
+
+
+def test_depth_not_an_int():
+    with pytest.raises(ft.FractalTypeError, match=r"fractal_tensors: depth must be an int, got float 2.0") as e:
+        fractal_tensors((2,), depth=2.0)  # <- here
+    assert_at_mark(e.value, ft.FractalTypeError)
