@@ -45,8 +45,8 @@ from fractal.lang.function import Function, function as _function
 
 from .compare import bits_equal, compare
 from .options import Options, validate
-from .properties import ForwardScans, associativity_failures, unavailable
-from .report import imports, python_source
+from .properties import ForwardScans, associativity_failures, round_trip_problem, unavailable
+from .report import failure_message, name_of as _name
 
 
 class CheckWarning(UserWarning):
@@ -159,13 +159,16 @@ class _Run:
         self.reference_failed = False
 
     def run(self) -> CheckReport:
-        from hypothesis import HealthCheck, Verbosity, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, given, settings
         from hypothesis import seed as hypothesis_seed
         from hypothesis.errors import Flaky
 
         o = self.opts
         config = dict(max_examples=o.max_examples, deadline=o.deadline, derandomize=o.derandomize,
-                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False)
+                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, print_blob=False,
+                      # (not `explain`: its notes on which parts of the example matter are not
+                      # shown, and it reruns the model dozens of times)
+                      phases=[p for p in Phase if p.name != "explain"])
         if o.derandomize:
             config["database"] = None
 
@@ -176,7 +179,7 @@ class _Run:
             args = drawn if type(drawn) is tuple else (drawn,)
             problem = self.example(args)
             if problem is not None:
-                self.last = self.failure_text(args, *problem)
+                self.last = failure_message(self.fn, self.reference, self.opts, args, *problem)
                 raise _Failure(self.last)
 
         if o.seed is not None:
@@ -215,7 +218,7 @@ class _Run:
                 why = unavailable(program, name)
                 if why is not None:
                     raise _Abort(ArgumentError(why, self.loc))
-            problem = _round_trip(program)
+            problem = round_trip_problem(program)
             if problem is not None:
                 return problem, []
             self.checked_programs[program] = True
@@ -335,36 +338,6 @@ class _Run:
 
     # -- the message ----------------------------------------------------------------------
 
-    def failure_text(self, args, problem: str, calls) -> str:
-        names = _parameter_names(self.fn, len(args))
-        model = _name(self.fn, "model")
-        ref = _name(self.reference, "reference")
-        lines = ["import numpy as np", "import fractal as ft"] + imports(args)
-        lines += [python_source(n, a) for n, a in zip(names, args)]
-        call = ", ".join(names)
-        o = self.opts
-        post = _name(o.outputs, "outputs") if o.outputs is not None else None
-        for label, backend in calls:
-            if backend is None:
-                if o.reference_inputs == "fractal":
-                    lines.append(f"{label} = {ref}({call})")
-                else:
-                    pad = f", pad_value={o.pad_value!r}" if o.reference_inputs == "padded" else ""
-                    packed = f"({call},)" if len(names) == 1 else f"({call})"
-                    lines.append(f"{label} = {ref}(*ft.testing.reference_arguments({packed}, "
-                                 f"{o.reference_inputs!r}{pad}))")
-            else:
-                run = f"{model}({call}, backend={backend!r})"
-                lines.append(f"{label if label != backend else _identifier(backend)} = "
-                             f"{post + '(' + run + ')' if post else run}")
-        sizes = [f"{n}: lengths {a.lengths()}" for n, a in zip(names, args) if hasattr(a, "lengths")]
-        text = [f"check({model}, {ref}) failed: {problem}", "",
-                "The smallest failing example hypothesis found (paste it into a test):", ""]
-        text += [f"    {line}" for line in lines]
-        if sizes:
-            text += ["", "  " + "; ".join(sizes)]
-        return "\n".join(text)
-
 
 def reference_arguments(args: tuple, mode: str = "fractal", pad_value=0.0) -> tuple:
     """The arguments as `check` hands them to the reference (`reference_inputs=mode`):
@@ -393,42 +366,9 @@ def reference_arguments(args: tuple, mode: str = "fractal", pad_value=0.0) -> tu
     return tuple(convert(a) for a in args)
 
 
-def _round_trip(program) -> str | None:
-    from fractal.lang import parse_program
-
-    text = str(program)
-    try:
-        parsed = parse_program(text)
-    except FractalError as e:
-        return f"the program's text does not parse back:\n{_indent(str(e))}\n\nthe text:\n{_indent(text)}"
-    if parsed != program:
-        again = str(parsed)
-        first = next((i for i, (a, b) in enumerate(zip(text.splitlines(), again.splitlines())) if a != b), None)
-        where = f" (line {first + 1}: {text.splitlines()[first]!r} vs {again.splitlines()[first]!r})" \
-            if first is not None else ""
-        return f"the program's text parses back to a different program{where}"
-    return None
-
-
 def _summary(diffs) -> str:
     more = f" (and {len(diffs) - 1} more place{'s' if len(diffs) > 2 else ''})" if len(diffs) > 1 else ""
     return f"{diffs[0]}{more}"
-
-
-def _parameter_names(fn: Function, n: int) -> list[str]:
-    params = [p for p in fn.signature.parameters.values()
-              if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    names = [p.name for p in params[:n]]
-    return names + [f"arg{i}" for i in range(len(names), n)]
-
-
-def _name(f, default: str) -> str:
-    name = getattr(f, "name", None) if isinstance(f, Function) else getattr(f, "__name__", None)
-    return name if isinstance(name, str) and name.isidentifier() else default
-
-
-def _identifier(name: str) -> str:
-    return name if name.isidentifier() else "result"
 
 
 def _error(e: Exception) -> str:

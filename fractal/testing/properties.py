@@ -14,7 +14,8 @@
   ragged list's end) against their forward scans and the `reverse` access operator.
 
 A property declared for a model that has no such combinator is an error naming it: nothing
-would be checked.
+would be checked.  `round_trip_problem` is the check every program gets, declared or not: its
+text parses back to the same program.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import ChainMap
 from dataclasses import replace
 
 from fractal.lang.combinators import COMBINATORS
+from fractal.lang.errors import FractalError
 from fractal.lang.function import Function
 from fractal.lang.ir import Eqn, Program, Region, Var
 from fractal.lang.registry import OPS
@@ -153,3 +155,25 @@ class ForwardScans(Function):
         if rewritten is None:
             rewritten = self._programs[program] = forward_scans(program)
         return rewritten, out_tree, leaves, captured
+
+
+def round_trip_problem(program) -> str | None:
+    """Why `program`'s text does not parse back to it (None when it does)."""
+    from fractal.lang import parse_program
+
+    text = str(program)
+    try:
+        parsed = parse_program(text)
+    except FractalError as e:
+        return f"the program's text does not parse back:\n{_indent(str(e))}\n\nthe text:\n{_indent(text)}"
+    if parsed != program:
+        again = str(parsed)
+        first = next((i for i, (a, b) in enumerate(zip(text.splitlines(), again.splitlines())) if a != b), None)
+        where = f" (line {first + 1}: {text.splitlines()[first]!r} vs {again.splitlines()[first]!r})" \
+            if first is not None else ""
+        return f"the program's text parses back to a different program{where}"
+    return None
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())

@@ -11,12 +11,16 @@ A FractalTensor is `ft.fractal(nested lists)` (with `type=` when no leaf says th
 list empty); an array is `np.zeros`/`np.full` when constant, else `np.array` of its values
 written so that they parse back to the same floats (`np.float32('0.1')` is 0.1 in float32);
 NamedTuples are their class called with keywords (`imports` names the classes to import).
+`failure_message` puts a failed `check` into words around that code.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import inspect
+
+from fractal.lang.function import Function
 from fractal.lang.types import FractalTensorType, TensorType, TupleType
 from fractal.lang.values import FractalTensor
 
@@ -130,3 +134,51 @@ def _classes(v, found: set) -> None:
     if isinstance(v, (tuple, list)):
         for item in v:
             _classes(item, found)
+
+
+def failure_message(fn, reference, opts, args, problem: str, calls) -> str:
+    """The text of a failed `check`: the problem, then the counterexample as Python: the
+    arguments, and the calls (`(label, backend)`; backend None: the reference) that show it."""
+    names = _parameter_names(fn, len(args))
+    model = name_of(fn, "model")
+    ref = name_of(reference, "reference")
+    lines = ["import numpy as np", "import fractal as ft"] + imports(args)
+    lines += [python_source(n, a) for n, a in zip(names, args)]
+    call = ", ".join(names)
+    post = name_of(opts.outputs, "outputs") if opts.outputs is not None else None
+    for label, backend in calls:
+        if backend is None:
+            if opts.reference_inputs == "fractal":
+                lines.append(f"{label} = {ref}({call})")
+            else:
+                pad = f", pad_value={opts.pad_value!r}" if opts.reference_inputs == "padded" else ""
+                packed = f"({call},)" if len(names) == 1 else f"({call})"
+                lines.append(f"{label} = {ref}(*ft.testing.reference_arguments({packed}, "
+                             f"{opts.reference_inputs!r}{pad}))")
+        else:
+            run = f"{model}({call}, backend={backend!r})"
+            lines.append(f"{label if label != backend else _identifier(backend)} = "
+                         f"{post + '(' + run + ')' if post else run}")
+    sizes = [f"{n}: lengths {a.lengths()}" for n, a in zip(names, args) if hasattr(a, "lengths")]
+    text = [f"check({model}, {ref}) failed: {problem}", "",
+            "The smallest failing example hypothesis found (paste it into a test):", ""]
+    text += [f"    {line}" for line in lines]
+    if sizes:
+        text += ["", "  " + "; ".join(sizes)]
+    return "\n".join(text)
+
+
+def _parameter_names(fn: Function, n: int) -> list[str]:
+    params = [p for p in fn.signature.parameters.values()
+              if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in params[:n]]
+    return names + [f"arg{i}" for i in range(len(names), n)]
+
+
+def name_of(f, default: str) -> str:
+    name = getattr(f, "name", None) if isinstance(f, Function) else getattr(f, "__name__", None)
+    return name if isinstance(name, str) and name.isidentifier() else default
+
+
+def _identifier(name: str) -> str:
+    return name if name.isidentifier() else "result"

@@ -297,6 +297,17 @@ def test_a_program_whose_text_does_not_parse_back_is_caught(monkeypatch):
     assert "the program's text parses back to a different program (line 2:" in message
 
 
+def test_a_reference_whose_failures_come_and_go_still_fails_with_its_message():
+    calls = iter(range(1 << 30))
+
+    def sometimes(xs):  # wrong on every third call, whatever the arguments
+        return sum(xs.to_list(), np.zeros(2)) + (next(calls) % 3 == 0)
+
+    message = failure(lambda: check(total, sometimes, arguments=st.tuples(fractal_tensors(SEQ, max_len=2)),
+                                    backends="interpreter", **FAST))
+    assert "disagrees with the reference sometimes" in message
+
+
 def test_a_declared_property_with_nothing_to_check_is_an_error_naming_it():
     with pytest.raises(ft.ArgumentError) as info:
         check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), properties=("reverse_scan",), **FAST)
@@ -369,9 +380,12 @@ def test_checks_is_a_test_function_and_a_decorator():
 
 
 def _raises_at_this_file(cls, call):
+    """`call()` (a lambda written on the line that calls check) raises `cls`, a FractalError
+    pointing at that line."""
     with pytest.raises(cls) as info:
         call()
-    assert isinstance(info.value, ft.FractalError) and info.value.loc.file.endswith("test_check.py")
+    assert isinstance(info.value, ft.FractalError) and type(info.value).__module__.startswith("fractal")
+    assert info.value.loc.file.endswith("test_check.py") and info.value.loc.line == call.__code__.co_firstlineno
     return str(info.value)
 
 

@@ -51,6 +51,17 @@ def test_shapes_and_lengths_must_match_exactly_with_the_path_named():
     assert str(d) == "result: length 2 vs 3"
 
 
+def test_named_tuples_of_results_are_compared_field_by_field():
+    class State(NamedTuple):
+        h: np.ndarray
+        c: np.ndarray
+
+    got = State(h=np.zeros(2), c=np.ones(2))
+    assert compare(got, (np.zeros(2), np.ones(2))) == []
+    (d,) = compare(got, State(h=np.zeros(2), c=np.array([1.0, 2.0])))
+    assert d.path == "result.c" and d.index == (1,) and (d.got, d.want) == (1.0, 2.0)
+
+
 def test_a_padded_array_is_compared_inside_the_lists_only():
     xs = ft.fractal([leaves([1.0]), leaves([2.0], [3.0])])
     padded = np.array([[[1.0], [99.0]], [[2.0], [3.0]]])  # [0][1] is padding: anything goes
