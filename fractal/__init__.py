@@ -24,3 +24,13 @@ from . import backends, targets  # noqa: F401  (ft.backends.register, ft.targets
 __version__ = "0.1.0"
 
 _install_runner(_RUNNER)
+
+
+def __getattr__(name):
+    """`ft.testing` (hypothesis strategies and `check`), imported on first use: hypothesis is
+    an optional dependency, and `import fractal` does not need it.  (By name, through
+    importlib: `fractal.testing` imports this package, and is no part of its import graph.)"""
+    if name == "testing":
+        import importlib
+        return importlib.import_module("fractal.testing")
+    raise AttributeError(f"module 'fractal' has no attribute {name!r}")

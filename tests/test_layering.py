@@ -1,8 +1,9 @@
 """The package's layering, read from the source with `ast` (nothing is imported).
 
 The layers, lowest first: `fractal.lang` (0), `fractal.analysis` (1), `fractal.lower` (2),
-`fractal.backends` (3) and the top-level modules `fractal/*.py` (4), which wire the stages
-together.  A module may import its own layer and the layers below it, never one above, and
+`fractal.backends` (3), the top-level modules `fractal/*.py` (4), which wire the stages
+together, and `fractal.testing` (5), the users' testing tools built on all of them (`ft.testing`
+loads it lazily, by name: hypothesis is optional).  A module may import its own layer and the layers below it, never one above, and
 no chain of imports between fractal modules may lead back to where it started.  Both rules
 cover every import: at module level and inside functions, relative and absolute, since a
 late import inside a method still ties the lower layer to the upper one.
@@ -19,9 +20,9 @@ from typing import NamedTuple
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "fractal"
-LAYERS = {"lang": 0, "analysis": 1, "lower": 2, "backends": 3}
+LAYERS = {"lang": 0, "analysis": 1, "lower": 2, "backends": 3, "testing": 5}
 TOP = 4  # fractal/__init__.py, compile.py, cli.py, __main__.py
-LAYER_NAMES = {0: "lang", 1: "analysis", 2: "lower", 3: "backends", 4: "top level"}
+LAYER_NAMES = {0: "lang", 1: "analysis", 2: "lower", 3: "backends", 4: "top level", 5: "testing"}
 
 
 class Import(NamedTuple):
@@ -157,7 +158,8 @@ def test_no_import_cycle_between_fractal_modules():
 
 @pytest.mark.parametrize("module, expected", [
     ("fractal.lang", 0), ("fractal.lang.ir", 0), ("fractal.analysis.etdg", 1), ("fractal.lower.tile_ir", 2),
-    ("fractal.backends.cpu.ops", 3), ("fractal.compile", 4), ("fractal", 4)])
+    ("fractal.backends.cpu.ops", 3), ("fractal.compile", 4), ("fractal", 4),
+    ("fractal.testing", 5), ("fractal.testing.check", 5), ("fractal.testing.strategies", 5)])
 def test_every_module_maps_to_its_layer(module, expected):
     assert module in package_modules() and layer(module) == expected
 
@@ -202,6 +204,14 @@ def test_imports_of_the_same_or_a_lower_layer_are_allowed(tmp_path):
         "fractal/compile.py": "from .lower.tile_ir import TileProgram\nimport fractal.lang.errors\n",
     })
     assert upward_imports(modules) == [] and import_cycles(modules) == []
+
+
+def test_the_top_level_importing_the_testing_layer_is_reported(tmp_path):
+    modules = write_package(tmp_path, {"fractal/compile.py": "from .testing import check\n",
+                                       "fractal/testing/__init__.py": "", "fractal/testing/check.py": ""})
+    assert upward_imports(modules) == [
+        "fractal/compile.py:1: `from .testing import check` — fractal.compile (top level) imports "
+        "fractal.testing.check (testing), a higher layer"]
 
 
 def test_imports_outside_the_package_are_ignored(tmp_path):

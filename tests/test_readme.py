@@ -36,3 +36,19 @@ def test_quick_start_names_the_two_make_targets():
     make = (ROOT / "Makefile").read_text()
     assert "make run" in text and "make test" in text
     assert "\nrun:" in make and "\ntest:" in make
+
+
+def test_readme_testing_example_checks_the_model_and_catches_the_missing_mask():
+    import pytest
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Testing a model: `ft.testing`\n.*?```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace("max_examples=20", "max_examples=20, derandomize=True")
+    env = {}
+    exec(compile(code, "README.md", "exec"), env)
+    assert env["test_last_states"].__name__.startswith("test_")
+    broken = code.replace("h = np.where((t < lengths)[:, None, None], np.tanh(x[:, t] + h @ u), h)",
+                          "h = np.tanh(x[:, t] + h @ u)")
+    assert broken != code
+    with pytest.raises(AssertionError, match="the interpreter .* disagrees with the reference numpy_last_states"):
+        exec(compile(broken, "README.md", "exec"), {})
