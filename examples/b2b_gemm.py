@@ -45,6 +45,8 @@ CONFIGS = {
     "paper_8192_512": dict(M=8192, N=512, K=64, P=64, TM=128, TN=64, TK=64),
     "paper_16384_256": dict(M=16384, N=256, K=64, P=64, TM=128, TN=64, TK=64),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"M": [8, 16], "N": [2, 8], "K": [4, 8], "P": [1, 4], "TM": [8], "TN": [2], "TK": [4]}
 
 
 @ft.function

@@ -41,6 +41,8 @@ CONFIGS = {
     "cpu": dict(batch=4, length=4096, hidden=512, block=64),
     "paper": dict(batch=16, length=4096, hidden=512, block=32),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"batch": [1, 2], "length": [24], "hidden": [1, 6], "block": [4]}
 
 WINDOW = 3  # neighbour blocks per query block: i-1, i, i+1
 

@@ -38,6 +38,8 @@ CONFIGS = {
     "cpu": dict(depth=2, length=64, batch=32, hidden=256),
     "paper": dict(depth=4, length=64, batch=256, hidden=512),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"depth": [1], "length": [1, 2, 5], "batch": [1, 2, 3], "hidden": [1, 4]}
 
 
 class GRUParams(NamedTuple):

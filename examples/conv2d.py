@@ -52,6 +52,11 @@ CONFIGS = {
     "cpu": dict(batch=32, size=32, c_in=32, c_out=64, kernel=3, stride=1, padding=1, dilation=1),
     "paper": dict(batch=32, size=56, c_in=64, c_out=64, kernel=3, stride=1, padding=1, dilation=1),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {
+    "batch": [1, 2], "size": [3, 5, 8], "c_in": [1, 2], "c_out": [1, 3], "kernel": [3],
+    "stride": [1, 2], "padding": [1], "dilation": [1]
+}
 
 EPS = 1e-5
 

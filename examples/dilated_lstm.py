@@ -41,6 +41,8 @@ CONFIGS = {
     "cpu": dict(depth=6, length=64, batch=64, hidden=256),
     "paper": dict(depth=6, length=50, batch=256, hidden=256),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"depth": [1, 2, 3], "length": [1, 2, 3, 6], "batch": [1, 2], "hidden": [1, 4]}
 
 
 @ft.function

@@ -43,6 +43,8 @@ CONFIGS = {
     "cpu_seq2048": dict(batch=2, heads=8, length=2048, head_dim=64, block=64),
     "paper": dict(batch=2, heads=8, length=1024, head_dim=32, block=64),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"batch": [1, 2], "heads": [1, 2], "length": [3, 6, 12], "head_dim": [1, 4], "block": [3]}
 
 
 class SoftmaxState(NamedTuple):

@@ -35,6 +35,8 @@ CONFIGS = {
     "cpu": dict(nodes=2000, degree=8, features=64, hidden=64, out=64),
     "paper": dict(nodes=232965, degree=25, features=602, hidden=256, out=41),  # Reddit, 25 sampled neighbours
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"nodes": [1, 2, 7], "degree": [0, 1, 2], "features": [1, 3], "hidden": [1, 4], "out": [1, 2]}
 
 INDEX = ft.FractalTensor[ft.FractalTensor[ft.Tensor[(), np.int64]]]
 

@@ -53,6 +53,11 @@ CONFIGS = {
     "cpu": dict(depth=4, src_length=16, trg_length=16, batch=32, hidden=128),
     "paper": dict(depth=32, src_length=10, trg_length=10, batch=32, hidden=256),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {
+    "depth": [1, 2], "src_length": [1, 2, 3], "trg_length": [1, 2, 4], "batch": [1, 2, 3],
+    "hidden": [1, 4]
+}
 
 
 class CellParams(NamedTuple):

@@ -47,6 +47,8 @@ CONFIGS = {
     "cpu": dict(batch=8, length=256, heads=4, d_model=256, head_dim=64),
     "paper": dict(batch=16, length=2048, heads=8, d_model=1024, head_dim=128),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"batch": [1, 2, 3], "length": [1, 2, 5], "heads": [1, 2], "d_model": [1, 4], "head_dim": [1, 3]}
 
 
 class RetentionParams(NamedTuple):

@@ -46,6 +46,11 @@ CONFIGS = {
     "cpu": dict(batch=32, src_length=50, trg_length=50, embed=256, hidden=256, attention=256),
     "paper": dict(batch=64, src_length=50, trg_length=50, embed=512, hidden=512, attention=512),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {
+    "batch": [1, 2, 3], "src_length": [1, 2, 5], "trg_length": [1, 2, 4], "embed": [1, 4],
+    "hidden": [1, 6], "attention": [1, 5]
+}
 
 
 class GRUParams(NamedTuple):

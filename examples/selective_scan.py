@@ -52,6 +52,8 @@ CONFIGS = {
     "cpu_grouped": dict(batch=8, length=256, d_model=64, d_state=16, groups=8),
     "paper": dict(batch=16, length=2048, d_model=768, d_state=16, groups=768),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"batch": [1, 2], "length": [1, 2, 6], "d_model": [4], "d_state": [1, 4], "groups": [1, 2, 4]}
 
 
 class S6Params(NamedTuple):

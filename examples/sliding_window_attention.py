@@ -37,6 +37,8 @@ CONFIGS = {
     # Longformer-base: 12 heads of 64, sequence 4096, attention window 512 (256 each side)
     "paper": dict(batch=4, heads=12, length=4096, head_dim=64, window=513),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"batch": [1, 2], "heads": [1, 2], "length": [1, 2, 8], "head_dim": [1, 4], "window": [1, 3, 5]}
 
 
 @ft.function

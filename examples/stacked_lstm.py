@@ -30,6 +30,8 @@ CONFIGS = {
     "cpu_small_batch": dict(depth=16, length=64, batch=8, hidden=256),
     "paper": dict(depth=32, length=64, batch=256, hidden=256),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {"depth": [1, 2], "length": [1, 2, 3, 5], "batch": [1, 2, 3], "hidden": [1, 2, 8]}
 
 
 class LSTMParams(NamedTuple):

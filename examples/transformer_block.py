@@ -55,6 +55,11 @@ CONFIGS = {
     "cpu": dict(batch=8, length=128, d_model=256, heads=4, ffn=1024, norm_first=True),
     "paper": dict(batch=16, length=512, d_model=1024, heads=16, ffn=4096, norm_first=True),
 }
+# property tests draw sizes from these (`zoo.arguments`): each size's small values, simplest first
+SIZES = {
+    "batch": [1, 2], "length": [1, 2, 6], "d_model": [4, 8], "heads": [1, 2], "ffn": [4, 16],
+    "norm_first": [True, False]
+}
 
 
 class BlockParams(NamedTuple):

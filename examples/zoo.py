@@ -17,6 +17,9 @@ Every model module `examples/<name>.py` defines:
 * `outputs(result)`: the model's result converted to the structure `reference` returns.
 * optionally `torch_reference(*args)`: the same through PyTorch (`nn.LSTM`,
   `scaled_dot_product_attention`, ...), imported lazily; only used when torch is installed.
+* `SIZES`: for property tests, each keyword size's small values that the model accepts in
+  any combination, simplest first; `arguments(m, dtype)` draws configs from them (with a
+  seed and raggedness) for `ft.testing.check`, which the zoo's reference test runs.
 """
 
 from __future__ import annotations
@@ -94,3 +97,14 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def arguments(m: ModuleType, dtype=np.float32):
+    """A hypothesis strategy of `m.inputs(config, dtype=dtype, seed=..., ragged=...)` tuples,
+    the config drawn from `m.SIZES` (shrinking to each size's first value, a seed of 0, and
+    regular batches): what `ft.testing.check(m.model, m.reference, arguments=...)` takes."""
+    from hypothesis import strategies as st  # (the testing extra; not needed to run the zoo)
+
+    config = st.fixed_dictionaries({k: st.sampled_from(v) for k, v in m.SIZES.items()})
+    return st.builds(lambda cfg, seed, ragged: m.inputs(cfg, dtype=dtype, seed=seed, ragged=ragged),
+                     config, st.integers(0, 2 ** 16), st.booleans())

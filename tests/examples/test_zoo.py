@@ -1,4 +1,4 @@
-"""Every zoo model, `small` configuration: traced + interpreted == independent NumPy reference.
+"""Every zoo model against its independent NumPy reference (`ft.testing.check` on drawn sizes).
 
 Also: the program prints and re-parses, verifies, and (when PyTorch is installed)
 agrees with the PyTorch reference; the compiled tile IR prints and re-parses with its
@@ -18,19 +18,16 @@ from fractal.lower import parse_tile_program
 MODELS = zoo.available()
 
 
-def _run(m, dtype, ragged):
-    args = m.inputs("small", dtype=dtype, ragged=ragged)
-    return args, m.outputs(m.model(*args))
-
-
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("ragged", [True, False], ids=["ragged", "regular"])
-def test_model_matches_numpy_reference(name, dtype, ragged):
+def test_model_matches_numpy_reference(name, dtype):
+    """`ft.testing.check` on sizes drawn from the model's `SIZES` (ragged and regular batches,
+    random seeds): every backend (interpreter, cpu, pointwise) agrees with the independent
+    NumPy reference, deterministically, and the program's text parses back to it."""
     m = zoo.load(name)
-    args, got = _run(m, dtype, ragged)
-    err = zoo.max_abs_error(got, m.reference(*args))
-    assert err <= zoo.tolerance(dtype), f"{name}: max |fractal - numpy| = {err:.3g}"
+    report = ft.testing.check(m.model, m.reference, arguments=zoo.arguments(m, dtype), outputs=m.outputs,
+                              atol=zoo.tolerance(dtype), max_examples=6, derandomize=True)
+    assert report.examples == 6 and not report.skipped
 
 
 @pytest.mark.parametrize("name", MODELS)
