@@ -3,6 +3,7 @@
     ft.targets.host()                  # this machine (the default), measured once, kept on disk
     ft.targets.get("cpu-generic")      # a named preset (`ft.targets.names()` lists them)
     ft.targets.cpu(cores=8, l2=2 << 20, gemm_gflops=900.0)   # a record of your own
+    ft.targets.get("h100"), ft.targets.cuda("sm_90", sms=114)   # GPUs (the CUDA backend is not built yet)
     f(*args, target=t)                 # compile for it and run; f.compile(*args, target=t)
 
 A `Target` (`fractal.lower.target`) is data: a hardware record, the backend that runs it and
@@ -18,10 +19,11 @@ from __future__ import annotations
 from .backends import registry
 from .backends.cpu.backend import host_target
 from .backends.cpu.machines import custom_cpu
+from .backends.cuda import presets as cuda_presets
 from .lang.errors import ArgumentError
 from .lower.target import Target
 
-__all__ = ["Target", "host", "get", "names", "cpu"]
+__all__ = ["Target", "host", "get", "names", "cpu", "cuda"]
 
 
 def host() -> Target:
@@ -34,6 +36,8 @@ def _presets() -> dict:
     for backend in registry.backends():
         for name, make in backend.targets().items():
             out.setdefault(name, make)
+    for name, make in cuda_presets.PRESETS.items():  # (until a registered CUDA backend lists them)
+        out.setdefault(name, make)
     return out
 
 
@@ -55,3 +59,12 @@ def cpu(name: str = "custom-cpu", **numbers) -> Target:
     `l2` (per core), `l3` (shared; 0: none) and `dram` in bytes, `gemm_gflops` and
     `gemm_gflops_f64`, `memory_gbs`, `clock_ghz`; `policy=` a `CpuPolicy` of other thresholds."""
     return custom_cpu(name, **numbers)
+
+
+def cuda(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None, **numbers) -> Target:
+    """A GPU target: the record of `arch`'s reference GPU (sm_80: a100, sm_89: l4, sm_90: h100),
+    the numbers given (`sms`, `clock_ghz`, `l2`, `dram_gbs`, `peak_gflops`...: the fields of
+    `fractal.lower.hardware.GpuSpec`) replacing its own.
+    `emulate=True`: the same record for the "cuda-emulated" backend, which runs the generated CUDA
+    C++ on the CPU.  Neither backend is built yet (issue 18): compiling for these targets says so."""
+    return cuda_presets.cuda_target(arch, emulate=emulate, name=name, **numbers)

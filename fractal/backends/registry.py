@@ -50,6 +50,14 @@ class Backend(Protocol):
 
 _BACKENDS: dict[str, Backend] = {}
 
+# Backends whose targets exist before the backend does: `get` says what is missing instead of
+# listing the others (the CUDA records and compile checks come first, issue 18).
+NOT_BUILT = {name: (f"the {name!r} backend is not built yet: the CUDA targets (ft.targets.cuda, h100, a100, l4, "
+                    f"rtx4090) describe GPUs and fractal.backends.cuda.nvrtc compiles CUDA C++, but nothing yet "
+                    f"emits a program's kernels or runs them, on a GPU or emulated; compile for a CPU target "
+                    f"(the default, ft.targets.host()) meanwhile")
+             for name in ("cuda", "cuda-emulated")}
+
 
 def register(backend: Backend) -> Backend:
     """Make `backend` available under `backend.name` (a new object replaces an old one of the
@@ -72,6 +80,8 @@ def unregister(name: str) -> None:
 
 def get(name: str) -> Backend:
     """The backend called `name`; an unknown name is an `ArgumentError` listing the known ones."""
+    if isinstance(name, str) and name not in _BACKENDS and name in NOT_BUILT:
+        raise ArgumentError(NOT_BUILT[name])
     if not isinstance(name, str) or name not in _BACKENDS:
         raise ArgumentError(f"unknown backend {name!r}; the backends are {', '.join(names())}")
     return _BACKENDS[name]

@@ -46,6 +46,45 @@ class MemoryLevel:
 
 
 @dataclass(frozen=True)
+class GpuArch:
+    """What a GPU's compute capability fixes, whatever the product: the limits a kernel launch
+    must respect and the tensor-core shapes it may use (`mma_shapes`: dtype -> the `mma.sync`
+    shapes (m, n, k), first the one to prefer).  Sizes in bytes, registers as 32-bit counts."""
+
+    name: str                  # "sm_90"
+    shared_per_sm: int
+    shared_per_block: int      # the most one block may ask for (above 48 KiB: dynamic, by opt-in)
+    max_threads_per_sm: int
+    max_blocks_per_sm: int
+    fp32_lanes_per_sm: int     # FP32 results per SM per cycle
+    mma_shapes: tuple[tuple[str, tuple[tuple[int, int, int], ...]], ...]
+    registers_per_sm: int = 65536
+    registers_per_block: int = 65536
+    registers_per_thread: int = 255
+    static_shared_per_block: int = 48 * KiB   # without the opt-in
+    shared_banks: int = 32     # 4-byte banks
+
+    @property
+    def compute_capability(self) -> tuple[int, int]:
+        digits = self.name.removeprefix("sm_").rstrip("af")
+        return int(digits[:-1]), int(digits[-1])
+
+    def mma(self, dtype) -> tuple[tuple[int, int, int], ...]:
+        """The `mma.sync` shapes for a dtype name ('float16', 'tf32'...); () where it has none."""
+        return dict(self.mma_shapes).get(dtype if isinstance(dtype, str) else np.dtype(dtype).name, ())
+
+    def __str__(self) -> str:
+        cc = ".".join(map(str, self.compute_capability))
+        mma = "; ".join(f"{d} " + " ".join(f"m{m}n{n}k{k}" for m, n, k in shapes) for d, shapes in self.mma_shapes)
+        return (f"{self.name} (compute capability {cc}): shared {_bytes_text(self.shared_per_sm)}/SM, "
+                f"{_bytes_text(self.shared_per_block)}/block ({_bytes_text(self.static_shared_per_block)} static), "
+                f"{self.shared_banks} banks; {self.registers_per_sm} registers/SM, {self.registers_per_block}/block, "
+                f"{self.registers_per_thread}/thread; {self.max_threads_per_sm} threads and "
+                f"{self.max_blocks_per_sm} blocks/SM; {self.fp32_lanes_per_sm} FP32 lanes/SM\n"
+                f"mma.sync shapes: {mma}")
+
+
+@dataclass(frozen=True)
 class Hardware:
     """A machine as the tiling policy sees it (see the module docstring for units)."""
 
@@ -63,6 +102,7 @@ class Hardware:
     mesh_shape: tuple[int, int] | None = None   # dataflow: (rows, cols)
     link_gbs: float = 0.0      # dataflow: per link, per direction
     hop_latency_cycles: int = 0
+    gpu: GpuArch | None = None   # gpu: the per-block and per-SM limits of its compute capability
     source: str = field(default="", compare=False)  # provenance of the numbers
 
     def __post_init__(self):
@@ -94,7 +134,8 @@ class Hardware:
                 f"SIMD {self.simd_width_bytes} B{warp}{mesh}; tiles aligned to {self.tile_align}, "
                 f"fit in {self.tile_level}")
         peaks = ", ".join(f"{d} {g:.0f}" for d, g in self.peak_gflops)
-        return "\n".join([head, *(f"  {level}" for level in self.levels), f"  peak GFLOP/s: {peaks}"])
+        arch = [f"  {line}" for line in str(self.gpu).splitlines()] if self.gpu else []
+        return "\n".join([head, *(f"  {level}" for level in self.levels), f"  peak GFLOP/s: {peaks}", *arch])
 
 
 def _lookup(hw: Hardware, what: str, key: str, table: dict):
@@ -153,39 +194,99 @@ def gemm_tile(hw: Hardware, m: int, n: int, k: int, itemsize: int) -> tuple[int,
 
 # --- records for the CUDA and dataflow backends -------------------------------------------------
 # Tags as in shared/reference/dataflow.md: [S] spec sheet, [D] derived from [S] numbers, [U] an
-# unofficial estimate.  Peaks are dense (the sheets print tensor-core peaks "with sparsity", 2x).
-# Shared memory and register bandwidth [D]: 32 banks x 4 B per SM per cycle; 3 operands x 4 B per
-# FP32 lane per cycle; both x SMs x boost clock.
+# unofficial estimate (a placeholder until measured).  Peaks are dense (the sheets print
+# tensor-core peaks "with sparsity", 2x).  Shared memory and register bandwidth [D]: 32 banks x 4 B
+# per SM per cycle; 3 operands x 4 B per FP32 lane per cycle; both x SMs x boost clock.
+
+# Per compute capability [S]: the CUDA C++ Programming Guide (12.x), table "Technical
+# Specifications per Compute Capability" (shared memory per SM and per block, threads and blocks
+# per SM; 64K 32-bit registers per SM and per block, 255 per thread, 48 KB static shared memory
+# per block and 32 banks for all three); FP32 lanes per SM from the NVIDIA A100 (GA100: 64),
+# Ada (AD10x: 128) and Hopper (GH100: 128) architecture whitepapers; `mma.sync` shapes from the
+# PTX ISA (8.x), "Warp-level matrix multiply-accumulate instructions", table of shapes per type
+# (f64 m16n8k{4,8,16} from sm_90 on).
+_MMA_AMPERE = (("float16", ((16, 8, 16), (16, 8, 8))), ("bfloat16", ((16, 8, 16), (16, 8, 8))),
+               ("tf32", ((16, 8, 8), (16, 8, 4))), ("float64", ((8, 8, 4),)),
+               ("int8", ((16, 8, 32), (16, 8, 16), (8, 8, 16))))
+ARCHS = {arch.name: arch for arch in (
+    GpuArch("sm_80", shared_per_sm=164 * KiB, shared_per_block=163 * KiB, max_threads_per_sm=2048,
+            max_blocks_per_sm=32, fp32_lanes_per_sm=64, mma_shapes=_MMA_AMPERE),
+    GpuArch("sm_89", shared_per_sm=100 * KiB, shared_per_block=99 * KiB, max_threads_per_sm=1536,
+            max_blocks_per_sm=24, fp32_lanes_per_sm=128, mma_shapes=_MMA_AMPERE),
+    GpuArch("sm_90", shared_per_sm=228 * KiB, shared_per_block=227 * KiB, max_threads_per_sm=2048,
+            max_blocks_per_sm=32, fp32_lanes_per_sm=128,
+            mma_shapes=_MMA_AMPERE[:3] + (("float64", ((16, 8, 16), (16, 8, 8), (16, 8, 4), (8, 8, 4))),)
+            + _MMA_AMPERE[4:]),
+)}
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """The numbers a GPU's record is made of (sizes in bytes, rates in GB/s and GFLOP/s, the
+    clock the boost clock); `gpu_hardware` turns them into the `Hardware` record."""
+
+    name: str
+    arch: str                  # a key of ARCHS: "sm_90"
+    sms: int
+    clock_ghz: float
+    l2: int
+    l2_gbs: float
+    dram_name: str             # "HBM", "GDDR6"...
+    dram: int
+    dram_gbs: float
+    peak_gflops: tuple[tuple[str, float], ...]   # (or a dict) dtype name -> GFLOP/s
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "peak_gflops", tuple(dict(self.peak_gflops).items()))
+        for key in ("sms", "clock_ghz", "l2", "l2_gbs", "dram", "dram_gbs"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"gpu {self.name!r}: {key} must be a positive number, got {value!r}")
+        if isinstance(self.sms, float) or not all(isinstance(g, (int, float)) and g > 0 for _, g in self.peak_gflops):
+            raise ValueError(f"gpu {self.name!r}: sms must be an int and every peak a positive number")
+
+
+def gpu_hardware(spec: GpuSpec) -> Hardware:
+    """A GPU's record: registers and shared memory per SM (from its compute capability, `ARCHS`),
+    the L2 and the device memory all SMs share; 32-lane warps, 1024 threads per block (every
+    compute capability), GEMM tiles sized for shared memory in multiples of 16 (the MMA tiles)."""
+    if spec.arch not in ARCHS:
+        raise ValueError(f"gpu {spec.name!r}: architecture {spec.arch!r} is not one of {list(ARCHS)}")
+    cc, sms, ghz = ARCHS[spec.arch], spec.sms, spec.clock_ghz
+    return Hardware(
+        spec.name, "gpu", cores=sms, simd_width_bytes=128, clock_ghz=ghz, warp_size=32,
+        max_threads_per_block=1024, tile_align=16, tile_level="shared", gpu=cc,
+        levels=(MemoryLevel("registers", cc.registers_per_sm * 4, 12 * cc.fp32_lanes_per_sm * sms * ghz, 4),
+                MemoryLevel("shared", cc.shared_per_sm, 4 * cc.shared_banks * sms * ghz, 128),
+                MemoryLevel("L2", spec.l2, spec.l2_gbs, 32, shared_by=sms),
+                MemoryLevel(spec.dram_name, spec.dram, spec.dram_gbs, 32, shared_by=sms)),
+        peak_gflops=spec.peak_gflops, source=spec.source)
+
 
 # NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB) and the A100 architecture whitepaper (2020):
-# 108 SMs, 1410 MHz boost, 256 KB registers and up to 164 KB shared memory per SM, 40 MB L2,
-# 2,039 GB/s HBM2e, FP64 9.7 / FP32 19.5 / TF32 156 / FP16 and BF16 312 TFLOPS [S].
-# L2 bandwidth: 2.3x V100's (whitepaper) at about 2.2 TB/s measured for V100 [U].
-A100_SXM_80GB = Hardware(
-    "A100_SXM_80GB", "gpu", cores=108, simd_width_bytes=128, clock_ghz=1.41, warp_size=32,
-    max_threads_per_block=1024, tile_align=16, tile_level="shared",
-    levels=(MemoryLevel("registers", 256 * KiB, 768 * 108 * 1.41, 4),
-            MemoryLevel("shared", 164 * KiB, 128 * 108 * 1.41, 128),
-            MemoryLevel("L2", 40 * MiB, 5100.0, 32, shared_by=108),
-            MemoryLevel("HBM", 80 * GiB, 2039.0, 32, shared_by=108)),
+# 108 SMs, 1410 MHz boost, 40 MB L2, 80 GB HBM2e at 2,039 GB/s, FP64 9.7 / FP32 19.5 / TF32 156 /
+# FP16 and BF16 312 TFLOPS [S].  L2 bandwidth: 2.3x V100's (whitepaper) at about 2.2 TB/s
+# measured for V100 [U].
+A100_SPEC = GpuSpec(
+    "A100_SXM_80GB", "sm_80", sms=108, clock_ghz=1.41, l2=40 * MiB, l2_gbs=5100.0, dram_name="HBM",
+    dram=80 * GiB, dram_gbs=2039.0,
     peak_gflops=(("float64", 9_700.0), ("float32", 19_500.0), ("tf32", 156_000.0),
                  ("float16", 312_000.0), ("bfloat16", 312_000.0)),
-    source="NVIDIA A100 datasheet and whitepaper [S]; L2 bandwidth [U]")
+    source="NVIDIA A100 datasheet and whitepaper, CUDA C++ Programming Guide [S]; L2 bandwidth [U]")
+A100_SXM_80GB = gpu_hardware(A100_SPEC)
 
 # NVIDIA H100 Tensor Core GPU datasheet (SXM5) and the Hopper architecture whitepaper (2022):
-# 132 SMs, 1980 MHz boost, 256 KB registers and up to 228 KB shared memory per SM, 50 MB L2,
-# 3.35 TB/s HBM3, FP64 34 / FP32 67 / TF32 494.7 / FP16 and BF16 989.4 TFLOPS dense [S].
-# L2 bandwidth: about 1.3x A100's per clock-scaled microbenchmarks (chipsandcheese.com, 2023) [U].
-H100_SXM = Hardware(
-    "H100_SXM", "gpu", cores=132, simd_width_bytes=128, clock_ghz=1.98, warp_size=32,
-    max_threads_per_block=1024, tile_align=16, tile_level="shared",
-    levels=(MemoryLevel("registers", 256 * KiB, 1536 * 132 * 1.98, 4),
-            MemoryLevel("shared", 228 * KiB, 128 * 132 * 1.98, 128),
-            MemoryLevel("L2", 50 * MiB, 7000.0, 32, shared_by=132),
-            MemoryLevel("HBM", 80 * GiB, 3350.0, 32, shared_by=132)),
+# 132 SMs, 1980 MHz boost, 50 MB L2, 80 GB HBM3 at 3.35 TB/s, FP64 34 / FP32 67 / TF32 494.7 /
+# FP16 and BF16 989.4 TFLOPS dense [S].  L2 bandwidth: about 1.3x A100's per clock-scaled
+# microbenchmarks (chipsandcheese.com, 2023) [U].
+H100_SPEC = GpuSpec(
+    "H100_SXM", "sm_90", sms=132, clock_ghz=1.98, l2=50 * MiB, l2_gbs=7000.0, dram_name="HBM",
+    dram=80 * GiB, dram_gbs=3350.0,
     peak_gflops=(("float64", 34_000.0), ("float32", 67_000.0), ("tf32", 494_700.0),
                  ("float16", 989_400.0), ("bfloat16", 989_400.0)),
-    source="NVIDIA H100 datasheet and whitepaper [S]; L2 bandwidth [U]")
+    source="NVIDIA H100 datasheet and whitepaper, CUDA C++ Programming Guide [S]; L2 bandwidth [U]")
+H100_SXM = gpu_hardware(H100_SPEC)
 
 
 def pe_mesh(rows: int, cols: int, sram_kib: float = 48.0, link_gbs: float = 4.0, *, reserved_kib: float = 0.0,

@@ -1,0 +1,43 @@
+"""The CUDA backend's cost policy: the answers a GPU gives to the passes' "is it worth it?".
+
+The rules are structural, not measured (no GPU has timed them yet; the CUDA backend that would
+is not built, issue 18): each follows from how a GPU runs a stage, as one kernel launch whose
+grid covers the stage's points, and reads nothing but the facts and the hardware record.
+
+* batch across: always, except a recurrent statement (a stacked RNN's layer below).  A batched statement is one launch over `steps * points` points instead
+  of `steps` launches (or grid-wide barriers) over `points`; more points fill more SMs, and a
+  weight shared by the steps becomes one GEMM with `steps` times the rows, the shape tensor cores
+  need.  (The CPU's reason to keep a step in cache does not apply: a GPU stage streams.)  A
+  recurrent one is left to the wavefront pass, which weighs the batched schedule against the
+  wavefront (below): the persistent wavefront kernel is the paper's win on a GPU.
+* sink into: never.  Sinking trades a parallel nest for per-step work inside a sequential loop,
+  which on a GPU is a launch or a grid barrier per step with fewer points each.
+* tile rows: never (None).  Stages are not cut into host-side row blocks: the emitter tiles a
+  stage into thread blocks itself, from the record's shared memory and MMA shapes.
+* choose schedule: the legal schedule with the fewest sequential steps (each step is a grid-wide
+  barrier or a launch, the dominant cost of a recurrence on a GPU); ties to the first listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fractal.lower.hardware import Hardware
+from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, TileFacts
+
+
+@dataclass(frozen=True)
+class CudaPolicy:
+    """The GPU cost policy (the module docstring gives each rule's reason)."""
+
+    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
+        return not facts.recurrent
+
+    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
+        return False
+
+    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
+        return None
+
+    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
+        return min(range(len(options)), key=lambda i: options[i].steps)
