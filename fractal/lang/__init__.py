@@ -9,8 +9,8 @@ from .api import (abs, astype, concat, concatenate, cos, dilate, elu, enumerate,
                   sigmoid, sin, slices, softmax, softplus, split, sqrt, stack, sum, tanh, transpose, where,
                   window, zeros, zip)
 from .combinators import fold, map, reduce, scan
-from .errors import (ArgumentError, FractalError, FractalTypeError, LengthError, ParseError, ResourceError,
-                     ShapeError, SourceLoc, TraceError, UnsupportedError, VerifyError)
+from .errors import (ArgumentError, CudaCompileError, FractalError, FractalTypeError, LengthError, ParseError,
+                     ResourceError, ShapeError, SourceLoc, TraceError, UnsupportedError, VerifyError)
 from .function import Function, function
 from .ir import Const, Eqn, Program, Region, Slice, Var
 from .types import (FractalTensorType, Tensor, TensorType, TupleType, bool_, float16, float32, float64,
@@ -49,7 +49,7 @@ __all__ = ['ArgumentError',
            'TraceError',
            'TupleType',
            'Var',
-           "UnsupportedError", "VerifyError",
+           "UnsupportedError", "VerifyError", "CudaCompileError",
            'abs',
            'astype',
            'bool_',

@@ -125,6 +125,24 @@ class ResourceError(FractalError, MemoryError):
     (points of a loop nest): refused before it runs (`fractal.lang.limits`)."""
 
 
+class CudaCompileError(FractalError):
+    """CUDA C++ that the CUDA compiler (NVRTC or nvcc) refuses, or no CUDA compiler here: the
+    message quotes the compiler's log with each failing line of the source; `log` is the log as
+    the compiler wrote it and `lines` the source lines its errors point at, e.g.::
+
+        fractal.CudaCompileError: CUDA C++ does not compile for sm_90 (NVRTC 12.9): kernel.cu
+        kernel.cu(2): error: expected a ";"
+            2 |     x[0] = 1.0f
+    """
+
+    def __init__(self, message: str, loc: SourceLoc | None = None, *, log: str = "", lines: tuple = ()):
+        self.log, self.lines = log, tuple(lines)
+        super().__init__(message, loc)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.loc), {"log": self.log, "lines": self.lines})
+
+
 def located(e: FractalError, loc: SourceLoc) -> FractalError:
     """`e` pointing at `loc` (the equation that failed), unless an inner equation already
     located it: re-raise the result `from None`."""
