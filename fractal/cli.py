@@ -3,7 +3,7 @@
     fractal models                            list the zoo
     fractal run stacked_lstm --config cpu     run a model, check it against its reference, time it
     fractal bench [--models M ...] [--quick]  the CPU benchmark (benchmarks/cpu_backend.py, from a checkout)
-    fractal targets [NAME ...] [--measure]    the targets one can compile for, their numbers and sources
+    fractal targets [NAME ...] [--measure]    the targets (CPUs and GPUs), their numbers and sources
 
 The zoo lives in the repository's `examples/` folder; the command finds it in
 the current directory, next to the installed package (editable installs), or
@@ -157,6 +157,8 @@ def cmd_targets(args) -> int:
             override = os.environ.get("FRACTAL_HOST")
             print(f"  (FRACTAL_HOST={override} replaces the measurement)" if override else
                   f"  (measured once per machine, kept in {host.cache_dir()}; FRACTAL_HOST replaces it)")
+        if target.backend not in ft.backends.names():  # (the GPUs, before the CUDA backend exists)
+            print(f"  (the {target.backend!r} backend is not built yet: compiling for this target is refused)")
         print()
     return 0
 

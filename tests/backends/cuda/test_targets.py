@@ -124,4 +124,5 @@ def test_fractal_targets_lists_the_gpus_with_their_numbers_and_sources(capsys):
     assert "h100 (backend cuda): NVIDIA H100 datasheet" in out and "l4 (backend cuda): NVIDIA L4 datasheet" in out
     assert "sm_90 (compute capability 9.0): shared 228 KiB/SM, 227 KiB/block" in out
     assert "mma.sync shapes: float16 m16n8k16 m16n8k8" in out and "GDDR6         24 GiB       300 GB/s" in out
+    assert out.count("(the 'cuda' backend is not built yet: compiling for this target is refused)") == 2
     assert main(["targets"]) == 0 and "rtx4090 (backend cuda)" in capsys.readouterr().out
