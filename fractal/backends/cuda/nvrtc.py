@@ -167,6 +167,6 @@ def _error(source: str, arch: str, name: str, log: str, version: str) -> CudaCom
         if found and "error" in found["kind"] and os.path.basename(found["file"]) == os.path.basename(name):
             number = int(found["line"])
             failing.append(number)
-            lines += [f"    {k} | {text[k - 1]}" for k in (number - 1, number) if 1 <= k <= len(text)]  # and the line before
+            lines += [f"    {k} | {text[k - 1]}" for k in (number - 1, number) if 1 <= k <= len(text)]
     message = f"CUDA C++ does not compile for {arch} ({version}): {name}\n" + "\n".join(lines)
     return CudaCompileError(message, log=log, lines=tuple(dict.fromkeys(failing)))
