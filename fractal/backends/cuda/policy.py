@@ -5,9 +5,9 @@ is not built, issue 18): each follows from how a GPU runs a stage, as one kernel
 grid covers the stage's points, and reads nothing but the facts and the hardware record.
 
 * batch across: always, except a recurrent statement (a stacked RNN's layer below).  A batched
-  statement is one launch over `steps * points` points instead of `steps` launches (or grid-wide barriers) over `points`; more points fill more SMs, and a
-  weight shared by the steps becomes one GEMM with `steps` times the rows, the shape tensor cores
-  need.  (The CPU's reason to keep a step in cache does not apply: a GPU stage streams.)  A
+  statement is one launch over `steps * points` points instead of `steps` launches (or grid-wide
+  barriers) over `points`; more points fill more SMs, and a weight shared by the steps becomes
+  one GEMM with `steps` times the rows, the shape tensor cores need.  (The CPU's reason to keep a step in cache does not apply: a GPU stage streams.)  A
   recurrent one is left to the wavefront pass, which weighs the batched schedule against the
   wavefront (below): the persistent wavefront kernel is the paper's win on a GPU.
 * sink into: never.  Sinking trades a parallel nest for per-step work inside a sequential loop,
