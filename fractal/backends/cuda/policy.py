@@ -7,9 +7,10 @@ grid covers the stage's points, and reads nothing but the facts and the hardware
 * batch across: always, except a recurrent statement (a stacked RNN's layer below).  A batched
   statement is one launch over `steps * points` points instead of `steps` launches (or grid-wide
   barriers) over `points`; more points fill more SMs, and a weight shared by the steps becomes
-  one GEMM with `steps` times the rows, the shape tensor cores need.  (The CPU's reason to keep a step in cache does not apply: a GPU stage streams.)  A
-  recurrent one is left to the wavefront pass, which weighs the batched schedule against the
-  wavefront (below): the persistent wavefront kernel is the paper's win on a GPU.
+  one GEMM with `steps` times the rows, the shape tensor cores need.  (The CPU's reason to keep
+  a step in cache does not apply: a GPU stage streams.)  A recurrent one is left to the
+  wavefront pass, which weighs the batched schedule against the wavefront (below): the
+  persistent wavefront kernel is the paper's win on a GPU.
 * sink into: never.  Sinking trades a parallel nest for per-step work inside a sequential loop,
   which on a GPU is a launch or a grid barrier per step with fewer points each.
 * tile rows: never (None).  Stages are not cut into host-side row blocks: the emitter tiles a
