@@ -4,7 +4,8 @@ Everything else of the emitter (index expressions, addresses, element-wise expre
 written once against a `Dialect`: scalar type names per dtype, how a math function is named
 for a compute type (`std::exp` on the host, `expf` / `exp` in CUDA), how half-precision
 values convert to and from their `float` compute type, the qualifier of an inline helper,
-and how infinities and NaNs are spelled.  `HOST` is C++17 for g++/clang (a later native CPU
+and how infinities and NaNs are spelled.  int64 is `long long` in both (so `3LL` is an
+int64 literal everywhere; the host's `std::int64_t` may be `long`).  `HOST` is C++17 for g++/clang (a later native CPU
 backend), `CUDA` is CUDA C++ for nvcc and NVRTC (no standard headers needed).
 
     >>> CUDA.math("exp", "float32"), CUDA.math("exp", "float64"), HOST.math("exp", "float32")
@@ -44,6 +45,10 @@ class Dialect:
         """The name of math function `fn` for a float compute dtype."""
         return f"{self.math_prefix}{fn}{self.float_suffix if dtype == 'float32' else ''}"
 
+    def includes(self) -> str:
+        """The `#include` lines the emitted text needs."""
+        return "".join(f"#include {h}\n" for h in self.headers)
+
     def to_compute(self, dtype: str, value: str) -> str:
         """`value` (of `dtype`) in its compute dtype."""
         return self.to_float[dtype].format(v=value) if dtype in self.to_float else value
@@ -56,7 +61,7 @@ class Dialect:
 HOST = Dialect(
     name="host",
     ctype={"float16": "_Float16", "bfloat16": "__bf16", "float32": "float", "float64": "double",
-           "int32": "std::int32_t", "int64": "std::int64_t", "bool": "bool"},
+           "int32": "std::int32_t", "int64": "long long", "bool": "bool"},
     index_type="std::int64_t", inline="static inline", math_prefix="std::", float_suffix="",
     to_float={"float16": "static_cast<float>({v})", "bfloat16": "static_cast<float>({v})"},
     from_float={"float16": "static_cast<_Float16>({v})", "bfloat16": "static_cast<__bf16>({v})"},

@@ -47,11 +47,12 @@ def random_case(rng: random.Random):
 
 CASES = [random_case(random.Random(k)) for k in range(COUNT)]
 MAXDIM = 4
+EVARS = tuple(f"e{a}" for a in range(MAXDIM))
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    evars = [f"e{a}" for a in range(MAXDIM)]
+    evars = EVARS
     unpack = "std::int64_t t = v[0]; " + " ".join(f"std::int64_t {e} = v[{a + 1}];" for a, e in enumerate(evars))
     unused = " ".join(f"(void){e};" for e in ["t", *evars])
     fns = "".join(f"static std::int64_t off{k}(const std::int64_t* v) {{ {unpack} {unused} "
@@ -78,7 +79,7 @@ def test_offset_of_every_point_equals_numpy_strided_indexing(lib, k, t):
     assert expected.shape == r.shape
     for point in np.ndindex(*r.shape):
         v = np.array([t, *point, *[0] * (MAXDIM - len(point))], np.int64)
-        assert lib.region_offset(k, pointer(v)) == expected[point], (offset(r, buf, [f"e{a}" for a in range(MAXDIM)][:len(point)]), point)
+        assert lib.region_offset(k, pointer(v)) == expected[point], (offset(r, buf, EVARS[:len(point)]), point)
 
 
 def test_offset_text_merges_terms_and_folds_constants():
