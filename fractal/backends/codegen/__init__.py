@@ -11,9 +11,9 @@ host C++ and CUDA C++ differ (`dialect`).  No runtime: backends compile and laun
 
 from .address import offset, point_offset
 from .dialect import CUDA, DIALECTS, HOST, Dialect
-from .elementwise import Emitted, emit_expr, prelude, store
+from .elementwise import Emitted, cast, emit_expr, prelude, store
 from .index import index_expr, index_prelude
 from .ops import BINARY_OPS, UNARY_OPS
 
-__all__ = ["offset", "point_offset", "CUDA", "DIALECTS", "HOST", "Dialect", "Emitted", "emit_expr", "prelude",
+__all__ = ["offset", "point_offset", "CUDA", "DIALECTS", "HOST", "Dialect", "Emitted", "cast", "emit_expr", "prelude",
            "store", "index_expr", "index_prelude", "BINARY_OPS", "UNARY_OPS"]

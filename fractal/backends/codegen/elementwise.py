@@ -73,6 +73,14 @@ def store(value: Emitted, dtype, d: Dialect) -> Emitted:
     return Emitted(d.from_compute(dtype, v.text), dtype, v.helpers)
 
 
+def cast(text: str, src, dst, d: Dialect) -> Emitted:
+    """A value of dtype `src` (its storage text, e.g. a load) converted to `dst` as NumPy's
+    `astype` converts it (a `Convert` op): floats to ints truncate toward zero (undefined in
+    C++ beyond the int's range, where NumPy gives the int's minimum), anything to bool is `!= 0`."""
+    src = _name(src)
+    return store(Emitted(d.to_compute(src, text), src), dst, d)
+
+
 def _name(dtype) -> str:
     name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     if name not in COMPUTE:

@@ -9,7 +9,10 @@ its C++ type.  A template that reads an operand twice, or that is a function bod
 never repeats a subtree.  The float forms follow `fractal.lang.tensor_ops` step by step (the
 stable softplus/log_sigmoid/elu, gelu's tanh approximation, sigmoid's exp form), and
 `fl_maximum`/`fl_minimum` propagate NaN like NumPy.  A kind missing from a row means NumPy
-has no loop for it either (`sub` of bools).
+has no loop for it either (`sub` of bools).  Integer `floordiv`/`mod` by zero give 0 and an
+int to a negative int power 0 (NumPy: 0 with a warning, and an error); signed overflow
+wraps in NumPy but is undefined in C++: a host build that relies on wrapping passes
+`-fwrapv` (GPUs wrap in practice).
 
     {"gelu": {"f": "{c:0.5} * {x} * ({c:1} + {f:tanh}({c:0.7978845608028654} * ({x} + {c:0.044715} * ({x} * {x} * {x}))))"}}
     gelu(x) in CUDA float32 ->  fl_gelu_float32(x)   with

@@ -1,5 +1,6 @@
 """The CUDA dialect's text compiles with nvcc for sm_80: every op on every dtype it is defined
-for (half and bfloat16 included), random trees, index expressions and region offsets, each in
+for (half and bfloat16 included), random trees, conversions between every pair of dtypes,
+index expressions and region offsets, each in
 a `__global__` kernel of one translation unit (one nvcc run); skipped without nvcc."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import subprocess
 
 import pytest
 
-from fractal.backends.codegen import (BINARY_OPS, CUDA, UNARY_OPS, emit_expr, index_expr, index_prelude, offset,
+from fractal.backends.codegen import (BINARY_OPS, CUDA, UNARY_OPS, cast, emit_expr, index_expr, index_prelude, offset,
                                       prelude, store)
 from fractal.lang.errors import FractalTypeError
 from fractal.lower.tile_expr import Binary, Load, Unary
@@ -45,6 +46,14 @@ def element_kernels():
                      f"  if (i < n) out[i] = {out.text};\n}}\n"), out.helpers
 
 
+def cast_kernels():
+    c = CUDA.ctype
+    for src in DTYPES:
+        for dst in DTYPES:
+            yield (f'extern "C" __global__ void cast_{src}_{dst}(const {c[src]}* x, {c[dst]}* out) '
+                   f"{{ out[threadIdx.x] = {cast('x[threadIdx.x]', src, dst, CUDA).text}; }}\n")
+
+
 def index_kernels():
     args = ", ".join(f"long long {v}" for v in VARS)
     for k, x in enumerate(INDICES):
@@ -61,7 +70,7 @@ def test_cuda_text_compiles_with_nvcc_for_sm_80(tmp_path):
     kernels = list(element_kernels())
     assert len(kernels) > 300
     source = (prelude(CUDA, [h for _, _, hs in kernels for h in hs]) + index_prelude(CUDA)
-              + "".join(s for _, s, _ in kernels)
+              + "".join(s for _, s, _ in kernels) + "".join(cast_kernels())
               + "".join(index_kernels()))
     src = tmp_path / "dialect.cu"
     src.write_text(source)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fractal.backends.codegen import HOST, emit_expr, prelude, store
+from fractal.backends.codegen import HOST, cast, emit_expr, prelude, store
 from fractal.backends.pointwise import evaluate
 from fractal.lang.errors import FractalTypeError, UnsupportedError
 
@@ -68,10 +68,23 @@ def kernel(k: int, group: str, tree) -> tuple[str, tuple[str, ...]]:
             f"  for (std::int64_t i = 0; i < n; ++i) out[i] = {out.text};\n}}\n"), out.helpers
 
 
+# Conversions (`Convert` ops): (source, destination) dtypes, each a kernel after the trees.
+CASTS = (("float64", "int32"), ("float32", "int64"), ("float64", "bool"), ("int32", "float32"), ("bool", "float64"),
+         ("float64", "float32"), ("int64", "int32"), ("float32", "float64"))
+
+
+def cast_kernel(k: int, src: str, dst: str) -> str:
+    c = HOST.ctype
+    return (f"static void ew{k}(const void* xv, const void*, void* ov, std::int64_t n) {{\n"
+            f"  const {c[src]}* x = static_cast<const {c[src]}*>(xv); {c[dst]}* out = static_cast<{c[dst]}*>(ov);\n"
+            f"  for (std::int64_t i = 0; i < n; ++i) out[i] = {cast('x[i]', src, dst, HOST).text};\n}}\n")
+
+
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     kernels = [kernel(k, g, t) for k, (g, t) in enumerate(CASES)]
-    cases = "".join(f"    case {k}: ew{k}(x, y, out, n); return;\n" for k in range(len(CASES)))
+    kernels += [(cast_kernel(len(CASES) + k, src, dst), ()) for k, (src, dst) in enumerate(CASTS)]
+    cases = "".join(f"    case {k}: ew{k}(x, y, out, n); return;\n" for k in range(len(CASES) + len(CASTS)))
     source = (prelude(HOST, [h for _, hs in kernels for h in hs]) + "".join(s for s, _ in kernels)
               + 'extern "C" void run_ew(int k, const void* x, const void* y, void* out, std::int64_t n) {\n'
               + f"  switch (k) {{\n{cases}  }}\n}}\n")
@@ -138,3 +151,13 @@ def test_every_op_on_every_pair_of_special_values(lib, group, op):
         x, y = np.ascontiguousarray(x[keep]), np.ascontiguousarray(y[keep])
         want = reference(alone(op, len(x)), xd, yd, dst, x, y)
     assert_matches(compiled(lib, OP_CASES[group, op], dst, x, y), want, dst, (xd, yd, dst), (group, op, x, y))
+
+
+@pytest.mark.parametrize("src, dst", CASTS)
+def test_conversions_equal_numpy_astype_within_the_destination_range(lib, src, dst):
+    values = np.array([0.0, -0.0, 0.4, -0.6, 1.5, -2.5, 7.0, 1e6, -123456.75, 2.0**31 - 1 if dst != "int32" else 3.0,
+                       -(2.0**31) + 1])
+    x = values.astype(src)
+    got = np.zeros(len(x), dst)
+    lib.run_ew(len(CASES) + CASTS.index((src, dst)), pointer(x), pointer(x), pointer(got), len(x))
+    np.testing.assert_array_equal(got, x.astype(dst))
