@@ -34,7 +34,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from fractal.lang.errors import FractalTypeError, UnsupportedError
+from fractal.lang.errors import ArgumentError, FractalTypeError, UnsupportedError
 from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lower.tile_expr import BOOL_OPS, Binary, Const, Load, Region, Unary, Where
 
@@ -108,10 +108,15 @@ class _Emitter:
     def __init__(self, dtypes, load, d: Dialect):
         self.dtypes, self.load, self.d = dtypes, load, d
 
+    def dtype(self, r: Region) -> str:
+        if r.buffer not in self.dtypes:
+            raise ArgumentError(f"the expression loads buffer {r.buffer}, which has no dtype in {sorted(self.dtypes)}")
+        return self.dtypes[r.buffer]
+
     def static(self, e) -> str | None:
         """The interpreter's `dtype_of`: the dtype that types a sibling constant."""
         if isinstance(e, Load):
-            return self.dtypes[e.region.buffer]
+            return self.dtype(e.region)
         if isinstance(e, Const):
             return None
         if isinstance(e, Unary):
@@ -123,7 +128,7 @@ class _Emitter:
 
     def emit(self, e, want: str) -> Emitted:
         if isinstance(e, Load):
-            dt = self.dtypes[e.region.buffer]
+            dt = self.dtype(e.region)
             return Emitted(self.d.to_compute(dt, self.load(e.region)), dt)
         if isinstance(e, Const):
             return Emitted(_literal(e.value, want, self.d), want)

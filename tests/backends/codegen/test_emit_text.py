@@ -9,7 +9,7 @@ import re
 import pytest
 
 from fractal.backends.codegen import BINARY_OPS, CUDA, HOST, UNARY_OPS, emit_expr, prelude, store
-from fractal.lang.errors import FractalTypeError, UnsupportedError
+from fractal.lang.errors import ArgumentError, FractalTypeError, UnsupportedError
 from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lower.tile_expr import Binary, Const, Load, Unary, Where
 
@@ -126,3 +126,8 @@ def test_a_dtype_without_a_scalar_type_is_refused():
 def test_a_constant_with_no_integer_value_is_refused():
     with pytest.raises(FractalTypeError, match="the constant inf has no int32 value"):
         text(Binary("add", K, Const(float("inf"))), "int32")
+
+
+def test_a_load_of_a_buffer_without_a_dtype_is_refused():
+    with pytest.raises(ArgumentError, match=re.escape("the expression loads buffer z, which has no dtype in ['x', 'y']")):
+        emit_expr(Load(whole("z")), "float32", {"x": "float32", "y": "float32"}, lambda r: "z[i]", HOST)
