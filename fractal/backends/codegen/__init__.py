@@ -1,8 +1,9 @@
 """The expression and indexing parts of a C++ emitter, shared by the CUDA backend and a
 native CPU backend: tile-IR indices to C++ integer expressions (`index`), region points to
-element offsets (`address`), element-wise expression trees to one C++ expression per
-element (`elementwise`, with the per-op table in `ops`), and the dialect tables in which
-host C++ and CUDA C++ differ (`dialect`).  No runtime: backends compile and launch.
+element offsets (`address`), element-wise expression trees and conversions to one C++
+expression per element (`elementwise`, with the per-op table in `ops`), and the dialect
+tables in which host C++ and CUDA C++ differ (`dialect`).  No runtime: backends compile
+and launch.
 
     >>> from fractal.lower import parse_index
     >>> index_expr(parse_index("floor((i - 3) / 4) + 2*(q mod 4)"))
