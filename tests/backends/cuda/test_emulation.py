@@ -1,0 +1,270 @@
+"""The CUDA emulation (`fractal.backends.cuda.emulation`): hand-written kernels run on the CPU
+with the CUDA execution model, and each bug that matters on a GPU is caught: a missing
+`__syncthreads`, a wrong shuffle mask, a race between blocks, an out-of-bounds access, a
+barrier or grid sync that not every thread reaches."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from fractal.backends.cuda.emulation import (CompilerMissingError, EmulationCompileError,
+                                             EmulationError, emulate)
+from fractal.backends.cuda.emulation import run as emulation_run
+from fractal.lang.errors import FractalError
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
+                                reason="the CUDA emulation needs a host C++ compiler (g++)")
+
+RNG = np.random.default_rng(0)
+
+GEMM = r"""
+#define TILE 8
+extern "C" __global__ void gemm(const float* __restrict__ A, const float* __restrict__ B, float* C,
+                                int M, int N, int K) {
+  __shared__ float As[TILE][TILE];
+  __shared__ float Bs[TILE][TILE];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int row = blockIdx.y * TILE + ty, col = blockIdx.x * TILE + tx;
+  float acc = 0.f;
+  for (int t = 0; t < K; t += TILE) {
+    As[ty][tx] = A[row * K + t + tx];
+    Bs[ty][tx] = B[(t + ty) * N + col];
+    __syncthreads();
+    for (int k = 0; k < TILE; ++k) acc += As[ty][k] * Bs[k][tx];
+    __syncthreads();
+  }
+  C[row * N + col] = acc;
+}
+"""
+
+
+def gemm_args(m=16, n=24, k=16):
+    a = RNG.standard_normal((m, k)).astype(np.float32)
+    b = RNG.standard_normal((k, n)).astype(np.float32)
+    return a, b, [a, b, np.zeros((m, n), np.float32), m, n, k]
+
+
+def test_a_tiled_shared_memory_gemm_matches_numpy():
+    a, b, args = gemm_args()
+    _, _, c = emulate(GEMM, "gemm", (3, 2), (8, 8), args)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_gemm_without_syncthreads_is_reported_as_a_race_within_a_block():
+    _, _, args = gemm_args()
+    with pytest.raises(EmulationError, match=r"kernel gemm: the result depends on the schedule: C\[\(\d+, \d+\)\]"
+                       r" .* a race within a block \(a missing __syncthreads"):
+        emulate(GEMM.replace("__syncthreads();", ""), "gemm", (3, 2), (8, 8), args)
+
+
+def test_a_gemm_without_syncthreads_computes_a_wrong_answer_in_one_run():
+    a, b, args = gemm_args()
+    _, _, c = emulate(GEMM.replace("__syncthreads();", ""), "gemm", (3, 2), (8, 8), args, repeat=1)
+    assert not np.allclose(c, a @ b, rtol=1e-3, atol=1e-3)
+
+
+WARP_SUM = r"""
+__global__ void warp_sum(const double* x, double* out, unsigned mask) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  double v = x[i];
+  for (int d = 16; d > 0; d /= 2) v += __shfl_down_sync(mask, v, d);
+  if (threadIdx.x % 32 == 0) out[i / 32] = v;
+}
+"""
+
+
+def test_a_warp_shuffle_reduction_matches_numpy():
+    x = RNG.standard_normal(128)
+    _, out = emulate(WARP_SUM, "warp_sum", 2, 64, [x, np.zeros(4), 0xFFFFFFFF])
+    np.testing.assert_allclose(out, x.reshape(4, 32).sum(axis=1), rtol=1e-12)
+
+
+def test_a_lane_outside_its_own_shuffle_mask_is_reported():
+    source = r"""
+    __global__ void upper(int* out) {
+      if (threadIdx.x >= 16) out[threadIdx.x] = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 0);
+    }"""
+    with pytest.raises(EmulationError, match=r"kernel upper: lane 16 of warp 0 called __shfl_sync with mask "
+                       r"0x0000ffff, which does not include it \(block \(0,0,0\), thread \(16,0,0\)\)"):
+        emulate(source, "upper", 1, 32, [np.zeros(32, np.int32)])
+
+
+def test_reading_a_lane_outside_the_mask_is_reported():
+    half = WARP_SUM.replace("double v = x[i];", "double v = x[i];\n  if (threadIdx.x % 32 >= 16) return;")
+    with pytest.raises(EmulationError, match=r"lane 0 of warp 0 read lane 16 with __shfl_down_sync, "
+                       r"which is not in the mask 0x0000ffff \(block \(0,0,0\), thread \(0,0,0\)\)"):
+        emulate(half, "warp_sum", 1, 32, [RNG.standard_normal(32), np.zeros(1), 0x0000FFFF])
+
+
+def test_lanes_of_one_warp_with_different_masks_are_reported():
+    source = r"""
+    __global__ void k(int* out) {
+      unsigned mask = threadIdx.x == 3 ? 0x0000000fu : 0xffffffffu;
+      out[threadIdx.x] = __shfl_sync(mask, (int)threadIdx.x, 0);
+    }"""
+    with pytest.raises(EmulationError, match=r"lanes of warp 0 reached warp intrinsics with different masks: "
+                       r"lane 0 __shfl_sync\(0xffffffff\), lane 3 __shfl_sync\(0x0000000f\)"):
+        emulate(source, "k", 1, 32, [np.zeros(32, np.int32)])
+
+
+def test_votes_and_xor_shuffles_follow_cuda():
+    source = r"""
+    __global__ void votes(const int* p, unsigned* ballot, int* any_all, int* butterfly) {
+      int lane = threadIdx.x;
+      ballot[0] = __ballot_sync(0xffffffffu, p[lane]);
+      any_all[lane] = __any_sync(0xffffffffu, p[lane]) * 2 + __all_sync(0xffffffffu, p[lane]);
+      butterfly[lane] = __shfl_xor_sync(0xffffffffu, lane * 10, 1);
+    }"""
+    p = (np.arange(32) % 3 == 0).astype(np.int32)
+    _, ballot, any_all, butterfly = emulate(source, "votes", 1, 32, [p, np.zeros(1, np.uint32),
+                                                                     np.zeros(32, np.int32), np.zeros(32, np.int32)])
+    assert ballot[0] == sum(1 << i for i in range(32) if p[i])
+    assert (any_all == 2).all()  # some lanes vote yes, not all
+    np.testing.assert_array_equal(butterfly, (np.arange(32) ^ 1) * 10)
+
+
+RACE = r"""
+__global__ void owner(int* out) {
+  if (threadIdx.x == 0) out[0] = blockIdx.x + 1;
+}
+__global__ void counter(int* out) {
+  if (threadIdx.x == 0) atomicAdd(&out[0], (int)blockIdx.x + 1);
+}
+"""
+
+
+def test_two_blocks_writing_one_element_are_reported_as_a_race_between_blocks():
+    with pytest.raises(EmulationError, match=r"kernel owner: the result depends on the schedule: out\[0\] is \d "
+                       r"in one order and \d in another: a race between blocks"):
+        emulate(RACE, "owner", 4, 32, [np.zeros(1, np.int32)])
+
+
+def test_blocks_adding_atomically_are_no_race():
+    (out,) = emulate(RACE, "counter", 4, 32, [np.zeros(1, np.int32)])
+    assert out[0] == 1 + 2 + 3 + 4
+
+
+def test_an_out_of_bounds_write_names_the_kernel_the_buffer_and_the_index():
+    source = r"""
+    __global__ void scale(const float* x, float* y, int n) {
+      int i = blockIdx.x * blockDim.x + threadIdx.x;
+      y[i] = 2.f * x[i < n ? i : 0];
+    }"""
+    with pytest.raises(EmulationError, match=r"kernel scale: out-of-bounds access y\[(4[0-9])\] \(y holds 40 "
+                       r"elements\) \(block \(1,0,0\), thread \(\d+,0,0\)\)"):
+        emulate(source, "scale", 2, 32, [np.ones(40, np.float32), np.zeros(40, np.float32), 40])
+
+
+PERSISTENT = r"""
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
+__global__ void two_phase(const float* x, float* partial, float* total, int skip) {
+  cg::grid_group grid = cg::this_grid();
+  __shared__ float acc[32];
+  acc[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int i = 0; i < 32; ++i) s += acc[i];
+    partial[blockIdx.x] = s;
+  }
+  if (blockIdx.x == skip) return;
+  grid.sync();
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    float s = 0.f;
+    for (int b = 0; b < gridDim.x; ++b) s += partial[b];
+    total[0] = s;
+  }
+}
+"""
+
+
+def persistent_args(skip):
+    return [RNG.standard_normal(128).astype(np.float32), np.zeros(4, np.float32), np.zeros(1, np.float32), skip]
+
+
+def test_a_persistent_kernel_with_a_grid_sync_runs_all_blocks_together():
+    args = persistent_args(-1)
+    x, partial, total = emulate(PERSISTENT, "two_phase", 4, 32, args, cooperative=True)
+    np.testing.assert_allclose(partial, x.reshape(4, 32).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(total, [x.sum()], rtol=1e-5)
+
+
+def test_a_block_that_skips_the_grid_sync_is_reported_not_a_hang():
+    with pytest.raises(EmulationError, match=r"kernel two_phase: grid.sync\(\) never completed: block \(2,0,0\) "
+                       r"exited without reaching it"):
+        emulate(PERSISTENT, "two_phase", 4, 32, persistent_args(2), cooperative=True)
+
+
+def test_a_grid_sync_outside_a_cooperative_launch_is_reported():
+    with pytest.raises(EmulationError, match=r"grid.sync\(\) in a kernel launched without cooperative=True"):
+        emulate(PERSISTENT, "two_phase", 4, 32, persistent_args(-1))
+
+
+def test_a_syncthreads_in_divergent_code_is_reported():
+    source = r"""
+    __global__ void half_barrier(float* y) {
+      if (threadIdx.x < 16) __syncthreads();
+      y[threadIdx.x] = 1.f;
+    }"""
+    with pytest.raises(EmulationError, match=r"kernel half_barrier: block \(0,0,0\): __syncthreads reached by 16 "
+                       r"of 48 threads; 32 exited without it"):
+        emulate(source, "half_barrier", 1, 48, [np.zeros(48, np.float32)])
+
+
+def test_dynamic_shared_memory_is_per_block_and_sized_by_the_launch():
+    source = r"""
+    __global__ void reverse(const int* x, int* y) {
+      extern __shared__ int buf[];
+      int t = threadIdx.x, base = blockIdx.x * blockDim.x;
+      buf[t] = x[base + t];
+      __syncthreads();
+      y[base + t] = buf[blockDim.x - 1 - t];
+    }"""
+    x = np.arange(64, dtype=np.int32)
+    _, y = emulate(source, "reverse", 2, 32, [x, np.zeros(64, np.int32)], shared_bytes=32 * 4)
+    np.testing.assert_array_equal(y, x.reshape(2, 32)[:, ::-1].ravel())
+
+
+def test_a_compile_error_carries_the_compiler_log():
+    with pytest.raises(EmulationCompileError, match=r"(?s)the host compiler refused the kernel source:.*"
+                       r"undeclared_name"):
+        emulate("__global__ void k(float* y) { y[0] = undeclared_name; }", "k", 1, 1, [np.zeros(1, np.float32)])
+
+
+def test_an_array_of_the_wrong_dtype_is_refused_before_compiling():
+    with pytest.raises(EmulationError, match=r"kernel gemm: parameter 'A' is float\* and takes float32 arrays, "
+                       r"got float64"):
+        emulate(GEMM, "gemm", 1, (8, 8), [np.zeros((8, 8)), np.zeros((8, 8), np.float32),
+                                          np.zeros((8, 8), np.float32), 8, 8, 8])
+
+
+def test_a_kernel_missing_from_the_source_is_named():
+    with pytest.raises(EmulationError, match=r"kernel 'gemv': no `__global__ void gemv\(\.\.\.\) \{` in the source"):
+        emulate(GEMM, "gemv", 1, 1, [])
+
+
+def test_the_errors_are_fractal_errors():
+    assert issubclass(EmulationError, FractalError) and issubclass(EmulationCompileError, EmulationError)
+
+
+def test_no_compiler_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    emulation_run.compiler.cache_clear()
+    try:
+        with pytest.raises(CompilerMissingError, match=r"'no-such-compiler-xyz' is not on PATH"):
+            emulate(GEMM, "gemm", 1, (8, 8), gemm_args(8, 8, 8)[2])
+    finally:
+        emulation_run.compiler.cache_clear()
+
+
+def test_a_compiled_kernel_is_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRACTAL_CACHE_DIR", str(tmp_path))
+    text, _ = emulation_run.translation_unit(GEMM, "gemm", 1)
+    lib = emulation_run._build(text)
+    assert lib.parent == tmp_path / "cuda-emulation" and lib.exists()
+    assert emulation_run._build(text) == lib and [p.name for p in lib.parent.iterdir()] == [lib.name]
