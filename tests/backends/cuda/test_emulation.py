@@ -159,6 +159,22 @@ def test_an_out_of_bounds_write_names_the_kernel_the_buffer_and_the_index():
         emulate(source, "scale", 2, 32, [np.ones(40, np.float32), np.zeros(40, np.float32), 40])
 
 
+def test_an_out_of_bounds_index_into_a_shared_tile_names_the_array_type_and_the_line():
+    source = r"""
+    __global__ void shifted(float* y, int shift) {
+      __shared__ float tile[32];
+      tile[threadIdx.x] = threadIdx.x;
+      __syncthreads();
+      int j = (int)threadIdx.x + shift;
+      y[threadIdx.x] = tile[j];
+    }"""
+    (y,) = emulate(source, "shifted", 1, 32, [np.zeros(32, np.float32), 0])
+    np.testing.assert_array_equal(y, np.arange(32))
+    with pytest.raises(EmulationError, match=r"kernel shifted: out-of-bounds index -9 into an array of type "
+                       r"'float \[32\]' at shifted.cu:7 \(block \(0,0,0\), thread \(31,0,0\)\)"):
+        emulate(source, "shifted", 1, 32, [np.zeros(32, np.float32), -40])
+
+
 PERSISTENT = r"""
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;

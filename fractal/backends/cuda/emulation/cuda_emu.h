@@ -13,7 +13,8 @@
 //   masks, or a lane read that is not in the mask are errors;
 // - a barrier that cannot complete (threads exited or wait elsewhere) is found when no fiber can
 //   run, and reported: never a hang;
-// - global buffers of the launched kernel arrive as bounds-checked `__ft::gptr<T>`.
+// - global buffers of the launched kernel arrive as bounds-checked `__ft::gptr<T>`; indices into
+//   arrays of known size (`__shared__` tiles) are checked by the compiler (-fsanitize=bounds).
 // Errors end the launch through an exception caught at the fiber's root, and reach the caller as
 // a message (`__ft::launch`'s return value), never abort().
 //
@@ -393,6 +394,25 @@ inline int launch(const char* kernel, const unsigned* grid, const unsigned* bloc
 }
 
 }  // namespace __ft
+
+// Out-of-bounds indices into arrays of known size (__shared__ tiles, per-thread arrays): the
+// compiler checks them (-fsanitize=bounds) and calls this handler, which ends the launch.
+extern "C" {
+struct __ft_ubsan_type { unsigned short kind, info; char name[1]; };
+struct __ft_ubsan_oob { const char* file; unsigned line, column; __ft_ubsan_type* array; __ft_ubsan_type* index; };
+// Defined here (this header is in one translation unit per library), hidden so that a sanitizer
+// runtime already loaded in the process cannot take the calls.
+__attribute__((visibility("hidden"), used)) void __ubsan_handle_out_of_bounds(__ft_ubsan_oob* d, uintptr_t value) {
+  unsigned bits = 1u << (d->index->info >> 1);
+  long long index = (long long)value;
+  if ((d->index->info & 1) && bits < 64) index = (long long)(value << (64 - bits)) >> (64 - bits);
+  ::__ft::fail("out-of-bounds index %lld into an array of type %s at %s:%u", index, d->array->name,
+               d->file, d->line);
+}
+__attribute__((visibility("hidden"), used)) void __ubsan_handle_out_of_bounds_abort(__ft_ubsan_oob* d, uintptr_t value) {
+  __ubsan_handle_out_of_bounds(d, value);
+}
+}
 
 #define threadIdx (::__ft::g_cur->tid)
 #define blockIdx (::__ft::g_cur->bid)

@@ -29,7 +29,7 @@ from .errors import CompilerMissingError, EmulationCompileError, EmulationError
 from .source import Param, translation_unit
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
-FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w")
+FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds")  # bounds: cuda_emu.h
 MAX_COOPERATIVE_BLOCKS = 256  # one template instance per block of a cooperative launch
 
 
