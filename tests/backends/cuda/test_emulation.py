@@ -175,6 +175,41 @@ def test_an_out_of_bounds_index_into_a_shared_tile_names_the_array_type_and_the_
         emulate(source, "shifted", 1, 32, [np.zeros(32, np.float32), -40])
 
 
+PIPELINE = r"""
+#include <cuda_pipeline.h>
+__global__ void stream(const float* x, float* y, int tiles) {  // y[t] = x[t] + x[t - 1], tiles of 32
+  __shared__ float buf[2][32];
+  int t = threadIdx.x;
+  __pipeline_memcpy_async(&buf[0][t], &x[t], sizeof(float));
+  __pipeline_commit();
+  for (int i = 0; i < tiles; ++i) {
+    if (i + 1 < tiles) __pipeline_memcpy_async(&buf[(i + 1) % 2][t], &x[(i + 1) * 32 + t], sizeof(float));
+    __pipeline_commit();
+    __pipeline_wait_prior(WAIT);
+    __syncthreads();
+    y[i * 32 + t] = buf[i % 2][t] + (t ? buf[i % 2][t - 1] : 0.f);
+    __syncthreads();
+  }
+}
+"""
+
+
+def test_a_double_buffered_cp_async_pipeline_matches_numpy():
+    x = RNG.standard_normal(4 * 32).astype(np.float32)
+    _, y = emulate("#define WAIT 1\n" + PIPELINE, "stream", 1, 32, [x, np.zeros_like(x), 4])
+    tiles = x.reshape(4, 32)
+    np.testing.assert_allclose(y.reshape(4, 32), tiles + np.pad(tiles[:, :-1], ((0, 0), (1, 0))), rtol=1e-6)
+
+
+def test_reading_a_cp_async_destination_before_its_wait_reads_unwritten_shared_memory():
+    x = RNG.standard_normal(4 * 32).astype(np.float32)
+    _, y = emulate("#define WAIT 2\n" + PIPELINE, "stream", 1, 32, [x, np.zeros_like(x), 4], repeat=1)
+    assert np.isnan(y[:32]).all()  # the first tile is read before its copy lands: the poison (NaN)
+    with pytest.raises(EmulationError, match=r"kernel stream: the result depends on the schedule: y\[0\] is nan "
+                       r"in one order and .* in another: a race within a block"):
+        emulate("#define WAIT 2\n" + PIPELINE, "stream", 1, 32, [x, np.zeros_like(x), 4])
+
+
 PERSISTENT = r"""
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;

@@ -18,7 +18,9 @@
 // Errors end the launch through an exception caught at the fiber's root, and reach the caller as
 // a message (`__ft::launch`'s return value), never abort().
 //
-// Not emulated: mma.sync fragments, cp.async, fp16/bf16 types, warp intrinsics with disjoint
+// cp.async is emulated through the __pipeline_memcpy_async / __pipeline_commit /
+// __pipeline_wait_prior intrinsics (not inline PTX).
+// Not emulated: mma.sync fragments, inline PTX (asm), fp16/bf16 types, warp intrinsics with disjoint
 // masks from one warp at the same time (reported as different masks).
 #pragma once
 #include <algorithm>
@@ -27,8 +29,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <functional>
-#include <random>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -72,6 +72,9 @@ struct Fiber {
   int block = 0;  // index into Launch::blocks
   unsigned linear = 0;
   uint64_t result = 0;
+  struct Copy { void* dst; const void* src; size_t size; };
+  std::vector<Copy> open_copies;               // __pipeline_memcpy_async since the last commit
+  std::vector<std::vector<Copy>> copy_groups;  // committed, not yet waited for (oldest first)
 };
 
 struct Warp {
@@ -89,6 +92,7 @@ struct Block {
   unsigned arrived = 0;
   std::vector<Warp> warps;
   std::vector<unsigned char> dyn;
+  std::vector<void*> fresh;  // __shared__ arrays filled with the poison byte for this block
 };
 
 constexpr size_t kStack = 256 * 1024;
@@ -99,13 +103,15 @@ struct Launch {
   unsigned nthreads = 0;  // per block
   bool cooperative = false;
   long long shared_bytes = 0;
+  unsigned char poison = 0xff;  // fills __shared__ memory at a block's start: differs per run
   std::vector<Fiber> fibers;
   std::vector<Block> blocks;
   std::vector<int> order;
   ucontext_t main;
   unsigned grid_arrived = 0;
   std::string error;
-  std::function<void(int)> body;  // runs the kernel for the block at a slot
+  void (*body)(int slot, void* ctx) = nullptr;  // runs the kernel for the block at a slot
+  void* ctx = nullptr;
 };
 
 inline thread_local Launch* g_launch = nullptr;
@@ -229,6 +235,26 @@ inline uint64_t collective(Op op, unsigned mask, uint64_t value, int param, int 
 template <class T> uint64_t bits(T v) { static_assert(sizeof(T) <= 8, "warp intrinsics move up to 8 bytes"); uint64_t b = 0; std::memcpy(&b, &v, sizeof(T)); return b; }
 template <class T> T from_bits(uint64_t b) { T v; std::memcpy(&v, &b, sizeof(T)); return v; }
 
+// cp.async (through the __pipeline_* intrinsics): a copy happens when a wait retires its group,
+// so a thread that reads the destination before __pipeline_wait_prior reads the old contents.
+inline void pipeline_wait(size_t keep) {
+  auto& g = g_cur->copy_groups;
+  size_t done = g.size() > keep ? g.size() - keep : 0;
+  for (size_t i = 0; i < done; ++i)
+    for (auto& c : g[i]) c.src ? (void)std::memcpy(c.dst, c.src, c.size) : (void)std::memset(c.dst, 0, c.size);
+  g.erase(g.begin(), g.begin() + long(done));
+}
+
+// A __shared__ declaration reached by a thread: the first thread of a block to reach it fills the
+// array with the poison byte (0xff: NaN in the first run; another pattern in each other run), so a
+// read of shared memory that no thread wrote shows, and differs between runs.
+inline void shared_fresh(void* p, size_t n) {
+  auto& fresh = g_launch->blocks[g_cur->block].fresh;
+  if (std::find(fresh.begin(), fresh.end(), p) != fresh.end()) return;
+  fresh.push_back(p);
+  std::memset(p, g_launch->poison, n);
+}
+
 inline void* dynamic_shared() { return g_launch->blocks[g_cur->block].dyn.data(); }
 
 // A global buffer of the launched kernel: every access is checked against the buffer's length.
@@ -308,7 +334,7 @@ inline void fiber_entry() {
   Launch& L = *g_launch;
   Fiber& f = *g_cur;
   try {
-    L.body(L.cooperative ? f.block : 0);
+    L.body(L.cooperative ? f.block : 0, L.ctx);
   } catch (Abort&) {
   } catch (std::exception& e) {
     if (L.error.empty()) L.error = std::string("kernel ") + L.kernel + ": " + e.what() + where(f);
@@ -322,10 +348,13 @@ inline void start_block(Launch& L, int slot, dim3 bid, int first, bool reverse) 
   b.first_fiber = first;
   b.arrived = 0;
   b.warps.assign((L.nthreads + 31) / 32, Warp{});
-  b.dyn.assign(size_t(L.shared_bytes), 0xff);  // NaN for floats: unwritten shared memory shows
+  b.dyn.assign(size_t(L.shared_bytes), L.poison);
+  b.fresh.clear();
   for (unsigned t = 0; t < L.nthreads; ++t) {
     Fiber& f = L.fibers[first + t];
     f.state = State::runnable;
+    f.open_copies.clear();
+    f.copy_groups.clear();
     f.block = slot;
     f.linear = t;
     f.bid = bid;
@@ -342,7 +371,7 @@ inline void start_block(Launch& L, int slot, dim3 bid, int first, bool reverse) 
 // Runs `body(slot)` as the kernel for every block; returns 0, or 1 with the error in `msg`.
 // `reverse`: bit 0 reverses the (shuffled) block order, bit 1 each block's thread order.
 inline int launch(const char* kernel, const unsigned* grid, const unsigned* block, long long shared_bytes,
-                  int cooperative, unsigned long long seed, int reverse, std::function<void(int)> body,
+                  int cooperative, unsigned long long seed, int reverse, void (*body)(int, void*), void* ctx,
                   char* msg, int msglen) {
   Launch L;
   L.kernel = kernel;
@@ -351,12 +380,19 @@ inline int launch(const char* kernel, const unsigned* grid, const unsigned* bloc
   L.nthreads = block[0] * block[1] * block[2];
   L.cooperative = cooperative != 0;
   L.shared_bytes = shared_bytes;
-  L.body = std::move(body);
+  static const unsigned char poisons[4] = {0xff, 0x7f, 0xfe, 0x7e};
+  L.poison = poisons[reverse & 3];
+  L.body = body;
+  L.ctx = ctx;
   unsigned nblocks = grid[0] * grid[1] * grid[2];
   std::vector<unsigned> blocks(nblocks);
   for (unsigned i = 0; i < nblocks; ++i) blocks[i] = i;
-  std::mt19937_64 rng(seed);
-  std::shuffle(blocks.begin(), blocks.end(), rng);
+  for (unsigned i = nblocks; i > 1; --i) {  // Fisher-Yates, with splitmix64 as the generator
+    uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    std::swap(blocks[i - 1], blocks[(z ^ (z >> 31)) % i]);
+  }
   if (reverse & 1) std::reverse(blocks.begin(), blocks.end());
   size_t live = L.cooperative ? size_t(nblocks) * L.nthreads : L.nthreads;
   L.fibers.resize(live);
@@ -455,6 +491,18 @@ FT_ATOMICS(unsigned long long)
 inline float atomicAdd(float* p, float v) { float o = *p; *p = o + v; return o; }
 inline double atomicAdd(double* p, double v) { double o = *p; *p = o + v; return o; }
 inline float atomicExch(float* p, float v) { float o = *p; *p = v; return o; }
+
+inline void __pipeline_memcpy_async(void* dst, const void* src, size_t size, size_t zfill = 0) {
+  if (size != 4 && size != 8 && size != 16) ::__ft::fail("__pipeline_memcpy_async copies 4, 8 or 16 bytes, not %zu", size);
+  ::__ft::g_cur->open_copies.push_back({dst, src, size - zfill});
+  if (zfill) ::__ft::g_cur->open_copies.push_back({static_cast<char*>(dst) + size - zfill, nullptr, zfill});
+}
+inline void __pipeline_commit() {
+  auto& f = *::__ft::g_cur;
+  f.copy_groups.push_back(std::move(f.open_copies));
+  f.open_copies.clear();
+}
+inline void __pipeline_wait_prior(size_t n) { ::__ft::pipeline_wait(n); }
 
 template <class T> T __ldg(const T* p) { return *p; }
 template <class A, class B> auto min(A a, B b) -> std::common_type_t<A, B> { return b < a ? b : a; }

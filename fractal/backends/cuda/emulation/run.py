@@ -8,7 +8,8 @@ order (`shuffle_seed`) and each block's threads in order, then (`repeat=2`) with
 reversed.  Results that differ are a race, and a third run (only the thread order reversed)
 tells which: between blocks (two blocks writing one element) or within a block (a missing
 `__syncthreads`: the emulation runs one thread at a time up to its next barrier, so a thread
-reads shared memory that the threads after it in that order have not written yet).
+reads shared memory that the threads after it in that order have not written yet, and each run
+fills shared memory with another poison byte at a block's start).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def _race(kernel: str, diff, cause: str) -> EmulationError:
 
 
 BETWEEN_BLOCKS = "a race between blocks (two blocks write one element without an atomic)"
-WITHIN_BLOCK = ("a race within a block (a missing __syncthreads: its threads, run in the reverse "
-                "order, read other values)")
+WITHIN_BLOCK = ("a race within a block (a missing __syncthreads, or a read of __shared__ memory that no "
+                "thread wrote: run in the reverse order, its threads read other values)")
 
 
 def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 0,

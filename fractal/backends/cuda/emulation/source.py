@@ -6,7 +6,8 @@ launch argument names the buffer and the index); it becomes a template over the 
 so that in a cooperative launch, where all blocks run at once, each block's `static`
 (`__shared__`) arrays are its own; and `extern "C"` before `__global__` is dropped (a template
 has C++ linkage).  `extern __shared__ T name[];` (dynamic shared memory) becomes a pointer to the
-block's dynamic buffer.  A generated `extern "C"` launcher takes the arguments as `void*`s.
+block's dynamic buffer, and each `__shared__` declaration fills its array with a poison byte
+when a block first reaches it (`__ft::shared_fresh`).  A generated `extern "C"` launcher takes the arguments as `void*`s.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ C_TYPES = {
 }
 
 _DROPPED_INCLUDES = re.compile(
-    r'^\s*#\s*include\s*[<"](cooperative_groups|cuda_runtime|cuda|device_launch_parameters)(\.h)?[>"].*$',
+    r'^\s*#\s*include\s*[<"](cooperative_groups|cuda_runtime|cuda_pipeline|cuda|device_launch_parameters)(\.h)?[>"].*$',
     re.M)
 _DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([\w\s]+?)\s*(\w+)\s*\[\s*\]\s*;")
+_STATIC_SHARED = re.compile(r"(__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?[\w:<>\s]+?\s(\w+)\s*(?:\[[^\]]*\]\s*)*;)")
 _QUALIFIERS = re.compile(r"\b(const|volatile|__restrict__|__restrict|restrict)\b")
 
 
@@ -106,6 +108,8 @@ def translation_unit(source: str, kernel: str, slots: int) -> tuple[str, tuple[P
     source = re.sub(r'extern\s+"C"\s+(?=__global__)', "", source)
     source = _DYNAMIC_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = "
                                  f"reinterpret_cast<{m.group(1)}*>(::__ft::dynamic_shared());", source)
+    source = _STATIC_SHARED.sub(lambda m: f"{m.group(1)} ::__ft::shared_fresh(&{m.group(2)}, sizeof({m.group(2)}));",
+                                source)
     start, open_, close = _kernel_signature(source, kernel)
     params = tuple(_parse_param(p, kernel) for p in _split_params(source[open_:close]))
     checked = ", ".join(
@@ -121,8 +125,10 @@ static void (*const __ft_table[])(void**, const long long*) = {{{table}}};
 extern "C" int ft_launch(void** a, const long long* n, const unsigned* grid, const unsigned* block,
                          long long shared_bytes, int cooperative, unsigned long long seed, int reverse,
                          char* msg, int msglen) {{
-  return ::__ft::launch("{kernel}", grid, block, shared_bytes, cooperative, seed, reverse,
-                        [&](int slot) {{ __ft_table[slot](a, n); }}, msg, msglen);
+  struct Args {{ void** a; const long long* n; }} args{{a, n}};
+  auto body = [](int slot, void* ctx) {{ auto* p = static_cast<Args*>(ctx); __ft_table[slot](p->a, p->n); }};
+  return ::__ft::launch("{kernel}", grid, block, shared_bytes, cooperative, seed, reverse, body, &args,
+                        msg, msglen);
 }}
 """
     return f'#include "cuda_emu.h"\n#line 1 "{kernel}.cu"\n{source}\n{launcher}', params
