@@ -10,6 +10,8 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fractal.backends.cuda.emulation import (CompilerMissingError, EmulationCompileError,
                                              EmulationError, emulate)
@@ -67,6 +69,14 @@ def test_a_gemm_without_syncthreads_computes_a_wrong_answer_in_one_run():
     assert not np.allclose(c, a @ b, rtol=1e-3, atol=1e-3)
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**32))
+def test_the_gemm_matches_numpy_for_any_number_of_tiles_and_block_order(mt, nt, kt, seed):
+    a, b, args = gemm_args(8 * mt, 8 * nt, 8 * kt)
+    _, _, c = emulate(GEMM, "gemm", (nt, mt), (8, 8), args, shuffle_seed=seed)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+
+
 WARP_SUM = r"""
 __global__ void warp_sum(const double* x, double* out, unsigned mask) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -81,6 +91,14 @@ def test_a_warp_shuffle_reduction_matches_numpy():
     x = RNG.standard_normal(128)
     _, out = emulate(WARP_SUM, "warp_sum", 2, 64, [x, np.zeros(4), 0xFFFFFFFF])
     np.testing.assert_allclose(out, x.reshape(4, 32).sum(axis=1), rtol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3))
+def test_warp_reductions_match_numpy_for_any_block_and_grid(warps, blocks):
+    x = RNG.standard_normal(32 * warps * blocks)
+    _, out = emulate(WARP_SUM, "warp_sum", blocks, 32 * warps, [x, np.zeros(warps * blocks), 0xFFFFFFFF])
+    np.testing.assert_allclose(out, x.reshape(-1, 32).sum(axis=1), rtol=1e-12)
 
 
 def test_a_lane_outside_its_own_shuffle_mask_is_reported():
@@ -319,3 +337,20 @@ def test_a_compiled_kernel_is_cached_on_disk(tmp_path, monkeypatch):
     lib = emulation_run._build(text)
     assert lib.parent == tmp_path / "cuda-emulation" and lib.exists()
     assert emulation_run._build(text) == lib and [p.name for p in lib.parent.iterdir()] == [lib.name]
+
+
+def test_two_processes_compiling_one_kernel_both_get_the_whole_library(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    text, _ = emulation_run.translation_unit(WARP_SUM, "warp_sum", 1)
+    (tmp_path / "kernel.cpp").write_text(text)
+    monkeypatch.setenv("FRACTAL_CACHE_DIR", str(tmp_path / "cache"))
+    build = ("import sys; from fractal.backends.cuda.emulation import run; "
+             "print(run._build(open(sys.argv[1]).read()))")
+    procs = [subprocess.Popen([sys.executable, "-c", build, str(tmp_path / "kernel.cpp")], stdout=subprocess.PIPE,
+                              text=True, cwd=os.getcwd()) for _ in range(2)]
+    libs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert libs[0] == libs[1] and os.listdir(tmp_path / "cache" / "cuda-emulation") == [os.path.basename(libs[0])]
+    _, out = emulate(WARP_SUM, "warp_sum", 1, 32, [np.ones(32), np.zeros(1), 0xFFFFFFFF])
+    assert out[0] == 32
