@@ -354,3 +354,66 @@ def test_two_processes_compiling_one_kernel_both_get_the_whole_library(tmp_path,
     assert libs[0] == libs[1] and os.listdir(tmp_path / "cache" / "cuda-emulation") == [os.path.basename(libs[0])]
     _, out = emulate(WARP_SUM, "warp_sum", 1, 32, [np.ones(32), np.zeros(1), 0xFFFFFFFF])
     assert out[0] == 32
+
+
+MISUSE = r"""
+__global__ void misuse(float* y, int mode) {
+  int t = threadIdx.x;
+  if (mode == 0) y[t] = __shfl_sync(0xffffffffu, 1.f, 0, 3);
+  if (mode == 1) y[t] = __shfl_sync(0xffffffffu, 1.f, 0);
+  if (mode == 2 && t < 31) y[t] = __shfl_sync(0xffffffffu, 1.f, 0);
+  if (mode == 3) __pipeline_memcpy_async(&y[t], &y[0], 12);
+}
+"""
+
+
+@pytest.mark.parametrize("mode, message", [
+    (0, r"kernel misuse: __shfl_sync: width 3 is not a power of two up to 32"),
+    (1, r"kernel misuse: __shfl_sync mask 0xffffffff names lanes that do not exist \(warp 1 has 16 threads\)"),
+    (2, r"kernel misuse: block \(0,0,0\), warp 0: lanes 0x80000000 of mask 0xffffffff never reached __shfl_sync"),
+    (3, r"kernel misuse: __pipeline_memcpy_async copies 4, 8 or 16 bytes, not 12"),
+])
+def test_each_misuse_of_a_warp_intrinsic_or_cp_async_is_reported(mode, message):
+    with pytest.raises(EmulationError, match=message):
+        emulate(MISUSE, "misuse", 1, 48, [np.zeros(48, np.float32), mode])
+
+
+TWO = "__global__ void two(float* y, int n) { y[0] = n; }"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: emulate(TWO, "two", 1, 1, [np.zeros(1, np.float32)]),
+     r"kernel two takes 2 arguments \(y, n\), got 1"),
+    (lambda: emulate(TWO, "two", 1, 1, [[0.0], 1]),
+     r"kernel two: parameter 'y' is a pointer and takes a NumPy array, got list"),
+    (lambda: emulate(TWO, "two", 1, 1, [np.zeros(1, np.float32), np.ones(1)]),
+     r"kernel two: parameter 'n' is a int and takes a number, got ndarray"),
+    (lambda: emulate(TWO, "two", (0, 1), 1, [np.zeros(1, np.float32), 1]),
+     r"grid must be 1 to 3 positive whole numbers, got \(0, 1\)"),
+    (lambda: emulate(TWO, "two", 1, (32, 33), [np.zeros(1, np.float32), 1]),
+     r"kernel two: a block holds at most 1024 threads, got 1056"),
+    (lambda: emulate(TWO, "two", 257, 1, [np.zeros(1, np.float32), 1], cooperative=True),
+     r"kernel two: the emulation runs at most 256 blocks in a cooperative launch, got 257"),
+    (lambda: emulate("__global__ void k(float** y) {}", "k", 1, 1, [np.zeros(1)]),
+     r"kernel k: parameter 'y' has type 'float\*\*'; the emulation takes scalars and pointers to one of"),
+    (lambda: emulate("__global__ void k(float* ) {}", "k", 1, 1, [np.zeros(1, np.float32)]),
+     r"kernel k: cannot read the parameter 'float\*'"),
+    (lambda: emulate(TWO, "two", 1, 1, [np.zeros(1, np.float32), 1], repeat=3),
+     r"kernel two: repeat is 1 \(one run\) or 2 \(a second run in the reversed orders, compared with the first\), got 3"),
+    (lambda: emulate("template <int N> __global__ void k(float* y) {}", "k", 1, 1, [np.zeros(1, np.float32)]),
+     r"kernel k: a template kernel cannot be launched by the emulation"),
+])
+def test_each_launch_the_kernel_cannot_take_is_refused_before_it_runs(call, message):
+    with pytest.raises(EmulationError, match=message):
+        call()
+
+
+def test_the_block_order_is_a_shuffle_chosen_by_the_seed():
+    source = r"""
+    __global__ void order(int* position, int* counter) {
+      if (threadIdx.x == 0) position[blockIdx.x] = atomicAdd(&counter[0], 1);
+    }"""
+    orders = {tuple(emulate(source, "order", 8, 1, [np.zeros(8, np.int32), np.zeros(1, np.int32)],
+                            shuffle_seed=seed, repeat=1)[0]) for seed in range(4)}
+    assert len(orders) > 1 and all(sorted(o) == list(range(8)) for o in orders)
+    assert orders != {tuple(range(8))}

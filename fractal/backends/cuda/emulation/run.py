@@ -137,7 +137,11 @@ def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 
     scalar ones); the inputs are not modified.  Returns every array argument after the
     kernel ran, in order.  `cooperative=True` runs all blocks at once, as a cooperative launch
     does (needed by `grid.sync()`).  `repeat=2` runs a second time with the block and thread
-    orders reversed and raises `EmulationError` where the results differ."""
+    orders reversed; where the results differ, `EmulationError` says which order matters
+    (`repeat=1`: one run, no check)."""
+    if repeat not in (1, 2):
+        raise EmulationError(f"kernel {kernel}: repeat is 1 (one run) or 2 (a second run in the reversed "
+                             f"orders, compared with the first), got {repeat!r}")
     grid, block = _dims(grid, "grid"), _dims(block, "block")
     nblocks, nthreads = int(np.prod(grid)), int(np.prod(block))
     if nthreads > 1024:
@@ -152,19 +156,15 @@ def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 
                              f"({', '.join(p.name for p in params)}), got {len(args)}")
     values = [_argument(p, v, kernel) for p, v in zip(params, args)]
     lib = _build(text)
-    runs = {}
 
-    def run(order: int) -> list[np.ndarray]:  # order: bit 0 reverses the blocks, bit 1 the threads
-        if order not in runs:
-            work = [v.copy() for v in values]
-            _launch(lib, work, grid, block, shared_bytes, cooperative, shuffle_seed, order)
-            runs[order] = [w for w, p in zip(work, params) if p.pointer]
-        return runs[order]
+    def run(order: int) -> list[np.ndarray]:
+        """The arrays after a run; `order`: bit 0 reverses the blocks, bit 1 the threads."""
+        work = [v.copy() for v in values]
+        _launch(lib, work, grid, block, shared_bytes, cooperative, shuffle_seed, order)
+        return [w for w, p in zip(work, params) if p.pointer]
 
     first = run(0)
-    for k in range(1, max(1, repeat)):
-        diff = _difference(params, first, run(3 * (k % 2)))
-        if diff is not None:  # which order matters: the threads' within a block, or the blocks'
-            threads = _difference(params, first, run(2))
-            raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
+    if repeat == 2 and (diff := _difference(params, first, run(3))) is not None:
+        threads = _difference(params, first, run(2))  # which order matters: the threads' or the blocks'
+        raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
     return tuple(first)
