@@ -417,3 +417,14 @@ def test_the_block_order_is_a_shuffle_chosen_by_the_seed():
                             shuffle_seed=seed, repeat=1)[0]) for seed in range(4)}
     assert len(orders) > 1 and all(sorted(o) == list(range(8)) for o in orders)
     assert orders != {tuple(range(8))}
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_the_kernels_emulated_here_are_cuda_that_nvcc_compiles(tmp_path):
+    import subprocess
+
+    source = "\n".join(["#define WAIT 1", GEMM, WARP_SUM, RACE, PERSISTENT, PIPELINE, MISUSE])
+    (tmp_path / "kernels.cu").write_text(source)
+    done = subprocess.run(["nvcc", "-arch=sm_90", "--cubin", "-o", str(tmp_path / "kernels.cubin"),
+                           str(tmp_path / "kernels.cu")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
