@@ -428,3 +428,11 @@ def test_the_kernels_emulated_here_are_cuda_that_nvcc_compiles(tmp_path):
     done = subprocess.run(["nvcc", "-arch=sm_90", "--cubin", "-o", str(tmp_path / "kernels.cubin"),
                            str(tmp_path / "kernels.cu")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_atomics_summing_floats_in_another_order_are_no_race():
+    source = r"""
+    __global__ void total(const double* x, double* sum) { atomicAdd(&sum[0], x[blockIdx.x * blockDim.x + threadIdx.x]); }"""
+    x = RNG.standard_normal(256) * 10.0 ** RNG.integers(-8, 8, 256)
+    _, (s,) = emulate(source, "total", 8, 32, [x, np.zeros(1)])
+    assert s == pytest.approx(x.sum(), rel=1e-9, abs=1e-9 * np.abs(x).max())

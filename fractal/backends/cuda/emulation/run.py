@@ -3,9 +3,9 @@
 The kernel source and a generated launcher are compiled into a shared library, cached on disk
 under a key of the source, the header, the compiler's version and the flags (written under a
 temporary name and renamed into place, so two processes compiling the same kernel both end
-with a whole library).  The kernel then runs on fresh copies of the arguments: first with the blocks in a shuffled
-order (`shuffle_seed`) and each block's threads in order, then (`repeat=2`) with both orders
-reversed.  Results that differ are a race, and a third run (only the thread order reversed)
+with a whole library).  The kernel then runs on fresh copies of the arguments: first with the
+blocks in a shuffled order (`shuffle_seed`) and each block's threads in order, then
+(`repeat=2`) with both orders reversed.  Results that differ are a race, and a third run (only the thread order reversed)
 tells which: between blocks (two blocks writing one element) or within a block (a missing
 `__syncthreads`: the emulation runs one thread at a time up to its next barrier, so a thread
 reads shared memory that the threads after it in that order have not written yet, and each run
@@ -100,19 +100,21 @@ def _launch(lib: Path, arrays: list[np.ndarray], grid, block, shared_bytes, coop
         raise EmulationError(msg.value.decode(errors="replace"))
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.dtype.kind in "fc":
-        tol = float(np.sqrt(np.finfo(a.dtype).eps))  # atomics summing in another order round differently
-        scale = float(np.nanmax(np.abs(a))) if a.size and not np.all(np.isnan(a)) else 0.0
-        return bool(np.allclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True))
-    return bool(np.array_equal(a, b))
+def _mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where `a` and `b` differ: floats beyond a tolerance (atomics that sum in another order
+    round differently), other types at all."""
+    if a.dtype.kind not in "fc":
+        return a != b
+    tol = float(np.sqrt(np.finfo(a.dtype).eps))
+    scale = float(np.nanmax(np.abs(a))) if a.size and not np.all(np.isnan(a)) else 0.0
+    return ~np.isclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True)
 
 
 def _difference(params, first: list[np.ndarray], other: list[np.ndarray]):
     """(array name, index, first value, other value) of the first element that differs, or None."""
     for p, a, b in zip([p for p in params if p.pointer], first, other):
-        if not _same(a, b):
-            wrong = ~np.isclose(a, b, equal_nan=True) if a.dtype.kind in "fc" else a != b
+        wrong = _mismatch(a, b)
+        if wrong.any():
             at = tuple(int(i) for i in np.unravel_index(int(np.argmax(wrong)), a.shape))
             return p.name, at[0] if len(at) == 1 else at, a[at].item(), b[at].item()
     return None
