@@ -1,0 +1,172 @@
+"""`emulate`: run one CUDA kernel on the CPU through the host C++ compiler (`cuda_emu.h`).
+
+The kernel source and a generated launcher are compiled into a shared library, cached on disk
+under a key of the source, the header, the compiler's version and the flags (written under a
+temporary name and renamed into place, so two processes compiling the same kernel both end
+with a whole library).  The kernel then runs on fresh copies of the arguments: first with the
+blocks in a shuffled order (`shuffle_seed`) and each block's threads in order, then
+(`repeat=2`) with both orders reversed.  Results that differ are a race, and a third run (only the thread order reversed)
+tells which: between blocks (two blocks writing one element) or within a block (a missing
+`__syncthreads`: the emulation runs one thread at a time up to its next barrier, so a thread
+reads shared memory that the threads after it in that order have not written yet, and each run
+fills shared memory with another poison byte at a block's start).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...cpu.host import cache_dir
+from .errors import CompilerMissingError, EmulationCompileError, EmulationError
+from .source import Param, translation_unit
+
+HEADER = Path(__file__).with_name("cuda_emu.h")
+FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds")  # bounds: cuda_emu.h
+MAX_COOPERATIVE_BLOCKS = 256  # one template instance per block of a cooperative launch
+
+
+@functools.lru_cache(maxsize=None)
+def compiler() -> tuple[str, str]:
+    """(path, version line) of the host C++ compiler (`$CXX`, else `g++`)."""
+    name = os.environ.get("CXX") or "g++"
+    path = shutil.which(name)
+    if path is None:
+        raise CompilerMissingError(
+            f"the CUDA emulation needs a C++17 compiler: {name!r} is not on PATH (install g++, or "
+            "set CXX to one)")
+    done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    return path, done.stdout.splitlines()[0] if done.stdout else name
+
+
+def _build(text: str) -> Path:
+    cxx, version = compiler()
+    key = hashlib.sha256("\0".join([text, HEADER.read_text(), version, *FLAGS]).encode()).hexdigest()[:32]
+    folder = cache_dir() / "cuda-emulation"
+    lib = folder / f"{key}.so"
+    if lib.exists():
+        return lib
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        src, out = Path(tmp) / "kernel.cpp", Path(tmp) / "kernel.so"
+        src.write_text(text)
+        done = subprocess.run([cxx, *FLAGS, "-I", str(HEADER.parent), str(src), "-o", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise EmulationCompileError(f"the host compiler refused the kernel source:\n{done.stderr.strip()}")
+        os.replace(out, lib)
+    return lib
+
+
+def _argument(p: Param, value, kernel: str) -> np.ndarray:
+    if p.pointer:
+        if not isinstance(value, np.ndarray):
+            raise EmulationError(f"kernel {kernel}: parameter {p.name!r} is a pointer and takes a NumPy "
+                                 f"array, got {type(value).__name__}")
+        if value.dtype != p.dtype:
+            raise EmulationError(f"kernel {kernel}: parameter {p.name!r} is {p.ctype}* and takes "
+                                 f"{p.dtype} arrays, got {value.dtype}")
+        return np.ascontiguousarray(value)
+    if isinstance(value, np.ndarray) or not np.isscalar(value):
+        raise EmulationError(f"kernel {kernel}: parameter {p.name!r} is a {p.ctype} and takes a number, "
+                             f"got {type(value).__name__}")
+    return np.array(value, dtype=p.dtype)
+
+
+def _dims(value, what: str) -> tuple[int, int, int]:
+    dims = (value,) if isinstance(value, int) else tuple(value)
+    if not 1 <= len(dims) <= 3 or any(not isinstance(d, int) or d < 1 for d in dims):
+        raise EmulationError(f"{what} must be 1 to 3 positive whole numbers, got {value!r}")
+    return (*dims, 1, 1)[:3]
+
+
+def _launch(lib: Path, arrays: list[np.ndarray], grid, block, shared_bytes, cooperative, seed, reverse):
+    fn = ctypes.CDLL(str(lib)).ft_launch
+    ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+    lens = (ctypes.c_longlong * max(1, len(arrays)))(*[a.size for a in arrays])
+    msg = ctypes.create_string_buffer(4096)
+    rc = fn(ptrs, lens, (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
+            ctypes.c_longlong(shared_bytes), ctypes.c_int(cooperative), ctypes.c_ulonglong(seed),
+            ctypes.c_int(reverse), msg, ctypes.c_int(len(msg)))
+    if rc != 0:
+        raise EmulationError(msg.value.decode(errors="replace"))
+
+
+def _mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where `a` and `b` differ: floats beyond a tolerance (atomics that sum in another order
+    round differently), other types at all."""
+    if a.dtype.kind not in "fc":
+        return a != b
+    tol = float(np.sqrt(np.finfo(a.dtype).eps))
+    scale = float(np.nanmax(np.abs(a))) if a.size and not np.all(np.isnan(a)) else 0.0
+    return ~np.isclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True)
+
+
+def _difference(params, first: list[np.ndarray], other: list[np.ndarray]):
+    """(array name, index, first value, other value) of the first element that differs, or None."""
+    for p, a, b in zip([p for p in params if p.pointer], first, other):
+        wrong = _mismatch(a, b)
+        if wrong.any():
+            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(wrong)), a.shape))
+            return p.name, at[0] if len(at) == 1 else at, a[at].item(), b[at].item()
+    return None
+
+
+def _race(kernel: str, diff, cause: str) -> EmulationError:
+    name, at, x, y = diff
+    return EmulationError(f"kernel {kernel}: the result depends on the schedule: {name}[{at}] is {x!r} "
+                          f"in one order and {y!r} in another: {cause}")
+
+
+BETWEEN_BLOCKS = "a race between blocks (two blocks write one element without an atomic)"
+WITHIN_BLOCK = ("a race within a block (a missing __syncthreads, or a read of __shared__ memory that no "
+                "thread wrote: run in the reverse order, its threads read other values)")
+
+
+def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 0,
+            shuffle_seed: int = 0, repeat: int = 2, cooperative: bool = False) -> tuple[np.ndarray, ...]:
+    """Runs `kernel<<<grid, block, shared_bytes>>>(*args)` of CUDA C++ `source` on the CPU.
+
+    `args` are NumPy arrays (for pointer parameters, of the matching dtype) and numbers (for
+    scalar ones); the inputs are not modified.  Returns every array argument after the
+    kernel ran, in order.  `cooperative=True` runs all blocks at once, as a cooperative launch
+    does (needed by `grid.sync()`).  `repeat=2` runs a second time with the block and thread
+    orders reversed; where the results differ, `EmulationError` says which order matters
+    (`repeat=1`: one run, no check)."""
+    if repeat not in (1, 2):
+        raise EmulationError(f"kernel {kernel}: repeat is 1 (one run) or 2 (a second run in the reversed "
+                             f"orders, compared with the first), got {repeat!r}")
+    grid, block = _dims(grid, "grid"), _dims(block, "block")
+    nblocks, nthreads = int(np.prod(grid)), int(np.prod(block))
+    if nthreads > 1024:
+        raise EmulationError(f"kernel {kernel}: a block holds at most 1024 threads, got {nthreads}")
+    if cooperative and nblocks > MAX_COOPERATIVE_BLOCKS:
+        raise EmulationError(f"kernel {kernel}: the emulation runs at most {MAX_COOPERATIVE_BLOCKS} "
+                             f"blocks in a cooperative launch, got {nblocks}")
+    text, params = translation_unit(source, kernel, nblocks if cooperative else 1)
+    args = list(args)
+    if len(args) != len(params):
+        raise EmulationError(f"kernel {kernel} takes {len(params)} arguments "
+                             f"({', '.join(p.name for p in params)}), got {len(args)}")
+    values = [_argument(p, v, kernel) for p, v in zip(params, args)]
+    lib = _build(text)
+
+    def run(order: int) -> list[np.ndarray]:
+        """The arrays after a run; `order`: bit 0 reverses the blocks, bit 1 the threads."""
+        work = [v.copy() for v in values]
+        _launch(lib, work, grid, block, shared_bytes, cooperative, shuffle_seed, order)
+        return [w for w, p in zip(work, params) if p.pointer]
+
+    first = run(0)
+    if repeat == 2 and (diff := _difference(params, first, run(3))) is not None:
+        threads = _difference(params, first, run(2))  # which order matters: the threads' or the blocks'
+        raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
+    return tuple(first)
