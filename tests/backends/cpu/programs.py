@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 from hypothesis import strategies as st
 
+from fractal.lower import parse_tile_program
 from fractal.lower.dependences import accesses, deltas, only_zero, tables_of
 from fractal.lower.rewrite import Path, rewrite_blocks
 from fractal.lower.tile_affine import Aff, FloorDiv, Max, Mod, aff, amax, amin
@@ -295,6 +296,16 @@ def with_data(p: TileProgram, arrays: dict) -> TileProgram:
     assert set(arrays) <= names, f"no const buffers {sorted(set(arrays) - names)} in {p.name}"
     return dataclasses.replace(p, buffers=tuple(dataclasses.replace(b, data=arrays[b.name]) if b.name in arrays else b
                                                 for b in p.buffers))
+
+
+def program(text: str, **consts) -> TileProgram:
+    """The program of `text`, its const buffers holding `consts` (`with_data`), verified."""
+    return with_data(parse_tile_program(text), consts).verify()
+
+
+def tile(buffers: str, body: str) -> str:
+    """The text of a tile program `@t` of these buffer declarations and statements."""
+    return "tile @t {\n" + buffers + "\n" + body + "\n}"
 
 
 def program_data(p: TileProgram, index_info, seed: int, role: str) -> dict:

@@ -14,23 +14,14 @@ from hypothesis import strategies as st
 from fractal.backends.cpu import CpuExecutable
 from fractal.lang.errors import ArgumentError, ShapeError
 from fractal.backends.cpu.views import Memory, RegionAccess
-from fractal.lower import Buffer, TileProgram, parse_region, parse_tile_program
+from fractal.lower import Buffer, TileProgram, parse_region
 
 from tests.lower.test_tile_ir import docstring_programs
 
 from fractal.backends.pointwise import run_pointwise
-from .programs import parallel_programs, program_data, with_data
+from .programs import parallel_programs, program, program_data, tile
 
 RNG = np.random.default_rng(0)
-
-
-def program(text: str, **data):
-    """The verified program of `text`, `data` the contents of const buffers it leaves out."""
-    return with_data(parse_tile_program(text), data).verify()
-
-
-def tile(buffers: str, body: str) -> str:
-    return "tile @t {\n" + buffers + "\n" + body + "\n}"
 
 
 def data(shape, dtype=np.float32):

@@ -14,21 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from fractal.backends.cpu import CpuExecutable, executor, polygon, polygon_ops, threads
 from fractal.backends.cpu.scan import match_scan
 from fractal.lang.errors import LengthError
-from fractal.lower import parse_tile_program
 
 from fractal.backends.pointwise import run_pointwise
-from .programs import parallel_programs, program_data, with_data
+from .programs import parallel_programs, program, program_data, tile
 
 RNG = np.random.default_rng(0)
-
-
-def program(text: str, **consts):
-    """The program of `text`, its const buffers holding `consts`, verified."""
-    return with_data(parse_tile_program(text), consts).verify()
-
-
-def tile(buffers: str, body: str) -> str:
-    return "tile @t {\n" + buffers + "\n" + body + "\n}"
 
 
 def data(shape, dtype=np.float32):
