@@ -52,11 +52,10 @@ _BACKENDS: dict[str, Backend] = {}
 
 # Backends whose targets exist before the backend does: `get` says what is missing instead of
 # listing the others (the CUDA records and compile checks come first, issue 18).
-NOT_BUILT = {name: (f"the {name!r} backend is not built yet: the CUDA targets (ft.targets.cuda, h100, a100, l4, "
-                    f"rtx4090) describe GPUs and fractal.backends.cuda.nvrtc compiles CUDA C++, but nothing yet "
-                    f"emits a program's kernels or runs them, on a GPU or emulated; compile for a CPU target "
-                    f"(the default, ft.targets.host()) meanwhile")
-             for name in ("cuda", "cuda-emulated")}
+NOT_BUILT = {"cuda": ("the 'cuda' backend is not built yet: the CUDA targets (ft.targets.cuda, h100, a100, l4, "
+                      "rtx4090) describe GPUs and their kernels are generated, but nothing runs them on a GPU yet; "
+                      "run the same kernels on the CPU with ft.targets.cuda(..., emulate=True), or compile for a "
+                      "CPU target (the default, ft.targets.host())")}
 
 
 def register(backend: Backend) -> Backend:

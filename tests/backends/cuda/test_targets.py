@@ -6,7 +6,7 @@
 * `ft.targets.cuda(arch)` is the architecture's reference GPU; numbers of one's own replace its
   (derived numbers follow); `emulate=True` keeps the record and names the emulated backend.
 * The same call gives the same record on any machine (nothing is probed).
-* Compiling for a CUDA target says that the CUDA backend is not built yet.
+* Compiling for a GPU says that the GPU backend is not built yet; an emulated GPU runs.
 * Bad architectures and fields are refused, naming what there is.
 """
 
@@ -81,16 +81,23 @@ def test_a_target_is_the_same_record_on_any_machine(monkeypatch):
     assert (repr(ft.targets.cuda("sm_89", sms=3)), str(ft.targets.get("rtx4090"))) == before
 
 
-@pytest.mark.parametrize("target", ["h100", ft.targets.cuda("sm_80", emulate=True)], ids=["cuda", "emulated"])
-def test_compiling_for_a_cuda_target_says_the_backend_is_not_built_yet(target):
+def test_compiling_for_a_gpu_says_the_gpu_backend_is_not_built_yet_and_suggests_the_emulation():
     @ft.function
     def double(x):
         return x * 2.0
 
-    backend = "cuda" if target == "h100" else "cuda-emulated"
-    with pytest.raises(ft.ArgumentError, match=f"the '{backend}' backend is not built yet: the CUDA targets .* but "
-                                               "nothing yet emits a program's kernels or runs them"):
-        double(np.ones(2, np.float32), target=target)
+    with pytest.raises(ft.ArgumentError, match=r"the 'cuda' backend is not built yet: .* run the same kernels on "
+                                               r"the CPU with ft.targets.cuda\(..., emulate=True\)"):
+        double(np.ones(2, np.float32), target="h100")
+
+
+def test_an_emulated_gpu_target_runs_the_program():
+    @ft.function
+    def double(x):
+        return x * 2.0
+
+    out = double(np.arange(3, dtype=np.float32), target=ft.targets.cuda("sm_80", emulate=True))
+    np.testing.assert_array_equal(out, [0.0, 2.0, 4.0])
 
 
 @pytest.mark.parametrize("call, message", [

@@ -513,6 +513,10 @@ inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+inline float __int_as_float(int x) { float f; std::memcpy(&f, &x, 4); return f; }
+inline int __float_as_int(float f) { int x; std::memcpy(&x, &f, 4); return x; }
+inline double __longlong_as_double(long long x) { double f; std::memcpy(&f, &x, 8); return f; }
+inline long long __double_as_longlong(double f) { long long x; std::memcpy(&x, &f, 8); return x; }
 
 namespace cooperative_groups {
 struct grid_group {

@@ -27,7 +27,7 @@ import numpy as np
 
 from ...cpu.host import cache_dir
 from .errors import CompilerMissingError, EmulationCompileError, EmulationError
-from .source import Param, translation_unit
+from .source import Param, module_unit, translation_unit
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds")  # bounds: cuda_emu.h
@@ -88,8 +88,9 @@ def _dims(value, what: str) -> tuple[int, int, int]:
     return (*dims, 1, 1)[:3]
 
 
-def _launch(lib: Path, arrays: list[np.ndarray], grid, block, shared_bytes, cooperative, seed, reverse):
-    fn = ctypes.CDLL(str(lib)).ft_launch
+def _launch(lib, arrays: list[np.ndarray], grid, block, shared_bytes, cooperative, seed, reverse,
+            symbol: str = "ft_launch"):
+    fn = getattr(lib if isinstance(lib, ctypes.CDLL) else ctypes.CDLL(str(lib)), symbol)
     ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
     lens = (ctypes.c_longlong * max(1, len(arrays)))(*[a.size for a in arrays])
     msg = ctypes.create_string_buffer(4096)
@@ -106,7 +107,8 @@ def _mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "fc":
         return a != b
     tol = float(np.sqrt(np.finfo(a.dtype).eps))
-    scale = float(np.nanmax(np.abs(a))) if a.size and not np.all(np.isnan(a)) else 0.0
+    finite = np.abs(a[np.isfinite(a)])
+    scale = float(finite.max()) if finite.size else 0.0
     return ~np.isclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True)
 
 
@@ -170,3 +172,59 @@ def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 
         threads = _difference(params, first, run(2))  # which order matters: the threads' or the blocks'
         raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
     return tuple(first)
+
+
+class EmulatedModule:
+    """Several kernels of one CUDA C++ source, compiled once for the emulation, launched in
+    place on NumPy arrays (a program's buffers, kept between launches).
+
+    `kernels` names the kernels, or maps each to the blocks its cooperative launch runs at
+    once.  `launch` runs one kernel like `emulate`, checking for races the same way when
+    `check` (two runs in opposite orders on copies, compared), then writes the results into
+    the pointer arguments themselves."""
+
+    def __init__(self, source: str, kernels, name: str = "module"):
+        slots = dict(kernels) if isinstance(kernels, dict) else {k: 1 for k in kernels}
+        for kernel, n in slots.items():
+            if not 1 <= n <= MAX_COOPERATIVE_BLOCKS:
+                raise EmulationError(f"kernel {kernel}: the emulation runs 1 to {MAX_COOPERATIVE_BLOCKS} "
+                                     f"blocks at once, got {n}")
+        text, self.params = module_unit(source, slots, name)
+        self.slots = slots
+        self._lib = ctypes.CDLL(str(_build(text)))
+
+    def launch(self, kernel: str, grid, block, args, *, shared_bytes: int = 0, cooperative: bool = False,
+               shuffle_seed: int = 0, check: bool = True) -> None:
+        if kernel not in self.params:
+            raise EmulationError(f"no kernel {kernel!r} in this module; it has {', '.join(self.params)}")
+        grid, block = _dims(grid, "grid"), _dims(block, "block")
+        if int(np.prod(block)) > 1024:
+            raise EmulationError(f"kernel {kernel}: a block holds at most 1024 threads, got {int(np.prod(block))}")
+        if cooperative and int(np.prod(grid)) > self.slots[kernel]:
+            raise EmulationError(f"kernel {kernel}: a cooperative launch of {int(np.prod(grid))} blocks, but the "
+                                 f"module was built for {self.slots[kernel]} at once")
+        params = self.params[kernel]
+        args = list(args)
+        if len(args) != len(params):
+            raise EmulationError(f"kernel {kernel} takes {len(params)} arguments "
+                                 f"({', '.join(p.name for p in params)}), got {len(args)}")
+        values = [_argument(p, v, kernel) for p, v in zip(params, args)]
+        pointers = [(a, v) for a, v, p in zip(args, values, params) if p.pointer]
+        if any(v is not a for a, v in pointers):
+            raise EmulationError(f"kernel {kernel}: a launch in place takes C-contiguous arrays")
+        symbol = f"ft_launch_{kernel}"
+
+        def run(order: int, copy: bool) -> list[np.ndarray]:
+            work = [v.copy() if copy and p.pointer else v for v, p in zip(values, params)]
+            _launch(self._lib, work, grid, block, shared_bytes, cooperative, shuffle_seed, order, symbol)
+            return [w for w, p in zip(work, params) if p.pointer]
+
+        if not check:
+            run(0, copy=False)
+            return
+        first = run(0, copy=True)
+        if (diff := _difference(params, first, run(3, copy=True))) is not None:
+            threads = _difference(params, first, run(2, copy=True))
+            raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
+        for (array, _), result in zip(pointers, first):
+            np.copyto(array, result)

@@ -101,34 +101,58 @@ def _split_params(text: str) -> list[str]:
     return parts + [cur] if cur.strip() else parts
 
 
-def translation_unit(source: str, kernel: str, slots: int) -> tuple[str, tuple[Param, ...]]:
-    """The emulation's C++ for `kernel` (instantiated for `slots` blocks at once) and its
-    parameters."""
+def _prepare(source: str) -> str:
+    """The rewrites of the whole source: dropped includes and `extern "C"`, shared memory."""
     source = _DROPPED_INCLUDES.sub("", source)
     source = re.sub(r'extern\s+"C"\s+(?=__global__)', "", source)
     source = _DYNAMIC_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = "
                                  f"reinterpret_cast<{m.group(1)}*>(::__ft::dynamic_shared());", source)
-    source = _STATIC_SHARED.sub(lambda m: f"{m.group(1)} ::__ft::shared_fresh(&{m.group(2)}, sizeof({m.group(2)}));",
-                                source)
+    return _STATIC_SHARED.sub(lambda m: f"{m.group(1)} ::__ft::shared_fresh(&{m.group(2)}, sizeof({m.group(2)}));",
+                              source)
+
+
+def _instantiate(source: str, kernel: str) -> tuple[str, tuple[Param, ...]]:
+    """`kernel` as a template over the block's slot, its pointers bounds-checked."""
     start, open_, close = _kernel_signature(source, kernel)
     params = tuple(_parse_param(p, kernel) for p in _split_params(source[open_:close]))
     checked = ", ".join(
         f"::__ft::gptr<{'const ' if p.const else ''}{p.ctype}> {p.name}" if p.pointer else f"{p.ctype} {p.name}"
         for p in params)
-    source = (source[:start] + "template <int __ft_slot> " + source[start:open_] + checked + source[close:])
+    return source[:start] + "template <int __ft_slot> " + source[start:open_] + checked + source[close:], params
+
+
+def _launcher(kernel: str, params: tuple[Param, ...], slots: int, symbol: str) -> str:
     call_args = ", ".join(p.cpp_arg(i) for i, p in enumerate(params))
-    table = ", ".join(f"__ft_call<{s}>" for s in range(slots))
-    launcher = f"""
-#line 1 "<emulation launcher>"
-template <int S> static void __ft_call(void** a, const long long* n) {{ {kernel}<S>({call_args}); }}
-static void (*const __ft_table[])(void**, const long long*) = {{{table}}};
-extern "C" int ft_launch(void** a, const long long* n, const unsigned* grid, const unsigned* block,
+    table = ", ".join(f"__ft_call_{kernel}<{s}>" for s in range(slots))
+    return f"""
+#line 1 "<emulation launcher of {kernel}>"
+template <int S> static void __ft_call_{kernel}(void** a, const long long* n) {{ {kernel}<S>({call_args}); }}
+static void (*const __ft_table_{kernel}[])(void**, const long long*) = {{{table}}};
+extern "C" int {symbol}(void** a, const long long* n, const unsigned* grid, const unsigned* block,
                          long long shared_bytes, int cooperative, unsigned long long seed, int reverse,
                          char* msg, int msglen) {{
   struct Args {{ void** a; const long long* n; }} args{{a, n}};
-  auto body = [](int slot, void* ctx) {{ auto* p = static_cast<Args*>(ctx); __ft_table[slot](p->a, p->n); }};
+  auto body = [](int slot, void* ctx) {{ auto* p = static_cast<Args*>(ctx); __ft_table_{kernel}[slot](p->a, p->n); }};
   return ::__ft::launch("{kernel}", grid, block, shared_bytes, cooperative, seed, reverse, body, &args,
                         msg, msglen);
 }}
 """
-    return f'#include "cuda_emu.h"\n#line 1 "{kernel}.cu"\n{source}\n{launcher}', params
+
+
+def translation_unit(source: str, kernel: str, slots: int) -> tuple[str, tuple[Param, ...]]:
+    """The emulation's C++ for `kernel` (instantiated for `slots` blocks at once, launched by
+    `ft_launch`) and its parameters."""
+    source, params = _instantiate(_prepare(source), kernel)
+    return (f'#include "cuda_emu.h"\n#line 1 "{kernel}.cu"\n{source}\n'
+            f'{_launcher(kernel, params, slots, "ft_launch")}'), params
+
+
+def module_unit(source: str, kernels: dict[str, int], name: str = "module") -> tuple[str, dict[str, tuple[Param, ...]]]:
+    """The emulation's C++ for several kernels of one source (`kernels`: name -> the blocks one
+    launch runs at once, 1 unless cooperative), each launched by `ft_launch_<name>`, and each
+    kernel's parameters."""
+    source, params = _prepare(source), {}
+    for kernel in kernels:
+        source, params[kernel] = _instantiate(source, kernel)
+    launchers = "".join(_launcher(k, params[k], slots, f"ft_launch_{k}") for k, slots in kernels.items())
+    return f'#include "cuda_emu.h"\n#line 1 "{name}.cu"\n{source}\n{launchers}', params

@@ -1,0 +1,50 @@
+"""The emulated device: a module's CUDA C++ compiled by the host C++ compiler against
+`cuda_emu.h` and launched on the CPU (`fractal.backends.cuda.emulation`).
+
+Every launch runs twice, the blocks and threads in opposite orders, on copies of the
+buffers, and the results are compared (`EmulatedModule.launch`): a race between blocks or a
+missing `__syncthreads` in generated code fails the run with the kernel and the element,
+instead of giving a plausible answer.  Buffers are NumPy arrays; the emulation is one
+process-wide machine, so launches from several threads take turns.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .emulation import EmulatedModule
+
+_LOCK = threading.Lock()  # cuda_emu.h keeps the running launch in globals
+
+
+class _Loaded:
+    def __init__(self, module: EmulatedModule, device: "EmulatedDevice"):
+        self.module, self.device = module, device
+
+    def launch(self, kernel: str, blocks: int, threads: int, args) -> None:
+        with _LOCK:
+            self.module.launch(kernel, blocks, threads, args, shuffle_seed=self.device.shuffle_seed,
+                               check=self.device.check)
+
+
+class EmulatedDevice:
+    """`check=False` runs each launch once (no race check); `shuffle_seed` orders the blocks."""
+
+    name = "cuda-emulated"
+
+    def __init__(self, check: bool = True, shuffle_seed: int = 0):
+        self.check, self.shuffle_seed = check, shuffle_seed
+
+    def load(self, source: str, kernels: list[str]) -> _Loaded:
+        return _Loaded(EmulatedModule(source, kernels), self)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        return np.array(array, copy=True, order="C")
+
+    def zeros(self, size: int, dtype) -> np.ndarray:
+        return np.zeros(size, dtype)
+
+    def to_host(self, array: np.ndarray) -> np.ndarray:
+        return np.array(array, copy=True)

@@ -1,0 +1,176 @@
+"""A tile-IR stage as one CUDA kernel, named after the stage.
+
+The grid covers the stage's points: block `p` decodes into one value per dim (the innermost
+fastest) from the box the host computes at launch (`ft_lo<k>`, `ft_n<k>`, one pair per dim)
+and, where the space is a polygon (a dim's bounds read earlier dims), returns unless the point
+lies inside it.  A block's threads run the point's tile ops in order (`block_ops.RULES`), a
+`__syncthreads()` between two ops (the second may read what the first wrote, element by
+element in another thread).  A stage of a single op over many elements is cut into `chunks`
+blocks per point, each taking every `chunks`-th share of the op's elements, tiles or rows.
+Loop variables the stage reads arrive as `long long v_<var>`, buffers as `b_<name>` pointers
+(`const` where the stage only reads them), and `ft_status` records a gather or scatter
+index out of range.  The threads per block and the GEMM tiles follow from the op sizes and
+the target's GPU record, by construction (no search): the same program, sizes and target give
+the same source on any machine.
+
+    // stage cell(l in 0:2) device
+    extern "C" __global__ void __launch_bounds__(32) cell(float* __restrict__ b_h, const float* __restrict__ b_g,
+        long long ft_lo0, long long ft_n0, int* ft_status) {
+      long long ft_p = blockIdx.x;
+      const int ft_chunk = 0;
+      const long long v_l = ft_lo0 + ft_p;
+      const int ft_t0 = threadIdx.x, ft_tn = 32;
+      // h[l + 1, 0:4] = tanh(g[l, 0:4])
+      for (int ft_e = ft_t0; ft_e < 4; ft_e += ft_tn) { ... }
+    }
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from dataclasses import dataclass
+
+from fractal.lower.hardware import GpuArch
+from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentReduce, Stage
+from fractal.lower.tile_printer import header
+
+from ..codegen import CUDA, index_expr
+from .block_ops import RULES, WARP, Block, gemm_shared_bytes, gemm_tile
+
+MAX_THREADS = 256
+MAX_CHUNKS = 4096
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_RESERVED = {"main", "min", "max", "exp", "log", "sin", "cos", "tanh", "sqrt", "abs", "pow", "floor", "signbit",
+             "int", "float", "double", "long", "short", "char", "bool", "void", "auto", "this", "new", "delete"}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One stage's kernel: its C++ name and text, what a launch passes, and its geometry."""
+
+    name: str
+    stage: Stage
+    buffers: tuple[str, ...]       # pointer parameters, in order
+    loop_vars: tuple[str, ...]     # enclosing loop variables, in order
+    threads: int
+    chunks: int
+    source: str
+
+    @property
+    def params(self) -> int:
+        return len(self.buffers) + len(self.loop_vars) + 2 * len(self.stage.dims) + 1
+
+
+def kernel_name(stage: Stage, taken: set[str]) -> str:
+    """The stage's name where it is a free C++ identifier, else prefixed (and numbered) until it is."""
+    name = stage.name if _IDENT.fullmatch(stage.name) else "k_" + re.sub(r"\W", "_", stage.name)
+    if keyword.iskeyword(name) or name in _RESERVED or name.startswith(("ft_", "fl_", "__")):
+        name = "k_" + name
+    base, n = name, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def _work(op) -> int:
+    """The units a block deals out to its threads for one op (elements, outputs x a warp)."""
+    if isinstance(op, Gemm):
+        m, n = op.c.shape
+        return min(m, 32) * n
+    if isinstance(op, (Reduce, SegmentReduce)):
+        return math.prod(op.dst.shape) * WARP
+    return math.prod(op.writes[0].shape)
+
+
+def _threads(stage: Stage) -> int:
+    """Warps enough for the stage's biggest op, up to `MAX_THREADS`."""
+    work = max((_work(op) for op in stage.body), default=1)
+    return min(MAX_THREADS, max(WARP, 1 << max(0, work - 1).bit_length()))
+
+
+def _chunks(stage: Stage, threads: int) -> int:
+    """Blocks per point: one unless a single op has more work than its threads take in 4 rounds."""
+    if len(stage.body) != 1:
+        return 1
+    op = stage.body[0]
+    if isinstance(op, Gemm):
+        m, n = op.c.shape
+        k = op.a.shape[0] if op.trans_a else op.a.shape[1]
+        t = gemm_tile(m, n, k, threads)
+        return min(MAX_CHUNKS, -(-m // t.tm) * -(-n // t.tn))
+    if isinstance(op, Elementwise) and any(r.buffer == op.dst.buffer and r != op.dst for r in op.reads):
+        return 1  # (it holds every value back in registers before writing: one block)
+    return min(MAX_CHUNKS, max(1, -(-_work(op) // (threads * 4))))
+
+
+def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: tuple[str, ...],
+                gpu: GpuArch, status: list) -> tuple[Kernel, list[str]]:
+    """The kernel of `stage` and the helper definitions it calls; `status` collects, per
+    status code, the gather or scatter that raises it (shared by a module's kernels)."""
+    dims = tuple(d.var for d in stage.dims)
+    names = {v: f"v_{v}" for v in dims + loop_vars}
+    threads = _threads(stage)
+    chunks = _chunks(stage, threads)
+    blk = Block(buffers, names, threads, chunks, status=status)
+    body: list[str] = []
+    for k, op in enumerate(stage.body):
+        if k:
+            body.append("__syncthreads();  // the ops before are done in every thread")
+        body.append(f"// {op}")
+        body.extend(RULES[type(op)](op, blk))
+    shared = sum(rows * cols * _size(ctype) for ctype, rows, cols in blk.shared.values())
+    if shared > gpu.static_shared_per_block:  # (gemm tiles are small: a record with less shared memory)
+        raise ValueError(f"stage {stage.name}: {shared} bytes of shared memory, more than {gpu.name}'s "
+                         f"{gpu.static_shared_per_block} per block")
+    used = _used(stage)
+    written = {r.buffer for op in stage.body for r in op.writes}
+    bufs = tuple(b for b in buffers if b in used)
+    params = [f"{'' if b in written else 'const '}{CUDA.ctype[buffers[b].dtype.name]}* __restrict__ b_{b}"
+              for b in bufs]
+    params += [f"long long v_{v}" for v in loop_vars]
+    params += [f"long long ft_{x}{k}" for k in range(len(dims)) for x in ("lo", "n")]
+    params.append("int* ft_status")
+    lines = [f"// {header(stage)}",
+             f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
+             "  long long ft_p = blockIdx.x;",
+             f"  const int ft_chunk = ft_p % {chunks}; ft_p /= {chunks};" if chunks > 1 else
+             "  const int ft_chunk = 0;"]
+    for k in reversed(range(len(dims))):
+        lines.append(f"  const long long v_{dims[k]} = ft_lo{k} + ft_p" + (f" % ft_n{k}; ft_p /= ft_n{k};" if k else ";"))
+    if not stage.rectangular:
+        for d in stage.dims:
+            if (d.start.vars() | d.stop.vars()) & set(dims):
+                lines.append(f"  if (v_{d.var} < {index_expr(d.start, names)} || v_{d.var} >= "
+                             f"{index_expr(d.stop, names)}) return;  // outside the polygon")
+    lines.append(f"  const int ft_t0 = ft_chunk * {threads} + threadIdx.x, ft_tn = {chunks * threads};")
+    for sname, (ctype, rows, cols) in blk.shared.items():
+        lines.append(f"  __shared__ {ctype} {sname}[{rows}][{cols}];")
+    lines += ["  " + x for x in body] + ["}"]
+    kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, "\n".join(lines) + "\n")
+    return kernel, blk.helpers
+
+
+def _size(ctype: str) -> int:
+    return {"float": 4, "double": 8, "int": 4, "long long": 8}.get(ctype, 8)
+
+
+def _used(stage: Stage) -> set[str]:
+    return {r.buffer for op in stage.body for r in op.reads + op.writes}
+
+
+def stage_vars(stage: Stage) -> set[str]:
+    """Every variable the stage reads (its dims' and regions' indices), its own dims included."""
+    out = set()
+    for d in stage.dims:
+        out |= d.start.vars() | d.stop.vars()
+    for op in stage.body:
+        for r in op.reads + op.writes:
+            out |= r.vars()
+    return out
+
+
+__all__ = ["Kernel", "emit_kernel", "kernel_name", "stage_vars", "gemm_shared_bytes"]

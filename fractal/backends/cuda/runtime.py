@@ -1,0 +1,162 @@
+"""`CudaExecutable`: a tile program's CUDA module run on a device, a GPU or its emulation.
+
+The host walks the program's statements as the CPU backend does (loops and ifs in Python,
+their bounds evaluated per iteration) and launches a stage's kernel (`module.CudaModule`)
+each time control reaches it: one block per point of the stage's box (times the kernel's
+`chunks`), the box evaluated from the enclosing loop variables, and for a polygon the
+interval bounds of its dims (the kernel skips points outside).  A device is a small object
+(`EmulatedDevice` here, `cupy_device.CupyDevice` on a GPU) that loads a module's source,
+holds flat arrays and launches kernels.
+
+Storage: every buffer is one flat array in its layout's order (`Buffer.layout`, the
+outermost axis first); inputs are copied in (transposed once where the layout is not
+row-major) and outputs copied out.  Constants are uploaded once and shared by runs; temps,
+outputs and the status word are allocated (zeroed) per run, so runs from several threads
+never share writable memory.  A gather whose index is out of range sets the status word
+(the first op's code to do so wins, `atomicMax`); it is read after the run and raised as
+the interpreter raises it (`LengthError` for a traced gather, naming its index buffer).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from time import perf_counter
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from fractal.lang.errors import ArgumentError, LengthError, ShapeError
+from fractal.lower.tile_ir import Buffer, If, Loop, Stage
+
+from .module import CudaModule
+
+_COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne__, ">=": int.__ge__,
+            ">": int.__gt__}
+MAX_GRID = 2**31 - 1
+
+
+class Device(Protocol):
+    name: str
+
+    def load(self, source: str, kernels: list[str]) -> Any: ...          # a module with .launch(...)
+
+    def to_device(self, array: np.ndarray) -> Any: ...
+
+    def zeros(self, size: int, dtype) -> Any: ...
+
+    def to_host(self, array: Any) -> np.ndarray: ...
+
+
+def physical(value: np.ndarray, b: Buffer) -> np.ndarray:
+    """A logical array as the flat storage of buffer `b` (its layout's axis order)."""
+    return np.ascontiguousarray(np.transpose(value, b.layout)).reshape(-1)
+
+
+def logical(flat: np.ndarray, b: Buffer) -> np.ndarray:
+    """The inverse of `physical`."""
+    stored = flat.reshape(tuple(b.shape[a] for a in b.layout))
+    return np.ascontiguousarray(np.transpose(stored, np.argsort(b.layout)))
+
+
+class CudaExecutable:
+    """Runs a tile program's module on `device`: `run(inputs) -> outputs` as every tile
+    backend (`fractal.backends.registry`); `source` is the generated CUDA C++."""
+
+    def __init__(self, module: CudaModule, device: Device):
+        self.module, self.device = module, device
+        self.program = module.program
+        self.source = module.source
+        self._loaded = device.load(module.source, [k.name for k in module.kernels.values()])
+        self._roles = {role: [b for b in self.program.buffers if b.role == role]
+                       for role in ("input", "output", "temp", "const")}
+        self._consts = {b.name: device.to_device(physical(np.asarray(b.data.value, b.dtype), b))
+                        for b in self._roles["const"]}
+        self._lock = threading.Lock()
+
+    def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
+        arrays = dict(self._consts)
+        for b, value in _checked(self._roles["input"], inputs).items():
+            arrays[b.name] = self.device.to_device(physical(value, b))
+        for b in self._roles["temp"] + self._roles["output"]:
+            arrays[b.name] = self.device.zeros(math.prod(b.shape), b.dtype)
+        status = self.device.zeros(1, np.int32)
+        env: dict[str, int] = {}
+        self._block(self.program.body, env, arrays, status, profile)
+        code = int(self.device.to_host(status)[0])
+        if code:
+            raise _status_error(self.module.status[code - 1])
+        return {b.name: logical(self.device.to_host(arrays[b.name]), b) for b in self._roles["output"]}
+
+    def _block(self, stmts, env, arrays, status, profile) -> None:
+        for s in stmts:
+            if isinstance(s, Stage):
+                self._launch(s, env, arrays, status, profile)
+            elif isinstance(s, Loop):
+                for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                    env[s.var] = value
+                    self._block(s.body, env, arrays, status, profile)
+                env.pop(s.var, None)
+            elif isinstance(s, If):
+                a, op, b = s.cond
+                taken = _COMPARE[op](a.evaluate(env), b.evaluate(env))
+                self._block(s.then if taken else s.orelse, env, arrays, status, profile)
+
+    def _launch(self, stage: Stage, env, arrays, status, profile) -> None:
+        kernel = self.module.kernel(stage)
+        box = stage_box(stage, env)
+        if box is None:
+            return
+        blocks = math.prod(n for _, n in box) * kernel.chunks
+        if blocks > MAX_GRID:
+            raise ArgumentError(f"stage {stage.name} has {blocks} blocks, more than a CUDA grid's {MAX_GRID}")
+        args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars]
+        args += [x for lo_n in box for x in lo_n] + [status]
+        t0 = perf_counter() if profile is not None else 0.0
+        self._loaded.launch(kernel.name, blocks, kernel.threads, args)
+        if profile is not None:
+            profile[stage.name] = profile.get(stage.name, 0.0) + perf_counter() - t0
+
+
+def stage_box(stage: Stage, env: Mapping[str, int]) -> list[tuple[int, int]] | None:
+    """(start, extent) per dim: exact where a dim's bounds read loop variables only, the
+    interval hull of a polygon's dims otherwise; None when no point runs."""
+    ranges = {v: (x, x) for v, x in env.items()}
+    box = []
+    for d in stage.dims:
+        lo, _ = d.start.bounds(ranges)
+        _, hi = d.stop.bounds(ranges)
+        if hi <= lo:
+            return None
+        box.append((lo, hi - lo))
+        ranges[d.var] = (lo, hi - 1)
+    return box
+
+
+def _status_error(op: tuple[str, str]) -> Exception:
+    kind, index = op
+    if kind == "gather":
+        err = LengthError("gather: an index is out of range for its list")
+        err.index_buffer = index
+        return err
+    return IndexError(f"scatter: an index in {index} is out of range")
+
+
+def _checked(buffers, arrays: Mapping[str, np.ndarray]) -> dict:
+    if not isinstance(arrays, Mapping):
+        raise ArgumentError(f"inputs must be a mapping from buffer name to array, got {type(arrays).__name__}")
+    names = [b.name for b in buffers]
+    extra = sorted(set(arrays) - set(names))
+    if extra:
+        raise ArgumentError(f"unknown input {extra[0]!r}: the program's inputs are {', '.join(names) or 'none'}")
+    out = {}
+    for b in buffers:
+        if b.name not in arrays:
+            raise ArgumentError(f"missing input {b.name!r}: the program's inputs are {', '.join(names)}")
+        value = np.asarray(arrays[b.name])
+        if value.shape != b.shape:
+            raise ShapeError(f"input {b.name!r} has shape {value.shape}, expected {b.shape}")
+        if value.dtype != b.dtype:
+            raise ArgumentError(f"input {b.name!r} has dtype {value.dtype}, expected {b.dtype}")
+        out[b] = value
+    return out
