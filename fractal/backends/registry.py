@@ -10,6 +10,8 @@ A backend runs compiled programs.  It is an object with
   traced program IR itself (the reference interpreter is the one such backend);
 * `default_target()`: the `Target` a call naming only the backend compiles for;
 * `targets()`: its named presets, `{name: () -> Target}` (`ft.targets.get` looks them up);
+* optionally `checked_by_default = False`: `ft.testing.check` leaves it out unless named
+  (a slow backend, such as the CUDA emulation);
 * `build(program, target)`: an executable, with `run(inputs, profile=None) -> outputs`.
   For a tile backend, `inputs` maps each input buffer's name to an array of the buffer's
   shape and dtype and the result maps each output buffer's name to its array (`profile`, a

@@ -24,7 +24,9 @@ What is checked on every example, the first failure being the one reported:
    `"reverse_scan"`); a property the model gives nothing to check on is an error.
 
 Backends: `backends=None` means every registered backend (`ft.backends.names()`: the
-interpreter, cpu and pointwise ones and any registered since).  A backend that cannot compile
+interpreter, cpu and pointwise ones and any registered since) but those that say
+`checked_by_default = False` (the CUDA emulation: a C++ build per example and CUDA threads run
+one at a time; name it in `backends=` to check it).  A backend that cannot compile
 the model for an example (`ft.UnsupportedError`; a call would fall back to the interpreter)
 is a failure if you named it, and otherwise is left out of that example's comparison with a
 `CheckWarning` naming it and saying how many examples it missed (`CheckReport.skipped`).
@@ -144,6 +146,11 @@ def checks(f, reference, **options):
     return test_check
 
 
+def default_backends() -> list[str]:
+    """The backends `check` runs when none are named."""
+    return [n for n in registry.names() if getattr(registry.get(n), "checked_by_default", True)]
+
+
 class _Run:
     """One call of `check`: the hypothesis test and what it learns across examples."""
 
@@ -151,7 +158,7 @@ class _Run:
         self.fn, self.reference, self.opts, self.loc = fn, reference, opts, loc
         self.explicit = opts.backends is not None
         # the interpreter first: the semantics the others are held to, named first in a message
-        self.backends = sorted(opts.backends if self.explicit else registry.names(), key=lambda n: n != "interpreter")
+        self.backends = sorted(opts.backends if self.explicit else default_backends(), key=lambda n: n != "interpreter")
         self.report = CheckReport(fn.name, backends=tuple(self.backends))
         self.checked_programs: dict = {}  # programs whose text round trip passed
         self.forward = ForwardScans(fn) if "reverse_scan" in opts.properties else None

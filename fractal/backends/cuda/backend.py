@@ -18,6 +18,7 @@ class CudaEmulatedBackend:
     description = ("the CUDA backend's kernels compiled by the host C++ compiler and run on the CPU, each "
                    "launch twice in opposite block and thread orders (races and missing barriers fail)")
     consumes = "tile"
+    checked_by_default = False  # (ft.testing.check: slow; named where wanted)
 
     def default_target(self) -> Target:
         return cuda_target("sm_90", emulate=True)

@@ -436,3 +436,30 @@ def test_atomics_summing_floats_in_another_order_are_no_race():
     x = RNG.standard_normal(256) * 10.0 ** RNG.integers(-8, 8, 256)
     _, (s,) = emulate(source, "total", 8, 32, [x, np.zeros(1)])
     assert s == pytest.approx(x.sum(), rel=1e-9, abs=1e-9 * np.abs(x).max())
+
+
+SHARED_SUM = r"""
+extern "C" __global__ void total(const float* x, float* out) {
+  __shared__ float a[N];
+  __shared__ float b[N];
+  a[threadIdx.x] = x[threadIdx.x];
+  b[threadIdx.x] = 2.f * x[threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int i = 0; i < N; ++i) s += a[i] + b[i];
+    out[0] = s;
+  }
+}
+"""
+
+
+def test_two_modules_with_a_kernel_of_one_name_keep_their_own_shared_arrays():
+    """Loaded in one process, each module's kernel uses its own `__shared__` array (not one
+    process-wide symbol, sized by the module loaded first)."""
+    from fractal.backends.cuda.emulation import EmulatedModule
+    small, big = (EmulatedModule(SHARED_SUM.replace("N", str(n)), ["total"]) for n in (2, 64))
+    for module, n in ((small, 2), (big, 64), (small, 2)):
+        x, out = np.arange(n, dtype=np.float32), np.zeros(1, np.float32)
+        module.launch("total", 1, n, [x, out])
+        assert out[0] == 3 * x.sum()

@@ -30,7 +30,11 @@ from .errors import CompilerMissingError, EmulationCompileError, EmulationError
 from .source import Param, module_unit, translation_unit
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
-FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds")  # bounds: cuda_emu.h
+# bounds: cuda_emu.h.  Hidden visibility and no GNU-unique symbols: two modules loaded in one
+# process each keep their own kernels and `__shared__` arrays (a kernel's static arrays would
+# otherwise be one process-wide symbol, sized by whichever module loaded first).
+FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds", "-fvisibility=hidden")
+GCC_FLAGS = ("-fno-gnu-unique",)
 MAX_COOPERATIVE_BLOCKS = 256  # one template instance per block of a cooperative launch
 
 
@@ -47,9 +51,15 @@ def compiler() -> tuple[str, str]:
     return path, done.stdout.splitlines()[0] if done.stdout else name
 
 
+def flags_for(version: str) -> tuple[str, ...]:
+    """The flags for a compiler of this version line (clang has no GNU-unique symbols to turn off)."""
+    return FLAGS if "clang" in version.lower() else FLAGS + GCC_FLAGS
+
+
 def _build(text: str) -> Path:
     cxx, version = compiler()
-    key = hashlib.sha256("\0".join([text, HEADER.read_text(), version, *FLAGS]).encode()).hexdigest()[:32]
+    flags = flags_for(version)
+    key = hashlib.sha256("\0".join([text, HEADER.read_text(), version, *flags]).encode()).hexdigest()[:32]
     folder = cache_dir() / "cuda-emulation"
     lib = folder / f"{key}.so"
     if lib.exists():
@@ -58,7 +68,7 @@ def _build(text: str) -> Path:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         src, out = Path(tmp) / "kernel.cpp", Path(tmp) / "kernel.so"
         src.write_text(text)
-        done = subprocess.run([cxx, *FLAGS, "-I", str(HEADER.parent), str(src), "-o", str(out)],
+        done = subprocess.run([cxx, *flags, "-I", str(HEADER.parent), str(src), "-o", str(out)],
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise EmulationCompileError(f"the host compiler refused the kernel source:\n{done.stderr.strip()}")

@@ -128,7 +128,7 @@ def _launcher(kernel: str, params: tuple[Param, ...], slots: int, symbol: str) -
 #line 1 "<emulation launcher of {kernel}>"
 template <int S> static void __ft_call_{kernel}(void** a, const long long* n) {{ {kernel}<S>({call_args}); }}
 static void (*const __ft_table_{kernel}[])(void**, const long long*) = {{{table}}};
-extern "C" int {symbol}(void** a, const long long* n, const unsigned* grid, const unsigned* block,
+extern "C" __attribute__((visibility("default"))) int {symbol}(void** a, const long long* n, const unsigned* grid, const unsigned* block,
                          long long shared_bytes, int cooperative, unsigned long long seed, int reverse,
                          char* msg, int msglen) {{
   struct Args {{ void** a; const long long* n; }} args{{a, n}};
