@@ -1,0 +1,277 @@
+"""The CUDA emitter (tile IR -> CUDA C++), run in the emulation: every op kind, control flow,
+polygons and random parallel-safe programs give the per-point reference executor's
+outputs (`fractal.backends.pointwise`); the source has one kernel per stage, named after it,
+each op under its tile-IR line; the emulation catches a barrier taken out of generated code;
+bad indices raise the interpreter's errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import fractal as ft
+from fractal.backends.cuda.emulated import EmulatedDevice
+from fractal.backends.cuda.emulation import EmulationError
+from fractal.backends.cuda.module import emit_module
+from fractal.backends.cuda.runtime import CudaExecutable
+from fractal.backends.pointwise import run_pointwise
+from fractal.lang.errors import LengthError
+from tests.backends.cpu.programs import parallel_programs, program, program_data, tile
+from tests.lower.test_tile_ir import docstring_programs
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
+                                reason="the CUDA emulation needs a host C++ compiler (g++)")
+
+GPU = ft.targets.cuda("sm_90", emulate=True).hardware.gpu
+RNG = np.random.default_rng(0)
+
+
+def emulated(p) -> CudaExecutable:
+    return CudaExecutable(emit_module(p, GPU), EmulatedDevice())
+
+
+def run_both(p, inputs, rtol=1e-5, atol=1e-5):
+    """Runs `p` emulated and point by point; asserts they agree; returns the emulated outputs."""
+    got, want = emulated(p).run(inputs), run_pointwise(p, inputs)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{name}\n{p}")
+    return got
+
+
+def data(shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+# --- the source ---------------------------------------------------------------------------------
+
+def test_the_source_has_a_kernel_per_stage_named_after_it_with_each_op_under_its_tile_ir_line():
+    p = program(docstring_programs()[0])
+    source = emit_module(p, GPU).source
+    kernels = re.findall(r'extern "C" __global__ void __launch_bounds__\((\d+)\) (\w+)\(', source)
+    assert [name for _, name in kernels] == [s.name for s in p.stages()] == ["init", "load_x", "gates", "cell"]
+    assert all(int(threads) % 32 == 0 for threads, _ in kernels)
+    assert "// stage gates(l in max(0, s - 5):min(2, s + 1)) device" in source
+    assert "  // g[l, 0:4, 0:32] += gemm(h[l + 1, s - l, 0:4, 0:8], u[l, 0:8, 0:32])" in source
+    # the loop variable `s` is a parameter of the kernels inside the loop, the stage dim decoded from the block
+    assert re.search(r"void __launch_bounds__\(\d+\) cell\([^)]*long long v_s,", source)
+    assert "const long long v_l = ft_lo0 + ft_p;" in source
+    # gemm tiles staged in shared memory, padded by a column
+    assert re.search(r"__shared__ float ft_as_float32\[\d+\]\[\d+\];", source)
+
+
+def test_the_same_program_and_target_give_the_same_source():
+    p = program(docstring_programs()[0])
+    assert emit_module(p, GPU).source == emit_module(program(docstring_programs()[0]), GPU).source
+
+
+def test_a_stage_name_that_is_not_a_free_cpp_identifier_gets_a_prefix():
+    p = program(tile("  buffer x: f32[4] global input\n  buffer y: f32[4] global output",
+                     "  stage double() device {\n    y[0:4] = neg(x[0:4])\n  }"))
+    assert "__launch_bounds__(32) k_double(" in emit_module(p, GPU).source
+    x = data(4)
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], -x)
+
+
+# --- every op kind ------------------------------------------------------------------------------
+
+def test_the_docstring_lstm_wavefront_and_embedding_lookup():
+    lstm, embed = (program(t) for t in docstring_programs()[:2])
+    run_both(lstm, {"x": data((6, 4, 8)), "w": data((2, 8, 32)), "u": data((2, 8, 32))})
+    run_both(embed, {})
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64", "i32"])
+def test_gemm_transposes_accumulation_and_a_tile_larger_than_one_step(dtype):
+    np_dtype = {"f32": np.float32, "f64": np.float64, "i32": np.int32}[dtype]
+    p = program(tile(f"""  buffer a: {dtype}[40,37] global input
+  buffer b: {dtype}[37,70] global input
+  buffer c: {dtype}[40,70] global output
+  buffer d: {dtype}[70,40] global output""", """  stage mm() device {
+    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
+    c[0:40, 0:70] += gemm(a[0:40, 0:37], b[0:37, 0:70])
+    d[0:70, 0:40] = gemm(b[0:37, 0:70].T, a[0:40, 0:37].T)
+  }"""))
+    a, b = (RNG.integers(-3, 4, s).astype(np_dtype) for s in ((40, 37), (37, 70)))
+    out = run_both(p, {"a": a, "b": b}, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out["c"], 2 * (a @ b), rtol=1e-5)
+    np.testing.assert_allclose(out["d"], (a @ b).T, rtol=1e-5)
+
+
+def test_a_single_big_gemm_is_cut_over_blocks():
+    p = program(tile("""  buffer a: f32[100,16] global input
+  buffer b: f32[16,300] global input
+  buffer c: f32[100,300] global output""", """  stage mm() device {
+    c[0:100, 0:300] = gemm(a[0:100, 0:16], b[0:16, 0:300])
+  }"""))
+    assert emit_module(p, GPU).kernels["mm"].chunks > 1
+    a, b = data((100, 16)), data((16, 300))
+    np.testing.assert_allclose(run_both(p, {"a": a, "b": b})["c"], a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("combiner", ["add", "max", "min"])
+def test_reductions_keep_or_drop_axes_and_reduce_empty_and_long_rows(combiner):
+    p = program(tile("""  buffer x: f32[3,70,5] global input
+  buffer k: f32[3,1,5] global output
+  buffer d: f32[3,70] global output
+  buffer e: f32[3,5] global output""", f"""  stage r(i in 0:3) device {{
+    k[i, 0:1, 0:5] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[0])
+    d[i, 0:70] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[1])
+    e[i, 0:5] = reduce_{combiner}(x[i, 0:0, 0:5], axes=[0])
+  }}"""))
+    x = data((3, 70, 5))
+    x[1, 3, 2] = np.nan
+    out = run_both(p, {"x": x})
+    fn = {"add": np.add, "max": np.maximum, "min": np.minimum}[combiner]
+    np.testing.assert_allclose(out["d"], fn.reduce(x, axis=2), rtol=1e-5)
+    assert np.isnan(out["k"][1, 0, 2])  # NaN propagates, as in NumPy
+    assert np.all(out["e"] == {"add": 0.0, "max": -np.inf, "min": np.inf}[combiner])
+
+
+def test_segment_reductions_with_empty_segments():
+    offsets = np.array([0, 2, 2, 7], np.int64)
+    p = program(tile("""  buffer x: f64[7,40] global input
+  buffer off: i64[4] global const
+  buffer y: f64[3,40] global output""", """  stage s() device {
+    y[0:3, 0:40] = segment_max(x[0:7, 0:40], off[0:4])
+  }"""), off=offsets)
+    x = data((7, 40), np.float64)
+    out = run_both(p, {"x": x})
+    np.testing.assert_array_equal(out["y"][1], -np.inf)
+    np.testing.assert_array_equal(out["y"][2], x[2:7].max(axis=0))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_gather_and_scatter_with_negative_indices_and_padding(axis):
+    rows = "0:2, 0:5" if axis == 0 else "0:3, 0:2"
+    p = program(tile("""  buffer x: f32[3,4,6] global input
+  buffer idx: i32[3,2] global input
+  buffer g: f32[3,3,5] global output
+  buffer t: f32[3,4,6] global output""", f"""  stage k(i in 0:3) device {{
+    g[i, {rows}] = gather(x[i, 0:3, 0:5], idx[i, 0:2], axis={axis})
+    t[i, 0:3, 0:5] = scatter(g[i, {rows}], idx[i, 0:2], axis={axis})
+  }}"""))
+    size = 3 if axis == 0 else 5
+    idx = np.array([[0, -1], [size, 1], [2, -size]], np.int32)  # `size`: padding
+    out = run_both(p, {"x": data((3, 4, 6)), "idx": idx})
+    pad = out["g"][1, 0] if axis == 0 else out["g"][1, :, 0]
+    np.testing.assert_array_equal(pad, 0.0)
+
+
+def test_copies_with_perm_and_reshape_converts_and_broadcast_elementwise():
+    p = program(tile("""  buffer x: f32[2,3,4] global input
+  buffer s: f32[4] global input
+  buffer t: f32[4,3,2] global output
+  buffer r: f32[6,4] global output
+  buffer n: i32[2,3,4] global output
+  buffer w: f32[2,3,4] global output""", """  stage c() device {
+    t[0:4, 0:3, 0:2] = copy(x[0:2, 0:3, 0:4], perm=[2, 1, 0])
+    r[0:6, 0:4] = copy(x[0:2, 0:3, 0:4])
+    n[0:2, 0:3, 0:4] = convert(x[0:2, 0:3, 0:4])
+    w[0:2, 0:3, 0:4] = where(gt(x[0:2, 0:3, 0:4], s[0:4]), exp(x[0:2, 0:3, 0:4]), mul(s[0:4], 2.0))
+  }"""))
+    x, s = data((2, 3, 4)) * 3, data(4)
+    out = run_both(p, {"x": x, "s": s})
+    np.testing.assert_array_equal(out["t"], x.transpose(2, 1, 0))
+    np.testing.assert_array_equal(out["n"], x.astype(np.int32))
+
+
+def test_an_op_that_overwrites_what_it_reads_reads_everything_first():
+    """NumPy semantics: `y[1:5] = y[0:4] + 1` reads the old y[0:4] (a shift), in any thread order."""
+    p = program(tile("""  buffer x: f32[5] global input
+  buffer y: f32[5] global output""", """  stage s() device {
+    y[0:5] = copy(x[0:5])
+    y[1:5] = add(y[0:4], 1.0)
+  }"""))
+    x = data(5)
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:4] + 1]))
+
+
+def test_loops_ifs_steps_and_a_polygon_stage():
+    p = program(tile("""  buffer x: f32[6,6] global input
+  buffer y: f32[6,6] global output""", """  for s in 0:4 step 2 sequential host {
+    if s < 2 {
+      stage tri(i in 0:6, j in i:6) device {
+        y[i, j] = add(x[i, j], 1.0)
+      }
+    } else {
+      stage low(i in 1:6, j in 0:i) device {
+        y[i, j] = mul(x[i, j], 2.0)
+      }
+    }
+  }"""))
+    x = data((6, 6))
+    out = run_both(p, {"x": x})
+    np.testing.assert_allclose(out["y"], np.triu(x + 1) + np.tril(x * 2, -1), rtol=1e-6)
+
+
+# --- random programs -----------------------------------------------------------------------------
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(parallel_programs(nested=True))
+def test_random_parallel_programs_match_the_pointwise_executor(case):
+    """Random programs (every op kind, quasi-affine indices, polygons, loops, ifs, layouts):
+    the emulated kernels, each launch run twice in opposite orders, give the pointwise
+    executor's outputs."""
+    p, index_info = case
+    p.verify()
+    inputs = program_data(p, index_info, 1, "input")
+    want = run_pointwise(p, inputs)
+    got = emulated(p).run(inputs)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}\n{p}")
+
+
+# --- what the emulation catches, and errors -------------------------------------------------------
+
+def test_generated_code_without_its_barriers_is_caught_as_a_race():
+    p = program(docstring_programs()[0])
+    module = emit_module(p, GPU)
+    broken = module.source.replace("__syncthreads();", "")
+    from dataclasses import replace
+    exe = CudaExecutable(replace(module, source=broken), EmulatedDevice())
+    with pytest.raises(EmulationError, match="the result depends on the schedule: .* a race within a block"):
+        exe.run({"x": data((6, 4, 8)), "w": data((2, 8, 32)), "u": data((2, 8, 32))})
+
+
+def test_a_traced_gather_index_out_of_range_is_a_length_error_at_the_users_line():
+    """Index 2 of a list of 2 (or -3): the kernel records it, the run raises the
+    interpreter's LengthError at the user's `ft.gather` line."""
+    def pick(xs, idx):
+        return ft.gather(xs, idx)  # the line the error points at
+
+    gather_line = pick.__code__.co_firstlineno + 1
+    pick = ft.function(pick)
+    xs = ft.fractal([np.zeros(2), np.ones(2)])
+    compiled = pick.compile(xs, np.array([0, 1]), target=ft.targets.cuda(emulate=True))
+    assert compiled.run(xs, np.array([1, -2])).to_list()[0].tolist() == [1.0, 1.0]
+    for bad in ([0, 2], [-3, 0]):
+        with pytest.raises(LengthError, match="gather: an index is out of range for its list") as err:
+            compiled.run(xs, np.array(bad))
+        assert f"test_emitter.py:{gather_line}, in pick" in str(err.value)
+
+
+def test_runs_from_several_threads_at_once_give_each_its_own_answer():
+    p = program(docstring_programs()[0])
+    exe = emulated(p)
+    cases = [{"x": data((6, 4, 8)), "w": data((2, 8, 32)), "u": data((2, 8, 32))} for _ in range(3)]
+    want = [run_pointwise(p, c)["h"] for c in cases]
+    got = [None] * 3
+
+    def work(k):
+        got[k] = exe.run(cases[k])["h"]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
