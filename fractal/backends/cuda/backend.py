@@ -27,4 +27,4 @@ class CudaEmulatedBackend:
         return {f"{name}-emulated": (lambda name=name: preset_target(name, emulate=True)) for name in SPECS}
 
     def build(self, program, target: Target) -> CudaExecutable:
-        return CudaExecutable(emit_module(program, target.hardware.gpu), EmulatedDevice())
+        return CudaExecutable(emit_module(program, target.hardware, target.policy), EmulatedDevice())

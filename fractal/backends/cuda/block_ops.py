@@ -192,12 +192,15 @@ def gemm_shared_bytes(tile: GemmTile, compute: str) -> int:
 
 def _gemm(op: Gemm, blk: Block) -> list[str]:
     (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
-    if _overwrites_its_input(op, (op.a, op.b)):
-        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand")
     compute = COMPUTE[blk.dtype(op.c)]
     if compute == "bool":
         raise UnsupportedError(f"the CUDA emitter has no GEMM of booleans (`{op}`)")
     t, T = gemm_tile(m, n, k, blk.threads), CUDA.ctype[compute]
+    # one output tile reads all its operands (the last barrier) before any thread writes; with
+    # more, a tile could read what an earlier one wrote
+    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or -(-m // t.tm) * -(-n // t.tn) > 1):
+        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
+                               f"and spans several tiles")
     sa, sb = f"ft_as_{compute}", f"ft_bs_{compute}"
     for name, rows, cols in ((sa, t.tk, t.tm + 1), (sb, t.tk, t.tn + 1)):
         old = blk.shared.get(name, (T, 0, 0))
@@ -214,17 +217,17 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     th = blk.threads
     return [
         f"for (int ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += {blk.chunks}) {{",
-        f"  const int ft_m0 = ft_tile / {tiles_n} * {t.tm}, ft_n0 = ft_tile % {tiles_n} * {t.tn};",
+        f"  const int ft_row0 = ft_tile / {tiles_n} * {t.tm}, ft_col0 = ft_tile % {tiles_n} * {t.tn};",
         f"  {T} ft_acc[{per}];",
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) ft_acc[ft_r] = {T}(0);",
         f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {t.tk}) {{",
         "    __syncthreads();  // the last step's tiles are read",
         f"    for (int ft_i = threadIdx.x; ft_i < {t.tm * t.tk}; ft_i += {th}) {{",
-        f"      const long long ft_gm = ft_m0 + ft_i / {t.tk}, ft_gk = ft_k0 + ft_i % {t.tk};",
+        f"      const long long ft_gm = ft_row0 + ft_i / {t.tk}, ft_gk = ft_k0 + ft_i % {t.tk};",
         f"      {sa}[ft_i % {t.tk}][ft_i / {t.tk}] = ft_gm < {m} && ft_gk < {k} ? {a} : {T}(0);",
         "    }",
         f"    for (int ft_i = threadIdx.x; ft_i < {t.tk * t.tn}; ft_i += {th}) {{",
-        f"      const long long ft_gk = ft_k0 + ft_i / {t.tn}, ft_gn = ft_n0 + ft_i % {t.tn};",
+        f"      const long long ft_gk = ft_k0 + ft_i / {t.tn}, ft_gn = ft_col0 + ft_i % {t.tn};",
         f"      {sb}[ft_i / {t.tn}][ft_i % {t.tn}] = ft_gk < {k} && ft_gn < {n} ? {b} : {T}(0);",
         "    }",
         "    __syncthreads();  // the tiles are filled",
@@ -239,7 +242,7 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
         "  }",
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) {{",
         f"    const int ft_o = threadIdx.x + ft_r * {th};",
-        f"    const long long ft_gm = ft_m0 + ft_o / {t.tn}, ft_gn = ft_n0 + ft_o % {t.tn};",
+        f"    const long long ft_gm = ft_row0 + ft_o / {t.tn}, ft_gn = ft_col0 + ft_o % {t.tn};",
         f"    if (ft_o < {t.tm * t.tn} && ft_gm < {m} && ft_gn < {n}) {out} = {value};",
         "  }",
         "}",

@@ -23,22 +23,28 @@ class _Loaded:
     def __init__(self, module: EmulatedModule, device: "EmulatedDevice"):
         self.module, self.device = module, device
 
-    def launch(self, kernel: str, blocks: int, threads: int, args) -> None:
+    def launch(self, kernel: str, blocks: int, threads: int, args, cooperative: bool = False) -> None:
+        if cooperative:  # (a persistent kernel deals its points to however many blocks run)
+            blocks = min(blocks, self.device.max_cooperative_blocks)
         with _LOCK:
             self.module.launch(kernel, blocks, threads, args, shuffle_seed=self.device.shuffle_seed,
-                               check=self.device.check)
+                               check=self.device.check, cooperative=cooperative)
 
 
 class EmulatedDevice:
-    """`check=False` runs each launch once (no race check); `shuffle_seed` orders the blocks."""
+    """`check=False` runs each launch once (no race check); `shuffle_seed` orders the blocks.
+    A cooperative launch (a loop's persistent kernel) runs at most `max_cooperative_blocks`
+    blocks: each is a template instance the host compiler builds."""
 
     name = "cuda-emulated"
+    max_cooperative_blocks = 4
 
     def __init__(self, check: bool = True, shuffle_seed: int = 0):
         self.check, self.shuffle_seed = check, shuffle_seed
 
-    def load(self, source: str, kernels: list[str]) -> _Loaded:
-        return _Loaded(EmulatedModule(source, kernels), self)
+    def load(self, source: str, kernels: dict[str, int]) -> _Loaded:
+        cap = self.max_cooperative_blocks
+        return _Loaded(EmulatedModule(source, {k: min(n, cap) for k, n in kernels.items()}), self)
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
         return np.array(array, copy=True, order="C")

@@ -86,7 +86,7 @@ def _work(op) -> int:
     return math.prod(op.writes[0].shape)
 
 
-def _threads(stage: Stage) -> int:
+def threads_for(stage: Stage) -> int:
     """Warps enough for the stage's biggest op, up to `MAX_THREADS`."""
     work = max((_work(op) for op in stage.body), default=1)
     return min(MAX_THREADS, max(WARP, 1 << max(0, work - 1).bit_length()))
@@ -113,24 +113,13 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     status code, the gather or scatter that raises it (shared by a module's kernels)."""
     dims = tuple(d.var for d in stage.dims)
     names = {v: f"v_{v}" for v in dims + loop_vars}
-    threads = _threads(stage)
+    threads = threads_for(stage)
     chunks = _chunks(stage, threads)
     blk = Block(buffers, names, threads, chunks, status=status)
-    body: list[str] = []
-    for k, op in enumerate(stage.body):
-        if k:
-            body.append("__syncthreads();  // the ops before are done in every thread")
-        body.append(f"// {op}")
-        body.extend(RULES[type(op)](op, blk))
-    shared = sum(rows * cols * _size(ctype) for ctype, rows, cols in blk.shared.values())
-    if shared > gpu.static_shared_per_block:  # (gemm tiles are small: a record with less shared memory)
-        raise ValueError(f"stage {stage.name}: {shared} bytes of shared memory, more than {gpu.name}'s "
-                         f"{gpu.static_shared_per_block} per block")
-    used = _used(stage)
-    written = {r.buffer for op in stage.body for r in op.writes}
-    bufs = tuple(b for b in buffers if b in used)
-    params = [f"{'' if b in written else 'const '}{CUDA.ctype[buffers[b].dtype.name]}* __restrict__ b_{b}"
-              for b in bufs]
+    body = stage_ops(stage, blk)
+    check_shared(blk, gpu, f"stage {stage.name}")
+    bufs = tuple(b for b in buffers if b in used_buffers(stage))
+    params = buffer_params(bufs, buffers, {r.buffer for op in stage.body for r in op.writes})
     params += [f"long long v_{v}" for v in loop_vars]
     params += [f"long long ft_{x}{k}" for k in range(len(dims)) for x in ("lo", "n")]
     params.append("int* ft_status")
@@ -147,18 +136,44 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
                 lines.append(f"  if (v_{d.var} < {index_expr(d.start, names)} || v_{d.var} >= "
                              f"{index_expr(d.stop, names)}) return;  // outside the polygon")
     lines.append(f"  const int ft_t0 = ft_chunk * {threads} + threadIdx.x, ft_tn = {chunks * threads};")
-    for sname, (ctype, rows, cols) in blk.shared.items():
-        lines.append(f"  __shared__ {ctype} {sname}[{rows}][{cols}];")
+    lines += ["  " + x for x in shared_declarations(blk)]
     lines += ["  " + x for x in body] + ["}"]
     kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, "\n".join(lines) + "\n")
     return kernel, blk.helpers
+
+
+def stage_ops(stage: Stage, blk: Block) -> list[str]:
+    """A point's ops in order, each under its tile-IR line, a barrier between two."""
+    body: list[str] = []
+    for k, op in enumerate(stage.body):
+        if k:
+            body.append("__syncthreads();  // the ops before are done in every thread")
+        body.append(f"// {op}")
+        body.extend(RULES[type(op)](op, blk))
+    return body
+
+
+def check_shared(blk: Block, gpu: GpuArch, what: str) -> None:
+    shared = sum(rows * cols * _size(ctype) for ctype, rows, cols in blk.shared.values())
+    if shared > gpu.static_shared_per_block:  # (gemm tiles are small: a record with less shared memory)
+        raise ValueError(f"{what}: {shared} bytes of shared memory, more than {gpu.name}'s "
+                         f"{gpu.static_shared_per_block} per block")
+
+
+def buffer_params(bufs, buffers: dict[str, Buffer], written: set[str]) -> list[str]:
+    return [f"{'' if b in written else 'const '}{CUDA.ctype[buffers[b].dtype.name]}* __restrict__ b_{b}"
+            for b in bufs]
+
+
+def shared_declarations(blk: Block) -> list[str]:
+    return [f"__shared__ {ctype} {name}[{rows}][{cols}];" for name, (ctype, rows, cols) in blk.shared.items()]
 
 
 def _size(ctype: str) -> int:
     return {"float": 4, "double": 8, "int": 4, "long long": 8}.get(ctype, 8)
 
 
-def _used(stage: Stage) -> set[str]:
+def used_buffers(stage: Stage) -> set[str]:
     return {r.buffer for op in stage.body for r in op.reads + op.writes}
 
 

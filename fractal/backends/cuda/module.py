@@ -17,34 +17,50 @@ so NVRTC compiles it as it is, and so does the emulation's host compiler.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from fractal.lower.hardware import GpuArch
+from fractal.lower.hardware import Hardware
 from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
 from ..codegen import CUDA, index_prelude
-from .kernel import Kernel, emit_kernel, kernel_name, stage_vars
+from .device_loop import LoopKernel, emit_loop_kernel, qualifies
+from .kernel import Kernel, emit_kernel, kernel_name, stage_vars, threads_for
+from .policy import CudaPolicy, DeviceLoopFacts, resident_blocks
 
 HALF = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
 class CudaModule:
-    """The generated source, each stage's kernel (by stage name, in program order), and per
-    status code (1, 2, ...) the op that raises it: (kind, index buffer)."""
+    """The generated source, each stage's kernel (by stage name, in program order), each
+    loop run on the device (by the loop's `id` in `program`: a `LoopKernel`) and how many
+    blocks its cooperative launch takes, and per status code (1, 2, ...) the op that raises it:
+    (kind, index buffer)."""
 
     program: TileProgram
     source: str
     kernels: dict
     status: tuple[tuple[str, str], ...]
+    loops: dict = None
+    loop_blocks: dict = None
 
     def kernel(self, stage: Stage) -> Kernel:
         return self.kernels[stage.name]
 
+    def launched(self) -> dict[str, int]:
+        """Every kernel's name and the blocks it runs at once: 1, or a cooperative launch's."""
+        out = {k.name: 1 for k in self.kernels.values()}
+        out.update({k.name: self.loop_blocks[key] for key, k in self.loops.items()})
+        return out
 
-def emit_module(program: TileProgram, gpu: GpuArch) -> CudaModule:
+
+def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = None) -> CudaModule:
+    """The module of `program` for the GPU record `hw`; `policy` (default `CudaPolicy()`) places
+    each qualifying sequential loop on the device or the host."""
+    policy, gpu = policy or CudaPolicy(), hw.gpu
     buffers = {b.name: b for b in program.buffers}
-    kernels, helpers, status, taken = {}, [], [], set()
+    kernels, loops, blocks, helpers, status, taken = {}, {}, {}, [], [], set()
 
     def walk(stmts, loop_vars: tuple[str, ...]):
         for s in stmts:
@@ -55,16 +71,54 @@ def emit_module(program: TileProgram, gpu: GpuArch) -> CudaModule:
                 kernels[s.name] = k
                 helpers.extend(h)
             elif isinstance(s, Loop):
-                walk(s.body, loop_vars + (s.var,))
+                facts = _loop_facts(s) if qualifies(s) else None
+                if facts is not None and policy.loop_on_device(facts, hw):
+                    name = _free(f"loop_{s.var}", taken)
+                    k, h = emit_loop_kernel(s, name, buffers, loop_vars, gpu, status)
+                    loops[id(s)], blocks[id(s)] = k, min(facts.max_points, resident_blocks(hw, k.threads))
+                    helpers.extend(h)
+                else:
+                    walk(s.body, loop_vars + (s.var,))
             elif isinstance(s, If):
                 walk(s.then, loop_vars)
                 walk(s.orelse, loop_vars)
 
     walk(program.body, ())
-    head = [f"// fractal: tile program @{program.name}, {len(kernels)} kernels for {gpu.name}"]
+    head = [f"// fractal: tile program @{program.name}, {len(kernels) + len(loops)} kernels for {gpu.name}"]
     if any(b.dtype.name in HALF for b in program.buffers):
         head.append(CUDA.includes().rstrip())
+    if loops:
+        head.append("#include <cooperative_groups.h>")
     head.append(index_prelude(CUDA).rstrip())
     head.extend(dict.fromkeys(helpers))
-    source = "\n".join(head) + "\n\n" + "\n".join(k.source for k in kernels.values())
-    return CudaModule(program, source, kernels, tuple(status))
+    texts = [k.source for k in kernels.values()] + [k.source for k in loops.values()]
+    source = "\n".join(head) + "\n\n" + "\n".join(texts)
+    return CudaModule(program, source, kernels, tuple(status), loops, blocks)
+
+
+def _free(name: str, taken: set[str]) -> str:
+    base, n = name, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
+def _loop_facts(loop: Loop) -> DeviceLoopFacts | None:
+    """The loop's steps and the most points a stage of it has in a step (over the interval
+    hull of its bounds); None where the loop's bounds read enclosing loops."""
+    if loop.start.vars() or loop.stop.vars():
+        return None
+    lo, hi = loop.start.evaluate({}), loop.stop.evaluate({})
+    steps = len(range(lo, hi, loop.step))
+    if steps == 0:
+        return None
+    ranges = {loop.var: (lo, lo + (steps - 1) * loop.step)}
+    if any((d.start.vars() | d.stop.vars()) - {loop.var} for s in loop.body for d in s.dims):
+        return None  # (a box that moves with an enclosing loop: kept on the host)
+    most = 0
+    for s in loop.body:
+        extents = [d.stop.bounds(ranges)[1] - d.start.bounds(ranges)[0] for d in s.dims]
+        most = max(most, math.prod(max(0, e) for e in extents))
+    return DeviceLoopFacts(steps, max(1, most), max(threads_for(s) for s in loop.body))

@@ -17,6 +17,11 @@ grid covers the stage's points, and reads nothing but the facts and the hardware
   stage into thread blocks itself, from the record's shared memory and MMA shapes.
 * choose schedule: the legal schedule with the fewest sequential steps (each step is a grid-wide
   barrier or a launch, the dominant cost of a recurrence on a GPU); ties to the first listed.
+* loop on device: a sequential loop of two or more steps whose stages the emitter can run in
+  one persistent kernel (`device_loop.qualifies`) runs there when every step's points fit in
+  the blocks the GPU holds at once (a cooperative launch needs them all resident): a grid-wide
+  barrier costs about a microsecond, a launch from the host several.  Otherwise the host
+  launches each stage per step, as many blocks as it has points.
 """
 
 from __future__ import annotations
@@ -25,6 +30,16 @@ from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
 from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, TileFacts
+
+
+@dataclass(frozen=True)
+class DeviceLoopFacts:
+    """A sequential loop the emitter could run as one persistent kernel: its steps (None where
+    they depend on an enclosing loop) and the most points one of its stages has in a step."""
+
+    steps: int | None
+    max_points: int
+    threads: int
 
 
 @dataclass(frozen=True)
@@ -42,3 +57,13 @@ class CudaPolicy:
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
         return min(range(len(options)), key=lambda i: options[i].steps)
+
+    def loop_on_device(self, facts: DeviceLoopFacts, hw: Hardware) -> bool:
+        return (facts.steps is None or facts.steps >= 2) and facts.max_points <= resident_blocks(hw, facts.threads)
+
+
+def resident_blocks(hw: Hardware, threads: int) -> int:
+    """The blocks of `threads` threads the GPU holds at once (a cooperative launch's most)."""
+    gpu = hw.gpu
+    per_sm = min(gpu.max_blocks_per_sm, gpu.max_threads_per_sm // max(1, threads))
+    return max(1, per_sm) * hw.cores

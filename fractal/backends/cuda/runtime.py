@@ -39,7 +39,9 @@ MAX_GRID = 2**31 - 1
 class Device(Protocol):
     name: str
 
-    def load(self, source: str, kernels: list[str]) -> Any: ...          # a module with .launch(...)
+    def load(self, source: str, kernels: dict[str, int]) -> Any: ...
+    # a module with .launch(kernel, blocks, threads, args, cooperative=False); `kernels` maps each
+    # kernel to the blocks it runs at once (1, or the blocks of its cooperative launch)
 
     def to_device(self, array: np.ndarray) -> Any: ...
 
@@ -67,7 +69,7 @@ class CudaExecutable:
         self.module, self.device = module, device
         self.program = module.program
         self.source = module.source
-        self._loaded = device.load(module.source, [k.name for k in module.kernels.values()])
+        self._loaded = device.load(module.source, module.launched())
         self._roles = {role: [b for b in self.program.buffers if b.role == role]
                        for role in ("input", "output", "temp", "const")}
         self._consts = {b.name: device.to_device(physical(np.asarray(b.data.value, b.dtype), b))
@@ -92,6 +94,8 @@ class CudaExecutable:
         for s in stmts:
             if isinstance(s, Stage):
                 self._launch(s, env, arrays, status, profile)
+            elif isinstance(s, Loop) and id(s) in self.module.loops:
+                self._launch_loop(s, env, arrays, status, profile)
             elif isinstance(s, Loop):
                 for value in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
                     env[s.var] = value
@@ -116,6 +120,16 @@ class CudaExecutable:
         self._loaded.launch(kernel.name, blocks, kernel.threads, args)
         if profile is not None:
             profile[stage.name] = profile.get(stage.name, 0.0) + perf_counter() - t0
+
+
+    def _launch_loop(self, loop: Loop, env, arrays, status, profile) -> None:
+        """The whole loop in one cooperative launch of its persistent kernel (`device_loop`)."""
+        kernel, blocks = self.module.loops[id(loop)], self.module.loop_blocks[id(loop)]
+        args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars] + [status]
+        t0 = perf_counter() if profile is not None else 0.0
+        self._loaded.launch(kernel.name, blocks, kernel.threads, args, cooperative=True)
+        if profile is not None:
+            profile[kernel.name] = profile.get(kernel.name, 0.0) + perf_counter() - t0
 
 
 def stage_box(stage: Stage, env: Mapping[str, int]) -> list[tuple[int, int]] | None:

@@ -19,6 +19,7 @@ import fractal as ft
 from fractal.backends.cuda.emulated import EmulatedDevice
 from fractal.backends.cuda.emulation import EmulationError
 from fractal.backends.cuda.module import emit_module
+from fractal.backends.cuda.policy import CudaPolicy, DeviceLoopFacts
 from fractal.backends.cuda.runtime import CudaExecutable
 from fractal.backends.pointwise import run_pointwise
 from fractal.lang.errors import LengthError
@@ -28,7 +29,7 @@ from tests.lower.test_tile_ir import docstring_programs
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
                                 reason="the CUDA emulation needs a host C++ compiler (g++)")
 
-GPU = ft.targets.cuda("sm_90", emulate=True).hardware.gpu
+GPU = ft.targets.cuda("sm_90", emulate=True).hardware
 RNG = np.random.default_rng(0)
 
 
@@ -52,9 +53,16 @@ def data(shape, dtype=np.float32):
 
 # --- the source ---------------------------------------------------------------------------------
 
+class HostLoops(CudaPolicy):
+    """The GPU policy, every loop left on the host."""
+
+    def loop_on_device(self, facts, hw) -> bool:
+        return False
+
+
 def test_the_source_has_a_kernel_per_stage_named_after_it_with_each_op_under_its_tile_ir_line():
     p = program(docstring_programs()[0])
-    source = emit_module(p, GPU).source
+    source = emit_module(p, GPU, HostLoops()).source
     kernels = re.findall(r'extern "C" __global__ void __launch_bounds__\((\d+)\) (\w+)\(', source)
     assert [name for _, name in kernels] == [s.name for s in p.stages()] == ["init", "load_x", "gates", "cell"]
     assert all(int(threads) % 32 == 0 for threads, _ in kernels)
@@ -65,6 +73,29 @@ def test_the_source_has_a_kernel_per_stage_named_after_it_with_each_op_under_its
     assert "const long long v_l = ft_lo0 + ft_p;" in source
     # gemm tiles staged in shared memory, padded by a column
     assert re.search(r"__shared__ float ft_as_float32\[\d+\]\[\d+\];", source)
+
+
+def test_a_wavefront_loop_runs_on_the_device_as_one_persistent_kernel_with_grid_barriers():
+    """The policy's default: the loop's stages (boxes over the loop variable) in one
+    cooperative kernel, `s` a device loop, a grid-wide barrier after each stage."""
+    p = program(docstring_programs()[0])
+    module = emit_module(p, GPU)
+    kernels = re.findall(r'extern "C" __global__ void __launch_bounds__\(\d+\) (\w+)\(', module.source)
+    assert kernels == ["init", "load_x", "loop_s"]
+    loop = module.source[module.source.index("// for s in 0:7 sequential host: on the device"):]
+    assert "for (long long v_s = 0; v_s < 7; v_s += 1) {" in loop
+    assert loop.count("ft_grid.sync();") == 2 and "#include <cooperative_groups.h>" in module.source
+    assert module.launched()["loop_s"] == 2  # the most points a step has: both layers
+    inputs = {"x": data((6, 4, 8)), "w": data((2, 8, 32)), "u": data((2, 8, 32))}
+    np.testing.assert_allclose(emulated(p).run(inputs)["h"], run_pointwise(p, inputs)["h"], rtol=1e-5, atol=1e-5)
+
+
+def test_the_policy_keeps_a_loop_on_the_host_when_a_step_has_more_points_than_the_gpu_holds():
+    few_sms = ft.targets.cuda("sm_90", sms=1, emulate=True).hardware
+    facts = DeviceLoopFacts(steps=10, max_points=10_000, threads=128)
+    assert not CudaPolicy().loop_on_device(facts, few_sms)
+    assert CudaPolicy().loop_on_device(DeviceLoopFacts(10, 16, 128), few_sms)
+    assert not CudaPolicy().loop_on_device(DeviceLoopFacts(1, 4, 128), few_sms)  # one step: nothing to save
 
 
 def test_the_same_program_and_target_give_the_same_source():
@@ -233,7 +264,7 @@ def test_random_parallel_programs_match_the_pointwise_executor(case):
 
 def test_generated_code_without_its_barriers_is_caught_as_a_race():
     p = program(docstring_programs()[0])
-    module = emit_module(p, GPU)
+    module = emit_module(p, GPU, HostLoops())
     broken = module.source.replace("__syncthreads();", "")
     from dataclasses import replace
     exe = CudaExecutable(replace(module, source=broken), EmulatedDevice())
