@@ -19,10 +19,13 @@
 // a message (`__ft::launch`'s return value), never abort().
 //
 // cp.async is emulated through the __pipeline_memcpy_async / __pipeline_commit /
-// __pipeline_wait_prior intrinsics (not inline PTX).
-// Not emulated: mma.sync fragments, inline PTX (asm), fp16/bf16 types, warp intrinsics with disjoint
-// masks from one warp at the same time (reported as different masks).
+// __pipeline_wait_prior intrinsics (not inline PTX).  __half and __nv_bfloat16 come from
+// cuda_emu_half.h.  Code that must differ from the GPU's tests `__FT_EMULATION__`, which this
+// header defines.
+// Not emulated: mma.sync fragments, inline PTX (asm), fp16x2 (__half2) arithmetic,
+// warp intrinsics with disjoint masks from one warp at the same time (reported as different masks).
 #pragma once
+#define __FT_EMULATION__ 1
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -527,3 +530,5 @@ struct thread_block {
 inline grid_group this_grid() { return {}; }
 inline thread_block this_thread_block() { return {}; }
 }  // namespace cooperative_groups
+
+#include "cuda_emu_half.h"
