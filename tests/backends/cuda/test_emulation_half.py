@@ -7,6 +7,8 @@ kernels use them, with conversions exact to the bit.
 * A kernel takes `__half*` (float16 arrays) and `__nv_bfloat16*` (uint16 arrays of bfloat16 bits),
   with `#include <cuda_fp16.h>` / `<cuda_bf16.h>` as on a GPU; arithmetic rounds once.
 * Code can tell the emulation from a GPU by `__FT_EMULATION__`.
+* The same kernels compile for sm_80 and sm_90 with NVRTC and nvcc (where present), against the
+  real cuda_fp16.h and cuda_bf16.h.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 
 from fractal.backends.codegen.elementwise import _bfloat16
 from fractal.backends.cuda.emulation import EmulationError, bfloat16_bits, emulate, from_bfloat16_bits
+from fractal.backends.cuda.nvrtc import COMPILERS, compile_cuda, compilers
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
                                 reason="the CUDA emulation needs a host C++ compiler (g++)")
@@ -149,3 +152,12 @@ def test_a_bfloat16_pointer_takes_uint16_bits_not_floats():
         emulate(ARITH, "arith", 1, 32, [np.zeros(1, np.float16), np.zeros(1, np.float16), np.zeros(1, np.float32),
                                        np.zeros(1, np.uint16), np.zeros(4, np.float16), np.zeros(2, np.uint16),
                                        np.zeros(1, np.int32), 1])
+
+
+@pytest.mark.parametrize("compiler", [pytest.param(c, marks=pytest.mark.skipif(
+    c not in compilers(), reason=f"{c} is not available here (NVRTC: pip install 'fractal-tensor[cuda]'; nvcc: a "
+                                 "CUDA toolkit)")) for c in COMPILERS])
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_the_same_kernels_compile_for_the_gpu(compiler, arch):
+    for source, kernel in ((CONVERT, b"convert"), (ARITH, b"arith")):
+        assert kernel in compile_cuda(source, arch, compiler=compiler)
