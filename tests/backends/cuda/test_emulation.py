@@ -161,6 +161,16 @@ def test_two_blocks_writing_one_element_are_reported_as_a_race_between_blocks():
         emulate(RACE, "owner", 4, 32, [np.zeros(1, np.int32)])
 
 
+def test_a_race_is_found_in_a_float_array_that_also_holds_an_infinity():
+    source = r"""
+    __global__ void owner_inf(float* out) {
+      if (threadIdx.x == 0) { out[0] = INFINITY; out[1] = blockIdx.x + 1; }
+    }"""
+    with pytest.raises(EmulationError, match=r"kernel owner_inf: the result depends on the schedule: out\[1\] is "
+                       r"\d\.0 in one order and \d\.0 in another: a race between blocks"):
+        emulate(source, "owner_inf", 4, 32, [np.zeros(2, np.float32)])
+
+
 def test_blocks_adding_atomically_are_no_race():
     (out,) = emulate(RACE, "counter", 4, 32, [np.zeros(1, np.int32)])
     assert out[0] == 1 + 2 + 3 + 4

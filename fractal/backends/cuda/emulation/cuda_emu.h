@@ -19,10 +19,14 @@
 // a message (`__ft::launch`'s return value), never abort().
 //
 // cp.async is emulated through the __pipeline_memcpy_async / __pipeline_commit /
-// __pipeline_wait_prior intrinsics (not inline PTX).
-// Not emulated: mma.sync fragments, inline PTX (asm), fp16/bf16 types, warp intrinsics with disjoint
-// masks from one warp at the same time (reported as different masks).
+// __pipeline_wait_prior intrinsics (not inline PTX).  __half and __nv_bfloat16 come from
+// cuda_emu_half.h; mma.sync (m16n8k16 f16/bf16, m16n8k8 tf32) is a warp collective over the real
+// fragment layout, in cuda_emu_mma.h, reached through the helpers of fractal/backends/cuda/mma.py.
+// Code that must differ from the GPU's tests `__FT_EMULATION__`, which this header defines.
+// Not emulated: inline PTX (asm), other mma shapes and types, ldmatrix, fp16x2 (__half2) arithmetic,
+// warp intrinsics with disjoint masks from one warp at the same time (reported as different masks).
 #pragma once
+#define __FT_EMULATION__ 1
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -57,10 +61,10 @@ namespace __ft {
 struct Abort {};  // unwinds a fiber after an error was recorded
 
 enum class State { runnable, at_barrier, at_warp, at_grid, done };
-enum class Op { shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, syncwarp };
+enum class Op { shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, syncwarp, mma };
 inline const char* op_name(Op op) {
   static const char* names[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
-                                "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp"};
+                                "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp", "mma.sync"};
   return names[int(op)];
 }
 
@@ -94,6 +98,8 @@ struct Block {
   std::vector<unsigned char> dyn;
   std::vector<void*> fresh;  // __shared__ arrays filled with the poison byte for this block
 };
+
+inline void mma_complete(Warp& w, unsigned warp);  // cuda_emu_mma.h: D of a warp's mma.sync
 
 constexpr size_t kStack = 256 * 1024;
 
@@ -178,6 +184,7 @@ inline uint64_t lane_result(const Warp& w, unsigned lane, unsigned mask) {
     case Op::shfl_up: src = long(in) >= p ? long(lane) - p : long(lane); break;
     case Op::shfl_down: src = long(in) + p < w.width ? long(lane) + p : long(lane); break;
     case Op::shfl_xor: src = long(unsigned(lane) ^ unsigned(p)); if (src < long(seg) || src >= long(seg) + w.width) src = lane; break;
+    case Op::mma: return 0;  // mma_complete wrote each lane's d registers
     case Op::ballot: case Op::any: case Op::all: case Op::syncwarp: {
       unsigned bits = 0;
       for (unsigned l = 0; l < 32; ++l) if ((mask >> l & 1) && w.vals[l]) bits |= 1u << l;
@@ -221,6 +228,7 @@ inline uint64_t collective(Op op, unsigned mask, uint64_t value, int param, int 
     return me.result;
   }
   w.active = false;
+  if (op == Op::mma) mma_complete(w, warp);
   for (unsigned l = 0; l < 32; ++l) {
     if (!(mask >> l & 1)) continue;
     Fiber& f = L.fibers[b.first_fiber + warp * 32 + l];
@@ -531,3 +539,6 @@ struct thread_block {
 inline grid_group this_grid() { return {}; }
 inline thread_block this_thread_block() { return {}; }
 }  // namespace cooperative_groups
+
+#include "cuda_emu_half.h"
+#include "cuda_emu_mma.h"

@@ -59,7 +59,8 @@ def flags_for(version: str) -> tuple[str, ...]:
 def _build(text: str) -> Path:
     cxx, version = compiler()
     flags = flags_for(version)
-    key = hashlib.sha256("\0".join([text, HEADER.read_text(), version, *flags]).encode()).hexdigest()[:32]
+    headers = [h.read_text() for h in sorted(HEADER.parent.glob("*.h"))]  # cuda_emu.h and those it includes
+    key = hashlib.sha256("\0".join([text, *headers, version, *flags]).encode()).hexdigest()[:32]
     folder = cache_dir() / "cuda-emulation"
     lib = folder / f"{key}.so"
     if lib.exists():
@@ -117,7 +118,7 @@ def _mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "fc":
         return a != b
     tol = float(np.sqrt(np.finfo(a.dtype).eps))
-    finite = np.abs(a[np.isfinite(a)])
+    finite = np.abs(a[np.isfinite(a)])  # (infinities compare exactly)
     scale = float(finite.max()) if finite.size else 0.0
     return ~np.isclose(a, b, rtol=tol, atol=tol * scale, equal_nan=True)
 

@@ -8,6 +8,11 @@ so that in a cooperative launch, where all blocks run at once, each block's `sta
 has C++ linkage).  `extern __shared__ T name[];` (dynamic shared memory) becomes a pointer to the
 block's dynamic buffer, and each `__shared__` declaration fills its array with a poison byte
 when a block first reaches it (`__ft::shared_fresh`).  A generated `extern "C"` launcher takes the arguments as `void*`s.
+The CUDA headers the emulation stands in for (`cuda_runtime.h`, `cuda_fp16.h`, `cuda_bf16.h`,
+`cuda_pipeline.h`, `cooperative_groups.h`...) are not included: `cuda_emu.h` declares what they
+would.  Pointer parameters of type `__half*` take NumPy float16 arrays, and `__nv_bfloat16*`
+take uint16 arrays holding the bfloat16 bits, the upper half of a float32's (NumPy has no
+bfloat16; `bfloat16_bits` rounds float32 values to them, `from_bfloat16_bits` reads them).
 """
 
 from __future__ import annotations
@@ -28,10 +33,29 @@ C_TYPES = {
     "short": np.int16, "int16_t": np.int16, "unsigned short": np.uint16, "uint16_t": np.uint16,
     "char": np.int8, "signed char": np.int8, "int8_t": np.int8, "unsigned char": np.uint8,
     "uint8_t": np.uint8, "bool": np.bool_,
+    # 16-bit floats (cuda_emu_half.h): __half takes float16 arrays; NumPy has no bfloat16, so
+    # __nv_bfloat16 takes uint16 arrays holding the bfloat16 bits (the upper half of a float32).
+    "__half": np.float16, "half": np.float16, "__nv_bfloat16": np.uint16, "nv_bfloat16": np.uint16,
 }
 
+
+def bfloat16_bits(x) -> np.ndarray:
+    """float32 values rounded to bfloat16 (to nearest, ties to even), as uint16 bits: what a
+    `__nv_bfloat16*` parameter of an emulated kernel takes (NaN keeps its upper half, quieted)."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    out = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, (bits >> 16) | 0x40, out).astype(np.uint16)
+
+
+def from_bfloat16_bits(b) -> np.ndarray:
+    """The float32 values of bfloat16 bits (exact)."""
+    return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
 _DROPPED_INCLUDES = re.compile(
-    r'^\s*#\s*include\s*[<"](cooperative_groups|cuda_runtime|cuda_pipeline|cuda|device_launch_parameters)(\.h)?[>"].*$',
+    r'^\s*#\s*include\s*[<"](cooperative_groups|cuda_runtime|cuda_pipeline|cuda_fp16|cuda_bf16|cuda|'
+    r'device_launch_parameters)(\.h)?[>"].*$',
     re.M)
 _DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?([\w\s]+?)\s*(\w+)\s*\[\s*\]\s*;")
 _STATIC_SHARED = re.compile(r"(__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s*)?[\w:<>\s]+?\s(\w+)\s*(?:\[[^\]]*\]\s*)*;)")
