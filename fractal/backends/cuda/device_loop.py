@@ -79,8 +79,8 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
              f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
              "  cooperative_groups::grid_group ft_grid = cooperative_groups::this_grid();",
              *("  " + x for x in shared_declarations(blk)),
-             f"  for (long long {var} = {index_expr(loop.start, names)}; {var} < {index_expr(loop.stop, names)}; "
-             f"{var} += {loop.step}) {{",
+             f"  for (long long {var} = {index_expr(loop.start, names)}; {var} {'<' if loop.step > 0 else '>'} "
+             f"{index_expr(loop.stop, names)}; {var} += {loop.step}) {{",
              *("    " + x for x in body), "  }", "}"]
     return LoopKernel(name, loop, bufs, outer, threads, "\n".join(lines) + "\n"), blk.helpers
 

@@ -114,7 +114,8 @@ def _loop_facts(loop: Loop) -> DeviceLoopFacts | None:
     steps = len(range(lo, hi, loop.step))
     if steps == 0:
         return None
-    ranges = {loop.var: (lo, lo + (steps - 1) * loop.step)}
+    last = lo + (steps - 1) * loop.step
+    ranges = {loop.var: (min(lo, last), max(lo, last))}
     if any((d.start.vars() | d.stop.vars()) - {loop.var} for s in loop.body for d in s.dims):
         return None  # (a box that moves with an enclosing loop: kept on the host)
     most = 0

@@ -90,6 +90,19 @@ def test_a_wavefront_loop_runs_on_the_device_as_one_persistent_kernel_with_grid_
     np.testing.assert_allclose(emulated(p).run(inputs)["h"], run_pointwise(p, inputs)["h"], rtol=1e-5, atol=1e-5)
 
 
+def test_a_device_loop_counting_down_runs_every_step():
+    """A reverse scan (`step -1`) as a persistent kernel: `y[s] = x[s] + y[s + 1]`."""
+    p = program(tile("""  buffer x: f32[4,3] global input
+  buffer y: f32[5,3] global output""", """  for s in 3:-1 step -1 sequential host {
+    stage add(i in 0:3) device {
+      y[s, i] = add(x[s, i], y[s + 1, i])
+    }
+  }"""))
+    assert "for (long long v_s = 3; v_s > -1; v_s += -1) {" in emit_module(p, GPU).source
+    x = data((4, 3))
+    np.testing.assert_allclose(run_both(p, {"x": x})["y"][:4], np.cumsum(x[::-1], axis=0)[::-1], rtol=1e-5)
+
+
 def test_the_policy_keeps_a_loop_on_the_host_when_a_step_has_more_points_than_the_gpu_holds():
     few_sms = ft.targets.cuda("sm_90", sms=1, emulate=True).hardware
     facts = DeviceLoopFacts(steps=10, max_points=10_000, threads=128)
@@ -245,7 +258,7 @@ def test_loops_ifs_steps_and_a_polygon_stage():
 
 # --- random programs -----------------------------------------------------------------------------
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(parallel_programs(nested=True))
 def test_random_parallel_programs_match_the_pointwise_executor(case):
     """Random programs (every op kind, quasi-affine indices, polygons, loops, ifs, layouts):
