@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fractal.lang.errors import UnsupportedError
+from fractal.lower.hardware import GpuArch
 from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import (Buffer, Convert, Copy, Elementwise, Gather, Gemm, Reduce, Region, Scatter,
                                    SegmentReduce)
@@ -45,6 +46,7 @@ from fractal.lower.tile_ir import (Buffer, Convert, Copy, Elementwise, Gather, G
 from ..codegen import CUDA, Emitted, cast, emit_expr, offset, store
 from ..codegen.dialect import COMPUTE, KIND
 from ..codegen.ops import GENERIC
+from .mma import DEVICE_CODE as MMA_CODE
 
 WARP = 32
 MAX_REGISTER_STAGING = 8  # values per thread an op that overwrites what it reads holds back
@@ -61,6 +63,7 @@ class Block:
     helpers: list[str] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)   # shared array name -> declaration
     status: list[tuple[str, str]] = field(default_factory=list)  # per code - 1: (op kind, index buffer)
+    gpu: GpuArch | None = None       # the tensor-core shapes it has (None: SIMT GEMMs only)
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"
@@ -177,10 +180,13 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def gemm_tile(m: int, n: int, k: int, threads: int) -> GemmTile:
+def gemm_tile(m: int, n: int, k: int, threads: int, mma: bool = False) -> GemmTile:
     """Roller-style, by construction: a tile no larger than the matrix (rounded up to powers
     of two), at most 32 rows, and columns enough that the block's threads each own at most 8
-    outputs (a tall-skinny recurrent step gets a wide tile); 16 reduction columns at a time."""
+    outputs (a tall-skinny recurrent step gets a wide tile); 16 reduction columns at a time.
+    On tensor cores (`mma`): up to 64 x 64 in whole 16 x 8 fragments, 16 columns a step."""
+    if mma:
+        return GemmTile(min(64, -(-m // 16) * 16), min(64, -(-n // 8) * 8), 16)
     tm = min(32, _pow2(m))
     tn = min(_pow2(n), max(32, threads * 8 // tm), 128)
     return GemmTile(tm, tn, min(16, _pow2(k)))
@@ -190,8 +196,19 @@ def gemm_shared_bytes(tile: GemmTile, compute: str) -> int:
     return tile.tk * (tile.tm + 1 + tile.tn + 1) * np.dtype(compute).itemsize
 
 
+def tensor_core(op: Gemm, dtypes, gpu: GpuArch | None) -> str | None:
+    """The mma.sync kind ("f16", "bf16") a GEMM of half-precision operands runs on, if the GPU has it."""
+    a, b = dtypes[op.a.buffer], dtypes[op.b.buffer]
+    if gpu is None or a != b or a not in ("float16", "bfloat16") or not gpu.mma(a):
+        return None
+    return {"float16": "f16", "bfloat16": "bf16"}[a]
+
+
 def _gemm(op: Gemm, blk: Block) -> list[str]:
     (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
+    kind = tensor_core(op, {b: buf.dtype.name for b, buf in blk.buffers.items()}, blk.gpu)
+    if kind is not None:
+        return _gemm_mma(op, blk, kind, m, n, k)
     compute = COMPUTE[blk.dtype(op.c)]
     if compute == "bool":
         raise UnsupportedError(f"the CUDA emitter has no GEMM of booleans (`{op}`)")
@@ -244,6 +261,74 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
         f"    const int ft_o = threadIdx.x + ft_r * {th};",
         f"    const long long ft_gm = ft_row0 + ft_o / {t.tn}, ft_gn = ft_col0 + ft_o % {t.tn};",
         f"    if (ft_o < {t.tm * t.tn} && ft_gm < {m} && ft_gn < {n}) {out} = {value};",
+        "  }",
+        "}",
+    ]
+
+
+def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[str]:
+    """A GEMM on tensor cores: output tiles of 16 x 8 fragments dealt out to the warps, both
+    operand tiles staged in shared memory 16 columns at a time (rows padded by 8 halves against
+    bank conflicts), fp32 accumulators in registers (`fractal.backends.cuda.mma`)."""
+    t = gemm_tile(m, n, k, blk.threads, mma=True)
+    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or -(-m // t.tm) * -(-n // t.tn) > 1):
+        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
+                               f"and spans several tiles")
+    half = blk.dtype(op.a)
+    T = CUDA.ctype[half]
+    sa, sb = f"ft_mma_a_{half}", f"ft_mma_b_{half}"
+    for name, rows, cols in ((sa, t.tm, t.tk + 8), (sb, t.tk, t.tn + 8)):
+        old = blk.shared.get(name, (T, 0, 0))
+        blk.shared[name] = (T, max(old[1], rows), max(old[2], cols))
+    lda, ldb = blk.shared[sa][2], blk.shared[sb][2]
+    blk.helper(MMA_CODE.strip())
+    warps, frags_n = blk.threads // WARP, t.tn // 8
+    frags = t.tm // 16 * frags_n
+    per, tiles_n = -(-frags // warps), -(-n // t.tn)
+    tiles = -(-m // t.tm) * tiles_n
+    a_at = ("ft_gk", "ft_gm") if op.trans_a else ("ft_gm", "ft_gk")
+    b_at = ("ft_gn", "ft_gk") if op.trans_b else ("ft_gk", "ft_gn")
+    zero = store(_as("0.0f", "float32"), half, CUDA).text
+    out = blk.ref(op.c, ("ft_gm", "ft_gn"))
+    total = (f"{cast(out, blk.dtype(op.c), 'float32', CUDA).text} + ft_acc[ft_f][ft_i]" if op.accumulate
+             else "ft_acc[ft_f][ft_i]")
+    value = store(_as(total, "float32"), blk.dtype(op.c), CUDA).text
+    th, helper = blk.threads, {"f16": "ft_mma_m16n8k16_f16_f32", "bf16": "ft_mma_m16n8k16_bf16_f32"}[kind]
+    return [
+        f"for (int ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += {blk.chunks}) {{  // tensor cores: mma.sync m16n8k16",
+        f"  const int ft_row0 = ft_tile / {tiles_n} * {t.tm}, ft_col0 = ft_tile % {tiles_n} * {t.tn};",
+        f"  const int ft_warp = threadIdx.x / {WARP}, ft_lane = threadIdx.x % {WARP};",
+        f"  float ft_acc[{per}][4];",
+        f"  for (int ft_f = 0; ft_f < {per}; ++ft_f) for (int ft_i = 0; ft_i < 4; ++ft_i) ft_acc[ft_f][ft_i] = 0.0f;",
+        f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += 16) {{",
+        "    __syncthreads();  // the last step's tiles are read",
+        f"    for (int ft_j = threadIdx.x; ft_j < {t.tm * 16}; ft_j += {th}) {{",
+        "      const long long ft_gm = ft_row0 + ft_j / 16, ft_gk = ft_k0 + ft_j % 16;",
+        f"      {sa}[ft_j / 16][ft_j % 16] = ft_gm < {m} && ft_gk < {k} ? {blk.ref(op.a, a_at)} : {zero};",
+        "    }",
+        f"    for (int ft_j = threadIdx.x; ft_j < {16 * t.tn}; ft_j += {th}) {{",
+        f"      const long long ft_gk = ft_k0 + ft_j / {t.tn}, ft_gn = ft_col0 + ft_j % {t.tn};",
+        f"      {sb}[ft_j / {t.tn}][ft_j % {t.tn}] = ft_gk < {k} && ft_gn < {n} ? {blk.ref(op.b, b_at)} : {zero};",
+        "    }",
+        "    __syncthreads();  // the tiles are filled",
+        f"    for (int ft_f = 0; ft_f < {per}; ++ft_f) {{",
+        f"      const int ft_frag = ft_warp + ft_f * {warps};  // (the same in every lane of a warp)",
+        f"      if (ft_frag < {frags}) {{",
+        "        unsigned ft_a[4], ft_b[2];",
+        f"        ft_load_a_m16n8k16(ft_a, &{sa}[ft_frag / {frags_n} * 16][0], {lda}, ft_lane);",
+        f"        ft_load_b_m16n8k16_row(ft_b, &{sb}[0][ft_frag % {frags_n} * 8], {ldb}, ft_lane);",
+        f"        {helper}(ft_acc[ft_f], ft_a, ft_b, ft_acc[ft_f]);",
+        "      }",
+        "    }",
+        "  }",
+        f"  for (int ft_f = 0; ft_f < {per}; ++ft_f) {{",
+        f"    const int ft_frag = ft_warp + ft_f * {warps};",
+        f"    if (ft_frag < {frags}) for (int ft_i = 0; ft_i < 4; ++ft_i) {{",
+        "      const ft_rc ft_at = ft_frag_c_m16n8(ft_lane, ft_i);",
+        f"      const long long ft_gm = ft_row0 + ft_frag / {frags_n} * 16 + ft_at.row, "
+        f"ft_gn = ft_col0 + ft_frag % {frags_n} * 8 + ft_at.col;",
+        f"      if (ft_gm < {m} && ft_gn < {n}) {out} = {value};",
+        "    }",
         "  }",
         "}",
     ]

@@ -63,7 +63,7 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
     reads = set().union(*(stage_vars(s) for s in stages)) | loop.start.vars() | loop.stop.vars()
     outer = tuple(v for v in outer if v in reads)
     names = {v: f"v_{v}" for v in outer + (loop.var,)}
-    blk = Block(buffers, names, threads, 1, status=status)
+    blk = Block(buffers, names, threads, 1, status=status, gpu=gpu)
     body = []
     for s in stages:
         blk.names = {**names, **{d.var: f"v_{d.var}" for d in s.dims}}

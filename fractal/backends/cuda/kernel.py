@@ -37,7 +37,7 @@ from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentRedu
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block_ops import RULES, WARP, Block, gemm_shared_bytes, gemm_tile
+from .block_ops import RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
 
 MAX_THREADS = 256
 MAX_CHUNKS = 4096
@@ -92,7 +92,7 @@ def threads_for(stage: Stage) -> int:
     return min(MAX_THREADS, max(WARP, 1 << max(0, work - 1).bit_length()))
 
 
-def _chunks(stage: Stage, threads: int) -> int:
+def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch) -> int:
     """Blocks per point: one unless a single op has more work than its threads take in 4 rounds."""
     if len(stage.body) != 1:
         return 1
@@ -100,7 +100,8 @@ def _chunks(stage: Stage, threads: int) -> int:
     if isinstance(op, Gemm):
         m, n = op.c.shape
         k = op.a.shape[0] if op.trans_a else op.a.shape[1]
-        t = gemm_tile(m, n, k, threads)
+        mma = tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu) is not None
+        t = gemm_tile(m, n, k, threads, mma)
         return min(MAX_CHUNKS, -(-m // t.tm) * -(-n // t.tn))
     if isinstance(op, Elementwise) and any(r.buffer == op.dst.buffer and r != op.dst for r in op.reads):
         return 1  # (it holds every value back in registers before writing: one block)
@@ -114,8 +115,8 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     dims = tuple(d.var for d in stage.dims)
     names = {v: f"v_{v}" for v in dims + loop_vars}
     threads = threads_for(stage)
-    chunks = _chunks(stage, threads)
-    blk = Block(buffers, names, threads, chunks, status=status)
+    chunks = _chunks(stage, threads, buffers, gpu)
+    blk = Block(buffers, names, threads, chunks, status=status, gpu=gpu)
     body = stage_ops(stage, blk)
     check_shared(blk, gpu, f"stage {stage.name}")
     bufs = tuple(b for b in buffers if b in used_buffers(stage))
@@ -170,7 +171,7 @@ def shared_declarations(blk: Block) -> list[str]:
 
 
 def _size(ctype: str) -> int:
-    return {"float": 4, "double": 8, "int": 4, "long long": 8}.get(ctype, 8)
+    return {"float": 4, "double": 8, "int": 4, "long long": 8, "__half": 2, "__nv_bfloat16": 2}.get(ctype, 8)
 
 
 def used_buffers(stage: Stage) -> set[str]:

@@ -149,6 +149,25 @@ def test_gemm_transposes_accumulation_and_a_tile_larger_than_one_step(dtype):
     np.testing.assert_allclose(out["d"], (a @ b).T, rtol=1e-5)
 
 
+@pytest.mark.parametrize("m, k, n, trans", [(40, 37, 70, False), (16, 16, 8, True), (1, 8, 32, False),
+                                           (100, 64, 130, False)])
+def test_half_precision_gemms_run_on_tensor_cores_with_fp32_accumulation(m, k, n, trans):
+    """`mma.sync` m16n8k16 fragments (tiles padded to whole fragments, several tiles per
+    GEMM, transposed A, `+=`): the emulation runs the PTX lane layout, exactly as the
+    pointwise executor computes (fp32 products and sums, rounded to half once)."""
+    a_decl, a_use = (f"{k},{m}", f"a[0:{k}, 0:{m}].T") if trans else (f"{m},{k}", f"a[0:{m}, 0:{k}]")
+    p = program(tile(f"""  buffer a: f16[{a_decl}] global input
+  buffer b: f16[{k},{n}] global input
+  buffer c: f16[{m},{n}] global output""", f"""  stage mm() device {{
+    c[0:{m}, 0:{n}] = gemm({a_use}, b[0:{k}, 0:{n}])
+    c[0:{m}, 0:{n}] += gemm({a_use}, b[0:{k}, 0:{n}])
+  }}"""))
+    source = emit_module(p, GPU).source
+    assert "ft_mma_m16n8k16_f16_f32(ft_acc[ft_f], ft_a, ft_b, ft_acc[ft_f]);" in source
+    a = data(tuple(int(x) for x in a_decl.split(",")), np.float16)
+    run_both(p, {"a": a, "b": data((k, n), np.float16)}, rtol=0, atol=0)
+
+
 def test_a_single_big_gemm_is_cut_over_blocks():
     p = program(tile("""  buffer a: f32[100,16] global input
   buffer b: f32[16,300] global input
