@@ -64,6 +64,7 @@ class Block:
     shared: dict[str, str] = field(default_factory=dict)   # shared array name -> declaration
     status: list[tuple[str, str]] = field(default_factory=list)  # per code - 1: (op kind, index buffer)
     gpu: GpuArch | None = None       # the tensor-core shapes it has (None: SIMT GEMMs only)
+    fold: tuple[str, str, str] | None = None  # a GEMM's rows span the points of this dim: (var, lo, n)
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"
@@ -196,6 +197,15 @@ def gemm_shared_bytes(tile: GemmTile, compute: str) -> int:
     return tile.tk * (tile.tm + 1 + tile.tn + 1) * np.dtype(compute).itemsize
 
 
+def _rows(blk: Block, m: int) -> tuple[str, str]:
+    """(C++ count of a GEMM's rows, the line naming row `ft_gr`'s point and its row `ft_gm`):
+    `m`, or where the block folds a dim's points into the rows, `m` per point."""
+    if blk.fold is None:
+        return str(m), "const long long ft_gm = ft_gr;"
+    var, lo, count = blk.fold
+    return f"{m} * {count}", f"const long long {blk.names[var]} = {lo} + ft_gr / {m}, ft_gm = ft_gr % {m};"
+
+
 def tensor_core(op: Gemm, dtypes, gpu: GpuArch | None) -> str | None:
     """The mma.sync kind ("f16", "bf16") a GEMM of half-precision operands runs on, if the GPU has it."""
     a, b = dtypes[op.a.buffer], dtypes[op.b.buffer]
@@ -215,7 +225,7 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     t, T = gemm_tile(m, n, k, blk.threads), CUDA.ctype[compute]
     # one output tile reads all its operands (the last barrier) before any thread writes; with
     # more, a tile could read what an earlier one wrote
-    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or -(-m // t.tm) * -(-n // t.tn) > 1):
+    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
                                f"and spans several tiles")
     sa, sb = f"ft_as_{compute}", f"ft_bs_{compute}"
@@ -223,7 +233,8 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
         old = blk.shared.get(name, (T, 0, 0))
         blk.shared[name] = (T, max(old[1], rows), max(old[2], cols))
     per, tiles_n = -(-t.tm * t.tn // blk.threads), -(-n // t.tn)
-    tiles = -(-m // t.tm) * tiles_n
+    rows, point = _rows(blk, m)
+    tiles = f"({rows} + {t.tm - 1}) / {t.tm} * {tiles_n}"
     a_at = ("ft_gk", "ft_gm") if op.trans_a else ("ft_gm", "ft_gk")
     b_at = ("ft_gn", "ft_gk") if op.trans_b else ("ft_gk", "ft_gn")
     a = cast(blk.ref(op.a, a_at), blk.dtype(op.a), compute, CUDA).text
@@ -233,15 +244,17 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     value = store(_as(total, compute), blk.dtype(op.c), CUDA).text
     th = blk.threads
     return [
-        f"for (int ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += {blk.chunks}) {{",
-        f"  const int ft_row0 = ft_tile / {tiles_n} * {t.tm}, ft_col0 = ft_tile % {tiles_n} * {t.tn};",
+        f"for (long long ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += ft_chunks) {{",
+        f"  const long long ft_row0 = ft_tile / {tiles_n} * {t.tm};",
+        f"  const int ft_col0 = ft_tile % {tiles_n} * {t.tn};",
         f"  {T} ft_acc[{per}];",
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) ft_acc[ft_r] = {T}(0);",
         f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {t.tk}) {{",
         "    __syncthreads();  // the last step's tiles are read",
         f"    for (int ft_i = threadIdx.x; ft_i < {t.tm * t.tk}; ft_i += {th}) {{",
-        f"      const long long ft_gm = ft_row0 + ft_i / {t.tk}, ft_gk = ft_k0 + ft_i % {t.tk};",
-        f"      {sa}[ft_i % {t.tk}][ft_i / {t.tk}] = ft_gm < {m} && ft_gk < {k} ? {a} : {T}(0);",
+        f"      const long long ft_gr = ft_row0 + ft_i / {t.tk}, ft_gk = ft_k0 + ft_i % {t.tk};",
+        f"      {point}",
+        f"      {sa}[ft_i % {t.tk}][ft_i / {t.tk}] = ft_gr < {rows} && ft_gk < {k} ? {a} : {T}(0);",
         "    }",
         f"    for (int ft_i = threadIdx.x; ft_i < {t.tk * t.tn}; ft_i += {th}) {{",
         f"      const long long ft_gk = ft_k0 + ft_i / {t.tn}, ft_gn = ft_col0 + ft_i % {t.tn};",
@@ -259,8 +272,11 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
         "  }",
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) {{",
         f"    const int ft_o = threadIdx.x + ft_r * {th};",
-        f"    const long long ft_gm = ft_row0 + ft_o / {t.tn}, ft_gn = ft_col0 + ft_o % {t.tn};",
-        f"    if (ft_o < {t.tm * t.tn} && ft_gm < {m} && ft_gn < {n}) {out} = {value};",
+        f"    const long long ft_gr = ft_row0 + ft_o / {t.tn}, ft_gn = ft_col0 + ft_o % {t.tn};",
+        f"    if (ft_o < {t.tm * t.tn} && ft_gr < {rows} && ft_gn < {n}) {{",
+        f"      {point}",
+        f"      {out} = {value};",
+        "    }",
         "  }",
         "}",
     ]
@@ -271,7 +287,7 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     operand tiles staged in shared memory 16 columns at a time (rows padded by 8 halves against
     bank conflicts), fp32 accumulators in registers (`fractal.backends.cuda.mma`)."""
     t = gemm_tile(m, n, k, blk.threads, mma=True)
-    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or -(-m // t.tm) * -(-n // t.tn) > 1):
+    if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
                                f"and spans several tiles")
     half = blk.dtype(op.a)
@@ -285,7 +301,8 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     warps, frags_n = blk.threads // WARP, t.tn // 8
     frags = t.tm // 16 * frags_n
     per, tiles_n = -(-frags // warps), -(-n // t.tn)
-    tiles = -(-m // t.tm) * tiles_n
+    rows, point = _rows(blk, m)
+    tiles = f"({rows} + {t.tm - 1}) / {t.tm} * {tiles_n}"
     a_at = ("ft_gk", "ft_gm") if op.trans_a else ("ft_gm", "ft_gk")
     b_at = ("ft_gn", "ft_gk") if op.trans_b else ("ft_gk", "ft_gn")
     zero = store(_as("0.0f", "float32"), half, CUDA).text
@@ -295,16 +312,18 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     value = store(_as(total, "float32"), blk.dtype(op.c), CUDA).text
     th, helper = blk.threads, {"f16": "ft_mma_m16n8k16_f16_f32", "bf16": "ft_mma_m16n8k16_bf16_f32"}[kind]
     return [
-        f"for (int ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += {blk.chunks}) {{  // tensor cores: mma.sync m16n8k16",
-        f"  const int ft_row0 = ft_tile / {tiles_n} * {t.tm}, ft_col0 = ft_tile % {tiles_n} * {t.tn};",
+        f"for (long long ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += ft_chunks) {{  // tensor cores: mma.sync m16n8k16",
+        f"  const long long ft_row0 = ft_tile / {tiles_n} * {t.tm};",
+        f"  const int ft_col0 = ft_tile % {tiles_n} * {t.tn};",
         f"  const int ft_warp = threadIdx.x / {WARP}, ft_lane = threadIdx.x % {WARP};",
         f"  float ft_acc[{per}][4];",
         f"  for (int ft_f = 0; ft_f < {per}; ++ft_f) for (int ft_i = 0; ft_i < 4; ++ft_i) ft_acc[ft_f][ft_i] = 0.0f;",
         f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += 16) {{",
         "    __syncthreads();  // the last step's tiles are read",
         f"    for (int ft_j = threadIdx.x; ft_j < {t.tm * 16}; ft_j += {th}) {{",
-        "      const long long ft_gm = ft_row0 + ft_j / 16, ft_gk = ft_k0 + ft_j % 16;",
-        f"      {sa}[ft_j / 16][ft_j % 16] = ft_gm < {m} && ft_gk < {k} ? {blk.ref(op.a, a_at)} : {zero};",
+        "      const long long ft_gr = ft_row0 + ft_j / 16, ft_gk = ft_k0 + ft_j % 16;",
+        f"      {point}",
+        f"      {sa}[ft_j / 16][ft_j % 16] = ft_gr < {rows} && ft_gk < {k} ? {blk.ref(op.a, a_at)} : {zero};",
         "    }",
         f"    for (int ft_j = threadIdx.x; ft_j < {16 * t.tn}; ft_j += {th}) {{",
         f"      const long long ft_gk = ft_k0 + ft_j / {t.tn}, ft_gn = ft_col0 + ft_j % {t.tn};",
@@ -325,9 +344,12 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
         f"    const int ft_frag = ft_warp + ft_f * {warps};",
         f"    if (ft_frag < {frags}) for (int ft_i = 0; ft_i < 4; ++ft_i) {{",
         "      const ft_rc ft_at = ft_frag_c_m16n8(ft_lane, ft_i);",
-        f"      const long long ft_gm = ft_row0 + ft_frag / {frags_n} * 16 + ft_at.row, "
+        f"      const long long ft_gr = ft_row0 + ft_frag / {frags_n} * 16 + ft_at.row, "
         f"ft_gn = ft_col0 + ft_frag % {frags_n} * 8 + ft_at.col;",
-        f"      if (ft_gm < {m} && ft_gn < {n}) {out} = {value};",
+        f"      if (ft_gr < {rows} && ft_gn < {n}) {{",
+        f"        {point}",
+        f"        {out} = {value};",
+        "      }",
         "    }",
         "  }",
         "}",
@@ -369,7 +391,7 @@ def _warp_reduce(blk: Block, outputs: int, head: list[str], inner: list[str], ds
     T = CUDA.ctype[acc]
     value = store(_as("ft_acc", acc), dst_dtype, CUDA).text
     return [
-        f"for (int ft_o = ft_chunk * {warps} + threadIdx.x / {WARP}; ft_o < {outputs}; ft_o += {blk.chunks * warps}) {{",
+        f"for (int ft_o = ft_chunk * {warps} + threadIdx.x / {WARP}; ft_o < {outputs}; ft_o += ft_chunks * {warps}) {{",
         *("  " + x for x in head),
         f"  {T} ft_acc = {_identity(combiner, acc, dst_dtype)};",
         *("  " + x for x in inner),

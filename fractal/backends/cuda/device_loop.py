@@ -105,7 +105,7 @@ def _stage(s: Stage, blk: Block, threads: int) -> list[str]:
     lines += [f"const long long ft_points = ({empty}) ? 0 : {points};",
               "for (long long ft_q = blockIdx.x; ft_q < ft_points; ft_q += gridDim.x) {",
               "  long long ft_p = ft_q;", *("  " + x for x in decode),
-              f"  const int ft_chunk = 0, ft_t0 = threadIdx.x, ft_tn = {threads};",
+              f"  const int ft_chunks = 1, ft_chunk = 0, ft_t0 = threadIdx.x, ft_tn = {threads};",
               *("  " + x for x in stage_ops(s, blk)),
               "  __syncthreads();  // the point is done before the block takes the next",
               "}"]

@@ -27,6 +27,7 @@ the same source on any machine.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import math
 import re
@@ -55,12 +56,17 @@ class Kernel:
     buffers: tuple[str, ...]       # pointer parameters, in order
     loop_vars: tuple[str, ...]     # enclosing loop variables, in order
     threads: int
-    chunks: int
+    chunks: int                    # blocks per point (a folded GEMM: see `fold`)
     source: str
+    fold: tuple[int, int, int, int] | None = None   # (dim, rows per point, tile rows, column tiles)
 
-    @property
-    def params(self) -> int:
-        return len(self.buffers) + len(self.loop_vars) + 2 * len(self.stage.dims) + 1
+    def blocks(self, box) -> int:
+        """The blocks a launch over `box` ((start, extent) per dim) runs."""
+        if self.fold is None:
+            return math.prod(n for _, n in box) * self.chunks
+        dim, rows, tile_rows, tiles_n = self.fold
+        others = math.prod(n for k, (_, n) in enumerate(box) if k != dim)
+        return others * -(-rows * box[dim][1] // tile_rows) * tiles_n
 
 
 def kernel_name(stage: Stage, taken: set[str]) -> str:
@@ -108,6 +114,25 @@ def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch
     return min(MAX_CHUNKS, max(1, -(-_work(op) // (threads * 4))))
 
 
+def folds(op, stage: Stage) -> bool:
+    """Whether a GEMM's rows can span the points of the stage's innermost dim: one GEMM of
+    `rows x points` rows against an operand B all those points share (a batch of recurrent
+    steps against one weight: the weight is read once per row tile, not once per point)."""
+    if not isinstance(op, Gemm) or not stage.dims or not stage.rectangular:
+        return False
+    var = stage.dims[-1].var
+    return var not in op.b.vars() and var in op.c.vars()
+
+
+def stage_parts(stage: Stage) -> list[Stage]:
+    """The kernels a stage runs as: itself, or, where one of its ops is a GEMM that folds
+    points into rows, one kernel per op (fission: points are independent, so running the ops
+    one after another over all points computes what point after point does)."""
+    if len(stage.body) > 1 and any(folds(op, stage) for op in stage.body):
+        return [dataclasses.replace(stage, name=f"{stage.name}_{k}", body=(op,)) for k, op in enumerate(stage.body)]
+    return [stage]
+
+
 def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: tuple[str, ...],
                 gpu: GpuArch, status: list) -> tuple[Kernel, list[str]]:
     """The kernel of `stage` and the helper definitions it calls; `status` collects, per
@@ -115,8 +140,10 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     dims = tuple(d.var for d in stage.dims)
     names = {v: f"v_{v}" for v in dims + loop_vars}
     threads = threads_for(stage)
-    chunks = _chunks(stage, threads, buffers, gpu)
-    blk = Block(buffers, names, threads, chunks, status=status, gpu=gpu)
+    fold = len(stage.body) == 1 and folds(stage.body[0], stage)
+    chunks = 1 if fold else _chunks(stage, threads, buffers, gpu)
+    blk = Block(buffers, names, threads, chunks, status=status, gpu=gpu,
+                fold=(dims[-1], f"ft_lo{len(dims) - 1}", f"ft_n{len(dims) - 1}") if fold else None)
     body = stage_ops(stage, blk)
     check_shared(blk, gpu, f"stage {stage.name}")
     bufs = tuple(b for b in buffers if b in used_buffers(stage))
@@ -126,20 +153,33 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     params.append("int* ft_status")
     lines = [f"// {header(stage)}",
              f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
-             "  long long ft_p = blockIdx.x;",
-             f"  const int ft_chunk = ft_p % {chunks}; ft_p /= {chunks};" if chunks > 1 else
-             "  const int ft_chunk = 0;"]
-    for k in reversed(range(len(dims))):
+             "  long long ft_p = blockIdx.x;"]
+    fold_info = None
+    if fold:  # the innermost dim's points are rows of the GEMM: tiles over (rows x points, columns)
+        op = stage.body[0]
+        (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
+        t = gemm_tile(m, n, k, threads, tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu)
+                      is not None)
+        fold_info = (len(dims) - 1, m, t.tm, -(-n // t.tn))
+        last = len(dims) - 1
+        lines += [f"  const long long ft_chunks = ({m} * ft_n{last} + {t.tm - 1}) / {t.tm} * {fold_info[3]};",
+                  "  const long long ft_chunk = ft_p % ft_chunks; ft_p /= ft_chunks;"]
+    else:
+        lines += [f"  const int ft_chunks = {chunks};",
+                  "  const int ft_chunk = ft_p % ft_chunks; ft_p /= ft_chunks;" if chunks > 1 else
+                  "  const int ft_chunk = 0;"]
+    decoded = range(len(dims) - 1) if fold else range(len(dims))
+    for k in reversed(decoded):
         lines.append(f"  const long long v_{dims[k]} = ft_lo{k} + ft_p" + (f" % ft_n{k}; ft_p /= ft_n{k};" if k else ";"))
     if not stage.rectangular:
         for d in stage.dims:
             if (d.start.vars() | d.stop.vars()) & set(dims):
                 lines.append(f"  if (v_{d.var} < {index_expr(d.start, names)} || v_{d.var} >= "
                              f"{index_expr(d.stop, names)}) return;  // outside the polygon")
-    lines.append(f"  const int ft_t0 = ft_chunk * {threads} + threadIdx.x, ft_tn = {chunks * threads};")
+    lines.append(f"  const long long ft_t0 = ft_chunk * {threads} + threadIdx.x, ft_tn = ft_chunks * {threads};")
     lines += ["  " + x for x in shared_declarations(blk)]
     lines += ["  " + x for x in body] + ["}"]
-    kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, "\n".join(lines) + "\n")
+    kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, "\n".join(lines) + "\n", fold_info)
     return kernel, blk.helpers
 
 

@@ -25,7 +25,7 @@ from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
 from ..codegen import CUDA, index_prelude
 from .device_loop import LoopKernel, emit_loop_kernel, qualifies
-from .kernel import Kernel, emit_kernel, kernel_name, stage_vars, threads_for
+from .kernel import Kernel, emit_kernel, kernel_name, stage_parts, stage_vars, threads_for
 from .policy import CudaPolicy, DeviceLoopFacts, resident_blocks
 
 HALF = ("float16", "bfloat16")
@@ -33,7 +33,7 @@ HALF = ("float16", "bfloat16")
 
 @dataclass(frozen=True)
 class CudaModule:
-    """The generated source, each stage's kernel (by stage name, in program order), each
+    """The generated source, each stage's kernels (by stage name, in program order), each
     loop run on the device (by the loop's `id` in `program`: a `LoopKernel`) and how many
     blocks its cooperative launch takes, and per status code (1, 2, ...) the op that raises it:
     (kind, index buffer)."""
@@ -45,12 +45,13 @@ class CudaModule:
     loops: dict = None
     loop_blocks: dict = None
 
-    def kernel(self, stage: Stage) -> Kernel:
+    def kernel(self, stage: Stage) -> tuple[Kernel, ...]:
+        """The kernels a stage launches, in order (one, or one per op: `kernel.stage_parts`)."""
         return self.kernels[stage.name]
 
     def launched(self) -> dict[str, int]:
         """Every kernel's name and the blocks it runs at once: 1, or a cooperative launch's."""
-        out = {k.name: 1 for k in self.kernels.values()}
+        out = {k.name: 1 for parts in self.kernels.values() for k in parts}
         out.update({k.name: self.loop_blocks[key] for key, k in self.loops.items()})
         return out
 
@@ -66,10 +67,13 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
         for s in stmts:
             if isinstance(s, Stage):
                 reads = stage_vars(s)
-                k, h = emit_kernel(s, kernel_name(s, taken), buffers, tuple(v for v in loop_vars if v in reads),
-                                   gpu, status)
-                kernels[s.name] = k
-                helpers.extend(h)
+                parts = []
+                for part in stage_parts(s):
+                    k, h = emit_kernel(part, kernel_name(part, taken), buffers,
+                                       tuple(v for v in loop_vars if v in reads), gpu, status)
+                    parts.append(k)
+                    helpers.extend(h)
+                kernels[s.name] = tuple(parts)
             elif isinstance(s, Loop):
                 facts = _loop_facts(s) if qualifies(s) else None
                 if facts is not None and policy.loop_on_device(facts, hw):
@@ -91,7 +95,7 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
         head.append("#include <cooperative_groups.h>")
     head.append(index_prelude(CUDA).rstrip())
     head.extend(dict.fromkeys(helpers))
-    texts = [k.source for k in kernels.values()] + [k.source for k in loops.values()]
+    texts = [k.source for parts in kernels.values() for k in parts] + [k.source for k in loops.values()]
     source = "\n".join(head) + "\n\n" + "\n".join(texts)
     return CudaModule(program, source, kernels, tuple(status), loops, blocks)
 

@@ -107,17 +107,19 @@ class CudaExecutable:
                 self._block(s.then if taken else s.orelse, env, arrays, status, profile)
 
     def _launch(self, stage: Stage, env, arrays, status, profile) -> None:
-        kernel = self.module.kernel(stage)
         box = stage_box(stage, env)
         if box is None:
             return
-        blocks = math.prod(n for _, n in box) * kernel.chunks
-        if blocks > MAX_GRID:
-            raise ArgumentError(f"stage {stage.name} has {blocks} blocks, more than a CUDA grid's {MAX_GRID}")
-        args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars]
-        args += [x for lo_n in box for x in lo_n] + [status]
         t0 = perf_counter() if profile is not None else 0.0
-        self._loaded.launch(kernel.name, blocks, kernel.threads, args)
+        for kernel in self.module.kernel(stage):
+            blocks = kernel.blocks(box)
+            if blocks > MAX_GRID:
+                raise ArgumentError(f"stage {stage.name} has {blocks} blocks, more than a CUDA grid's {MAX_GRID}")
+            if blocks == 0:
+                continue
+            args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars]
+            args += [x for lo_n in box for x in lo_n] + [status]
+            self._loaded.launch(kernel.name, blocks, kernel.threads, args)
         if profile is not None:
             profile[stage.name] = profile.get(stage.name, 0.0) + perf_counter() - t0
 

@@ -174,9 +174,34 @@ def test_a_single_big_gemm_is_cut_over_blocks():
   buffer c: f32[100,300] global output""", """  stage mm() device {
     c[0:100, 0:300] = gemm(a[0:100, 0:16], b[0:16, 0:300])
   }"""))
-    assert emit_module(p, GPU).kernels["mm"].chunks > 1
+    (kernel,) = emit_module(p, GPU).kernels["mm"]
+    assert kernel.chunks > 1
     a, b = data((100, 16)), data((16, 300))
     np.testing.assert_allclose(run_both(p, {"a": a, "b": b})["c"], a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+def test_a_batch_of_gemms_sharing_a_weight_is_one_gemm_over_the_batch_rows_and_the_stage_splits(dtype):
+    """Points `b` that share the weight `w` fold into the rows of one GEMM (tiles over batch rows
+    x columns, the weight read once per row tile); the stage runs as one kernel per op."""
+    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
+    p = program(tile(f"""  buffer x: {dtype}[4,70,2,24] global input
+  buffer w: {dtype}[24,40] global input
+  buffer g: {dtype}[4,70,2,40] global temp
+  buffer y: {dtype}[4,70,2,40] global output""", """  stage cell(l in 0:4, b in 0:70) device {
+    g[l, b, 0:2, 0:40] = gemm(x[l, b, 0:2, 0:24], w[0:24, 0:40])
+    y[l, b, 0:2, 0:40] = tanh(g[l, b, 0:2, 0:40])
+  }"""))
+    module = emit_module(p, GPU)
+    gemm, cell = module.kernels["cell"]
+    assert (gemm.name, cell.name) == ("cell_0", "cell_1") and gemm.fold is not None and cell.fold is None
+    assert "const long long v_b = ft_lo1 + ft_gr / 2, ft_gm = ft_gr % 2;" in gemm.source
+    rows, tile_rows = gemm.fold[1], gemm.fold[2]
+    assert gemm.blocks([(0, 4), (0, 70)]) == 4 * -(-rows * 70 // tile_rows) * gemm.fold[3]
+    x, w = data((4, 70, 2, 24), np_dtype), data((24, 40), np_dtype)
+    out = run_both(p, {"x": x, "w": w}, rtol=2e-3 if dtype == "f16" else 1e-5, atol=2e-3 if dtype == "f16" else 1e-5)
+    np.testing.assert_allclose(out["y"].astype(np.float32), np.tanh((x.astype(np.float32) @ w.astype(np.float32))),
+                               rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize("combiner", ["add", "max", "min"])
@@ -193,7 +218,7 @@ def test_reductions_keep_or_drop_axes_and_reduce_empty_and_long_rows(combiner):
     x[1, 3, 2] = np.nan
     out = run_both(p, {"x": x})
     fn = {"add": np.add, "max": np.maximum, "min": np.minimum}[combiner]
-    np.testing.assert_allclose(out["d"], fn.reduce(x, axis=2), rtol=1e-5)
+    np.testing.assert_allclose(out["d"], fn.reduce(x, axis=2), rtol=1e-5, atol=1e-5)
     assert np.isnan(out["k"][1, 0, 2])  # NaN propagates, as in NumPy
     assert np.all(out["e"] == {"add": 0.0, "max": -np.inf, "min": np.inf}[combiner])
 
