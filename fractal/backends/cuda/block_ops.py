@@ -197,6 +197,13 @@ def gemm_shared_bytes(tile: GemmTile, compute: str) -> int:
     return tile.tk * (tile.tm + 1 + tile.tn + 1) * np.dtype(compute).itemsize
 
 
+FOLDED_ROWS = 64  # the rows a folded GEMM's tiles are chosen for (its points are only known at launch)
+
+
+def _tile_rows(blk: Block, m: int) -> int:
+    return m if blk.fold is None else m * FOLDED_ROWS
+
+
 def _rows(blk: Block, m: int) -> tuple[str, str]:
     """(C++ count of a GEMM's rows, the line naming row `ft_gr`'s point and its row `ft_gm`):
     `m`, or where the block folds a dim's points into the rows, `m` per point."""
@@ -222,7 +229,7 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     compute = COMPUTE[blk.dtype(op.c)]
     if compute == "bool":
         raise UnsupportedError(f"the CUDA emitter has no GEMM of booleans (`{op}`)")
-    t, T = gemm_tile(m, n, k, blk.threads), CUDA.ctype[compute]
+    t, T = gemm_tile(_tile_rows(blk, m), n, k, blk.threads), CUDA.ctype[compute]
     # one output tile reads all its operands (the last barrier) before any thread writes; with
     # more, a tile could read what an earlier one wrote
     if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
@@ -286,7 +293,7 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     """A GEMM on tensor cores: output tiles of 16 x 8 fragments dealt out to the warps, both
     operand tiles staged in shared memory 16 columns at a time (rows padded by 8 halves against
     bank conflicts), fp32 accumulators in registers (`fractal.backends.cuda.mma`)."""
-    t = gemm_tile(m, n, k, blk.threads, mma=True)
+    t = gemm_tile(_tile_rows(blk, m), n, k, blk.threads, mma=True)
     if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
                                f"and spans several tiles")

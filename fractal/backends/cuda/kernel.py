@@ -38,7 +38,7 @@ from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentRedu
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block_ops import RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
+from .block_ops import FOLDED_ROWS, RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
 
 MAX_THREADS = 256
 MAX_CHUNKS = 4096
@@ -158,7 +158,7 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     if fold:  # the innermost dim's points are rows of the GEMM: tiles over (rows x points, columns)
         op = stage.body[0]
         (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
-        t = gemm_tile(m, n, k, threads, tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu)
+        t = gemm_tile(m * FOLDED_ROWS, n, k, threads, tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu)
                       is not None)
         fold_info = (len(dims) - 1, m, t.tm, -(-n // t.tn))
         last = len(dims) - 1
