@@ -235,8 +235,12 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
                                f"and spans several tiles")
-    sa, sb = f"ft_as_{compute}", f"ft_bs_{compute}"
-    for name, rows, cols in ((sa, t.tk, t.tm + 1), (sb, t.tk, t.tn + 1)):
+    # operands already in the compute type stream in by cp.async, double-buffered, where the
+    # reduction takes more than one step (the copy of step k + 1 overlaps the products of step k)
+    streamed = k > t.tk and blk.dtype(op.a) == compute == blk.dtype(op.b) and compute in ("float32", "float64")
+    stages = 2 if streamed else 1
+    sa, sb = (f"ft_as{'2' if streamed else ''}_{compute}", f"ft_bs{'2' if streamed else ''}_{compute}")
+    for name, rows, cols in ((sa, stages * t.tk, t.tm + 1), (sb, stages * t.tk, t.tn + 1)):
         old = blk.shared.get(name, (T, 0, 0))
         blk.shared[name] = (T, max(old[1], rows), max(old[2], cols))
     per, tiles_n = -(-t.tm * t.tn // blk.threads), -(-n // t.tn)
@@ -244,39 +248,75 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
     tiles = f"({rows} + {t.tm - 1}) / {t.tm} * {tiles_n}"
     a_at = ("ft_gk", "ft_gm") if op.trans_a else ("ft_gm", "ft_gk")
     b_at = ("ft_gn", "ft_gk") if op.trans_b else ("ft_gk", "ft_gn")
-    a = cast(blk.ref(op.a, a_at), blk.dtype(op.a), compute, CUDA).text
-    b = cast(blk.ref(op.b, b_at), blk.dtype(op.b), compute, CUDA).text
     out = blk.ref(op.c, ("ft_gm", "ft_gn"))
     total = f"{cast(out, blk.dtype(op.c), compute, CUDA).text} + ft_acc[ft_r]" if op.accumulate else "ft_acc[ft_r]"
     value = store(_as(total, compute), blk.dtype(op.c), CUDA).text
     th = blk.threads
+    a_fill = (f"for (int ft_i = threadIdx.x; ft_i < {t.tm * t.tk}; ft_i += {th}) {{",
+              f"  const long long ft_gr = ft_row0 + ft_i / {t.tk}, ft_gk = {{k0}} + ft_i % {t.tk};",
+              f"  {{to}} = ft_gr < {rows} && ft_gk < {k}", "{a}", "}")
+    b_fill = (f"for (int ft_i = threadIdx.x; ft_i < {t.tk * t.tn}; ft_i += {th}) {{",
+              f"  const long long ft_gk = {{k0}} + ft_i / {t.tn}, ft_gn = ft_col0 + ft_i % {t.tn};",
+              f"  {{to}} = ft_gk < {k} && ft_gn < {n}", "{b}", "}")
+    products = [
+        f"for (int ft_r = 0; ft_r < {per}; ++ft_r) {{",
+        f"  const int ft_o = threadIdx.x + ft_r * {th};",
+        f"  if (ft_o < {t.tm * t.tn}) {{",
+        "#pragma unroll",
+        f"    for (int ft_k = 0; ft_k < {t.tk}; ++ft_k) "
+        f"ft_acc[ft_r] += {sa}[{{s}}ft_k][ft_o / {t.tn}] * {sb}[{{s}}ft_k][ft_o % {t.tn}];",
+        "  }",
+        "}"]
+    if streamed:
+        blk.helper("#include <cuda_pipeline.h>")
+        a_ref, b_ref = blk.ref(op.a, a_at), blk.ref(op.b, b_at)
+
+        def fill(lines, k0, stage, shared, ref, src, at):
+            head, first, cond, _, close = lines
+            dst = f"&{shared}[{stage} * {t.tk} + {at}]"
+            return [head, first.replace("{k0}", k0),
+                    f"  const bool ft_in = {cond.split(' = ', 1)[1]};",
+                    "  if (ft_in) {", *(["    " + point] if ref is a_ref else []),
+                    f"    __pipeline_memcpy_async({dst}, &{ref}, sizeof({T}));",
+                    f"  }} else __pipeline_memcpy_async({dst}, b_{src}, sizeof({T}), sizeof({T}));  // zeros",
+                    close]
+
+        def step(k0, stage):
+            return (fill(a_fill, k0, stage, sa, a_ref, op.a.buffer, f"ft_i % {t.tk}][ft_i / {t.tk}")
+                    + fill(b_fill, k0, stage, sb, b_ref, op.b.buffer, f"ft_i / {t.tn}][ft_i % {t.tn}"))
+        loop = [*step("0", "0"), "__pipeline_commit();",
+                f"for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {t.tk}) {{",
+                f"  const int ft_s = ft_k0 / {t.tk} % 2;",
+                f"  if (ft_k0 + {t.tk} < {k}) {{",
+                *("    " + x for x in step(f"ft_k0 + {t.tk}", "(ft_s ^ 1)")),
+                "  }",
+                "  __pipeline_commit();",
+                "  __pipeline_wait_prior(1);  // this step's copies have landed (the next step's may not)",
+                "  __syncthreads();  // ... in every thread's part of the tiles",
+                *("  " + x.replace("{s}", f"ft_s * {t.tk} + ") for x in products),
+                "  __syncthreads();  // the tiles are read before the step after next refills them",
+                "}"]
+    else:
+        a = cast(blk.ref(op.a, a_at), blk.dtype(op.a), compute, CUDA).text
+        b = cast(blk.ref(op.b, b_at), blk.dtype(op.b), compute, CUDA).text
+        loop = [f"for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {t.tk}) {{",
+                "  __syncthreads();  // the last step's tiles are read",
+                *("  " + x for x in (a_fill[0], a_fill[1].replace("{k0}", "ft_k0"), "  " + point,
+                                     a_fill[2].replace("{to}", f"{sa}[ft_i % {t.tk}][ft_i / {t.tk}]")
+                                     + f" ? {a} : {T}(0);", a_fill[4])),
+                *("  " + x for x in (b_fill[0], b_fill[1].replace("{k0}", "ft_k0"),
+                                     b_fill[2].replace("{to}", f"{sb}[ft_i / {t.tn}][ft_i % {t.tn}]")
+                                     + f" ? {b} : {T}(0);", b_fill[4])),
+                "  __syncthreads();  // the tiles are filled",
+                *("  " + x.replace("{s}", "") for x in products),
+                "}"]
     return [
         f"for (long long ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += ft_chunks) {{",
         f"  const long long ft_row0 = ft_tile / {tiles_n} * {t.tm};",
         f"  const int ft_col0 = ft_tile % {tiles_n} * {t.tn};",
         f"  {T} ft_acc[{per}];",
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) ft_acc[ft_r] = {T}(0);",
-        f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {t.tk}) {{",
-        "    __syncthreads();  // the last step's tiles are read",
-        f"    for (int ft_i = threadIdx.x; ft_i < {t.tm * t.tk}; ft_i += {th}) {{",
-        f"      const long long ft_gr = ft_row0 + ft_i / {t.tk}, ft_gk = ft_k0 + ft_i % {t.tk};",
-        f"      {point}",
-        f"      {sa}[ft_i % {t.tk}][ft_i / {t.tk}] = ft_gr < {rows} && ft_gk < {k} ? {a} : {T}(0);",
-        "    }",
-        f"    for (int ft_i = threadIdx.x; ft_i < {t.tk * t.tn}; ft_i += {th}) {{",
-        f"      const long long ft_gk = ft_k0 + ft_i / {t.tn}, ft_gn = ft_col0 + ft_i % {t.tn};",
-        f"      {sb}[ft_i / {t.tn}][ft_i % {t.tn}] = ft_gk < {k} && ft_gn < {n} ? {b} : {T}(0);",
-        "    }",
-        "    __syncthreads();  // the tiles are filled",
-        f"    for (int ft_r = 0; ft_r < {per}; ++ft_r) {{",
-        f"      const int ft_o = threadIdx.x + ft_r * {th};",
-        f"      if (ft_o < {t.tm * t.tn}) {{",
-        "#pragma unroll",
-        f"        for (int ft_k = 0; ft_k < {t.tk}; ++ft_k) "
-        f"ft_acc[ft_r] += {sa}[ft_k][ft_o / {t.tn}] * {sb}[ft_k][ft_o % {t.tn}];",
-        "      }",
-        "    }",
-        "  }",
+        *("  " + x for x in loop),
         f"  for (int ft_r = 0; ft_r < {per}; ++ft_r) {{",
         f"    const int ft_o = threadIdx.x + ft_r * {th};",
         f"    const long long ft_gr = ft_row0 + ft_o / {t.tn}, ft_gn = ft_col0 + ft_o % {t.tn};",

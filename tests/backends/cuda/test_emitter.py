@@ -168,6 +168,26 @@ def test_half_precision_gemms_run_on_tensor_cores_with_fp32_accumulation(m, k, n
     run_both(p, {"a": a, "b": data((k, n), np.float16)}, rtol=0, atol=0)
 
 
+def test_a_gemm_of_several_reduction_steps_streams_its_tiles_by_cp_async_double_buffered():
+    """The copy of step k + 1 is issued before the products of step k (`__pipeline_*`, two
+    shared buffers); without its wait the emulation, which lands a copy only at the wait, reads
+    stale tiles and the answer is wrong."""
+    p = program(tile("""  buffer a: f32[40,37] global input
+  buffer b: f32[37,70] global input
+  buffer c: f32[40,70] global output""", """  stage mm() device {
+    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
+  }"""))
+    module = emit_module(p, GPU)
+    assert module.source.count("__pipeline_memcpy_async(") == 8 and "__pipeline_wait_prior(1);" in module.source
+    a, b = data((40, 37)), data((37, 70))
+    np.testing.assert_allclose(run_both(p, {"a": a, "b": b})["c"], a @ b, rtol=1e-4, atol=1e-4)
+    from dataclasses import replace
+    broken = replace(module, source=module.source.replace("__pipeline_wait_prior(1);", ""))
+    with pytest.raises((EmulationError, AssertionError)):
+        got = CudaExecutable(broken, EmulatedDevice()).run({"a": a, "b": b})["c"]
+        np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-4)
+
+
 def test_a_single_big_gemm_is_cut_over_blocks():
     p = program(tile("""  buffer a: f32[100,16] global input
   buffer b: f32[16,300] global input
