@@ -107,8 +107,25 @@ def _aligned(region: Region, dst_shape, evars) -> tuple:
 
 
 def _overwrites_its_input(op, reads) -> bool:
+    """Whether an op may write an element of its destination that it reads as another one (a
+    read of exactly the destination region is the element itself, read first)."""
     dst = op.writes[0]
-    return any(r.buffer == dst.buffer and r != dst for r in reads)
+    return any(r.buffer == dst.buffer and r != dst and not _disjoint(r, dst) for r in reads)
+
+
+def _disjoint(a: Region, b: Region) -> bool:
+    """Whether two regions of one buffer share no element at any point: on some axis their
+    starts are a constant apart and their index ranges do not meet (a state's next row)."""
+    for start_a, start_b, size_a, size_b, stride_a, stride_b in zip(a.start, b.start, a.size, b.size,
+                                                                   a.stride, b.stride):
+        gap = start_a - start_b
+        if gap.terms:
+            continue
+        span_a = 1 if size_a is None else (size_a - 1) * stride_a + 1
+        span_b = 1 if size_b is None else (size_b - 1) * stride_b + 1
+        if gap.const >= span_b or -gap.const >= span_a or (size_a == 0 or size_b == 0):
+            return True
+    return False
 
 
 def _pointwise(op, blk: Block, value_of) -> list[str]:

@@ -35,7 +35,10 @@ from fractal.lang.errors import CudaCompileError
 from .module import CudaModule
 from .nvrtc import DEFAULT_OPTIONS, compile_cuda
 
-_STAGE = re.compile(r"\s*// (stage .*)")
+# A kernel's header: its stage, or the loop a device loop's kernel runs (whose stages then
+# open with `{ // stage ...`: `device_loop`).
+_STAGE = re.compile(r"\s*// ((?:stage|for) .*)")
+_INNER_STAGE = re.compile(r"\s*\{ // (stage .*)")
 _KERNEL = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(')
 _COMMENT = re.compile(r"\s*// (.*)")
 # ptxas refusing a kernel as a whole names its entry function, not a line.
@@ -67,7 +70,11 @@ def locate(source: str, line: int) -> Location:
         if header:
             following = text[number] if number < len(text) else ""
             name = _KERNEL.match(following)
-            kernel, stage, op = (name[1] if name else None), header[1], None
+            if name or not kernel:
+                kernel, stage, op = (name[1] if name else None), header[1], None
+                continue
+        if kernel is not None and (inner := _INNER_STAGE.fullmatch(entry)):
+            stage, op = inner[1], None
         elif stage is not None and (comment := _COMMENT.fullmatch(entry)):
             op = comment[1]
     return Location(kernel, stage, op)

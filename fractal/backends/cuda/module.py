@@ -93,9 +93,11 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
         head.append(CUDA.includes().rstrip())
     if loops:
         head.append("#include <cooperative_groups.h>")
-    head.append(index_prelude(CUDA).rstrip())
-    head.extend(dict.fromkeys(helpers))
     texts = [k.source for parts in kernels.values() for k in parts] + [k.source for k in loops.values()]
+    body = "\n".join(texts) + "\n".join(helpers)
+    # the index helpers the kernels call (an unused one is a compiler warning)
+    head += [line for line in index_prelude(CUDA).splitlines() if line.split("(")[0].split()[-1] + "(" in body]
+    head.extend(dict.fromkeys(helpers))
     source = "\n".join(head) + "\n\n" + "\n".join(texts)
     return CudaModule(program, source, kernels, tuple(status), loops, blocks)
 

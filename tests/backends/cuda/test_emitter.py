@@ -302,6 +302,23 @@ def test_an_op_that_overwrites_what_it_reads_reads_everything_first():
     np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:4] + 1]))
 
 
+def test_an_op_writing_the_next_row_of_the_state_it_reads_needs_no_staging():
+    """`s[t + 1] = 0.5 * s[t] + x[t]` over 300 elements a row: the rows are a constant apart, so
+    no element is both read and written (retention's decayed state), whatever the row's size."""
+    p = program(tile("""  buffer x: f32[3,300] global input
+  buffer s: f32[4,300] global output""", """  for t in 0:3 sequential host {
+    stage decay() device {
+      s[t + 1, 0:300] = add(mul(s[t, 0:300], 0.5), x[t, 0:300])
+    }
+  }"""))
+    assert "ft_v[" not in emit_module(p, GPU).source
+    x = data((3, 300))
+    want = np.zeros((4, 300), np.float32)
+    for t in range(3):
+        want[t + 1] = want[t] * 0.5 + x[t]
+    np.testing.assert_allclose(run_both(p, {"x": x})["s"], want, rtol=1e-6)
+
+
 def test_loops_ifs_steps_and_a_polygon_stage():
     p = program(tile("""  buffer x: f32[6,6] global input
   buffer y: f32[6,6] global output""", """  for s in 0:4 step 2 sequential host {

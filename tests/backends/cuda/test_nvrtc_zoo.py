@@ -39,6 +39,7 @@ import fractal as ft
 from examples import zoo
 from fractal.backends.cuda import nvrtc
 from fractal.backends.cuda.diagnose import Location, compile_module, kernel_location, locate
+from fractal.backends.cuda.policy import CudaPolicy
 from fractal.backends.cuda.module import CudaModule, emit_module
 from fractal.lower.lower_program import lower_program
 from fractal.lower.pipeline import run_pipeline
@@ -53,8 +54,7 @@ ARCHS = ("sm_80", "sm_90")
 MODELS = zoo.available()
 # What the emitter cannot run yet (it raises UnsupportedError): strict, so that the day it
 # can, the test says to take the mark off.
-NOT_YET = {("retention", "paper"): "the CUDA emitter cannot yet run an op that overwrites more elements it "
-                                   "reads than a block holds (retention's decayed state update at paper sizes)"}
+NOT_YET: dict = {}  # (model, config) -> why the emitter cannot run it yet (none today)
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +69,7 @@ def module(name: str, config: str, arch: str) -> CudaModule:
     """Zoo model `name` at `config` as the CUDA module the backend builds for `arch`'s target."""
     target = ft.targets.cuda(arch)
     tile, _ = run_pipeline(lowered(name, config), target=target, verify=False)
-    return emit_module(tile, target.hardware.gpu)
+    return emit_module(tile, target.hardware)
 
 
 def zoo_cases(configs):
@@ -84,8 +84,8 @@ def assert_compiles(name: str, config: str, compiler: str):
         m = module(name, config, arch)
         cubin = compile_module(m, arch, compiler=compiler)
         assert cubin[:4] == b"\x7fELF"
-        missing = [k.name for k in m.kernels.values() if k.name.encode() not in cubin]
-        assert m.kernels and not missing, f"{name} ({config}, {arch}): the cubin lacks the kernels {missing}"
+        missing = [k for k in m.launched() if k.encode() not in cubin]
+        assert m.launched() and not missing, f"{name} ({config}, {arch}): the cubin lacks the kernels {missing}"
 
 
 @needs["nvrtc"]
@@ -104,9 +104,14 @@ def test_every_kernel_of_the_zoo_compiles_with_nvcc_for_sm_80_and_sm_90(name, co
 def test_each_kernel_line_locates_its_kernel_stage_and_op(name):
     m = module(name, "small", "sm_90")
     text = m.source.splitlines()
-    first = text.index(next(iter(m.kernels.values())).source.splitlines()[0])
+    first = text.index(stage_kernels(m)[0].source.splitlines()[0])
     assert all(locate(m.source, n) == Location(None, None, None) for n in range(1, first + 1))
-    for k in m.kernels.values():
+    for loop in m.loops.values():  # a device loop's kernel: its lines locate to the loop, then each stage
+        lines = [locate(m.source, n) for n in kernel_lines(m, loop)]
+        assert {o.kernel for o in lines} == {loop.name}
+        assert [s for s, _ in itertools.groupby(o.stage for o in lines)] == \
+            [f"{header(loop.loop)}: on the device", *(header(s) for s in loop.loop.body)]
+    for k in stage_kernels(m):
         ops = [locate(m.source, n) for n in kernel_lines(m, k)]
         assert {(o.kernel, o.stage) for o in ops} == {(k.name, header(k.stage))}
         seen = [op for op, _ in itertools.groupby(o.op for o in ops)]
@@ -120,8 +125,19 @@ needs_a_compiler = pytest.mark.skipif(not HAVE, reason="no CUDA compiler here (N
                                                        "'fractal-tensor[cuda]'; nvcc: a CUDA toolkit on the PATH)")
 
 
+class HostLoops(CudaPolicy):
+    """The GPU policy, every loop on the host (so the LSTM's step is a kernel of two GEMMs)."""
+
+    def loop_on_device(self, facts, hw) -> bool:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
 def stacked() -> CudaModule:
-    return module("stacked_lstm", "small", "sm_90")
+    """The tile IR docstring's wavefront LSTM, its loop on the host: kernel `gates` runs two GEMMs."""
+    from fractal.lower import parse_tile_program
+    from tests.lower.test_tile_ir import docstring_programs
+    return emit_module(parse_tile_program(docstring_programs()[0]), ft.targets.cuda("sm_90").hardware, HostLoops())
 
 
 def kernel_lines(m: CudaModule, k) -> list[int]:
@@ -144,8 +160,13 @@ def refused(m: CudaModule, **options) -> ft.CudaCompileError:
     return caught.value
 
 
+def stage_kernels(m: CudaModule) -> list:
+    """Every kernel of a stage (not of a device loop), in order."""
+    return [k for parts in m.kernels.values() for k in parts]
+
+
 def a_gemm_kernel(m: CudaModule):
-    return next(k for k in m.kernels.values() if sum(type(op).__name__ == "Gemm" for op in k.stage.body) >= 2)
+    return next(k for k in stage_kernels(m) if sum(type(op).__name__ == "Gemm" for op in k.stage.body) >= 2)
 
 
 @needs_a_compiler
@@ -155,7 +176,7 @@ def test_a_line_of_an_op_the_compiler_refuses_names_the_kernel_the_stage_and_the
     k = a_gemm_kernel(m)
     op = k.stage.body[1]                                     # the nearest op above, not the first
     n = next(n for n in kernel_lines(m, k) if m.source.splitlines()[n - 1] == f"  // {header(op)}") + 1
-    bad = edited(m, n, lambda line: re.sub(r"ft_tile < (\d+);", r"ft_tile < \1 + ft_bogus;", line))
+    bad = edited(m, n, lambda line: re.sub(r"ft_tile < ([^;]+);", r"ft_tile < \1 + ft_bogus;", line))
     e = refused(bad, compiler=compiler)
     assert e.message.startswith(f"CUDA C++ does not compile for sm_90 ({nvrtc.compiler_version(compiler)}): "
                                 f"{m.program.name}.cu\n")
