@@ -197,8 +197,8 @@ def test_a_line_before_the_kernels_first_op_names_the_kernel_and_the_stage():
 
 @needs_a_compiler
 def test_a_line_of_the_helpers_names_the_helpers():
-    m = stacked()
-    n = next(i for i, line in enumerate(m.source.splitlines(), 1) if "fl_mod(" in line)
+    m = module("stacked_lstm", "small", "sm_90")  # (its device loop's bounds call fl_max)
+    n = next(i for i, line in enumerate(m.source.splitlines(), 1) if line.startswith("static __device__"))
     bad = edited(m, n, lambda line: line.replace("{ ", "{ ft_bogus; ", 1))
     assert refused(bad).message.endswith(f"generated from the tile IR:\n  line {n}: the module's helpers, "
                                          "before the first kernel")
