@@ -33,9 +33,9 @@ from typing import Mapping
 
 import numpy as np
 
-from fractal.lang.errors import ArgumentError, ShapeError
 from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
+from ..inputs import checked_inputs
 from .indices import compile_box, compile_index
 from .ops import RULES
 from .policy import CpuPolicy
@@ -97,7 +97,7 @@ class CpuExecutable:
 
     def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
         """The output buffers after one run; `profile` (a dict) accumulates seconds per stage name."""
-        checked = _checked(self._roles["input"], inputs, "input")
+        checked = checked_inputs(self._roles["input"], inputs)
         with self._lock:
             frame = self._free.pop() if self._free else None
         if frame is None:  # every frame is running: this run gets a new one
@@ -218,25 +218,3 @@ class _Frame:
             ops = compile_ops()
             return lambda env, los, box: run_ops(ops, env, los, box)
         return SplitStage(compile_ops, split, self.exe.threads)
-
-
-def _checked(buffers, arrays: Mapping[str, np.ndarray], what: str) -> dict:
-    """`arrays` matched to `buffers` by name, checked for shape and dtype."""
-    if not isinstance(arrays, Mapping):
-        raise ArgumentError(f"{what}s must be a mapping from buffer name to array, got {type(arrays).__name__}")
-    names = [b.name for b in buffers]
-    expected = ", ".join(names) or "none"
-    extra = sorted(set(arrays) - set(names))
-    if extra:
-        raise ArgumentError(f"unknown {what} {extra[0]!r}: the program's {what}s are {expected}")
-    out = {}
-    for b in buffers:
-        if b.name not in arrays:
-            raise ArgumentError(f"missing {what} {b.name!r}: the program's {what}s are {expected}")
-        value = np.asarray(arrays[b.name])
-        if value.shape != b.shape:
-            raise ShapeError(f"{what} {b.name!r} has shape {value.shape}, expected {b.shape}")
-        if value.dtype != b.dtype:
-            raise ArgumentError(f"{what} {b.name!r} has dtype {value.dtype}, expected {b.dtype}")
-        out[b] = value
-    return out

@@ -24,7 +24,7 @@ from fractal.lower.hardware import Hardware
 from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
 from ..codegen import CUDA, index_prelude
-from .device_loop import LoopKernel, emit_loop_kernel, qualifies
+from .device_loop import emit_loop_kernel, qualifies
 from .kernel import Kernel, emit_kernel, kernel_name, stage_parts, stage_vars, threads_for
 from .policy import CudaPolicy, DeviceLoopFacts, resident_blocks
 

@@ -26,9 +26,10 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from fractal.lang.errors import ArgumentError, LengthError, ShapeError
+from fractal.lang.errors import ArgumentError, LengthError
 from fractal.lower.tile_ir import Buffer, If, Loop, Stage
 
+from ..inputs import checked_inputs
 from .module import CudaModule
 
 _COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne__, ">=": int.__ge__,
@@ -78,7 +79,7 @@ class CudaExecutable:
 
     def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
         arrays = dict(self._consts)
-        for b, value in _checked(self._roles["input"], inputs).items():
+        for b, value in checked_inputs(self._roles["input"], inputs).items():
             arrays[b.name] = self.device.to_device(physical(value, b))
         for b in self._roles["temp"] + self._roles["output"]:
             arrays[b.name] = self.device.zeros(math.prod(b.shape), b.dtype)
@@ -156,23 +157,3 @@ def _status_error(op: tuple[str, str]) -> Exception:
         err.index_buffer = index
         return err
     return IndexError(f"scatter: an index in {index} is out of range")
-
-
-def _checked(buffers, arrays: Mapping[str, np.ndarray]) -> dict:
-    if not isinstance(arrays, Mapping):
-        raise ArgumentError(f"inputs must be a mapping from buffer name to array, got {type(arrays).__name__}")
-    names = [b.name for b in buffers]
-    extra = sorted(set(arrays) - set(names))
-    if extra:
-        raise ArgumentError(f"unknown input {extra[0]!r}: the program's inputs are {', '.join(names) or 'none'}")
-    out = {}
-    for b in buffers:
-        if b.name not in arrays:
-            raise ArgumentError(f"missing input {b.name!r}: the program's inputs are {', '.join(names)}")
-        value = np.asarray(arrays[b.name])
-        if value.shape != b.shape:
-            raise ShapeError(f"input {b.name!r} has shape {value.shape}, expected {b.shape}")
-        if value.dtype != b.dtype:
-            raise ArgumentError(f"input {b.name!r} has dtype {value.dtype}, expected {b.dtype}")
-        out[b] = value
-    return out
