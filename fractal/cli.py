@@ -23,6 +23,7 @@ import numpy as np
 
 import fractal as ft
 from fractal.backends.cpu import host
+from fractal.backends.cuda.cupy_device import probe
 
 
 def _from_checkout(relpath: str, module: str, missing: str):
@@ -146,6 +147,7 @@ def cmd_targets(args) -> int:
     if args.measure:
         host.measure_again()
     wanted = args.names or ft.targets.names()
+    gpu = None  # (this machine's GPU, probed once)
     for name in wanted:
         try:
             target = ft.targets.get(name)
@@ -157,8 +159,10 @@ def cmd_targets(args) -> int:
             override = os.environ.get("FRACTAL_HOST")
             print(f"  (FRACTAL_HOST={override} replaces the measurement)" if override else
                   f"  (measured once per machine, kept in {host.cache_dir()}; FRACTAL_HOST replaces it)")
-        if target.backend not in ft.backends.names():  # (the GPUs, before the CUDA backend exists)
-            print(f"  (the {target.backend!r} backend is not built yet: compiling for this target is refused)")
+        if target.backend == "cuda":
+            gpu = gpu or probe()
+            where = f"runs it on this machine's {gpu[0]}" if gpu[0] else f"cannot run it here ({gpu[1]})"
+            print(f"  (the 'cuda' backend {where}; {target.name}-emulated runs the same kernels on the CPU)")
         print()
     return 0
 
