@@ -9,7 +9,7 @@ from .cpu.backend import CpuBackend
 from .cuda.backend import CudaBackend, CudaEmulatedBackend
 from .interpreter import InterpreterBackend
 from .pointwise import PointwiseBackend
-from .registry import Backend, Executable, backends, get, names, register, unregister
+from .registry import Backend, Executable, backends, get, names, register, unavailable, unregister
 
 register(CpuBackend())
 register(PointwiseBackend())
@@ -17,4 +17,4 @@ register(InterpreterBackend())
 register(CudaEmulatedBackend())
 register(CudaBackend())
 
-__all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unregister"]
+__all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unavailable", "unregister"]

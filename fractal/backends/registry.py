@@ -10,7 +10,9 @@ A backend runs compiled programs.  It is an object with
   traced program IR itself (the reference interpreter is the one such backend);
 * `default_target()`: the `Target` a call naming only the backend compiles for;
 * `targets()`: its named presets, `{name: () -> Target}` (`ft.targets.get` looks them up);
-* `build(program, target)`: an executable, with `run(inputs, profile=None) -> outputs`.
+* `build(program, target)`: an executable, with `run(inputs, profile=None) -> outputs`;
+* optionally `unavailable()`: why it cannot run on this machine (no GPU...), None when it can
+  (`unavailable(name)` asks; `ft.testing.check` leaves such backends out by default).
   For a tile backend, `inputs` maps each input buffer's name to an array of the buffer's
   shape and dtype and the result maps each output buffer's name to its array (`profile`, a
   dict, may collect seconds per stage).  For a program backend, `inputs` is the list of
@@ -81,6 +83,12 @@ def get(name: str) -> Backend:
     if not isinstance(name, str) or name not in _BACKENDS:
         raise ArgumentError(f"unknown backend {name!r}; the backends are {', '.join(names())}")
     return _BACKENDS[name]
+
+
+def unavailable(name: str) -> str | None:
+    """Why the backend called `name` cannot run on this machine, or None when it can."""
+    probe = getattr(get(name), "unavailable", None)
+    return probe() if probe is not None else None
 
 
 def names() -> list[str]:

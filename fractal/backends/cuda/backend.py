@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractal.lower.target import Target
 
-from .cupy_device import CupyDevice
+from .cupy_device import CupyDevice, probe
 from .emulated import EmulatedDevice
 from .module import emit_module
 from .presets import SPECS, cuda_target, preset_target
@@ -43,6 +43,10 @@ class CudaBackend:
 
     def targets(self):
         return {name: (lambda name=name: preset_target(name)) for name in SPECS}
+
+    def unavailable(self) -> str | None:
+        gpu, why = probe()
+        return None if gpu else f"{why} here: it runs on an NVIDIA GPU through CuPy"
 
     def build(self, program, target: Target) -> CudaExecutable:
         device = CupyDevice.for_target(target)  # (no CuPy, no GPU, a GPU too old: a DeviceError first)

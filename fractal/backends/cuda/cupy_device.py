@@ -262,15 +262,17 @@ class CupyDevice:
         return self.cupy.asnumpy(array)
 
     def adopt(self, value):
-        """`value` as a CuPy array on this device without a copy, or None when it is not a
-        device array (a NumPy array: the host path copies it in)."""
+        """`value` as a CuPy array on this device without a copy, or None when it is not an
+        array on this GPU (a NumPy array: the host path copies it in; another GPU's: refused)."""
         cupy = self.cupy
         if isinstance(value, cupy.ndarray):
-            return value
+            return value if value.device.id == self.id else None
         if hasattr(value, "__cuda_array_interface__"):
-            return cupy.asarray(value)
-        device = getattr(value, "__dlpack_device__", None)
-        if device is not None and device()[0] in _KDLCUDA:
+            with cupy.cuda.Device(self.id):
+                adopted = cupy.asarray(value)  # (a view: CUDA's interface hands over the pointer)
+            return adopted if adopted.device.id == self.id else None
+        where = getattr(value, "__dlpack_device__", None)
+        if where is not None and where()[0] in _KDLCUDA and where()[1] == self.id:
             return cupy.from_dlpack(value)
         return None
 

@@ -278,3 +278,14 @@ def test_running_out_of_device_memory_names_the_buffer_and_its_size(monkeypatch)
         device.zeros(3 << 18, np.float32, "h")
     with pytest.raises(ft.ResourceError, match=r"allocating buffer 'x' \(2.0 MiB: 262144 x float64\)"):
         device.to_device(np.zeros(1 << 18), "x")
+
+
+def test_without_cupy_the_cuda_backend_says_it_is_unavailable_and_check_leaves_it_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert ft.backends.unavailable("cuda") == "no CuPy here: it runs on an NVIDIA GPU through CuPy"
+    assert ft.backends.unavailable("cpu") is None and ft.backends.unavailable("cuda-emulated") is None
+    from hypothesis import strategies as st
+    report = ft.testing.check(double, lambda x: x * 2.0, max_examples=2, arguments=st.tuples(
+        st.just(np.arange(3, dtype=np.float32))))
+    assert "cuda" not in report.backends and "cuda-emulated" in report.backends
+    assert report.unavailable == {"cuda": "no CuPy here: it runs on an NVIDIA GPU through CuPy"}
