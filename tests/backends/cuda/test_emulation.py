@@ -436,3 +436,34 @@ def test_atomics_summing_floats_in_another_order_are_no_race():
     x = RNG.standard_normal(256) * 10.0 ** RNG.integers(-8, 8, 256)
     _, (s,) = emulate(source, "total", 8, 32, [x, np.zeros(1)])
     assert s == pytest.approx(x.sum(), rel=1e-9, abs=1e-9 * np.abs(x).max())
+
+
+TWO_MODULES = """
+import numpy as np
+from fractal.backends.cuda.emulation import emulate
+
+def source(n):
+    return f'''extern "C" __global__ void fill(float* x) {{
+    __shared__ float s[{n}];
+    for (int i = threadIdx.x; i < {n}; i += blockDim.x) s[i] = i + 0.5f;
+    __syncthreads();
+    x[threadIdx.x] = s[{n} - 1 - threadIdx.x];
+}}
+'''
+small, = emulate(source(4), "fill", 1, 4, [np.zeros(4, np.float32)])
+big, = emulate(source(12288), "fill", 1, 32, [np.zeros(32, np.float32)])
+print(small.tolist(), big[:2].tolist())
+"""
+
+
+def test_two_modules_with_a_kernel_of_one_name_keep_their_own_shared_memory(tmp_path):
+    # a kernel's __shared__ arrays are statics of a template function: with g++'s default
+    # STB_GNU_UNIQUE binding the second library loaded used the first one's (4 floats) and wrote
+    # 48 KiB past it (a segfault, or another module's data overwritten); -fno-gnu-unique
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    done = subprocess.run([sys.executable, "-c", TWO_MODULES], capture_output=True, text=True, timeout=300, cwd=root,
+                          env={**os.environ, "FRACTAL_CACHE_DIR": str(tmp_path), "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "[3.5, 2.5, 1.5, 0.5] [12287.5, 12286.5]"

@@ -30,7 +30,10 @@ from .errors import CompilerMissingError, EmulationCompileError, EmulationError
 from .source import Param, module_unit, translation_unit
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
-FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds")  # bounds: cuda_emu.h
+# bounds: cuda_emu.h.  no-gnu-unique: a kernel's __shared__ arrays are statics of a template
+# function, which g++ binds process-wide (STB_GNU_UNIQUE) by default: a second module with a kernel
+# of the same name and parameters would use the first one's arrays, of the first one's size.
+FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-fsanitize=bounds", "-fno-gnu-unique")
 MAX_COOPERATIVE_BLOCKS = 256  # one template instance per block of a cooperative launch
 
 
