@@ -24,6 +24,7 @@ the script says so in one line and exits 2 before running anything.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import json
@@ -31,6 +32,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,24 +59,37 @@ class OverBudget(BaseException):
     """A time box ran out (a BaseException: the harness's `except Exception` lets it through)."""
 
 
+_OPEN: list[dict] = []  # the open time boxes, innermost last
+
+
+def _expire(signum, frame) -> None:
+    fired = [box for box in _OPEN if box["fired"]]
+    if fired:  # (else a box that has just closed: nothing to stop)
+        raise OverBudget(f"over its {fired[-1]['seconds']:.0f} s box")
+
+
 @contextlib.contextmanager
 def time_box(seconds: float):
-    """Raise `OverBudget` in this (main) thread after `seconds` (at the next Python bytecode:
-    a kernel already launched finishes first).  Boxes nest: an inner one ends no later than
-    the box around it, which goes on counting after it."""
-    def expire(signum, frame):
-        raise OverBudget(f"over its {seconds:.0f} s box")
-    outer, _ = signal.getitimer(signal.ITIMER_REAL)
-    t0 = time.perf_counter()
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(min(seconds, outer) if outer else seconds, 0.01))
+    """Raise `OverBudget` in this (main) thread after `seconds`, at its next Python bytecode (a
+    kernel already launched finishes first).  A timer thread trips the main thread's handler
+    (`_thread.interrupt_main`) rather than an OS signal arriving in the middle of C code (the
+    emulated GPU's fibers do not survive one).  Boxes nest, each counting its own time."""
+    box = {"seconds": seconds, "fired": False}
+
+    def fire():
+        box["fired"] = True
+        _thread.interrupt_main(signal.SIGUSR1)
+    previous = signal.signal(signal.SIGUSR1, _expire)
+    timer = threading.Timer(max(seconds, 0.0), fire)
+    timer.daemon = True
+    _OPEN.append(box)
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if outer:
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.perf_counter() - t0), 0.01))
+        timer.cancel()
+        _OPEN.remove(box)
+        signal.signal(signal.SIGUSR1, previous)
 
 
 class Clock:
