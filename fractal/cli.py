@@ -119,7 +119,7 @@ def cmd_run(args) -> int:
         options = {k: v for k, v in (("backend", args.backend), ("target", args.target)) if v is not None}
         try:
             compiled = m.model.compile(*inputs, **options)
-        except ft.ArgumentError as e:
+        except (ft.ArgumentError, ft.DeviceError) as e:  # (a GPU target on a machine without one)
             print(f"fractal: {e.message}", file=sys.stderr)
             return 2
         compile_ms = 1e3 * compiled.compile_seconds

@@ -289,3 +289,11 @@ def test_without_cupy_the_cuda_backend_says_it_is_unavailable_and_check_leaves_i
         st.just(np.arange(3, dtype=np.float32))))
     assert "cuda" not in report.backends and "cuda-emulated" in report.backends
     assert report.unavailable == {"cuda": "no CuPy here: it runs on an NVIDIA GPU through CuPy"}
+
+
+def test_fractal_run_for_a_gpu_without_one_says_so_in_a_line(monkeypatch, capsys):
+    from fractal.cli import main
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert main(["run", "b2b_gemm", "--target", "h100"]) == 2
+    assert capsys.readouterr().err.startswith("fractal: the 'cuda' backend runs its kernels with CuPy, which does "
+                                              "not import here")
