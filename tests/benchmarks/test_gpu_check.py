@@ -53,7 +53,8 @@ def test_a_model_at_small_is_checked_against_the_interpreter_and_a_case_is_timed
                "tests": {"ok": True, "summary": "40 passed", "gpu_skips": []}, "small": small, "paper": cases,
                "skipped": ["graphsage"], "peers_note": "none (torch is not installed)"}
     text = gpu_check.section(results)
-    assert text.startswith("## GPU: NVIDIA Test (sm_80)\n") and "- **Tests** (`pytest tests/backends/cuda`): OK: 40" in text
+    assert text.startswith("## GPU: NVIDIA Test (sm_80)\n")
+    assert "- **Tests** (`pytest tests/backends/cuda`): OK: 40 passed" in text
     assert "### Every model at `small` against the interpreter: 1 of 1 agree" in text
     assert f"| b2b_gemm | small | {report._ms(frac['median_ms'])} |" in text and "- graphsage: not run" in text
 

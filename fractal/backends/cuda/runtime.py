@@ -16,10 +16,11 @@ outermost axis first); inputs are copied in (transposed once where the layout is
 row-major) and outputs copied out.  Constants are uploaded once and shared by runs; temps,
 outputs and the status word are allocated (zeroed) per run, so runs from several threads
 never share writable memory.  Inputs already on the device (`Device.adopt`) are read where they
-are (kernels never write an input buffer), or transposed on the device where the layout is not
-row-major; `run(..., keep_on_device=True)` returns the outputs as the device's arrays.  A gather whose index is out of range sets the status word
-(the first op's code to do so wins, `atomicMax`); it is read after the run and raised as
-the interpreter raises it (`LengthError` for a traced gather, naming its index buffer).
+are (no kernel writes an input buffer: the tile verifier refuses it), or transposed on the
+device where the layout is not row-major; `run(..., keep_on_device=True)` returns the outputs
+as the device's arrays.  A gather whose index is out of range sets the status word (the first
+op's code to do so wins, `atomicMax`); it is read after the run and raised as the interpreter
+raises it (`LengthError` for a traced gather, naming its index buffer).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class CudaExecutable:
         `inputs`: NumPy arrays, or arrays the device adopts (read in place)."""
         device, arrays = self.device, dict(self._consts)
         for b, (value, on_device) in _checked(self._roles["input"], inputs, device.adopt).items():
-            arrays[b.name] = physical(value, b, device.xp) if on_device else device.to_device(physical(value, b), b.name)
+            arrays[b.name] = (physical(value, b, device.xp) if on_device
+                              else device.to_device(physical(value, b), b.name))
         for b in self._roles["temp"] + self._roles["output"]:
             arrays[b.name] = device.zeros(math.prod(b.shape), b.dtype, b.name)
         status = device.zeros(1, np.int32, "status word")
