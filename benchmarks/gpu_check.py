@@ -27,7 +27,9 @@ from __future__ import annotations
 import _thread
 import argparse
 import contextlib
+import importlib.util
 import json
+import os
 import re
 import signal
 import subprocess
@@ -149,6 +151,8 @@ def synchronize(compiled) -> None:
 def run_tests(seconds: float) -> dict:
     """`pytest tests/backends/cuda -q -rs`: its summary, and whether the GPU tests ran."""
     cmd = [sys.executable, "-m", "pytest", "tests/backends/cuda", "-q", "-rs", "-p", "no:cacheprovider"]
+    if importlib.util.find_spec("xdist") is not None:  # (the emulation tests are CPU work: spread them)
+        cmd += ["-n", str(min(8, os.cpu_count() or 1))]
     t0 = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds)
@@ -307,7 +311,9 @@ def section(results: dict) -> str:
              f"target `{results['target']}`; fractal commit `{(v.get('fractal_commit') or '?')[:12]}`, "
              f"CuPy {v.get('cupy') or '?'}, torch {v.get('torch') or 'not installed'}. float32, ragged inputs; "
              f"median of up to {results['repeats']} timed runs after a warm-up, the device synchronised before "
-             f"every clock read; {results['seconds']:.0f} s in all.", "",
+             f"every clock read; {results['seconds']:.0f} s in all. fractal's tensor arguments are CuPy arrays "
+             f"and its results stay on the GPU, as the peers' do; its list arguments (FractalTensors) are "
+             f"copied to the GPU by every call, which the peers, given padded tensors, are not.", "",
              f"- **Tests** (`pytest tests/backends/cuda`): {'OK' if tests['ok'] else 'FAILED'}: {tests['summary']}"
              + ("; the GPU tests skipped: " + tests["gpu_skips"][0] if tests["gpu_skips"] else ""),
              "- **Peers**: " + (results["peers_note"] or "PyTorch on the GPU"), ""]
