@@ -3,6 +3,7 @@
     fractal models                            list the zoo
     fractal run stacked_lstm --config cpu     run a model, check it against its reference, time it
     fractal bench [--models M ...] [--quick]  the CPU benchmark (benchmarks/cpu_backend.py, from a checkout)
+    fractal bench --target cuda               the GPU check (benchmarks/gpu_check.py), on an NVIDIA GPU
     fractal targets [NAME ...] [--measure]    the targets (CPUs and GPUs), their numbers and sources
 
 The zoo lives in the repository's `examples/` folder; the command finds it in
@@ -23,6 +24,7 @@ import numpy as np
 
 import fractal as ft
 from fractal.backends.cpu import host
+from fractal.backends.cuda.cupy_device import probe
 
 
 def _from_checkout(relpath: str, module: str, missing: str):
@@ -117,7 +119,7 @@ def cmd_run(args) -> int:
         options = {k: v for k, v in (("backend", args.backend), ("target", args.target)) if v is not None}
         try:
             compiled = m.model.compile(*inputs, **options)
-        except ft.ArgumentError as e:
+        except (ft.ArgumentError, ft.DeviceError) as e:  # (a GPU target on a machine without one)
             print(f"fractal: {e.message}", file=sys.stderr)
             return 2
         compile_ms = 1e3 * compiled.compile_seconds
@@ -146,6 +148,7 @@ def cmd_targets(args) -> int:
     if args.measure:
         host.measure_again()
     wanted = args.names or ft.targets.names()
+    gpu = None  # (this machine's GPU, probed once)
     for name in wanted:
         try:
             target = ft.targets.get(name)
@@ -157,15 +160,27 @@ def cmd_targets(args) -> int:
             override = os.environ.get("FRACTAL_HOST")
             print(f"  (FRACTAL_HOST={override} replaces the measurement)" if override else
                   f"  (measured once per machine, kept in {host.cache_dir()}; FRACTAL_HOST replaces it)")
-        if target.backend not in ft.backends.names():  # (the GPUs, before the CUDA backend exists)
-            print(f"  (the {target.backend!r} backend is not built yet: compiling for this target is refused)")
+        if target.backend == "cuda":
+            gpu = gpu or probe()
+            where = f"runs it on this machine's {gpu[0]}" if gpu[0] else f"cannot run it here ({gpu[1]})"
+            print(f"  (the 'cuda' backend {where}; {target.name}-emulated runs the same kernels on the CPU)")
         print()
     return 0
 
 
+def _gpu_check():
+    """`benchmarks.gpu_check` (from a checkout, as `_benchmark`)."""
+    return _from_checkout("benchmarks/gpu_check.py", "benchmarks.gpu_check",
+                          "cannot find benchmarks/gpu_check.py; `fractal bench --target cuda` runs from a clone "
+                          "of the repository (the benchmarks are not installed with the package)")
+
+
 def cmd_bench(args) -> int:
+    models = ["--models", *args.models] if args.models else []
+    if args.target == "cuda":  # the GPU check: tests, answers at small, speed at paper
+        return _gpu_check().main(["--repeats", str(1 if args.quick else args.repeats)] + models)
     argv = ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
-    return _benchmark().main(argv + (["--models", *args.models] if args.models else []))
+    return _benchmark().main(argv + models)
 
 
 def _describe(result) -> str:
@@ -195,6 +210,10 @@ def main(argv=None) -> int:
     bench.add_argument("--models", nargs="+", metavar="MODEL", help="zoo models (default: all)")
     bench.add_argument("--repeats", type=int, default=5, help="timed runs per system, median (default 5)")
     bench.add_argument("--quick", action="store_true", help="1 repeat and no interpreter")
+    bench.add_argument("--target", choices=["host", "cuda"], default="host",
+                       help="host: the CPU benchmark (default); cuda: the GPU check on this machine's NVIDIA GPU "
+                            "(benchmarks/gpu_check.py: the CUDA tests, every model at small, the zoo at paper "
+                            "against PyTorch; exits 2 without a GPU)")
     bench.set_defaults(fn=cmd_bench)
     targets = sub.add_parser("targets", help="the targets to compile for: hardware numbers, sources, policy")
     targets.add_argument("names", nargs="*", metavar="NAME", help="targets to show (default: all)")

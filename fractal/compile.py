@@ -30,7 +30,7 @@ from .lang.errors import ArgumentError, FractalTypeError, LengthError, Unsupport
 from .lang.function import is_static, leaf_names
 from .lang.runner import Runner
 from .lang.tree import unflatten
-from .lang.types import FractalTensorType, TensorType
+from .lang.types import FractalTensorType, TensorType, tensor_type
 from .lang.values import FractalTensor, type_of
 from .lower.lower_program import lower_program
 from .lower.memory import check_memory
@@ -58,7 +58,15 @@ class Compiled:
     """A program compiled for one target and one set of argument types and sizes.
 
     `tile_ir` is the tile program the backend built from (None for a backend that consumes
-    the program IR itself, the interpreter)."""
+    the program IR itself, the interpreter); `source` the code the backend generated where it
+    generates code (the CUDA C++ of the cuda backends), else None.
+
+    `run(*args, keep_on_device=True)` (a device backend's: cuda, cuda-emulated) returns tensor
+    outputs as the device's arrays (CuPy arrays; NumPy arrays on the emulated GPU, whose
+    memory is the host's) without copying them to the host, and list outputs as FractalTensors
+    on the host.  A device backend also takes tensor arguments that are already in its memory
+    (CuPy arrays, or DLPack tensors such as torch CUDA tensors) and reads them in place; other
+    backends refuse both with an `ArgumentError`."""
 
     name: str
     target: Target
@@ -77,8 +85,18 @@ class Compiled:
     def compile_seconds(self) -> float:
         return sum(self.seconds.values())
 
-    def run(self, *args, profile: dict | None = None, **kwargs):
+    @property
+    def source(self) -> str | None:
+        return getattr(self._executable, "source", None)
+
+    def run(self, *args, profile: dict | None = None, keep_on_device: bool = False, **kwargs):
         leaves, tree, names = self._function.flatten_args(args, kwargs)
+        device = getattr(self._executable, "device", None)  # a device backend's (cuda.runtime.Device)
+        if keep_on_device and device is None:
+            raise ArgumentError(f"keep_on_device=True: the {self.target.backend!r} backend runs on the host and "
+                                f"keeps nothing on a device; drop it, or compile for a GPU target "
+                                f"(ft.targets.cuda(...))")
+        leaves = self._adopted(leaves, leaf_names(tree, names), device)
         self._check_args(leaves, tree, names)
         leaves = [x for x in leaves if not is_static(x)] + list(self._captured)
         sizes = sizes_key(leaves)
@@ -93,11 +111,13 @@ class Compiled:
         inputs = {}
         for x, (buffer, kind) in zip(leaves, self._lowered.inputs):
             if kind == "tensor":
-                inputs[buffer] = np.asarray(x)[None]
+                on_device = device is not None and device.adopt(x) is not None  # (read in place)
+                inputs[buffer] = (x if on_device else np.asarray(x))[None]
             else:
                 inputs[buffer] = x.compact()[0]
         try:
-            outs = self._executable.run(inputs, profile=profile)
+            outs = (self._executable.run(inputs, profile=profile, keep_on_device=True) if keep_on_device
+                    else self._executable.run(inputs, profile=profile))
         except LengthError as e:  # a traced gather index out of range: point at its line
             loc = self._lowered.runtime_checks.get(getattr(e, "index_buffer", None))
             if loc is None:
@@ -109,11 +129,31 @@ class Compiled:
             if kind == "tensor":
                 flat.append(value[0])
             else:
+                value = device.to_host(value) if keep_on_device else value  # a FractalTensor lives on the host
                 value.flags.writeable = False
                 flat.append(info.with_leaves(value, self._lowered.output_types[buffer]))
         return unflatten(self._out_tree, flat)
 
     __call__ = run
+
+    def _adopted(self, leaves, names, device) -> list:
+        """The arguments, those in a device's memory (CuPy arrays, DLPack tensors) as the
+        device's arrays; such an argument for a backend without a device, or one its device
+        does not take (a tensor on the CPU, on another GPU), is an `ArgumentError`."""
+        out = []
+        for name, x in zip(names, leaves):
+            if _device_like(x):
+                adopted = device.adopt(x) if device is not None else None
+                if adopted is None:
+                    kind = f"{type(x).__module__.split('.')[0]}.{type(x).__name__}"
+                    takes = ("NumPy arrays and arrays on its GPU" if getattr(device, "xp", np) is not np else
+                             "NumPy arrays (device arrays go to a GPU target, ft.targets.cuda(...))")
+                    raise ArgumentError(f"argument {name!r} of {self.name} is a {kind} that the "
+                                        f"{self.target.backend!r} backend cannot take: it takes {takes}; pass "
+                                        f"np.asarray(x) (x.cpu().numpy() for a torch tensor on a GPU)")
+                x = adopted
+            out.append(x)
+        return out
 
     def _check_args(self, leaves, tree, names) -> None:
         """The call passes what this program was compiled for: the same nesting, each tensor or
@@ -135,7 +175,7 @@ class Compiled:
                 raise FractalTypeError(f"argument {name!r} of {self.name} must be a {_describe(kind)} "
                                        f"as compiled, got {_show(x)}")
             try:
-                got = type_of(x)
+                got = tensor_type(tuple(x.shape), np.dtype(x.dtype)) if _device_like(x) else type_of(x)
             except FractalTypeError:
                 got = None
             if got != kind:
@@ -152,6 +192,13 @@ def _args_signature(function, args, kwargs) -> tuple:
     leaves, tree, names = function.flatten_args(args, kwargs)
     kinds = tuple(("static", x) if is_static(x) else type_of(x) for x in leaves)
     return tree, tuple(leaf_names(tree, names)), kinds
+
+
+def _device_like(x) -> bool:
+    """An array that may live in a device's memory: not NumPy's, and one that CUDA or DLPack
+    can hand over (a CuPy array, a torch tensor)."""
+    return (not isinstance(x, (np.ndarray, np.generic, FractalTensor))
+            and (hasattr(x, "__cuda_array_interface__") or hasattr(x, "__dlpack__")))
 
 
 def _is_static_kind(kind) -> bool:

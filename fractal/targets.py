@@ -3,7 +3,7 @@
     ft.targets.host()                  # this machine (the default), measured once, kept on disk
     ft.targets.get("cpu-generic")      # a named preset (`ft.targets.names()` lists them)
     ft.targets.cpu(cores=8, l2=2 << 20, gemm_gflops=900.0)   # a record of your own
-    ft.targets.get("h100"), ft.targets.cuda("sm_90", sms=114)   # GPUs (the CUDA backend is not built yet)
+    ft.targets.get("h100"), ft.targets.cuda("sm_90", sms=114)   # GPUs (run with CuPy; emulate=True: on the CPU)
     f(*args, target=t)                 # compile for it and run; f.compile(*args, target=t)
 
 A `Target` (`fractal.lower.target`) is data: a hardware record, the backend that runs it and
@@ -36,8 +36,6 @@ def _presets() -> dict:
     for backend in registry.backends():
         for name, make in backend.targets().items():
             out.setdefault(name, make)
-    for name, make in cuda_presets.PRESETS.items():  # (until a registered CUDA backend lists them)
-        out.setdefault(name, make)
     return out
 
 
@@ -66,5 +64,6 @@ def cuda(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None,
     the numbers given (`sms`, `clock_ghz`, `l2`, `dram_gbs`, `peak_gflops`...: the fields of
     `fractal.lower.hardware.GpuSpec`) replacing its own.
     `emulate=True`: the same record for the "cuda-emulated" backend, which runs the generated CUDA
-    C++ on the CPU.  Neither backend is built yet (issue 18): compiling for these targets says so."""
+    C++ on the CPU; without it, the "cuda" backend, which runs it on this machine's GPU through CuPy
+(without CuPy or a GPU, compiling for it is a `DeviceError`)."""
     return cuda_presets.cuda_target(arch, emulate=emulate, name=name, **numbers)

@@ -19,7 +19,7 @@ from benchmarks.peers.torch_rnn import tensor
 
 def crop_heads(lengths):
     """Padded [B, heads, T, d] -> per-sample [heads, T_b, d] arrays."""
-    return lambda y: [y[i, :, :n].numpy() for i, n in enumerate(lengths)]
+    return lambda y: [y[i, :, :n].cpu().numpy() for i, n in enumerate(lengths)]
 
 
 # -- back-to-back GEMM ----------------------------------------------------------------------
@@ -31,7 +31,7 @@ def b2b_matmul(module, args) -> Prepared:
     def run():
         with torch.no_grad():
             return (a @ b) @ c
-    return Prepared(run, lambda d: d.numpy())
+    return Prepared(run, lambda d: d.cpu().numpy())
 
 
 # -- FlashAttention -------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def flash_online_softmax(module, args) -> Prepared:
     def run():
         with torch.no_grad():
             return [attend(*qkv) for qkv in zip(q, k, v)]
-    return Prepared(run, lambda out: [y.numpy() for y in out])
+    return Prepared(run, lambda out: [y.cpu().numpy() for y in out])
 
 
 # -- BigBird --------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def bigbird_gather(module, args) -> Prepared:
     for b, n in enumerate(blocks):
         i = np.where(np.arange(n_max) < n, np.arange(n_max), 0)            # padded query blocks: any
         idx[b] = b * n_max + np.stack([(i - 1) % n, i, (i + 1) % n, 0 * i, 0 * i + n - 1], axis=-1)
-    index = torch.from_numpy(idx.reshape(-1))
+    index = tensor(idx.reshape(-1))
     q, k, v = (tensor(x.reshape(nb * n_max, bs, h)) for x in (qa, ka, va))
     scale = float(1.0 / np.sqrt(h))
 
@@ -104,7 +104,7 @@ def bigbird_gather(module, args) -> Prepared:
             values = v.index_select(0, index).reshape(nb * n_max, -1, h)
             p = torch.softmax(torch.bmm(q, keys.transpose(1, 2)) * scale, dim=-1)
             return torch.bmm(p, values).reshape(nb, n_max * bs, h)
-    return Prepared(run, lambda y: [y[b, :n * bs].numpy() for b, n in enumerate(blocks)])
+    return Prepared(run, lambda y: [y[b, :n * bs].cpu().numpy() for b, n in enumerate(blocks)])
 
 
 def bigbird_sdpa(module, args) -> Prepared:
@@ -117,7 +117,7 @@ def bigbird_sdpa(module, args) -> Prepared:
     def run():
         with torch.no_grad():
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return Prepared(run, lambda y: [y[i, :n].numpy() for i, n in enumerate(lengths)])
+    return Prepared(run, lambda y: [y[i, :n].cpu().numpy() for i, n in enumerate(lengths)])
 
 
 # -- transformer block, sliding-window attention, retention, conv2d --------------------------
@@ -138,7 +138,7 @@ def transformer_layer(module, args) -> Prepared:
     def run():
         with torch.no_grad():
             return layer(x, src_key_padding_mask=padding)
-    return Prepared(run, lambda y: [y[i, :n].numpy() for i, n in enumerate(lengths)])
+    return Prepared(run, lambda y: [y[i, :n].cpu().numpy() for i, n in enumerate(lengths)])
 
 
 def transformer_eager_sdpa(module, args) -> Prepared:
@@ -175,7 +175,7 @@ def transformer_eager_sdpa(module, args) -> Prepared:
                 y = norm(h + mha(h), ln1)
                 out = norm(y + ffn(y), ln2)
             return out.reshape(nb, t, d)
-    return Prepared(run, lambda y: [y[i, :n].numpy() for i, n in enumerate(lengths)])
+    return Prepared(run, lambda y: [y[i, :n].cpu().numpy() for i, n in enumerate(lengths)])
 
 
 def sliding_window_sdpa(module, args) -> Prepared:
@@ -230,7 +230,7 @@ def conv2d_per_image(module, args) -> Prepared:
     def to_reference(out):
         normed, shapes = out
         sizes = [s[0] * s[1] for s in shapes]
-        return [part.reshape(s).numpy() for part, s in zip(torch.split(normed, sizes), shapes)]
+        return [part.reshape(s).cpu().numpy() for part, s in zip(torch.split(normed, sizes), shapes)]
     return Prepared(run, to_reference)
 
 
@@ -240,10 +240,10 @@ def graphsage_index_add(module, args) -> Prepared:
     h, nbrs, layers = args
     flat, (offsets,) = nbrs.compact()
     deg = np.diff(offsets)
-    owner = torch.from_numpy(np.repeat(np.arange(len(deg)), deg))
-    index = torch.from_numpy(np.asarray(flat, np.int64).reshape(-1).copy())
+    owner = tensor(np.repeat(np.arange(len(deg)), deg))
+    index = tensor(np.asarray(flat, np.int64).reshape(-1).copy())
     x0 = tensor(h.to_numpy()[:, 0, :])
-    scale = tensor((1.0 / np.maximum(deg, 1))[:, None].astype(x0.numpy().dtype))
+    scale = tensor((1.0 / np.maximum(deg, 1))[:, None].astype(x0.cpu().numpy().dtype))
     weights = [(tensor(p.w_self), tensor(p.w_neigh), tensor(p.bias)) for p in layers]
 
     def run():
@@ -254,4 +254,4 @@ def graphsage_index_add(module, args) -> Prepared:
                 y = x @ ws + mean @ wn + b
                 x = y if k == len(weights) - 1 else torch.relu(y)
         return x
-    return Prepared(run, lambda out: out.numpy())
+    return Prepared(run, lambda out: out.cpu().numpy())

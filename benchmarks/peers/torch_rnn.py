@@ -16,12 +16,14 @@ from benchmarks.peers import Prepared
 
 
 def tensor(a) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))
+    """`a` on torch's default device (the CPU; `benchmarks/gpu_check.py` makes it the GPU, where
+    the modules and `torch.zeros` of these peers also go)."""
+    return torch.from_numpy(np.ascontiguousarray(a)).to(torch.get_default_device())
 
 
 def crop(lengths):
     """Padded [B, T, ...] output -> per-sample arrays of their own length."""
-    return lambda y: [y[i, :n].numpy() for i, n in enumerate(lengths)]
+    return lambda y: [y[i, :n].cpu().numpy() for i, n in enumerate(lengths)]
 
 
 def lstm_module(w, u, b, layers: int, batch_first: bool) -> torch.nn.LSTM:
@@ -53,7 +55,7 @@ def _padded_sequences(batch):
 
 def _packed(rnn, x, lengths) -> Prepared:
     """`rnn` (batch-first) over the packed ragged batch `x` [B, T, H], outputs cropped per sample."""
-    lengths_t = torch.tensor(lengths)
+    lengths_t = torch.tensor(lengths, device="cpu")  # (packing wants them there)
 
     def run():
         with torch.no_grad():
@@ -109,7 +111,7 @@ def dilated_lstm_rebatched(module, args) -> Prepared:
         sub_lengths = mask.sum(axis=0)
         keep = np.flatnonzero(sub_lengths > 0)
         levels.append((d, -(-t // d), lstm_module(w[l:l + 1], u[l:l + 1], b[l:l + 1], 1, batch_first=False),
-                       torch.tensor(keep), torch.tensor(sub_lengths[keep])))
+                       torch.tensor(keep), torch.tensor(sub_lengths[keep], device="cpu")))
 
     def run():
         with torch.no_grad():
@@ -162,7 +164,7 @@ def _grid_setup(args):
 
     def to_reference(grids):  # [S, T, B, H] x 2 -> per sample ([S_b, T_b, H], [S_b, T_b, H])
         hx, hy = grids
-        return [(hx[:m, :n, b].numpy(), hy[:m, :n, b].numpy()) for b, (m, n) in enumerate(sizes)]
+        return [(hx[:m, :n, b].cpu().numpy(), hy[:m, :n, b].cpu().numpy()) for b, (m, n) in enumerate(sizes)]
     return xs, ys, (wx, ux, bx, wy, uy, by), to_reference
 
 
@@ -261,7 +263,7 @@ def rnn_attention_batched(module, args) -> Prepared:
     w_q, w_k, v = tensor(p.w_q), tensor(p.w_k), tensor(p.v)
     src_ok = tensor(np.arange(src.shape[1])[None, :] < np.array(src_len)[:, None])  # [B, S]
     trg_ok = tensor(np.arange(trg.shape[1])[None, :] < np.array(trg_len)[:, None])  # [B, T]
-    src_len_t = torch.tensor(src_len)
+    src_len_t = torch.tensor(src_len, device="cpu")
 
     def run():
         with torch.no_grad():

@@ -1,18 +1,20 @@
 """Backends that run compiled programs, found by name in a registry (`registry`): `cpu`
 (NumPy/BLAS, the default), `pointwise` (the tile IR's reference executor) and `interpreter`
-(the program IR's reference interpreter) and `cuda-emulated` (the CUDA backend's kernels run
-on the CPU) are registered here; `cuda` and `dataflow` come next, and a user's own plugs in with `register` (README:
+(the program IR's reference interpreter), `cuda-emulated` (the CUDA backend's kernels run on
+the CPU) and `cuda` (the same kernels on this machine's GPU, through CuPy) are registered here;
+`dataflow` comes next, and a user's own plugs in with `register` (README:
 "Writing a backend").  `fractal.compile` asks the registry for the backend a target names."""
 
 from .cpu.backend import CpuBackend
-from .cuda.backend import CudaEmulatedBackend
+from .cuda.backend import CudaBackend, CudaEmulatedBackend
 from .interpreter import InterpreterBackend
 from .pointwise import PointwiseBackend
-from .registry import Backend, Executable, backends, get, names, register, unregister
+from .registry import Backend, Executable, backends, get, names, register, unavailable, unregister
 
 register(CpuBackend())
 register(PointwiseBackend())
 register(InterpreterBackend())
 register(CudaEmulatedBackend())
+register(CudaBackend())
 
-__all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unregister"]
+__all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unavailable", "unregister"]

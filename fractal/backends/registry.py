@@ -12,7 +12,9 @@ A backend runs compiled programs.  It is an object with
 * `targets()`: its named presets, `{name: () -> Target}` (`ft.targets.get` looks them up);
 * optionally `checked_by_default = False`: `ft.testing.check` leaves it out unless named
   (a slow backend, such as the CUDA emulation);
-* `build(program, target)`: an executable, with `run(inputs, profile=None) -> outputs`.
+* `build(program, target)`: an executable, with `run(inputs, profile=None) -> outputs`;
+* optionally `unavailable()`: why it cannot run on this machine (no GPU...), None when it can
+  (`unavailable(name)` asks; `ft.testing.check` leaves such backends out by default).
   For a tile backend, `inputs` maps each input buffer's name to an array of the buffer's
   shape and dtype and the result maps each output buffer's name to its array (`profile`, a
   dict, may collect seconds per stage).  For a program backend, `inputs` is the list of
@@ -53,11 +55,8 @@ class Backend(Protocol):
 _BACKENDS: dict[str, Backend] = {}
 
 # Backends whose targets exist before the backend does: `get` says what is missing instead of
-# listing the others (the CUDA records and compile checks come first, issue 18).
-NOT_BUILT = {"cuda": ("the 'cuda' backend is not built yet: the CUDA targets (ft.targets.cuda, h100, a100, l4, "
-                      "rtx4090) describe GPUs and their kernels are generated, but nothing runs them on a GPU yet; "
-                      "run the same kernels on the CPU with ft.targets.cuda(..., emulate=True), or compile for a "
-                      "CPU target (the default, ft.targets.host())")}
+# listing the others (none today; the CUDA targets came before their backend, issue 18).
+NOT_BUILT: dict[str, str] = {}
 
 
 def register(backend: Backend) -> Backend:
@@ -86,6 +85,12 @@ def get(name: str) -> Backend:
     if not isinstance(name, str) or name not in _BACKENDS:
         raise ArgumentError(f"unknown backend {name!r}; the backends are {', '.join(names())}")
     return _BACKENDS[name]
+
+
+def unavailable(name: str) -> str | None:
+    """Why the backend called `name` cannot run on this machine, or None when it can."""
+    probe = getattr(get(name), "unavailable", None)
+    return probe() if probe is not None else None
 
 
 def names() -> list[str]:

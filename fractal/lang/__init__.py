@@ -9,7 +9,7 @@ from .api import (abs, astype, concat, concatenate, cos, dilate, elu, enumerate,
                   sigmoid, sin, slices, softmax, softplus, split, sqrt, stack, sum, tanh, transpose, where,
                   window, zeros, zip)
 from .combinators import fold, map, reduce, scan
-from .errors import (ArgumentError, CudaCompileError, FractalError, FractalTypeError, LengthError, ParseError,
+from .errors import (ArgumentError, CudaCompileError, DeviceError, FractalError, FractalTypeError, LengthError, ParseError,
                      ResourceError, ShapeError, SourceLoc, TraceError, UnsupportedError, VerifyError)
 from .function import Function, function
 from .ir import Const, Eqn, Program, Region, Slice, Var
@@ -49,7 +49,7 @@ __all__ = ['ArgumentError',
            'TraceError',
            'TupleType',
            'Var',
-           "UnsupportedError", "VerifyError", "CudaCompileError",
+           "UnsupportedError", "VerifyError", "CudaCompileError", "DeviceError",
            'abs',
            'astype',
            'bool_',

@@ -143,6 +143,12 @@ class CudaCompileError(FractalError):
         return (type(self), (self.message, self.loc), {"log": self.log, "lines": self.lines})
 
 
+class DeviceError(FractalError):
+    """A program compiled for a device that this machine cannot run it on: no GPU, no CuPy, a
+    GPU older than the target's architecture, a module the driver refuses; the message says
+    what to do instead (often: the same kernels on the CPU, `ft.targets.cuda(..., emulate=True)`)."""
+
+
 def located(e: FractalError, loc: SourceLoc) -> FractalError:
     """`e` pointing at `loc` (the equation that failed), unless an inner equation already
     located it: re-raise the result `from None`."""

@@ -23,8 +23,9 @@ What is checked on every example, the first failure being the one reported:
 4. the declared `properties` hold (`fractal.testing.properties`: `"associative"`,
    `"reverse_scan"`); a property the model gives nothing to check on is an error.
 
-Backends: `backends=None` means every registered backend (`ft.backends.names()`: the
-interpreter, cpu and pointwise ones and any registered since) but those that say
+Backends: `backends=None` means every registered backend that runs on this machine
+(`ft.backends.names()`: the interpreter, cpu and pointwise ones and any registered since;
+`cuda` where there is a GPU: `ft.backends.unavailable(name)`) but those that say
 `checked_by_default = False` (the CUDA emulation: a C++ build per example and CUDA threads run
 one at a time; name it in `backends=` to check it).  A backend that cannot compile
 the model for an example (`ft.UnsupportedError`; a call would fall back to the interpreter)
@@ -58,13 +59,15 @@ class CheckWarning(UserWarning):
 @dataclass
 class CheckReport:
     """What a passing `check` did: examples run, backends compared, those skipped (name ->
-    `(examples missed, the first reason)`) and seconds taken."""
+    `(examples missed, the first reason)`), seconds taken, and the registered backends that
+    cannot run on this machine, left out (name -> why)."""
 
     function: str
     examples: int = 0
     backends: tuple = ()
     skipped: dict = field(default_factory=dict)
     seconds: float = 0.0
+    unavailable: dict = field(default_factory=dict)
 
 
 class _Failure(Exception):
@@ -158,8 +161,10 @@ class _Run:
         self.fn, self.reference, self.opts, self.loc = fn, reference, opts, loc
         self.explicit = opts.backends is not None
         # the interpreter first: the semantics the others are held to, named first in a message
-        self.backends = sorted(opts.backends if self.explicit else default_backends(), key=lambda n: n != "interpreter")
-        self.report = CheckReport(fn.name, backends=tuple(self.backends))
+        absent = {} if self.explicit else {n: why for n in registry.names() if (why := registry.unavailable(n))}
+        self.backends = sorted(opts.backends if self.explicit else [n for n in default_backends() if n not in absent],
+                               key=lambda n: n != "interpreter")
+        self.report = CheckReport(fn.name, backends=tuple(self.backends), unavailable=absent)
         self.checked_programs: dict = {}  # programs whose text round trip passed
         self.forward = ForwardScans(fn) if "reverse_scan" in opts.properties else None
         self.last: str | None = None

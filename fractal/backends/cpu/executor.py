@@ -97,7 +97,7 @@ class CpuExecutable:
 
     def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
         """The output buffers after one run; `profile` (a dict) accumulates seconds per stage name."""
-        checked = checked_inputs(self._roles["input"], inputs)
+        checked = {b: v for b, (v, _) in checked_inputs(self._roles["input"], inputs).items()}
         with self._lock:
             frame = self._free.pop() if self._free else None
         if frame is None:  # every frame is running: this run gets a new one

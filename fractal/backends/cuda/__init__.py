@@ -1,5 +1,6 @@
-"""The CUDA backend, in progress (issue 18).  Built so far: the GPU targets (`presets`: h100,
-a100, l4, rtx4090 and `ft.targets.cuda(arch)`, with the cost policy of `policy`) and the CUDA
-C++ compiler front (`nvrtc.compile_cuda`: NVRTC, or nvcc, to a cubin, no GPU needed).  Not yet:
-the emitter (tile IR -> CUDA C++) and the runtime, so no backend named "cuda" is registered and
-compiling a program for a CUDA target says so (`fractal.backends.registry`)."""
+"""The CUDA backends (issue 18): the GPU targets (`presets`: h100, a100, l4, rtx4090 and
+`ft.targets.cuda(arch)`, with the cost policy of `policy`), the CUDA C++ compiler front
+(`nvrtc.compile_cuda`: NVRTC, or nvcc, to a cubin, no GPU needed), the emitter (`module`,
+`kernel`, `block_ops`: a tile program as one CUDA C++ module), the host runtime (`runtime`) and
+its devices: `cupy_device` (a GPU through CuPy, the "cuda" backend) and `emulated` (the same
+kernels on the CPU, "cuda-emulated"); `backend` registers both."""

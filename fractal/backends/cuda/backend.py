@@ -1,12 +1,15 @@
 """The CUDA backends: `cuda-emulated` (the generated CUDA C++ run on the CPU through
-`cuda_emu.h`, the way it is checked on machines without a GPU) and, on a machine with a GPU
-and CuPy, `cuda`.  Both build the same module (`module.emit_module`) for the same target
-record, so what the emulation checked is the source a GPU runs."""
+`cuda_emu.h`, the way it is checked on machines without a GPU) and `cuda` (compiled by NVRTC
+and run on a GPU through CuPy, `cupy_device`).  Both build the same module
+(`module.emit_module`) for the same target record, so what the emulation checked is the
+source a GPU runs.  Compiling for `cuda` on a machine without CuPy or without a GPU is a
+`DeviceError` that suggests the emulated target."""
 
 from __future__ import annotations
 
 from fractal.lower.target import Target
 
+from .cupy_device import CupyDevice, probe
 from .emulated import EmulatedDevice
 from .module import emit_module
 from .presets import SPECS, cuda_target, preset_target
@@ -28,3 +31,24 @@ class CudaEmulatedBackend:
 
     def build(self, program, target: Target) -> CudaExecutable:
         return CudaExecutable(emit_module(program, target.hardware, target.policy), EmulatedDevice())
+
+
+class CudaBackend:
+    name = "cuda"
+    description = ("generated CUDA C++ compiled by NVRTC (cached on disk) and run on this machine's NVIDIA GPU "
+                   "through CuPy")
+    consumes = "tile"
+
+    def default_target(self) -> Target:
+        return cuda_target("sm_90")
+
+    def targets(self):
+        return {name: (lambda name=name: preset_target(name)) for name in SPECS}
+
+    def unavailable(self) -> str | None:
+        gpu, why = probe()
+        return None if gpu else f"{why} here: it runs on an NVIDIA GPU through CuPy"
+
+    def build(self, program, target: Target) -> CudaExecutable:
+        device = CupyDevice.for_target(target)  # (no CuPy, no GPU, a GPU too old: a DeviceError first)
+        return CudaExecutable(emit_module(program, target.hardware, target.policy), device)

@@ -38,6 +38,7 @@ class EmulatedDevice:
 
     name = "cuda-emulated"
     max_cooperative_blocks = 4
+    xp = np  # its device memory is host memory: its arrays are NumPy arrays
 
     def __init__(self, check: bool = True, shuffle_seed: int = 0):
         self.check, self.shuffle_seed = check, shuffle_seed
@@ -46,11 +47,16 @@ class EmulatedDevice:
         cap = self.max_cooperative_blocks
         return _Loaded(EmulatedModule(source, {k: min(n, cap) for k, n in kernels.items()}), self)
 
-    def to_device(self, array: np.ndarray) -> np.ndarray:
+    def to_device(self, array: np.ndarray, name: str = "") -> np.ndarray:
         return np.array(array, copy=True, order="C")
 
-    def zeros(self, size: int, dtype) -> np.ndarray:
+    def zeros(self, size: int, dtype, name: str = "") -> np.ndarray:
         return np.zeros(size, dtype)
 
     def to_host(self, array: np.ndarray) -> np.ndarray:
         return np.array(array, copy=True)
+
+    def adopt(self, value) -> None:
+        """None: every input is copied in (so a run never writes a caller's array), and a
+        GPU's array is no array of this device (`Compiled.run` says so)."""
+        return None

@@ -128,9 +128,11 @@ def _compile_nvrtc(source: str, arch: str, options: tuple[str, ...], name: str):
         flags = [f"--gpu-architecture={arch}", *options, *(f"-I{d}" for d in include_dirs())]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(flags), [f.encode() for f in flags])
         _, size = nvrtc.nvrtcGetProgramLogSize(program)
-        log = b" " * size
+        # (a buffer of its own: `b" " * 1` is CPython's shared one-byte object, and NVRTC writes
+        # into the buffer it is given; an empty log, size 1, would turn every b" " into b"\0")
+        log = bytes(size + 1)
         nvrtc.nvrtcGetProgramLog(program, log)
-        log = log.rstrip(b"\0 ").decode(errors="replace")
+        log = log.rstrip(b"\0 ").decode(errors="replace")  # (the NUL and the byte after it)
         if result != ok:
             return None, log or result.name
         _, size = nvrtc.nvrtcGetCUBINSize(program)

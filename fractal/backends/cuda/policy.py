@@ -1,7 +1,7 @@
 """The CUDA backend's cost policy: the answers a GPU gives to the passes' "is it worth it?".
 
-The rules are structural, not measured (no GPU has timed them yet; the CUDA backend that would
-is not built, issue 18): each follows from how a GPU runs a stage, as one kernel launch whose
+The rules are structural, not measured (no GPU has timed them yet: `benchmarks/gpu_check.py`
+will, issue 18): each follows from how a GPU runs a stage, as one kernel launch whose
 grid covers the stage's points, and reads nothing but the facts and the hardware record.
 
 * batch across: always, except a recurrent statement (a stacked RNN's layer below).  A batched

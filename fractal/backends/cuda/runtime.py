@@ -6,15 +6,21 @@ each time control reaches it: one block per point of the stage's box (times the 
 `chunks`), the box evaluated from the enclosing loop variables, and for a polygon the
 interval bounds of its dims (the kernel skips points outside).  A device is a small object
 (`EmulatedDevice` here, `cupy_device.CupyDevice` on a GPU) that loads a module's source,
-holds flat arrays and launches kernels.
+holds flat arrays and launches kernels.  `name` says which, `xp` is its arrays' module (NumPy,
+CuPy), `adopt(value)` takes a value already in its memory (a CuPy array, a torch CUDA tensor) as
+one of its arrays without a copy, or says None (a host array: copied in); `to_device` and
+`zeros` are given the buffer's name, which a device names when it runs out of memory.
 
 Storage: every buffer is one flat array in its layout's order (`Buffer.layout`, the
 outermost axis first); inputs are copied in (transposed once where the layout is not
 row-major) and outputs copied out.  Constants are uploaded once and shared by runs; temps,
 outputs and the status word are allocated (zeroed) per run, so runs from several threads
-never share writable memory.  A gather whose index is out of range sets the status word
-(the first op's code to do so wins, `atomicMax`); it is read after the run and raised as
-the interpreter raises it (`LengthError` for a traced gather, naming its index buffer).
+never share writable memory.  Inputs already on the device (`Device.adopt`) are read where they
+are (no kernel writes an input buffer: the tile verifier refuses it), or transposed on the
+device where the layout is not row-major; `run(..., keep_on_device=True)` returns the outputs
+as the device's arrays.  A gather whose index is out of range sets the status word (the first
+op's code to do so wins, `atomicMax`); it is read after the run and raised as the interpreter
+raises it (`LengthError` for a traced gather, naming its index buffer).
 """
 
 from __future__ import annotations
@@ -39,27 +45,31 @@ MAX_GRID = 2**31 - 1
 
 class Device(Protocol):
     name: str
+    xp: Any                                                              # numpy, cupy: its arrays' module
 
     def load(self, source: str, kernels: dict[str, int]) -> Any: ...
     # a module with .launch(kernel, blocks, threads, args, cooperative=False); `kernels` maps each
     # kernel to the blocks it runs at once (1, or the blocks of its cooperative launch)
 
-    def to_device(self, array: np.ndarray) -> Any: ...
+    def to_device(self, array: np.ndarray, name: str = "") -> Any: ...
 
-    def zeros(self, size: int, dtype) -> Any: ...
+    def zeros(self, size: int, dtype, name: str = "") -> Any: ...
 
     def to_host(self, array: Any) -> np.ndarray: ...
 
-
-def physical(value: np.ndarray, b: Buffer) -> np.ndarray:
-    """A logical array as the flat storage of buffer `b` (its layout's axis order)."""
-    return np.ascontiguousarray(np.transpose(value, b.layout)).reshape(-1)
+    def adopt(self, value: Any) -> Any | None: ...                       # a device array, or None
 
 
-def logical(flat: np.ndarray, b: Buffer) -> np.ndarray:
+def physical(value, b: Buffer, xp=np):
+    """A logical array as the flat storage of buffer `b` (its layout's axis order); `xp`: the
+    array module of `value` (no copy where the layout is row-major and `value` contiguous)."""
+    return xp.ascontiguousarray(xp.transpose(value, b.layout)).reshape(-1)
+
+
+def logical(flat, b: Buffer, xp=np):
     """The inverse of `physical`."""
     stored = flat.reshape(tuple(b.shape[a] for a in b.layout))
-    return np.ascontiguousarray(np.transpose(stored, np.argsort(b.layout)))
+    return xp.ascontiguousarray(xp.transpose(stored, tuple(int(a) for a in np.argsort(b.layout))))
 
 
 class CudaExecutable:
@@ -73,23 +83,29 @@ class CudaExecutable:
         self._loaded = device.load(module.source, module.launched())
         self._roles = {role: [b for b in self.program.buffers if b.role == role]
                        for role in ("input", "output", "temp", "const")}
-        self._consts = {b.name: device.to_device(physical(np.asarray(b.data.value, b.dtype), b))
+        self._consts = {b.name: device.to_device(physical(np.asarray(b.data.value, b.dtype), b), b.name)
                         for b in self._roles["const"]}
         self._lock = threading.Lock()
 
-    def run(self, inputs: Mapping[str, np.ndarray], profile: dict | None = None) -> dict[str, np.ndarray]:
-        arrays = dict(self._consts)
-        for b, value in checked_inputs(self._roles["input"], inputs).items():
-            arrays[b.name] = self.device.to_device(physical(value, b))
+    def run(self, inputs: Mapping[str, Any], profile: dict | None = None,
+            keep_on_device: bool = False) -> dict[str, Any]:
+        """The outputs, NumPy arrays (or the device's arrays: `keep_on_device`), of a run on
+        `inputs`: NumPy arrays, or arrays the device adopts (read in place)."""
+        device, arrays = self.device, dict(self._consts)
+        for b, (value, on_device) in checked_inputs(self._roles["input"], inputs, adopt=device.adopt).items():
+            arrays[b.name] = (physical(value, b, device.xp) if on_device
+                              else device.to_device(physical(value, b), b.name))
         for b in self._roles["temp"] + self._roles["output"]:
-            arrays[b.name] = self.device.zeros(math.prod(b.shape), b.dtype)
-        status = self.device.zeros(1, np.int32)
+            arrays[b.name] = device.zeros(math.prod(b.shape), b.dtype, b.name)
+        status = device.zeros(1, np.int32, "status word")
         env: dict[str, int] = {}
         self._block(self.program.body, env, arrays, status, profile)
         code = int(self.device.to_host(status)[0])
         if code:
             raise _status_error(self.module.status[code - 1])
-        return {b.name: logical(self.device.to_host(arrays[b.name]), b) for b in self._roles["output"]}
+        if keep_on_device:
+            return {b.name: logical(arrays[b.name], b, device.xp) for b in self._roles["output"]}
+        return {b.name: logical(device.to_host(arrays[b.name]), b) for b in self._roles["output"]}
 
     def _block(self, stmts, env, arrays, status, profile) -> None:
         for s in stmts:

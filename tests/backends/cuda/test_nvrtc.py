@@ -122,3 +122,12 @@ def test_without_the_wheel_nvcc_compiles(monkeypatch):
     assert compilers() == ["nvcc"] and compiler_version().startswith("nvcc")
     with pytest.raises(ft.CudaCompileError, match=r"\(nvcc 1"):
         compile_cuda(BROKEN, "sm_80")
+
+
+@needs["nvrtc"]
+def test_an_empty_compiler_log_leaves_pythons_one_byte_objects_alone():
+    # NVRTC writes its log into the buffer it is given: a one-byte `b" " * 1` is CPython's shared
+    # b" ", and a clean compile (a log of one NUL) once turned it into b"\0" for the whole process
+    # (print(1, 2) wrote "1\x002")
+    compile_cuda('extern "C" __global__ void k(float* x) { x[0] = 1.0f; }', "sm_90", compiler="nvrtc")
+    assert " ".encode()[0] == 32 and repr(bytes([32])) == "b' '"

@@ -6,11 +6,14 @@
 * `ft.targets.cuda(arch)` is the architecture's reference GPU; numbers of one's own replace its
   (derived numbers follow); `emulate=True` keeps the record and names the emulated backend.
 * The same call gives the same record on any machine (nothing is probed).
-* Compiling for a GPU says that the GPU backend is not built yet; an emulated GPU runs.
+* Compiling for a GPU on a machine without CuPy or a GPU says so and suggests the emulation;
+  an emulated GPU runs.
 * Bad architectures and fields are refused, naming what there is.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -81,14 +84,16 @@ def test_a_target_is_the_same_record_on_any_machine(monkeypatch):
     assert (repr(ft.targets.cuda("sm_89", sms=3)), str(ft.targets.get("rtx4090"))) == before
 
 
-def test_compiling_for_a_gpu_says_the_gpu_backend_is_not_built_yet_and_suggests_the_emulation():
+def test_compiling_for_a_gpu_without_one_says_so_and_suggests_the_emulation(monkeypatch):
     @ft.function
     def double(x):
         return x * 2.0
 
-    with pytest.raises(ft.ArgumentError, match=r"the 'cuda' backend is not built yet: .* run the same kernels on "
-                                               r"the CPU with ft.targets.cuda\(..., emulate=True\)"):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # (this machine without CuPy, whatever it has)
+    with pytest.raises(ft.DeviceError, match=r"the 'cuda' backend runs its kernels with CuPy, .* run the same "
+                                             r"kernels on the CPU with ft.targets.cuda\(..., emulate=True\)"):
         double(np.ones(2, np.float32), target="h100")
+    assert ft.backends.get("cuda").default_target() == ft.targets.get("h100")
 
 
 def test_an_emulated_gpu_target_runs_the_program():
@@ -125,11 +130,13 @@ def test_the_gpu_policy_batches_never_sinks_never_tiles_and_takes_the_fewest_ste
     assert policy.choose_schedule(options, hw) == 1
 
 
-def test_fractal_targets_lists_the_gpus_with_their_numbers_and_sources(capsys):
+def test_fractal_targets_lists_the_gpus_with_their_numbers_and_sources(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
     assert main(["targets", "h100", "l4"]) == 0
     out = capsys.readouterr().out
     assert "h100 (backend cuda): NVIDIA H100 datasheet" in out and "l4 (backend cuda): NVIDIA L4 datasheet" in out
     assert "sm_90 (compute capability 9.0): shared 228 KiB/SM, 227 KiB/block" in out
     assert "mma.sync shapes: float16 m16n8k16 m16n8k8" in out and "GDDR6         24 GiB       300 GB/s" in out
-    assert out.count("(the 'cuda' backend is not built yet: compiling for this target is refused)") == 2
+    assert "(the 'cuda' backend cannot run it here (no CuPy); h100-emulated runs the same kernels on the CPU)" in out
+    assert "(the 'cuda' backend cannot run it here (no CuPy); l4-emulated runs the same kernels on the CPU)" in out
     assert main(["targets"]) == 0 and "rtx4090 (backend cuda)" in capsys.readouterr().out
