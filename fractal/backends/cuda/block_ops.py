@@ -5,7 +5,8 @@ the stage, or a chunk of it (`Block.chunks` blocks share a point whose stage hol
 op).  Each rule turns one tile op into statements over the block's threads: the op's elements
 (or output tiles, or reduced rows) are dealt out to the threads `ft_t0, ft_t0 + ft_tn, ...`
 (`ft_t0`: this thread's rank among the point's threads, `ft_tn`: their number), and a flat
-element number is decoded into one variable per axis with constant divisors.  Addresses come
+element number is decoded into one coordinate per axis (`ft_c0, ft_c1, ...`) with constant
+divisors.  Addresses come
 from the shared emitter (`fractal.backends.codegen`), values through its element-wise rules,
 so CUDA and a host C++ backend compute alike.
 
@@ -25,9 +26,12 @@ For example, `h[l + 1, 0:4] = tanh(g[l, 0:4])` in a 64-thread block::
 
     // h[l + 1, 0:4] = tanh(g[l, 0:4])
     for (int ft_e = ft_t0; ft_e < 4; ft_e += ft_tn) {
-      const long long e0 = ft_e;
-      b_h[e0 + 4*v_l + 4] = tanhf(b_g[e0 + 4*v_l]);
+      const long long ft_c0 = ft_e;
+      b_h[ft_c0 + 4*v_l + 4] = tanhf(b_g[ft_c0 + 4*v_l]);
     }
+
+Every name the emitter declares starts with `ft_` (tile-IR variables become `v_<name>`,
+buffers `b_<name>`), so no generated name can shadow or rename a program's own.
 """
 
 from __future__ import annotations
@@ -128,21 +132,23 @@ def _disjoint(a: Region, b: Region) -> bool:
     return False
 
 
-def _pointwise(op, blk: Block, value_of) -> list[str]:
-    """An op computing each dst element from loads at (broadcast) element variables `e*`."""
+def _pointwise(op, blk: Block, value_of, extra_decode=()) -> list[str]:
+    """An op computing each dst element from loads at (broadcast) element variables `e*`
+    (and the lines `extra_decode` declaring others from `ft_e`)."""
     shape, count = op.writes[0].shape, math.prod(op.writes[0].shape)
-    evars = _evars("e", len(shape))
+    evars = _evars("ft_c", len(shape))
     value = value_of(evars)
     blk.helper(*value.helpers)
     target = blk.ref(op.writes[0], evars)
+    decode = [*_decode("ft_c", "ft_e", shape, "ft_c"), *extra_decode]
     if not _overwrites_its_input(op, op.reads):
-        return _loop(count, [*_decode("e", "ft_e", shape, "e"), f"{target} = {value.text};"])
+        return _loop(count, [*decode, f"{target} = {value.text};"])
     # dst = f(dst elsewhere): NumPy reads every element before writing one; so does the block
     per_thread = -(-count // (blk.threads * blk.chunks))
     if per_thread > MAX_REGISTER_STAGING or blk.chunks > 1:
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: it overwrites elements it reads, "
                                f"{count} of them (at most {blk.threads * MAX_REGISTER_STAGING})")
-    decode = ["    " + x for x in _decode("e", "ft_e", shape, "e")]
+    decode = ["    " + x for x in decode]
     each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
     return [f"{{ {CUDA.ctype[value.dtype]} ft_v[{per_thread}];",
             "  " + each, *decode, f"    ft_v[ft_k] = {value.text};", "  }",
@@ -173,14 +179,9 @@ def _copy(op: Copy, blk: Block) -> list[str]:
     tshape = tuple(src.shape[p] for p in perm)
     svars = [""] * len(perm)
     for k, p in enumerate(perm):
-        svars[p] = f"s{k}"
-    value = cast(blk.ref(src, tuple(svars)), blk.dtype(src), blk.dtype(dst), CUDA)
-    if _overwrites_its_input(op, op.reads):
-        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: a reshaping copy within one buffer")
-    evars = _evars("e", len(dst.shape))
-    body = [*_decode("e", "ft_e", dst.shape, "e"), *_decode("s", "ft_e", tshape, "s"),
-            f"{blk.ref(dst, evars)} = {value.text};"]
-    return _loop(math.prod(dst.shape), body)
+        svars[p] = f"ft_t{k}"
+    return _pointwise(op, blk, lambda ev: cast(blk.ref(src, tuple(svars)), blk.dtype(src), blk.dtype(dst), CUDA),
+                      _decode("ft_t", "ft_e", tshape, "ft_t"))
 
 
 # --- GEMM: shared-memory tiles, register accumulators ------------------------------------
@@ -474,34 +475,34 @@ def _reduce(op: Reduce, blk: Block) -> list[str]:
     shape, axes = op.src.shape, set(op.axes)
     outer = [n for a, n in enumerate(shape) if a not in axes]
     inner = [n for a, n in enumerate(shape) if a in axes]
-    src_vars, o, i = [], iter(_evars("o", len(outer))), iter(_evars("i", len(inner)))
+    src_vars, o, i = [], iter(_evars("ft_u", len(outer))), iter(_evars("ft_w", len(inner)))
     for a in range(len(shape)):
         src_vars.append(next(i) if a in axes else next(o))
     keep = len(op.dst.shape) == len(shape)
-    o = iter(_evars("o", len(outer)))
-    dst_vars = [aff(0) if a in axes else next(o) for a in range(len(shape))] if keep else _evars("o", len(outer))
+    o = iter(_evars("ft_u", len(outer)))
+    dst_vars = [aff(0) if a in axes else next(o) for a in range(len(shape))] if keep else _evars("ft_u", len(outer))
     dst_dtype = blk.dtype(op.dst)
     acc = _acc_dtype(dst_dtype)
     x = cast(blk.ref(op.src, tuple(src_vars)), blk.dtype(op.src), acc, CUDA).text
     loop = [f"for (int ft_i = threadIdx.x % {WARP}; ft_i < {math.prod(inner)}; ft_i += {WARP}) {{",
-            *("  " + y for y in _decode("i", "ft_i", inner, "i")),
+            *("  " + y for y in _decode("ft_w", "ft_i", inner, "ft_w")),
             f"  ft_acc = {_combine(op.combiner, 'ft_acc', x, blk)};", "}"]
-    return _warp_reduce(blk, math.prod(outer), _decode("o", "ft_o", outer, "o"), loop,
+    return _warp_reduce(blk, math.prod(outer), _decode("ft_u", "ft_o", outer, "ft_u"), loop,
                         blk.ref(op.dst, tuple(dst_vars)), op.combiner, acc, dst_dtype)
 
 
 def _segment_reduce(op: SegmentReduce, blk: Block) -> list[str]:
     shape = op.dst.shape  # (rows, rest...)
-    rest = _evars("o", len(shape))[1:]
+    rest = _evars("ft_u", len(shape))[1:]
     dst_dtype = blk.dtype(op.dst)
     acc = _acc_dtype(dst_dtype)
     x = cast(blk.ref(op.src, ("ft_i",) + rest), blk.dtype(op.src), acc, CUDA).text
-    head = [*_decode("o", "ft_o", shape, "o"),
-            f"const long long ft_lo = {blk.ref(op.segments, ('o0',))}, "
-            f"ft_hi = {blk.ref(op.segments, (aff('o0') + 1,))};"]
+    head = [*_decode("ft_u", "ft_o", shape, "ft_u"),
+            f"const long long ft_lo = {blk.ref(op.segments, ('ft_u0',))}, "
+            f"ft_hi = {blk.ref(op.segments, (aff('ft_u0') + 1,))};"]
     loop = [f"for (long long ft_i = ft_lo + threadIdx.x % {WARP}; ft_i < ft_hi; ft_i += {WARP}) "
             f"ft_acc = {_combine(op.combiner, 'ft_acc', x, blk)};"]
-    return _warp_reduce(blk, math.prod(shape), head, loop, blk.ref(op.dst, _evars("o", len(shape))),
+    return _warp_reduce(blk, math.prod(shape), head, loop, blk.ref(op.dst, _evars("ft_u", len(shape))),
                         op.combiner, acc, dst_dtype)
 
 
@@ -514,14 +515,14 @@ def _status(blk: Block, op) -> int:
 
 def _gather(op: Gather, blk: Block) -> list[str]:
     axis, q, size = op.axis, len(op.index.shape), op.src.shape[op.axis]
-    evars = _evars("e", len(op.dst.shape))
+    evars = _evars("ft_c", len(op.dst.shape))
     src_vars = evars[:axis] + ("ft_x",) + evars[axis + q:]
     dst_dtype = blk.dtype(op.dst)
     value = cast(blk.ref(op.src, src_vars), blk.dtype(op.src), dst_dtype, CUDA).text
     zero = store(_as("0", "int32"), dst_dtype, CUDA).text
     code, target = _status(blk, op), blk.ref(op.dst, evars)
     return _loop(math.prod(op.dst.shape), [
-        *_decode("e", "ft_e", op.dst.shape, "e"),
+        *_decode("ft_c", "ft_e", op.dst.shape, "ft_c"),
         f"long long ft_x = {blk.ref(op.index, evars[axis:axis + q])};",
         f"if (ft_x < -{size} || ft_x >= {size}) {{  // one past the end: padding, zeros",
         f"  if (ft_x != {size}) atomicMax(&ft_status[0], {code});",
@@ -534,12 +535,12 @@ def _gather(op: Gather, blk: Block) -> list[str]:
 
 def _scatter(op: Scatter, blk: Block) -> list[str]:
     axis, q, size = op.axis, len(op.index.shape), op.dst.shape[op.axis]
-    svars = _evars("e", len(op.src.shape))
+    svars = _evars("ft_c", len(op.src.shape))
     dst_vars = svars[:axis] + ("ft_x",) + svars[axis + q:]
     value = cast(blk.ref(op.src, svars), blk.dtype(op.src), blk.dtype(op.dst), CUDA).text
     code = _status(blk, op)
     return _loop(math.prod(op.src.shape), [
-        *_decode("e", "ft_e", op.src.shape, "e"),
+        *_decode("ft_c", "ft_e", op.src.shape, "ft_c"),
         f"long long ft_x = {blk.ref(op.index, svars[axis:axis + q])};",
         f"if (ft_x < -{size} || ft_x > {size}) atomicMax(&ft_status[0], {code});",
         f"else if (ft_x != {size}) {{  // one past the end: padding, nothing written",

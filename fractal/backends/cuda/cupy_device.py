@@ -1,7 +1,7 @@
 """The GPU device: a module's CUDA C++ compiled by NVRTC, cached on disk, run with CuPy.
 
     device = CupyDevice.for_target(ft.targets.get("h100"))   # DeviceError without CuPy or a GPU
-    loaded = device.load(module.source, ["full1", ...])       # cubin from the cache, or compiled
+    loaded = device.load(module.source, {"full1": 0, ...})    # cubin from the cache, or compiled
     loaded.launch("full1", blocks, threads, [x, y, 4, status])
 
 Compiling: `nvrtc.compile_cuda` (NVRTC, or nvcc), never CuPy's own compile path, so that the
@@ -205,7 +205,9 @@ class _Loaded:
     def __init__(self, functions: dict, np_int):
         self.functions, self._int = functions, np_int
 
-    def launch(self, kernel: str, blocks: int, threads: int, args) -> None:
+    def launch(self, kernel: str, blocks: int, threads: int, args, cooperative: bool = False) -> None:
+        # (a cooperative kernel comes from a module loaded with enable_cooperative_groups: CuPy
+        # launches it with cuLaunchCooperativeKernel)
         args = tuple(self._int(a) if isinstance(a, int) else a for a in args)  # long long parameters
         self.functions[kernel]((blocks,), (threads,), args)
 
@@ -230,14 +232,19 @@ class CupyDevice:
         device_id, gpu_name, gpu_arch = gpu_of(cupy)
         return cls(cupy, device_id, gpu_name, choose_arch(target, gpu_arch, gpu_name), cache)
 
-    def load(self, source: str, kernels: list[str]) -> _Loaded:
+    def load(self, source: str, kernels: dict[str, int]) -> _Loaded:
+        """The module of `source`; `kernels` maps each kernel to 0 or, for one launched
+        cooperatively (a device loop's), the most blocks it runs at once."""
         key = (self.id, self.cache.path(source, self.arch))
         with self._modules_lock:
             if key not in self._modules:
                 def load(path: Path) -> _Loaded:
                     with self.cupy.cuda.Device(self.id):
-                        module = self.cupy.RawModule(path=str(path))
-                        return _Loaded({k: module.get_function(k) for k in kernels}, np.int64)
+                        plain = self.cupy.RawModule(path=str(path))
+                        together = (self.cupy.RawModule(path=str(path), enable_cooperative_groups=True)
+                                    if any(kernels.values()) else None)
+                        return _Loaded({k: (together if n else plain).get_function(k) for k, n in kernels.items()},
+                                       np.int64)
                 self._modules[key] = self.cache.load(source, self.arch, load)
             return self._modules[key]
 

@@ -45,7 +45,7 @@ class EmulatedDevice:
 
     def load(self, source: str, kernels: dict[str, int]) -> _Loaded:
         cap = self.max_cooperative_blocks
-        return _Loaded(EmulatedModule(source, {k: min(n, cap) for k, n in kernels.items()}), self)
+        return _Loaded(EmulatedModule(source, {k: max(1, min(n, cap)) for k, n in kernels.items()}), self)
 
     def to_device(self, array: np.ndarray, name: str = "") -> np.ndarray:
         return np.array(array, copy=True, order="C")

@@ -50,8 +50,10 @@ class CudaModule:
         return self.kernels[stage.name]
 
     def launched(self) -> dict[str, int]:
-        """Every kernel's name and the blocks it runs at once: 1, or a cooperative launch's."""
-        out = {k.name: 1 for parts in self.kernels.values() for k in parts}
+        """Every kernel's name and the blocks it runs at once: 0 for an ordinary launch (any
+        number, one after another as the GPU frees room), n for a cooperative launch of at
+        most n (all resident at once: a device loop's kernel)."""
+        out = {k.name: 0 for parts in self.kernels.values() for k in parts}
         out.update({k.name: self.loop_blocks[key] for key, k in self.loops.items()})
         return out
 

@@ -49,7 +49,7 @@ class Device(Protocol):
 
     def load(self, source: str, kernels: dict[str, int]) -> Any: ...
     # a module with .launch(kernel, blocks, threads, args, cooperative=False); `kernels` maps each
-    # kernel to the blocks it runs at once (1, or the blocks of its cooperative launch)
+    # kernel to 0, or the most blocks of its cooperative launch (`CudaModule.launched`)
 
     def to_device(self, array: np.ndarray, name: str = "") -> Any: ...
 

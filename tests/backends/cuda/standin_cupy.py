@@ -77,24 +77,31 @@ class OutOfMemoryError(Exception):
     pass
 
 
+COOPERATIVE_BLOCKS = 16  # the most blocks a cooperative launch of the stand-in runs
+
+
 class RawModule:
     """The module of a cubin this stand-in compiled: its kernels run through the emulation."""
 
-    def __init__(self, *, path: str):
+    def __init__(self, *, path: str, enable_cooperative_groups: bool = False):
         self.source = _SOURCES[hashlib.sha256(Path(path).read_bytes()).hexdigest()]
         self.names: list[str] = []
         self.module = None
+        self.cooperative = enable_cooperative_groups
 
     def get_function(self, name: str):
         self.names.append(name)
 
         def launch(grid, block, args):
             assert all(not isinstance(a, int) for a in args), "CuPy needs sized integers (numpy.int64)"
-            if self.module is None:
-                self.module = EmulatedModule(self.source, self.names)
+            if self.module is None:  # (a cooperative launch runs all its blocks at once)
+                self.module = EmulatedModule(self.source, {n: COOPERATIVE_BLOCKS if self.cooperative else 1
+                                                           for n in self.names})
             args = [a.view(np.ndarray) if isinstance(a, ndarray) else int(a) if isinstance(a, np.integer) else a
                     for a in args]
-            self.module.launch(name, grid[0], block[0], args)
+            if self.cooperative and grid[0] > COOPERATIVE_BLOCKS:
+                raise RuntimeError(f"the stand-in runs at most {COOPERATIVE_BLOCKS} cooperative blocks")
+            self.module.launch(name, grid[0], block[0], args, cooperative=self.cooperative)
         return launch
 
 

@@ -104,7 +104,7 @@ def gpu():
             return {}
 
         def build(self, program, target):
-            return CudaExecutable(emit_module(program, target.hardware.gpu), device)
+            return CudaExecutable(emit_module(program, target.hardware, target.policy), device)
     backend = ft.backends.register(StandInBackend())
     yield device, backend.default_target()
     ft.backends.unregister(backend.name)

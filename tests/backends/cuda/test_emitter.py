@@ -319,6 +319,20 @@ def test_an_op_writing_the_next_row_of_the_state_it_reads_needs_no_staging():
     np.testing.assert_allclose(run_both(p, {"x": x})["s"], want, rtol=1e-6)
 
 
+def test_loop_variables_named_like_element_coordinates_keep_their_meaning():
+    """A loop variable `i1` and a reduction over two axes (whose element coordinates were once
+    `i0`, `i1` too): each index reads the variable it names (found by the random programs)."""
+    p = program(tile("""  buffer x: f64[1,1,1,1] global input
+  buffer y: f64[4,1,2,1] global output
+  buffer z: f64[4,1,1,2] global output""", """  for i1 in 0:3 sequential host {
+    stage k(d in -i1:-i1 + 2) device {
+      y[d + 2, 0, floor(d / 2) + 1:floor(d / 2) + 2, 0:1] = add(0.0, x[0, 0, 0:1, 0])
+      z[d + 2, 0, 0:1, floor(d / 2) + 1:floor(d / 2) + 2] = reduce_add(y[d + 2, 0, 0:1, 0:1], axes=[0, 1])
+    }
+  }"""))
+    run_both(p, {"x": np.full((1, 1, 1, 1), 2.0)})
+
+
 def test_loops_ifs_steps_and_a_polygon_stage():
     p = program(tile("""  buffer x: f32[6,6] global input
   buffer y: f32[6,6] global output""", """  for s in 0:4 step 2 sequential host {
