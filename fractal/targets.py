@@ -59,11 +59,13 @@ def cpu(name: str = "custom-cpu", **numbers) -> Target:
     return custom_cpu(name, **numbers)
 
 
-def cuda(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None, **numbers) -> Target:
+def cuda(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None, tf32: bool = False,
+         **numbers) -> Target:
     """A GPU target: the record of `arch`'s reference GPU (sm_80: a100, sm_89: l4, sm_90: h100),
     the numbers given (`sms`, `clock_ghz`, `l2`, `dram_gbs`, `peak_gflops`...: the fields of
     `fractal.lower.hardware.GpuSpec`) replacing its own.
     `emulate=True`: the same record for the "cuda-emulated" backend, which runs the generated CUDA
     C++ on the CPU; without it, the "cuda" backend, which runs it on this machine's GPU through CuPy
-(without CuPy or a GPU, compiling for it is a `DeviceError`)."""
-    return cuda_presets.cuda_target(arch, emulate=emulate, name=name, **numbers)
+    (without CuPy or a GPU, compiling for it is a `DeviceError`).  `tf32=True`: float32 GEMMs may
+    run on tensor cores in TF32 (10 mantissa bits per operand, fp32 accumulation)."""
+    return cuda_presets.cuda_target(arch, emulate=emulate, name=name, tf32=tf32, **numbers)

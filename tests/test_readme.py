@@ -52,3 +52,18 @@ def test_readme_testing_example_checks_the_model_and_catches_the_missing_mask():
     assert broken != code
     with pytest.raises(AssertionError, match="the interpreter .* disagrees with the reference numpy_last_states"):
         exec(compile(broken, "README.md", "exec"), {})
+
+
+def test_readme_cuda_example_runs_in_the_emulation_and_shows_the_source():
+    import shutil
+
+    import pytest
+    if shutil.which("g++") is None:
+        pytest.skip("the CUDA emulation needs a host C++ compiler (g++)")
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"### CUDA\n.*?```python\n(.*?)```", text, re.S).group(1)
+    printed = []
+    env = {"print": lambda *a: printed.append(a)}
+    exec(compile(code, "README.md", "exec"), env)
+    np.testing.assert_allclose(env["out"].to_numpy(), np.tanh(np.full((3, 2, 8), 0.4)), rtol=1e-6)
+    assert printed[0][0].startswith("// fractal: tile program @step")

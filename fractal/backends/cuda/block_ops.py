@@ -51,6 +51,7 @@ from ..codegen import CUDA, Emitted, cast, emit_expr, offset, store
 from ..codegen.dialect import COMPUTE, KIND
 from ..codegen.ops import GENERIC
 from .mma import DEVICE_CODE as MMA_CODE
+from .mma import MMAS
 
 WARP = 32
 MAX_REGISTER_STAGING = 8  # values per thread an op that overwrites what it reads holds back
@@ -69,6 +70,7 @@ class Block:
     status: list[tuple[str, str]] = field(default_factory=list)  # per code - 1: (op kind, index buffer)
     gpu: GpuArch | None = None       # the tensor-core shapes it has (None: SIMT GEMMs only)
     fold: tuple[str, str, str] | None = None  # a GEMM's rows span the points of this dim: (var, lo, n)
+    tf32: bool = False               # float32 GEMMs may run on tensor cores in TF32 (the user's choice)
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"
@@ -199,13 +201,13 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def gemm_tile(m: int, n: int, k: int, threads: int, mma: bool = False) -> GemmTile:
+def gemm_tile(m: int, n: int, k: int, threads: int, mma: bool = False, mma_k: int = 16) -> GemmTile:
     """Roller-style, by construction: a tile no larger than the matrix (rounded up to powers
     of two), at most 32 rows, and columns enough that the block's threads each own at most 8
     outputs (a tall-skinny recurrent step gets a wide tile); 16 reduction columns at a time.
     On tensor cores (`mma`): up to 64 x 64 in whole 16 x 8 fragments, 16 columns a step."""
     if mma:
-        return GemmTile(min(64, -(-m // 16) * 16), min(64, -(-n // 8) * 8), 16)
+        return GemmTile(min(64, -(-m // 16) * 16), min(64, -(-n // 8) * 8), mma_k)
     tm = min(32, _pow2(m))
     tn = min(_pow2(n), max(32, threads * 8 // tm), 128)
     return GemmTile(tm, tn, min(16, _pow2(k)))
@@ -231,17 +233,27 @@ def _rows(blk: Block, m: int) -> tuple[str, str]:
     return f"{m} * {count}", f"const long long {blk.names[var]} = {lo} + ft_gr / {m}, ft_gm = ft_gr % {m};"
 
 
-def tensor_core(op: Gemm, dtypes, gpu: GpuArch | None) -> str | None:
-    """The mma.sync kind ("f16", "bf16") a GEMM of half-precision operands runs on, if the GPU has it."""
+# operand dtype -> (mma.sync kind, the GPU record's name for its shapes, K of one step)
+TENSOR_CORE = {"float16": ("f16", "float16", 16), "bfloat16": ("bf16", "bfloat16", 16),
+               "float32": ("tf32", "tf32", 8)}
+
+
+MMA_STEP = {"f16": (16, "m16n8k16"), "bf16": (16, "m16n8k16"), "tf32": (8, "m16n8k8")}  # K a step, shape
+
+
+def tensor_core(op: Gemm, dtypes, gpu: GpuArch | None, tf32: bool = False) -> str | None:
+    """The mma.sync kind ("f16", "bf16", "tf32") a GEMM runs on: half-precision operands where the
+    GPU has the shape, float32 ones only where the user allows TF32."""
     a, b = dtypes[op.a.buffer], dtypes[op.b.buffer]
-    if gpu is None or a != b or a not in ("float16", "bfloat16") or not gpu.mma(a):
+    if gpu is None or a != b or a not in TENSOR_CORE or (a == "float32" and not tf32):
         return None
-    return {"float16": "f16", "bfloat16": "bf16"}[a]
+    kind, shapes, _ = TENSOR_CORE[a]
+    return kind if gpu.mma(shapes) else None
 
 
 def _gemm(op: Gemm, blk: Block) -> list[str]:
     (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
-    kind = tensor_core(op, {b: buf.dtype.name for b, buf in blk.buffers.items()}, blk.gpu)
+    kind = tensor_core(op, {b: buf.dtype.name for b, buf in blk.buffers.items()}, blk.gpu, blk.tf32)
     if kind is not None:
         return _gemm_mma(op, blk, kind, m, n, k)
     compute = COMPUTE[blk.dtype(op.c)]
@@ -349,9 +361,11 @@ def _gemm(op: Gemm, blk: Block) -> list[str]:
 
 def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[str]:
     """A GEMM on tensor cores: output tiles of 16 x 8 fragments dealt out to the warps, both
-    operand tiles staged in shared memory 16 columns at a time (rows padded by 8 halves against
-    bank conflicts), fp32 accumulators in registers (`fractal.backends.cuda.mma`)."""
-    t = gemm_tile(_tile_rows(blk, m), n, k, blk.threads, mma=True)
+    operand tiles staged in shared memory a step of K at a time (16 for half precision, 8 for
+    TF32; rows padded by 8 elements against bank conflicts), fp32 accumulators in registers
+    (`fractal.backends.cuda.mma`; TF32 operands are rounded as the loaders fill the fragments)."""
+    step, shape = MMA_STEP[kind]
+    t = gemm_tile(_tile_rows(blk, m), n, k, blk.threads, mma=True, mma_k=step)
     if _overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
         raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
                                f"and spans several tiles")
@@ -375,22 +389,24 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     total = (f"{cast(out, blk.dtype(op.c), 'float32', CUDA).text} + ft_acc[ft_f][ft_i]" if op.accumulate
              else "ft_acc[ft_f][ft_i]")
     value = store(_as(total, "float32"), blk.dtype(op.c), CUDA).text
-    th, helper = blk.threads, {"f16": "ft_mma_m16n8k16_f16_f32", "bf16": "ft_mma_m16n8k16_bf16_f32"}[kind]
+    th, helper = blk.threads, MMAS[kind].helper
+    load_a, load_b = (("ft_load_a_m16n8k8_tf32", "ft_load_b_m16n8k8_tf32_row") if kind == "tf32" else
+                      ("ft_load_a_m16n8k16", "ft_load_b_m16n8k16_row"))
     return [
-        f"for (long long ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += ft_chunks) {{  // tensor cores: mma.sync m16n8k16",
+        f"for (long long ft_tile = ft_chunk; ft_tile < {tiles}; ft_tile += ft_chunks) {{  // tensor cores: mma.sync {shape}",
         f"  const long long ft_row0 = ft_tile / {tiles_n} * {t.tm};",
         f"  const int ft_col0 = ft_tile % {tiles_n} * {t.tn};",
         f"  const int ft_warp = threadIdx.x / {WARP}, ft_lane = threadIdx.x % {WARP};",
         f"  float ft_acc[{per}][4];",
         f"  for (int ft_f = 0; ft_f < {per}; ++ft_f) for (int ft_i = 0; ft_i < 4; ++ft_i) ft_acc[ft_f][ft_i] = 0.0f;",
-        f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += 16) {{",
+        f"  for (int ft_k0 = 0; ft_k0 < {k}; ft_k0 += {step}) {{",
         "    __syncthreads();  // the last step's tiles are read",
-        f"    for (int ft_j = threadIdx.x; ft_j < {t.tm * 16}; ft_j += {th}) {{",
-        "      const long long ft_gr = ft_row0 + ft_j / 16, ft_gk = ft_k0 + ft_j % 16;",
+        f"    for (int ft_j = threadIdx.x; ft_j < {t.tm * step}; ft_j += {th}) {{",
+        f"      const long long ft_gr = ft_row0 + ft_j / {step}, ft_gk = ft_k0 + ft_j % {step};",
         f"      {point}",
-        f"      {sa}[ft_j / 16][ft_j % 16] = ft_gr < {rows} && ft_gk < {k} ? {blk.ref(op.a, a_at)} : {zero};",
+        f"      {sa}[ft_j / {step}][ft_j % {step}] = ft_gr < {rows} && ft_gk < {k} ? {blk.ref(op.a, a_at)} : {zero};",
         "    }",
-        f"    for (int ft_j = threadIdx.x; ft_j < {16 * t.tn}; ft_j += {th}) {{",
+        f"    for (int ft_j = threadIdx.x; ft_j < {step * t.tn}; ft_j += {th}) {{",
         f"      const long long ft_gk = ft_k0 + ft_j / {t.tn}, ft_gn = ft_col0 + ft_j % {t.tn};",
         f"      {sb}[ft_j / {t.tn}][ft_j % {t.tn}] = ft_gk < {k} && ft_gn < {n} ? {blk.ref(op.b, b_at)} : {zero};",
         "    }",
@@ -399,8 +415,8 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
         f"      const int ft_frag = ft_warp + ft_f * {warps};  // (the same in every lane of a warp)",
         f"      if (ft_frag < {frags}) {{",
         "        unsigned ft_a[4], ft_b[2];",
-        f"        ft_load_a_m16n8k16(ft_a, &{sa}[ft_frag / {frags_n} * 16][0], {lda}, ft_lane);",
-        f"        ft_load_b_m16n8k16_row(ft_b, &{sb}[0][ft_frag % {frags_n} * 8], {ldb}, ft_lane);",
+        f"        {load_a}(ft_a, &{sa}[ft_frag / {frags_n} * 16][0], {lda}, ft_lane);",
+        f"        {load_b}(ft_b, &{sb}[0][ft_frag % {frags_n} * 8], {ldb}, ft_lane);",
         f"        {helper}(ft_acc[ft_f], ft_a, ft_b, ft_acc[ft_f]);",
         "      }",
         "    }",

@@ -57,13 +57,13 @@ def qualifies(loop: Loop) -> bool:
 
 
 def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: tuple[str, ...], gpu: GpuArch,
-                     status: list) -> tuple[LoopKernel, list[str]]:
+                     status: list, tf32: bool = False) -> tuple[LoopKernel, list[str]]:
     stages = loop.body
     threads = max(threads_for(s) for s in stages)
     reads = set().union(*(stage_vars(s) for s in stages)) | loop.start.vars() | loop.stop.vars()
     outer = tuple(v for v in outer if v in reads)
     names = {v: f"v_{v}" for v in outer + (loop.var,)}
-    blk = Block(buffers, names, threads, 1, status=status, gpu=gpu)
+    blk = Block(buffers, names, threads, 1, status=status, gpu=gpu, tf32=tf32)
     body = []
     for s in stages:
         blk.names = {**names, **{d.var: f"v_{d.var}" for d in s.dims}}

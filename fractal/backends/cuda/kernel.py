@@ -38,7 +38,7 @@ from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentRedu
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block_ops import FOLDED_ROWS, RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
+from .block_ops import FOLDED_ROWS, MMA_STEP, RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
 
 MAX_THREADS = 256
 MAX_CHUNKS = 4096
@@ -98,7 +98,7 @@ def threads_for(stage: Stage) -> int:
     return min(MAX_THREADS, max(WARP, 1 << max(0, work - 1).bit_length()))
 
 
-def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch) -> int:
+def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch, tf32: bool = False) -> int:
     """Blocks per point: one unless a single op has more work than its threads take in 4 rounds."""
     if len(stage.body) != 1:
         return 1
@@ -106,8 +106,7 @@ def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch
     if isinstance(op, Gemm):
         m, n = op.c.shape
         k = op.a.shape[0] if op.trans_a else op.a.shape[1]
-        mma = tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu) is not None
-        t = gemm_tile(m, n, k, threads, mma)
+        t = _tile(op, m, n, k, threads, buffers, gpu, tf32)
         return min(MAX_CHUNKS, -(-m // t.tm) * -(-n // t.tn))
     if isinstance(op, Elementwise) and any(r.buffer == op.dst.buffer and r != op.dst for r in op.reads):
         return 1  # (it holds every value back in registers before writing: one block)
@@ -133,16 +132,22 @@ def stage_parts(stage: Stage) -> list[Stage]:
     return [stage]
 
 
+def _tile(op: Gemm, m: int, n: int, k: int, threads: int, buffers, gpu: GpuArch, tf32: bool):
+    """The tile `block_ops` gives this GEMM (on tensor cores or not)."""
+    kind = tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu, tf32)
+    return gemm_tile(m, n, k, threads, kind is not None, MMA_STEP[kind][0] if kind else 16)
+
+
 def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: tuple[str, ...],
-                gpu: GpuArch, status: list) -> tuple[Kernel, list[str]]:
+                gpu: GpuArch, status: list, tf32: bool = False) -> tuple[Kernel, list[str]]:
     """The kernel of `stage` and the helper definitions it calls; `status` collects, per
     status code, the gather or scatter that raises it (shared by a module's kernels)."""
     dims = tuple(d.var for d in stage.dims)
     names = {v: f"v_{v}" for v in dims + loop_vars}
     threads = threads_for(stage)
     fold = len(stage.body) == 1 and folds(stage.body[0], stage)
-    chunks = 1 if fold else _chunks(stage, threads, buffers, gpu)
-    blk = Block(buffers, names, threads, chunks, status=status, gpu=gpu,
+    chunks = 1 if fold else _chunks(stage, threads, buffers, gpu, tf32)
+    blk = Block(buffers, names, threads, chunks, status=status, gpu=gpu, tf32=tf32,
                 fold=(dims[-1], f"ft_lo{len(dims) - 1}", f"ft_n{len(dims) - 1}") if fold else None)
     body = stage_ops(stage, blk)
     check_shared(blk, gpu, f"stage {stage.name}")
@@ -158,8 +163,7 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     if fold:  # the innermost dim's points are rows of the GEMM: tiles over (rows x points, columns)
         op = stage.body[0]
         (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
-        t = gemm_tile(m * FOLDED_ROWS, n, k, threads, tensor_core(op, {b: buf.dtype.name for b, buf in buffers.items()}, gpu)
-                      is not None)
+        t = _tile(op, m * FOLDED_ROWS, n, k, threads, buffers, gpu, tf32)
         fold_info = (len(dims) - 1, m, t.tm, -(-n // t.tn))
         last = len(dims) - 1
         lines += [f"  const long long ft_chunks = ({m} * ft_n{last} + {t.tm - 1}) / {t.tm} * {fold_info[3]};",

@@ -72,7 +72,7 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
                 parts = []
                 for part in stage_parts(s):
                     k, h = emit_kernel(part, kernel_name(part, taken), buffers,
-                                       tuple(v for v in loop_vars if v in reads), gpu, status)
+                                       tuple(v for v in loop_vars if v in reads), gpu, status, policy.tf32)
                     parts.append(k)
                     helpers.extend(h)
                 kernels[s.name] = tuple(parts)
@@ -80,7 +80,7 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
                 facts = _loop_facts(s) if qualifies(s) else None
                 if facts is not None and policy.loop_on_device(facts, hw):
                     name = _free(f"loop_{s.var}", taken)
-                    k, h = emit_loop_kernel(s, name, buffers, loop_vars, gpu, status)
+                    k, h = emit_loop_kernel(s, name, buffers, loop_vars, gpu, status, policy.tf32)
                     loops[id(s)], blocks[id(s)] = k, min(facts.max_points, resident_blocks(hw, k.threads))
                     helpers.extend(h)
                 else:

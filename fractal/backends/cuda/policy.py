@@ -44,7 +44,11 @@ class DeviceLoopFacts:
 
 @dataclass(frozen=True)
 class CudaPolicy:
-    """The GPU cost policy (the module docstring gives each rule's reason)."""
+    """The GPU cost policy (the module docstring gives each rule's reason).  `tf32`: float32
+    GEMMs may run on tensor cores in TF32 (10 mantissa bits per operand, fp32 accumulation),
+    the user's choice (`ft.targets.cuda(..., tf32=True)`), as in PyTorch and JAX."""
+
+    tf32: bool = False
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
         return not facts.recurrent

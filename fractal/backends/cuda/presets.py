@@ -54,9 +54,10 @@ _BACKEND = {False: "cuda", True: "cuda-emulated"}
 _FIELDS = tuple(f.name for f in dataclasses.fields(GpuSpec) if f.name not in ("name", "arch", "source"))
 
 
-def _target(name: str, spec: GpuSpec, emulate: bool) -> Target:
+def _target(name: str, spec: GpuSpec, emulate: bool, tf32: bool = False) -> Target:
     hw = gpu_hardware(spec)
-    return Target(name + ("-emulated" if emulate else ""), _BACKEND[bool(emulate)], hw, CudaPolicy(), spec.source)
+    return Target(name + ("-emulated" if emulate else "") + ("-tf32" if tf32 else ""), _BACKEND[bool(emulate)],
+                  hw, CudaPolicy(tf32=bool(tf32)), spec.source)
 
 
 def preset_target(name: str, emulate: bool = False) -> Target:
@@ -64,9 +65,11 @@ def preset_target(name: str, emulate: bool = False) -> Target:
     return _target(name, SPECS[name], emulate)
 
 
-def cuda_target(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None, **numbers) -> Target:
+def cuda_target(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None, tf32: bool = False,
+                **numbers) -> Target:
     """The target of `arch`'s reference GPU (`REFERENCE`), its numbers replaced by those given
-    (fields of `GpuSpec`: sms, clock_ghz, l2, l2_gbs, dram_name, dram, dram_gbs, peak_gflops)."""
+    (fields of `GpuSpec`: sms, clock_ghz, l2, l2_gbs, dram_name, dram, dram_gbs, peak_gflops);
+    `tf32=True` lets float32 GEMMs run on tensor cores in TF32."""
     if arch not in REFERENCE:
         raise ArgumentError(f"ft.targets.cuda() knows the architectures {', '.join(REFERENCE)} "
                             f"(their GPUs: {', '.join(REFERENCE.values())}), not {arch!r}")
@@ -75,12 +78,13 @@ def cuda_target(arch: str = "sm_90", *, emulate: bool = False, name: str | None 
         raise ArgumentError(f"ft.targets.cuda() has no field {unknown[0]!r}; its fields are {', '.join(_FIELDS)}")
     reference = REFERENCE[arch]
     if not numbers and name is None:
-        return preset_target(reference, emulate)
+        return _target(reference, SPECS[reference], emulate, tf32)
     given = ", ".join(f"{k}={v!r}" for k, v in sorted(numbers.items()))
     name = name or f"custom-{arch}"
     source = f"given: {given}; the rest from {reference}" if given else SPECS[reference].source
     try:
-        return _target(name, dataclasses.replace(SPECS[reference], name=name, source=source, **numbers), emulate)
+        return _target(name, dataclasses.replace(SPECS[reference], name=name, source=source, **numbers), emulate,
+                       tf32)
     except (TypeError, ValueError) as e:
         raise ArgumentError(f"ft.targets.cuda({arch!r}, {given}): {e}") from None
 

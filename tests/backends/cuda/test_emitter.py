@@ -188,6 +188,25 @@ def test_a_gemm_of_several_reduction_steps_streams_its_tiles_by_cp_async_double_
         np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-4)
 
 
+def test_float32_gemms_run_on_tensor_cores_in_tf32_only_where_the_target_allows_it():
+    p = program(tile("""  buffer a: f32[40,37] global input
+  buffer b: f32[37,70] global input
+  buffer c: f32[40,70] global output""", """  stage mm() device {
+    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
+  }"""))
+    assert "mma.sync" not in emit_module(p, GPU).source.split("// stage")[1]  # (the default: exact fp32)
+    target = ft.targets.cuda("sm_80", emulate=True, tf32=True)
+    assert target.name == "a100-emulated-tf32" and target != ft.targets.cuda("sm_80", emulate=True)
+    module = emit_module(p, target.hardware, target.policy)
+    assert "ft_mma_m16n8k8_tf32_f32(ft_acc[ft_f], ft_a, ft_b, ft_acc[ft_f]);" in module.source
+    a, b = data((40, 37)), data((37, 70))
+    got = CudaExecutable(module, EmulatedDevice()).run({"a": a, "b": b})["c"]
+    from fractal.backends.cuda.mma import tf32_round
+    want = tf32_round(a).astype(np.float64) @ tf32_round(b).astype(np.float64)  # operands rounded, sums in fp32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - a.astype(np.float64) @ b).max() > 1e-5  # (TF32 is visibly not fp32)
+
+
 def test_a_single_big_gemm_is_cut_over_blocks():
     p = program(tile("""  buffer a: f32[100,16] global input
   buffer b: f32[16,300] global input
