@@ -33,7 +33,7 @@ from fractal.lower.tile_ir import Buffer, Loop, Stage
 from fractal.lower.tile_printer import header
 
 from ..codegen import index_expr
-from .block_ops import Block
+from .block import Block
 from .kernel import (buffer_params, check_shared, shared_declarations, stage_ops, stage_vars, threads_for,
                      used_buffers)
 

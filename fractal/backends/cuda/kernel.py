@@ -14,15 +14,22 @@ the target's GPU record, by construction (no search): the same program, sizes an
 the same source on any machine.
 
     // stage cell(l in 0:2) device
-    extern "C" __global__ void __launch_bounds__(32) cell(float* __restrict__ b_h, const float* __restrict__ b_g,
-        long long ft_lo0, long long ft_n0, int* ft_status) {
+    extern "C" __global__ void __launch_bounds__(32) cell(const float* __restrict__ b_g, float* __restrict__ b_h, long long ft_lo0, long long ft_n0, int* ft_status) {
       long long ft_p = blockIdx.x;
+      const int ft_chunks = 1;
       const int ft_chunk = 0;
       const long long v_l = ft_lo0 + ft_p;
-      const int ft_t0 = threadIdx.x, ft_tn = 32;
+      const long long ft_t0 = ft_chunk * 32 + threadIdx.x, ft_tn = ft_chunks * 32;
       // h[l + 1, 0:4] = tanh(g[l, 0:4])
-      for (int ft_e = ft_t0; ft_e < 4; ft_e += ft_tn) { ... }
+      for (int ft_e = ft_t0; ft_e < 4; ft_e += ft_tn) {
+        const long long ft_c0 = ft_e;
+        b_h[ft_c0 + 4*v_l + 4] = tanhf(b_g[ft_c0 + 4*v_l]);
+      }
     }
+
+A stage whose GEMM shares its weight across the points of its innermost dim folds those
+points into the GEMM's rows (`folds`): the kernel's blocks then tile (rows x points, columns)
+and the stage runs as one kernel per op (`stage_parts`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentRedu
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block_ops import FOLDED_ROWS, MMA_STEP, RULES, WARP, Block, gemm_shared_bytes, gemm_tile, tensor_core
+from .block import WARP, Block
+from .block_gemm import FOLDED_ROWS, MMA_STEP, gemm_shared_bytes, gemm_tile, tensor_core
+from .block_ops import RULES
 
 MAX_THREADS = 256
 MAX_CHUNKS = 4096

@@ -90,7 +90,8 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
                 walk(s.orelse, loop_vars)
 
     walk(program.body, ())
-    head = [f"// fractal: tile program @{program.name}, {len(kernels) + len(loops)} kernels for {gpu.name}"]
+    count = sum(len(parts) for parts in kernels.values()) + len(loops)
+    head = [f"// fractal: tile program @{program.name}, {count} kernel{'s' if count != 1 else ''} for {gpu.name}"]
     if any(b.dtype.name in HALF for b in program.buffers):
         head.append(CUDA.includes().rstrip())
     if loops:

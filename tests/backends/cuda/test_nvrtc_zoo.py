@@ -235,7 +235,7 @@ def test_an_error_at_no_line_of_the_module_is_the_compilers_own():
 
 def test_locate_reads_the_stage_and_op_comments():
     source = "\n".join([
-        "// fractal: tile program @p, 1 kernels for sm_90",           # 1
+        "// fractal: tile program @p, 1 kernel for sm_90",           # 1
         "static __device__ int fl_one() { return 1; }",               # 2
         "// stage cell(i in 0:4) device",                             # 3
         'extern "C" __global__ void __launch_bounds__(32) cell(float* __restrict__ b_h) {',  # 4
