@@ -24,7 +24,8 @@ from fractal.lower.tile_ir import Buffer, Region
 from ..codegen import Emitted, offset
 
 WARP = 32
-MAX_REGISTER_STAGING = 8  # values per thread an op that overwrites what it reads holds back
+MAX_REGISTER_STAGING = 8  # values per thread an op that overwrites what it reads holds back in registers
+SCRATCH = "FT_SCRATCH_BYTES"  # in the text until every op is emitted: the bytes of a block's scratch
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Block:
     gpu: GpuArch | None = None       # the tensor-core shapes it has (None: SIMT GEMMs only)
     fold: tuple[str, str, str] | None = None  # a GEMM's rows span the points of this dim: (var, lo, n)
     tf32: bool = False               # float32 GEMMs may run on tensor cores in TF32 (the user's choice)
+    scratch: int = 0                 # bytes of global scratch each block needs (`SCRATCH` in the text)
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fractal.lang.errors import UnsupportedError
 from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, SegmentReduce
@@ -42,8 +44,8 @@ from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Redu
 from ..codegen import CUDA, cast, emit_expr, store
 from ..codegen.dialect import COMPUTE, KIND
 from ..codegen.ops import GENERIC
-from .block import (MAX_REGISTER_STAGING, WARP, Block, aligned, coords, deal, decode, overwrites_its_input,
-                    value_of_text)
+from .block import (MAX_REGISTER_STAGING, SCRATCH, WARP, Block, aligned, coords, deal, decode,
+                    overwrites_its_input, value_of_text)
 from .block_gemm import gemm_rule
 
 
@@ -58,17 +60,26 @@ def _pointwise(op, blk: Block, value_of, extra_decode=()) -> list[str]:
     decoded = [*decode("ft_e", shape, "ft_c"), *extra_decode]
     if not overwrites_its_input(op, op.reads):
         return deal(count, [*decoded, f"{target} = {value.text};"])
-    # dst = f(dst elsewhere): NumPy reads every element before writing one; so does the block
-    per_thread = -(-count // (blk.threads * blk.chunks))
-    if per_thread > MAX_REGISTER_STAGING or blk.chunks > 1:
-        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: it overwrites elements it reads, "
-                               f"{count} of them (at most {blk.threads * MAX_REGISTER_STAGING})")
+    # dst = f(dst elsewhere): NumPy reads every element before writing one; so does the block,
+    # holding the values back in registers, or where they are too many, in its global scratch
+    if blk.chunks > 1:
+        raise UnsupportedError(f"the CUDA emitter cannot cut `{op}` over blocks: it overwrites elements it reads")
+    per_thread = -(-count // blk.threads)
+    ctype = CUDA.ctype[value.dtype]
+    if per_thread <= MAX_REGISTER_STAGING:
+        held, at = [f"{ctype} ft_v[{per_thread}];"], "ft_v[ft_k]"
+    else:
+        blk.scratch = max(blk.scratch, -(-count * np.dtype(value.dtype if value.dtype != "bfloat16" else "uint16")
+                                          .itemsize // 16) * 16)
+        held = [f"{ctype}* ft_v = reinterpret_cast<{ctype}*>(static_cast<unsigned char*>(ft_scratch) + "
+                f"(long long)blockIdx.x * {SCRATCH});"]
+        at = "ft_v[ft_e]"
     decoded = ["    " + x for x in decoded]
     each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
-    return [f"{{ {CUDA.ctype[value.dtype]} ft_v[{per_thread}];",
-            "  " + each, *decoded, f"    ft_v[ft_k] = {value.text};", "  }",
+    return ["{ " + held[0],
+            "  " + each, *decoded, f"    {at} = {value.text};", "  }",
             "  __syncthreads();  // every element read before one is overwritten",
-            "  " + each, *decoded, f"    {target} = ft_v[ft_k];", "  }", "}"]
+            "  " + each, *decoded, f"    {target} = {at};", "  }", "}"]
 
 
 def _elementwise(op: Elementwise, blk: Block) -> list[str]:

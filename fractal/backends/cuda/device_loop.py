@@ -33,7 +33,7 @@ from fractal.lower.tile_ir import Buffer, Loop, Stage
 from fractal.lower.tile_printer import header
 
 from ..codegen import index_expr
-from .block import Block
+from .block import SCRATCH, Block
 from .kernel import (buffer_params, check_shared, shared_declarations, stage_ops, stage_vars, threads_for,
                      used_buffers)
 
@@ -48,6 +48,7 @@ class LoopKernel:
     loop_vars: tuple[str, ...]     # the loops around it
     threads: int
     source: str
+    scratch: int = 0               # bytes of global scratch per block (a last `ft_scratch` parameter)
 
 
 def qualifies(loop: Loop) -> bool:
@@ -74,6 +75,7 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
     written = {r.buffer for s in stages for op in s.body for r in op.writes}
     bufs = tuple(b for b in buffers if b in used)
     params = buffer_params(bufs, buffers, written) + [f"long long v_{v}" for v in outer] + ["int* ft_status"]
+    params += ["unsigned char* ft_scratch"] if blk.scratch else []
     var = f"v_{loop.var}"
     lines = [f"// {_loop_header(loop)}: on the device",
              f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
@@ -82,7 +84,8 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
              f"  for (long long {var} = {index_expr(loop.start, names)}; {var} {'<' if loop.step > 0 else '>'} "
              f"{index_expr(loop.stop, names)}; {var} += {loop.step}) {{",
              *("    " + x for x in body), "  }", "}"]
-    return LoopKernel(name, loop, bufs, outer, threads, "\n".join(lines) + "\n"), blk.helpers
+    text = ("\n".join(lines) + "\n").replace(SCRATCH, str(blk.scratch))
+    return LoopKernel(name, loop, bufs, outer, threads, text, blk.scratch), blk.helpers
 
 
 def _loop_header(loop: Loop) -> str:

@@ -45,7 +45,7 @@ from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentRedu
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block import WARP, Block
+from .block import SCRATCH, WARP, Block, overwrites_its_input
 from .block_gemm import FOLDED_ROWS, MMA_STEP, gemm_shared_bytes, gemm_tile, tensor_core
 from .block_ops import RULES
 
@@ -68,6 +68,7 @@ class Kernel:
     chunks: int                    # blocks per point (a folded GEMM: see `fold`)
     source: str
     fold: tuple[int, int, int, int] | None = None   # (dim, rows per point, tile rows, column tiles)
+    scratch: int = 0               # bytes of global scratch per block (a last `ft_scratch` parameter)
 
     def blocks(self, box) -> int:
         """The blocks a launch over `box` ((start, extent) per dim) runs."""
@@ -117,8 +118,8 @@ def _chunks(stage: Stage, threads: int, buffers: dict[str, Buffer], gpu: GpuArch
         k = op.a.shape[0] if op.trans_a else op.a.shape[1]
         t = _tile(op, m, n, k, threads, buffers, gpu, tf32)
         return min(MAX_CHUNKS, -(-m // t.tm) * -(-n // t.tn))
-    if isinstance(op, Elementwise) and any(r.buffer == op.dst.buffer and r != op.dst for r in op.reads):
-        return 1  # (it holds every value back in registers before writing: one block)
+    if overwrites_its_input(op, op.reads):
+        return 1  # (it holds every value back before writing: one block)
     return min(MAX_CHUNKS, max(1, -(-_work(op) // (threads * 4))))
 
 
@@ -165,6 +166,8 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     params += [f"long long v_{v}" for v in loop_vars]
     params += [f"long long ft_{x}{k}" for k in range(len(dims)) for x in ("lo", "n")]
     params.append("int* ft_status")
+    if blk.scratch:
+        params.append("unsigned char* ft_scratch")
     lines = [f"// {header(stage)}",
              f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
              "  long long ft_p = blockIdx.x;"]
@@ -192,7 +195,8 @@ def emit_kernel(stage: Stage, name: str, buffers: dict[str, Buffer], loop_vars: 
     lines.append(f"  const long long ft_t0 = ft_chunk * {threads} + threadIdx.x, ft_tn = ft_chunks * {threads};")
     lines += ["  " + x for x in shared_declarations(blk)]
     lines += ["  " + x for x in body] + ["}"]
-    kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, "\n".join(lines) + "\n", fold_info)
+    text = ("\n".join(lines) + "\n").replace(SCRATCH, str(blk.scratch))
+    kernel = Kernel(name, stage, bufs, loop_vars, threads, chunks, text, fold_info, blk.scratch)
     return kernel, blk.helpers
 
 

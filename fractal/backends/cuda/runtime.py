@@ -135,7 +135,7 @@ class CudaExecutable:
             if blocks == 0:
                 continue
             args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars]
-            args += [x for lo_n in box for x in lo_n] + [status]
+            args += [x for lo_n in box for x in lo_n] + [status] + self._scratch(kernel, blocks)
             self._loaded.launch(kernel.name, blocks, kernel.threads, args)
         if profile is not None:
             profile[stage.name] = profile.get(stage.name, 0.0) + perf_counter() - t0
@@ -145,10 +145,19 @@ class CudaExecutable:
         """The whole loop in one cooperative launch of its persistent kernel (`device_loop`)."""
         kernel, blocks = self.module.loops[id(loop)], self.module.loop_blocks[id(loop)]
         args = [arrays[b] for b in kernel.buffers] + [env[v] for v in kernel.loop_vars] + [status]
+        args += self._scratch(kernel, blocks)
         t0 = perf_counter() if profile is not None else 0.0
         self._loaded.launch(kernel.name, blocks, kernel.threads, args, cooperative=True)
         if profile is not None:
             profile[kernel.name] = profile.get(kernel.name, 0.0) + perf_counter() - t0
+
+
+    def _scratch(self, kernel, blocks: int) -> list:
+        """The kernel's global scratch for this launch (blocks x its bytes), if it has one: where
+        an op that overwrites what it reads holds its values back (`block_ops`)."""
+        if not kernel.scratch:
+            return []
+        return [self.device.zeros(blocks * kernel.scratch, np.uint8, f"scratch of kernel {kernel.name}")]
 
 
 def stage_box(stage: Stage, env: Mapping[str, int]) -> list[tuple[int, int]] | None:

@@ -321,6 +321,20 @@ def test_an_op_that_overwrites_what_it_reads_reads_everything_first():
     np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:4] + 1]))
 
 
+def test_an_op_that_overwrites_more_than_its_registers_hold_stages_through_global_scratch():
+    """A shift of 2999 elements (more than 8 a thread in a block of 256) reads them all into the
+    block's scratch before writing one; NumPy's answer, in any thread order."""
+    p = program(tile("""  buffer x: f32[3000] global input
+  buffer y: f32[3000] global output""", """  stage s() device {
+    y[0:3000] = copy(x[0:3000])
+    y[1:3000] = add(y[0:2999], 1.0)
+  }"""))
+    (kernel,) = emit_module(p, GPU).kernels["s"]
+    assert kernel.scratch == 2999 * 4 + 4 and "unsigned char* ft_scratch" in kernel.source
+    x = data(3000)
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:2999] + 1]))
+
+
 def test_an_op_writing_the_next_row_of_the_state_it_reads_needs_no_staging():
     """`s[t + 1] = 0.5 * s[t] + x[t]` over 300 elements a row: the rows are a constant apart, so
     no element is both read and written (retention's decayed state), whatever the row's size."""
