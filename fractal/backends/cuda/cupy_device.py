@@ -201,15 +201,39 @@ def probe() -> tuple[str | None, str]:
     return f"{name} ({arch})", ""
 
 
+def resident_blocks(kernel_attributes: dict, device_attributes: dict, threads: int) -> int | None:
+    """How many blocks of `threads` threads of a compiled kernel the GPU holds at once (what a
+    cooperative launch may ask for), from the kernel's registers and shared memory and the
+    GPU's per-SM limits; None where an attribute is missing (the record's estimate stands)."""
+    try:
+        regs = kernel_attributes["num_regs"] * threads
+        shared = kernel_attributes["shared_size_bytes"]
+        sms = device_attributes["MultiProcessorCount"]
+        limits = [device_attributes["MaxThreadsPerMultiProcessor"] // threads,
+                  device_attributes["MaxRegistersPerMultiprocessor"] // max(1, regs)]
+        if shared:
+            limits.append(device_attributes["MaxSharedMemoryPerMultiprocessor"] // shared)
+        if "MaxBlocksPerMultiprocessor" in device_attributes:
+            limits.append(device_attributes["MaxBlocksPerMultiprocessor"])
+    except (KeyError, TypeError):
+        return None
+    return max(1, min(limits)) * sms
+
+
 class _Loaded:
-    def __init__(self, functions: dict, np_int):
-        self.functions, self._int = functions, np_int
+    def __init__(self, functions: dict, np_int, device_attributes: dict | None = None):
+        self.functions, self._int, self.device_attributes = functions, np_int, device_attributes or {}
 
     def launch(self, kernel: str, blocks: int, threads: int, args, cooperative: bool = False) -> None:
         # (a cooperative kernel comes from a module loaded with enable_cooperative_groups: CuPy
-        # launches it with cuLaunchCooperativeKernel)
+        # launches it with cuLaunchCooperativeKernel, which fails when the blocks cannot all be
+        # resident: the kernel deals its points to however many run, so ask for what fits)
+        fn = self.functions[kernel]
+        if cooperative:
+            fits = resident_blocks(getattr(fn, "attributes", {}), self.device_attributes, threads)
+            blocks = min(blocks, fits) if fits else blocks
         args = tuple(self._int(a) if isinstance(a, int) else a for a in args)  # long long parameters
-        self.functions[kernel]((blocks,), (threads,), args)
+        fn((blocks,), (threads,), args)
 
 
 class CupyDevice:
@@ -243,8 +267,9 @@ class CupyDevice:
                         plain = self.cupy.RawModule(path=str(path))
                         together = (self.cupy.RawModule(path=str(path), enable_cooperative_groups=True)
                                     if any(kernels.values()) else None)
+                        attributes = getattr(self.cupy.cuda.Device(self.id), "attributes", {})
                         return _Loaded({k: (together if n else plain).get_function(k) for k, n in kernels.items()},
-                                       np.int64)
+                                       np.int64, attributes)
                 self._modules[key] = self.cache.load(source, self.arch, load)
             return self._modules[key]
 

@@ -298,3 +298,16 @@ def test_fractal_run_for_a_gpu_without_one_says_so_in_a_line(monkeypatch, capsys
     assert main(["run", "b2b_gemm", "--target", "h100"]) == 2
     assert capsys.readouterr().err.startswith("fractal: the 'cuda' backend runs its kernels with CuPy, which does "
                                               "not import here")
+
+
+def test_a_cooperative_launch_asks_for_no_more_blocks_than_the_gpu_holds():
+    """An H100-like SM (2048 threads, 64K registers, 228 KiB shared, 32 blocks) and a kernel of
+    256 threads: 80 registers a thread allow 3 blocks an SM, 40 KiB of shared memory 5, and
+    the threads 8; missing attributes leave the record's estimate."""
+    from fractal.backends.cuda.cupy_device import resident_blocks
+    gpu = {"MultiProcessorCount": 132, "MaxThreadsPerMultiProcessor": 2048, "MaxRegistersPerMultiprocessor": 65536,
+           "MaxSharedMemoryPerMultiprocessor": 228 * 1024, "MaxBlocksPerMultiprocessor": 32}
+    assert resident_blocks({"num_regs": 80, "shared_size_bytes": 0}, gpu, 256) == 3 * 132
+    assert resident_blocks({"num_regs": 32, "shared_size_bytes": 40 * 1024}, gpu, 256) == 5 * 132
+    assert resident_blocks({"num_regs": 16, "shared_size_bytes": 0}, gpu, 256) == 8 * 132
+    assert resident_blocks({}, gpu, 256) is None
