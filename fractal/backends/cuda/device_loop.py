@@ -59,6 +59,8 @@ def qualifies(loop: Loop) -> bool:
 
 def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: tuple[str, ...], gpu: GpuArch,
                      status: list, tf32: bool = False) -> tuple[LoopKernel, list[str]]:
+    """The persistent kernel of `loop` (which `qualifies`) and the helpers it calls; `outer`
+    are the loops around it, whose variables it takes as parameters."""
     stages = loop.body
     threads = max(threads_for(s) for s in stages)
     reads = set().union(*(stage_vars(s) for s in stages)) | loop.start.vars() | loop.stop.vars()
@@ -77,7 +79,7 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
     params = buffer_params(bufs, buffers, written) + [f"long long v_{v}" for v in outer] + ["int* ft_status"]
     params += ["unsigned char* ft_scratch"] if blk.scratch else []
     var = f"v_{loop.var}"
-    lines = [f"// {_loop_header(loop)}: on the device",
+    lines = [f"// {header(loop)}: on the device",
              f'extern "C" __global__ void __launch_bounds__({threads}) {name}({", ".join(params)}) {{',
              "  cooperative_groups::grid_group ft_grid = cooperative_groups::this_grid();",
              *("  " + x for x in shared_declarations(blk)),
@@ -86,10 +88,6 @@ def emit_loop_kernel(loop: Loop, name: str, buffers: dict[str, Buffer], outer: t
              *("    " + x for x in body), "  }", "}"]
     text = ("\n".join(lines) + "\n").replace(SCRATCH, str(blk.scratch))
     return LoopKernel(name, loop, bufs, outer, threads, text, blk.scratch), blk.helpers
-
-
-def _loop_header(loop: Loop) -> str:
-    return header(loop)
 
 
 def _stage(s: Stage, blk: Block, threads: int) -> list[str]:
