@@ -130,7 +130,7 @@ def folds(op, stage: Stage) -> bool:
     if not isinstance(op, Gemm) or not stage.dims or not stage.rectangular:
         return False
     var = stage.dims[-1].var
-    return var not in op.b.vars() and var in op.c.vars()
+    return var not in op.b.vars() and var in op.c.vars() and not overwrites_its_input(op, (op.a, op.b))
 
 
 def stage_parts(stage: Stage) -> list[Stage]:
