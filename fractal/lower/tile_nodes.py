@@ -11,6 +11,7 @@ equal programs compare equal; they never parse.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
@@ -27,6 +28,7 @@ LOOP_KINDS = ("sequential", "parallel")
 PLACEMENTS = ("host", "device")
 COMBINERS = ("add", "max", "min")
 COMPARISONS = ("<", "<=", "==", "!=", ">=", ">")
+COMPARE = dict(zip(COMPARISONS, (operator.lt, operator.le, operator.eq, operator.ne, operator.ge, operator.gt)))
 
 
 def _set(obj, name, value) -> None:
@@ -289,6 +291,11 @@ class If:
         _set(self, "cond", (aff(a), op, aff(b)))
         _set(self, "then", tuple(self.then))
         _set(self, "orelse", tuple(self.orelse))
+
+    def holds(self, env) -> bool:
+        """Whether the condition holds with the variables of `env` bound (`then` runs)."""
+        a, op, b = self.cond
+        return COMPARE[op](a.evaluate(env), b.evaluate(env))
 
 
 Stmt = Union[Loop, Stage, If]

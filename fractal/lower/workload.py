@@ -23,10 +23,6 @@ from .tile_isl import Scope
 
 _MAX_POINTS = 1 << 24
 
-_COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne__, ">=": int.__ge__,
-            ">": int.__gt__}
-
-
 def stage_runs(stmts, env: dict, itemsizes: dict, limit: int = 200_000) -> list[StageRun] | None:
     """The stage runs of `stmts` with the variables of `env` bound; None past `limit` runs.
     Consecutive stages over the same points count as one run of all their ops, as the merge
@@ -72,9 +68,7 @@ def stage_runs(stmts, env: dict, itemsizes: dict, limit: int = 200_000) -> list[
             elif isinstance(s, Loop):
                 pieces = block(s.body, env, batch + ((s.var, s.start, s.stop, s.step),), times)
             elif isinstance(s, If):
-                a, op, b = s.cond
-                pieces = block(s.then if _COMPARE[op](a.evaluate(env), b.evaluate(env)) else s.orelse, env, batch,
-                               times)
+                pieces = block(s.then if s.holds(env) else s.orelse, env, batch, times)
             elif isinstance(s, Stage):
                 run, dims = run_of(s, env, batch)
                 pieces = [(dims, run)] if run is not None else []

@@ -900,3 +900,10 @@ def test_a_dead_points_reads_do_not_count_against_a_parallel_loop(active, meets)
     with pytest.raises(VerifyError, match="iterations of parallel loop m are not independent"):
         p.verify()
 
+
+
+def test_an_if_holds_by_its_comparison_of_the_bound_variables():
+    from fractal.lower.tile_ir import If
+    for op, want in (("<", [True, False, False]), ("<=", [True, True, False]), ("==", [False, True, False]),
+                     ("!=", [True, False, True]), (">=", [False, True, True]), (">", [False, False, True])):
+        assert [If(("i", op, 2), ()).holds({"i": i}) for i in (1, 2, 3)] == want

@@ -26,14 +26,13 @@ on its calling thread, its stages unsplit.
 
 from __future__ import annotations
 
-import operator
 import threading
 from time import perf_counter
 from typing import Mapping
 
 import numpy as np
 
-from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
+from fractal.lower.tile_ir import COMPARE, If, Loop, Stage, TileProgram
 
 from ..inputs import checked_inputs
 from .indices import compile_box, compile_index
@@ -46,8 +45,6 @@ from .threads import SplitStage, Team, plan, run_ops
 from .threads import workers as threads_available
 from .views import Memory, RegionAccess, allocate
 
-_COMPARE = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge,
-            ">": operator.gt}
 MAX_FREE_FRAMES = 8  # idle frames an executable keeps (each holds its own temps)
 
 
@@ -170,7 +167,7 @@ class _Frame:
 
     def _if(self, s: If):
         lhs, op, rhs = s.cond
-        a, b, compare = compile_index(lhs), compile_index(rhs), _COMPARE[op]
+        a, b, compare = compile_index(lhs), compile_index(rhs), COMPARE[op]
         then, orelse = [self._stmt(x) for x in s.then], [self._stmt(x) for x in s.orelse]
 
         def run(env):

@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass
 
 from fractal.lower.hardware import GpuArch
-from fractal.lower.tile_ir import Buffer, Elementwise, Gemm, Reduce, SegmentReduce, Stage
+from fractal.lower.tile_ir import Buffer, Gemm, Reduce, SegmentReduce, Stage
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
@@ -84,6 +84,11 @@ def kernel_name(stage: Stage, taken: set[str]) -> str:
     name = stage.name if _IDENT.fullmatch(stage.name) else "k_" + re.sub(r"\W", "_", stage.name)
     if keyword.iskeyword(name) or name in _RESERVED or name.startswith(("ft_", "fl_", "__")):
         name = "k_" + name
+    return free_name(name, taken)
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """`name`, numbered (`_2`, `_3`...) until no kernel of the module has it; now taken."""
     base, n = name, 1
     while name in taken:
         n += 1

@@ -25,7 +25,7 @@ from fractal.lower.tile_ir import If, Loop, Stage, TileProgram
 
 from ..codegen import CUDA, index_prelude
 from .device_loop import emit_loop_kernel, qualifies
-from .kernel import Kernel, emit_kernel, kernel_name, stage_parts, stage_vars, threads_for
+from .kernel import Kernel, emit_kernel, free_name, kernel_name, stage_parts, stage_vars, threads_for
 from .policy import CudaPolicy, DeviceLoopFacts, resident_blocks
 
 HALF = ("float16", "bfloat16")
@@ -79,7 +79,7 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
             elif isinstance(s, Loop):
                 facts = _loop_facts(s) if qualifies(s) else None
                 if facts is not None and policy.loop_on_device(facts, hw):
-                    name = _free(f"loop_{s.var}", taken)
+                    name = free_name(f"loop_{s.var}", taken)
                     k, h = emit_loop_kernel(s, name, buffers, loop_vars, gpu, status, policy.tf32)
                     loops[id(s)], blocks[id(s)] = k, min(facts.max_points, resident_blocks(hw, k.threads))
                     helpers.extend(h)
@@ -103,15 +103,6 @@ def emit_module(program: TileProgram, hw: Hardware, policy: CudaPolicy | None = 
     head.extend(dict.fromkeys(helpers))
     source = "\n".join(head) + "\n\n" + "\n".join(texts)
     return CudaModule(program, source, kernels, tuple(status), loops, blocks)
-
-
-def _free(name: str, taken: set[str]) -> str:
-    base, n = name, 1
-    while name in taken:
-        n += 1
-        name = f"{base}_{n}"
-    taken.add(name)
-    return name
 
 
 def _loop_facts(loop: Loop) -> DeviceLoopFacts | None:

@@ -38,8 +38,6 @@ from fractal.lower.tile_ir import Buffer, If, Loop, Stage
 from ..inputs import checked_inputs
 from .module import CudaModule
 
-_COMPARE = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, "!=": int.__ne__, ">=": int.__ge__,
-            ">": int.__gt__}
 MAX_GRID = 2**31 - 1
 
 
@@ -119,9 +117,7 @@ class CudaExecutable:
                     self._block(s.body, env, arrays, status, profile)
                 env.pop(s.var, None)
             elif isinstance(s, If):
-                a, op, b = s.cond
-                taken = _COMPARE[op](a.evaluate(env), b.evaluate(env))
-                self._block(s.then if taken else s.orelse, env, arrays, status, profile)
+                self._block(s.then if s.holds(env) else s.orelse, env, arrays, status, profile)
 
     def _launch(self, stage: Stage, env, arrays, status, profile) -> None:
         box = stage_box(stage, env)
