@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from fractal.lang.errors import UnsupportedError
 from fractal.lower.hardware import GpuArch
 from fractal.lower.tile_ir import Gemm
@@ -51,10 +49,6 @@ def gemm_tile(m: int, n: int, k: int, threads: int, mma: bool = False, mma_k: in
     tm = min(32, _pow2(m))
     tn = min(_pow2(n), max(32, threads * 8 // tm), 128)
     return GemmTile(tm, tn, min(16, _pow2(k)))
-
-
-def gemm_shared_bytes(tile: GemmTile, compute: str) -> int:
-    return tile.tk * (tile.tm + 1 + tile.tn + 1) * np.dtype(compute).itemsize
 
 
 FOLDED_ROWS = 64  # the rows a folded GEMM's tiles are chosen for (its points are only known at launch)
@@ -91,20 +85,22 @@ def tensor_core(op: Gemm, dtypes, gpu: GpuArch | None, tf32: bool = False) -> st
     return kind if gpu.mma(shapes) else None
 
 
+def _one_tile_if_overlapping(op: Gemm, blk: Block, t: GemmTile, m: int, n: int) -> None:
+    """One output tile reads all its operands (its last barrier) before any thread writes; with
+    more, a tile could read what an earlier one wrote: refused where the output overlaps an operand."""
+    if overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
+        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
+                               f"and spans several tiles")
+
+
 def gemm_rule(op: Gemm, blk: Block) -> list[str]:
     (m, n), k = op.c.shape, (op.a.shape[0] if op.trans_a else op.a.shape[1])
     kind = tensor_core(op, {b: buf.dtype.name for b, buf in blk.buffers.items()}, blk.gpu, blk.tf32)
     if kind is not None:
         return _gemm_mma(op, blk, kind, m, n, k)
-    compute = COMPUTE[blk.dtype(op.c)]
-    if compute == "bool":
-        raise UnsupportedError(f"the CUDA emitter has no GEMM of booleans (`{op}`)")
+    compute = COMPUTE[blk.dtype(op.c)]  # (never bool: verify wants c wider than bool operands)
     t, T = gemm_tile(_tile_rows(blk, m), n, k, blk.threads), CUDA.ctype[compute]
-    # one output tile reads all its operands (the last barrier) before any thread writes; with
-    # more, a tile could read what an earlier one wrote
-    if overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
-        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
-                               f"and spans several tiles")
+    _one_tile_if_overlapping(op, blk, t, m, n)
     # operands already in the compute type stream in by cp.async, double-buffered, where the
     # reduction takes more than one step (the copy of step k + 1 overlaps the products of step k)
     streamed = k > t.tk and blk.dtype(op.a) == compute == blk.dtype(op.b) and compute in ("float32", "float64")
@@ -206,9 +202,7 @@ def _gemm_mma(op: Gemm, blk: Block, kind: str, m: int, n: int, k: int) -> list[s
     (`fractal.backends.cuda.mma`; TF32 operands are rounded as the loaders fill the fragments)."""
     step, shape = MMA_STEP[kind]
     t = gemm_tile(_tile_rows(blk, m), n, k, blk.threads, mma=True, mma_k=step)
-    if overwrites_its_input(op, (op.a, op.b)) and (blk.chunks > 1 or blk.fold or -(-m // t.tm) * -(-n // t.tn) > 1):
-        raise UnsupportedError(f"the CUDA emitter cannot yet run `{op}`: its output overlaps an operand "
-                               f"and spans several tiles")
+    _one_tile_if_overlapping(op, blk, t, m, n)
     half = blk.dtype(op.a)
     T = CUDA.ctype[half]
     sa, sb = f"ft_mma_a_{half}", f"ft_mma_b_{half}"

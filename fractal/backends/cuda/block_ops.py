@@ -37,7 +37,6 @@ import math
 
 import numpy as np
 
-from fractal.lang.errors import UnsupportedError
 from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, SegmentReduce
 
@@ -62,8 +61,7 @@ def _pointwise(op, blk: Block, value_of, extra_decode=()) -> list[str]:
         return deal(count, [*decoded, f"{target} = {value.text};"])
     # dst = f(dst elsewhere): NumPy reads every element before writing one; so does the block,
     # holding the values back in registers, or where they are too many, in its global scratch
-    if blk.chunks > 1:
-        raise UnsupportedError(f"the CUDA emitter cannot cut `{op}` over blocks: it overwrites elements it reads")
+    # (such an op runs on one block a point: `kernel._chunks`)
     per_thread = -(-count // blk.threads)
     ctype = CUDA.ctype[value.dtype]
     if per_thread <= MAX_REGISTER_STAGING:

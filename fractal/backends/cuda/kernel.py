@@ -40,13 +40,14 @@ import math
 import re
 from dataclasses import dataclass
 
+from fractal.lang.errors import ResourceError
 from fractal.lower.hardware import GpuArch
 from fractal.lower.tile_ir import Buffer, Gemm, Reduce, SegmentReduce, Stage
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
 from .block import SCRATCH, WARP, Block, overwrites_its_input
-from .block_gemm import FOLDED_ROWS, MMA_STEP, gemm_shared_bytes, gemm_tile, tensor_core
+from .block_gemm import FOLDED_ROWS, MMA_STEP, gemm_tile, tensor_core
 from .block_ops import RULES
 
 MAX_THREADS = 256
@@ -217,10 +218,12 @@ def stage_ops(stage: Stage, blk: Block) -> list[str]:
 
 
 def check_shared(blk: Block, gpu: GpuArch, what: str) -> None:
+    """Refuse a kernel whose tiles need more static shared memory than the GPU gives a block
+    (the tiles are a few KiB: only a record of a smaller GPU than any preset meets this)."""
     shared = sum(rows * cols * _size(ctype) for ctype, rows, cols in blk.shared.values())
-    if shared > gpu.static_shared_per_block:  # (gemm tiles are small: a record with less shared memory)
-        raise ValueError(f"{what}: {shared} bytes of shared memory, more than {gpu.name}'s "
-                         f"{gpu.static_shared_per_block} per block")
+    if shared > gpu.static_shared_per_block:
+        raise ResourceError(f"{what}: its tiles need {shared} bytes of shared memory, more than {gpu.name}'s "
+                            f"{gpu.static_shared_per_block} bytes per block")
 
 
 def buffer_params(bufs, buffers: dict[str, Buffer], written: set[str]) -> list[str]:
@@ -251,4 +254,4 @@ def stage_vars(stage: Stage) -> set[str]:
     return out
 
 
-__all__ = ["Kernel", "emit_kernel", "kernel_name", "stage_vars", "gemm_shared_bytes"]
+__all__ = ["Kernel", "emit_kernel", "free_name", "kernel_name", "stage_parts", "stage_vars"]

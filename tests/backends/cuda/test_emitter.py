@@ -447,3 +447,51 @@ def test_runs_from_several_threads_at_once_give_each_its_own_answer():
         t.join()
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+# --- one test per message --------------------------------------------------------------------------
+
+def test_a_gemm_overwriting_its_operand_over_several_tiles_is_unsupported():
+    p = program(tile("""  buffer y: f32[40,100] global output
+  buffer b: f32[37,70] global input""", """  stage mm() device {
+    y[0:40, 30:100] = gemm(y[0:40, 0:37], b[0:37, 0:70])
+  }"""))
+    with pytest.raises(ft.UnsupportedError, match=r"the CUDA emitter cannot yet run `y\[0:40, 30:100\] = gemm\(.*\)`: "
+                                                  "its output overlaps an operand and spans several tiles"):
+        emit_module(p, GPU)
+
+
+def test_tiles_beyond_a_gpus_shared_memory_are_refused_naming_the_stage():
+    import dataclasses
+    small = dataclasses.replace(GPU, gpu=dataclasses.replace(GPU.gpu, static_shared_per_block=1024))
+    p = program(tile("""  buffer a: f64[40,37] global input
+  buffer b: f64[37,70] global input
+  buffer c: f64[40,70] global output""", """  stage mm() device {
+    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
+  }"""))
+    with pytest.raises(ft.ResourceError, match=r"stage mm: its tiles need \d+ bytes of shared memory, more than "
+                                               r"sm_90's 1024 bytes per block"):
+        emit_module(p, small)
+
+
+def test_a_grid_of_more_blocks_than_cuda_allows_is_refused(monkeypatch):
+    from fractal.backends.cuda import runtime
+    p = program(tile("  buffer x: f32[4] global input\n  buffer y: f32[4] global output",
+                     "  stage s(i in 0:4) device {\n    y[i] = neg(x[i])\n  }"))
+    exe = emulated(p)
+    monkeypatch.setattr(runtime, "MAX_GRID", 3)
+    with pytest.raises(ft.ArgumentError, match="stage s has 4 blocks, more than a CUDA grid's 3"):
+        exe.run({"x": data(4)})
+
+
+def test_a_scatter_index_out_of_range_is_an_index_error_naming_its_table():
+    p = program(tile("""  buffer x: f32[2,3] global input
+  buffer idx: i32[2] global input
+  buffer y: f32[4,3] global output""", """  stage s() device {
+    y[0:4, 0:3] = scatter(x[0:2, 0:3], idx[0:2], axis=0)
+  }"""))
+    exe = emulated(p)
+    np.testing.assert_array_equal(exe.run({"x": np.ones((2, 3), np.float32), "idx": np.array([3, 4], np.int32)})["y"][3],
+                                  1.0)  # (4: one past the end, padding)
+    with pytest.raises(IndexError, match="scatter: an index in idx is out of range"):
+        exe.run({"x": np.ones((2, 3), np.float32), "idx": np.array([0, 5], np.int32)})

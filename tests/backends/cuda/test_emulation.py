@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fractal.backends.cuda.emulation import (CompilerMissingError, EmulationCompileError,
                                              EmulationError, emulate)
 from fractal.backends.cuda.emulation import run as emulation_run
+from fractal.backends.cuda.emulation.source import module_unit
 from fractal.lang.errors import FractalError
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None,
@@ -343,7 +344,7 @@ def test_no_compiler_gives_a_clear_error(monkeypatch):
 
 def test_a_compiled_kernel_is_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("FRACTAL_CACHE_DIR", str(tmp_path))
-    text, _ = emulation_run.translation_unit(GEMM, "gemm", 1)
+    text, _ = module_unit(GEMM, {"gemm": 1})
     lib = emulation_run._build(text)
     assert lib.parent == tmp_path / "cuda-emulation" and lib.exists()
     assert emulation_run._build(text) == lib and [p.name for p in lib.parent.iterdir()] == [lib.name]
@@ -353,7 +354,7 @@ def test_two_processes_compiling_one_kernel_both_get_the_whole_library(tmp_path,
     import subprocess
     import sys
 
-    text, _ = emulation_run.translation_unit(WARP_SUM, "warp_sum", 1)
+    text, _ = module_unit(WARP_SUM, {"warp_sum": 1})
     (tmp_path / "kernel.cpp").write_text(text)
     monkeypatch.setenv("FRACTAL_CACHE_DIR", str(tmp_path / "cache"))
     build = ("import sys; from fractal.backends.cuda.emulation import run; "
@@ -473,3 +474,20 @@ def test_two_modules_with_a_kernel_of_one_name_keep_their_own_shared_arrays():
         x, out = np.arange(n, dtype=np.float32), np.zeros(1, np.float32)
         module.launch("total", 1, n, [x, out])
         assert out[0] == 3 * x.sum()
+
+
+def test_a_module_launch_names_what_is_wrong_with_it():
+    from fractal.backends.cuda.emulation import EmulatedModule
+    with pytest.raises(EmulationError, match="kernel total: the emulation runs 1 to 256 blocks at once, got 0"):
+        EmulatedModule(SHARED_SUM.replace("N", "4"), {"total": 0})
+    module = EmulatedModule(SHARED_SUM.replace("N", "4"), {"total": 1})
+    x, out = np.arange(4, dtype=np.float32), np.zeros(1, np.float32)
+    with pytest.raises(EmulationError, match="no kernel 'sum' in this module; it has total"):
+        module.launch("sum", 1, 4, [x, out])
+    with pytest.raises(EmulationError, match="kernel total: a cooperative launch of 2 blocks, but the module was "
+                                             "built for 1 at once"):
+        module.launch("total", 2, 4, [x, out], cooperative=True)
+    with pytest.raises(EmulationError, match="kernel total: a launch in place takes C-contiguous arrays"):
+        module.launch("total", 1, 4, [np.arange(8, dtype=np.float32)[::2], out])
+    with pytest.raises(EmulationError, match="kernel total: a block holds at most 1024 threads, got 2048"):
+        module.launch("total", 1, 2048, [x, out])

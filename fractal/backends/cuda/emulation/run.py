@@ -1,9 +1,10 @@
-"""`emulate`: run one CUDA kernel on the CPU through the host C++ compiler (`cuda_emu.h`).
+"""`EmulatedModule`: CUDA kernels run on the CPU through the host C++ compiler (`cuda_emu.h`);
+`emulate`: one kernel of a source, on copies of its arguments.
 
-The kernel source and a generated launcher are compiled into a shared library, cached on disk
+The source and a generated launcher per kernel are compiled into a shared library, cached on disk
 under a key of the source, the header, the compiler's version and the flags (written under a
 temporary name and renamed into place, so two processes compiling the same kernel both end
-with a whole library).  The kernel then runs on fresh copies of the arguments: first with the
+with a whole library).  A launch runs on fresh copies of the arguments: first with the
 blocks in a shuffled order (`shuffle_seed`) and each block's threads in order, then
 (`repeat=2`) with both orders reversed.  Results that differ are a race, and a third run (only the thread order reversed)
 tells which: between blocks (two blocks writing one element) or within a block (a missing
@@ -27,7 +28,7 @@ import numpy as np
 
 from ...cpu.host import cache_dir
 from .errors import CompilerMissingError, EmulationCompileError, EmulationError
-from .source import Param, module_unit, translation_unit
+from .source import Param, module_unit
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 # bounds: cuda_emu.h.  Hidden visibility and no GNU-unique symbols: two modules loaded in one
@@ -99,9 +100,9 @@ def _dims(value, what: str) -> tuple[int, int, int]:
     return (*dims, 1, 1)[:3]
 
 
-def _launch(lib, arrays: list[np.ndarray], grid, block, shared_bytes, cooperative, seed, reverse,
-            symbol: str = "ft_launch"):
-    fn = getattr(lib if isinstance(lib, ctypes.CDLL) else ctypes.CDLL(str(lib)), symbol)
+def _launch(lib: ctypes.CDLL, arrays: list[np.ndarray], grid, block, shared_bytes, cooperative, seed, reverse,
+            symbol: str):
+    fn = getattr(lib, symbol)
     ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
     lens = (ctypes.c_longlong * max(1, len(arrays)))(*[a.size for a in arrays])
     msg = ctypes.create_string_buffer(4096)
@@ -157,32 +158,16 @@ def emulate(source: str, kernel: str, grid, block, args, *, shared_bytes: int = 
     if repeat not in (1, 2):
         raise EmulationError(f"kernel {kernel}: repeat is 1 (one run) or 2 (a second run in the reversed "
                              f"orders, compared with the first), got {repeat!r}")
-    grid, block = _dims(grid, "grid"), _dims(block, "block")
-    nblocks, nthreads = int(np.prod(grid)), int(np.prod(block))
-    if nthreads > 1024:
-        raise EmulationError(f"kernel {kernel}: a block holds at most 1024 threads, got {nthreads}")
+    nblocks = int(np.prod(_dims(grid, "grid")))
     if cooperative and nblocks > MAX_COOPERATIVE_BLOCKS:
         raise EmulationError(f"kernel {kernel}: the emulation runs at most {MAX_COOPERATIVE_BLOCKS} "
                              f"blocks in a cooperative launch, got {nblocks}")
-    text, params = translation_unit(source, kernel, nblocks if cooperative else 1)
-    args = list(args)
-    if len(args) != len(params):
-        raise EmulationError(f"kernel {kernel} takes {len(params)} arguments "
-                             f"({', '.join(p.name for p in params)}), got {len(args)}")
-    values = [_argument(p, v, kernel) for p, v in zip(params, args)]
-    lib = _build(text)
-
-    def run(order: int) -> list[np.ndarray]:
-        """The arrays after a run; `order`: bit 0 reverses the blocks, bit 1 the threads."""
-        work = [v.copy() for v in values]
-        _launch(lib, work, grid, block, shared_bytes, cooperative, shuffle_seed, order)
-        return [w for w, p in zip(work, params) if p.pointer]
-
-    first = run(0)
-    if repeat == 2 and (diff := _difference(params, first, run(3))) is not None:
-        threads = _difference(params, first, run(2))  # which order matters: the threads' or the blocks'
-        raise _race(kernel, threads or diff, WITHIN_BLOCK if threads else BETWEEN_BLOCKS)
-    return tuple(first)
+    module = EmulatedModule(source, {kernel: nblocks if cooperative else 1}, name=kernel)
+    # (copies, launched in place: the caller's arrays stay as they were)
+    work = [np.array(a, order="C", copy=True) if isinstance(a, np.ndarray) else a for a in args]
+    module.launch(kernel, grid, block, work, shared_bytes=shared_bytes, cooperative=cooperative,
+                  shuffle_seed=shuffle_seed, check=repeat == 2)
+    return tuple(w for w, p in zip(work, module.params[kernel]) if p.pointer)
 
 
 class EmulatedModule:

@@ -163,14 +163,6 @@ extern "C" __attribute__((visibility("default"))) int {symbol}(void** a, const l
 """
 
 
-def translation_unit(source: str, kernel: str, slots: int) -> tuple[str, tuple[Param, ...]]:
-    """The emulation's C++ for `kernel` (instantiated for `slots` blocks at once, launched by
-    `ft_launch`) and its parameters."""
-    source, params = _instantiate(_prepare(source), kernel)
-    return (f'#include "cuda_emu.h"\n#line 1 "{kernel}.cu"\n{source}\n'
-            f'{_launcher(kernel, params, slots, "ft_launch")}'), params
-
-
 def module_unit(source: str, kernels: dict[str, int], name: str = "module") -> tuple[str, dict[str, tuple[Param, ...]]]:
     """The emulation's C++ for several kernels of one source (`kernels`: name -> the blocks one
     launch runs at once, 1 unless cooperative), each launched by `ft_launch_<name>`, and each
