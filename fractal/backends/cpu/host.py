@@ -31,6 +31,7 @@ import numpy as np
 from fractal.lang.errors import ArgumentError
 from fractal.lower.hardware import GiB, KiB, MiB
 
+from ..disk_cache import cache_dir, write_atomic
 from .machines import PRESETS, CpuSpec
 
 _SYS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
@@ -71,11 +72,8 @@ def _measured() -> CpuSpec:
     except (OSError, ValueError, TypeError):
         pass
     spec = measure(probe)
-    try:  # one file per machine; written whole, then renamed (processes may race to write it)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(spec), indent=1))
-        os.replace(tmp, path)
+    try:  # one file per machine (processes may race to write it)
+        write_atomic(path, json.dumps(asdict(spec), indent=1).encode())
     except OSError:
         pass  # an unwritable cache: measured again by the next process
     return spec
@@ -89,12 +87,6 @@ def measure_again() -> CpuSpec:
         path.unlink(missing_ok=True)
         _measured.cache_clear()
         return _measured()
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("FRACTAL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fractal")
-    return Path(base)
 
 
 def _fingerprint(probe: dict) -> str:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import struct
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -39,7 +37,7 @@ import numpy as np
 
 from fractal.lang.errors import DeviceError, ResourceError
 
-from ..cpu.host import cache_dir
+from ..disk_cache import cache_dir, write_atomic
 from . import nvrtc
 from .presets import REFERENCE
 
@@ -66,25 +64,6 @@ def whole_elf(data: bytes) -> bool:
         if kind != 8:  # SHT_NOBITS takes no room in the file
             ends.append(offset + size)
     return max(ends) <= len(data)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """`path` holds `data` whole, or is as it was: written to a temporary file beside it, then
-    renamed over it (a reader, or a second writer, never sees a part)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 class CubinCache:

@@ -27,7 +27,8 @@ import pytest
 
 import fractal as ft
 from fractal.backends.cuda import cupy_device, nvrtc
-from fractal.backends.cuda.cupy_device import CubinCache, CupyDevice, arch_of, choose_arch, whole_elf, write_atomic
+from fractal.backends.cuda.cupy_device import CubinCache, CupyDevice, arch_of, choose_arch, whole_elf
+from fractal.backends.disk_cache import write_atomic
 
 ROOT = Path(__file__).resolve().parents[3]
 needs_compiler = pytest.mark.skipif(not nvrtc.compilers(), reason="no CUDA compiler here (NVRTC: pip install "

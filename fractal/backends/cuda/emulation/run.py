@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...cpu.host import cache_dir
+from ...disk_cache import cache_dir
 from .errors import CompilerMissingError, EmulationCompileError, EmulationError
 from .source import Param, module_unit
 
