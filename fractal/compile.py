@@ -89,8 +89,19 @@ class Compiled:
     def source(self) -> str | None:
         return getattr(self._executable, "source", None)
 
-    def run(self, *args, profile: dict | None = None, keep_on_device: bool = False, **kwargs):
+    @property
+    def report(self):
+        """What a run costs, where the backend models it (the dataflow backend's
+        `CostSummary`: makespan, per-PE time, link bytes, SRAM), else None."""
+        return getattr(self._executable, "report", None)
+
+    def run(self, *args, profile: dict | None = None, keep_on_device: bool = False, executor: str | None = None,
+            ranks: int | None = None, **kwargs):
         leaves, tree, names = self._function.flatten_args(args, kwargs)
+        options = {k: v for k, v in (("executor", executor), ("ranks", ranks)) if v is not None}
+        if options and not hasattr(self._executable, "report"):
+            raise ArgumentError(f"{', '.join(f'{k}=' for k in options)}: only the dataflow backend has executors "
+                                f"and ranks; {self.name} runs on {self.target.backend!r}")
         device = getattr(self._executable, "device", None)  # a device backend's (cuda.runtime.Device)
         if keep_on_device and device is None:
             raise ArgumentError(f"keep_on_device=True: the {self.target.backend!r} backend runs on the host and "
@@ -117,7 +128,7 @@ class Compiled:
                 inputs[buffer] = x.compact()[0]
         try:
             outs = (self._executable.run(inputs, profile=profile, keep_on_device=True) if keep_on_device
-                    else self._executable.run(inputs, profile=profile))
+                    else self._executable.run(inputs, profile=profile, **options))
         except LengthError as e:  # a traced gather index out of range: point at its line
             loc = self._lowered.runtime_checks.get(getattr(e, "index_buffer", None))
             if loc is None:

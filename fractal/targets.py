@@ -4,6 +4,7 @@
     ft.targets.get("cpu-generic")      # a named preset (`ft.targets.names()` lists them)
     ft.targets.cpu(cores=8, l2=2 << 20, gemm_gflops=900.0)   # a record of your own
     ft.targets.get("h100"), ft.targets.cuda("sm_90", sms=114)   # GPUs (run with CuPy; emulate=True: on the CPU)
+    ft.targets.mesh(8, 8, preset="wse2", sram_bytes=96 << 10)    # a mesh of PEs (the dataflow backend)
     f(*args, target=t)                 # compile for it and run; f.compile(*args, target=t)
 
 A `Target` (`fractal.lower.target`) is data: a hardware record, the backend that runs it and
@@ -20,10 +21,11 @@ from .backends import registry
 from .backends.cpu.backend import host_target
 from .backends.cpu.machines import custom_cpu
 from .backends.cuda import presets as cuda_presets
+from .backends.dataflow.backend import mesh_target
 from .lang.errors import ArgumentError
 from .lower.target import Target
 
-__all__ = ["Target", "host", "get", "names", "cpu", "cuda"]
+__all__ = ["Target", "host", "get", "names", "cpu", "cuda", "mesh"]
 
 
 def host() -> Target:
@@ -69,3 +71,13 @@ def cuda(arch: str = "sm_90", *, emulate: bool = False, name: str | None = None,
     (without CuPy or a GPU, compiling for it is a `DeviceError`).  `tf32=True`: float32 GEMMs may
     run on tensor cores in TF32 (10 mantissa bits per operand, fp32 accumulation)."""
     return cuda_presets.cuda_target(arch, emulate=emulate, name=name, tf32=tf32, **numbers)
+
+
+def mesh(rows: int | None = None, cols: int | None = None, preset: str = "tiny", *, name: str | None = None,
+         **numbers) -> Target:
+    """A mesh of PEs for the "dataflow" backend: `preset`'s machine (`tiny`, `ipu_mk2`, `ipu_mk1`,
+    `wse2`, `wse3`, `wormhole`; `fractal.backends.dataflow.spec.PRESETS`) as rows x cols PEs (default
+    the preset's own grid), any field of its `MeshSpec` (`sram_bytes`, `link_bytes_per_cycle`,
+    `hop_latency_cycles`, `sync_cycles`, ...) replaced by a keyword.  Every number says where it
+    comes from (`fractal targets` prints them); a run's `compiled.report` lists the placeholders."""
+    return mesh_target(rows, cols, preset, name=name, **numbers)

@@ -19,7 +19,7 @@ from .tile_expr import Binary, Load, Region, Unary, Where
 from .tile_nodes import Dim, If, Loop, Stage
 from .tile_isl import Scope
 
-REGION_FIELDS = ("src", "dst", "a", "b", "c", "index")
+REGION_FIELDS = ("src", "dst", "a", "b", "c", "index", "segments")
 
 
 @dataclass(frozen=True)

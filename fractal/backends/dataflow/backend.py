@@ -1,0 +1,104 @@
+"""The `dataflow` backend: tile programs planned onto a mesh of PEs and run on its simulator.
+
+    t = ft.targets.mesh(8, 8, preset="wse2")        # a machine (fractal.backends.dataflow.spec)
+    compiled = f.compile(*args, target=t)           # traced, lowered, planned (plan.plan)
+    compiled.run(*args)                             # on the BSP simulator (bsp.run_bsp)
+    compiled.run(*args, executor="event")           # on the event-driven simulator
+    compiled.report                                 # what the plan costs (cost.CostSummary)
+
+A run's outputs are the simulator's, exact; its costs are the plan's, which do not depend on
+the data: `report` is the BSP engine's summary of one run, computed once per compiled plan.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from fractal.lang.errors import ArgumentError
+from fractal.lower.target import Target
+
+from .bsp import run_bsp
+from .mesh_ir import MeshProgram
+from .plan import plan
+from .policy import MeshPolicy, mesh_hardware
+from .spec import PRESETS, mesh_spec
+
+# Named targets: each preset at a size a laptop plans in seconds (wse2's own grid has 745k PEs).
+NAMED = {"mesh-tiny": ("tiny", None, None), "ipu_mk2": ("ipu_mk2", None, None), "ipu_mk1": ("ipu_mk1", None, None),
+         "wse2-64x64": ("wse2", 64, 64), "wse3-64x64": ("wse3", 64, 64), "wormhole": ("wormhole", None, None)}
+
+
+def mesh_target(rows: int | None = None, cols: int | None = None, preset: str = "tiny", *, name: str | None = None,
+                **numbers) -> Target:
+    """A target for the `dataflow` backend: `preset`'s machine as rows x cols PEs, any `MeshSpec`
+    field replaced by a keyword."""
+    spec = mesh_spec(rows, cols, preset, name=name, **numbers)
+    return Target(spec.name, "dataflow", mesh_hardware(spec), MeshPolicy(spec),
+                  f"a {spec.rows}x{spec.cols} {spec.kind} of PEs, the {preset} preset's numbers (each with its source below)")
+
+
+EXECUTORS = ("bsp", "event", "mpi")
+
+
+class DataflowExecutable:
+    """A planned program: `run` on an executor, `report` its costs, `source` its mesh IR."""
+
+    def __init__(self, program: MeshProgram):
+        self.program = program
+        self._report = None
+        self._lock = threading.Lock()
+
+    @property
+    def spec(self):
+        return self.program.spec
+
+    def run(self, inputs, profile: dict | None = None, executor: str = "bsp", ranks: int | None = None) -> dict:
+        if executor not in EXECUTORS:
+            raise ArgumentError(f"unknown executor {executor!r}; the dataflow backend runs on {', '.join(EXECUTORS)}")
+        if ranks is not None and executor != "mpi":
+            raise ArgumentError(f"ranks={ranks}: only the 'mpi' executor runs on ranks (executor={executor!r})")
+        if executor == "bsp":
+            outputs, summary = run_bsp(self.program, inputs)
+            with self._lock:
+                self._report = self._report or summary
+        else:
+            outputs = self._other(executor, inputs, ranks)
+        return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def _other(self, executor: str, inputs, ranks):
+        raise ArgumentError(f"the {executor!r} executor is not available in this build of the dataflow backend")
+
+    @property
+    def report(self):
+        """The plan's costs (`cost.CostSummary`): a BSP run on zeros if no run has happened yet
+        (costs do not depend on the data)."""
+        with self._lock:
+            if self._report is None:
+                zeros = {a.name: np.zeros(a.shape, a.dtype) for a in self.program.inputs}
+                self._report = run_bsp(self.program, zeros)[1]
+            return self._report
+
+
+class DataflowBackend:
+    name = "dataflow"
+    description = ("a mesh of PEs with private SRAM (IPU, WSE, Tenstorrent-like): mesh programs planned from the "
+                   "tile IR, run on a BSP simulator with a cost model")
+    consumes = "tile"
+
+    def default_target(self) -> Target:
+        return mesh_target(4, 4, "tiny", name="mesh-tiny")
+
+    def targets(self):
+        return {name: (lambda preset=preset, r=r, c=c, name=name: mesh_target(r, c, preset, name=name))
+                for name, (preset, r, c) in NAMED.items()}
+
+    def build(self, program, target: Target) -> DataflowExecutable:
+        policy = target.policy
+        if not isinstance(policy, MeshPolicy):
+            raise ArgumentError(f"target {target.name!r} is not a mesh (ft.targets.mesh(...) makes one)")
+        return DataflowExecutable(plan(program, policy.spec))
+
+
+__all__ = ["DataflowBackend", "DataflowExecutable", "mesh_target", "PRESETS"]

@@ -1,0 +1,73 @@
+"""Home layouts: where each tile-IR buffer lives on the mesh between the stages that use it.
+
+A buffer's home cuts it into a grid of blocks (`factors` blocks along each axis, as equal as
+the sizes allow, leading axes first, no more blocks than PEs) and gives block b to PE
+`(first + b) mod P` in row-major PE order, each PE holding one block in a local buffer
+`h_<name>` of the block's shape.  `first` rotates from buffer to buffer so that small buffers
+do not all land on PE (0, 0).  A box of the buffer meets a block in a box, so moving a region
+between its home and a PE is a few messages of boxes (`pieces`).
+
+    home = Home.spread(Buffer("x", (54, 1, 8), "f32"), pes=16, first=0)
+    home.factors, home.block      # (16, 1, 1), (4, 1, 8): 14 blocks of 4 rows, on PEs 0..13
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple[tuple[int, int], ...]   # per axis [lo, hi)
+
+
+@dataclass(frozen=True)
+class Home:
+    name: str                  # the tile buffer
+    local: str                 # its local buffer on the owning PEs
+    shape: tuple[int, ...]
+    factors: tuple[int, ...]
+    block: tuple[int, ...]
+    first: int
+    cols: int                  # of the mesh (PE id -> (row, col))
+    pes: int
+
+    @classmethod
+    def spread(cls, name: str, shape, rows: int, cols: int, first: int = 0) -> "Home":
+        shape = tuple(int(d) for d in shape)
+        left, factors = rows * cols, []
+        for d in shape:
+            f = max(1, min(d, left))
+            factors.append(f)
+            left //= f
+        block = tuple(-(-d // f) if d else 0 for d, f in zip(shape, factors))
+        factors = tuple(-(-d // b) if b else 1 for d, b in zip(shape, block))   # blocks actually used
+        return cls(name, f"h_{name}", shape, factors, block, first % (rows * cols), cols, rows * cols)
+
+    @property
+    def blocks(self) -> int:
+        return int(np.prod(self.factors, dtype=np.int64))
+
+    def owner(self, index: tuple[int, ...]) -> tuple[int, int]:
+        b = int(np.ravel_multi_index(index, self.factors)) if index else 0
+        q = (self.first + b) % self.pes
+        return q // self.cols, q % self.cols
+
+    def block_box(self, index: tuple[int, ...]) -> Box:
+        return tuple((i * b, min((i + 1) * b, d)) for i, b, d in zip(index, self.block, self.shape))
+
+    def owners(self) -> list[tuple[tuple[int, int], Box]]:
+        """Every block's PE and box."""
+        return [(self.owner(ix), self.block_box(ix)) for ix in itertools.product(*(range(f) for f in self.factors))]
+
+    def pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
+        """The blocks a box meets: (owner PE, the part of the box in that block, the block's box)."""
+        if any(hi <= lo for lo, hi in box):
+            return []
+        ranges = [range(lo // b, (hi - 1) // b + 1) for (lo, hi), b in zip(box, self.block)]
+        out = []
+        for ix in itertools.product(*ranges):
+            blk = self.block_box(ix)
+            part = tuple((max(lo, blo), min(hi, bhi)) for (lo, hi), (blo, bhi) in zip(box, blk))
+            out.append((self.owner(ix), part, blk))
+        return out

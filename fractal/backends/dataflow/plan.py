@@ -1,0 +1,121 @@
+"""The planner: a tile program to a `MeshProgram` for a mesh (`plan(tile, spec)`).
+
+Every tile buffer gets a home on the mesh (`home.Home`: blocks spread over the PEs, loaded
+from the host for inputs and consts, stored to the host for outputs).  The statements run
+in program order: loops are unrolled and `if`s decided at plan time (their bounds and
+conditions read loop variables only), and every stage run is planned by the first plan of
+`PLANS` that takes it (`plan_gemm`'s compute-shift product, else `plan_window`'s general
+plan), each a list of supersteps that reads the stage's inputs from their homes and leaves
+its results there.  The homes are live for the whole program: `home_peak` is the most SRAM
+they take on one PE, and what a stage may use on top.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fractal.lower.tile_ir import If, Loop, Region, Stage, TileProgram
+
+from .errors import SramCapacityError
+from .home import Home
+from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
+from .plan_window import WindowPlan
+from .spec import MeshSpec
+
+
+class Planner:
+    def __init__(self, tile: TileProgram, spec: MeshSpec):
+        self.tile, self.spec = tile, spec
+        self.buffers = {b.name: b for b in tile.buffers}
+        self.homes: dict[str, Home] = {}
+        self.local: dict[str, LocalBuffer] = {}
+        self.runs: dict[str, int] = {}
+        first = 0
+        live = np.zeros((spec.rows, spec.cols), np.int64)
+        for b in tile.buffers:
+            if not all(b.shape):
+                continue
+            home = Home.spread(b.name, b.shape, spec.rows, spec.cols, first)
+            first += home.blocks
+            self.homes[b.name] = home
+            self.declare(home.local, home.block, b.dtype)
+            for pe, _ in home.owners():
+                live[pe] += self.local[home.local].nbytes
+        self.home_live = live
+        self.home_peak = int(live.max()) if live.size else 0
+        if self.home_peak > spec.usable_bytes:
+            r, c = (int(x) for x in np.unravel_index(int(live.argmax()), live.shape))
+            raise SramCapacityError((r, c), "the homes of the program's buffers", "its home blocks",
+                                    self.home_peak, 0, spec.usable_bytes)
+
+    # --- what the stage plans ask ---------------------------------------------------------------
+
+    def home(self, name: str) -> Home | None:
+        return self.homes.get(name)
+
+    def is_const(self, name: str) -> bool:
+        return self.buffers[name].role == "const"
+
+    def const_region(self, r: Region, env: dict) -> np.ndarray:
+        """The values of a region of a const buffer at a point (`env`)."""
+        from fractal.backends.pointwise import region
+        return np.asarray(region(r, env, {r.buffer: np.asarray(self.buffers[r.buffer].data.value)})).reshape(-1)
+
+    def itemsize(self, name: str) -> int:
+        return self.buffers[name].dtype.itemsize
+
+    def declare(self, name: str, shape, dtype) -> str:
+        buf = LocalBuffer(name, shape, dtype)
+        if self.local.setdefault(name, buf) != buf:
+            raise ValueError(f"local buffer {name} declared twice with different shapes")
+        return name
+
+    def window(self, stage: str, buffer: str, shape) -> str:
+        """A window buffer for `buffer`'s regions in `stage` (one name per shape)."""
+        name = f"w_{stage}_{buffer}" + "".join(f"_{d}" for d in shape)
+        return self.declare(name, shape, self.buffers[buffer].dtype)
+
+    def label(self, stage: str) -> str:
+        self.runs[stage] = self.runs.get(stage, -1) + 1
+        return f"{stage}#{self.runs[stage]}"
+
+    # --- the program --------------------------------------------------------------------------
+
+    def walk(self, stmts, env) -> list:
+        out = []
+        for s in stmts:
+            if isinstance(s, Loop):
+                for v in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                    out += self.walk(s.body, {**env, s.var: v})
+            elif isinstance(s, If):
+                out += self.walk(s.then if s.holds(env) else s.orelse, env)
+            elif isinstance(s, Stage):
+                out += WindowPlan(self, s, env, self.label(s.name)).steps()
+            else:
+                raise TypeError(f"not a tile statement: {type(s).__name__}")
+        return out
+
+    def program(self) -> MeshProgram:
+        steps = self.walk(self.tile.body, {})
+        arrays = tuple(HostArray(b.name, b.shape, b.dtype, b.role, b.data) for b in self.tile.buffers
+                       if b.role in ("input", "output", "const"))
+        allocs, loads, stores = [], [], []
+        for name, home in self.homes.items():
+            role = self.buffers[name].role
+            for pe, box in home.owners():
+                allocs.append(Alloc((home.local,), Pes.one(*pe)))
+                sizes = tuple(hi - lo for lo, hi in box)
+                local = Region(home.local, (0,) * len(box), sizes)
+                host = Region(name, tuple(lo for lo, _ in box), sizes)
+                if role in ("input", "const"):
+                    loads.append(Load(Pes.one(*pe), local, host))
+                elif role == "output":
+                    stores.append(Store(Pes.one(*pe), host, local))
+        return MeshProgram(self.tile.name if hasattr(self.tile, "name") else "model", self.spec, arrays,
+                           tuple(self.local.values()), allocs=tuple(allocs), loads=tuple(loads), steps=tuple(steps),
+                           stores=tuple(stores))
+
+
+def plan(tile: TileProgram, spec: MeshSpec) -> MeshProgram:
+    """The mesh program that runs `tile` on `spec` (module docstring)."""
+    return Planner(tile, spec).program()
