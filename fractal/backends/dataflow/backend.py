@@ -72,12 +72,11 @@ class DataflowExecutable:
 
     @property
     def report(self):
-        """The plan's costs (`cost.CostSummary`): a BSP run on zeros if no run has happened yet
-        (costs do not depend on the data)."""
+        """The plan's costs (`cost.CostSummary`), from the BSP engine (the costs do not depend on
+        the data: before any run, it costs the plan without data)."""
         with self._lock:
             if self._report is None:
-                zeros = {a.name: np.zeros(a.shape, a.dtype) for a in self.program.inputs}
-                self._report = run_bsp(self.program, zeros)[1]
+                self._report = run_bsp(self.program, None)[1]
             return self._report
 
 

@@ -25,11 +25,10 @@ from fractal.lang.errors import VerifyError
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gemm, Reduce
 
 from . import local
-from .collectives import expand
 from .cost import CostSummary, compute_cycles, op_work, wire_bytes
 from .errors import SramCapacityError
-from .mesh_ir import Compute, MeshProgram, Multicast, Shift
-from .routes import ring_neighbour
+from .mesh_ir import Compute, MeshProgram
+from .messages import batches, gather, host_transfer, scatter
 from .traffic import LinkLoads
 
 BATCHED = (Copy, Convert, Elementwise, Gemm, Reduce)
@@ -65,15 +64,18 @@ def _batched_op(op, env, arrays) -> None:
 class BspRun:
     """One run of a program: the grid arrays, live SRAM and the costs so far."""
 
-    def __init__(self, program: MeshProgram, inputs: dict):
+    def __init__(self, program: MeshProgram, inputs: dict | None):
         self.p, spec = program, program.spec
         self.spec = spec
         self.shape = (spec.rows, spec.cols)
-        self.grid = {b.name: np.zeros(self.shape + b.shape, b.dtype) for b in program.buffers}
+        self.functional = inputs is not None    # else costs only: no data is kept or moved
+        inputs = inputs or {}
+        self.grid = {b.name: np.zeros(self.shape + b.shape, b.dtype) for b in program.buffers} \
+            if self.functional else {}
         self.allocated = {b.name: np.zeros(self.shape, bool) for b in program.buffers}
         self.host = {a.name: (np.asarray(a.data.value) if a.role == "const" else
                               np.array(inputs[a.name], dtype=a.dtype) if a.role == "input" else
-                              np.zeros(a.shape, a.dtype)) for a in program.arrays}
+                              np.zeros(a.shape, a.dtype)) for a in program.arrays} if self.functional else {}
         self.live = np.zeros(self.shape, np.int64)
         self.summary = CostSummary(spec, "bsp")
         self.links = LinkLoads(spec)
@@ -119,20 +121,21 @@ class BspRun:
 
     # --- host I/O -----------------------------------------------------------------------------
 
-    def load(self, ld) -> None:
-        for pe in ld.pes:
-            local.write(ld.dst, pe, self.memory(pe), region(ld.src, local.pe_env(pe), self.host))
-
-    def store(self, st) -> None:
-        for pe in st.pes:
-            region(st.dst, local.pe_env(pe), self.host)[...] = \
-                local.read(st.src, pe, self.memory(pe)).reshape(region(st.dst, local.pe_env(pe), self.host).shape)
+    def host_io(self, moves, to_pes: bool) -> None:
+        host_transfer(self.grid, self.host, [(m.pes, m.dst, m.src) if to_pes else (m.pes, m.src, m.dst)
+                                             for m in moves], to_pes)
 
     # --- compute ------------------------------------------------------------------------------
 
     def compute(self, cp: Compute, busy: np.ndarray) -> None:
         P = cp.pes
-        if not _reads_pe(cp) and all(isinstance(op, BATCHED) for op in cp.ops):
+        if not self.functional:
+            if (cp.dims and _reads_pe(cp)):
+                for pe in P:
+                    busy[pe] += self._cycles(cp, sum(1 for _ in stage_points(cp.dims, local.pe_env(pe))))
+            else:
+                busy[P.r0:P.r1, P.c0:P.c1] += self._cycles(cp, sum(1 for _ in stage_points(cp.dims, {})))
+        elif not _reads_pe(cp) and all(isinstance(op, BATCHED) for op in cp.ops):
             arrays = {name: _trailing(g[P.r0:P.r1, P.c0:P.c1]) for name, g in self.grid.items()}
             points = list(stage_points(cp.dims, {}))
             for env in points:
@@ -163,74 +166,30 @@ class BspRun:
             raise VerifyError(f"{where}: PE ({r}, {c}) uses {buffer}, which it has not allocated")
 
     def exchange(self, transfers, where: str):
-        """Run a superstep's transfers; (cycles, which PEs took part)."""
-        reads, msgs = [], []   # (dst region, dst PEs or PE, data); (sr, sc, dr, dc, bytes) arrays
+        """Run a superstep's transfers (all reads, then all writes); (cycles, which PEs took part)."""
+        groups = batches(transfers)
         recv = {}              # buffer -> bytes each PE receives into it
         sends_from = {}        # buffer -> which PEs send from it
-        for t in transfers:
-            whole = isinstance(t, (Shift, Multicast)) and not ((t.src.vars() | t.dst.vars()) & {"pr", "pc"})
-            pieces = self._collective(t) if whole else self._messages(t)
-            for src_mask, dst_mask, item, apply, coords in pieces:
-                self._check_allocated(item[0], src_mask, where)
-                self._check_allocated(item[1], dst_mask, where)
-                sends_from[item[0]] = sends_from.get(item[0], np.zeros(self.shape, bool)) | src_mask
-                recv[item[1]] = recv.get(item[1], np.zeros(self.shape, np.int64)) + np.where(dst_mask, item[2], 0)
-                reads.append(apply)
-                msgs.append(coords)
-        for apply in [read() for read in reads]:   # every read first, then every write
-            apply()
+        for g in groups:
+            nbytes = g.elements * self.p.buffer(g.src_buffer).dtype.itemsize
+            src_mask, dst_mask = np.zeros(self.shape, bool), np.zeros(self.shape, bool)
+            src_mask[g.sr, g.sc], dst_mask[g.dr, g.dc] = True, True
+            self._check_allocated(g.src_buffer, src_mask, where)
+            self._check_allocated(g.dst_buffer, dst_mask, where)
+            sends_from[g.src_buffer] = sends_from.get(g.src_buffer, np.zeros(self.shape, bool)) | src_mask
+            got = recv.setdefault(g.dst_buffer, np.zeros(self.shape, np.int64))
+            np.add.at(got, (g.dr, g.dc), nbytes)
+        if self.functional:
+            data = [gather(self.grid, g) for g in groups]      # every read first, then every write
+            for g, d in zip(groups, data):
+                scatter(self.grid, g, d)
         transient = sum((recv[b] * sends_from.get(b, np.zeros(self.shape, bool)) for b in recv),
                         np.zeros(self.shape, np.int64))
         if np.any(transient):
             self._grow(transient > 0, transient, where, "a receive buffer")
             self.live -= transient
-        return self._charge(msgs)
-
-    def _collective(self, t):
-        """A shift or multicast over a rectangle, all PEs at once: one piece."""
-        P = t.pes
-        key = (slice(P.r0, P.r1), slice(P.c0, P.c1))
-        rows, cols = P.grid()                    # the receivers, in the rectangle's order
-        if isinstance(t, Shift):                 # who sends to each receiver: the ring's inverse step
-            n = P.shape[1] if t.axis == "row" else P.shape[0]
-            back = np.array([ring_neighbour(i, n, t.ring, -t.by) for i in range(n)])
-            from_r, from_c = (rows, P.c0 + back[cols - P.c0]) if t.axis == "row" else (P.r0 + back[rows - P.r0], cols)
-        else:
-            from_r, from_c = (rows, np.full_like(cols, P.c0 + t.root)) if t.axis == "row" else \
-                (np.full_like(rows, P.r0 + t.root), cols)
-        nbytes = local.region_elements(t.src) * self.p.buffer(t.src.buffer).dtype.itemsize
-        src_mask = np.zeros(self.shape, bool)
-        src_mask[from_r, from_c] = True
-        dst_mask = np.zeros(self.shape, bool)
-        dst_mask[key] = True
-
-        def read():
-            sent = region(t.src, {}, {t.src.buffer: _trailing(self.grid[t.src.buffer])})   # (*shape, rows, cols)
-            moved = np.array(sent[..., from_r, from_c], copy=True)                         # (*shape, nr, nc)
-
-            def write():
-                view = region(t.dst, {}, {t.dst.buffer: _trailing(self.grid[t.dst.buffer][key])})
-                view[...] = moved.reshape(view.shape)
-            return write
-
-        coords = (from_r.ravel(), from_c.ravel(), rows.ravel(), cols.ravel(), np.full(rows.size, nbytes))
-        return [(src_mask, dst_mask, (t.src.buffer, t.dst.buffer, nbytes), read, coords)]
-
-    def _messages(self, t):
-        """Transfers run message by message (a send, or a collective whose regions read pr/pc)."""
-        out = []
-        for s in expand(t):
-            nbytes = local.region_elements(s.src_region) * self.p.buffer(s.src_region.buffer).dtype.itemsize
-            src_mask, dst_mask = np.zeros(self.shape, bool), np.zeros(self.shape, bool)
-            src_mask[s.src], dst_mask[s.dst] = True, True
-
-            def read(s=s):
-                data = local.read(s.src_region, s.src, self.memory(s.src))
-                return lambda: local.write(s.dst_region, s.dst, self.memory(s.dst), data)
-            coords = (np.array([s.src[0]]), np.array([s.src[1]]), np.array([s.dst[0]]), np.array([s.dst[1]]),
-                      np.array([nbytes]))
-            out.append((src_mask, dst_mask, (s.src_region.buffer, s.dst_region.buffer, nbytes), read, coords))
-        return out
+        return self._charge([(g.sr, g.sc, g.dr, g.dc, np.full(len(g.sr), g.elements * self.p.buffer(g.src_buffer).dtype.itemsize))
+                             for g in groups])
 
     def _charge(self, msgs):
         """The exchange's cycles from its messages, and which PEs took part; adds to the summary."""
@@ -269,8 +228,8 @@ class BspRun:
         p, s = self.p, self.summary
         for a in p.allocs:
             self.alloc(a, "load")
-        for ld in p.loads:
-            self.load(ld)
+        if self.functional:
+            self.host_io(p.loads, to_pes=True)
         for i, step in enumerate(p.steps):
             where = step.label or f"superstep {i}"
             for a in step.allocs:
@@ -288,13 +247,13 @@ class BspRun:
             s.compute_cycles += busy
             s.comm_cycles += np.where(active, cycles, 0.0)
             s.makespan_cycles += float(busy.max()) + cycles + self.spec.sync_cycles
-        for st in p.stores:
-            self.store(st)
+        if self.functional:
+            self.host_io(p.stores, to_pes=False)
         for f in p.frees:
             self.free(f)
         s.supersteps = len(p.steps)
         s.link_bytes = self.links.as_dict()
-        return {a.name: self.host[a.name] for a in p.outputs}, s
+        return ({a.name: self.host[a.name] for a in p.outputs} if self.functional else {}), s
 
 
 def hops_many(sr, sc, dr, dc, spec) -> np.ndarray:
@@ -307,6 +266,7 @@ def hops_many(sr, sc, dr, dc, spec) -> np.ndarray:
     return dy + dx
 
 
-def run_bsp(program: MeshProgram, inputs: dict):
-    """(outputs, CostSummary) of running `program` on `inputs` (host array name -> array)."""
+def run_bsp(program: MeshProgram, inputs: dict | None):
+    """(outputs, CostSummary) of running `program` on `inputs` (host array name -> array);
+    `inputs=None` only costs it (no data moves; the costs never depend on the data)."""
     return BspRun(program, inputs).run()
