@@ -1,21 +1,22 @@
 """Collectives as point-to-point messages: `expand(transfer)` gives a `Shift`'s or
-`Multicast`'s `Send`s, with regions bound to each sender's and receiver's coordinates.
+`Multicast`'s `Send`s, with regions bound to each sender's and receiver's coordinates (and a
+`Sends` table's rows as `Send`s).
 
 Executors that cannot run a collective whole (the event engine, MPI) run its sends; the
 BSP engine runs a shift as one roll of a grid axis and charges the same links, and the cost
 of a collective is the cost of its sends (`fractal.backends.dataflow.cost`).
 
-A multicast from the line's root is sent as messages to every other PE of the line (the
-root's own copy is local); a router that forwards a multicast copies each flit onto the
-next link once, which the cost model charges as a chain: one message's bytes on each link
-of the line from the root outwards (`multicast_links`).
+A multicast is sent as messages from the line's root to every other PE of the line (the
+root's own copy is local), and costs what those messages cost: the model has no hardware
+multicast (routers that copy a flit onto several links), so a broadcast loads the root's
+links once per receiver, the price a broadcast-based plan pays on a mesh.
 """
 
 from __future__ import annotations
 
 from fractal.lower.tile_ir import Region
 
-from .mesh_ir import Multicast, Send, Shift
+from .mesh_ir import Multicast, Send, Sends, Shift
 from .routes import ring_neighbour
 
 
@@ -23,6 +24,10 @@ def bind(r: Region, pe: tuple[int, int]) -> Region:
     """`r` with the PE's coordinates substituted for `pr` and `pc`."""
     env = {"pr": pe[0], "pc": pe[1]}
     return Region(r.buffer, tuple(a.substitute(env) for a in r.start), r.size, r.stride)
+
+
+def _at(template: Region, starts) -> Region:
+    return Region(template.buffer, starts, template.size, template.stride)
 
 
 def shift_pairs(t: Shift) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -49,6 +54,9 @@ def expand(t) -> list[Send]:
     """The point-to-point messages of a transfer (a `Send` is its own)."""
     if isinstance(t, Send):
         return [t]
+    if isinstance(t, Sends):
+        return [Send(r[:2], r[2:], _at(t.src, a), _at(t.dst, b), t.channel)
+                for r, a, b in zip(t.routes, t.src_starts, t.dst_starts)]
     pairs = shift_pairs(t) if isinstance(t, Shift) else multicast_pairs(t) if isinstance(t, Multicast) else None
     if pairs is None:
         raise TypeError(f"not a transfer: {type(t).__name__}")

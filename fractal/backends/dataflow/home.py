@@ -1,14 +1,14 @@
 """Home layouts: where each tile-IR buffer lives on the mesh between the stages that use it.
 
 A buffer's home cuts it into a grid of blocks (`factors` blocks along each axis, as equal as
-the sizes allow, leading axes first, no more blocks than PEs) and gives block b to PE
+the sizes allow, leading axes first, no more blocks than PEs, none much under 512 bytes) and gives block b to PE
 `(first + b) mod P` in row-major PE order, each PE holding one block in a local buffer
 `h_<name>` of the block's shape.  `first` rotates from buffer to buffer so that small buffers
 do not all land on PE (0, 0).  A box of the buffer meets a block in a box, so moving a region
 between its home and a PE is a few messages of boxes (`pieces`).
 
-    home = Home.spread(Buffer("x", (54, 1, 8), "f32"), pes=16, first=0)
-    home.factors, home.block      # (16, 1, 1), (4, 1, 8): 14 blocks of 4 rows, on PEs 0..13
+    home = Home.spread("x", (540, 1, 80), rows=4, cols=4, itemsize=4)
+    home.factors, home.block      # (16, 1, 1), (34, 1, 80): 16 blocks of 34 rows (the last 30), on PEs 0..15
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Box = tuple[tuple[int, int], ...]   # per axis [lo, hi)
+MIN_BLOCK_BYTES = 512               # smaller blocks only multiply the messages that move a buffer
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,11 @@ class Home:
     pes: int
 
     @classmethod
-    def spread(cls, name: str, shape, rows: int, cols: int, first: int = 0) -> "Home":
+    def spread(cls, name: str, shape, rows: int, cols: int, first: int = 0, itemsize: int = 4,
+               min_block_bytes: int = MIN_BLOCK_BYTES) -> "Home":
         shape = tuple(int(d) for d in shape)
-        left, factors = rows * cols, []
+        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize
+        left, factors = max(1, min(rows * cols, nbytes // min_block_bytes)), []
         for d in shape:
             f = max(1, min(d, left))
             factors.append(f)

@@ -244,7 +244,44 @@ class Multicast:
     channel: int = 0
 
 
-Transfer = Union[Send, Shift, Multicast]
+@dataclass(frozen=True)
+class Sends:
+    """Many messages of one shape between two buffers, as a table (a plan's fetches and
+    write-backs: thousands of them): message i copies the region of `src`'s buffer, sizes
+    and strides at `src_starts[i]` on PE `routes[i][:2]` into `dst`'s at `dst_starts[i]` on
+    PE `routes[i][2:]`.  `src` and `dst` are templates (their own starts are zeros); `expand`
+    gives the `Send`s.  Build with `sends(rows)`."""
+
+    src: Region
+    dst: Region
+    routes: tuple[tuple[int, int, int, int], ...]
+    src_starts: tuple[tuple[int, ...], ...]
+    dst_starts: tuple[tuple[int, ...], ...]
+    channel: int = 0
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+
+def _template(buffer: str, size, stride) -> Region:
+    return Region(buffer, (0,) * len(size), size, stride)
+
+
+def sends(rows, channel: int = 0) -> tuple[Sends, ...]:
+    """Message rows `(src PE, dst PE, src buffer, src starts, dst buffer, dst starts, sizes...)`
+    as `Sends` tables, one per (buffers, sizes): each row is `(src_pe, dst_pe, (src buffer,
+    src starts, src sizes), (dst buffer, dst starts, dst sizes))` with unit strides."""
+    groups: dict = {}
+    for src_pe, dst_pe, (sbuf, sstart, ssize), (dbuf, dstart, dsize) in rows:
+        g = groups.setdefault((sbuf, tuple(ssize), dbuf, tuple(dsize)), ([], [], []))
+        g[0].append((int(src_pe[0]), int(src_pe[1]), int(dst_pe[0]), int(dst_pe[1])))
+        g[1].append(tuple(int(x) for x in sstart))
+        g[2].append(tuple(int(x) for x in dstart))
+    return tuple(Sends(_template(sb, ss, (1,) * len(ss)), _template(db, ds, (1,) * len(ds)), tuple(r), tuple(a), tuple(b),
+                       channel) for (sb, ss, db, ds), (r, a, b) in groups.items())
+
+
+Transfer = Union[Send, Shift, Multicast, Sends]
 
 
 @dataclass(frozen=True)

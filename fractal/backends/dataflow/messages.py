@@ -19,7 +19,7 @@ import numpy as np
 
 from fractal.lower.tile_affine import evaluate_many
 
-from .mesh_ir import Multicast, Send, Shift
+from .mesh_ir import Multicast, Send, Sends, Shift
 from .routes import ring_neighbour
 
 
@@ -78,6 +78,13 @@ def batches(transfers) -> list[Batch]:
         if isinstance(t, (Shift, Multicast)):
             sr, sc, dr, dc = _collective_pairs(t)
             out.append(Batch(*_key(t.src, t.dst), sr, sc, dr, dc, starts_at(t.src, sr, sc), starts_at(t.dst, dr, dc)))
+        elif isinstance(t, Sends):
+            if len(t):
+                r = np.array(t.routes, np.int64)
+                n = len(t)
+                out.append(Batch(*_key(t.src, t.dst), r[:, 0], r[:, 1], r[:, 2], r[:, 3],
+                                 np.array(t.src_starts, np.int64).reshape(n, -1),
+                                 np.array(t.dst_starts, np.int64).reshape(n, -1)))
         elif isinstance(t, Send):
             sends.setdefault(_key(t.src_region, t.dst_region), []).append(t)
         else:

@@ -3,9 +3,10 @@
 Every tile buffer gets a home on the mesh (`home.Home`: blocks spread over the PEs, loaded
 from the host for inputs and consts, stored to the host for outputs).  The statements run
 in program order: loops are unrolled and `if`s decided at plan time (their bounds and
-conditions read loop variables only), and every stage run is planned by the first plan of
-`PLANS` that takes it (`plan_gemm`'s compute-shift product, else `plan_window`'s general
-plan), each a list of supersteps that reads the stage's inputs from their homes and leaves
+conditions read loop variables only), and every stage run is planned by the first plan that
+takes it: `plan_copy` (a stage that only copies: home to home), `plan_gemm` (a stage that is
+one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
+else `plan_window` (any stage), each a list of supersteps that reads the stage's inputs from their homes and leaves
 its results there.  The homes are live for the whole program: `home_peak` is the most SRAM
 they take on one PE, and what a stage may use on top.
 """
@@ -19,6 +20,7 @@ from fractal.lower.tile_ir import If, Loop, Region, Stage, TileProgram
 from .errors import SramCapacityError
 from .home import Home
 from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
+from . import plan_copy, plan_gemm
 from .plan_window import WindowPlan
 from .spec import MeshSpec
 
@@ -35,13 +37,15 @@ class Planner:
         for b in tile.buffers:
             if not all(b.shape):
                 continue
-            home = Home.spread(b.name, b.shape, spec.rows, spec.cols, first)
+            home = Home.spread(b.name, b.shape, spec.rows, spec.cols, first, b.dtype.itemsize)
             first += home.blocks
             self.homes[b.name] = home
             self.declare(home.local, home.block, b.dtype)
             for pe, _ in home.owners():
                 live[pe] += self.local[home.local].nbytes
         self.home_live = live
+        self.home_allocs = [Alloc((home.local,), Pes.one(*pe)) for home in self.homes.values() for pe, _ in home.owners()]
+        self.choices = []   # (stage run, chosen plan, {plan: (cycles, peak SRAM) or why not})
         self.home_peak = int(live.max()) if live.size else 0
         if self.home_peak > spec.usable_bytes:
             r, c = (int(x) for x in np.unravel_index(int(live.argmax()), live.shape))
@@ -90,7 +94,15 @@ class Planner:
             elif isinstance(s, If):
                 out += self.walk(s.then if s.holds(env) else s.orelse, env)
             elif isinstance(s, Stage):
-                out += WindowPlan(self, s, env, self.label(s.name)).steps()
+                label = self.label(s.name)
+                chosen = None if plan_copy.qualifies(self, s) else plan_gemm.choose(self, s, env, label)
+                if plan_copy.qualifies(self, s):
+                    out += plan_copy.steps(self, s, env, label)
+                elif chosen is not None:
+                    self.choices.append((label, chosen[0], chosen[2]))
+                    out += chosen[1]
+                else:
+                    out += WindowPlan(self, s, env, label).steps()
             else:
                 raise TypeError(f"not a tile statement: {type(s).__name__}")
         return out
@@ -99,11 +111,10 @@ class Planner:
         steps = self.walk(self.tile.body, {})
         arrays = tuple(HostArray(b.name, b.shape, b.dtype, b.role, b.data) for b in self.tile.buffers
                        if b.role in ("input", "output", "const"))
-        allocs, loads, stores = [], [], []
+        allocs, loads, stores = list(self.home_allocs), [], []
         for name, home in self.homes.items():
             role = self.buffers[name].role
             for pe, box in home.owners():
-                allocs.append(Alloc((home.local,), Pes.one(*pe)))
                 sizes = tuple(hi - lo for lo, hi in box)
                 local = Region(home.local, (0,) * len(box), sizes)
                 host = Region(name, tuple(lo for lo, _ in box), sizes)

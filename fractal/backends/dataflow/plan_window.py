@@ -31,7 +31,7 @@ from fractal.lower.rewrite import map_regions
 
 from .errors import SramCapacityError
 from .home import Box, Home
-from .mesh_ir import Alloc, Compute, Free, LocalBuffer, Pes, Send, Superstep
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends
 
 SLOT = "slot"
 
@@ -122,7 +122,7 @@ class WindowPlan:
                 home, win_lo = p.home(name), b["lo"][i]
                 if b["read_lo"] is not None:
                     box = tuple(zip(b["read_lo"][i], b["read_hi"][i]))
-                    fetch += [Send(owner, pe, _home_region(home, part, blk), _window_region(wnames[name], slot, part, win_lo))
+                    fetch += [(owner, pe, _home_part(home, part, blk), _window_part(wnames[name], slot, part, win_lo))
                               for owner, part, blk in home.pieces(box)]
             seen = set()
             for k, r, starts, is_write in self.occ:
@@ -133,12 +133,12 @@ class WindowPlan:
                     if (r.buffer, box) in seen:
                         continue
                     seen.add((r.buffer, box))
-                    back += [Send(pe, owner, _window_region(wnames[r.buffer], slot, part, win_lo),
-                                  _home_region(home, part, blk)) for owner, part, blk in home.pieces(box)]
+                    back += [(pe, owner, _window_part(wnames[r.buffer], slot, part, win_lo), _home_part(home, part, blk))
+                             for owner, part, blk in home.pieces(box)]
         computes = self._computes(first, last, K, groups, wnames)
         frees = tuple(Free(tuple(wnames.values()), rect) for rect, _ in groups)
-        return [Superstep(f"{self.label} fetch", allocs=allocs, transfers=tuple(fetch)),
-                Superstep(self.label, computes=tuple(computes), transfers=tuple(back), frees=frees)]
+        return [Superstep(f"{self.label} fetch", allocs=allocs, transfers=sends(fetch)),
+                Superstep(self.label, computes=tuple(computes), transfers=sends(back), frees=frees)]
 
     def _written(self, op, r: Region, starts, i: int) -> list[Box]:
         """The boxes a write region really writes at point i: all of it, except a scatter's,
@@ -201,11 +201,12 @@ class WindowPlan:
         return map_regions(op, move)
 
 
-def _home_region(home: Home, part: Box, block: Box) -> Region:
-    return Region(home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)),
-                  tuple(hi - lo for lo, hi in part))
+def _home_part(home: Home, part: Box, block: Box) -> tuple:
+    """A message's side in a home block: (buffer, starts, sizes)."""
+    return (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)), tuple(hi - lo for lo, hi in part))
 
 
-def _window_region(window: str, slot: int, part: Box, win_lo) -> Region:
-    return Region(window, (slot,) + tuple(int(lo - w) for (lo, _), w in zip(part, win_lo)),
-                  (None,) + tuple(hi - lo for lo, hi in part))
+def _window_part(window: str, slot: int, part: Box, win_lo) -> tuple:
+    """A message's side in a point's window slot (the slot axis is an index)."""
+    return (window, (slot,) + tuple(int(lo - w) for (lo, _), w in zip(part, win_lo)),
+            (None,) + tuple(hi - lo for lo, hi in part))

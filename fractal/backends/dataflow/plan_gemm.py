@@ -1,0 +1,278 @@
+"""Plans of a stage that is one matrix product: compute-shift (Cannon), broadcast (SUMMA) and
+stationary (replicated right operand), the cheapest that fits chosen by the cost model.
+
+A stage qualifies when it is a box whose body is a single `gemm` with unit strides and whose
+right operand is the same at every point (a weight the points share): then its points'
+products stack into one `(M' x K) @ (K x N)` with `M' = points x m` (`Product`).  On an
+`s x s` square of PEs (s the largest that divides M', K and N and fits the mesh):
+
+* **cannon** (T10's compute-shift, WaferLLM's MeshGEMM): PE (i, j) starts with A's tile
+  (i, i+j) and B's tile (i+j, j) (the skew), then `s` times computes `C(i, j) += A @ B` and
+  shifts A one place along its row ring and B along its column ring.  Rings are embedded
+  interleaved (every neighbour at most two hops away) or wrapped.  Memory: three tiles and a
+  receive buffer per rotating operand; traffic: neighbour-only.
+* **summa** (the broadcast plan): PE (i, j) holds A's and B's blocks (i, j); at step t the
+  PEs of column t multicast their A block along their rows and those of row t their B block
+  along their columns, and every PE accumulates the product of the two panels.
+* **stationary** (the replicated plan): every PE of a rectangle holds all of B and a band of
+  M'/P rows of A and C, and computes once with no exchange: fastest when B is small, but it
+  costs B on every PE (T10's "replicate"), so it is out when B does not fit.
+
+Each plan fetches its tiles from the operands' homes (`home.Home`) first and writes C's tiles
+back last.  `choose` costs every candidate on the BSP engine without data (the costs do not
+depend on it), drops those that overflow a PE's SRAM, and keeps the fastest: when the
+replicated plan does not fit, a rotating one does (the planner's fallback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fractal.backends.pointwise import stage_points
+from fractal.lower.tile_affine import evaluate_many
+from fractal.lower.tile_ir import Gemm, Region, Stage
+
+from .errors import SramCapacityError
+from .mesh_ir import Alloc, Compute, Free, MeshProgram, Multicast, Pes, Shift, Superstep, sends
+from .routes import ring_order
+
+
+@dataclass
+class Operand:
+    """One operand of the stacked product: its tile region, starts per point and axes."""
+
+    region: Region
+    starts: np.ndarray        # (points, ndim); one row for a shared operand
+    rows_axis: int            # the buffer axis of the big matrix's rows (op applied)
+    cols_axis: int
+    m: int                    # rows per point (a stacked operand), or all rows (shared)
+    stacked: bool
+
+    @property
+    def transposed(self) -> bool:
+        """The buffer stores the big matrix's columns before its rows: tiles keep buffer order."""
+        return self.rows_axis > self.cols_axis
+
+    def tile_shape(self, rows: int, cols: int) -> tuple[int, int]:
+        return (cols, rows) if self.transposed else (rows, cols)
+
+    def pieces(self, r0, r1, c0, c1):
+        """(buffer box, row offset, col offset) of each part of the big box [r0:r1, c0:c1]."""
+        points = range(r0 // self.m, (r1 - 1) // self.m + 1) if self.stacked else [0]
+        for pt in points:
+            base = pt * self.m if self.stacked else 0
+            lo, hi = max(r0, base) - base, min(r1, base + self.m) - base
+            box = []
+            for axis, (start, size) in enumerate(zip(self.starts[pt if self.stacked else 0], self.region.size)):
+                if axis == self.rows_axis:
+                    box.append((int(start) + lo, int(start) + hi))
+                elif axis == self.cols_axis:
+                    box.append((int(start) + c0, int(start) + c1))
+                else:
+                    box.append((int(start), int(start) + 1))
+            yield tuple(box), base + lo - r0, 0
+
+
+@dataclass
+class Product:
+    """A stage as one product C' = A' @ B' (module docstring)."""
+
+    a: Operand
+    b: Operand
+    c: Operand
+    M: int
+    K: int
+    N: int
+    accumulate: bool
+
+
+def _ranges(r: Region) -> list[int]:
+    return [axis for axis, s in enumerate(r.size) if s is not None]
+
+
+def product_of(stage: Stage, env: dict) -> Product | None:
+    """The stage as one stacked product, or None when it is not one (module docstring)."""
+    if len(stage.body) != 1 or not isinstance(stage.body[0], Gemm) or not stage.rectangular:
+        return None
+    op: Gemm = stage.body[0]
+    names = {d.var for d in stage.dims}
+    if op.b.vars() & names or any(s != 1 for r in (op.a, op.b, op.c) for s in r.stride):
+        return None
+    points = list(stage_points(stage.dims, env))
+    if not points:
+        return None
+    values = {v: np.array([p[v] for p in points], np.int64) for v in points[0]}
+    starts = lambda r: np.stack([np.broadcast_to(evaluate_many(a, values), (len(points),))  # noqa: E731
+                                 for a in r.start], 1)
+    (a0, a1), (b0, b1), (c0, c1) = _ranges(op.a), _ranges(op.b), _ranges(op.c)
+    m, k = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
+    n = op.c.size[c1]
+    a = Operand(op.a, starts(op.a), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
+    b = Operand(op.b, starts(op.b)[:1], b1 if op.trans_b else b0, b0 if op.trans_b else b1, k, False)
+    c = Operand(op.c, starts(op.c), c0, c1, m, True)
+    return Product(a, b, c, m * len(points), k, n, op.accumulate)
+
+
+# --- the plans ---------------------------------------------------------------------------------
+
+class _Builder:
+    """Tiles, fetches and write-backs shared by the plans."""
+
+    def __init__(self, planner, stage: Stage, prod: Product, label: str, plan: str):
+        self.p, self.stage, self.prod, self.label, self.plan = planner, stage, prod, label, plan
+        self.op: Gemm = stage.body[0]
+
+    def tile(self, role: str, operand: Operand, rows: int, cols: int) -> str:
+        r = operand.region
+        return self.p.declare(f"{self.plan}_{self.stage.name}_{role}_{rows}x{cols}", operand.tile_shape(rows, cols),
+                              self.p.buffers[r.buffer].dtype)
+
+    def moves(self, operand: Operand, tile: str, pe, r0, r1, c0, c1, into_tile: bool) -> list:
+        """Message rows (`mesh_ir.sends`) between `operand`'s homes and PE `pe`'s tile holding
+        the big box [r0:r1, c0:c1]."""
+        home = self.p.home(operand.region.buffer)
+        out = []
+        for box, roff, coff in operand.pieces(r0, r1, c0, c1):
+            for owner, part, blk in home.pieces(box):
+                h = (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, blk)), tuple(hi - lo for lo, hi in part))
+                rows, cols = part[operand.rows_axis], part[operand.cols_axis]
+                start = (roff + rows[0] - box[operand.rows_axis][0], coff + cols[0] - c0)
+                size = (rows[1] - rows[0], cols[1] - cols[0])
+                if operand.transposed:
+                    start, size = start[::-1], size[::-1]
+                t = (tile, start, size)
+                out.append((owner, pe, h, t) if into_tile else (pe, owner, t, h))
+        return out
+
+    def gemm(self, ta: str, tb: str, tc: str, shape_a, shape_b, shape_c, accumulate: bool) -> Gemm:
+        return Gemm(Region(ta, (0, 0), shape_a), Region(tb, (0, 0), shape_b), Region(tc, (0, 0), shape_c),
+                    accumulate=accumulate, trans_a=self.prod.a.transposed, trans_b=self.prod.b.transposed)
+
+
+def cannon(planner, stage, prod: Product, label: str, s: int, ring: str) -> list[Superstep]:
+    bld = _Builder(planner, stage, prod, label, f"cannon_{ring}")
+    mt, kt, nt = prod.M // s, prod.K // s, prod.N // s
+    ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
+    sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
+    order = ring_order(s, ring)
+    P = Pes(0, s, 0, s)
+    fetch, back = [], []
+    for i in range(s):
+        for j in range(s):
+            pe, k = (order[i], order[j]), (i + j) % s
+            fetch += bld.moves(prod.a, ta, pe, i * mt, (i + 1) * mt, k * kt, (k + 1) * kt, True)
+            fetch += bld.moves(prod.b, tb, pe, k * kt, (k + 1) * kt, j * nt, (j + 1) * nt, True)
+            if prod.accumulate:
+                fetch += bld.moves(prod.c, tc, pe, i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, True)
+            back += bld.moves(prod.c, tc, pe, i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, False)
+    steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch))]
+    for t in range(s):
+        last = t == s - 1
+        shifts = () if last else (Shift(P, Region(ta, (0, 0), sa), Region(ta, (0, 0), sa), "row", -1, ring, 0),
+                                  Shift(P, Region(tb, (0, 0), sb), Region(tb, (0, 0), sb), "col", -1, ring, 1))
+        compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
+        steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (sends(back) if last else ()),
+                               frees=(Free((ta, tb, tc), P),) if last else ()))
+    return steps
+
+
+def summa(planner, stage, prod: Product, label: str, s: int) -> list[Superstep]:
+    bld = _Builder(planner, stage, prod, label, "summa")
+    mt, kt, nt = prod.M // s, prod.K // s, prod.N // s
+    ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
+    pa, pb = bld.tile("pa", prod.a, mt, kt), bld.tile("pb", prod.b, kt, nt)
+    sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
+    P = Pes(0, s, 0, s)
+    fetch, back = [], []
+    for i in range(s):
+        for j in range(s):
+            fetch += bld.moves(prod.a, ta, (i, j), i * mt, (i + 1) * mt, j * kt, (j + 1) * kt, True)
+            fetch += bld.moves(prod.b, tb, (i, j), i * kt, (i + 1) * kt, j * nt, (j + 1) * nt, True)
+            if prod.accumulate:
+                fetch += bld.moves(prod.c, tc, (i, j), i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, True)
+            back += bld.moves(prod.c, tc, (i, j), i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, False)
+
+    def panels(t):
+        return (Multicast(P, Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), "row", t, 0),
+                Multicast(P, Region(tb, (0, 0), sb), Region(pb, (0, 0), sb), "col", t, 1))
+    steps = [Superstep(f"{label} summa: fetch", allocs=(Alloc((ta, tb, tc, pa, pb), P),), transfers=sends(fetch)),
+             Superstep(f"{label} summa: panels 0", transfers=panels(0))]
+    for t in range(s):
+        last = t == s - 1
+        compute = Compute(P, (bld.gemm(pa, pb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
+        steps.append(Superstep(f"{label} summa step {t}", computes=(compute,),
+                               transfers=sends(back) if last else panels(t + 1),
+                               frees=(Free((ta, tb, tc, pa, pb), P),) if last else ()))
+    return steps
+
+
+def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int]) -> list[Superstep]:
+    bld = _Builder(planner, stage, prod, label, "stationary")
+    R, C = rect
+    band = prod.M // (R * C)
+    ta, tb, tc = bld.tile("a", prod.a, band, prod.K), bld.tile("b", prod.b, prod.K, prod.N), \
+        bld.tile("c", prod.c, band, prod.N)
+    sa, sb, sc = prod.a.tile_shape(band, prod.K), prod.b.tile_shape(prod.K, prod.N), prod.c.tile_shape(band, prod.N)
+    P = Pes(0, R, 0, C)
+    fetch, back = [], []
+    for q, pe in enumerate(P):
+        fetch += bld.moves(prod.a, ta, pe, q * band, (q + 1) * band, 0, prod.K, True)
+        fetch += bld.moves(prod.b, tb, pe, 0, prod.K, 0, prod.N, True)
+        if prod.accumulate:
+            fetch += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, True)
+        back += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, False)
+    compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate),), (), stage.name)
+    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch)),
+            Superstep(f"{label} stationary", computes=(compute,), transfers=sends(back), frees=(Free((ta, tb, tc), P),))]
+
+
+# --- the choice ----------------------------------------------------------------------------------
+
+def _square(prod: Product, rows: int, cols: int) -> int:
+    return max(s for s in range(1, min(rows, cols) + 1) if prod.M % s == 0 and prod.K % s == 0 and prod.N % s == 0)
+
+
+def _rectangle(prod: Product, rows: int, cols: int) -> tuple[int, int]:
+    return max(((r, c) for r in range(1, rows + 1) for c in range(1, cols + 1) if prod.M % (r * c) == 0),
+               key=lambda rc: (rc[0] * rc[1], rc[0]))
+
+
+def candidates(planner, stage, prod: Product, label: str) -> dict:
+    spec = planner.spec
+    s = _square(prod, spec.rows, spec.cols)
+    out = {"cannon-interleaved": lambda: cannon(planner, stage, prod, label, s, "interleaved"),
+           "summa": lambda: summa(planner, stage, prod, label, s),
+           "stationary": lambda: stationary(planner, stage, prod, label, _rectangle(prod, spec.rows, spec.cols))}
+    if s > 2:
+        out["cannon-wrap"] = lambda: cannon(planner, stage, prod, label, s, "wrap")
+    return out
+
+
+def cost(planner, steps) -> tuple[float, int]:
+    """(cycles, peak SRAM bytes) of a stage plan's steps on top of the homes (costs only)."""
+    from .bsp import run_bsp
+    program = MeshProgram("stage", planner.spec, (), tuple(planner.local.values()), allocs=tuple(planner.home_allocs),
+                          steps=tuple(steps))
+    summary = run_bsp(program, None)[1]
+    return summary.makespan_cycles, int(summary.sram_peak.max())
+
+
+def choose(planner, stage: Stage, env: dict, label: str):
+    """The cheapest plan that fits as (name, steps, {name: (cycles, peak) or the error}), or None
+    when the stage is not one product or no plan of it fits."""
+    prod = product_of(stage, env)
+    if prod is None:
+        return None
+    tried, best = {}, None
+    for name, make in candidates(planner, stage, prod, label).items():
+        steps = make()
+        try:
+            tried[name] = cost(planner, steps)
+        except SramCapacityError as e:
+            tried[name] = e
+            continue
+        if best is None or tried[name][0] < tried[best[0]][0]:
+            best = (name, steps)
+    return None if best is None else (best[0], best[1], tried)
