@@ -22,6 +22,7 @@ from .home import Home
 from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
 from . import plan_copy, plan_gemm
 from .plan_window import WindowPlan
+from .residency import Residency, resident_buffers, var_ranges
 from .spec import MeshSpec
 
 
@@ -45,6 +46,9 @@ class Planner:
                 live[pe] += self.local[home.local].nbytes
         self.home_live = live
         self.home_allocs = [Alloc((home.local,), Pes.one(*pe)) for home in self.homes.values() for pe, _ in home.owners()]
+        self.resident_peak = 0   # SRAM the resident boxes take on a PE (residency)
+        self._residency: dict = {}
+        self.ranges = var_ranges(tile.body)
         self.choices = []   # (stage run, chosen plan, {plan: (cycles, peak SRAM) or why not})
         self.home_peak = int(live.max()) if live.size else 0
         if self.home_peak > spec.usable_bytes:
@@ -56,6 +60,13 @@ class Planner:
 
     def home(self, name: str) -> Home | None:
         return self.homes.get(name)
+
+    def residency(self, stage: Stage) -> Residency | None:
+        """The stage's resident read-only operands (one `Residency` per stage, over all its runs)."""
+        if stage.name not in self._residency:
+            kept = resident_buffers(self, stage)
+            self._residency[stage.name] = Residency(self, stage, kept) if kept else None
+        return self._residency[stage.name]
 
     def is_const(self, name: str) -> bool:
         return self.buffers[name].role == "const"

@@ -93,37 +93,84 @@ class WindowPlan:
             return []
         p, spec = self.planner, self.planner.spec
         windows = self.slot_bytes()
+        residency = p.residency(self.stage)
+        if residency is not None and not self.serial:
+            resident = self._resident(residency, windows)
+            if resident is not None:
+                return resident
         per_slot = sum(b for _, b in windows.values())
-        room = spec.usable_bytes - p.home_peak
+        room = spec.usable_bytes - p.home_peak - p.resident_peak
         if per_slot > room:
             raise SramCapacityError((0, 0), self.label, f"the windows of one point of {self.stage.name}", per_slot,
-                                    p.home_peak, spec.usable_bytes)
+                                    p.home_peak + p.resident_peak, spec.usable_bytes)
         pes = spec.pes
         K = max(1, min(-(-self.n // pes), room // max(per_slot, 1)))
         if self.serial:   # a scatter whose rows are known only at run time: one point at a time
             K, pes = 1, 1
         out = []
         for start in range(0, self.n, K * pes):
-            out += self._round(start, min(self.n, start + K * pes), K, windows)
+            placement = {i: divmod(i - start, K) for i in range(start, min(self.n, start + K * pes))}
+            out += self._round(placement, K, windows, None)
         return out
 
-    def _round(self, first: int, last: int, K: int, windows) -> list[Superstep]:
+    def _resident(self, res, windows):
+        """The run with its read-only boxes kept on their key's PEs (`residency`), or None."""
+        if not res.usable:
+            return None
+        kept = sorted(res.buffers & set(self.boxes))
+        if not kept:
+            return None
+        keys = [tuple((b, tuple(self.boxes[b]["lo"][i]), tuple(self.boxes[b]["hi"][i])) for b in kept)
+                for i in range(self.n)]
+        if not res.declare({b: tuple(int(x) for x in (self.boxes[b]["hi"] - self.boxes[b]["lo"]).max(axis=0))
+                            for b in kept}):
+            return None
+        by_key: dict = {}
+        for i, key in enumerate(keys):
+            by_key.setdefault(key, []).append(i)
+        placement, K = {}, 1
+        for key, points in by_key.items():
+            group = res.group(key)
+            if group is None:
+                return None
+            per = -(-len(points) // len(group))
+            K = max(K, per)
+            for j, i in enumerate(points):
+                placement[i] = (group[j // per], j % per)
+        transient = {b: w for b, w in windows.items() if b not in res.buffers}
+        room = self.planner.spec.usable_bytes - self.planner.home_peak - res.bytes_per_pe()
+        if K * sum(b for _, b in transient.values()) > room:
+            return None
+        return self._round(placement, K, transient, res)
+
+    def _round(self, placement: dict, K: int, windows, res) -> list[Superstep]:
+        """One round: points `placement` {point: (PE id, slot)}, fetch, compute, write back."""
         p, cols = self.planner, self.planner.spec.cols
-        count = last - first
-        used = -(-count // K)
         wnames = {name: p.window(self.stage.name, name, (K,) + shape) for name, (shape, _) in windows.items()}
-        groups = self._rectangles(count, K, used, cols)
-        allocs = tuple(Alloc(tuple(wnames.values()), rect) for rect, _ in groups)
-        fetch, back = [], []
-        for i in range(first, last):
-            q, slot = divmod(i - first, K)
+        rnames = res.names() if res is not None else {}
+        counts: dict = {}
+        for q, _ in placement.values():
+            counts[q] = counts.get(q, 0) + 1
+        groups = _rectangles(counts, cols)
+        allocs = [Alloc(tuple(wnames.values()), rect) for rect, _ in groups] if wnames else []
+        fetch, back, loading = [], [], set()
+        for i, (q, slot) in placement.items():
             pe = (q // cols, q % cols)
             for name, b in self.boxes.items():
-                home, win_lo = p.home(name), b["lo"][i]
-                if b["read_lo"] is not None:
-                    box = tuple(zip(b["read_lo"][i], b["read_hi"][i]))
-                    fetch += [(owner, pe, _home_part(home, part, blk), _window_part(wnames[name], slot, part, win_lo))
+                home = p.home(name)
+                if name in rnames:
+                    if q in res.loaded or q in loading:
+                        continue
+                    box = tuple(zip(b["lo"][i], b["hi"][i]))
+                    fetch += [(owner, pe, _home_part(home, part, blk), _resident_part(rnames[name], part, b["lo"][i]))
                               for owner, part, blk in home.pieces(box)]
+                elif b["read_lo"] is not None:
+                    box = tuple(zip(b["read_lo"][i], b["read_hi"][i]))
+                    fetch += [(owner, pe, _home_part(home, part, blk), _window_part(wnames[name], slot, part, b["lo"][i]))
+                              for owner, part, blk in home.pieces(box)]
+            if rnames and q not in res.loaded and q not in loading:
+                loading.add(q)
+                allocs.append(Alloc(tuple(rnames.values()), Pes.one(*pe)))
             seen = set()
             for k, r, starts, is_write in self.occ:
                 if not is_write:
@@ -135,9 +182,12 @@ class WindowPlan:
                     seen.add((r.buffer, box))
                     back += [(pe, owner, _window_part(wnames[r.buffer], slot, part, win_lo), _home_part(home, part, blk))
                              for owner, part, blk in home.pieces(box)]
-        computes = self._computes(first, last, K, groups, wnames)
-        frees = tuple(Free(tuple(wnames.values()), rect) for rect, _ in groups)
-        return [Superstep(f"{self.label} fetch", allocs=allocs, transfers=sends(fetch)),
+        if res is not None:
+            res.loaded |= loading
+            p.resident_peak = max(p.resident_peak, res.bytes_per_pe())
+        computes = self._computes(placement, groups, wnames, rnames)
+        frees = tuple(Free(tuple(wnames.values()), rect) for rect, _ in groups) if wnames else ()
+        return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=sends(fetch)),
                 Superstep(self.label, computes=tuple(computes), transfers=sends(back), frees=frees)]
 
     def _written(self, op, r: Region, starts, i: int) -> list[Box]:
@@ -158,52 +208,67 @@ class WindowPlan:
             out.append(box[:axis] + ((lo, lo + 1),) + box[axis + 1:])
         return out
 
-    @staticmethod
-    def _rectangles(count, K, used, cols) -> list[tuple[Pes, int]]:
-        """The used PEs (0..used-1 in row-major order) as rectangles, with the points each PE runs."""
-        full = count // K                      # PEs with K points
-        out = []
-        if full // cols:
-            out.append((Pes(0, full // cols, 0, cols), K))
-        if full % cols:
-            out.append((Pes(full // cols, full // cols + 1, 0, full % cols), K))
-        if used > full:
-            out.append((Pes.one(full // cols, full % cols), count - full * K))
-        return out
-
-    def _computes(self, first, last, K, groups, wnames) -> list[Compute]:
+    def _computes(self, placement, groups, wnames, rnames) -> list[Compute]:
         """One SPMD compute per rectangle when offsets are the same at every point, else per point."""
+        order = sorted(placement)
         rebased, uniform = {}, True
         for k, r, starts, _ in self.occ:
-            offsets = starts[first:last] - self.boxes[r.buffer]["lo"][first:last]
-            if (offsets != offsets[:1]).any():
-                uniform = False
-            rebased[(k, r)] = offsets
+            offsets = starts[order] - self.boxes[r.buffer]["lo"][order]
+            uniform &= bool((offsets == offsets[:1]).all())
+            rebased[(k, r)] = dict(zip(order, offsets))
         if uniform:
-            ops = tuple(self._rebase(op, k, rebased, wnames, None) for k, op in enumerate(self.stage.body))
+            ops = tuple(self._rebase(op, k, rebased, wnames, rnames, order[0], None) for k, op in enumerate(self.stage.body))
             return [Compute(rect, ops, (Dim(SLOT, 0, n),), self.stage.name) for rect, n in groups]
-        out, cols = [], self.planner.spec.cols
-        for i in range(first, last):
-            q, slot = divmod(i - first, K)
-            ops = tuple(self._rebase(op, k, rebased, wnames, (i - first, slot)) for k, op in enumerate(self.stage.body))
-            out.append(Compute(Pes.one(q // cols, q % cols), ops, (), self.stage.name))
-        return out
+        cols = self.planner.spec.cols
+        return [Compute(Pes.one(q // cols, q % cols),
+                        tuple(self._rebase(op, k, rebased, wnames, rnames, i, slot) for k, op in enumerate(self.stage.body)),
+                        (), self.stage.name) for i, (q, slot) in sorted(placement.items())]
 
-    def _rebase(self, op, k, rebased, wnames, point):
+    def _rebase(self, op, k, rebased, wnames, rnames, point, slot):
+        """`op` on a PE's windows: slot `slot` (None: the compute's slot variable) of point `point`."""
         def move(r: Region) -> Region:
             offsets = rebased.get((k, r))
-            if offsets is None:      # an empty region: it touches nothing, anywhere
-                return Region(wnames.get(r.buffer, r.buffer), (0,) * (len(r.size) + 1), (None,) + r.size,
-                              (1,) + r.stride) if r.buffer in wnames else r
-            row, slot = (0, aff(SLOT)) if point is None else point
-            return Region(wnames[r.buffer], (slot,) + tuple(int(x) for x in offsets[row]), (None,) + r.size,
+            if r.buffer in rnames:   # resident: one box per PE, no slot axis
+                at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[point])
+                return Region(rnames[r.buffer], at, r.size, r.stride)
+            if r.buffer not in wnames:
+                return r
+            at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[point])
+            return Region(wnames[r.buffer], (aff(SLOT) if slot is None else slot,) + at, (None,) + r.size,
                           (1,) + r.stride)
         return map_regions(op, move)
+
+
+def _rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
+    """PEs (ids) with their point counts as rectangles of equal counts: runs along each row."""
+    out, run = [], None
+    for q in sorted(counts):
+        r, c = divmod(q, cols)
+        if run and run[0] == r and run[2] == c and run[3] == counts[q]:
+            run[2] += 1
+        else:
+            if run:
+                out.append(run)
+            run = [r, c, c + 1, counts[q]]
+    if run:
+        out.append(run)
+    merged = []   # stack equal runs of consecutive rows into one rectangle
+    for r, c0, c1, n in out:
+        if merged and merged[-1][1] == r and merged[-1][2:] == [c0, c1, n]:
+            merged[-1][1] = r + 1
+        else:
+            merged.append([r, r + 1, c0, c1, n])
+    return [(Pes(r0, r1, c0, c1), n) for r0, r1, c0, c1, n in merged]
 
 
 def _home_part(home: Home, part: Box, block: Box) -> tuple:
     """A message's side in a home block: (buffer, starts, sizes)."""
     return (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)), tuple(hi - lo for lo, hi in part))
+
+
+def _resident_part(buffer: str, part: Box, box_lo) -> tuple:
+    """A message's side in a resident box (no slot axis)."""
+    return (buffer, tuple(int(lo - w) for (lo, _), w in zip(part, box_lo)), tuple(hi - lo for lo, hi in part))
 
 
 def _window_part(window: str, slot: int, part: Box, win_lo) -> tuple:
