@@ -1,0 +1,59 @@
+"""Mesh programs written by hand with the mesh IR's nodes, for the executors' tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Pes,
+                                               Send, Shift, Store, Superstep)
+from fractal.backends.dataflow.spec import mesh_spec
+from fractal.lower.tile_affine import aff
+from fractal.lower.tile_ir import Binary, Const, Elementwise, Gemm, Region
+from fractal.lower.tile_expr import Load as Read
+
+
+def cannon(q: int, t: int = 2, dtype=np.float64, spec=None) -> MeshProgram:
+    """C = A @ B for (q*t)-square matrices on q x q PEs: skewed loads, q steps of a local GEMM and
+    two shifts (A's tiles one PE left along the rows, B's one PE up along the columns)."""
+    spec = spec or mesh_spec(q, q, preset="tiny")
+    n, pes = q * t, Pes(0, q, 0, q)
+    tile = lambda name: Region(name, (0, 0), (t, t))  # noqa: E731
+    skew = (aff("pr") + aff("pc")) % q * t
+    steps = []
+    for k in range(q):
+        gemm = Compute(pes, (Gemm(tile("ta"), tile("tb"), tile("tc"), accumulate=k > 0),), label="gemm")
+        shifts = () if k == q - 1 else (Shift(pes, tile("ta"), tile("ta"), "row", -1, channel=0),
+                                        Shift(pes, tile("tb"), tile("tb"), "col", -1, channel=1))
+        steps.append(Superstep(f"step {k}", computes=(gemm,), transfers=shifts))
+    return MeshProgram(
+        "cannon", spec,
+        arrays=(HostArray("a", (n, n), dtype), HostArray("b", (n, n), dtype), HostArray("c", (n, n), dtype, "output")),
+        buffers=tuple(LocalBuffer(name, (t, t), dtype) for name in ("ta", "tb", "tc")),
+        allocs=(Alloc(("ta", "tb", "tc"), pes),),
+        loads=(Load(pes, tile("ta"), Region("a", (aff("pr") * t, skew), (t, t))),
+               Load(pes, tile("tb"), Region("b", (skew, aff("pc") * t), (t, t)))),
+        steps=tuple(steps),
+        stores=(Store(pes, Region("c", (aff("pr") * t, aff("pc") * t), (t, t)), tile("tc")),))
+
+
+def vector_program(spec, k: int, moves, dtype=np.float64) -> MeshProgram:
+    """Every PE holds k elements `v` (loaded from x[pr, pc], stored to y[pr, pc]); each move is a
+    superstep: ("shift", axis, by, ring, channel), ("sends", [(src, dst)], channel) or ("add", c)."""
+    pes = Pes(0, spec.rows, 0, spec.cols)
+    v = Region("v", (0,), (k,))
+    host = lambda name: Region(name, ("pr", "pc", 0), (None, None, k))  # noqa: E731
+    steps = []
+    for i, move in enumerate(moves):
+        if move[0] == "shift":
+            _, axis, by, ring, channel = move
+            steps.append(Superstep(f"shift {i}", transfers=(Shift(pes, v, v, axis, by, ring, channel),)))
+        elif move[0] == "sends":
+            _, pairs, channel = move
+            steps.append(Superstep(f"sends {i}", transfers=tuple(Send(s, d, v, v, channel) for s, d in pairs)))
+        else:
+            add = Elementwise(v, Binary("add", Read(v), Const(move[1])))
+            steps.append(Superstep(f"add {i}", computes=(Compute(pes, (add,)),)))
+    shape = (spec.rows, spec.cols, k)
+    return MeshProgram("vectors", spec, arrays=(HostArray("x", shape, dtype), HostArray("y", shape, dtype, "output")),
+                       buffers=(LocalBuffer("v", (k,), dtype),), allocs=(Alloc(("v",), pes),),
+                       loads=(Load(pes, v, host("x")),), steps=tuple(steps), stores=(Store(pes, host("y"), v),))
