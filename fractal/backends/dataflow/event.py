@@ -16,7 +16,9 @@ walks its route reserving links: it starts at `max(ready, free_at)` of its links
 `wire_bytes / link_bytes_per_cycle` and arrives, cut-through, at start + inject latency + hops x
 hop latency + wire / bandwidth, so a message alone costs exactly `cost.message_cycles`.  A
 crossbar reserves the sender's injection port and the receiver's ejection port instead.  A
-message to oneself is a local copy: no cycles, no link, not counted in bytes or messages.
+message to oneself is a local copy: no cycles, no link, not counted in bytes or messages.  The
+copies of a multicast load each link of their line once (a router forwards each flit once):
+`bytes_hops` counts them so, and equals the bytes on the links when packets add no headers.
 
 Channels are FIFO per (src, dst, channel).  `capacity=None` lets every message leave at once;
 `k >= 1` lets at most k messages of a channel be in flight or queued at the receiver; `0` is a
@@ -56,7 +58,7 @@ class _Channel:
     __slots__ = ("queue", "departed", "waiting")
 
     def __init__(self):
-        self.queue = deque()   # posted, not yet received: [data, arrival, send]; the departed ones first
+        self.queue = deque()   # posted, not yet received: [data, arrival, send, multicast]; the departed first
         self.departed = 0
         self.waiting = False   # the receiver has posted a receive for the head
 
@@ -82,7 +84,7 @@ class EventEngine:
         self.pes = {at: _PE(i, at, iter(gen), {}) for i, (at, gen) in enumerate(sorted(streams.items()))}
         self.by_id = [self.pes[at] for at in sorted(self.pes)]
         self.heap, self.seq, self.chans, self.free_at, self.routers = [], 0, {}, {}, {}
-        self.costs = {}
+        self.costs, self.multicasts = {}, {}
         self.summary = CostSummary(spec, "event")
 
     def run(self) -> CostSummary:
@@ -142,7 +144,7 @@ class EventEngine:
 
     def _isend(self, pe, ins):
         key = self._key(pe, ins.send, "sends", ins.send.src)
-        message = [read(ins.send.src_region, pe.at, pe.memory), None, ins.send]
+        message = [read(ins.send.src_region, pe.at, pe.memory), None, ins.send, ins.multicast]
         self.chans.setdefault(key, _Channel()).queue.append(message)
         pe.outbox.append(message)
         self._pump(key, pe.clock)
@@ -202,7 +204,7 @@ class EventEngine:
         while chan.departed < len(chan.queue) and (
                 cap is None or chan.departed < cap or (chan.waiting and chan.departed == 0)):
             message = chan.queue[chan.departed]
-            message[1] = self._depart(message[2], message[0].nbytes, t)
+            message[1] = self._depart(message[2], message[0].nbytes, t, message[3])
             chan.departed += 1
             sender, receiver = self.pes[key[0]], self.pes[key[1]]
             if sender.blocked == ("send",) and all(m[1] is not None for m in sender.outbox):
@@ -212,27 +214,32 @@ class EventEngine:
                 receiver.blocked = None
                 self._push(receiver, max(t, message[1]))
 
-    def _depart(self, send: Send, nbytes: int, t: float) -> float:
-        """Reserve the message's links (or crossbar ports) from `t`; its arrival time."""
+    def _depart(self, send: Send, nbytes: int, t: float, multicast=None) -> float:
+        """Reserve the message's links (or crossbar ports) from `t`; its arrival time.  The copies of
+        a multicast line reserve and load each link (a crossbar: the root's port) once, as a chain."""
         spec, s = self.spec, self.summary
         if send.src == send.dst:
             return t
         crossbar = spec.kind == "crossbar"
         links = () if crossbar else route(send.src, send.dst, spec)
         ports = (("out", send.src), ("in", send.dst)) if crossbar else links
+        if multicast is not None:
+            carried = self.multicasts.setdefault(multicast, set())
+            ports = tuple(p for p in ports if p not in carried)
+            carried.update(ports)
         hops = 1 if crossbar else len(links)
         wire = wire_bytes(nbytes, spec)
         busy = wire / spec.link_bytes_per_cycle
         start = max([t] + [self.free_at.get(p, 0.0) for p in ports])
         for p in ports:
             self.free_at[p] = start + busy
-        for link in links:
+        for link in ports if not crossbar else ():
             s.link_bytes[link] = s.link_bytes.get(link, 0) + wire
         for node in (send.src,) + tuple(b for _, b in links):
             self.routers.setdefault(node, set()).add(send.channel)
         s.bytes_sent += nbytes
         s.pe_sent[send.src] += nbytes
-        s.bytes_hops += nbytes * hops
+        s.bytes_hops += nbytes * (1 if crossbar else len(ports))
         s.messages += 1
         return start + spec.inject_latency_cycles + hops * spec.hop_latency_cycles + busy
 

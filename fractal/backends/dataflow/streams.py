@@ -6,7 +6,8 @@ it receives, a `WaitSends` (when it sent anything), and its frees; before the fi
 its allocs and loads.  Posting every send (which copies its data) before any receive keeps the
 superstep's rule "all transfer reads before any write" on each PE without a barrier, and a
 receive into a buffer the PE also sends from in that superstep is marked `staged`: it needs a
-receive buffer.  The 2x2 Cannon product of `mesh_ir`'s docstring gives PE (0,1)::
+receive buffer; the copies of one multicast line share a `multicast` key (the engine loads each
+link of the line once).  The 2x2 Cannon product of `mesh_ir`'s docstring gives PE (0,1)::
 
     Begin('load') Allocate(ta) Allocate(tb) Allocate(tc) Load Load
     Begin('step 0') Compute Isend(ta to (0,0)) Isend(tb to (1,1)) Recv(ta from (0,0), staged)
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .collectives import expand
-from .mesh_ir import LocalBuffer, MeshProgram, Send
+from .mesh_ir import LocalBuffer, MeshProgram, Multicast, Send
 
 
 class Begin(NamedTuple):      # a superstep starts (names where SRAM peaks)
@@ -36,6 +37,7 @@ class Release(NamedTuple):
 
 class Isend(NamedTuple):      # post a message: its data is copied now
     send: Send
+    multicast: tuple | None = None   # the copies of one multicast line share this key: a link carries them once
 
 
 class Recv(NamedTuple):       # block until the message arrives, then write it
@@ -48,15 +50,16 @@ class WaitSends(NamedTuple):  # block until the channels have taken every messag
 
 
 def messages_by_step(program: MeshProgram) -> list[tuple[dict, dict]]:
-    """Per superstep, its transfers' `Send`s in program order by sender and by receiver."""
+    """Per superstep, its transfers' messages in program order: `Isend`s by sender, `Send`s by receiver."""
     out, expanded = [], {}   # steps often repeat a transfer (a rotation): expand it once
-    for step in program.steps:
+    for i, step in enumerate(program.steps):
         by_src, by_dst = {}, {}
-        for t in step.transfers:
+        for j, t in enumerate(step.transfers):
             if t not in expanded:
                 expanded[t] = expand(t)
             for send in expanded[t]:
-                by_src.setdefault(send.src, []).append(send)
+                group = (i, j, send.src) if isinstance(t, Multicast) else None
+                by_src.setdefault(send.src, []).append(Isend(send, group))
                 by_dst.setdefault(send.dst, []).append(send)
         out.append((by_src, by_dst))
     return out
@@ -74,8 +77,8 @@ def pe_stream(program: MeshProgram, pe, messages):
         yield from buffers(step.allocs, Allocate)
         yield from (c for c in step.computes if pe in c.pes)
         mine, theirs = messages[i][0].get(pe, ()), messages[i][1].get(pe, ())
-        yield from map(Isend, mine)
-        sources = {s.src_region.buffer for s in mine}
+        yield from mine
+        sources = {m.send.src_region.buffer for m in mine}
         yield from (Recv(s, s.dst_region.buffer in sources) for s in theirs)
         if mine:
             yield WaitSends()

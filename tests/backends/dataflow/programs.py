@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Pes,
-                                               Send, Shift, Store, Superstep)
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast,
+                                               Pes, Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.spec import mesh_spec
 from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import Binary, Const, Elementwise, Gemm, Region
@@ -38,7 +38,8 @@ def cannon(q: int, t: int = 2, dtype=np.float64, spec=None) -> MeshProgram:
 
 def vector_program(spec, k: int, moves, dtype=np.float64) -> MeshProgram:
     """Every PE holds k elements `v` (loaded from x[pr, pc], stored to y[pr, pc]); each move is a
-    superstep: ("shift", axis, by, ring, channel), ("sends", [(src, dst)], channel) or ("add", c)."""
+    superstep: ("shift", axis, by, ring, channel), ("multicast", axis, root, channel),
+    ("sends", [(src, dst)], channel) or ("add", c)."""
     pes = Pes(0, spec.rows, 0, spec.cols)
     v = Region("v", (0,), (k,))
     host = lambda name: Region(name, ("pr", "pc", 0), (None, None, k))  # noqa: E731
@@ -47,6 +48,9 @@ def vector_program(spec, k: int, moves, dtype=np.float64) -> MeshProgram:
         if move[0] == "shift":
             _, axis, by, ring, channel = move
             steps.append(Superstep(f"shift {i}", transfers=(Shift(pes, v, v, axis, by, ring, channel),)))
+        elif move[0] == "multicast":
+            _, axis, root, channel = move
+            steps.append(Superstep(f"multicast {i}", transfers=(Multicast(pes, v, v, axis, root, channel),)))
         elif move[0] == "sends":
             _, pairs, channel = move
             steps.append(Superstep(f"sends {i}", transfers=tuple(Send(s, d, v, v, channel) for s, d in pairs)))

@@ -112,6 +112,16 @@ def test_a_ring_shift_of_n_bytes_puts_n_bytes_on_each_ring_link(p, ring):
     assert sum(s.link_bytes.values()) == s.bytes_hops
 
 
+def test_a_multicast_loads_each_link_of_its_line_once():
+    # root (0,1) of a row of 4: copies to (0,0), (0,2), (0,3); (0,3)'s copy follows (0,2)'s on (0,1)->(0,2)
+    spec = mesh_spec(1, 4)
+    out, s = run_event(vector_program(spec, 5, [("multicast", "row", 1, 0)]), {"x": integers((1, 4, 5))})
+    assert s.link_bytes == {((0, 1), (0, 0)): 40, ((0, 1), (0, 2)): 40, ((0, 2), (0, 3)): 40}
+    assert s.bytes_hops == 3 * 40 and s.bytes_sent == s.bytes_received == 3 * 40 and s.messages == 3
+    assert s.makespan_cycles == message_cycles(40, 2, spec)
+    assert (out["y"] == integers((1, 4, 5))[:, 1:2]).all()
+
+
 def test_a_wrap_shift_on_a_torus_uses_the_wrap_link():
     _, s = run_event(vector_program(mesh_spec(1, 5, kind="torus"), 5, [("shift", "row", 1, "wrap", 0)]),
                      {"x": integers((1, 5, 5))})
@@ -149,6 +159,9 @@ def reference(spec, k, moves, x):
             for pos, offset in enumerate(order):
                 new[:, order[(pos + by) % len(order)]] = grid[:, offset]
             x = new if axis == "row" else new.transpose(1, 0, 2).copy()
+        elif move[0] == "multicast":
+            _, axis, root, _ = move
+            x = np.broadcast_to(x[:, root:root + 1] if axis == "row" else x[root:root + 1], x.shape).copy()
         elif move[0] == "sends":
             new = x.copy()
             for src, dst in move[1]:
@@ -166,10 +179,14 @@ def programs(draw):
     pes = [(r, c) for r in range(rows) for c in range(cols)]
     moves = []
     for _ in range(draw(st.integers(1, 5))):
-        what = draw(st.sampled_from(["shift", "sends", "add"]))
+        what = draw(st.sampled_from(["shift", "multicast", "sends", "add"]))
         if what == "shift":
             moves.append(("shift", draw(st.sampled_from(["row", "col"])), draw(st.integers(-3, 3)),
                           draw(st.sampled_from(["wrap", "interleaved"])), draw(st.integers(0, 2))))
+        elif what == "multicast":
+            axis = draw(st.sampled_from(["row", "col"]))
+            root = draw(st.integers(0, (cols if axis == "row" else rows) - 1))
+            moves.append(("multicast", axis, root, draw(st.integers(0, 2))))
         elif what == "sends":   # a permutation of some PEs: every PE receives at most one message
             targets = draw(st.permutations(pes))
             keep = draw(st.lists(st.booleans(), min_size=len(pes), max_size=len(pes)))
