@@ -16,11 +16,13 @@ shell and cluster uses.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import local
 from .blocked import BlockRun, RankGrid, apply_stores, host_arrays
@@ -94,6 +96,16 @@ class MpiExchange:
         return inbox
 
 
+def _blas_threads(comm, MPI) -> int | None:
+    """BLAS threads per rank: the node's cores shared among its ranks (ranks that each start
+    a thread per core slow each other down), unless the user chose (OMP_NUM_THREADS...)."""
+    if any(name in os.environ for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        return None
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // node.Get_size())
+
+
 def run_rank(comm, plan: str, out: str, strict: bool, inputs_file: str | None) -> None:
     from mpi4py import MPI
 
@@ -105,11 +117,12 @@ def run_rank(comm, plan: str, out: str, strict: bool, inputs_file: str | None) -
     grid = RankGrid.oriented(program.spec.rows, program.spec.cols, MPI.Compute_dims(comm.Get_size(), 2))
     cart = comm.Create_cart(list(grid.dims), periods=[False, False], reorder=False)
     block = BlockRun(program, host, grid, cart.Get_rank())
-    cart.Barrier()
-    start = time.perf_counter()
-    pieces = block.run(MpiExchange(cart, program, strict))
-    gathered = cart.gather(pieces, root=0)
-    wall = time.perf_counter() - start
+    with threadpool_limits(_blas_threads(comm, MPI), user_api="blas"):
+        cart.Barrier()
+        start = time.perf_counter()
+        pieces = block.run(MpiExchange(cart, program, strict))
+        gathered = cart.gather(pieces, root=0)
+        wall = time.perf_counter() - start
     if cart.Get_rank() == 0:
         outputs = apply_stores(program, host, [p for part in gathered for p in part])
         with open(out, "wb") as f:
