@@ -8,16 +8,16 @@ folder, launches `mpiexec -n N python -m fractal.backends.dataflow.run PLAN OUT`
 
 `wall_seconds` is the run's own time on rank 0 (loads, supersteps and the gathered stores;
 not MPI's start-up nor the files).  The outputs are the one-process run's bit for bit
-(`blocked.run_local`, and the BSP engine's): every rank applies the same one-PE semantics, in
-the same order, and messages copy bytes.  `strict=True` sends every message synchronously
+(`blocked.run_local`), whatever the number of ranks: every rank applies the same one-PE
+semantics in the same order, and messages copy bytes.  `strict=True` sends every message synchronously
 (`Ssend`), so a run that only finishes because MPI buffers messages hangs instead (and
 `timeout` turns the hang into an `MpiTimeoutError`).
 
 From a shell, or on a cluster with a hostfile (the plan file must be readable on every node,
 e.g. on a shared file system; nothing else changes)::
 
-    python -c "from fractal.backends.dataflow.plan_file import save_plan; ..."   # write cannon.plan.npz
-    mpiexec -n 16 python -m fractal.backends.dataflow.run cannon.plan.npz
+    # in Python: plan_file.save_plan(program, {"a": a, "b": b}, "cannon.plan.npz"), then
+    mpiexec -n 16 python -m fractal.backends.dataflow.run cannon.plan.npz     # writes cannon.plan.out.npz
     mpiexec -f hosts -n 64 python -m fractal.backends.dataflow.run cannon.plan.npz out.npz --strict
     python -c "import numpy as np; print(np.load('out.npz')['output/c'])"
 

@@ -171,10 +171,9 @@ def test_a_multicast_reaches_every_pe_of_each_row():
 
 @needs_mpi
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("strict", [False, True])
-def test_a_chain_of_sends_with_two_dtypes_in_one_message(strict):
+def test_a_chain_of_sends_with_two_dtypes_in_one_message():
     program, inputs = send_chain(3, 3), {"x0": np.array([10.0, -2.0])}
-    outputs, _ = run_mpi(program, inputs, ranks=6, strict=strict, timeout=50)
+    outputs, _ = run_mpi(program, inputs, ranks=6, timeout=50)
     want = reference(program, inputs)
     assert_same(outputs, want)
     assert want["x"][2, 2].tolist() == [11.0, -1.0] and want["hops"][2, 2].tolist() == [8, 8]
