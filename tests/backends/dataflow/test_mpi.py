@@ -160,6 +160,16 @@ def test_cannon_on_6x6_pes_by_blocks_of_pes_per_rank(ranks):
 
 @needs_mpi
 @pytest.mark.timeout(60)
+def test_a_hostfile_places_the_ranks(tmp_path):
+    # a cluster's run differs only by the hostfile (here: this machine, four slots)
+    (tmp_path / "hosts").write_text("localhost:4\n")
+    program, inputs = cannon(2), matrices(2, seed=5)
+    outputs, _ = run_mpi(program, inputs, ranks=4, timeout=50, mpiexec_args=["-f", str(tmp_path / "hosts")])
+    assert_same(outputs, {"c": inputs["a"] @ inputs["b"]})
+
+
+@needs_mpi
+@pytest.mark.timeout(60)
 def test_a_multicast_reaches_every_pe_of_each_row():
     program = row_multicast(3, 4, root=2)
     rng = np.random.default_rng(1)
