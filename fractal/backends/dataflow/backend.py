@@ -3,7 +3,8 @@
     t = ft.targets.mesh(8, 8, preset="wse2")        # a machine (fractal.backends.dataflow.spec)
     compiled = f.compile(*args, target=t)           # traced, lowered, planned (plan.plan)
     compiled.run(*args)                             # on the BSP simulator (bsp.run_bsp)
-    compiled.run(*args, executor="event")           # on the event-driven simulator
+    compiled.run(*args, executor="event")           # on the event-driven simulator (event.run_event)
+    compiled.run(*args, executor="mpi", ranks=4)    # for real, on 4 MPI ranks (mpi.run_mpi)
     compiled.report                                 # what the plan costs (cost.CostSummary)
 
 A run's outputs are the simulator's, exact; its costs are the plan's, which do not depend on
@@ -20,6 +21,8 @@ from fractal.lang.errors import ArgumentError
 from fractal.lower.target import Target
 
 from .bsp import run_bsp
+from .event import run_event
+from .mpi import run_mpi
 from .mesh_ir import MeshProgram
 from .plan import plan
 from .policy import MeshPolicy, mesh_hardware
@@ -48,6 +51,8 @@ class DataflowExecutable:
     def __init__(self, program: MeshProgram):
         self.program = program
         self._report = None
+        self.event_report = None     # the event engine's summary of its last run
+        self.mpi_seconds = None      # rank 0's wall time of the last MPI run
         self._lock = threading.Lock()
 
     @property
@@ -63,12 +68,13 @@ class DataflowExecutable:
             outputs, summary = run_bsp(self.program, inputs)
             with self._lock:
                 self._report = self._report or summary
+        elif executor == "event":
+            outputs, summary = run_event(self.program, inputs)
+            with self._lock:
+                self.event_report = summary
         else:
-            outputs = self._other(executor, inputs, ranks)
+            outputs, self.mpi_seconds = run_mpi(self.program, inputs, ranks=4 if ranks is None else ranks)
         return {k: np.asarray(v) for k, v in outputs.items()}
-
-    def _other(self, executor: str, inputs, ranks):
-        raise ArgumentError(f"the {executor!r} executor is not available in this build of the dataflow backend")
 
     @property
     def report(self):

@@ -188,34 +188,38 @@ class BspRun:
         if np.any(transient):
             self._grow(transient > 0, transient, where, "a receive buffer")
             self.live -= transient
-        return self._charge([(g.sr, g.sc, g.dr, g.dc, np.full(len(g.sr), g.elements * self.p.buffer(g.src_buffer).dtype.itemsize))
-                             for g in groups])
+        return self._charge(groups)
 
-    def _charge(self, msgs):
-        """The exchange's cycles from its messages, and which PEs took part; adds to the summary."""
+    def _charge(self, groups):
+        """The exchange's cycles from its messages, and which PEs took part; adds to the summary.
+        Bytes and messages count every copy; links carry a multicast line's bytes once (a router
+        forwards each flit once, as the event engine models it; a crossbar: the root injects once)."""
         active = np.zeros(self.shape, bool)
-        if not msgs:
-            return 0.0, active
-        sr, sc, dr, dc, nbytes = (np.concatenate(x) for x in zip(*msgs))
-        remote = (sr != dr) | (sc != dc)                      # a PE's message to itself is a local copy
-        sr, sc, dr, dc, nbytes = sr[remote], sc[remote], dr[remote], dc[remote], nbytes[remote]
+        logical, physical = [], []
+        for g in groups:
+            nbytes = np.full(len(g.sr), g.elements * self.p.buffer(g.src_buffer).dtype.itemsize)
+            logical.append((g.sr, g.sc, g.dr, g.dc, nbytes))
+            physical.append(_chains(g, nbytes) if g.multicast else (g.sr, g.sc, g.dr, g.dc, nbytes))
+        sr, sc, dr, dc, nbytes = _remote(logical)
         if not sr.size:
             return 0.0, active
         spec, s = self.spec, self.summary
-        wire = np.array([wire_bytes(int(n), spec) for n in nbytes]) if spec.max_packet_bytes else nbytes
-        nhops = hops_many(sr, sc, dr, dc, spec)
         np.add.at(s.pe_sent, (sr, sc), nbytes)
         np.add.at(s.pe_received, (dr, dc), nbytes)
         s.bytes_sent += int(nbytes.sum())
         s.bytes_received += int(nbytes.sum())
-        s.bytes_hops += int((nbytes * nhops).sum())
         s.messages += int(sr.size)
         active[sr, sc] = active[dr, dc] = True
-        latency = spec.inject_latency_cycles + int(nhops.max()) * spec.hop_latency_cycles
+        in_b = np.zeros(self.shape)
+        wire_of = lambda n: np.array([wire_bytes(int(x), spec) for x in n]) if spec.max_packet_bytes else n  # noqa: E731
+        np.add.at(in_b, (dr, dc), wire_of(nbytes))
+        latency = spec.inject_latency_cycles + int(hops_many(sr, sc, dr, dc, spec).max()) * spec.hop_latency_cycles
+        sr, sc, dr, dc, nbytes = _remote(physical)
+        wire = wire_of(nbytes)
+        s.bytes_hops += int((nbytes * hops_many(sr, sc, dr, dc, spec)).sum())
         if spec.kind == "crossbar":
-            out_b, in_b = np.zeros(self.shape), np.zeros(self.shape)
+            out_b = np.zeros(self.shape)
             np.add.at(out_b, (sr, sc), wire)
-            np.add.at(in_b, (dr, dc), wire)
             return latency + max(out_b.max(), in_b.max()) / spec.link_bytes_per_cycle, active
         step = LinkLoads(spec)
         step.add(sr, sc, dr, dc, wire)
@@ -254,6 +258,35 @@ class BspRun:
         s.supersteps = len(p.steps)
         s.link_bytes = self.links.as_dict()
         return ({a.name: self.host[a.name] for a in p.outputs} if self.functional else {}), s
+
+
+def _remote(msgs):
+    """The messages (arrays) between distinct PEs: a PE's message to itself is a local copy."""
+    if not msgs:
+        return (np.zeros(0, np.int64),) * 5
+    sr, sc, dr, dc, nbytes = (np.concatenate(x) for x in zip(*msgs))
+    keep = (sr != dr) | (sc != dc)
+    return sr[keep], sc[keep], dr[keep], dc[keep], nbytes[keep]
+
+
+def _chains(g, nbytes):
+    """A multicast batch's physical messages: from each root to the farthest receiver on each
+    side of it along its line (their routes cover the line's links once each)."""
+    out = []
+    roots = {}
+    for i, root in enumerate(zip(g.sr.tolist(), g.sc.tolist())):
+        roots.setdefault(root, []).append(i)
+    for (r, c), idx in roots.items():
+        rows, cols = g.dr[idx], g.dc[idx]
+        along = cols if (rows == r).all() else rows     # a row's line, else a column's
+        here = c if (rows == r).all() else r
+        for end in (along.min(), along.max()):
+            if end != here:
+                out.append((r, c, r if (rows == r).all() else end, end if (rows == r).all() else c))
+    if not out:
+        return (np.zeros(0, np.int64),) * 4 + (np.zeros(0, nbytes.dtype),)
+    a = np.array(out, np.int64)
+    return a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.full(len(a), nbytes[0] if len(nbytes) else 0)
 
 
 def hops_many(sr, sc, dr, dc, spec) -> np.ndarray:

@@ -7,9 +7,9 @@ BSP engine runs a shift as one roll of a grid axis and charges the same links, a
 of a collective is the cost of its sends (`fractal.backends.dataflow.cost`).
 
 A multicast is sent as messages from the line's root to every other PE of the line (the
-root's own copy is local), and costs what those messages cost: the model has no hardware
-multicast (routers that copy a flit onto several links), so a broadcast loads the root's
-links once per receiver, the price a broadcast-based plan pays on a mesh.
+root's own copy is local).  The engines charge its links as a router that forwards each flit
+once would: every link of the line from the root outwards carries the bytes once (a crossbar:
+the root injects them once), while bytes and messages count every copy.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ class Batch:
     dc: np.ndarray
     src_starts: np.ndarray      # (n, src ndim)
     dst_starts: np.ndarray      # (n, dst ndim)
+    multicast: bool = False     # copies of one multicast: each line's links carry them once
 
     @property
     def elements(self) -> int:
@@ -77,7 +78,8 @@ def batches(transfers) -> list[Batch]:
     for t in transfers:
         if isinstance(t, (Shift, Multicast)):
             sr, sc, dr, dc = _collective_pairs(t)
-            out.append(Batch(*_key(t.src, t.dst), sr, sc, dr, dc, starts_at(t.src, sr, sc), starts_at(t.dst, dr, dc)))
+            out.append(Batch(*_key(t.src, t.dst), sr, sc, dr, dc, starts_at(t.src, sr, sc), starts_at(t.dst, dr, dc),
+                             isinstance(t, Multicast)))
         elif isinstance(t, Sends):
             if len(t):
                 r = np.array(t.routes, np.int64)
