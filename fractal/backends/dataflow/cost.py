@@ -119,3 +119,18 @@ class CostSummary:
     @property
     def placeholders(self) -> tuple[str, ...]:
         return self.spec.placeholders()
+
+    def to_json(self) -> dict:
+        """Plain numbers and lists (`fractal.backends.dataflow.report.to_json`)."""
+        from .report import to_json
+        return to_json(self)
+
+    def table(self) -> str:
+        from .report import table
+        return table(self)
+
+    __str__ = table
+
+    def _repr_html_(self) -> str:
+        from .report import html_report
+        return html_report(self)
