@@ -270,19 +270,19 @@ def _remote(msgs):
 
 
 def _chains(g, nbytes):
-    """A multicast batch's physical messages: from each root to the farthest receiver on each
-    side of it along its line (their routes cover the line's links once each)."""
+    """A multicast batch's physical messages: the tree a router forwards along (the root's row
+    to its farthest receivers on each side, then each receiving column from the root's row to
+    its ends), every link of it carrying the bytes once."""
     out = []
     roots = {}
     for i, root in enumerate(zip(g.sr.tolist(), g.sc.tolist())):
         roots.setdefault(root, []).append(i)
     for (r, c), idx in roots.items():
         rows, cols = g.dr[idx], g.dc[idx]
-        along = cols if (rows == r).all() else rows     # a row's line, else a column's
-        here = c if (rows == r).all() else r
-        for end in (along.min(), along.max()):
-            if end != here:
-                out.append((r, c, r if (rows == r).all() else end, end if (rows == r).all() else c))
+        out += [(r, c, r, int(end)) for end in (cols.min(), cols.max()) if end != c]
+        for col in np.unique(cols):
+            down = rows[cols == col]
+            out += [(r, int(col), int(end), int(col)) for end in (down.min(), down.max()) if end != r]
     if not out:
         return (np.zeros(0, np.int64),) * 4 + (np.zeros(0, nbytes.dtype),)
     a = np.array(out, np.int64)

@@ -45,6 +45,10 @@ def shift_pairs(t: Shift) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 def multicast_pairs(t: Multicast) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """(root, receiver) of every copy of a multicast, the root's own copy included."""
+    if t.axis == "all":
+        width = t.pes.c1 - t.pes.c0
+        root = (t.pes.r0 + t.root // width, t.pes.c0 + t.root % width)
+        return [(root, pe) for pe in t.pes]
     if t.axis == "row":
         return [((r, t.pes.c0 + t.root), (r, c)) for r, c in t.pes]
     return [((t.pes.r0 + t.root, c), (r, c)) for r, c in t.pes]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -65,6 +66,9 @@ class Home:
 
     def pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
         """The blocks a box meets: (owner PE, the part of the box in that block, the block's box)."""
+        return _pieces(self, tuple((int(lo), int(hi)) for lo, hi in box))
+
+    def _pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
         if any(hi <= lo for lo, hi in box):
             return []
         ranges = [range(lo // b, (hi - 1) // b + 1) for (lo, hi), b in zip(box, self.block)]
@@ -74,3 +78,8 @@ class Home:
             part = tuple((max(lo, blo), min(hi, bhi)) for (lo, hi), (blo, bhi) in zip(box, blk))
             out.append((self.owner(ix), part, blk))
         return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _pieces(home: Home, box: Box):
+    return home._pieces(box)   # (plans ask for the same boxes again and again: a shared operand)

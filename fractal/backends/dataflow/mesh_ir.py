@@ -64,7 +64,7 @@ from fractal.lower.tile_affine import aff
 from .spec import MeshSpec
 
 PE_VARS = ("pr", "pc")          # a PE's row and column, readable by region starts
-AXES = ("row", "col")           # a shift or multicast moves along a row (columns change) or a column
+AXES = ("row", "col", "all")    # along a row (columns change), a column; "all": a multicast to a rectangle
 RINGS = ("wrap", "interleaved")
 ROLES = ("input", "output", "const")
 
@@ -234,7 +234,8 @@ class Shift:
 @dataclass(frozen=True)
 class Multicast:
     """In every line of `pes` along `axis`, the PE at offset `root` sends `src` to every PE of
-    the line (itself included), which receives it into `dst`."""
+    the line (itself included), which receives it into `dst`; `axis="all"`: the PE at offset
+    `root` of the rectangle (row-major) sends to every PE of the rectangle (a broadcast)."""
 
     pes: Pes
     src: Region

@@ -64,6 +64,9 @@ def _collective_pairs(t):
         if t.axis == "row":
             return rows, P.c0 + back[cols - P.c0], rows, cols
         return P.r0 + back[rows - P.r0], cols, rows, cols
+    if t.axis == "all":
+        width = P.c1 - P.c0
+        return np.full_like(rows, P.r0 + t.root // width), np.full_like(cols, P.c0 + t.root % width), rows, cols
     if t.axis == "row":
         return rows, np.full_like(cols, P.c0 + t.root), rows, cols
     return np.full_like(rows, P.r0 + t.root), cols, rows, cols

@@ -14,9 +14,10 @@ products stack into one `(M' x K) @ (K x N)` with `M' = points x m` (`Product`).
 * **summa** (the broadcast plan): PE (i, j) holds A's and B's blocks (i, j); at step t the
   PEs of column t multicast their A block along their rows and those of row t their B block
   along their columns, and every PE accumulates the product of the two panels.
-* **stationary** (the replicated plan): every PE of a rectangle holds all of B and a band of
-  M'/P rows of A and C, and computes once with no exchange: fastest when B is small, but it
-  costs B on every PE (T10's "replicate"), so it is out when B does not fit.
+* **stationary** (the replicated plan): every PE of a rectangle holds all of B (each home
+  block of B broadcast to the rectangle) and a band of M'/P rows of A and C, and computes once
+  with no exchange: fastest when B is small, but it costs B on every PE (T10's "replicate"),
+  so it is out when B does not fit.
 
 Each plan fetches its tiles from the operands' homes (`home.Home`) first and writes C's tiles
 back last.  `choose` costs every candidate on the BSP engine without data (the costs do not
@@ -217,14 +218,21 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     sa, sb, sc = prod.a.tile_shape(band, prod.K), prod.b.tile_shape(prod.K, prod.N), prod.c.tile_shape(band, prod.N)
     P = Pes(0, R, 0, C)
     fetch, back = [], []
+    broadcast = []   # B to every PE: each home block inside the rectangle broadcasts its part
+    for owner, _, h, t in bld.moves(prod.b, tb, None, 0, prod.K, 0, prod.N, True):
+        if owner in P:
+            root = (owner[0] - P.r0) * (P.c1 - P.c0) + owner[1] - P.c0
+            broadcast.append(Multicast(P, Region(*h), Region(*t), "all", root, 2))
+        else:
+            fetch += [(owner, pe, h, t) for pe in P]
     for q, pe in enumerate(P):
         fetch += bld.moves(prod.a, ta, pe, q * band, (q + 1) * band, 0, prod.K, True)
-        fetch += bld.moves(prod.b, tb, pe, 0, prod.K, 0, prod.N, True)
         if prod.accumulate:
             fetch += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, True)
         back += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, False)
     compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate),), (), stage.name)
-    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch)),
+    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),),
+                      transfers=sends(fetch) + tuple(broadcast)),
             Superstep(f"{label} stationary", computes=(compute,), transfers=sends(back), frees=(Free((ta, tb, tc), P),))]
 
 
