@@ -9,7 +9,8 @@
   `schedule`, `hoist`, `wavefront` (with `skew`), `sink`, `coarsen` and `merge_gemms`,
   `bucket`, `materialise` and `rolling`, `tiling`; shared helpers in `rewrite`;
 * legality: the dependence engine `dependences` (exact, isl: `tile_isl` builds the integer
-  sets, `fractal.analysis.dependences` computes on them) and the contract every backend may
+  sets, `fractal.analysis.dependences` computes on them; `table_fit` describes a constant
+  table too big to list as affine pieces) and the contract every backend may
   rely on (`tile_contract`); profitability: the target's cost policy (`policy`, `workload`);
 * targets as data: `target` (a hardware record, the backend that runs it and its policy),
   `hardware` (A100/H100, a PE mesh; CPUs from `fractal.backends.cpu.machines`).

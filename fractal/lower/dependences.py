@@ -19,10 +19,12 @@ table holds.  When the table is a constant buffer with data, those rows are comp
 instance by instance, and kept per value of the variables a question keeps (`keep`) and of
 those the region's other axes read, as runs of rows (`_table_rows`): exact, so a scatter per
 layer of a layer loop is known to touch its own layer's rows.  Where they make more than
-`MAX_TABLE_RUNS` runs of rows, each kept value's rows stand as the span they lie in; through
-a table known only at run time (or with more kept values than that) the whole axis of the
-region: sound over-approximations (tests/lower/test_dependence_engine.py checks the engine
-against a brute-force oracle).
+`MAX_TABLE_RUNS` runs of rows, each kept value's rows stand as the span they lie in.  Past
+`MAX_TABLE_ENTRIES` entries or `MAX_TABLE_RUNS` kept values, the rows are described as affine
+functions of the instance and the entry, piece by piece (`fractal.lower.table_fit`: exact,
+checked on every entry); through a table known only at run time (or past `table_fit`'s
+pieces) the whole axis of the region: sound over-approximations
+(tests/lower/test_dependence_engine.py checks the engine against a brute-force oracle).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from ..analysis.wavefront import vector_set
 from .tile_expr import Region
 from .tile_nodes import Gather, If, Loop, Scatter, Stage
 from .tile_affine import evaluate_many
+from .table_fit import ENTRY_VAR, index_width, table_entries, table_pieces
 from .tile_isl import Indirect, Scope, arithmetic_runs, buffer_tag, element_constraints, isl_index
 
-# Past these, a table's rows stand for the whole axis of the region (see the docstring):
+# Past these, a table's rows are affine pieces, or the whole axis of the region (see the docstring):
 MAX_TABLE_ENTRIES = 1 << 18     # table entries an op reads, over all its instances, to list them
 MAX_TABLE_RUNS = 512            # runs of rows in the relation (isl slows with many disjuncts)
 MAX_JOINED = 1 << 22            # pairs of instances two tables' rows are joined into
@@ -279,7 +282,11 @@ def _relation(a: Access, keep: tuple[str, ...]) -> isl.Map:
     skip = a.indirect.buffer_axis(a.region) if a.indirect is not None else None
     ex, cons = element_constraints(a.region, names, skip)
     rows = _table_rows(a, keep, skip) if skip is not None else None
-    if skip is not None and rows is None:  # the whole axis the region spans
+    pieces = table_pieces(a) if skip is not None and rows is None and a.indirect.table is not None else None
+    if pieces is not None:  # too many to list: affine pieces over the instance and the entry (tq)
+        ex.append(ENTRY_VAR)
+        cons.append(f"0 <= {ENTRY_VAR} < {index_width(a)} and ({pieces})")
+    elif skip is not None and rows is None:  # the whole axis the region spans
         start, size, stride = a.region.start[skip], a.region.size[skip], a.region.stride[skip]
         ex.append("tq")
         cons.append(f"e{skip} = {isl_index(start, names)} + {stride}*tq and 0 <= tq < {size}")
@@ -310,23 +317,11 @@ class TableRows:
 
 def table_instances(a: Access) -> TableRows | None:
     """`a`'s entries through its constant table, or None when there are too many to list."""
-    ind = a.indirect
-    width = next(size for size in ind.index.size if size is not None)
-    pts = a.scope.points(MAX_TABLE_ENTRIES // max(width, 1))
+    pts = a.scope.points(MAX_TABLE_ENTRIES // max(index_width(a), 1))
     if pts is None:
         return None
     n = a.scope.count(pts)
-    table = ind.table
-    strides = [int(np.prod(table.shape[k + 1:], dtype=np.int64)) for k in range(table.ndim)]
-    at = next(k for k, size in enumerate(ind.index.size) if size is not None)
-    base = sum(np.broadcast_to(evaluate_many(s, pts), (n,)) * st for s, st in zip(ind.index.start, strides))
-    flat = np.asarray(base, dtype=np.int64)[:, None] + strides[at] * ind.index.stride[at] * np.arange(width)
-    raw = table.reshape(-1)[flat].astype(np.int64)
-    axis = ind.buffer_axis(a.region)
-    size, stride = a.region.size[axis], a.region.stride[axis]
-    values = np.where(raw < 0, raw + size, raw)
-    rows = np.broadcast_to(evaluate_many(a.region.start[axis], pts), (n,))[:, None] + stride * values
-    kept = values != size
+    rows, kept, raw = table_entries(a, pts, n)
     instance = np.broadcast_to(np.arange(n)[:, None], rows.shape)[kept]
     return TableRows(pts, n, instance, rows[kept], raw)
 

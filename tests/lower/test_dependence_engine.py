@@ -13,8 +13,10 @@ On random programs (`tile_strategies.tile_programs`) they must agree:
   exact domains, regions are quasi-affine (max, min, floor, mod), and a constant table is
   read row by row (negative entries from the end, a scatter's padding naming no row).  Only
   past the engine's size limits, which these small programs stay below, does a constant
-  table widen too: to each kept value's span of rows past `MAX_TABLE_RUNS` runs, to the
-  whole axis past `MAX_TABLE_ENTRIES` entries or `MAX_TABLE_RUNS` kept values;
+  table widen too: to each kept value's span of rows past `MAX_TABLE_RUNS` runs; past
+  `MAX_TABLE_ENTRIES` entries or `MAX_TABLE_RUNS` kept values it is described as affine
+  pieces instead (`fractal.lower.table_fit`: exact too, checked here with the listing
+  turned off), and only past `table_fit.MAX_PIECES` of those does it widen to the whole axis;
 * the contract: `check_contract` accepts a program exactly when the oracle sees no
   dependence between two points of a stage or two iterations of a parallel loop, and no
   scatter naming a row twice within a point through a constant table.  Through a runtime
@@ -24,12 +26,14 @@ On random programs (`tile_strategies.tile_programs`) they must agree:
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from fractal.lang.errors import VerifyError
-from fractal.lower import dependences
+from fractal.lower import dependences, table_fit
 from fractal.lower.dependences import deltas, op_accesses, tables_of, vectors
 from fractal.lower.tile_contract import check_contract
 from fractal.lower.tile_ir import Gather, If, Loop, Scatter, Stage
@@ -111,6 +115,40 @@ def test_deltas_hold_every_difference_the_oracle_observes_and_no_other_through_c
         assert set(found) == seen, "the engine reports a difference the program never shows"
 
 
+@contextlib.contextmanager
+def tables_never_listed():
+    """The engine with `MAX_TABLE_ENTRIES` at 0: a constant table read at more than one
+    instance is never listed entry by entry, so it goes through `table_fit`'s affine pieces
+    (the caches cleared on the way in and out: their answers came under other limits)."""
+    def clear():
+        for cached in (dependences._deltas, dependences._relation, dependences._listing, table_fit.table_pieces):
+            cached.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dependences, "MAX_TABLE_ENTRIES", 0)
+        clear()
+        try:
+            yield
+        finally:
+            clear()
+
+
+@settings(SETTINGS, max_examples=60)
+@given(questions())
+def test_constant_tables_too_big_to_list_stay_exact_as_affine_pieces(question):
+    """The same property with no table listed entry by entry: the affine pieces stand for
+    exactly the rows the tables name (padding, negative entries and repeated rows included)."""
+    drawn, xs, ys, over, fixed = question
+    p, scopes = drawn.program, op_scopes(drawn.program)
+    seen = touch_differences(element_accesses(*drawn), xs, ys, over, fixed)
+    with tables_never_listed():
+        found = vectors(deltas(engine_accesses(p, xs, scopes), engine_accesses(p, ys, scopes), over, fixed))
+    note(f"xs={xs} ys={ys} over={over} fixed={fixed}\noracle: {sorted(seen)}\nengine: {found}")
+    assert found is not None
+    assert seen <= set(found), "the engine misses a difference the program shows"
+    if not through_runtime_table(p, xs + ys, scopes):
+        assert set(found) == seen, "the engine reports a difference the program never shows"
+
+
 def contract_breaches(drawn) -> dict[str, list]:
     """What one run of the program shows of the contract's breaches, by kind: dependences
     between the points of a stage or the iterations of a parallel loop, and a row a scatter
@@ -149,6 +187,28 @@ def test_the_contract_holds_exactly_when_the_oracle_sees_nothing_it_rules_out(dr
               + (" (a runtime scatter table repeats a row)" if breaches["runtime rows"] else ""))
     else:
         event("kept: accepted")
+        assert passed, "the contract rejects a program whose run keeps it"
+
+
+@settings(SETTINGS, max_examples=40)
+@given(tile_programs())
+def test_the_contract_stays_exact_with_constant_tables_too_big_to_list(drawn):
+    """The contract's property with no table listed entry by entry: through the affine pieces
+    it still rejects exactly the programs whose run shows two points of a stage or two
+    iterations of a parallel loop meeting (a repeated scatter row, checked by listing, is
+    left out: unlisted, it goes unseen)."""
+    p = drawn.program
+    breaches = contract_breaches(drawn)
+    with tables_never_listed():
+        try:
+            check_contract(p)
+            passed = True
+        except VerifyError as e:
+            note(str(e))
+            passed = False
+    if breaches["points"] or breaches["iterations"]:
+        assert not passed, "the contract accepts a program whose run breaks it"
+    elif not breaches["rows"] and not through_runtime_table(p, list(op_scopes(p)), op_scopes(p)):
         assert passed, "the contract rejects a program whose run keeps it"
 
 
@@ -284,3 +344,41 @@ def test_a_table_access_meets_a_plain_one_only_at_the_rows_it_lists(monkeypatch)
         stage g() device { z[4*p:4*p + 4, 0:1] = gather(y[0:8, 0:1], idx[4*p:4*p + 4], axis=0) }
       }
     }""").verify(contract=False))
+
+
+OWN_BLOCKS = """tile @t {
+  buffer x: f64[8,1] global input
+  buffer y: f64[8,1] global temp
+  buffer z: f64[8,1] global output
+  buffer idx: i64[8] global const = %s
+  for p in 0:2 parallel host {
+    stage w(k in 0:4) device { y[4*p + k, 0:1] = copy(x[4*p + k, 0:1]) }
+    stage g() device { z[4*p:4*p + 4, 0:1] = gather(y[0:8, 0:1], idx[4*p:4*p + 4], axis=0) }
+  }
+}"""
+
+
+def test_a_table_too_big_to_list_meets_a_plain_access_only_at_its_rows():
+    """Iteration p writes rows 4p..4p+3 and gathers them back in another order (8: padding,
+    no row).  Listed entry by entry (here never: see `tables_never_listed`) or not, the
+    iterations are independent.  (Past `MAX_TABLE_ENTRIES` entries the gather read the whole
+    axis and the contract rejected the loop: selective_scan and transformer_block at their
+    paper sizes.)"""
+    with tables_never_listed():
+        check_contract(parse_tile_program(OWN_BLOCKS % "[1, 0, 3, 8, 5, 4, 7, 6]").verify(contract=False))
+
+
+def test_a_table_too_big_to_list_that_reads_another_iterations_row_is_rejected():
+    """Iteration 0's third entry names row 4, which iteration 1 writes."""
+    p = parse_tile_program(OWN_BLOCKS % "[1, 0, 4, 8, 5, 4, 7, 6]").verify(contract=False)
+    with tables_never_listed(), pytest.raises(VerifyError, match="iterations of parallel loop p are not independent"):
+        check_contract(p)
+
+
+def test_past_the_pieces_limit_a_table_stands_for_the_whole_axis(monkeypatch):
+    """More pieces than `table_fit.MAX_PIECES` (here 1; the table needs 7): the engine widens
+    the gather to every row of y, soundly, and the contract rejects the independent loop."""
+    monkeypatch.setattr(table_fit, "MAX_PIECES", 1)
+    p = parse_tile_program(OWN_BLOCKS % "[1, 0, 3, 8, 5, 4, 7, 6]").verify(contract=False)
+    with tables_never_listed(), pytest.raises(VerifyError, match="iterations of parallel loop p are not independent"):
+        check_contract(p)
