@@ -63,7 +63,7 @@ class WindowPlan:
         # per region occurrence: its buffer, starts (n, ndim) and extents (ndim,)
         self.boxes = {}       # buffer -> dict(lo=(n, d), hi=(n, d), read_lo, read_hi, has_read)
         self.occ = []         # (op index, region, starts array)
-        for k, op in enumerate(stage.body):
+        for k, op in enumerate(stage.body if n else ()):   # (a run with no points moves nothing)
             for r, is_read, is_write in _regions(op):
                 ext = np.array([_extent(s, st) for s, st in zip(r.size, r.stride)], dtype=np.int64)
                 if planner.home(r.buffer) is None or (ext == 0).any():
