@@ -250,12 +250,10 @@ def _rectangle(prod: Product, rows: int, cols: int) -> tuple[int, int]:
 def candidates(planner, stage, prod: Product, label: str) -> dict:
     spec = planner.spec
     s = _square(prod, spec.rows, spec.cols)
-    out = {"cannon-interleaved": lambda: cannon(planner, stage, prod, label, s, "interleaved"),
-           "summa": lambda: summa(planner, stage, prod, label, s),
-           "stationary": lambda: stationary(planner, stage, prod, label, _rectangle(prod, spec.rows, spec.cols))}
-    if s > 2:
-        out["cannon-wrap"] = lambda: cannon(planner, stage, prod, label, s, "wrap")
-    return out
+    return {"cannon-interleaved": lambda: cannon(planner, stage, prod, label, s, "interleaved"),
+            "cannon-wrap": lambda: cannon(planner, stage, prod, label, s, "wrap"),
+            "summa": lambda: summa(planner, stage, prod, label, s),
+            "stationary": lambda: stationary(planner, stage, prod, label, _rectangle(prod, spec.rows, spec.cols))}
 
 
 def cost(planner, steps) -> tuple[float, int]:

@@ -1,0 +1,131 @@
+"""The planner: every plan of a stage equals NumPy exactly on integer-valued data, on random
+shapes and meshes; the choice among them, the SRAM refusals and the resident weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fractal as ft
+from examples import zoo
+from fractal.backends.dataflow import plan_gemm
+from fractal.backends.dataflow.errors import SramCapacityError
+from fractal.backends.dataflow.mesh_ir import Sends
+from fractal.backends.dataflow.plan import Planner
+from fractal.compile import compile_function
+from fractal.lower.lower_program import lower_program
+from fractal.lower.pipeline import run_pipeline
+
+F64 = np.float64
+
+
+def _ints(shape, seed):
+    return np.random.default_rng(seed).integers(-3, 4, shape).astype(F64)
+
+
+def _tensors(n, shape, seed):
+    return ft.fractal([_ints(shape, seed + i) for i in range(n)], type=ft.FractalTensor[ft.Tensor[shape, F64]])
+
+
+@ft.function
+def project(xs, w):
+    """Points that share a weight: one stacked product."""
+    return ft.map(lambda x: x @ w, xs)
+
+
+@pytest.mark.parametrize("plan", ["cannon-interleaved", "cannon-wrap", "summa", "stationary"])
+@settings(max_examples=8, deadline=None)
+@given(points=st.integers(1, 6), m=st.sampled_from([1, 2, 4]), k=st.sampled_from([2, 4, 6, 8]),
+       n=st.sampled_from([2, 3, 4, 8]), rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 99))
+def test_every_product_plan_equals_numpy_exactly(plan, points, m, k, n, rows, cols, seed):
+    every = plan_gemm.candidates
+    xs, w = _tensors(points, (m, k), seed), _ints((k, n), seed + 99)
+    target = ft.targets.mesh(rows, cols, sram_bytes=1 << 20)
+    with pytest.MonkeyPatch.context() as patch:   # only this plan (the product's other candidates dropped)
+        patch.setattr(plan_gemm, "candidates", lambda *a: {k: v for k, v in every(*a).items() if k == plan})
+        compiled = compile_function(project, (xs, w), {}, target)   # (not the cache: a plan of its own)
+        got = compiled.run(xs, w)
+    assert any(f" {plan.split('-')[0]}" in step.label for step in compiled._executable.program.steps)
+    want = project(xs, w, backend="interpreter")
+    assert all(np.array_equal(g, e) for g, e in zip(got.to_list(), want.to_list()))
+
+
+@ft.function
+def mixed(xs, ys, w):
+    """A map of element-wise work and a product, a reduction, a scan."""
+    z = ft.map(lambda x, y: ft.maximum(x * 2.0 - y, y) @ w, xs, ys)
+    total = ft.reduce(lambda a, b: a + b, z, ft.zeros((2, 3), ft.float64))
+    return z, ft.scan(lambda h, x: h * 2.0 + x, z, ft.zeros((2, 3), ft.float64)), total
+
+
+@settings(max_examples=15, deadline=None)
+@given(points=st.integers(0, 7), rows=st.integers(1, 4), cols=st.integers(1, 5), seed=st.integers(0, 99),
+       kind=st.sampled_from(["mesh", "torus", "crossbar"]))
+def test_maps_and_scans_on_random_meshes_equal_the_interpreter_exactly(points, rows, cols, seed, kind):
+    xs, ys, w = _tensors(points, (2, 4), seed), _tensors(points, (2, 4), seed + 50), _ints((4, 3), seed)
+    target = ft.targets.mesh(rows, cols, kind=kind, sram_bytes=1 << 20)
+    got, want = mixed(xs, ys, w, target=target), mixed(xs, ys, w, backend="interpreter")
+    for g, e in zip(got[:2], want[:2]):
+        assert all(np.array_equal(a, b) for a, b in zip(g.to_list(), e.to_list()))
+    assert np.array_equal(got[2], want[2])
+
+
+def _planned(name, config, target):
+    m = zoo.load(name)
+    program, _, leaves, _ = m.model.traced_call(m.inputs(config, ragged=False), {})
+    tile, _ = run_pipeline(lower_program(program, leaves).program, target=target)
+    planner = Planner(tile, target.policy.spec)
+    return planner, planner.program()
+
+
+def test_the_planner_keeps_the_fastest_plan_that_fits():
+    planner, _ = _planned("b2b_gemm", "small", ft.targets.mesh(4, 4))
+    for label, chosen, tried in planner.choices:
+        fits = {k: v for k, v in tried.items() if not isinstance(v, Exception)}
+        assert chosen == min(fits, key=lambda k: (fits[k][0], list(fits).index(k)))
+
+
+def test_when_the_replicated_operand_does_not_fit_a_rotating_plan_runs():
+    # B is 64x64 doubles (32 KiB): replicated it overflows 24 KiB; its 4x4 tiles rotate
+    target = ft.targets.mesh(4, 4, sram_bytes=24 << 10)
+    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)
+    compiled = project.compile(xs, w, target=target)
+    planner_choices = Planner(compiled.tile_ir, target.policy.spec)
+    planner_choices.program()
+    (label, chosen, tried), = [c for c in planner_choices.choices]
+    assert isinstance(tried["stationary"], SramCapacityError) and chosen.startswith("cannon")
+    got = compiled.run(xs, w)
+    assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
+
+
+def test_a_program_whose_data_cannot_fit_the_mesh_is_refused_when_planned():
+    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)
+    with pytest.raises(SramCapacityError, match=r"runs out of SRAM at the homes of the program's buffers"):
+        project.compile(xs, w, target=ft.targets.mesh(2, 2, sram_bytes=8 << 10))
+
+
+def _weight_steps(program, weights):
+    homes = {f"h_{w}" for w in weights}
+    return [s.label for s in program.steps
+            if any(isinstance(t, Sends) and t.src.buffer in homes and len(t) for t in s.transfers)]
+
+
+@pytest.mark.parametrize("depth, length", [(2, 4), (3, 6)])
+def test_a_stacked_lstm_moves_each_layers_weights_once(depth, length):
+    config = dict(depth=depth, length=length, batch=2, hidden=8)
+    planner, program = _planned("stacked_lstm", config, ft.targets.mesh(4, 4, sram_bytes=1 << 20))
+    weights = [b for b in planner.buffers if b.startswith("in_params")]
+    moved = _weight_steps(program, weights)
+    # the wavefront's first `depth` steps each meet one layer for the first time; no later step fetches
+    assert len(moved) == depth and all("#" in label and int(label.split("#")[1].split()[0]) < depth for label in moved)
+
+
+def test_the_wavefront_makespan_grows_with_depth_plus_length():
+    target = ft.targets.mesh(8, 8, sram_bytes=1 << 20)
+    per_step = []
+    for depth, length in [(2, 4), (4, 8), (8, 8)]:
+        _, program = _planned("stacked_lstm", dict(depth=depth, length=length, batch=4, hidden=16), target)
+        from fractal.backends.dataflow.bsp import run_bsp
+        per_step.append(run_bsp(program, None)[1].makespan_cycles / (depth + length - 1))
+    assert max(per_step) < 2 * min(per_step)          # not depth x length: 64 cells take 15 steps
