@@ -306,29 +306,49 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-# -- the GPU sections (benchmarks/gpu_check.py) --------------------------------------------
+# -- the sections other scripts write (benchmarks/gpu_check.py, benchmarks/dataflow.py) ----------
 
 GPU_HEADING = "## GPU: "
+KEPT = (GPU_HEADING, "## Dataflow: ")   # sections that stay when the CPU page is rewritten
 
 
 def keep_gpu_sections(page: str, path: Path) -> str:
-    """The CPU `page` followed by the GPU sections the file at `path` already has."""
-    old = gpu_sections(path.read_text()) if path.is_file() else {}
+    """The CPU `page` followed by the kept sections (GPU, dataflow) the file at `path` already has."""
+    old = kept_sections(path.read_text()) if path.is_file() else {}
     return "\n\n".join([page.rstrip(), *(s.rstrip() for s in old.values())]) + "\n"
 
 
+def _split(text: str) -> tuple[str, dict[str, str]]:
+    """(the page before the kept sections, {heading: section}); each kept section runs from its
+    heading to the next kept heading or the end (they come last)."""
+    head, sections, current = [], {}, None
+    for line in text.splitlines():
+        if line.startswith(KEPT):
+            current = line
+            sections[current] = []
+        (sections[current] if current else head).append(line)
+    return "\n".join(head).rstrip(), {k: "\n".join(v).rstrip() + "\n" for k, v in sections.items()}
+
+
+def kept_sections(text: str) -> dict[str, str]:
+    return _split(text)[1]
+
+
 def gpu_sections(text: str) -> dict[str, str]:
-    """{GPU: its section} of a BENCHMARKS.md: each runs from its `## GPU: ...` heading to the
-    next `## GPU: ` heading or the end (they come last, after the CPU page)."""
-    parts = text.split("\n" + GPU_HEADING)
-    return {part.split("\n", 1)[0]: (GPU_HEADING + part).rstrip() + "\n" for part in parts[1:]}
+    """{GPU: its section} of a BENCHMARKS.md."""
+    return {k[len(GPU_HEADING):]: v for k, v in kept_sections(text).items() if k.startswith(GPU_HEADING)}
+
+
+def splice_section(text: str, heading: str, section: str) -> str:
+    """`text` with the kept section under `heading` replaced by `section` (or added at the end)."""
+    head, sections = _split(text)
+    sections[heading] = section.rstrip() + "\n"
+    return "\n\n".join(filter(None, [head, *(s.rstrip() for s in sections.values())])) + "\n"
 
 
 def splice_gpu_section(text: str, gpu: str, section: str) -> str:
     """`text` with the section of `gpu` replaced by `section` (or added at the end)."""
-    head = text.split("\n" + GPU_HEADING)[0].rstrip()
-    sections = {**gpu_sections(text), gpu: section.rstrip() + "\n"}
-    return "\n\n".join(filter(None, [head, *(s.rstrip() for s in sections.values())])) + "\n"
+    return splice_section(text, GPU_HEADING + gpu, section)
 
 
 def main(argv=None) -> int:

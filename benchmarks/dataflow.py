@@ -1,0 +1,226 @@
+"""The dataflow backend's benchmarks, in the simulator's cost model, as one section of BENCHMARKS.md.
+
+    python benchmarks/dataflow.py [--quick] [--markdown BENCHMARKS.md] [--out results.json]
+
+1. **Products** (the goal: at least 70% of the modelled roofline on `ipu_mk2` and `wse2`, and at
+   least 2x a broadcast (SUMMA) plan on meshes of 16 x 16 PEs and more): every stage of the zoo's
+   `b2b_gemm` at `paper` that is one product, planned on each mesh; the plan the cost model
+   chose, its cycles (fetch from the homes, compute, write back), the compute roofline
+   (`flops / (PEs x flops_per_cycle)`), and every candidate's cycles side by side.
+2. **Wavefront** (the goal: no weight bytes move after the initial load, and the makespan grows
+   with `D + L - 1`, not `D x L`): `stacked_lstm` at depths and lengths on an 8 x 8 mesh.
+3. **Planner time** (the goal: each zoo model at `paper` on a 64 x 64 mesh in under 10 s): each
+   model planned in a subprocess with a time box; over the box, or refused (SRAM), it says so.
+4. **MPI weak scaling**: a stacked product whose rows grow with the ranks (4 PEs per rank),
+   run by `mpiexec` on 1, 2, 4, 8 ranks of this machine: rank 0's wall time, and whether the
+   outputs equal the simulator's bit for bit.
+
+Cycles are the model's, from `fractal.backends.dataflow.cost` and the preset's numbers (the
+placeholders among them are listed); nothing here is timed except the planner and MPI runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import fractal as ft  # noqa: E402
+from examples import zoo  # noqa: E402
+from fractal.backends.dataflow import plan_gemm  # noqa: E402
+from fractal.backends.dataflow.bsp import run_bsp  # noqa: E402
+from fractal.backends.dataflow.mesh_ir import Sends  # noqa: E402
+from fractal.backends.dataflow.plan import Planner  # noqa: E402
+from fractal.lower.lower_program import lower_program  # noqa: E402
+from fractal.lower.pipeline import run_pipeline  # noqa: E402
+
+HEADING = "## Dataflow: the simulated mesh"
+
+
+def tile_program(name, config, target, ragged=False):
+    m = zoo.load(name)
+    program, _, leaves, _ = m.model.traced_call(m.inputs(config, ragged=ragged), {})
+    return run_pipeline(lower_program(program, leaves).program, target=target)[0]
+
+
+def products(meshes) -> list[dict]:
+    rows = []
+    for preset, r, c in meshes:
+        target = ft.targets.mesh(r, c, preset)
+        spec = target.policy.spec
+        tile = tile_program("b2b_gemm", "paper", target)
+        try:
+            planner = Planner(tile, spec)
+            planner.program()
+        except ft.FractalError as e:
+            rows.append({"mesh": spec.name, "error": str(e).splitlines()[0]})
+            continue
+        for label, chosen, tried in planner.choices:
+            stage = next(s for s in tile.stages() if label.startswith(s.name + "#"))
+            prod = plan_gemm.product_of(stage, {})
+            flops = 2 * prod.M * prod.K * prod.N
+            roof = flops / (spec.pes * spec.rate(tile.buffer(stage.body[0].c.buffer).dtype))
+            cycles = {k: (None if isinstance(v, Exception) else v[0]) for k, v in tried.items()}
+            rows.append({"mesh": spec.name, "stage": label, "shape": f"{prod.M}x{prod.K}x{prod.N}", "chosen": chosen,
+                         "cycles": cycles[chosen], "roofline": roof, "candidates": cycles,
+                         "placeholders": list(spec.placeholders())})
+    return rows
+
+
+def wavefront(sizes) -> list[dict]:
+    out = []
+    target = ft.targets.mesh(8, 8, sram_bytes=1 << 20)
+    for depth, length in sizes:
+        tile = tile_program("stacked_lstm", dict(depth=depth, length=length, batch=4, hidden=16), target)
+        planner = Planner(tile, target.policy.spec)
+        program = planner.program()
+        homes = {f"h_{b.name}" for b in tile.buffers if b.name.startswith("in_params")}
+        per_step = [sum(len(t) for t in s.transfers if isinstance(t, Sends) and t.src.buffer in homes)
+                    for s in program.steps]
+        first = [i for i, n in enumerate(per_step) if n]
+        summary = run_bsp(program, None)[1]
+        out.append({"depth": depth, "length": length, "steps": depth + length - 1, "cells": depth * length,
+                    "makespan": summary.makespan_cycles, "weight_fetch_supersteps": len(first),
+                    "weight_messages_after_first_use": sum(per_step[i] for i in first[depth:])})
+    return out
+
+
+PLAN_ONE = """
+import sys, time; sys.path.insert(0, {root!r})
+import fractal as ft
+from examples import zoo
+from fractal.lower.lower_program import lower_program
+from fractal.lower.pipeline import run_pipeline
+from fractal.backends.dataflow.plan import plan
+m = zoo.load({name!r}); t = ft.targets.mesh(64, 64, {preset!r})
+program, _, leaves, _ = m.model.traced_call(m.inputs("paper"), {{}})
+tile = run_pipeline(lower_program(program, leaves).program, target=t)[0]
+t0 = time.perf_counter()
+try:
+    p = plan(tile, t.policy.spec); print("ok", time.perf_counter() - t0, len(p.steps))
+except Exception as e:
+    print("refused", time.perf_counter() - t0, type(e).__name__ + ": " + str(e).splitlines()[0])
+"""
+
+
+def planner_times(models, preset, box) -> list[dict]:
+    out = []
+    for name in models:
+        code = PLAN_ONE.format(root=str(ROOT), name=name, preset=preset)
+        try:
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=box)
+            last = (done.stdout.strip().splitlines() or ["failed 0 " + done.stderr.strip()[-200:]])[-1]
+            what, seconds, rest = (last.split(" ", 2) + [""])[:3]
+            out.append({"model": name, "status": what, "seconds": float(seconds), "detail": rest})
+        except subprocess.TimeoutExpired:
+            out.append({"model": name, "status": "over", "seconds": box, "detail": f"over the {box} s box"})
+    return out
+
+
+@ft.function
+def stacked(xs, w):
+    return ft.map(lambda x: x @ w, xs)
+
+
+def mpi_scaling(ranks_list) -> list[dict]:
+    from fractal.backends.dataflow.mpi import find_mpiexec
+    try:
+        find_mpiexec()
+    except ft.FractalError as e:
+        return [{"error": str(e).splitlines()[0]}]
+    out, rng = [], np.random.default_rng(0)
+    for ranks in ranks_list:
+        xs = ft.fractal([rng.integers(-3, 4, (64, 64)).astype(np.float64) for _ in range(4 * ranks)])
+        w = rng.integers(-3, 4, (64, 64)).astype(np.float64)
+        compiled = stacked.compile(xs, w, target=ft.targets.mesh(2, 2 * ranks, sram_bytes=1 << 20))
+        bsp = compiled.run(xs, w)
+        mpi = compiled.run(xs, w, executor="mpi", ranks=ranks)
+        same = all(np.array_equal(a, b) for a, b in zip(bsp.to_list(), mpi.to_list()))
+        out.append({"ranks": ranks, "pes": 4 * ranks, "rows": 64 * 4 * ranks, "wall_seconds": compiled._executable.mpi_seconds,
+                    "bit_equal": same, "model_cycles": compiled.report.makespan_cycles})
+    return out
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    lines = [HEADING, "",
+             f"Generated by `python benchmarks/dataflow.py` on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+             f"numpy {m['numpy']}, fractal commit `{m['commit']}`, {m['date']}. Cycles are the cost model's "
+             "(fractal.backends.dataflow.cost) on the presets' numbers; [U] numbers are placeholders.", "",
+             "### Products (b2b_gemm at paper, each stage one stacked product)", "",
+             "| mesh | stage | M'xKxN | chosen plan | cycles | roofline cycles | % of roofline | SUMMA cycles | x faster than SUMMA | candidates |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results["products"]:
+        if "error" in row:
+            lines.append(f"| {row['mesh']} | refused: {row['error']} | | | | | | | | |")
+            continue
+        summa = row["candidates"].get("summa")
+        cands = ", ".join(f"{k} {v:,.0f}" if v is not None else f"{k} (does not fit)" for k, v in row["candidates"].items())
+        lines.append(f"| {row['mesh']} | {row['stage']} | {row['shape']} | {row['chosen']} | {row['cycles']:,.0f} | "
+                     f"{row['roofline']:,.0f} | {100 * row['roofline'] / row['cycles']:.0f}% | "
+                     f"{summa:,.0f} | {summa / row['cycles']:.2f}x | {cands} |" if summa else
+                     f"| {row['mesh']} | {row['stage']} | {row['shape']} | {row['chosen']} | {row['cycles']:,.0f} | "
+                     f"{row['roofline']:,.0f} | {100 * row['roofline'] / row['cycles']:.0f}% | - | - | {cands} |")
+    lines += ["", "### Wavefront (stacked_lstm, batch 4, hidden 16, tiny 8x8 mesh with 1 MiB per PE)", "",
+              "| depth D | length L | D + L - 1 | D x L | makespan cycles | cycles per wavefront step | supersteps fetching weights | weight messages after each layer's first step |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in results["wavefront"]:
+        lines.append(f"| {row['depth']} | {row['length']} | {row['steps']} | {row['cells']} | {row['makespan']:,.0f} | "
+                     f"{row['makespan'] / row['steps']:,.0f} | {row['weight_fetch_supersteps']} | "
+                     f"{row['weight_messages_after_first_use']} |")
+    lines += ["", f"### Planner time (zoo at paper, {results['planner_preset']} 64x64)", "",
+              "| model | result | seconds | detail |", "|---|---|---|---|"]
+    for row in results["planner"]:
+        lines.append(f"| {row['model']} | {row['status']} | {row['seconds']:.1f} | {row['detail'][:120]} |")
+    lines += ["", "### MPI weak scaling (a stacked 64x64 product, 4 PEs and 256 rows per rank; oversubscribed on this machine)", "",
+              "| ranks | PEs | rows | rank 0 wall s | model cycles | bit-equal to the simulator |", "|---|---|---|---|---|---|"]
+    for row in results["mpi"]:
+        if "error" in row:
+            lines.append(f"| skipped: {row['error']} | | | | | |")
+        else:
+            lines.append(f"| {row['ranks']} | {row['pes']} | {row['rows']} | {row['wall_seconds']:.3f} | "
+                         f"{row['model_cycles']:,.0f} | {row['bit_equal']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small meshes, two planner models, two MPI sizes")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dataflow.json"))
+    ap.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--box", type=float, default=60.0, help="seconds each model may take to plan")
+    opts = ap.parse_args(argv)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "python": platform.python_version(), "numpy": np.__version__, "commit": commit,
+                           "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}}
+    meshes = [("ipu_mk2", 4, 4), ("ipu_mk2", 8, 8)] if opts.quick else [("ipu_mk2", 16, 16), ("ipu_mk2", 32, 32), ("wse2", 64, 64)]
+    results["products"] = products(meshes)
+    results["wavefront"] = wavefront([(2, 4), (4, 4)] if opts.quick else [(2, 4), (2, 8), (4, 4), (4, 8), (8, 8), (8, 16)])
+    results["planner_preset"] = "ipu_mk2"
+    models = ["b2b_gemm", "retention"] if opts.quick else list(zoo.available())
+    results["planner"] = planner_times(models, "ipu_mk2", opts.box)
+    results["mpi"] = mpi_scaling([1, 2] if opts.quick else [1, 2, 4, 8])
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(opts.out).write_text(json.dumps(results, indent=1, default=float))
+    import report
+    md = Path(opts.markdown)
+    md.write_text(report.splice_section(md.read_text() if md.is_file() else "", HEADING, render(results)))
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
