@@ -60,8 +60,10 @@ def mesh_programs(draw) -> MeshProgram:
               HostArray("y", (rows * k, cols * k), dtype, "output"))
     buffers = tuple(LocalBuffer(n, (k, k), dtype) for n in ("a", "b", "t")) + (LocalBuffer("v", (k * k,), dtype),)
     own = Region("x", (aff("pr") * k, aff("pc") * k), (k, k))
-    allocs = (Alloc(("a", "b", "v"), whole),) if draw(st.booleans()) else (Alloc(("a",), whole), Alloc(("b", "v"), whole))
-    loads = (Load(draw(rects(rows, cols)), tile("a", k), own), Load(draw(rects(rows, cols)), tile("b", k), tile("w", k)))
+    allocs = (Alloc(("a", "b", "v"), whole),) if draw(st.booleans()) else \
+        (Alloc(("a",), whole), Alloc(("b", "v"), whole))
+    loads = (Load(draw(rects(rows, cols)), tile("a", k), own),
+             Load(draw(rects(rows, cols)), tile("b", k), tile("w", k)))
     steps = tuple(draw(supersteps(rows, cols, k, dtype)) for _ in range(draw(st.integers(0, 3))))
     stores = (Store(draw(rects(rows, cols)), Region("y", own.start, own.size), tile("a", k)),)
     frees = (Free(("a", "b", "v"), whole),) if draw(st.booleans()) else ()

@@ -166,7 +166,7 @@ def channels_pe_by_pe(p: MeshProgram) -> np.ndarray:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mesh_programs())
 def test_the_walk_and_the_channel_count_agree_with_pe_by_pe_counts(p):
     np.testing.assert_array_equal(sram_high_water(p)[0], peaks_pe_by_pe(p))

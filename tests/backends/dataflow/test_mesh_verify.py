@@ -7,13 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, Multicast, Pes,
-                                               Send, Shift, Store, Superstep)
+from fractal.backends.dataflow.collectives import expand
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast,
+                                               Pes, Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.mesh_parser import parse_mesh
 from fractal.backends.dataflow.mesh_verify import verify_mesh
+from fractal.backends.dataflow.spec import mesh_spec
 from fractal.lang.errors import VerifyError
-from fractal.lower.tile_ir import Copy, Dim, Elementwise, Gemm, Load as Read, Unary
+from fractal.lower.tile_affine import aff
+from fractal.lower.tile_ir import Copy, Dim, Elementwise, Gemm, Load as Read, Region, Unary
 from fractal.lower.tile_parser import parse_index, parse_region
 
 from .mesh_strategies import mesh_programs
@@ -35,7 +39,7 @@ def test_the_programs_of_these_tests_verify():
     verify_mesh(parse_mesh(docstring_example()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mesh_programs())
 def test_random_valid_programs_verify(p):
     verify_mesh(p)
@@ -139,3 +143,34 @@ def test_a_broken_transfer_names_the_rule(transfer, message):
         return
     with pytest.raises(VerifyError, match=message):
         verify_mesh(p)
+
+
+@st.composite
+def strided_transfers(draw):
+    """A shift or multicast on a rectangle of a 3x4 mesh whose source starts at `i*pr + j*pc + d`
+    in an 8-element buffer: in bounds on some PEs, out on others."""
+    rows, cols = 3, 4
+    r0, c0 = draw(st.integers(0, rows - 1)), draw(st.integers(0, cols - 1))
+    pes = Pes(r0, draw(st.integers(r0 + 1, rows)), c0, draw(st.integers(c0 + 1, cols)))
+    i, j, d = draw(st.integers(-2, 2)), draw(st.integers(-2, 2)), draw(st.integers(-3, 6))
+    src = Region("w", (aff("pr") * i + aff("pc") * j + d,), (2,))
+    axis = draw(st.sampled_from(["row", "col"]))
+    if draw(st.booleans()):
+        return Shift(pes, src, R("u[0:2]"), axis, draw(st.integers(-2, 2)))
+    line = pes.shape[1] if axis == "row" else pes.shape[0]
+    return Multicast(pes, src, R("u[0:2]"), axis, draw(st.integers(0, line - 1)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(strided_transfers())
+def test_a_source_region_is_checked_on_exactly_the_pes_that_send_it(t):
+    senders = {m.src for m in expand(t)}
+    start = t.src.start[0]
+    fits = all(0 <= start.evaluate({"pr": r, "pc": c}) <= 6 for r, c in senders)
+    p = MeshProgram("t", mesh_spec(3, 4), (), (LocalBuffer("w", (8,), "int32"), LocalBuffer("u", (2,), "int32")),
+                    (Alloc(("w", "u"), Pes(0, 3, 0, 4)),), steps=(Superstep(transfers=(t,)),))
+    if fits:
+        verify_mesh(p)
+    else:
+        with pytest.raises(VerifyError, match="is out of bounds"):
+            verify_mesh(p)
