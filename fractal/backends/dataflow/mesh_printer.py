@@ -67,7 +67,8 @@ def print_spec(spec: MeshSpec) -> str:
     lines = [f"machine {json.dumps(str(spec.name))} {{"]
     for name in SPEC_FIELDS:
         source = sources.get(name, "")
-        lines.append(f"  {name} {_spec_value(name, getattr(spec, name))}" + (f" {json.dumps(source)}" if source else ""))
+        provenance = f" {json.dumps(source)}" if source else ""
+        lines.append(f"  {name} {_spec_value(name, getattr(spec, name))}{provenance}")
     lines.append("}")
     return "\n".join(lines)
 
