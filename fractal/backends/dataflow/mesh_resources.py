@@ -40,24 +40,29 @@ def walk(program, capacity: int | None = None) -> tuple[np.ndarray, dict]:
     """The per-PE high-water mark (an int64 array of the mesh's shape) and, per PE that holds
     anything, the (where, buffer) that set it; raises as the module docstring says."""
     m = _Memory(program, capacity)
+    m.where, m.place = "load", "the initial allocs"
     for a in program.allocs:
-        m.alloc(a, "load")
+        m.alloc(a)
+    m.place = "the loads"
     for x in program.loads:
-        m.use(x.dst.buffer, x.pes, "load", "a load")
+        m.use(x.dst.buffer, x.pes, "a load", x)
     for k, step in enumerate(program.steps):
-        where = step.label or f"superstep {k}"
+        m.where = step.label or f"superstep {k}"
+        m.place = f"superstep {step.label!r}" if step.label else f"superstep {k}"
         for a in step.allocs:
-            m.alloc(a, where)
+            m.alloc(a)
         for c in step.computes:
             for name in dict.fromkeys(r.buffer for op in c.ops for r in op.reads + op.writes):
-                m.use(name, c.pes, where, "a compute")
-        m.transfers(step.transfers, where)
+                m.use(name, c.pes, "a compute", c)
+        m.transfers(step.transfers)
         for f in step.frees:
-            m.free(f, where)
+            m.free(f)
+    m.where, m.place = "store", "the stores"
     for x in program.stores:
-        m.use(x.src.buffer, x.pes, "store", "a store")
+        m.use(x.src.buffer, x.pes, "a store", x)
+    m.place = "the final frees"
     for f in program.frees:
-        m.free(f, "end")
+        m.free(f)
     at = {(int(r), int(c)): m.causes[m.peak_at[r, c]] for r, c in np.argwhere(m.peak_at >= 0)}
     return m.peak, at
 
@@ -86,44 +91,46 @@ class _Memory:
         self.peak = np.zeros(self.shape, np.int64)
         self.peak_at = np.full(self.shape, -1, np.int64)   # index into causes
         self.causes: list[tuple[str, str]] = []
+        self.where = self.place = ""  # where in the program the walk is: for the report, for messages
 
     def grid(self, name: str) -> np.ndarray:
         if name not in self.held:
             self.held[name] = np.zeros(self.shape, bool)
         return self.held[name]
 
-    def alloc(self, a, where: str) -> None:
+    def fail(self, message: str, node) -> VerifyError:
+        return VerifyError(f"{message}\n  in {self.place}: {str(node).split(chr(10))[0]}")
+
+    def alloc(self, a) -> None:
         for name in a.buffers:
             held = self.grid(name)[_sel(a.pes)]
             if held.any():
-                raise VerifyError(f"buffer {name!r} is allocated twice on PE {_first(held, a.pes)}\n  in {where}: {a}")
+                raise self.fail(f"buffer {name!r} is allocated twice on PE {_first(held, a.pes)}", a)
             held[...] = True
             extra = np.zeros(self.shape, np.int64)
             extra[_sel(a.pes)] = self.p.buffer(name).nbytes
-            self.live = self.need(extra, where, name, self.live)
+            self.live = self.need(extra, name, self.live)
 
-    def free(self, f, where: str) -> None:
+    def free(self, f) -> None:
         for name in f.buffers:
             held = self.grid(name)[_sel(f.pes)]
             if not held.all():
-                raise VerifyError(f"buffer {name!r} is freed on PE {_first(~held, f.pes)}, where it is not "
-                                  f"allocated\n  in {where}: {f}")
+                raise self.fail(f"buffer {name!r} is freed on PE {_first(~held, f.pes)}, where it is not allocated", f)
             held[...] = False
             self.live[_sel(f.pes)] -= self.p.buffer(name).nbytes
 
-    def use(self, name: str, pes: Pes, where: str, what: str) -> None:
+    def use(self, name: str, pes: Pes, what: str, node) -> None:
         held = self.grid(name)[_sel(pes)]
         if not held.all():
-            raise VerifyError(f"{what} uses buffer {name!r} on PE {_first(~held, pes)}, where it is not "
-                              f"allocated\n  in {where}")
+            raise self.fail(f"{what} uses buffer {name!r} on PE {_first(~held, pes)}, where it is not allocated", node)
 
-    def transfers(self, transfers, where: str) -> None:
+    def transfers(self, transfers) -> None:
         sends: dict[str, np.ndarray] = {}
         received: dict[str, np.ndarray] = {}
         for t in transfers:
             for senders, src, receivers, dst, nbytes in _moves(t, self.p):
-                self.use(src, senders, where, f"a transfer ({_kind(t)})")
-                self.use(dst, receivers, where, f"a transfer ({_kind(t)})")
+                self.use(src, senders, f"a transfer ({_kind(t)})", t)
+                self.use(dst, receivers, f"a transfer ({_kind(t)})", t)
                 if src not in sends:
                     sends[src] = np.zeros(self.shape, bool)
                 if dst not in received:
@@ -133,19 +140,19 @@ class _Memory:
         live = self.live
         for name, incoming in received.items():  # a rotation: room for the incoming piece too
             if name in sends:
-                live = self.need(np.where(sends[name], incoming, 0), where, name, live)
+                live = self.need(np.where(sends[name], incoming, 0), name, live)
 
-    def need(self, extra: np.ndarray, where: str, name: str, base: np.ndarray) -> np.ndarray:
+    def need(self, extra: np.ndarray, name: str, base: np.ndarray) -> np.ndarray:
         """`base + extra`, checked against the capacity; raises the high-water marks it passes."""
         total = base + extra
         if self.capacity is not None and (total > self.capacity).any():
             r, c = np.argwhere(total > self.capacity)[0]
-            raise SramCapacityError((r, c), where, name, extra[r, c], base[r, c], self.capacity)
+            raise SramCapacityError((r, c), self.where, name, extra[r, c], base[r, c], self.capacity)
         higher = total > self.peak
         if higher.any():
             self.peak = np.where(higher, total, self.peak)
             self.peak_at[higher] = len(self.causes)
-            self.causes.append((where, name))
+            self.causes.append((self.where, name))
         return total
 
 

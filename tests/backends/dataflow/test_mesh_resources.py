@@ -77,19 +77,20 @@ def test_a_transfer_into_a_buffer_not_sent_from_needs_no_receive_buffer():
 B = ("b",)
 LIFETIME_BAD = [
     (dict(allocs=(Alloc(("a", "b"), ROW), Alloc(B, Pes.one(0, 1)))),
-     r"buffer 'b' is allocated twice on PE \(0, 1\)\n  in load: alloc b on pes\[0:1, 1:2\]"),
+     r"buffer 'b' is allocated twice on PE \(0, 1\)\n  in the initial allocs: alloc b on pes\[0:1, 1:2\]"),
     (dict(frees=(Free(B, ROW), Free(B, Pes.one(0, 0)))),
-     r"buffer 'b' is freed on PE \(0, 0\), where it is not allocated\n  in end: free b on pes\[0:1, 0:1\]"),
-    (dict(allocs=(Alloc(B, ROW),)), r"a load uses buffer 'a' on PE \(0, 0\), where it is not allocated\n  in load"),
+     r"buffer 'b' is freed on PE \(0, 0\), where it is not allocated\n  in the final frees: free b on pes\[0:1, 0:1\]"),
+    (dict(allocs=(Alloc(B, ROW),)),
+     r"a load uses buffer 'a' on PE \(0, 0\), where it is not allocated\n  in the loads: load pes"),
     (dict(steps=(Superstep("done", frees=(Free(("a",), ROW),)),)),
-     r"a store uses buffer 'a' on PE \(0, 0\), where it is not allocated\n  in store"),
+     r"a store uses buffer 'a' on PE \(0, 0\), where it is not allocated\n  in the stores: store pes"),
     (dict(steps=(Superstep("go", frees=(Free(B, Pes.one(0, 1)),)),
                  Superstep("gemm", computes=(Compute(ROW, (Copy(R("a[0:4]"), R("b[0:2, 0:2]")),)),)))),
-     r"a compute uses buffer 'b' on PE \(0, 1\), where it is not allocated\n  in gemm"),
+     r"a compute uses buffer 'b' on PE \(0, 1\), where it is not allocated\n  in superstep 'gemm': compute pes"),
     (dict(steps=(Superstep(frees=(Free(B, Pes.one(0, 0)),), transfers=(Send((0, 1), (0, 0), R("a[0:4]"),
                                                                              R("b[0:2, 0:2]")),)),
                  Superstep(transfers=(Send((0, 1), (0, 0), R("a[0:4]"), R("b[0:2, 0:2]")),)))),
-     r"a transfer \(send\) uses buffer 'b' on PE \(0, 0\), where it is not allocated\n  in superstep 1"),
+     r"a transfer \(send\) uses buffer 'b' on PE \(0, 0\), where it is not allocated\n  in superstep 1: send \(0, 1\)"),
 ]
 
 
