@@ -72,7 +72,7 @@ def _is_int(x) -> bool:
 
 
 def _an(word: str) -> str:
-    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 class _Verifier:
@@ -94,7 +94,7 @@ class _Verifier:
             self.nodes(nodes, kinds, place)
         for k, step in enumerate(p.steps):
             if not isinstance(step, Superstep):
-                raise _fail(f"the steps hold supersteps, not a {type(step).__name__}", "the program", repr(step))
+                raise _fail(f"the steps hold supersteps, not {_an(type(step).__name__)}", "the program", repr(step))
             place = f"superstep {step.label!r}" if step.label else f"superstep {k}"
             for nodes, kinds in ((step.allocs, (Alloc,)), (step.computes, (Compute,)),
                                  (step.transfers, (Send, Shift, Multicast)), (step.frees, (Free,))):
@@ -135,7 +135,7 @@ class _Verifier:
         for x in nodes:
             if not isinstance(x, kinds):
                 names = " or ".join(k.__name__ for k in kinds)
-                raise _fail(f"expected {names} here, not a {type(x).__name__}", place, repr(x))
+                raise _fail(f"expected {names} here, not {_an(type(x).__name__)}", place, repr(x))
             try:
                 if x in self.checked:
                     continue

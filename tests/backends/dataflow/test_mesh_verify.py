@@ -70,7 +70,7 @@ BAD = [  # (what changes, the message), one per message
      r"array x: an input array has no data \(only const arrays do\)"),
     (dict(arrays=(HostArray("x", (2,), "float32", "const", np.zeros(3, "float32")),)),
      r"array x: its data is float32\[3\], not float32\[2\] like the array"),
-    (dict(steps=(Superstep("s", computes=(Alloc(("a",), ALL),)),)), r"expected Compute here, not a Alloc"),
+    (dict(steps=(Superstep("s", computes=(Alloc(("a",), ALL),)),)), r"expected Compute here, not an Alloc"),
     (dict(steps=("step",)), "the steps hold supersteps, not a str"),
     (dict(allocs=(Alloc(("a",), Pes(0, 3, 0, 3)),)),
      r"pes\[0:3, 0:3\] is not a non-empty rectangle of PEs inside the 2x3 mesh"),
