@@ -1,8 +1,49 @@
-"""The dataflow backend's errors: a plan or a run that does not fit the machine, or cannot finish."""
+"""What a mesh program can need beyond its machine (SRAM per PE, channels per router), and a
+run that cannot finish (a deadlock).
+
+The first two are `ResourceError`s (a `FractalError` and a `MemoryError`): `verify_mesh` raises them
+before a plan runs (`fractal.backends.dataflow.mesh_verify`), and an executor that tracks the
+same quantities while it runs may raise them again as a safety net.  The attributes say what
+a planner or a person needs to act: which PE or router, where in the program, how much.
+"""
 
 from __future__ import annotations
 
 from fractal.lang.errors import FractalError, ResourceError
+
+
+class SramCapacityError(ResourceError):
+    """PE `pe` needs `requested` more bytes for `buffer` at `where` (a superstep's label, or "load")
+    while `live` bytes are live, and only `capacity` (`spec.usable_bytes`) exist."""
+
+    def __init__(self, pe: tuple[int, int], where: str, buffer: str, requested: int, live: int, capacity: int,
+                 loc=None):
+        self.pe, self.where, self.buffer = tuple(int(x) for x in pe), str(where), str(buffer)
+        self.requested, self.live, self.capacity = int(requested), int(live), int(capacity)
+        super().__init__(
+            f"PE {self.pe} runs out of SRAM at {self.where}: {self.buffer} needs {self.requested} bytes while "
+            f"{self.live} are live, {self.live + self.requested} > {self.capacity} usable bytes per PE "
+            f"(sram_bytes - reserved_bytes); free buffers earlier, partition finer or rotate instead of replicating",
+            loc)
+
+    def __reduce__(self):
+        return type(self), (self.pe, self.where, self.buffer, self.requested, self.live, self.capacity, self.loc)
+
+
+class RouteLimitError(ResourceError):
+    """Router `router` is crossed by messages of `count` distinct channels; the machine routes
+    at most `limit` (`spec.max_channels_per_router`: colors, virtual channels)."""
+
+    def __init__(self, router: tuple[int, int], count: int, limit: int, channels: tuple[int, ...] = (), loc=None):
+        self.router, self.count, self.limit = tuple(int(x) for x in router), int(count), int(limit)
+        self.channels = tuple(int(c) for c in channels)
+        listed = f" (channels {', '.join(map(str, self.channels))})" if self.channels else ""
+        super().__init__(
+            f"router {self.router} is crossed by messages of {self.count} channels{listed}, more than the "
+            f"{self.limit} it can route (max_channels_per_router); reuse channels across routes that do not meet", loc)
+
+    def __reduce__(self):
+        return type(self), (self.router, self.count, self.limit, self.channels, self.loc)
 
 
 class DeadlockError(FractalError):
@@ -17,22 +58,3 @@ class DeadlockError(FractalError):
 
     def __reduce__(self):
         return (type(self), (self.message, self.loc), {"cycle": self.cycle, "chain": self.chain})
-
-
-class SramCapacityError(ResourceError):
-    """A PE needs more SRAM than the mesh gives it (`MeshSpec.usable_bytes`): `pe`, `where` (the
-    superstep), `buffer`, `requested` bytes, the bytes already `live`, and the `capacity`.
-    Raised when a plan is made (the static check) and, as a safety net, when it runs."""
-
-    def __init__(self, pe, where, buffer, requested, live, capacity, loc=None):
-        self.pe, self.where, self.buffer = tuple(pe), where, buffer
-        self.requested, self.live, self.capacity = int(requested), int(live), int(capacity)
-        super().__init__(f"PE ({pe[0]},{pe[1]}) runs out of SRAM at {where}: {buffer} needs {requested} bytes "
-                         f"with {live} live, {live + requested} > capacity {capacity}", loc)
-
-    def __reduce__(self):
-        return (type(self), (self.pe, self.where, self.buffer, self.requested, self.live, self.capacity, self.loc))
-
-
-class RouteLimitError(ResourceError):
-    """A router would carry more channels (colors, virtual channels) than the machine has."""

@@ -23,8 +23,26 @@ order = physical order: one hop per step and one long wrap-around path) or `"int
 Printed (`fractal.backends.dataflow.mesh_printer`; `mesh_parser` reads it back), a Cannon
 product of two 4x4 matrices on 2x2 PEs::
 
-    mesh @cannon on tiny-2x2 {
-      machine rows 2 cols 2 kind mesh sram_bytes 65536 ...
+    mesh @cannon {
+      machine "tiny-2x2" {
+        rows 2 "user"
+        cols 2 "user"
+        kind mesh "tests"
+        sram_bytes 65536 "tests"
+        reserved_bytes 0 "tests"
+        flops_per_cycle [float32 1.0] "tests"
+        sram_bytes_per_cycle 4.0 "tests"
+        kernel_overhead_cycles 0 "tests"
+        link_bytes_per_cycle 4.0 "tests"
+        hop_latency_cycles 1 "tests"
+        inject_latency_cycles 0 "not modelled by this preset (the default)"
+        max_packet_bytes 0 "not modelled by this preset (the default)"
+        packet_header_bytes 0 "not modelled by this preset (the default)"
+        routing xy "not modelled by this preset (the default)"
+        max_channels_per_router 0 "not modelled by this preset (the default)"
+        sync_cycles 0 "tests"
+        clock_hz 1000000000.0 "tests"
+      }
       array a: f32[4,4] input
       array b: f32[4,4] input
       array c: f32[4,4] output
@@ -32,8 +50,8 @@ product of two 4x4 matrices on 2x2 PEs::
       buffer tb: f32[2,2]
       buffer tc: f32[2,2]
       alloc ta, tb, tc on pes[0:2, 0:2]
-      load pes[0:2, 0:2]: ta[0:2, 0:2] = a[2*pr:2*pr + 2, 2*((pr + pc) mod 2):2*((pr + pc) mod 2) + 2]
-      load pes[0:2, 0:2]: tb[0:2, 0:2] = b[2*((pr + pc) mod 2):2*((pr + pc) mod 2) + 2, 2*pc:2*pc + 2]
+      load pes[0:2, 0:2]: ta[0:2, 0:2] = a[2*pr:2*pr + 2, 2*((pc + pr) mod 2):2*((pc + pr) mod 2) + 2]
+      load pes[0:2, 0:2]: tb[0:2, 0:2] = b[2*((pc + pr) mod 2):2*((pc + pr) mod 2) + 2, 2*pc:2*pc + 2]
       superstep "step 0" {
         compute pes[0:2, 0:2] {
           tc[0:2, 0:2] = gemm(ta[0:2, 0:2], tb[0:2, 0:2])
