@@ -24,6 +24,8 @@ from .bsp import run_bsp
 from .event import run_event
 from .mpi import run_mpi
 from .mesh_ir import MeshProgram
+from .mesh_printer import print_mesh
+from .mesh_verify import verify_mesh
 from .plan import plan
 from .policy import MeshPolicy, mesh_hardware
 from .spec import PRESETS, mesh_spec
@@ -58,6 +60,11 @@ class DataflowExecutable:
     @property
     def spec(self):
         return self.program.spec
+
+    @property
+    def source(self) -> str:
+        """The mesh program's text (`mesh_printer`; `mesh_parser.parse_mesh` reads it back)."""
+        return print_mesh(self.program)
 
     def run(self, inputs, profile: dict | None = None, executor: str = "bsp", ranks: int | None = None) -> dict:
         if executor not in EXECUTORS:
@@ -103,7 +110,9 @@ class DataflowBackend:
         policy = target.policy
         if not isinstance(policy, MeshPolicy):
             raise ArgumentError(f"target {target.name!r} is not a mesh (ft.targets.mesh(...) makes one)")
-        return DataflowExecutable(plan(program, policy.spec))
+        program = plan(program, policy.spec)
+        verify_mesh(program)   # (names, bounds, lifetimes, SRAM and channels, before anything runs)
+        return DataflowExecutable(program)
 
 
 __all__ = ["DataflowBackend", "DataflowExecutable", "mesh_target", "PRESETS"]

@@ -28,6 +28,7 @@ from . import local
 from .cost import CostSummary, compute_cycles, op_work, wire_bytes
 from .errors import SramCapacityError
 from .mesh_ir import Compute, MeshProgram
+from .mesh_resources import router_channels
 from .messages import batches, gather, host_transfer, scatter
 from .traffic import LinkLoads
 
@@ -257,6 +258,7 @@ class BspRun:
             self.free(f)
         s.supersteps = len(p.steps)
         s.link_bytes = self.links.as_dict()
+        s.router_channels = router_channels(p)
         return ({a.name: self.host[a.name] for a in p.outputs} if self.functional else {}), s
 
 

@@ -24,7 +24,7 @@ from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
 from fractal.lower import tile_parser
 from fractal.lower.tile_ir import Dim, TILE_OPS
 
-from .mesh_ir import (Alloc, Compute, Free, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes, Send, Shift,
+from .mesh_ir import (Alloc, Compute, Free, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes, Send, Sends, Shift,
                       Store, Superstep)
 from .mesh_printer import SPEC_FIELDS
 from .spec import MeshSpec
@@ -148,7 +148,7 @@ class _Build(tile_parser._Build):
     def superstep(self, c):
         label = _string(c.pop(0)) if c and isinstance(c[0], Token) else ""
         pick = lambda *kinds: tuple(x for x in c if isinstance(x, kinds))  # noqa: E731
-        return Superstep(label, pick(Alloc), pick(Compute), pick(Send, Shift, Multicast), pick(Free))
+        return Superstep(label, pick(Alloc), pick(Compute), pick(Send, Shift, Multicast, Sends), pick(Free))
 
     def compute(self, c):
         pes, *rest = c
@@ -157,5 +157,12 @@ class _Build(tile_parser._Build):
                        tuple(x for x in rest if isinstance(x, Dim)), label)
 
     send = staticmethod(lambda c: Send(c[0], c[1], c[3], c[4], c[2]))
+    starts = tuple
+    sends_row = staticmethod(lambda c: (c[0] + c[2], c[1], c[3]))
+
+    def sends(self, c):
+        channel, src, dst, *rows = c
+        return Sends(src, dst, tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows), channel)
+
     shift = staticmethod(lambda c: Shift(c[0], c[5], c[6], str(c[1]), c[2], str(c[3]), c[4]))
     multicast = staticmethod(lambda c: Multicast(c[0], c[4], c[5], str(c[1]), c[2], c[3]))

@@ -39,7 +39,7 @@ from fractal.lang.array_text import print_array_data
 from fractal.lang.types import dtype_name
 from fractal.lower.tile_printer import name_problem, print_op, print_region
 
-from .mesh_ir import (Alloc, Compute, Free, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes, Send, Shift,
+from .mesh_ir import (Alloc, Compute, Free, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes, Send, Sends, Shift,
                       Store, Superstep)
 from .spec import MeshSpec
 
@@ -168,6 +168,14 @@ def print_transfer(t: Send | Shift | Multicast) -> str:
     raise TypeError(f"cannot print {t!r}: not a transfer")
 
 
+def print_sends(t: Sends) -> str:
+    """A table of messages: the two template regions, then one row per message (its PEs and starts)."""
+    head = f"sends channel {int(t.channel)}: {print_region(t.src)} -> {print_region(t.dst)} {{"
+    rows = [f"  ({r[0]}, {r[1]}) [{', '.join(map(str, a))}] -> ({r[2]}, {r[3]}) [{', '.join(map(str, b))}]"
+            for r, a, b in zip(t.routes, t.src_starts, t.dst_starts)]
+    return "\n".join([head, *rows, "}"])
+
+
 def print_superstep(s: Superstep) -> str:
     head = f"superstep {json.dumps(str(s.label))} {{" if s.label else "superstep {"
     body = [str(x) for x in (*s.allocs, *s.computes, *s.transfers, *s.frees)]
@@ -178,6 +186,6 @@ def print_superstep(s: Superstep) -> str:
 _STR = {MeshProgram: print_mesh, Pes: print_pes, HostArray: print_host_array,
         LocalBuffer: print_local_buffer, Alloc: print_alloc_free, Free: print_alloc_free, Load: print_load_store,
         Store: print_load_store, Compute: print_compute, Send: print_transfer, Shift: print_transfer,
-        Multicast: print_transfer, Superstep: print_superstep}
+        Multicast: print_transfer, Sends: print_sends, Superstep: print_superstep}
 for _cls, _fn in _STR.items():  # (a MeshSpec keeps its table for people; `print_spec` is its text form)
     _cls.__str__ = _fn

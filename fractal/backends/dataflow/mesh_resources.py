@@ -31,7 +31,8 @@ from fractal.lang.errors import VerifyError
 
 from .collectives import multicast_pairs, shift_pairs
 from .errors import RouteLimitError, SramCapacityError
-from .mesh_ir import Multicast, Pes, Send, Shift
+from .mesh_ir import Multicast, Pes, Send, Sends, Shift
+from .traffic import LinkLoads
 from .routes import route
 from .spec import MeshSpec
 
@@ -128,6 +129,20 @@ class _Memory:
         sends: dict[str, np.ndarray] = {}
         received: dict[str, np.ndarray] = {}
         for t in transfers:
+            if isinstance(t, Sends):   # a table: masks of its senders and receivers
+                if not len(t):
+                    continue
+                r = np.array(t.routes, np.int64)
+                for name, rows, cols in ((t.src.buffer, r[:, 0], r[:, 1]), (t.dst.buffer, r[:, 2], r[:, 3])):
+                    held = self.grid(name)[rows, cols]
+                    if not held.all():
+                        i = int(np.argmin(held))
+                        raise self.fail(f"a transfer (sends) uses buffer {name!r} on PE ({rows[i]}, {cols[i]}), where it "
+                                        f"is not allocated", t)
+                sends.setdefault(t.src.buffer, np.zeros(self.shape, bool))[r[:, 0], r[:, 1]] = True
+                np.add.at(received.setdefault(t.dst.buffer, np.zeros(self.shape, np.int64)), (r[:, 2], r[:, 3]),
+                          _nbytes(t.dst, self.p))
+                continue
             for senders, src, receivers, dst, nbytes in _moves(t, self.p):
                 self.use(src, senders, f"a transfer ({_kind(t)})", t)
                 self.use(dst, receivers, f"a transfer ({_kind(t)})", t)
@@ -166,7 +181,10 @@ def _moves(t, program):
         r = t.dst_region
         return [(Pes.one(*t.src), t.src_region.buffer, Pes.one(*t.dst), r.buffer, _nbytes(r, program))]
     senders = t.pes
-    if isinstance(t, Multicast):
+    if isinstance(t, Multicast) and t.axis == "all":
+        width = t.pes.c1 - t.pes.c0
+        senders = Pes.one(t.pes.r0 + t.root // width, t.pes.c0 + t.root % width)
+    elif isinstance(t, Multicast):
         line = t.pes.c0 + t.root if t.axis == "row" else t.pes.r0 + t.root
         senders = replace(t.pes, c0=line, c1=line + 1) if t.axis == "row" else replace(t.pes, r0=line, r1=line + 1)
     return [(senders, t.src.buffer, t.pes, t.dst.buffer, _nbytes(t.dst, program))]
@@ -203,9 +221,16 @@ def _channel_masks(program) -> dict[int, np.ndarray]:
     for step in program.steps:
         for t in step.transfers:
             mask = masks.setdefault(t.channel, np.zeros((spec.rows, spec.cols), bool))
+            if isinstance(t, Sends):
+                if len(t):
+                    mask |= _touched_many(np.array(t.routes, np.int64), spec)
+                continue
             if isinstance(t, Send):
                 for r, c in _touched(t.src, t.dst, spec):
                     mask[r, c] = True
+                continue
+            if t.axis == "all":   # a broadcast's tree reaches every PE of its rectangle
+                mask[_sel(t.pes)] = True
                 continue
             line = _line_touched(type(t), t.axis, t.by if isinstance(t, Shift) else t.root,
                                  getattr(t, "ring", "wrap"), t.pes, spec)
@@ -214,6 +239,18 @@ def _channel_masks(program) -> dict[int, np.ndarray]:
             else:
                 mask[list(line), t.pes.c0:t.pes.c1] = True
     return masks
+
+
+def _touched_many(routes: np.ndarray, spec: MeshSpec) -> np.ndarray:
+    """The routers many messages (rows of src r, c, dst r, c) cross, as a mask: their ends and
+    the ends of every link their routes load (`traffic.LinkLoads`, the same routes)."""
+    out = np.zeros((spec.rows, spec.cols), bool)
+    out[routes[:, 0], routes[:, 1]] = out[routes[:, 2], routes[:, 3]] = True
+    loads = LinkLoads(spec)
+    loads.add(routes[:, 0], routes[:, 1], routes[:, 2], routes[:, 3], 1.0)
+    for (a, b) in loads.as_dict():
+        out[a] = out[b] = True
+    return out
 
 
 def _touched(src, dst, spec: MeshSpec) -> set[tuple[int, int]]:

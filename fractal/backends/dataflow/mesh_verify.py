@@ -39,7 +39,7 @@ from fractal.lower.tile_printer import name_problem
 from fractal.lower.tile_verify import verify_tile_program
 
 from .collectives import bind
-from .mesh_ir import (AXES, RINGS, ROLES, Alloc, Compute, Free, HostArray, Load, Multicast, Pes, Send, Shift, Store,
+from .mesh_ir import (AXES, RINGS, ROLES, Alloc, Compute, Free, HostArray, Load, Multicast, Pes, Send, Sends, Shift, Store,
                       Superstep)
 from .mesh_resources import check_channels, router_channels, sram_high_water, walk  # noqa: F401 (the report's)
 from .spec import MeshSpec
@@ -97,7 +97,7 @@ class _Verifier:
                 raise _fail(f"the steps hold supersteps, not {_an(type(step).__name__)}", "the program", repr(step))
             place = f"superstep {step.label!r}" if step.label else f"superstep {k}"
             for nodes, kinds in ((step.allocs, (Alloc,)), (step.computes, (Compute,)),
-                                 (step.transfers, (Send, Shift, Multicast)), (step.frees, (Free,))):
+                                 (step.transfers, (Send, Shift, Multicast, Sends)), (step.frees, (Free,))):
                 self.nodes(nodes, kinds, place)
         self.nodes(p.stores, (Store,), "the stores")
         self.nodes(p.frees, (Free,), "the final frees")
@@ -211,6 +211,8 @@ class _Verifier:
         src, dst = (t.src_region, t.dst_region) if isinstance(t, Send) else (t.src, t.dst)
         for r in (src, dst):
             self.local(r.buffer, place, t)
+        if isinstance(t, Sends):
+            return self.sends(t, place)
         if isinstance(t, Send):
             for pe in (t.src, t.dst):
                 if not (0 <= pe[0] < self.p.spec.rows and 0 <= pe[1] < self.p.spec.cols):
@@ -225,13 +227,42 @@ class _Verifier:
         if isinstance(t, Shift) and not _is_int(t.by):
             raise _fail(f"shift by {t.by!r}: not an int", place, t)
         if isinstance(t, Multicast):
-            line = t.pes.shape[1] if t.axis == "row" else t.pes.shape[0]
+            line = t.pes.shape[1] if t.axis == "row" else t.pes.shape[0] if t.axis == "col" else t.pes.count
             if not _is_int(t.root) or not 0 <= t.root < line:
-                raise _fail(f"multicast root {t.root!r} is not an offset on its lines of {line} PEs", place, t)
-            var, at = ("pc", t.pes.c0) if t.axis == "row" else ("pr", t.pes.r0)
-            src = Region(src.buffer, tuple(s.substitute({var: at + t.root}) for s in src.start), src.size,
-                         src.stride)
+                what = "the rectangle's" if t.axis == "all" else "its lines of"
+                raise _fail(f"multicast root {t.root!r} is not an offset on {what} {line} PEs", place, t)
+            width = t.pes.shape[1]
+            fixed = {"row": {"pc": t.pes.c0 + t.root}, "col": {"pr": t.pes.r0 + t.root},
+                     "all": {"pr": t.pes.r0 + t.root // max(width, 1), "pc": t.pes.c0 + t.root % max(width, 1)}}[t.axis]
+            src = Region(src.buffer, tuple(s.substitute(fixed) for s in src.start), src.size, src.stride)
         self.tile_check((Copy(src, dst),), t.pes, (), place, t, {})
+
+    def sends(self, t: Sends, place: str) -> None:
+        """A table of messages, checked row by row at once: PEs in the mesh, regions in bounds."""
+        n = len(t)
+        if not (len(t.src_starts) == len(t.dst_starts) == n):
+            raise _fail(f"a sends table has {n} routes but {len(t.src_starts)} and {len(t.dst_starts)} starts", place, t)
+        if any(a.vars() for r in (t.src, t.dst) for a in r.start) or any(a.const for r in (t.src, t.dst) for a in r.start):
+            raise _fail("a sends table's regions are templates: their own starts must be 0", place, t)
+        self.tile_check((Copy(t.src, t.dst),), None, (), place, t, {})
+        if not n:
+            return
+        routes = np.array(t.routes, np.int64).reshape(n, 4)
+        spec = self.p.spec
+        outside = (routes < 0).any(1) | (routes[:, [0, 2]] >= spec.rows).any(1) | (routes[:, [1, 3]] >= spec.cols).any(1)
+        if outside.any():
+            row = int(np.argmax(outside))
+            raise _fail(f"message {row} goes from {tuple(routes[row, :2])} to {tuple(routes[row, 2:])}: outside the "
+                        f"{spec.rows}x{spec.cols} mesh", place, t)
+        for region, starts, side in ((t.src, t.src_starts, "source"), (t.dst, t.dst_starts, "destination")):
+            shape = np.array(self.names[region.buffer].shape, np.int64)
+            at = np.array(starts, np.int64).reshape(n, len(region.size))
+            extent = np.array([0 if s is None else (s - 1) * st for s, st in zip(region.size, region.stride)], np.int64)
+            bad = (at < 0).any(1) | (at + extent >= shape).any(1)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise _fail(f"message {row}'s {side} region starts at {tuple(int(x) for x in at[row])}, out of "
+                            f"{region.buffer}'s bounds {tuple(int(x) for x in shape)}", place, t)
 
     def tile_check(self, ops, pes, dims, place: str, node, host_roles: dict) -> None:
         """Run the tile IR's verifier on `ops` as a stage with `dims` inside loops over the PEs (once per

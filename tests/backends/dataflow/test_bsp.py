@@ -126,7 +126,7 @@ def test_a_program_that_needs_exactly_the_sram_runs_and_one_byte_less_fails_at_r
     a, b = _ints((8, 8)), _ints((8, 8), 1)
     out, _ = run_bsp(cannon(2, 4, spec=mesh_spec(2, 2, sram_bytes=peak)), {"a": a, "b": b})
     assert np.array_equal(out["c"], a @ b)
-    with pytest.raises(SramCapacityError, match=r"PE \(0,0\) runs out of SRAM at step 0: .*capacity 639") as e:
+    with pytest.raises(SramCapacityError, match=r"PE \(0, 0\) runs out of SRAM at step 0: .* > 639 usable bytes per PE") as e:
         run_bsp(cannon(2, 4, spec=mesh_spec(2, 2, sram_bytes=peak - 1)), {"a": a, "b": b})
     assert (e.value.capacity, e.value.pe) == (peak - 1, (0, 0))
 
