@@ -252,7 +252,8 @@ class _Verifier:
         outside = (routes < 0).any(1) | (routes[:, [0, 2]] >= spec.rows).any(1) | (routes[:, [1, 3]] >= spec.cols).any(1)
         if outside.any():
             row = int(np.argmax(outside))
-            raise _fail(f"message {row} goes from {tuple(routes[row, :2])} to {tuple(routes[row, 2:])}: outside the "
+            raise _fail(f"message {row} goes from {tuple(int(x) for x in routes[row, :2])} to "
+                        f"{tuple(int(x) for x in routes[row, 2:])}: outside the "
                         f"{spec.rows}x{spec.cols} mesh", place, t)
         for region, starts, side in ((t.src, t.src_starts, "source"), (t.dst, t.dst_starts, "destination")):
             shape = np.array(self.names[region.buffer].shape, np.int64)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fractal.backends.dataflow.collectives import expand
-from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast,
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Sends,
                                                Pes, Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.mesh_parser import parse_mesh
 from fractal.backends.dataflow.mesh_verify import verify_mesh
@@ -132,6 +132,17 @@ TRANSFER_BAD = [
     (Shift(ALL, A, A, "row", 1.5), r"shift by 1.5: not an int"),
     (Shift(ALL, A, R("a[pc:pc + 2, 0:2]"), "col"), r"at pr = 0, pc = 1, axis 0 reaches 1..2, outside 0..1 of a"),
     (Multicast(ALL, A, A, "col", 2), "multicast root 2 is not an offset on its lines of 2 PEs"),
+    (Multicast(ALL, A, A, "all", 6), "multicast root 6 is not an offset on the rectangle's 6 PEs"),
+    (Multicast(ALL, A, A, "all", 5), None),
+    (Sends(R("a[0:1, 0:2]"), R("v[0:2]"), ((0, 0, 1, 2), (0, 1, 1, 1)), ((1, 0), (0, 0)), ((2,), (0,))), None),
+    (Sends(R("a[0:1, 0:2]"), R("v[0:2]"), ((0, 0, 2, 2),), ((1, 0),), ((2,),)),
+     r"message 0 goes from \(0, 0\) to \(2, 2\): outside the 2x3 mesh"),
+    (Sends(R("a[0:1, 0:2]"), R("v[0:2]"), ((0, 0, 1, 2), (0, 1, 1, 1)), ((1, 0), (0, 0)), ((2,), (3,))),
+     r"message 1's destination region starts at \(3,\), out of v's bounds \(4,\)"),
+    (Sends(R("a[0:1, 0:2]"), R("v[1:3]"), ((0, 0, 1, 2),), ((1, 0),), ((0,),)),
+     "a sends table's regions are templates: their own starts must be 0"),
+    (Sends(R("a[0:1, 0:2]"), R("v[0:3]"), ((0, 0, 1, 2),), ((1, 0),), ((0,),)),
+     r"copy from shape \(1, 2\) to shape \(3,\): sizes 2 and 3 differ"),
 ]
 
 
@@ -174,3 +185,11 @@ def test_a_source_region_is_checked_on_exactly_the_pes_that_send_it(t):
     else:
         with pytest.raises(VerifyError, match="is out of bounds"):
             verify_mesh(p)
+
+
+def test_a_sends_table_and_a_broadcast_read_back_from_their_text():
+    table = Sends(R("a[0:1, 0:2]"), R("v[0:2]"), ((0, 0, 1, 2), (0, 1, 1, 1)), ((1, 0), (0, 0)), ((2,), (0,)), 4)
+    p = with_step(step(transfers=(table, Multicast(ALL, A, A, "all", 4, 1))))
+    verify_mesh(p)
+    assert "sends channel 4: a[0:1, 0:2] -> v[0:2] {\n" in str(table) and "(0, 1) [0, 0] -> (1, 1) [0]" in str(table)
+    assert parse_mesh(str(p)) == p
