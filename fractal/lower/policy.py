@@ -98,3 +98,24 @@ class CostPolicy(Protocol):
     def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None: ...
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int: ...
+
+
+class SpreadPolicy:
+    """The pass rules of a target that runs each stage's points across many units at once (a
+    GPU's SMs, a mesh's PEs), where a stage run costs a launch or a barrier whatever its size:
+    batch across always, except a recurrent statement (left to the wavefront pass); never sink
+    (it trades a parallel nest for per-step stages); never tile rows on the host (the backend
+    cuts a stage itself); the legal schedule with the fewest sequential steps.  A backend's
+    policy adds its own rules (the CUDA and dataflow policies' docstrings give the reasons)."""
+
+    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
+        return not facts.recurrent
+
+    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
+        return False
+
+    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
+        return None
+
+    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
+        return min(range(len(options)), key=lambda i: options[i].steps)

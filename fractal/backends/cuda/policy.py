@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
-from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, TileFacts
+from fractal.lower.policy import SpreadPolicy
 
 
 @dataclass(frozen=True)
@@ -43,24 +43,12 @@ class DeviceLoopFacts:
 
 
 @dataclass(frozen=True)
-class CudaPolicy:
+class CudaPolicy(SpreadPolicy):
     """The GPU cost policy (the module docstring gives each rule's reason).  `tf32`: float32
     GEMMs may run on tensor cores in TF32 (10 mantissa bits per operand, fp32 accumulation),
     the user's choice (`ft.targets.cuda(..., tf32=True)`), as in PyTorch and JAX."""
 
     tf32: bool = False
-
-    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
-        return not facts.recurrent
-
-    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
-        return False
-
-    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
-        return None
-
-    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
-        return min(range(len(options)), key=lambda i: options[i].steps)
 
     def loop_on_device(self, facts: DeviceLoopFacts, hw: Hardware) -> bool:
         return (facts.steps is None or facts.steps >= 2) and facts.max_points <= resident_blocks(hw, facts.threads)

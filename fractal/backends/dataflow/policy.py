@@ -19,26 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware, pe_mesh
-from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, TileFacts
+from fractal.lower.policy import SpreadPolicy
 
 from .spec import MeshSpec
 
 
 @dataclass(frozen=True)
-class MeshPolicy:
+class MeshPolicy(SpreadPolicy):
     spec: MeshSpec
-
-    def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
-        return not facts.recurrent
-
-    def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
-        return False
-
-    def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
-        return None
-
-    def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
-        return min(range(len(options)), key=lambda i: options[i].steps)
 
     def __repr__(self) -> str:
         return "MeshPolicy, machine:\n" + "\n".join("    " + line for line in str(self.spec).splitlines())
