@@ -63,10 +63,16 @@ class WindowPlan:
         # per region occurrence: its buffer, starts (n, ndim) and extents (ndim,)
         self.boxes = {}       # buffer -> dict(lo=(n, d), hi=(n, d), read_lo, read_hi, has_read)
         self.occ = []         # (op index, region, starts array)
+        self.empty = {}       # (op index, region) -> the 0-byte local buffer standing in for it
         for k, op in enumerate(stage.body if n else ()):   # (a run with no points moves nothing)
             for r, is_read, is_write in _regions(op):
                 ext = np.array([_extent(s, st) for s, st in zip(r.size, r.stride)], dtype=np.int64)
                 if planner.home(r.buffer) is None or (ext == 0).any():
+                    # an empty region (a list with no elements): it touches nothing, but its op
+                    # still runs (a reduction of nothing writes its identity) on a 0-byte stand-in
+                    self.empty[(k, r)] = planner.declare(
+                        f"e_{r.buffer}" + "".join(f"_{0 if s is None else s}" for s in r.size),
+                        tuple(1 if s is None else s for s in r.size), planner.buffers[r.buffer].dtype)
                     continue
                 starts = np.stack([np.broadcast_to(evaluate_many(a, self.values), (n,)) for a in r.start], 1) \
                     if r.start else np.zeros((n, 0), np.int64)
@@ -148,11 +154,12 @@ class WindowPlan:
         p, cols = self.planner, self.planner.spec.cols
         wnames = {name: p.window(self.stage.name, name, (K,) + shape) for name, (shape, _) in windows.items()}
         rnames = res.names() if res is not None else {}
+        scratch = tuple(wnames.values()) + tuple(sorted(set(self.empty.values())))
         counts: dict = {}
         for q, _ in placement.values():
             counts[q] = counts.get(q, 0) + 1
         groups = _rectangles(counts, cols)
-        allocs = [Alloc(tuple(wnames.values()), rect) for rect, _ in groups] if wnames else []
+        allocs = [Alloc(scratch, rect) for rect, _ in groups] if scratch else []
         fetch, back, loading = [], [], set()
         for i, (q, slot) in placement.items():
             pe = (q // cols, q % cols)
@@ -186,7 +193,7 @@ class WindowPlan:
             res.loaded |= loading
             p.resident_peak = max(p.resident_peak, res.bytes_per_pe())
         computes = self._computes(placement, groups, wnames, rnames)
-        frees = tuple(Free(tuple(wnames.values()), rect) for rect, _ in groups) if wnames else ()
+        frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
         return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=sends(fetch)),
                 Superstep(self.label, computes=tuple(computes), transfers=sends(back), frees=frees)]
 
@@ -227,6 +234,8 @@ class WindowPlan:
     def _rebase(self, op, k, rebased, wnames, rnames, point, slot):
         """`op` on a PE's windows: slot `slot` (None: the compute's slot variable) of point `point`."""
         def move(r: Region) -> Region:
+            if (k, r) in self.empty:
+                return Region(self.empty[(k, r)], (0,) * len(r.size), r.size, r.stride)
             offsets = rebased.get((k, r))
             if r.buffer in rnames:   # resident: one box per PE, no slot axis
                 at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[point])

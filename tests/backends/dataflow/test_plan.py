@@ -129,3 +129,24 @@ def test_the_wavefront_makespan_grows_with_depth_plus_length():
         from fractal.backends.dataflow.bsp import run_bsp
         per_step.append(run_bsp(program, None)[1].makespan_cycles / (depth + length - 1))
     assert max(per_step) < 2 * min(per_step)          # not depth x length: 64 cells take 15 steps
+
+
+@ft.function
+def sums(xs):
+    return ft.map(lambda seq: ft.reduce(lambda a, b: a + b, seq, ft.zeros((1, 2), F64)), xs)
+
+
+@ft.function
+def causal_sums(xs):
+    return ft.map(lambda w: ft.reduce(lambda a, b: a + b, w, ft.zeros((2,), F64)), ft.window(xs, 3, padding=(2, 0)))
+
+
+@pytest.mark.parametrize("f, xs", [
+    (sums, ft.fractal([], type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(1, 2), F64]]])),
+    (sums, ft.fractal([[], [np.ones((1, 2))]], type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(1, 2), F64]]])),
+    (causal_sums, ft.fractal([], type=ft.FractalTensor[ft.Tensor[(2,), F64]])),
+])
+def test_empty_lists_plan_and_run(f, xs):
+    """A region over no elements still runs its op (a reduction of nothing writes its identity)."""
+    got, want = f(xs, target=ft.targets.mesh(2, 2)), f(xs, backend="interpreter")
+    assert [np.asarray(g).tolist() for g in got.to_list()] == [np.asarray(e).tolist() for e in want.to_list()]
