@@ -252,6 +252,7 @@ class BspRun:
             s.compute_cycles += busy
             s.comm_cycles += np.where(active, cycles, 0.0)
             s.makespan_cycles += float(busy.max()) + cycles + self.spec.sync_cycles
+            s.step_cycles.append((where, float(busy.max()), float(cycles), float(self.spec.sync_cycles)))
         if self.functional:
             self.host_io(p.stores, to_pes=False)
         for f in p.frees:

@@ -100,6 +100,7 @@ class CostSummary:
     sram_peak_at: dict = field(default_factory=dict)    # (r, c) -> (step label, buffer)
     router_channels: np.ndarray = None
     supersteps: int = 0
+    step_cycles: list = field(default_factory=list)     # per superstep: (label, compute, exchange, barrier)
 
     def __post_init__(self):
         shape = (self.spec.rows, self.spec.cols)

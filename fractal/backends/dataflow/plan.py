@@ -4,8 +4,8 @@ Every tile buffer gets a home on the mesh (`home.Home`: blocks spread over the P
 from the host for inputs and consts, stored to the host for outputs).  The statements run
 in program order: loops are unrolled and `if`s decided at plan time (their bounds and
 conditions read loop variables only), and every stage run is planned by the first plan that
-takes it: `plan_copy` (a stage that only copies: home to home), `plan_gemm` (a stage that is
-one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
+takes it: `plan_copy` (a stage that only copies: home to home), `gemm_choice` (a stage that
+is one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
 else `plan_window` (any stage), each a list of supersteps that reads the stage's inputs from their homes and leaves
 its results there.  The homes are live for the whole program: `home_peak` is the most SRAM
 they take on one PE, and what a stage may use on top.
@@ -20,7 +20,7 @@ from fractal.lower.tile_ir import If, Loop, Region, Stage, TileProgram
 from .errors import SramCapacityError
 from .home import Home
 from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
-from . import plan_copy, plan_gemm
+from . import gemm_choice, plan_copy
 from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers, var_ranges
 from .spec import MeshSpec
@@ -49,7 +49,7 @@ class Planner:
         self.resident_peak = 0   # SRAM the resident boxes take on a PE (residency)
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
-        self.choices = []   # (stage run, chosen plan, {plan: (cycles, peak SRAM) or why not})
+        self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
         self.home_peak = int(live.max()) if live.size else 0
         if self.home_peak > spec.usable_bytes:
             r, c = (int(x) for x in np.unravel_index(int(live.argmax()), live.shape))
@@ -106,11 +106,11 @@ class Planner:
                 out += self.walk(s.then if s.holds(env) else s.orelse, env)
             elif isinstance(s, Stage):
                 label = self.label(s.name)
-                chosen = None if plan_copy.qualifies(self, s) else plan_gemm.choose(self, s, env, label)
+                chosen = None if plan_copy.qualifies(self, s) else gemm_choice.choose(self, s, env, label)
                 if plan_copy.qualifies(self, s):
                     out += plan_copy.steps(self, s, env, label)
                 elif chosen is not None:
-                    self.choices.append((label, chosen[0], chosen[2]))
+                    self.choices.append((label, chosen[0], chosen[2], chosen[3]))
                     out += chosen[1]
                 else:
                     out += WindowPlan(self, s, env, label).steps()

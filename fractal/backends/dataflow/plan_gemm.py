@@ -19,10 +19,10 @@ products stack into one `(M' x K) @ (K x N)` with `M' = points x m` (`Product`).
   with no exchange: fastest when B is small, but it costs B on every PE (T10's "replicate"),
   so it is out when B does not fit.
 
-Each plan fetches its tiles from the operands' homes (`home.Home`) first and writes C's tiles
-back last.  `choose` costs every candidate on the BSP engine without data (the costs do not
-depend on it), drops those that overflow a PE's SRAM, and keeps the fastest: when the
-replicated plan does not fit, a rotating one does (the planner's fallback).
+A plan on a square of `s x s` PEs also runs on several squares side by side (`groups`), each
+on its own slice of M': smaller squares with bigger tiles spend fewer steps per product.  Each
+plan fetches its tiles from the operands' homes (`home.Home`) first and writes C's tiles back
+last.  Which plan a stage gets is `gemm_choice`'s to say.
 """
 
 from __future__ import annotations
@@ -152,52 +152,71 @@ class _Builder:
                     accumulate=accumulate, trans_a=self.prod.a.transposed, trans_b=self.prod.b.transposed)
 
 
-def cannon(planner, stage, prod: Product, label: str, s: int, ring: str) -> list[Superstep]:
+def _squares(s: int, groups: tuple[int, int]):
+    """The squares of a grouped plan: (group index, its rectangle of s x s PEs)."""
+    gr, gc = groups
+    return [(a * gc + b, Pes(a * s, a * s + s, b * s, b * s + s)) for a in range(gr) for b in range(gc)]
+
+
+def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=(1, 1)) -> list[Superstep]:
+    """Cannon on `groups` squares of s x s PEs, each a slice of M' (module docstring)."""
     bld = _Builder(planner, stage, prod, label, f"cannon_{ring}")
-    mt, kt, nt = prod.M // s, prod.K // s, prod.N // s
+    squares = _squares(s, groups)
+    rows_per = prod.M // len(squares)
+    mt, kt, nt = rows_per // s, prod.K // s, prod.N // s
     ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
     sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
     order = ring_order(s, ring)
-    P = Pes(0, s, 0, s)
+    P = Pes(0, groups[0] * s, 0, groups[1] * s)
     fetch, back = [], []
-    for i in range(s):
-        for j in range(s):
-            pe, k = (order[i], order[j]), (i + j) % s
-            fetch += bld.moves(prod.a, ta, pe, i * mt, (i + 1) * mt, k * kt, (k + 1) * kt, True)
-            fetch += bld.moves(prod.b, tb, pe, k * kt, (k + 1) * kt, j * nt, (j + 1) * nt, True)
-            if prod.accumulate:
-                fetch += bld.moves(prod.c, tc, pe, i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, True)
-            back += bld.moves(prod.c, tc, pe, i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, False)
+    for g, sq in squares:
+        for i in range(s):
+            r0 = g * rows_per + i * mt
+            for j in range(s):
+                pe, k = (sq.r0 + order[i], sq.c0 + order[j]), (i + j) % s
+                fetch += bld.moves(prod.a, ta, pe, r0, r0 + mt, k * kt, (k + 1) * kt, True)
+                fetch += bld.moves(prod.b, tb, pe, k * kt, (k + 1) * kt, j * nt, (j + 1) * nt, True)
+                if prod.accumulate:
+                    fetch += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
+                back += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
     steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch))]
     for t in range(s):
         last = t == s - 1
-        shifts = () if last else (Shift(P, Region(ta, (0, 0), sa), Region(ta, (0, 0), sa), "row", -1, ring, 0),
-                                  Shift(P, Region(tb, (0, 0), sb), Region(tb, (0, 0), sb), "col", -1, ring, 1))
+        shifts = () if last else tuple(
+            x for _, sq in squares for x in (Shift(sq, Region(ta, (0, 0), sa), Region(ta, (0, 0), sa), "row", -1, ring, 0),
+                                             Shift(sq, Region(tb, (0, 0), sb), Region(tb, (0, 0), sb), "col", -1, ring, 1)))
         compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
         steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (sends(back) if last else ()),
                                frees=(Free((ta, tb, tc), P),) if last else ()))
     return steps
 
 
-def summa(planner, stage, prod: Product, label: str, s: int) -> list[Superstep]:
+def summa(planner, stage, prod: Product, label: str, s: int, groups=(1, 1)) -> list[Superstep]:
+    """SUMMA on `groups` squares of s x s PEs, each a slice of M' (module docstring)."""
     bld = _Builder(planner, stage, prod, label, "summa")
-    mt, kt, nt = prod.M // s, prod.K // s, prod.N // s
+    squares = _squares(s, groups)
+    rows_per = prod.M // len(squares)
+    mt, kt, nt = rows_per // s, prod.K // s, prod.N // s
     ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
     pa, pb = bld.tile("pa", prod.a, mt, kt), bld.tile("pb", prod.b, kt, nt)
     sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
-    P = Pes(0, s, 0, s)
+    P = Pes(0, groups[0] * s, 0, groups[1] * s)
     fetch, back = [], []
-    for i in range(s):
-        for j in range(s):
-            fetch += bld.moves(prod.a, ta, (i, j), i * mt, (i + 1) * mt, j * kt, (j + 1) * kt, True)
-            fetch += bld.moves(prod.b, tb, (i, j), i * kt, (i + 1) * kt, j * nt, (j + 1) * nt, True)
-            if prod.accumulate:
-                fetch += bld.moves(prod.c, tc, (i, j), i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, True)
-            back += bld.moves(prod.c, tc, (i, j), i * mt, (i + 1) * mt, j * nt, (j + 1) * nt, False)
+    for g, sq in squares:
+        for i in range(s):
+            r0 = g * rows_per + i * mt
+            for j in range(s):
+                pe = (sq.r0 + i, sq.c0 + j)
+                fetch += bld.moves(prod.a, ta, pe, r0, r0 + mt, j * kt, (j + 1) * kt, True)
+                fetch += bld.moves(prod.b, tb, pe, i * kt, (i + 1) * kt, j * nt, (j + 1) * nt, True)
+                if prod.accumulate:
+                    fetch += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
+                back += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
 
     def panels(t):
-        return (Multicast(P, Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), "row", t, 0),
-                Multicast(P, Region(tb, (0, 0), sb), Region(pb, (0, 0), sb), "col", t, 1))
+        return tuple(x for _, sq in squares for x in (
+            Multicast(sq, Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), "row", t, 0),
+            Multicast(sq, Region(tb, (0, 0), sb), Region(pb, (0, 0), sb), "col", t, 1)))
     steps = [Superstep(f"{label} summa: fetch", allocs=(Alloc((ta, tb, tc, pa, pb), P),), transfers=sends(fetch)),
              Superstep(f"{label} summa: panels 0", transfers=panels(0))]
     for t in range(s):
@@ -234,51 +253,3 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),),
                       transfers=sends(fetch) + tuple(broadcast)),
             Superstep(f"{label} stationary", computes=(compute,), transfers=sends(back), frees=(Free((ta, tb, tc), P),))]
-
-
-# --- the choice ----------------------------------------------------------------------------------
-
-def _square(prod: Product, rows: int, cols: int) -> int:
-    return max(s for s in range(1, min(rows, cols) + 1) if prod.M % s == 0 and prod.K % s == 0 and prod.N % s == 0)
-
-
-def _rectangle(prod: Product, rows: int, cols: int) -> tuple[int, int]:
-    return max(((r, c) for r in range(1, rows + 1) for c in range(1, cols + 1) if prod.M % (r * c) == 0),
-               key=lambda rc: (rc[0] * rc[1], rc[0]))
-
-
-def candidates(planner, stage, prod: Product, label: str) -> dict:
-    spec = planner.spec
-    s = _square(prod, spec.rows, spec.cols)
-    return {"cannon-interleaved": lambda: cannon(planner, stage, prod, label, s, "interleaved"),
-            "cannon-wrap": lambda: cannon(planner, stage, prod, label, s, "wrap"),
-            "summa": lambda: summa(planner, stage, prod, label, s),
-            "stationary": lambda: stationary(planner, stage, prod, label, _rectangle(prod, spec.rows, spec.cols))}
-
-
-def cost(planner, steps) -> tuple[float, int]:
-    """(cycles, peak SRAM bytes) of a stage plan's steps on top of the homes (costs only)."""
-    from .bsp import run_bsp
-    program = MeshProgram("stage", planner.spec, (), tuple(planner.local.values()), allocs=tuple(planner.home_allocs),
-                          steps=tuple(steps))
-    summary = run_bsp(program, None)[1]
-    return summary.makespan_cycles, int(summary.sram_peak.max())
-
-
-def choose(planner, stage: Stage, env: dict, label: str):
-    """The cheapest plan that fits as (name, steps, {name: (cycles, peak) or the error}), or None
-    when the stage is not one product or no plan of it fits."""
-    prod = product_of(stage, env)
-    if prod is None:
-        return None
-    tried, best = {}, None
-    for name, make in candidates(planner, stage, prod, label).items():
-        steps = make()
-        try:
-            tried[name] = cost(planner, steps)
-        except SramCapacityError as e:
-            tried[name] = e
-            continue
-        if best is None or tried[name][0] < tried[best[0]][0]:
-            best = (name, steps)
-    return None if best is None else (best[0], best[1], tried)
