@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from fractal.backends.pointwise import region
+from fractal.lower.rewrite import var_ranges
 from fractal.lower.tile_ir import If, Loop, Region, Stage, TileProgram
 
 from .errors import SramCapacityError
 from .home import Home
-from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
 from . import gemm_choice, plan_copy
+from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
 from .plan_window import WindowPlan
-from .residency import Residency, resident_buffers, var_ranges
+from .residency import Residency, resident_buffers
 from .spec import MeshSpec
 
 
@@ -73,7 +75,6 @@ class Planner:
 
     def const_region(self, r: Region, env: dict) -> np.ndarray:
         """The values of a region of a const buffer at a point (`env`)."""
-        from fractal.backends.pointwise import region
         return np.asarray(region(r, env, {r.buffer: np.asarray(self.buffers[r.buffer].data.value)})).reshape(-1)
 
     def itemsize(self, name: str) -> int:
@@ -133,7 +134,7 @@ class Planner:
                     loads.append(Load(Pes.one(*pe), local, host))
                 elif role == "output":
                     stores.append(Store(Pes.one(*pe), host, local))
-        return MeshProgram(self.tile.name if hasattr(self.tile, "name") else "model", self.spec, arrays,
+        return MeshProgram(self.tile.name, self.spec, arrays,
                            tuple(self.local.values()), allocs=tuple(allocs), loads=tuple(loads), steps=tuple(steps),
                            stores=tuple(stores))
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.lower.rewrite import var_ranges
-
 
 class Residency:
     def __init__(self, planner, stage, resident: frozenset[str]):
@@ -73,5 +71,3 @@ def resident_buffers(planner, stage) -> frozenset[str]:
     return frozenset(r.buffer for op in stage.body for r in op.reads
                      if planner.buffers[r.buffer].role in ("input", "const") and planner.home(r.buffer) is not None)
 
-
-__all__ = ["Residency", "resident_buffers", "var_ranges"]
