@@ -113,7 +113,7 @@ def choose(planner, stage, env: dict, label: str):
     dtype = planner.buffers[stage.body[0].c.buffer].dtype
     itemsize = planner.buffers[stage.body[0].a.buffer].dtype.itemsize
     options = candidates(planner, stage, prod, label)
-    room = spec.usable_bytes - planner.home_peak - planner.resident_peak
+    room = planner.room()
     op = stage.body[0]
     owners = {k: planner.home(r.buffer).blocks for k, r in (("a", op.a), ("b", op.b), ("c", op.c))}
     guesses = {name: estimate(prod, shape, spec, itemsize, dtype, owners) for name, (_, shape) in options.items()}

@@ -6,9 +6,10 @@ in program order: loops are unrolled and `if`s decided at plan time (their bound
 conditions read loop variables only), and every stage run is planned by the first plan that
 takes it: `plan_copy` (a stage that only copies: home to home), `gemm_choice` (a stage that
 is one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
-else `plan_window` (any stage), each a list of supersteps that reads the stage's inputs from their homes and leaves
-its results there.  The homes are live for the whole program: `home_peak` is the most SRAM
-they take on one PE, and what a stage may use on top.
+else `plan_window` (any stage; a stage whose one point does not fit a PE runs op by op), each
+a list of supersteps that reads the stage's inputs from their homes and leaves
+its results there.  The homes are live for the whole program, and so are the resident boxes
+(`residency`): `free()` is what each PE has left for a stage on top of them.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Planner:
                 live[pe] += self.local[home.local].nbytes
         self.home_live = live
         self.home_allocs = [Alloc((home.local,), Pes.one(*pe)) for home in self.homes.values() for pe, _ in home.owners()]
-        self.resident_peak = 0   # SRAM the resident boxes take on a PE (residency)
+        self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
@@ -59,6 +60,14 @@ class Planner:
                                     self.home_peak, 0, spec.usable_bytes)
 
     # --- what the stage plans ask ---------------------------------------------------------------
+
+    def free(self) -> np.ndarray:
+        """SRAM each PE (by id, row-major) has left beside its homes and the resident boxes so far."""
+        return self.spec.usable_bytes - (self.home_live + self.resident_live).ravel()
+
+    def room(self) -> int:
+        """SRAM a stage may use on every PE."""
+        return int(self.free().min())
 
     def home(self, name: str) -> Home | None:
         return self.homes.get(name)
@@ -106,18 +115,30 @@ class Planner:
             elif isinstance(s, If):
                 out += self.walk(s.then if s.holds(env) else s.orelse, env)
             elif isinstance(s, Stage):
-                label = self.label(s.name)
-                chosen = None if plan_copy.qualifies(self, s) else gemm_choice.choose(self, s, env, label)
-                if plan_copy.qualifies(self, s):
-                    out += plan_copy.steps(self, s, env, label)
-                elif chosen is not None:
-                    self.choices.append((label, chosen[0], chosen[2], chosen[3]))
-                    out += chosen[1]
-                else:
-                    out += WindowPlan(self, s, env, label).steps()
+                out += self.stage(s, env)
             else:
                 raise TypeError(f"not a tile statement: {type(s).__name__}")
         return out
+
+    def stage(self, s: Stage, env: dict) -> list:
+        """A stage run's supersteps, from the first plan that takes it (module docstring).  When one
+        point of a stage of several ops needs more SRAM than a PE has, its ops are planned one
+        stage each: legal, since a stage's points are independent, so running it op by op over
+        all points is one of the orders the tile IR allows."""
+        label = self.label(s.name)
+        if plan_copy.qualifies(self, s):
+            return plan_copy.steps(self, s, env, label)
+        chosen = gemm_choice.choose(self, s, env, label)
+        if chosen is not None:
+            self.choices.append((label, chosen[0], chosen[2], chosen[3]))
+            return chosen[1]
+        try:
+            return WindowPlan(self, s, env, label).steps()
+        except SramCapacityError:
+            if len(s.body) == 1:
+                raise
+        return [step for k, op in enumerate(s.body)
+                for step in self.stage(Stage(f"{s.name}_op{k}", s.dims, (op,), s.placement), env)]
 
     def program(self) -> MeshProgram:
         steps = self.walk(self.tile.body, {})

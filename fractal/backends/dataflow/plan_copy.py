@@ -1,7 +1,8 @@
 """The plan of a stage that only copies: its regions move home to home, no PE computes.
 
 A stage whose ops are all plain copies (`copy` without a permutation, equal shapes, unit
-strides) and that reads no buffer it writes is a redistribution: each copied element goes
+strides) or scatters through a const index table (each row a copy, the rows named at plan
+time) and that reads no buffer it writes is a redistribution: each copied element goes
 from the home block that holds it to the home block that will (`home.Home`), in one
 superstep of messages between homes, with no window and no compute.  This is how the
 planner re-lays data between two consecutive products (T10's re-layout): the message count
@@ -10,25 +11,60 @@ is the number of (source block, destination block) pairs the regions meet, not t
 
 from __future__ import annotations
 
-import numpy as np
 
 from fractal.backends.pointwise import stage_points
-from fractal.lower.tile_affine import evaluate_many
-from fractal.lower.tile_ir import Copy, Stage
+from fractal.lower.rewrite import map_regions, substitute_region
+from fractal.lower.tile_ir import Copy, Region, Scatter, Stage
 
 from .home import Box
 from .mesh_ir import Superstep, sends
 
 
+def _plain(op) -> bool:
+    return isinstance(op, Copy) and not op.perm and op.src.shape == op.dst.shape
+
+
+def _row_scatter(planner, op) -> bool:
+    """A scatter through a const index table: rows copied to rows named at plan time."""
+    return isinstance(op, Scatter) and planner.is_const(op.index.buffer)
+
+
 def qualifies(planner, stage: Stage) -> bool:
     ops = stage.body
-    if not ops or not all(isinstance(op, Copy) and not op.perm and op.src.shape == op.dst.shape for op in ops):
+    if not ops or not all(_plain(op) or _row_scatter(planner, op) for op in ops):
         return False
     if any(s != 1 for op in ops for r in (op.src, op.dst) for s in r.stride):
         return False
     written = {op.dst.buffer for op in ops}
     return not written & {op.src.buffer for op in ops} and all(
         planner.home(r.buffer) is not None for op in ops for r in (op.src, op.dst))
+
+
+def _row(r: Region, axis: int, at) -> Region:
+    """Row `at` of region `r` along its `axis`-th range axis (kept as a range of one)."""
+    buffer_axis = [a for a, size in enumerate(r.size) if size is not None][axis]
+    start = list(r.start)
+    start[buffer_axis] = start[buffer_axis] + at
+    size = list(r.size)
+    size[buffer_axis] = 1
+    return Region(r.buffer, tuple(start), tuple(size), r.stride)
+
+
+def _copies(planner, stage: Stage, env: dict) -> list[Copy]:
+    """The stage's moves as concrete copies, point by point (a scatter's as one copy per row)."""
+    out = []
+    for point in stage_points(stage.dims, env):
+        for op in stage.body:
+            op = map_regions(op, lambda r: substitute_region(r, point))
+            if isinstance(op, Copy):
+                out.append(op)
+                continue
+            size = op.dst.shape[op.axis]
+            for j, i in enumerate(planner.const_region(op.index, {})):
+                i = int(i) + (size if i < 0 else 0)
+                if 0 <= i < size:   # one past the end: padding, written nowhere
+                    out.append(Copy(_row(op.src, op.axis, j), _row(op.dst, op.axis, i)))
+    return out
 
 
 def _buffer_box(region, starts, q: Box) -> Box:
@@ -55,22 +91,14 @@ def _part(home, part: Box, block: Box) -> tuple:
 
 
 def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
-    points = list(stage_points(stage.dims, env))
-    if not points:
-        return []
-    values = {v: np.array([p[v] for p in points], np.int64) for v in points[0]}
     rows = []
-    for op in stage.body:
+    for op in _copies(planner, stage, env):
         src_home, dst_home = planner.home(op.src.buffer), planner.home(op.dst.buffer)
-        at = lambda r: np.stack([np.broadcast_to(evaluate_many(a, values), (len(points),))  # noqa: E731
-                                 for a in r.start], 1)
-        src_starts, dst_starts = at(op.src), at(op.dst)
+        src_at, dst_at = [a.const for a in op.src.start], [a.const for a in op.dst.start]
         whole = tuple((0, s) for s in op.dst.shape)
-        for i in range(len(points)):
-            for dst_owner, dst_piece, dst_block in dst_home.pieces(_buffer_box(op.dst, dst_starts[i], whole)):
-                q = _region_box(op.dst, dst_starts[i], dst_piece)
-                for src_owner, src_piece, src_block in src_home.pieces(_buffer_box(op.src, src_starts[i], q)):
-                    q2 = _region_box(op.src, src_starts[i], src_piece)
-                    to = _buffer_box(op.dst, dst_starts[i], q2)
-                    rows.append((src_owner, dst_owner, _part(src_home, src_piece, src_block), _part(dst_home, to, dst_block)))
-    return [Superstep(f"{label} copy", transfers=sends(rows))]
+        for dst_owner, dst_piece, dst_block in dst_home.pieces(_buffer_box(op.dst, dst_at, whole)):
+            q = _region_box(op.dst, dst_at, dst_piece)
+            for src_owner, src_piece, src_block in src_home.pieces(_buffer_box(op.src, src_at, q)):
+                to = _buffer_box(op.dst, dst_at, _region_box(op.src, src_at, src_piece))
+                rows.append((src_owner, dst_owner, _part(src_home, src_piece, src_block), _part(dst_home, to, dst_block)))
+    return [Superstep(f"{label} copy", transfers=sends(rows))] if rows else []

@@ -105,17 +105,20 @@ class WindowPlan:
             if resident is not None:
                 return resident
         per_slot = sum(b for _, b in windows.values())
-        room = spec.usable_bytes - p.home_peak - p.resident_peak
-        if per_slot > room:
-            raise SramCapacityError((0, 0), self.label, f"the windows of one point of {self.stage.name}", per_slot,
-                                    p.home_peak + p.resident_peak, spec.usable_bytes)
-        pes = spec.pes
-        K = max(1, min(-(-self.n // pes), room // max(per_slot, 1)))
+        free = p.free()                               # per PE id: SRAM left beside homes and residents
+        eligible = [q for q in range(spec.pes) if free[q] >= per_slot]
+        if not eligible:
+            q = int(np.argmax(free))
+            raise SramCapacityError((q // spec.cols, q % spec.cols), self.label,
+                                    f"the windows of one point of {self.stage.name}", per_slot,
+                                    spec.usable_bytes - int(free[q]), spec.usable_bytes)
+        K = max(1, min(-(-self.n // len(eligible)), int(min(free[q] for q in eligible)) // max(per_slot, 1)))
         if self.serial:   # a scatter whose rows are known only at run time: one point at a time
-            K, pes = 1, 1
-        out = []
-        for start in range(0, self.n, K * pes):
-            placement = {i: divmod(i - start, K) for i in range(start, min(self.n, start + K * pes))}
+            K, eligible = 1, eligible[:1]
+        out, per_round = [], K * len(eligible)
+        for start in range(0, self.n, per_round):
+            placement = {i: (eligible[(i - start) // K], (i - start) % K)
+                         for i in range(start, min(self.n, start + per_round))}
             out += self._round(placement, K, windows, None)
         return out
 
@@ -144,8 +147,9 @@ class WindowPlan:
             for j, i in enumerate(points):
                 placement[i] = (group[j // per], j % per)
         transient = {b: w for b, w in windows.items() if b not in res.buffers}
-        room = self.planner.spec.usable_bytes - self.planner.home_peak - res.bytes_per_pe()
-        if K * sum(b for _, b in transient.values()) > room:
+        free = self.planner.free()
+        need = K * sum(b for _, b in transient.values())
+        if any(free[q] - (0 if q in res.loaded else res.bytes_per_pe()) < need for q, _ in placement.values()):
             return None
         return self._round(placement, K, transient, res)
 
@@ -191,7 +195,8 @@ class WindowPlan:
                              for owner, part, blk in home.pieces(box)]
         if res is not None:
             res.loaded |= loading
-            p.resident_peak = max(p.resident_peak, res.bytes_per_pe())
+            for q in loading:
+                p.resident_live[q // cols, q % cols] += res.bytes_per_pe()
         computes = self._computes(placement, groups, wnames, rnames)
         frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
         return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=sends(fetch)),
