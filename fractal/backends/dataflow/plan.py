@@ -18,11 +18,11 @@ import numpy as np
 
 from fractal.backends.pointwise import region
 from fractal.lower.rewrite import var_ranges
-from fractal.lower.tile_ir import If, Loop, Region, Stage, TileProgram
+from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 
 from .errors import SramCapacityError
 from .home import Home
-from . import gemm_choice, plan_copy
+from . import gemm_choice, plan_copy, split
 from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
 from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers
@@ -124,7 +124,8 @@ class Planner:
         """A stage run's supersteps, from the first plan that takes it (module docstring).  When one
         point of a stage of several ops needs more SRAM than a PE has, its ops are planned one
         stage each: legal, since a stage's points are independent, so running it op by op over
-        all points is one of the orders the tile IR allows."""
+        all points is one of the orders the tile IR allows; a product still too big is cut into
+        blocks of its result (`split`)."""
         label = self.label(s.name)
         if plan_copy.qualifies(self, s):
             return plan_copy.steps(self, s, env, label)
@@ -136,7 +137,11 @@ class Planner:
             return WindowPlan(self, s, env, label).steps()
         except SramCapacityError:
             if len(s.body) == 1:
-                raise
+                itemsize = self.itemsize(s.body[0].c.buffer) if isinstance(s.body[0], Gemm) else 0
+                cut = split.blocks(s, lambda elements: elements * itemsize <= int(self.free().max()))
+                if cut is None:
+                    raise
+                return self.stage(cut, env)
         return [step for k, op in enumerate(s.body)
                 for step in self.stage(Stage(f"{s.name}_op{k}", s.dims, (op,), s.placement), env)]
 

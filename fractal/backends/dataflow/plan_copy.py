@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from fractal.backends.pointwise import stage_points
 from fractal.lower.rewrite import map_regions, substitute_region
-from fractal.lower.tile_ir import Copy, Region, Scatter, Stage
+from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
 from .home import Box
-from .mesh_ir import Superstep, sends
+from .mesh_ir import Compute, Pes, Superstep, sends
 
 
 def _plain(op) -> bool:
@@ -25,8 +25,9 @@ def _plain(op) -> bool:
 
 
 def _row_scatter(planner, op) -> bool:
-    """A scatter through a const index table: rows copied to rows named at plan time."""
-    return isinstance(op, Scatter) and planner.is_const(op.index.buffer)
+    """A scatter or gather through a const index table: rows copied to or from rows named at
+    plan time (a gather's padding rows, one past the end, are zeros: filled where they live)."""
+    return isinstance(op, (Scatter, Gather)) and planner.is_const(op.index.buffer)
 
 
 def qualifies(planner, stage: Stage) -> bool:
@@ -50,21 +51,27 @@ def _row(r: Region, axis: int, at) -> Region:
     return Region(r.buffer, tuple(start), tuple(size), r.stride)
 
 
-def _copies(planner, stage: Stage, env: dict) -> list[Copy]:
-    """The stage's moves as concrete copies, point by point (a scatter's as one copy per row)."""
-    out = []
+def _copies(planner, stage: Stage, env: dict) -> tuple[list[Copy], list[Region]]:
+    """The stage's moves as concrete copies, point by point (a scatter's or a gather's as one
+    copy per row), and the rows a gather's padding sets to zero."""
+    out, zeros = [], []
     for point in stage_points(stage.dims, env):
         for op in stage.body:
             op = map_regions(op, lambda r: substitute_region(r, point))
             if isinstance(op, Copy):
                 out.append(op)
                 continue
-            size = op.dst.shape[op.axis]
+            size = op.src.shape[op.axis] if isinstance(op, Gather) else op.dst.shape[op.axis]
             for j, i in enumerate(planner.const_region(op.index, {})):
                 i = int(i) + (size if i < 0 else 0)
-                if 0 <= i < size:   # one past the end: padding, written nowhere
+                if isinstance(op, Scatter) and 0 <= i < size:   # one past the end: padding, written nowhere
                     out.append(Copy(_row(op.src, op.axis, j), _row(op.dst, op.axis, i)))
-    return out
+                elif isinstance(op, Gather):
+                    if 0 <= i < size:
+                        out.append(Copy(_row(op.src, op.axis, i), _row(op.dst, op.axis, j)))
+                    else:                                        # one past the end: a row of zeros
+                        zeros.append(_row(op.dst, op.axis, j))
+    return out, zeros
 
 
 def _buffer_box(region, starts, q: Box) -> Box:
@@ -91,8 +98,9 @@ def _part(home, part: Box, block: Box) -> tuple:
 
 
 def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
-    rows = []
-    for op in _copies(planner, stage, env):
+    rows, fills = [], []
+    copies, zeros = _copies(planner, stage, env)
+    for op in copies:
         src_home, dst_home = planner.home(op.src.buffer), planner.home(op.dst.buffer)
         src_at, dst_at = [a.const for a in op.src.start], [a.const for a in op.dst.start]
         whole = tuple((0, s) for s in op.dst.shape)
@@ -101,4 +109,12 @@ def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
             for src_owner, src_piece, src_block in src_home.pieces(_buffer_box(op.src, src_at, q)):
                 to = _buffer_box(op.dst, dst_at, _region_box(op.src, src_at, src_piece))
                 rows.append((src_owner, dst_owner, _part(src_home, src_piece, src_block), _part(dst_home, to, dst_block)))
-    return [Superstep(f"{label} copy", transfers=sends(rows))] if rows else []
+    for r in zeros:
+        home = planner.home(r.buffer)
+        at = [a.const for a in r.start]
+        for owner, piece, block in home.pieces(_buffer_box(r, at, tuple((0, s) for s in r.shape))):
+            local, starts, sizes = _part(home, piece, block)
+            fills.append(Compute(Pes.one(*owner), (Elementwise(Region(local, starts, sizes), Const(0.0)),), (), stage.name))
+    if not rows and not fills:
+        return []
+    return [Superstep(f"{label} copy", computes=tuple(fills), transfers=sends(rows))]
