@@ -12,7 +12,8 @@ The modules, in the order the data flows:
 * the mesh IR: `mesh_ir` (nodes), `mesh_printer` / `mesh_ir.lark` / `mesh_parser` (text form),
   `mesh_verify` and `mesh_resources` (rules, SRAM walk, channels), `collectives` (as sends);
 * the planner: `plan` (homes, statements), `home` (block layouts), `plan_copy`, `plan_gemm` and
-  `gemm_choice` (product stages), `plan_window` and `residency` (every other stage);
+  `gemm_choice` (product stages), `plan_window` and `residency` (every other stage), `split`
+  (a product too big for one PE, cut into blocks);
 * the executors: `bsp` with `messages` and `traffic` (the default), `event` with `streams` and
   `waitfor`, `mpi` with `blocked`, `run` and `plan_file`; `local` is one PE's semantics;
 * `report` (JSON, table, heat maps), `errors`, `backend` (the registry's entry).
