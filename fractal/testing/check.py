@@ -28,7 +28,8 @@ Backends: `backends=None` means every registered backend that runs on this machi
 `cuda` where there is a GPU: `ft.backends.unavailable(name)`) but those that say
 `checked_by_default = False` (the CUDA emulation: a C++ build per example and CUDA threads run
 one at a time; name it in `backends=` to check it).  A backend that cannot compile
-the model for an example (`ft.UnsupportedError`; a call would fall back to the interpreter)
+the model for an example (`ft.UnsupportedError`: a call would fall back to the interpreter;
+or `ft.ResourceError`: its default target cannot hold the example, as a small mesh's SRAM)
 is a failure if you named it, and otherwise is left out of that example's comparison with a
 `CheckWarning` naming it and saying how many examples it missed (`CheckReport.skipped`).
 """
@@ -43,7 +44,7 @@ from time import perf_counter
 import numpy as np
 
 from fractal.backends import registry
-from fractal.lang.errors import ArgumentError, FractalError, UnsupportedError, user_location
+from fractal.lang.errors import ArgumentError, FractalError, ResourceError, UnsupportedError, user_location
 from fractal.lang.function import Function, function as _function
 
 from .compare import bits_equal, compare
@@ -284,7 +285,7 @@ class _Run:
         o = self.opts
         try:
             compiled = self.fn.compile(*args, backend=name)
-        except UnsupportedError as e:
+        except (UnsupportedError, ResourceError) as e:   # (cannot lower it, or its target cannot hold it)
             if self.explicit:
                 return f"the {name} backend cannot compile {self.fn.name} for this example: {e.message}", \
                     [("result", name)]

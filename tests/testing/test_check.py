@@ -344,6 +344,27 @@ def test_a_default_backend_that_cannot_compile_is_a_warning_not_a_silent_pass(re
     assert report.skipped["refusing"][0] == 5
 
 
+class _Small(_Refusing):
+    def build(self, program, target):
+        raise ft.ResourceError("this test's machine holds nothing")
+
+
+@pytest.fixture
+def small():
+    backends.register(_Small("small", None))
+    yield
+    backends.unregister("small")
+
+
+def test_a_default_backend_whose_target_cannot_hold_an_example_is_a_warning(small):
+    args = st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL))
+    with pytest.warns(CheckWarning, match="the small backend cannot compile it for 3 of 3 examples, which were "
+                                          "not checked on it: this test's machine holds nothing"):
+        report = check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), arguments=args, max_examples=3,
+                       derandomize=True)
+    assert report.skipped["small"][0] == 3
+
+
 def test_a_named_backend_that_cannot_compile_fails_the_check(refusing):
     args = st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL))
     message = failure(lambda: check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), arguments=args,
