@@ -68,6 +68,27 @@ class Home:
         """The blocks a box meets: (owner PE, the part of the box in that block, the block's box)."""
         return _pieces(self, tuple((int(lo), int(hi)) for lo, hi in box))
 
+    def pieces_many(self, lo: np.ndarray, hi: np.ndarray):
+        """`pieces` of many boxes at once, boxes `[lo[i], hi[i])` (n, ndim): arrays over all the
+        pieces, box by box in `pieces`' order: (which box, owner PE id, part lo, part hi, block lo)."""
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        n, d = lo.shape
+        block, shape = np.array(self.block, np.int64).reshape(d), np.array(self.shape, np.int64).reshape(d)
+        first, last = lo // np.maximum(block, 1), (hi - 1) // np.maximum(block, 1)
+        counts = np.where((hi > lo).all(1, keepdims=True), last - first + 1, 0)
+        total = counts.prod(1) if d else np.ones(n, np.int64)
+        box = np.repeat(np.arange(n), total)
+        k = np.arange(len(box)) - np.repeat(np.cumsum(total) - total, total)
+        index = np.empty((len(box), d), np.int64)
+        for axis in reversed(range(d)):   # mixed radix, the last axis fastest (itertools.product's order)
+            radix = counts[box, axis]
+            index[:, axis], k = first[box, axis] + k % radix, k // radix
+        block_lo = index * block
+        part_lo = np.maximum(lo[box], block_lo)
+        part_hi = np.minimum(hi[box], np.minimum(block_lo + block, shape))
+        flat = np.ravel_multi_index(tuple(index.T), self.factors) if d else np.zeros(len(box), np.int64)
+        return box, (self.first + flat) % self.pes, part_lo, part_hi, block_lo
+
     def _pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
         if any(hi <= lo for lo, hi in box):
             return []

@@ -263,23 +263,45 @@ class Multicast:
     channel: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Sends:
     """Many messages of one shape between two buffers, as a table (a plan's fetches and
     write-backs: thousands of them): message i copies the region of `src`'s buffer, sizes
     and strides at `src_starts[i]` on PE `routes[i][:2]` into `dst`'s at `dst_starts[i]` on
     PE `routes[i][2:]`.  `src` and `dst` are templates (their own starts are zeros); `expand`
-    gives the `Send`s.  Build with `sends(rows)`."""
+    gives the `Send`s.  The table is three read-only int64 arrays, `routes` (n, 4) and the
+    starts (n, ndim): a plan builds them whole with NumPy (`sends_table`) or from rows (`sends`)."""
 
     src: Region
     dst: Region
-    routes: tuple[tuple[int, int, int, int], ...]
-    src_starts: tuple[tuple[int, ...], ...]
-    dst_starts: tuple[tuple[int, ...], ...]
+    routes: np.ndarray
+    src_starts: np.ndarray
+    dst_starts: np.ndarray
     channel: int = 0
+
+    def __post_init__(self):
+        _set(self, "routes", _table(self.routes, 4))
+        _set(self, "src_starts", _table(self.src_starts, len(self.src.size)))
+        _set(self, "dst_starts", _table(self.dst_starts, len(self.dst.size)))
 
     def __len__(self) -> int:
         return len(self.routes)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sends) and (self.src, self.dst, self.channel) == (other.src, other.dst, other.channel) \
+            and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in ("routes", "src_starts", "dst_starts"))
+
+    def __hash__(self) -> int:
+        return hash((self.src, self.dst, self.channel, self.routes.tobytes(), self.src_starts.tobytes(),
+                     self.dst_starts.tobytes()))
+
+
+def _table(rows, width: int) -> np.ndarray:
+    """Rows (a sequence of tuples or an array) as a read-only (n, width) int64 array."""
+    a = np.array(rows, np.int64)
+    a = a.reshape(len(a), width) if a.size or width else a.reshape(len(a), 0)
+    a.flags.writeable = False
+    return a
 
 
 def _template(buffer: str, size, stride) -> Region:
@@ -296,8 +318,36 @@ def sends(rows, channel: int = 0) -> tuple[Sends, ...]:
         g[0].append((int(src_pe[0]), int(src_pe[1]), int(dst_pe[0]), int(dst_pe[1])))
         g[1].append(tuple(int(x) for x in sstart))
         g[2].append(tuple(int(x) for x in dstart))
-    return tuple(Sends(_template(sb, ss, (1,) * len(ss)), _template(db, ds, (1,) * len(ds)), tuple(r), tuple(a), tuple(b),
-                       channel) for (sb, ss, db, ds), (r, a, b) in groups.items())
+    return tuple(Sends(_template(sb, ss, (1,) * len(ss)), _template(db, ds, (1,) * len(ds)), r, a, b, channel)
+                 for (sb, ss, db, ds), (r, a, b) in groups.items())
+
+
+def sends_table(src: str, dst: str, routes: np.ndarray, src_starts: np.ndarray, dst_starts: np.ndarray,
+                sizes: np.ndarray, src_index_axes: int = 0, dst_index_axes: int = 0,
+                channel: int = 0) -> tuple[Sends, ...]:
+    """Messages given as arrays, one `Sends` per distinct row of `sizes` (n, ndim): message i
+    copies `sizes[i]` elements between `src` at `src_starts[i]` and `dst` at `dst_starts[i]`,
+    a side with index axes first (a window's slot: size None) starting with them.  The batch
+    builder of plans that place thousands of points at once (`plan_window`)."""
+    n = len(routes)
+    if not n:
+        return ()
+    sizes = np.asarray(sizes, np.int64).reshape(n, -1)
+    if (sizes == sizes[:1]).all():
+        shapes, inverse = sizes[:1], np.zeros(n, np.int64)
+    else:   # rows as one mixed-radix key each: a 1-D unique is much faster than unique(axis=0)
+        keys = np.ravel_multi_index(tuple(sizes.T), tuple(int(m) + 1 for m in sizes.max(0))) if sizes.shape[1] else \
+            np.zeros(n, np.int64)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        shapes = sizes[first]
+    out = []
+    for g, size in enumerate(shapes):
+        rows = np.flatnonzero(inverse == g) if len(shapes) > 1 else slice(None)
+        size = tuple(int(x) for x in size)
+        ssize, dsize = (None,) * src_index_axes + size, (None,) * dst_index_axes + size
+        out.append(Sends(_template(src, ssize, (1,) * len(ssize)), _template(dst, dsize, (1,) * len(dsize)),
+                         routes[rows], src_starts[rows], dst_starts[rows], channel))
+    return tuple(out)
 
 
 Transfer = Union[Send, Shift, Multicast, Sends]

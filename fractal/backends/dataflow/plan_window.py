@@ -31,7 +31,7 @@ from fractal.lower.rewrite import map_regions
 
 from .errors import SramCapacityError
 from .home import Box, Home
-from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends, sends_table
 
 SLOT = "slot"
 
@@ -115,11 +115,10 @@ class WindowPlan:
         K = max(1, min(-(-self.n // len(eligible)), int(min(free[q] for q in eligible)) // max(per_slot, 1)))
         if self.serial:   # a scatter whose rows are known only at run time: one point at a time
             K, eligible = 1, eligible[:1]
-        out, per_round = [], K * len(eligible)
+        out, per_round, eligible = [], K * len(eligible), np.array(eligible, np.int64)
         for start in range(0, self.n, per_round):
-            placement = {i: (eligible[(i - start) // K], (i - start) % K)
-                         for i in range(start, min(self.n, start + per_round))}
-            out += self._round(placement, K, windows, None)
+            points = np.arange(start, min(self.n, start + per_round))
+            out += self._round(points, eligible[(points - start) // K], (points - start) % K, K, windows, None)
         return out
 
     def _resident(self, res, windows):
@@ -151,56 +150,103 @@ class WindowPlan:
         need = K * sum(b for _, b in transient.values())
         if any(free[q] - (0 if q in res.loaded else res.bytes_per_pe()) < need for q, _ in placement.values()):
             return None
-        return self._round(placement, K, transient, res)
+        points = np.array(sorted(placement), np.int64)
+        pes, slots = (np.array([placement[i][j] for i in points.tolist()], np.int64) for j in (0, 1))
+        return self._round(points, pes, slots, K, transient, res)
 
-    def _round(self, placement: dict, K: int, windows, res) -> list[Superstep]:
-        """One round: points `placement` {point: (PE id, slot)}, fetch, compute, write back."""
+    def _round(self, points, pes, slots, K: int, windows, res) -> list[Superstep]:
+        """One round: point `points[j]` on PE id `pes[j]` in slot `slots[j]`; fetch, compute,
+        write back.  The messages of every point are built at once (`home.pieces_many`); only
+        resident boxes and scatters through const tables go point by point."""
         p, cols = self.planner, self.planner.spec.cols
         wnames = {name: p.window(self.stage.name, name, (K,) + shape) for name, (shape, _) in windows.items()}
         rnames = res.names() if res is not None else {}
         scratch = tuple(wnames.values()) + tuple(sorted(set(self.empty.values())))
-        counts: dict = {}
-        for q, _ in placement.values():
-            counts[q] = counts.get(q, 0) + 1
-        groups = _rectangles(counts, cols)
+        used, counts = np.unique(pes, return_counts=True)
+        groups = _rectangles(dict(zip(used.tolist(), counts.tolist())), cols)
         allocs = [Alloc(scratch, rect) for rect, _ in groups] if scratch else []
-        fetch, back, loading = [], [], set()
-        for i, (q, slot) in placement.items():
-            pe = (q // cols, q % cols)
-            for name, b in self.boxes.items():
-                home = p.home(name)
-                if name in rnames:
-                    if q in res.loaded or q in loading:
-                        continue
-                    box = tuple(zip(b["lo"][i], b["hi"][i]))
-                    fetch += [(owner, pe, _home_part(home, part, blk), _resident_part(rnames[name], part, b["lo"][i]))
-                              for owner, part, blk in home.pieces(box)]
-                elif b["read_lo"] is not None:
-                    box = tuple(zip(b["read_lo"][i], b["read_hi"][i]))
-                    fetch += [(owner, pe, _home_part(home, part, blk), _window_part(wnames[name], slot, part, b["lo"][i]))
-                              for owner, part, blk in home.pieces(box)]
-            if rnames and q not in res.loaded and q not in loading:
-                loading.add(q)
-                allocs.append(Alloc(tuple(rnames.values()), Pes.one(*pe)))
-            seen = set()
-            for k, r, starts, is_write in self.occ:
-                if not is_write:
+        fetch, back, rows, loading = [], [], [], []
+        for name, b in self.boxes.items():
+            if name in rnames:
+                continue
+            if b["read_lo"] is not None:
+                fetch += self._moves(p.home(name), wnames[name], b["read_lo"][points], b["read_hi"][points],
+                                     b["lo"][points], pes, slots, into_window=True)
+        if rnames:
+            for j, (i, q) in enumerate(zip(points.tolist(), pes.tolist())):
+                if q in res.loaded or q in loading:
                     continue
-                home, win_lo = p.home(r.buffer), self.boxes[r.buffer]["lo"][i]
-                for box in self._written(self.stage.body[k], r, starts[i], i):
-                    if (r.buffer, box) in seen:
-                        continue
-                    seen.add((r.buffer, box))
-                    back += [(pe, owner, _window_part(wnames[r.buffer], slot, part, win_lo), _home_part(home, part, blk))
+                loading.append(q)
+                pe = (q // cols, q % cols)
+                allocs.append(Alloc(tuple(rnames.values()), Pes.one(*pe)))
+                for name in sorted(rnames.keys() & self.boxes.keys()):
+                    home, b = p.home(name), self.boxes[name]
+                    box = tuple(zip(b["lo"][i], b["hi"][i]))
+                    rows += [(owner, pe, _home_part(home, part, blk), _resident_part(rnames[name], part, b["lo"][i]))
                              for owner, part, blk in home.pieces(box)]
+        for name, (lo, hi, at) in self._write_boxes(points).items():
+            back += self._moves(p.home(name), wnames[name], lo, hi, self.boxes[name]["lo"][points][at],
+                                pes[at], slots[at], into_window=False)
+        back_rows = self._scatter_rows(points, pes, slots, wnames)
         if res is not None:
-            res.loaded |= loading
+            res.loaded |= set(loading)
             for q in loading:
                 p.resident_live[q // cols, q % cols] += res.bytes_per_pe()
-        computes = self._computes(placement, groups, wnames, rnames)
+        computes = self._computes(points, pes, slots, groups, wnames, rnames)
         frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
-        return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=sends(fetch)),
-                Superstep(self.label, computes=tuple(computes), transfers=sends(back), frees=frees)]
+        return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=tuple(fetch) + sends(rows)),
+                Superstep(self.label, computes=tuple(computes), transfers=tuple(back) + sends(back_rows), frees=frees)]
+
+    def _moves(self, home: Home, window: str, lo, hi, win_lo, pes, slots, into_window: bool):
+        """The messages between `home` and the windows of boxes `[lo[j], hi[j])` (window j starts
+        at `win_lo[j]`, on PE `pes[j]` in slot `slots[j]`), as `Sends` tables."""
+        box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
+        if not len(box):
+            return ()
+        cols = self.planner.spec.cols
+        pe = pes[box]
+        at_home = part_lo - block_lo
+        at_window = np.concatenate([slots[box][:, None], part_lo - win_lo[box]], 1)
+        there = np.stack([owner // cols, owner % cols], 1)
+        here = np.stack([pe // cols, pe % cols], 1)
+        if into_window:
+            return sends_table(home.local, window, np.concatenate([there, here], 1), at_home, at_window,
+                               part_hi - part_lo, dst_index_axes=1)
+        return sends_table(window, home.local, np.concatenate([here, there], 1), at_window, at_home,
+                           part_hi - part_lo, src_index_axes=1)
+
+    def _write_boxes(self, points) -> dict:
+        """Per written buffer, the boxes the round's points write back (each once), as arrays
+        (lo, hi, which of `points`); scatters through const tables are `_scatter_rows`'."""
+        found: dict = {}
+        for k, r, starts, is_write in self.occ:
+            op = self.stage.body[k]
+            if not is_write or (isinstance(op, Scatter) and self.planner.is_const(op.index.buffer)):
+                continue
+            ext = np.array([_extent(s, st) for s, st in zip(r.size, r.stride)], np.int64)
+            lo = starts[points]
+            found.setdefault(r.buffer, []).append(np.concatenate([np.arange(len(points))[:, None], lo, lo + ext], 1))
+        out = {}
+        for name, parts in found.items():
+            rows = np.unique(np.concatenate(parts), axis=0) if len(parts) > 1 else parts[0]
+            d = (rows.shape[1] - 1) // 2
+            out[name] = (rows[:, 1:1 + d], rows[:, 1 + d:], rows[:, 0])
+        return out
+
+    def _scatter_rows(self, points, pes, slots, wnames) -> list:
+        """Write-back rows of scatters through const tables: only the rows the table names."""
+        p, cols, rows = self.planner, self.planner.spec.cols, []
+        for k, r, starts, is_write in self.occ:
+            op = self.stage.body[k]
+            if not is_write or not (isinstance(op, Scatter) and p.is_const(op.index.buffer)):
+                continue
+            home = p.home(r.buffer)
+            for i, q, slot in zip(points.tolist(), pes.tolist(), slots.tolist()):
+                win_lo = self.boxes[r.buffer]["lo"][i]
+                for box in self._written(op, r, starts[i], i):
+                    rows += [((q // cols, q % cols), owner, _window_part(wnames[r.buffer], slot, part, win_lo),
+                              _home_part(home, part, blk)) for owner, part, blk in home.pieces(box)]
+        return rows
 
     def _written(self, op, r: Region, starts, i: int) -> list[Box]:
         """The boxes a write region really writes at point i: all of it, except a scatter's,
@@ -220,34 +266,35 @@ class WindowPlan:
             out.append(box[:axis] + ((lo, lo + 1),) + box[axis + 1:])
         return out
 
-    def _computes(self, placement, groups, wnames, rnames) -> list[Compute]:
+    def _computes(self, points, pes, slots, groups, wnames, rnames) -> list[Compute]:
         """One SPMD compute per rectangle when offsets are the same at every point, else per point."""
-        order = sorted(placement)
         rebased, uniform = {}, True
         for k, r, starts, _ in self.occ:
-            offsets = starts[order] - self.boxes[r.buffer]["lo"][order]
+            offsets = starts[points] - self.boxes[r.buffer]["lo"][points]
             uniform &= bool((offsets == offsets[:1]).all())
-            rebased[(k, r)] = dict(zip(order, offsets))
+            rebased[(k, r)] = offsets
         if uniform:
-            ops = tuple(self._rebase(op, k, rebased, wnames, rnames, order[0], None) for k, op in enumerate(self.stage.body))
+            ops = tuple(self._rebase(op, k, rebased, wnames, rnames, 0, None) for k, op in enumerate(self.stage.body))
             return [Compute(rect, ops, (Dim(SLOT, 0, n),), self.stage.name) for rect, n in groups]
         cols = self.planner.spec.cols
         return [Compute(Pes.one(q // cols, q % cols),
-                        tuple(self._rebase(op, k, rebased, wnames, rnames, i, slot) for k, op in enumerate(self.stage.body)),
-                        (), self.stage.name) for i, (q, slot) in sorted(placement.items())]
+                        tuple(self._rebase(op, k, rebased, wnames, rnames, j, slot) for k, op in enumerate(self.stage.body)),
+                        (), self.stage.name)
+                for j, (q, slot) in enumerate(zip(pes.tolist(), slots.tolist()))]   # (points ascend)
 
-    def _rebase(self, op, k, rebased, wnames, rnames, point, slot):
-        """`op` on a PE's windows: slot `slot` (None: the compute's slot variable) of point `point`."""
+    def _rebase(self, op, k, rebased, wnames, rnames, j, slot):
+        """`op` on a PE's windows: slot `slot` (None: the compute's slot variable) of the round's
+        point `j`."""
         def move(r: Region) -> Region:
             if (k, r) in self.empty:
                 return Region(self.empty[(k, r)], (0,) * len(r.size), r.size, r.stride)
             offsets = rebased.get((k, r))
             if r.buffer in rnames:   # resident: one box per PE, no slot axis
-                at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[point])
+                at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[j])
                 return Region(rnames[r.buffer], at, r.size, r.stride)
             if r.buffer not in wnames:
                 return r
-            at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[point])
+            at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[j])
             return Region(wnames[r.buffer], (aff(SLOT) if slot is None else slot,) + at, (None,) + r.size,
                           (1,) + r.stride)
         return map_regions(op, move)
