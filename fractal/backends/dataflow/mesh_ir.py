@@ -323,28 +323,29 @@ def sends(rows, channel: int = 0) -> tuple[Sends, ...]:
 
 
 def sends_table(src: str, dst: str, routes: np.ndarray, src_starts: np.ndarray, dst_starts: np.ndarray,
-                sizes: np.ndarray, src_index_axes: int = 0, dst_index_axes: int = 0,
-                channel: int = 0) -> tuple[Sends, ...]:
-    """Messages given as arrays, one `Sends` per distinct row of `sizes` (n, ndim): message i
-    copies `sizes[i]` elements between `src` at `src_starts[i]` and `dst` at `dst_starts[i]`,
-    a side with index axes first (a window's slot: size None) starting with them.  The batch
-    builder of plans that place thousands of points at once (`plan_window`)."""
+                src_sizes: np.ndarray, dst_sizes: np.ndarray | None = None, src_index_axes: int = 0,
+                dst_index_axes: int = 0, channel: int = 0) -> tuple[Sends, ...]:
+    """Messages given as arrays, one `Sends` per distinct pair of sizes: message i copies
+    `src_sizes[i]` elements of `src` at `src_starts[i]` into `dst_sizes[i]` (the same when
+    None; equal counts, row-major order) of `dst` at `dst_starts[i]`, a side with index axes
+    first (a window's slot: size None) starting with them.  The batch builder of plans that
+    place thousands of points at once (`plan_window`, `plan_grouped`)."""
     n = len(routes)
     if not n:
         return ()
-    sizes = np.asarray(sizes, np.int64).reshape(n, -1)
+    ss = np.asarray(src_sizes, np.int64).reshape(n, -1)
+    ds = ss if dst_sizes is None else np.asarray(dst_sizes, np.int64).reshape(n, -1)
+    sizes = np.concatenate([ss, ds], 1)
     if (sizes == sizes[:1]).all():
-        shapes, inverse = sizes[:1], np.zeros(n, np.int64)
+        first, inverse = np.zeros(1, np.int64), np.zeros(n, np.int64)
     else:   # rows as one mixed-radix key each: a 1-D unique is much faster than unique(axis=0)
-        keys = np.ravel_multi_index(tuple(sizes.T), tuple(int(m) + 1 for m in sizes.max(0))) if sizes.shape[1] else \
-            np.zeros(n, np.int64)
+        keys = np.ravel_multi_index(tuple(sizes.T), tuple(int(m) + 1 for m in sizes.max(0)))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        shapes = sizes[first]
     out = []
-    for g, size in enumerate(shapes):
-        rows = np.flatnonzero(inverse == g) if len(shapes) > 1 else slice(None)
-        size = tuple(int(x) for x in size)
-        ssize, dsize = (None,) * src_index_axes + size, (None,) * dst_index_axes + size
+    for g, row in enumerate(first):
+        rows = np.flatnonzero(inverse == g) if len(first) > 1 else slice(None)
+        ssize = (None,) * src_index_axes + tuple(int(x) for x in ss[row])
+        dsize = (None,) * dst_index_axes + tuple(int(x) for x in ds[row])
         out.append(Sends(_template(src, ssize, (1,) * len(ssize)), _template(dst, dsize, (1,) * len(dsize)),
                          routes[rows], src_starts[rows], dst_starts[rows], channel))
     return tuple(out)

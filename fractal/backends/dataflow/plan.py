@@ -22,7 +22,7 @@ from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 
 from .errors import SramCapacityError
 from .home import Home
-from . import gemm_choice, plan_copy, split
+from . import gemm_choice, plan_copy, plan_grouped, split
 from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
 from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers
@@ -52,6 +52,7 @@ class Planner:
         self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
+        self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
         self.home_peak = int(live.max()) if live.size else 0
         if self.home_peak > spec.usable_bytes:
@@ -95,9 +96,10 @@ class Planner:
             raise ValueError(f"local buffer {name} declared twice with different shapes")
         return name
 
-    def window(self, stage: str, buffer: str, shape) -> str:
-        """A window buffer for `buffer`'s regions in `stage` (one name per shape)."""
-        name = f"w_{stage}_{buffer}" + "".join(f"_{d}" for d in shape)
+    def window(self, stage: str, buffer: str, shape, part: str = "") -> str:
+        """A window buffer for `buffer`'s regions in `stage` (one name per shape; `part`: which
+        of the buffer's windows, when its regions have several)."""
+        name = f"w_{stage}_{buffer}" + (f"_p{part}" if part else "") + "".join(f"_{d}" for d in shape)
         return self.declare(name, shape, self.buffers[buffer].dtype)
 
     def label(self, stage: str) -> str:
@@ -133,10 +135,18 @@ class Planner:
         if chosen is not None:
             self.choices.append((label, chosen[0], chosen[2], chosen[3]))
             return chosen[1]
+        if plan_grouped.qualifies(self, s):
+            grouped = plan_grouped.GroupedPlan(self, s, env, label).steps()
+            if grouped is not None:
+                return grouped
         try:
+            if s.name in self.op_by_op:
+                raise SramCapacityError((0, 0), label, "a point", 0, 0, 0)   # (as at its first run)
             return WindowPlan(self, s, env, label).steps()
         except SramCapacityError:
-            if len(s.body) == 1:
+            if len(s.body) > 1:
+                self.op_by_op.add(s.name)   # its points are as big at every run: skip the attempt
+            else:
                 itemsize = self.itemsize(s.body[0].c.buffer) if isinstance(s.body[0], Gemm) else 0
                 cut = split.blocks(s, lambda elements: elements * itemsize <= int(self.free().max()))
                 if cut is None:

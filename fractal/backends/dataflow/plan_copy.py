@@ -11,6 +11,7 @@ is the number of (source block, destination block) pairs the regions meet, not t
 
 from __future__ import annotations
 
+import numpy as np
 
 from fractal.backends.pointwise import stage_points
 from fractal.lower.rewrite import map_regions, substitute_region
@@ -41,19 +42,32 @@ def qualifies(planner, stage: Stage) -> bool:
         planner.home(r.buffer) is not None for op in ops for r in (op.src, op.dst))
 
 
-def _row(r: Region, axis: int, at) -> Region:
-    """Row `at` of region `r` along its `axis`-th range axis (kept as a range of one)."""
+def _rows(r: Region, axis: int, at, count: int = 1) -> Region:
+    """Rows `at` to `at + count` of region `r` along its `axis`-th range axis."""
     buffer_axis = [a for a, size in enumerate(r.size) if size is not None][axis]
     start = list(r.start)
     start[buffer_axis] = start[buffer_axis] + at
     size = list(r.size)
-    size[buffer_axis] = 1
+    size[buffer_axis] = count
     return Region(r.buffer, tuple(start), tuple(size), r.stride)
+
+
+def _runs(index: np.ndarray, size: int) -> list[tuple[int, int, int]]:
+    """A const index table as runs (first position j, first row i, length) of rows that follow
+    one another (i, i + 1, ...), negative rows counted from the end; rows outside [0, size)
+    are runs of their own (padding)."""
+    rows = np.where(index < 0, index + size, index).astype(np.int64)
+    valid = (rows >= 0) & (rows < size)
+    breaks = np.ones(len(rows), bool)
+    breaks[1:] = ~(valid[1:] & valid[:-1] & (rows[1:] == rows[:-1] + 1))
+    first = np.flatnonzero(breaks)
+    lengths = np.diff(np.append(first, len(rows)))
+    return list(zip(first.tolist(), rows[first].tolist(), lengths.tolist()))
 
 
 def _copies(planner, stage: Stage, env: dict) -> tuple[list[Copy], list[Region]]:
     """The stage's moves as concrete copies, point by point (a scatter's or a gather's as one
-    copy per row), and the rows a gather's padding sets to zero."""
+    copy per run of consecutive rows), and the rows a gather's padding sets to zero."""
     out, zeros = [], []
     for point in stage_points(stage.dims, env):
         for op in stage.body:
@@ -62,15 +76,14 @@ def _copies(planner, stage: Stage, env: dict) -> tuple[list[Copy], list[Region]]
                 out.append(op)
                 continue
             size = op.src.shape[op.axis] if isinstance(op, Gather) else op.dst.shape[op.axis]
-            for j, i in enumerate(planner.const_region(op.index, {})):
-                i = int(i) + (size if i < 0 else 0)
+            for j, i, n in _runs(np.asarray(planner.const_region(op.index, {}), np.int64), size):
                 if isinstance(op, Scatter) and 0 <= i < size:   # one past the end: padding, written nowhere
-                    out.append(Copy(_row(op.src, op.axis, j), _row(op.dst, op.axis, i)))
+                    out.append(Copy(_rows(op.src, op.axis, j, n), _rows(op.dst, op.axis, i, n)))
                 elif isinstance(op, Gather):
                     if 0 <= i < size:
-                        out.append(Copy(_row(op.src, op.axis, i), _row(op.dst, op.axis, j)))
+                        out.append(Copy(_rows(op.src, op.axis, i, n), _rows(op.dst, op.axis, j, n)))
                     else:                                        # one past the end: a row of zeros
-                        zeros.append(_row(op.dst, op.axis, j))
+                        zeros.append(_rows(op.dst, op.axis, j, n))
     return out, zeros
 
 

@@ -36,6 +36,37 @@ from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends, sends_table
 SLOT = "slot"
 
 
+def _window_keys(buffer: str, occurrences) -> list[str]:
+    """The window of each region occurrence of `buffer` in a stage: one window for all (the
+    bounding box of the point's regions), unless that box is more than twice the regions'
+    own: then occurrences that never overlap at a point get windows of their own (`buffer#j`:
+    a cell reading row t of a state and writing row t + 256 needs two rows, not 257).
+    Occurrences that overlap at some point share a window (a write then a read of the same
+    element must meet)."""
+    if len(occurrences) == 1:
+        return [buffer]
+    lo = [starts for _, _, starts, _, _, _ in occurrences]
+    hi = [starts + ext for _, _, starts, ext, _, _ in occurrences]
+    union = np.prod((np.maximum.reduce(hi) - np.minimum.reduce(lo)).max(0), dtype=np.int64) if lo[0].size else 1
+    own = sum(int(np.prod(ext, dtype=np.int64)) for _, _, _, ext, _, _ in occurrences)
+    if union <= 2 * own:
+        return [buffer] * len(occurrences)
+    parent = list(range(len(occurrences)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+    for i in range(len(occurrences)):
+        for j in range(i):
+            if ((lo[i] < hi[j]) & (lo[j] < hi[i])).all(1).any():
+                parent[root(i)] = root(j)
+    roots = sorted({root(i) for i in range(len(occurrences))})
+    if len(roots) == 1:
+        return [buffer] * len(occurrences)
+    return [f"{buffer}#{roots.index(root(i))}" for i in range(len(occurrences))]
+
+
 def _extent(size, stride) -> int:
     return 1 if size is None else (size - 1) * stride + 1 if size > 0 else 0
 
@@ -60,10 +91,11 @@ class WindowPlan:
         self.values = {v: np.array([p[v] for p in self.points], dtype=np.int64) for v in names}
         self.n = n
         self.serial = any(isinstance(op, Scatter) and not planner.is_const(op.index.buffer) for op in stage.body)
-        # per region occurrence: its buffer, starts (n, ndim) and extents (ndim,)
-        self.boxes = {}       # buffer -> dict(lo=(n, d), hi=(n, d), read_lo, read_hi, has_read)
-        self.occ = []         # (op index, region, starts array)
+        self.boxes = {}       # window key -> dict(buffer, lo=(n, d), hi=(n, d), read_lo, read_hi)
+        self.occ = []         # (op index, region, starts (n, d), is written, window key)
         self.empty = {}       # (op index, region) -> the 0-byte local buffer standing in for it
+        self.key_of = {}      # (op index, region) -> its window key
+        found: dict = {}      # buffer -> [(op index, region, starts, extents, is read, is written)]
         for k, op in enumerate(stage.body if n else ()):   # (a run with no points moves nothing)
             for r, is_read, is_write in _regions(op):
                 ext = np.array([_extent(s, st) for s, st in zip(r.size, r.stride)], dtype=np.int64)
@@ -76,22 +108,26 @@ class WindowPlan:
                     continue
                 starts = np.stack([np.broadcast_to(evaluate_many(a, self.values), (n,)) for a in r.start], 1) \
                     if r.start else np.zeros((n, 0), np.int64)
-                self.occ.append((k, r, starts, is_write))
-                self._widen(r.buffer, starts, starts + ext, is_read)
+                found.setdefault(r.buffer, []).append((k, r, starts, ext, is_read, is_write))
+        for buffer, occurrences in found.items():
+            for key, (k, r, starts, ext, is_read, is_write) in zip(_window_keys(buffer, occurrences), occurrences):
+                self.occ.append((k, r, starts, is_write, key))
+                self.key_of[(k, r)] = key
+                self._widen(key, buffer, starts, starts + ext, is_read)
 
-    def _widen(self, buffer, lo, hi, is_read):
-        b = self.boxes.setdefault(buffer, {"lo": lo, "hi": hi, "read_lo": None, "read_hi": None})
+    def _widen(self, key, buffer, lo, hi, is_read):
+        b = self.boxes.setdefault(key, {"buffer": buffer, "lo": lo, "hi": hi, "read_lo": None, "read_hi": None})
         b["lo"], b["hi"] = np.minimum(b["lo"], lo), np.maximum(b["hi"], hi)
         if is_read:
             b["read_lo"] = lo if b["read_lo"] is None else np.minimum(b["read_lo"], lo)
             b["read_hi"] = hi if b["read_hi"] is None else np.maximum(b["read_hi"], hi)
 
     def slot_bytes(self) -> dict[str, tuple[tuple[int, ...], int]]:
-        """Per buffer, the window shape (without the slot axis) and its bytes per slot."""
+        """Per window, its shape (without the slot axis) and its bytes per slot."""
         out = {}
-        for name, b in self.boxes.items():
+        for key, b in self.boxes.items():
             shape = tuple(int(x) for x in (b["hi"] - b["lo"]).max(axis=0)) if self.n else ()
-            out[name] = shape, int(np.prod(shape, dtype=np.int64)) * self.planner.itemsize(name)
+            out[key] = shape, int(np.prod(shape, dtype=np.int64)) * self.planner.itemsize(b["buffer"])
         return out
 
     def steps(self) -> list[Superstep]:
@@ -126,6 +162,8 @@ class WindowPlan:
         if not res.usable:
             return None
         kept = sorted(res.buffers & set(self.boxes))
+        if len(kept) < len(res.buffers & {b["buffer"] for b in self.boxes.values()}):
+            return None   # a read-only buffer read through two windows: not one resident box
         if not kept:
             return None
         keys = [tuple((b, tuple(self.boxes[b]["lo"][i]), tuple(self.boxes[b]["hi"][i])) for b in kept)
@@ -159,18 +197,19 @@ class WindowPlan:
         write back.  The messages of every point are built at once (`home.pieces_many`); only
         resident boxes and scatters through const tables go point by point."""
         p, cols = self.planner, self.planner.spec.cols
-        wnames = {name: p.window(self.stage.name, name, (K,) + shape) for name, (shape, _) in windows.items()}
+        wnames = {key: p.window(self.stage.name, self.boxes[key]["buffer"], (K,) + shape, key.partition("#")[2])
+                  for key, (shape, _) in windows.items()}
         rnames = res.names() if res is not None else {}
         scratch = tuple(wnames.values()) + tuple(sorted(set(self.empty.values())))
         used, counts = np.unique(pes, return_counts=True)
-        groups = _rectangles(dict(zip(used.tolist(), counts.tolist())), cols)
+        groups = rectangles(dict(zip(used.tolist(), counts.tolist())), cols)
         allocs = [Alloc(scratch, rect) for rect, _ in groups] if scratch else []
         fetch, back, rows, loading = [], [], [], []
-        for name, b in self.boxes.items():
-            if name in rnames:
+        for key, b in self.boxes.items():
+            if key in rnames:
                 continue
             if b["read_lo"] is not None:
-                fetch += self._moves(p.home(name), wnames[name], b["read_lo"][points], b["read_hi"][points],
+                fetch += self._moves(p.home(b["buffer"]), wnames[key], b["read_lo"][points], b["read_hi"][points],
                                      b["lo"][points], pes, slots, into_window=True)
         if rnames:
             for j, (i, q) in enumerate(zip(points.tolist(), pes.tolist())):
@@ -184,8 +223,8 @@ class WindowPlan:
                     box = tuple(zip(b["lo"][i], b["hi"][i]))
                     rows += [(owner, pe, _home_part(home, part, blk), _resident_part(rnames[name], part, b["lo"][i]))
                              for owner, part, blk in home.pieces(box)]
-        for name, (lo, hi, at) in self._write_boxes(points).items():
-            back += self._moves(p.home(name), wnames[name], lo, hi, self.boxes[name]["lo"][points][at],
+        for key, (lo, hi, at) in self._write_boxes(points).items():
+            back += self._moves(p.home(self.boxes[key]["buffer"]), wnames[key], lo, hi, self.boxes[key]["lo"][points][at],
                                 pes[at], slots[at], into_window=False)
         back_rows = self._scatter_rows(points, pes, slots, wnames)
         if res is not None:
@@ -219,13 +258,13 @@ class WindowPlan:
         """Per written buffer, the boxes the round's points write back (each once), as arrays
         (lo, hi, which of `points`); scatters through const tables are `_scatter_rows`'."""
         found: dict = {}
-        for k, r, starts, is_write in self.occ:
+        for k, r, starts, is_write, key in self.occ:
             op = self.stage.body[k]
             if not is_write or (isinstance(op, Scatter) and self.planner.is_const(op.index.buffer)):
                 continue
             ext = np.array([_extent(s, st) for s, st in zip(r.size, r.stride)], np.int64)
             lo = starts[points]
-            found.setdefault(r.buffer, []).append(np.concatenate([np.arange(len(points))[:, None], lo, lo + ext], 1))
+            found.setdefault(key, []).append(np.concatenate([np.arange(len(points))[:, None], lo, lo + ext], 1))
         out = {}
         for name, parts in found.items():
             rows = np.unique(np.concatenate(parts), axis=0) if len(parts) > 1 else parts[0]
@@ -236,15 +275,15 @@ class WindowPlan:
     def _scatter_rows(self, points, pes, slots, wnames) -> list:
         """Write-back rows of scatters through const tables: only the rows the table names."""
         p, cols, rows = self.planner, self.planner.spec.cols, []
-        for k, r, starts, is_write in self.occ:
+        for k, r, starts, is_write, key in self.occ:
             op = self.stage.body[k]
             if not is_write or not (isinstance(op, Scatter) and p.is_const(op.index.buffer)):
                 continue
             home = p.home(r.buffer)
             for i, q, slot in zip(points.tolist(), pes.tolist(), slots.tolist()):
-                win_lo = self.boxes[r.buffer]["lo"][i]
+                win_lo = self.boxes[key]["lo"][i]
                 for box in self._written(op, r, starts[i], i):
-                    rows += [((q // cols, q % cols), owner, _window_part(wnames[r.buffer], slot, part, win_lo),
+                    rows += [((q // cols, q % cols), owner, _window_part(wnames[key], slot, part, win_lo),
                               _home_part(home, part, blk)) for owner, part, blk in home.pieces(box)]
         return rows
 
@@ -269,8 +308,8 @@ class WindowPlan:
     def _computes(self, points, pes, slots, groups, wnames, rnames) -> list[Compute]:
         """One SPMD compute per rectangle when offsets are the same at every point, else per point."""
         rebased, uniform = {}, True
-        for k, r, starts, _ in self.occ:
-            offsets = starts[points] - self.boxes[r.buffer]["lo"][points]
+        for k, r, starts, _, key in self.occ:
+            offsets = starts[points] - self.boxes[key]["lo"][points]
             uniform &= bool((offsets == offsets[:1]).all())
             rebased[(k, r)] = offsets
         if uniform:
@@ -289,18 +328,19 @@ class WindowPlan:
             if (k, r) in self.empty:
                 return Region(self.empty[(k, r)], (0,) * len(r.size), r.size, r.stride)
             offsets = rebased.get((k, r))
-            if r.buffer in rnames:   # resident: one box per PE, no slot axis
+            key = self.key_of.get((k, r))
+            if key in rnames:   # resident: one box per PE, no slot axis
                 at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[j])
-                return Region(rnames[r.buffer], at, r.size, r.stride)
-            if r.buffer not in wnames:
+                return Region(rnames[key], at, r.size, r.stride)
+            if key not in wnames:
                 return r
             at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[j])
-            return Region(wnames[r.buffer], (aff(SLOT) if slot is None else slot,) + at, (None,) + r.size,
+            return Region(wnames[key], (aff(SLOT) if slot is None else slot,) + at, (None,) + r.size,
                           (1,) + r.stride)
         return map_regions(op, move)
 
 
-def _rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
+def rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
     """PEs (ids) with their point counts as rectangles of equal counts: runs along each row."""
     out, run = [], None
     for q in sorted(counts):

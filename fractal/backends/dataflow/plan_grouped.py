@@ -1,0 +1,278 @@
+"""Grouped products: a stage that is one gemm whose right operand changes with some of its dims.
+
+A stacked RNN's step multiplies every layer's rows by that layer's weights, points `(f, m)`:
+
+    t12[256*f + m, 0:1, 0:1024] = gemm(h[16384*f + 256*s + m, 0:1, 0:256], w[f, 0:256, 0:1024])
+
+The dims the right operand reads (`f`: the *group dims*) split the points into groups, each
+one stacked product `(M_g x K) @ (K x N)` with its own `B` (M_g: the group's points times their
+rows).  The plan gives every group a block of PEs for the whole program (`Layout`: the mesh cut
+into as many equal rectangles as the group dims have values over the program) and, in its
+block, a grid of `gr x gc` PEs: PE (i, j) holds B's columns j (`K x N/gc`), fetches rows i of
+the group's A (`M_g/gr x K`) from their homes, computes its `M_g/gr x N/gc` tile of C and
+writes it back.  When B is an input or a const (nothing writes it) its tiles stay on their
+PEs from the first run to the end (a layer's weights move once: the paper's reuse, WaferLLM's
+stationary weights); otherwise they are fetched at every run.  `gc` is fixed per stage (the
+resident tiles' shape); `gr` follows each run's group size.
+
+Messages are built for all PEs at once: consecutive points whose rows lie next to each other
+in their buffer move as one box (`_bands`), so a run costs a few messages per PE, not one per
+point.  The stage's points stay independent, so fetching everything first and writing back
+after is the stage's own semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fractal.backends.pointwise import stage_points
+from fractal.lower.tile_affine import evaluate_many
+from fractal.lower.tile_ir import Gemm, Region, Stage
+
+from .mesh_ir import Alloc, Compute, Free, Superstep, sends_table
+from .plan_window import rectangles
+
+
+@dataclass
+class Side:
+    """One operand of the group's products: its region, per-point starts, the buffer axes of
+    the (op-applied) matrix's rows and columns, and rows per point."""
+
+    region: Region
+    starts: np.ndarray    # (points, ndim), points in group order
+    rows_axis: int
+    cols_axis: int
+    m: int
+
+    @property
+    def transposed(self) -> bool:
+        return self.rows_axis > self.cols_axis
+
+
+@dataclass
+class Layout:
+    """A grouped stage's PEs for the whole program: group key -> block, the grid's columns."""
+
+    blocks: tuple[tuple[int, int], ...]     # every block's top-left PE
+    block: tuple[int, int]                  # PEs per block (rows, cols)
+    gc: int
+    keys: dict = field(default_factory=dict)   # group key -> block index
+    loaded: set = field(default_factory=set)   # group keys whose B tiles are resident
+
+    def block_of(self, key) -> int | None:
+        if key not in self.keys:
+            if len(self.keys) == len(self.blocks):
+                return None
+            self.keys[key] = len(self.keys)
+        return self.keys[key]
+
+    def pe(self, block: int, i: int, j: int, gc: int) -> tuple[int, int]:
+        q = i * gc + j
+        r0, c0 = self.blocks[block]
+        return r0 + q // self.block[1], c0 + q % self.block[1]
+
+
+def _axes(r: Region) -> list[int]:
+    return [a for a, s in enumerate(r.size) if s is not None]
+
+
+def qualifies(planner, stage: Stage) -> bool:
+    """One gemm, unit strides, a right operand that reads some (not all) of the stage's dims."""
+    if len(stage.body) != 1 or not isinstance(stage.body[0], Gemm) or not stage.rectangular:
+        return False
+    op: Gemm = stage.body[0]
+    dims = {d.var for d in stage.dims}
+    return bool(op.b.vars() & dims) and all(s == 1 for r in (op.a, op.b, op.c) for s in r.stride) \
+        and all(planner.home(r.buffer) is not None for r in (op.a, op.b, op.c))
+
+
+def _group_extent(planner, stage: Stage, group_dims) -> int:
+    extent = 1
+    for v in group_dims:
+        lo, hi = planner.ranges.get(v, (0, 0))
+        extent *= hi - lo + 1
+    return extent
+
+
+def _layout(planner, stage: Stage, extent: int, K: int, N: int, itemsize: int) -> Layout | None:
+    """Blocks: the largest equal rectangles of which the mesh holds `extent`; gc: the fewest
+    columns of B per PE whose resident tile takes at most half of what a PE has left."""
+    spec = planner.spec
+    shapes = [(br, bc) for br in range(1, spec.rows + 1) if spec.rows % br == 0
+              for bc in range(1, spec.cols + 1) if spec.cols % bc == 0
+              if (spec.rows // br) * (spec.cols // bc) >= extent]
+    if not shapes:
+        return None
+    br, bc = max(shapes, key=lambda s: (s[0] * s[1], -abs(s[0] - s[1])))
+    room = int(planner.free().min())
+    options = [g for g in range(1, min(N, br * bc) + 1) if N % g == 0 and K * (N // g) * itemsize <= room // 2]
+    if not options:
+        return None
+    blocks = tuple((r, c) for r in range(0, spec.rows, br) for c in range(0, spec.cols, bc))[:extent]
+    return Layout(blocks, (br, bc), options[0])
+
+
+class GroupedPlan:
+    """The plan of one run of a grouped stage (module docstring); `steps()` or None."""
+
+    def __init__(self, planner, stage: Stage, env: dict, label: str):
+        self.p, self.stage, self.label = planner, stage, label
+        self.op: Gemm = stage.body[0]
+        dims = {d.var for d in stage.dims}
+        self.group_dims = sorted(self.op.b.vars() & dims)
+        points = list(stage_points(stage.dims, env))
+        self.values = {v: np.array([pt[v] for pt in points], np.int64) for v in (points[0] if points else {})}
+        self.n = len(points)
+
+    def _starts(self, r: Region, order) -> np.ndarray:
+        return np.stack([np.broadcast_to(evaluate_many(a, self.values), (self.n,))[order] for a in r.start], 1)
+
+    def steps(self) -> list[Superstep] | None:
+        if not self.n:
+            return []
+        p, op = self.p, self.op
+        keys = np.stack([self.values[v] for v in self.group_dims], 1)
+        order = np.lexsort((np.arange(self.n),) + tuple(keys.T[::-1]))   # by group, then point order
+        group_keys, first, counts = np.unique(keys[order], axis=0, return_index=True, return_counts=True)
+        if len(set(counts.tolist())) != 1:
+            return None
+        per_group = int(counts[0])
+        (a0, a1), (b0, b1), (c0, c1) = _axes(op.a), _axes(op.b), _axes(op.c)
+        m, K = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
+        N = op.c.size[c1]
+        a = Side(op.a, self._starts(op.a, order), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m)
+        b = Side(op.b, self._starts(op.b, order), b1 if op.trans_b else b0, b0 if op.trans_b else b1, K)
+        c = Side(op.c, self._starts(op.c, order), c0, c1, m)
+        itemsize = p.itemsize(op.b.buffer)
+        layouts = p.__dict__.setdefault("grouped_layouts", {})
+        if self.stage.name not in layouts:
+            extent = _group_extent(p, self.stage, self.group_dims)
+            if extent > p.spec.pes:
+                return None
+            layouts[self.stage.name] = _layout(p, self.stage, extent, K, N, itemsize)
+        layout = layouts[self.stage.name]
+        if layout is None:
+            return None
+        gc, Mg = layout.gc, per_group * m
+        pes_per_block = layout.block[0] * layout.block[1]
+        gr = max(d for d in range(1, min(Mg, pes_per_block // gc) + 1) if Mg % d == 0)
+        band, nt = Mg // gr, N // gc
+        resident = p.buffers[op.b.buffer].role in ("input", "const")
+        blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
+        if any(blk is None for blk in blocks):
+            return None
+        new = [g for g, k in enumerate(group_keys) if not resident or tuple(int(x) for x in k) not in layout.loaded]
+        sa, sb, sc = _tile(a, band, K), _tile(b, K, nt), _tile(c, band, nt)
+        transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
+        res_bytes = K * nt * itemsize if resident else 0
+        free = p.free().reshape(p.spec.rows, p.spec.cols)
+        for g, blk in enumerate(blocks):
+            for i in range(gr):
+                for j in range(gc):
+                    pe = layout.pe(blk, i, j, gc)
+                    if free[pe] - (res_bytes if g in new else 0) < transient:
+                        return None
+        name = f"grouped_{self.stage.name}"
+        ta = p.declare(f"{name}_a_{band}x{K}", sa, p.buffers[op.a.buffer].dtype)
+        tc = p.declare(f"{name}_c_{band}x{nt}", sc, p.buffers[op.c.buffer].dtype)
+        tb = p.declare(f"{name}_b_{K}x{nt}" if resident else f"{name}_bt_{K}x{nt}", sb, p.buffers[op.b.buffer].dtype)
+        # every (group, i, j) PE, row-major over groups
+        G = len(group_keys)
+        gi, ii, jj = (x.reshape(-1) for x in np.meshgrid(np.arange(G), np.arange(gr), np.arange(gc), indexing="ij"))
+        pes = np.array([layout.pe(blocks[g], i, j, gc) for g, i, j in zip(gi.tolist(), ii.tolist(), jj.tolist())],
+                       np.int64).reshape(-1, 2)
+        base = first[gi]     # each PE's group's first point (in `order`)
+        fetch = _moves(p, a, ta, pes, base, ii * band, (ii + 1) * band, np.zeros_like(jj), np.full_like(jj, K), True)
+        if op.accumulate:
+            fetch += _moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, True)
+        back = _moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, False)
+        load = np.isin(gi, new)
+        if load.any():
+            bsel = np.flatnonzero(load)
+            fetch += _moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
+                            np.full(len(bsel), K, np.int64), jj[bsel] * nt, (jj[bsel] + 1) * nt, True)
+        cols = p.spec.cols
+        ids = (pes[:, 0] * cols + pes[:, 1]).tolist()
+        rects = rectangles(dict.fromkeys(ids, 1), cols)
+        allocs = [Alloc((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
+        if resident and load.any():
+            loading = sorted(set(pes[load][:, 0] * cols + pes[load][:, 1]))
+            allocs += [Alloc((tb,), rect) for rect, _ in rectangles(dict.fromkeys(loading, 1), cols)]
+            for q in loading:
+                p.resident_live[q // cols, q % cols] += res_bytes
+            layout.loaded |= {tuple(int(x) for x in group_keys[g]) for g in new}
+        gemm = Gemm(Region(ta, (0, 0), sa), Region(tb, (0, 0), sb), Region(tc, (0, 0), sc),
+                    accumulate=op.accumulate, trans_a=a.transposed, trans_b=b.transposed)
+        computes = [Compute(rect, (gemm,), (), self.stage.name) for rect, _ in rects]
+        frees = [Free((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
+        return [Superstep(f"{self.label} grouped {gr}x{gc}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
+                Superstep(f"{self.label} grouped {gr}x{gc}", computes=tuple(computes), transfers=tuple(back),
+                          frees=tuple(frees))]
+
+
+def _tile(side: Side, rows: int, cols: int) -> tuple[int, int]:
+    return (cols, rows) if side.transposed else (rows, cols)
+
+
+def _bands(side: Side, base, r0, r1, c0, c1):
+    """The buffer boxes holding rows [r0, r1) and columns [c0, c1) of each PE's stacked matrix
+    (the group's points from `base`): one box per run of points that lie next to each other
+    in the buffer.  Returns (which PE, box lo, box hi, row offset in the tile)."""
+    m, starts = side.m, side.starts
+    lo_pt, hi_pt = base + r0 // m, base + (r1 - 1) // m          # points each PE's rows meet
+    count = hi_pt - lo_pt + 1
+    pe = np.repeat(np.arange(len(base)), count)
+    pt = np.repeat(lo_pt, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    row_lo = np.maximum(np.repeat(r0, count), (pt - np.repeat(base, count)) * m)
+    row_hi = np.minimum(np.repeat(r1, count), (pt - np.repeat(base, count) + 1) * m)
+    first_row = (pt - np.repeat(base, count)) * m
+    lo = starts[pt].copy()
+    hi = lo + 1
+    ra, ca = side.rows_axis, side.cols_axis
+    lo[:, ra], hi[:, ra] = starts[pt, ra] + row_lo - first_row, starts[pt, ra] + row_hi - first_row
+    lo[:, ca], hi[:, ca] = starts[pt, ca] + np.repeat(c0, count), starts[pt, ca] + np.repeat(c1, count)
+    offset = row_lo - np.repeat(r0, count)
+    # merge a box into the one before when it continues it along the rows axis on the same PE
+    same = np.zeros(len(pe), bool)
+    if len(pe) > 1:
+        prev, cur = slice(0, -1), slice(1, None)
+        others = np.ones(len(pe) - 1, bool)
+        for axis in range(lo.shape[1]):
+            if axis != ra:
+                others &= (lo[cur, axis] == lo[prev, axis]) & (hi[cur, axis] == hi[prev, axis])
+        same[1:] = (pe[cur] == pe[prev]) & others & (lo[cur, ra] == hi[prev, ra]) & \
+            (offset[cur] == offset[prev] + hi[prev, ra] - lo[prev, ra])
+    starts_run = np.flatnonzero(~same)
+    ends = np.append(starts_run[1:], len(pe)) - 1
+    lo_m, hi_m = lo[starts_run], hi[ends].copy()
+    for axis in range(lo.shape[1]):
+        if axis != ra:
+            hi_m[:, axis] = hi[starts_run, axis]
+    return pe[starts_run], lo_m, hi_m, offset[starts_run]
+
+
+def _moves(p, side: Side, tile: str, pes, base, r0, r1, c0, c1, into_tile: bool) -> tuple:
+    """The messages between `side`'s homes and each PE's tile (rows [r0, r1), columns [c0, c1)
+    of its group's stacked matrix), as `Sends` tables."""
+    which, lo, hi, offset = _bands(side, base, r0, r1, c0, c1)
+    home = p.home(side.region.buffer)
+    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
+    if not len(box):
+        return ()
+    cols = p.spec.cols
+    ra, ca = side.rows_axis, side.cols_axis
+    row = offset[box] + part_lo[:, ra] - lo[box, ra]
+    col = part_lo[:, ca] - lo[box, ca]
+    size = np.stack([part_hi[:, ra] - part_lo[:, ra], part_hi[:, ca] - part_lo[:, ca]], 1)
+    at_tile = np.stack([row, col], 1)
+    if side.transposed:
+        at_tile, size = at_tile[:, ::-1], size[:, ::-1]
+    here = pes[which[box]]
+    there = np.stack([owner // cols, owner % cols], 1)
+    at_home, home_size = part_lo - block_lo, part_hi - part_lo
+    if into_tile:
+        return sends_table(home.local, tile, np.concatenate([there, here], 1), at_home, at_tile, home_size, size)
+    return sends_table(tile, home.local, np.concatenate([here, there], 1), at_tile, at_home, size, home_size)
+

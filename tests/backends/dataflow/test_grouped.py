@@ -1,0 +1,61 @@
+"""Grouped products: each group of points multiplies by its own right operand on its own block
+of PEs; exact on random shapes and meshes, and a layer's weights move once."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+import fractal as ft
+from examples import zoo
+from fractal.backends.dataflow.mesh_ir import Sends
+from fractal.testing.compare import compare
+
+F64 = np.float64
+
+
+def _ints(shape, rng):
+    return rng.integers(-3, 4, shape).astype(F64)
+
+
+@ft.function
+def per_group(xss, ws):
+    """Every group's rows times the group's own weight."""
+    return ft.map(lambda xs, w: ft.map(lambda x: x @ w, xs), xss, ws)
+
+
+def _grouped_steps(program):
+    return [s.label for s in program.steps if " grouped " in s.label]
+
+
+@settings(max_examples=20, deadline=None)
+@given(groups=st.integers(1, 4), points=st.integers(1, 5), m=st.sampled_from([1, 2, 3]), k=st.sampled_from([1, 2, 4]),
+       n=st.sampled_from([1, 2, 4, 6]), rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 99))
+def test_grouped_products_equal_the_interpreter_exactly(groups, points, m, k, n, rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    xss = ft.fractal([[_ints((m, k), rng) for _ in range(points)] for _ in range(groups)],
+                     type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(m, k), F64]]])
+    ws = ft.fractal([_ints((k, n), rng) for _ in range(groups)], type=ft.FractalTensor[ft.Tensor[(k, n), F64]])
+    compiled = per_group.compile(xss, ws, target=ft.targets.mesh(rows, cols, sram_bytes=1 << 20))
+    got, want = compiled.run(xss, ws), per_group(xss, ws, backend="interpreter")
+    if 1 < groups <= rows * cols:      # one group shares its weight (a stacked product); more than PEs: windows
+        assert _grouped_steps(compiled._executable.program)
+    assert all(np.array_equal(g, e) for gs, es in zip(got.to_list(), want.to_list()) for g, e in zip(gs, es))
+
+
+def test_a_stacked_lstm_whose_cell_does_not_fit_a_pe_keeps_each_layers_weights_on_its_block():
+    # one point of the step (a row times two 32 x 128 weights, 32 KiB) does not fit 24 KiB: the
+    # step runs op by op, its two products grouped by layer, each layer's weight tiles resident
+    config = dict(depth=3, length=5, batch=4, hidden=32)
+    target = ft.targets.mesh(4, 4, sram_bytes=24 << 10)
+    m = zoo.load("stacked_lstm")
+    args = m.inputs(config, ragged=False)
+    compiled = m.model.compile(*args, target=target)
+    program = compiled._executable.program
+    assert _grouped_steps(program), "the products of the step are grouped by layer"
+    homes = {f"h_{b.name}" for b in compiled.tile_ir.buffers if b.name.startswith(("in_params_w", "in_params_u"))}
+    moved = [s.label for s in program.steps if any(isinstance(t, Sends) and t.src.buffer in homes for t in s.transfers)]
+    # each weight's tiles leave their homes in the first run that meets their layer: runs 0..depth-1
+    assert moved and all(int(label.split("#")[1].split()[0]) < config["depth"] for label in moved)
+    got, want = m.outputs(compiled.run(*args)), m.outputs(m.model(*args, backend="interpreter"))
+    assert compare(got, want, rtol=1e-4, atol=1e-4) == []
