@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from fractal.backends.pointwise import stage_points
-from fractal.lower.rewrite import map_regions, substitute_region
+from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
-from .home import Box
-from .mesh_ir import Compute, Pes, Superstep, sends
+from .mesh_ir import Compute, Pes, Superstep, sends_table
 
 
 def _plain(op) -> bool:
@@ -52,7 +51,7 @@ def _rows(r: Region, axis: int, at, count: int = 1) -> Region:
     return Region(r.buffer, tuple(start), tuple(size), r.stride)
 
 
-def _runs(index: np.ndarray, size: int) -> list[tuple[int, int, int]]:
+def _runs(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A const index table as runs (first position j, first row i, length) of rows that follow
     one another (i, i + 1, ...), negative rows counted from the end; rows outside [0, size)
     are runs of their own (padding)."""
@@ -61,73 +60,100 @@ def _runs(index: np.ndarray, size: int) -> list[tuple[int, int, int]]:
     breaks = np.ones(len(rows), bool)
     breaks[1:] = ~(valid[1:] & valid[:-1] & (rows[1:] == rows[:-1] + 1))
     first = np.flatnonzero(breaks)
-    lengths = np.diff(np.append(first, len(rows)))
-    return list(zip(first.tolist(), rows[first].tolist(), lengths.tolist()))
+    return first, rows[first], np.diff(np.append(first, len(rows)))
 
 
-def _copies(planner, stage: Stage, env: dict) -> tuple[list[Copy], list[Region]]:
-    """The stage's moves as concrete copies, point by point (a scatter's or a gather's as one
-    copy per run of consecutive rows), and the rows a gather's padding sets to zero."""
-    out, zeros = [], []
-    for point in stage_points(stage.dims, env):
-        for op in stage.body:
-            op = map_regions(op, lambda r: substitute_region(r, point))
-            if isinstance(op, Copy):
-                out.append(op)
-                continue
-            size = op.src.shape[op.axis] if isinstance(op, Gather) else op.dst.shape[op.axis]
-            for j, i, n in _runs(np.asarray(planner.const_region(op.index, {}), np.int64), size):
-                if isinstance(op, Scatter) and 0 <= i < size:   # one past the end: padding, written nowhere
-                    out.append(Copy(_rows(op.src, op.axis, j, n), _rows(op.dst, op.axis, i, n)))
-                elif isinstance(op, Gather):
-                    if 0 <= i < size:
-                        out.append(Copy(_rows(op.src, op.axis, i, n), _rows(op.dst, op.axis, j, n)))
-                    else:                                        # one past the end: a row of zeros
-                        zeros.append(_rows(op.dst, op.axis, j, n))
-    return out, zeros
+def _starts(r: Region, values: dict, n: int) -> np.ndarray:
+    return np.stack([np.broadcast_to(evaluate_many(a, values), (n,)) for a in r.start], 1).astype(np.int64) \
+        if r.start else np.zeros((n, 0), np.int64)
 
 
-def _buffer_box(region, starts, q: Box) -> Box:
-    """The buffer box of region-shape box `q` (range axes) of a region starting at `starts`."""
-    out, k = [], 0
-    for start, size in zip(starts, region.size):
-        if size is None:
-            out.append((int(start), int(start) + 1))
-        else:
-            lo, hi = q[k]
-            out.append((int(start) + lo, int(start) + hi))
-            k += 1
-    return tuple(out)
+def _axes(r: Region) -> list[int]:
+    return [a for a, size in enumerate(r.size) if size is not None]
 
 
-def _region_box(region, starts, box: Box) -> Box:
-    """The inverse of `_buffer_box`: a buffer box inside the region, in region coordinates."""
-    return tuple((lo - int(start), hi - int(start)) for (lo, hi), start, size in zip(box, starts, region.size)
-                 if size is not None)
+def _copies(planner, op, values: dict, n: int):
+    """The op at every point as copies of boxes, arrays over the copies: (source region
+    starts, destination region starts, sizes along the range axes), and the destination
+    boxes a gather's padding rows zero (lo, hi).  A scatter or gather copies each run of
+    consecutive rows its const table names as one box."""
+    src, dst = _starts(op.src, values, n), _starts(op.dst, values, n)
+    shape = np.array(op.src.shape if isinstance(op, Gather) else op.dst.shape, np.int64)
+    if isinstance(op, Copy):
+        return src, dst, np.broadcast_to(shape, (n, len(shape))).copy(), None
+    size = int(shape[op.axis])
+    sa, da = _axes(op.src)[op.axis], _axes(op.dst)[op.axis]
+    at = _starts(op.index, values, n)         # (a table read at a point-dependent offset: per offset)
+    tables, which = np.unique(at, axis=0, return_inverse=True) if at.shape[1] else (at[:1], np.zeros(n, np.int64))
+    out_s, out_d, out_sizes, zero_lo, zero_hi = [], [], [], [], []
+    for g in range(len(tables)):
+        points = np.flatnonzero(which.reshape(-1) == g)
+        env = {v: int(x[points[0]]) for v, x in values.items()}
+        j, i, length = _runs(np.asarray(planner.const_region(op.index, env), np.int64), size)
+        valid = (i >= 0) & (i < size)
+        src_at, dst_at = (i, j) if isinstance(op, Gather) else (j, i)
+        keep = np.flatnonzero(valid)
+        pt, run = np.repeat(points, len(keep)), np.tile(keep, len(points))
+        s, d = src[pt], dst[pt]
+        s[:, sa] += src_at[run]
+        d[:, da] += dst_at[run]
+        sizes = np.broadcast_to(np.array(op.dst.shape, np.int64), (len(pt), len(shape))).copy()
+        sizes[:, op.axis] = length[run]
+        out_s.append(s), out_d.append(d), out_sizes.append(sizes)
+        if isinstance(op, Gather) and not valid.all():   # padding rows: zeros where they live
+            pad = np.flatnonzero(~valid)
+            pt0, run0 = np.repeat(points, len(pad)), np.tile(pad, len(points))
+            lo = dst[pt0]
+            lo[:, da] += j[run0]
+            hi = lo + 1
+            hi[:, _axes(op.dst)] = lo[:, _axes(op.dst)] + np.array(op.dst.shape, np.int64)
+            hi[:, da] = lo[:, da] + length[run0]
+            zero_lo.append(lo), zero_hi.append(hi)
+    zeros = (np.concatenate(zero_lo), np.concatenate(zero_hi)) if zero_lo else None
+    return np.concatenate(out_s), np.concatenate(out_d), np.concatenate(out_sizes), zeros
 
 
-def _part(home, part: Box, block: Box) -> tuple:
-    return (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)), tuple(hi - lo for lo, hi in part))
+def _moves(planner, op, src, dst, sizes):
+    """The messages of copies (`_copies`) home block to home block: each destination piece of
+    a copy's box takes its data from the source pieces that hold it."""
+    sh, dh = planner.home(op.src.buffer), planner.home(op.dst.buffer)
+    sa, da = _axes(op.src), _axes(op.dst)
+    lo = dst.copy()
+    hi = lo + 1
+    hi[:, da] = lo[:, da] + sizes
+    c, downer, dlo, dhi, dblo = dh.pieces_many(lo, hi)
+    slo = src[c].copy()
+    slo[:, sa] += dlo[:, da] - dst[c][:, da]
+    shi = slo + 1
+    shi[:, sa] = slo[:, sa] + (dhi - dlo)[:, da]
+    k, sowner, plo, phi, sblo = sh.pieces_many(slo, shi)
+    to = dlo[k].copy()
+    to[:, da] += plo[:, sa] - slo[k][:, sa]
+    to_size = np.ones_like(to)
+    to_size[:, da] = (phi - plo)[:, sa]
+    cols = planner.spec.cols
+    routes = np.stack([sowner // cols, sowner % cols, downer[k] // cols, downer[k] % cols], 1)
+    return sends_table(sh.local, dh.local, routes, plo - sblo, to - dblo[k], phi - plo, to_size)
 
 
 def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
-    rows, fills = [], []
-    copies, zeros = _copies(planner, stage, env)
-    for op in copies:
-        src_home, dst_home = planner.home(op.src.buffer), planner.home(op.dst.buffer)
-        src_at, dst_at = [a.const for a in op.src.start], [a.const for a in op.dst.start]
-        whole = tuple((0, s) for s in op.dst.shape)
-        for dst_owner, dst_piece, dst_block in dst_home.pieces(_buffer_box(op.dst, dst_at, whole)):
-            q = _region_box(op.dst, dst_at, dst_piece)
-            for src_owner, src_piece, src_block in src_home.pieces(_buffer_box(op.src, src_at, q)):
-                to = _buffer_box(op.dst, dst_at, _region_box(op.src, src_at, src_piece))
-                rows.append((src_owner, dst_owner, _part(src_home, src_piece, src_block), _part(dst_home, to, dst_block)))
-    for r in zeros:
-        home = planner.home(r.buffer)
-        at = [a.const for a in r.start]
-        for owner, piece, block in home.pieces(_buffer_box(r, at, tuple((0, s) for s in r.shape))):
-            local, starts, sizes = _part(home, piece, block)
-            fills.append(Compute(Pes.one(*owner), (Elementwise(Region(local, starts, sizes), Const(0.0)),), (), stage.name))
-    if not rows and not fills:
+    points = list(stage_points(stage.dims, env))
+    n = len(points)
+    if not n:
         return []
-    return [Superstep(f"{label} copy", computes=tuple(fills), transfers=sends(rows))]
+    values = {v: np.array([pt[v] for pt in points], np.int64) for v in points[0]}
+    transfers, fills = [], []
+    for op in stage.body:
+        src, dst, sizes, zeros = _copies(planner, op, values, n)
+        if len(src):
+            transfers += _moves(planner, op, src, dst, sizes)
+        if zeros is not None:
+            home = planner.home(op.dst.buffer)
+            _, owner, lo, hi, block_lo = home.pieces_many(*zeros)
+            cols = planner.spec.cols
+            for q, a, b in zip(owner.tolist(), (lo - block_lo).tolist(), (hi - lo).tolist()):
+                fills.append(Compute(Pes.one(q // cols, q % cols),
+                                     (Elementwise(Region(home.local, tuple(a), tuple(b)), Const(0.0)),), (), stage.name))
+    if not transfers and not fills:
+        return []
+    return [Superstep(f"{label} copy", computes=tuple(fills), transfers=tuple(transfers))]
