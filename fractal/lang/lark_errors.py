@@ -1,10 +1,10 @@
 """Syntax errors from lark, as `ParseError`s that name the line, column and what was expected.
 
-Shared by the program IR parser and the tile IR parser, as are `parse_and_build` and
-`check_text`: the text must be a `str` (else a `FractalTypeError`, a `TypeError`), and may
-nest brackets (`(`, `[`, `{`, `ft<`, `array<`) at most `MAX_NESTING` deep (else a `ParseError`
-at the first bracket too deep), which keeps the parser and the code that walks what it built
-far from Python's recursion limit."""
+Shared by the text parsers (program, tile and mesh IR, through `text_form.TextForm`), as are
+`parse_and_build` and `check_text`: the text must be a `str` (else a `FractalTypeError`, a
+`TypeError`), and may nest brackets (`(`, `[`, `{`, `ft<`, `array<`) at most `MAX_NESTING` deep
+(else a `ParseError` at the first bracket too deep), which keeps the parser and the code that
+walks what it built far from Python's recursion limit."""
 
 from __future__ import annotations
 

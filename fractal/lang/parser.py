@@ -9,7 +9,6 @@ must become the same `Var`.  `parse_program(print_program(p)) == p` for every pr
 
 from __future__ import annotations
 
-import json
 import re
 from collections import ChainMap
 from dataclasses import dataclass
@@ -17,19 +16,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedInput
 
-from .array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
-from .errors import UNKNOWN_LOC, ParseError, SourceLoc
-from .lark_errors import check_text, parse_and_build, syntax_error
+from .array_text import GRAMMAR_DIR
+from .errors import UNKNOWN_LOC, SourceLoc
 from .ir import Const, Eqn, Program, Region, Slice, Var
-from .types import DTYPES, FractalTensorType, TensorType, TupleType, dtype_from_name, dtype_name
+from .text_form import TextForm
+from .types import FractalTensorType, TensorType, TupleType
 
 _GRAMMAR = Path(__file__).with_name("program.lark")
-_TEXT = "<program text>"  # the file name in ParseError locations
 
 
 def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
@@ -37,8 +33,7 @@ def parse_program(text: str, known_ops: Iterable[str] | None = None) -> Program:
 
     Text that is not a `str` is a `FractalTypeError`; a syntax error, or brackets nested more
     than `MAX_NESTING` deep, a `ParseError` with the line and column."""
-    check_text(text, _TEXT, "parse_program")
-    func = parse_and_build(_parser(), text, _Build(), _syntax_error, file=_TEXT)
+    func = _FORM.parse(text, "parse_program", _Build())
     ops = None if known_ops is None else frozenset(known_ops)
     return _Resolver(ops).program(func)
 
@@ -49,28 +44,7 @@ def _parser() -> Lark:
                 propagate_positions=True, import_paths=[GRAMMAR_DIR])
 
 
-def _error(message: str, line: int, column: int | None = None) -> ParseError:
-    where = f"line {line}" if column is None else f"line {line}, column {column}"
-    return ParseError(f"{message} at {where}", loc=SourceLoc(_TEXT, line))
-
-
 # --- syntax errors -----------------------------------------------------------------
-
-_TERMINAL_NAMES = {"VAR": "%variable", "PROGNAME": "@name", "NAME": "name", "INT": "integer",
-                   "FLOAT": "float", "STRING": "string", "$END": "end of input", **TERMINAL_NAMES}
-
-
-def _describe(terminal: str) -> str:
-    if terminal in _TERMINAL_NAMES:
-        return _TERMINAL_NAMES[terminal]
-    defs = {t.name: t for t in _parser().terminals}
-    t = defs.get(terminal)
-    return f"'{t.pattern.value}'" if t is not None and t.pattern.type == "str" else terminal
-
-
-def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
-    return syntax_error(e, text, _describe, _TEXT, _unclosed_hint)
-
 
 def _unclosed_hint(text: str) -> str:
     unclosed = _unclosed_braces(text)
@@ -80,6 +54,10 @@ def _unclosed_hint(text: str) -> str:
 def _unclosed_braces(text: str) -> int:
     code = re.sub(r'"([^"\\\n]|\\.)*"', "", text)  # braces inside strings don't count
     return code.count("{") - code.count("}")
+
+
+_FORM = TextForm("<program text>", _parser, {"VAR": "%variable"}, position_first=False, at_end=_unclosed_hint)
+_error, _string, _dtype = _FORM.error, _FORM.string, _FORM.dtype
 
 
 # --- pass 1: context-free pieces -------------------------------------------------------
@@ -196,25 +174,7 @@ class _Build(Transformer_NonRecursive):  # (deep types do not recurse in Python)
         if not isinstance(t, TensorType):
             raise _error(f"array<{t}>: an array type must be a tensor type like f32[2,2]",
                          meta.line, meta.column)
-        try:
-            return Const(array_from_data(data, t.shape, t.dtype))
-        except ValueError as e:
-            raise _error(f"array<{t}>: {e}", *position(data)) from None
-
-
-def _string(tok: Token) -> str:
-    try:
-        return json.loads(tok)
-    except ValueError as e:
-        raise _error(f"bad string literal {tok} ({e.msg})", tok.line, tok.column) from None
-
-
-def _dtype(tok: Token) -> np.dtype:
-    try:
-        return dtype_from_name(str(tok))
-    except KeyError:
-        known = ", ".join(dtype_name(d) for d in DTYPES)
-        raise _error(f"unknown dtype '{tok}' (expected one of {known})", tok.line, tok.column) from None
+        return Const(_FORM.array(data, t.shape, t.dtype, f"array<{t}>"))
 
 
 # --- pass 2: scopes -----------------------------------------------------------------------

@@ -16,19 +16,15 @@ from pathlib import Path
 
 from lark import Lark, Token, v_args
 from lark.visitors import Transformer_NonRecursive
-from lark.exceptions import UnexpectedInput
 
-from fractal.lang.array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
-from fractal.lang.errors import ParseError, SourceLoc
-from fractal.lang.lark_errors import check_text, parse_and_build, syntax_error
-from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
+from fractal.lang.array_text import GRAMMAR_DIR
+from fractal.lang.text_form import TextForm
 
 from .tile_affine import Aff, FloorDiv, Max, Min, Mod
 from .tile_ir import (Active, Binary, Buffer, Const, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Load,
                       Loop, Reduce, Region, Scatter, SegmentReduce, Stage, TileProgram, Unary, Where)
 
 _GRAMMAR = Path(__file__).with_name("tile_ir.lark")
-_TEXT = "<tile IR text>"
 
 
 def parse_tile_program(text: str) -> TileProgram:
@@ -51,8 +47,7 @@ def _parser() -> Lark:
 
 
 def _parse(text: str, start: str):
-    check_text(text, _TEXT, f"parse_{'tile_program' if start == 'program' else start}")
-    out = parse_and_build(_parser(), text, _Build(), _syntax_error, start, file=_TEXT)
+    out = _FORM.parse(text, f"parse_{'tile_program' if start == 'program' else start}", _Build(), start)
     return aff(out) if start == "index" else out
 
 
@@ -60,23 +55,8 @@ def aff(x) -> Aff:
     return x if isinstance(x, Aff) else Aff(((x, 1),))
 
 
-def _error(message: str, line: int, column: int) -> ParseError:
-    return ParseError(f"line {line}, column {column}: {message}", loc=SourceLoc(_TEXT, line))
-
-
-_TERMINAL_NAMES = {"PROGNAME": "@name", "NAME": "name", "INT": "integer", "FLOAT": "float",
-                   "CMP": "comparison", "$END": "end of input", **TERMINAL_NAMES}
-
-
-def _describe(terminal: str) -> str:
-    if terminal in _TERMINAL_NAMES:
-        return _TERMINAL_NAMES[terminal]
-    t = next((t for t in _parser().terminals if t.name == terminal), None)
-    return f"'{t.pattern.value}'" if t is not None and t.pattern.type == "str" else terminal
-
-
-def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
-    return syntax_error(e, text, _describe, _TEXT)
+_FORM = TextForm("<tile IR text>", _parser, {"CMP": "comparison"})
+_error = _FORM.error
 
 
 class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in Python)
@@ -88,17 +68,8 @@ class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in P
     def buffer(self, c):
         name, dt, shape, level, role, *rest = c
         layout = rest.pop(0) if rest and isinstance(rest[0], tuple) else ()
-        try:
-            dtype = dtype_from_name(str(dt))
-        except KeyError:
-            known = ", ".join(dtype_name(d) for d in DTYPES)
-            raise _error(f"unknown dtype '{dt}' (expected one of {known})", dt.line, dt.column) from None
-        data = None
-        if rest:  # the data, read for the declared shape and dtype
-            try:
-                data = array_from_data(rest[0], shape, dtype)
-            except ValueError as e:
-                raise _error(f"buffer {name}: {e}", *position(rest[0])) from None
+        dtype = _FORM.dtype(dt)
+        data = _FORM.array(rest[0], shape, dtype, f"buffer {name}") if rest else None
         return Buffer(str(name), shape, dtype, layout, level, role, data)
 
     ints = staticmethod(lambda c: tuple(int(t) for t in c))

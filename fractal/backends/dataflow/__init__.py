@@ -15,7 +15,8 @@ The modules, in the order the data flows:
   `gemm_choice` (product stages), `plan_window` and `residency` (every other stage), `split`
   (a product too big for one PE, cut into blocks);
 * the executors: `bsp` with `messages` and `traffic` (the default), `event` with `streams` and
-  `waitfor`, `mpi` with `blocked`, `run` and `plan_file`; `local` is one PE's semantics;
+  `waitfor`, `mpi` with `blocked`, `run` and `plan_file`; `local` is one PE's semantics and
+  `host` the host arrays every executor starts from (the inputs checked);
 * `report` (JSON, table, heat maps), `errors`, `backend` (the registry's entry).
 """
 

@@ -33,6 +33,7 @@ from fractal.lang.errors import ArgumentError
 
 from . import local
 from .collectives import expand
+from .host import host_arrays
 from .mesh_ir import MeshProgram, Pes, Send
 
 # A superstep's messages in program order: (index, transfer index, send).
@@ -82,30 +83,6 @@ class RankGrid:
         i = bisect.bisect_right(self._cuts(0), pe[0]) - 1
         j = bisect.bisect_right(self._cuts(1), pe[1]) - 1
         return i * self.dims[1] + j
-
-
-def host_arrays(program: MeshProgram, inputs: dict) -> dict[str, np.ndarray]:
-    """Every host array: the inputs checked against their declarations, the consts' data, the
-    outputs zero."""
-    names = {a.name for a in program.inputs}
-    missing, unknown = sorted(names - set(inputs)), sorted(set(inputs) - names)
-    if missing or unknown:
-        raise ArgumentError(f"{program.name}: inputs {missing} missing" if missing else
-                            f"{program.name}: {unknown} are not inputs (it takes {sorted(names)})")
-    host = {}
-    for a in program.arrays:
-        if a.role == "input":
-            value = np.asarray(inputs[a.name])
-            if value.shape != a.shape:
-                raise ArgumentError(f"{program.name}: input {a.name} has shape {value.shape}, the program "
-                                    f"declares {a.shape}")
-            if not np.can_cast(value.dtype, a.dtype, "same_kind"):
-                raise ArgumentError(f"{program.name}: input {a.name} is {value.dtype}, which does not convert "
-                                    f"to its declared {a.dtype}")
-            host[a.name] = np.array(value, dtype=a.dtype)
-        else:
-            host[a.name] = np.array(a.data.value) if a.role == "const" else np.zeros(a.shape, a.dtype)
-    return host
 
 
 def step_messages(step) -> list[Message]:

@@ -27,6 +27,7 @@ from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gemm, Reduce
 from . import local
 from .cost import CostSummary, compute_cycles, op_work, wire_bytes
 from .errors import SramCapacityError
+from .host import host_arrays
 from .mesh_ir import Compute, MeshProgram
 from .mesh_resources import router_channels
 from .messages import batches, gather, host_transfer, scatter
@@ -70,13 +71,10 @@ class BspRun:
         self.spec = spec
         self.shape = (spec.rows, spec.cols)
         self.functional = inputs is not None    # else costs only: no data is kept or moved
-        inputs = inputs or {}
         self.grid = {b.name: np.zeros(self.shape + b.shape, b.dtype) for b in program.buffers} \
             if self.functional else {}
         self.allocated = {b.name: np.zeros(self.shape, bool) for b in program.buffers}
-        self.host = {a.name: (np.asarray(a.data.value) if a.role == "const" else
-                              np.array(inputs[a.name], dtype=a.dtype) if a.role == "input" else
-                              np.zeros(a.shape, a.dtype)) for a in program.arrays} if self.functional else {}
+        self.host = host_arrays(program, inputs) if self.functional else {}
         self.live = np.zeros(self.shape, np.int64)
         self.summary = CostSummary(spec, "bsp")
         self.links = LinkLoads(spec)

@@ -43,10 +43,11 @@ from collections import deque
 import numpy as np
 
 from fractal.backends.pointwise import region, stage_points
-from fractal.lang.errors import ArgumentError, ShapeError
+from fractal.lang.errors import ArgumentError
 
 from .cost import CostSummary, compute_cycles, op_work, wire_bytes
 from .errors import SramCapacityError
+from .host import host_arrays
 from .local import pe_env, read, run_compute, write
 from .mesh_ir import Compute, Load, MeshProgram, Send
 from .routes import route
@@ -277,25 +278,6 @@ class EventEngine:
 RULES = {Begin: EventEngine._begin, Allocate: EventEngine._allocate, Release: EventEngine._release,
          Load: EventEngine._load, Compute: EventEngine._compute, Isend: EventEngine._isend,
          Recv: EventEngine._recv, WaitSends: EventEngine._wait_sends}
-
-
-def host_arrays(program: MeshProgram, inputs: dict) -> dict:
-    """The host arrays of a run: the inputs (checked), the consts' data, zeroed outputs."""
-    unknown = sorted(set(inputs) - {a.name for a in program.inputs})
-    if unknown:
-        raise ArgumentError(f"{program.name}: no input named {', '.join(map(repr, unknown))}; "
-                            f"the inputs are {', '.join(a.name for a in program.inputs)}")
-    host = {}
-    for a in program.arrays:
-        if a.role == "input":
-            if a.name not in inputs:
-                raise ArgumentError(f"{program.name}: input {a.name!r} is missing")
-            host[a.name] = np.asarray(inputs[a.name], dtype=a.dtype)
-            if host[a.name].shape != a.shape:
-                raise ShapeError(f"{program.name}: input {a.name!r} has shape {host[a.name].shape}, not {a.shape}")
-        else:
-            host[a.name] = np.array(a.data.value, dtype=a.dtype) if a.role == "const" else np.zeros(a.shape, a.dtype)
-    return host
 
 
 def run_event(program: MeshProgram, inputs: dict, *, capacity: int | None = None):

@@ -9,18 +9,14 @@ rules, so tile ops, regions and indices read exactly as in a tile program.  Mist
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 from lark import Lark, Token
-from lark.exceptions import UnexpectedInput
 
-from fractal.lang.array_text import GRAMMAR_DIR, TERMINAL_NAMES, array_from_data, position
-from fractal.lang.errors import ArgumentError, ParseError, SourceLoc
-from fractal.lang.lark_errors import check_text, parse_and_build, syntax_error
-from fractal.lang.types import DTYPES, dtype_from_name, dtype_name
+from fractal.lang.array_text import GRAMMAR_DIR
+from fractal.lang.errors import ArgumentError
+from fractal.lang.text_form import TextForm
 from fractal.lower import tile_parser
 from fractal.lower.tile_ir import Dim, TILE_OPS
 
@@ -31,13 +27,11 @@ from .spec import MeshSpec
 
 _TILE_GRAMMAR = Path(tile_parser.__file__).with_name("tile_ir.lark")
 _MESH_GRAMMAR = Path(__file__).with_name("mesh_ir.lark")
-_TEXT = "<mesh IR text>"
 
 
 def parse_mesh(text: str) -> MeshProgram:
     """Parse one `mesh @name { ... }`."""
-    check_text(text, _TEXT, "parse_mesh")
-    return parse_and_build(_parser(), text, _Build(), _syntax_error, "mesh", file=_TEXT)
+    return _FORM.parse(text, "parse_mesh", _Build(), "mesh")
 
 
 @lru_cache(maxsize=None)
@@ -47,38 +41,8 @@ def _parser() -> Lark:
                 import_paths=[GRAMMAR_DIR])
 
 
-def _error(message: str, line: int, column: int) -> ParseError:
-    return ParseError(f"line {line}, column {column}: {message}", loc=SourceLoc(_TEXT, line))
-
-
-_TERMINAL_NAMES = {"PROGNAME": "@name", "NAME": "name", "INT": "integer", "FLOAT": "float", "STRING": "string",
-                   "CMP": "comparison", "$END": "end of input", **TERMINAL_NAMES}
-
-
-def _describe(terminal: str) -> str:
-    if terminal in _TERMINAL_NAMES:
-        return _TERMINAL_NAMES[terminal]
-    t = next((t for t in _parser().terminals if t.name == terminal), None)
-    return f"'{t.pattern.value}'" if t is not None and t.pattern.type == "str" else terminal
-
-
-def _syntax_error(e: UnexpectedInput, text: str) -> ParseError:
-    return syntax_error(e, text, _describe, _TEXT)
-
-
-def _string(tok: Token) -> str:
-    try:
-        return json.loads(tok)
-    except ValueError as e:
-        raise _error(f"bad string literal {tok} ({e.msg})", tok.line, tok.column) from None
-
-
-def _dtype(tok: Token) -> np.dtype:
-    try:
-        return dtype_from_name(str(tok))
-    except KeyError:
-        known = ", ".join(dtype_name(d) for d in DTYPES)
-        raise _error(f"unknown dtype '{tok}' (expected one of {known})", tok.line, tok.column) from None
+_FORM = TextForm("<mesh IR text>", _parser, {"CMP": "comparison"})
+_error, _string, _dtype = _FORM.error, _FORM.string, _FORM.dtype
 
 
 def _number(tok: Token):
@@ -127,12 +91,7 @@ class _Build(tile_parser._Build):
     def host_array(self, c):
         name, dt, shape, role, *data = c
         dtype = _dtype(dt)
-        value = None
-        if data:  # the data, read for the declared shape and dtype
-            try:
-                value = array_from_data(data[0], shape, dtype)
-            except ValueError as e:
-                raise _error(f"array {name}: {e}", *position(data[0])) from None
+        value = _FORM.array(data[0], shape, dtype, f"array {name}") if data else None
         return HostArray(str(name), shape, dtype, str(role), value)
 
     local_buffer = staticmethod(lambda c: LocalBuffer(str(c[0]), c[2], _dtype(c[1])))

@@ -42,7 +42,7 @@ import numpy as np
 
 from fractal.lang.errors import ArgumentError, FractalError
 
-from .blocked import host_arrays
+from .host import host_arrays
 from .mesh_ir import MeshProgram
 from .plan_file import save_plan
 

@@ -22,7 +22,9 @@ products stack into one `(M' x K) @ (K x N)` with `M' = points x m` (`Product`).
 A plan on a square of `s x s` PEs also runs on several squares side by side (`groups`), each
 on its own slice of M': smaller squares with bigger tiles spend fewer steps per product.  Each
 plan fetches its tiles from the operands' homes (`home.Home`) first and writes C's tiles back
-last.  Which plan a stage gets is `gemm_choice`'s to say.
+last (cannon and summa by the same loop, `_Squares`: they differ only in which PE holds C's
+tile (i, j) and which K tiles of A and B it starts with).  Which plan a stage gets is
+`gemm_choice`'s to say.
 """
 
 from __future__ import annotations
@@ -152,33 +154,51 @@ class _Builder:
                     accumulate=accumulate, trans_a=self.prod.a.transposed, trans_b=self.prod.b.transposed)
 
 
-def _squares(s: int, groups: tuple[int, int]):
-    """The squares of a grouped plan: (group index, its rectangle of s x s PEs)."""
-    gr, gc = groups
-    return [(a * gc + b, Pes(a * s, a * s + s, b * s, b * s + s)) for a in range(gr) for b in range(gc)]
+class _Squares(_Builder):
+    """A plan on `groups` squares of s x s PEs (`P` in all), each on its own slice of M' of
+    `rows_per` rows: every PE holds an mt x kt tile of A (`ta`), a kt x nt tile of B (`tb`) and
+    an mt x nt tile of C (`tc`)."""
+
+    def __init__(self, planner, stage: Stage, prod: Product, label: str, plan: str, s: int, groups):
+        super().__init__(planner, stage, prod, label, plan)
+        gr, gc = groups
+        self.s, self.P = s, Pes(0, gr * s, 0, gc * s)
+        self.squares = [(a * gc + b, Pes(a * s, a * s + s, b * s, b * s + s)) for a in range(gr) for b in range(gc)]
+        self.rows_per = prod.M // len(self.squares)
+        self.mt, self.kt, self.nt = mt, kt, nt = self.rows_per // s, prod.K // s, prod.N // s
+        self.ta, self.tb, self.tc = (self.tile("a", prod.a, mt, kt), self.tile("b", prod.b, kt, nt),
+                                     self.tile("c", prod.c, mt, nt))
+        self.sa, self.sb, self.sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
+
+    def fetch_and_back(self, place) -> tuple[list, list]:
+        """Message rows that fetch every PE's tiles from the homes (C's too when the product
+        accumulates) and that write its C tile back.  `place(square, i, j)` says which PE of the
+        square holds C's tile (i, j) and which K tiles of A's row i and B's column j it starts with:
+        (pe, A's K tile, B's K tile)."""
+        prod, mt, kt, nt = self.prod, self.mt, self.kt, self.nt
+        fetch, back = [], []
+        for g, sq in self.squares:
+            for i in range(self.s):
+                r0 = g * self.rows_per + i * mt
+                for j in range(self.s):
+                    pe, ka, kb = place(sq, i, j)
+                    fetch += self.moves(prod.a, self.ta, pe, r0, r0 + mt, ka * kt, (ka + 1) * kt, True)
+                    fetch += self.moves(prod.b, self.tb, pe, kb * kt, (kb + 1) * kt, j * nt, (j + 1) * nt, True)
+                    if prod.accumulate:
+                        fetch += self.moves(prod.c, self.tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
+                    back += self.moves(prod.c, self.tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
+        return fetch, back
 
 
 def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=(1, 1)) -> list[Superstep]:
     """Cannon on `groups` squares of s x s PEs, each a slice of M' (module docstring)."""
-    bld = _Builder(planner, stage, prod, label, f"cannon_{ring}")
-    squares = _squares(s, groups)
-    rows_per = prod.M // len(squares)
-    mt, kt, nt = rows_per // s, prod.K // s, prod.N // s
-    ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
-    sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
+    bld = _Squares(planner, stage, prod, label, f"cannon_{ring}", s, groups)
+    ta, tb, tc, sa, sb, sc, P, squares = bld.ta, bld.tb, bld.tc, bld.sa, bld.sb, bld.sc, bld.P, bld.squares
     order = ring_order(s, ring)
-    P = Pes(0, groups[0] * s, 0, groups[1] * s)
-    fetch, back = [], []
-    for g, sq in squares:
-        for i in range(s):
-            r0 = g * rows_per + i * mt
-            for j in range(s):
-                pe, k = (sq.r0 + order[i], sq.c0 + order[j]), (i + j) % s
-                fetch += bld.moves(prod.a, ta, pe, r0, r0 + mt, k * kt, (k + 1) * kt, True)
-                fetch += bld.moves(prod.b, tb, pe, k * kt, (k + 1) * kt, j * nt, (j + 1) * nt, True)
-                if prod.accumulate:
-                    fetch += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
-                back += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
+
+    def skewed(sq, i, j):   # ring positions i, j hold K tile i + j of A and B
+        return (sq.r0 + order[i], sq.c0 + order[j]), (i + j) % s, (i + j) % s
+    fetch, back = bld.fetch_and_back(skewed)
     steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch))]
     for t in range(s):
         last = t == s - 1
@@ -193,25 +213,13 @@ def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=
 
 def summa(planner, stage, prod: Product, label: str, s: int, groups=(1, 1)) -> list[Superstep]:
     """SUMMA on `groups` squares of s x s PEs, each a slice of M' (module docstring)."""
-    bld = _Builder(planner, stage, prod, label, "summa")
-    squares = _squares(s, groups)
-    rows_per = prod.M // len(squares)
-    mt, kt, nt = rows_per // s, prod.K // s, prod.N // s
-    ta, tb, tc = bld.tile("a", prod.a, mt, kt), bld.tile("b", prod.b, kt, nt), bld.tile("c", prod.c, mt, nt)
-    pa, pb = bld.tile("pa", prod.a, mt, kt), bld.tile("pb", prod.b, kt, nt)
-    sa, sb, sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
-    P = Pes(0, groups[0] * s, 0, groups[1] * s)
-    fetch, back = [], []
-    for g, sq in squares:
-        for i in range(s):
-            r0 = g * rows_per + i * mt
-            for j in range(s):
-                pe = (sq.r0 + i, sq.c0 + j)
-                fetch += bld.moves(prod.a, ta, pe, r0, r0 + mt, j * kt, (j + 1) * kt, True)
-                fetch += bld.moves(prod.b, tb, pe, i * kt, (i + 1) * kt, j * nt, (j + 1) * nt, True)
-                if prod.accumulate:
-                    fetch += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
-                back += bld.moves(prod.c, tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
+    bld = _Squares(planner, stage, prod, label, "summa", s, groups)
+    ta, tb, tc, sa, sb, sc, P, squares = bld.ta, bld.tb, bld.tc, bld.sa, bld.sb, bld.sc, bld.P, bld.squares
+    pa, pb = bld.tile("pa", prod.a, bld.mt, bld.kt), bld.tile("pb", prod.b, bld.kt, bld.nt)
+
+    def blocks(sq, i, j):   # PE (i, j) holds A's and B's blocks (i, j)
+        return (sq.r0 + i, sq.c0 + j), j, i
+    fetch, back = bld.fetch_and_back(blocks)
 
     def panels(t):
         return tuple(x for _, sq in squares for x in (

@@ -25,7 +25,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import local
-from .blocked import BlockRun, RankGrid, apply_stores, host_arrays
+from .blocked import BlockRun, RankGrid, apply_stores
+from .host import host_arrays
 from .plan_file import load_plan
 
 TAGS = 32768  # MPI promises tags 0..32767

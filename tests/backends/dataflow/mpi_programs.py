@@ -13,8 +13,9 @@ import threading
 import numpy as np
 
 from fractal.backends.dataflow import local
-from fractal.backends.dataflow.blocked import BlockRun, RankGrid, apply_stores, host_arrays
+from fractal.backends.dataflow.blocked import BlockRun, RankGrid, apply_stores
 from fractal.backends.dataflow.collectives import expand
+from fractal.backends.dataflow.host import host_arrays
 from fractal.backends.dataflow.mesh_ir import (Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes,
                                                Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.spec import mesh_spec

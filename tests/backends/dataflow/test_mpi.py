@@ -25,7 +25,7 @@ from fractal.backends.dataflow.mesh_ir import Load, MeshProgram, Pes
 from fractal.backends.dataflow.mpi import MpiMissingError, MpiRankError, MpiTimeoutError, run_mpi
 from fractal.backends.dataflow.plan_file import load_plan, save_plan
 from fractal.backends.dataflow.run import main as rank_main
-from fractal.lang.errors import ArgumentError
+from fractal.lang.errors import ArgumentError, ShapeError
 
 from .mpi_programs import (PR, assert_same, box, cannon, integers, matrices, random_inputs, random_program, reference,
                            row_multicast, run_threads, send_chain)
@@ -107,14 +107,8 @@ def test_a_rank_grid_has_two_positive_sides():
 
 def test_wrong_inputs_are_refused_before_mpi_starts():
     program = cannon(2)
-    with pytest.raises(ArgumentError, match=r"cannon2: input b has shape \(3, 4\), the program declares \(4, 4\)"):
+    with pytest.raises(ShapeError, match=r"cannon2: input 'b' has shape \(3, 4\), the program declares \(4, 4\)"):
         run_mpi(program, {"a": np.zeros((4, 4)), "b": np.zeros((3, 4))})
-    with pytest.raises(ArgumentError, match=r"cannon2: inputs \['b'\] missing"):
-        run_local(program, {"a": np.zeros((4, 4))})
-    with pytest.raises(ArgumentError, match=r"cannon2: \['d'\] are not inputs \(it takes \['a', 'b'\]\)"):
-        run_local(program, {"a": np.zeros((4, 4)), "b": np.zeros((4, 4)), "d": 1})
-    with pytest.raises(ArgumentError, match=r"cannon2: input a is complex128, which does not convert to its declared float64"):
-        run_local(program, {"a": np.zeros((4, 4), complex), "b": np.zeros((4, 4))})
     with pytest.raises(ArgumentError, match=r"an MPI run needs at least one rank, not 0"):
         run_mpi(program, matrices(2), ranks=0)
 

@@ -3,6 +3,8 @@ shapes and meshes; the choice among them, the SRAM refusals and the resident wei
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -50,6 +52,43 @@ def test_every_product_plan_equals_numpy_exactly(plan, points, m, k, n, rows, co
     assert any(f" {plan.split('-')[0]}" in step.label for step in compiled._executable.program.steps)
     want = project(xs, w, backend="interpreter")
     assert all(np.array_equal(g, e) for g, e in zip(got.to_list(), want.to_list()))
+
+
+def _plan_sends(plan, points, m, k, n, accumulate):
+    """The (messages, bytes, byte-hops) of the fetch and of the write-back of `plan` on a 4x4
+    mesh for a product of `points` (m x k) @ (k x n), whose results are checked (a plan forced
+    to accumulate fetches C's zeros from its home first)."""
+    xs, w = _tensors(points, (m, k), 0), _ints((k, n), 1)
+    every, product_of = gemm_choice.candidates, gemm_choice.product_of
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm_choice, "candidates", lambda *a: {name: v for name, v in every(*a).items()
+                                                             if name.split()[0] == plan})
+        if accumulate:
+            patch.setattr(gemm_choice, "product_of", lambda *a: dataclasses.replace(product_of(*a), accumulate=True))
+        compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(4, 4, sram_bytes=1 << 20))
+    got = compiled.run(xs, w)
+    assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
+    kind = plan.split("-")[0]
+    totals = {"fetch": np.zeros(3, np.int64), "back": np.zeros(3, np.int64)}
+    for step in compiled._executable.program.steps:
+        for t in step.transfers:
+            if f" {kind}" in step.label and isinstance(t, Sends):
+                nbytes = int(np.prod(t.src.size)) * 8
+                hops = sum(abs(r0 - r1) + abs(c0 - c1) for r0, c0, r1, c1 in t.routes)
+                totals["fetch" if step.label.endswith("fetch") else "back"] += (len(t), len(t) * nbytes, hops * nbytes)
+    return {phase: tuple(int(x) for x in v) for phase, v in totals.items()}
+
+
+@pytest.mark.parametrize("plan, product, accumulate, fetch, back", [
+    ("cannon-interleaved", (3, 4, 8, 4), False, (20, 1280, 2304), (12, 384, 576)),
+    ("summa", (3, 4, 8, 4), False, (40, 1024, 2944), (24, 384, 960)),
+    ("cannon-wrap", (8, 2, 2, 2), False, (32, 384, 1088), (16, 256, 640)),    # 4 squares of 2 x 2 side by side
+    ("summa", (2, 4, 4, 8), True, (48, 1024, 2688), (16, 512, 1280)),         # C fetched too
+])
+def test_the_square_plans_fetch_and_write_back_the_messages_bytes_and_distances_they_did(plan, product, accumulate,
+                                                                                          fetch, back):
+    # the plans' counts before cannon and summa shared their fetch loops: a PE given another tile moves other byte-hops
+    assert _plan_sends(plan, *product, accumulate) == {"fetch": fetch, "back": back}
 
 
 @ft.function
