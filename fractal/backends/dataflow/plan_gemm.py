@@ -37,45 +37,9 @@ from fractal.backends.pointwise import stage_points
 from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
-from .errors import SramCapacityError
-from .mesh_ir import Alloc, Compute, Free, MeshProgram, Multicast, Pes, Shift, Superstep, sends
+from .mesh_ir import Alloc, Compute, Free, Multicast, Pes, Shift, Superstep, sends
+from .operand import Operand, messages, moves
 from .routes import ring_order
-
-
-@dataclass
-class Operand:
-    """One operand of the stacked product: its tile region, starts per point and axes."""
-
-    region: Region
-    starts: np.ndarray        # (points, ndim); one row for a shared operand
-    rows_axis: int            # the buffer axis of the big matrix's rows (op applied)
-    cols_axis: int
-    m: int                    # rows per point (a stacked operand), or all rows (shared)
-    stacked: bool
-
-    @property
-    def transposed(self) -> bool:
-        """The buffer stores the big matrix's columns before its rows: tiles keep buffer order."""
-        return self.rows_axis > self.cols_axis
-
-    def tile_shape(self, rows: int, cols: int) -> tuple[int, int]:
-        return (cols, rows) if self.transposed else (rows, cols)
-
-    def pieces(self, r0, r1, c0, c1):
-        """(buffer box, row offset, col offset) of each part of the big box [r0:r1, c0:c1]."""
-        points = range(r0 // self.m, (r1 - 1) // self.m + 1) if self.stacked else [0]
-        for pt in points:
-            base = pt * self.m if self.stacked else 0
-            lo, hi = max(r0, base) - base, min(r1, base + self.m) - base
-            box = []
-            for axis, (start, size) in enumerate(zip(self.starts[pt if self.stacked else 0], self.region.size)):
-                if axis == self.rows_axis:
-                    box.append((int(start) + lo, int(start) + hi))
-                elif axis == self.cols_axis:
-                    box.append((int(start) + c0, int(start) + c1))
-                else:
-                    box.append((int(start), int(start) + 1))
-            yield tuple(box), base + lo - r0, 0
 
 
 @dataclass
@@ -132,23 +96,6 @@ class _Builder:
         return self.p.declare(f"{self.plan}_{self.stage.name}_{role}_{rows}x{cols}", operand.tile_shape(rows, cols),
                               self.p.buffers[r.buffer].dtype)
 
-    def moves(self, operand: Operand, tile: str, pe, r0, r1, c0, c1, into_tile: bool) -> list:
-        """Message rows (`mesh_ir.sends`) between `operand`'s homes and PE `pe`'s tile holding
-        the big box [r0:r1, c0:c1]."""
-        home = self.p.home(operand.region.buffer)
-        out = []
-        for box, roff, coff in operand.pieces(r0, r1, c0, c1):
-            for owner, part, blk in home.pieces(box):
-                h = (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, blk)), tuple(hi - lo for lo, hi in part))
-                rows, cols = part[operand.rows_axis], part[operand.cols_axis]
-                start = (roff + rows[0] - box[operand.rows_axis][0], coff + cols[0] - c0)
-                size = (rows[1] - rows[0], cols[1] - cols[0])
-                if operand.transposed:
-                    start, size = start[::-1], size[::-1]
-                t = (tile, start, size)
-                out.append((owner, pe, h, t) if into_tile else (pe, owner, t, h))
-        return out
-
     def gemm(self, ta: str, tb: str, tc: str, shape_a, shape_b, shape_c, accumulate: bool) -> Gemm:
         return Gemm(Region(ta, (0, 0), shape_a), Region(tb, (0, 0), shape_b), Region(tc, (0, 0), shape_c),
                     accumulate=accumulate, trans_a=self.prod.a.transposed, trans_b=self.prod.b.transposed)
@@ -170,24 +117,22 @@ class _Squares(_Builder):
                                      self.tile("c", prod.c, mt, nt))
         self.sa, self.sb, self.sc = prod.a.tile_shape(mt, kt), prod.b.tile_shape(kt, nt), prod.c.tile_shape(mt, nt)
 
-    def fetch_and_back(self, place) -> tuple[list, list]:
-        """Message rows that fetch every PE's tiles from the homes (C's too when the product
+    def fetch_and_back(self, place) -> tuple[tuple, tuple]:
+        """`Sends` that fetch every PE's tiles from the homes (C's too when the product
         accumulates) and that write its C tile back.  `place(square, i, j)` says which PE of the
         square holds C's tile (i, j) and which K tiles of A's row i and B's column j it starts with:
         (pe, A's K tile, B's K tile)."""
         prod, mt, kt, nt = self.prod, self.mt, self.kt, self.nt
-        fetch, back = [], []
-        for g, sq in self.squares:
-            for i in range(self.s):
-                r0 = g * self.rows_per + i * mt
-                for j in range(self.s):
-                    pe, ka, kb = place(sq, i, j)
-                    fetch += self.moves(prod.a, self.ta, pe, r0, r0 + mt, ka * kt, (ka + 1) * kt, True)
-                    fetch += self.moves(prod.b, self.tb, pe, kb * kt, (kb + 1) * kt, j * nt, (j + 1) * nt, True)
-                    if prod.accumulate:
-                        fetch += self.moves(prod.c, self.tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, True)
-                    back += self.moves(prod.c, self.tc, pe, r0, r0 + mt, j * nt, (j + 1) * nt, False)
-        return fetch, back
+        tiles = [(place(sq, i, j), g * self.rows_per + i * mt, j) for g, sq in self.squares
+                 for i in range(self.s) for j in range(self.s)]
+        pes = np.array([pe for (pe, _, _), _, _ in tiles], np.int64)
+        ka, kb, r0, j = (np.array(x, np.int64) for x in zip(*((a, b, r, j) for (_, a, b), r, j in tiles)))
+        zero = np.zeros(len(tiles), np.int64)
+        fetch = moves(self.p, prod.a, self.ta, pes, zero, r0, r0 + mt, ka * kt, (ka + 1) * kt, True) + \
+            moves(self.p, prod.b, self.tb, pes, zero, kb * kt, (kb + 1) * kt, j * nt, (j + 1) * nt, True)
+        if prod.accumulate:
+            fetch += moves(self.p, prod.c, self.tc, pes, zero, r0, r0 + mt, j * nt, (j + 1) * nt, True)
+        return fetch, moves(self.p, prod.c, self.tc, pes, zero, r0, r0 + mt, j * nt, (j + 1) * nt, False)
 
 
 def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=(1, 1)) -> list[Superstep]:
@@ -199,14 +144,14 @@ def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=
     def skewed(sq, i, j):   # ring positions i, j hold K tile i + j of A and B
         return (sq.r0 + order[i], sq.c0 + order[j]), (i + j) % s, (i + j) % s
     fetch, back = bld.fetch_and_back(skewed)
-    steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=sends(fetch))]
+    steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=fetch)]
     for t in range(s):
         last = t == s - 1
         shifts = () if last else tuple(
             x for _, sq in squares for x in (Shift(sq, Region(ta, (0, 0), sa), Region(ta, (0, 0), sa), "row", -1, ring, 0),
                                              Shift(sq, Region(tb, (0, 0), sb), Region(tb, (0, 0), sb), "col", -1, ring, 1)))
         compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
-        steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (sends(back) if last else ()),
+        steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (back if last else ()),
                                frees=(Free((ta, tb, tc), P),) if last else ()))
     return steps
 
@@ -225,13 +170,13 @@ def summa(planner, stage, prod: Product, label: str, s: int, groups=(1, 1)) -> l
         return tuple(x for _, sq in squares for x in (
             Multicast(sq, Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), "row", t, 0),
             Multicast(sq, Region(tb, (0, 0), sb), Region(pb, (0, 0), sb), "col", t, 1)))
-    steps = [Superstep(f"{label} summa: fetch", allocs=(Alloc((ta, tb, tc, pa, pb), P),), transfers=sends(fetch)),
+    steps = [Superstep(f"{label} summa: fetch", allocs=(Alloc((ta, tb, tc, pa, pb), P),), transfers=fetch),
              Superstep(f"{label} summa: panels 0", transfers=panels(0))]
     for t in range(s):
         last = t == s - 1
         compute = Compute(P, (bld.gemm(pa, pb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
         steps.append(Superstep(f"{label} summa step {t}", computes=(compute,),
-                               transfers=sends(back) if last else panels(t + 1),
+                               transfers=back if last else panels(t + 1),
                                frees=(Free((ta, tb, tc, pa, pb), P),) if last else ()))
     return steps
 
@@ -244,20 +189,25 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
         bld.tile("c", prod.c, band, prod.N)
     sa, sb, sc = prod.a.tile_shape(band, prod.K), prod.b.tile_shape(prod.K, prod.N), prod.c.tile_shape(band, prod.N)
     P = Pes(0, R, 0, C)
-    fetch, back = [], []
-    broadcast = []   # B to every PE: each home block inside the rectangle broadcasts its part
-    for owner, _, h, t in bld.moves(prod.b, tb, None, 0, prod.K, 0, prod.N, True):
-        if owner in P:
+    broadcast, rows = [], []   # B to every PE: each home block inside the rectangle broadcasts its part
+    _, owners, at_home, home_size, at_tile, tile_size = messages(planner, prod.b, [0], [0], [prod.K], [0], [prod.N])
+    local = planner.home(prod.b.region.buffer).local
+    for owner, h0, h1, t0, t1 in zip(owners.tolist(), at_home.tolist(), home_size.tolist(), at_tile.tolist(),
+                                     tile_size.tolist()):
+        h, t = Region(local, tuple(h0), tuple(h1)), Region(tb, tuple(t0), tuple(t1))
+        if tuple(owner) in P:
             root = (owner[0] - P.r0) * (P.c1 - P.c0) + owner[1] - P.c0
-            broadcast.append(Multicast(P, Region(*h), Region(*t), "all", root, 2))
+            broadcast.append(Multicast(P, h, t, "all", root, 2))
         else:
-            fetch += [(owner, pe, h, t) for pe in P]
-    for q, pe in enumerate(P):
-        fetch += bld.moves(prod.a, ta, pe, q * band, (q + 1) * band, 0, prod.K, True)
-        if prod.accumulate:
-            fetch += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, True)
-        back += bld.moves(prod.c, tc, pe, q * band, (q + 1) * band, 0, prod.N, False)
+            rows += [(owner, pe, (local, tuple(h0), tuple(h1)), (tb, tuple(t0), tuple(t1))) for pe in P]
+    pes = np.array(list(P), np.int64).reshape(-1, 2)
+    q = np.arange(len(pes))
+    zero, K, N = np.zeros_like(q), np.full_like(q, prod.K), np.full_like(q, prod.N)
+    fetch = sends(rows) + moves(planner, prod.a, ta, pes, zero, q * band, (q + 1) * band, zero, K, True)
+    if prod.accumulate:
+        fetch += moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, True)
+    back = moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, False)
     compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate),), (), stage.name)
     return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),),
-                      transfers=sends(fetch) + tuple(broadcast)),
-            Superstep(f"{label} stationary", computes=(compute,), transfers=sends(back), frees=(Free((ta, tb, tc), P),))]
+                      transfers=fetch + tuple(broadcast)),
+            Superstep(f"{label} stationary", computes=(compute,), transfers=back, frees=(Free((ta, tb, tc), P),))]

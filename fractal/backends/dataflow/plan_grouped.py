@@ -16,7 +16,7 @@ stationary weights); otherwise they are fetched at every run.  `gc` is fixed per
 resident tiles' shape); `gr` follows each run's group size.
 
 Messages are built for all PEs at once: consecutive points whose rows lie next to each other
-in their buffer move as one box (`_bands`), so a run costs a few messages per PE, not one per
+in their buffer move as one box (`operand.moves`), so a run costs a few messages per PE, not one per
 point.  The stage's points stay independent, so fetching everything first and writing back
 after is the stage's own semantics.
 """
@@ -31,24 +31,9 @@ from fractal.backends.pointwise import stage_points
 from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
-from .mesh_ir import Alloc, Compute, Free, Superstep, sends_table
+from .mesh_ir import Alloc, Compute, Free, Superstep
+from .operand import Operand, moves
 from .plan_window import rectangles
-
-
-@dataclass
-class Side:
-    """One operand of the group's products: its region, per-point starts, the buffer axes of
-    the (op-applied) matrix's rows and columns, and rows per point."""
-
-    region: Region
-    starts: np.ndarray    # (points, ndim), points in group order
-    rows_axis: int
-    cols_axis: int
-    m: int
-
-    @property
-    def transposed(self) -> bool:
-        return self.rows_axis > self.cols_axis
 
 
 @dataclass
@@ -142,9 +127,9 @@ class GroupedPlan:
         (a0, a1), (b0, b1), (c0, c1) = _axes(op.a), _axes(op.b), _axes(op.c)
         m, K = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
         N = op.c.size[c1]
-        a = Side(op.a, self._starts(op.a, order), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m)
-        b = Side(op.b, self._starts(op.b, order), b1 if op.trans_b else b0, b0 if op.trans_b else b1, K)
-        c = Side(op.c, self._starts(op.c, order), c0, c1, m)
+        a = Operand(op.a, self._starts(op.a, order), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
+        b = Operand(op.b, self._starts(op.b, order), b1 if op.trans_b else b0, b0 if op.trans_b else b1, K, True)
+        c = Operand(op.c, self._starts(op.c, order), c0, c1, m, True)
         itemsize = p.itemsize(op.b.buffer)
         layouts = p.__dict__.setdefault("grouped_layouts", {})
         if self.stage.name not in layouts:
@@ -164,7 +149,7 @@ class GroupedPlan:
         if any(blk is None for blk in blocks):
             return None
         new = [g for g, k in enumerate(group_keys) if not resident or tuple(int(x) for x in k) not in layout.loaded]
-        sa, sb, sc = _tile(a, band, K), _tile(b, K, nt), _tile(c, band, nt)
+        sa, sb, sc = a.tile_shape(band, K), b.tile_shape(K, nt), c.tile_shape(band, nt)
         transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
         res_bytes = K * nt * itemsize if resident else 0
         free = p.free().reshape(p.spec.rows, p.spec.cols)
@@ -184,14 +169,14 @@ class GroupedPlan:
         pes = np.array([layout.pe(blocks[g], i, j, gc) for g, i, j in zip(gi.tolist(), ii.tolist(), jj.tolist())],
                        np.int64).reshape(-1, 2)
         base = first[gi]     # each PE's group's first point (in `order`)
-        fetch = _moves(p, a, ta, pes, base, ii * band, (ii + 1) * band, np.zeros_like(jj), np.full_like(jj, K), True)
+        fetch = moves(p, a, ta, pes, base, ii * band, (ii + 1) * band, np.zeros_like(jj), np.full_like(jj, K), True)
         if op.accumulate:
-            fetch += _moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, True)
-        back = _moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, False)
+            fetch += moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, True)
+        back = moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, False)
         load = np.isin(gi, new)
         if load.any():
             bsel = np.flatnonzero(load)
-            fetch += _moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
+            fetch += moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
                             np.full(len(bsel), K, np.int64), jj[bsel] * nt, (jj[bsel] + 1) * nt, True)
         cols = p.spec.cols
         ids = (pes[:, 0] * cols + pes[:, 1]).tolist()
@@ -210,69 +195,4 @@ class GroupedPlan:
         return [Superstep(f"{self.label} grouped {gr}x{gc}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
                 Superstep(f"{self.label} grouped {gr}x{gc}", computes=tuple(computes), transfers=tuple(back),
                           frees=tuple(frees))]
-
-
-def _tile(side: Side, rows: int, cols: int) -> tuple[int, int]:
-    return (cols, rows) if side.transposed else (rows, cols)
-
-
-def _bands(side: Side, base, r0, r1, c0, c1):
-    """The buffer boxes holding rows [r0, r1) and columns [c0, c1) of each PE's stacked matrix
-    (the group's points from `base`): one box per run of points that lie next to each other
-    in the buffer.  Returns (which PE, box lo, box hi, row offset in the tile)."""
-    m, starts = side.m, side.starts
-    lo_pt, hi_pt = base + r0 // m, base + (r1 - 1) // m          # points each PE's rows meet
-    count = hi_pt - lo_pt + 1
-    pe = np.repeat(np.arange(len(base)), count)
-    pt = np.repeat(lo_pt, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    row_lo = np.maximum(np.repeat(r0, count), (pt - np.repeat(base, count)) * m)
-    row_hi = np.minimum(np.repeat(r1, count), (pt - np.repeat(base, count) + 1) * m)
-    first_row = (pt - np.repeat(base, count)) * m
-    lo = starts[pt].copy()
-    hi = lo + 1
-    ra, ca = side.rows_axis, side.cols_axis
-    lo[:, ra], hi[:, ra] = starts[pt, ra] + row_lo - first_row, starts[pt, ra] + row_hi - first_row
-    lo[:, ca], hi[:, ca] = starts[pt, ca] + np.repeat(c0, count), starts[pt, ca] + np.repeat(c1, count)
-    offset = row_lo - np.repeat(r0, count)
-    # merge a box into the one before when it continues it along the rows axis on the same PE
-    same = np.zeros(len(pe), bool)
-    if len(pe) > 1:
-        prev, cur = slice(0, -1), slice(1, None)
-        others = np.ones(len(pe) - 1, bool)
-        for axis in range(lo.shape[1]):
-            if axis != ra:
-                others &= (lo[cur, axis] == lo[prev, axis]) & (hi[cur, axis] == hi[prev, axis])
-        same[1:] = (pe[cur] == pe[prev]) & others & (lo[cur, ra] == hi[prev, ra]) & \
-            (offset[cur] == offset[prev] + hi[prev, ra] - lo[prev, ra])
-    starts_run = np.flatnonzero(~same)
-    ends = np.append(starts_run[1:], len(pe)) - 1
-    lo_m, hi_m = lo[starts_run], hi[ends].copy()
-    for axis in range(lo.shape[1]):
-        if axis != ra:
-            hi_m[:, axis] = hi[starts_run, axis]
-    return pe[starts_run], lo_m, hi_m, offset[starts_run]
-
-
-def _moves(p, side: Side, tile: str, pes, base, r0, r1, c0, c1, into_tile: bool) -> tuple:
-    """The messages between `side`'s homes and each PE's tile (rows [r0, r1), columns [c0, c1)
-    of its group's stacked matrix), as `Sends` tables."""
-    which, lo, hi, offset = _bands(side, base, r0, r1, c0, c1)
-    home = p.home(side.region.buffer)
-    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
-    if not len(box):
-        return ()
-    cols = p.spec.cols
-    ra, ca = side.rows_axis, side.cols_axis
-    row = offset[box] + part_lo[:, ra] - lo[box, ra]
-    col = part_lo[:, ca] - lo[box, ca]
-    size = np.stack([part_hi[:, ra] - part_lo[:, ra], part_hi[:, ca] - part_lo[:, ca]], 1)
-    at_tile = np.stack([row, col], 1)
-    if side.transposed:
-        at_tile, size = at_tile[:, ::-1], size[:, ::-1]
-    here = pes[which[box]]
-    there = np.stack([owner // cols, owner % cols], 1)
-    at_home, home_size = part_lo - block_lo, part_hi - part_lo
-    if into_tile:
-        return sends_table(home.local, tile, np.concatenate([there, here], 1), at_home, at_tile, home_size, size)
-    return sends_table(tile, home.local, np.concatenate([here, there], 1), at_tile, at_home, size, home_size)
 

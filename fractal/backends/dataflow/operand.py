@@ -1,0 +1,110 @@
+"""An operand of a product plan, and the messages that move its tiles between homes and PEs.
+
+A product plan (`plan_gemm`, `plan_grouped`) sees each gemm operand as one big matrix: the
+points' regions stacked row after row (`stacked`: A and C, `m` rows per point) or one region
+all points share (B).  A PE's tile is a box of that matrix (rows [r0, r1), columns [c0, c1)),
+which meets the points' regions in boxes of the buffer; the homes (`home.Home`) hold those
+in blocks.  `moves` builds the messages of every PE's tile at once, with NumPy: a run of
+points whose rows follow one another in the buffer moves as one box, so a tile costs a few
+messages per home block it meets, not one per point.
+
+    a = Operand(region, starts, rows_axis=0, cols_axis=2, m=1, stacked=True)
+    moves(planner, a, "ta", pes, base, r0, r1, c0, c1, into_tile=True)   # -> Sends tables
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fractal.lower.tile_ir import Region
+
+from .mesh_ir import sends_table
+
+
+@dataclass
+class Operand:
+    """One operand of a product: its tile region, starts per point and axes."""
+
+    region: Region
+    starts: np.ndarray        # (points, ndim); one row for a shared operand
+    rows_axis: int            # the buffer axis of the big matrix's rows (op applied)
+    cols_axis: int
+    m: int                    # rows per point (a stacked operand), or all rows (shared)
+    stacked: bool
+
+    @property
+    def transposed(self) -> bool:
+        """The buffer stores the big matrix's columns before its rows: tiles keep buffer order."""
+        return self.rows_axis > self.cols_axis
+
+    def tile_shape(self, rows: int, cols: int) -> tuple[int, int]:
+        return (cols, rows) if self.transposed else (rows, cols)
+
+    def boxes(self, base, r0, r1, c0, c1):
+        """The buffer boxes holding rows [r0, r1) and columns [c0, c1) of each tile (arrays
+        over tiles; `base`: the first point of the tile's matrix, for a grouped product), one
+        box per run of points whose rows lie next to each other in the buffer: (which tile,
+        box lo, box hi, the box's first row in the tile)."""
+        m, starts = self.m, self.starts
+        base, r0, r1, c0, c1 = (np.asarray(x, np.int64) for x in (base, r0, r1, c0, c1))
+        if not self.stacked:
+            base = np.zeros_like(base)
+        first_pt, count = base + r0 // m, (r1 - 1) // m - r0 // m + 1
+        tile = np.repeat(np.arange(len(base)), count)
+        pt = np.repeat(first_pt, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        pt_row = (pt - base[tile]) * m                     # the point's first row in the matrix
+        row_lo, row_hi = np.maximum(r0[tile], pt_row), np.minimum(r1[tile], pt_row + m)
+        ra, ca = self.rows_axis, self.cols_axis
+        lo = starts[pt].copy()
+        hi = lo + 1
+        lo[:, ra], hi[:, ra] = starts[pt, ra] + row_lo - pt_row, starts[pt, ra] + row_hi - pt_row
+        lo[:, ca], hi[:, ca] = starts[pt, ca] + c0[tile], starts[pt, ca] + c1[tile]
+        offset = row_lo - r0[tile]
+        # a box continues the one before it (same tile, next rows of the buffer and the tile):
+        # merged, both keep row-major order (the other axes are one element wide)
+        joins = np.zeros(len(tile), bool)
+        if len(tile) > 1:
+            prev, cur = slice(0, -1), slice(1, None)
+            same = (tile[cur] == tile[prev]) & (lo[cur, ra] == hi[prev, ra]) & \
+                (offset[cur] == offset[prev] + hi[prev, ra] - lo[prev, ra])
+            for axis in range(lo.shape[1]):
+                if axis != ra:
+                    same &= (lo[cur, axis] == lo[prev, axis]) & (hi[cur, axis] == hi[prev, axis])
+            joins[1:] = same
+        first = np.flatnonzero(~joins)
+        last = np.append(first[1:], len(tile)) - 1
+        hi_run = hi[first].copy()
+        hi_run[:, ra] = hi[last, ra]
+        return tile[first], lo[first], hi_run, offset[first]
+
+
+def messages(planner, operand: Operand, base, r0, r1, c0, c1):
+    """Every piece of the tiles' boxes in a home block, as arrays over the pieces: (which
+    tile, owner PE (k, 2), start and sizes in the home block, start and sizes in the tile)."""
+    which, lo, hi, offset = operand.boxes(base, r0, r1, c0, c1)
+    home = planner.home(operand.region.buffer)
+    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
+    ra, ca = operand.rows_axis, operand.cols_axis
+    at_tile = np.stack([offset[box] + part_lo[:, ra] - lo[box, ra], part_lo[:, ca] - lo[box, ca]], 1)
+    tile_size = np.stack([part_hi[:, ra] - part_lo[:, ra], part_hi[:, ca] - part_lo[:, ca]], 1)
+    if operand.transposed:
+        at_tile, tile_size = at_tile[:, ::-1], tile_size[:, ::-1]
+    cols = planner.spec.cols
+    return which[box], np.stack([owner // cols, owner % cols], 1), part_lo - block_lo, part_hi - part_lo, \
+        at_tile, tile_size
+
+
+def moves(planner, operand: Operand, tile: str, pes, base, r0, r1, c0, c1, into_tile: bool) -> tuple:
+    """The messages between `operand`'s homes and tile `tile` on PE `pes[t]` (rows, cols) holding
+    rows [r0[t], r1[t]) and columns [c0[t], c1[t]) of its matrix, as `Sends` tables."""
+    pes = np.asarray(pes, np.int64).reshape(-1, 2)
+    which, owner, at_home, home_size, at_tile, tile_size = messages(planner, operand, base, r0, r1, c0, c1)
+    if not len(which):
+        return ()
+    local = planner.home(operand.region.buffer).local
+    here = pes[which]
+    if into_tile:
+        return sends_table(local, tile, np.concatenate([owner, here], 1), at_home, at_tile, home_size, tile_size)
+    return sends_table(tile, local, np.concatenate([here, owner], 1), at_tile, at_home, tile_size, home_size)
