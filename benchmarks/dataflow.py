@@ -81,7 +81,7 @@ def products(meshes) -> list[dict]:
             flops = 2 * prod.M * prod.K * prod.N
             roof = flops / (spec.pes * spec.rate(tile.buffer(stage.body[0].c.buffer).dtype))
             steps = gemm_choice.candidates(planner, stage, prod, label)[chosen][0]()
-            program = MeshProgram("stage", spec, (), tuple(planner.local.values()), allocs=tuple(planner.home_allocs),
+            program = MeshProgram("stage", spec, (), tuple(planner.local.values()), allocs=tuple(a for n in planner.homes for a in planner.allocs_of(n)),
                                   steps=tuple(steps))
             summary = run_bsp(program, None)[1]
             summa = min((v[0], k) for k, v in simulated.items() if k.startswith("summa")) if any(

@@ -97,7 +97,7 @@ def estimate(prod: Product, shape, spec, itemsize: int, dtype, owners: dict) -> 
 def cost(planner, steps) -> tuple[float, int]:
     """(cycles, peak SRAM bytes) of a stage plan's steps on top of the homes (costs only)."""
     from .bsp import run_bsp
-    program = MeshProgram("stage", planner.spec, (), tuple(planner.local.values()), allocs=tuple(planner.home_allocs),
+    program = MeshProgram("stage", planner.spec, (), tuple(planner.local.values()), allocs=tuple(planner.live_allocs()),
                           steps=tuple(steps))
     summary = run_bsp(program, None)[1]
     return summary.makespan_cycles, int(summary.sram_peak.max())

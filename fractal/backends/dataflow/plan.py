@@ -6,13 +6,19 @@ in program order: loops are unrolled and `if`s decided at plan time (their bound
 conditions read loop variables only), and every stage run is planned by the first plan that
 takes it: `plan_copy` (a stage that only copies: home to home), `gemm_choice` (a stage that
 is one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
-else `plan_window` (any stage; a stage whose one point does not fit a PE runs op by op), each
-a list of supersteps that reads the stage's inputs from their homes and leaves
-its results there.  The homes are live for the whole program, and so are the resident boxes
-(`residency`): `free()` is what each PE has left for a stage on top of them.
+`plan_grouped` (one product per group of points, each with its own right operand), else
+`plan_window` (any stage; a stage whose one point does not fit a PE runs op by op), each a
+list of supersteps that reads the stage's inputs from their homes and leaves its results
+there.  Inputs', consts' and outputs' homes live for the whole program; a temp's home from
+the first top-level statement that names it to the last (allocated in that statement's
+first superstep, freed in the last one's: allocation by liveness).  Resident boxes
+(`residency`, `plan_grouped`) stay to the end.  `free()` is what each PE has left for a
+stage beside the homes live then and the resident boxes.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,7 +29,7 @@ from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 from .errors import SramCapacityError
 from .home import Home
 from . import gemm_choice, plan_copy, plan_grouped, split
-from .mesh_ir import Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store
+from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep
 from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers
 from .spec import MeshSpec
@@ -37,7 +43,6 @@ class Planner:
         self.local: dict[str, LocalBuffer] = {}
         self.runs: dict[str, int] = {}
         first = 0
-        live = np.zeros((spec.rows, spec.cols), np.int64)
         for b in tile.buffers:
             if not all(b.shape):
                 continue
@@ -45,20 +50,49 @@ class Planner:
             first += home.blocks
             self.homes[b.name] = home
             self.declare(home.local, home.block, b.dtype)
-            for pe, _ in home.owners():
-                live[pe] += self.local[home.local].nbytes
-        self.home_live = live
-        self.home_allocs = [Alloc((home.local,), Pes.one(*pe)) for home in self.homes.values() for pe, _ in home.owners()]
+        # a temp's home lives from the first top-level statement that names it to the last
+        # (allocation by liveness); inputs, consts and outputs for the whole program
+        self.lifetimes = {n: span for n, span in _lifetimes(tile).items() if n in self.homes}
+        self.home_live = np.zeros((spec.rows, spec.cols), np.int64)
+        self.live_homes: set[str] = set()
+        self._take([n for n in self.homes if n not in self.lifetimes], "the homes of the program's buffers")
+        self.home_allocs = [a for n in self.homes if n not in self.lifetimes for a in self.allocs_of(n)]
         self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
-        self.home_peak = int(live.max()) if live.size else 0
-        if self.home_peak > spec.usable_bytes:
+
+    def allocs_of(self, name: str) -> list[Alloc]:
+        """The allocs of a buffer's home blocks."""
+        home = self.homes[name]
+        pes = sorted({pe for pe, _ in home.owners()})
+        return [Alloc((home.local,), Pes.one(*pe)) for pe in pes]
+
+    def _take(self, names, where: str) -> None:
+        """Count the homes `names` live on their PEs; refuse when a PE cannot hold them."""
+        for name in names:
+            home = self.homes[name]
+            nbytes = self.local[home.local].nbytes
+            for pe, _ in home.owners():
+                self.home_live[pe] += nbytes
+            self.live_homes.add(name)
+        live = self.home_live + getattr(self, "resident_live", 0)
+        if live.size and int(live.max()) > self.spec.usable_bytes:
             r, c = (int(x) for x in np.unravel_index(int(live.argmax()), live.shape))
-            raise SramCapacityError((r, c), "the homes of the program's buffers", "its home blocks",
-                                    self.home_peak, 0, spec.usable_bytes)
+            raise SramCapacityError((r, c), where, "its home blocks", int(self.home_live[r, c]),
+                                    int(live[r, c] - self.home_live[r, c]), self.spec.usable_bytes)
+
+    def _give_back(self, names) -> None:
+        for name in names:
+            home = self.homes[name]
+            for pe, _ in home.owners():
+                self.home_live[pe] -= self.local[home.local].nbytes
+            self.live_homes.discard(name)
+
+    def live_allocs(self) -> list[Alloc]:
+        """Allocs of the homes live now (a stage plan's cost is simulated on top of them)."""
+        return [a for n in sorted(self.live_homes) for a in self.allocs_of(n)]
 
     # --- what the stage plans ask ---------------------------------------------------------------
 
@@ -108,18 +142,31 @@ class Planner:
 
     # --- the program --------------------------------------------------------------------------
 
-    def walk(self, stmts, env) -> list:
+    def walk(self, stmts, env, top: bool = False) -> list:
         out = []
-        for s in stmts:
+        for i, s in enumerate(stmts):
+            born = [n for n, (a, _) in self.lifetimes.items() if a == i] if top else []
+            dying = [n for n, (_, b) in self.lifetimes.items() if b == i] if top else []
+            if born:
+                self._take(born, f"the homes live at {_name(s)}")
             if isinstance(s, Loop):
+                steps = []
                 for v in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
-                    out += self.walk(s.body, {**env, s.var: v})
+                    steps += self.walk(s.body, {**env, s.var: v})
             elif isinstance(s, If):
-                out += self.walk(s.then if s.holds(env) else s.orelse, env)
+                steps = self.walk(s.then if s.holds(env) else s.orelse, env)
             elif isinstance(s, Stage):
-                out += self.stage(s, env)
+                steps = self.stage(s, env)
             else:
                 raise TypeError(f"not a tile statement: {type(s).__name__}")
+            if born or dying:   # the temps' homes: allocated in the statement's first step, freed in its last
+                allocs = tuple(a for n in born for a in self.allocs_of(n))
+                frees = tuple(Free(a.buffers, a.pes) for n in dying for a in self.allocs_of(n))
+                steps = steps or [Superstep(f"homes at {_name(s)}")]
+                steps[0] = replace(steps[0], allocs=allocs + steps[0].allocs)
+                steps[-1] = replace(steps[-1], frees=steps[-1].frees + frees)
+                self._give_back(dying)
+            out += steps
         return out
 
     def stage(self, s: Stage, env: dict) -> list:
@@ -156,7 +203,7 @@ class Planner:
                 for step in self.stage(Stage(f"{s.name}_op{k}", s.dims, (op,), s.placement), env)]
 
     def program(self) -> MeshProgram:
-        steps = self.walk(self.tile.body, {})
+        steps = self.walk(self.tile.body, {}, top=True)
         arrays = tuple(HostArray(b.name, b.shape, b.dtype, b.role, b.data) for b in self.tile.buffers
                        if b.role in ("input", "output", "const"))
         allocs, loads, stores = list(self.home_allocs), [], []
@@ -173,6 +220,29 @@ class Planner:
         return MeshProgram(self.tile.name, self.spec, arrays,
                            tuple(self.local.values()), allocs=tuple(allocs), loads=tuple(loads), steps=tuple(steps),
                            stores=tuple(stores))
+
+
+def _name(s) -> str:
+    return s.name if isinstance(s, Stage) else f"the loop over {s.var}" if isinstance(s, Loop) else "an if"
+
+
+def _lifetimes(tile: TileProgram) -> dict[str, tuple[int, int]]:
+    """{temp buffer: (first, last) top-level statement that names it}."""
+    out: dict[str, tuple[int, int]] = {}
+    temps = {b.name for b in tile.buffers if b.role == "temp"}
+    for i, s in enumerate(tile.body):
+        stages = [s] if isinstance(s, Stage) else list(_stages(s))
+        for name in {r.buffer for st in stages for op in st.body for r in op.reads + op.writes} & temps:
+            out[name] = (out.get(name, (i, i))[0], i)
+    return out
+
+
+def _stages(s):
+    for x in (s.body if isinstance(s, Loop) else s.then + s.orelse):
+        if isinstance(x, Stage):
+            yield x
+        else:
+            yield from _stages(x)
 
 
 def plan(tile: TileProgram, spec: MeshSpec) -> MeshProgram:

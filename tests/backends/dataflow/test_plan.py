@@ -207,3 +207,47 @@ def test_a_stage_whose_point_does_not_fit_runs_op_by_op_and_const_scatters_move_
     assert "init3_op1#0 copy" in labels            # the scatter through a const table, row by row
     got, want = m.outputs(compiled.run(*args)), m.outputs(m.model(*args, backend="interpreter"))
     assert compare(got, want, rtol=1e-4, atol=1e-4) == []
+
+
+_CHAIN = """tile @chain {
+  buffer x: f64[64,32] global input
+  buffer t1: f64[64,32] global temp
+  buffer t2: f64[64,32] global temp
+  buffer t3: f64[64,32] global temp
+  buffer y: f64[64,32] global output
+  stage twice(i in 0:64) device {
+    t1[i, 0:32] = mul(x[i, 0:32], 2.0)
+  }
+  stage plus(i in 0:64) device {
+    t2[i, 0:32] = add(t1[i, 0:32], 1.0)
+  }
+  stage thrice(i in 0:64) device {
+    t3[i, 0:32] = mul(t2[i, 0:32], 3.0)
+  }
+  stage square(i in 0:64) device {
+    y[i, 0:32] = mul(t3[i, 0:32], t3[i, 0:32])
+  }
+}"""
+
+
+def test_a_temps_home_lives_only_from_its_first_statement_to_its_last():
+    from fractal.backends.dataflow.bsp import run_bsp
+    from fractal.backends.dataflow.spec import mesh_spec
+    from fractal.lower.tile_parser import parse_tile_program
+    tile = parse_tile_program(_CHAIN)
+    # each buffer is 8 KiB per PE on 2 PEs: x, y and the two temps a stage touches fit 40 KiB
+    # (with windows of 256 B per point); all five buffers at once would need 40 KiB and more
+    spec = mesh_spec(1, 2, "tiny", sram_bytes=40 << 10)
+    planner = Planner(tile, spec)
+    assert planner.lifetimes == {"t1": (0, 1), "t2": (1, 2), "t3": (2, 3)}
+    program = planner.program()
+    allocated = [s.label for s in program.steps if any("h_t1" in a.buffers for a in s.allocs)]
+    freed = [s.label for s in program.steps if any("h_t1" in f.buffers for f in s.frees)]
+    assert allocated and freed and {x.split("#")[0] for x in allocated + freed} == {"twice", "plus"}
+    assert allocated[0].startswith("twice") and freed[-1].startswith("plus")
+    x = _ints((64, 32), 0)
+    outputs, summary = run_bsp(program, {"x": x})
+    assert np.array_equal(outputs["y"], (3 * (2 * x + 1)) ** 2)
+    assert summary.sram_peak.max() <= spec.usable_bytes
+    with pytest.raises(SramCapacityError, match=r"runs out of SRAM at the homes live at plus"):
+        Planner(tile, mesh_spec(1, 2, "tiny", sram_bytes=(32 << 10) - 1)).program()
