@@ -62,33 +62,54 @@ class Operand:
         lo[:, ra], hi[:, ra] = starts[pt, ra] + row_lo - pt_row, starts[pt, ra] + row_hi - pt_row
         lo[:, ca], hi[:, ca] = starts[pt, ca] + c0[tile], starts[pt, ca] + c1[tile]
         offset = row_lo - r0[tile]
-        # a box continues the one before it (same tile, next rows of the buffer and the tile):
-        # merged, both keep row-major order (the other axes are one element wide)
-        joins = np.zeros(len(tile), bool)
-        if len(tile) > 1:
-            prev, cur = slice(0, -1), slice(1, None)
-            same = (tile[cur] == tile[prev]) & (lo[cur, ra] == hi[prev, ra]) & \
-                (offset[cur] == offset[prev] + hi[prev, ra] - lo[prev, ra])
-            for axis in range(lo.shape[1]):
-                if axis != ra:
-                    same &= (lo[cur, axis] == lo[prev, axis]) & (hi[cur, axis] == hi[prev, axis])
-            joins[1:] = same
-        first = np.flatnonzero(~joins)
-        last = np.append(first[1:], len(tile)) - 1
-        hi_run = hi[first].copy()
-        hi_run[:, ra] = hi[last, ra]
-        return tile[first], lo[first], hi_run, offset[first]
+        return _runs(tile, lo, hi, offset, ra, ca)
+
+
+def _runs(tile, lo, hi, offset, ra: int, ca: int):
+    """Boxes merged with the one before when they continue it in the buffer and in the tile
+    (same tile, the next rows): along the rows axis, or along another axis when each box is
+    one row (the points of a list stacked on an index axis) on the same side of the columns
+    axis as the rows axis, so that both sides keep row-major order.  Returns (which tile, lo,
+    hi, first row in the tile, the axis each merged box grows along)."""
+    n, d = lo.shape
+    axis = np.full(n, ra, np.int64)
+    joins = np.zeros(n, bool)
+    if n > 1:
+        prev, cur = slice(0, -1), slice(1, None)
+        meets = (lo[cur] == hi[prev])                                  # (n-1, d): continues along that axis
+        same = (lo[cur] == lo[prev]) & (hi[cur] == hi[prev])
+        along = np.argmax(meets, 1)
+        one_axis = meets.sum(1) == 1
+        rest_same = (same | meets).all(1) & one_axis
+        rows = (hi - lo)[:, ra]
+        ok = np.where(along == ra, True, (rows[cur] == 1) & (rows[prev] == 1) & ((along < ca) == (ra < ca)))
+        joins[1:] = (tile[cur] == tile[prev]) & rest_same & ok & \
+            (offset[cur] == offset[prev] + np.where(along == ra, hi[prev, ra] - lo[prev, ra], 1))
+        axis[1:] = np.where(joins[1:], along, ra)
+        # a run grows along one axis: a join along another axis than the previous join starts a new run
+        change = joins[1:] & joins[:-1] & (axis[1:] != axis[:-1])
+        joins[1:] &= ~change
+    first = np.flatnonzero(~joins)
+    last = np.append(first[1:], n) - 1
+    grows = np.where(last > first, axis[np.minimum(first + 1, n - 1)], ra)
+    hi_run = hi[first].copy()
+    hi_run[np.arange(len(first)), grows] = hi[last, grows]
+    return tile[first], lo[first], hi_run, offset[first], grows
 
 
 def messages(planner, operand: Operand, base, r0, r1, c0, c1):
     """Every piece of the tiles' boxes in a home block, as arrays over the pieces: (which
     tile, owner PE (k, 2), start and sizes in the home block, start and sizes in the tile)."""
-    which, lo, hi, offset = operand.boxes(base, r0, r1, c0, c1)
+    which, lo, hi, offset, grows = operand.boxes(base, r0, r1, c0, c1)
     home = planner.home(operand.region.buffer)
     box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
     ra, ca = operand.rows_axis, operand.cols_axis
-    at_tile = np.stack([offset[box] + part_lo[:, ra] - lo[box, ra], part_lo[:, ca] - lo[box, ca]], 1)
-    tile_size = np.stack([part_hi[:, ra] - part_lo[:, ra], part_hi[:, ca] - part_lo[:, ca]], 1)
+    g, k = grows[box], np.arange(len(box))
+    other = g != ra              # merged along an index axis: each of its elements is one row
+    row = offset[box] + part_lo[:, ra] - lo[box, ra] + np.where(other, part_lo[k, g] - lo[box, g], 0)
+    rows = (part_hi - part_lo)[:, ra] * np.where(other, (part_hi - part_lo)[k, g], 1)
+    at_tile = np.stack([row, part_lo[:, ca] - lo[box, ca]], 1)
+    tile_size = np.stack([rows, part_hi[:, ca] - part_lo[:, ca]], 1)
     if operand.transposed:
         at_tile, tile_size = at_tile[:, ::-1], tile_size[:, ::-1]
     cols = planner.spec.cols
