@@ -22,6 +22,7 @@ import numpy as np
 
 from fractal.lang.tensor_ops import BINARY, UNARY
 from fractal.lower.target import Target
+from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import (Binary, Const, Convert, Copy, Elementwise, Gather, Gemm, If, Load, Loop, Reduce,
                                    Scatter, SegmentReduce, Stage, TileProgram, Unary, Where)
 
@@ -94,6 +95,28 @@ def stage_points(dims, env):
     d = dims[0]
     for x in range(d.start.evaluate(env), d.stop.evaluate(env)):
         yield from stage_points(dims[1:], {**env, d.var: x})
+
+
+def stage_point_values(dims, env) -> tuple[dict[str, np.ndarray], int]:
+    """Every point of a stage's space at once: ({variable: its int64 values over the points},
+    the number of points), in `stage_points`' order (a dim's bounds may read earlier dims);
+    the variables are `env`'s and the dims."""
+    values = {k: np.int64(v) for k, v in env.items()}
+    out: dict[str, np.ndarray] = {}
+    n = 1
+    for d in dims:
+        lo = np.broadcast_to(evaluate_many(d.start, values), (n,))
+        hi = np.broadcast_to(evaluate_many(d.stop, values), (n,))
+        count = np.maximum(hi - lo, 0)
+        parent = np.repeat(np.arange(n), count)
+        inner = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        for v in out:
+            out[v] = out[v][parent]
+            values[v] = out[v]
+        out[d.var] = lo[parent] + inner
+        values[d.var] = out[d.var]
+        n = len(parent)
+    return {**{k: np.full(n, v, np.int64) for k, v in env.items()}, **out}, n
 
 
 def region(r, env, arrays) -> np.ndarray:

@@ -61,6 +61,7 @@ class Planner:
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
+        self.grouped_layouts: dict = {}    # grouped stage -> its blocks of PEs (`plan_grouped.Layout`)
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
 
     def allocs_of(self, name: str) -> list[Alloc]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_points
+from fractal.backends.pointwise import stage_point_values
 from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
@@ -137,11 +137,9 @@ def _moves(planner, op, src, dst, sizes):
 
 
 def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
-    points = list(stage_points(stage.dims, env))
-    n = len(points)
+    values, n = stage_point_values(stage.dims, env)
     if not n:
         return []
-    values = {v: np.array([pt[v] for pt in points], np.int64) for v in points[0]}
     transfers, fills = [], []
     for op in stage.body:
         src, dst, sizes, zeros = _copies(planner, op, values, n)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_points
+from fractal.backends.pointwise import stage_point_values
 from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
@@ -67,11 +67,10 @@ def product_of(stage: Stage, env: dict) -> Product | None:
     names = {d.var for d in stage.dims}
     if op.b.vars() & names or any(s != 1 for r in (op.a, op.b, op.c) for s in r.stride):
         return None
-    points = list(stage_points(stage.dims, env))
-    if not points:
+    values, count = stage_point_values(stage.dims, env)
+    if not count:
         return None
-    values = {v: np.array([p[v] for p in points], np.int64) for v in points[0]}
-    starts = lambda r: np.stack([np.broadcast_to(evaluate_many(a, values), (len(points),))  # noqa: E731
+    starts = lambda r: np.stack([np.broadcast_to(evaluate_many(a, values), (count,))  # noqa: E731
                                  for a in r.start], 1)
     (a0, a1), (b0, b1), (c0, c1) = _ranges(op.a), _ranges(op.b), _ranges(op.c)
     m, k = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
@@ -79,7 +78,7 @@ def product_of(stage: Stage, env: dict) -> Product | None:
     a = Operand(op.a, starts(op.a), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
     b = Operand(op.b, starts(op.b)[:1], b1 if op.trans_b else b0, b0 if op.trans_b else b1, k, False)
     c = Operand(op.c, starts(op.c), c0, c1, m, True)
-    return Product(a, b, c, m * len(points), k, n, op.accumulate)
+    return Product(a, b, c, m * count, k, n, op.accumulate)
 
 
 # --- the plans ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_points
+from fractal.backends.pointwise import stage_point_values
 from fractal.lower.tile_affine import evaluate_many
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
@@ -53,10 +53,10 @@ class Layout:
             self.keys[key] = len(self.keys)
         return self.keys[key]
 
-    def pe(self, block: int, i: int, j: int, gc: int) -> tuple[int, int]:
-        q = i * gc + j
-        r0, c0 = self.blocks[block]
-        return r0 + q // self.block[1], c0 + q % self.block[1]
+    def pes(self, block, i, j, gc: int) -> np.ndarray:
+        """The (row, col) of PE (i, j) of the grid of `gc` columns in each block (arrays)."""
+        q, corner = i * gc + j, np.array(self.blocks, np.int64).reshape(-1, 2)[block]
+        return np.stack([corner[:, 0] + q // self.block[1], corner[:, 1] + q % self.block[1]], 1)
 
 
 def _axes(r: Region) -> list[int]:
@@ -107,9 +107,7 @@ class GroupedPlan:
         self.op: Gemm = stage.body[0]
         dims = {d.var for d in stage.dims}
         self.group_dims = sorted(self.op.b.vars() & dims)
-        points = list(stage_points(stage.dims, env))
-        self.values = {v: np.array([pt[v] for pt in points], np.int64) for v in (points[0] if points else {})}
-        self.n = len(points)
+        self.values, self.n = stage_point_values(stage.dims, env)
 
     def _starts(self, r: Region, order) -> np.ndarray:
         return np.stack([np.broadcast_to(evaluate_many(a, self.values), (self.n,))[order] for a in r.start], 1)
@@ -131,7 +129,7 @@ class GroupedPlan:
         b = Operand(op.b, self._starts(op.b, order), b1 if op.trans_b else b0, b0 if op.trans_b else b1, K, True)
         c = Operand(op.c, self._starts(op.c, order), c0, c1, m, True)
         itemsize = p.itemsize(op.b.buffer)
-        layouts = p.__dict__.setdefault("grouped_layouts", {})
+        layouts = p.grouped_layouts
         if self.stage.name not in layouts:
             extent = _group_extent(p, self.stage, self.group_dims)
             if extent > p.spec.pes:
@@ -152,28 +150,23 @@ class GroupedPlan:
         sa, sb, sc = a.tile_shape(band, K), b.tile_shape(K, nt), c.tile_shape(band, nt)
         transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
         res_bytes = K * nt * itemsize if resident else 0
-        free = p.free().reshape(p.spec.rows, p.spec.cols)
-        for g, blk in enumerate(blocks):
-            for i in range(gr):
-                for j in range(gc):
-                    pe = layout.pe(blk, i, j, gc)
-                    if free[pe] - (res_bytes if g in new else 0) < transient:
-                        return None
+        # every (group, i, j) PE, row-major over groups
+        G = len(group_keys)
+        gi, ii, jj = (x.reshape(-1) for x in np.meshgrid(np.arange(G), np.arange(gr), np.arange(gc), indexing="ij"))
+        pes = layout.pes(np.array(blocks, np.int64)[gi], ii, jj, gc)
+        load = np.isin(gi, new)
+        free = p.free().reshape(p.spec.rows, p.spec.cols)[pes[:, 0], pes[:, 1]]
+        if (free - np.where(load, res_bytes, 0) < transient).any():
+            return None
         name = f"grouped_{self.stage.name}"
         ta = p.declare(f"{name}_a_{band}x{K}", sa, p.buffers[op.a.buffer].dtype)
         tc = p.declare(f"{name}_c_{band}x{nt}", sc, p.buffers[op.c.buffer].dtype)
         tb = p.declare(f"{name}_b_{K}x{nt}" if resident else f"{name}_bt_{K}x{nt}", sb, p.buffers[op.b.buffer].dtype)
-        # every (group, i, j) PE, row-major over groups
-        G = len(group_keys)
-        gi, ii, jj = (x.reshape(-1) for x in np.meshgrid(np.arange(G), np.arange(gr), np.arange(gc), indexing="ij"))
-        pes = np.array([layout.pe(blocks[g], i, j, gc) for g, i, j in zip(gi.tolist(), ii.tolist(), jj.tolist())],
-                       np.int64).reshape(-1, 2)
         base = first[gi]     # each PE's group's first point (in `order`)
         fetch = moves(p, a, ta, pes, base, ii * band, (ii + 1) * band, np.zeros_like(jj), np.full_like(jj, K), True)
         if op.accumulate:
             fetch += moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, True)
         back = moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, False)
-        load = np.isin(gi, new)
         if load.any():
             bsel = np.flatnonzero(load)
             fetch += moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),

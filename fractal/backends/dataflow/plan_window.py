@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_points
+from fractal.backends.pointwise import stage_point_values
 from fractal.lower.tile_affine import aff, evaluate_many
 from fractal.lower.tile_ir import Dim, Region, Scatter, Stage
 from fractal.lower.rewrite import map_regions
@@ -85,10 +85,7 @@ class WindowPlan:
 
     def __init__(self, planner, stage: Stage, env: dict, label: str):
         self.planner, self.stage, self.label = planner, stage, label
-        self.points = list(stage_points(stage.dims, env))
-        n = len(self.points)
-        names = sorted({v for p in self.points[:1] for v in p})
-        self.values = {v: np.array([p[v] for p in self.points], dtype=np.int64) for v in names}
+        self.values, n = stage_point_values(stage.dims, env)
         self.n = n
         self.serial = any(isinstance(op, Scatter) and not planner.is_const(op.index.buffer) for op in stage.body)
         self.boxes = {}       # window key -> dict(buffer, lo=(n, d), hi=(n, d), read_lo, read_hi)
@@ -166,31 +163,37 @@ class WindowPlan:
             return None   # a read-only buffer read through two windows: not one resident box
         if not kept:
             return None
-        keys = [tuple((b, tuple(self.boxes[b]["lo"][i]), tuple(self.boxes[b]["hi"][i])) for b in kept)
-                for i in range(self.n)]
         if not res.declare({b: tuple(int(x) for x in (self.boxes[b]["hi"] - self.boxes[b]["lo"]).max(axis=0))
                             for b in kept}):
             return None
-        by_key: dict = {}
-        for i, key in enumerate(keys):
-            by_key.setdefault(key, []).append(i)
-        placement, K = {}, 1
-        for key, points in by_key.items():
+        # the points by key (their read-only boxes), keys in order of first sight
+        table = np.concatenate([self.boxes[b][side] for b in kept for side in ("lo", "hi")], 1)
+        _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        key_of = rank[inverse]                       # each point's key, numbered by first sight
+        order = np.argsort(key_of, kind="stable")    # points grouped by key, ascending within
+        counts = np.bincount(key_of, minlength=len(first))
+        starts = np.cumsum(counts) - counts
+        pes, slots, K = np.empty(self.n, np.int64), np.empty(self.n, np.int64), 1
+        for k, i in enumerate(np.sort(first).tolist()):
+            key = tuple((b, tuple(int(x) for x in self.boxes[b]["lo"][i]), tuple(int(x) for x in self.boxes[b]["hi"][i]))
+                        for b in kept)
             group = res.group(key)
             if group is None:
                 return None
-            per = -(-len(points) // len(group))
+            per = -(-int(counts[k]) // len(group))
             K = max(K, per)
-            for j, i in enumerate(points):
-                placement[i] = (group[j // per], j % per)
+            mine, j = order[starts[k]:starts[k] + counts[k]], np.arange(counts[k])
+            pes[mine], slots[mine] = np.array(group, np.int64)[j // per], j % per
         transient = {b: w for b, w in windows.items() if b not in res.buffers}
         free = self.planner.free()
         need = K * sum(b for _, b in transient.values())
-        if any(free[q] - (0 if q in res.loaded else res.bytes_per_pe()) < need for q, _ in placement.values()):
+        extra = np.array([0 if q in res.loaded else res.bytes_per_pe() for q in range(len(free))], np.int64)
+        if ((free - extra)[pes] < need).any():
             return None
-        points = np.array(sorted(placement), np.int64)
-        pes, slots = (np.array([placement[i][j] for i in points.tolist()], np.int64) for j in (0, 1))
-        return self._round(points, pes, slots, K, transient, res)
+        return self._round(np.arange(self.n), pes, slots, K, transient, res)
 
     def _round(self, points, pes, slots, K: int, windows, res) -> list[Superstep]:
         """One round: point `points[j]` on PE id `pes[j]` in slot `slots[j]`; fetch, compute,
