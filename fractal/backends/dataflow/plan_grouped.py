@@ -13,7 +13,8 @@ the group's A (`M_g/gr x K`) from their homes, computes its `M_g/gr x N/gc` tile
 writes it back.  When B is an input or a const (nothing writes it) its tiles stay on their
 PEs from the first run to the end (a layer's weights move once: the paper's reuse, WaferLLM's
 stationary weights); otherwise they are fetched at every run.  `gc` is fixed per stage (the
-resident tiles' shape); `gr` follows each run's group size.
+resident tiles' shape); the rows are cut in bands of one size, so groups of different sizes
+(a wavefront's triangle of cells) get as many grid rows as their bands.
 
 Messages are built for all PEs at once: consecutive points whose rows lie next to each other
 in their buffer move as one box (`operand.moves`), so a run costs a few messages per PE, not one per
@@ -65,7 +66,7 @@ def _axes(r: Region) -> list[int]:
 
 def qualifies(planner, stage: Stage) -> bool:
     """One gemm, unit strides, a right operand that reads some (not all) of the stage's dims."""
-    if len(stage.body) != 1 or not isinstance(stage.body[0], Gemm) or not stage.rectangular:
+    if len(stage.body) != 1 or not isinstance(stage.body[0], Gemm):
         return False
     op: Gemm = stage.body[0]
     dims = {d.var for d in stage.dims}
@@ -119,9 +120,6 @@ class GroupedPlan:
         keys = np.stack([self.values[v] for v in self.group_dims], 1)
         order = np.lexsort((np.arange(self.n),) + tuple(keys.T[::-1]))   # by group, then point order
         group_keys, first, counts = np.unique(keys[order], axis=0, return_index=True, return_counts=True)
-        if len(set(counts.tolist())) != 1:
-            return None
-        per_group = int(counts[0])
         (a0, a1), (b0, b1), (c0, c1) = _axes(op.a), _axes(op.b), _axes(op.c)
         m, K = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
         N = op.c.size[c1]
@@ -138,10 +136,16 @@ class GroupedPlan:
         layout = layouts[self.stage.name]
         if layout is None:
             return None
-        gc, Mg = layout.gc, per_group * m
+        # every group's rows cut in bands of one size (the tiles of one SPMD compute): the
+        # smallest band that divides every group's rows and leaves each group PEs enough
+        gc, Mg = layout.gc, counts * m
         pes_per_block = layout.block[0] * layout.block[1]
-        gr = max(d for d in range(1, min(Mg, pes_per_block // gc) + 1) if Mg % d == 0)
-        band, nt = Mg // gr, N // gc
+        common = int(np.gcd.reduce(Mg))
+        band = min(d for d in range(1, common + 1) if common % d == 0 and int(Mg.max()) // d * gc <= pes_per_block) \
+            if int(Mg.max()) // common * gc <= pes_per_block else None
+        if band is None:
+            return None
+        gr, nt = Mg // band, N // gc            # per group
         resident = p.buffers[op.b.buffer].role in ("input", "const")
         blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
         if any(blk is None for blk in blocks):
@@ -151,8 +155,10 @@ class GroupedPlan:
         transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
         res_bytes = K * nt * itemsize if resident else 0
         # every (group, i, j) PE, row-major over groups
-        G = len(group_keys)
-        gi, ii, jj = (x.reshape(-1) for x in np.meshgrid(np.arange(G), np.arange(gr), np.arange(gc), indexing="ij"))
+        per = gr * gc
+        gi = np.repeat(np.arange(len(group_keys)), per)
+        k = np.arange(len(gi)) - np.repeat(np.cumsum(per) - per, per)
+        ii, jj = k // gc, k % gc
         pes = layout.pes(np.array(blocks, np.int64)[gi], ii, jj, gc)
         load = np.isin(gi, new)
         free = p.free().reshape(p.spec.rows, p.spec.cols)[pes[:, 0], pes[:, 1]]
@@ -185,7 +191,8 @@ class GroupedPlan:
                     accumulate=op.accumulate, trans_a=a.transposed, trans_b=b.transposed)
         computes = [Compute(rect, (gemm,), (), self.stage.name) for rect, _ in rects]
         frees = [Free((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
-        return [Superstep(f"{self.label} grouped {gr}x{gc}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
-                Superstep(f"{self.label} grouped {gr}x{gc}", computes=tuple(computes), transfers=tuple(back),
+        shape = f"{int(gr.max())}x{gc}" + ("" if (gr == gr[0]).all() else f" (bands of {band})")
+        return [Superstep(f"{self.label} grouped {shape}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
+                Superstep(f"{self.label} grouped {shape}", computes=tuple(computes), transfers=tuple(back),
                           frees=tuple(frees))]
 
