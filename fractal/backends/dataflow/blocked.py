@@ -16,7 +16,8 @@ message; a superstep runs its computes on the rank's PEs, then its transfers as 
 PEs, calls its `exchange` with the messages that cross to or from other ranks (every rank
 calls it once per superstep, with no messages when it has none), which returns the data its
 PEs receive from other ranks, and then writes every message its PEs receive in program
-order (a message between two of its own PEs is a local copy).  Stores are read where the PEs live
+order (a message between two of its own PEs is a local copy, read as it is written where
+the superstep's transfers write no buffer they read).  Stores are read where the PEs live
 and applied on one rank in program order (`apply_stores`).
 
 `run_local(program, inputs)` is the whole run on one rank in this process: the reference
@@ -210,12 +211,19 @@ class BlockRun:
             for pe in self.mine(cp.pes):
                 local.run_compute(cp, pe, self.memory(pe))
         messages = step_messages(step)
-        sent = {i: local.read(s.src_region, s.src, self.memory(s.src)) for i, _, s in messages if s.src in self.pes}
+        # where no buffer the transfers write is one they read, a message between two of the
+        # rank's PEs is read when it is written (the same bits, without a copy of them all)
+        late = {s.dst_region.buffer for _, _, s in messages}.isdisjoint(s.src_region.buffer for _, _, s in messages)
+        mine = lambda s: s.src in self.pes and s.dst in self.pes  # noqa: E731
+        sent = {i: local.read(s.src_region, s.src, self.memory(s.src)) for i, _, s in messages
+                if s.src in self.pes and not (late and mine(s))}
         remote = [(i, t, s) for i, t, s in messages if (s.src in self.pes) != (s.dst in self.pes)]
         received = exchange(index, remote, sent, self.grid.owner)  # every rank, every superstep
         for i, _, s in messages:
             if s.dst in self.pes:
-                local.write(s.dst_region, s.dst, self.memory(s.dst), sent[i] if i in sent else received[i])
+                data = sent[i] if i in sent else received[i] if i in received else \
+                    local.read(s.src_region, s.src, self.memory(s.src))
+                local.write(s.dst_region, s.dst, self.memory(s.dst), data)
         for f in step.frees:
             self.free(f)
 

@@ -33,10 +33,11 @@ from .cost import CostSummary, compute_cycles, op_work, wire_bytes
 from .errors import SramCapacityError
 from .mesh_ir import Compute, MeshProgram
 from .mesh_resources import router_channels
-from .messages import batches, gather, host_transfer, scatter
+from .messages import batches, gather, host_transfer, pieces, scatter
 from .traffic import LinkLoads
 
 BATCHED = (Copy, Convert, Elementwise, Gemm, Reduce)
+PIECE_BYTES = 4 << 20    # the most a superstep's transfers copy at once where they may move in pieces
 
 
 def _reads_pe(compute: Compute) -> bool:
@@ -210,15 +211,25 @@ class BspRun:
             got = recv.setdefault(g.dst_buffer, np.zeros(self.shape, np.int64))
             np.add.at(got, (g.dr, g.dc), nbytes)
         if self.functional:
-            data = [gather(self.grid, g) for g in groups]      # every read first, then every write
-            for g, d in zip(groups, data):
-                scatter(self.grid, g, d)
+            self._move(groups)
         transient = sum((recv[b] * sends_from.get(b, np.zeros(self.shape, bool)) for b in recv),
                         np.zeros(self.shape, np.int64))
         if np.any(transient):
             self._grow(transient > 0, transient, where, "a receive buffer")
             self.live -= transient
         return self._charge(groups)
+
+    def _move(self, groups) -> None:
+        """Every read first, then every write; where no buffer written is read, the same bits
+        moved a piece at a time (holding one piece's copy, not the superstep's)."""
+        if {g.dst_buffer for g in groups}.isdisjoint(g.src_buffer for g in groups):
+            for g in groups:
+                for piece in pieces(g, PIECE_BYTES, self.p.buffer(g.src_buffer).dtype.itemsize):
+                    scatter(self.grid, piece, gather(self.grid, piece))
+            return
+        data = [gather(self.grid, g) for g in groups]
+        for g, d in zip(groups, data):
+            scatter(self.grid, g, d)
 
     def _charge(self, groups):
         """The exchange's cycles from its messages, and which PEs took part; adds to the summary.

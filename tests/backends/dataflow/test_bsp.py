@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fractal.backends.dataflow.blocked import run_local
+from fractal.backends.dataflow import bsp
 from fractal.backends.dataflow.bsp import BspRun, run_bsp
 from fractal.backends.dataflow.errors import SramCapacityError
 from fractal.backends.dataflow.event import run_event
@@ -175,3 +176,32 @@ def test_a_buffer_reads_zero_where_a_pe_allocates_it_again_in_every_executor():
     want_v[0, 0] = 0
     for out in (run_bsp(program, {"x": x})[0], run_event(program, {"x": x})[0], run_local(program, {"x": x})):
         assert np.array_equal(out["y"], want_v) and np.array_equal(out["z"], np.zeros_like(x))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), most=st.sampled_from([8, 48, 1 << 20]))
+def test_transfers_that_write_no_buffer_they_read_move_in_pieces_with_the_same_bits(seed, most):
+    # many sends from a to b, some to the same place (the later one wins), moved `most` bytes at a time
+    rng = np.random.default_rng(seed)
+    spec, every = mesh_spec(3, 4), Pes(0, 3, 0, 4)
+    pe = lambda: (int(rng.integers(3)), int(rng.integers(4)))  # noqa: E731
+    sends = tuple(Send(pe(), pe(), Region("a", (int(rng.integers(3)),), (3,)), Region("b", (int(rng.integers(2)),), (3,)),
+                       int(rng.integers(3))) for _ in range(int(rng.integers(1, 30))))
+    host = lambda name, k: Region(name, ("pr", "pc", 0), (None, None, k))  # noqa: E731
+    program = MeshProgram("pieces", spec, (HostArray("x", (3, 4, 6), "f8"), HostArray("y", (3, 4, 5), "f8", "output")),
+                          (LocalBuffer("a", (6,), "f8"), LocalBuffer("b", (5,), "f8")), allocs=(Alloc(("a", "b"), every),),
+                          loads=(Load(every, Region("a", (0,), (6,)), host("x", 6)),), steps=(Superstep("sends", transfers=sends),),
+                          stores=(Store(every, host("y", 5), Region("b", (0,), (5,))),))
+    x = rng.standard_normal((3, 4, 6))
+    want = np.zeros((3, 4, 5))
+    for s in sends:
+        start = s.dst_region.start[0].evaluate({})
+        want[s.dst][start:start + 3] = x[s.src][s.src_region.start[0].evaluate({}):][:3]
+    old, bsp.PIECE_BYTES = bsp.PIECE_BYTES, most
+    try:
+        got = run_bsp(program, {"x": x})[0]["y"]
+    finally:
+        bsp.PIECE_BYTES = old
+    assert np.array_equal(got, want)
+    assert np.array_equal(run_local(program, {"x": x})["y"], want)
+    assert np.array_equal(run_event(program, {"x": x})[0]["y"], want)
