@@ -3,9 +3,12 @@
 The mesh's rows and columns are cut into contiguous blocks over a 2-D grid of ranks
 (`RankGrid`; the MPI executor takes the grid's shape from `MPI.Compute_dims`), and a rank
 runs the one-PE semantics of `fractal.backends.dataflow.local` for the PEs of its block.
-Its memory is one array per local buffer of shape `(block rows, block cols, *shape)`, zero
-at the start, as in the BSP engine: an `Alloc` or `Free` changes what the capacity check
-counts, never the data, so every executor computes the same bits.
+Its memory is one array per local buffer of shape `(block rows, block cols, *shape)`, held
+only while some of its PEs have the buffer allocated (as in the BSP engine: created zeroed
+by the `Alloc` that makes it live on the rank, dropped by the `Free` that leaves none of its
+PEs holding it), so a rank holds its own PEs' live buffers, not every buffer on every PE.  A
+PE's buffer reads zero where it is allocated, in every executor, so all compute the same
+bits; a PE that uses a buffer it has not allocated is a `VerifyError`.
 
 Every rank reads every host array (the plan file carries the inputs), so a `Load` needs no
 message; a superstep runs its computes on the rank's PEs, then its transfers as `Send`s
@@ -13,7 +16,8 @@ message; a superstep runs its computes on the rank's PEs, then its transfers as 
 PEs, calls its `exchange` with the messages that cross to or from other ranks (every rank
 calls it once per superstep, with no messages when it has none), which returns the data its
 PEs receive from other ranks, and then writes every message its PEs receive in program
-order (a message between two of its own PEs is a local copy).  Stores are read where the PEs live
+order (a message between two of its own PEs is a local copy, read as it is written where
+the superstep's transfers write no buffer they read).  Stores are read where the PEs live
 and applied on one rank in program order (`apply_stores`).
 
 `run_local(program, inputs)` is the whole run on one rank in this process: the reference
@@ -29,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from fractal.backends.pointwise import region
-from fractal.lang.errors import ArgumentError
+from fractal.lang.errors import ArgumentError, VerifyError
 
 from . import local
 from .collectives import expand
@@ -91,44 +95,114 @@ def step_messages(step) -> list[Message]:
     return [(i, t, s) for i, (t, s) in enumerate(sends)]
 
 
+class _Memory(dict):
+    """One PE's allocated buffers (name -> view); a buffer it has not allocated is an error."""
+
+    def __init__(self, pe):
+        super().__init__()
+        self.pe = pe
+
+    def __missing__(self, name):
+        raise VerifyError(f"PE ({self.pe[0]}, {self.pe[1]}) uses {name}, which it has not allocated")
+
+
 class BlockRun:
-    """One rank's part of a run: its PEs' memory and what they do."""
+    """One rank's part of a run: its PEs' memory and what they do.  `arrays` holds the
+    buffers some of its PEs have allocated now; `array_peak_bytes` the most bytes they held at once."""
 
     def __init__(self, program: MeshProgram, host: dict, grid: RankGrid, rank: int):
         self.program, self.host, self.grid, self.rank = program, host, grid, rank
         self.pes = grid.block(rank)
-        self.arrays = {b.name: np.zeros(self.pes.shape + b.shape, b.dtype) for b in program.buffers}
-        self._memory = {pe: {name: g[pe[0] - self.pes.r0, pe[1] - self.pes.c0] for name, g in self.arrays.items()}
-                        for pe in self.pes}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.held: dict[str, np.ndarray] = {}   # live buffer -> which of the block's PEs hold it
+        self.array_bytes = self.array_peak_bytes = 0
+        self._memory = {pe: _Memory(pe) for pe in self.pes}
 
     def memory(self, pe) -> dict[str, np.ndarray]:
-        """One of the rank's PEs' buffers, as views."""
+        """One of the rank's PEs' allocated buffers, as views."""
         return self._memory[pe]
 
     def mine(self, pes: Pes):
         return (pe for pe in pes if pe in self.pes)
 
+    def _overlap(self, pes: Pes) -> Pes:
+        b = self.pes
+        return Pes(max(pes.r0, b.r0), min(pes.r1, b.r1), max(pes.c0, b.c0), min(pes.c1, b.c1))
+
+    def alloc(self, a) -> None:
+        mine = self._overlap(a.pes)
+        if not mine.count:
+            return
+        r0, c0 = self.pes.r0, self.pes.c0
+        for name in a.buffers:
+            fresh = name not in self.arrays     # (np.zeros: no need to zero it again)
+            if fresh:
+                b = self.program.buffer(name)
+                self.arrays[name] = np.zeros(self.pes.shape + b.shape, b.dtype)
+                self.held[name] = np.zeros(self.pes.shape, bool)
+                self.array_bytes += self.arrays[name].nbytes
+                self.array_peak_bytes = max(self.array_peak_bytes, self.array_bytes)
+            array, held = self.arrays[name], self.held[name]
+            for r, c in mine:
+                if not held[r - r0, c - c0]:
+                    if not fresh:               # allocated again after a free: zero, not what it held
+                        array[r - r0, c - c0] = 0
+                    held[r - r0, c - c0] = True
+                    self._memory[(r, c)][name] = array[r - r0, c - c0]
+
+    def free(self, f) -> None:
+        mine = self._overlap(f.pes)
+        if not mine.count:
+            return
+        r0, c0 = self.pes.r0, self.pes.c0
+        for name in f.buffers:
+            if name not in self.held:
+                continue
+            held = self.held[name]
+            for r, c in mine:
+                held[r - r0, c - c0] = False
+                self._memory[(r, c)].pop(name, None)
+            if not held.any():                  # none of the rank's PEs holds it: its array goes
+                del self.held[name]
+                self.array_bytes -= self.arrays.pop(name).nbytes
+
     def run(self, exchange: Exchange) -> list[tuple[int, tuple[int, int], np.ndarray]]:
         """Loads, supersteps, then what the rank's PEs store: (store index, PE, data) in order."""
+        for a in self.program.allocs:
+            self.alloc(a)
         for ld in self.program.loads:
             for pe in self.mine(ld.pes):
                 local.write(ld.dst, pe, self.memory(pe), region(ld.src, local.pe_env(pe), self.host))
         for index, step in enumerate(self.program.steps):
             self.superstep(index, step, exchange)
-        return [(k, pe, local.read(st.src, pe, self.memory(pe)))
-                for k, st in enumerate(self.program.stores) for pe in self.mine(st.pes)]
+        stored = [(k, pe, local.read(st.src, pe, self.memory(pe)))
+                  for k, st in enumerate(self.program.stores) for pe in self.mine(st.pes)]
+        for f in self.program.frees:
+            self.free(f)
+        return stored
 
     def superstep(self, index: int, step, exchange: Exchange) -> None:
+        for a in step.allocs:
+            self.alloc(a)
         for cp in step.computes:
             for pe in self.mine(cp.pes):
                 local.run_compute(cp, pe, self.memory(pe))
         messages = step_messages(step)
-        sent = {i: local.read(s.src_region, s.src, self.memory(s.src)) for i, _, s in messages if s.src in self.pes}
+        # where no buffer the transfers write is one they read, a message between two of the
+        # rank's PEs is read when it is written (the same bits, without a copy of them all)
+        late = {s.dst_region.buffer for _, _, s in messages}.isdisjoint(s.src_region.buffer for _, _, s in messages)
+        mine = lambda s: s.src in self.pes and s.dst in self.pes  # noqa: E731
+        sent = {i: local.read(s.src_region, s.src, self.memory(s.src)) for i, _, s in messages
+                if s.src in self.pes and not (late and mine(s))}
         remote = [(i, t, s) for i, t, s in messages if (s.src in self.pes) != (s.dst in self.pes)]
         received = exchange(index, remote, sent, self.grid.owner)  # every rank, every superstep
         for i, _, s in messages:
             if s.dst in self.pes:
-                local.write(s.dst_region, s.dst, self.memory(s.dst), sent[i] if i in sent else received[i])
+                data = sent[i] if i in sent else received[i] if i in received else \
+                    local.read(s.src_region, s.src, self.memory(s.src))
+                local.write(s.dst_region, s.dst, self.memory(s.dst), data)
+        for f in step.frees:
+            self.free(f)
 
 
 def apply_stores(program: MeshProgram, host: dict, pieces) -> dict[str, np.ndarray]:

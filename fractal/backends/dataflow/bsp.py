@@ -1,8 +1,12 @@
 """The vectorised BSP engine: the default executor of a `MeshProgram`, exact and fast.
 
 Every local buffer is one NumPy array whose two leading axes are the PE grid, `(rows, cols,
-*shape)`.  A compute whose regions do not read the PE's coordinates runs as one batched NumPy
-call over its rectangle (a GEMM as `matmul` over all PEs, an element-wise op as one expression
+*shape)`, held only while some PE has the buffer allocated: the first `Alloc` that makes it
+live creates it zeroed, the `Free` that leaves no PE holding it drops it, so the host holds
+what the program has live, not every buffer it declares (a planner declares many that live
+for a superstep).  A PE's buffer reads zero where it is allocated, as in the event engine.
+A compute whose regions do not read the PE's coordinates runs as one batched NumPy call
+over its rectangle (a GEMM as `matmul` over all PEs, an element-wise op as one expression
 with the grid as trailing axes); other computes and gathers run PE by PE with the shared
 semantics of `fractal.backends.dataflow.local`.  A shift whose regions do not read the PE's
 coordinates is one permutation of a grid axis (a roll for a wrapped ring); other transfers run
@@ -30,10 +34,11 @@ from .errors import SramCapacityError
 from .host import host_arrays
 from .mesh_ir import Compute, MeshProgram
 from .mesh_resources import router_channels
-from .messages import batches, gather, host_transfer, scatter
+from .messages import batches, gather, host_transfer, pieces, scatter
 from .traffic import LinkLoads
 
 BATCHED = (Copy, Convert, Elementwise, Gemm, Reduce)
+PIECE_BYTES = 4 << 20    # the most a superstep's transfers copy at once where they may move in pieces
 
 
 def _reads_pe(compute: Compute) -> bool:
@@ -71,9 +76,9 @@ class BspRun:
         self.spec = spec
         self.shape = (spec.rows, spec.cols)
         self.functional = inputs is not None    # else costs only: no data is kept or moved
-        self.grid = {b.name: np.zeros(self.shape + b.shape, b.dtype) for b in program.buffers} \
-            if self.functional else {}
-        self.allocated = {b.name: np.zeros(self.shape, bool) for b in program.buffers}
+        self.grid: dict[str, np.ndarray] = {}       # live buffer -> its grid (functional runs only)
+        self.allocated: dict[str, np.ndarray] = {}  # live buffer -> where it is allocated
+        self.grid_bytes = self.grid_peak_bytes = 0  # the grids' bytes now, and at most at once
         self.host = host_arrays(program, inputs) if self.functional else {}
         self.live = np.zeros(self.shape, np.int64)
         self.summary = CostSummary(spec, "bsp")
@@ -98,20 +103,41 @@ class BspRun:
         self.live = need
         self._note_peak(where, buffer)
 
+    def _held(self, name: str) -> np.ndarray:
+        return self.allocated[name] if name in self.allocated else np.zeros(self.shape, bool)
+
     def alloc(self, a, where: str) -> None:
         mask = np.zeros(self.shape, bool)
         mask[a.pes.r0:a.pes.r1, a.pes.c0:a.pes.c1] = True
         for name in a.buffers:
-            self._grow(mask & ~self.allocated[name], self.p.buffer(name).nbytes, where, name)
-            self.allocated[name] |= mask
+            held = self._held(name)
+            fresh = mask & ~held
+            self._grow(fresh, self.p.buffer(name).nbytes, where, name)
+            self.allocated[name] = held | mask
+            if not self.functional:
+                continue
+            if name in self.grid:
+                self.grid[name][fresh] = 0      # allocated again after a free: zero, not what it held
+            else:
+                b = self.p.buffer(name)
+                self.grid[name] = np.zeros(self.shape + b.shape, b.dtype)
+                self.grid_bytes += self.grid[name].nbytes
+                self.grid_peak_bytes = max(self.grid_peak_bytes, self.grid_bytes)
 
     def free(self, f) -> None:
         for name in f.buffers:
             mask = np.zeros(self.shape, bool)
             mask[f.pes.r0:f.pes.r1, f.pes.c0:f.pes.c1] = True
-            mask &= self.allocated[name]
+            held = self._held(name)
+            mask &= held
             self.live -= np.where(mask, self.p.buffer(name).nbytes, 0)
-            self.allocated[name] &= ~mask
+            held = held & ~mask
+            if held.any():
+                self.allocated[name] = held
+            else:                               # no PE holds it: its grid goes
+                self.allocated.pop(name, None)
+                if name in self.grid:
+                    self.grid_bytes -= self.grid.pop(name).nbytes
 
     def memory(self, pe) -> dict:
         """One PE's buffers as views."""
@@ -121,6 +147,10 @@ class BspRun:
     # --- host I/O -----------------------------------------------------------------------------
 
     def host_io(self, moves, to_pes: bool) -> None:
+        for m in moves:
+            mask = np.zeros(self.shape, bool)
+            mask[m.pes.r0:m.pes.r1, m.pes.c0:m.pes.c1] = True
+            self._check_allocated((m.dst if to_pes else m.src).buffer, mask, "load" if to_pes else "store")
         host_transfer(self.grid, self.host, [(m.pes, m.dst, m.src) if to_pes else (m.pes, m.src, m.dst)
                                              for m in moves], to_pes)
 
@@ -159,7 +189,7 @@ class BspRun:
     # --- exchange -----------------------------------------------------------------------------
 
     def _check_allocated(self, buffer: str, mask: np.ndarray, where: str) -> None:
-        missing = mask & ~self.allocated[buffer]
+        missing = mask & ~self._held(buffer)
         if missing.any():
             r, c = (int(x) for x in np.argwhere(missing)[0])
             raise VerifyError(f"{where}: PE ({r}, {c}) uses {buffer}, which it has not allocated")
@@ -179,15 +209,25 @@ class BspRun:
             got = recv.setdefault(g.dst_buffer, np.zeros(self.shape, np.int64))
             np.add.at(got, (g.dr, g.dc), nbytes)
         if self.functional:
-            data = [gather(self.grid, g) for g in groups]      # every read first, then every write
-            for g, d in zip(groups, data):
-                scatter(self.grid, g, d)
+            self._move(groups)
         transient = sum((recv[b] * sends_from.get(b, np.zeros(self.shape, bool)) for b in recv),
                         np.zeros(self.shape, np.int64))
         if np.any(transient):
             self._grow(transient > 0, transient, where, "a receive buffer")
             self.live -= transient
         return self._charge(groups)
+
+    def _move(self, groups) -> None:
+        """Every read first, then every write; where no buffer written is read, the same bits
+        moved a piece at a time (holding one piece's copy, not the superstep's)."""
+        if {g.dst_buffer for g in groups}.isdisjoint(g.src_buffer for g in groups):
+            for g in groups:
+                for piece in pieces(g, PIECE_BYTES, self.p.buffer(g.src_buffer).dtype.itemsize):
+                    scatter(self.grid, piece, gather(self.grid, piece))
+            return
+        data = [gather(self.grid, g) for g in groups]
+        for g, d in zip(groups, data):
+            scatter(self.grid, g, d)
 
     def _charge(self, groups):
         """The exchange's cycles from its messages, and which PEs took part; adds to the summary.

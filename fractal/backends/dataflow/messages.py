@@ -8,12 +8,13 @@ receiver); sends of the same shape between the same buffers form one batch.  `ga
 batch's data out of the grid arrays (`(rows, cols, *shape)` per buffer) and `scatter` writes
 it, each message's region in row-major order, so the BSP engine moves a superstep's bytes in
 a few NumPy calls whatever the number of messages.  `host_gather` and `host_scatter` do the
-same for loads and stores between host arrays and PEs.
+same for loads and stores between host arrays and PEs.  `pieces` cuts a batch into smaller
+ones, so an engine that need not read everything before writing holds less at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -100,6 +101,17 @@ def batches(transfers) -> list[Batch]:
         dst = np.array([[a.evaluate({}) for a in s.dst_region.start] for s in group], np.int64).reshape(len(group), -1)
         out.append(Batch(*key, coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3], src, dst))
     return out
+
+
+def pieces(b: Batch, most_bytes: int, itemsize: int) -> list[Batch]:
+    """The batch as consecutive batches of its messages, each moving at most `most_bytes` (at
+    least one message): moved in turn, they hold a piece's copy at a time, not the batch's."""
+    n, each = len(b.sr), max(1, most_bytes // max(1, b.elements * itemsize))
+    if n <= each:
+        return [b]
+    cut = lambda lo, hi: replace(b, sr=b.sr[lo:hi], sc=b.sc[lo:hi], dr=b.dr[lo:hi], dc=b.dc[lo:hi],  # noqa: E731
+                                 src_starts=b.src_starts[lo:hi], dst_starts=b.dst_starts[lo:hi])
+    return [cut(lo, lo + each) for lo in range(0, n, each)]
 
 
 def _index(starts: np.ndarray, size: tuple, stride: tuple) -> tuple:

@@ -16,7 +16,7 @@ from fractal.backends.dataflow import local
 from fractal.backends.dataflow.blocked import BlockRun, RankGrid, apply_stores
 from fractal.backends.dataflow.collectives import expand
 from fractal.backends.dataflow.host import host_arrays
-from fractal.backends.dataflow.mesh_ir import (Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes,
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast, Pes,
                                                Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.spec import mesh_spec
 from fractal.backends.pointwise import region
@@ -45,7 +45,7 @@ def cannon(n: int, t: int = 2, ring: str = "wrap") -> MeshProgram:
     return MeshProgram(
         f"cannon{n}", mesh_spec(n, n), (HostArray("a", (m, m), np.float64), HostArray("b", (m, m), np.float64),
                                         HostArray("c", (m, m), np.float64, "output")),
-        tuple(LocalBuffer(x, (t, t), np.float64) for x in ("ta", "tb", "tc")),
+        tuple(LocalBuffer(x, (t, t), np.float64) for x in ("ta", "tb", "tc")), allocs=(Alloc(("ta", "tb", "tc"), every),),
         loads=(Load(every, tile("ta"), box("a", t * PR, t * skew, size=t)),
                Load(every, tile("tb"), box("b", t * skew, t * PC, size=t))),
         steps=tuple(steps), stores=(Store(every, box("c", t * PR, t * PC, size=t), tile("tc")),))
@@ -61,7 +61,7 @@ def row_multicast(rows: int, cols: int, root: int) -> MeshProgram:
     at = lambda name: Region(name, (PR, PC, 0), (None, None, 3))  # noqa: E731
     return MeshProgram(f"multicast{rows}x{cols}", mesh_spec(rows, cols), (host("x"), host("y"), host("out", "output")),
                        tuple(LocalBuffer(b, (3,), np.float64) for b in ("x", "y", "got")),
-                       loads=(Load(every, v("x"), at("x")), Load(every, v("y"), at("y"))), steps=(step, add),
+                       allocs=(Alloc(("x", "y", "got"), every),), loads=(Load(every, v("x"), at("x")), Load(every, v("y"), at("y"))), steps=(step, add),
                        stores=(Store(every, at("out"), v("y")),))
 
 
@@ -84,7 +84,7 @@ def send_chain(rows: int, cols: int) -> MeshProgram:
                        (HostArray("x0", (2,), np.float64), HostArray("x", (rows, cols, 2), np.float64, "output"),
                         HostArray("hops", (rows, cols, 2), np.int32, "output")),
                        (LocalBuffer("x", (2,), np.float64), LocalBuffer("hops", (2,), np.int32)),
-                       loads=(Load(Pes.one(0, 0), v("x"), Region("x0", (0,), (2,))),), steps=tuple(steps),
+                       allocs=(Alloc(("x", "hops"), every),), loads=(Load(Pes.one(0, 0), v("x"), Region("x0", (0,), (2,))),), steps=tuple(steps),
                        stores=(Store(every, at("x"), v("x")), Store(every, at("hops"), v("hops"))))
 
 
@@ -123,7 +123,7 @@ def random_program(seed: int, rows: int, cols: int, steps: int = 4) -> MeshProgr
                        (HostArray("x", (rows, cols, 6), np.float64), HostArray("out_v", (rows, cols, 6), np.float64, "output"),
                         HostArray("out_w", (rows, cols, 4), np.int32, "output")),
                        (LocalBuffer("v", (6,), np.float64), LocalBuffer("w", (4,), np.int32)),
-                       loads=(Load(every, v(0, 6), at("x", 6)),), steps=program_steps,
+                       allocs=(Alloc(("v", "w"), every),), loads=(Load(every, v(0, 6), at("x", 6)),), steps=program_steps,
                        stores=(Store(every, at("out_v", 6), v(0, 6)), Store(every, at("out_w", 4), Region("w", (0,), (4,)))))
 
 

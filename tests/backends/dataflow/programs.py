@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, HostArray, Load, LocalBuffer, MeshProgram, Multicast,
-                                               Pes, Send, Shift, Store, Superstep)
+from fractal.backends.dataflow.mesh_ir import (Alloc, Compute, Free, HostArray, Load, LocalBuffer, MeshProgram,
+                                               Multicast, Pes, Send, Shift, Store, Superstep)
 from fractal.backends.dataflow.routes import ring_order
 from fractal.backends.dataflow.spec import mesh_spec
 from fractal.lower.tile_affine import aff
@@ -89,3 +89,24 @@ def cannon_on(n: int, p: int, *, ring: str = "wrap", dtype="f8", spec=None, **nu
                                         HostArray("c", (n, n), dtype, "output")),
                        tuple(LocalBuffer(name, (t, t), dtype) for name in ("ta", "tb", "tc")),
                        allocs=(Alloc(("ta", "tb", "tc"), P),), loads=tuple(loads), steps=tuple(steps), stores=tuple(stores))
+
+
+def one_at_a_time(spec, k: int, steps: int, dtype=np.float64) -> MeshProgram:
+    """Buffers whose lifetimes do not overlap: every PE holds `acc` (k elements, x[pr, pc]) for
+    the whole run and, in superstep i, a scratch `t{i}` of (i + 1, k) elements, allocated, used
+    (its last row = acc + i, then acc = 2 * that row) and freed: y = ((x * 2 + 2) * 2 + 4) ...,
+    each step acc = 2 * (acc + i)."""
+    pes = Pes(0, spec.rows, 0, spec.cols)
+    acc = Region("acc", (0,), (k,))
+    host = lambda name: Region(name, ("pr", "pc", 0), (None, None, k))  # noqa: E731
+    out = []
+    for i in range(steps):
+        row = Region(f"t{i}", (i, 0), (None, k))
+        ops = (Elementwise(row, Binary("add", Read(acc), Const(float(i)))), Elementwise(acc, Binary("mul", Read(row), Const(2.0))))
+        out.append(Superstep(f"scratch {i}", allocs=(Alloc((f"t{i}",), pes),), computes=(Compute(pes, ops),),
+                             frees=(Free((f"t{i}",), pes),)))
+    shape = (spec.rows, spec.cols, k)
+    return MeshProgram("one_at_a_time", spec, (HostArray("x", shape, dtype), HostArray("y", shape, dtype, "output")),
+                       (LocalBuffer("acc", (k,), dtype),) + tuple(LocalBuffer(f"t{i}", (i + 1, k), dtype) for i in range(steps)),
+                       allocs=(Alloc(("acc",), pes),), loads=(Load(pes, acc, host("x")),), steps=tuple(out),
+                       stores=(Store(pes, host("y"), acc),), frees=(Free(("acc",), pes),))

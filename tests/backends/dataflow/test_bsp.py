@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fractal.backends.dataflow.bsp import run_bsp
+from fractal.backends.dataflow.blocked import run_local
+from fractal.backends.dataflow import bsp
+from fractal.backends.dataflow.bsp import BspRun, run_bsp
 from fractal.backends.dataflow.errors import SramCapacityError
 from fractal.backends.dataflow.event import run_event
-from fractal.backends.dataflow.mesh_ir import (Alloc, HostArray, Load, LocalBuffer, MeshProgram, Pes, Send, Store,
-                                               Superstep)
+from fractal.backends.dataflow.mesh_ir import (Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Send,
+                                               Store, Superstep)
 from fractal.backends.dataflow.routes import max_ring_hops
 from fractal.backends.dataflow.spec import mesh_spec
 from fractal.lang.errors import VerifyError
 from fractal.lower.tile_ir import Region
 
-from .programs import cannon, cannon_on, vector_program
+from .programs import cannon, cannon_on, one_at_a_time, vector_program
 
 
 def _ints(shape, seed=0):
@@ -138,3 +140,68 @@ def test_a_buffer_used_where_it_is_not_allocated_is_an_error():
                          stores=())
     with pytest.raises(VerifyError, match=r"send: PE \(1, 1\) uses v, which it has not allocated"):
         run_bsp(broken, {"x": np.zeros(8)})
+
+
+def test_the_engine_holds_a_buffers_grid_only_while_some_pe_has_it_allocated():
+    spec = mesh_spec(2, 3)
+    program = one_at_a_time(spec, 4, steps=3)      # acc throughout; scratches of 1, 2, 3 rows, one per step
+    x = _ints((2, 3, 4))
+    run = BspRun(program, {"x": x})
+    out, _ = run.run()
+    want = x
+    for i in range(3):
+        want = 2 * (want + i)
+    assert np.array_equal(out["y"], want)
+    assert run.grid_peak_bytes == spec.rows * spec.cols * (4 + 3 * 4) * 8   # acc and the largest scratch at once
+    assert run.grid == {} and run.allocated == {}                           # the final frees leave nothing
+    costs = BspRun(program, None)
+    costs.run()
+    assert costs.grid_peak_bytes == 0 and costs.grid == {}                  # costs only: no data at all
+
+
+def test_a_buffer_reads_zero_where_a_pe_allocates_it_again_in_every_executor():
+    # v is freed and allocated again on PE (0, 0) only (its grid stays for the others); w everywhere
+    spec, every, one = mesh_spec(2, 2), Pes(0, 2, 0, 2), Pes.one(0, 0)
+    local = lambda name: Region(name, (0,), (3,))  # noqa: E731
+    host = lambda name: Region(name, ("pr", "pc", 0), (None, None, 3))  # noqa: E731
+    arrays = tuple(HostArray(n, (2, 2, 3), "f8", role) for n, role in (("x", "input"), ("y", "output"), ("z", "output")))
+    program = MeshProgram("again", spec, arrays, (LocalBuffer("v", (3,), "f8"), LocalBuffer("w", (3,), "f8")),
+                          allocs=(Alloc(("v", "w"), every),),
+                          loads=(Load(every, local("v"), host("x")), Load(every, local("w"), host("x"))),
+                          steps=(Superstep("free", frees=(Free(("v",), one), Free(("w",), every))),
+                                 Superstep("again", allocs=(Alloc(("v",), one), Alloc(("w",), every)))),
+                          stores=(Store(every, host("y"), local("v")), Store(every, host("z"), local("w"))))
+    x = _ints((2, 2, 3)) + 10
+    want_v = x.copy()
+    want_v[0, 0] = 0
+    for out in (run_bsp(program, {"x": x})[0], run_event(program, {"x": x})[0], run_local(program, {"x": x})):
+        assert np.array_equal(out["y"], want_v) and np.array_equal(out["z"], np.zeros_like(x))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), most=st.sampled_from([8, 48, 1 << 20]))
+def test_transfers_that_write_no_buffer_they_read_move_in_pieces_with_the_same_bits(seed, most):
+    # many sends from a to b, some to the same place (the later one wins), moved `most` bytes at a time
+    rng = np.random.default_rng(seed)
+    spec, every = mesh_spec(3, 4), Pes(0, 3, 0, 4)
+    pe = lambda: (int(rng.integers(3)), int(rng.integers(4)))  # noqa: E731
+    sends = tuple(Send(pe(), pe(), Region("a", (int(rng.integers(3)),), (3,)), Region("b", (int(rng.integers(2)),), (3,)),
+                       int(rng.integers(3))) for _ in range(int(rng.integers(1, 30))))
+    host = lambda name, k: Region(name, ("pr", "pc", 0), (None, None, k))  # noqa: E731
+    program = MeshProgram("pieces", spec, (HostArray("x", (3, 4, 6), "f8"), HostArray("y", (3, 4, 5), "f8", "output")),
+                          (LocalBuffer("a", (6,), "f8"), LocalBuffer("b", (5,), "f8")), allocs=(Alloc(("a", "b"), every),),
+                          loads=(Load(every, Region("a", (0,), (6,)), host("x", 6)),), steps=(Superstep("sends", transfers=sends),),
+                          stores=(Store(every, host("y", 5), Region("b", (0,), (5,))),))
+    x = rng.standard_normal((3, 4, 6))
+    want = np.zeros((3, 4, 5))
+    for s in sends:
+        start = s.dst_region.start[0].evaluate({})
+        want[s.dst][start:start + 3] = x[s.src][s.src_region.start[0].evaluate({}):][:3]
+    old, bsp.PIECE_BYTES = bsp.PIECE_BYTES, most
+    try:
+        got = run_bsp(program, {"x": x})[0]["y"]
+    finally:
+        bsp.PIECE_BYTES = old
+    assert np.array_equal(got, want)
+    assert np.array_equal(run_local(program, {"x": x})["y"], want)
+    assert np.array_equal(run_event(program, {"x": x})[0]["y"], want)

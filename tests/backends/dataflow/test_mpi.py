@@ -20,15 +20,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fractal.backends.dataflow import mpi
-from fractal.backends.dataflow.blocked import RankGrid, run_local
+from fractal.backends.dataflow.blocked import BlockRun, RankGrid, run_local
+from fractal.backends.dataflow.host import host_arrays
 from fractal.backends.dataflow.mesh_ir import Load, MeshProgram, Pes
 from fractal.backends.dataflow.mpi import MpiMissingError, MpiRankError, MpiTimeoutError, run_mpi
 from fractal.backends.dataflow.plan_file import load_plan, save_plan
 from fractal.backends.dataflow.run import main as rank_main
-from fractal.lang.errors import ArgumentError, ShapeError
+from fractal.backends.dataflow.spec import mesh_spec
+from fractal.lang.errors import ArgumentError, ShapeError, VerifyError
 
 from .mpi_programs import (PR, assert_same, box, cannon, integers, matrices, random_inputs, random_program, reference,
                            row_multicast, run_threads, send_chain)
+from .programs import one_at_a_time
 
 HAVE_MPI = importlib.util.find_spec("mpi4py") is not None and (
     os.path.exists(os.path.join(os.path.dirname(sys.executable), "mpiexec")) or shutil.which("mpiexec"))
@@ -49,6 +52,27 @@ def test_an_interleaved_ring_in_one_process_is_the_reference():
     # (the skew is the wrapped ring's, so this is not a product: it checks the messages' routes)
     program, inputs = cannon(6, ring="interleaved"), matrices(6)
     assert_same(run_local(program, inputs), reference(program, inputs))
+
+
+def test_a_rank_holds_only_its_own_pes_data_and_only_live_buffers():
+    program = one_at_a_time(mesh_spec(4, 6), 2, steps=3)   # acc throughout; scratches of 1, 2, 3 rows, one per step
+    x = integers(np.random.default_rng(1), (4, 6, 2))
+    want = x
+    for i in range(3):
+        want = 2 * (want + i)
+    assert_same(run_local(program, {"x": x}), {"y": want})
+    block = BlockRun(program, host_arrays(program, {"x": x}), RankGrid(4, 6, (2, 3)), rank=4)   # PEs [2:4, 2:4]
+    stored = block.run(lambda index, messages, sent, owner: {})
+    assert [pe for _, pe, _ in stored] == [(2, 2), (2, 3), (3, 2), (3, 3)]
+    assert block.array_peak_bytes == 4 * (2 + 3 * 2) * 8     # its 4 PEs' acc and largest scratch at once
+    assert block.arrays == {}                                 # the final frees leave nothing
+
+
+def test_a_pe_that_uses_a_buffer_it_has_not_allocated_is_an_error_in_one_process():
+    good = one_at_a_time(mesh_spec(2, 2), 2, steps=1)
+    bad = MeshProgram(good.name, good.spec, good.arrays, good.buffers, loads=good.loads, steps=good.steps)
+    with pytest.raises(VerifyError, match=r"PE \(0, 0\) uses acc, which it has not allocated"):
+        run_local(bad, {"x": np.zeros((2, 2, 2))})
 
 
 @settings(max_examples=40, deadline=None)
@@ -204,7 +228,7 @@ def test_strict_mode_completes_a_cannon_product_on_blocks():
 @pytest.mark.timeout(60)
 def test_a_failing_rank_shows_its_error():
     good = cannon(2)
-    bad = MeshProgram(good.name, good.spec, good.arrays, good.buffers, loads=(
+    bad = MeshProgram(good.name, good.spec, good.arrays, good.buffers, allocs=good.allocs, loads=(
         Load(Pes(0, 2, 0, 2), box("ta", 0, 0, size=2), box("a", PR - 1, 0, size=2)),), steps=good.steps, stores=good.stores)
     with pytest.raises(MpiRankError, match=r"(?s)the MPI run of cannon2 on 4 ranks failed.*rank [0-9] of 4 failed.*"
                                            r"region a starts at -1 on axis 0"):
