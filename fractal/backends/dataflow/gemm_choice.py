@@ -10,7 +10,9 @@ write-back as each PE's bytes over its link), with its SRAM per PE.  `choose` bu
 each kind (Cannon, SUMMA, stationary), the candidate estimated cheapest that fits, costs the
 three on the BSP engine without data (an estimate is a guide; the simulator is the judge),
 and keeps the fastest; one that overflows after all makes room for the next of its kind.
-Simulating three plans instead of all of them is what keeps planning a 64 x 64 mesh quick.
+Simulating three plans instead of all of them is what keeps planning a 64 x 64 mesh quick; a
+later run of the same stage with the same product (a loop's next step) takes the plan chosen
+at the first, when its closed-form SRAM still fits, without simulating again.
 """
 
 from __future__ import annotations
@@ -116,6 +118,12 @@ def choose(planner, stage, env: dict, label: str):
     room = planner.room()
     op = stage.body[0]
     owners = {k: planner.home(r.buffer).blocks for k, r in (("a", op.a), ("b", op.b), ("c", op.c))}
+    key = (stage.name, prod.M, prod.K, prod.N, prod.accumulate)
+    known = planner.gemm_choices.get(key)
+    if known in options:   # a stage chosen for at an earlier run (a loop's last step): the same plan, if it fits
+        guess = estimate(prod, options[known][1], spec, itemsize, dtype, owners)
+        if guess[1] <= room:
+            return known, options[known][0](), {known: guess}, {}
     guesses = {name: estimate(prod, shape, spec, itemsize, dtype, owners) for name, (_, shape) in options.items()}
     ranked = [n for n in sorted(guesses, key=lambda n: (guesses[n][0], list(guesses).index(n))) if guesses[n][1] <= room]
     best, simulated = None, {}
@@ -130,4 +138,6 @@ def choose(planner, stage, env: dict, label: str):
             continue
         if best is None or simulated[name][0] < simulated[best[0]][0]:
             best = (name, steps)
+    if best is not None:
+        planner.gemm_choices[key] = best[0]
     return None if best is None else (best[0], best[1], guesses, simulated)

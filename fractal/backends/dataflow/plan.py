@@ -62,6 +62,7 @@ class Planner:
         self.ranges = var_ranges(tile.body)
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
         self.grouped_layouts: dict = {}    # grouped stage -> its blocks of PEs (`plan_grouped.Layout`)
+        self.gemm_choices: dict = {}       # (product stage, M', K, N, accumulate) -> the plan chosen
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
 
     def allocs_of(self, name: str) -> list[Alloc]:
@@ -181,7 +182,8 @@ class Planner:
             return plan_copy.steps(self, s, env, label)
         chosen = gemm_choice.choose(self, s, env, label)
         if chosen is not None:
-            self.choices.append((label, chosen[0], chosen[2], chosen[3]))
+            if chosen[3]:   # (a run that reused an earlier run's choice simulated nothing)
+                self.choices.append((label, chosen[0], chosen[2], chosen[3]))
             return chosen[1]
         if plan_grouped.qualifies(self, s):
             grouped = plan_grouped.GroupedPlan(self, s, env, label).steps()

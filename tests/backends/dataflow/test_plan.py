@@ -251,3 +251,30 @@ def test_a_temps_home_lives_only_from_its_first_statement_to_its_last():
     assert summary.sram_peak.max() <= spec.usable_bytes
     with pytest.raises(SramCapacityError, match=r"runs out of SRAM at the homes live at plus"):
         Planner(tile, mesh_spec(1, 2, "tiny", sram_bytes=(32 << 10) - 1)).program()
+
+
+_LOOP = """tile @steps {
+  buffer x: f64[3,8,4] global input
+  buffer w: f64[4,4] global input
+  buffer y: f64[3,8,4] global output
+  for t in 0:3 sequential host {
+    stage mm(m in 0:4) device {
+      y[t, 2*m:2*m + 2, 0:4] = gemm(x[t, 2*m:2*m + 2, 0:4], w[0:4, 0:4])
+    }
+  }
+}"""
+
+
+def test_a_product_in_a_loop_is_chosen_once_and_every_step_runs_that_plan():
+    from fractal.backends.dataflow.bsp import run_bsp
+    from fractal.backends.dataflow.spec import mesh_spec
+    from fractal.lower.tile_parser import parse_tile_program
+    planner = Planner(parse_tile_program(_LOOP), mesh_spec(2, 2, "tiny", sram_bytes=1 << 20))
+    program = planner.program()
+    (label, chosen, _, simulated), = planner.choices          # simulated at the first step only
+    assert label == "mm#0" and chosen in simulated
+    kind = chosen.split()[0]
+    runs = {s.label.split()[0]: s.label.split()[1].rstrip(":") for s in program.steps}
+    assert runs == {"mm#0": kind.split("-")[0], "mm#1": kind.split("-")[0], "mm#2": kind.split("-")[0]}
+    x, w = _ints((3, 8, 4), 1), _ints((4, 4), 2)
+    assert np.array_equal(run_bsp(program, {"x": x, "w": w})[0]["y"], x @ w)
