@@ -36,6 +36,35 @@ from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends, sends_table
 SLOT = "slot"
 
 
+def _slot_runs(lo, hi, offset, pes, slots):
+    """Runs of points in consecutive slots of one PE whose boxes are the next one-element slice
+    of the buffer along one axis (all axes before it one element wide, the same place in their
+    windows): a run moves as one box, its slots a range.  Returns the runs' (box lo, box hi,
+    offset in the window, (first slot, its point), the axis it grows along or -1)."""
+    n, d = lo.shape
+    join = np.zeros(n, bool)
+    axis = np.full(n, -1, np.int64)
+    if n > 1 and d:
+        prev, cur = slice(0, -1), slice(1, None)
+        ext = hi - lo
+        meets = (lo[cur] == hi[prev]) & (ext[cur] == 1) & (ext[prev] == 1)
+        along = np.argmax(meets, 1)
+        others = (lo[cur] == lo[prev]) | meets
+        before = np.cumprod(np.concatenate([np.ones((n - 1, 1), bool), ext[cur][:, :-1] == 1], 1), 1).astype(bool)
+        join[1:] = (pes[cur] == pes[prev]) & (slots[cur] == slots[prev] + 1) & meets.any(1) & others.all(1) & \
+            (meets.sum(1) == 1) & (ext[cur] == ext[prev]).all(1) & (offset[cur] == offset[prev]).all(1) & \
+            before[np.arange(n - 1), along]
+        axis[1:] = np.where(join[1:], along, -1)
+        join[1:] &= ~(join[1:] & join[:-1] & (axis[1:] != axis[:-1]))   # one axis per run
+    first = np.flatnonzero(~join)
+    last = np.append(first[1:], n) - 1
+    grows = np.where(last > first, axis[np.minimum(first + 1, n - 1)], -1)
+    hi_run = hi[first].copy()
+    rows = np.flatnonzero(grows >= 0)
+    hi_run[rows, grows[rows]] = hi[last[rows], grows[rows]]
+    return lo[first], hi_run, offset[first], (slots[first], first), grows
+
+
 def _window_keys(buffer: str, occurrences) -> list[str]:
     """The window of each region occurrence of `buffer` in a stage: one window for all (the
     bounding box of the point's regions), unless that box is more than twice the regions'
@@ -241,21 +270,32 @@ class WindowPlan:
 
     def _moves(self, home: Home, window: str, lo, hi, win_lo, pes, slots, into_window: bool):
         """The messages between `home` and the windows of boxes `[lo[j], hi[j])` (window j starts
-        at `win_lo[j]`, on PE `pes[j]` in slot `slots[j]`), as `Sends` tables."""
+        at `win_lo[j]`, on PE `pes[j]` in slot `slots[j]`), as `Sends` tables.  Points in
+        consecutive slots of a PE whose boxes are consecutive one-element slices of the buffer
+        (rows of a list) move together: one message per home block for the run."""
+        lo, hi, offset, slot, axis = _slot_runs(lo, hi, lo - win_lo, pes, slots)
         box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
         if not len(box):
             return ()
         cols = self.planner.spec.cols
-        pe = pes[box]
-        at_home = part_lo - block_lo
-        at_window = np.concatenate([slots[box][:, None], part_lo - win_lo[box]], 1)
+        pe = pes[slot[1][box]]
+        k, ax, merged = np.arange(len(box)), axis[box], axis[box] >= 0
+        along = np.where(merged, ax, 0)
+        first = slot[0][box] + np.where(merged, part_lo[k, along] - lo[box, along], 0)
+        n = np.where(merged, part_hi[k, along] - part_lo[k, along], 1)
+        at = offset[box] + part_lo - lo[box]
+        size = part_hi - part_lo
+        at[k[merged], along[merged]] = offset[box][k[merged], along[merged]]   # each slot's own row
+        size[k[merged], along[merged]] = 1
+        at_window, window_size = np.concatenate([first[:, None], at], 1), np.concatenate([n[:, None], size], 1)
+        at_home, home_size = part_lo - block_lo, part_hi - part_lo
         there = np.stack([owner // cols, owner % cols], 1)
         here = np.stack([pe // cols, pe % cols], 1)
         if into_window:
             return sends_table(home.local, window, np.concatenate([there, here], 1), at_home, at_window,
-                               part_hi - part_lo, dst_index_axes=1)
+                               home_size, window_size)
         return sends_table(window, home.local, np.concatenate([here, there], 1), at_window, at_home,
-                           part_hi - part_lo, src_index_axes=1)
+                           window_size, home_size)
 
     def _write_boxes(self, points) -> dict:
         """Per written buffer, the boxes the round's points write back (each once), as arrays
