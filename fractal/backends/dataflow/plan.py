@@ -56,6 +56,9 @@ class Planner:
         self.home_live = np.zeros((spec.rows, spec.cols), np.int64)
         self.live_homes: set[str] = set()
         self._take([n for n in self.homes if n not in self.lifetimes], "the homes of the program's buffers")
+        for i, s in enumerate(tile.body):   # refuse before planning anything: the homes live at each statement
+            self._take([n for n, (a, _) in self.lifetimes.items() if a == i], f"the homes live at {_name(s)}")
+            self._give_back([n for n, (_, b) in self.lifetimes.items() if b == i])
         self.home_allocs = [a for n in self.homes if n not in self.lifetimes for a in self.allocs_of(n)]
         self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self._residency: dict = {}
