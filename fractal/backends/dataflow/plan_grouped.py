@@ -85,7 +85,8 @@ def _group_extent(planner, stage: Stage, group_dims) -> int:
 def _layout(planner, stage: Stage, extent: int, K: int, N: int, itemsize: int) -> Layout | None:
     """Blocks: the largest equal rectangles of which the mesh holds `extent`; gc: the fewest
     columns of B per PE whose resident tile takes at most a quarter of what a PE has left
-    (the block's PEs hold every layer's tiles of the step's products, and the bands)."""
+    (the block's PEs hold every layer's tiles of the step's products, and the bands), else
+    the smallest tiles if they take at most half."""
     spec = planner.spec
     shapes = [(br, bc) for br in range(1, spec.rows + 1) if spec.rows % br == 0
               for bc in range(1, spec.cols + 1) if spec.cols % bc == 0
@@ -94,7 +95,9 @@ def _layout(planner, stage: Stage, extent: int, K: int, N: int, itemsize: int) -
         return None
     br, bc = max(shapes, key=lambda s: (s[0] * s[1], -abs(s[0] - s[1])))
     room = int(planner.free().min())
-    options = [g for g in range(1, min(N, br * bc) + 1) if N % g == 0 and K * (N // g) * itemsize <= room // 4]
+    divisors = [g for g in range(1, min(N, br * bc) + 1) if N % g == 0]
+    options = [g for g in divisors if K * (N // g) * itemsize <= room // 4] or \
+        [g for g in divisors[::-1] if K * (N // g) * itemsize <= room // 2]   # (tight: the smallest tiles)
     if not options:
         return None
     blocks = tuple((r, c) for r in range(0, spec.rows, br) for c in range(0, spec.cols, bc))[:extent]
