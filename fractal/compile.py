@@ -96,9 +96,9 @@ class Compiled:
         return getattr(self._executable, "report", None)
 
     def run(self, *args, profile: dict | None = None, keep_on_device: bool = False, executor: str | None = None,
-            ranks: int | None = None, **kwargs):
+            ranks: int | None = None, timeout: float | None = None, **kwargs):
         leaves, tree, names = self._function.flatten_args(args, kwargs)
-        options = {k: v for k, v in (("executor", executor), ("ranks", ranks)) if v is not None}
+        options = {k: v for k, v in (("executor", executor), ("ranks", ranks), ("timeout", timeout)) if v is not None}
         if options and not hasattr(self._executable, "report"):
             raise ArgumentError(f"{', '.join(f'{k}=' for k in options)}: only the dataflow backend has executors "
                                 f"and ranks; {self.name} runs on {self.target.backend!r}")

@@ -66,11 +66,14 @@ class DataflowExecutable:
         """The mesh program's text (`mesh_printer`; `mesh_parser.parse_mesh` reads it back)."""
         return print_mesh(self.program)
 
-    def run(self, inputs, profile: dict | None = None, executor: str = "bsp", ranks: int | None = None) -> dict:
+    def run(self, inputs, profile: dict | None = None, executor: str = "bsp", ranks: int | None = None,
+            timeout: float | None = None) -> dict:
         if executor not in EXECUTORS:
             raise ArgumentError(f"unknown executor {executor!r}; the dataflow backend runs on {', '.join(EXECUTORS)}")
         if ranks is not None and executor != "mpi":
             raise ArgumentError(f"ranks={ranks}: only the 'mpi' executor runs on ranks (executor={executor!r})")
+        if timeout is not None and executor != "mpi":
+            raise ArgumentError(f"timeout={timeout}: only the 'mpi' executor has a time limit (executor={executor!r})")
         if executor == "bsp":
             outputs, summary = run_bsp(self.program, inputs)
             with self._lock:
@@ -80,7 +83,8 @@ class DataflowExecutable:
             with self._lock:
                 self.event_report = summary
         else:
-            outputs, self.mpi_seconds = run_mpi(self.program, inputs, ranks=4 if ranks is None else ranks)
+            outputs, self.mpi_seconds = run_mpi(self.program, inputs, ranks=4 if ranks is None else ranks,
+                                                **({} if timeout is None else {"timeout": timeout}))
         return {k: np.asarray(v) for k, v in outputs.items()}
 
     @property

@@ -68,6 +68,8 @@ def test_executor_mistakes_have_their_own_messages():
         compiled.run(XS, executor="gpu")
     with pytest.raises(ft.ArgumentError, match=r"ranks=4: only the 'mpi' executor runs on ranks \(executor='bsp'\)"):
         compiled.run(XS, ranks=4)
+    with pytest.raises(ft.ArgumentError, match=r"timeout=60: only the 'mpi' executor has a time limit \(executor='event'\)"):
+        compiled.run(XS, executor="event", timeout=60)
     on_cpu = double.compile(XS, backend="cpu")
     with pytest.raises(ft.ArgumentError, match="executor=: only the dataflow backend has executors and ranks"):
         on_cpu.run(XS, executor="bsp")
