@@ -8,12 +8,16 @@
    chose, its cycles (fetch from the homes, compute, write back), the compute roofline
    (`flops / (PEs x flops_per_cycle)`), and every candidate's cycles side by side.
 2. **Wavefront** (the goal: no weight bytes move after the initial load, and the makespan grows
-   with `D + L - 1`, not `D x L`): `stacked_lstm` at depths and lengths on an 8 x 8 mesh.
+   with `D + L - 1`, not `D x L`): `stacked_lstm` at depths and lengths on an 8 x 8 mesh, and
+   at its `cpu` config on ipu_mk2 16 x 16.
 3. **Planner time** (the goal: each zoo model at `paper` on a 64 x 64 mesh in under 10 s): each
    model planned in a subprocess with a time box; over the box, or refused (SRAM), it says so.
 4. **MPI weak scaling**: a stacked product whose rows grow with the ranks (4 PEs per rank),
    run by `mpiexec` on 1, 2, 4, 8 ranks of this machine: rank 0's wall time, and whether the
    outputs equal the simulator's bit for bit.
+5. **MPI on the zoo** (the goal: stacked_lstm and b2b_gemm at their `cpu` configs on 4 ranks,
+   bit for bit the simulator's answer): each planned on ipu_mk2 16 x 16, run on the BSP
+   simulator and on 4 ranks.
 
 Cycles are the model's, from `fractal.backends.dataflow.cost` and the preset's numbers (the
 placeholders among them are listed); nothing here is timed except the planner and MPI runs.
@@ -93,21 +97,25 @@ def products(meshes) -> list[dict]:
     return rows
 
 
-def wavefront(sizes) -> list[dict]:
+def wavefront(cases) -> list[dict]:
+    """`cases`: (config, target): stacked_lstm planned on the target, its weight traffic and makespan."""
     out = []
-    target = ft.targets.mesh(8, 8, sram_bytes=1 << 20)
-    for depth, length in sizes:
-        tile = tile_program("stacked_lstm", dict(depth=depth, length=length, batch=4, hidden=16), target)
+    for config, target in cases:
+        depth, length = config["depth"], config["length"]
+        tile = tile_program("stacked_lstm", config, target)
         planner = Planner(tile, target.policy.spec)
         program = planner.program()
         homes = {f"h_{b.name}" for b in tile.buffers if b.name.startswith("in_params")}
         per_step = [sum(len(t) for t in s.transfers if isinstance(t, Sends) and t.src.buffer in homes)
                     for s in program.steps]
-        first = [i for i, n in enumerate(per_step) if n]
+        runs = [int(s.label.split("#")[1].split()[0]) for s in program.steps if "#" in s.label]
+        late = [n for n, run in zip(per_step, runs) if run >= depth]   # runs after every layer's first
         summary = run_bsp(program, None)[1]
-        out.append({"depth": depth, "length": length, "steps": depth + length - 1, "cells": depth * length,
-                    "makespan": summary.makespan_cycles, "weight_fetch_supersteps": len(first),
-                    "weight_messages_after_first_use": sum(per_step[i] for i in first[depth:])})
+        out.append({"mesh": target.policy.spec.name, "depth": depth, "length": length,
+                    "size": f"{config['batch']}x{config['hidden']}", "steps": depth + length - 1,
+                    "cells": depth * length, "makespan": summary.makespan_cycles,
+                    "weight_fetch_supersteps": sum(1 for n in per_step if n),
+                    "weight_messages_after_first_use": sum(late)})
     return out
 
 
@@ -167,6 +175,34 @@ def mpi_scaling(ranks_list) -> list[dict]:
     return out
 
 
+def mpi_zoo(models, ranks: int, mesh) -> list[dict]:
+    """Zoo models at their `cpu` configs, planned on `mesh` = (preset, rows, cols), run on the BSP
+    simulator and on `ranks` MPI ranks: the outputs bit for bit, the wall times."""
+    from fractal.backends.dataflow.mpi import find_mpiexec
+    try:
+        find_mpiexec()
+    except ft.FractalError as e:
+        return [{"error": str(e).splitlines()[0]}]
+    out = []
+    for name in models:
+        m = zoo.load(name)
+        args = m.inputs("cpu", ragged=False)
+        target = ft.targets.mesh(mesh[1], mesh[2], mesh[0])
+        t0 = time.perf_counter()
+        compiled = m.model.compile(*args, target=target)
+        planned = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        bsp = m.outputs(compiled.run(*args))
+        bsp_seconds = time.perf_counter() - t0
+        mpi = m.outputs(compiled.run(*args, executor="mpi", ranks=ranks, timeout=1800))
+        leaves = lambda x: [np.asarray(v) for v in (x if isinstance(x, (list, tuple)) else [x])]  # noqa: E731
+        same = all(np.array_equal(a, b) for a, b in zip(leaves(bsp), leaves(mpi)))
+        out.append({"model": name, "mesh": target.policy.spec.name, "ranks": ranks, "plan_seconds": planned,
+                    "supersteps": len(compiled._executable.program.steps), "bsp_seconds": bsp_seconds,
+                    "mpi_seconds": compiled._executable.mpi_seconds, "bit_equal": same})
+    return out
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     lines = [HEADING, "",
@@ -190,13 +226,16 @@ def render(results: dict) -> str:
         lines.append(f"| {row['mesh']} | {row['stage']} | {row['shape']} | {row['chosen']} | {row['cycles']:,.0f} | "
                      f"{100 * row['roofline'] / row['cycles']:.0f}% | {row['core']:,.0f} | "
                      f"{100 * row['roofline'] / row['core']:.0f}% | {vs} | {row['plan_seconds']:.1f} s |")
-    lines += ["", "### Wavefront (stacked_lstm, batch 4, hidden 16, tiny 8x8 mesh with 1 MiB per PE)", "",
-              "| depth D | length L | D + L - 1 | D x L | makespan cycles | cycles per wavefront step | supersteps fetching weights | weight messages after each layer's first step |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "### Wavefront (stacked_lstm: small cells on a tiny 8x8 mesh with 1 MiB per PE, each cell on "
+              "one PE; the `cpu` config on ipu_mk2 16x16, whose cell does not fit a PE: its products grouped by layer, "
+              "each layer's weight tiles resident on its block of PEs)", "",
+              "| mesh | depth D | length L | batch x hidden | D + L - 1 | D x L | makespan cycles | cycles per wavefront step | "
+              "supersteps fetching weights | weight messages after each layer's first step |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["wavefront"]:
-        lines.append(f"| {row['depth']} | {row['length']} | {row['steps']} | {row['cells']} | {row['makespan']:,.0f} | "
-                     f"{row['makespan'] / row['steps']:,.0f} | {row['weight_fetch_supersteps']} | "
-                     f"{row['weight_messages_after_first_use']} |")
+        lines.append(f"| {row['mesh']} | {row['depth']} | {row['length']} | {row['size']} | {row['steps']} | "
+                     f"{row['cells']} | {row['makespan']:,.0f} | {row['makespan'] / row['steps']:,.0f} | "
+                     f"{row['weight_fetch_supersteps']} | {row['weight_messages_after_first_use']} |")
     lines += ["", f"### Planner time (zoo at paper, {results['planner_preset']} 64x64)", "",
               "| model | result | seconds | detail |", "|---|---|---|---|"]
     for row in results["planner"]:
@@ -209,6 +248,16 @@ def render(results: dict) -> str:
         else:
             lines.append(f"| {row['ranks']} | {row['pes']} | {row['rows']} | {row['wall_seconds']:.3f} | "
                          f"{row['model_cycles']:,.0f} | {row['bit_equal']} |")
+    lines += ["", "### MPI: zoo models at their `cpu` configs (oversubscribed on this machine)", "",
+              "| model | mesh | ranks | planned in s | supersteps | BSP simulator wall s | MPI rank 0 wall s | "
+              "bit-equal to the simulator |", "|---|---|---|---|---|---|---|---|"]
+    for row in results.get("mpi_zoo", []):
+        if "error" in row:
+            lines.append(f"| skipped: {row['error']} | | | | | | | |")
+        else:
+            lines.append(f"| {row['model']} | {row['mesh']} | {row['ranks']} | {row['plan_seconds']:.1f} | "
+                         f"{row['supersteps']:,} | {row['bsp_seconds']:.1f} | {row['mpi_seconds']:.1f} | "
+                         f"{row['bit_equal']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -226,11 +275,17 @@ def main(argv=None) -> int:
                            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}}
     meshes = [("ipu_mk2", 4, 4), ("ipu_mk2", 8, 8)] if opts.quick else [("ipu_mk2", 16, 16), ("ipu_mk2", 32, 32), ("wse2", 64, 64)]
     results["products"] = products(meshes)
-    results["wavefront"] = wavefront([(2, 4), (4, 4)] if opts.quick else [(2, 4), (2, 8), (4, 4), (4, 8), (8, 8), (8, 16)])
+    tiny = ft.targets.mesh(8, 8, sram_bytes=1 << 20)
+    small = [(2, 4), (4, 4)] if opts.quick else [(2, 4), (2, 8), (4, 4), (4, 8), (8, 8), (8, 16)]
+    cases = [(dict(depth=d, length=n, batch=4, hidden=16), tiny) for d, n in small]
+    if not opts.quick:
+        cases.append((zoo.load("stacked_lstm").CONFIGS["cpu"], ft.targets.mesh(16, 16, "ipu_mk2")))
+    results["wavefront"] = wavefront(cases)
     results["planner_preset"] = "ipu_mk2"
     models = ["b2b_gemm", "retention"] if opts.quick else list(zoo.available())
     results["planner"] = planner_times(models, "ipu_mk2", opts.box)
     results["mpi"] = mpi_scaling([1, 2] if opts.quick else [1, 2, 4, 8])
+    results["mpi_zoo"] = [] if opts.quick else mpi_zoo(["stacked_lstm", "b2b_gemm"], 4, ("ipu_mk2", 16, 16))
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(results, indent=1, default=float))
     import report
