@@ -30,7 +30,7 @@ from .errors import SramCapacityError
 from .home import Home
 from . import gemm_choice, plan_copy, plan_grouped, split
 from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep
-from .plan_window import WindowPlan
+from .plan_window import WindowPlan, rectangles
 from .residency import Residency, resident_buffers
 from .spec import MeshSpec
 
@@ -52,6 +52,7 @@ class Planner:
             self.declare(home.local, home.block, b.dtype)
         # a temp's home lives from the first top-level statement that names it to the last
         # (allocation by liveness); inputs, consts and outputs for the whole program
+        self._home_allocs: dict[str, list[Alloc]] = {}
         self.lifetimes = {n: span for n, span in _lifetimes(tile).items() if n in self.homes}
         self.home_live = np.zeros((spec.rows, spec.cols), np.int64)
         self.live_homes: set[str] = set()
@@ -69,10 +70,13 @@ class Planner:
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
 
     def allocs_of(self, name: str) -> list[Alloc]:
-        """The allocs of a buffer's home blocks."""
-        home = self.homes[name]
-        pes = sorted({pe for pe, _ in home.owners()})
-        return [Alloc((home.local,), Pes.one(*pe)) for pe in pes]
+        """The allocs of a buffer's home blocks: one per rectangle of its owners (every owner
+        holds one block-shaped local buffer)."""
+        if name not in self._home_allocs:
+            home, cols = self.homes[name], self.spec.cols
+            owners = {r * cols + c for (r, c), _ in home.owners()}
+            self._home_allocs[name] = [Alloc((home.local,), rect) for rect, _ in rectangles(dict.fromkeys(owners, 1), cols)]
+        return self._home_allocs[name]
 
     def _take(self, names, where: str) -> None:
         """Count the homes `names` live on their PEs; refuse when a PE cannot hold them."""
