@@ -62,7 +62,7 @@ class Home:
 
     def owners(self) -> list[tuple[tuple[int, int], Box]]:
         """Every block's PE and box."""
-        return [(self.owner(ix), self.block_box(ix)) for ix in itertools.product(*(range(f) for f in self.factors))]
+        return _owners(self)
 
     def pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
         """The blocks a box meets: (owner PE, the part of the box in that block, the block's box)."""
@@ -99,6 +99,11 @@ class Home:
             part = tuple((max(lo, blo), min(hi, bhi)) for (lo, hi), (blo, bhi) in zip(box, blk))
             out.append((self.owner(ix), part, blk))
         return out
+
+
+@lru_cache(maxsize=1 << 12)
+def _owners(home: Home) -> list:
+    return [(home.owner(ix), home.block_box(ix)) for ix in itertools.product(*(range(f) for f in home.factors))]
 
 
 @lru_cache(maxsize=1 << 16)

@@ -219,7 +219,8 @@ class WindowPlan:
         transient = {b: w for b, w in windows.items() if b not in res.buffers}
         free = self.planner.free()
         need = K * sum(b for _, b in transient.values())
-        extra = np.array([0 if q in res.loaded else res.bytes_per_pe() for q in range(len(free))], np.int64)
+        extra = np.full(len(free), res.bytes_per_pe(), np.int64)
+        extra[sorted(res.loaded)] = 0
         if ((free - extra)[pes] < need).any():
             return None
         return self._round(np.arange(self.n), pes, slots, K, transient, res)
