@@ -51,16 +51,34 @@ def _rows(r: Region, axis: int, at, count: int = 1) -> Region:
     return Region(r.buffer, tuple(start), tuple(size), r.stride)
 
 
-def _runs(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A const index table as runs (first position j, first row i, length) of rows that follow
-    one another (i, i + 1, ...), negative rows counted from the end; rows outside [0, size)
-    are runs of their own (padding)."""
+def _runs(index: np.ndarray, size: int):
+    """Const index tables (one per row of `index`) as runs of rows that follow one another
+    (i, i + 1, ...), negative rows counted from the end; rows outside [0, size) are runs of
+    their own (padding).  Arrays over the runs: (table, first position j, first row i, length,
+    is a real row)."""
     rows = np.where(index < 0, index + size, index).astype(np.int64)
     valid = (rows >= 0) & (rows < size)
-    breaks = np.ones(len(rows), bool)
-    breaks[1:] = ~(valid[1:] & valid[:-1] & (rows[1:] == rows[:-1] + 1))
-    first = np.flatnonzero(breaks)
-    return first, rows[first], np.diff(np.append(first, len(rows)))
+    T, L = rows.shape
+    breaks = np.ones((T, L), bool)
+    breaks[:, 1:] = ~(valid[:, 1:] & valid[:, :-1] & (rows[:, 1:] == rows[:, :-1] + 1))
+    table, j = np.nonzero(breaks)
+    flat = table * L + j
+    end = np.minimum(np.append(flat[1:], T * L), (table + 1) * L)
+    return table, j, rows[table, j], end - flat, valid[table, j]
+
+
+def _tables(planner, r: Region, at: np.ndarray, values: dict, which: np.ndarray) -> np.ndarray:
+    """The values of index region `r` at each distinct start `at[t]` (T, L): gathered at once
+    when the region has one range axis, else read start by start."""
+    axes = [a for a, size in enumerate(r.size) if size is not None]
+    data = np.asarray(planner.buffers[r.buffer].data.value)
+    if len(axes) == 1 and data.ndim == len(r.size):
+        a, L = axes[0], r.size[axes[0]]
+        index = tuple(at[:, b][:, None] + (np.arange(L) * r.stride[b] if b == a else 0) for b in range(len(r.size)))
+        return np.asarray(data[index], np.int64).reshape(len(at), L)
+    first = [int(np.flatnonzero(which == t)[0]) for t in range(len(at))]
+    return np.stack([np.asarray(planner.const_region(r, {v: int(x[i]) for v, x in values.items()}), np.int64)
+                     for i in first])
 
 
 def _starts(r: Region, values: dict, n: int) -> np.ndarray:
@@ -83,34 +101,34 @@ def _copies(planner, op, values: dict, n: int):
         return src, dst, np.broadcast_to(shape, (n, len(shape))).copy(), None
     size = int(shape[op.axis])
     sa, da = _axes(op.src)[op.axis], _axes(op.dst)[op.axis]
-    at = _starts(op.index, values, n)         # (a table read at a point-dependent offset: per offset)
+    at = _starts(op.index, values, n)         # (a table read at a point-dependent offset: one per offset)
     tables, which = np.unique(at, axis=0, return_inverse=True) if at.shape[1] else (at[:1], np.zeros(n, np.int64))
-    out_s, out_d, out_sizes, zero_lo, zero_hi = [], [], [], [], []
-    for g in range(len(tables)):
-        points = np.flatnonzero(which.reshape(-1) == g)
-        env = {v: int(x[points[0]]) for v, x in values.items()}
-        j, i, length = _runs(np.asarray(planner.const_region(op.index, env), np.int64), size)
-        valid = (i >= 0) & (i < size)
-        src_at, dst_at = (i, j) if isinstance(op, Gather) else (j, i)
-        keep = np.flatnonzero(valid)
-        pt, run = np.repeat(points, len(keep)), np.tile(keep, len(points))
-        s, d = src[pt], dst[pt]
-        s[:, sa] += src_at[run]
-        d[:, da] += dst_at[run]
-        sizes = np.broadcast_to(np.array(op.dst.shape, np.int64), (len(pt), len(shape))).copy()
-        sizes[:, op.axis] = length[run]
-        out_s.append(s), out_d.append(d), out_sizes.append(sizes)
-        if isinstance(op, Gather) and not valid.all():   # padding rows: zeros where they live
-            pad = np.flatnonzero(~valid)
-            pt0, run0 = np.repeat(points, len(pad)), np.tile(pad, len(points))
-            lo = dst[pt0]
-            lo[:, da] += j[run0]
-            hi = lo + 1
-            hi[:, _axes(op.dst)] = lo[:, _axes(op.dst)] + np.array(op.dst.shape, np.int64)
-            hi[:, da] = lo[:, da] + length[run0]
-            zero_lo.append(lo), zero_hi.append(hi)
-    zeros = (np.concatenate(zero_lo), np.concatenate(zero_hi)) if zero_lo else None
-    return np.concatenate(out_s), np.concatenate(out_d), np.concatenate(out_sizes), zeros
+    which = which.reshape(-1)
+    table, j, i, length, valid = _runs(_tables(planner, op.index, tables, values, which), size)
+    # every run of a table at every point that reads that table
+    order = np.argsort(which, kind="stable")
+    count = np.bincount(which, minlength=len(tables))
+    begin = np.cumsum(count) - count
+    run = np.repeat(np.arange(len(table)), count[table])
+    within = np.arange(len(run)) - np.repeat(np.cumsum(count[table]) - count[table], count[table])
+    pt = order[begin[table[run]] + within]
+    real = valid[run]
+    src_at, dst_at = (i, j) if isinstance(op, Gather) else (j, i)
+    s, d = src[pt[real]], dst[pt[real]]
+    s[:, sa] += src_at[run[real]]
+    d[:, da] += dst_at[run[real]]
+    sizes = np.broadcast_to(np.array(op.dst.shape, np.int64), (len(s), len(shape))).copy()
+    sizes[:, op.axis] = length[run[real]]
+    zeros = None
+    if isinstance(op, Gather) and not real.all():   # padding rows: zeros where they live
+        pad = ~real
+        lo = dst[pt[pad]]
+        lo[:, da] += j[run[pad]]
+        hi = lo + 1
+        hi[:, _axes(op.dst)] = lo[:, _axes(op.dst)] + np.array(op.dst.shape, np.int64)
+        hi[:, da] = lo[:, da] + length[run[pad]]
+        zeros = (lo, hi)
+    return s, d, sizes, zeros
 
 
 def _moves(planner, op, src, dst, sizes):
