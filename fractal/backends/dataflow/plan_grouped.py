@@ -82,7 +82,7 @@ def _group_extent(planner, stage: Stage, group_dims) -> int:
     return extent
 
 
-def _layout(planner, stage: Stage, extent: int, K: int, N: int, itemsize: int) -> Layout | None:
+def _layout(planner, extent: int, K: int, N: int, itemsize: int) -> Layout | None:
     """Blocks: the largest equal rectangles of which the mesh holds `extent`; gc: the fewest
     columns of B per PE whose resident tile takes at most a quarter of what a PE has left
     (the block's PEs hold every layer's tiles of the step's products, and the bands), else
@@ -136,7 +136,7 @@ class GroupedPlan:
             extent = _group_extent(p, self.stage, self.group_dims)
             if extent > p.spec.pes:
                 return None
-            layouts[self.stage.name] = _layout(p, self.stage, extent, K, N, itemsize)
+            layouts[self.stage.name] = _layout(p, extent, K, N, itemsize)
         layout = layouts[self.stage.name]
         if layout is None:
             return None
