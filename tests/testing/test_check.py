@@ -335,34 +335,26 @@ def refusing():
     backends.unregister("refusing")
 
 
-def test_a_default_backend_that_cannot_compile_is_a_warning_not_a_silent_pass(refusing):
-    args = st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL))
-    with pytest.warns(CheckWarning, match="the refusing backend cannot compile it for 5 of 5 examples, which were "
-                                          "not checked on it: this test's backend compiles nothing"):
-        report = check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), arguments=args, max_examples=5,
-                       derandomize=True)
-    assert report.skipped["refusing"][0] == 5
-
-
 class _Small(_Refusing):
     def build(self, program, target):
         raise ft.ResourceError("this test's machine holds nothing")
 
 
-@pytest.fixture
-def small():
-    backends.register(_Small("small", None))
-    yield
-    backends.unregister("small")
-
-
-def test_a_default_backend_whose_target_cannot_hold_an_example_is_a_warning(small):
-    args = st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL))
-    with pytest.warns(CheckWarning, match="the small backend cannot compile it for 3 of 3 examples, which were "
-                                          "not checked on it: this test's machine holds nothing"):
-        report = check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), arguments=args, max_examples=3,
-                       derandomize=True)
-    assert report.skipped["small"][0] == 3
+@pytest.mark.parametrize("kind, why", [
+    (_Refusing, "this test's backend compiles nothing"),         # cannot lower it (UnsupportedError)
+    (_Small, "this test's machine holds nothing"),               # its target cannot hold it (ResourceError)
+])
+def test_a_default_backend_that_cannot_compile_is_a_warning_not_a_silent_pass(kind, why):
+    backends.register(kind("odd", None))
+    try:
+        args = st.tuples(fractal_tensors(SEQ, max_len=2, elements=SMALL))
+        with pytest.warns(CheckWarning, match=f"the odd backend cannot compile it for 5 of 5 examples, which were "
+                                              f"not checked on it: {why}"):
+            report = check(total, lambda xs: sum(xs.to_list(), np.zeros(2)), arguments=args, max_examples=5,
+                           derandomize=True)
+    finally:
+        backends.unregister("odd")
+    assert report.skipped["odd"][0] == 5
 
 
 def test_a_named_backend_that_cannot_compile_fails_the_check(refusing):
