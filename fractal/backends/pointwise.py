@@ -119,6 +119,14 @@ def stage_point_values(dims, env) -> tuple[dict[str, np.ndarray], int]:
     return {**{k: np.full(n, v, np.int64) for k, v in env.items()}, **out}, n
 
 
+def region_starts(r, values, n: int) -> np.ndarray:
+    """A region's start indices at many points at once (`values`: each variable's int64 array
+    over the points, as `stage_point_values` gives): an (n, ndim) int64 array."""
+    if not r.start:
+        return np.zeros((n, 0), np.int64)
+    return np.stack([np.broadcast_to(evaluate_many(a, values), (n,)) for a in r.start], 1).astype(np.int64)
+
+
 def region(r, env, arrays) -> np.ndarray:
     """The region as a basic-slicing view: index axes drop, range axes stay."""
     key = []

@@ -47,6 +47,11 @@ class Region:
         """The sizes of the range axes (index axes are dropped)."""
         return tuple(s for s in self.size if s is not None)
 
+    @property
+    def range_axes(self) -> tuple[int, ...]:
+        """The buffer axes that are ranges (`shape`'s axes)."""
+        return tuple(a for a, s in enumerate(self.size) if s is not None)
+
     def vars(self) -> frozenset[str]:
         """The loop and stage variables its start indices read."""
         return frozenset().union(*(a.vars() for a in self.start))

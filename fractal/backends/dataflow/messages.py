@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fractal.lower.tile_affine import evaluate_many
+from fractal.backends.pointwise import region_starts
 
 from .mesh_ir import Multicast, Send, Sends, Shift
 from .routes import ring_neighbour
@@ -50,9 +50,7 @@ def starts_at(region, rows, cols) -> np.ndarray:
     n = np.asarray(rows).size
     if not region.vars():    # the same everywhere (most regions): no evaluation per PE
         return np.broadcast_to(np.array([a.const for a in region.start], np.int64), (n, len(region.start)))
-    values = {"pr": np.asarray(rows, np.int64), "pc": np.asarray(cols, np.int64)}
-    return np.stack([np.broadcast_to(evaluate_many(a, values), (n,)) for a in region.start], 1) if region.start \
-        else np.zeros((n, 0), np.int64)
+    return region_starts(region, {"pr": np.asarray(rows, np.int64), "pc": np.asarray(cols, np.int64)}, n)
 
 
 def _collective_pairs(t):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fractal.lower.tile_ir import Region
+from fractal.lower.tile_ir import Gemm, Region
 
 from .mesh_ir import sends_table
 
@@ -95,6 +95,19 @@ def _runs(tile, lo, hi, offset, ra: int, ca: int):
     hi_run = hi[first].copy()
     hi_run[np.arange(len(first)), grows] = hi[last, grows]
     return tile[first], lo[first], hi_run, offset[first], grows
+
+
+def gemm_operands(op: Gemm, starts, stacked_b: bool):
+    """A gemm op's three operands (op applied) and its sizes (a, b, c, m, K, N): `starts(region)`
+    gives a region's starts per point; B is one shared region or, `stacked_b`, one per point."""
+    (a0, a1), (b0, b1), (c0, c1) = op.a.range_axes, op.b.range_axes, op.c.range_axes
+    m, k = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
+    n = op.c.size[c1]
+    a = Operand(op.a, starts(op.a), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
+    b = Operand(op.b, starts(op.b) if stacked_b else starts(op.b)[:1], b1 if op.trans_b else b0,
+                b0 if op.trans_b else b1, k, stacked_b)
+    c = Operand(op.c, starts(op.c), c0, c1, m, True)
+    return a, b, c, m, k, n
 
 
 def messages(planner, operand: Operand, base, r0, r1, c0, c1):

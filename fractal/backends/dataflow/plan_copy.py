@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_point_values
-from fractal.lower.tile_affine import evaluate_many
+from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
 from .mesh_ir import Compute, Pes, Superstep, sends_table
@@ -43,7 +42,7 @@ def qualifies(planner, stage: Stage) -> bool:
 
 def _rows(r: Region, axis: int, at, count: int = 1) -> Region:
     """Rows `at` to `at + count` of region `r` along its `axis`-th range axis."""
-    buffer_axis = [a for a, size in enumerate(r.size) if size is not None][axis]
+    buffer_axis = r.range_axes[axis]
     start = list(r.start)
     start[buffer_axis] = start[buffer_axis] + at
     size = list(r.size)
@@ -70,7 +69,7 @@ def _runs(index: np.ndarray, size: int):
 def _tables(planner, r: Region, at: np.ndarray, values: dict, which: np.ndarray) -> np.ndarray:
     """The values of index region `r` at each distinct start `at[t]` (T, L): gathered at once
     when the region has one range axis, else read start by start."""
-    axes = [a for a, size in enumerate(r.size) if size is not None]
+    axes = r.range_axes
     data = np.asarray(planner.buffers[r.buffer].data.value)
     if len(axes) == 1 and data.ndim == len(r.size):
         a, L = axes[0], r.size[axes[0]]
@@ -81,27 +80,18 @@ def _tables(planner, r: Region, at: np.ndarray, values: dict, which: np.ndarray)
                      for i in first])
 
 
-def _starts(r: Region, values: dict, n: int) -> np.ndarray:
-    return np.stack([np.broadcast_to(evaluate_many(a, values), (n,)) for a in r.start], 1).astype(np.int64) \
-        if r.start else np.zeros((n, 0), np.int64)
-
-
-def _axes(r: Region) -> list[int]:
-    return [a for a, size in enumerate(r.size) if size is not None]
-
-
 def _copies(planner, op, values: dict, n: int):
     """The op at every point as copies of boxes, arrays over the copies: (source region
     starts, destination region starts, sizes along the range axes), and the destination
     boxes a gather's padding rows zero (lo, hi).  A scatter or gather copies each run of
     consecutive rows its const table names as one box."""
-    src, dst = _starts(op.src, values, n), _starts(op.dst, values, n)
+    src, dst = region_starts(op.src, values, n), region_starts(op.dst, values, n)
     shape = np.array(op.src.shape if isinstance(op, Gather) else op.dst.shape, np.int64)
     if isinstance(op, Copy):
         return src, dst, np.broadcast_to(shape, (n, len(shape))).copy(), None
     size = int(shape[op.axis])
-    sa, da = _axes(op.src)[op.axis], _axes(op.dst)[op.axis]
-    at = _starts(op.index, values, n)         # (a table read at a point-dependent offset: one per offset)
+    sa, da = op.src.range_axes[op.axis], op.dst.range_axes[op.axis]
+    at = region_starts(op.index, values, n)         # (a table read at a point-dependent offset: one per offset)
     tables, which = np.unique(at, axis=0, return_inverse=True) if at.shape[1] else (at[:1], np.zeros(n, np.int64))
     which = which.reshape(-1)
     table, j, i, length, valid = _runs(_tables(planner, op.index, tables, values, which), size)
@@ -125,7 +115,7 @@ def _copies(planner, op, values: dict, n: int):
         lo = dst[pt[pad]]
         lo[:, da] += j[run[pad]]
         hi = lo + 1
-        hi[:, _axes(op.dst)] = lo[:, _axes(op.dst)] + np.array(op.dst.shape, np.int64)
+        hi[:, list(op.dst.range_axes)] = lo[:, list(op.dst.range_axes)] + np.array(op.dst.shape, np.int64)
         hi[:, da] = lo[:, da] + length[run[pad]]
         zeros = (lo, hi)
     return s, d, sizes, zeros
@@ -135,7 +125,7 @@ def _moves(planner, op, src, dst, sizes):
     """The messages of copies (`_copies`) home block to home block: each destination piece of
     a copy's box takes its data from the source pieces that hold it."""
     sh, dh = planner.home(op.src.buffer), planner.home(op.dst.buffer)
-    sa, da = _axes(op.src), _axes(op.dst)
+    sa, da = list(op.src.range_axes), list(op.dst.range_axes)
     lo = dst.copy()
     hi = lo + 1
     hi[:, da] = lo[:, da] + sizes

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_point_values
-from fractal.lower.tile_affine import evaluate_many
+from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
 from .mesh_ir import Alloc, Compute, Free, Multicast, Pes, Shift, Superstep, sends
-from .operand import Operand, messages, moves
+from .operand import Operand, gemm_operands, messages, moves
 from .routes import ring_order
 
 
@@ -55,10 +54,6 @@ class Product:
     accumulate: bool
 
 
-def _ranges(r: Region) -> list[int]:
-    return [axis for axis, s in enumerate(r.size) if s is not None]
-
-
 def product_of(stage: Stage, env: dict) -> Product | None:
     """The stage as one stacked product, or None when it is not one (module docstring)."""
     if len(stage.body) != 1 or not isinstance(stage.body[0], Gemm) or not stage.rectangular:
@@ -70,14 +65,7 @@ def product_of(stage: Stage, env: dict) -> Product | None:
     values, count = stage_point_values(stage.dims, env)
     if not count:
         return None
-    starts = lambda r: np.stack([np.broadcast_to(evaluate_many(a, values), (count,))  # noqa: E731
-                                 for a in r.start], 1)
-    (a0, a1), (b0, b1), (c0, c1) = _ranges(op.a), _ranges(op.b), _ranges(op.c)
-    m, k = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
-    n = op.c.size[c1]
-    a = Operand(op.a, starts(op.a), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
-    b = Operand(op.b, starts(op.b)[:1], b1 if op.trans_b else b0, b0 if op.trans_b else b1, k, False)
-    c = Operand(op.c, starts(op.c), c0, c1, m, True)
+    a, b, c, m, k, n = gemm_operands(op, lambda r: region_starts(r, values, count), stacked_b=False)
     return Product(a, b, c, m * count, k, n, op.accumulate)
 
 

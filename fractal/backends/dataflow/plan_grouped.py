@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_point_values
-from fractal.lower.tile_affine import evaluate_many
+from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
 from .mesh_ir import Alloc, Compute, Free, Superstep
-from .operand import Operand, moves
+from .operand import gemm_operands, moves
 from .plan_window import rectangles
 
 
@@ -58,10 +57,6 @@ class Layout:
         """The (row, col) of PE (i, j) of the grid of `gc` columns in each block (arrays)."""
         q, corner = i * gc + j, np.array(self.blocks, np.int64).reshape(-1, 2)[block]
         return np.stack([corner[:, 0] + q // self.block[1], corner[:, 1] + q % self.block[1]], 1)
-
-
-def _axes(r: Region) -> list[int]:
-    return [a for a, s in enumerate(r.size) if s is not None]
 
 
 def qualifies(planner, stage: Stage) -> bool:
@@ -114,9 +109,6 @@ class GroupedPlan:
         self.group_dims = sorted(self.op.b.vars() & dims)
         self.values, self.n = stage_point_values(stage.dims, env)
 
-    def _starts(self, r: Region, order) -> np.ndarray:
-        return np.stack([np.broadcast_to(evaluate_many(a, self.values), (self.n,))[order] for a in r.start], 1)
-
     def steps(self) -> list[Superstep] | None:
         if not self.n:
             return []
@@ -124,12 +116,7 @@ class GroupedPlan:
         keys = np.stack([self.values[v] for v in self.group_dims], 1)
         order = np.lexsort((np.arange(self.n),) + tuple(keys.T[::-1]))   # by group, then point order
         group_keys, first, counts = np.unique(keys[order], axis=0, return_index=True, return_counts=True)
-        (a0, a1), (b0, b1), (c0, c1) = _axes(op.a), _axes(op.b), _axes(op.c)
-        m, K = (op.a.size[a1], op.a.size[a0]) if op.trans_a else (op.a.size[a0], op.a.size[a1])
-        N = op.c.size[c1]
-        a = Operand(op.a, self._starts(op.a, order), a1 if op.trans_a else a0, a0 if op.trans_a else a1, m, True)
-        b = Operand(op.b, self._starts(op.b, order), b1 if op.trans_b else b0, b0 if op.trans_b else b1, K, True)
-        c = Operand(op.c, self._starts(op.c, order), c0, c1, m, True)
+        a, b, c, m, K, N = gemm_operands(op, lambda r: region_starts(r, self.values, self.n)[order], stacked_b=True)
         itemsize = p.itemsize(op.b.buffer)
         layouts = p.grouped_layouts
         if self.stage.name not in layouts:

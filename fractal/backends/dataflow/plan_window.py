@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.pointwise import stage_point_values
-from fractal.lower.tile_affine import aff, evaluate_many
+from fractal.backends.pointwise import region_starts, stage_point_values
+from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import Dim, Region, Scatter, Stage
 from fractal.lower.rewrite import map_regions
 
@@ -132,8 +132,7 @@ class WindowPlan:
                         f"e_{r.buffer}" + "".join(f"_{0 if s is None else s}" for s in r.size),
                         tuple(1 if s is None else s for s in r.size), planner.buffers[r.buffer].dtype)
                     continue
-                starts = np.stack([np.broadcast_to(evaluate_many(a, self.values), (n,)) for a in r.start], 1) \
-                    if r.start else np.zeros((n, 0), np.int64)
+                starts = region_starts(r, self.values, n)
                 found.setdefault(r.buffer, []).append((k, r, starts, ext, is_read, is_write))
         for buffer, occurrences in found.items():
             for key, (k, r, starts, ext, is_read, is_write) in zip(_window_keys(buffer, occurrences), occurrences):

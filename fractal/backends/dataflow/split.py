@@ -19,13 +19,9 @@ from fractal.lower.tile_affine import aff
 from fractal.lower.tile_ir import Dim, Gemm, Region, Stage
 
 
-def _ranges(r: Region) -> list[int]:
-    return [a for a, s in enumerate(r.size) if s is not None]
-
-
 def _cut(r: Region, axis: int, var: str, size: int) -> Region:
     """`r` with its `axis`-th range axis cut to `size` elements starting `size * var` further."""
-    a = _ranges(r)[axis]
+    a = r.range_axes[axis]
     start, sizes = list(r.start), list(r.size)
     start[a] = start[a] + aff(var) * (size * r.stride[a])
     sizes[a] = size
