@@ -196,19 +196,17 @@ class Planner:
             grouped = plan_grouped.GroupedPlan(self, s, env, label).steps()
             if grouped is not None:
                 return grouped
-        try:
-            if s.name in self.op_by_op:
-                raise SramCapacityError((0, 0), label, "a point", 0, 0, 0)   # (as at its first run)
-            return WindowPlan(self, s, env, label).steps()
-        except SramCapacityError:
-            if len(s.body) > 1:
-                self.op_by_op.add(s.name)   # its points are as big at every run: skip the attempt
-            else:
-                itemsize = self.itemsize(s.body[0].c.buffer) if isinstance(s.body[0], Gemm) else 0
-                cut = split.blocks(s, lambda elements: elements * itemsize <= int(self.free().max()))
-                if cut is None:
-                    raise
-                return self.stage(cut, env)
+        if s.name not in self.op_by_op:   # (its points are as big at every run: tried once)
+            try:
+                return WindowPlan(self, s, env, label).steps()
+            except SramCapacityError:
+                if len(s.body) == 1:
+                    itemsize = self.itemsize(s.body[0].c.buffer) if isinstance(s.body[0], Gemm) else 0
+                    cut = split.blocks(s, lambda elements: elements * itemsize <= int(self.free().max()))
+                    if cut is None:
+                        raise
+                    return self.stage(cut, env)
+                self.op_by_op.add(s.name)
         return [step for k, op in enumerate(s.body)
                 for step in self.stage(Stage(f"{s.name}_op{k}", s.dims, (op,), s.placement), env)]
 
