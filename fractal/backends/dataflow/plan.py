@@ -55,13 +55,13 @@ class Planner:
         self._home_allocs: dict[str, list[Alloc]] = {}
         self.lifetimes = {n: span for n, span in _lifetimes(tile).items() if n in self.homes}
         self.home_live = np.zeros((spec.rows, spec.cols), np.int64)
+        self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self.live_homes: set[str] = set()
         self._take([n for n in self.homes if n not in self.lifetimes], "the homes of the program's buffers")
         for i, s in enumerate(tile.body):   # refuse before planning anything: the homes live at each statement
             self._take([n for n, (a, _) in self.lifetimes.items() if a == i], f"the homes live at {_name(s)}")
             self._give_back([n for n, (_, b) in self.lifetimes.items() if b == i])
         self.home_allocs = [a for n in self.homes if n not in self.lifetimes for a in self.allocs_of(n)]
-        self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
@@ -86,7 +86,7 @@ class Planner:
             for pe, _ in home.owners():
                 self.home_live[pe] += nbytes
             self.live_homes.add(name)
-        live = self.home_live + getattr(self, "resident_live", 0)
+        live = self.home_live + self.resident_live
         if live.size and int(live.max()) > self.spec.usable_bytes:
             r, c = (int(x) for x in np.unravel_index(int(live.argmax()), live.shape))
             raise SramCapacityError((r, c), where, "its home blocks", int(self.home_live[r, c]),
