@@ -314,20 +314,31 @@ def _chains(g, nbytes):
     """A multicast batch's physical messages: the tree a router forwards along (the root's row
     to its farthest receivers on each side, then each receiving column from the root's row to
     its ends), every link of it carrying the bytes once."""
-    out = []
-    roots = {}
-    for i, root in enumerate(zip(g.sr.tolist(), g.sc.tolist())):
-        roots.setdefault(root, []).append(i)
-    for (r, c), idx in roots.items():
-        rows, cols = g.dr[idx], g.dc[idx]
-        out += [(r, c, r, int(end)) for end in (cols.min(), cols.max()) if end != c]
-        for col in np.unique(cols):
-            down = rows[cols == col]
-            out += [(r, int(col), int(end), int(col)) for end in (down.min(), down.max()) if end != r]
-    if not out:
+    if not len(g.sr):
         return (np.zeros(0, np.int64),) * 4 + (np.zeros(0, nbytes.dtype),)
-    a = np.array(out, np.int64)
-    return a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.full(len(a), nbytes[0] if len(nbytes) else 0)
+    W = int(max(g.sr.max(), g.dr.max(), g.sc.max(), g.dc.max())) + 1
+    roots, root_of = np.unique(g.sr * W + g.sc, return_inverse=True)
+    r, c = np.divmod(roots, W)
+    lo, hi = _extremes(root_of, len(roots), g.dc)
+    # the root's row: to the farthest receiving column on each side (one message when both are one)
+    row = [(r, c, r, lo, lo != c), (r, c, r, hi, (hi != c) & (hi != lo))]
+    # each receiving column, from the root's row to its farthest receivers above and below
+    cols, col_of = np.unique(root_of * W + g.dc, return_inverse=True)
+    at, col = np.divmod(cols, W)
+    down_lo, down_hi = _extremes(col_of, len(cols), g.dr)
+    rr = r[at]
+    column = [(rr, col, down_lo, col, down_lo != rr), (rr, col, down_hi, col, (down_hi != rr) & (down_hi != down_lo))]
+    parts = [np.stack([a, b, x, y], 1)[keep] for a, b, x, y, keep in row + column]
+    out = np.concatenate(parts)
+    return out[:, 0], out[:, 1], out[:, 2], out[:, 3], np.full(len(out), nbytes[0] if len(nbytes) else 0)
+
+
+def _extremes(group, n: int, values):
+    """(min, max) of `values` per group id in [0, n)."""
+    lo, hi = np.full(n, np.iinfo(np.int64).max), np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(lo, group, values)
+    np.maximum.at(hi, group, values)
+    return lo, hi
 
 
 def hops_many(sr, sc, dr, dc, spec) -> np.ndarray:

@@ -1,14 +1,24 @@
 """Home layouts: where each tile-IR buffer lives on the mesh between the stages that use it.
 
 A buffer's home cuts it into a grid of blocks (`factors` blocks along each axis, as equal as
-the sizes allow, leading axes first, no more blocks than PEs, none much under 512 bytes) and gives block b to PE
-`(first + b) mod P` in row-major PE order, each PE holding one block in a local buffer
-`h_<name>` of the block's shape.  `first` rotates from buffer to buffer so that small buffers
-do not all land on PE (0, 0).  A box of the buffer meets a block in a box, so moving a region
-between its home and a PE is a few messages of boxes (`pieces`).
+the sizes allow, leading axes first, no more blocks than PEs, none much under 512 bytes) and
+gives flat block b to the PE of rank `first + b * stride` (mod P) in the mesh's Z order
+(`pe_order`), each PE holding one block in a local buffer `h_<name>` of the block's shape.
+
+* Z order keeps consecutive blocks (consecutive rows of a matrix) in compact squares of PEs,
+  so a plan that gives a slice of rows to a square of PEs (`plan_gemm`) finds them nearby.
+* A buffer with fewer blocks than PEs is strided (`stride = P // blocks`) over the whole mesh,
+  so that the many PEs reading a small weight do not all queue at one corner.
+* `first` rotates from buffer to buffer so that small buffers do not pile onto the same PEs;
+  a buffer whose blocks fill the mesh evenly starts at rank 0, so that two such buffers cut
+  alike hold block b on the same PE (an element-wise stage between them moves nothing).
+
+A box of the buffer meets a block in a box, so moving a region between its home and a PE is
+a few messages of boxes (`pieces`).
 
     home = Home.spread("x", (540, 1, 80), rows=4, cols=4, itemsize=4)
-    home.factors, home.block      # (16, 1, 1), (34, 1, 80): 16 blocks of 34 rows (the last 30), on PEs 0..15
+    home.factors, home.block      # (16, 1, 1), (34, 1, 80): 16 blocks of 34 rows (the last 30)
+    home.owner((2, 0, 0))         # (1, 0): rank 2 in Z order
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ class Home:
             left //= f
         block = tuple(-(-d // f) if d else 0 for d, f in zip(shape, factors))
         factors = tuple(-(-d // b) if b else 1 for d, b in zip(shape, block))   # blocks actually used
+        if int(np.prod(factors, dtype=np.int64)) % (rows * cols) == 0:
+            first = 0   # fills the mesh evenly: aligned with every buffer cut alike
         return cls(name, f"h_{name}", shape, factors, block, first % (rows * cols), cols, rows * cols)
 
     @property
@@ -54,8 +66,13 @@ class Home:
 
     def owner(self, index: tuple[int, ...]) -> tuple[int, int]:
         b = int(np.ravel_multi_index(index, self.factors)) if index else 0
-        q = (self.first + b) % self.pes
+        q = int(self.pe_of(np.int64(b)))
         return q // self.cols, q % self.cols
+
+    def pe_of(self, flat):
+        """The PE id (row-major) holding each flat block index."""
+        stride = max(1, self.pes // max(self.blocks, 1))   # few blocks: spread over the mesh
+        return pe_order(self.pes // self.cols, self.cols)[(self.first + flat * stride) % self.pes]
 
     def block_box(self, index: tuple[int, ...]) -> Box:
         return tuple((i * b, min((i + 1) * b, d)) for i, b, d in zip(index, self.block, self.shape))
@@ -87,7 +104,7 @@ class Home:
         part_lo = np.maximum(lo[box], block_lo)
         part_hi = np.minimum(hi[box], np.minimum(block_lo + block, shape))
         flat = np.ravel_multi_index(tuple(index.T), self.factors) if d else np.zeros(len(box), np.int64)
-        return box, (self.first + flat) % self.pes, part_lo, part_hi, block_lo
+        return box, self.pe_of(flat), part_lo, part_hi, block_lo
 
     def _pieces(self, box: Box) -> list[tuple[tuple[int, int], Box, Box]]:
         if any(hi <= lo for lo, hi in box):
@@ -99,6 +116,20 @@ class Home:
             part = tuple((max(lo, blo), min(hi, bhi)) for (lo, hi), (blo, bhi) in zip(box, blk))
             out.append((self.owner(ix), part, blk))
         return out
+
+
+@lru_cache(maxsize=64)
+def pe_order(rows: int, cols: int) -> np.ndarray:
+    """The mesh's PE ids (row-major) in Z order (Morton order of (row, col), the points outside
+    the mesh skipped): consecutive ranks lie close together, and every aligned square of 2^k x
+    2^k PEs is a run of consecutive ranks."""
+    r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
+    key = np.zeros_like(r)
+    for bit in range(max(rows, cols).bit_length()):
+        key |= ((c >> bit) & 1) << (2 * bit) | ((r >> bit) & 1) << (2 * bit + 1)
+    order = np.argsort(key, kind="stable")
+    order.setflags(write=False)
+    return order
 
 
 @lru_cache(maxsize=1 << 12)

@@ -47,7 +47,7 @@ class Planner:
             if not all(b.shape):
                 continue
             home = Home.spread(b.name, b.shape, spec.rows, spec.cols, first, b.dtype.itemsize)
-            first += home.blocks
+            first += home.blocks if home.blocks >= home.pes else 1   # (fewer blocks are strided)
             self.homes[b.name] = home
             self.declare(home.local, home.block, b.dtype)
         # a temp's home lives from the first top-level statement that names it to the last

@@ -38,6 +38,7 @@ from fractal.lower.tile_ir import Gemm, Region, Stage
 
 from .mesh_ir import Alloc, Compute, Free, Multicast, Pes, Shift, Superstep, sends
 from .operand import Operand, gemm_operands, messages, moves
+from .home import pe_order
 from .routes import ring_order
 
 
@@ -97,7 +98,12 @@ class _Squares(_Builder):
         super().__init__(planner, stage, prod, label, plan)
         gr, gc = groups
         self.s, self.P = s, Pes(0, gr * s, 0, gc * s)
-        self.squares = [(a * gc + b, Pes(a * s, a * s + s, b * s, b * s + s)) for a in range(gr) for b in range(gc)]
+        # squares in the homes' PE order (`home.pe_order`), so that a slice of M' and the home
+        # blocks of its rows lie in the same part of the mesh
+        rank = np.argsort(pe_order(planner.spec.rows, planner.spec.cols))
+        origins = sorted(((a * s, b * s) for a in range(gr) for b in range(gc)),
+                         key=lambda o: rank[o[0] * planner.spec.cols + o[1]])
+        self.squares = [(g, Pes(r, r + s, c, c + s)) for g, (r, c) in enumerate(origins)]
         self.rows_per = prod.M // len(self.squares)
         self.mt, self.kt, self.nt = mt, kt, nt = self.rows_per // s, prod.K // s, prod.N // s
         self.ta, self.tb, self.tc = (self.tile("a", prod.a, mt, kt), self.tile("b", prod.b, kt, nt),
@@ -106,37 +112,40 @@ class _Squares(_Builder):
 
     def fetch_and_back(self, place) -> tuple[tuple, tuple]:
         """`Sends` that fetch every PE's tiles from the homes (C's too when the product
-        accumulates) and that write its C tile back.  `place(square, i, j)` says which PE of the
-        square holds C's tile (i, j) and which K tiles of A's row i and B's column j it starts with:
-        (pe, A's K tile, B's K tile)."""
-        prod, mt, kt, nt = self.prod, self.mt, self.kt, self.nt
-        tiles = [(place(sq, i, j), g * self.rows_per + i * mt, j) for g, sq in self.squares
-                 for i in range(self.s) for j in range(self.s)]
-        pes = np.array([pe for (pe, _, _), _, _ in tiles], np.int64)
-        ka, kb, r0, j = (np.array(x, np.int64) for x in zip(*((a, b, r, j) for (_, a, b), r, j in tiles)))
-        zero = np.zeros(len(tiles), np.int64)
-        fetch = moves(self.p, prod.a, self.ta, pes, zero, r0, r0 + mt, ka * kt, (ka + 1) * kt, True) + \
+        accumulates) and that write its C tile back.  `place(r0, c0, i, j)`, on arrays over the
+        tiles (the square's first PE, C's tile (i, j)), says which PE holds C's tile (i, j) and
+        which K tiles of A's row i and B's column j it starts with: (row, col, A's K tile, B's K tile)."""
+        prod, s, mt, kt, nt = self.prod, self.s, self.mt, self.kt, self.nt
+        g = np.array([g for g, _ in self.squares], np.int64)
+        origin = np.array([(sq.r0, sq.c0) for _, sq in self.squares], np.int64).reshape(-1, 2)
+        i, j = (np.tile(x.reshape(-1), len(g)) for x in np.meshgrid(np.arange(s), np.arange(s), indexing="ij"))
+        g, r0, c0 = (np.repeat(x, s * s) for x in (g, origin[:, 0], origin[:, 1]))
+        pr, pc, ka, kb = place(r0, c0, i, j)
+        pes = np.stack([pr, pc], 1)
+        row = g * self.rows_per + i * mt
+        zero = np.zeros(len(row), np.int64)
+        fetch = moves(self.p, prod.a, self.ta, pes, zero, row, row + mt, ka * kt, (ka + 1) * kt, True) + \
             moves(self.p, prod.b, self.tb, pes, zero, kb * kt, (kb + 1) * kt, j * nt, (j + 1) * nt, True)
         if prod.accumulate:
-            fetch += moves(self.p, prod.c, self.tc, pes, zero, r0, r0 + mt, j * nt, (j + 1) * nt, True)
-        return fetch, moves(self.p, prod.c, self.tc, pes, zero, r0, r0 + mt, j * nt, (j + 1) * nt, False)
+            fetch += moves(self.p, prod.c, self.tc, pes, zero, row, row + mt, j * nt, (j + 1) * nt, True)
+        return fetch, moves(self.p, prod.c, self.tc, pes, zero, row, row + mt, j * nt, (j + 1) * nt, False)
 
 
 def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=(1, 1)) -> list[Superstep]:
     """Cannon on `groups` squares of s x s PEs, each a slice of M' (module docstring)."""
     bld = _Squares(planner, stage, prod, label, f"cannon_{ring}", s, groups)
     ta, tb, tc, sa, sb, sc, P, squares = bld.ta, bld.tb, bld.tc, bld.sa, bld.sb, bld.sc, bld.P, bld.squares
-    order = ring_order(s, ring)
+    order = np.array(ring_order(s, ring), np.int64)
 
-    def skewed(sq, i, j):   # ring positions i, j hold K tile i + j of A and B
-        return (sq.r0 + order[i], sq.c0 + order[j]), (i + j) % s, (i + j) % s
+    def skewed(r0, c0, i, j):   # ring positions i, j hold K tile i + j of A and B
+        return r0 + order[i], c0 + order[j], (i + j) % s, (i + j) % s
     fetch, back = bld.fetch_and_back(skewed)
     steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=fetch)]
+    ra, rb = Region(ta, (0, 0), sa), Region(tb, (0, 0), sb)   # (one of each for every square's shift)
     for t in range(s):
         last = t == s - 1
         shifts = () if last else tuple(
-            x for _, sq in squares for x in (Shift(sq, Region(ta, (0, 0), sa), Region(ta, (0, 0), sa), "row", -1, ring, 0),
-                                             Shift(sq, Region(tb, (0, 0), sb), Region(tb, (0, 0), sb), "col", -1, ring, 1)))
+            x for _, sq in squares for x in (Shift(sq, ra, ra, "row", -1, ring, 0), Shift(sq, rb, rb, "col", -1, ring, 1)))
         compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
         steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (back if last else ()),
                                frees=(Free((ta, tb, tc), P),) if last else ()))
@@ -149,14 +158,13 @@ def summa(planner, stage, prod: Product, label: str, s: int, groups=(1, 1)) -> l
     ta, tb, tc, sa, sb, sc, P, squares = bld.ta, bld.tb, bld.tc, bld.sa, bld.sb, bld.sc, bld.P, bld.squares
     pa, pb = bld.tile("pa", prod.a, bld.mt, bld.kt), bld.tile("pb", prod.b, bld.kt, bld.nt)
 
-    def blocks(sq, i, j):   # PE (i, j) holds A's and B's blocks (i, j)
-        return (sq.r0 + i, sq.c0 + j), j, i
+    def blocks(r0, c0, i, j):   # PE (i, j) holds A's and B's blocks (i, j)
+        return r0 + i, c0 + j, j, i
     fetch, back = bld.fetch_and_back(blocks)
+    ra, rpa, rb, rpb = Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), Region(tb, (0, 0), sb), Region(pb, (0, 0), sb)
 
     def panels(t):
-        return tuple(x for _, sq in squares for x in (
-            Multicast(sq, Region(ta, (0, 0), sa), Region(pa, (0, 0), sa), "row", t, 0),
-            Multicast(sq, Region(tb, (0, 0), sb), Region(pb, (0, 0), sb), "col", t, 1)))
+        return tuple(x for _, sq in squares for x in (Multicast(sq, ra, rpa, "row", t, 0), Multicast(sq, rb, rpb, "col", t, 1)))
     steps = [Superstep(f"{label} summa: fetch", allocs=(Alloc((ta, tb, tc, pa, pb), P),), transfers=fetch),
              Superstep(f"{label} summa: panels 0", transfers=panels(0))]
     for t in range(s):
@@ -187,7 +195,7 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
             broadcast.append(Multicast(P, h, t, "all", root, 2))
         else:
             rows += [(owner, pe, (local, tuple(h0), tuple(h1)), (tb, tuple(t0), tuple(t1))) for pe in P]
-    pes = np.array(list(P), np.int64).reshape(-1, 2)
+    pes = _in_order(planner, P)   # band q on the q-th PE of P in the homes' order
     q = np.arange(len(pes))
     zero, K, N = np.zeros_like(q), np.full_like(q, prod.K), np.full_like(q, prod.N)
     fetch = sends(rows) + moves(planner, prod.a, ta, pes, zero, q * band, (q + 1) * band, zero, K, True)
@@ -198,3 +206,12 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),),
                       transfers=fetch + tuple(broadcast)),
             Superstep(f"{label} stationary", computes=(compute,), transfers=back, frees=(Free((ta, tb, tc), P),))]
+
+
+def _in_order(planner, P: Pes) -> np.ndarray:
+    """The PEs of rectangle P as (row, col) rows, in the homes' PE order (`home.pe_order`)."""
+    cols = planner.spec.cols
+    order = pe_order(planner.spec.rows, cols)
+    r, c = np.divmod(order, cols)
+    keep = (r >= P.r0) & (r < P.r1) & (c >= P.c0) & (c < P.c1)
+    return np.stack([r[keep], c[keep]], 1)

@@ -30,7 +30,7 @@ from fractal.lower.tile_ir import Dim, Region, Scatter, Stage
 from fractal.lower.rewrite import map_regions
 
 from .errors import SramCapacityError
-from .home import Box, Home
+from .home import Box, Home, pe_order
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends, sends_table
 
 SLOT = "slot"
@@ -167,16 +167,17 @@ class WindowPlan:
                 return resident
         per_slot = sum(b for _, b in windows.values())
         free = p.free()                               # per PE id: SRAM left beside homes and residents
-        eligible = [q for q in range(spec.pes) if free[q] >= per_slot]
-        if not eligible:
+        order = pe_order(spec.rows, spec.cols)        # consecutive points near consecutive home blocks
+        eligible = order[free[order] >= per_slot]
+        if not len(eligible):
             q = int(np.argmax(free))
             raise SramCapacityError((q // spec.cols, q % spec.cols), self.label,
                                     f"the windows of one point of {self.stage.name}", per_slot,
                                     spec.usable_bytes - int(free[q]), spec.usable_bytes)
-        K = max(1, min(-(-self.n // len(eligible)), int(min(free[q] for q in eligible)) // max(per_slot, 1)))
+        K = max(1, min(-(-self.n // len(eligible)), int(free[eligible].min()) // max(per_slot, 1)))
         if self.serial:   # a scatter whose rows are known only at run time: one point at a time
             K, eligible = 1, eligible[:1]
-        out, per_round, eligible = [], K * len(eligible), np.array(eligible, np.int64)
+        out, per_round = [], K * len(eligible)
         for start in range(0, self.n, per_round):
             points = np.arange(start, min(self.n, start + per_round))
             out += self._round(points, eligible[(points - start) // K], (points - start) % K, K, windows, None)

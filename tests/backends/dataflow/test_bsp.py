@@ -77,6 +77,19 @@ def test_a_ring_shift_puts_its_bytes_once_on_every_ring_link_of_a_torus():
     assert sorted(s.link_bytes.values()) == [32.0] * 6
 
 
+@pytest.mark.parametrize("rows, cols, axis, root", [(1, 2, "row", 0), (2, 1, "col", 1), (3, 4, "row", 3), (4, 3, "col", 0)])
+def test_a_multicast_loads_each_link_of_its_tree_once_in_both_engines(rows, cols, axis, root):
+    # the vectorised tree of the BSP engine loads the links the event engine reserves, once each
+    spec = mesh_spec(rows, cols)
+    program = vector_program(spec, 4, [("multicast", axis, root, 0)])
+    x = np.arange(rows * cols * 4.0).reshape(rows, cols, 4)
+    _, fast = run_bsp(program, {"x": x})
+    _, slow = run_event(program, {"x": x})
+    assert fast.link_bytes == slow.link_bytes
+    line = cols if axis == "row" else rows
+    assert sum(fast.link_bytes.values()) == 32 * (line - 1) * (rows if axis == "row" else cols)
+
+
 def test_the_interleaved_ring_has_neighbours_two_hops_apart_the_wrapped_one_p_minus_one():
     for p in (4, 6, 8, 16):
         assert max_ring_hops(p, "interleaved") == 2 and max_ring_hops(p, "wrap") == p - 1
