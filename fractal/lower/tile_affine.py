@@ -29,6 +29,7 @@ indices with it, and building a node must not run the parser; index text goes th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Union
 
 import numpy as np
@@ -202,7 +203,12 @@ def aff(x) -> Aff:
             raise TypeError(f"aff({x!r}): aff takes a variable name, not index text; parse text with "
                             f"fractal.lower.parse_index({x!r})")
         return Aff(((x, 1),))
-    return Aff((), _int(x))
+    return _const(_int(x))
+
+
+@lru_cache(maxsize=1 << 16)
+def _const(c: int) -> Aff:
+    return Aff((), c)   # (planners build millions of regions from the same few constants)
 
 
 def amax(*xs) -> Aff:

@@ -106,10 +106,10 @@ class BspRun:
     def _held(self, name: str) -> np.ndarray:
         return self.allocated[name] if name in self.allocated else np.zeros(self.shape, bool)
 
-    def alloc(self, a, where: str) -> None:
-        mask = np.zeros(self.shape, bool)
-        mask[a.pes.r0:a.pes.r1, a.pes.c0:a.pes.c1] = True
-        for name in a.buffers:
+    def alloc(self, allocs, where: str) -> None:
+        """Allocate every buffer of `allocs` on its PEs (one mask per buffer: a home's blocks come
+        as an alloc per rectangle of its owners, thousands on a big mesh)."""
+        for name, mask in _masks(allocs, self.shape).items():
             held = self._held(name)
             fresh = mask & ~held
             self._grow(fresh, self.p.buffer(name).nbytes, where, name)
@@ -124,10 +124,8 @@ class BspRun:
                 self.grid_bytes += self.grid[name].nbytes
                 self.grid_peak_bytes = max(self.grid_peak_bytes, self.grid_bytes)
 
-    def free(self, f) -> None:
-        for name in f.buffers:
-            mask = np.zeros(self.shape, bool)
-            mask[f.pes.r0:f.pes.r1, f.pes.c0:f.pes.c1] = True
+    def free(self, frees) -> None:
+        for name, mask in _masks(frees, self.shape).items():
             held = self._held(name)
             mask &= held
             self.live -= np.where(mask, self.p.buffer(name).nbytes, 0)
@@ -269,14 +267,12 @@ class BspRun:
 
     def run(self):
         p, s = self.p, self.summary
-        for a in p.allocs:
-            self.alloc(a, "load")
+        self.alloc(p.allocs, "load")
         if self.functional:
             self.host_io(p.loads, to_pes=True)
         for i, step in enumerate(p.steps):
             where = step.label or f"superstep {i}"
-            for a in step.allocs:
-                self.alloc(a, where)
+            self.alloc(step.allocs, where)
             busy = np.zeros(self.shape)
             for cp in step.computes:
                 for name in {r.buffer for op in cp.ops for r in op.reads + op.writes}:
@@ -285,20 +281,30 @@ class BspRun:
                     self._check_allocated(name, mask, where)
                 self.compute(cp, busy)
             cycles, active = self.exchange(step.transfers, where)
-            for f in step.frees:
-                self.free(f)
+            self.free(step.frees)
             s.compute_cycles += busy
             s.comm_cycles += np.where(active, cycles, 0.0)
             s.makespan_cycles += float(busy.max()) + cycles + self.spec.sync_cycles
             s.step_cycles.append((where, float(busy.max()), float(cycles), float(self.spec.sync_cycles)))
         if self.functional:
             self.host_io(p.stores, to_pes=False)
-        for f in p.frees:
-            self.free(f)
+        self.free(p.frees)
         s.supersteps = len(p.steps)
         s.link_bytes = self.links.as_dict()
         s.router_channels = router_channels(p)
         return ({a.name: self.host[a.name] for a in p.outputs} if self.functional else {}), s
+
+
+def _masks(entries, shape) -> dict[str, np.ndarray]:
+    """{buffer: where `entries` (allocs or frees) name it}, buffers in order of first sight."""
+    out: dict[str, np.ndarray] = {}
+    for e in entries:
+        for name in e.buffers:
+            mask = out.get(name)
+            if mask is None:
+                mask = out[name] = np.zeros(shape, bool)
+            mask[e.pes.r0:e.pes.r1, e.pes.c0:e.pes.c1] = True
+    return out
 
 
 def _remote(msgs):

@@ -217,9 +217,12 @@ class Planner:
         allocs, loads, stores = list(self.home_allocs), [], []
         for name, home in self.homes.items():
             role = self.buffers[name].role
+            if role == "temp":
+                continue
+            locals_ = {}   # (a buffer's blocks share a few shapes)
             for pe, box in home.owners():
                 sizes = tuple(hi - lo for lo, hi in box)
-                local = Region(home.local, (0,) * len(box), sizes)
+                local = locals_.get(sizes) or locals_.setdefault(sizes, Region(home.local, (0,) * len(box), sizes))
                 host = Region(name, tuple(lo for lo, _ in box), sizes)
                 if role in ("input", "const"):
                     loads.append(Load(Pes.one(*pe), local, host))
