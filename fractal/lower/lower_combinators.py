@@ -197,7 +197,9 @@ def _aggregate(walker, eqn, env, plans):
         s.store(r, inner)
     body = em.stack.pop()
     em.domain = outer
-    em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body), active_prefix(inner)))
+    # a reduce's steps may be re-associated by a backend (its combiner is declared associative)
+    em.stack[-1].append(Loop(var, 0, m, 1, "sequential", "host", tuple(body), active_prefix(inner),
+                             associative=eqn.op == "reduce"))
     if eqn.op != "scan":
         return [s.final(lens) for s in states], states
     return [s.sequence(lens, reverse, o.type) for s, o in zip(states, eqn.outputs)], states

@@ -231,7 +231,13 @@ class Loop:
     (over parallel dims enclosing the loop, or inside it once scheduling moved them in) are
     live.  A pass may shrink stages to them; any pass may drop the hint (computing dead
     points is what a masked schedule does, and is always correct).  Printed
-    `... host active m < e {` or `... host active j + 2*m < e {`."""
+    `... host active m < e {` or `... host active j + 2*m < e {`.
+
+    `associative` (sequential loops) marks a `reduce`'s loop: its steps fold one more value
+    into the state with a combiner the program declared associative, so a backend may
+    re-associate them (partial sums, then a tree) where the steps' intermediate states are
+    read by no one.  A pass may drop the flag (running the steps in order is always
+    correct), never add it.  Printed `... sequential associative host {`."""
 
     var: str
     start: Aff
@@ -241,6 +247,7 @@ class Loop:
     placement: str = "host"  # host | device: where the loop control runs
     body: tuple["Stmt", ...] = ()
     active: Active | None = None
+    associative: bool = False
 
     def __post_init__(self):
         _set(self, "start", aff(self.start))

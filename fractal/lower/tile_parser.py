@@ -74,16 +74,18 @@ class _Build(Transformer_NonRecursive):  # (deep expressions do not recurse in P
 
     ints = staticmethod(lambda c: tuple(int(t) for t in c))
     layout = staticmethod(lambda c: c[0])
-    level = role = kind = placement = reduce_kw = segment_kw = staticmethod(lambda c: str(c[0]))
+    level = role = kind = placement = associative = reduce_kw = segment_kw = staticmethod(lambda c: str(c[0]))
     block = tuple
     step = staticmethod(lambda c: -int(c[1]) if len(c) == 2 else int(c[0]))
 
     def loop(self, c):
         var, start, stop, *rest = c
         active = rest.pop(-2) if isinstance(rest[-2], Active) else None
+        associative = "associative" in rest[:-1]
+        rest = [x for x in rest if x != "associative"]
         step = rest[0] if len(rest) == 4 else 1
         kind, placement, body = rest[-3:]
-        return Loop(str(var), aff(start), aff(stop), step, kind, placement, body, active)
+        return Loop(str(var), aff(start), aff(stop), step, kind, placement, body, active, associative)
 
     def active(self, c):
         point, cmp, bound = c

@@ -8,7 +8,8 @@ Spellings (grammar: `tile_ir.lark`; an example is in `fractal.lower.tile_ir`'s d
   in the program IR's format (`fractal.lang.array_text`: a literal up to 64 elements,
   else `b64"..."`); in messages (`header`) the data is elided as ` = ...`;
 * loop `for s in 0:7 sequential host { ... }` (`step -1` before the kind when not 1;
-  ` active m < 64 - s` after the placement for a ragged batch's live points),
+  ` active m < 64 - s` after the placement for a ragged batch's live points;
+  ` associative` after the kind for a reduce's loop),
   stage `stage gates(l in max(0, s - 5):min(2, s + 1)) device { ... }`,
   `if s < 4 { ... } else { ... }`;
 * region `h[l + 1, s - l, 0:4, 0:8:2]`: an index axis is its index, a range axis
@@ -103,7 +104,8 @@ def header(s) -> str:
     if isinstance(s, Loop):
         step = f" step {s.step}" if s.step != 1 else ""
         active = f" active {s.active.point} < {s.active.bound}" if s.active is not None else ""
-        return f"for {_name(s.var)} in {s.start}:{s.stop}{step} {_word(s.kind)} {_word(s.placement)}{active}"
+        assoc = " associative" if s.associative else ""
+        return f"for {_name(s.var)} in {s.start}:{s.stop}{step} {_word(s.kind)}{assoc} {_word(s.placement)}{active}"
     if isinstance(s, Stage):
         dims = ", ".join(f"{_name(v)} in {a}:{b}" for v, a, b in s.dims)
         return f"stage {_name(s.name)}({dims}) {_word(s.placement)}"

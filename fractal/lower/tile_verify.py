@@ -158,6 +158,8 @@ class _Verifier:
             raise _fail(f"loop kind {s.kind!r} is not one of {', '.join(LOOP_KINDS)}", s)
         if s.placement not in PLACEMENTS:
             raise _fail(f"placement {s.placement!r} is not one of {', '.join(PLACEMENTS)}", s)
+        if s.associative and s.kind != "sequential":
+            raise _fail("only a sequential loop is associative", s)
         inner = self.bind(ctx, s.var, s.start, s.stop, s.step)
         if s.active is not None:
             point = s.active.point

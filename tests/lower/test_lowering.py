@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fractal as ft
+from fractal.lower.lower_program import lower_program
 from fractal.lower.pipeline import PASSES
+from fractal.lower.tile_ir import Loop
 from examples import zoo
 from fractal.compile import compile_function
 
@@ -300,3 +302,17 @@ def test_a_comparison_of_two_fulls_keeps_its_answer():
     compiled = compile_function(folded, (xs, b), {}, TARGET, verify=True)
     _close(compiled.run(xs, b), folded.interpret(xs, b), atol=1e-12)
     assert float(compiled.run(xs, b)) == 0.5 + 6 * 0.25
+
+
+def test_a_reduce_lowers_to_an_associative_loop_and_a_fold_to_a_plain_sequential_one():
+    # the flag is what lets a backend re-associate the steps (partial sums, then a tree)
+    @ft.function
+    def both(xs):
+        zero = ft.zeros((4,), np.float64)
+        return ft.reduce(lambda a, x: a + x, xs, zero), ft.fold(lambda a, x: a + x, xs, zero)
+
+    xs = ft.fractal([np.full((4,), float(i)) for i in range(6)], type=ft.FractalTensor[ft.Tensor[(4,), np.float64]])
+    program, _, leaves, _ = both.traced_call((xs,), {})
+    loops = [s for s in lower_program(program, leaves).program.body if isinstance(s, Loop)]
+    assert sorted((loop.kind, loop.associative) for loop in loops) == [("sequential", False), ("sequential", True)]
+    assert "sequential associative host" in str(lower_program(program, leaves).program)

@@ -299,7 +299,9 @@ class Gen:
             point = sum((self.draw(st.integers(1, 3)) * v(self.name("m")) for _ in range(self.draw(st.integers(1, 2)))),
                         aff(0))
             active = (point, self.index(ctx + [(var, rng)], False))
-        return Loop(var, start, stop, step, kind, placement, self.block(ctx + [(var, rng)], depth + 1), active)
+        associative = kind == "sequential" and self.draw(st.booleans())   # a reduce's loop
+        return Loop(var, start, stop, step, kind, placement, self.block(ctx + [(var, rng)], depth + 1), active,
+                    associative)
 
     def stage(self, ctx, depth):
         dims, inner = [], list(ctx)
@@ -685,6 +687,8 @@ VERIFY_CASES = [
     pytest.param(lambda: with_body(If((0, "=<", 1), ())), "comparison '=<' is not one of", id="comparison"),
     pytest.param(lambda: with_body(dataclasses.replace(LOOP, kind="parallel", active=(v("j"), 2))),
                  "only a sequential loop has active points", id="active on a parallel loop"),
+    pytest.param(lambda: with_body(dataclasses.replace(LOOP, kind="parallel", associative=True)),
+                 "only a sequential loop is associative", id="associative parallel loop"),
     pytest.param(lambda: with_body(dataclasses.replace(LOOP, active=(v("j") - v("k") + 1, 2))),
                  "the active point j - k + 1 must be a sum of parallel variables with positive coefficients",
                  id="active point"),
