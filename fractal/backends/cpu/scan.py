@@ -46,40 +46,14 @@ from time import perf_counter
 
 import numpy as np
 
-from fractal.lower.tile_affine import Aff
-from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Stage
+from fractal.backends.scan_pattern import match_scan
+from fractal.lower.tile_ir import Loop
 
 from .indices import compile_index, compile_lambda, index_source
 from .views import RegionAccess
 
-ACCUMULATE = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum}
-COMMUTATIVE = frozenset({"add", "mul"})  # exactly, in IEEE arithmetic: x may come first
+ACCUMULATE = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum}   # SCAN_OPS
 NARROW = 512  # elements per step up to which one accumulate beats a ufunc call per step
-
-
-def _step_before(region, var: str):
-    """`region` one step of `var` earlier."""
-    earlier = Aff(((var, 1),), -1)
-    return type(region)(region.buffer, tuple(s.substitute({var: earlier}) for s in region.start),
-                        region.size, region.stride)
-
-
-def match_scan(loop: Loop):
-    """`(stage, op, x region)` when `loop` is a scan this module runs, else None."""
-    if loop.step != 1 or len(loop.body) != 1 or not isinstance(loop.body[0], Stage):
-        return None
-    stage = loop.body[0]
-    if not stage.rectangular or len(stage.body) != 1 or not isinstance(stage.body[0], Elementwise):
-        return None
-    op = stage.body[0]
-    e, dst = op.expr, op.dst
-    if not (isinstance(e, Binary) and e.op in ACCUMULATE and isinstance(e.a, Load) and isinstance(e.b, Load)):
-        return None
-    prev = _step_before(dst, loop.var)
-    for p, x in ((e.a, e.b), (e.b, e.a)) if e.op in COMMUTATIVE else ((e.a, e.b),):
-        if p.region == prev and x.region.buffer != dst.buffer and x.region.shape == dst.shape:
-            return stage, op, x.region
-    return None
 
 
 def _one_to_one(y: np.ndarray) -> bool:

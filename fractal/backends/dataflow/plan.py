@@ -2,8 +2,9 @@
 
 Every tile buffer gets a home on the mesh (`home.Home`: blocks spread over the PEs, loaded
 from the host for inputs and consts, stored to the host for outputs).  The statements run
-in program order: loops are unrolled and `if`s decided at plan time (their bounds and
-conditions read loop variables only), and every stage run is planned by the first plan that
+in program order: loops are unrolled (a reduce's loop whose states no one else reads runs
+as partial sums and a tree instead, `plan_reduce`) and `if`s decided at plan time (their
+bounds and conditions read loop variables only), and every stage run is planned by the first plan that
 takes it: `plan_copy` (a stage that only copies: home to home), `gemm_choice` (a stage that
 is one product: the cheapest of its compute-shift, broadcast and stationary plans that fits),
 `plan_grouped` (one product per group of points, each with its own right operand), else
@@ -28,7 +29,7 @@ from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 
 from .errors import SramCapacityError
 from .home import Home
-from . import gemm_choice, plan_copy, plan_grouped, split
+from . import gemm_choice, plan_copy, plan_grouped, plan_reduce, split
 from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep
 from .plan_window import WindowPlan, rectangles
 from .residency import Residency, resident_buffers
@@ -159,9 +160,11 @@ class Planner:
             if born:
                 self._take(born, f"the homes live at {_name(s)}")
             if isinstance(s, Loop):
-                steps = []
-                for v in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
-                    steps += self.walk(s.body, {**env, s.var: v})
+                steps = plan_reduce.steps(self, s, env) if s.associative else None
+                if steps is None:
+                    steps = []
+                    for v in range(s.start.evaluate(env), s.stop.evaluate(env), s.step):
+                        steps += self.walk(s.body, {**env, s.var: v})
             elif isinstance(s, If):
                 steps = self.walk(s.then if s.holds(env) else s.orelse, env)
             elif isinstance(s, Stage):

@@ -1,0 +1,172 @@
+"""A reduce's loop on the mesh: partial sums where the operands live, then a tree.
+
+A `reduce` lowers to a sequential loop marked associative (`Loop.associative`), one stage
+per step folding one more row into the state (`fractal.backends.scan_pattern`)::
+
+    for r in 0:100352 sequential associative host {
+      stage add21() device { st[r + 1, 0:1, 0:64] = add(st[r, 0:1, 0:64], x[r, 0:1, 0:64]) }
+    }
+
+Unrolled, that is 100352 stage runs one after the other.  When no other statement reads the
+intermediate states (`st[1:100352]` here: only the last one is the reduce's value), the
+combiner may be re-associated, as the program allowed by declaring the reduce:
+
+1. every PE holding home blocks of `x[0:N]` reduces its rows of them (`Reduce`, no message);
+2. a binary tree over those PEs, in the homes' Z order (early rounds between neighbours):
+   in round j each PE at an odd multiple of 2^j in that order sends its partial to the PE
+   2^j places before it, which combines the two;
+3. the first PE combines the initial state `st[0]` (fetched from its home) with the total
+   and writes `st[N]` home.
+
+That is 2 + ceil(log2 P) supersteps instead of N stage runs.  The combiners (add, mul,
+maximum, minimum) commute, so the tree's order is free; the sums differ from the loop's by
+rounding only.  A loop that does not qualify (not a scan of one index row per step, its
+states read in between, no room) is unrolled as before (`plan.Planner.walk`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from fractal.backends.scan_pattern import match_scan
+from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Reduce, Region
+
+from .home import pe_order
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends_table
+from .plan_window import rectangles
+
+COMBINER = {"add": "add", "maximum": "max", "minimum": "min"}   # a scan's op -> its `Reduce` combiner
+
+
+def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
+    """The loop's supersteps as partial sums and a tree (module docstring), or None."""
+    found = match_scan(loop) if loop.associative else None
+    if found is None:
+        return None
+    stage, op, x = found
+    dst, var, combiner = op.dst, loop.var, COMBINER.get(op.expr.op)
+    start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
+    ax, dax = _row_axis(x, var), _row_axis(dst, var)
+    hx, hd = planner.home(x.buffer), planner.home(dst.buffer)
+    if stage.dims or combiner is None or stop - start < 2 or ax is None or dax is None or hx is None or hd is None or \
+            planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype:
+        return None
+    if _states_read(planner, stage.name, dst, dax, env, var, start, stop):
+        return None
+    label = planner.label(stage.name)
+    at = lambda region, r: np.array([s.evaluate({**env, var: r}) for s in region.start], np.int64)  # noqa: E731
+    row = np.array([1 if s is None else s for s in dst.size], np.int64)      # one state, every axis
+    lo = at(x, start)
+    hi = lo + np.array([1 if s is None else s for s in x.size], np.int64)
+    hi[ax] = lo[ax] + stop - start
+    _, owner, part_lo, part_hi, block_lo = hx.pieces_many(lo[None], hi[None])
+    rank = np.argsort(pe_order(planner.spec.rows, planner.spec.cols))
+    pes = sorted(set(owner.tolist()), key=lambda q: rank[q])                 # the tree's order
+    per_pe: dict = {}   # PE id -> its blocks' (start in the block, sizes)
+    for q, a, c, b in zip(owner.tolist(), part_lo.tolist(), part_hi.tolist(), block_lo.tolist()):
+        per_pe.setdefault(q, []).append((tuple(i - j for i, j in zip(a, b)), tuple(i - j for i, j in zip(c, a))))
+    k = max(len(v) for v in per_pe.values())
+    dtype, cols = planner.buffers[dst.buffer].dtype, planner.spec.cols
+    need = (k + 3) * int(row.prod()) * dtype.itemsize
+    if int(planner.free()[pes].min()) < need:
+        return None
+    name = f"r_{stage.name}"
+    parts = planner.declare(f"{name}_parts{k}", (k, *row), dtype)
+    acc, got, init = (planner.declare(f"{name}_{w}", tuple(row), dtype) for w in ("acc", "in", "init"))
+    whole = lambda buf: Region(buf, (0,) * len(row), dst.size)  # noqa: E731  (one state, dst's axes)
+    everyone = [p for p, _ in rectangles(dict.fromkeys(pes, 1), cols)]
+    root = Pes.one(*divmod(pes[0], cols))
+
+    def partial(blocks):   # a PE's ops: its rows of each block reduced, then its blocks combined
+        size = lambda n: tuple(n if a == ax else s for a, s in enumerate(x.size))  # noqa: E731
+        reduce_at = [a for a, s in enumerate(size(0)) if s is not None].index(ax)
+        if len(blocks) == 1:
+            (off, n), = blocks
+            return (Reduce(Region(hx.local, off, size(n[ax])), whole(acc), (reduce_at,), combiner),)
+        slot = lambda j: Region(parts, (j,) + (0,) * len(row), (None, *dst.size))  # noqa: E731
+        return tuple(Reduce(Region(hx.local, off, size(n[ax])), slot(j), (reduce_at,), combiner)
+                     for j, (off, n) in enumerate(blocks)) + \
+            (Reduce(Region(parts, (0,) * (len(row) + 1), (len(blocks), *dst.size)), whole(acc), (0,), combiner),)
+
+    by_ops: dict = {}
+    for q, blocks in per_pe.items():
+        by_ops.setdefault(partial(blocks), {})[q] = 1
+    computes = [Compute(p, ops, (), stage.name) for ops, group in by_ops.items() for p, _ in rectangles(group, cols)]
+    combine = (Elementwise(whole(acc), Binary(op.expr.op, Load(whole(acc)), Load(whole(got)))),)
+    # superstep t computes the combines of round t - 1's receivers, then sends round t's partials
+    out, receivers, j = [], [], 1
+    while True:
+        pairs = [(pes[i + j], pes[i]) for i in range(0, len(pes) - j, 2 * j)]
+        if not pairs:
+            break
+        combines = tuple(Compute(p, combine, (), stage.name) for p, _ in rectangles(dict.fromkeys(receivers, 1), cols))
+        out.append(Superstep(f"{label} reduce: tree round {len(out)}", computes=combines,
+                             transfers=_pairs(acc, got, pairs, row, cols)))
+        receivers, j = [d for _, d in pairs], 2 * j
+    fetch = _moves(hd, init, at(dst, start - 1), row, pes[0], cols, True)
+    allocs = tuple(Alloc((parts, acc, got), p) for p in everyone) + (Alloc((init,), root),)
+    partials = Superstep(f"{label} reduce: partial sums", allocs=allocs, computes=tuple(computes), transfers=fetch)
+    if out:   # the partial sums and round 0's sends in one superstep
+        out[0] = replace(out[0], label=partials.label, allocs=allocs, computes=partials.computes,
+                         transfers=out[0].transfers + fetch)
+    else:
+        out = [partials]
+    final = combine if receivers else ()
+    last = Elementwise(whole(acc), Binary(op.expr.op, Load(whole(init)), Load(whole(acc))))
+    out.append(Superstep(f"{label} reduce: result",
+                         computes=tuple(Compute(p, combine, (), stage.name) for p, _ in
+                                        rectangles(dict.fromkeys(receivers[1:], 1), cols)) +
+                         (Compute(root, final + (last,), (), stage.name),),
+                         transfers=_moves(hd, acc, at(dst, stop - 1), row, pes[0], cols, False),
+                         frees=tuple(Free((parts, acc, got), p) for p in everyone) + (Free((init,), root),)))
+    return out
+
+
+def _row_axis(region: Region, var: str) -> int | None:
+    """The index axis whose start is `var` + const (one row per step), the only start reading var."""
+    axes = [a for a, s in enumerate(region.start) if var in s.vars()]
+    if len(axes) != 1 or any(s != 1 for s in region.stride):
+        return None
+    a = axes[0]
+    terms = dict(region.start[a].terms)
+    return a if region.size[a] is None and terms == {var: 1} else None
+
+
+def _states_read(planner, name: str, dst: Region, dax: int, env: dict, var: str, start: int, stop: int) -> bool:
+    """Whether a statement other than the loop's stage may read a state before the last
+    (rows `dst(start)` to `dst(stop - 2)` along `dax`), by interval arithmetic over every
+    variable's range: a reader anywhere keeps the loop as it is."""
+    lo = dst.start[dax].evaluate({**env, var: start})
+    hi = dst.start[dax].evaluate({**env, var: stop - 2})
+    for stage in planner.tile.stages():
+        if stage.name == name:
+            continue
+        for op in stage.body:
+            for r in op.reads:
+                if r.buffer != dst.buffer:
+                    continue
+                a, b = r.start[dax].bounds(planner.ranges)
+                if a <= hi and b + (r.size[dax] or 1) * (r.stride[dax] if r.stride else 1) - 1 >= lo:
+                    return True
+    return False
+
+
+def _pairs(src: str, dst: str, pairs, row, cols: int) -> tuple:
+    """One state from each pair's first PE (id) to its second."""
+    ids = np.array(pairs, np.int64).reshape(-1, 2)
+    routes = np.stack([ids[:, 0] // cols, ids[:, 0] % cols, ids[:, 1] // cols, ids[:, 1] % cols], 1)
+    zero = np.zeros((len(ids), len(row)), np.int64)
+    return sends_table(src, dst, routes, zero, zero, np.tile(row, (len(ids), 1)))
+
+
+def _moves(home, local: str, box_lo, row, pe: int, cols: int, into_local: bool) -> tuple:
+    """Messages between a state's box (at `box_lo`) in its home and `local` on PE `pe`."""
+    _, owner, part_lo, part_hi, block_lo = home.pieces_many(box_lo[None], (box_lo + row)[None])
+    here = np.tile([pe // cols, pe % cols], (len(owner), 1))
+    there = np.stack([owner // cols, owner % cols], 1)
+    at_home, at_local, sizes = part_lo - block_lo, part_lo - box_lo, part_hi - part_lo
+    if into_local:
+        return sends_table(home.local, local, np.concatenate([there, here], 1), at_home, at_local, sizes)
+    return sends_table(local, home.local, np.concatenate([here, there], 1), at_local, at_home, sizes)
