@@ -298,8 +298,9 @@ class Sends:
 
 def _table(rows, width: int) -> np.ndarray:
     """Rows (a sequence of tuples or an array) as a read-only (n, width) int64 array."""
-    a = np.array(rows, np.int64)
+    a = np.asarray(rows, np.int64)   # (no copy of a plan's fresh int64 table: big plans hold millions of rows)
     a = a.reshape(len(a), width) if a.size or width else a.reshape(len(a), 0)
+    a = a.view()
     a.flags.writeable = False
     return a
 
