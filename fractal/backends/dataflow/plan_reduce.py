@@ -7,9 +7,11 @@ per step folding one more row into the state (`fractal.backends.scan_pattern`)::
       stage add21() device { st[r + 1, 0:1, 0:64] = add(st[r, 0:1, 0:64], x[r, 0:1, 0:64]) }
     }
 
-Unrolled, that is 100352 stage runs one after the other.  When no other statement reads the
-intermediate states (`st[1:100352]` here: only the last one is the reduce's value), the
-combiner may be re-associated, as the program allowed by declaring the reduce:
+Unrolled, that is 100352 stage runs one after the other.  When no other op reads the
+intermediate states (`st[1:100352]` here: only the last one is the reduce's value; asked of
+isl, exactly, over every instance of every op: `_states_dead`), the combiner may be
+re-associated, as the program allowed by declaring the reduce.  A stage with no dims (one
+long reduction):
 
 1. every PE holding home blocks of `x[0:N]` reduces its rows of them (`Reduce`, no message);
 2. a binary tree over those PEs, in the homes' Z order (early rounds between neighbours):
@@ -18,21 +20,29 @@ combiner may be re-associated, as the program allowed by declaring the reduce:
 3. the first PE combines the initial state `st[0]` (fetched from its home) with the total
    and writes `st[N]` home.
 
-That is 2 + ceil(log2 P) supersteps instead of N stage runs.  The combiners (add, mul,
-maximum, minimum) commute, so the tree's order is free; the sums differ from the loop's by
-rounding only.  A loop that does not qualify (not a scan of one index row per step, its
-states read in between, no room) is unrolled as before (`plan.Planner.walk`).
+That is 2 + ceil(log2 P) supersteps instead of N stage runs.  A stage with dims (a batch of
+short reductions: a softmax's max and sum per query) becomes one stage whose points each
+reduce their own rows and combine their initial state (`Reduce`, then the combiner), planned
+like any other stage (`_per_point`).  The combiners (add, max, min) commute, so the order is
+free; the sums differ from the loop's by rounding only.  A loop that does not qualify (not a
+scan of one index row per step, its states read by another op, no room) is unrolled as
+before (`plan.Planner.walk`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import islpy as isl
 import numpy as np
 
 from fractal.backends.scan_pattern import match_scan
-from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Reduce, Region
+from fractal.lower.dependences import accesses, tables_of
+from fractal.lower.tile_affine import aff
+from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Reduce, Region, Stage
+from fractal.lower.tile_isl import Scope
 
+from .errors import SramCapacityError
 from .home import pe_order
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends_table
 from .plan_window import rectangles
@@ -48,13 +58,13 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
     stage, op, x = found
     dst, var, combiner = op.dst, loop.var, COMBINER.get(op.expr.op)
     start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
-    ax, dax = _row_axis(x, var), _row_axis(dst, var)
+    ax = _row_axis(x, var)   # (dst's states may lie anywhere: only the first and last are touched)
     hx, hd = planner.home(x.buffer), planner.home(dst.buffer)
-    if stage.dims or combiner is None or stop - start < 2 or ax is None or dax is None or hx is None or hd is None or \
-            planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype:
+    if combiner is None or stop - start < 2 or ax is None or hx is None or hd is None or \
+            planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype or not _states_dead(planner, loop, op):
         return None
-    if _states_read(planner, stage.name, dst, dax, env, var, start, stop):
-        return None
+    if stage.dims:
+        return _per_point(planner, loop, stage, op, x, ax, combiner, env)
     label = planner.label(stage.name)
     at = lambda region, r: np.array([s.evaluate({**env, var: r}) for s in region.start], np.int64)  # noqa: E731
     row = np.array([1 if s is None else s for s in dst.size], np.int64)      # one state, every axis
@@ -125,32 +135,57 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
 
 
 def _row_axis(region: Region, var: str) -> int | None:
-    """The index axis whose start is `var` + const (one row per step), the only start reading var."""
+    """The index axis whose start moves by one row per step of `var`, the only start reading var."""
     axes = [a for a, s in enumerate(region.start) if var in s.vars()]
     if len(axes) != 1 or any(s != 1 for s in region.stride):
         return None
     a = axes[0]
-    terms = dict(region.start[a].terms)
-    return a if region.size[a] is None and terms == {var: 1} else None
+    return a if region.size[a] is None and dict(region.start[a].terms).get(var) == 1 else None
 
 
-def _states_read(planner, name: str, dst: Region, dax: int, env: dict, var: str, start: int, stop: int) -> bool:
-    """Whether a statement other than the loop's stage may read a state before the last
-    (rows `dst(start)` to `dst(stop - 2)` along `dax`), by interval arithmetic over every
-    variable's range: a reader anywhere keeps the loop as it is."""
-    lo = dst.start[dax].evaluate({**env, var: start})
-    hi = dst.start[dax].evaluate({**env, var: stop - 2})
-    for stage in planner.tile.stages():
-        if stage.name == name:
-            continue
-        for op in stage.body:
-            for r in op.reads:
-                if r.buffer != dst.buffer:
-                    continue
-                a, b = r.start[dax].bounds(planner.ranges)
-                if a <= hi and b + (r.size[dax] or 1) * (r.stride[dax] if r.stride else 1) - 1 >= lo:
-                    return True
-    return False
+def _states_dead(planner, loop: Loop, op) -> bool:
+    """Whether no op but the loop's own reads a state before the last, at any instance of
+    anything (exact, with isl: the elements the loop writes before its last step against
+    every other read of the buffer).  Asked once per loop."""
+    key = loop.body[0].name
+    if key not in planner.reduce_dead:
+        planner.reduce_dead[key] = _no_reader(planner.tile, loop, op)
+    return planner.reduce_dead[key]
+
+
+def _no_reader(tile, loop: Loop, op) -> bool:
+    if not (loop.start.is_const and loop.stop.is_const):
+        return False
+    shapes = {b.name: b.shape for b in tile.buffers}
+    found = accesses(tile.body, Scope(), shapes, tables_of(tile))
+    prev = [e.region for e in (op.expr.a, op.expr.b) if e.region.buffer == op.dst.buffer]
+    mine = [a for a in found if a.write and a.region is op.dst]
+    others = [a for a in found if not a.write and a.region.buffer == op.dst.buffer
+              and not any(a.region is r for r in prev)]
+    if len(mine) != 1:
+        return False
+    last = loop.stop.const - 1
+    states = mine[0].relation((loop.var,)).intersect_domain(isl.Set(f"{{ [r] : r < {last} }}")).range()
+    return all(states.intersect(a.relation(()).range()).is_empty() for a in others)
+
+
+def _per_point(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: str, env: dict):
+    """A reduce per point of the stage (a batch of short reductions): one stage whose points
+    each reduce their rows (`Reduce`) and combine the initial state, planned like any stage;
+    None when a point's rows do not fit a PE."""
+    var, dst = loop.var, op.dst
+    at = lambda r, v: Region(r.buffer, tuple(s.substitute({var: aff(v)}) for s in r.start), r.size, r.stride)  # noqa: E731
+    start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
+    rows = at(x, start)
+    rows = Region(rows.buffer, rows.start, tuple(stop - start if a == ax else n for a, n in enumerate(x.size)), rows.stride)
+    last, init = at(dst, stop - 1), at(dst, start - 1)
+    reduce_at = rows.range_axes.index(ax)
+    ops = (Reduce(rows, last, (reduce_at,), combiner),
+           Elementwise(last, Binary(op.expr.op, Load(init), Load(last))))
+    try:
+        return planner.stage(Stage(stage.name, stage.dims, ops, stage.placement), env)
+    except SramCapacityError:
+        return None
 
 
 def _pairs(src: str, dst: str, pairs, row, cols: int) -> tuple:

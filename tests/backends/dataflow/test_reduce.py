@@ -109,3 +109,24 @@ def test_a_product_reduce_has_no_reduce_combiner_and_runs_step_by_step():
     compiled = compile_function(product, (xs, init), {}, ft.targets.mesh(2, 2, "tiny"))
     assert not any(" reduce: " in s.label for s in compiled._executable.program.steps)
     assert np.array_equal(np.asarray(compiled.run(xs, init)), np.asarray(product(xs, init, backend="interpreter")))
+
+
+@settings(max_examples=8, deadline=None)
+@given(kind=st.sampled_from(sorted(COMBINE)), points=st.integers(1, 9), n=st.integers(2, 12),
+       rows=st.integers(1, 3), cols=st.integers(1, 4), seed=st.integers(0, 99))
+def test_a_reduce_per_point_runs_as_one_stage_of_reductions(kind, points, n, rows, cols, seed):
+    # a batch of short reductions (a softmax's max and sum per query): each point reduces its own
+    # rows in one stage run, not one stage run per step
+    rng = np.random.default_rng(seed)
+    xss = ft.fractal([[rng.integers(-9, 10, (3,)).astype(F64) for _ in range(n)] for _ in range(points)],
+                     type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(3,), F64]]])
+
+    @ft.function
+    def per_point(xss):
+        # (over computed rows: a reduce of a list's own rows lowers to one Reduce, with no loop)
+        return ft.map(lambda xs: ft.reduce(COMBINE[kind], ft.map(lambda x: x * 2.0, xs), ft.zeros((3,), F64)), xss)
+    compiled = compile_function(per_point, (xss,), {}, ft.targets.mesh(rows, cols, "tiny"))
+    runs = {s.label.split()[0] for s in compiled._executable.program.steps}
+    assert len([r for r in runs if r.split("#")[0].startswith(("add", "maximum", "minimum"))]) == 1
+    got, want = compiled.run(xss), per_point(xss, backend="interpreter")
+    assert all(np.array_equal(g, w) for g, w in zip(got.to_list(), want.to_list()))
