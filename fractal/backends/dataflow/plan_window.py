@@ -15,9 +15,11 @@ This is correct because a stage's points are independent (the tile IR's contract
 reads what another writes, so fetching everything first and writing everything back after
 is the stage's own semantics.  It is the "virtual global memory" plan T10 improves on:
 general, but every stage pays a round trip through the homes (`plan_gemm` has the
-compute-shift plans of the stages that are one big product).  Points go to PEs in row-major
-blocks of `K` (as many as the SRAM left after the homes holds; more points than `K` per PE
-run in rounds).
+compute-shift plans of the stages that are one big product).  Points go to PEs in blocks of
+`K` (as many as the SRAM left after the homes holds; more points than `K` per PE run in
+rounds), PEs in the homes' Z order (`home.pe_order`), so that consecutive points run near
+their consecutive home blocks.  A window every point reads alike and the stage does not
+write (a weight its points share) has a single slot, fetched once per PE (`shared`).
 """
 
 from __future__ import annotations
@@ -165,23 +167,35 @@ class WindowPlan:
             resident = self._resident(residency, windows)
             if resident is not None:
                 return resident
-        per_slot = sum(b for _, b in windows.values())
-        free = p.free()                               # per PE id: SRAM left beside homes and residents
+        shared = self.shared()
+        per_slot = sum(b for key, (_, b) in windows.items() if key not in shared)
+        once = sum(b for key, (_, b) in windows.items() if key in shared)
+        free = p.free() - once                        # per PE id: SRAM left beside homes and residents
         order = pe_order(spec.rows, spec.cols)        # consecutive points near consecutive home blocks
         eligible = order[free[order] >= per_slot]
         if not len(eligible):
             q = int(np.argmax(free))
             raise SramCapacityError((q // spec.cols, q % spec.cols), self.label,
-                                    f"the windows of one point of {self.stage.name}", per_slot,
-                                    spec.usable_bytes - int(free[q]), spec.usable_bytes)
+                                    f"the windows of one point of {self.stage.name}", per_slot + once,
+                                    spec.usable_bytes - int(free[q]) - once, spec.usable_bytes)
         K = max(1, min(-(-self.n // len(eligible)), int(free[eligible].min()) // max(per_slot, 1)))
         if self.serial:   # a scatter whose rows are known only at run time: one point at a time
             K, eligible = 1, eligible[:1]
         out, per_round = [], K * len(eligible)
         for start in range(0, self.n, per_round):
             points = np.arange(start, min(self.n, start + per_round))
-            out += self._round(points, eligible[(points - start) // K], (points - start) % K, K, windows, None)
+            out += self._round(points, eligible[(points - start) // K], (points - start) % K, K, windows, None, shared)
         return out
+
+    def shared(self) -> frozenset[str]:
+        """The windows every point reads alike and the stage does not write (a weight all its
+        points share): one copy per PE, fetched once per round, not one per slot."""
+        if self.n < 2:
+            return frozenset()
+        written = {key for _, _, _, is_write, key in self.occ if is_write}
+        return frozenset(key for key, b in self.boxes.items()
+                         if key not in written and b["read_lo"] is not None
+                         and (b["lo"] == b["lo"][:1]).all() and (b["hi"] == b["hi"][:1]).all())
 
     def _resident(self, res, windows):
         """The run with its read-only boxes kept on their key's PEs (`residency`), or None."""
@@ -225,12 +239,14 @@ class WindowPlan:
             return None
         return self._round(np.arange(self.n), pes, slots, K, transient, res)
 
-    def _round(self, points, pes, slots, K: int, windows, res) -> list[Superstep]:
+    def _round(self, points, pes, slots, K: int, windows, res, shared=frozenset()) -> list[Superstep]:
         """One round: point `points[j]` on PE id `pes[j]` in slot `slots[j]`; fetch, compute,
         write back.  The messages of every point are built at once (`home.pieces_many`); only
-        resident boxes and scatters through const tables go point by point."""
+        resident boxes and scatters through const tables go point by point.  A `shared` window
+        has one slot, fetched once per PE, which all the PE's points read."""
         p, cols = self.planner, self.planner.spec.cols
-        wnames = {key: p.window(self.stage.name, self.boxes[key]["buffer"], (K,) + shape, key.partition("#")[2])
+        wnames = {key: p.window(self.stage.name, self.boxes[key]["buffer"], (1 if key in shared else K,) + shape,
+                                key.partition("#")[2])
                   for key, (shape, _) in windows.items()}
         rnames = res.names() if res is not None else {}
         scratch = tuple(wnames.values()) + tuple(sorted(set(self.empty.values())))
@@ -241,7 +257,12 @@ class WindowPlan:
         for key, b in self.boxes.items():
             if key in rnames:
                 continue
-            if b["read_lo"] is not None:
+            if b["read_lo"] is not None and key in shared:
+                _, one = np.unique(pes, return_index=True)   # (the first point on each PE)
+                at = points[one]
+                fetch += self._moves(p.home(b["buffer"]), wnames[key], b["read_lo"][at], b["read_hi"][at],
+                                     b["lo"][at], pes[one], np.zeros(len(one), np.int64), into_window=True)
+            elif b["read_lo"] is not None:
                 fetch += self._moves(p.home(b["buffer"]), wnames[key], b["read_lo"][points], b["read_hi"][points],
                                      b["lo"][points], pes, slots, into_window=True)
         if rnames:
@@ -264,7 +285,7 @@ class WindowPlan:
             res.loaded |= set(loading)
             for q in loading:
                 p.resident_live[q // cols, q % cols] += res.bytes_per_pe()
-        computes = self._computes(points, pes, slots, groups, wnames, rnames)
+        computes = self._computes(points, pes, slots, groups, wnames, rnames, shared)
         frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
         return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=tuple(fetch) + sends(rows)),
                 Superstep(self.label, computes=tuple(computes), transfers=tuple(back) + sends(back_rows), frees=frees)]
@@ -349,7 +370,7 @@ class WindowPlan:
             out.append(box[:axis] + ((lo, lo + 1),) + box[axis + 1:])
         return out
 
-    def _computes(self, points, pes, slots, groups, wnames, rnames) -> list[Compute]:
+    def _computes(self, points, pes, slots, groups, wnames, rnames, shared) -> list[Compute]:
         """One SPMD compute per rectangle when offsets are the same at every point, else per point."""
         rebased, uniform = {}, True
         for k, r, starts, _, key in self.occ:
@@ -357,17 +378,18 @@ class WindowPlan:
             uniform &= bool((offsets == offsets[:1]).all())
             rebased[(k, r)] = offsets
         if uniform:
-            ops = tuple(self._rebase(op, k, rebased, wnames, rnames, 0, None) for k, op in enumerate(self.stage.body))
+            ops = tuple(self._rebase(op, k, rebased, wnames, rnames, shared, 0, None) for k, op in enumerate(self.stage.body))
             return [Compute(rect, ops, (Dim(SLOT, 0, n),), self.stage.name) for rect, n in groups]
         cols = self.planner.spec.cols
         return [Compute(Pes.one(q // cols, q % cols),
-                        tuple(self._rebase(op, k, rebased, wnames, rnames, j, slot) for k, op in enumerate(self.stage.body)),
+                        tuple(self._rebase(op, k, rebased, wnames, rnames, shared, j, slot)
+                              for k, op in enumerate(self.stage.body)),
                         (), self.stage.name)
                 for j, (q, slot) in enumerate(zip(pes.tolist(), slots.tolist()))]   # (points ascend)
 
-    def _rebase(self, op, k, rebased, wnames, rnames, j, slot):
+    def _rebase(self, op, k, rebased, wnames, rnames, shared, j, slot):
         """`op` on a PE's windows: slot `slot` (None: the compute's slot variable) of the round's
-        point `j`."""
+        point `j` (slot 0 of a shared window)."""
         def move(r: Region) -> Region:
             if (k, r) in self.empty:
                 return Region(self.empty[(k, r)], (0,) * len(r.size), r.size, r.stride)
@@ -379,8 +401,8 @@ class WindowPlan:
             if key not in wnames:
                 return r
             at = (0,) * len(r.size) if offsets is None else tuple(int(x) for x in offsets[j])
-            return Region(wnames[key], (aff(SLOT) if slot is None else slot,) + at, (None,) + r.size,
-                          (1,) + r.stride)
+            here = 0 if key in shared else aff(SLOT) if slot is None else slot
+            return Region(wnames[key], (here,) + at, (None,) + r.size, (1,) + r.stride)
         return map_regions(op, move)
 
 

@@ -279,3 +279,26 @@ def test_a_product_in_a_loop_is_chosen_once_and_every_step_runs_that_plan():
     assert runs == {"mm#0": kind.split("-")[0], "mm#1": kind.split("-")[0], "mm#2": kind.split("-")[0]}
     x, w = _ints((3, 8, 4), 1), _ints((4, 4), 2)
     assert np.array_equal(run_bsp(program, {"x": x, "w": w})[0]["y"], x @ w)
+
+
+@ft.function
+def affine(xs, w):
+    """A stage of several ops whose points all read the same weight."""
+    return ft.map(lambda x: (x @ w) * 2.0 + x, xs)
+
+
+def test_a_window_every_point_reads_alike_is_fetched_once_per_pe_not_once_per_point():
+    xs, w = _tensors(16, (2, 8), 0), _ints((8, 8), 1)
+    compiled = compile_function(affine, (xs, w), {}, ft.targets.mesh(2, 2, "tiny"))
+    fetched = {}
+    for step in compiled._executable.program.steps:
+        for t in step.transfers:
+            if isinstance(t, Sends) and t.dst.buffer.startswith("w_"):
+                fetched[t.dst.buffer] = fetched.get(t.dst.buffer, 0) + len(t)
+    weight = next(name for name in fetched if "_in_w_" in name)
+    points = next(name for name in fetched if "_in_xs_" in name)
+    assert compiled._executable.program.buffer(weight).shape[0] == 1    # one slot: 16 points share it
+    assert compiled._executable.program.buffer(points).shape[0] == 4    # 4 points per PE, a slot each
+    assert fetched[weight] == 4                                          # one copy per PE
+    got = compiled.run(xs, w)
+    assert all(np.array_equal(g, x @ w * 2.0 + x) for g, x in zip(got.to_list(), xs.to_list()))
