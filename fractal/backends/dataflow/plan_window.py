@@ -280,7 +280,7 @@ class WindowPlan:
         for key, (lo, hi, at) in self._write_boxes(points).items():
             back += self._moves(p.home(self.boxes[key]["buffer"]), wnames[key], lo, hi, self.boxes[key]["lo"][points][at],
                                 pes[at], slots[at], into_window=False)
-        back_rows = self._scatter_rows(points, pes, slots, wnames)
+        back += self._scatter_rows(points, pes, slots, wnames)
         if res is not None:
             res.loaded |= set(loading)
             for q in loading:
@@ -288,7 +288,7 @@ class WindowPlan:
         computes = self._computes(points, pes, slots, groups, wnames, rnames, shared)
         frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
         return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=tuple(fetch) + sends(rows)),
-                Superstep(self.label, computes=tuple(computes), transfers=tuple(back) + sends(back_rows), frees=frees)]
+                Superstep(self.label, computes=tuple(computes), transfers=tuple(back), frees=frees)]
 
     def _moves(self, home: Home, window: str, lo, hi, win_lo, pes, slots, into_window: bool):
         """The messages between `home` and the windows of boxes `[lo[j], hi[j])` (window j starts
@@ -337,37 +337,25 @@ class WindowPlan:
             out[name] = (rows[:, 1:1 + d], rows[:, 1 + d:], rows[:, 0])
         return out
 
-    def _scatter_rows(self, points, pes, slots, wnames) -> list:
-        """Write-back rows of scatters through const tables: only the rows the table names."""
-        p, cols, rows = self.planner, self.planner.spec.cols, []
+    def _scatter_rows(self, points, pes, slots, wnames) -> tuple:
+        """Write-back of scatters through const tables: only the rows the table names
+        (`_table_rows`), for every point at once, as `Sends` tables."""
+        p, out = self.planner, ()
         for k, r, starts, is_write, key in self.occ:
             op = self.stage.body[k]
             if not is_write or not (isinstance(op, Scatter) and p.is_const(op.index.buffer)):
                 continue
-            home = p.home(r.buffer)
-            for i, q, slot in zip(points.tolist(), pes.tolist(), slots.tolist()):
-                win_lo = self.boxes[key]["lo"][i]
-                for box in self._written(op, r, starts[i], i):
-                    rows += [((q // cols, q % cols), owner, _window_part(wnames[key], slot, part, win_lo),
-                              _home_part(home, part, blk)) for owner, part, blk in home.pieces(box)]
-        return rows
-
-    def _written(self, op, r: Region, starts, i: int) -> list[Box]:
-        """The boxes a write region really writes at point i: all of it, except a scatter's,
-        which writes only the rows its index names when the index is a const table (read at
-        plan time; an index computed at run time makes the stage run point by point)."""
-        ext = [_extent(s, st) for s, st in zip(r.size, r.stride)]
-        box = tuple((int(a), int(a) + e) for a, e in zip(starts, ext))
-        if not isinstance(op, Scatter) or not self.planner.is_const(op.index.buffer):
-            return [box]
-        axis = [a for a, s in enumerate(r.size) if s is not None][op.axis]
-        size, stride = r.size[axis], r.stride[axis]
-        index = self.planner.const_region(op.index, {v: int(x[i]) for v, x in self.values.items()})
-        rows = sorted({int(i) % size if i < 0 else int(i) for i in index if -size <= i < size})
-        out = []
-        for row in rows:
-            lo = box[axis][0] + row * stride
-            out.append(box[:axis] + ((lo, lo + 1),) + box[axis + 1:])
+            axis = r.range_axes[op.axis]
+            size, stride = r.size[axis], r.stride[axis]
+            which, row = _table_rows(p, op.index, region_starts(op.index, self.values, self.n)[points], size)   # (point j, row) pairs
+            lo = starts[points][which].copy()
+            lo[:, axis] += row * stride
+            ext = np.array([_extent(n, st) for n, st in zip(r.size, r.stride)], np.int64)
+            hi = lo + ext
+            hi[:, axis] = lo[:, axis] + 1
+            win_lo = self.boxes[key]["lo"][points][which]
+            out += self._moves(p.home(r.buffer), wnames[key], lo, hi, win_lo, pes[which], slots[which],
+                               into_window=False)
         return out
 
     def _computes(self, points, pes, slots, groups, wnames, rnames, shared) -> list[Compute]:
@@ -428,6 +416,26 @@ def rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
     return [(Pes(r0, r1, c0, c1), n) for r0, r1, c0, c1, n in merged]
 
 
+def _table_rows(planner, index: Region, starts, size: int):
+    """The rows a const index table names at each point (its region at `starts[j]`): (which
+    point j, row) pairs, each point's rows distinct and ascending, negative entries counted
+    from the end, entries outside [-size, size) dropped: a scatter writes only those rows (it
+    keeps the others), so only those go home.  (An index computed at run time makes the stage
+    run point by point instead: `WindowPlan.serial`.)"""
+    data = np.asarray(planner.buffers[index.buffer].data.value)
+    grids = np.meshgrid(*[np.arange(n) * st if n is not None else np.zeros(1, np.int64)
+                          for n, st in zip(index.size, index.stride)], indexing="ij")
+    offsets = np.stack([g.reshape(-1) for g in grids], 1)                      # (entries, ndim)
+    at = starts[:, None, :] + offsets[None]                                    # (points, entries, ndim)
+    entries = data[tuple(at[..., a] for a in range(at.shape[-1]))].astype(np.int64)
+    ok = (entries >= -size) & (entries < size)
+    rows = np.where(entries < 0, entries % size, entries)
+    which = np.broadcast_to(np.arange(len(starts))[:, None], rows.shape)[ok]
+    rows = rows[ok]
+    keyed = np.unique(which * size + rows)                                    # distinct, ascending per point
+    return keyed // size, keyed % size
+
+
 def _home_part(home: Home, part: Box, block: Box) -> tuple:
     """A message's side in a home block: (buffer, starts, sizes)."""
     return (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)), tuple(hi - lo for lo, hi in part))
@@ -437,8 +445,3 @@ def _resident_part(buffer: str, part: Box, box_lo) -> tuple:
     """A message's side in a resident box (no slot axis)."""
     return (buffer, tuple(int(lo - w) for (lo, _), w in zip(part, box_lo)), tuple(hi - lo for lo, hi in part))
 
-
-def _window_part(window: str, slot: int, part: Box, win_lo) -> tuple:
-    """A message's side in a point's window slot (the slot axis is an index)."""
-    return (window, (slot,) + tuple(int(lo - w) for (lo, _), w in zip(part, win_lo)),
-            (None,) + tuple(hi - lo for lo, hi in part))
