@@ -16,7 +16,8 @@ import numpy as np
 from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
-from .mesh_ir import Compute, Pes, Superstep, sends_table
+from .mesh_ir import Compute, Superstep, sends_table
+from .plan_window import rectangles
 
 
 def _plain(op) -> bool:
@@ -154,12 +155,31 @@ def steps(planner, stage: Stage, env: dict, label: str) -> list[Superstep]:
         if len(src):
             transfers += _moves(planner, op, src, dst, sizes)
         if zeros is not None:
-            home = planner.home(op.dst.buffer)
-            _, owner, lo, hi, block_lo = home.pieces_many(*zeros)
-            cols = planner.spec.cols
-            for q, a, b in zip(owner.tolist(), (lo - block_lo).tolist(), (hi - lo).tolist()):
-                fills.append(Compute(Pes.one(q // cols, q % cols),
-                                     (Elementwise(Region(home.local, tuple(a), tuple(b)), Const(0.0)),), (), stage.name))
+            fills += _fills(planner, op, zeros, stage.name)
     if not transfers and not fills:
         return []
     return [Superstep(f"{label} copy", computes=tuple(fills), transfers=tuple(transfers))]
+
+
+def _fills(planner, op, zeros, label: str) -> list[Compute]:
+    """Computes writing zeros at a gather's padding rows (boxes `zeros`) in their home blocks:
+    consecutive rows of one block as one box, and the PEs with the same box in one compute
+    per rectangle."""
+    home, cols = planner.home(op.dst.buffer), planner.spec.cols
+    _, owner, lo, hi, block_lo = home.pieces_many(*zeros)
+    a, b = lo - block_lo, hi - lo
+    axis = op.dst.range_axes[op.axis] if op.dst.range_axes else 0
+    join = np.zeros(len(a), bool)
+    if len(a) > 1:   # the next row of the same block, the same elsewhere: one box
+        rest = [x for x in range(a.shape[1]) if x != axis]
+        join[1:] = (owner[1:] == owner[:-1]) & (a[1:, axis] == a[:-1, axis] + b[:-1, axis]) & \
+            (a[1:, rest] == a[:-1, rest]).all(1) & (b[1:, rest] == b[:-1, rest]).all(1)
+    first = np.flatnonzero(~join)
+    last = np.append(first[1:], len(a)) - 1
+    size = b[first].copy()
+    size[:, axis] = a[last, axis] + b[last, axis] - a[first, axis]
+    by_box: dict = {}
+    for q, start, n in zip(owner[first].tolist(), a[first].tolist(), size.tolist()):
+        by_box.setdefault((tuple(start), tuple(n)), {})[q] = 1
+    return [Compute(rect, (Elementwise(Region(home.local, start, n), Const(0.0)),), (), label)
+            for (start, n), pes in by_box.items() for rect, _ in rectangles(pes, cols)]
