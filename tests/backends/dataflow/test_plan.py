@@ -302,3 +302,29 @@ def test_a_window_every_point_reads_alike_is_fetched_once_per_pe_not_once_per_po
     assert fetched[weight] == 4                                          # one copy per PE
     got = compiled.run(xs, w)
     assert all(np.array_equal(g, x @ w * 2.0 + x) for g, x in zip(got.to_list(), xs.to_list()))
+
+
+_PADDED = """tile @pad {
+  buffer x: f64[8,1,16] global input
+  buffer idx: i64[64] global const = %s
+  buffer y: f64[64,1,16] global output
+  stage g(i in 0:64) device {
+    y[i:i + 1, 0:1, 0:16] = gather(x[0:8, 0:1, 0:16], idx[i:i + 1], axis=0)
+  }
+}""" % ([8] * 16 + list(range(8)) + [8] * 40)   # (8: out of range, a padding row of zeros)
+
+
+def test_a_gathers_padding_rows_are_zeroed_a_box_per_run_of_rows_and_a_compute_per_rectangle():
+    from fractal.backends.dataflow.bsp import run_bsp
+    from fractal.backends.dataflow.spec import mesh_spec
+    from fractal.lower.tile_parser import parse_tile_program
+    program = Planner(parse_tile_program(_PADDED), mesh_spec(2, 2, "tiny")).program()
+    (step,) = program.steps
+    # y's home: 4 blocks of 16 rows; padding: rows 0:16 and 24:64 -> PE (0, 0) whole, PE (0, 1)
+    # its last 8 rows, PEs (1, 0) and (1, 1) whole: one compute for the last two
+    fills = sorted((c.pes.count, c.ops[0].dst.size[0]) for c in step.computes)
+    assert fills == [(1, 8), (1, 16), (2, 16)]
+    x = np.arange(1.0, 129.0).reshape(8, 1, 16)
+    want = np.zeros((64, 1, 16))
+    want[16:24] = x
+    assert np.array_equal(run_bsp(program, {"x": x})[0]["y"], want)
