@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fractal.lower.tile_ir import Binary, Convert, Copy, Elementwise, Gather, Gemm, Load, Reduce, Scatter, \
+from fractal.lower.tile_ir import Binary, Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, \
     SegmentReduce, Unary, Where
 
 from .spec import MeshSpec

@@ -77,6 +77,10 @@ class Home:
     def block_box(self, index: tuple[int, ...]) -> Box:
         return tuple((i * b, min((i + 1) * b, d)) for i, b, d in zip(index, self.block, self.shape))
 
+    def owner_ids(self) -> np.ndarray:
+        """Every block's PE id (row-major), blocks in flat order (read-only)."""
+        return _owner_ids(self)
+
     def owners(self) -> list[tuple[tuple[int, int], Box]]:
         """Every block's PE and box."""
         return _owners(self)
@@ -130,6 +134,13 @@ def pe_order(rows: int, cols: int) -> np.ndarray:
     order = np.argsort(key, kind="stable")
     order.setflags(write=False)
     return order
+
+
+@lru_cache(maxsize=1 << 12)
+def _owner_ids(home: Home) -> np.ndarray:
+    ids = np.asarray(home.pe_of(np.arange(home.blocks, dtype=np.int64)), np.int64)
+    ids.setflags(write=False)
+    return ids
 
 
 @lru_cache(maxsize=1 << 12)

@@ -75,18 +75,16 @@ class Planner:
         """The allocs of a buffer's home blocks: one per rectangle of its owners (every owner
         holds one block-shaped local buffer)."""
         if name not in self._home_allocs:
-            home, cols = self.homes[name], self.spec.cols
-            owners = {r * cols + c for (r, c), _ in home.owners()}
-            self._home_allocs[name] = [Alloc((home.local,), rect) for rect, _ in rectangles(dict.fromkeys(owners, 1), cols)]
+            home = self.homes[name]
+            owners = dict.fromkeys(sorted(set(home.owner_ids().tolist())), 1)
+            self._home_allocs[name] = [Alloc((home.local,), rect) for rect, _ in rectangles(owners, self.spec.cols)]
         return self._home_allocs[name]
 
     def _take(self, names, where: str) -> None:
         """Count the homes `names` live on their PEs; refuse when a PE cannot hold them."""
         for name in names:
             home = self.homes[name]
-            nbytes = self.local[home.local].nbytes
-            for pe, _ in home.owners():
-                self.home_live[pe] += nbytes
+            np.add.at(self.home_live.reshape(-1), home.owner_ids(), self.local[home.local].nbytes)
             self.live_homes.add(name)
         live = self.home_live + self.resident_live
         if live.size and int(live.max()) > self.spec.usable_bytes:
@@ -97,8 +95,7 @@ class Planner:
     def _give_back(self, names) -> None:
         for name in names:
             home = self.homes[name]
-            for pe, _ in home.owners():
-                self.home_live[pe] -= self.local[home.local].nbytes
+            np.subtract.at(self.home_live.reshape(-1), home.owner_ids(), self.local[home.local].nbytes)
             self.live_homes.discard(name)
 
     def live_allocs(self) -> list[Alloc]:

@@ -32,8 +32,8 @@ from fractal.lower.tile_ir import Dim, Region, Scatter, Stage
 from fractal.lower.rewrite import map_regions
 
 from .errors import SramCapacityError
-from .home import Box, Home, pe_order
-from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends, sends_table
+from .home import Home, pe_order
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends_table
 
 SLOT = "slot"
 
@@ -253,7 +253,7 @@ class WindowPlan:
         used, counts = np.unique(pes, return_counts=True)
         groups = rectangles(dict(zip(used.tolist(), counts.tolist())), cols)
         allocs = [Alloc(scratch, rect) for rect, _ in groups] if scratch else []
-        fetch, back, rows, loading = [], [], [], []
+        fetch, back, loading = [], [], []
         for key, b in self.boxes.items():
             if key in rnames:
                 continue
@@ -265,18 +265,14 @@ class WindowPlan:
             elif b["read_lo"] is not None:
                 fetch += self._moves(p.home(b["buffer"]), wnames[key], b["read_lo"][points], b["read_hi"][points],
                                      b["lo"][points], pes, slots, into_window=True)
-        if rnames:
-            for j, (i, q) in enumerate(zip(points.tolist(), pes.tolist())):
-                if q in res.loaded or q in loading:
-                    continue
-                loading.append(q)
-                pe = (q // cols, q % cols)
-                allocs.append(Alloc(tuple(rnames.values()), Pes.one(*pe)))
-                for name in sorted(rnames.keys() & self.boxes.keys()):
-                    home, b = p.home(name), self.boxes[name]
-                    box = tuple(zip(b["lo"][i], b["hi"][i]))
-                    rows += [(owner, pe, _home_part(home, part, blk), _resident_part(rnames[name], part, b["lo"][i]))
-                             for owner, part, blk in home.pieces(box)]
+        if rnames:   # the resident boxes, into each PE not holding them yet (its first point's)
+            first_pes, first = np.unique(pes, return_index=True)
+            new = ~np.isin(first_pes, np.fromiter(res.loaded, np.int64, len(res.loaded)))
+            loading, at = first_pes[new].tolist(), points[first[new]]
+            allocs += [Alloc(tuple(rnames.values()), rect) for rect, _ in rectangles(dict.fromkeys(loading, 1), cols)]
+            for name in sorted(rnames.keys() & self.boxes.keys()):
+                fetch += _into_resident(p.home(name), rnames[name], self.boxes[name]["lo"][at],
+                                        self.boxes[name]["hi"][at], first_pes[new], cols)
         for key, (lo, hi, at) in self._write_boxes(points).items():
             back += self._moves(p.home(self.boxes[key]["buffer"]), wnames[key], lo, hi, self.boxes[key]["lo"][points][at],
                                 pes[at], slots[at], into_window=False)
@@ -287,7 +283,7 @@ class WindowPlan:
                 p.resident_live[q // cols, q % cols] += res.bytes_per_pe()
         computes = self._computes(points, pes, slots, groups, wnames, rnames, shared)
         frees = tuple(Free(scratch, rect) for rect, _ in groups) if scratch else ()
-        return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=tuple(fetch) + sends(rows)),
+        return [Superstep(f"{self.label} fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
                 Superstep(self.label, computes=tuple(computes), transfers=tuple(back), frees=frees)]
 
     def _moves(self, home: Home, window: str, lo, hi, win_lo, pes, slots, into_window: bool):
@@ -436,12 +432,9 @@ def _table_rows(planner, index: Region, starts, size: int):
     return keyed // size, keyed % size
 
 
-def _home_part(home: Home, part: Box, block: Box) -> tuple:
-    """A message's side in a home block: (buffer, starts, sizes)."""
-    return (home.local, tuple(lo - blo for (lo, _), (blo, _) in zip(part, block)), tuple(hi - lo for lo, hi in part))
-
-
-def _resident_part(buffer: str, part: Box, box_lo) -> tuple:
-    """A message's side in a resident box (no slot axis)."""
-    return (buffer, tuple(int(lo - w) for (lo, _), w in zip(part, box_lo)), tuple(hi - lo for lo, hi in part))
-
+def _into_resident(home: Home, buffer: str, lo, hi, pes, cols: int) -> tuple:
+    """Messages of boxes `[lo[j], hi[j])` from their home blocks into resident buffer `buffer`
+    (no slot axis: the box starts at 0) on PE id `pes[j]`, as `Sends` tables."""
+    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
+    routes = np.stack([owner // cols, owner % cols, pes[box] // cols, pes[box] % cols], 1)
+    return sends_table(home.local, buffer, routes, part_lo - block_lo, part_lo - lo[box], part_hi - part_lo)
