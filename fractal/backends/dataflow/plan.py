@@ -55,6 +55,8 @@ class Planner:
         # (allocation by liveness); inputs, consts and outputs for the whole program
         self._home_allocs: dict[str, list[Alloc]] = {}
         self.lifetimes = {n: span for n, span in _lifetimes(tile).items() if n in self.homes}
+        self.last_write = _last_writes(tile)   # buffer -> the last top-level statement writing it
+        self.at = 0                            # the top-level statement being planned
         self.home_live = np.zeros((spec.rows, spec.cols), np.int64)
         self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self.live_homes: set[str] = set()
@@ -122,6 +124,13 @@ class Planner:
             self._residency[stage.name] = Residency(self, stage, kept) if kept else None
         return self._residency[stage.name]
 
+    def read_only(self, name: str) -> bool:
+        """Whether nothing writes `name` from the statement being planned to the end (an input,
+        a const, or a temp only earlier statements write: a weight laid out once): a copy of
+        it kept on a PE stays valid."""
+        role = self.buffers[name].role
+        return role in ("input", "const") or (role == "temp" and self.last_write.get(name, -1) < self.at)
+
     def is_const(self, name: str) -> bool:
         return self.buffers[name].role == "const"
 
@@ -153,6 +162,8 @@ class Planner:
     def walk(self, stmts, env, top: bool = False) -> list:
         out = []
         for i, s in enumerate(stmts):
+            if top:
+                self.at = i
             born = [n for n, (a, _) in self.lifetimes.items() if a == i] if top else []
             dying = [n for n, (_, b) in self.lifetimes.items() if b == i] if top else []
             if born:
@@ -246,6 +257,17 @@ def _lifetimes(tile: TileProgram) -> dict[str, tuple[int, int]]:
         stages = [s] if isinstance(s, Stage) else list(_stages(s))
         for name in {r.buffer for st in stages for op in st.body for r in op.reads + op.writes} & temps:
             out[name] = (out.get(name, (i, i))[0], i)
+    return out
+
+
+def _last_writes(tile: TileProgram) -> dict[str, int]:
+    """{buffer: the last top-level statement that writes it}."""
+    out: dict[str, int] = {}
+    for i, s in enumerate(tile.body):
+        for st in [s] if isinstance(s, Stage) else _stages(s):
+            for op in st.body:
+                for r in op.writes:
+                    out[r.buffer] = i
     return out
 
 

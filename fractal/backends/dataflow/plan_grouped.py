@@ -10,8 +10,9 @@ rows).  The plan gives every group a block of PEs for the whole program (`Layout
 into as many equal rectangles as the group dims have values over the program) and, in its
 block, a grid of `gr x gc` PEs: PE (i, j) holds B's columns j (`K x N/gc`), fetches rows i of
 the group's A (`M_g/gr x K`) from their homes, computes its `M_g/gr x N/gc` tile of C and
-writes it back.  When B is an input or a const (nothing writes it) its tiles stay on their
-PEs from the first run to the end (a layer's weights move once: the paper's reuse, WaferLLM's
+writes it back.  When nothing writes B from the stage's statement on (an input, a const, or
+a weight an earlier statement laid out: `Planner.read_only`) its tiles stay on their PEs
+from the first run to the end (a layer's weights move once: the paper's reuse, WaferLLM's
 stationary weights); otherwise they are fetched at every run.  `gc` is fixed per stage (the
 resident tiles' shape); the rows are cut in bands of one size, so groups of different sizes
 (a wavefront's triangle of cells) get as many grid rows as their bands.
@@ -137,7 +138,7 @@ class GroupedPlan:
         if band is None:
             return None
         gr, nt = Mg // band, N // gc            # per group
-        resident = p.buffers[op.b.buffer].role in ("input", "const")
+        resident = p.read_only(op.b.buffer)
         blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
         if any(blk is None for blk in blocks):
             return None

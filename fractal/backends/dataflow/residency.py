@@ -6,7 +6,8 @@ run is the traffic the paper's reuse removes.  `Residency` gives every distinct 
 tuple of read-only boxes a point reads) its own group of PEs for the whole program: the
 points with that key always run there, the group fetches the key's boxes once, into buffers
 `r_<stage>_<buffer>` that stay allocated, and every later run finds them in place.  Only
-inputs and consts are resident (nothing writes them, so a kept copy never goes stale).
+buffers nothing writes from the stage's statement on are resident (inputs, consts, and temps
+written by earlier statements only: a weight laid out once), so a kept copy never goes stale.
 
 The groups are sized from the stage's key dims (the stage dims its read-only regions read):
 their extents over the whole program (`rewrite.var_ranges`) bound the number of keys, and
@@ -67,7 +68,7 @@ class Residency:
 
 
 def resident_buffers(planner, stage) -> frozenset[str]:
-    """The stage's read-only operands (inputs and consts) that could stay on their PEs."""
+    """The stage's read-only operands (`Planner.read_only`) that could stay on their PEs."""
     return frozenset(r.buffer for op in stage.body for r in op.reads
-                     if planner.buffers[r.buffer].role in ("input", "const") and planner.home(r.buffer) is not None)
+                     if planner.read_only(r.buffer) and planner.home(r.buffer) is not None)
 

@@ -92,3 +92,22 @@ def test_a_stacked_lstm_whose_cell_does_not_fit_a_pe_keeps_each_layers_weights_o
     assert moved and all(int(label.split("#")[1].split()[0]) < config["depth"] for label in moved)
     got, want = m.outputs(compiled.run(*args)), m.outputs(m.model(*args, backend="interpreter"))
     assert compare(got, want, rtol=1e-4, atol=1e-4) == []
+
+
+def test_a_weight_an_earlier_stage_lays_out_stays_resident_like_an_input():
+    # grid_rnn concatenates its x and y input-to-hidden weights into one temp before the
+    # wavefront: nothing writes that temp afterwards, so its tiles stay on their PEs too
+    m = zoo.load("grid_rnn")
+    args = m.inputs("small", ragged=False)
+    compiled = m.model.compile(*args, target=ft.targets.mesh(4, 4, sram_bytes=24 << 10))
+    program = compiled._executable.program
+    (weight,) = [b.name for b in compiled.tile_ir.buffers if b.role == "temp" and "i2h" in b.name]
+    runs_of: dict = {}   # PE -> the runs in which it receives the weight's tiles
+    for step in program.steps:
+        for t in step.transfers:
+            if isinstance(t, Sends) and t.src.buffer == f"h_{weight}":
+                for r0, c0, r1, c1 in t.routes.tolist():
+                    runs_of.setdefault((r1, c1), set()).add(step.label.split()[0])
+    assert runs_of and all(len(runs) == 1 for runs in runs_of.values())    # each PE loads it once
+    got, want = m.outputs(compiled.run(*args)), m.outputs(m.model(*args, backend="interpreter"))
+    assert compare(got, want, rtol=1e-4, atol=1e-4) == []
