@@ -45,7 +45,7 @@ class Layout:
     block: tuple[int, int]                  # PEs per block (rows, cols)
     gc: int
     keys: dict = field(default_factory=dict)   # group key -> block index
-    loaded: set = field(default_factory=set)   # group keys whose B tiles are resident
+    loaded: set = field(default_factory=set)   # PE ids holding their group's B tile (resident)
 
     def block_of(self, key) -> int | None:
         if key not in self.keys:
@@ -142,7 +142,6 @@ class GroupedPlan:
         blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
         if any(blk is None for blk in blocks):
             return None
-        new = [g for g, k in enumerate(group_keys) if not resident or tuple(int(x) for x in k) not in layout.loaded]
         sa, sb, sc = a.tile_shape(band, K), b.tile_shape(K, nt), c.tile_shape(band, nt)
         transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
         res_bytes = K * nt * itemsize if resident else 0
@@ -152,7 +151,12 @@ class GroupedPlan:
         k = np.arange(len(gi)) - np.repeat(np.cumsum(per) - per, per)
         ii, jj = k // gc, k % gc
         pes = layout.pes(np.array(blocks, np.int64)[gi], ii, jj, gc)
-        load = np.isin(gi, new)
+        cols = p.spec.cols
+        ids = pes[:, 0] * cols + pes[:, 1]
+        # B's tile j of a group goes to every PE of its block that does not hold it yet: all of
+        # them when B is not resident, else those new to the group (it grows along a wavefront)
+        load = ~np.isin(ids, np.fromiter(layout.loaded, np.int64, len(layout.loaded))) if resident \
+            else np.ones(len(ids), bool)
         free = p.free().reshape(p.spec.rows, p.spec.cols)[pes[:, 0], pes[:, 1]]
         if (free - np.where(load, res_bytes, 0) < transient).any():
             return None
@@ -169,16 +173,14 @@ class GroupedPlan:
             bsel = np.flatnonzero(load)
             fetch += moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
                             np.full(len(bsel), K, np.int64), jj[bsel] * nt, (jj[bsel] + 1) * nt, True)
-        cols = p.spec.cols
-        ids = (pes[:, 0] * cols + pes[:, 1]).tolist()
-        rects = rectangles(dict.fromkeys(ids, 1), cols)
+        rects = rectangles(dict.fromkeys(ids.tolist(), 1), cols)
         allocs = [Alloc((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
         if resident and load.any():
-            loading = sorted(set(pes[load][:, 0] * cols + pes[load][:, 1]))
+            loading = sorted(set(ids[load].tolist()))
             allocs += [Alloc((tb,), rect) for rect, _ in rectangles(dict.fromkeys(loading, 1), cols)]
             for q in loading:
                 p.resident_live[q // cols, q % cols] += res_bytes
-            layout.loaded |= {tuple(int(x) for x in group_keys[g]) for g in new}
+            layout.loaded |= set(loading)
         gemm = Gemm(Region(ta, (0, 0), sa), Region(tb, (0, 0), sb), Region(tc, (0, 0), sc),
                     accumulate=op.accumulate, trans_a=a.transposed, trans_b=b.transposed)
         computes = [Compute(rect, (gemm,), (), self.stage.name) for rect, _ in rects]

@@ -94,18 +94,24 @@ def test_a_stacked_lstm_whose_cell_does_not_fit_a_pe_keeps_each_layers_weights_o
     assert compare(got, want, rtol=1e-4, atol=1e-4) == []
 
 
-def test_a_weight_an_earlier_stage_lays_out_stays_resident_like_an_input():
+@pytest.mark.parametrize("hidden", [4, 32])
+def test_a_weight_an_earlier_stage_lays_out_stays_resident_like_an_input(hidden):
     # grid_rnn concatenates its x and y input-to-hidden weights into one temp before the
-    # wavefront: nothing writes that temp afterwards, so its tiles stay on their PEs too
+    # wavefront: nothing writes that temp afterwards, so its tiles stay on their PEs too.
+    # hidden 4: the cell fits a PE (windows, resident boxes); 32: it does not (products grouped
+    # by layer, each group growing along the wavefront: its new PEs load their tiles then)
     m = zoo.load("grid_rnn")
-    args = m.inputs("small", ragged=False)
+    args = m.inputs(dict(depth=2, src_length=3, trg_length=4, batch=3, hidden=hidden), ragged=False)
     compiled = m.model.compile(*args, target=ft.targets.mesh(4, 4, sram_bytes=24 << 10))
     program = compiled._executable.program
+    assert bool(_grouped_steps(program)) == (hidden == 32)
     (weight,) = [b.name for b in compiled.tile_ir.buffers if b.role == "temp" and "i2h" in b.name]
     runs_of: dict = {}   # PE -> the runs in which it receives the weight's tiles
     for step in program.steps:
         for t in step.transfers:
-            if isinstance(t, Sends) and t.src.buffer == f"h_{weight}":
+            # (hidden 32: a run whose groups share no band size runs windows instead: not counted)
+            if isinstance(t, Sends) and t.src.buffer == f"h_{weight}" and \
+                    (hidden == 4 or t.dst.buffer.startswith("grouped_")):
                 for r0, c0, r1, c1 in t.routes.tolist():
                     runs_of.setdefault((r1, c1), set()).add(step.label.split()[0])
     assert runs_of and all(len(runs) == 1 for runs in runs_of.values())    # each PE loads it once
