@@ -15,7 +15,9 @@ a weight an earlier statement laid out: `Planner.read_only`) its tiles stay on t
 from the first run to the end (a layer's weights move once: the paper's reuse, WaferLLM's
 stationary weights); otherwise they are fetched at every run.  `gc` is fixed per stage (the
 resident tiles' shape); the rows are cut in bands of one size, so groups of different sizes
-(a wavefront's triangle of cells) get as many grid rows as their bands.
+(a wavefront's triangle of cells) get as many grid rows as their bands, and a group with more
+bands than its block has grid rows runs them in rounds (band i on grid row i mod rows: the
+same PEs, so resident tiles still load once).
 
 Messages are built for all PEs at once: consecutive points whose rows lie next to each other
 in their buffer move as one box (`operand.moves`), so a run costs a few messages per PE, not one per
@@ -129,28 +131,43 @@ class GroupedPlan:
         if layout is None:
             return None
         # every group's rows cut in bands of one size (the tiles of one SPMD compute): the
-        # smallest band that divides every group's rows and leaves each group PEs enough
+        # smallest band that divides every group's rows and leaves each group PEs enough; with
+        # none, bands of the largest such size, a group's grid rows taking them in rounds
         gc, Mg = layout.gc, counts * m
-        pes_per_block = layout.block[0] * layout.block[1]
+        rows = layout.block[0] * layout.block[1] // gc      # grid rows in a block
         common = int(np.gcd.reduce(Mg))
-        band = min(d for d in range(1, common + 1) if common % d == 0 and int(Mg.max()) // d * gc <= pes_per_block) \
-            if int(Mg.max()) // common * gc <= pes_per_block else None
-        if band is None:
-            return None
-        gr, nt = Mg // band, N // gc            # per group
-        resident = p.read_only(op.b.buffer)
+        fits = [d for d in range(1, common + 1) if common % d == 0 and int(Mg.max()) // d <= rows]
+        band = fits[0] if fits else common
+        bands = Mg // band                                  # per group
         blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
         if any(blk is None for blk in blocks):
             return None
+        resident = p.read_only(op.b.buffer)
+        out = []
+        for t in range(-(-int(bands.max()) // rows)):
+            step = self._round(t, rows, band, np.clip(bands - t * rows, 0, rows), blocks, first, a, b, c, K, N,
+                               layout, resident)
+            if step is None:
+                return None
+            out += step
+        return out
+
+    def _round(self, t, rows, band, gr, blocks, first, a, b, c, K, N, layout, resident) -> list[Superstep] | None:
+        """Round t: the bands t*rows .. (t+1)*rows - 1 of every group, `gr[g]` of them, band i on
+        the grid's row i - t*rows."""
+        p, op = self.p, self.op
+        itemsize, gc = p.itemsize(op.b.buffer), layout.gc
+        nt = N // gc
         sa, sb, sc = a.tile_shape(band, K), b.tile_shape(K, nt), c.tile_shape(band, nt)
         transient = band * K * itemsize + band * nt * p.itemsize(op.c.buffer) + (0 if resident else K * nt * itemsize)
         res_bytes = K * nt * itemsize if resident else 0
-        # every (group, i, j) PE, row-major over groups
+        # every (group, i, j) PE of the round, row-major over groups
         per = gr * gc
-        gi = np.repeat(np.arange(len(group_keys)), per)
+        gi = np.repeat(np.arange(len(gr)), per)
         k = np.arange(len(gi)) - np.repeat(np.cumsum(per) - per, per)
         ii, jj = k // gc, k % gc
         pes = layout.pes(np.array(blocks, np.int64)[gi], ii, jj, gc)
+        row0 = (ii + t * rows) * band     # the band's first row in its group's matrix
         cols = p.spec.cols
         ids = pes[:, 0] * cols + pes[:, 1]
         # B's tile j of a group goes to every PE of its block that does not hold it yet: all of
@@ -165,10 +182,10 @@ class GroupedPlan:
         tc = p.declare(f"{name}_c_{band}x{nt}", sc, p.buffers[op.c.buffer].dtype)
         tb = p.declare(f"{name}_b_{K}x{nt}" if resident else f"{name}_bt_{K}x{nt}", sb, p.buffers[op.b.buffer].dtype)
         base = first[gi]     # each PE's group's first point (in `order`)
-        fetch = moves(p, a, ta, pes, base, ii * band, (ii + 1) * band, np.zeros_like(jj), np.full_like(jj, K), True)
+        fetch = moves(p, a, ta, pes, base, row0, row0 + band, np.zeros_like(jj), np.full_like(jj, K), True)
         if op.accumulate:
-            fetch += moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, True)
-        back = moves(p, c, tc, pes, base, ii * band, (ii + 1) * band, jj * nt, (jj + 1) * nt, False)
+            fetch += moves(p, c, tc, pes, base, row0, row0 + band, jj * nt, (jj + 1) * nt, True)
+        back = moves(p, c, tc, pes, base, row0, row0 + band, jj * nt, (jj + 1) * nt, False)
         if load.any():
             bsel = np.flatnonzero(load)
             fetch += moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
@@ -185,8 +202,8 @@ class GroupedPlan:
                     accumulate=op.accumulate, trans_a=a.transposed, trans_b=b.transposed)
         computes = [Compute(rect, (gemm,), (), self.stage.name) for rect, _ in rects]
         frees = [Free((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
-        shape = f"{int(gr.max())}x{gc}" + ("" if (gr == gr[0]).all() else f" (bands of {band})")
+        shape = f"{int(gr.max())}x{gc}" + ("" if (gr == gr[0]).all() else f" (bands of {band})") + \
+            (f" round {t}" if t else "")
         return [Superstep(f"{self.label} grouped {shape}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),
                 Superstep(f"{self.label} grouped {shape}", computes=tuple(computes), transfers=tuple(back),
                           frees=tuple(frees))]
-

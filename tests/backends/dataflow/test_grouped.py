@@ -76,6 +76,25 @@ def test_groups_of_different_sizes_share_one_band_size(rows, cols):
     assert np.array_equal(got[written], want[written])
 
 
+_TRIANGLE_7 = _TRIANGLE.replace("f64[18,2,4]", "f64[98,2,4]").replace("f64[3,4,6]", "f64[7,4,6]") \
+    .replace("f64[18,2,6]", "f64[98,2,6]").replace("f in 0:3", "f in 0:7").replace("6*f", "14*f")
+
+
+def test_a_group_with_more_bands_than_its_block_has_rows_runs_them_in_rounds():
+    """7 layers of up to 7 cells (bands of 4 rows) on 8 PEs: a block of one PE per layer,
+    so layer f's f + 1 bands take f + 1 rounds, its weight loaded once."""
+    tile = parse_tile_program(_TRIANGLE_7)
+    program = Planner(tile, mesh_spec(2, 4, "tiny", sram_bytes=1 << 20)).program()
+    labels = _grouped_steps(program)
+    assert any(label.endswith("round 6") for label in labels) and not any("round 7" in x for x in labels)
+    loads = [t for s in program.steps for t in s.transfers if isinstance(t, Sends) and t.src.buffer == "h_w"]
+    assert sum(len(t) for t in loads) == 7                     # each layer's weight to its PE, once
+    rng = np.random.default_rng(7)
+    inputs = {"x": _ints((98, 2, 4), rng), "w": _ints((7, 4, 6), rng)}
+    written = [14 * f + 2 * s + m for f in range(7) for s in range(f + 1) for m in range(2)]
+    assert np.array_equal(run_bsp(program, inputs)[0]["y"][written], run_pointwise(tile, inputs)["y"][written])
+
+
 def test_a_stacked_lstm_whose_cell_does_not_fit_a_pe_keeps_each_layers_weights_on_its_block():
     # one point of the step (a row times two 32 x 128 weights, 32 KiB) does not fit 24 KiB: the
     # step runs op by op, its two products grouped by layer, each layer's weight tiles resident
