@@ -220,10 +220,9 @@ class WindowPlan:
         counts = np.bincount(key_of, minlength=len(first))
         starts = np.cumsum(counts) - counts
         pes, slots, K = np.empty(self.n, np.int64), np.empty(self.n, np.int64), 1
+        table = np.ascontiguousarray(table, np.int64)
         for k, i in enumerate(np.sort(first).tolist()):
-            key = tuple((b, tuple(int(x) for x in self.boxes[b]["lo"][i]), tuple(int(x) for x in self.boxes[b]["hi"][i]))
-                        for b in kept)
-            group = res.group(key)
+            group = res.group((tuple(kept), table[i].tobytes()))   # (the key's boxes, as bytes: fast to hash)
             if group is None:
                 return None
             per = -(-int(counts[k]) // len(group))
