@@ -205,17 +205,18 @@ def messages(planner, operand: Operand, base, r0, r1, c0, c1):
     home = planner.home(operand.region.buffer)
     box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
     ra, ca = operand.rows_axis, operand.cols_axis
-    g, k = grows[box], np.arange(len(box))
-    other = g != ra              # merged along an index axis: each of its elements is one row
-    row = offset[box] + part_lo[:, ra] - lo[box, ra] + np.where(other, part_lo[k, g] - lo[box, g], 0)
-    rows = (part_hi - part_lo)[:, ra] * np.where(other, (part_hi - part_lo)[k, g], 1)
-    at_tile = np.stack([row, part_lo[:, ca] - lo[box, ca]], 1)
-    tile_size = np.stack([rows, part_hi[:, ca] - part_lo[:, ca]], 1)
+    size = part_hi - part_lo
+    row, rows = (offset - lo[:, ra])[box] + part_lo[:, ra], size[:, ra]
+    if (grows != ra).any():
+        g, k = grows[box], np.arange(len(box))
+        other = g != ra          # merged along an index axis: each of its elements is one row
+        row, rows = row + np.where(other, part_lo[k, g] - lo[box, g], 0), rows * np.where(other, size[k, g], 1)
+    at_tile = np.stack([row, part_lo[:, ca] - lo[:, ca][box]], 1)
+    tile_size = np.stack([rows, size[:, ca]], 1)
     if operand.transposed:
         at_tile, tile_size = at_tile[:, ::-1], tile_size[:, ::-1]
     cols = planner.spec.cols
-    return which[box], np.stack([owner // cols, owner % cols], 1), part_lo - block_lo, part_hi - part_lo, \
-        at_tile, tile_size
+    return which[box], np.stack([owner // cols, owner % cols], 1), part_lo - block_lo, size, at_tile, tile_size
 
 
 def moves(planner, operand: Operand, tile: str, pes, base, r0, r1, c0, c1, into_tile: bool) -> tuple:
