@@ -51,9 +51,10 @@ class Operand:
         base, r0, r1, c0, c1 = self._tiles(base, r0, r1, c0, c1)
         if len(base) and (r0 >= 0).all() and (r1 > r0).all() and (c1 > c0).all():
             return self._boxes_by_run(base, r0, r1, c0, c1)
-        return self._boxes_per_point(base, r0, r1, c0, c1)   # (empty tiles: no runs to cut)
+        return self._boxes_per_point(base, r0, r1, c0, c1)   # (no tiles, or empty ones)
 
     def _tiles(self, base, r0, r1, c0, c1):
+        """The tiles as int64 arrays; a shared operand's tiles all start at its one point."""
         base, r0, r1, c0, c1 = (np.asarray(x, np.int64) for x in (base, r0, r1, c0, c1))
         return (base if self.stacked else np.zeros_like(base)), r0, r1, c0, c1
 
