@@ -100,13 +100,20 @@ class Home:
         total = counts.prod(1) if d else np.ones(n, np.int64)
         box = np.repeat(np.arange(n), total)
         k = np.arange(len(box)) - np.repeat(np.cumsum(total) - total, total)
-        index = np.empty((len(box), d), np.int64)
+        index, part_lo, part_hi = (np.empty((len(box), d), np.int64) for _ in range(3))
         for axis in reversed(range(d)):   # mixed radix, the last axis fastest (itertools.product's order)
-            radix = counts[box, axis]
-            index[:, axis], k = first[box, axis] + k % radix, k // radix
+            if (counts[:, axis] <= 1).all():   # every box in one block along this axis: worked out per box
+                at = first[:, axis] * block[axis]
+                index[:, axis] = np.repeat(first[:, axis], total)
+                part_lo[:, axis] = np.repeat(np.maximum(lo[:, axis], at), total)
+                part_hi[:, axis] = np.repeat(np.minimum(hi[:, axis], np.minimum(at + block[axis], shape[axis])), total)
+                continue
+            k, digit = np.divmod(k, np.repeat(counts[:, axis], total))
+            index[:, axis] = np.repeat(first[:, axis], total) + digit
+            at = index[:, axis] * block[axis]
+            part_lo[:, axis] = np.maximum(np.repeat(lo[:, axis], total), at)
+            part_hi[:, axis] = np.minimum(np.repeat(hi[:, axis], total), np.minimum(at + block[axis], shape[axis]))
         block_lo = index * block
-        part_lo = np.maximum(lo[box], block_lo)
-        part_hi = np.minimum(hi[box], np.minimum(block_lo + block, shape))
         flat = np.ravel_multi_index(tuple(index.T), self.factors) if d else np.zeros(len(box), np.int64)
         return box, self.pe_of(flat), part_lo, part_hi, block_lo
 
