@@ -9,7 +9,7 @@ per step folding one more row into the state (`fractal.backends.scan_pattern`)::
 
 Unrolled, that is 100352 stage runs one after the other.  When no other op reads the
 intermediate states (`st[1:100352]` here: only the last one is the reduce's value; asked of
-isl, exactly, over every instance of every op: `_states_dead`), the combiner may be
+isl, exactly, over every instance of every op: `_unread`), the combiner may be
 re-associated, as the program allowed by declaring the reduce.  A stage with no dims (one
 long reduction):
 
@@ -21,9 +21,11 @@ long reduction):
    and writes `st[N]` home.
 
 That is 2 + ceil(log2 P) supersteps instead of N stage runs.  A stage with dims (a batch of
-short reductions: a softmax's max and sum per query) becomes one stage whose points each
-reduce their own rows and combine their initial state (`Reduce`, then the combiner), planned
-like any other stage (`_per_point`).  The combiners (add, max, min) commute, so the order is
+short reductions: a softmax's max and sum per query) becomes one stage per *phase* (a run of
+steps with one box of points: one, or, over a sorted ragged batch, one per distinct length)
+whose points each reduce the phase's rows and combine the state it starts from (`Reduce`, then
+the combiner), planned like any other stage (`_per_point`); it writes the state each phase
+ends with, so the check is that no other op reads a state at any other step.  The combiners (add, max, min) commute, so the order is
 free; the sums differ from the loop's by rounding only.  A loop that does not qualify (not a
 scan of one index row per step, its states read by another op, no room) is unrolled as
 before (`plan.Planner.walk`).
@@ -39,8 +41,8 @@ import numpy as np
 from fractal.backends.scan_pattern import match_scan
 from fractal.lower.dependences import accesses, tables_of
 from fractal.lower.tile_affine import aff
-from fractal.lower.tile_ir import Binary, Elementwise, Load, Loop, Reduce, Region, Stage
-from fractal.lower.tile_isl import Scope
+from fractal.lower.tile_ir import Binary, Dim, Elementwise, Load, Loop, Reduce, Region, Stage
+from fractal.lower.tile_isl import Scope, buffer_tag
 
 from .errors import SramCapacityError
 from .home import pe_order
@@ -61,10 +63,12 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
     ax = _row_axis(x, var)   # (dst's states may lie anywhere: only the first and last are touched)
     hx, hd = planner.home(x.buffer), planner.home(dst.buffer)
     if combiner is None or stop - start < 2 or ax is None or hx is None or hd is None or \
-            planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype or not _states_dead(planner, loop, op):
+            planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype:
         return None
     if stage.dims:
         return _per_point(planner, loop, stage, op, x, ax, combiner, env)
+    if not _unread(planner, loop, op, env, (stop - 1,)):
+        return None
     label = planner.label(stage.name)
     at = lambda region, r: np.array([s.evaluate({**env, var: r}) for s in region.start], np.int64)  # noqa: E731
     row = np.array([1 if s is None else s for s in dst.size], np.int64)      # one state, every axis
@@ -143,19 +147,31 @@ def _row_axis(region: Region, var: str) -> int | None:
     return a if region.size[a] is None and dict(region.start[a].terms).get(var) == 1 else None
 
 
-def _states_dead(planner, loop: Loop, op) -> bool:
-    """Whether no op but the loop's own reads a state before the last, at any instance of
-    anything (exact, with isl: the elements the loop writes before its last step against
-    every other read of the buffer).  Asked once per loop."""
+def _unread(planner, loop: Loop, op, env: dict, ends) -> bool:
+    """Whether no op but the loop's own reads a state the plan does not write: at this run of
+    the loops around (`env`), the states of every step but `ends` (exact, with isl: those
+    elements against every element any other op reads, at any instance)."""
     key = loop.body[0].name
     if key not in planner.reduce_dead:
-        planner.reduce_dead[key] = _no_reader(planner.tile, loop, op)
-    return planner.reduce_dead[key]
-
-
-def _no_reader(tile, loop: Loop, op) -> bool:
-    if not (loop.start.is_const and loop.stop.is_const):
+        planner.reduce_dead[key] = _accesses_of(planner.tile, loop, op)
+    found = planner.reduce_dead[key]
+    if found is None:
         return False
+    mine, names, read = found
+    fixed = [f"k{i} = {env[v]}" for i, v in enumerate(names) if v in env]
+    r = f"k{names.index(loop.var)}"
+    skipped = [f"{r} != {e}" for e in ends]
+    domain = isl.Set(f"{{ [{', '.join(f'k{i}' for i in range(len(names)))}] : "
+                     f"{' and '.join(fixed + skipped) or 'true'} }}")
+    if mine.intersect_domain(domain).range().intersect(read).is_empty():
+        return True
+    planner.reduce_dead[key] = None   # (read at one run: not asked again, the loop runs step by step)
+    return False
+
+
+def _accesses_of(tile, loop: Loop, op):
+    """(the loop's write as `{ [its scope's vars] -> elements }`, those vars, every element
+    another op reads of the buffer), or None when the write is not one access."""
     shapes = {b.name: b.shape for b in tile.buffers}
     found = accesses(tile.body, Scope(), shapes, tables_of(tile))
     prev = [e.region for e in (op.expr.a, op.expr.b) if e.region.buffer == op.dst.buffer]
@@ -163,29 +179,48 @@ def _no_reader(tile, loop: Loop, op) -> bool:
     others = [a for a in found if not a.write and a.region.buffer == op.dst.buffer
               and not any(a.region is r for r in prev)]
     if len(mine) != 1:
-        return False
-    last = loop.stop.const - 1
-    states = mine[0].relation((loop.var,)).intersect_domain(isl.Set(f"{{ [r] : r < {last} }}")).range()
-    return all(states.intersect(a.relation(()).range()).is_empty() for a in others)
+        return None
+    names = mine[0].scope.vars
+    read = isl.Set(f"{{ {buffer_tag(op.dst.buffer)}[{', '.join(f'e{k}' for k in range(len(op.dst.start)))}] : false }}")
+    for a in others:
+        read = read.union(a.relation(()).range())
+    return mine[0].relation(names), list(names), read
 
 
 def _per_point(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: str, env: dict):
-    """A reduce per point of the stage (a batch of short reductions): one stage whose points
-    each reduce their rows (`Reduce`) and combine the initial state, planned like any stage;
-    None when a point's rows do not fit a PE."""
+    """A reduce per point of the stage (a batch of short reductions): per *phase* (a run of
+    steps with one box of points: a sorted ragged batch's points drop out as their lists end)
+    one stage whose points each reduce the phase's rows (`Reduce`) and combine the state the
+    phase starts from, writing the state it ends with, planned like any stage.  None when a
+    state the phases skip is read elsewhere or a point's rows do not fit a PE."""
     var, dst = loop.var, op.dst
     at = lambda r, v: Region(r.buffer, tuple(s.substitute({var: aff(v)}) for s in r.start), r.size, r.stride)  # noqa: E731
     start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
-    rows = at(x, start)
-    rows = Region(rows.buffer, rows.start, tuple(stop - start if a == ax else n for a, n in enumerate(x.size)), rows.stride)
-    last, init = at(dst, stop - 1), at(dst, start - 1)
-    reduce_at = rows.range_axes.index(ax)
-    ops = (Reduce(rows, last, (reduce_at,), combiner),
-           Elementwise(last, Binary(op.expr.op, Load(init), Load(last))))
-    try:
-        return planner.stage(Stage(stage.name, stage.dims, ops, stage.placement), env)
-    except SramCapacityError:
+    phases = []   # (first step, end step, the box's dims)
+    for r in range(start, stop):
+        here = {**env, var: r}
+        dims = tuple((d.var, d.start.evaluate(here), d.stop.evaluate(here)) for d in stage.dims)
+        if any(hi <= lo for _, lo, hi in dims):
+            dims = None
+        if phases and phases[-1][2] == dims and phases[-1][1] == r:
+            phases[-1] = (phases[-1][0], r + 1, dims)
+        else:
+            phases.append((r, r + 1, dims))
+    phases = [p for p in phases if p[2] is not None]
+    if not phases or not _unread(planner, loop, op, env, tuple(b - 1 for _, b, _ in phases)):
         return None
+    out = []
+    for a, b, dims in phases:
+        rows = at(x, a)
+        rows = Region(rows.buffer, rows.start, tuple(b - a if k == ax else n for k, n in enumerate(x.size)), rows.stride)
+        last, init = at(dst, b - 1), at(dst, a - 1)
+        ops = (Reduce(rows, last, (rows.range_axes.index(ax),), combiner),
+               Elementwise(last, Binary(op.expr.op, Load(init), Load(last))))
+        try:
+            out += planner.stage(Stage(stage.name, tuple(Dim(*d) for d in dims), ops, stage.placement), env)
+        except SramCapacityError:
+            return None   # (before anything of the loop is planned, or the planner itself gave up)
+    return out
 
 
 def _pairs(src: str, dst: str, pairs, row, cols: int) -> tuple:

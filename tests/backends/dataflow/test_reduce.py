@@ -130,3 +130,25 @@ def test_a_reduce_per_point_runs_as_one_stage_of_reductions(kind, points, n, row
     assert len([r for r in runs if r.split("#")[0].startswith(("add", "maximum", "minimum"))]) == 1
     got, want = compiled.run(xss), per_point(xss, backend="interpreter")
     assert all(np.array_equal(g, w) for g, w in zip(got.to_list(), want.to_list()))
+
+
+@settings(max_examples=10, deadline=None)
+@given(kind=st.sampled_from(sorted(COMBINE)), lens=st.lists(st.integers(1, 6), min_size=1, max_size=6),
+       seed=st.integers(0, 99))
+def test_a_ragged_reduce_per_point_runs_one_stage_per_phase_of_equal_boxes(kind, lens, seed):
+    # a sorted ragged batch's points drop out as their lists end: the steps with one box of live
+    # points (a phase) run as one stage, each point reducing the phase's rows
+    rng = np.random.default_rng(seed)
+    xss = ft.fractal([[rng.integers(-9, 10, (3,)).astype(F64) for _ in range(n)] for n in lens],
+                     type=ft.FractalTensor[ft.FractalTensor[ft.Tensor[(3,), F64]]])
+
+    @ft.function
+    def per_point(xss):
+        return ft.map(lambda xs: ft.reduce(COMBINE[kind], ft.map(lambda x: x * 2.0, xs), ft.zeros((3,), F64)), xss)
+    compiled = compile_function(per_point, (xss,), {}, ft.targets.mesh(2, 2, "tiny"))
+    runs = {s.label.split()[0] for s in compiled._executable.program.steps
+            if s.label.split("#")[0].startswith(("add", "maximum", "minimum"))}
+    if max(lens) > 1:   # (one step: no loop to speak of)
+        assert len(runs) == len(set(lens))      # one run per distinct length, not one per step
+    got, want = compiled.run(xss), per_point(xss, backend="interpreter")
+    assert all(np.array_equal(g, w) for g, w in zip(got.to_list(), want.to_list()))
