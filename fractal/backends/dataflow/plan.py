@@ -70,7 +70,7 @@ class Planner:
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
         self.grouped_layouts: dict = {}    # grouped stage -> its blocks of PEs (`plan_grouped.Layout`)
         self.gemm_choices: dict = {}       # (product stage, M', K, N, accumulate) -> the plan chosen
-        self.reduce_dead: dict = {}        # a reduce loop's stage -> whether no one else reads its states
+        self.reduce_dead: dict = {}        # a reduce loop's stage -> its write and the others' reads (None: step by step)
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
 
     def allocs_of(self, name: str) -> list[Alloc]:

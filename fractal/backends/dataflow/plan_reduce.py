@@ -69,6 +69,15 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
         return _per_point(planner, loop, stage, op, x, ax, combiner, env)
     if not _unread(planner, loop, op, env, (stop - 1,)):
         return None
+    return _tree(planner, loop, stage, op, x, ax, combiner, env)
+
+
+def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: str, env: dict):
+    """One long reduction: partial sums on the PEs holding its rows, then a tree (module
+    docstring); None when the PEs have no room for the partials."""
+    dst, var = op.dst, loop.var
+    start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
+    hx, hd = planner.home(x.buffer), planner.home(dst.buffer)
     label = planner.label(stage.name)
     at = lambda region, r: np.array([s.evaluate({**env, var: r}) for s in region.start], np.int64)  # noqa: E731
     row = np.array([1 if s is None else s for s in dst.size], np.int64)      # one state, every axis
@@ -127,12 +136,9 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
                          transfers=out[0].transfers + fetch)
     else:
         out = [partials]
-    final = combine if receivers else ()
+    final = combine if receivers else ()   # (the last round's one receiver is the root)
     last = Elementwise(whole(acc), Binary(op.expr.op, Load(whole(init)), Load(whole(acc))))
-    out.append(Superstep(f"{label} reduce: result",
-                         computes=tuple(Compute(p, combine, (), stage.name) for p, _ in
-                                        rectangles(dict.fromkeys(receivers[1:], 1), cols)) +
-                         (Compute(root, final + (last,), (), stage.name),),
+    out.append(Superstep(f"{label} reduce: result", computes=(Compute(root, final + (last,), (), stage.name),),
                          transfers=_moves(hd, acc, at(dst, stop - 1), row, pes[0], cols, False),
                          frees=tuple(Free((parts, acc, got), p) for p in everyone) + (Free((init,), root),)))
     return out
