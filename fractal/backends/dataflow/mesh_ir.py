@@ -130,6 +130,33 @@ class Pes:
         return np.meshgrid(np.arange(self.r0, self.r1), np.arange(self.c0, self.c1), indexing="ij")
 
 
+def rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
+    """PEs (ids) with their point counts as rectangles of equal counts: runs along each row."""
+    out, run = [], None
+    for q in sorted(counts):
+        r, c = divmod(q, cols)
+        if run and run[0] == r and run[2] == c and run[3] == counts[q]:
+            run[2] += 1
+        else:
+            if run:
+                out.append(run)
+            run = [r, c, c + 1, counts[q]]
+    if run:
+        out.append(run)
+    merged = []   # stack equal runs of consecutive rows into one rectangle
+    for r, c0, c1, n in out:
+        if merged and merged[-1][1] == r and merged[-1][2:] == [c0, c1, n]:
+            merged[-1][1] = r + 1
+        else:
+            merged.append([r, r + 1, c0, c1, n])
+    return [(Pes(r0, r1, c0, c1), n) for r0, r1, c0, c1, n in merged]
+
+
+def covering(ids, cols: int) -> list[Pes]:
+    """Rectangles that cover exactly the PEs `ids` (row-major ids), as few as `rectangles` finds."""
+    return [rect for rect, _ in rectangles(dict.fromkeys(sorted(set(int(q) for q in ids)), 1), cols)]
+
+
 @dataclass(frozen=True)
 class HostArray:
     """A host-side array: a tile program's input, output or const (with its `data`)."""

@@ -30,8 +30,8 @@ from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 from .errors import SramCapacityError
 from .home import Home
 from . import gemm_choice, plan_copy, plan_grouped, plan_reduce, split
-from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep
-from .plan_window import WindowPlan, rectangles
+from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep, covering
+from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers
 from .spec import MeshSpec
 
@@ -78,8 +78,7 @@ class Planner:
         holds one block-shaped local buffer)."""
         if name not in self._home_allocs:
             home = self.homes[name]
-            owners = dict.fromkeys(sorted(set(home.owner_ids().tolist())), 1)
-            self._home_allocs[name] = [Alloc((home.local,), rect) for rect, _ in rectangles(owners, self.spec.cols)]
+            self._home_allocs[name] = [Alloc((home.local,), rect) for rect in covering(home.owner_ids(), self.spec.cols)]
         return self._home_allocs[name]
 
     def _take(self, names, where: str) -> None:

@@ -16,8 +16,7 @@ import numpy as np
 from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Const, Copy, Elementwise, Gather, Region, Scatter, Stage
 
-from .mesh_ir import Compute, Superstep, sends_table
-from .plan_window import rectangles
+from .mesh_ir import Compute, Superstep, covering, sends_table
 
 
 def _plain(op) -> bool:
@@ -180,6 +179,6 @@ def _fills(planner, op, zeros, label: str) -> list[Compute]:
     size[:, axis] = a[last, axis] + b[last, axis] - a[first, axis]
     by_box: dict = {}
     for q, start, n in zip(owner[first].tolist(), a[first].tolist(), size.tolist()):
-        by_box.setdefault((tuple(start), tuple(n)), {})[q] = 1
+        by_box.setdefault((tuple(start), tuple(n)), []).append(q)
     return [Compute(rect, (Elementwise(Region(home.local, start, n), Const(0.0)),), (), label)
-            for (start, n), pes in by_box.items() for rect, _ in rectangles(pes, cols)]
+            for (start, n), pes in by_box.items() for rect in covering(pes, cols)]

@@ -34,9 +34,8 @@ import numpy as np
 from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.lower.tile_ir import Gemm, Region, Stage
 
-from .mesh_ir import Alloc, Compute, Free, Superstep
+from .mesh_ir import Alloc, Compute, Free, Superstep, covering
 from .operand import gemm_operands, moves
-from .plan_window import rectangles
 
 
 @dataclass
@@ -190,18 +189,18 @@ class GroupedPlan:
             bsel = np.flatnonzero(load)
             fetch += moves(p, b, tb, pes[bsel], base[bsel], np.zeros(len(bsel), np.int64),
                             np.full(len(bsel), K, np.int64), jj[bsel] * nt, (jj[bsel] + 1) * nt, True)
-        rects = rectangles(dict.fromkeys(ids.tolist(), 1), cols)
-        allocs = [Alloc((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
+        rects = covering(ids, cols)
+        allocs = [Alloc((ta, tc) + (() if resident else (tb,)), rect) for rect in rects]
         if resident and load.any():
             loading = sorted(set(ids[load].tolist()))
-            allocs += [Alloc((tb,), rect) for rect, _ in rectangles(dict.fromkeys(loading, 1), cols)]
+            allocs += [Alloc((tb,), rect) for rect in covering(loading, cols)]
             for q in loading:
                 p.resident_live[q // cols, q % cols] += res_bytes
             layout.loaded |= set(loading)
         gemm = Gemm(Region(ta, (0, 0), sa), Region(tb, (0, 0), sb), Region(tc, (0, 0), sc),
                     accumulate=op.accumulate, trans_a=a.transposed, trans_b=b.transposed)
-        computes = [Compute(rect, (gemm,), (), self.stage.name) for rect, _ in rects]
-        frees = [Free((ta, tc) + (() if resident else (tb,)), rect) for rect, _ in rects]
+        computes = [Compute(rect, (gemm,), (), self.stage.name) for rect in rects]
+        frees = [Free((ta, tc) + (() if resident else (tb,)), rect) for rect in rects]
         shape = f"{int(gr.max())}x{gc}" + ("" if (gr == gr[0]).all() else f" (bands of {band})") + \
             (f" round {t}" if t else "")
         return [Superstep(f"{self.label} grouped {shape}: fetch", allocs=tuple(allocs), transfers=tuple(fetch)),

@@ -46,8 +46,7 @@ from fractal.lower.tile_isl import Scope, buffer_tag
 
 from .errors import SramCapacityError
 from .home import pe_order
-from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends_table
-from .plan_window import rectangles
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, sends_table
 
 COMBINER = {"add": "add", "maximum": "max", "minimum": "min"}   # a scan's op -> its `Reduce` combiner
 
@@ -99,7 +98,7 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
     parts = planner.declare(f"{name}_parts{k}", (k, *row), dtype)
     acc, got, init = (planner.declare(f"{name}_{w}", tuple(row), dtype) for w in ("acc", "in", "init"))
     whole = lambda buf: Region(buf, (0,) * len(row), dst.size)  # noqa: E731  (one state, dst's axes)
-    everyone = [p for p, _ in rectangles(dict.fromkeys(pes, 1), cols)]
+    everyone = covering(pes, cols)
     root = Pes.one(*divmod(pes[0], cols))
 
     def partial(blocks):   # a PE's ops: its rows of each block reduced, then its blocks combined
@@ -115,8 +114,8 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
 
     by_ops: dict = {}
     for q, blocks in per_pe.items():
-        by_ops.setdefault(partial(blocks), {})[q] = 1
-    computes = [Compute(p, ops, (), stage.name) for ops, group in by_ops.items() for p, _ in rectangles(group, cols)]
+        by_ops.setdefault(partial(blocks), []).append(q)
+    computes = [Compute(p, ops, (), stage.name) for ops, group in by_ops.items() for p in covering(group, cols)]
     combine = (Elementwise(whole(acc), Binary(op.expr.op, Load(whole(acc)), Load(whole(got)))),)
     # superstep t computes the combines of round t - 1's receivers, then sends round t's partials
     out, receivers, j = [], [], 1
@@ -124,7 +123,7 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
         pairs = [(pes[i + j], pes[i]) for i in range(0, len(pes) - j, 2 * j)]
         if not pairs:
             break
-        combines = tuple(Compute(p, combine, (), stage.name) for p, _ in rectangles(dict.fromkeys(receivers, 1), cols))
+        combines = tuple(Compute(p, combine, (), stage.name) for p in covering(receivers, cols))
         out.append(Superstep(f"{label} reduce: tree round {len(out)}", computes=combines,
                              transfers=_pairs(acc, got, pairs, row, cols)))
         receivers, j = [d for _, d in pairs], 2 * j

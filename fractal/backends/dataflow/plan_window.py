@@ -33,7 +33,7 @@ from fractal.lower.rewrite import map_regions
 
 from .errors import SramCapacityError
 from .home import Home, pe_order
-from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, sends_table
+from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, rectangles, sends_table
 
 SLOT = "slot"
 
@@ -268,7 +268,7 @@ class WindowPlan:
             first_pes, first = np.unique(pes, return_index=True)
             new = ~np.isin(first_pes, np.fromiter(res.loaded, np.int64, len(res.loaded)))
             loading, at = first_pes[new].tolist(), points[first[new]]
-            allocs += [Alloc(tuple(rnames.values()), rect) for rect, _ in rectangles(dict.fromkeys(loading, 1), cols)]
+            allocs += [Alloc(tuple(rnames.values()), rect) for rect in covering(loading, cols)]
             for name in sorted(rnames.keys() & self.boxes.keys()):
                 fetch += _into_resident(p.home(name), rnames[name], self.boxes[name]["lo"][at],
                                         self.boxes[name]["hi"][at], first_pes[new], cols)
@@ -387,28 +387,6 @@ class WindowPlan:
             here = 0 if key in shared else aff(SLOT) if slot is None else slot
             return Region(wnames[key], (here,) + at, (None,) + r.size, (1,) + r.stride)
         return map_regions(op, move)
-
-
-def rectangles(counts: dict, cols: int) -> list[tuple[Pes, int]]:
-    """PEs (ids) with their point counts as rectangles of equal counts: runs along each row."""
-    out, run = [], None
-    for q in sorted(counts):
-        r, c = divmod(q, cols)
-        if run and run[0] == r and run[2] == c and run[3] == counts[q]:
-            run[2] += 1
-        else:
-            if run:
-                out.append(run)
-            run = [r, c, c + 1, counts[q]]
-    if run:
-        out.append(run)
-    merged = []   # stack equal runs of consecutive rows into one rectangle
-    for r, c0, c1, n in out:
-        if merged and merged[-1][1] == r and merged[-1][2:] == [c0, c1, n]:
-            merged[-1][1] = r + 1
-        else:
-            merged.append([r, r + 1, c0, c1, n])
-    return [(Pes(r0, r1, c0, c1), n) for r0, r1, c0, c1, n in merged]
 
 
 def _table_rows(planner, index: Region, starts, size: int):
