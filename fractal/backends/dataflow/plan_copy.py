@@ -80,6 +80,15 @@ def _tables(planner, r: Region, at: np.ndarray, values: dict, which: np.ndarray)
                      for i in first])
 
 
+def index_tables(planner, index: Region, values: dict, n: int):
+    """A const index region read at every point: (its distinct tables (T, L), which table each
+    point reads (n,)); a table read at a point-dependent offset is one table per offset."""
+    at = region_starts(index, values, n)
+    tables, which = np.unique(at, axis=0, return_inverse=True) if at.shape[1] else (at[:1], np.zeros(n, np.int64))
+    which = which.reshape(-1)
+    return _tables(planner, index, tables, values, which), which
+
+
 def _copies(planner, op, values: dict, n: int):
     """The op at every point as copies of boxes, arrays over the copies: (source region
     starts, destination region starts, sizes along the range axes), and the destination
@@ -91,10 +100,8 @@ def _copies(planner, op, values: dict, n: int):
         return src, dst, np.broadcast_to(shape, (n, len(shape))).copy(), None
     size = int(shape[op.axis])
     sa, da = op.src.range_axes[op.axis], op.dst.range_axes[op.axis]
-    at = region_starts(op.index, values, n)         # (a table read at a point-dependent offset: one per offset)
-    tables, which = np.unique(at, axis=0, return_inverse=True) if at.shape[1] else (at[:1], np.zeros(n, np.int64))
-    which = which.reshape(-1)
-    table, j, i, length, valid = _runs(_tables(planner, op.index, tables, values, which), size)
+    tables, which = index_tables(planner, op.index, values, n)
+    table, j, i, length, valid = _runs(tables, size)
     # every run of a table at every point that reads that table
     order = np.argsort(which, kind="stable")
     count = np.bincount(which, minlength=len(tables))

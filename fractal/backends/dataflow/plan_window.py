@@ -34,6 +34,7 @@ from fractal.lower.rewrite import map_regions
 from .errors import SramCapacityError
 from .home import Home, pe_order
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, rectangles, sends_table
+from .plan_copy import index_tables
 
 SLOT = "slot"
 
@@ -342,7 +343,7 @@ class WindowPlan:
                 continue
             axis = r.range_axes[op.axis]
             size, stride = r.size[axis], r.stride[axis]
-            which, row = _table_rows(p, op.index, region_starts(op.index, self.values, self.n)[points], size)   # (point j, row) pairs
+            which, row = _table_rows(p, op.index, self.values, self.n, points, size)   # (point j, row) pairs
             lo = starts[points][which].copy()
             lo[:, axis] += row * stride
             ext = np.array([_extent(n, st) for n, st in zip(r.size, r.stride)], np.int64)
@@ -389,23 +390,18 @@ class WindowPlan:
         return map_regions(op, move)
 
 
-def _table_rows(planner, index: Region, starts, size: int):
-    """The rows a const index table names at each point (its region at `starts[j]`): (which
-    point j, row) pairs, each point's rows distinct and ascending, negative entries counted
-    from the end, entries outside [-size, size) dropped: a scatter writes only those rows (it
-    keeps the others), so only those go home.  (An index computed at run time makes the stage
-    run point by point instead: `WindowPlan.serial`.)"""
-    data = np.asarray(planner.buffers[index.buffer].data.value)
-    grids = np.meshgrid(*[np.arange(n) * st if n is not None else np.zeros(1, np.int64)
-                          for n, st in zip(index.size, index.stride)], indexing="ij")
-    offsets = np.stack([g.reshape(-1) for g in grids], 1)                      # (entries, ndim)
-    at = starts[:, None, :] + offsets[None]                                    # (points, entries, ndim)
-    entries = data[tuple(at[..., a] for a in range(at.shape[-1]))].astype(np.int64)
-    ok = (entries >= -size) & (entries < size)
-    rows = np.where(entries < 0, entries % size, entries)
-    which = np.broadcast_to(np.arange(len(starts))[:, None], rows.shape)[ok]
-    rows = rows[ok]
-    keyed = np.unique(which * size + rows)                                    # distinct, ascending per point
+def _table_rows(planner, index: Region, values: dict, n: int, points, size: int):
+    """The rows a const index table names at each of `points` (`plan_copy.index_tables`):
+    (which of `points`, row) pairs, each point's rows distinct and ascending, negative entries
+    counted from the end, entries outside [-size, size) dropped: a scatter writes only those
+    rows (it keeps the others), so only those go home.  (An index computed at run time makes
+    the stage run point by point instead: `WindowPlan.serial`.)"""
+    tables, which = index_tables(planner, index, values, n)
+    entries = tables[which[points]]
+    rows = np.where(entries < 0, entries + size, entries)
+    ok = (rows >= 0) & (rows < size)
+    point = np.broadcast_to(np.arange(len(points))[:, None], rows.shape)[ok]
+    keyed = np.unique(point * size + rows[ok])                              # distinct, ascending per point
     return keyed // size, keyed % size
 
 
