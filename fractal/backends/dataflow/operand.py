@@ -232,3 +232,15 @@ def moves(planner, operand: Operand, tile: str, pes, base, r0, r1, c0, c1, into_
     if into_tile:
         return sends_table(local, tile, np.concatenate([owner, here], 1), at_home, at_tile, home_size, tile_size)
     return sends_table(tile, local, np.concatenate([here, owner], 1), at_tile, at_home, tile_size, home_size)
+
+
+def box_moves(home, local: str, lo, hi, pes, cols: int, into_local: bool) -> tuple:
+    """The messages of buffer boxes `[lo[j], hi[j])` between their home blocks and local buffer
+    `local` on PE id `pes[j]` (the box at 0 there: no slot axis), as `Sends` tables."""
+    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
+    there = np.stack([owner // cols, owner % cols], 1)
+    here = np.stack([pes[box] // cols, pes[box] % cols], 1)
+    at_home, at_local, sizes = part_lo - block_lo, part_lo - lo[box], part_hi - part_lo
+    if into_local:
+        return sends_table(home.local, local, np.concatenate([there, here], 1), at_home, at_local, sizes)
+    return sends_table(local, home.local, np.concatenate([here, there], 1), at_local, at_home, sizes)

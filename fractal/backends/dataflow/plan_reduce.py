@@ -47,6 +47,7 @@ from fractal.lower.tile_isl import Scope, buffer_tag
 from .errors import SramCapacityError
 from .home import pe_order
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, sends_table
+from .operand import box_moves
 
 COMBINER = {"add": "add", "maximum": "max", "minimum": "min"}   # a scan's op -> its `Reduce` combiner
 
@@ -127,7 +128,8 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
         out.append(Superstep(f"{label} reduce: tree round {len(out)}", computes=combines,
                              transfers=_pairs(acc, got, pairs, row, cols)))
         receivers, j = [d for _, d in pairs], 2 * j
-    fetch = _moves(hd, init, at(dst, start - 1), row, pes[0], cols, True)
+    state = lambda r: (at(dst, r)[None], (at(dst, r) + row)[None])  # noqa: E731  (a state's box)
+    fetch = box_moves(hd, init, *state(start - 1), np.array(pes[:1]), cols, True)
     allocs = tuple(Alloc((parts, acc, got), p) for p in everyone) + (Alloc((init,), root),)
     partials = Superstep(f"{label} reduce: partial sums", allocs=allocs, computes=tuple(computes), transfers=fetch)
     if out:   # the partial sums and round 0's sends in one superstep
@@ -138,7 +140,7 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
     final = combine if receivers else ()   # (the last round's one receiver is the root)
     last = Elementwise(whole(acc), Binary(op.expr.op, Load(whole(init)), Load(whole(acc))))
     out.append(Superstep(f"{label} reduce: result", computes=(Compute(root, final + (last,), (), stage.name),),
-                         transfers=_moves(hd, acc, at(dst, stop - 1), row, pes[0], cols, False),
+                         transfers=box_moves(hd, acc, *state(stop - 1), np.array(pes[:1]), cols, False),
                          frees=tuple(Free((parts, acc, got), p) for p in everyone) + (Free((init,), root),)))
     return out
 
@@ -234,14 +236,3 @@ def _pairs(src: str, dst: str, pairs, row, cols: int) -> tuple:
     routes = np.stack([ids[:, 0] // cols, ids[:, 0] % cols, ids[:, 1] // cols, ids[:, 1] % cols], 1)
     zero = np.zeros((len(ids), len(row)), np.int64)
     return sends_table(src, dst, routes, zero, zero, np.tile(row, (len(ids), 1)))
-
-
-def _moves(home, local: str, box_lo, row, pe: int, cols: int, into_local: bool) -> tuple:
-    """Messages between a state's box (at `box_lo`) in its home and `local` on PE `pe`."""
-    _, owner, part_lo, part_hi, block_lo = home.pieces_many(box_lo[None], (box_lo + row)[None])
-    here = np.tile([pe // cols, pe % cols], (len(owner), 1))
-    there = np.stack([owner // cols, owner % cols], 1)
-    at_home, at_local, sizes = part_lo - block_lo, part_lo - box_lo, part_hi - part_lo
-    if into_local:
-        return sends_table(home.local, local, np.concatenate([there, here], 1), at_home, at_local, sizes)
-    return sends_table(local, home.local, np.concatenate([here, there], 1), at_local, at_home, sizes)

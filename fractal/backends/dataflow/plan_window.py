@@ -34,6 +34,7 @@ from fractal.lower.rewrite import map_regions
 from .errors import SramCapacityError
 from .home import Home, pe_order
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, rectangles, sends_table
+from .operand import box_moves
 from .plan_copy import index_tables
 
 SLOT = "slot"
@@ -271,8 +272,8 @@ class WindowPlan:
             loading, at = first_pes[new].tolist(), points[first[new]]
             allocs += [Alloc(tuple(rnames.values()), rect) for rect in covering(loading, cols)]
             for name in sorted(rnames.keys() & self.boxes.keys()):
-                fetch += _into_resident(p.home(name), rnames[name], self.boxes[name]["lo"][at],
-                                        self.boxes[name]["hi"][at], first_pes[new], cols)
+                fetch += box_moves(p.home(name), rnames[name], self.boxes[name]["lo"][at],
+                                   self.boxes[name]["hi"][at], first_pes[new], cols, True)
         for key, (lo, hi, at) in self._write_boxes(points).items():
             back += self._moves(p.home(self.boxes[key]["buffer"]), wnames[key], lo, hi, self.boxes[key]["lo"][points][at],
                                 pes[at], slots[at], into_window=False)
@@ -403,11 +404,3 @@ def _table_rows(planner, index: Region, values: dict, n: int, points, size: int)
     point = np.broadcast_to(np.arange(len(points))[:, None], rows.shape)[ok]
     keyed = np.unique(point * size + rows[ok])                              # distinct, ascending per point
     return keyed // size, keyed % size
-
-
-def _into_resident(home: Home, buffer: str, lo, hi, pes, cols: int) -> tuple:
-    """Messages of boxes `[lo[j], hi[j])` from their home blocks into resident buffer `buffer`
-    (no slot axis: the box starts at 0) on PE id `pes[j]`, as `Sends` tables."""
-    box, owner, part_lo, part_hi, block_lo = home.pieces_many(lo, hi)
-    routes = np.stack([owner // cols, owner % cols, pes[box] // cols, pes[box] % cols], 1)
-    return sends_table(home.local, buffer, routes, part_lo - block_lo, part_lo - lo[box], part_hi - part_lo)
