@@ -141,20 +141,21 @@ class GroupedPlan:
         blocks = [layout.block_of(tuple(int(x) for x in k)) for k in group_keys]
         if any(blk is None for blk in blocks):
             return None
-        resident = p.read_only(op.b.buffer)
+        self.layout, self.blocks, self.first, self.operands = layout, blocks, first, (a, b, c, K, N)
+        self.resident = p.read_only(op.b.buffer)
         out = []
         for t in range(-(-int(bands.max()) // rows)):
-            step = self._round(t, rows, band, np.clip(bands - t * rows, 0, rows), blocks, first, a, b, c, K, N,
-                               layout, resident)
+            step = self._round(t, rows, band, np.clip(bands - t * rows, 0, rows))
             if step is None:
                 return None
             out += step
         return out
 
-    def _round(self, t, rows, band, gr, blocks, first, a, b, c, K, N, layout, resident) -> list[Superstep] | None:
+    def _round(self, t: int, rows: int, band: int, gr) -> list[Superstep] | None:
         """Round t: the bands t*rows .. (t+1)*rows - 1 of every group, `gr[g]` of them, band i on
         the grid's row i - t*rows."""
-        p, op = self.p, self.op
+        p, op, layout, resident = self.p, self.op, self.layout, self.resident
+        a, b, c, K, N = self.operands
         itemsize, gc = p.itemsize(op.b.buffer), layout.gc
         nt = N // gc
         sa, sb, sc = a.tile_shape(band, K), b.tile_shape(K, nt), c.tile_shape(band, nt)
@@ -165,7 +166,7 @@ class GroupedPlan:
         gi = np.repeat(np.arange(len(gr)), per)
         k = np.arange(len(gi)) - np.repeat(np.cumsum(per) - per, per)
         ii, jj = k // gc, k % gc
-        pes = layout.pes(np.array(blocks, np.int64)[gi], ii, jj, gc)
+        pes = layout.pes(np.array(self.blocks, np.int64)[gi], ii, jj, gc)
         row0 = (ii + t * rows) * band     # the band's first row in its group's matrix
         cols = p.spec.cols
         ids = pes[:, 0] * cols + pes[:, 1]
@@ -180,7 +181,7 @@ class GroupedPlan:
         ta = p.declare(f"{name}_a_{band}x{K}", sa, p.buffers[op.a.buffer].dtype)
         tc = p.declare(f"{name}_c_{band}x{nt}", sc, p.buffers[op.c.buffer].dtype)
         tb = p.declare(f"{name}_b_{K}x{nt}" if resident else f"{name}_bt_{K}x{nt}", sb, p.buffers[op.b.buffer].dtype)
-        base = first[gi]     # each PE's group's first point (in `order`)
+        base = self.first[gi]     # each PE's group's first point (in `order`)
         fetch = moves(p, a, ta, pes, base, row0, row0 + band, np.zeros_like(jj), np.full_like(jj, K), True)
         if op.accumulate:
             fetch += moves(p, c, tc, pes, base, row0, row0 + band, jj * nt, (jj + 1) * nt, True)
