@@ -143,6 +143,14 @@ def pe_order(rows: int, cols: int) -> np.ndarray:
     return order
 
 
+@lru_cache(maxsize=64)
+def pe_rank(rows: int, cols: int) -> np.ndarray:
+    """Each PE id's (row-major) rank in Z order (`pe_order`'s inverse)."""
+    rank = np.argsort(pe_order(rows, cols))
+    rank.setflags(write=False)
+    return rank
+
+
 @lru_cache(maxsize=1 << 12)
 def _owner_ids(home: Home) -> np.ndarray:
     ids = np.asarray(home.pe_of(np.arange(home.blocks, dtype=np.int64)), np.int64)

@@ -38,7 +38,7 @@ from fractal.lower.tile_ir import Gemm, Region, Stage
 
 from .mesh_ir import Alloc, Compute, Free, Multicast, Pes, Shift, Superstep, sends
 from .operand import Operand, gemm_operands, messages, moves
-from .home import pe_order
+from .home import pe_order, pe_rank
 from .routes import ring_order
 
 
@@ -100,7 +100,7 @@ class _Squares(_Builder):
         self.s, self.P = s, Pes(0, gr * s, 0, gc * s)
         # squares in the homes' PE order (`home.pe_order`), so that a slice of M' and the home
         # blocks of its rows lie in the same part of the mesh
-        rank = np.argsort(pe_order(planner.spec.rows, planner.spec.cols))
+        rank = pe_rank(planner.spec.rows, planner.spec.cols)
         origins = sorted(((a * s, b * s) for a in range(gr) for b in range(gc)),
                          key=lambda o: rank[o[0] * planner.spec.cols + o[1]])
         self.squares = [(g, Pes(r, r + s, c, c + s)) for g, (r, c) in enumerate(origins)]

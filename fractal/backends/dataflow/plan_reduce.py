@@ -45,7 +45,7 @@ from fractal.lower.tile_ir import Binary, Dim, Elementwise, Load, Loop, Reduce, 
 from fractal.lower.tile_isl import Scope, buffer_tag
 
 from .errors import SramCapacityError
-from .home import pe_order
+from .home import pe_rank
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, sends_table
 from .operand import box_moves
 
@@ -85,7 +85,7 @@ def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: s
     hi = lo + np.array([1 if s is None else s for s in x.size], np.int64)
     hi[ax] = lo[ax] + stop - start
     _, owner, part_lo, part_hi, block_lo = hx.pieces_many(lo[None], hi[None])
-    rank = np.argsort(pe_order(planner.spec.rows, planner.spec.cols))
+    rank = pe_rank(planner.spec.rows, planner.spec.cols)
     pes = sorted(set(owner.tolist()), key=lambda q: rank[q])                 # the tree's order
     per_pe: dict = {}   # PE id -> its blocks' (start in the block, sizes)
     for q, a, c, b in zip(owner.tolist(), part_lo.tolist(), part_hi.tolist(), block_lo.tolist()):
