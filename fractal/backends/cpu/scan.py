@@ -52,7 +52,7 @@ from fractal.lower.tile_ir import Loop
 from .indices import compile_index, compile_lambda, index_source
 from .views import RegionAccess
 
-ACCUMULATE = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum}   # SCAN_OPS
+ACCUMULATE = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum}   # (scan_pattern.SCAN_OPS)
 NARROW = 512  # elements per step up to which one accumulate beats a ufunc call per step
 
 
