@@ -328,3 +328,13 @@ def test_a_gathers_padding_rows_are_zeroed_a_box_per_run_of_rows_and_a_compute_p
     want = np.zeros((64, 1, 16))
     want[16:24] = x
     assert np.array_equal(run_bsp(program, {"x": x})[0]["y"], want)
+
+
+def test_a_point_whose_windows_fit_no_pe_is_refused_naming_its_bytes():
+    # two 32 KiB elements: the homes take 8 KiB per PE; one point's windows (its element and its
+    # result, 32 KiB each, and the two constants all points share, 8 bytes each) fit no PE
+    xs = ft.fractal([np.ones((64, 64))] * 2, type=ft.FractalTensor[ft.Tensor[(64, 64), F64]])
+    affine_map = ft.function(lambda xs: ft.map(lambda x: x * 2.0 + 1.0, xs))
+    with pytest.raises(SramCapacityError, match=r"the windows of one point of mul1 needs 65552 bytes while 8192 are "
+                                                r"live, 73744 > 24576 usable bytes per PE"):
+        compile_function(affine_map, (xs,), {}, ft.targets.mesh(4, 4, sram_bytes=24 << 10))
