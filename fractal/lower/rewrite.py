@@ -169,11 +169,14 @@ def ops_of(stmt):
 
 
 def stages_of(stmt):
-    """Every stage inside a statement (loops walked, in order)."""
+    """Every stage inside a statement (loops and both arms of ifs walked, in order)."""
     if isinstance(stmt, Stage):
         yield stmt
     elif isinstance(stmt, Loop):
         for s in stmt.body:
+            yield from stages_of(s)
+    elif isinstance(stmt, If):
+        for s in stmt.then + stmt.orelse:
             yield from stages_of(s)
 
 
