@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import fractal as ft  # noqa: E402
 from examples import zoo  # noqa: E402
-from fractal.backends.dataflow import gemm_choice, plan_gemm  # noqa: E402
+from fractal.backends.dataflow import gemm_choice, plan_gemm, replicas  # noqa: E402
 from fractal.backends.dataflow.bsp import run_bsp  # noqa: E402
 from fractal.backends.dataflow.mesh_ir import MeshProgram, Sends  # noqa: E402
 from fractal.backends.dataflow.plan import Planner  # noqa: E402
@@ -79,22 +80,27 @@ def products(meshes) -> list[dict]:
         except ft.FractalError as e:
             rows.append({"mesh": spec.name, "error": str(e).splitlines()[0]})
             continue
+        with mock.patch.object(replicas, "choose", lambda *a: {}):   # SUMMA's best: no SRAM taken by replicas
+            bare = Planner(tile, spec)
+            bare.program()
+        bare_summa = {label: {k: v for k, v in sim.items() if k.startswith("summa")} for label, _, _, sim in bare.choices}
+        weights = ", ".join(f"{n} ({planner.local[r].nbytes // 1024} KiB)" for n, r in planner.replicas.items()) or "-"
         for label, chosen, guesses, simulated in planner.choices:
             stage = next(s for s in tile.stages() if label.startswith(s.name + "#"))
             prod = plan_gemm.product_of(stage, {})
             flops = 2 * prod.M * prod.K * prod.N
             roof = flops / (spec.pes * spec.rate(tile.buffer(stage.body[0].c.buffer).dtype))
             options = gemm_choice.candidates(planner, stage, prod, label)
-            allocs = tuple(a for n in planner.homes for a in planner.allocs_of(n))
+            allocs = tuple(a for n in planner.homes for a in planner.allocs_of(n)) + tuple(replicas.loads(planner)[0])
 
             def core_of(name):   # the plan's cycles without its fetch and write-back
                 program = MeshProgram("stage", spec, (), tuple(planner.local.values()), allocs=allocs,
                                       steps=tuple(options[name][0]()))
                 return _core(run_bsp(program, None)[1])
-            summa = min((v[0], k) for k, v in simulated.items() if k.startswith("summa")) if any(
-                k.startswith("summa") for k in simulated) else None
+            summas = bare_summa.get(label) or {}
+            summa = min((v[0], k) for k, v in summas.items()) if summas else None
             rows.append({"mesh": spec.name, "stage": label, "shape": f"{prod.M}x{prod.K}x{prod.N}", "chosen": chosen,
-                         "cycles": simulated[chosen][0], "core": core_of(chosen), "roofline": roof,
+                         "cycles": simulated[chosen][0], "core": core_of(chosen), "roofline": roof, "weights": weights,
                          "summa": summa, "summa_core": core_of(summa[1]) if summa else None, "simulated": {k: v[0] for k, v in simulated.items()},
                          "plan_seconds": seconds, "placeholders": list(spec.placeholders())})
     return rows
@@ -214,21 +220,25 @@ def render(results: dict) -> str:
              "(fractal.backends.dataflow.cost) on the presets' numbers; [U] numbers are placeholders.", "",
              "### Products (b2b_gemm at paper, each stage one stacked product)", "",
              "Each stage's plan is the fastest, on the simulator, of the best-estimated Cannon, SUMMA and stationary "
-             "plans (`gemm_choice`). *core*: the plan without its fetch from the operands' homes and its write-back "
-             "to them (the re-layout a memory reconciliation between stages would remove); *roofline*: the stage's "
-             "FLOPs over all PEs at their peak rate.", "",
-             "| mesh | stage | M'xKxN | chosen plan | cycles | % of roofline | core cycles | core % of roofline | "
-             "best SUMMA (simulated) | x faster than SUMMA | SUMMA core cycles | core x faster than SUMMA core | planned in |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "plans (`gemm_choice`). *weights on every PE*: the shared weights loaded whole onto every PE with the "
+             "program (`replicas`, a layout chosen at load time; host loads are not charged, as for every input), which "
+             "the stationary plan reads in place. *core*: the plan without its fetch from the operands' homes and its "
+             "write-back to them (the re-layout a memory reconciliation between stages would remove); *roofline*: the "
+             "stage's FLOPs over all PEs at their peak rate. The SUMMA plan is planned without replicas (all the SRAM "
+             "left for its tiles) and fetches its tiles from the homes; its core cycles leave that fetch out.", "",
+             "| mesh | stage | M'xKxN | weights on every PE | chosen plan | cycles | % of roofline | core cycles | "
+             "core % of roofline | best SUMMA (simulated) | x faster than SUMMA | SUMMA core cycles | "
+             "core x faster than SUMMA core | planned in |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["products"]:
         if "error" in row:
-            lines.append(f"| {row['mesh']} | refused: {row['error']} | | | | | | | | | | | |")
+            lines.append(f"| {row['mesh']} | refused: {row['error']} | | | | | | | | | | | | |")
             continue
         summa = row["summa"]
         vs = f"{summa[0]:,.0f} ({summa[1]}) | {summa[0] / row['cycles']:.2f}x" if summa else "- | -"
         core = row.get("summa_core")
         vs += f" | {core:,.0f} | {core / row['core']:.2f}x" if core else " | - | -"
-        lines.append(f"| {row['mesh']} | {row['stage']} | {row['shape']} | {row['chosen']} | {row['cycles']:,.0f} | "
+        lines.append(f"| {row['mesh']} | {row['stage']} | {row['shape']} | {row['weights']} | {row['chosen']} | {row['cycles']:,.0f} | "
                      f"{100 * row['roofline'] / row['cycles']:.0f}% | {row['core']:,.0f} | "
                      f"{100 * row['roofline'] / row['core']:.0f}% | {vs} | {row['plan_seconds']:.1f} s |")
     lines += ["", "### Wavefront (stacked_lstm: small cells on a tiny 8x8 mesh with 1 MiB per PE, each cell on "

@@ -66,16 +66,17 @@ def _exchange(per_pe: dict, pes: int, owners: dict, bw: float, broadcast=()) -> 
     return max(own, share) / bw
 
 
-def estimate(prod: Product, shape, spec, itemsize: int, dtype, owners: dict) -> tuple[float, int]:
+def estimate(prod: Product, shape, spec, itemsize: int, dtype, owners: dict, replicated: bool = False) -> tuple[float, int]:
     """(cycles, SRAM bytes per PE) of a plan `shape` = (kind, s, groups or rectangle, ring) in
-    closed form; `owners` are the PEs holding each operand's home ("a", "b", "c")."""
+    closed form; `owners` are the PEs holding each operand's home ("a", "b", "c");
+    `replicated`: B is on every PE already (`replicas`), which the stationary plan reads in place."""
     kind, s, groups, ring = shape
     bw, lat, sync, B = spec.link_bytes_per_cycle, spec.hop_latency_cycles, spec.sync_cycles, itemsize
     crossbar = spec.kind == "crossbar"
     if kind == "stationary":
         pes = groups[0] * groups[1]
         band = prod.M // pes
-        a, b, c = band * prod.K * B, prod.K * prod.N * B, band * prod.N * B
+        a, b, c = band * prod.K * B, 0 if replicated else prod.K * prod.N * B, band * prod.N * B
         fetch = _exchange({"a": a, "b": b, **({"c": c} if prod.accumulate else {})}, pes, owners, bw, ("b",))
         work = compute_cycles(2 * band * prod.K * prod.N, a + b + 2 * c, dtype, spec)
         return fetch + work + _exchange({"c": c}, pes, owners, bw) + 2 * sync + 2 * lat, a + b + c
@@ -118,13 +119,14 @@ def choose(planner, stage, env: dict, label: str):
     room = planner.room()
     op = stage.body[0]
     owners = {k: planner.home(r.buffer).blocks for k, r in (("a", op.a), ("b", op.b), ("c", op.c))}
+    replicated = op.b.buffer in planner.replicas
     key = (stage.name, prod.M, prod.K, prod.N, prod.accumulate)
     known = planner.gemm_choices.get(key)
     if known in options:   # a stage chosen for at an earlier run (a loop's last step): the same plan, if it fits
-        guess = estimate(prod, options[known][1], spec, itemsize, dtype, owners)
+        guess = estimate(prod, options[known][1], spec, itemsize, dtype, owners, replicated)
         if guess[1] <= room:
             return known, options[known][0](), {known: guess}, {}
-    guesses = {name: estimate(prod, shape, spec, itemsize, dtype, owners) for name, (_, shape) in options.items()}
+    guesses = {name: estimate(prod, shape, spec, itemsize, dtype, owners, replicated) for name, (_, shape) in options.items()}
     ranked = [n for n in sorted(guesses, key=lambda n: (guesses[n][0], list(guesses).index(n))) if guesses[n][1] <= room]
     best, simulated = None, {}
     for name in ranked:   # the best estimate of each kind of plan, built and simulated

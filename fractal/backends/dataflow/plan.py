@@ -13,8 +13,10 @@ list of supersteps that reads the stage's inputs from their homes and leaves its
 there.  Inputs', consts' and outputs' homes live for the whole program; a temp's home from
 the first top-level statement that names it to the last (allocated in that statement's
 first superstep, freed in the last one's: allocation by liveness).  Resident boxes
-(`residency`, `plan_grouped`) stay to the end.  `free()` is what each PE has left for a
-stage beside the homes live then and the resident boxes.
+(`residency`, `plan_grouped`) stay to the end.  Shared product weights that fit are also
+loaded whole onto every PE with the program (`replicas`: a layout chosen at load time).
+`free()` is what each PE has left for a stage beside the homes live then, the resident
+boxes and the replicas.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from dataclasses import replace
 import numpy as np
 
 from fractal.backends.pointwise import region
-from fractal.lower.rewrite import var_ranges
+from fractal.lower.rewrite import stages_of, var_ranges
 from fractal.lower.tile_ir import Gemm, If, Loop, Region, Stage, TileProgram
 
 from .errors import SramCapacityError
 from .home import Home
-from . import gemm_choice, plan_copy, plan_grouped, plan_reduce, split
+from . import gemm_choice, plan_copy, plan_grouped, plan_reduce, replicas, split
 from .mesh_ir import Alloc, Free, HostArray, Load, LocalBuffer, MeshProgram, Pes, Store, Superstep, covering
 from .plan_window import WindowPlan
 from .residency import Residency, resident_buffers
@@ -61,9 +63,14 @@ class Planner:
         self.resident_live = np.zeros((spec.rows, spec.cols), np.int64)   # resident boxes kept on each PE
         self.live_homes: set[str] = set()
         self._take([n for n in self.homes if n not in self.lifetimes], "the homes of the program's buffers")
+        peak = self.home_live.copy()
         for i, s in enumerate(tile.body):   # refuse before planning anything: the homes live at each statement
             self._take([n for n, (a, _) in self.lifetimes.items() if a == i], f"the homes live at {_name(s)}")
+            np.maximum(peak, self.home_live, out=peak)
             self._give_back([n for n, (_, b) in self.lifetimes.items() if b == i])
+        self.replicas = replicas.choose(tile, spec, int(peak.max()) if peak.size else 0)   # weights on every PE
+        for name, local in self.replicas.items():
+            self.resident_live += self.local[self.declare(local, self.buffers[name].shape, self.buffers[name].dtype)].nbytes
         self.home_allocs = [a for n in self.homes if n not in self.lifetimes for a in self.allocs_of(n)]
         self._residency: dict = {}
         self.ranges = var_ranges(tile.body)
@@ -100,13 +107,15 @@ class Planner:
             self.live_homes.discard(name)
 
     def live_allocs(self) -> list[Alloc]:
-        """Allocs of the homes live now (a stage plan's cost is simulated on top of them)."""
-        return [a for n in sorted(self.live_homes) for a in self.allocs_of(n)]
+        """Allocs of the homes live now and of the replicas (a stage plan's cost is simulated on top of them)."""
+        every = Pes(0, self.spec.rows, 0, self.spec.cols)
+        return [a for n in sorted(self.live_homes) for a in self.allocs_of(n)] + \
+            [Alloc((r,), every) for r in self.replicas.values()]
 
     # --- what the stage plans ask ---------------------------------------------------------------
 
     def free(self) -> np.ndarray:
-        """SRAM each PE (by id, row-major) has left beside its homes and the resident boxes so far."""
+        """SRAM each PE (by id, row-major) has left beside its homes, the replicas and the resident boxes so far."""
         return self.spec.usable_bytes - (self.home_live + self.resident_live).ravel()
 
     def room(self) -> int:
@@ -225,7 +234,8 @@ class Planner:
         steps = self.walk(self.tile.body, {}, top=True)
         arrays = tuple(HostArray(b.name, b.shape, b.dtype, b.role, b.data) for b in self.tile.buffers
                        if b.role in ("input", "output", "const"))
-        allocs, loads, stores = list(self.home_allocs), [], []
+        allocs, loads = replicas.loads(self)
+        allocs, stores = list(self.home_allocs) + allocs, []
         for name, home in self.homes.items():
             role = self.buffers[name].role
             if role == "temp":
@@ -253,8 +263,7 @@ def _lifetimes(tile: TileProgram) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     temps = {b.name for b in tile.buffers if b.role == "temp"}
     for i, s in enumerate(tile.body):
-        stages = [s] if isinstance(s, Stage) else list(_stages(s))
-        for name in {r.buffer for st in stages for op in st.body for r in op.reads + op.writes} & temps:
+        for name in {r.buffer for st in stages_of(s) for op in st.body for r in op.reads + op.writes} & temps:
             out[name] = (out.get(name, (i, i))[0], i)
     return out
 
@@ -263,19 +272,11 @@ def _last_writes(tile: TileProgram) -> dict[str, int]:
     """{buffer: the last top-level statement that writes it}."""
     out: dict[str, int] = {}
     for i, s in enumerate(tile.body):
-        for st in [s] if isinstance(s, Stage) else _stages(s):
+        for st in stages_of(s):
             for op in st.body:
                 for r in op.writes:
                     out[r.buffer] = i
     return out
-
-
-def _stages(s):
-    for x in (s.body if isinstance(s, Loop) else s.then + s.orelse):
-        if isinstance(x, Stage):
-            yield x
-        else:
-            yield from _stages(x)
 
 
 def plan(tile: TileProgram, spec: MeshSpec) -> MeshProgram:

@@ -17,7 +17,8 @@ products stack into one `(M' x K) @ (K x N)` with `M' = points x m` (`Product`).
 * **stationary** (the replicated plan): every PE of a rectangle holds all of B (each home
   block of B broadcast to the rectangle) and a band of M'/P rows of A and C, and computes once
   with no exchange: fastest when B is small, but it costs B on every PE (T10's "replicate"),
-  so it is out when B does not fit.
+  so it is out when B does not fit.  A weight loaded onto every PE with the program
+  (`replicas`) is read where it lies: no broadcast at all.
 
 A plan on a square of `s x s` PEs also runs on several squares side by side (`groups`), each
 on its own slice of M': smaller squares with bigger tiles spend fewer steps per product.  Each
@@ -29,7 +30,7 @@ tile (i, j) and which K tiles of A and B it starts with).  Which plan a stage ge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -180,12 +181,15 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     bld = _Builder(planner, stage, prod, label, "stationary")
     R, C = rect
     band = prod.M // (R * C)
-    ta, tb, tc = bld.tile("a", prod.a, band, prod.K), bld.tile("b", prod.b, prod.K, prod.N), \
-        bld.tile("c", prod.c, band, prod.N)
+    op: Gemm = stage.body[0]
+    replica = planner.replicas.get(op.b.buffer)   # (B loaded on every PE with the program: `replicas`)
+    ta, tc = bld.tile("a", prod.a, band, prod.K), bld.tile("c", prod.c, band, prod.N)
+    tb = replica or bld.tile("b", prod.b, prod.K, prod.N)
     sa, sb, sc = prod.a.tile_shape(band, prod.K), prod.b.tile_shape(prod.K, prod.N), prod.c.tile_shape(band, prod.N)
     P = Pes(0, R, 0, C)
     broadcast, rows = [], []   # B to every PE: each home block inside the rectangle broadcasts its part
-    _, owners, at_home, home_size, at_tile, tile_size = messages(planner, prod.b, [0], [0], [prod.K], [0], [prod.N])
+    _, owners, at_home, home_size, at_tile, tile_size = (np.zeros((0, 2), np.int64),) * 6 if replica else \
+        messages(planner, prod.b, [0], [0], [prod.K], [0], [prod.N])
     local = planner.home(prod.b.region.buffer).local
     for owner, h0, h1, t0, t1 in zip(owners.tolist(), at_home.tolist(), home_size.tolist(), at_tile.tolist(),
                                      tile_size.tolist()):
@@ -202,10 +206,14 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     if prod.accumulate:
         fetch += moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, True)
     back = moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, False)
-    compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate),), (), stage.name)
-    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc((ta, tb, tc), P),),
+    gemm = bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate)
+    if replica:   # B where it lies in the replica: the op's own region of the buffer
+        gemm = replace(gemm, b=replace(op.b, buffer=replica), trans_b=op.trans_b)
+    scratch = (ta, tc) if replica else (ta, tb, tc)
+    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc(scratch, P),),
                       transfers=fetch + tuple(broadcast)),
-            Superstep(f"{label} stationary", computes=(compute,), transfers=back, frees=(Free((ta, tb, tc), P),))]
+            Superstep(f"{label} stationary", computes=(Compute(P, (gemm,), (), stage.name),), transfers=back,
+                      frees=(Free(scratch, P),))]
 
 
 def _in_order(planner, P: Pes) -> np.ndarray:
