@@ -16,13 +16,13 @@ the stationary plan reads it where it lies: no fetch, no broadcast.
 
 Which weights (the cost policy's question, asked once per program): the inputs and consts
 (or temps that only copy them: a layout of inputs) that are the shared right operand of some
-product stage, smallest first, while all replicas
-together take at most half the SRAM a PE has left beside the homes at their peak (the other
-half stays for the stage plans).  A weight that does not fit is fetched as before.  Replicas
-cost host load bytes (not charged by the engines, like every load) and SRAM for the whole
-program; a replica is never written, so it never goes stale.
+product stage, smallest first, while all replicas together take at most half the SRAM a PE
+has left beside the homes at their peak (the other half stays for the stage plans).  A weight
+that does not fit is fetched as before.  Replicas cost host load bytes (not charged by the
+engines, like every load) and SRAM for the whole program; a replica is never written, so it
+never goes stale.
 
-    planner.replicas          # {"w": "r_w"}: buffer -> its replica's local buffer
+    planner.replicas          # {"w": "rep_w"}: buffer -> its replica's local buffer
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def layouts(tile) -> dict[str, list[tuple[Region, Region]]]:
     roles = {b.name: b.role for b in tile.buffers}
     out: dict[str, list] = {}
     bad: set[str] = set()
-    for i, stmt in enumerate(tile.body):
+    for stmt in tile.body:
         for st in stages_of(stmt):
             for op in st.body:
                 for r in op.writes:
@@ -99,7 +99,7 @@ def choose(tile, spec, peak_home_bytes: int) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in sorted(shared_weights(tile), key=lambda n: (sizes[n], n)):
         if 0 < sizes[name] <= budget:
-            out[name] = f"r_{name}"
+            out[name] = f"rep_{name}"   # (r_: the reduce and residency buffers)
             budget -= sizes[name]
     return out
 

@@ -89,7 +89,7 @@ def test_a_replicated_program_prints_and_reads_back():
     xs, w = _tensors(2, (2, 4), 0), _ints((4, 4), 1)
     compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(2, 2, sram_bytes=1 << 20))
     program = compiled._executable.program
-    assert any(ld.dst.buffer.startswith("r_") for ld in program.loads)
+    assert any(ld.dst.buffer.startswith("rep_") for ld in program.loads)
     assert parse_mesh(print_mesh(program)) == program
 
 
@@ -140,8 +140,8 @@ def test_the_weights_take_at_most_half_the_sram_left_beside_the_homes_smallest_f
     tile = parse_tile_program(_WEIGHTS)
     spec = mesh_spec(2, 2, "tiny", sram_bytes=4096)
     # w and lay are 256 bytes each: the budget is half of what the homes leave
-    assert replicas.choose(tile, spec, spec.usable_bytes - 1024) == {"lay": "r_lay", "w": "r_w"}
-    assert replicas.choose(tile, spec, spec.usable_bytes - 1023) == {"lay": "r_lay"}
+    assert replicas.choose(tile, spec, spec.usable_bytes - 1024) == {"lay": "rep_lay", "w": "rep_w"}
+    assert replicas.choose(tile, spec, spec.usable_bytes - 1023) == {"lay": "rep_lay"}
     assert replicas.choose(tile, spec, spec.usable_bytes - 511) == {}
 
 
@@ -149,7 +149,7 @@ def test_the_planner_counts_the_replicas_on_every_pe_and_the_program_equals_the_
     tile = parse_tile_program(_WEIGHTS)
     spec = mesh_spec(2, 2, "tiny", sram_bytes=1 << 20)
     planner = Planner(tile, spec)
-    assert planner.replicas == {"lay": "r_lay", "w": "r_w"}
+    assert planner.replicas == {"lay": "rep_lay", "w": "rep_w"}
     assert (planner.resident_live == 2 * 256).all()
     program = planner.program()
     rng = np.random.default_rng(0)
@@ -170,7 +170,7 @@ def test_the_stationary_plan_without_room_for_a_replica_broadcasts_the_weight():
         patch.setattr(replicas, "choose", lambda *a: {})
         compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(2, 2, sram_bytes=1 << 20))
     program = compiled._executable.program
-    assert not any(ld.dst.buffer.startswith("r_") for ld in program.loads)
+    assert not any(ld.dst.buffer.startswith("rep_") for ld in program.loads)
     assert any(t.src.buffer.startswith("h_in_w") for s in program.steps for t in s.transfers)
     got = compiled.run(xs, w)
     assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
@@ -203,6 +203,6 @@ def test_the_mpi_executor_loads_the_replicas_on_each_rank():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
         compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(2, 2, sram_bytes=1 << 20))
-    assert any(ld.dst.buffer.startswith("r_") for ld in compiled._executable.program.loads)
+    assert any(ld.dst.buffer.startswith("rep_") for ld in compiled._executable.program.loads)
     got = compiled.run(xs, w, executor="mpi", ranks=2)
     assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
