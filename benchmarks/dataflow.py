@@ -90,18 +90,17 @@ def products(meshes) -> list[dict]:
             prod = plan_gemm.product_of(stage, {})
             flops = 2 * prod.M * prod.K * prod.N
             roof = flops / (spec.pes * spec.rate(tile.buffer(stage.body[0].c.buffer).dtype))
-            options = gemm_choice.candidates(planner, stage, prod, label)
-            allocs = tuple(a for n in planner.homes for a in planner.allocs_of(n)) + tuple(replicas.loads(planner)[0])
 
-            def core_of(name):   # the plan's cycles without its fetch and write-back
-                program = MeshProgram("stage", spec, (), tuple(planner.local.values()), allocs=allocs,
-                                      steps=tuple(options[name][0]()))
-                return _core(run_bsp(program, None)[1])
+            def core_of(p, name):   # the plan's cycles on planner p without its fetch and write-back
+                steps = tuple(gemm_choice.candidates(p, stage, prod, label)[name][0]())
+                allocs = tuple(a for n in p.homes for a in p.allocs_of(n)) + tuple(replicas.loads(p)[0])
+                return _core(run_bsp(MeshProgram("stage", spec, (), tuple(p.local.values()), allocs=allocs,
+                                                 steps=steps), None)[1])
             summas = bare_summa.get(label) or {}
             summa = min((v[0], k) for k, v in summas.items()) if summas else None
             rows.append({"mesh": spec.name, "stage": label, "shape": f"{prod.M}x{prod.K}x{prod.N}", "chosen": chosen,
-                         "cycles": simulated[chosen][0], "core": core_of(chosen), "roofline": roof, "weights": weights,
-                         "summa": summa, "summa_core": core_of(summa[1]) if summa else None, "simulated": {k: v[0] for k, v in simulated.items()},
+                         "cycles": simulated[chosen][0], "core": core_of(planner, chosen), "roofline": roof, "weights": weights,
+                         "summa": summa, "summa_core": core_of(bare, summa[1]) if summa else None, "simulated": {k: v[0] for k, v in simulated.items()},
                          "plan_seconds": seconds, "placeholders": list(spec.placeholders())})
     return rows
 
