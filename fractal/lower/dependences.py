@@ -411,6 +411,25 @@ def _listing(a: Access) -> _Listed | None:
     return _Listed(found, tuple(spans))
 
 
+def listed_mask(a: Access) -> np.ndarray | None:
+    """The elements an access through a constant table touches, exactly, as a boolean mask
+    over its buffer (an isl relation of thousands of scattered rows would be a hull); None when
+    its entries are too many to list or its other axes' spans differ from instance to
+    instance."""
+    found = _listed(a)
+    if found is None:
+        return None
+    mask = np.zeros(a.shape, bool)
+    key: list = [None] * len(a.shape)
+    key[a.indirect.buffer_axis(a.region)] = found.rows.row
+    for k, lo, hi, stride in found.spans:
+        if len(lo) and (lo.min() != lo.max() or hi.min() != hi.max()):
+            return None
+        key[k] = slice(int(lo[0]), int(hi[0]) + 1, stride) if len(lo) else slice(0, 0)
+    mask[tuple(key)] = True
+    return mask
+
+
 @functools.lru_cache(maxsize=4096)
 def _plain_listing(a: Access, axis: int) -> _Listed | None:
     """A plain access (no table) entry by entry along buffer `axis`: each instance's rows

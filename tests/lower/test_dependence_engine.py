@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
@@ -382,3 +383,25 @@ def test_past_the_pieces_limit_a_table_stands_for_the_whole_axis(monkeypatch):
     p = parse_tile_program(OWN_BLOCKS % "[1, 0, 3, 8, 5, 4, 7, 6]").verify(contract=False)
     with tables_never_listed(), pytest.raises(VerifyError, match="iterations of parallel loop p are not independent"):
         check_contract(p)
+
+
+@SETTINGS
+@given(tile_programs())
+def test_a_table_access_listed_as_a_mask_names_exactly_the_elements_the_run_touches(drawn):
+    """`listed_mask`: the elements a gather reads (a scatter writes) through its constant table,
+    over every instance, are the ones the oracle sees that op read (write) in its buffer."""
+    p, scopes = drawn.program, op_scopes(drawn.program)
+    roles = {b.name: b.role for b in p.buffers}
+    touched = element_accesses(*drawn)
+    for (stage, k), (op, _) in scopes.items():
+        if not isinstance(op, (Gather, Scatter)) or roles[op.index.buffer] != "const":
+            continue
+        a = next(a for a in engine_accesses(p, [(stage, k)], scopes) if a.indirect is not None)
+        mask = dependences.listed_mask(a)
+        if mask is None:
+            event("not listed")
+            continue
+        event("listed")
+        want = {index for (buffer, index), seen in touched.items() if buffer == a.region.buffer and any(
+            x.instance.op == (stage, k) and (x.wrote if a.write else x.read) for x in seen)}
+        assert {tuple(int(i) for i in ix) for ix in np.argwhere(mask)} == want

@@ -77,6 +77,7 @@ class Planner:
         self.op_by_op: set[str] = set()   # stages whose one point did not fit a PE
         self.grouped_layouts: dict = {}    # grouped stage -> its blocks of PEs (`plan_grouped.Layout`)
         self.gemm_choices: dict = {}       # (product stage, M', K, N, accumulate) -> the plan chosen
+        self.weight_moves: dict = {}       # a square plan's B tiles -> their messages (the same at every run)
         self.reduce_dead: dict = {}        # a reduce loop's stage -> its write and the others' reads (None: step by step)
         self.choices = []   # (stage run, chosen plan, {plan: estimated (cycles, SRAM)}, {plan: simulated (cycles, peak)})
 

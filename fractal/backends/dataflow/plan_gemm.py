@@ -125,8 +125,13 @@ class _Squares(_Builder):
         pes = np.stack([pr, pc], 1)
         row = g * self.rows_per + i * mt
         zero = np.zeros(len(row), np.int64)
+        # (B is the same at every run of the stage, and so are its tiles' messages: built once)
+        key = (self.tb, prod.b.region, prod.b.starts.tobytes(), pes.tobytes(), kb.tobytes(), j.tobytes())
+        if key not in self.p.weight_moves:
+            self.p.weight_moves[key] = moves(self.p, prod.b, self.tb, pes, zero, kb * kt, (kb + 1) * kt, j * nt,
+                                             (j + 1) * nt, True)
         fetch = moves(self.p, prod.a, self.ta, pes, zero, row, row + mt, ka * kt, (ka + 1) * kt, True) + \
-            moves(self.p, prod.b, self.tb, pes, zero, kb * kt, (kb + 1) * kt, j * nt, (j + 1) * nt, True)
+            self.p.weight_moves[key]
         if prod.accumulate:
             fetch += moves(self.p, prod.c, self.tc, pes, zero, row, row + mt, j * nt, (j + 1) * nt, True)
         return fetch, moves(self.p, prod.c, self.tc, pes, zero, row, row + mt, j * nt, (j + 1) * nt, False)
@@ -143,13 +148,14 @@ def cannon(planner, stage, prod: Product, label: str, s: int, ring: str, groups=
     fetch, back = bld.fetch_and_back(skewed)
     steps = [Superstep(f"{label} cannon: fetch", allocs=(Alloc((ta, tb, tc), P),), transfers=fetch)]
     ra, rb = Region(ta, (0, 0), sa), Region(tb, (0, 0), sb)   # (one of each for every square's shift)
+    shifts = tuple(x for _, sq in squares for x in (Shift(sq, ra, ra, "row", -1, ring, 0),
+                                                       Shift(sq, rb, rb, "col", -1, ring, 1)))
+    first, then = (Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, acc),), (), stage.name)   # (the same every step)
+                   for acc in (prod.accumulate, True))
     for t in range(s):
         last = t == s - 1
-        shifts = () if last else tuple(
-            x for _, sq in squares for x in (Shift(sq, ra, ra, "row", -1, ring, 0), Shift(sq, rb, rb, "col", -1, ring, 1)))
-        compute = Compute(P, (bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate or t > 0),), (), stage.name)
-        steps.append(Superstep(f"{label} cannon step {t}", computes=(compute,), transfers=shifts + (back if last else ()),
-                               frees=(Free((ta, tb, tc), P),) if last else ()))
+        steps.append(Superstep(f"{label} cannon step {t}", computes=(then if t else first,),
+                               transfers=back if last else shifts, frees=(Free((ta, tb, tc), P),) if last else ()))
     return steps
 
 

@@ -7,11 +7,11 @@ per step folding one more row into the state (`fractal.backends.scan_pattern`)::
       stage add21() device { st[r + 1, 0:1, 0:64] = add(st[r, 0:1, 0:64], x[r, 0:1, 0:64]) }
     }
 
-Unrolled, that is 100352 stage runs one after the other.  When no other op reads the
-intermediate states (`st[1:100352]` here: only the last one is the reduce's value; asked of
-isl, exactly, over every instance of every op: `_unread`), the combiner may be
-re-associated, as the program allowed by declaring the reduce.  A stage with no dims (one
-long reduction):
+Unrolled, that is 100352 stage runs one after the other.  Which states other ops read is
+asked exactly, over every instance of every op (`_read_states`: isl for affine reads, a mask
+for the rows a gather reads through its constant table); the combiner may be re-associated,
+as the program allowed by declaring the reduce, as long as the plan still writes those.  A
+stage with no dims (one long reduction) whose only state read is the last:
 
 1. every PE holding home blocks of `x[0:N]` reduces its rows of them (`Reduce`, no message);
 2. a binary tree over those PEs, in the homes' Z order (early rounds between neighbours):
@@ -21,14 +21,12 @@ long reduction):
    and writes `st[N]` home.
 
 That is 2 + ceil(log2 P) supersteps instead of N stage runs.  A stage with dims (a batch of
-short reductions: a softmax's max and sum per query) becomes one stage per *phase* (a run of
-steps with one box of points: one, or, over a sorted ragged batch, one per distinct length)
-whose points each reduce the phase's rows and combine the state it starts from (`Reduce`, then
-the combiner), planned like any other stage (`_per_point`); it writes the state each phase
-ends with, so the check is that no other op reads a state at any other step.  The combiners (add, max, min) commute, so the order is
-free; the sums differ from the loop's by rounding only.  A loop that does not qualify (not a
-scan of one index row per step, its states read by another op, no room) is unrolled as
-before (`plan.Planner.walk`).
+short reductions) is `plan_reduce_batch`'s: one stage per phase, or each point to its own
+step (which writes no other state, so not where a later run of the loop starts from a state
+this one writes: `_carried`).  The combiners (add, max, min) commute, so the order is free;
+the sums differ from the loop's by rounding only.  A loop that does not qualify (not a scan
+of one index row per step, its states read elsewhere, no room) is unrolled as before
+(`plan.Planner.walk`).
 """
 
 from __future__ import annotations
@@ -38,16 +36,16 @@ from dataclasses import replace
 import islpy as isl
 import numpy as np
 
+from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.backends.scan_pattern import match_scan
-from fractal.lower.dependences import accesses, tables_of
-from fractal.lower.tile_affine import aff
+from fractal.lower.dependences import accesses, listed_mask, tables_of
 from fractal.lower.tile_ir import Binary, Dim, Elementwise, Load, Loop, Reduce, Region, Stage
 from fractal.lower.tile_isl import Scope, buffer_tag
 
-from .errors import SramCapacityError
 from .home import pe_rank
 from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, sends_table
 from .operand import box_moves
+from . import plan_reduce_batch
 
 COMBINER = {"add": "add", "maximum": "max", "minimum": "min"}   # a scan's op -> its `Reduce` combiner
 
@@ -65,11 +63,17 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
     if combiner is None or stop - start < 2 or ax is None or hx is None or hd is None or \
             planner.buffers[x.buffer].dtype != planner.buffers[dst.buffer].dtype:
         return None
-    if stage.dims:
-        return _per_point(planner, loop, stage, op, x, ax, combiner, env)
-    if not _unread(planner, loop, op, env, (stop - 1,)):
+    reads = _read_states(planner, loop, op, env)   # (point, step) of the states other ops read
+    if reads is None:
         return None
-    return _tree(planner, loop, stage, op, x, ax, combiner, env)
+    if not stage.dims:
+        return _tree(planner, loop, stage, op, x, ax, combiner, env) if {r for _, r in reads} <= {stop - 1} else None
+    phases = plan_reduce_batch.phases(loop, stage, env)
+    if {r for _, r in reads} <= {b - 1 for _, b, _ in phases}:
+        return plan_reduce_batch.per_phase(planner, loop, stage, op, x, ax, combiner, env, phases)
+    if _carried(planner, loop, env):
+        return None
+    return plan_reduce_batch.own_ends(planner, loop, stage, op, x, ax, combiner, env, reads)
 
 
 def _tree(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: str, env: dict):
@@ -154,80 +158,99 @@ def _row_axis(region: Region, var: str) -> int | None:
     return a if region.size[a] is None and dict(region.start[a].terms).get(var) == 1 else None
 
 
-def _unread(planner, loop: Loop, op, env: dict, ends) -> bool:
-    """Whether no op but the loop's own reads a state the plan does not write: at this run of
-    the loops around (`env`), the states of every step but `ends` (exact, with isl: those
-    elements against every element any other op reads, at any instance)."""
+def _read_states(planner, loop: Loop, op, env: dict) -> list[tuple[tuple, int]] | None:
+    """The states, at this run of the loops around (`env`), that an op other than the loop's
+    own reads, as (the stage's point, step) pairs, exactly: the elements the loop writes
+    against every element any other op reads, at any instance (with isl; reads through a
+    constant table listed with NumPy, `listed_mask`).  None when the loop's write is not one
+    access."""
     key = loop.body[0].name
     if key not in planner.reduce_dead:
         planner.reduce_dead[key] = _accesses_of(planner.tile, loop, op)
     found = planner.reduce_dead[key]
     if found is None:
-        return False
-    mine, names, read = found
+        return None
+    mine, _, names, read, listed = found
+    out: set = set()
+    if read is not None:
+        hit = mine.intersect_domain(_run_of(names, env)).intersect_range(read).domain()
+        r = names.index(loop.var)
+        dims = [i for i, v in enumerate(names) if v not in env and v != loop.var]
+        hit.foreach_point(lambda q: out.add((tuple(q.get_coordinate_val(isl.dim_type.set, i).to_python() for i in dims),
+                                             q.get_coordinate_val(isl.dim_type.set, r).to_python())))
+    if listed is not None:
+        pairs = _listed_states(loop, op.dst, env, listed)
+        if pairs is None:
+            return None
+        out |= pairs
+    return sorted(out)
+
+
+def _carried(planner, loop: Loop, env: dict) -> bool:
+    """Whether a run of the loop starts from a state this run writes (a state carried from run
+    to run, as through an outer loop: only a plan that leaves every last state behind will do)."""
+    mine, prev, names, _, _ = planner.reduce_dead[loop.body[0].name]
+    if loop.start.vars():
+        return True   # (where each run starts is not one step: not asked)
+    k = [f"k{i}" for i in range(len(names))]
+    first = isl.Set(f"{{ [{', '.join(k)}] : k{names.index(loop.var)} = {loop.start.evaluate({})} }}")
+    return not mine.intersect_domain(_run_of(names, env)).range().intersect(
+        prev.intersect_domain(first).range()).is_empty()
+
+
+def _run_of(names, env: dict) -> isl.Set:
+    """The loop's instances at this run of the loops around (`env`)."""
     fixed = [f"k{i} = {env[v]}" for i, v in enumerate(names) if v in env]
-    r = f"k{names.index(loop.var)}"
-    skipped = [f"{r} != {e}" for e in ends]
-    domain = isl.Set(f"{{ [{', '.join(f'k{i}' for i in range(len(names)))}] : "
-                     f"{' and '.join(fixed + skipped) or 'true'} }}")
-    if mine.intersect_domain(domain).range().intersect(read).is_empty():
-        return True
-    planner.reduce_dead[key] = None   # (read at one run: not asked again, the loop runs step by step)
-    return False
+    return isl.Set(f"{{ [{', '.join(f'k{i}' for i in range(len(names)))}] : {' and '.join(fixed) or 'true'} }}")
+
+
+def _listed_states(loop: Loop, dst: Region, env: dict, mask: np.ndarray) -> set | None:
+    """The (point, step) pairs whose state `dst` meets `mask` (the elements read through
+    constant tables), step by step with NumPy; None when a state's range axes move."""
+    stage = loop.body[0]
+    index = [a for a, n in enumerate(dst.size) if n is None]
+    key = []
+    for a, (st, n, stride) in enumerate(zip(dst.start, dst.size, dst.stride)):
+        if n is None:
+            key.append(slice(None))
+        elif st.vars():
+            return None
+        else:
+            key.append(slice(st.evaluate({}), st.evaluate({}) + (n - 1) * stride + 1, stride))
+    rows = mask[tuple(key)].any(axis=tuple(a for a, n in enumerate(dst.size) if n is not None))
+    # every (step, point) at once: the loop's steps as the outer dim of the stage's space
+    values, n = stage_point_values((Dim(loop.var, loop.start, loop.stop),) + stage.dims, env)
+    if not n:
+        return set()
+    hit = np.flatnonzero(rows[tuple(region_starts(dst, values, n)[:, index].T)])
+    return {(tuple(int(values[d.var][j]) for d in stage.dims), int(values[loop.var][j])) for j in hit}
 
 
 def _accesses_of(tile, loop: Loop, op):
-    """(the loop's write as `{ [its scope's vars] -> elements }`, those vars, every element
-    another op reads of the buffer), or None when the write is not one access."""
+    """(the loop's write and its read of the previous state, as `{ [its scope's vars] ->
+    elements }`, those vars, every element another op reads of the buffer: with isl, or None;
+    through constant tables: a mask, or None), or None when the write or that read is not one
+    access."""
     shapes = {b.name: b.shape for b in tile.buffers}
     found = accesses(tile.body, Scope(), shapes, tables_of(tile))
     prev = [e.region for e in (op.expr.a, op.expr.b) if e.region.buffer == op.dst.buffer]
     mine = [a for a in found if a.write and a.region is op.dst]
+    own = [a for a in found if not a.write and any(a.region is r for r in prev)]
     others = [a for a in found if not a.write and a.region.buffer == op.dst.buffer
               and not any(a.region is r for r in prev)]
-    if len(mine) != 1:
+    if len(mine) != 1 or len(own) != 1:
         return None
     names = mine[0].scope.vars
-    read = isl.Set(f"{{ {buffer_tag(op.dst.buffer)}[{', '.join(f'e{k}' for k in range(len(op.dst.start)))}] : false }}")
-    for a in others:
-        read = read.union(a.relation(()).range())
-    return mine[0].relation(names), list(names), read
-
-
-def _per_point(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner: str, env: dict):
-    """A reduce per point of the stage (a batch of short reductions): per *phase* (a run of
-    steps with one box of points: a sorted ragged batch's points drop out as their lists end)
-    one stage whose points each reduce the phase's rows (`Reduce`) and combine the state the
-    phase starts from, writing the state it ends with, planned like any stage.  None when a
-    state the phases skip is read elsewhere or a point's rows do not fit a PE."""
-    var, dst = loop.var, op.dst
-    at = lambda r, v: Region(r.buffer, tuple(s.substitute({var: aff(v)}) for s in r.start), r.size, r.stride)  # noqa: E731
-    start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
-    phases = []   # (first step, end step, the box's dims)
-    for r in range(start, stop):
-        here = {**env, var: r}
-        dims = tuple((d.var, d.start.evaluate(here), d.stop.evaluate(here)) for d in stage.dims)
-        if any(hi <= lo for _, lo, hi in dims):
-            dims = None
-        if phases and phases[-1][2] == dims and phases[-1][1] == r:
-            phases[-1] = (phases[-1][0], r + 1, dims)
-        else:
-            phases.append((r, r + 1, dims))
-    phases = [p for p in phases if p[2] is not None]
-    if not phases or not _unread(planner, loop, op, env, tuple(b - 1 for _, b, _ in phases)):
-        return None
-    out = []
-    for a, b, dims in phases:
-        rows = at(x, a)
-        rows = Region(rows.buffer, rows.start, tuple(b - a if k == ax else n for k, n in enumerate(x.size)), rows.stride)
-        last, init = at(dst, b - 1), at(dst, a - 1)
-        ops = (Reduce(rows, last, (rows.range_axes.index(ax),), combiner),
-               Elementwise(last, Binary(op.expr.op, Load(init), Load(last))))
-        try:
-            out += planner.stage(Stage(stage.name, tuple(Dim(*d) for d in dims), ops, stage.placement), env)
-        except SramCapacityError:
-            return None   # (before anything of the loop is planned, or the planner itself gave up)
-    return out
+    masks = {id(a): listed_mask(a) for a in others if a.indirect is not None}
+    plain = [a for a in others if masks.get(id(a)) is None]
+    listed = [m for m in masks.values() if m is not None]
+    read = None
+    if plain:
+        read = isl.Set(f"{{ {buffer_tag(op.dst.buffer)}[{', '.join(f'e{k}' for k in range(len(op.dst.start)))}] : false }}")
+        for a in plain:
+            read = read.union(a.relation(()).range())
+    return mine[0].relation(names), own[0].relation(names), list(names), read, \
+        np.logical_or.reduce(listed) if listed else None
 
 
 def _pairs(src: str, dst: str, pairs, row, cols: int) -> tuple:

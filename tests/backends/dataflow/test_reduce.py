@@ -152,3 +152,104 @@ def test_a_ragged_reduce_per_point_runs_one_stage_per_phase_of_equal_boxes(kind,
         assert len(runs) == len(set(lens))      # one run per distinct length, not one per step
     got, want = compiled.run(xss), per_point(xss, backend="interpreter")
     assert all(np.array_equal(g, w) for g, w in zip(got.to_list(), want.to_list()))
+
+
+def _live(lens, n):
+    """The loop's box at each step: 1 + the last point whose list is longer (a prefix covering
+    the live points, as the lowering makes for a batch sorted by another length)."""
+    return [max([m + 1 for m, L in enumerate(lens) if L > t], default=0) for t in range(n)]
+
+
+def _own_ends_program(lens, n, read_mid=None):
+    """A batch of reductions of P points (rows `x[n*m + r]`) in the box `_live`, each point's
+    state read at its own length through a const table (`y`); `read_mid`: point 0's state
+    also read after that many steps (`z`)."""
+    P, live = len(lens), _live(lens, n) + [0]
+    bound = " + ".join(f"{live[t] - live[t + 1]}*min(1, max(0, -r + {t + 1}))" for t in range(n)
+                       if live[t] > live[t + 1]) or "0"
+    loop = (f"for r in 0:{n} sequential associative host {{\n"
+            f"  stage add(m in 0:{bound}) device {{\n"
+            f"    s[m + {P}*r + {P}, 0:1, 0:3] = add(s[m + {P}*r, 0:1, 0:3], x[{n}*m + r, 0:1, 0:3])\n"
+            f"  }}\n}}\n")
+    table = [m + P * L for m, L in enumerate(lens)]
+    rows = P * (n + 1)
+    mid = ("  buffer z: f64[1,3] global output\n", f"    z[0:1, 0:3] = copy(s[{P * read_mid}, 0:1, 0:3])\n") \
+        if read_mid is not None else ("", "")
+    return (f"tile @ends {{\n  buffer x: f64[{P * n},1,3] global input\n  buffer s: f64[{rows},1,3] global temp\n"
+            f"  buffer c: i64[{P}] global const = [{', '.join(map(str, table))}]\n  buffer y: f64[{P},1,3] global output\n"
+            f"{mid[0]}  stage zero(m in 0:{P}) device {{\n    s[m, 0:1, 0:3] = 0.0\n  }}\n"
+            + "".join("  " + line + "\n" for line in loop.splitlines()) +
+            f"  stage out() device {{\n    y[0:{P}, 0:1, 0:3] = gather(s[0:{rows}, 0:1, 0:3], c[0:{P}], axis=0)\n"
+            f"{mid[1]}  }}\n}}")
+
+
+def _add_runs(program) -> list[str]:
+    return [s.label for s in program.steps if s.label.startswith("add#")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(lens=st.lists(st.integers(0, 5), min_size=1, max_size=6), n=st.integers(5, 7), rows=st.integers(1, 3),
+       cols=st.integers(1, 3), seed=st.integers(0, 99))
+def test_states_read_at_each_points_own_step_are_reduced_in_one_stage_run(lens, n, rows, cols, seed):
+    # a batch sorted by another length: its points' lists end inside the loop's phases (runs
+    # of steps with one box); each point then reduces its own rows: two supersteps in all
+    program = Planner(parse_tile_program(_own_ends_program(lens, n)), mesh_spec(rows, cols, "tiny")).program()
+    x = np.random.default_rng(seed).integers(-9, 10, (len(lens) * n, 1, 3)).astype(F64)
+    out, _ = run_bsp(program, {"x": x})
+    assert np.array_equal(out["y"], np.stack([x[n * m:n * m + L].sum(0) for m, L in enumerate(lens)]))
+    live = _live(lens, n) + [0]
+    phase_ends = {t for t in range(n) if live[t] and live[t] != live[t + 1]}
+    if not {L - 1 for L in lens if L} <= phase_ends:   # (one point per PE: fewer PEs, step by step)
+        if sum(1 for L in lens if L) <= rows * cols:
+            assert _add_runs(program) == ["add#0 reduce: fetch", "add#0 reduce: each to its own step"]
+        else:
+            assert not any("own step" in label for label in _add_runs(program))
+    else:   # (each read at a phase's end: one stage run per phase)
+        assert len({label.split()[0] for label in _add_runs(program)}) == len(phase_ends)
+
+
+def test_a_point_whose_state_is_also_read_midway_runs_step_by_step():
+    lens, n = [3, 5, 2], 5
+    program = Planner(parse_tile_program(_own_ends_program(lens, n, read_mid=2)), mesh_spec(2, 2, "tiny")).program()
+    assert len({label.split()[0] for label in _add_runs(program)}) == n
+    x = np.arange(3 * n * 3, dtype=F64).reshape(3 * n, 1, 3)
+    out, _ = run_bsp(program, {"x": x})
+    assert np.array_equal(out["y"], np.stack([x[n * m:n * m + L].sum(0) for m, L in enumerate(lens)]))
+    assert np.array_equal(out["z"], x[0:2].sum(0))
+
+
+_CARRIED = """tile @carried {
+  buffer x: f64[15,1,3] global input
+  buffer s: f64[33,1,3] global temp
+  buffer c: i64[6] global const = [6, 13, 11, 18, 31, 26]
+  buffer y: f64[6,1,3] global output
+  stage zero(m in 0:3) device {
+    s[m, 0:1, 0:3] = 0.0
+  }
+  for k in 0:2 sequential host {
+    for r in 0:5 sequential associative host {
+      stage add(m in 0:3) device {
+        s[m + 3*r + 15*k + 3, 0:1, 0:3] = add(s[m + 3*r + 15*k, 0:1, 0:3], x[5*m + r, 0:1, 0:3])
+      }
+    }
+  }
+  stage out() device {
+    y[0:6, 0:1, 0:3] = gather(s[0:33, 0:1, 0:3], c[0:6], axis=0)
+  }
+}"""
+
+
+def test_a_state_carried_to_the_next_run_of_the_loop_is_left_behind():
+    # both runs' states are read at each point's own step (run 0 after 2, 4, 3 rows; run 1
+    # after 1, 5, 3 more); run 1 starts from run 0's last states, which no other op reads:
+    # run 0 must leave them behind (step by step), run 1 need not (each point to its own step)
+    program = Planner(parse_tile_program(_CARRIED), mesh_spec(2, 2, "tiny")).program()
+    runs = _add_runs(program)
+    assert len({label.split()[0] for label in runs}) == 5 + 1
+    assert [label for label in runs if "own step" in label] == ["add#5 reduce: each to its own step"]
+    x = np.arange(15 * 3, dtype=F64).reshape(15, 1, 3)
+    out, _ = run_bsp(program, {"x": x})
+    first, second = [2, 4, 3], [1, 5, 3]
+    want = [x[5 * m:5 * m + L].sum(0) for m, L in enumerate(first)] + \
+        [x[5 * m:5 * m + 5].sum(0) + x[5 * m:5 * m + L].sum(0) for m, L in enumerate(second)]
+    assert np.array_equal(out["y"], np.stack(want))
