@@ -14,7 +14,9 @@ import fractal as ft
 from fractal.backends.dataflow.bsp import run_bsp
 from fractal.backends.dataflow.plan import Planner
 from fractal.backends.dataflow.spec import mesh_spec
+from examples import zoo
 from fractal.compile import compile_function
+from fractal.testing.compare import compare
 from fractal.lower.tile_parser import parse_tile_program
 
 F64 = np.float64
@@ -253,3 +255,19 @@ def test_a_state_carried_to_the_next_run_of_the_loop_is_left_behind():
     want = [x[5 * m:5 * m + L].sum(0) for m, L in enumerate(first)] + \
         [x[5 * m:5 * m + 5].sum(0) + x[5 * m:5 * m + L].sum(0) for m, L in enumerate(second)]
     assert np.array_equal(out["y"], np.stack(want))
+
+
+def test_rnn_attention_with_many_source_lengths_runs_its_softmax_each_to_its_own_step(monkeypatch):
+    # ten distinct source lengths: the lowering's box of live queries is coarser than the
+    # lengths, so the softmax's states are read inside its phases
+    import examples.rnn_attention as model
+    rng = np.random.default_rng(0)
+    lengths = iter([list(rng.permutation(np.arange(1, 11))), list(rng.integers(1, 4, 10))])
+    monkeypatch.setattr(model, "lengths_for", lambda *a: next(lengths))
+    m = zoo.load("rnn_attention")
+    args = m.inputs({**model.CONFIGS["small"], "batch": 10}, dtype=np.float64, ragged=True)
+    compiled = m.model.compile(*args, target=ft.targets.mesh(4, 4, "tiny"))
+    assert any("each to its own step" in s.label for s in compiled._executable.program.steps)
+    want = m.outputs(m.model(*args, backend="interpreter"))
+    for executor in ("bsp", "event"):
+        assert compare(m.outputs(compiled.run(*args, executor=executor)), want, rtol=1e-10, atol=1e-10) == []
