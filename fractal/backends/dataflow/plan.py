@@ -264,7 +264,7 @@ def _lifetimes(tile: TileProgram) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     temps = {b.name for b in tile.buffers if b.role == "temp"}
     for i, s in enumerate(tile.body):
-        for name in {r.buffer for st in stages_of(s) for op in st.body for r in op.reads + op.writes} & temps:
+        for name in sorted({r.buffer for st in stages_of(s) for op in st.body for r in op.reads + op.writes} & temps):
             out[name] = (out.get(name, (i, i))[0], i)
     return out
 

@@ -24,6 +24,8 @@ write (a weight its points share) has a single slot, fetched once per PE (`share
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from fractal.backends.pointwise import region_starts, stage_point_values
@@ -221,16 +223,18 @@ class WindowPlan:
         order = np.argsort(key_of, kind="stable")    # points grouped by key, ascending within
         counts = np.bincount(key_of, minlength=len(first))
         starts = np.cumsum(counts) - counts
-        pes, slots, K = np.empty(self.n, np.int64), np.empty(self.n, np.int64), 1
         table = np.ascontiguousarray(table, np.int64)
-        for k, i in enumerate(np.sort(first).tolist()):
-            group = res.group((tuple(kept), table[i].tobytes()))   # (the key's boxes, as bytes: fast to hash)
-            if group is None:
-                return None
-            per = -(-int(counts[k]) // len(group))
-            K = max(K, per)
-            mine, j = order[starts[k]:starts[k] + counts[k]], np.arange(counts[k])
-            pes[mine], slots[mine] = np.array(group, np.int64)[j // per], j % per
+        groups = [res.group((tuple(kept), table[i].tobytes())) for i in np.sort(first).tolist()]   # (boxes as bytes: fast to hash)
+        if any(g is None for g in groups):
+            return None
+        sizes = np.array([len(g) for g in groups], np.int64)
+        per = -(-counts // sizes)                    # points per PE of each key's group
+        key = np.repeat(np.arange(len(counts)), counts)
+        j = np.arange(self.n) - starts[key]          # each point's place among its key's
+        pes, slots, K = np.empty(self.n, np.int64), np.empty(self.n, np.int64), max(1, int(per.max()))
+        pes[order] = np.fromiter(itertools.chain.from_iterable(groups), np.int64, int(sizes.sum()))[
+            np.cumsum(sizes)[key] - sizes[key] + j // per[key]]
+        slots[order] = j % per[key]
         transient = {b: w for b, w in windows.items() if b not in res.buffers}
         free = self.planner.free()
         need = K * sum(b for _, b in transient.values())
