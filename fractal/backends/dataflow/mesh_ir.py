@@ -70,6 +70,8 @@ product of two 4x4 matrices on 2x2 PEs::
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
@@ -332,8 +334,9 @@ def _table(rows, width: int) -> np.ndarray:
     return a
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _template(buffer: str, size, stride) -> Region:
-    return Region(buffer, (0,) * len(size), size, stride)
+    return Region(buffer, (0,) * len(size), size, stride)   # (immutable: plans ask for the same ones again)
 
 
 def sends(rows, channel: int = 0) -> tuple[Sends, ...]:
@@ -370,8 +373,11 @@ def sends_table(src: str, dst: str, routes: np.ndarray, src_starts: np.ndarray, 
         keys = np.ravel_multi_index(tuple(sizes.T), tuple(int(m) + 1 for m in sizes.max(0)))
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     out = []
+    order = np.argsort(inverse, kind="stable")   # (the rows of group g: order[ends[g] - counts[g]:ends[g]])
+    counts = np.bincount(inverse, minlength=len(first))
+    ends = np.cumsum(counts)
     for g, row in enumerate(first):
-        rows = np.flatnonzero(inverse == g) if len(first) > 1 else slice(None)
+        rows = order[ends[g] - counts[g]:ends[g]] if len(first) > 1 else slice(None)
         ssize = (None,) * src_index_axes + tuple(int(x) for x in ss[row])
         dsize = (None,) * dst_index_axes + tuple(int(x) for x in ds[row])
         out.append(Sends(_template(src, ssize, (1,) * len(ssize)), _template(dst, dsize, (1,) * len(dsize)),
