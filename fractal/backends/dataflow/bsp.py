@@ -205,7 +205,7 @@ class BspRun:
             self._check_allocated(g.dst_buffer, dst_mask, where)
             sends_from[g.src_buffer] = sends_from.get(g.src_buffer, np.zeros(self.shape, bool)) | src_mask
             got = recv.setdefault(g.dst_buffer, np.zeros(self.shape, np.int64))
-            np.add.at(got, (g.dr, g.dc), nbytes)
+            _add_at(got, g.dr, g.dc, nbytes)
         if self.functional:
             self._move(groups)
         transient = sum((recv[b] * sends_from.get(b, np.zeros(self.shape, bool)) for b in recv),
@@ -241,22 +241,22 @@ class BspRun:
         if not sr.size:
             return 0.0, active
         spec, s = self.spec, self.summary
-        np.add.at(s.pe_sent, (sr, sc), nbytes)
-        np.add.at(s.pe_received, (dr, dc), nbytes)
+        _add_at(s.pe_sent, sr, sc, nbytes)
+        _add_at(s.pe_received, dr, dc, nbytes)
         s.bytes_sent += int(nbytes.sum())
         s.bytes_received += int(nbytes.sum())
         s.messages += int(sr.size)
         active[sr, sc] = active[dr, dc] = True
         in_b = np.zeros(self.shape)
         wire_of = lambda n: np.array([wire_bytes(int(x), spec) for x in n]) if spec.max_packet_bytes else n  # noqa: E731
-        np.add.at(in_b, (dr, dc), wire_of(nbytes))
+        _add_at(in_b, dr, dc, wire_of(nbytes))
         latency = spec.inject_latency_cycles + int(hops_many(sr, sc, dr, dc, spec).max()) * spec.hop_latency_cycles
         sr, sc, dr, dc, nbytes = _remote(physical)
         wire = wire_of(nbytes)
         s.bytes_hops += int((nbytes * hops_many(sr, sc, dr, dc, spec)).sum())
         if spec.kind == "crossbar":
             out_b = np.zeros(self.shape)
-            np.add.at(out_b, (sr, sc), wire)
+            _add_at(out_b, sr, sc, wire)
             return latency + max(out_b.max(), in_b.max()) / spec.link_bytes_per_cycle, active
         step = LinkLoads(spec)
         step.add(sr, sc, dr, dc, wire)
@@ -314,6 +314,14 @@ def _remote(msgs):
     sr, sc, dr, dc, nbytes = (np.concatenate(x) for x in zip(*msgs))
     keep = (sr != dr) | (sc != dc)
     return sr[keep], sc[keep], dr[keep], dc[keep], nbytes[keep]
+
+
+def _add_at(target: np.ndarray, rows, cols, values) -> None:
+    """`np.add.at(target, (rows, cols), values)` by one `bincount` (many times faster; exact:
+    the byte counts stay far below 2**53)."""
+    flat = np.asarray(rows, np.int64) * target.shape[1] + np.asarray(cols, np.int64)
+    weights = np.broadcast_to(np.asarray(values, np.float64), flat.shape)
+    target += np.bincount(flat, weights=weights, minlength=target.size).reshape(target.shape).astype(target.dtype)
 
 
 def _chains(g, nbytes):
