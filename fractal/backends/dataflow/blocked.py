@@ -11,14 +11,16 @@ PE's buffer reads zero where it is allocated, in every executor, so all compute 
 bits; a PE that uses a buffer it has not allocated is a `VerifyError`.
 
 Every rank reads every host array (the plan file carries the inputs), so a `Load` needs no
-message; a superstep runs its computes on the rank's PEs, then its transfers as `Send`s
-(`collectives.expand`) in program order: the rank reads the data of every send from its
-PEs, calls its `exchange` with the messages that cross to or from other ranks (every rank
-calls it once per superstep, with no messages when it has none), which returns the data its
-PEs receive from other ranks, and then writes every message its PEs receive in program
-order (a message between two of its own PEs is a local copy, read as it is written where
-the superstep's transfers write no buffer they read).  Stores are read where the PEs live
-and applied on one rank in program order (`apply_stores`).
+message.  A superstep runs its computes on the rank's PEs (on the whole block at once where
+a compute does the same on each PE: `batched`), then its transfers as batches of messages in
+program order (`messages.batches`): the rank reads every batch's rows its PEs send (one
+fancy index per batch), hands its `exchange` the rows bound for other ranks packed per peer
+rank, batch by batch (every rank calls it once per superstep, with nothing to send when it
+has nothing), gets back the rows its PEs receive from other ranks in the same order, and
+writes every batch's rows its PEs receive.  A strict exchange (`strict = True`: one
+synchronous send per message, to catch a run that relies on MPI buffering) gets the
+messages one by one instead (`collectives.expand`).  Stores are read where the PEs live and
+applied on one rank in program order (`apply_stores`).
 
 `run_local(program, inputs)` is the whole run on one rank in this process: the reference
 the MPI runs are compared with, and a way to run a plan without MPI.
@@ -27,18 +29,20 @@ the MPI runs are compared with, and a way to run a plan without MPI.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from fractal.backends.pointwise import region
+from fractal.backends.pointwise import region, stage_points
 from fractal.lang.errors import ArgumentError, VerifyError
 
 from . import local
 from .collectives import expand
 from .host import host_arrays
 from .mesh_ir import MeshProgram, Pes, Send
+from .batched import BATCHED, batched_op, reads_pe, trailing
+from .messages import batches, gather, scatter
 
 # A superstep's messages in program order: (index, transfer index, send).
 Message = tuple[int, int, Send]
@@ -86,6 +90,12 @@ class RankGrid:
         start where the next one does)."""
         i = bisect.bisect_right(self._cuts(0), pe[0]) - 1
         j = bisect.bisect_right(self._cuts(1), pe[1]) - 1
+        return i * self.dims[1] + j
+
+    def owners(self, rows, cols) -> np.ndarray:
+        """`owner` of many PEs at once (arrays of their rows and columns)."""
+        i = np.searchsorted(self._cuts(0), rows, side="right") - 1
+        j = np.searchsorted(self._cuts(1), cols, side="right") - 1
         return i * self.dims[1] + j
 
 
@@ -181,12 +191,89 @@ class BlockRun:
             self.free(f)
         return stored
 
-    def superstep(self, index: int, step, exchange: Exchange) -> None:
+    def superstep(self, index: int, step, exchange) -> None:
         for a in step.allocs:
             self.alloc(a)
         for cp in step.computes:
-            for pe in self.mine(cp.pes):
-                local.run_compute(cp, pe, self.memory(pe))
+            self.compute(cp)
+        if getattr(exchange, "strict", False):
+            self._messages(index, step, exchange)
+        else:
+            self._batches(index, step, exchange)
+        for f in step.frees:
+            self.free(f)
+
+    def compute(self, cp) -> None:
+        """The compute on the rank's PEs: on the block at once (`batched`) where it does the same
+        on each PE and they all hold its buffers, else PE by PE (`local`, which names a PE using
+        a buffer it has not allocated)."""
+        P = self._overlap(cp.pes)
+        if not P.count:
+            return
+        names = {r.buffer for op in cp.ops for r in op.reads + op.writes}
+        r0, c0 = P.r0 - self.pes.r0, P.c0 - self.pes.c0
+        held = all(n in self.held and self.held[n][r0:r0 + P.shape[0], c0:c0 + P.shape[1]].all() for n in names)
+        if held and not reads_pe(cp) and all(isinstance(op, BATCHED) for op in cp.ops):
+            arrays = {n: trailing(self.arrays[n][r0:r0 + P.shape[0], c0:c0 + P.shape[1]]) for n in names}
+            for env in stage_points(cp.dims, {}):
+                for op in cp.ops:
+                    batched_op(op, env, arrays)
+            return
+        for pe in self.mine(cp.pes):
+            local.run_compute(cp, pe, self.memory(pe))
+
+    def _batches(self, index: int, step, exchange) -> None:
+        """The superstep's transfers as batches of messages (`messages.batches`, in program
+        order; every read before any write), each moved with a few NumPy calls: each batch's
+        rows that leave the rank's PEs go out packed per peer rank, batch by batch, and come in
+        on the peer in the same order."""
+        b = self.pes
+        grid = self.grid
+        moves, outgoing, incoming = [], {}, {}
+        for g in batches(step.transfers, ordered=True):
+            src_in = (g.sr >= b.r0) & (g.sr < b.r1) & (g.sc >= b.c0) & (g.sc < b.c1)
+            dst_in = (g.dr >= b.r0) & (g.dr < b.r1) & (g.dc >= b.c0) & (g.dc < b.c1)
+            if not (src_in.any() or dst_in.any()):
+                continue
+            data = None
+            if src_in.any():
+                self._check_held(g.src_buffer, g.sr[src_in], g.sc[src_in])
+                data = gather(self.arrays, _shifted(g, src_in, b))
+                away = ~dst_in[src_in]
+                if away.any():
+                    peers = grid.owners(g.dr[src_in][away], g.dc[src_in][away])
+                    for peer in np.unique(peers).tolist():
+                        outgoing.setdefault(peer, []).append(data[away][peers == peer])
+            arriving = dst_in & ~src_in
+            peers = grid.owners(g.sr[arriving], g.sc[arriving]) if arriving.any() else np.zeros(0, np.int64)
+            dtype = self.program.buffer(g.src_buffer).dtype
+            for peer in np.unique(peers).tolist():
+                incoming.setdefault(peer, []).append((int((peers == peer).sum()) * g.elements, dtype))
+            moves.append((g, src_in, dst_in, data, peers))
+        received = {peer: iter(arrays) for peer, arrays in exchange(index, outgoing, incoming).items()}
+        for g, src_in, dst_in, data, peers in moves:
+            if not dst_in.any():
+                continue
+            self._check_held(g.dst_buffer, g.dr[dst_in], g.dc[dst_in])
+            rows = np.empty((len(g.sr), g.elements), self.program.buffer(g.src_buffer).dtype)
+            if data is not None:
+                rows[src_in] = data
+            arriving = dst_in & ~src_in
+            for peer in np.unique(peers).tolist():
+                where = np.flatnonzero(arriving)[peers == peer]
+                rows[where] = next(received[peer]).reshape(len(where), -1)
+            scatter(self.arrays, _shifted(g, dst_in, b), rows[dst_in])
+
+    def _check_held(self, name: str, rows, cols) -> None:
+        held = self.held.get(name)
+        ok = np.zeros(len(rows), bool) if held is None else held[rows - self.pes.r0, cols - self.pes.c0]
+        if not ok.all():
+            k = int(np.argmin(ok))
+            raise VerifyError(f"PE ({int(rows[k])}, {int(cols[k])}) uses {name}, which it has not allocated")
+
+    def _messages(self, index: int, step, exchange) -> None:
+        """The superstep's transfers message by message, in program order (a strict exchange:
+        one synchronous send per message)."""
         messages = step_messages(step)
         # where no buffer the transfers write is one they read, a message between two of the
         # rank's PEs is read when it is written (the same bits, without a copy of them all)
@@ -201,8 +288,6 @@ class BlockRun:
                 data = sent[i] if i in sent else received[i] if i in received else \
                     local.read(s.src_region, s.src, self.memory(s.src))
                 local.write(s.dst_region, s.dst, self.memory(s.dst), data)
-        for f in step.frees:
-            self.free(f)
 
 
 def apply_stores(program: MeshProgram, host: dict, pieces) -> dict[str, np.ndarray]:
@@ -216,8 +301,14 @@ def apply_stores(program: MeshProgram, host: dict, pieces) -> dict[str, np.ndarr
     return {a.name: host[a.name] for a in program.outputs}
 
 
-def _no_exchange(index, messages, sent, owner) -> dict:
-    assert not messages, f"superstep {index}: one rank holds every PE, yet {len(messages)} messages leave it"
+def _shifted(g, rows, block: Pes):
+    """Batch `g`'s rows `rows` (a mask), its PEs counted from the block's first."""
+    return replace(g, sr=g.sr[rows] - block.r0, sc=g.sc[rows] - block.c0, dr=g.dr[rows] - block.r0,
+                   dc=g.dc[rows] - block.c0, src_starts=g.src_starts[rows], dst_starts=g.dst_starts[rows])
+
+
+def _no_exchange(index, outgoing, incoming) -> dict:
+    assert not outgoing and not incoming, f"superstep {index}: one rank holds every PE, yet messages leave it"
     return {}
 
 

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fractal.backends.pointwise import RULES, region, stage_points
+from fractal.backends.pointwise import stage_points
 from fractal.lang.errors import VerifyError
-from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gemm, Reduce
 
 from . import local
 from .cost import CostSummary, compute_cycles, op_work, wire_bytes
@@ -34,38 +33,11 @@ from .errors import SramCapacityError
 from .host import host_arrays
 from .mesh_ir import Compute, MeshProgram
 from .mesh_resources import router_channels
+from .batched import BATCHED, batched_op, reads_pe, trailing
 from .messages import batches, gather, host_transfer, pieces, scatter
 from .traffic import LinkLoads
 
-BATCHED = (Copy, Convert, Elementwise, Gemm, Reduce)
 PIECE_BYTES = 4 << 20    # the most a superstep's transfers copy at once where they may move in pieces
-
-
-def _reads_pe(compute: Compute) -> bool:
-    names = {"pr", "pc"}
-    regions = [r for op in compute.ops for r in op.reads + op.writes]
-    return any(r.vars() & names for r in regions) or any(
-        (d.start.vars() | d.stop.vars()) & names for d in compute.dims)
-
-
-def _trailing(view: np.ndarray) -> np.ndarray:
-    """A (rows, cols, *shape) view with the grid axes moved last: NumPy broadcasting then
-    aligns the buffer axes as a single PE's would (loads broadcast from the right)."""
-    return np.moveaxis(view, (0, 1), (-2, -1))
-
-
-def _batched_op(op, env, arrays) -> None:
-    get = lambda r: region(r, env, arrays)  # noqa: E731 (the rules' accessor)
-    if isinstance(op, Gemm):
-        lead = lambda x: np.moveaxis(x, (-2, -1), (0, 1))  # noqa: E731 (grid first for matmul)
-        a, b, c = lead(get(op.a)), lead(get(op.b)), lead(get(op.c))
-        product = np.matmul(np.swapaxes(a, -1, -2) if op.trans_a else a, np.swapaxes(b, -1, -2) if op.trans_b else b)
-        c[...] = c + product if op.accumulate else product
-    elif isinstance(op, Copy) and op.perm:
-        src, dst = get(op.src), get(op.dst)
-        dst[...] = np.reshape(np.transpose(src, op.perm + (src.ndim - 2, src.ndim - 1)), dst.shape)
-    else:
-        RULES[type(op)](op, get, env, arrays)
 
 
 class BspRun:
@@ -157,17 +129,17 @@ class BspRun:
     def compute(self, cp: Compute, busy: np.ndarray) -> None:
         P = cp.pes
         if not self.functional:
-            if (cp.dims and _reads_pe(cp)):
+            if (cp.dims and reads_pe(cp)):
                 for pe in P:
                     busy[pe] += self._cycles(cp, sum(1 for _ in stage_points(cp.dims, local.pe_env(pe))))
             else:
                 busy[P.r0:P.r1, P.c0:P.c1] += self._cycles(cp, sum(1 for _ in stage_points(cp.dims, {})))
-        elif not _reads_pe(cp) and all(isinstance(op, BATCHED) for op in cp.ops):
-            arrays = {name: _trailing(g[P.r0:P.r1, P.c0:P.c1]) for name, g in self.grid.items()}
+        elif not reads_pe(cp) and all(isinstance(op, BATCHED) for op in cp.ops):
+            arrays = {name: trailing(g[P.r0:P.r1, P.c0:P.c1]) for name, g in self.grid.items()}
             points = list(stage_points(cp.dims, {}))
             for env in points:
                 for op in cp.ops:
-                    _batched_op(op, env, arrays)
+                    batched_op(op, env, arrays)
             busy[P.r0:P.r1, P.c0:P.c1] += self._cycles(cp, len(points))
         else:
             for pe in P:

@@ -75,7 +75,10 @@ def _key(src, dst):
     return src.buffer, dst.buffer, src.size, src.stride, dst.size, dst.stride
 
 
-def batches(transfers) -> list[Batch]:
+def batches(transfers, ordered: bool = False) -> list[Batch]:
+    """The transfers as batches, the `Send`s of one key gathered into one at the end, or
+    (`ordered`) each `Send` a batch of its own where it stands: then, batch after batch, the
+    writes follow program order even where two messages write the same element."""
     out, sends = [], {}
     for t in transfers:
         if isinstance(t, (Shift, Multicast)):
@@ -89,16 +92,20 @@ def batches(transfers) -> list[Batch]:
                 out.append(Batch(*_key(t.src, t.dst), r[:, 0], r[:, 1], r[:, 2], r[:, 3],
                                  np.array(t.src_starts, np.int64).reshape(n, -1),
                                  np.array(t.dst_starts, np.int64).reshape(n, -1)))
+        elif isinstance(t, Send) and ordered:
+            out.append(_send_batch(_key(t.src_region, t.dst_region), [t]))
         elif isinstance(t, Send):
             sends.setdefault(_key(t.src_region, t.dst_region), []).append(t)
         else:
             raise TypeError(f"not a transfer: {type(t).__name__}")
-    for key, group in sends.items():
-        coords = np.array([s.src + s.dst for s in group], np.int64)
-        src = np.array([[a.evaluate({}) for a in s.src_region.start] for s in group], np.int64).reshape(len(group), -1)
-        dst = np.array([[a.evaluate({}) for a in s.dst_region.start] for s in group], np.int64).reshape(len(group), -1)
-        out.append(Batch(*key, coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3], src, dst))
-    return out
+    return out + [_send_batch(key, group) for key, group in sends.items()]
+
+
+def _send_batch(key, group) -> Batch:
+    coords = np.array([s.src + s.dst for s in group], np.int64)
+    src = np.array([[a.evaluate({}) for a in s.src_region.start] for s in group], np.int64).reshape(len(group), -1)
+    dst = np.array([[a.evaluate({}) for a in s.dst_region.start] for s in group], np.int64).reshape(len(group), -1)
+    return Batch(*key, coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3], src, dst)
 
 
 def pieces(b: Batch, most_bytes: int, itemsize: int) -> list[Batch]:

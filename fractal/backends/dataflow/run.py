@@ -46,29 +46,26 @@ class MpiExchange:
 
         self.MPI, self.comm, self.program, self.strict = MPI, comm, program, strict
 
-    def _nbytes(self, send) -> int:
-        return local.region_elements(send.src_region) * self._dtype(send).itemsize
-
     def _dtype(self, send) -> np.dtype:
         return self.program.buffer(send.src_region.buffer).dtype
 
-    def __call__(self, index, messages, sent, owner) -> dict:
+    def __call__(self, index, *args) -> dict:
+        """Packed: `(index, outgoing, incoming)`, the arrays for each peer rank and the
+        (elements, dtype) expected from each, in the order both ranks see the superstep's
+        batches (`BlockRun._batches`) -> the arrays received from each peer.  Strict:
+        `(index, messages, sent, owner)` -> the data received by message index."""
         if self.strict:
+            messages, sent, owner = args
             received = {}
             for t in sorted({t for _, t, _ in messages}):
                 received.update(self._strict([m for m in messages if m[1] == t], sent, owner))
             return received
-        return self._packed(index, messages, sent, owner)
+        return self._packed(index, *args)
 
-    def _packed(self, index, messages, sent, owner) -> dict:
-        outgoing, incoming = {}, {}
-        for i, _, s in messages:
-            if i in sent:
-                outgoing.setdefault(owner(s.dst), []).append(sent[i])
-            else:
-                incoming.setdefault(owner(s.src), []).append((i, s))
+    def _packed(self, index, outgoing, incoming) -> dict:
         tag, BYTE = index % TAGS, self.MPI.BYTE
-        inbox = {peer: np.empty(sum(self._nbytes(s) for _, s in ids), np.uint8) for peer, ids in incoming.items()}
+        inbox = {peer: np.empty(sum(n * dtype.itemsize for n, dtype in specs), np.uint8)
+                 for peer, specs in incoming.items()}
         requests = [self.comm.Irecv([buf, BYTE], source=peer, tag=tag) for peer, buf in sorted(inbox.items()) if buf.size]
         for peer, arrays in sorted(outgoing.items()):
             packed = np.concatenate([np.ascontiguousarray(a).view(np.uint8).reshape(-1) for a in arrays])
@@ -76,12 +73,12 @@ class MpiExchange:
                 requests.append(self.comm.Isend([packed, BYTE], dest=peer, tag=tag))
         self.MPI.Request.Waitall(requests)
         received = {}
-        for peer, ids in incoming.items():
-            offset = 0
-            for i, s in ids:
-                n = local.region_elements(s.src_region)
-                received[i] = np.frombuffer(inbox[peer], self._dtype(s), n, offset)
-                offset += self._nbytes(s)
+        for peer, specs in incoming.items():
+            offset, arrays = 0, []
+            for n, dtype in specs:
+                arrays.append(np.frombuffer(inbox[peer], dtype, n, offset))
+                offset += n * dtype.itemsize
+            received[peer] = arrays
         return received
 
     def _strict(self, messages, sent, owner) -> dict:

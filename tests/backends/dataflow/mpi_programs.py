@@ -131,15 +131,32 @@ def random_inputs(program: MeshProgram) -> dict:
     return {"x": integers(np.random.default_rng(0), program.array("x").shape)}
 
 
-def run_threads(program: MeshProgram, inputs: dict, dims) -> dict:
+def run_threads(program: MeshProgram, inputs: dict, dims, strict: bool = False) -> dict:
     """The blocked executor on `dims` ranks as threads of this process, exchanging through a
-    shared mailbox between two barriers: the MPI runs' split of the work, without MPI."""
+    shared mailbox between two barriers: the MPI runs' split of the work, without MPI (each
+    superstep's messages packed per peer rank, or, `strict`, message by message)."""
     grid, mailbox = RankGrid(program.spec.rows, program.spec.cols, dims), {}
     barrier = threading.Barrier(grid.ranks)
     pieces = [None] * grid.ranks
 
-    def rank(me: int):
-        def exchange(index, messages, sent, owner):
+    class Packed:
+        def __init__(self, me):
+            self.me = me
+
+        def __call__(self, index, outgoing, incoming):
+            for peer, arrays in outgoing.items():
+                mailbox[(index, self.me, peer)] = arrays
+            barrier.wait()
+            received = {peer: mailbox[(index, peer, self.me)] for peer in incoming}
+            for peer, specs in incoming.items():   # (what arrives is what the receiver expects)
+                assert [(a.size, a.dtype) for a in received[peer]] == [(n, d) for n, d in specs]
+            barrier.wait()
+            return received
+
+    class Strict:
+        strict = True
+
+        def __call__(self, index, messages, sent, owner):
             for i, _, s in messages:
                 if i in sent:
                     mailbox[(index, i)] = sent[i]
@@ -147,7 +164,9 @@ def run_threads(program: MeshProgram, inputs: dict, dims) -> dict:
             received = {i: mailbox[(index, i)] for i, _, s in messages if i not in sent}
             barrier.wait()
             return received
-        pieces[me] = BlockRun(program, host_arrays(program, inputs), grid, me).run(exchange)
+
+    def rank(me: int):
+        pieces[me] = BlockRun(program, host_arrays(program, inputs), grid, me).run(Strict() if strict else Packed(me))
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in range(grid.ranks)]
     for t in threads:

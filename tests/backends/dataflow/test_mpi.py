@@ -62,7 +62,7 @@ def test_a_rank_holds_only_its_own_pes_data_and_only_live_buffers():
         want = 2 * (want + i)
     assert_same(run_local(program, {"x": x}), {"y": want})
     block = BlockRun(program, host_arrays(program, {"x": x}), RankGrid(4, 6, (2, 3)), rank=4)   # PEs [2:4, 2:4]
-    stored = block.run(lambda index, messages, sent, owner: {})
+    stored = block.run(lambda index, outgoing, incoming: {})
     assert [pe for _, pe, _ in stored] == [(2, 2), (2, 3), (3, 2), (3, 3)]
     assert block.array_peak_bytes == 4 * (2 + 3 * 2) * 8     # its 4 PEs' acc and largest scratch at once
     assert block.arrays == {}                                 # the final frees leave nothing
@@ -82,6 +82,7 @@ def test_random_transfers_by_blocks_of_pes_in_one_process_are_the_reference(seed
     want = reference(program, random_inputs(program))
     assert_same(run_local(program, random_inputs(program)), want)
     assert_same(run_threads(program, random_inputs(program), dims), want)
+    assert_same(run_threads(program, random_inputs(program), dims, strict=True), want)
 
 
 def test_the_rank_grid_blocks_the_mesh_and_owns_every_pe_once():
