@@ -108,9 +108,8 @@ def own_ends(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner
               **{v: np.array([p[i] for p in points], np.int64) for i, v in enumerate(names)}}
     extent = lambda r: np.array([1 if s is None else s for s in r.size], np.int64)  # noqa: E731
     row_lo = region_starts(x, {**values, var: np.full(n, start, np.int64)}, n)
-    count = steps - start + 1
     row_hi = row_lo + extent(x)
-    row_hi[:, ax] = row_lo[:, ax] + count
+    row_hi[:, ax] = row_lo[:, ax] + span   # (each point's rows: one per step up to its own)
     init_lo = region_starts(_prev(op), {**values, var: np.full(n, start, np.int64)}, n)
     end_lo = region_starts(dst, {**values, var: steps}, n)
     hx, hd, cols = planner.home(x.buffer), planner.home(dst.buffer), spec.cols
@@ -122,7 +121,7 @@ def own_ends(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner
     placed[order] = np.minimum(np.maximum.accumulate(rank[order] - k) + k, spec.pes - n + k)
     pes = pe_order(spec.rows, cols)[placed]
     dtype = planner.buffers[dst.buffer].dtype
-    shape = tuple(int(count.max()) if k == ax else int(e) for k, e in enumerate(extent(x)))
+    shape = tuple(int(span.max()) if a == ax else int(e) for a, e in enumerate(extent(x)))
     state = tuple(int(v) for v in extent(dst))
     need = (int(np.prod(shape)) + 2 * int(np.prod(state))) * dtype.itemsize
     if int(planner.free()[pes].min()) < need:
@@ -130,14 +129,14 @@ def own_ends(planner, loop: Loop, stage: Stage, op, x: Region, ax: int, combiner
     name = f"r_{stage.name}"
     rows, acc, init = (planner.declare(f"{name}_{w}", sh, dtype)
                        for w, sh in (("rows" + "x".join(map(str, shape)), shape), ("acc", state), ("init", state)))
-    size = lambda c: tuple(c if k == ax else s for k, s in enumerate(x.size))  # noqa: E731
-    reduce_at = [k for k, s in enumerate(size(0)) if s is not None].index(ax)
+    size = lambda c: tuple(c if a == ax else s for a, s in enumerate(x.size))  # noqa: E731
+    reduce_at = [a for a, s in enumerate(size(0)) if s is not None].index(ax)
     whole = lambda buf: Region(buf, (0,) * len(state), dst.size)  # noqa: E731
     computes = []
-    for c in sorted(set(count.tolist())):   # one SPMD compute per row count
+    for c in sorted(set(span.tolist())):   # one SPMD compute per row count
         ops = (Reduce(Region(rows, (0,) * len(shape), size(c)), whole(acc), (reduce_at,), combiner),
                Elementwise(whole(acc), Binary(op.expr.op, Load(whole(init)), Load(whole(acc)))))
-        computes += [Compute(q, ops, (), stage.name) for q in covering(pes[count == c].tolist(), cols)]
+        computes += [Compute(q, ops, (), stage.name) for q in covering(pes[span == c].tolist(), cols)]
     label, everyone = planner.label(stage.name), covering(pes.tolist(), cols)
     fetch = box_moves(hx, rows, row_lo, row_hi, pes, cols, True) + \
         box_moves(hd, init, init_lo, init_lo + extent(dst), pes, cols, True)
