@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -80,9 +79,8 @@ def products(meshes) -> list[dict]:
         except ft.FractalError as e:
             rows.append({"mesh": spec.name, "error": str(e).splitlines()[0]})
             continue
-        with mock.patch.object(replicas, "choose", lambda *a: {}):   # SUMMA's best: no SRAM taken by replicas
-            bare = Planner(tile, spec)
-            bare.program()
+        bare = Planner(tile, spec, replicate=False)   # SUMMA's best: no SRAM taken by replicas
+        bare.program()
         bare_summa = {label: {k: v for k, v in sim.items() if k.startswith("summa")} for label, _, _, sim in bare.choices}
         weights = ", ".join(f"{n} ({planner.local[r].nbytes // 1024} KiB)" for n, r in planner.replicas.items()) or "-"
         for label, chosen, guesses, simulated in planner.choices:

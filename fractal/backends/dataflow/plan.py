@@ -39,7 +39,7 @@ from .spec import MeshSpec
 
 
 class Planner:
-    def __init__(self, tile: TileProgram, spec: MeshSpec):
+    def __init__(self, tile: TileProgram, spec: MeshSpec, replicate: bool = True):
         self.tile, self.spec = tile, spec
         self.buffers = {b.name: b for b in tile.buffers}
         self.homes: dict[str, Home] = {}
@@ -68,7 +68,8 @@ class Planner:
             self._take([n for n, (a, _) in self.lifetimes.items() if a == i], f"the homes live at {_name(s)}")
             np.maximum(peak, self.home_live, out=peak)
             self._give_back([n for n, (_, b) in self.lifetimes.items() if b == i])
-        self.replicas = replicas.choose(tile, spec, int(peak.max()) if peak.size else 0)   # weights on every PE
+        self.replicas = replicas.choose(tile, spec, int(peak.max()) if peak.size else 0) \
+            if replicate else {}   # weights on every PE
         for name, local in self.replicas.items():
             self.resident_live += self.local[self.declare(local, self.buffers[name].shape, self.buffers[name].dtype)].nbytes
         self.home_allocs = [a for n in self.homes if n not in self.lifetimes for a in self.allocs_of(n)]
@@ -281,5 +282,12 @@ def _last_writes(tile: TileProgram) -> dict[str, int]:
 
 
 def plan(tile: TileProgram, spec: MeshSpec) -> MeshProgram:
-    """The mesh program that runs `tile` on `spec` (module docstring)."""
-    return Planner(tile, spec).program()
+    """The mesh program that runs `tile` on `spec` (module docstring); planned again without
+    replicated weights when a stage does not fit beside them (the replicas only save time)."""
+    planner = Planner(tile, spec)
+    try:
+        return planner.program()
+    except SramCapacityError:
+        if not planner.replicas:
+            raise
+    return Planner(tile, spec, replicate=False).program()

@@ -18,7 +18,8 @@ Which weights (the cost policy's question, asked once per program): the inputs a
 (or temps that only copy them: a layout of inputs) that are the shared right operand of some
 product stage, smallest first, while all replicas together take at most half the SRAM a PE
 has left beside the homes at their peak (the other half stays for the stage plans).  A weight
-that does not fit is fetched as before.  Replicas cost host load bytes (not charged by the
+that does not fit is fetched as before, and a program with a stage that does not fit beside
+the replicas is planned again without them (`plan.plan`).  Replicas cost host load bytes (not charged by the
 engines, like every load) and SRAM for the whole program; a replica is never written, so it
 never goes stale.
 

@@ -206,3 +206,15 @@ def test_the_mpi_executor_loads_the_replicas_on_each_rank():
     assert any(ld.dst.buffer.startswith("rep_") for ld in compiled._executable.program.loads)
     got = compiled.run(xs, w, executor="mpi", ranks=2)
     assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
+
+
+def test_a_program_that_does_not_fit_beside_its_replicas_is_planned_without_them():
+    # (a replica only saves time: a stage that needs the room gets it back)
+    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)   # the weight: 32 KiB
+    target = ft.targets.mesh(2, 2, sram_bytes=40 << 10)
+    with pytest.MonkeyPatch.context() as patch:   # a policy that replicates it anyway
+        patch.setattr(replicas, "choose", lambda tile, spec, peak: {"in_w_0": "rep_in_w_0"})
+        compiled = compile_function(project, (xs, w), {}, target)
+    assert not any(ld.dst.buffer.startswith("rep_") for ld in compiled._executable.program.loads)
+    got = compiled.run(xs, w)
+    assert all(np.array_equal(g, x @ w) for g, x in zip(got.to_list(), xs.to_list()))
