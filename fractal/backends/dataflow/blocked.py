@@ -38,16 +38,18 @@ from fractal.backends.pointwise import region, stage_points
 from fractal.lang.errors import ArgumentError, VerifyError
 
 from . import local
+from .batched import BATCHED, batched_op, reads_pe, trailing
 from .collectives import expand
 from .host import host_arrays
 from .mesh_ir import MeshProgram, Pes, Send
-from .batched import BATCHED, batched_op, reads_pe, trailing
 from .messages import batches, gather, scatter
 
 # A superstep's messages in program order: (index, transfer index, send).
 Message = tuple[int, int, Send]
+# exchange(step index, {peer rank: arrays to it}, {peer rank: [(elements, dtype)] expected from it})
+#   -> {peer rank: arrays from it}, both sides in batch order; a strict exchange (`strict = True`):
 # exchange(step index, messages, data of the rank's own sends by index, owner) -> data received by index
-Exchange = Callable[[int, list, dict, Callable], dict]
+Exchange = Callable[..., dict]
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class BlockRun:
             self.free(f)
         return stored
 
-    def superstep(self, index: int, step, exchange) -> None:
+    def superstep(self, index: int, step, exchange: Exchange) -> None:
         for a in step.allocs:
             self.alloc(a)
         for cp in step.computes:
