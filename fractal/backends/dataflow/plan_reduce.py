@@ -206,7 +206,7 @@ def _run_of(names, env: dict) -> isl.Set:
 
 def _listed_states(loop: Loop, dst: Region, env: dict, mask: np.ndarray) -> set | None:
     """The (point, step) pairs whose state `dst` meets `mask` (the elements read through
-    constant tables), step by step with NumPy; None when a state's range axes move."""
+    constant tables), every step at once with NumPy; None when a state's range axes move."""
     stage = loop.body[0]
     index = [a for a, n in enumerate(dst.size) if n is None]
     key = []
