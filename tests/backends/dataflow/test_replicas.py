@@ -73,6 +73,7 @@ def test_every_engine_reads_the_replica_alike():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
         compiled = compile_function(project, (xs, w), {}, target)
+    assert any(ld.dst.buffer.startswith("rep_") for ld in compiled._executable.program.loads)
     want = [x @ w for x in xs.to_list()]
     for executor in ("bsp", "event"):
         got = compiled.run(xs, w, executor=executor)
