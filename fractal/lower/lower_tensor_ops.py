@@ -190,6 +190,13 @@ def _reduce(em, x: TVal, axes, combiner, keepdims, dtype=None) -> TVal:
     return out
 
 
+def _over(total, n: int):
+    """A mean from its sum: divided by the count, as NumPy's `mean` does (times 1/n would round
+    differently, and a comparison downstream can turn one ulp into another branch); NaN for
+    no elements."""
+    return Binary("div", total, Const(float(n))) if n else Binary("mul", total, Const(float("nan")))
+
+
 def _reducer(combiner, mean=False):
     def rule(em, xs, outs, axis=None, keepdims=False):
         (x,), (t,) = xs, outs
@@ -200,7 +207,7 @@ def _reducer(combiner, mean=False):
         r = _reduce(em, x, axes, combiner, keepdims)
         if mean:
             n = int(np.prod([x.shape[a] for a in axes]))  # (the mean of nothing is NaN, as in NumPy)
-            r = _elementwise(em, t, lambda v: Binary("mul", v, Const(1.0 / n if n else float("nan"))), [r])
+            r = _elementwise(em, t, lambda v: _over(v, n), [r])
         return (r,)
     return rule
 
@@ -231,11 +238,11 @@ def _layer_norm(em, xs, outs, eps=1e-5):
     (x, w, b), (t,) = xs, outs
     w, b = _as(em, w, t.dtype), _as(em, b, t.dtype)
     axes = (len(x.shape) - 1,)
-    inv_n = Const(1.0 / x.shape[-1] if x.shape[-1] else float("nan"))  # (no elements: no output either)
-    mu = _elementwise(em, _T(_kept(x.shape, axes), t.dtype), lambda s: Binary("mul", s, inv_n),
+    n = x.shape[-1]   # (no elements: no output either)
+    mu = _elementwise(em, _T(_kept(x.shape, axes), t.dtype), lambda s: _over(s, n),
                       [_reduce(em, x, axes, "add", True)])
     d = _elementwise(em, t, lambda a, m: Binary("sub", a, m), [x, mu])
-    var = _elementwise(em, _T(mu.shape, t.dtype), lambda s: Binary("mul", s, inv_n),
+    var = _elementwise(em, _T(mu.shape, t.dtype), lambda s: _over(s, n),
                        [_reduce(em, _elementwise(em, t, lambda a: Binary("mul", a, a), [d]), axes, "add", True)])
     return (_elementwise(em, t, lambda a, v, g, h: Binary("add", Binary("mul", Binary(
         "div", a, Unary("sqrt", Binary("add", v, Const(eps)))), g), h), [d, var, w, b]),)

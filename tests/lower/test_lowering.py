@@ -316,3 +316,18 @@ def test_a_reduce_lowers_to_an_associative_loop_and_a_fold_to_a_plain_sequential
     loops = [s for s in lower_program(program, leaves).program.body if isinstance(s, Loop)]
     assert sorted((loop.kind, loop.associative) for loop in loops) == [("sequential", False), ("sequential", True)]
     assert "sequential associative host" in str(lower_program(program, leaves).program)
+
+
+def test_a_comparison_on_a_mean_takes_the_interpreters_branch():
+    # a mean divides its sum by the count, as np.mean does; times 1/3, the mean of three copies
+    # of this v came out one ulp lower than the interpreter's, and the `where` took the other
+    # branch (a random program found it)
+    @ft.function
+    def at_most(x, v):
+        return ft.where(ft.mean(x) <= v, 1.0, 0.0)
+    v = 0.8132702392002724
+    x = np.full(3, v)
+    assert np.mean(x) > v and (v + v + v) * (1.0 / 3) <= v   # (the case itself)
+    compiled = compile_function(at_most, (x, np.float64(v)), {}, TARGET)
+    assert float(compiled(x, np.float64(v))) == float(at_most.interpret(x, np.float64(v))) == 0.0
+    assert "div(" in str(compiled.tile_ir) and "0.333" not in str(compiled.tile_ir)
