@@ -20,21 +20,9 @@ from fractal.compile import compile_function
 from fractal.lower.lower_program import lower_program
 from fractal.lower.pipeline import run_pipeline
 
+from .products import ints, project, tensors
+
 F64 = np.float64
-
-
-def _ints(shape, seed):
-    return np.random.default_rng(seed).integers(-3, 4, shape).astype(F64)
-
-
-def _tensors(n, shape, seed):
-    return ft.fractal([_ints(shape, seed + i) for i in range(n)], type=ft.FractalTensor[ft.Tensor[shape, F64]])
-
-
-@ft.function
-def project(xs, w):
-    """Points that share a weight: one stacked product."""
-    return ft.map(lambda x: x @ w, xs)
 
 
 @pytest.mark.parametrize("plan", ["cannon-interleaved", "cannon-wrap", "summa", "stationary"])
@@ -43,7 +31,7 @@ def project(xs, w):
        n=st.sampled_from([2, 3, 4, 8]), rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 99))
 def test_every_product_plan_equals_numpy_exactly(plan, points, m, k, n, rows, cols, seed):
     every = gemm_choice.candidates
-    xs, w = _tensors(points, (m, k), seed), _ints((k, n), seed + 99)
+    xs, w = tensors(points, (m, k), seed), ints((k, n), seed + 99)
     target = ft.targets.mesh(rows, cols, sram_bytes=1 << 20)
     with pytest.MonkeyPatch.context() as patch:   # only this plan (the product's other candidates dropped)
         patch.setattr(gemm_choice, "candidates", lambda *a: {k: v for k, v in every(*a).items() if k.split()[0] == plan})
@@ -58,7 +46,7 @@ def _plan_sends(plan, points, m, k, n, accumulate):
     """The (messages, bytes, byte-hops) of the fetch and of the write-back of `plan` on a 4x4
     mesh for a product of `points` (m x k) @ (k x n), whose results are checked (a plan forced
     to accumulate fetches C's zeros from its home first)."""
-    xs, w = _tensors(points, (m, k), 0), _ints((k, n), 1)
+    xs, w = tensors(points, (m, k), 0), ints((k, n), 1)
     every, product_of = gemm_choice.candidates, gemm_choice.product_of
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", lambda *a: {name: v for name, v in every(*a).items()
@@ -104,7 +92,7 @@ def mixed(xs, ys, w):
 @given(points=st.integers(0, 7), rows=st.integers(1, 4), cols=st.integers(1, 5), seed=st.integers(0, 99),
        kind=st.sampled_from(["mesh", "torus", "crossbar"]))
 def test_maps_and_scans_on_random_meshes_equal_the_interpreter_exactly(points, rows, cols, seed, kind):
-    xs, ys, w = _tensors(points, (2, 4), seed), _tensors(points, (2, 4), seed + 50), _ints((4, 3), seed)
+    xs, ys, w = tensors(points, (2, 4), seed), tensors(points, (2, 4), seed + 50), ints((4, 3), seed)
     target = ft.targets.mesh(rows, cols, kind=kind, sram_bytes=1 << 20)
     got, want = mixed(xs, ys, w, target=target), mixed(xs, ys, w, backend="interpreter")
     for g, e in zip(got[:2], want[:2]):
@@ -136,7 +124,7 @@ def test_the_planner_builds_the_plan_it_estimates_fastest_and_the_estimate_is_a_
 def test_when_the_replicated_operand_does_not_fit_a_rotating_plan_runs():
     # B is 64x64 doubles (32 KiB): replicated it overflows 24 KiB; its 4x4 tiles rotate
     target = ft.targets.mesh(4, 4, sram_bytes=24 << 10)
-    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)
+    xs, w = tensors(4, (16, 64), 0), ints((64, 64), 1)
     compiled = project.compile(xs, w, target=target)
     planner = Planner(compiled.tile_ir, target.policy.spec)
     planner.program()
@@ -148,7 +136,7 @@ def test_when_the_replicated_operand_does_not_fit_a_rotating_plan_runs():
 
 
 def test_a_program_whose_data_cannot_fit_the_mesh_is_refused_when_planned():
-    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)
+    xs, w = tensors(4, (16, 64), 0), ints((64, 64), 1)
     with pytest.raises(SramCapacityError, match=r"runs out of SRAM at the homes of the program's buffers"):
         project.compile(xs, w, target=ft.targets.mesh(2, 2, sram_bytes=8 << 10))
 
@@ -246,7 +234,7 @@ def test_a_temps_home_lives_only_from_its_first_statement_to_its_last():
     freed = [s.label for s in program.steps if any("h_t1" in f.buffers for f in s.frees)]
     assert allocated and freed and {x.split("#")[0] for x in allocated + freed} == {"twice", "plus"}
     assert allocated[0].startswith("twice") and freed[-1].startswith("plus")
-    x = _ints((64, 32), 0)
+    x = ints((64, 32), 0)
     outputs, summary = run_bsp(program, {"x": x})
     assert np.array_equal(outputs["y"], (3 * (2 * x + 1)) ** 2)
     assert summary.sram_peak.max() <= spec.usable_bytes
@@ -277,7 +265,7 @@ def test_a_product_in_a_loop_is_chosen_once_and_every_step_runs_that_plan():
     kind = chosen.split()[0]
     runs = {s.label.split()[0]: s.label.split()[1].rstrip(":") for s in program.steps}
     assert runs == {"mm#0": kind.split("-")[0], "mm#1": kind.split("-")[0], "mm#2": kind.split("-")[0]}
-    x, w = _ints((3, 8, 4), 1), _ints((4, 4), 2)
+    x, w = ints((3, 8, 4), 1), ints((4, 4), 2)
     assert np.array_equal(run_bsp(program, {"x": x, "w": w})[0]["y"], x @ w)
 
 
@@ -288,7 +276,7 @@ def affine(xs, w):
 
 
 def test_a_window_every_point_reads_alike_is_fetched_once_per_pe_not_once_per_point():
-    xs, w = _tensors(16, (2, 8), 0), _ints((8, 8), 1)
+    xs, w = tensors(16, (2, 8), 0), ints((8, 8), 1)
     compiled = compile_function(affine, (xs, w), {}, ft.targets.mesh(2, 2, "tiny"))
     fetched = {}
     for step in compiled._executable.program.steps:

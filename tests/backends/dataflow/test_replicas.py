@@ -24,22 +24,10 @@ from fractal.lower.pipeline import run_pipeline
 from fractal.lower.tile_parser import parse_tile_program
 from fractal.testing.compare import compare
 
+from .products import ints, project, tensors
 from .test_mpi import needs_mpi
 
 F64 = np.float64
-
-
-def _ints(shape, seed):
-    return np.random.default_rng(seed).integers(-3, 4, shape).astype(F64)
-
-
-def _tensors(n, shape, seed):
-    return ft.fractal([_ints(shape, seed + i) for i in range(n)], type=ft.FractalTensor[ft.Tensor[shape, F64]])
-
-
-@ft.function
-def project(xs, w):
-    return ft.map(lambda x: x @ w, xs)
 
 
 def _stationary_only():
@@ -51,7 +39,7 @@ def _stationary_only():
 @given(points=st.integers(1, 6), m=st.sampled_from([1, 2, 4]), k=st.sampled_from([2, 4, 8]),
        n=st.sampled_from([2, 3, 8]), rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 99))
 def test_the_stationary_plan_reads_a_replicated_weight_in_place_and_equals_numpy(points, m, k, n, rows, cols, seed):
-    xs, w = _tensors(points, (m, k), seed), _ints((k, n), seed + 99)
+    xs, w = tensors(points, (m, k), seed), ints((k, n), seed + 99)
     target = ft.targets.mesh(rows, cols, sram_bytes=1 << 20)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
@@ -68,7 +56,7 @@ def test_the_stationary_plan_reads_a_replicated_weight_in_place_and_equals_numpy
 
 
 def test_every_engine_reads_the_replica_alike():
-    xs, w = _tensors(4, (2, 8), 0), _ints((8, 4), 1)
+    xs, w = tensors(4, (2, 8), 0), ints((8, 4), 1)
     target = ft.targets.mesh(2, 2, sram_bytes=1 << 20)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
@@ -87,7 +75,7 @@ def test_every_engine_reads_the_replica_alike():
 
 
 def test_a_replicated_program_prints_and_reads_back():
-    xs, w = _tensors(2, (2, 4), 0), _ints((4, 4), 1)
+    xs, w = tensors(2, (2, 4), 0), ints((4, 4), 1)
     compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(2, 2, sram_bytes=1 << 20))
     program = compiled._executable.program
     assert any(ld.dst.buffer.startswith("rep_") for ld in program.loads)
@@ -165,7 +153,7 @@ def test_the_planner_counts_the_replicas_on_every_pe_and_the_program_equals_the_
 
 
 def test_the_stationary_plan_without_room_for_a_replica_broadcasts_the_weight():
-    xs, w = _tensors(4, (2, 8), 0), _ints((8, 4), 1)
+    xs, w = tensors(4, (2, 8), 0), ints((8, 4), 1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
         patch.setattr(replicas, "choose", lambda *a: {})
@@ -200,7 +188,7 @@ def test_a_temp_two_copies_write_alike_is_no_layout():
 
 @needs_mpi
 def test_the_mpi_executor_loads_the_replicas_on_each_rank():
-    xs, w = _tensors(4, (2, 8), 0), _ints((8, 4), 1)
+    xs, w = tensors(4, (2, 8), 0), ints((8, 4), 1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm_choice, "candidates", _stationary_only())
         compiled = compile_function(project, (xs, w), {}, ft.targets.mesh(2, 2, sram_bytes=1 << 20))
@@ -211,7 +199,7 @@ def test_the_mpi_executor_loads_the_replicas_on_each_rank():
 
 def test_a_program_that_does_not_fit_beside_its_replicas_is_planned_without_them():
     # (a replica only saves time: a stage that needs the room gets it back)
-    xs, w = _tensors(4, (16, 64), 0), _ints((64, 64), 1)   # the weight: 32 KiB
+    xs, w = tensors(4, (16, 64), 0), ints((64, 64), 1)   # the weight: 32 KiB
     target = ft.targets.mesh(2, 2, sram_bytes=40 << 10)
     with pytest.MonkeyPatch.context() as patch:   # a policy that replicates it anyway
         patch.setattr(replicas, "choose", lambda tile, spec, peak: {"in_w_0": "rep_in_w_0"})
