@@ -91,7 +91,7 @@ def products(meshes) -> list[dict]:
 
             def core_of(p, name):   # the plan's cycles on planner p without its fetch and write-back
                 steps = tuple(gemm_choice.candidates(p, stage, prod, label)[name][0]())
-                allocs = tuple(a for n in p.homes for a in p.allocs_of(n)) + tuple(replicas.loads(p)[0])
+                allocs = tuple(a for n in p.homes for a in p.allocs_of(n)) + tuple(replicas.allocs(p))
                 return _core(run_bsp(MeshProgram("stage", spec, (), tuple(p.local.values()), allocs=allocs,
                                                  steps=steps), None)[1])
             summas = bare_summa.get(label) or {}

@@ -110,9 +110,7 @@ class Planner:
 
     def live_allocs(self) -> list[Alloc]:
         """Allocs of the homes live now and of the replicas (a stage plan's cost is simulated on top of them)."""
-        every = Pes(0, self.spec.rows, 0, self.spec.cols)
-        return [a for n in sorted(self.live_homes) for a in self.allocs_of(n)] + \
-            [Alloc((r,), every) for r in self.replicas.values()]
+        return [a for n in sorted(self.live_homes) for a in self.allocs_of(n)] + replicas.allocs(self)
 
     # --- what the stage plans ask ---------------------------------------------------------------
 

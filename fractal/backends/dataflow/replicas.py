@@ -105,15 +105,20 @@ def choose(tile, spec, peak_home_bytes: int) -> dict[str, str]:
     return out
 
 
+def allocs(planner) -> list[Alloc]:
+    """The allocs of every replica: on every PE, for the whole program."""
+    every = Pes(0, planner.spec.rows, 0, planner.spec.cols)
+    return [Alloc((local,), every) for local in planner.replicas.values()]
+
+
 def loads(planner) -> tuple[list[Alloc], list[Load]]:
     """The allocs and host loads of every replica: the whole buffer onto every PE (a layout of
     inputs from their host regions, copy by copy)."""
     every = Pes(0, planner.spec.rows, 0, planner.spec.cols)
     laid = layouts(planner.tile)
-    allocs, out = [], []
+    out = []
     for name, local in planner.replicas.items():
         shape = planner.buffers[name].shape
-        allocs.append(Alloc((local,), every))
         whole = Region(name, (0,) * len(shape), shape)
         out += [Load(every, replace(dst, buffer=local), src) for dst, src in laid.get(name, [(whole, whole)])]
-    return allocs, out
+    return allocs(planner), out
