@@ -193,9 +193,28 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
     tb = replica or bld.tile("b", prod.b, prod.K, prod.N)
     sa, sb, sc = prod.a.tile_shape(band, prod.K), prod.b.tile_shape(prod.K, prod.N), prod.c.tile_shape(band, prod.N)
     P = Pes(0, R, 0, C)
-    broadcast, rows = [], []   # B to every PE: each home block inside the rectangle broadcasts its part
-    _, owners, at_home, home_size, at_tile, tile_size = (np.zeros((0, 2), np.int64),) * 6 if replica else \
-        messages(planner, prod.b, [0], [0], [prod.K], [0], [prod.N])
+    pes = _in_order(planner, P)   # band q on the q-th PE of P in the homes' order
+    q = np.arange(len(pes))
+    zero, K, N = np.zeros_like(q), np.full_like(q, prod.K), np.full_like(q, prod.N)
+    sent, multicast = ((), ()) if replica else _broadcast(planner, prod, tb, P)
+    fetch = sent + moves(planner, prod.a, ta, pes, zero, q * band, (q + 1) * band, zero, K, True)
+    if prod.accumulate:
+        fetch += moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, True)
+    back = moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, False)
+    gemm = bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate)
+    if replica:   # B where it lies in the replica: the op's own region of the buffer
+        gemm = replace(gemm, b=replace(op.b, buffer=replica), trans_b=op.trans_b)
+    scratch = (ta, tc) if replica else (ta, tb, tc)
+    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc(scratch, P),), transfers=fetch + multicast),
+            Superstep(f"{label} stationary", computes=(Compute(P, (gemm,), (), stage.name),), transfers=back,
+                      frees=(Free(scratch, P),))]
+
+
+def _broadcast(planner, prod: Product, tb: str, P: Pes) -> tuple[tuple, tuple]:
+    """B to every PE of P, as (sends, multicasts): each home block outside the rectangle sends
+    its part to every PE, each one inside multicasts it."""
+    broadcast, rows = [], []
+    _, owners, at_home, home_size, at_tile, tile_size = messages(planner, prod.b, [0], [0], [prod.K], [0], [prod.N])
     local = planner.home(prod.b.region.buffer).local
     for owner, h0, h1, t0, t1 in zip(owners.tolist(), at_home.tolist(), home_size.tolist(), at_tile.tolist(),
                                      tile_size.tolist()):
@@ -205,21 +224,7 @@ def stationary(planner, stage, prod: Product, label: str, rect: tuple[int, int])
             broadcast.append(Multicast(P, h, t, "all", root, 2))
         else:
             rows += [(owner, pe, (local, tuple(h0), tuple(h1)), (tb, tuple(t0), tuple(t1))) for pe in P]
-    pes = _in_order(planner, P)   # band q on the q-th PE of P in the homes' order
-    q = np.arange(len(pes))
-    zero, K, N = np.zeros_like(q), np.full_like(q, prod.K), np.full_like(q, prod.N)
-    fetch = sends(rows) + moves(planner, prod.a, ta, pes, zero, q * band, (q + 1) * band, zero, K, True)
-    if prod.accumulate:
-        fetch += moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, True)
-    back = moves(planner, prod.c, tc, pes, zero, q * band, (q + 1) * band, zero, N, False)
-    gemm = bld.gemm(ta, tb, tc, sa, sb, sc, prod.accumulate)
-    if replica:   # B where it lies in the replica: the op's own region of the buffer
-        gemm = replace(gemm, b=replace(op.b, buffer=replica), trans_b=op.trans_b)
-    scratch = (ta, tc) if replica else (ta, tb, tc)
-    return [Superstep(f"{label} stationary: fetch", allocs=(Alloc(scratch, P),),
-                      transfers=fetch + tuple(broadcast)),
-            Superstep(f"{label} stationary", computes=(Compute(P, (gemm,), (), stage.name),), transfers=back,
-                      frees=(Free(scratch, P),))]
+    return sends(rows), tuple(broadcast)
 
 
 def _in_order(planner, P: Pes) -> np.ndarray:
