@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 from fractal.backends.dataflow import mpi
 from fractal.backends.dataflow.blocked import BlockRun, RankGrid, run_local
 from fractal.backends.dataflow.host import host_arrays
-from fractal.backends.dataflow.mesh_ir import Load, MeshProgram, Pes
+from fractal.backends.dataflow.mesh_ir import Alloc, Load, LocalBuffer, MeshProgram, Pes, Send, Superstep
 from fractal.backends.dataflow.mpi import MpiMissingError, MpiRankError, MpiTimeoutError, run_mpi
 from fractal.backends.dataflow.plan_file import load_plan, save_plan
 from fractal.backends.dataflow.run import main as rank_main
 from fractal.backends.dataflow.spec import mesh_spec
 from fractal.lang.errors import ArgumentError, ShapeError, VerifyError
+from fractal.lower.tile_ir import Region
 
 from .mpi_programs import (PR, assert_same, box, cannon, integers, matrices, random_inputs, random_program, reference,
                            row_multicast, run_threads, send_chain)
@@ -73,6 +74,18 @@ def test_a_pe_that_uses_a_buffer_it_has_not_allocated_is_an_error_in_one_process
     bad = MeshProgram(good.name, good.spec, good.arrays, good.buffers, loads=good.loads, steps=good.steps)
     with pytest.raises(VerifyError, match=r"PE \(0, 0\) uses acc, which it has not allocated"):
         run_local(bad, {"x": np.zeros((2, 2, 2))})
+
+
+@pytest.mark.parametrize("sender", [True, False], ids=["sender", "receiver"])
+def test_a_message_from_or_into_a_buffer_its_pe_has_not_allocated_is_an_error_in_one_process(sender):
+    # (the batched exchange checks both ends of every message, as the BSP engine does)
+    v = Region("v", (0,), (2,))
+    held = Pes.one(0, 1) if sender else Pes.one(0, 0)
+    program = MeshProgram("one_send", mesh_spec(1, 2), (), (LocalBuffer("v", (2,), np.float64),),
+                          allocs=(Alloc(("v",), held),), steps=(Superstep("send", transfers=(Send((0, 0), (0, 1), v, v),)),))
+    missing = r"\(0, 0\)" if sender else r"\(0, 1\)"
+    with pytest.raises(VerifyError, match=f"PE {missing} uses v, which it has not allocated"):
+        run_local(program, {})
 
 
 @settings(max_examples=40, deadline=None)
