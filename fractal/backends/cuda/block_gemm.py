@@ -22,7 +22,8 @@ from fractal.lower.tile_ir import Gemm
 
 from ..codegen import CUDA, cast, store
 from ..codegen.dialect import COMPUTE
-from .block import WARP, Block, overwrites_its_input, value_of_text
+from ..codegen.regions import overwrites_its_input
+from .block import WARP, Block, value_of_text
 from .mma import DEVICE_CODE as MMA_CODE
 from .mma import MMAS
 

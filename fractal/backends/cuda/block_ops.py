@@ -43,8 +43,8 @@ from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Redu
 from ..codegen import CUDA, cast, emit_expr, store
 from ..codegen.dialect import COMPUTE, KIND
 from ..codegen.ops import GENERIC
-from .block import (MAX_REGISTER_STAGING, SCRATCH, WARP, Block, aligned, coords, deal, decode,
-                    overwrites_its_input, value_of_text)
+from ..codegen.regions import aligned, coords, decode, overwrites_its_input
+from .block import MAX_REGISTER_STAGING, SCRATCH, WARP, Block, deal, value_of_text
 from .block_gemm import gemm_rule
 
 

@@ -46,7 +46,8 @@ from fractal.lower.tile_ir import Buffer, Gemm, Reduce, SegmentReduce, Stage
 from fractal.lower.tile_printer import header
 
 from ..codegen import CUDA, index_expr
-from .block import SCRATCH, WARP, Block, overwrites_its_input
+from ..codegen.regions import overwrites_its_input
+from .block import SCRATCH, WARP, Block
 from .block_gemm import FOLDED_ROWS, MMA_STEP, gemm_tile, tensor_core
 from .block_ops import RULES
 

@@ -32,10 +32,11 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from fractal.lang.errors import ArgumentError, LengthError
-from fractal.lower.tile_ir import Buffer, If, Loop, Stage
+from fractal.lang.errors import ArgumentError
+from fractal.lower.tile_ir import If, Loop, Stage
 
 from ..inputs import checked_inputs
+from ..storage import logical, physical, status_error
 from .module import CudaModule
 
 MAX_GRID = 2**31 - 1
@@ -56,18 +57,6 @@ class Device(Protocol):
     def to_host(self, array: Any) -> np.ndarray: ...
 
     def adopt(self, value: Any) -> Any | None: ...                       # a device array, or None
-
-
-def physical(value, b: Buffer, xp=np):
-    """A logical array as the flat storage of buffer `b` (its layout's axis order); `xp`: the
-    array module of `value` (no copy where the layout is row-major and `value` contiguous)."""
-    return xp.ascontiguousarray(xp.transpose(value, b.layout)).reshape(-1)
-
-
-def logical(flat, b: Buffer, xp=np):
-    """The inverse of `physical`."""
-    stored = flat.reshape(tuple(b.shape[a] for a in b.layout))
-    return xp.ascontiguousarray(xp.transpose(stored, tuple(int(a) for a in np.argsort(b.layout))))
 
 
 class CudaExecutable:
@@ -100,7 +89,7 @@ class CudaExecutable:
         self._block(self.program.body, env, arrays, status, profile)
         code = int(self.device.to_host(status)[0])
         if code:
-            raise _status_error(self.module.status[code - 1])
+            raise status_error(self.module.status[code - 1])
         if keep_on_device:
             return {b.name: logical(arrays[b.name], b, device.xp) for b in self._roles["output"]}
         return {b.name: logical(device.to_host(arrays[b.name]), b) for b in self._roles["output"]}
@@ -169,12 +158,3 @@ def stage_box(stage: Stage, env: Mapping[str, int]) -> list[tuple[int, int]] | N
         box.append((lo, hi - lo))
         ranges[d.var] = (lo, hi - 1)
     return box
-
-
-def _status_error(op: tuple[str, str]) -> Exception:
-    kind, index = op
-    if kind == "gather":
-        err = LengthError("gather: an index is out of range for its list")
-        err.index_buffer = index
-        return err
-    return IndexError(f"scatter: an index in {index} is out of range")
