@@ -2,11 +2,12 @@
 `emulate`: one kernel of a source, on copies of its arguments.
 
 The source and a generated launcher per kernel are compiled into a shared library, cached on disk
-under a key of the source, the header, the compiler's version and the flags (written under a
-temporary name and renamed into place, so two processes compiling the same kernel both end
-with a whole library).  A launch runs on fresh copies of the arguments: first with the
-blocks in a shuffled order (`shuffle_seed`) and each block's threads in order, then
-(`repeat=2`) with both orders reversed.  Results that differ are a race, and a third run (only the thread order reversed)
+by `fractal.backends.cxx_build` under a key of the source, the headers, the compiler and the
+flags (built under a temporary name and renamed into place, so two processes compiling the same
+kernel both end with a whole library; checked against its digest before it is loaded).  A
+launch runs on fresh copies of the arguments: first with the blocks in a shuffled order
+(`shuffle_seed`) and each block's threads in order, then (`repeat=2`) with both orders
+reversed.  Results that differ are a race, and a third run (only the thread order reversed)
 tells which: between blocks (two blocks writing one element) or within a block (a missing
 `__syncthreads`: the emulation runs one thread at a time up to its next barrier, so a thread
 reads shared memory that the threads after it in that order have not written yet, and each run
@@ -17,16 +18,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ...disk_cache import cache_dir
+from ... import cxx_build
 from .errors import CompilerMissingError, EmulationCompileError, EmulationError
 from .source import Param, module_unit
 
@@ -41,15 +37,13 @@ MAX_COOPERATIVE_BLOCKS = 256  # one template instance per block of a cooperative
 
 @functools.lru_cache(maxsize=None)
 def compiler() -> tuple[str, str]:
-    """(path, version line) of the host C++ compiler (`$CXX`, else `g++`)."""
-    name = os.environ.get("CXX") or "g++"
-    path = shutil.which(name)
-    if path is None:
-        raise CompilerMissingError(
-            f"the CUDA emulation needs a C++17 compiler: {name!r} is not on PATH (install g++, or "
-            "set CXX to one)")
-    done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
-    return path, done.stdout.splitlines()[0] if done.stdout else name
+    """(path, version line) of the host C++ compiler (`$CXX`, else `g++`, else `clang++`)."""
+    try:
+        found = cxx_build.require_compiler()
+    except cxx_build.CompilerNotFoundError as e:
+        raise CompilerMissingError(f"the CUDA emulation needs a C++17 compiler: {e.message} (install g++, "
+                                   "or set CXX to one)") from None
+    return found.path, found.version
 
 
 def flags_for(version: str) -> tuple[str, ...]:
@@ -58,24 +52,14 @@ def flags_for(version: str) -> tuple[str, ...]:
 
 
 def _build(text: str) -> Path:
-    cxx, version = compiler()
-    flags = flags_for(version)
-    headers = [h.read_text() for h in sorted(HEADER.parent.glob("*.h"))]  # cuda_emu.h and those it includes
-    key = hashlib.sha256("\0".join([text, *headers, version, *flags]).encode()).hexdigest()[:32]
-    folder = cache_dir() / "cuda-emulation"
-    lib = folder / f"{key}.so"
-    if lib.exists():
-        return lib
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        src, out = Path(tmp) / "kernel.cpp", Path(tmp) / "kernel.so"
-        src.write_text(text)
-        done = subprocess.run([cxx, *flags, "-I", str(HEADER.parent), str(src), "-o", str(out)],
-                              capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise EmulationCompileError(f"the host compiler refused the kernel source:\n{done.stderr.strip()}")
-        os.replace(out, lib)
-    return lib
+    """The library of a module unit, from the cache (`cxx_build.build`) under "cuda-emulation"."""
+    path, version = compiler()
+    headers = tuple(h.read_text() for h in sorted(HEADER.parent.glob("*.h")))  # cuda_emu.h and those it includes
+    try:
+        return cxx_build.build(text, flags_for(version), "cuda-emulation", extra_key=headers,
+                               compiler=cxx_build.Compiler(path, version), include_dirs=(HEADER.parent,))
+    except cxx_build.CxxCompileError as e:
+        raise EmulationCompileError(f"the host compiler refused the kernel source:\n{e.log or e.message}") from None
 
 
 def _argument(p: Param, value, kernel: str) -> np.ndarray:
