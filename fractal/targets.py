@@ -22,15 +22,17 @@ from .backends.cpu.backend import host_target
 from .backends.cpu.machines import custom_cpu
 from .backends.cuda import presets as cuda_presets
 from .backends.dataflow.backend import mesh_target
+from .backends.native.backend import native_target
 from .lang.errors import ArgumentError
 from .lower.target import Target
 
 __all__ = ["Target", "host", "get", "names", "cpu", "cuda", "mesh"]
 
 
-def host() -> Target:
-    """This machine as a CPU target (`fractal.backends.cpu.host`; `FRACTAL_HOST` replaces it)."""
-    return host_target()
+def host(native: bool = False) -> Target:
+    """This machine as a CPU target (`fractal.backends.cpu.host`; `FRACTAL_HOST` replaces it),
+    run by NumPy (the `cpu` backend) or, `native=True`, by C++ compiled for it (`native`)."""
+    return native_target(host_target()) if native else host_target()
 
 
 def _presets() -> dict:

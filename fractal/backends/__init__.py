@@ -9,6 +9,7 @@ from .cpu.backend import CpuBackend
 from .cuda.backend import CudaBackend, CudaEmulatedBackend
 from .dataflow.backend import DataflowBackend
 from .interpreter import InterpreterBackend
+from .native.backend import NativeBackend
 from .pointwise import PointwiseBackend
 from .registry import Backend, Executable, backends, get, names, register, unavailable, unregister
 
@@ -18,5 +19,6 @@ register(InterpreterBackend())
 register(CudaEmulatedBackend())
 register(CudaBackend())
 register(DataflowBackend())
+register(NativeBackend())
 
 __all__ = ["Backend", "Executable", "backends", "get", "names", "register", "unavailable", "unregister"]

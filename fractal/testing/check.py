@@ -27,7 +27,7 @@ Backends: `backends=None` means every registered backend that runs on this machi
 (`ft.backends.names()`: the interpreter, cpu and pointwise ones and any registered since;
 `cuda` where there is a GPU: `ft.backends.unavailable(name)`) but those that say
 `checked_by_default = False` (the CUDA emulation: a C++ build per example and CUDA threads run
-one at a time; name it in `backends=` to check it).  A backend that cannot compile
+one at a time; `native`: a C++ build per example; name them in `backends=` to check them).  A backend that cannot compile
 the model for an example (`ft.UnsupportedError`: a call would fall back to the interpreter;
 or `ft.ResourceError`: its default target cannot hold the example, as a small mesh's SRAM)
 is a failure if you named it, and otherwise is left out of that example's comparison with a

@@ -40,10 +40,12 @@ class Dialect:
     infinity: dict = field(hash=False)     # compute dtype -> +inf
     nan: dict = field(hash=False)          # compute dtype -> quiet NaN
     headers: tuple[str, ...] = ()
+    math_names: dict = field(default_factory=dict, hash=False)   # (fn, compute dtype) -> a function of its own
 
     def math(self, fn: str, dtype: str) -> str:
         """The name of math function `fn` for a float compute dtype."""
-        return f"{self.math_prefix}{fn}{self.float_suffix if dtype == 'float32' else ''}"
+        own = self.math_names.get((fn, dtype))
+        return own or f"{self.math_prefix}{fn}{self.float_suffix if dtype == 'float32' else ''}"
 
     def includes(self) -> str:
         """The `#include` lines the emitted text needs."""

@@ -1,0 +1,110 @@
+"""`NativeExecutable`: a tile program compiled to C++ (`source.emit_program`), built by the
+host compiler into a cached shared library (`fractal.backends.cxx_build`), run through ctypes.
+
+    exe = NativeExecutable(program, threads=2)
+    exe.source                                  # the generated C++
+    outputs = exe.run(inputs)                   # {output buffer name: array}
+
+Storage is one flat array per buffer in its layout's order (`fractal.backends.storage`):
+inputs copied in where their strides or layout differ, consts prepared once and shared,
+temps and outputs allocated zeroed per run.  A run holds no state between calls (ctypes
+releases the GIL, and each run has its own buffers and status word), so runs from several
+threads compute concurrently.  The library's OpenMP loops use `threads` threads; its BLAS
+calls run outside them, on BLAS's own threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from time import perf_counter
+from typing import Mapping
+
+import numpy as np
+
+from fractal.lower.tile_ir import TileProgram
+
+from .. import cxx_build
+from ..inputs import checked_inputs
+from ..storage import logical, physical, status_error
+from . import blas as blas_lib
+from .source import emit_program
+
+# IEEE arithmetic (no fast-math: results follow the interpreter's), signed overflow wrapping as
+# NumPy's, the host's own vector units, OpenMP for the point loops
+FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fwrapv", "-fno-math-errno", "-shared", "-fPIC",
+         "-fvisibility=hidden", "-w")
+
+
+# OpenMP's threads spin between parallel regions (libgomp: 300,000 turns by default), and
+# BLAS's own threads, working between two such regions (a recurrent step's product, then its
+# cell), then share the cores with spinning threads: 15x slower on 2 cores.  A short spin
+# hands the cores over.  libgomp reads this when it loads, so it is set before the first
+# library loads it, and never over a user's own setting.
+SPIN = {"GOMP_SPINCOUNT": "1000"}
+
+
+def _quiet_openmp() -> None:
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    for name, value in SPIN.items():
+        os.environ.setdefault(name, value)
+
+
+def machine_key() -> tuple[str, ...]:
+    """What `-march=native` compiles for: the CPU's model and feature flags (a cache shared by
+    machines of two kinds keeps one library per kind)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [x for x in f if x.startswith(("model name", "flags", "Features"))]
+        return tuple(dict.fromkeys(x.strip() for x in lines))
+    except OSError:
+        import platform
+        return (platform.machine(), platform.processor())
+
+
+class NativeExecutable:
+    """Runs a verified `TileProgram` as generated C++ (module docstring)."""
+
+    def __init__(self, program: TileProgram, threads: int = 1):
+        self.program = program
+        blas = blas_lib.find_blas()
+        self.module = emit_program(program, blas_lib.gemm_prelude(blas) if blas is not None else None)
+        self.source = self.module.text
+        t0 = perf_counter()
+        path = cxx_build.build(self.source, FLAGS, "native", extra_key=machine_key())
+        self.build_seconds = perf_counter() - t0
+        _quiet_openmp()
+        self._lib = ctypes.CDLL(str(path))
+        if self.module.uses_blas:
+            blas_lib.bind(self._lib, blas)
+        self._lib.ft_set_threads(ctypes.c_int(max(1, int(threads))))
+        self._run = self._lib.ft_run
+        self._run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+        self._run.restype = ctypes.c_int
+        self._buffers = {b.name: b for b in program.buffers}
+        self._roles = {role: [b for b in program.buffers if b.role == role]
+                       for role in ("input", "output", "temp", "const")}
+        self._consts = {}
+        for b in self._roles["const"]:
+            storage = physical(np.asarray(b.data.value, b.dtype), b).copy()
+            storage.flags.writeable = False   # shared by every run
+            self._consts[b.name] = storage
+
+    def run(self, inputs: Mapping[str, object], profile: dict | None = None) -> dict[str, np.ndarray]:
+        arrays = dict(self._consts)
+        for b, (value, _) in checked_inputs(self._roles["input"], inputs).items():
+            arrays[b.name] = physical(value, b)
+        for b in self._roles["temp"] + self._roles["output"]:
+            arrays[b.name] = np.zeros(max(math.prod(b.shape), 1), b.dtype)
+        pointers = (ctypes.c_void_p * max(len(self.module.buffers), 1))(
+            *(arrays[name].ctypes.data for name in self.module.buffers))
+        seconds = np.zeros(max(len(self.module.stages), 1)) if profile is not None else None
+        code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
+        if code:
+            raise status_error(self.module.status[code - 1])
+        if profile is not None:   # seconds per stage, as the cpu backend gives them
+            for name, s in zip(self.module.stages, seconds.tolist()):
+                profile[name] = profile.get(name, 0.0) + s
+        return {b.name: logical(arrays[b.name][:math.prod(b.shape)], b) for b in self._roles["output"]}

@@ -1,0 +1,225 @@
+"""Tile operations as serial host C++ for one point of a stage: the native emitter's per-op
+table (`RULES`).
+
+A stage's point loop (`fractal.backends.native.source`) runs a point's ops in order; each
+rule turns one op into nested `for` loops over its elements, the innermost axis innermost,
+so that the host compiler vectorises the contiguous ones.  Addresses and values come from the
+shared emitter (`fractal.backends.codegen`), so the native and CUDA backends compute alike.
+
+* `Elementwise`, `Copy`, `Convert`: one statement per element; loads broadcast NumPy's way.
+  An op that writes an element it reads as another (`overwrites_its_input`) stages its values
+  first.
+* `Reduce`, `SegmentReduce`: an accumulator per output element, in the destination's compute
+  type (float32 sums in double: never less exact than NumPy's pairwise sum), NaN-propagating
+  max and min as NumPy's.
+* `Gather`, `Scatter`: the index read once per row; one past the end is padding (zeros read,
+  nothing written), beyond that the op records its status code (`ft_fail`) and the run stops
+  after the stage (the interpreter's error, raised by the executable).
+* `Gemm`: `fractal.backends.native.gemm` (loops here, a BLAS call for a stage's big products).
+
+For example `h[l + 1, 0:4] = tanh(g[l, 0:4])`::
+
+    // h[l + 1, 0:4] = tanh(g[l, 0:4])
+    for (long long ft_c0 = 0; ft_c0 < 4; ++ft_c0) {
+      b_h[ft_c0 + 4*v_l + 4] = std::tanh(b_g[ft_c0 + 4*v_l]);
+    }
+
+Every emitted name starts with `ft_`, `v_` (tile-IR variables) or `b_` (buffers).
+"""
+
+from __future__ import annotations
+
+import math
+
+from fractal.lower.tile_affine import aff
+from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, SegmentReduce
+
+from ..codegen import Emitted, cast, emit_expr, store
+from ..codegen.dialect import COMPUTE, KIND
+from ..codegen.ops import GENERIC
+from ..codegen.regions import aligned, coords, decode, overwrites_its_input
+from .gemm import gemm_loops
+from .scope import NATIVE, Scope, loops
+
+STACK_ELEMENTS = 4096   # a staged op's values kept on the stack up to this many
+
+
+def _stored(op, sc: Scope, shape, evars, value: str) -> list[str]:
+    """`dst = value` at every element; staged through a scratch array when the op overwrites
+    an element it reads as another."""
+    dst = op.writes[0]
+    if not overwrites_its_input(op, op.reads):
+        return loops(shape, evars, [f"{sc.ref(dst, evars)} = {value};"])
+    count, ctype = math.prod(shape), sc.ctype(dst)
+    flat = " + ".join(f"{v}*{math.prod(shape[k + 1:])}" for k, v in enumerate(evars)) or "0"
+    return ["{", _scratch("ft_stage", ctype, count),
+            *("  " + x for x in loops(shape, evars, [f"ft_stage[{flat}] = {value};"])),
+            *("  " + x for x in loops(shape, evars, [f"{sc.ref(dst, evars)} = ft_stage[{flat}];"])), "}"]
+
+
+def _scratch(name: str, ctype: str, count: int) -> str:
+    """A point's scratch array: on the stack when small (most are a row), else on the heap."""
+    if count <= STACK_ELEMENTS:
+        return f"  {ctype} {name}[{max(count, 1)}];"
+    return f"  std::unique_ptr<{ctype}[]> {name}_owner(new {ctype}[{count}]); {ctype}* {name} = {name}_owner.get();"
+
+
+def _elementwise(op: Elementwise, sc: Scope) -> list[str]:
+    shape = op.dst.shape
+    evars = coords("ft_c", len(shape))
+    dtypes = {n: b.dtype for n, b in sc.buffers.items()}
+    value = store(emit_expr(op.expr, sc.dtype(op.dst), dtypes, lambda r: sc.ref(r, aligned(r, shape, evars)), NATIVE),
+                  sc.dtype(op.dst), NATIVE)
+    sc.helper(*value.helpers)
+    return _stored(op, sc, shape, evars, value.text)
+
+
+def _convert(op: Convert, sc: Scope) -> list[str]:
+    shape = op.dst.shape
+    evars = coords("ft_c", len(shape))
+    value = cast(sc.ref(op.src, aligned(op.src, shape, evars)), sc.dtype(op.src), sc.dtype(op.dst), NATIVE)
+    sc.helper(*value.helpers)
+    return _stored(op, sc, shape, evars, value.text)
+
+
+def _copy(op: Copy, sc: Scope) -> list[str]:
+    """`dst = reshape(transpose(src, perm), dst.shape)`: nested loops over dst where the
+    transposed shape is dst's, else a flat element number decoded into both."""
+    src, dst = op.src, op.dst
+    perm = op.perm or tuple(range(len(src.shape)))
+    moved = tuple(src.shape[p] for p in perm)
+    value = lambda svars: store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)),
+                                sc.dtype(dst), NATIVE).text
+    if moved == tuple(dst.shape):
+        evars = coords("ft_c", len(dst.shape))
+        svars = [None] * len(perm)
+        for k, p in enumerate(perm):
+            svars[p] = evars[k]
+        return _stored(op, sc, dst.shape, evars, value(tuple(svars)))
+    count = math.prod(dst.shape)
+    tvars = coords("ft_t", len(moved))
+    svars = [None] * len(perm)
+    for k, p in enumerate(perm):
+        svars[p] = tvars[k]
+    evars = coords("ft_c", len(dst.shape))
+    body = [*decode("ft_e", dst.shape, "ft_c"), *decode("ft_e", moved, "ft_t"),
+            f"{sc.ref(dst, evars)} = {value(tuple(svars))};"]
+    if overwrites_its_input(op, op.reads):
+        raise NotImplementedError("a reshaping copy onto its own source")   # (the lowering never makes one)
+    return [f"for (long long ft_e = 0; ft_e < {count}; ++ft_e) {{", *("  " + x for x in body), "}"]
+
+
+# --- reductions ----------------------------------------------------------------------------------
+
+def accumulator(dtype: str, combiner: str) -> str:
+    """The compute dtype a reduction into `dtype` accumulates in."""
+    compute = COMPUTE[dtype]
+    return "float64" if compute == "float32" and combiner == "add" else compute
+
+
+def identity(dtype: str, combiner: str) -> str:
+    """C++ text of the combiner's identity in compute dtype `dtype` (an empty run's value)."""
+    kind, ctype = KIND[dtype], NATIVE.ctype[dtype]
+    if combiner == "add":
+        return "false" if kind == "b" else f"{ctype}(0)"
+    if kind == "b":
+        return "false" if combiner == "max" else "true"
+    if kind == "i":
+        return f"std::numeric_limits<{ctype}>::{'lowest' if combiner == 'max' else 'max'}()"
+    return ("-" if combiner == "max" else "") + NATIVE.infinity[dtype]
+
+
+def combine(acc: str, x: str, dtype: str, combiner: str, sc: Scope) -> str:
+    """The statement folding `x` into `acc` (both of compute dtype `dtype`)."""
+    if combiner == "add":
+        return f"{acc} = {acc} || {x};" if KIND[dtype] == "b" else f"{acc} += {x};"
+    fn = "fl_maximum" if combiner == "max" else "fl_minimum"
+    sc.helper(GENERIC[fn].replace("{inline}", NATIVE.inline))
+    return f"{acc} = {fn}({acc}, {x});"
+
+
+def _reduce(op: Reduce, sc: Scope) -> list[str]:
+    src, dst = op.src, op.dst
+    shape = src.shape
+    svars = coords("ft_c", len(shape))
+    kept = [v for k, v in enumerate(svars) if k not in op.axes]
+    dvars = tuple(aff(0) if k in op.axes else v for k, v in enumerate(svars)) if len(dst.shape) == len(shape) \
+        else tuple(kept)
+    acc_t = accumulator(sc.dtype(dst), op.combiner)
+    x = cast(sc.ref(src, svars), sc.dtype(src), acc_t, NATIVE)
+    sc.helper(*x.helpers)
+    out = store(Emitted("ft_acc", acc_t), sc.dtype(dst), NATIVE)
+    inner = loops([shape[a] for a in op.axes], [svars[a] for a in op.axes], [combine("ft_acc", x.text, acc_t, op.combiner, sc)])
+    body = [f"{NATIVE.ctype[acc_t]} ft_acc = {identity(acc_t, op.combiner)};", *inner,
+            f"{sc.ref(dst, dvars)} = {out.text};"]
+    return loops([shape[k] for k in range(len(shape)) if k not in op.axes], kept, body)
+
+
+def _segment_reduce(op: SegmentReduce, sc: Scope) -> list[str]:
+    src, dst = op.src, op.dst
+    rows, rest = dst.shape[0], dst.shape[1:]
+    rvars = coords("ft_c", len(dst.shape))
+    acc_t = accumulator(sc.dtype(dst), op.combiner)
+    x = cast(sc.ref(src, ("ft_s",) + rvars[1:]), sc.dtype(src), acc_t, NATIVE)
+    sc.helper(*x.helpers)
+    out = store(Emitted("ft_acc", acc_t), sc.dtype(dst), NATIVE)
+    seg = lambda at: f"(long long) {sc.ref(op.segments, (at,))}"
+    body = [f"{NATIVE.ctype[acc_t]} ft_acc = {identity(acc_t, op.combiner)};",
+            "for (long long ft_s = ft_lo; ft_s < ft_hi; ++ft_s) {",
+            "  " + combine("ft_acc", x.text, acc_t, op.combiner, sc), "}",
+            f"{sc.ref(dst, rvars)} = {out.text};"]
+    return [f"for (long long ft_c0 = 0; ft_c0 < {rows}; ++ft_c0) {{",
+            f"  const long long ft_lo = {seg('ft_c0')}, ft_hi = {seg(aff('ft_c0') + 1)};",
+            *("  " + x for x in loops(rest, rvars[1:], body)), "}"]
+
+
+# --- rows through an index -----------------------------------------------------------------------
+
+def _index_read(op, sc: Scope, ivars, size: int, kind: str) -> list[str]:
+    """Declare `ft_i`: the op's index at `ivars`, from the end where negative; `ft_pad` where it
+    is one past the end; out of range records the op's status code (and pads)."""
+    code = sc.code(kind, op.index.buffer)
+    return [f"long long ft_i = (long long) {sc.ref(op.index, ivars)};",
+            f"const bool ft_bad = ft_i < -{size} || ft_i > {size};",
+            f"if (ft_bad) ft_fail(&ft_status, {code});",
+            f"const bool ft_pad = ft_bad || ft_i == {size};",
+            f"if (ft_i < 0) ft_i += {size};"]
+
+
+def _gather(op: Gather, sc: Scope) -> list[str]:
+    src, dst, a = op.src, op.dst, op.axis
+    size, ni = src.shape[a], len(op.index.shape)
+    dvars = coords("ft_c", len(dst.shape))
+    outer, inner = dvars[:a + ni], dvars[a + ni:]
+    svars = dvars[:a] + ("ft_i",) + inner
+    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
+    zero = store(Emitted("0", "int32"), sc.dtype(dst), NATIVE)
+    body = [*_index_read(op, sc, dvars[a:a + ni], size, "gather"),
+            *loops(dst.shape[a + ni:], inner, [f"{sc.ref(dst, dvars)} = ft_pad ? {zero.text} : {value.text};"])]
+    return loops(dst.shape[:a + ni], outer, ["{", *("  " + x for x in body), "}"])
+
+
+def _scatter(op: Scatter, sc: Scope) -> list[str]:
+    src, dst, a = op.src, op.dst, op.axis
+    size = dst.shape[a]
+    svars = coords("ft_c", len(src.shape))
+    outer, inner = svars[:a + 1], svars[a + 1:]
+    dvars = svars[:a] + ("ft_i",) + inner
+    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
+    body = [*_index_read(op, sc, (svars[a],), size, "scatter"),
+            "if (!ft_pad) {", *("  " + x for x in loops(src.shape[a + 1:], inner, [f"{sc.ref(dst, dvars)} = {value.text};"])),
+            "}"]
+    return loops(src.shape[:a + 1], outer, ["{", *("  " + x for x in body), "}"])
+
+
+RULES = {Elementwise: _elementwise, Convert: _convert, Copy: _copy, Reduce: _reduce,
+         SegmentReduce: _segment_reduce, Gather: _gather, Scatter: _scatter, Gemm: gemm_loops}
+
+
+def work(op) -> int:
+    """Elements (a product: multiply-adds) one point of `op` touches: what decides whether a
+    stage's points are worth sharing among threads."""
+    if isinstance(op, Gemm):
+        m, k = op.a.shape[::-1] if op.trans_a else op.a.shape
+        return max(1, m * k * op.c.shape[1])
+    return max(1, max(math.prod(r.shape) for r in op.reads + op.writes))

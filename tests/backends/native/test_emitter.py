@@ -1,0 +1,305 @@
+"""The native emitter (tile IR -> host C++), compiled and run: every op kind, control flow,
+polygons and random parallel-safe programs give the per-point reference executor's outputs
+(`fractal.backends.pointwise`); big products go to BLAS (their points folded into one call
+where they stack), small ones stay loops; bad indices raise the interpreter's errors; runs
+from several threads each get their own answer."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import fractal as ft
+from fractal.backends.native import blas
+from fractal.backends.native.executable import NativeExecutable
+from fractal.backends.native.source import emit_program
+from fractal.backends.pointwise import run_pointwise
+from fractal.lang.errors import LengthError
+from tests.backends.cpu.programs import parallel_programs, program, program_data, tile
+from tests.backends.native.conftest import needs_compiler
+from tests.lower.test_tile_ir import docstring_programs
+
+pytestmark = needs_compiler
+RNG = np.random.default_rng(0)
+
+
+def native(p, threads: int = 2) -> NativeExecutable:
+    return NativeExecutable(p, threads=threads)
+
+
+def run_both(p, inputs, rtol=1e-5, atol=1e-5, threads: int = 2):
+    """Runs `p` natively and point by point; asserts they agree; returns the native outputs."""
+    got, want = native(p, threads).run(inputs), run_pointwise(p, inputs)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{name}\n{p}")
+    return got
+
+
+def data(shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def source(p) -> str:
+    found = blas.find_blas()
+    return emit_program(p, blas.gemm_prelude(found) if found else None).text
+
+
+# --- the source ---------------------------------------------------------------------------------
+
+def test_the_program_is_one_function_with_each_stage_and_op_under_its_tile_ir_line():
+    p = program(docstring_programs()[0])
+    text = source(p)
+    assert 'FT_EXPORT int ft_run(void* const* ft_buffers, double* ft_profile) {' in text
+    for s in p.stages():
+        assert f"// stage {s.name}(" in text
+        for op in s.body:
+            assert f"// {str(op).splitlines()[0]}" in text
+    assert text == source(p)   # the same program gives the same source
+
+
+def test_a_stage_with_enough_work_shares_its_points_among_threads_and_a_box_collapses_its_dims():
+    p = program(tile("""  buffer x: f32[64,300] global input
+  buffer y: f32[64,300] global output""", """  stage s(i in 0:64, j in 0:300) device {
+    y[i, j] = tanh(x[i, j])
+  }"""))
+    text = source(p)
+    assert "#pragma omp parallel for schedule(static) num_threads(ft_threads) if(ft_work >= 32768) collapse(2)" in text
+    assert "ft_tanhf(" in text   # (the vectorisable float32 tanh of vecmath.h, not libm's)
+    x = data((64, 300))
+    np.testing.assert_allclose(run_both(p, {"x": x})["y"], np.tanh(x), rtol=1e-6, atol=1e-6)
+
+
+# --- products -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["f32", "f64", "i32"])
+def test_gemm_transposes_and_accumulation(dtype):
+    np_dtype = {"f32": np.float32, "f64": np.float64, "i32": np.int32}[dtype]
+    p = program(tile(f"""  buffer a: {dtype}[40,37] global input
+  buffer b: {dtype}[37,70] global input
+  buffer c: {dtype}[40,70] global output
+  buffer d: {dtype}[70,40] global output""", """  stage mm() device {
+    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
+    c[0:40, 0:70] += gemm(a[0:40, 0:37], b[0:37, 0:70])
+    d[0:70, 0:40] = gemm(b[0:37, 0:70].T, a[0:40, 0:37].T)
+  }"""))
+    a, b = (RNG.integers(-3, 4, s).astype(np_dtype) for s in ((40, 37), (37, 70)))
+    out = run_both(p, {"a": a, "b": b}, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out["c"], 2 * (a @ b), rtol=1e-5)
+    np.testing.assert_allclose(out["d"], (a @ b).T, rtol=1e-5)
+    calls = source(p).count("ft_gemm_f")
+    assert calls == (0 if dtype == "i32" or blas.find_blas() is None else 3 + 2)   # 3 calls, 2 definitions
+
+
+@pytest.mark.skipif(blas.find_blas() is None, reason="no BLAS found: every product runs as loops")
+def test_points_that_stack_the_rows_of_a_shared_weight_product_fold_into_one_blas_call():
+    """`g[l, b] = x[l, b] @ w` over (l, b): both dims stack the rows, so the stage is one
+    280 x 24 @ 24 x 40 call; the tanh after it runs as its own loop nest over the points."""
+    p = program(tile("""  buffer x: f32[4,70,1,24] global input
+  buffer w: f32[24,40] global input
+  buffer g: f32[4,70,1,40] global temp
+  buffer y: f32[4,70,1,40] global output""", """  stage cell(l in 0:4, b in 0:70) device {
+    g[l, b, 0:1, 0:40] = gemm(x[l, b, 0:1, 0:24], w[0:24, 0:40])
+    y[l, b, 0:1, 0:40] = tanh(g[l, b, 0:1, 0:40])
+  }"""))
+    text = source(p)
+    assert "ft_gemm_f32(false, false, 280, 40, 24, 1.0f, b_x + (0), 24, b_w + (0), 40, 0.0f, b_g + (0), 40);" in text
+    x, w = data((4, 70, 1, 24)), data((24, 40))
+    np.testing.assert_allclose(run_both(p, {"x": x, "w": w})["y"], np.tanh(x @ w), rtol=1e-5, atol=1e-5)
+
+
+def test_a_small_product_per_point_stays_loops_and_a_point_dependent_weight_is_not_folded():
+    p = program(tile("""  buffer x: f64[6,2,8] global input
+  buffer w: f64[6,8,4] global input
+  buffer y: f64[6,2,4] global output""", """  stage mm(i in 0:6) device {
+    y[i, 0:2, 0:4] = gemm(x[i, 0:2, 0:8], w[i, 0:8, 0:4])
+  }"""))
+    assert "ft_gemm_f64(" not in source(p).split("FT_EXPORT int ft_run")[1]
+    x, w = data((6, 2, 8), np.float64), data((6, 8, 4), np.float64)
+    np.testing.assert_allclose(run_both(p, {"x": x, "w": w})["y"], x @ w, rtol=1e-12)
+
+
+def test_a_gemm_overwriting_its_own_operand_reads_it_first():
+    p = program(tile("""  buffer y: f64[8,12] global output
+  buffer b: f64[5,6] global input""", """  stage mm() device {
+    y[0:8, 6:12] = gemm(y[0:8, 1:6], b[0:5, 0:6])
+    y[0:8, 0:6] = gemm(y[0:8, 4:9], b[0:5, 0:6])
+  }"""))
+    run_both(p, {"b": data((5, 6), np.float64)})
+
+
+# --- the other ops ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("combiner", ["add", "max", "min"])
+def test_reductions_keep_or_drop_axes_and_reduce_empty_and_long_rows(combiner):
+    p = program(tile("""  buffer x: f32[3,70,5] global input
+  buffer k: f32[3,1,5] global output
+  buffer d: f32[3,70] global output
+  buffer e: f32[3,5] global output""", f"""  stage r(i in 0:3) device {{
+    k[i, 0:1, 0:5] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[0])
+    d[i, 0:70] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[1])
+    e[i, 0:5] = reduce_{combiner}(x[i, 0:0, 0:5], axes=[0])
+  }}"""))
+    x = data((3, 70, 5))
+    x[1, 3, 2] = np.nan
+    out = run_both(p, {"x": x})
+    fn = {"add": np.add, "max": np.maximum, "min": np.minimum}[combiner]
+    np.testing.assert_allclose(out["d"], fn.reduce(x, axis=2), rtol=1e-5, atol=1e-5)
+    assert np.isnan(out["k"][1, 0, 2])  # NaN propagates, as in NumPy
+    assert np.all(out["e"] == {"add": 0.0, "max": -np.inf, "min": np.inf}[combiner])
+
+
+def test_segment_reductions_with_empty_segments():
+    offsets = np.array([0, 2, 2, 7], np.int64)
+    p = program(tile("""  buffer x: f64[7,40] global input
+  buffer off: i64[4] global const
+  buffer y: f64[3,40] global output""", """  stage s() device {
+    y[0:3, 0:40] = segment_max(x[0:7, 0:40], off[0:4])
+  }"""), off=offsets)
+    x = data((7, 40), np.float64)
+    out = run_both(p, {"x": x})
+    np.testing.assert_array_equal(out["y"][1], -np.inf)
+    np.testing.assert_array_equal(out["y"][2], x[2:7].max(axis=0))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_gather_and_scatter_with_negative_indices_and_padding(axis):
+    rows = "0:2, 0:5" if axis == 0 else "0:3, 0:2"
+    p = program(tile("""  buffer x: f32[3,4,6] global input
+  buffer idx: i32[3,2] global input
+  buffer g: f32[3,3,5] global output
+  buffer t: f32[3,4,6] global output""", f"""  stage k(i in 0:3) device {{
+    g[i, {rows}] = gather(x[i, 0:3, 0:5], idx[i, 0:2], axis={axis})
+    t[i, 0:3, 0:5] = scatter(g[i, {rows}], idx[i, 0:2], axis={axis})
+  }}"""))
+    size = 3 if axis == 0 else 5
+    idx = np.array([[0, -1], [size, 1], [2, -size]], np.int32)  # `size`: padding
+    out = run_both(p, {"x": data((3, 4, 6)), "idx": idx})
+    pad = out["g"][1, 0] if axis == 0 else out["g"][1, :, 0]
+    np.testing.assert_array_equal(pad, 0.0)
+
+
+def test_copies_with_perm_and_reshape_converts_and_broadcast_elementwise():
+    p = program(tile("""  buffer x: f32[2,3,4] global input
+  buffer s: f32[4] global input
+  buffer t: f32[4,3,2] global output
+  buffer r: f32[6,4] global output
+  buffer n: i32[2,3,4] global output
+  buffer w: f32[2,3,4] global output""", """  stage c() device {
+    t[0:4, 0:3, 0:2] = copy(x[0:2, 0:3, 0:4], perm=[2, 1, 0])
+    r[0:6, 0:4] = copy(x[0:2, 0:3, 0:4])
+    n[0:2, 0:3, 0:4] = convert(x[0:2, 0:3, 0:4])
+    w[0:2, 0:3, 0:4] = where(gt(x[0:2, 0:3, 0:4], s[0:4]), exp(x[0:2, 0:3, 0:4]), mul(s[0:4], 2.0))
+  }"""))
+    x, s = data((2, 3, 4)) * 3, data(4)
+    out = run_both(p, {"x": x, "s": s})
+    np.testing.assert_array_equal(out["t"], x.transpose(2, 1, 0))
+    np.testing.assert_array_equal(out["n"], x.astype(np.int32))
+
+
+@pytest.mark.parametrize("n", [5, 5000])
+def test_an_op_that_overwrites_what_it_reads_reads_everything_first(n):
+    """NumPy semantics: `y[1:n] = y[0:n-1] + 1` reads the old y (a shift): staged on the stack,
+    or on the heap when long."""
+    p = program(tile(f"""  buffer x: f32[{n}] global input
+  buffer y: f32[{n}] global output""", f"""  stage s() device {{
+    y[0:{n}] = copy(x[0:{n}])
+    y[1:{n}] = add(y[0:{n - 1}], 1.0)
+  }}"""))
+    assert ("std::unique_ptr<float[]> ft_stage_owner" in source(p)) == (n > 4096)
+    x = data(n)
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:n - 1] + 1]))
+
+
+def test_loops_ifs_steps_and_a_polygon_stage():
+    p = program(tile("""  buffer x: f32[6,6] global input
+  buffer y: f32[6,6] global output""", """  for s in 0:4 step 2 sequential host {
+    if s < 2 {
+      stage tri(i in 0:6, j in i:6) device {
+        y[i, j] = add(x[i, j], 1.0)
+      }
+    } else {
+      stage low(i in 1:6, j in 0:i) device {
+        y[i, j] = mul(x[i, j], 2.0)
+      }
+    }
+  }
+  for s in 3:-1 step -1 sequential host {
+    stage back(i in 0:1) device {
+      y[s, 0] = add(y[s, 0], 1.0)
+    }
+  }"""))
+    x = data((6, 6))
+    out = run_both(p, {"x": x})
+    want = np.triu(x + 1) + np.tril(x * 2, -1)
+    want[:4, 0] += 1
+    np.testing.assert_allclose(out["y"], want, rtol=1e-6)
+
+
+# --- random programs -----------------------------------------------------------------------------
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(parallel_programs(nested=True))
+def test_random_parallel_programs_match_the_pointwise_executor(case):
+    """Random programs (every op kind, quasi-affine indices, polygons, loops, ifs, layouts):
+    the generated C++ gives the pointwise executor's outputs, on one thread and on two."""
+    p, index_info = case
+    p.verify()
+    inputs = program_data(p, index_info, 1, "input")
+    want = run_pointwise(p, inputs)
+    for threads in (1, 2):
+        got = native(p, threads).run(inputs)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}\n{p}")
+
+
+# --- errors and threads -----------------------------------------------------------------------------
+
+def test_a_traced_gather_index_out_of_range_is_a_length_error_at_the_users_line():
+    def pick(xs, idx):
+        return ft.gather(xs, idx)  # the line the error points at
+
+    gather_line = pick.__code__.co_firstlineno + 1
+    pick = ft.function(pick)
+    xs = ft.fractal([np.zeros(2), np.ones(2)])
+    compiled = pick.compile(xs, np.array([0, 1]), backend="native")
+    assert compiled.run(xs, np.array([1, -2])).to_list()[0].tolist() == [1.0, 1.0]
+    for bad in ([0, 2], [-3, 0]):
+        with pytest.raises(LengthError, match="gather: an index is out of range for its list") as err:
+            compiled.run(xs, np.array(bad))
+        assert f"test_emitter.py:{gather_line}, in pick" in str(err.value)
+
+
+def test_a_scatter_index_out_of_range_is_an_index_error_naming_its_table():
+    p = program(tile("""  buffer x: f32[2,4] global input
+  buffer idx: i32[2] global input
+  buffer y: f32[3,4] global output""", """  stage s() device {
+    y[0:3, 0:4] = scatter(x[0:2, 0:4], idx[0:2], axis=0)
+  }"""))
+    exe = native(p)
+    with pytest.raises(IndexError, match="scatter: an index in idx is out of range"):
+        exe.run({"x": data((2, 4)), "idx": np.array([0, 7], np.int32)})
+
+
+def test_runs_from_several_threads_at_once_give_each_its_own_answer():
+    p = program(docstring_programs()[0])
+    exe = native(p)
+    cases = [{"x": data((6, 4, 8)), "w": data((2, 8, 32)), "u": data((2, 8, 32))} for _ in range(4)]
+    want = [run_pointwise(p, c)["h"] for c in cases]
+    got = [None] * len(cases)
+
+    def work(k):
+        for _ in range(5):
+            got[k] = exe.run(cases[k])["h"]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
