@@ -91,7 +91,10 @@ def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
         out.append(f"  auto* ft_C = {pc};")
         rc, cc = c.s0, c.s1
     A, B, C = (f"ft_A[ft_i*{ra} + ft_p*{ca}]", f"ft_B[ft_p*{rb} + ft_j*{cb}]", f"ft_C[ft_i*{rc} + ft_j*{cc}]")
-    if len(types) == 1 and types <= _VECTOR:
+    if len(types) == 1 and types <= _VECTOR and not staged:   # (register-blocked: kernels.h)
+        out.append(f"  ft_small_gemm<{ctype}>({m}, {n}, {k}, ft_A, {ra}, {ca}, ft_B, {rb}, {cb}, ft_C, {rc}, {cc}, "
+                   f"{str(op.accumulate).lower()});")
+    elif len(types) == 1 and types <= _VECTOR:
         init = f"ft_C0[ft_i*{c.s0} + ft_j*{c.s1}]" if staged and op.accumulate else (C if op.accumulate else "0")
         out += [f"  for (long long ft_i = 0; ft_i < {m}; ++ft_i) {{",
                 f"    for (long long ft_j = 0; ft_j < {n}; ++ft_j) {C} = {init};",

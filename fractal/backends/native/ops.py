@@ -42,6 +42,7 @@ from .gemm import gemm_loops
 from .scope import NATIVE, Scope, loops
 
 STACK_ELEMENTS = 4096   # a staged op's values kept on the stack up to this many
+LANES = 8               # accumulators of a reduction along the innermost axis
 
 
 def _stored(op, sc: Scope, shape, evars, value: str) -> list[str]:
@@ -139,20 +140,69 @@ def combine(acc: str, x: str, dtype: str, combiner: str, sc: Scope) -> str:
 
 
 def _reduce(op: Reduce, sc: Scope) -> list[str]:
+    """Two forms, both vectorisable without reassociating one accumulator: a reduction along
+    the innermost axis keeps `LANES` accumulators (element e into lane e mod LANES, combined
+    pairwise at the end); one that keeps the innermost axis accumulates a row of the trailing
+    kept axes at a time."""
     src, dst = op.src, op.dst
-    shape = src.shape
+    shape, axes = src.shape, sorted(op.axes)
     svars = coords("ft_c", len(shape))
-    kept = [v for k, v in enumerate(svars) if k not in op.axes]
-    dvars = tuple(aff(0) if k in op.axes else v for k, v in enumerate(svars)) if len(dst.shape) == len(shape) \
-        else tuple(kept)
+    keepdims = len(dst.shape) == len(shape)
     acc_t = accumulator(sc.dtype(dst), op.combiner)
-    x = cast(sc.ref(src, svars), sc.dtype(src), acc_t, NATIVE)
-    sc.helper(*x.helpers)
-    out = store(Emitted("ft_acc", acc_t), sc.dtype(dst), NATIVE)
-    inner = loops([shape[a] for a in op.axes], [svars[a] for a in op.axes], [combine("ft_acc", x.text, acc_t, op.combiner, sc)])
-    body = [f"{NATIVE.ctype[acc_t]} ft_acc = {identity(acc_t, op.combiner)};", *inner,
-            f"{sc.ref(dst, dvars)} = {out.text};"]
-    return loops([shape[k] for k in range(len(shape)) if k not in op.axes], kept, body)
+    ctype, ident = NATIVE.ctype[acc_t], identity(acc_t, op.combiner)
+
+    def value(vars_):
+        x = cast(sc.ref(src, vars_), sc.dtype(src), acc_t, NATIVE)
+        sc.helper(*x.helpers)
+        return x.text
+
+    def stored(text, vars_):
+        dvars = tuple(aff(0) if k in axes else v for k, v in enumerate(vars_)) if keepdims \
+            else tuple(v for k, v in enumerate(vars_) if k not in axes)
+        return f"{sc.ref(dst, dvars)} = {store(Emitted(text, acc_t), sc.dtype(dst), NATIVE).text};"
+
+    last = len(shape) - 1
+    if not axes:   # (nothing reduced: each element converted)
+        return loops(shape, svars, [stored(value(svars), svars)])
+    if axes[-1] == last:   # along the innermost axis: lanes
+        n, outer = shape[last], axes[:-1]
+        lanes = [f"ft_lane[{q}]" for q in range(LANES)]
+        inner = [f"long long {svars[last]} = 0;",
+                 f"for (; {svars[last]} + {LANES} <= {n}; {svars[last]} += {LANES}) {{",
+                 f"  for (int ft_q = 0; ft_q < {LANES}; ++ft_q) {{",
+                 f"    const long long ft_e = {svars[last]} + ft_q;",
+                 "    " + combine("ft_lane[ft_q]", value(tuple(svars[:-1]) + ("ft_e",)), acc_t, op.combiner, sc),
+                 "  }", "}",
+                 f"for (; {svars[last]} < {n}; ++{svars[last]}) "
+                 + combine("ft_lane[0]", value(svars), acc_t, op.combiner, sc)]
+        while len(lanes) > 1:   # (pairwise)
+            lanes = [f"({a}) + ({b})" if op.combiner == "add" and KIND[acc_t] != "b" else
+                     _combined(a, b, acc_t, op.combiner, sc) for a, b in zip(lanes[::2], lanes[1::2])]
+        body = [f"{ctype} ft_lane[{LANES}];", f"for (int ft_q = 0; ft_q < {LANES}; ++ft_q) ft_lane[ft_q] = {ident};",
+                *loops([shape[a] for a in outer], [svars[a] for a in outer], ["{", *("  " + x for x in inner), "}"]),
+                stored(lanes[0], svars)]
+        kept = [k for k in range(len(shape)) if k not in axes]
+        return loops([shape[k] for k in kept], [svars[k] for k in kept], body)
+    # the innermost axis kept: a row of the kept axes after the last reduced one at a time
+    trailing = list(range(axes[-1] + 1, len(shape)))
+    before = [k for k in range(axes[-1]) if k not in axes]
+    width = math.prod(shape[k] for k in trailing)
+    row = " + ".join(f"{svars[k]}*{math.prod(shape[j] for j in trailing[i + 1:])}" for i, k in enumerate(trailing))
+    body = [_scratch("ft_row", ctype, width),
+            f"for (long long ft_t = 0; ft_t < {width}; ++ft_t) ft_row[ft_t] = {ident};",
+            *loops([shape[a] for a in axes] + [shape[k] for k in trailing], [svars[a] for a in axes] +
+                   [svars[k] for k in trailing], [combine(f"ft_row[{row}]", value(svars), acc_t, op.combiner, sc)]),
+            *loops([shape[k] for k in trailing], [svars[k] for k in trailing], [stored(f"ft_row[{row}]", svars)])]
+    return loops([shape[k] for k in before], [svars[k] for k in before], ["{", *("  " + x for x in body), "}"])
+
+
+def _combined(a: str, b: str, dtype: str, combiner: str, sc: Scope) -> str:
+    """The value `a` combined with `b` (an expression, for the lanes' final tree)."""
+    if combiner == "add":
+        return f"({a}) || ({b})"
+    fn = "fl_maximum" if combiner == "max" else "fl_minimum"
+    sc.helper(GENERIC[fn].replace("{inline}", NATIVE.inline))
+    return f"{fn}({a}, {b})"
 
 
 def _segment_reduce(op: SegmentReduce, sc: Scope) -> list[str]:

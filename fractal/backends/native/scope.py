@@ -22,6 +22,7 @@ from ..codegen import HOST, offset
 # keep a loop of an LSTM cell's gates from vectorising
 NATIVE = replace(HOST, name="native", math_names={("exp", "float32"): "ft_expf", ("tanh", "float32"): "ft_tanhf"})
 VECMATH = Path(__file__).with_name("vecmath.h").read_text()
+KERNELS = Path(__file__).with_name("kernels.h").read_text()   # a point's small products, register-blocked
 
 
 @dataclass
