@@ -62,6 +62,7 @@ SCHEDULES = {"grid_rnn": ("wavefront", "batched")}
 BUDGET_S = 6.0  # timed seconds per system and case before it stops repeating
 SHORT_S, SHORT_FACTOR = 0.02, 5  # a case with runs under 20 ms gets 5x the runs (see `interleave`)
 FRACTAL, INTERPRETER, REFERENCE = "fractal cpu", "interpreter", "numpy reference"
+NATIVE = "fractal native"   # the native backend (C++ compiled per program), where a C++ compiler exists
 
 
 # -- useful work ----------------------------------------------------------------------------
@@ -178,12 +179,19 @@ def schedule_target(schedule: str | None):
         host, name=f"host [{schedule}]", policy=dataclasses.replace(host.policy, schedule=schedule))
 
 
-def fractal_prepare(m, args, rec: dict, schedule: str | None = None):
-    """Compile for the host (timed into `rec["compile_ms"]`; `schedule`: its policy naming that
-    schedule), then the compiled program's `run` as the call."""
+def native_compiler() -> bool:
+    from fractal.backends.cxx_build import find_compiler
+    return find_compiler() is not None
+
+
+def fractal_prepare(m, args, rec: dict, schedule: str | None = None, native: bool = False):
+    """Compile for the host (timed into `rec["compile_ms"]`, the C++ build included for the native
+    backend; `schedule`: its policy naming that schedule), then the compiled program's `run` as
+    the call."""
     def prepare():
+        import fractal as ft
         t0 = time.perf_counter()
-        compiled = m.model.compile(*args, target=schedule_target(schedule))
+        compiled = m.model.compile(*args, target=ft.targets.host(native=True) if native else schedule_target(schedule))
         rec["compile_ms"] = 1e3 * (time.perf_counter() - t0)
         rec["steps"] = sequential_steps(compiled.tile_ir)
         return Prepared(lambda: compiled.run(*args), m.outputs)
@@ -235,6 +243,10 @@ def bench_case(name: str, config: str, families: dict, repeats: int, interpreter
     for system, schedule in [(FRACTAL, None)] + [(f"{FRACTAL} [{s}]", s) for s in SCHEDULES.get(name, ())]:
         compiled = {}
         timed.append(Timed(system, "fractal", False, fractal_prepare(m, args, compiled, schedule), expected))
+        timed[-1].rec.update(compiled)
+    if native_compiler():
+        compiled = {}
+        timed.append(Timed(NATIVE, "fractal", False, fractal_prepare(m, args, compiled, native=True), expected))
         timed[-1].rec.update(compiled)
     for family in ("torch", "jax"):
         for peer in families[family].peers.get(name, ()):

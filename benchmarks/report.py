@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-FRACTAL, INTERPRETER = "fractal cpu", "interpreter"
+FRACTAL, INTERPRETER, NATIVE = "fractal cpu", "interpreter", "fractal native"
 PEER_FAMILIES = ("numpy", "torch", "jax")
 
 
@@ -95,6 +95,12 @@ GOALS = (
          _speedup_over("torch gather blocks"), 1.5, True),
 )
 INTERPRETER_GOAL = 20.0
+# the native backend (issue 20): at most this times the fastest peer, 0.8 where the peers have
+# no fused kernel; never slower than the cpu backend; stacked_lstm's share of the GEMM peak;
+# flash_attention against SDPA
+NATIVE_BOUND, NATIVE_UNFUSED_BOUND = 1.0, 0.8
+NATIVE_UNFUSED = {("grid_rnn", "cpu"), ("dilated_lstm", "cpu"), ("bigbird", "cpu"), ("stacked_lstm", "cpu_small_batch")}
+NATIVE_PEAK_GOAL = 75.0
 
 
 def _status(value, bound, at_least) -> str:
@@ -252,6 +258,49 @@ def _load_lines(m: dict) -> list[str]:
     return [line]
 
 
+def native_rows(results: dict) -> list[dict]:
+    """Per case: the native backend's time over the fastest peer's (against its bound) and over
+    the cpu backend's; then stacked_lstm's share of the GEMM peak and flash_attention over SDPA."""
+    rows = []
+    for c in results["cases"]:
+        native = median(c, NATIVE)
+        if native is None and NATIVE not in c["systems"]:
+            continue
+        peer, peer_name = best(c, PEER_FAMILIES)
+        bound = NATIVE_UNFUSED_BOUND if (c["model"], c["config"]) in NATIVE_UNFUSED else NATIVE_BOUND
+        over_peer, over_cpu = _ratio(native, peer), _ratio(native, median(c, FRACTAL))
+        rows.append({"case": f"{c['model']} [{c['config']}]", "cpu": median(c, FRACTAL), "native": native,
+                     "compile_ms": c["systems"].get(NATIVE, {}).get("compile_ms"), "peer": peer, "peer_name": peer_name,
+                     "over_peer": over_peer, "bound": bound, "status": _status(over_peer, bound, False),
+                     "over_cpu": over_cpu, "cpu_status": _status(over_cpu, 1.0, False),
+                     "pct_peak": c["systems"].get(NATIVE, {}).get("pct_peak"),
+                     "over_sdpa": _ratio(native, median(c, "torch SDPA"))})
+    return rows
+
+
+def _native(results: dict) -> list[str]:
+    rows = native_rows(results)
+    if not rows:
+        return []
+    table = [[r["case"], _ms(r["cpu"]), _ms(r["native"]), _ms(r["compile_ms"]),
+              f"{_ms(r['peer'])} ({_short(r['peer_name'])})" if r["peer"] else "—", _shown(r["over_peer"], "x"),
+              f"<= {r['bound']:g}x: {r['status']}", _shown(r["over_cpu"], "x")] for r in rows]
+    extra = []
+    for r in rows:
+        if r["case"] == "stacked_lstm [cpu]":
+            extra.append(f"- stacked_lstm [cpu] reaches {_shown(r['pct_peak'], '%')} of the GEMM peak "
+                         f"(goal >= {NATIVE_PEAK_GOAL:g}%: {_status(r['pct_peak'], NATIVE_PEAK_GOAL, True)})")
+        if r["case"].startswith("flash_attention"):
+            extra.append(f"- {r['case']}: {_shown(r['over_sdpa'], 'x')} SDPA's time "
+                         f"(goal <= 1.0x: {_status(r['over_sdpa'], 1.0, False)})")
+    return ["## The native backend", "",
+            "`backend=\"native\"`: each program compiled to C++ by the host compiler (OpenMP point loops, fused "
+            "element-wise work, BLAS for big products), timed beside the cpu backend and the peers in the same "
+            "run. *compile ms*: trace, lowering and the C++ build (a cached build loads in milliseconds).", "",
+            *_table(["case", "fractal cpu ms", "fractal native ms", "native compile ms", "fastest peer ms",
+                     "native / fastest peer", "goal", "native / cpu"], table), "", *extra, ""]
+
+
 def render(results: dict) -> str:
     m, v = results["machine"], results["versions"]
     skipped = results.get("skipped_families", {})
@@ -282,7 +331,7 @@ def render(results: dict) -> str:
     if notes:
         lines += ["Notes:", "", *notes, ""]
     goal_rows = [[g["goal"], g["case"], g["shown"], g["status"]] for g in results.get("goals") or goals(results)]
-    lines += ["## Goals", "", *_table(["goal", "case", "measured", "status"], goal_rows), "",
+    lines += ["## Goals", "", *_table(["goal", "case", "measured", "status"], goal_rows), "", *_native(results),
               *(["## Schedules", "",
                  "Models whose nests have several legal schedules (the wavefront pass: skewed whole onto the "
                  "hyperplane of the nest's dependences, or the recurrence's projection batched out of the "

@@ -193,3 +193,16 @@ def test_fractal_bench_calls_the_benchmark(monkeypatch):
     monkeypatch.setattr(cpu_backend, "main", lambda argv: seen.append(argv) or 0)
     assert main(["bench", "--quick", "--models", "b2b_gemm", "grid_rnn"]) == 0
     assert seen == [["--repeats", "5", "--quick", "--models", "b2b_gemm", "grid_rnn"]]
+
+
+@pytest.mark.skipif(not cpu_backend.native_compiler(), reason="no host C++ compiler: the native backend is not timed")
+def test_the_native_backend_is_timed_beside_the_cpu_backend_and_has_its_own_section(run):
+    results, out = run
+    for case in results["cases"]:
+        native = case["systems"]["fractal native"]
+        assert native["error"] is None and native["agrees"] and native["compile_ms"] > 0
+    page = (out / "BENCHMARKS.md").read_text()
+    section = page.split("## The native backend", 1)[1].split("\n## ", 1)[0]
+    assert [r["case"] for r in report.native_rows(results)] == [f"{m} [small]" for m in MODELS]
+    for m in MODELS:
+        assert f"| {m} [small] |" in section
