@@ -1,23 +1,23 @@
-"""Products in host C++: a point's small product as loops the compiler vectorises
-(`gemm_loops`), a stage's big ones as BLAS calls (`blas_part`).
+"""Products in host C++: a point's product run with the stage's other ops (`gemm_loops`), or
+the stage's points folded into fewer, bigger products (`folded_part`).
 
 A gemm region is a strided 2-d view: element (e0, e1) of `a[...]` sits at `base + s0*e0 +
 s1*e1` (`strided`), `base` an index over the stage's variables.  `op(a)` is m x k, `op(b)`
 k x n, `c` m x n.
 
-* **Loops** (`gemm_loops`): `c[i, j] (+)= sum_p a[i, p] * b[p, j]` in the order i, p, j, so
-  the innermost loop runs along a row of `b` and `c` (contiguous in a row-major buffer) and
-  vectorises; an operand type other than float32/float64/ints accumulates per element in
-  float64 (dot products).
-* **BLAS** (`blas_part`): a real BLAS (`fractal.backends.native.blas`) through the generated
-  `ft_gemm_f32`/`ft_gemm_f64`, outside any parallel loop so that BLAS owns the cores while it
-  runs.  Where the stage's innermost dim stacks A's and C's rows (its coefficient in their
-  offsets is `m` rows, and B does not depend on it: a weight every point shares) its points
-  fold into one call of `m * points` rows, as `gemm(x[m19, 0:128, 0:64], w[0:64, 0:512])` over
-  `m19 in 0:128` becomes one 16384 x 64 @ 64 x 512 call.
+* **A point's product** (`gemm_loops`): float32/float64/int products by the register-blocked
+  kernel of `kernels.h` (`ft_small_gemm`); other types one float64 dot product per element.
+* **Folded** (`folded_part`): a stage dim folds into the rows where B does not read it and A's
+  and C's rows stack along it, into the columns where A does not read it and B's and C's
+  columns stack along it; what is left is one product per remaining point: a BLAS call
+  (`fractal.backends.native.blas`, through the generated `ft_gemm_f32`/`ft_gemm_f64`) when it
+  is big, outside any parallel loop so that BLAS owns the cores while it runs, else the
+  kernel, the remaining points shared among threads.  So `gemm(x[m19, 0:128, 0:64],
+  w[0:64, 0:512])` over `m19 in 0:128` is one 16384 x 64 @ 64 x 512 call, and attention's
+  scores `gemm(q[i, 0:1, 0:16], k[j, 0:16, 0:1])` over (i, j) one q @ k^T.
 
     // st[m19, 0:128, 0:512] = gemm(x[m19, 0:128, 0:64], w[0:64, 0:512])   (m19 folded)
-    ft_gemm_f32(false, false, 128*(128 - 0), 512, 64, b_x + 8192*0, 64, b_w, 512, 0.0f, b_st + 65536*0, 512);
+    ft_gemm_f32(false, false, 16384, 512, 64, 1.0f, b_x + (0), 64, b_w + (0), 512, 0.0f, b_st + (0), 512);
 """
 
 from __future__ import annotations
@@ -118,46 +118,81 @@ def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
     return out + ["}"]
 
 
-def blas_part(op: Gemm, stage: Stage, sc: Scope, loop_vars) -> list[str] | None:
-    """The op over every point of `stage` as BLAS calls (module docstring), or None where it
-    is not worth one or BLAS cannot take it (its dtype, its strides, c overlapping a or b).
-    `loop_vars(dims)` opens the point loops of the dims not folded and returns (lines, closers)."""
+def _oriented(op: Gemm, sc: Scope):
+    """A, B and C as (base, row stride, column stride) of op(a) (m x k), op(b) (k x n) and c."""
+    a, b, c = (strided(r, sc) for r in (op.a, op.b, op.c))
+    ra, ca = (a.s1, a.s0) if op.trans_a else (a.s0, a.s1)
+    rb, cb = (b.s1, b.s0) if op.trans_b else (b.s0, b.s1)
+    return [a.base, ra, ca], [b.base, rb, cb], [c.base, c.s0, c.s1]
+
+
+def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | None:
+    """The op over every point of `stage` as fewer, bigger products (module docstring), or None
+    where no dim folds (the op then runs point by point).  A dim folds into the rows when B does
+    not read it and A's and C's rows stack along it (m rows a point apart), into the columns when
+    A does not read it and B's and C's columns stack along it (a point's product with one row or
+    column stacks at any stride: attention's scores, one dot product a point).  Each product left
+    is a BLAS call when it is big and BLAS can take its strides (the points left, if any, one
+    after the other: BLAS has the cores), else the register-blocked kernel, the points left
+    shared among threads.  `point_loops(dims, parallel, work)` opens loops over `dims` and
+    returns (lines, closers)."""
     dtype = sc.dtype(op.c)
-    if not sc.blas or dtype not in BLAS_DTYPES or {sc.dtype(op.a), sc.dtype(op.b)} != {dtype} \
-            or overwrites_its_input(op, (op.a, op.b)) or (op.c.buffer in (op.a.buffer, op.b.buffer)):
+    if not stage.rectangular or {sc.dtype(op.a), sc.dtype(op.b)} != {dtype} or dtype not in _VECTOR \
+            or op.c.buffer in (op.a.buffer, op.b.buffer):
         return None
     m, k, n = _sizes(op)
-    a, b, c = (strided(r, sc) for r in (op.a, op.b, op.c))
-    ua, ub, uc = a.unit(), b.unit(), c.unit()
-    if ua is None or ub is None or uc is None or uc[0]:
-        return None
-    trans_a, lda = ua[0] != op.trans_a, ua[1]
-    trans_b, ldb = ub[0] != op.trans_b, ub[1]
-    ldc = uc[1]
-    dims, folded = list(stage.dims), []
-    rows = m   # rows of one call so far (an int while every folded dim has a constant size)
-    while dims and not trans_a and isinstance(rows, int):   # fold dims stacking A's and C's rows (docstring)
-        d = dims[-1]
-        ca, cb, cc = (dict(aff(x.base).terms).get(d.var, 0) for x in (a, b, c))
-        if cb != 0 or (folded and not (folded[-1].start.is_const and folded[-1].stop.is_const)):
-            break
-        if not folded and m == 1 and ca >= k and cc >= n:
-            lda, ldc = ca, cc   # (one row per point: rows at any stride)
-        elif ca != rows * lda or cc != rows * ldc:
-            break
-        folded.append(dims.pop())
+    A, B, C = _oriented(op, sc)
+    rows, cols, folded, rest = m, n, [], []
+    for d in reversed(stage.dims):   # (innermost first: its points lie closest in memory)
+        ca_, cb_, cc_ = (dict(aff(x[0]).terms).get(d.var, 0) for x in (A, B, C))
         span = d.stop - d.start
-        rows = rows * span.const if span.is_const else f"{rows}*({index_expr(span, sc.names)})"
-    if isinstance(rows, int) and rows * n * k < BLAS_MIN_WORK:
-        return None
-    names = sc.names
+        size = span.const if span.is_const else index_expr(span, sc.names)
+        if cb_ == 0 and ca_ and cc_ and isinstance(rows, int) and (rows == 1 or (ca_ == rows * A[1] and cc_ == rows * C[1])):
+            if rows == 1:
+                A[1], C[1] = ca_, cc_
+            rows = rows * size if isinstance(size, int) else f"{rows}*({size})"
+        elif ca_ == 0 and cb_ and cc_ and isinstance(cols, int) and (cols == 1 or (cb_ == cols * B[2] and cc_ == cols * C[2])):
+            if cols == 1:
+                B[2], C[2] = cb_, cc_
+            cols = cols * size if isinstance(size, int) else f"{cols}*({size})"
+        else:
+            rest.insert(0, d)
+            continue
+        folded.append(d)
+    if not folded and m * n * k < BLAS_MIN_WORK:
+        return None   # (small products point by point: loops fused with the stage's other ops)
     first = {d.var: d.start for d in folded}
-    at = lambda s: index_expr(s.base.substitute(first) if first else s.base, names)
+    at = lambda base: index_expr(base.substitute(first) if first else base, sc.names)
+    pa, pb, pc = (f"b_{r.buffer} + ({at(x[0])})" for r, x in ((op.a, A), (op.b, B), (op.c, C)))
+    work = rows * cols * k if isinstance(rows, int) and isinstance(cols, int) else None
+    sized = "" if work is not None else f"if (({rows}) > 0 && ({cols}) > 0) "
+    call = _blas_call(op, sc, dtype, rows, cols, k, A, B, C, pa, pb, pc) \
+        if work is None or work >= BLAS_MIN_WORK else None
+    if call is None and not folded:
+        return None
+    if call is None:
+        call = (f"ft_small_gemm<{NATIVE.ctype[dtype]}>({rows}, {cols}, {k}, {pa}, {A[1]}, {A[2]}, {pb}, {B[1]}, "
+                f"{B[2]}, {pc}, {C[1]}, {C[2]}, {str(op.accumulate).lower()});")
+        opened, closers = point_loops(rest, True, work or BLAS_MIN_WORK)
+    else:
+        opened, closers = point_loops(rest, False, 0)
+    return [*opened, "  " * len(closers) + sized + call, *closers]
+
+
+def _blas_call(op: Gemm, sc: Scope, dtype: str, rows, cols, k: int, A, B, C, pa, pb, pc) -> str | None:
+    """The BLAS call of one folded product, or None where BLAS cannot take it (no BLAS, its
+    dtype, a matrix with no contiguous axis, C not row-major)."""
+    if not sc.blas or dtype not in BLAS_DTYPES or C[2] != 1:
+        return None
+    layouts = []
+    for _, r, c in (A, B):
+        if c == 1:
+            layouts.append(("false", r))
+        elif r == 1:
+            layouts.append(("true", c))
+        else:
+            return None
+    (ta, lda), (tb, ldb) = layouts
     one, zero = ("1.0f", "0.0f") if dtype == "float32" else ("1.0", "0.0")
-    call = (f"{BLAS_DTYPES[dtype]}({str(trans_a).lower()}, {str(trans_b).lower()}, {rows}, {n}, {k}, {one}, "
-            f"b_{op.a.buffer} + ({at(a)}), {lda}, b_{op.b.buffer} + ({at(b)}), {ldb}, "
-            f"{one if op.accumulate else zero}, b_{op.c.buffer} + ({at(c)}), {ldc});")
-    opened, closers = loop_vars(dims)
-    depth = len(closers)
-    guard = "" if isinstance(rows, int) else f"if ({rows} > 0) "
-    return [*opened, "  " * depth + guard + call, *closers]
+    return (f"{BLAS_DTYPES[dtype]}({ta}, {tb}, {rows}, {cols}, {k}, {one}, {pa}, {lda}, {pb}, {ldb}, "
+            f"{one if op.accumulate else zero}, {pc}, {C[1]});")

@@ -3,7 +3,7 @@
 // turns the NR-wide inner loops into SIMD fused multiply-adds.  Operands are strided views:
 // A(i, p) = A[i*ra + p*ca], B(p, j) = B[p*rb + j*cb], C(i, j) = C[i*rc + j*cc].  B's column
 // block is read in place where its rows are contiguous and whole, else packed (zero-padded to
-// NR) first.  Sums start at zero and C is added after, as a BLAS call with beta = 1 does.
+// NR) first, where several row blocks read it.  Sums start at zero and C is added after, as a BLAS call with beta = 1 does.
 #include <cstring>
 #include <memory>
 
@@ -34,12 +34,30 @@ template <typename T>
 static void ft_small_gemm(long long m, long long n, long long k, const T* A, long long ra, long long ca,
                           const T* B, long long rb, long long cb, T* C, long long rc, long long cc, bool accumulate) {
   constexpr int NR = ft_gemm_block<T>::NR, MR = ft_gemm_block<T>::MR;
+  if (n < 8) {   // (narrow: dot products along k in 8 lanes, no packing)
+    for (long long i = 0; i < m; ++i)
+      for (long long j = 0; j < n; ++j) {
+        const T* a = A + i * ra;
+        const T* b = B + j * cb;
+        T lane[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+        long long p = 0;
+        for (; p + 8 <= k; p += 8)
+          for (int q = 0; q < 8; ++q) lane[q] += a[(p + q) * ca] * b[(p + q) * rb];
+        for (; p < k; ++p) lane[0] += a[p * ca] * b[p * rb];
+        const T s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        T& c = C[i * rc + j * cc];
+        c = accumulate ? c + s : s;
+      }
+    return;
+  }
   std::unique_ptr<T[]> pack;
   for (long long j0 = 0; j0 < n; j0 += NR) {
     const long long nb = n - j0 < NR ? n - j0 : NR;
     const T* Bp = B + j0 * cb;
     long long bstride = rb;
-    if (cb != 1 || nb < NR) {   // (strided, or a last block narrower than NR: packed, zero-padded)
+    // packed (zero-padded to NR) when strided, narrower than NR, or read by several row blocks:
+    // B's rows a long stride apart would map to few cache sets
+    if (cb != 1 || nb < NR || m > MR) {
       if (!pack) pack.reset(new T[(k > 0 ? k : 1) * NR]);
       for (long long p = 0; p < k; ++p)
         for (int jj = 0; jj < NR; ++jj) pack[p * NR + jj] = jj < nb ? B[p * rb + (j0 + jj) * cb] : T(0);

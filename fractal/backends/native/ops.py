@@ -85,29 +85,43 @@ def _convert(op: Convert, sc: Scope) -> list[str]:
 
 def _copy(op: Copy, sc: Scope) -> list[str]:
     """`dst = reshape(transpose(src, perm), dst.shape)`: nested loops over dst where the
-    transposed shape is dst's, else a flat element number decoded into both."""
+    transposed shape is dst's; else the trailing axes both shapes share run as nested loops
+    (a row of a reshape, contiguous on both sides) and the axes before them as one flat row
+    number decoded into each side's coordinates once a row."""
     src, dst = op.src, op.dst
     perm = op.perm or tuple(range(len(src.shape)))
     moved = tuple(src.shape[p] for p in perm)
     value = lambda svars: store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)),
                                 sc.dtype(dst), NATIVE).text
-    if moved == tuple(dst.shape):
-        evars = coords("ft_c", len(dst.shape))
+
+    def source_vars(tvars):
         svars = [None] * len(perm)
         for k, p in enumerate(perm):
-            svars[p] = evars[k]
-        return _stored(op, sc, dst.shape, evars, value(tuple(svars)))
-    count = math.prod(dst.shape)
-    tvars = coords("ft_t", len(moved))
-    svars = [None] * len(perm)
-    for k, p in enumerate(perm):
-        svars[p] = tvars[k]
+            svars[p] = tvars[k]
+        return tuple(svars)
     evars = coords("ft_c", len(dst.shape))
-    body = [*decode("ft_e", dst.shape, "ft_c"), *decode("ft_e", moved, "ft_t"),
-            f"{sc.ref(dst, evars)} = {value(tuple(svars))};"]
-    if overwrites_its_input(op, op.reads):
-        raise NotImplementedError("a reshaping copy onto its own source")   # (the lowering never makes one)
-    return [f"for (long long ft_e = 0; ft_e < {count}; ++ft_e) {{", *("  " + x for x in body), "}"]
+    if moved == tuple(dst.shape):
+        return _stored(op, sc, dst.shape, evars, value(source_vars(evars)))
+    shared = 0   # trailing axes of equal sizes
+    while shared < min(len(moved), len(dst.shape)) and moved[-1 - shared] == dst.shape[-1 - shared]:
+        shared += 1
+    lead_d, lead_t = len(dst.shape) - shared, len(moved) - shared
+    tvars = coords("ft_t", lead_t) + evars[lead_d:]
+    inner = dst.shape[lead_d:]
+    width = math.prod(inner)
+    flat = " + ".join([f"ft_r*{width}"] + [f"{v}*{math.prod(inner[i + 1:])}" for i, v in enumerate(evars[lead_d:])])
+    staged = overwrites_its_input(op, op.reads)
+    ctype = sc.ctype(dst)
+    write = (lambda text: f"ft_stage[{flat}] = {text};") if staged else (lambda text: f"{sc.ref(dst, evars)} = {text};")
+    rows = [f"for (long long ft_r = 0; ft_r < {math.prod(dst.shape[:lead_d])}; ++ft_r) {{",
+            *("  " + x for x in decode("ft_r", dst.shape[:lead_d], "ft_c") + decode("ft_r", moved[:lead_t], "ft_t")),
+            *("  " + x for x in loops(inner, evars[lead_d:], [write(value(source_vars(tvars)))])), "}"]
+    if not staged:
+        return rows
+    back = [f"for (long long ft_r = 0; ft_r < {math.prod(dst.shape[:lead_d])}; ++ft_r) {{",
+            *("  " + x for x in decode("ft_r", dst.shape[:lead_d], "ft_c")),
+            *("  " + x for x in loops(inner, evars[lead_d:], [f"{sc.ref(dst, evars)} = ft_stage[{flat}];"])), "}"]
+    return ["{", _scratch("ft_stage", ctype, math.prod(dst.shape)), *("  " + x for x in rows + back), "}"]
 
 
 # --- reductions ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from fractal.lower.tile_ir import Gemm, If, Loop, Stage, TileProgram
 from fractal.lower.tile_printer import header
 
 from ..codegen import index_expr, index_prelude, prelude
-from .gemm import blas_part
+from .gemm import folded_part
 from .ops import RULES, work
 from .scope import KERNELS, NATIVE, VECMATH, Scope
 
@@ -127,13 +127,14 @@ def _stage(stage: Stage, sc: Scope) -> list[str]:
     out = [f"// {header(stage)}", "{", "  const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;"]
     fused: list = []
     for op in stage.body:
-        blas = blas_part(op, stage, sc, lambda dims: _serial_loops(dims, sc)) if isinstance(op, Gemm) else None
-        if blas is None:
+        part = folded_part(op, stage, sc, lambda dims, parallel, work: _point_loops(dims, sc, parallel, work)) \
+            if isinstance(op, Gemm) else None
+        if part is None:
             fused.append(op)
             continue
         out += ["  " + line for line in _fused(stage, fused, sc)]
         fused = []
-        out += ["  // " + line for line in str(op).splitlines()] + ["  " + line for line in blas]
+        out += ["  // " + line for line in str(op).splitlines()] + ["  " + line for line in part]
     out += ["  " + line for line in _fused(stage, fused, sc)]
     out.append(f"  if (ft_profile) ft_profile[{slot}] += omp_get_wtime() - ft_t0;")
     if len(sc.status) > before:
@@ -141,35 +142,38 @@ def _stage(stage: Stage, sc: Scope) -> list[str]:
     return out + ["}"]
 
 
-def _serial_loops(dims, sc: Scope) -> tuple[list[str], list[str]]:
+def _point_loops(dims, sc: Scope, parallel: bool, per_point: int) -> tuple[list[str], list[str]]:
+    """Loops over `dims` (outermost first), shared among threads when `parallel` and the points
+    times `per_point` elements reach `PARALLEL_MIN_WORK` (every dim collapsed on a box, the
+    outermost alone on a polygon, whose point count is its outer extent times the static sizes
+    of the rest).  Returns (lines opening them, lines closing them)."""
     opened = []
+    if parallel and dims:
+        rect = not any((d.start.vars() | d.stop.vars()) & {x.var for x in dims} for d in dims)
+        counted = dims if rect else dims[:1]
+        extents = [f"({index_expr(d.stop, sc.names)} - {index_expr(d.start, sc.names)})" for d in counted]
+        rest = math.prod(((d.stop - d.start).const if (d.stop - d.start).is_const else 1) for d in dims[len(counted):])
+        opened += ["{", f"const long long ft_work = {' * '.join(extents)} * {per_point * rest}LL;",
+                   "#pragma omp parallel for schedule(static) num_threads(ft_threads) "
+                   f"if(ft_work >= {PARALLEL_MIN_WORK})" + (f" collapse({len(dims)})" if rect and len(dims) > 1 else "")]
     for depth, d in enumerate(dims):
         v = sc.names[d.var]
         opened.append("  " * depth + f"for (long long {v} = {index_expr(d.start, sc.names)}; "
                       f"{v} < {index_expr(d.stop, sc.names)}; ++{v}) {{")
-    return opened, ["  " * d + "}" for d in reversed(range(len(dims)))]
+    closers = ["  " * d + "}" for d in reversed(range(len(dims)))]
+    return opened, closers + (["}"] if parallel and dims else [])
 
 
 def _fused(stage: Stage, ops, sc: Scope) -> list[str]:
-    """Ops run point by point over the stage's dims, the outer dims shared among threads
-    where the stage touches enough elements (module docstring)."""
+    """Ops run point by point over the stage's dims, shared among threads where the stage
+    touches enough elements (module docstring)."""
     if not ops:
         return []
     body = []
     for op in ops:
         body += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
-    per_point = sum(work(op) for op in ops)
-    dims = stage.dims
-    if not dims:
+    if not stage.dims:
         return ["{", *("  " + x for x in body), "}"]
-    rect = stage.rectangular
-    # points counted exactly on a box; a polygon's outer extent times the static sizes of the rest
-    counted = dims if rect else dims[:1]
-    extents = [f"({index_expr(d.stop, sc.names)} - {index_expr(d.start, sc.names)})" for d in counted]
-    rest = math.prod(((d.stop - d.start).const if (d.stop - d.start).is_const else 1) for d in dims[len(counted):])
-    pragma = (f"#pragma omp parallel for schedule(static) num_threads(ft_threads) if(ft_work >= {PARALLEL_MIN_WORK})"
-              + (f" collapse({len(dims)})" if rect and len(dims) > 1 else ""))
-    opened, closers = _serial_loops(dims, sc)
-    depth = len(dims)
-    return ["{", f"  const long long ft_work = {' * '.join(extents)} * {per_point * rest}LL;", "  " + pragma,
-            *("  " + x for x in opened), *("  " + "  " * depth + x for x in body), *("  " + x for x in closers), "}"]
+    opened, closers = _point_loops(stage.dims, sc, True, sum(work(op) for op in ops))
+    depth = len(stage.dims)
+    return [*opened, *("  " * depth + x for x in body), *closers]

@@ -303,3 +303,32 @@ def test_runs_from_several_threads_at_once_give_each_its_own_answer():
         t.join()
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_a_reshaping_copy_onto_rows_of_its_own_source_reads_them_all_first():
+    """`y[1:3, 0:6] = reshape(y[0:3, 0:4])`: the rows it writes overlap those it reads, so its
+    values are staged (NumPy reads the whole source before writing)."""
+    p = program(tile("""  buffer x: f32[4,6] global input
+  buffer y: f32[4,6] global output""", """  stage s() device {
+    y[0:4, 0:6] = copy(x[0:4, 0:6])
+    y[1:3, 0:6] = copy(y[0:3, 0:4])
+  }"""))
+    x = data((4, 6))
+    want = x.copy()
+    want[1:3] = x[0:3, 0:4].reshape(2, 6)
+    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], want)
+
+
+def test_points_of_one_dot_product_each_fold_into_one_product_over_rows_and_columns():
+    """Attention's scores `s[i, j] = q[i] . k[j]` over (i, j): i folds into the rows, j into the
+    columns, so the stage is one 48 x 40 @ k^T product (not 1,920 dot products)."""
+    p = program(tile("""  buffer q: f32[48,1,16] global input
+  buffer k: f32[40,16,1] global input
+  buffer s: f32[48,40,1,1] global output""", """  stage scores(i in 0:48, j in 0:40) device {
+    s[i, j, 0:1, 0:1] = gemm(q[i, 0:1, 0:16], k[j, 0:16, 0:1])
+  }"""))
+    text = source(p).split("// stage scores")[1]
+    assert "(48, 40, 16," in text and "for (long long v_i" not in text
+    q, k = data((48, 1, 16)), data((40, 16, 1))
+    np.testing.assert_allclose(run_both(p, {"q": q, "k": k})["s"][:, :, 0, 0], q[:, 0] @ k[:, :, 0].T, rtol=1e-5,
+                               atol=1e-5)
