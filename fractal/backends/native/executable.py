@@ -10,14 +10,15 @@ inputs copied in where their strides or layout differ, consts prepared once and 
 temps and outputs allocated zeroed per run.  A run holds no state between calls (ctypes
 releases the GIL, and each run has its own buffers and status word), so runs from several
 threads compute concurrently.  The library's OpenMP loops use `threads` threads; its BLAS
-calls run outside them, on BLAS's own threads.
+calls are split among those threads, BLAS held to one thread meanwhile (`one_blas_thread`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
-import os
+import threading
 from time import perf_counter
 from typing import Mapping
 
@@ -37,19 +38,29 @@ FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fwrapv", "-fno-math
          "-fvisibility=hidden", "-w")
 
 
-# OpenMP's threads spin between parallel regions (libgomp: 300,000 turns by default), and
-# BLAS's own threads, working between two such regions (a recurrent step's product, then its
-# cell), then share the cores with spinning threads: 15x slower on 2 cores.  A short spin
-# hands the cores over.  libgomp reads this when it loads, so it is set before the first
-# library loads it, and never over a user's own setting.
-SPIN = {"GOMP_SPINCOUNT": "1000"}
+_blas_lock = threading.Lock()
+_blas_runs = [0, None]   # native runs in progress, BLAS's thread count before the first
 
 
-def _quiet_openmp() -> None:
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    for name, value in SPIN.items():
-        os.environ.setdefault(name, value)
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread while native runs are in progress (process-wide: the first run to
+    start sets it, the last to end restores it).  A run splits its BLAS calls among its own
+    OpenMP threads (`gemm._split_call`): BLAS's threads would otherwise compete with OpenMP's,
+    which spin between parallel regions (15x slower on 2 cores).  NumPy's BLAS calls made by
+    other Python threads meanwhile run on one thread too."""
+    with _blas_lock:
+        if _blas_runs[0] == 0:
+            _blas_runs[1] = blas_lib.get_threads()
+            blas_lib.set_threads(1)
+        _blas_runs[0] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_runs[0] -= 1
+            if _blas_runs[0] == 0 and _blas_runs[1] is not None:
+                blas_lib.set_threads(_blas_runs[1])
 
 
 def machine_key() -> tuple[str, ...]:
@@ -75,7 +86,6 @@ class NativeExecutable:
         t0 = perf_counter()
         path = cxx_build.build(self.source, FLAGS, "native", extra_key=machine_key())
         self.build_seconds = perf_counter() - t0
-        _quiet_openmp()
         self._lib = ctypes.CDLL(str(path))
         if self.module.uses_blas:
             blas_lib.bind(self._lib, blas)
@@ -101,7 +111,11 @@ class NativeExecutable:
         pointers = (ctypes.c_void_p * max(len(self.module.buffers), 1))(
             *(arrays[name].ctypes.data for name in self.module.buffers))
         seconds = np.zeros(max(len(self.module.stages), 1)) if profile is not None else None
-        code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
+        if self.module.uses_blas:
+            with one_blas_thread():
+                code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
+        else:
+            code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
         if code:
             raise status_error(self.module.status[code - 1])
         if profile is not None:   # seconds per stage, as the cpu backend gives them

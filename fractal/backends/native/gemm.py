@@ -48,15 +48,6 @@ class Strided:
     rows: int
     cols: int
 
-    def unit(self) -> tuple[bool, int] | None:
-        """(transposed, leading dimension) as BLAS stores it row-major, or None where neither
-        axis is contiguous."""
-        if self.s1 == 1 or self.cols == 1:
-            return False, self.s0 if self.rows > 1 else self.cols
-        if self.s0 == 1 or self.rows == 1:
-            return True, self.s1 if self.cols > 1 else self.rows
-        return None
-
 
 def strided(region: Region, sc: Scope) -> Strided:
     total = point_offset(region, sc.buffers[region.buffer], ("ft_e0", "ft_e1"))
@@ -166,22 +157,41 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
     pa, pb, pc = (f"b_{r.buffer} + ({at(x[0])})" for r, x in ((op.a, A), (op.b, B), (op.c, C)))
     work = rows * cols * k if isinstance(rows, int) and isinstance(cols, int) else None
     sized = "" if work is not None else f"if (({rows}) > 0 && ({cols}) > 0) "
-    call = _blas_call(op, sc, dtype, rows, cols, k, A, B, C, pa, pb, pc) \
-        if work is None or work >= BLAS_MIN_WORK else None
-    if call is None and not folded:
+    blas = _blas_call(op, sc, dtype, k, A, B, C) if work is None or work >= BLAS_MIN_WORK else None
+    if blas is None and not folded:
         return None
-    if call is None:
-        call = (f"ft_small_gemm<{NATIVE.ctype[dtype]}>({rows}, {cols}, {k}, {pa}, {A[1]}, {A[2]}, {pb}, {B[1]}, "
-                f"{B[2]}, {pc}, {C[1]}, {C[2]}, {str(op.accumulate).lower()});")
+    if blas is None:
+        call = [sized + f"ft_small_gemm<{NATIVE.ctype[dtype]}>({rows}, {cols}, {k}, {pa}, {A[1]}, {A[2]}, {pb}, "
+                f"{B[1]}, {B[2]}, {pc}, {C[1]}, {C[2]}, {str(op.accumulate).lower()});"]
         opened, closers = point_loops(rest, True, work or BLAS_MIN_WORK)
     else:
+        call = _split_call(blas, rows, cols, k, A, B, C, pa, pb, pc)
         opened, closers = point_loops(rest, False, 0)
-    return [*opened, "  " * len(closers) + sized + call, *closers]
+    return [*opened, *("  " * len(closers) + line for line in call), *closers]
 
 
-def _blas_call(op: Gemm, sc: Scope, dtype: str, rows, cols, k: int, A, B, C, pa, pb, pc) -> str | None:
-    """The BLAS call of one folded product, or None where BLAS cannot take it (no BLAS, its
-    dtype, a matrix with no contiguous axis, C not row-major)."""
+def _split_call(blas, rows, cols, k: int, A, B, C, pa, pb, pc) -> list[str]:
+    """A BLAS call shared among the run's threads, each calling BLAS (held to one thread:
+    `executable.one_blas_thread`) on its own rows of C, or its own columns where C has fewer
+    rows than threads: OpenMP's threads and BLAS's never compete for the cores."""
+    return ["{",
+            f"  const long long ft_m = {rows}, ft_n = {cols};",
+            f"  #pragma omp parallel num_threads(ft_threads) if(ft_m * ft_n * {k}LL >= {2 * BLAS_MIN_WORK})",
+            "  {",
+            "    const long long ft_nt = omp_get_num_threads(), ft_t = omp_get_thread_num();",
+            "    if (ft_m >= 4 * ft_nt || ft_n < 4 * ft_nt) {   // (rows)",
+            "      const long long ft_0 = ft_m * ft_t / ft_nt, ft_1 = ft_m * (ft_t + 1) / ft_nt;",
+            f"      if (ft_1 > ft_0 && ft_n > 0) {blas('ft_1 - ft_0', 'ft_n', f'{pa} + ft_0*{A[1]}', pb, f'{pc} + ft_0*{C[1]}')}",
+            "    } else {   // (columns)",
+            "      const long long ft_0 = ft_n * ft_t / ft_nt, ft_1 = ft_n * (ft_t + 1) / ft_nt;",
+            f"      if (ft_1 > ft_0 && ft_m > 0) {blas('ft_m', 'ft_1 - ft_0', pa, f'{pb} + ft_0*{B[2]}', f'{pc} + ft_0*{C[2]}')}",
+            "    }", "  }", "}"]
+
+
+def _blas_call(op: Gemm, sc: Scope, dtype: str, k: int, A, B, C):
+    """`call(rows, cols, a, b, c)`, the BLAS call of a folded product's block (C++ texts), or
+    None where BLAS cannot take it (no BLAS, its dtype, a matrix with no contiguous axis, C not
+    row-major)."""
     if not sc.blas or dtype not in BLAS_DTYPES or C[2] != 1:
         return None
     layouts = []
@@ -194,5 +204,5 @@ def _blas_call(op: Gemm, sc: Scope, dtype: str, rows, cols, k: int, A, B, C, pa,
             return None
     (ta, lda), (tb, ldb) = layouts
     one, zero = ("1.0f", "0.0f") if dtype == "float32" else ("1.0", "0.0")
-    return (f"{BLAS_DTYPES[dtype]}({ta}, {tb}, {rows}, {cols}, {k}, {one}, {pa}, {lda}, {pb}, {ldb}, "
-            f"{one if op.accumulate else zero}, {pc}, {C[1]});")
+    return lambda rows, cols, a, b, c: (f"{BLAS_DTYPES[dtype]}({ta}, {tb}, {rows}, {cols}, {k}, {one}, {a}, {lda}, "
+                                        f"{b}, {ldb}, {one if op.accumulate else zero}, {c}, {C[1]});")

@@ -90,3 +90,17 @@ def test_without_a_compiler_the_cpu_backend_runs_it_after_one_warning(monkeypatc
         warnings.simplefilter("error")
         w = np.ones((16, 8), np.float32)   # (another program: no second warning)
         cell.compile(args[0], w * 2, target=ft.targets.host(native=True))
+
+
+def test_blas_runs_on_one_thread_while_native_runs_are_in_progress_and_gets_its_count_back(monkeypatch):
+    """The first run to start holds BLAS to one thread, the last to end restores its count (runs
+    split their BLAS calls among their own threads instead)."""
+    from fractal.backends.native import executable
+    calls = []
+    monkeypatch.setattr(executable.blas_lib, "get_threads", lambda: 6)
+    monkeypatch.setattr(executable.blas_lib, "set_threads", calls.append)
+    with executable.one_blas_thread():
+        with executable.one_blas_thread():   # (a second run meanwhile)
+            assert calls == [1]
+        assert calls == [1]
+    assert calls == [1, 6]
