@@ -170,6 +170,20 @@ def set_threads(n: int) -> None:
         blas.set_threads(int(n))
 
 
+def stop_idle_threads() -> bool:
+    """Stops the found BLAS's worker threads where it can (OpenBLAS's `blas_thread_shutdown_`;
+    its next multi-threaded call starts them again): after a multi-threaded call they spin for a
+    while, taking the cores from whoever runs next.  Returns whether it stopped them."""
+    blas = find_blas()
+    if blas is None:
+        return False
+    stop = getattr(ctypes.CDLL(blas.library), "blas_thread_shutdown_", None)
+    if stop is None:
+        return False
+    stop()
+    return True
+
+
 @contextlib.contextmanager
 def blas_threads(n: int):
     """BLAS on `n` threads inside the block, on its former count after it."""

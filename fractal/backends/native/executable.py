@@ -7,10 +7,11 @@ host compiler into a cached shared library (`fractal.backends.cxx_build`), run t
 
 Storage is one flat array per buffer in its layout's order (`fractal.backends.storage`):
 inputs copied in where their strides or layout differ, consts prepared once and shared,
-temps and outputs allocated zeroed per run.  A run holds no state between calls (ctypes
-releases the GIL, and each run has its own buffers and status word), so runs from several
-threads compute concurrently.  The library's OpenMP loops use `threads` threads; its BLAS
-calls are split among those threads, BLAS held to one thread meanwhile (`one_blas_thread`).
+outputs allocated zeroed per run, temps zeroed once and kept for later runs (a run takes an
+idle set, or makes one: as the cpu backend's frames).  Runs from several threads compute
+concurrently: ctypes releases the GIL, and each run has its own temps, outputs and status.
+The library's OpenMP loops use `threads` threads; its BLAS calls are split among those
+threads, BLAS held to one thread meanwhile (`one_blas_thread`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fwrapv", "-fno-math
          "-fvisibility=hidden", "-w")
 
 
+MAX_FREE_FRAMES = 4   # idle sets of temps an executable keeps for its next runs
 _blas_lock = threading.Lock()
 _blas_runs = [0, None]   # native runs in progress, BLAS's thread count before the first
 
@@ -53,6 +55,11 @@ def one_blas_thread():
         if _blas_runs[0] == 0:
             _blas_runs[1] = blas_lib.get_threads()
             blas_lib.set_threads(1)
+            if (_blas_runs[1] or 1) > 1:
+                # BLAS's idle workers spin for a while after NumPy's last multi-threaded call:
+                # a run beside them took 2.5x as long (flash_attention: 169 ms against 68).
+                # (The cpu backend stops them too, as its runs start: `cpu.threads`.)
+                blas_lib.stop_idle_threads()
         _blas_runs[0] += 1
     try:
         yield
@@ -96,6 +103,8 @@ class NativeExecutable:
         self._buffers = {b.name: b for b in program.buffers}
         self._roles = {role: [b for b in program.buffers if b.role == role]
                        for role in ("input", "output", "temp", "const")}
+        self._frames: list[dict] = []   # idle temps of earlier runs (a run takes one, or makes one)
+        self._frames_lock = threading.Lock()
         self._consts = {}
         for b in self._roles["const"]:
             storage = physical(np.asarray(b.data.value, b.dtype), b).copy()
@@ -103,10 +112,23 @@ class NativeExecutable:
             self._consts[b.name] = storage
 
     def run(self, inputs: Mapping[str, object], profile: dict | None = None) -> dict[str, np.ndarray]:
-        arrays = dict(self._consts)
-        for b, (value, _) in checked_inputs(self._roles["input"], inputs).items():
+        checked = checked_inputs(self._roles["input"], inputs)
+        with self._frames_lock:
+            temps = self._frames.pop() if self._frames else None
+        if temps is None:   # (zeroed once, then kept: a program writes a temp before it reads it)
+            temps = {b.name: np.zeros(max(math.prod(b.shape), 1), b.dtype) for b in self._roles["temp"]}
+        try:
+            return self._run_on(checked, temps, profile)
+        finally:
+            with self._frames_lock:
+                if len(self._frames) < MAX_FREE_FRAMES:
+                    self._frames.append(temps)
+
+    def _run_on(self, checked, temps: dict, profile: dict | None) -> dict[str, np.ndarray]:
+        arrays = {**self._consts, **temps}
+        for b, (value, _) in checked.items():
             arrays[b.name] = physical(value, b)
-        for b in self._roles["temp"] + self._roles["output"]:
+        for b in self._roles["output"]:
             arrays[b.name] = np.zeros(max(math.prod(b.shape), 1), b.dtype)
         pointers = (ctypes.c_void_p * max(len(self.module.buffers), 1))(
             *(arrays[name].ctypes.data for name in self.module.buffers))

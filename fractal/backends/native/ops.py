@@ -9,19 +9,21 @@ shared emitter (`fractal.backends.codegen`), so the native and CUDA backends com
 * `Elementwise`, `Copy`, `Convert`: one statement per element; loads broadcast NumPy's way.
   An op that writes an element it reads as another (`overwrites_its_input`) stages its values
   first.
-* `Reduce`, `SegmentReduce`: an accumulator per output element, in the destination's compute
-  type (float32 sums in double: never less exact than NumPy's pairwise sum), NaN-propagating
-  max and min as NumPy's.
+* `Reduce`, `SegmentReduce`: accumulators in the destination's compute type (float32 sums in
+  double: never less exact than NumPy's pairwise sum), NaN-propagating max and min as NumPy's;
+  a reduction along the innermost axis in `LANES` lanes, one across it a row at a time, so
+  that both vectorise.
 * `Gather`, `Scatter`: the index read once per row; one past the end is padding (zeros read,
   nothing written), beyond that the op records its status code (`ft_fail`) and the run stops
   after the stage (the interpreter's error, raised by the executable).
-* `Gemm`: `fractal.backends.native.gemm` (loops here, a BLAS call for a stage's big products).
+* `Gemm`: `fractal.backends.native.gemm` (a point's product by the register-blocked kernel;
+  a stage's products folded and run on BLAS there).
 
-For example `h[l + 1, 0:4] = tanh(g[l, 0:4])`::
+For example `h[l + 1, 0:4] = tanh(g[l, 0:4])` (float32: `vecmath.h`'s tanh)::
 
     // h[l + 1, 0:4] = tanh(g[l, 0:4])
     for (long long ft_c0 = 0; ft_c0 < 4; ++ft_c0) {
-      b_h[ft_c0 + 4*v_l + 4] = std::tanh(b_g[ft_c0 + 4*v_l]);
+      b_h[ft_c0 + 4*v_l + 4] = ft_tanhf(b_g[ft_c0 + 4*v_l]);
     }
 
 Every emitted name starts with `ft_`, `v_` (tile-IR variables) or `b_` (buffers).

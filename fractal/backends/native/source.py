@@ -3,24 +3,27 @@
 The program becomes one function `ft_run(buffers)`: loops and ifs are C++ control flow (no
 Python between a sequential loop's steps), tile-IR variables are `long long v_<var>`, every
 buffer a typed pointer `b_<name>` into its flat storage (`fractal.backends.storage`).  A
-stage runs its ops in parts (`parts`): a product worth a BLAS call runs alone, as BLAS
-calls outside any parallel region (`gemm.blas_part`: BLAS owns the cores then); the ops
-between run fused, every point's ops one after the other in a loop nest over the stage's
-dims (a polygon's bounds read earlier dims), shared among OpenMP threads where the stage's
-work pays for it.  Splitting a stage this way is legal by the tile contract: its points are
+stage runs its ops in parts: a product whose points fold into fewer, bigger products runs
+alone (`gemm.folded_part`: a BLAS call split among the threads, or the register-blocked
+kernel over the points left); the ops between run fused, every point's ops one after the
+other in a loop nest over the stage's dims (a polygon's bounds read earlier dims), shared
+among OpenMP threads where the stage's work pays for it (`_point_loops`).  Each stage's
+seconds go to its profile slot when the caller asks (`ft_profile`).  Splitting a stage this way is legal by the tile contract: its points are
 independent, so op-major and point-major orders agree.  A gather or scatter that finds an
 index out of range records its status code, and the run returns it after that stage.
 
     // stage cell(l in 0:2) device
     {
+      const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;
+      {
       const long long ft_work = (2 - 0) * 4LL;
       #pragma omp parallel for schedule(static) num_threads(ft_threads) if(ft_work >= 32768)
       for (long long v_l = 0; v_l < 2; ++v_l) {
         // h[l + 1, 0:4] = tanh(g[l, 0:4])
-        for (long long ft_c0 = 0; ft_c0 < 4; ++ft_c0) {
-          b_h[ft_c0 + 4*v_l + 4] = std::tanh(b_g[ft_c0 + 4*v_l]);
-        }
+        ...
       }
+      }
+      if (ft_profile) ft_profile[0] += omp_get_wtime() - ft_t0;
     }
 """
 
