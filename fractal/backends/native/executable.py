@@ -96,9 +96,9 @@ class NativeExecutable:
         self._lib = ctypes.CDLL(str(path))
         if self.module.uses_blas:
             blas_lib.bind(self._lib, blas)
-        self._lib.ft_set_threads(ctypes.c_int(max(1, int(threads))))
+        self.threads = max(1, int(threads))
         self._run = self._lib.ft_run
-        self._run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+        self._run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_int]
         self._run.restype = ctypes.c_int
         self._buffers = {b.name: b for b in program.buffers}
         self._roles = {role: [b for b in program.buffers if b.role == role]
@@ -135,9 +135,9 @@ class NativeExecutable:
         seconds = np.zeros(max(len(self.module.stages), 1)) if profile is not None else None
         if self.module.uses_blas:
             with one_blas_thread():
-                code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
+                code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         else:
-            code = self._run(pointers, None if seconds is None else seconds.ctypes.data)
+            code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         if code:
             raise status_error(self.module.status[code - 1])
         if profile is not None:   # seconds per stage, as the cpu backend gives them

@@ -45,13 +45,11 @@ PARALLEL_MIN_WORK = 1 << 15   # elements a stage must touch before its points ar
 _RUNTIME = """#include <memory>
 #include <omp.h>
 #define FT_EXPORT extern "C" __attribute__((visibility("default")))
-static int ft_threads = 1;
 // the first op to find an index out of range wins (several threads may find one)
 static inline void ft_fail(int* status, int code) {
   int seen = 0;
   __atomic_compare_exchange_n(status, &seen, code, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
-FT_EXPORT void ft_set_threads(int n) { ft_threads = n > 0 ? n : 1; }
 """
 
 
@@ -85,7 +83,8 @@ def emit_program(program: TileProgram, blas_prelude: str | None) -> NativeSource
         VECMATH.rstrip("\n"), KERNELS.rstrip("\n"), prelude(NATIVE, sc.helpers).rstrip("\n"), index_prelude(NATIVE).rstrip("\n"),
         _RUNTIME.rstrip("\n"),
         *( [blas_prelude.rstrip("\n")] if uses_blas and blas_prelude else []),
-        "FT_EXPORT int ft_run(void* const* ft_buffers, double* ft_profile) {",
+        # (the thread count is an argument: programs of one source share one cached library)
+        "FT_EXPORT int ft_run(void* const* ft_buffers, double* ft_profile, int ft_threads) {",
         *params, "  int ft_status = 0;", *body, "  return ft_status;", "}", ""])
     return NativeSource(text, tuple(b.name for b in program.buffers), tuple(sc.status), uses_blas, stages)
 

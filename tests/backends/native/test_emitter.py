@@ -54,7 +54,7 @@ def source(p) -> str:
 def test_the_program_is_one_function_with_each_stage_and_op_under_its_tile_ir_line():
     p = program(docstring_programs()[0])
     text = source(p)
-    assert 'FT_EXPORT int ft_run(void* const* ft_buffers, double* ft_profile) {' in text
+    assert 'FT_EXPORT int ft_run(void* const* ft_buffers, double* ft_profile, int ft_threads) {' in text
     for s in p.stages():
         assert f"// stage {s.name}(" in text
         for op in s.body:
