@@ -24,7 +24,8 @@ import numpy as np
 
 from fractal.lang.errors import UNKNOWN_LOC, VerifyError
 
-from .dependences import Access, accesses, deltas, only_zero, table_instances, tables_of
+from .dependences import Access, accesses, deltas, only_zero, tables_of
+from .table_rows import table_instances
 from .rewrite import Path, rewrite_blocks
 from .tile_nodes import Loop, Scatter, Stage
 from .tile_isl import Indirect

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from fractal.lang.errors import VerifyError
-from fractal.lower import dependences, table_fit
+from fractal.lower import dependences, table_fit, table_rows
 from fractal.lower.dependences import deltas, op_accesses, tables_of, vectors
 from fractal.lower.tile_contract import check_contract
 from fractal.lower.tile_ir import Gather, If, Loop, Scatter, Stage
@@ -122,10 +122,10 @@ def tables_never_listed():
     instance is never listed entry by entry, so it goes through `table_fit`'s affine pieces
     (the caches cleared on the way in and out: their answers came under other limits)."""
     def clear():
-        for cached in (dependences._deltas, dependences._relation, dependences._listing, table_fit.table_pieces):
+        for cached in (dependences._deltas, dependences._relation, table_rows._listing, table_fit.table_pieces):
             cached.cache_clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dependences, "MAX_TABLE_ENTRIES", 0)
+        patch.setattr(table_rows, "MAX_TABLE_ENTRIES", 0)
         clear()
         try:
             yield
@@ -334,7 +334,7 @@ def test_a_table_access_meets_a_plain_one_only_at_the_rows_it_lists(monkeypatch)
     lowered to 3 here as 32768-row tables reach it, the engine took each iteration's rows as
     their span, 0..5 and 2..7, and the contract rejected the loop; a table access is now joined
     row by row with a plain one, as with another table's.)"""
-    monkeypatch.setattr(dependences, "MAX_TABLE_RUNS", 3)
+    monkeypatch.setattr(table_rows, "MAX_TABLE_RUNS", 3)
     check_contract(parse_tile_program("""tile @t {
       buffer x: f64[8,1] global input
       buffer y: f64[8,1] global temp
@@ -397,7 +397,7 @@ def test_a_table_access_listed_as_a_mask_names_exactly_the_elements_the_run_touc
         if not isinstance(op, (Gather, Scatter)) or roles[op.index.buffer] != "const":
             continue
         a = next(a for a in engine_accesses(p, [(stage, k)], scopes) if a.indirect is not None)
-        mask = dependences.listed_mask(a)
+        mask = table_rows.listed_mask(a)
         if mask is None:
             event("not listed")
             continue

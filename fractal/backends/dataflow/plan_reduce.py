@@ -38,7 +38,8 @@ import numpy as np
 
 from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.backends.scan_pattern import match_scan
-from fractal.lower.dependences import accesses, listed_mask, tables_of
+from fractal.lower.dependences import accesses, tables_of
+from fractal.lower.table_rows import listed_mask
 from fractal.lower.tile_ir import Binary, Dim, Elementwise, Load, Loop, Reduce, Region, Stage
 from fractal.lower.tile_isl import Scope, buffer_tag
 
