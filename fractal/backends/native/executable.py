@@ -47,9 +47,9 @@ _blas_runs = [0, None]   # native runs in progress, BLAS's thread count before t
 @contextlib.contextmanager
 def one_blas_thread():
     """BLAS on one thread while native runs are in progress (process-wide: the first run to
-    start sets it, the last to end restores it), its idle workers stopped: every run on more
-    than one thread takes it, BLAS or not (sliding_window_attention, no BLAS call, took 21 ms
-    right after a NumPy product, 13 ms half a second later).  A run splits its BLAS calls
+    start sets it, the last to end restores it), its idle workers stopped (a run on more than
+    one thread that calls no BLAS stops them too: sliding_window_attention took 21 ms right
+    after a NumPy product, 13 ms half a second later).  A run splits its BLAS calls
     among its own OpenMP threads (`gemm._split_call`): BLAS's threads would otherwise compete
     with OpenMP's, which spin between parallel regions (15x slower on 2 cores).  NumPy's BLAS calls made by
     other Python threads meanwhile run on one thread too."""
@@ -135,10 +135,12 @@ class NativeExecutable:
         pointers = (ctypes.c_void_p * max(len(self.module.buffers), 1))(
             *(arrays[name].ctypes.data for name in self.module.buffers))
         seconds = np.zeros(max(len(self.module.stages), 1)) if profile is not None else None
-        if self.module.uses_blas or self.threads > 1:   # (BLAS's spinning workers would share the cores)
+        if self.module.uses_blas:
             with one_blas_thread():
                 code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         else:
+            if self.threads > 1:   # (BLAS's idle workers would spin on the cores the run's threads need)
+                blas_lib.stop_idle_threads()
             code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         if code:
             raise status_error(self.module.status[code - 1])

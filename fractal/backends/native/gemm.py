@@ -64,11 +64,9 @@ def _sizes(op: Gemm) -> tuple[int, int, int]:
 def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
     """One point's product as loops (module docstring)."""
     m, k, n = _sizes(op)
-    a, b, c = (strided(r, sc) for r in (op.a, op.b, op.c))
-    ra, ca = (a.s1, a.s0) if op.trans_a else (a.s0, a.s1)
-    rb, cb = (b.s1, b.s0) if op.trans_b else (b.s0, b.s1)
-    names = sc.names
-    pa, pb, pc = (f"(b_{r.buffer} + ({index_expr(s.base, names)}))" for r, s in ((op.a, a), (op.b, b), (op.c, c)))
+    (base_a, ra, ca), (base_b, rb, cb), (base_c, c_s0, c_s1) = _oriented(op, sc)
+    pa, pb, pc = (f"(b_{r.buffer} + ({index_expr(base, sc.names)}))"
+                  for r, base in ((op.a, base_a), (op.b, base_b), (op.c, base_c)))
     types = {sc.dtype(r) for r in (op.a, op.b, op.c)}
     staged = overwrites_its_input(op, (op.a, op.b))
     ctype = sc.ctype(op.c)
@@ -80,13 +78,13 @@ def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
         rc, cc = n, 1
     else:
         out.append(f"  auto* ft_C = {pc};")
-        rc, cc = c.s0, c.s1
+        rc, cc = c_s0, c_s1
     A, B, C = (f"ft_A[ft_i*{ra} + ft_p*{ca}]", f"ft_B[ft_p*{rb} + ft_j*{cb}]", f"ft_C[ft_i*{rc} + ft_j*{cc}]")
     if len(types) == 1 and types <= _VECTOR and not staged:   # (register-blocked: kernels.h)
         out.append(f"  ft_small_gemm<{ctype}>({m}, {n}, {k}, ft_A, {ra}, {ca}, ft_B, {rb}, {cb}, ft_C, {rc}, {cc}, "
                    f"{str(op.accumulate).lower()});")
     elif len(types) == 1 and types <= _VECTOR:
-        init = f"ft_C0[ft_i*{c.s0} + ft_j*{c.s1}]" if staged and op.accumulate else (C if op.accumulate else "0")
+        init = f"ft_C0[ft_i*{c_s0} + ft_j*{c_s1}]" if staged and op.accumulate else (C if op.accumulate else "0")
         out += [f"  for (long long ft_i = 0; ft_i < {m}; ++ft_i) {{",
                 f"    for (long long ft_j = 0; ft_j < {n}; ++ft_j) {C} = {init};",
                 f"    for (long long ft_p = 0; ft_p < {k}; ++ft_p) {{",
@@ -95,7 +93,7 @@ def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
                 "    }", "  }"]
     else:   # (mixed or half types: one float64 dot product per element, stored as c's type)
         conv = lambda r, text: NATIVE.to_compute(sc.dtype(r), text)
-        src = f"ft_C0[ft_i*{c.s0} + ft_j*{c.s1}]" if staged else C
+        src = f"ft_C0[ft_i*{c_s0} + ft_j*{c_s1}]" if staged else C
         init = f"(double) {conv(op.c, src)}" if op.accumulate else "0.0"
         out += [f"  for (long long ft_i = 0; ft_i < {m}; ++ft_i) for (long long ft_j = 0; ft_j < {n}; ++ft_j) {{",
                 f"    double ft_s = {init};",
@@ -105,7 +103,7 @@ def gemm_loops(op: Gemm, sc: Scope) -> list[str]:
                 "  }"]
     if staged:
         out.append(f"  for (long long ft_i = 0; ft_i < {m}; ++ft_i) for (long long ft_j = 0; ft_j < {n}; ++ft_j) "
-                   f"ft_C0[ft_i*{c.s0} + ft_j*{c.s1}] = ft_C[ft_i*{n} + ft_j];")
+                   f"ft_C0[ft_i*{c_s0} + ft_j*{c_s1}] = ft_C[ft_i*{n} + ft_j];")
     return out + ["}"]
 
 
@@ -124,8 +122,8 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
     A does not read it and B's and C's columns stack along it (a point's product with one row or
     column stacks at any stride: attention's scores, one dot product a point).  Each product left
     is a BLAS call when it is big and BLAS can take its strides (the points left, if any, one
-    after the other: BLAS has the cores), else the register-blocked kernel, the points left
-    shared among threads.  `point_loops(dims, parallel, work)` opens loops over `dims` and
+    after the other, each call split among the threads: `_split_call`), else the
+    register-blocked kernel, the points left shared among threads.  `point_loops(dims, parallel, work)` opens loops over `dims` and
     returns (lines, closers)."""
     dtype = sc.dtype(op.c)
     if not stage.rectangular or {sc.dtype(op.a), sc.dtype(op.b)} != {dtype} or dtype not in _VECTOR \
