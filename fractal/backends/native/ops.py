@@ -32,8 +32,12 @@ Every emitted name starts with `ft_`, `v_` (tile-IR variables) or `b_` (buffers)
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+
+import numpy as np
 
 from fractal.lower.tile_affine import aff
+from fractal.lower.tile_expr import BOOL_OPS, Binary, Const, Load, Unary, Where, expr_loads
 from fractal.lower.tile_ir import Convert, Copy, Elementwise, Gather, Gemm, Reduce, Scatter, SegmentReduce
 
 from ..codegen import Emitted, cast, emit_expr, store
@@ -67,11 +71,49 @@ def _scratch(name: str, ctype: str, count: int) -> str:
     return f"  std::unique_ptr<{ctype}[]> {name}_owner(new {ctype}[{count}]); {ctype}* {name} = {name}_owner.get();"
 
 
+def _squares(e, sc: Scope):
+    """`e` with every `pow(x, 2)` as `x * x` (the exponent a literal, or one element of a const
+    buffer of x's dtype: a variance's square): libm's pow is a scalar call, which keeps the loop
+    from vectorising, and `x * x` is the correctly rounded square pow gives."""
+    if isinstance(e, Unary):
+        return replace(e, x=_squares(e.x, sc))
+    if isinstance(e, Where):
+        return replace(e, cond=_squares(e.cond, sc), a=_squares(e.a, sc), b=_squares(e.b, sc))
+    if not isinstance(e, Binary):
+        return e
+    e = replace(e, a=_squares(e.a, sc), b=_squares(e.b, sc))
+    return Binary("mul", e.a, e.a) if e.op == "pow" and _exponent(e.b, e.a, sc) == 2.0 else e
+
+
+def _exponent(b, base, sc: Scope) -> float | None:
+    if isinstance(b, Const):
+        return float(b.value)
+    loaded = {sc.buffers[r.buffer].dtype for r in expr_loads(base)}
+    if not isinstance(b, Load) or len(loaded) != 1 or _has_bool(base):
+        return None
+    buf = sc.buffers[b.region.buffer]
+    if buf.role != "const" or buf.data is None or {buf.dtype} != loaded \
+            or any(a.terms for a in b.region.start) or math.prod(b.region.shape) != 1:
+        return None
+    return float(np.asarray(buf.data.value)[tuple(a.const for a in b.region.start)].reshape(-1)[0])
+
+
+def _has_bool(e) -> bool:
+    """Whether `e` computes a comparison or a logical op anywhere (its dtype is not its loads')."""
+    if isinstance(e, (Load, Const)):
+        return False
+    if isinstance(e, Unary):
+        return e.op in BOOL_OPS or _has_bool(e.x)
+    if isinstance(e, Where):
+        return True
+    return e.op in BOOL_OPS or _has_bool(e.a) or _has_bool(e.b)
+
+
 def _elementwise(op: Elementwise, sc: Scope) -> list[str]:
     shape = op.dst.shape
     evars = coords("ft_c", len(shape))
     dtypes = {n: b.dtype for n, b in sc.buffers.items()}
-    value = store(emit_expr(op.expr, sc.dtype(op.dst), dtypes, lambda r: sc.ref(r, aligned(r, shape, evars)), NATIVE),
+    value = store(emit_expr(_squares(op.expr, sc), sc.dtype(op.dst), dtypes, lambda r: sc.ref(r, aligned(r, shape, evars)), NATIVE),
                   sc.dtype(op.dst), NATIVE)
     sc.helper(*value.helpers)
     return _stored(op, sc, shape, evars, value.text)

@@ -334,3 +334,25 @@ def test_points_of_one_dot_product_each_fold_into_one_product_over_rows_and_colu
     q, k = data((48, 1, 16)), data((40, 16, 1))
     np.testing.assert_allclose(run_both(p, {"q": q, "k": k})["s"][:, :, 0, 0], q[:, 0] @ k[:, :, 0].T, rtol=1e-5,
                                atol=1e-5)
+
+
+def test_a_square_by_pow_is_a_product_and_equals_numpys_bit_for_bit():
+    """`pow(x - m, 2)` (a variance's square; the exponent a literal or one element of a const
+    buffer) is `x * x`: libm's pow would keep the loop scalar, and the square is pow's
+    correctly rounded result.  Other exponents keep pow."""
+    p = program(tile("""  buffer x: f32[5,64] global input
+  buffer two: f32[1] global const
+  buffer y: f32[5,64] global output
+  buffer z: f32[5,64] global output
+  buffer w: f32[5,64] global output""", """  stage s(i in 0:5) device {
+    y[i, 0:64] = pow(sub(x[i, 0:64], 0.5), two[0])
+    z[i, 0:64] = pow(x[i, 0:64], 2.0)
+    w[i, 0:64] = pow(x[i, 0:64], 3.0)
+  }"""), two=np.array([2.0], np.float32))
+    body = source(p).split("// stage s(")[1]
+    assert body.count("std::pow(") == 1   # (the cube's)
+    x = data((5, 64))
+    out = run_both(p, {"x": x}, rtol=1e-6, atol=0)   # (the cube: libm's powf, not NumPy's own loop)
+    want = run_pointwise(p, {"x": x})
+    for name in ("y", "z"):
+        np.testing.assert_array_equal(out[name], want[name])
