@@ -27,7 +27,8 @@ _warned = False
 
 def native_target(target: Target | None = None) -> Target:
     """A CPU target (default: this machine) run by the native backend."""
-    return dataclasses.replace(target or host_target(), backend="native")
+    target = target or host_target()
+    return dataclasses.replace(target, name=f"{target.name}-native", backend="native")
 
 
 class NativeBackend:

@@ -39,7 +39,9 @@ def test_backend_native_and_the_native_host_target_run_generated_cpp_with_the_cp
         assert compiled.target.backend == "native" and isinstance(compiled._executable, NativeExecutable)
         assert "FT_EXPORT int ft_run(" in compiled.source
         np.testing.assert_allclose(np.stack(compiled.run(*args).to_list()), want, rtol=1e-5, atol=1e-6)
-    assert ft.targets.host(native=True).hardware == ft.targets.host().hardware   # (the same tile IR)
+    native = ft.targets.host(native=True)
+    assert native.hardware == ft.targets.host().hardware and native.policy == ft.targets.host().policy   # (the same tile IR)
+    assert native.name == ft.targets.host().name + "-native" and ft.targets.get("cpu-generic-native").backend == "native"
 
 
 @needs_compiler
