@@ -18,6 +18,7 @@ from fractal.backends.native.executable import NativeExecutable
 from fractal.backends.native.source import emit_program
 from fractal.backends.pointwise import run_pointwise
 from fractal.lang.errors import LengthError
+from tests.backends import emitter_specs as specs
 from tests.backends.cpu.programs import parallel_programs, program, program_data, tile
 from tests.backends.native.conftest import needs_compiler
 from tests.lower.test_tile_ir import docstring_programs
@@ -78,20 +79,9 @@ def test_a_stage_with_enough_work_shares_its_points_among_threads_and_a_box_coll
 
 @pytest.mark.parametrize("dtype", ["f32", "f64", "i32"])
 def test_gemm_transposes_and_accumulation(dtype):
-    np_dtype = {"f32": np.float32, "f64": np.float64, "i32": np.int32}[dtype]
-    p = program(tile(f"""  buffer a: {dtype}[40,37] global input
-  buffer b: {dtype}[37,70] global input
-  buffer c: {dtype}[40,70] global output
-  buffer d: {dtype}[70,40] global output""", """  stage mm() device {
-    c[0:40, 0:70] = gemm(a[0:40, 0:37], b[0:37, 0:70])
-    c[0:40, 0:70] += gemm(a[0:40, 0:37], b[0:37, 0:70])
-    d[0:70, 0:40] = gemm(b[0:37, 0:70].T, a[0:40, 0:37].T)
-  }"""))
-    a, b = (RNG.integers(-3, 4, s).astype(np_dtype) for s in ((40, 37), (37, 70)))
-    out = run_both(p, {"a": a, "b": b}, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(out["c"], 2 * (a @ b), rtol=1e-5)
-    np.testing.assert_allclose(out["d"], (a @ b).T, rtol=1e-5)
-    calls = source(p).split("FT_EXPORT int ft_run")[1].count("ft_gemm_f")
+    spec = specs.gemm(dtype)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
+    calls = source(spec.program).split("FT_EXPORT int ft_run")[1].count("ft_gemm_f")
     assert calls == (0 if dtype == "i32" or blas.find_blas() is None else 3 * 2)   # 3 calls, split by rows or columns
 
 
@@ -134,112 +124,42 @@ def test_a_gemm_overwriting_its_own_operand_reads_it_first():
     run_both(p, {"b": data((5, 6), np.float64)})
 
 
-# --- the other ops ----------------------------------------------------------------------------------
+# --- the other ops (tests/backends/emitter_specs.py) -------------------------------------------------
 
 @pytest.mark.parametrize("combiner", ["add", "max", "min"])
 def test_reductions_keep_or_drop_axes_and_reduce_empty_and_long_rows(combiner):
-    p = program(tile("""  buffer x: f32[3,70,5] global input
-  buffer k: f32[3,1,5] global output
-  buffer d: f32[3,70] global output
-  buffer e: f32[3,5] global output""", f"""  stage r(i in 0:3) device {{
-    k[i, 0:1, 0:5] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[0])
-    d[i, 0:70] = reduce_{combiner}(x[i, 0:70, 0:5], axes=[1])
-    e[i, 0:5] = reduce_{combiner}(x[i, 0:0, 0:5], axes=[0])
-  }}"""))
-    x = data((3, 70, 5))
-    x[1, 3, 2] = np.nan
-    out = run_both(p, {"x": x})
-    fn = {"add": np.add, "max": np.maximum, "min": np.minimum}[combiner]
-    np.testing.assert_allclose(out["d"], fn.reduce(x, axis=2), rtol=1e-5, atol=1e-5)
-    assert np.isnan(out["k"][1, 0, 2])  # NaN propagates, as in NumPy
-    assert np.all(out["e"] == {"add": 0.0, "max": -np.inf, "min": np.inf}[combiner])
+    spec = specs.reductions(combiner)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 def test_segment_reductions_with_empty_segments():
-    offsets = np.array([0, 2, 2, 7], np.int64)
-    p = program(tile("""  buffer x: f64[7,40] global input
-  buffer off: i64[4] global const
-  buffer y: f64[3,40] global output""", """  stage s() device {
-    y[0:3, 0:40] = segment_max(x[0:7, 0:40], off[0:4])
-  }"""), off=offsets)
-    x = data((7, 40), np.float64)
-    out = run_both(p, {"x": x})
-    np.testing.assert_array_equal(out["y"][1], -np.inf)
-    np.testing.assert_array_equal(out["y"][2], x[2:7].max(axis=0))
+    spec = specs.segment_max()
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 @pytest.mark.parametrize("axis", [0, 1])
 def test_gather_and_scatter_with_negative_indices_and_padding(axis):
-    rows = "0:2, 0:5" if axis == 0 else "0:3, 0:2"
-    p = program(tile("""  buffer x: f32[3,4,6] global input
-  buffer idx: i32[3,2] global input
-  buffer g: f32[3,3,5] global output
-  buffer t: f32[3,4,6] global output""", f"""  stage k(i in 0:3) device {{
-    g[i, {rows}] = gather(x[i, 0:3, 0:5], idx[i, 0:2], axis={axis})
-    t[i, 0:3, 0:5] = scatter(g[i, {rows}], idx[i, 0:2], axis={axis})
-  }}"""))
-    size = 3 if axis == 0 else 5
-    idx = np.array([[0, -1], [size, 1], [2, -size]], np.int32)  # `size`: padding
-    out = run_both(p, {"x": data((3, 4, 6)), "idx": idx})
-    pad = out["g"][1, 0] if axis == 0 else out["g"][1, :, 0]
-    np.testing.assert_array_equal(pad, 0.0)
+    spec = specs.gather_scatter(axis)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 def test_copies_with_perm_and_reshape_converts_and_broadcast_elementwise():
-    p = program(tile("""  buffer x: f32[2,3,4] global input
-  buffer s: f32[4] global input
-  buffer t: f32[4,3,2] global output
-  buffer r: f32[6,4] global output
-  buffer n: i32[2,3,4] global output
-  buffer w: f32[2,3,4] global output""", """  stage c() device {
-    t[0:4, 0:3, 0:2] = copy(x[0:2, 0:3, 0:4], perm=[2, 1, 0])
-    r[0:6, 0:4] = copy(x[0:2, 0:3, 0:4])
-    n[0:2, 0:3, 0:4] = convert(x[0:2, 0:3, 0:4])
-    w[0:2, 0:3, 0:4] = where(gt(x[0:2, 0:3, 0:4], s[0:4]), exp(x[0:2, 0:3, 0:4]), mul(s[0:4], 2.0))
-  }"""))
-    x, s = data((2, 3, 4)) * 3, data(4)
-    out = run_both(p, {"x": x, "s": s})
-    np.testing.assert_array_equal(out["t"], x.transpose(2, 1, 0))
-    np.testing.assert_array_equal(out["n"], x.astype(np.int32))
+    spec = specs.copies()
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 @pytest.mark.parametrize("n", [5, 5000])
 def test_an_op_that_overwrites_what_it_reads_reads_everything_first(n):
     """NumPy semantics: `y[1:n] = y[0:n-1] + 1` reads the old y (a shift): staged on the stack,
     or on the heap when long."""
-    p = program(tile(f"""  buffer x: f32[{n}] global input
-  buffer y: f32[{n}] global output""", f"""  stage s() device {{
-    y[0:{n}] = copy(x[0:{n}])
-    y[1:{n}] = add(y[0:{n - 1}], 1.0)
-  }}"""))
-    assert ("std::unique_ptr<float[]> ft_stage_owner" in source(p)) == (n > 4096)
-    x = data(n)
-    np.testing.assert_array_equal(run_both(p, {"x": x})["y"], np.concatenate([x[:1], x[:n - 1] + 1]))
+    spec = specs.shift(n)
+    assert ("std::unique_ptr<float[]> ft_stage_owner" in source(spec.program)) == (n > 4096)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 def test_loops_ifs_steps_and_a_polygon_stage():
-    p = program(tile("""  buffer x: f32[6,6] global input
-  buffer y: f32[6,6] global output""", """  for s in 0:4 step 2 sequential host {
-    if s < 2 {
-      stage tri(i in 0:6, j in i:6) device {
-        y[i, j] = add(x[i, j], 1.0)
-      }
-    } else {
-      stage low(i in 1:6, j in 0:i) device {
-        y[i, j] = mul(x[i, j], 2.0)
-      }
-    }
-  }
-  for s in 3:-1 step -1 sequential host {
-    stage back(i in 0:1) device {
-      y[s, 0] = add(y[s, 0], 1.0)
-    }
-  }"""))
-    x = data((6, 6))
-    out = run_both(p, {"x": x})
-    want = np.triu(x + 1) + np.tril(x * 2, -1)
-    want[:4, 0] += 1
-    np.testing.assert_allclose(out["y"], want, rtol=1e-6)
+    spec = specs.loops_ifs_polygons()
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
 # --- random programs -----------------------------------------------------------------------------
