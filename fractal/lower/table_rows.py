@@ -133,13 +133,17 @@ def _listing(a) -> _Listed | None:
     found = table_instances(a)
     if found is None:
         return None
-    axis, n, pts = a.indirect.buffer_axis(a.region), found.count, found.points
+    return _Listed(found, _spans(a, a.indirect.buffer_axis(a.region), found.points, found.count))
+
+
+def _spans(a, axis: int, pts: dict, n: int) -> tuple:
+    """Per buffer axis but `axis`: (axis, each instance's first and last index, stride)."""
     spans = []
     for k, (start, size, stride) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
         if k != axis:
             lo = np.broadcast_to(evaluate_many(start, pts), (n,))
             spans.append((k, lo, lo + ((size or 1) - 1) * stride, stride))
-    return _Listed(found, tuple(spans))
+    return tuple(spans)
 
 
 def listed_mask(a) -> np.ndarray | None:
@@ -174,12 +178,7 @@ def _plain_listing(a, axis: int) -> _Listed | None:
     first = np.broadcast_to(evaluate_many(start, pts), (n,))
     rows = TableRows(pts, n, np.repeat(np.arange(n), width), (first[:, None] + stride * np.arange(width)).reshape(-1),
                      np.zeros((n, 0), np.int64))
-    spans = []
-    for k, (s, m, t) in enumerate(zip(a.region.start, a.region.size, a.region.stride)):
-        if k != axis:
-            lo = np.broadcast_to(evaluate_many(s, pts), (n,))
-            spans.append((k, lo, lo + ((m or 1) - 1) * t, t))
-    return _Listed(rows, tuple(spans))
+    return _Listed(rows, _spans(a, axis, pts, n))
 
 
 def _progressions_meet(alo, ahi, astep: int, blo, bhi, bstep: int) -> np.ndarray:

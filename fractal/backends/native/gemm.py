@@ -45,15 +45,13 @@ class Strided:
     base: object
     s0: int
     s1: int
-    rows: int
-    cols: int
 
 
 def strided(region: Region, sc: Scope) -> Strided:
     total = point_offset(region, sc.buffers[region.buffer], ("ft_e0", "ft_e1"))
     strides = dict(total.terms)
     s0, s1 = strides.get("ft_e0", 0), strides.get("ft_e1", 0)
-    return Strided(total - s0 * aff("ft_e0") - s1 * aff("ft_e1"), s0, s1, *region.shape)
+    return Strided(total - s0 * aff("ft_e0") - s1 * aff("ft_e1"), s0, s1)
 
 
 def _sizes(op: Gemm) -> tuple[int, int, int]:

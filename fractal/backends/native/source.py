@@ -70,7 +70,7 @@ def emit_program(program: TileProgram, blas_prelude: str | None) -> NativeSource
     over a bound BLAS (`blas.gemm_prelude`), None: every product runs as loops."""
     buffers = {b.name: b for b in program.buffers}
     sc = Scope(buffers, _names(program.body), blas=blas_prelude is not None)
-    body = _block(program.body, sc, 1)
+    body = _block(program.body, sc)
     stages = tuple(sc.stages)
     uses_blas = any("ft_gemm_f" in line for line in body)
     params = []
@@ -104,7 +104,7 @@ def _names(stmts, out=None) -> dict[str, str]:
     return out
 
 
-def _block(stmts, sc: Scope, depth: int) -> list[str]:
+def _block(stmts, sc: Scope) -> list[str]:
     out = []
     for s in stmts:
         if isinstance(s, Stage):
@@ -113,11 +113,11 @@ def _block(stmts, sc: Scope, depth: int) -> list[str]:
             v, start, stop = sc.names[s.var], index_expr(s.start, sc.names), index_expr(s.stop, sc.names)
             test = f"{v} < {stop}" if s.step > 0 else f"{v} > {stop}"
             out += [f"// loop {s.var} {s.kind}", f"for (long long {v} = {start}; {test}; {v} += {s.step}) {{",
-                    *_block(s.body, sc, depth + 1), "}"]
+                    *_block(s.body, sc), "}"]
         elif isinstance(s, If):
             a, op, b = s.cond
-            out += [f"if ({index_expr(a, sc.names)} {op} {index_expr(b, sc.names)}) {{", *_block(s.then, sc, depth + 1)]
-            out += (["} else {", *_block(s.orelse, sc, depth + 1), "}"] if s.orelse else ["}"])
+            out += [f"if ({index_expr(a, sc.names)} {op} {index_expr(b, sc.names)}) {{", *_block(s.then, sc)]
+            out += (["} else {", *_block(s.orelse, sc), "}"] if s.orelse else ["}"])
         else:
             raise TypeError(f"not a tile statement: {type(s).__name__}")
     return ["  " + line for line in out]
