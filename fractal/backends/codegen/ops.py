@@ -74,9 +74,10 @@ LOGICAL = frozenset({"logical_and", "logical_or", "logical_not"})
 # Ops whose result is bool while their operands compute in the promoted operand dtype.
 COMPARISONS = frozenset(_COMPARE)
 
-# Generic helpers (templates on the operand type) the rows call by name.
+# Generic helpers (templates on the operand type) the rows call by name.  (`|`, not `||`: both
+# comparisons evaluated, no branch, so a host loop of them becomes vector compares and a blend)
 GENERIC = {
-    "fl_maximum": "template <typename T> {inline} T fl_maximum(T a, T b) { return (a > b || a != a) ? a : b; }",
-    "fl_minimum": "template <typename T> {inline} T fl_minimum(T a, T b) { return (a < b || a != a) ? a : b; }",
+    "fl_maximum": "template <typename T> {inline} T fl_maximum(T a, T b) { return ((a > b) | (a != a)) ? a : b; }",
+    "fl_minimum": "template <typename T> {inline} T fl_minimum(T a, T b) { return ((a < b) | (a != a)) ? a : b; }",
 }
 

@@ -34,9 +34,12 @@ from . import blas as blas_lib
 from .source import emit_program
 
 # IEEE arithmetic (no fast-math: results follow the interpreter's), signed overflow wrapping as
-# NumPy's, the host's own vector units, OpenMP for the point loops
-FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fwrapv", "-fno-math-errno", "-shared", "-fPIC",
-         "-fvisibility=hidden", "-w")
+# NumPy's, the host's own vector units, OpenMP for the point loops.  -fno-trapping-math changes
+# no value (no one traps on floating-point exceptions here, NumPy neither): without it GCC 12
+# would not turn a loop's two float selects (vecmath.h's clamps, a NaN-propagating max) into
+# vector blends, and the loop ran scalar
+FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fwrapv", "-fno-math-errno", "-fno-trapping-math",
+         "-shared", "-fPIC", "-fvisibility=hidden", "-w")
 
 
 MAX_FREE_FRAMES = 4   # idle sets of temps an executable keeps for its next runs
@@ -87,10 +90,10 @@ def machine_key() -> tuple[str, ...]:
 class NativeExecutable:
     """Runs a verified `TileProgram` as generated C++ (module docstring)."""
 
-    def __init__(self, program: TileProgram, threads: int = 1):
+    def __init__(self, program: TileProgram, threads: int = 1, target=None):
         self.program = program
         blas = blas_lib.find_blas()
-        self.module = emit_program(program, blas_lib.gemm_prelude(blas) if blas is not None else None)
+        self.module = emit_program(program, blas_lib.gemm_prelude(blas) if blas is not None else None, target)
         self.source = self.module.text
         t0 = perf_counter()
         path = cxx_build.build(self.source, FLAGS, "native", extra_key=machine_key())

@@ -227,6 +227,9 @@ def _reduce(op: Reduce, sc: Scope) -> list[str]:
         lanes = [f"ft_lane[{q}]" for q in range(LANES)]
         inner = [f"long long {svars[last]} = 0;",
                  f"for (; {svars[last]} + {LANES} <= {n}; {svars[last]} += {LANES}) {{",
+                 # (the lanes are independent: said, so that GCC vectorises the loop before
+                 # unrolling it, which left a NaN-propagating max as scalar branches)
+                 "  #pragma omp simd",
                  f"  for (int ft_q = 0; ft_q < {LANES}; ++ft_q) {{",
                  f"    const long long ft_e = {svars[last]} + ft_q;",
                  "    " + combine("ft_lane[ft_q]", value(tuple(svars[:-1]) + ("ft_e",)), acc_t, op.combiner, sc),

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from fractal.backends.cxx_build import find_compiler
+from fractal.backends.native.executable import FLAGS   # (the backend's own flags: -fwrapv kept GCC 12 from vectorising them)
 from fractal.backends.native.scope import VECMATH
 from tests.backends.native.conftest import needs_compiler
 
 pytestmark = needs_compiler
 
 SOURCE = VECMATH + """
-extern "C" void vexp(const float* __restrict__ x, float* __restrict__ y, long n) { for (long i = 0; i < n; ++i) y[i] = ft_expf(x[i]); }
-extern "C" void vtanh(const float* __restrict__ x, float* __restrict__ y, long n) { for (long i = 0; i < n; ++i) y[i] = ft_tanhf(x[i]); }
+extern "C" __attribute__((visibility("default"))) void vexp(const float* __restrict__ x, float* __restrict__ y, long n) { for (long i = 0; i < n; ++i) y[i] = ft_expf(x[i]); }
+extern "C" __attribute__((visibility("default"))) void vtanh(const float* __restrict__ x, float* __restrict__ y, long n) { for (long i = 0; i < n; ++i) y[i] = ft_tanhf(x[i]); }
 """
-FLAGS = ["-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC"]
 
 
 @pytest.fixture(scope="module")
