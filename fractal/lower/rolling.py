@@ -6,9 +6,10 @@ step's state (write-once rows, which is what made the dependences exact), so ret
 access of a temporary inside a sequential loop over `s` names the slot `s + k` (rows
 `g + c*(s + k)`, one `g` for all), its writes the newest slot `s + kw`, its reads slots
 `s + k` with `kw - w < k <= kw`, and it is touched outside the loop only by writes, before
-it, of all points of the slots its first step reads, then `w` slots suffice: slot `u` is
-stored at `u mod w`.  The slot a step writes is the one read last a step earlier; nothing
-reads a slot after it is rolled over (no access after the loop); no slot is read before a
+it, of all points of the slots its first step reads, and after it (in the same steps of
+the loops around) only by reads of the slots its last step reads or writes (a reduce's final
+state), then `w` slots suffice: slot `u` is stored at `u mod w`.  The slot a step writes is the
+one read last a step earlier; nothing reads a slot after it is rolled over; no slot is read before a
 write (temporaries keep their values from run to run: a never-written row of write-once
 storage stays zero, a rolled one would not).
 
@@ -75,22 +76,28 @@ def _rolled(sites: list, loop_order: dict):
     if not common:
         return None
     loop = common[-1]  # the innermost sequential loop around every access inside loops
-    var, (first, _) = loop.var, loop_order[id(loop)]
+    var, (first, after) = loop.var, loop_order[id(loop)]
     c = coefficient(inside[0].region.start[0], var)
     if loop.step != 1 or not loop.start.is_const or not c:
         return None
+    around = inside[0].loops[:inside[0].loops.index(loop)]   # the sequential loops around `loop`
     base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
     slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?; the site)
+    finals = []  # slots read after the loop
     for s in sites:
         row, inner = s.region.start[0], loop in s.loops
         if inner and coefficient(row, var) != c:
             return None
-        if not inner and not (s.write and s.order < first):
+        final = not inner and not s.write and s.order >= after and s.loops == around
+        if not inner and not (s.write and s.order < first) and not final:
             return None  # read outside the loop, or written after it: every slot must stay
         diff = row - aff(var) * c - base if inner else row - base
         if not diff.is_const or diff.const % c:
             return None
-        slots.append((diff.const // c, s.write, inner, s))
+        if final:
+            finals.append(diff.const // c)
+        else:
+            slots.append((diff.const // c, s.write, inner, s))
     writes = {k for k, write, inner, _ in slots if write and inner}
     if len(writes) != 1:
         return None
@@ -101,6 +108,9 @@ def _rolled(sites: list, loop_order: dict):
     if any(k > kw for k, _, inner, _ in slots if inner) or initial != set(range(start + kmin, start + kw)):
         return None  # a read of a newer slot; initial slots the first steps do not read, or
         # that are not all written (a temporary's zeros would be another step's values)
+    if finals and not (loop.stop.is_const and loop.stop.const > start and
+                       all(loop.stop.const - 1 + kmin <= k <= loop.stop.const - 1 + kw for k in finals)):
+        return None  # read after the loop: only the slots of its last steps are still stored
     if not written_before_read([site for k, _, inner, site in slots if inner and k == kw]):
         return None  # a read of the step's own slot before the step writes it: rolled, an older step's
     g_vars = base.vars()

@@ -648,9 +648,30 @@ def test_materialise_rolls_a_scan_state_to_the_slots_a_step_reads():
     """))
 
 
+def test_materialise_rolls_a_scan_state_whose_last_slot_is_read_after_the_loop():
+    """A reduce's final state, read after the loop: slot 5, the last step's, is still stored
+    (at 5 mod 2)."""
+    assert_rewrites(materialise, program(ROLL_BUFFERS, """
+        stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = copy(x[m, 0:1, 0:4]) }
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[4*s + m + 4, 0, 0:1, 0:4] = tanh(c[4*s + m, 0, 0:1, 0:4]) }
+        }
+        stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m + 20, 0, 0:1, 0:4]) }
+    """), program(ROLL_BUFFERS.replace("c: f32[24,", "c: f32[8,"), """
+        stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = copy(x[m, 0:1, 0:4]) }
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[m + 4*((s + 1) mod 2), 0, 0:1, 0:4] = tanh(c[m + 4*(s mod 2), 0, 0:1, 0:4]) }
+        }
+        stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m + 4, 0, 0:1, 0:4]) }
+    """))
+
+
 @pytest.mark.parametrize("why, init, after", [
     ("read after the loop: every step's rows stay", "stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }",
      "stage out() device { y[0:4, 0:1, 0:4] = copy(c[20:24, 0, 0:1, 0:4]) }"),
+    ("a slot older than the last step's read after the loop",
+     "stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }",
+     "stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m + 12, 0, 0:1, 0:4]) }"),
     ("only some points' first slot is written", "stage init(m in 0:2) device { c[m, 0, 0:1, 0:4] = 0.0 }", ""),
     ("the first slot written after the loop", "",
      "stage late(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }"),
