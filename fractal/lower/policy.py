@@ -45,6 +45,20 @@ class SinkFacts:
 
 
 @dataclass(frozen=True)
+class PointMajorFacts:
+    """A sequential loop whose stages share their dims and meet only point-locally could run
+    point-major: each point of those dims all its steps in turn (a compiled backend's loop
+    nest), rather than every step over all the points."""
+
+    steps: int
+    points: int
+    point_step_bytes: int    # bytes one point's ops touch in one step
+    step_bytes: int          # bytes one step touches over all points (operands shared by the points once)
+    gemm_rows: int | None    # the fewest rows of a point's products whose right operand several points
+    #                          share (step-major, their rows stack into one bigger product); None: none
+
+
+@dataclass(frozen=True)
 class TileFacts:
     """Tile: a stage of several ops over a box whose first dim has `rows` values."""
 
@@ -97,6 +111,8 @@ class CostPolicy(Protocol):
 
     def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None: ...
 
+    def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool: ...
+
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int: ...
 
 
@@ -105,8 +121,8 @@ class SpreadPolicy:
     GPU's SMs, a mesh's PEs), where a stage run costs a launch or a barrier whatever its size:
     batch across always, except a recurrent statement (left to the wavefront pass); never sink
     (it trades a parallel nest for per-step stages); never tile rows on the host (the backend
-    cuts a stage itself); the legal schedule with the fewest sequential steps.  A backend's
-    policy adds its own rules (the CUDA and dataflow policies' docstrings give the reasons)."""
+    cuts a stage itself); never run a loop point-major (a step's points are the parallelism);
+    the legal schedule with the fewest sequential steps.  A backend's policy adds its own rules (the CUDA and dataflow policies' docstrings give the reasons)."""
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
         return not facts.recurrent
@@ -116,6 +132,9 @@ class SpreadPolicy:
 
     def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None:
         return None
+
+    def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool:
+        return False
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
         return min(range(len(options)), key=lambda i: options[i].steps)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
-from fractal.lower.policy import BatchFacts, ScheduleOption, SinkFacts, StageRun, TileFacts
+from fractal.lower.policy import BatchFacts, PointMajorFacts, ScheduleOption, SinkFacts, StageRun, TileFacts
 
 _DTYPE_OF_ITEMSIZE = {2: "float16", 4: "float32", 8: "float64"}
 
@@ -43,6 +43,9 @@ class CpuPolicy:
     # (the wavefront) which of a nest's legal schedules to take: "cheapest" by `seconds`, or
     # one by name ("wavefront", "batched", "as written") to compare them (the benchmark does)
     schedule: str = "cheapest"
+    # (the native backend) which sequential loops run point-major where legal: "cheapest" by
+    # `point_major`'s rule, or all ("point-major") or none ("step-major"), to compare them
+    loop_order: str = "cheapest"
 
     # --- hoist ---------------------------------------------------------------------------
 
@@ -84,6 +87,25 @@ class CpuPolicy:
             return None
         size = max(align, (budget // max(facts.row_bytes, 1)) // align * align)
         return size if size < n else None
+
+    # --- the native backend's loop order ------------------------------------------------
+
+    def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool:
+        """Run a loop's points one after another, each through all its steps (compiled code
+        only: the NumPy executor batches every step)?  When one point's step fits the tile
+        budget, so its intermediates and state stay cached from step to step, while a step over
+        all the points overflows what the cores' tile levels hold (batched, every intermediate
+        goes to memory and back each step); when there are points for every core; and when a
+        point's products by a weight other points share have `gemm_half_rows` rows or more
+        (fewer run below half speed in the register-blocked kernel, where step-major the points'
+        rows stack into bigger BLAS calls: an RNN's recurrent step).  `loop_order`
+        may name an order instead."""
+        if self.loop_order != "cheapest":
+            return self.loop_order == "point-major"
+        budget = self._tile_bytes(hw)
+        return facts.steps > 1 and facts.points >= hw.cores and facts.point_step_bytes <= budget \
+            and facts.step_bytes > budget * hw.cores \
+            and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)
 
     # --- the wavefront's choice of schedule ----------------------------------------------
 

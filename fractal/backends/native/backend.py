@@ -57,4 +57,4 @@ class NativeBackend:
                 _warned = True
             policy = target.policy if isinstance(target.policy, CpuPolicy) else CpuPolicy()
             return CpuExecutable(program, split_elements=policy.split_elements)
-        return NativeExecutable(program, threads=target.hardware.cores)
+        return NativeExecutable(program, threads=target.hardware.cores, target=target)

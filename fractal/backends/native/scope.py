@@ -35,6 +35,8 @@ class Scope:
     status: list[tuple[str, str]] = field(default_factory=list)  # per code - 1: (op kind, index buffer)
     blas: bool = False                                           # a BLAS is bound: big products call it
     stages: dict[str, int] = field(default_factory=dict)         # stage name -> its profile slot
+    program: object = None                                       # the TileProgram (point-major loops' legality)
+    target: object = None                                        # its Target (their cost policy); None: none
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"

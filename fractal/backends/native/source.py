@@ -33,11 +33,13 @@ import math
 from dataclasses import dataclass
 
 from fractal.lower.tile_ir import Gemm, If, Loop, Stage, TileProgram
+from fractal.lower.tile_isl import Scope as Where
 from fractal.lower.tile_printer import header
 
 from ..codegen import index_expr, index_prelude, prelude
 from .gemm import folded_part
 from .ops import RULES, work
+from .point_major import point_major_box
 from .scope import KERNELS, NATIVE, VECMATH, Scope
 
 PARALLEL_MIN_WORK = 1 << 15   # elements a stage must touch before its points are shared among threads
@@ -65,12 +67,13 @@ class NativeSource:
     stages: tuple[str, ...]        # per profile slot: the stage it times
 
 
-def emit_program(program: TileProgram, blas_prelude: str | None) -> NativeSource:
+def emit_program(program: TileProgram, blas_prelude: str | None, target=None) -> NativeSource:
     """`program` as C++ (module docstring); `blas_prelude` defines `ft_gemm_f32`/`ft_gemm_f64`
-    over a bound BLAS (`blas.gemm_prelude`), None: every product runs as loops."""
+    over a bound BLAS (`blas.gemm_prelude`), None: every product runs as loops.  `target`'s
+    cost policy says which loops run point-major (`point_major`; None: none do)."""
     buffers = {b.name: b for b in program.buffers}
-    sc = Scope(buffers, _names(program.body), blas=blas_prelude is not None)
-    body = _block(program.body, sc)
+    sc = Scope(buffers, _names(program.body), blas=blas_prelude is not None, program=program, target=target)
+    body = _block(program.body, sc, Where())
     stages = tuple(sc.stages)
     uses_blas = any("ft_gemm_f" in line for line in body)
     params = []
@@ -104,23 +107,66 @@ def _names(stmts, out=None) -> dict[str, str]:
     return out
 
 
-def _block(stmts, sc: Scope) -> list[str]:
+def _block(stmts, sc: Scope, where: Where) -> list[str]:
+    """Statements as C++; `where` is what encloses them (the dependence engine's scope)."""
     out = []
     for s in stmts:
         if isinstance(s, Stage):
             out += _stage(s, sc)
         elif isinstance(s, Loop):
-            v, start, stop = sc.names[s.var], index_expr(s.start, sc.names), index_expr(s.stop, sc.names)
-            test = f"{v} < {stop}" if s.step > 0 else f"{v} > {stop}"
-            out += [f"// loop {s.var} {s.kind}", f"for (long long {v} = {start}; {test}; {v} += {s.step}) {{",
-                    *_block(s.body, sc), "}"]
+            box = point_major_box(s, where, sc.program, sc.target)
+            if box is not None:
+                out += _point_major(s, box, sc)
+                continue
+            out += [f"// loop {s.var} {s.kind}", f"{_loop_head(s, sc)} {{",
+                    *_block(s.body, sc, where.inner(s.var, s.start, s.stop, s.step)), "}"]
         elif isinstance(s, If):
             a, op, b = s.cond
-            out += [f"if ({index_expr(a, sc.names)} {op} {index_expr(b, sc.names)}) {{", *_block(s.then, sc)]
-            out += (["} else {", *_block(s.orelse, sc), "}"] if s.orelse else ["}"])
+            out += [f"if ({index_expr(a, sc.names)} {op} {index_expr(b, sc.names)}) {{", *_block(s.then, sc, where.when(s.cond))]
+            out += (["} else {", *_block(s.orelse, sc, where.unless(s.cond)), "}"] if s.orelse else ["}"])
         else:
             raise TypeError(f"not a tile statement: {type(s).__name__}")
     return ["  " + line for line in out]
+
+
+def _loop_head(loop: Loop, sc: Scope) -> str:
+    v, start, stop = sc.names[loop.var], index_expr(loop.start, sc.names), index_expr(loop.stop, sc.names)
+    test = f"{v} < {stop}" if loop.step > 0 else f"{v} > {stop}"
+    return f"for (long long {v} = {start}; {test}; {v} += {loop.step})"
+
+
+def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
+    """`loop` point-major (`point_major`): every point of `box` runs all the loop's steps in
+    turn, the points shared among threads; each stage runs at a step only at the points its
+    own bounds admit then.  Profiled, the nest's seconds are shared among its stages as the
+    threads' time in each was."""
+    before = len(sc.status)
+    slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in loop.body]
+    steps = abs((loop.stop - loop.start).const) // abs(loop.step) if (loop.stop - loop.start).is_const else 16
+    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * max(steps, 1))
+    inner = [f"{_loop_head(loop, sc)} {{"]
+    for k, stage in enumerate(loop.body):
+        guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
+                            f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
+                            for d, b in zip(stage.dims, box) if (d.start, d.stop) != (b.start, b.stop))
+        ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;"]
+        for op in stage.body:
+            ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+        ops += ["if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
+        inner += [f"  // {header(stage)}", f"  {'if (' + guard + ') ' if guard else ''}{{", *("    " + x for x in ops), "  }"]
+    inner.append("}")
+    n = len(loop.body)
+    out = [f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})", "{",
+           "  const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;", f"  double ft_spent[{n}] = {{}};",
+           *("  " + x for x in opened), *("  " + "  " * len(box) + x for x in inner), *("  " + x for x in closers),
+           "  if (ft_profile) {", "    const double ft_wall = omp_get_wtime() - ft_t0;", "    double ft_sum = 0.0;",
+           f"    for (int ft_k = 0; ft_k < {n}; ++ft_k) ft_sum += ft_spent[ft_k];"]
+    out += [f"    ft_profile[{slot}] += ft_sum > 0.0 ? ft_wall * ft_spent[{k}] / ft_sum : ft_wall / {n};"
+            for k, slot in enumerate(slots)]
+    out.append("  }")
+    if len(sc.status) > before:
+        out.append("  if (ft_status) return ft_status;")
+    return out + ["}"]
 
 
 def _stage(stage: Stage, sc: Scope) -> list[str]:
