@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
-from fractal.lower.policy import BatchFacts, PointMajorFacts, ScheduleOption, SinkFacts, StageRun, TileFacts
+from fractal.lower.policy import BatchFacts, PointMajorFacts, ScheduleOption, SinkFacts, TileFacts
 
 _DTYPE_OF_ITEMSIZE = {2: "float16", 4: "float32", 8: "float64"}
 
