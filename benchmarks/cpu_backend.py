@@ -18,7 +18,8 @@ Each system gets one untimed warm-up run (which is also checked against the refe
 max abs error and whether it is within `examples.zoo.tolerance(float32)`), then `--repeats`
 timed runs (default 5, `--quick` 1), interleaved round-robin with the case's other systems so
 that a slow moment of a shared machine hits all of them alike (5x the runs for a case whose
-systems all run under 20 ms); the median is reported.  A system stops repeating once its
+systems all run under 20 ms), each run after NumPy's idle BLAS workers are stopped so that no
+system runs beside the spinning threads of the one before (`quiet_cores`); the median is reported.  A system stops repeating once its
 timed runs total `BUDGET_S` seconds (the JSON records how many runs it got), which keeps a full
 run within about 10 minutes on a 2-core machine.  A system that
 raises is recorded with `"error": "<type>: <first line>"` and the run goes on.
@@ -131,6 +132,7 @@ class Timed:
     def step(self, repeats: int) -> None:
         if self.prepared is None or len(self.times) >= repeats or sum(self.times) >= BUDGET_S:
             return
+        quiet_cores()
         try:
             t0 = time.perf_counter()
             self.prepared.run()
@@ -145,6 +147,17 @@ class Timed:
         self.prepared = None
         gc.collect()
         return self.rec
+
+
+def quiet_cores() -> None:
+    """Stops NumPy's OpenBLAS workers before a timed run: after a multi-threaded call they spin
+    for up to half a second, and the next system (SDPA after the cpu backend's GEMMs: 50 ms
+    against 32 on the 2-core AMD VM) would run on the cores they hold."""
+    try:
+        from fractal.backends.native.blas import stop_idle_threads
+        stop_idle_threads()
+    except Exception:   # (no OpenBLAS found: nothing spins)
+        pass
 
 
 def interleave(timed: list[Timed], repeats: int) -> list[dict]:

@@ -168,14 +168,16 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
 
 def _split_call(blas, rows, cols, k: int, A, B, C, pa, pb, pc) -> list[str]:
     """A BLAS call shared among the run's threads, each calling BLAS (held to one thread:
-    `executable.one_blas_thread`) on its own rows of C, or its own columns where C has fewer
-    rows than threads: OpenMP's threads and BLAS's never compete for the cores."""
+    `executable.one_blas_thread`) on its own rows of C, or its own columns where C is wider
+    than tall (each thread then packs only its share of B, the bigger operand: an RNN step's
+    64 rows by a 256 x 1024 weight) or has fewer rows than threads: OpenMP's threads and
+    BLAS's never compete for the cores."""
     return ["{",
             f"  const long long ft_m = {rows}, ft_n = {cols};",
             f"  #pragma omp parallel num_threads(ft_threads) if(ft_m * ft_n * {k}LL >= {2 * BLAS_MIN_WORK})",
             "  {",
             "    const long long ft_nt = omp_get_num_threads(), ft_t = omp_get_thread_num();",
-            "    if (ft_m >= 4 * ft_nt || ft_n < 4 * ft_nt) {   // (rows)",
+            "    if ((ft_m >= 4 * ft_nt && ft_m >= ft_n) || ft_n < 4 * ft_nt) {   // (rows)",
             "      const long long ft_0 = ft_m * ft_t / ft_nt, ft_1 = ft_m * (ft_t + 1) / ft_nt;",
             f"      if (ft_1 > ft_0 && ft_n > 0) {blas('ft_1 - ft_0', 'ft_n', f'{pa} + ft_0*{A[1]}', pb, f'{pc} + ft_0*{C[1]}')}",
             "    } else {   // (columns)",

@@ -6,8 +6,7 @@
 // hold 8 x 2 (with 4 x 32 scalar accumulators AVX2 spilled: 15 GFLOP/s a core on a 64^3
 // product, 62 with these).  Operands are strided views: A(i, p) = A[i*ra + p*ca],
 // B(p, j) = B[p*rb + j*cb], C(i, j) = C[i*rc + j*cc].  B's column block is read in place where
-// its rows are contiguous and whole, else packed (zero-padded to NR) first, where several row
-// blocks read it.  Sums start at zero and C is added after, as a BLAS call with beta = 1 does.
+// its rows are contiguous and whole, else packed (zero-padded to NR) first.  Sums start at zero and C is added after, as a BLAS call with beta = 1 does.
 #include <cstring>
 #include <memory>
 
@@ -107,9 +106,9 @@ static void ft_small_gemm(long long m, long long n, long long k, const T* A, lon
     const long long nb = n - j0 < NR ? n - j0 : NR;
     const T* Bp = B + j0 * cb;
     long long bstride = rb;
-    // packed (zero-padded to NR) when strided, narrower than NR, or read by several row blocks:
-    // B's rows a long stride apart would map to few cache sets
-    if (cb != 1 || nb < NR || m > MR) {
+    // packed (zero-padded to NR) when strided or narrower than NR, or when several row blocks
+    // read it and its rows lie a multiple of 2 KiB apart (they would share few L1 sets)
+    if (cb != 1 || nb < NR || (m > MR && (rb * (long long)sizeof(T)) % 2048 == 0)) {
       if (!pack) pack.reset(new T[(k > 0 ? k : 1) * NR]);
       T* P = pack.get();
       if (nb < NR)
@@ -118,6 +117,8 @@ static void ft_small_gemm(long long m, long long n, long long k, const T* A, lon
       if (rb == 1)   // (B^T: its columns are contiguous, read along them)
         for (long long jj = 0; jj < nb; ++jj)
           for (long long p = 0; p < k; ++p) P[p * NR + jj] = Bp[p + jj * cb];
+      else if (cb == 1 && nb == NR)
+        for (long long p = 0; p < k; ++p) std::memcpy(P + p * NR, Bp + p * rb, NR * sizeof(T));
       else
         for (long long p = 0; p < k; ++p)
           for (long long jj = 0; jj < nb; ++jj) P[p * NR + jj] = Bp[p * rb + jj * cb];
