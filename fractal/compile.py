@@ -1,8 +1,8 @@
 """Compiling and running `@ft.function`s: trace, lower, run the pass pipeline, build the backend.
 
 This module wires the layers together (language -> lowering -> backend), which is why it
-lives at the top of the package.  It names no backend: a call's target (`ft.targets`, the
-host by default) names one, and the registry (`fractal.backends.registry`) has it.  A
+lives at the top of the package.  It names no backend: a call's target (`ft.targets`;
+`ft.targets.default()`, this machine, when it names none) names one, and the registry (`fractal.backends.registry`) has it.  A
 `Compiled` object is specific to the argument types *and sizes* (every list length): the
 lowering unrolls the list structure into constant tables, the data of const buffers in its
 tile IR.  The language layer cannot import this one, so `RUNNER` is what the `fractal`
@@ -236,9 +236,12 @@ def _show(x) -> str:
 
 def resolve_target(backend: str | None = None, target: Target | str | None = None) -> Target:
     """The target a call compiles for: `target` (a `Target` or a target's name), else the
-    default target of `backend` (default `cpu`: this machine)."""
+    default target of `backend`, else `ft.targets.default()` (this machine, by C++ where a
+    compiler is found)."""
+    if target is None and backend is None:
+        return targets.default()
     if target is None:
-        return registry.get(backend if backend is not None else "cpu").default_target()
+        return registry.get(backend).default_target()
     if isinstance(target, str):
         target = targets.get(target)
     if not isinstance(target, Target):

@@ -1,6 +1,7 @@
 """`ft.targets`: what a program is compiled for.
 
-    ft.targets.host()                  # this machine (the default), measured once, kept on disk
+    ft.targets.default()               # what a call naming no target gets: this machine, by C++ where it can
+    ft.targets.host()                  # this machine, measured once, kept on disk (NumPy: the cpu backend)
     ft.targets.get("cpu-generic")      # a named preset (`ft.targets.names()` lists them)
     ft.targets.cpu(cores=8, l2=2 << 20, gemm_gflops=900.0)   # a record of your own
     ft.targets.get("h100"), ft.targets.cuda("sm_90", sms=114)   # GPUs (run with CuPy; emulate=True: on the CPU)
@@ -17,7 +18,10 @@ where the numbers come from.
 
 from __future__ import annotations
 
+import os
+
 from .backends import registry
+from .backends.cxx_build import find_compiler
 from .backends.cpu.backend import host_target
 from .backends.cpu.machines import custom_cpu
 from .backends.cuda import presets as cuda_presets
@@ -26,7 +30,20 @@ from .backends.native.backend import native_target
 from .lang.errors import ArgumentError
 from .lower.target import Target
 
-__all__ = ["Target", "host", "get", "names", "cpu", "cuda", "mesh"]
+__all__ = ["Target", "default", "host", "get", "names", "cpu", "cuda", "mesh"]
+
+BACKEND_VARIABLE = "FRACTAL_BACKEND"
+
+
+def default() -> Target:
+    """The target of a call that names neither a backend nor a target: the default target of
+    the backend `FRACTAL_BACKEND` names where it is set (`cpu`, `native`, `interpreter`, ...),
+    else this machine run by C++ (`host(native=True)`) where a C++ compiler is found (faster
+    than NumPy on the whole CPU benchmark: BENCHMARKS.md), else by NumPy (`host()`)."""
+    name = os.environ.get(BACKEND_VARIABLE, "").strip()
+    if name:
+        return registry.get(name).default_target()
+    return host(native=find_compiler() is not None)
 
 
 def host(native: bool = False) -> Target:

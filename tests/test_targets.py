@@ -58,6 +58,22 @@ def test_the_host_target_is_the_machine_record(host_record):
     assert resolve_target(backend="cpu").hardware.cores == 3
 
 
+def test_a_call_naming_no_target_runs_on_this_machine_by_cxx_where_a_compiler_is_found(monkeypatch):
+    """The default (`ft.targets.default()`): native where a compiler is found, the NumPy cpu
+    backend where none is, and the backend `FRACTAL_BACKEND` names where it is set."""
+    import fractal.targets as targets
+    monkeypatch.delenv("FRACTAL_BACKEND", raising=False)
+    monkeypatch.setattr(targets, "find_compiler", lambda: object())
+    assert resolve_target() == ft.targets.host(native=True) and resolve_target().backend == "native"
+    monkeypatch.setattr(targets, "find_compiler", lambda: None)
+    assert resolve_target() == ft.targets.host() and resolve_target().backend == "cpu"
+    monkeypatch.setenv("FRACTAL_BACKEND", "interpreter")
+    assert resolve_target().backend == "interpreter"
+    monkeypatch.setenv("FRACTAL_BACKEND", "tpu")
+    with pytest.raises(ft.ArgumentError, match="unknown backend 'tpu'"):
+        resolve_target()
+
+
 def test_a_target_is_given_by_value_or_by_name_and_a_backend_by_its_default_target():
     generic = ft.targets.get("cpu-generic")
     assert resolve_target(target=generic) is generic
