@@ -113,6 +113,8 @@ class CostPolicy(Protocol):
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool: ...
 
+    def roll_final_states(self, hw: Hardware) -> bool: ...
+
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int: ...
 
 
@@ -135,6 +137,9 @@ class SpreadPolicy:
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool:
         return False
+
+    def roll_final_states(self, hw: Hardware) -> bool:
+        return True
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:
         return min(range(len(options)), key=lambda i: options[i].steps)

@@ -8,9 +8,9 @@ access of a temporary inside a sequential loop over `s` names the slot `s + k` (
 `s + k` with `kw - w < k <= kw`, and it is touched outside the loop only by writes, before
 it, of all points of the slots its first step reads, and after it (in the same steps of
 the loops around) only by reads of the slots its last step reads or writes (a reduce's final
-state), then `w` slots suffice: slot `u` is stored at `u mod w`.  The slot a step writes is the
-one read last a step earlier; nothing reads a slot after it is rolled over; no slot is read before a
-write (temporaries keep their values from run to run: a never-written row of write-once
+state; where the target's policy allows it: `roll_final_states`), then `w` slots suffice:
+slot `u` is stored at `u mod w`.  The slot a step writes is the one read last a step
+earlier; nothing reads a slot after it is rolled over; no slot is read before a write (temporaries keep their values from run to run: a never-written row of write-once
 storage stays zero, a rolled one would not).
 
 Before::                                              After::
@@ -48,10 +48,11 @@ def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 13, roll_storage: loop-carried temporaries keep a window of steps (slot `u` at
     `u mod w`), where every access allows it (see the module docstring)."""
     sites, loop_order = access_sites(program)
+    roll_finals = ctx is None or ctx.target.policy.roll_final_states(ctx.target.hardware)
     rows_of = {}
     for buf in program.buffers:
         if buf.role == "temp" and buf.name in sites:
-            rolled = _rolled(sites[buf.name], loop_order)
+            rolled = _rolled(sites[buf.name], loop_order, roll_finals)
             if rolled is not None and rolled[1] < buf.shape[0]:
                 rows_of[buf.name] = rolled
     if not rows_of:
@@ -67,8 +68,9 @@ def _map_rows(op, rows_of):
                        if r.buffer in rows_of else r)
 
 
-def _rolled(sites: list, loop_order: dict):
-    """(new row as a function of the old one, number of rows) for one buffer, or None."""
+def _rolled(sites: list, loop_order: dict, roll_finals: bool = True):
+    """(new row as a function of the old one, number of rows) for one buffer, or None;
+    `roll_finals`: a state read after the loop may roll (the target's policy says)."""
     inside = [s for s in sites if s.loops]
     if not inside or any(s.region.size[0] is not None for s in sites):
         return None
@@ -88,7 +90,7 @@ def _rolled(sites: list, loop_order: dict):
         row, inner = s.region.start[0], loop in s.loops
         if inner and coefficient(row, var) != c:
             return None
-        final = not inner and not s.write and s.order >= after and s.loops == around
+        final = roll_finals and not inner and not s.write and s.order >= after and s.loops == around
         if not inner and not (s.write and s.order < first) and not final:
             return None  # read outside the loop, or written after it: every slot must stay
         diff = row - aff(var) * c - base if inner else row - base

@@ -666,6 +666,20 @@ def test_materialise_rolls_a_scan_state_whose_last_slot_is_read_after_the_loop()
     """))
 
 
+def test_materialise_keeps_a_final_state_read_after_the_loop_where_the_target_says_so():
+    """A mesh's reduce planner needs each state its own rows (`roll_final_states`)."""
+    import fractal as ft
+    text = program(ROLL_BUFFERS, """
+        stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = copy(x[m, 0:1, 0:4]) }
+        for s in 0:5 sequential host {
+          stage cell(m in 0:4) device { c[4*s + m + 4, 0, 0:1, 0:4] = tanh(c[4*s + m, 0, 0:1, 0:4]) }
+        }
+        stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m + 20, 0, 0:1, 0:4]) }
+    """)
+    got, _ = run_pass(materialise, text, target=ft.targets.mesh(2, 2, preset="tiny"))
+    assert got == parse_tile_program(text).verify()
+
+
 @pytest.mark.parametrize("why, init, after", [
     ("read after the loop: every step's rows stay", "stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }",
      "stage out() device { y[0:4, 0:1, 0:4] = copy(c[20:24, 0, 0:1, 0:4]) }"),

@@ -107,6 +107,14 @@ class CpuPolicy:
             and facts.step_bytes > budget * hw.cores \
             and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)
 
+    # --- roll_storage ---------------------------------------------------------------------
+
+    def roll_final_states(self, hw: Hardware) -> bool:
+        """Roll a scan's state read after its loop (a reduce's result) to a window of steps?
+        Always: every step's state kept is memory written once and never read (FlashAttention's
+        running output: 17 steps of 4 MiB)."""
+        return True
+
     # --- the wavefront's choice of schedule ----------------------------------------------
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int:

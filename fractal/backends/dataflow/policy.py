@@ -11,7 +11,8 @@ planner runs a stage, all its points spread over the PEs at once:
 * tile rows: never (None): a stage's points are spread over the PEs and cut into rounds that
   fit the SRAM by the planner itself;
 * choose schedule: the legal schedule with the fewest sequential steps (each is at least one
-  superstep).
+  superstep);
+* roll final states: never (the reduce planner needs every state of a reduce its own rows).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from .spec import MeshSpec
 @dataclass(frozen=True)
 class MeshPolicy(SpreadPolicy):
     spec: MeshSpec
+
+    def roll_final_states(self, hw: Hardware) -> bool:
+        """No: the reduce planner (`plan_reduce`) finds which of a reduce's states other ops
+        read from the elements each step writes, which needs every state its own rows."""
+        return False
 
     def __repr__(self) -> str:
         return "MeshPolicy, machine:\n" + "\n".join("    " + line for line in str(self.spec).splitlines())
