@@ -12,7 +12,9 @@ k x n, `c` m x n.
   columns stack along it; what is left is one product per remaining point: a BLAS call
   (`fractal.backends.native.blas`, through the generated `ft_gemm_f32`/`ft_gemm_f64`) when it
   is big, outside any parallel loop so that BLAS owns the cores while it runs, else the
-  kernel, the remaining points shared among threads.  So `gemm(x[m19, 0:128, 0:64],
+  kernel, the remaining points shared among threads.  The dims fold in the order that stacks
+  the most points (innermost first where that is as good); a dim read inside a floor or a mod
+  never folds.  So `gemm(x[m19, 0:128, 0:64],
   w[0:64, 0:512])` over `m19 in 0:128` is one 16384 x 64 @ 64 x 512 call, and attention's
   scores `gemm(q[i, 0:1, 0:16], k[j, 0:16, 0:1])` over (i, j) one q @ k^T.
 
@@ -22,6 +24,7 @@ k x n, `c` m x n.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from fractal.lower.tile_affine import aff
@@ -128,24 +131,19 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
             or op.c.buffer in (op.a.buffer, op.b.buffer):
         return None
     m, k, n = _sizes(op)
-    A, B, C = _oriented(op, sc)
-    rows, cols, folded, rest = m, n, [], []
-    for d in reversed(stage.dims):   # (innermost first: its points lie closest in memory)
-        ca_, cb_, cc_ = (dict(aff(x[0]).terms).get(d.var, 0) for x in (A, B, C))
-        span = d.stop - d.start
-        size = span.const if span.is_const else index_expr(span, sc.names)
-        if cb_ == 0 and ca_ and cc_ and isinstance(rows, int) and (rows == 1 or (ca_ == rows * A[1] and cc_ == rows * C[1])):
-            if rows == 1:
-                A[1], C[1] = ca_, cc_
-            rows = rows * size if isinstance(size, int) else f"{rows}*({size})"
-        elif ca_ == 0 and cb_ and cc_ and isinstance(cols, int) and (cols == 1 or (cb_ == cols * B[2] and cc_ == cols * C[2])):
-            if cols == 1:
-                B[2], C[2] = cb_, cc_
-            cols = cols * size if isinstance(size, int) else f"{cols}*({size})"
-        else:
-            rest.insert(0, d)
-            continue
-        folded.append(d)
+    # (the dims in the order that folds the most points: innermost first, their points closest
+    # in memory, unless another order stacks more; a dilated RNN's input projection reads its
+    # rows in another order than it writes them, and innermost first folded 2 rows a call)
+    orders = [tuple(reversed(stage.dims))]
+    if len(stage.dims) <= 4:
+        orders += [o for o in itertools.permutations(stage.dims) if o != orders[0]]
+    best = None
+    for order in orders:
+        found = _fold(order, m, n, _oriented(op, sc), sc)
+        if best is None or found[0] > best[0]:
+            best = found
+    _, rows, cols, folded, (A, B, C) = best
+    rest = [d for d in stage.dims if d not in folded]
     if not folded and m * n * k < BLAS_MIN_WORK:
         return None   # (small products point by point: loops fused with the stage's other ops)
     first = {d.var: d.start for d in folded}
@@ -164,6 +162,32 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
         call = _split_call(blas, rows, cols, k, A, B, C, pa, pb, pc)
         opened, closers = point_loops(rest, False, 0)
     return [*opened, *("  " * len(closers) + line for line in call), *closers]
+
+
+def _fold(order, m: int, n: int, oriented, sc: Scope):
+    """(points folded, rows, cols, the dims folded, (A, B, C)) folding `order`'s dims in turn
+    (`folded_part`); a dim whose size is not a constant counts 1024 points."""
+    A, B, C = oriented
+    rows, cols, folded, points = m, n, [], 1
+    for d in order:
+        ca_, cb_, cc_ = (dict(aff(x[0]).terms).get(d.var, 0) for x in (A, B, C))
+        if any(not isinstance(atom, str) and d.var in atom.vars() for x in (A, B, C) for atom, _ in aff(x[0]).terms):
+            continue   # (read inside a floor or a mod: its points do not stack)
+        span = d.stop - d.start
+        size = span.const if span.is_const else index_expr(span, sc.names)
+        if cb_ == 0 and ca_ and cc_ and isinstance(rows, int) and (rows == 1 or (ca_ == rows * A[1] and cc_ == rows * C[1])):
+            if rows == 1:
+                A[1], C[1] = ca_, cc_
+            rows = rows * size if isinstance(size, int) else f"{rows}*({size})"
+        elif ca_ == 0 and cb_ and cc_ and isinstance(cols, int) and (cols == 1 or (cb_ == cols * B[2] and cc_ == cols * C[2])):
+            if cols == 1:
+                B[2], C[2] = cb_, cc_
+            cols = cols * size if isinstance(size, int) else f"{cols}*({size})"
+        else:
+            continue
+        folded.append(d)
+        points *= size if isinstance(size, int) else 1024
+    return points, rows, cols, folded, (A, B, C)
 
 
 def _split_call(blas, rows, cols, k: int, A, B, C, pa, pb, pc) -> list[str]:

@@ -104,6 +104,32 @@ def test_points_that_stack_the_rows_of_a_shared_weight_product_fold_into_one_bla
     np.testing.assert_allclose(run_both(p, {"x": x, "w": w})["y"], np.tanh(x @ w), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(blas.find_blas() is None, reason="no BLAS found: every product runs as loops")
+def test_points_fold_in_the_order_that_stacks_the_most_rows():
+    """A dilated RNN's input projection reads its rows as [s][j][i] and writes them as
+    [s][i][j]: folding j first (innermost) stacks 2 rows a call, i first 64; 2 x 3 calls of
+    64 rows, not 3 x 64 calls of 2."""
+    p = program(tile("""  buffer x: f32[384,1,16] global input
+  buffer w: f32[16,32] global input
+  buffer y: f32[384,1,32] global output""", """  stage proj(s in 0:3, i in 0:64, j in 0:2) device {
+    y[2*i + j + 128*s, 0:1, 0:32] = gemm(x[i + 64*j + 128*s, 0:1, 0:16], w[0:16, 0:32])
+  }"""))
+    assert "const long long ft_m = 64, ft_n = 32;" in source(p)
+    x, w = data((384, 1, 16)), data((16, 32))
+    want = (x.reshape(3, 2, 64, 16).transpose(0, 2, 1, 3) @ w).reshape(384, 1, 32)
+    np.testing.assert_allclose(run_both(p, {"x": x, "w": w})["y"], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_dim_read_inside_a_floor_does_not_fold():
+    """B reads d at its columns and inside floor(d / 2): d's points do not stack B's columns."""
+    p = program(tile("""  buffer a: f32[2,1,2] global input
+  buffer b: f32[2,2,3] global input
+  buffer y: f32[3,1,1] global output""", """  stage mm(d in 0:3) device {
+    y[d, 0:1, 0:1] = gemm(a[floor(d / 2), 0:1, 0:2], b[floor(d / 2), 0:2, d:d + 1])
+  }"""))
+    run_both(p, {"a": data((2, 1, 2)), "b": data((2, 2, 3))})
+
+
 def test_a_small_product_per_point_stays_loops_and_a_point_dependent_weight_is_not_folded():
     p = program(tile("""  buffer x: f64[6,2,8] global input
   buffer w: f64[6,8,4] global input
