@@ -85,6 +85,17 @@ template <typename T>
 static void ft_small_gemm(long long m, long long n, long long k, const T* A, long long ra, long long ca,
                           const T* B, long long rb, long long cb, T* C, long long rc, long long cc, bool accumulate) {
   constexpr int NR = ft_gemm_block<T>::NR, MR = ft_gemm_block<T>::MR;
+  if (k == 1) {   // (an outer product: a row of C per element of A, no packing; retention's k^T v)
+    for (long long i = 0; i < m; ++i) {
+      const T a = A[i * ra];
+      T* c = C + i * rc;
+      if (accumulate)
+        for (long long j = 0; j < n; ++j) c[j * cc] += a * B[j * cb];
+      else
+        for (long long j = 0; j < n; ++j) c[j * cc] = a * B[j * cb];
+    }
+    return;
+  }
   if (n < 8) {   // (narrow: dot products along k in 8 lanes, no packing)
     for (long long i = 0; i < m; ++i)
       for (long long j = 0; j < n; ++j) {

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from fractal.backends.cxx_build import find_compiler
 from fractal.backends.native.scope import KERNELS
@@ -44,6 +44,9 @@ def strided(a: np.ndarray):
 @given(m=st.integers(0, 40), n=st.integers(0, 70), k=st.integers(0, 40), trans_a=st.booleans(),
        trans_b=st.booleans(), accumulate=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
        pad=st.integers(0, 3))
+@example(m=64, n=64, k=1, trans_a=True, trans_b=False, accumulate=True, dtype=np.float32, pad=0)   # (an outer product)
+@example(m=7, n=512, k=3, trans_a=False, trans_b=False, accumulate=False, dtype=np.float32, pad=0)  # (B's rows 2 KiB apart: packed)
+@example(m=13, n=48, k=64, trans_a=False, trans_b=True, accumulate=True, dtype=np.float64, pad=1)  # (B^T packed along its columns)
 def test_the_small_product_equals_numpy(lib, m, n, k, trans_a, trans_b, accumulate, dtype, pad):
     rng = np.random.default_rng(m * 10007 + n * 101 + k)
     # operands inside bigger arrays (row strides beyond their widths), transposed views where asked
