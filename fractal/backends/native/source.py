@@ -142,8 +142,9 @@ def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
     threads' time in each was."""
     before = len(sc.status)
     slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in loop.body]
-    steps = abs((loop.stop - loop.start).const) // abs(loop.step) if (loop.stop - loop.start).is_const else 16
-    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * max(steps, 1))
+    span = loop.stop - loop.start   # (steps, for the threads' share: at least one where not constant)
+    steps = max(1, -(-abs(span.const) // abs(loop.step))) if span.is_const else 1
+    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * steps)
     inner = [f"{_loop_head(loop, sc)} {{"]
     for k, stage in enumerate(loop.body):
         guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
