@@ -23,7 +23,7 @@ from fractal.lower.policy import PointMajorFacts
 from fractal.lower.tile_ir import Loop
 from fractal.lower.tile_isl import Scope
 from fractal.testing.compare import compare
-from tests.backends.cpu.programs import parallel_programs, program, program_data, tile
+from tests.backends.cpu.programs import program, tile
 from tests.backends.native.conftest import needs_compiler
 
 HOST = native_target()
@@ -193,18 +193,6 @@ def test_random_step_loops_run_point_major_where_legal_and_match_the_pointwise_e
     assert ("point-major over (m)" in exe.source) == legal
     want = run_pointwise(p, inputs)
     np.testing.assert_allclose(exe.run(inputs)["st"], want["st"], rtol=1e-5, atol=1e-6, err_msg=str(p))
-
-
-@needs_compiler
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(parallel_programs())
-def test_random_programs_with_every_legal_loop_point_major_match_the_pointwise_executor(case):
-    p, index_info = case
-    inputs = program_data(p, index_info, 1, "input")
-    want = run_pointwise(p, inputs)
-    got = NativeExecutable(p, threads=2, target=with_order("point-major")).run(inputs)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=f"{name}\n{p}")
 
 
 @needs_compiler
