@@ -142,6 +142,26 @@ def shift(n: int) -> Spec:
     return Spec(p, {"x": x}, check)
 
 
+def overlapping_gather_scatter(n: int) -> Spec:
+    """NumPy semantics: a scatter (and a gather) whose source overlaps its destination reads
+    the whole source first: `y[1:n+1] = scatter(y[0:n], [0, 1, ...])` shifts y by one."""
+    p = program(tile(f"""  buffer x: f32[{n + 1}] global input
+  buffer idx: i32[{n}] global input
+  buffer y: f32[{n + 1}] global output
+  buffer g: f32[{n + 1}] global output""", f"""  stage s() device {{
+    y[0:{n + 1}] = copy(x[0:{n + 1}])
+    y[1:{n + 1}] = scatter(y[0:{n}], idx[0:{n}], axis=0)
+    g[0:{n + 1}] = copy(x[0:{n + 1}])
+    g[1:{n + 1}] = gather(g[0:{n}], idx[0:{n}], axis=0)
+  }}"""))
+    x, idx = data(n + 1), np.arange(n, dtype=np.int32)
+
+    def check(out):
+        np.testing.assert_array_equal(out["y"], np.concatenate([x[:1], x[:n]]))
+        np.testing.assert_array_equal(out["g"], np.concatenate([x[:1], x[:n]]))
+    return Spec(p, {"x": x, "idx": idx}, check)
+
+
 def loops_ifs_polygons() -> Spec:
     """A loop of step 2 over an `if` whose arms are polygon stages, then a loop counting down."""
     p = program(tile("""  buffer x: f32[6,6] global input

@@ -203,17 +203,31 @@ def _gather(op: Gather, blk: Block) -> list[str]:
     dst_dtype = blk.dtype(op.dst)
     value = cast(blk.ref(op.src, src_vars), blk.dtype(op.src), dst_dtype, CUDA).text
     zero = store(value_of_text("0", "int32"), dst_dtype, CUDA).text
-    code, target = _status(blk, op), blk.ref(op.dst, evars)
-    return deal(math.prod(op.dst.shape), [
-        *decode("ft_e", op.dst.shape, "ft_c"),
-        f"long long ft_x = {blk.ref(op.index, evars[axis:axis + q])};",
-        f"if (ft_x < -{size} || ft_x >= {size}) {{  // one past the end: padding, zeros",
-        f"  if (ft_x != {size}) atomicMax(&ft_status[0], {code});",
-        f"  {target} = {zero};",
-        "} else {",
-        f"  if (ft_x < 0) ft_x += {size};",
-        f"  {target} = {value};",
-        "}"])
+    code, target, count = _status(blk, op), blk.ref(op.dst, evars), math.prod(op.dst.shape)
+    read = [*decode("ft_e", op.dst.shape, "ft_c"),
+            f"long long ft_x = {blk.ref(op.index, evars[axis:axis + q])};",
+            f"if (ft_x < -{size} || ft_x >= {size}) {{  // one past the end: padding, zeros",
+            f"  if (ft_x != {size}) atomicMax(&ft_status[0], {code});"]
+    if not overwrites_its_input(op, op.reads):
+        return deal(count, [*read, f"  {target} = {zero};", "} else {",
+                            f"  if (ft_x < 0) ft_x += {size};", f"  {target} = {value};", "}"])
+    # dst overlaps its source or index: every value read before one element is written (as
+    # `_pointwise` holds them: registers, or the block's scratch where they are too many)
+    ctype = CUDA.ctype[dst_dtype]
+    per_thread = -(-count // blk.threads)
+    if per_thread <= MAX_REGISTER_STAGING:
+        held, at = f"{ctype} ft_v[{per_thread}];", "ft_v[ft_k]"
+    else:
+        blk.scratch = max(blk.scratch, -(-count * np.dtype(dst_dtype if dst_dtype != "bfloat16" else "uint16")
+                                          .itemsize // 16) * 16)
+        held = (f"{ctype}* ft_v = reinterpret_cast<{ctype}*>(static_cast<unsigned char*>(ft_scratch) + "
+                f"(long long)blockIdx.x * {SCRATCH});")
+        at = "ft_v[ft_e]"
+    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
+    return ["{ " + held, "  " + each, *("    " + x for x in read), f"      {at} = {zero};", "    } else {",
+            f"      if (ft_x < 0) ft_x += {size};", f"      {at} = {value};", "    }", "  }",
+            "  __syncthreads();  // every element read before one is overwritten",
+            "  " + each, *("    " + x for x in decode("ft_e", op.dst.shape, "ft_c")), f"    {target} = {at};", "  }", "}"]
 
 
 def _scatter(op: Scatter, blk: Block) -> list[str]:
@@ -221,15 +235,39 @@ def _scatter(op: Scatter, blk: Block) -> list[str]:
     svars = coords("ft_c", len(op.src.shape))
     dst_vars = svars[:axis] + ("ft_x",) + svars[axis + q:]
     value = cast(blk.ref(op.src, svars), blk.dtype(op.src), blk.dtype(op.dst), CUDA).text
-    code = _status(blk, op)
-    return deal(math.prod(op.src.shape), [
-        *decode("ft_e", op.src.shape, "ft_c"),
-        f"long long ft_x = {blk.ref(op.index, svars[axis:axis + q])};",
-        f"if (ft_x < -{size} || ft_x > {size}) atomicMax(&ft_status[0], {code});",
-        f"else if (ft_x != {size}) {{  // one past the end: padding, nothing written",
-        f"  if (ft_x < 0) ft_x += {size};",
-        f"  {blk.ref(op.dst, dst_vars)} = {value};",
-        "}"])
+    code, count = _status(blk, op), math.prod(op.src.shape)
+    index = [*decode("ft_e", op.src.shape, "ft_c"),
+             f"long long ft_x = {blk.ref(op.index, svars[axis:axis + q])};",
+             f"if (ft_x < -{size} || ft_x > {size}) atomicMax(&ft_status[0], {code});"]
+    if not overwrites_its_input(op, op.reads):
+        return deal(count, [*index,
+                            f"else if (ft_x != {size}) {{  // one past the end: padding, nothing written",
+                            f"  if (ft_x < 0) ft_x += {size};",
+                            f"  {blk.ref(op.dst, dst_vars)} = {value};",
+                            "}"])
+    # dst overlaps what it reads (its source or its index): every value and index read before
+    # one element is written, held in registers or, where they are too many, the block's scratch
+    ctype = CUDA.ctype[blk.dtype(op.dst)]
+    per_thread = -(-count // blk.threads)
+    if per_thread <= MAX_REGISTER_STAGING:
+        held = [f"{ctype} ft_v[{per_thread}]; long long ft_xv[{per_thread}];"]
+        at_v, at_x = "ft_v[ft_k]", "ft_xv[ft_k]"
+    else:
+        values = -(-count * np.dtype(blk.dtype(op.dst) if blk.dtype(op.dst) != "bfloat16" else "uint16").itemsize // 16) * 16
+        blk.scratch = max(blk.scratch, values + 8 * count)
+        base = f"static_cast<unsigned char*>(ft_scratch) + (long long)blockIdx.x * {SCRATCH}"
+        held = [f"{ctype}* ft_v = reinterpret_cast<{ctype}*>({base}); "
+                f"long long* ft_xv = reinterpret_cast<long long*>({base} + {values});"]
+        at_v, at_x = "ft_v[ft_e]", "ft_xv[ft_e]"
+    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
+    return ["{ " + held[0],
+            "  " + each, *("    " + x for x in index),
+            f"    if (ft_x < -{size} || ft_x >= {size}) {at_x} = -1;  // (nothing written)",
+            f"    else {{ if (ft_x < 0) ft_x += {size}; {at_x} = ft_x; {at_v} = {value}; }}", "  }",
+            "  __syncthreads();  // every value and index read before one element is written",
+            "  " + each, *("    " + x for x in decode("ft_e", op.src.shape, "ft_c")),
+            f"    const long long ft_x = {at_x};",
+            f"    if (ft_x >= 0) {blk.ref(op.dst, dst_vars)} = {at_v};", "  }", "}"]
 
 
 # tile op -> rule(op, block) -> lines of C++

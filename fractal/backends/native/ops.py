@@ -286,11 +286,26 @@ def _segment_reduce(op: SegmentReduce, sc: Scope) -> list[str]:
 
 # --- rows through an index -----------------------------------------------------------------------
 
-def _index_read(op, sc: Scope, ivars, size: int, kind: str) -> list[str]:
+def _staged(op, region, name: str, sc: Scope):
+    """(lines copying `region` into a scratch array `name` first, a function of element
+    variables giving its element) where `op` writes an element of `region` it reads as another
+    (a gather or scatter whose source or index overlaps its destination: NumPy reads them all
+    first); else ([], the region's own element)."""
+    if not overwrites_its_input(op, (region,)):
+        return [], lambda evars: sc.ref(region, evars)
+    shape = region.shape
+    evars = coords(f"{name}_c", len(shape))
+    flat = lambda vs: " + ".join(f"{v}*{math.prod(shape[k + 1:])}" for k, v in enumerate(vs)) or "0"  # noqa: E731
+    lines = [_scratch(name, sc.ctype(region), math.prod(shape)).strip(),
+             *loops(shape, evars, [f"{name}[{flat(evars)}] = {sc.ref(region, evars)};"])]
+    return lines, lambda vs: f"{name}[{flat(vs)}]"
+
+
+def _index_read(op, sc: Scope, ivars, size: int, kind: str, index_ref=None) -> list[str]:
     """Declare `ft_i`: the op's index at `ivars`, from the end where negative; `ft_pad` where it
     is one past the end; out of range records the op's status code (and pads)."""
     code = sc.code(kind, op.index.buffer)
-    return [f"long long ft_i = (long long) {sc.ref(op.index, ivars)};",
+    return [f"long long ft_i = (long long) {(index_ref or (lambda v: sc.ref(op.index, v)))(ivars)};",
             f"const bool ft_bad = ft_i < -{size} || ft_i > {size};",
             f"if (ft_bad) ft_fail(&ft_status, {code});",
             f"const bool ft_pad = ft_bad || ft_i == {size};",
@@ -303,11 +318,13 @@ def _gather(op: Gather, sc: Scope) -> list[str]:
     dvars = coords("ft_c", len(dst.shape))
     outer, inner = dvars[:a + ni], dvars[a + ni:]
     svars = dvars[:a] + ("ft_i",) + inner
-    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
+    first, src_ref = _staged(op, src, "ft_src", sc)
+    more, index_ref = _staged(op, op.index, "ft_idx", sc)
+    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), src_ref(svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
     zero = store(Emitted("0", "int32"), sc.dtype(dst), NATIVE)
-    body = [*_index_read(op, sc, dvars[a:a + ni], size, "gather"),
+    body = [*_index_read(op, sc, dvars[a:a + ni], size, "gather", index_ref),
             *loops(dst.shape[a + ni:], inner, [f"{sc.ref(dst, dvars)} = ft_pad ? {zero.text} : {value.text};"])]
-    return loops(dst.shape[:a + ni], outer, ["{", *("  " + x for x in body), "}"])
+    return ["{", *first, *more, *loops(dst.shape[:a + ni], outer, ["{", *("  " + x for x in body), "}"]), "}"]
 
 
 def _scatter(op: Scatter, sc: Scope) -> list[str]:
@@ -316,11 +333,13 @@ def _scatter(op: Scatter, sc: Scope) -> list[str]:
     svars = coords("ft_c", len(src.shape))
     outer, inner = svars[:a + 1], svars[a + 1:]
     dvars = svars[:a] + ("ft_i",) + inner
-    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), sc.ref(src, svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
-    body = [*_index_read(op, sc, (svars[a],), size, "scatter"),
+    first, src_ref = _staged(op, src, "ft_src", sc)
+    more, index_ref = _staged(op, op.index, "ft_idx", sc)
+    value = store(Emitted(NATIVE.to_compute(sc.dtype(src), src_ref(svars)), sc.dtype(src)), sc.dtype(dst), NATIVE)
+    body = [*_index_read(op, sc, (svars[a],), size, "scatter", index_ref),
             "if (!ft_pad) {", *("  " + x for x in loops(src.shape[a + 1:], inner, [f"{sc.ref(dst, dvars)} = {value.text};"])),
             "}"]
-    return loops(src.shape[:a + 1], outer, ["{", *("  " + x for x in body), "}"])
+    return ["{", *first, *more, *loops(src.shape[:a + 1], outer, ["{", *("  " + x for x in body), "}"]), "}"]
 
 
 RULES = {Elementwise: _elementwise, Convert: _convert, Copy: _copy, Reduce: _reduce,

@@ -50,8 +50,6 @@ def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> t
     if ranges is None:
         return None
     box = _box(loop, ranges)
-    if box is None:
-        return None
     shapes = {b.name: b.shape for b in program.buffers}
     xs = accesses([loop], where, shapes, tables_of(program))
     if not only_zero(deltas(xs, xs, names, where.vars)):
@@ -60,7 +58,7 @@ def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> t
     return box if target.policy.point_major(facts, target.hardware) else None
 
 
-def _box(loop: Loop, ranges: dict) -> tuple[Dim, ...] | None:
+def _box(loop: Loop, ranges: dict) -> tuple[Dim, ...]:
     """Each dim's bounds over every step: the stages' own where all agree and do not read the
     loop's variable, else the interval every stage's bounds lie in (constants)."""
     out = []

@@ -306,6 +306,13 @@ def test_loop_variables_named_like_element_coordinates_keep_their_meaning():
     run_both(p, {"x": np.full((1, 1, 1, 1), 2.0)})
 
 
+@pytest.mark.parametrize("n", [5, 3000])
+def test_a_gather_or_scatter_overlapping_its_source_reads_it_all_first(n):
+    """(a hypothesis find: a scatter from y into y read elements it had already written)"""
+    spec = specs.overlapping_gather_scatter(n)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
+
+
 def test_loops_ifs_steps_and_a_polygon_stage():
     spec = specs.loops_ifs_polygons()
     spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))

@@ -183,6 +183,13 @@ def test_an_op_that_overwrites_what_it_reads_reads_everything_first(n):
     spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
+@pytest.mark.parametrize("n", [5, 3000])
+def test_a_gather_or_scatter_overlapping_its_source_reads_it_all_first(n):
+    """(a hypothesis find: a scatter from y into y read elements it had already written)"""
+    spec = specs.overlapping_gather_scatter(n)
+    spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
+
+
 def test_loops_ifs_steps_and_a_polygon_stage():
     spec = specs.loops_ifs_polygons()
     spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
