@@ -17,7 +17,9 @@ so CUDA and a host C++ backend compute alike.
   maximum and minimum of NumPy).
 * `Gather`, `Scatter`: the index read per element; an index one past the end is padding
   (zeros read, nothing written); beyond that the op records its number in `ft_status`
-  (`atomicMax`), which the runtime turns into the interpreter's error.
+  (`atomicMax`), which the runtime turns into the interpreter's error.  Where the source or
+  index overlaps the destination, every value is read (held in registers or the block's
+  scratch) before a `__syncthreads` and the writes.
 
 For example, `h[l + 1, 0:4] = tanh(g[l, 0:4])` in a 64-thread block::
 

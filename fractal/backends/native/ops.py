@@ -15,7 +15,8 @@ shared emitter (`fractal.backends.codegen`), so the native and CUDA backends com
   that both vectorise.
 * `Gather`, `Scatter`: the index read once per row; one past the end is padding (zeros read,
   nothing written), beyond that the op records its status code (`ft_fail`) and the run stops
-  after the stage (the interpreter's error, raised by the executable).
+  after the stage (the interpreter's error, raised by the executable).  A source or index
+  that overlaps the destination is copied aside first (NumPy reads it all before writing).
 * `Gemm`: `fractal.backends.native.gemm` (a point's product by the register-blocked kernel;
   a stage's products folded and run on BLAS there).
 
