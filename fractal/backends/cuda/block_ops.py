@@ -50,6 +50,31 @@ from .block import MAX_REGISTER_STAGING, SCRATCH, WARP, Block, deal, value_of_te
 from .block_gemm import gemm_rule
 
 
+def _held_back(blk: Block, count: int, dtype: str, read: list[str], write: list[str], index: bool = False) -> list[str]:
+    """An op that overwrites what it reads (NumPy reads every element before writing one), in
+    two passes over its `count` elements: `read` (lines computing `ft_v_at`, and with `index`
+    a long long `ft_x_at`) for every element, a `__syncthreads`, then `write` (lines using
+    them).  The values are held back in registers, or where they are too many, in the block's
+    global scratch (such an op runs on one block a point: `kernel._chunks`)."""
+    ctype = CUDA.ctype[dtype]
+    per_thread = -(-count // blk.threads)
+    if per_thread <= MAX_REGISTER_STAGING:
+        held = f"{ctype} ft_v[{per_thread}];" + (f" long long ft_xv[{per_thread}];" if index else "")
+        at_v, at_x = "ft_v[ft_k]", "ft_xv[ft_k]"
+    else:
+        values = -(-count * np.dtype(dtype if dtype != "bfloat16" else "uint16").itemsize // 16) * 16
+        blk.scratch = max(blk.scratch, values + (8 * count if index else 0))
+        base = f"static_cast<unsigned char*>(ft_scratch) + (long long)blockIdx.x * {SCRATCH}"
+        held = f"{ctype}* ft_v = reinterpret_cast<{ctype}*>({base});" + \
+            (f" long long* ft_xv = reinterpret_cast<long long*>({base} + {values});" if index else "")
+        at_v, at_x = "ft_v[ft_e]", "ft_xv[ft_e]"
+    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
+    named = lambda lines: ["    " + x.replace("ft_v_at", at_v).replace("ft_x_at", at_x) for x in lines]  # noqa: E731
+    return ["{ " + held, "  " + each, *named(read), "  }",
+            "  __syncthreads();  // every element read before one is overwritten",
+            "  " + each, *named(write), "  }", "}"]
+
+
 def _pointwise(op, blk: Block, value_of, extra_decode=()) -> list[str]:
     """An op computing each dst element from loads at (broadcast) coordinates `ft_c*` (and the
     lines `extra_decode` declaring others from `ft_e`)."""
@@ -61,25 +86,8 @@ def _pointwise(op, blk: Block, value_of, extra_decode=()) -> list[str]:
     decoded = [*decode("ft_e", shape, "ft_c"), *extra_decode]
     if not overwrites_its_input(op, op.reads):
         return deal(count, [*decoded, f"{target} = {value.text};"])
-    # dst = f(dst elsewhere): NumPy reads every element before writing one; so does the block,
-    # holding the values back in registers, or where they are too many, in its global scratch
-    # (such an op runs on one block a point: `kernel._chunks`)
-    per_thread = -(-count // blk.threads)
-    ctype = CUDA.ctype[value.dtype]
-    if per_thread <= MAX_REGISTER_STAGING:
-        held, at = [f"{ctype} ft_v[{per_thread}];"], "ft_v[ft_k]"
-    else:
-        blk.scratch = max(blk.scratch, -(-count * np.dtype(value.dtype if value.dtype != "bfloat16" else "uint16")
-                                          .itemsize // 16) * 16)
-        held = [f"{ctype}* ft_v = reinterpret_cast<{ctype}*>(static_cast<unsigned char*>(ft_scratch) + "
-                f"(long long)blockIdx.x * {SCRATCH});"]
-        at = "ft_v[ft_e]"
-    decoded = ["    " + x for x in decoded]
-    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
-    return ["{ " + held[0],
-            "  " + each, *decoded, f"    {at} = {value.text};", "  }",
-            "  __syncthreads();  // every element read before one is overwritten",
-            "  " + each, *decoded, f"    {target} = {at};", "  }", "}"]
+    # dst = f(dst elsewhere): every value read before one is written
+    return _held_back(blk, count, value.dtype, [*decoded, f"ft_v_at = {value.text};"], [*decoded, f"{target} = ft_v_at;"])
 
 
 def _elementwise(op: Elementwise, blk: Block) -> list[str]:
@@ -213,23 +221,11 @@ def _gather(op: Gather, blk: Block) -> list[str]:
     if not overwrites_its_input(op, op.reads):
         return deal(count, [*read, f"  {target} = {zero};", "} else {",
                             f"  if (ft_x < 0) ft_x += {size};", f"  {target} = {value};", "}"])
-    # dst overlaps its source or index: every value read before one element is written (as
-    # `_pointwise` holds them: registers, or the block's scratch where they are too many)
-    ctype = CUDA.ctype[dst_dtype]
-    per_thread = -(-count // blk.threads)
-    if per_thread <= MAX_REGISTER_STAGING:
-        held, at = f"{ctype} ft_v[{per_thread}];", "ft_v[ft_k]"
-    else:
-        blk.scratch = max(blk.scratch, -(-count * np.dtype(dst_dtype if dst_dtype != "bfloat16" else "uint16")
-                                          .itemsize // 16) * 16)
-        held = (f"{ctype}* ft_v = reinterpret_cast<{ctype}*>(static_cast<unsigned char*>(ft_scratch) + "
-                f"(long long)blockIdx.x * {SCRATCH});")
-        at = "ft_v[ft_e]"
-    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
-    return ["{ " + held, "  " + each, *("    " + x for x in read), f"      {at} = {zero};", "    } else {",
-            f"      if (ft_x < 0) ft_x += {size};", f"      {at} = {value};", "    }", "  }",
-            "  __syncthreads();  // every element read before one is overwritten",
-            "  " + each, *("    " + x for x in decode("ft_e", op.dst.shape, "ft_c")), f"    {target} = {at};", "  }", "}"]
+    # dst overlaps its source or index: every value read before one element is written
+    return _held_back(blk, count, dst_dtype,
+                      [*read, f"  ft_v_at = {zero};", "} else {", f"  if (ft_x < 0) ft_x += {size};",
+                       f"  ft_v_at = {value};", "}"],
+                      [*decode("ft_e", op.dst.shape, "ft_c"), f"{target} = ft_v_at;"])
 
 
 def _scatter(op: Scatter, blk: Block) -> list[str]:
@@ -248,28 +244,12 @@ def _scatter(op: Scatter, blk: Block) -> list[str]:
                             f"  {blk.ref(op.dst, dst_vars)} = {value};",
                             "}"])
     # dst overlaps what it reads (its source or its index): every value and index read before
-    # one element is written, held in registers or, where they are too many, the block's scratch
-    ctype = CUDA.ctype[blk.dtype(op.dst)]
-    per_thread = -(-count // blk.threads)
-    if per_thread <= MAX_REGISTER_STAGING:
-        held = [f"{ctype} ft_v[{per_thread}]; long long ft_xv[{per_thread}];"]
-        at_v, at_x = "ft_v[ft_k]", "ft_xv[ft_k]"
-    else:
-        values = -(-count * np.dtype(blk.dtype(op.dst) if blk.dtype(op.dst) != "bfloat16" else "uint16").itemsize // 16) * 16
-        blk.scratch = max(blk.scratch, values + 8 * count)
-        base = f"static_cast<unsigned char*>(ft_scratch) + (long long)blockIdx.x * {SCRATCH}"
-        held = [f"{ctype}* ft_v = reinterpret_cast<{ctype}*>({base}); "
-                f"long long* ft_xv = reinterpret_cast<long long*>({base} + {values});"]
-        at_v, at_x = "ft_v[ft_e]", "ft_xv[ft_e]"
-    each = f"for (int ft_e = ft_t0, ft_k = 0; ft_e < {count}; ft_e += ft_tn, ++ft_k) {{"
-    return ["{ " + held[0],
-            "  " + each, *("    " + x for x in index),
-            f"    if (ft_x < -{size} || ft_x >= {size}) {at_x} = -1;  // (nothing written)",
-            f"    else {{ if (ft_x < 0) ft_x += {size}; {at_x} = ft_x; {at_v} = {value}; }}", "  }",
-            "  __syncthreads();  // every value and index read before one element is written",
-            "  " + each, *("    " + x for x in decode("ft_e", op.src.shape, "ft_c")),
-            f"    const long long ft_x = {at_x};",
-            f"    if (ft_x >= 0) {blk.ref(op.dst, dst_vars)} = {at_v};", "  }", "}"]
+    # one element is written
+    return _held_back(blk, count, blk.dtype(op.dst),
+                      [*index, f"if (ft_x < -{size} || ft_x >= {size}) ft_x_at = -1;  // (nothing written)",
+                       f"else {{ if (ft_x < 0) ft_x += {size}; ft_x_at = ft_x; ft_v_at = {value}; }}"],
+                      [*decode("ft_e", op.src.shape, "ft_c"), "const long long ft_x = ft_x_at;",
+                       f"if (ft_x >= 0) {blk.ref(op.dst, dst_vars)} = ft_v_at;"], index=True)
 
 
 # tile op -> rule(op, block) -> lines of C++
