@@ -21,7 +21,7 @@ calls, which `prelude(dialect, helpers)` defines once.
     >>> print(prelude(CUDA, v.helpers))
     #include <cuda_fp16.h>
     #include <cuda_bf16.h>
-    template <typename T> static __device__ __forceinline__ T fl_maximum(T a, T b) { return ((a > b) | (a != a)) ? a : b; }
+    template <typename T> static __device__ __forceinline__ T fl_maximum(T a, T b) { T m = a > b ? a : b; return a != a ? a : m; }
     static __device__ __forceinline__ float fl_softplus_float32(float x) { return fl_maximum(x, 0.0f) + log1pf(expf(-fabsf(x))); }
 """
 

@@ -12,7 +12,7 @@ whether an op writes an element it reads as another one (`overwrites_its_input`,
 
 from __future__ import annotations
 
-from fractal.lower.tile_affine import aff
+from fractal.lower.tile_affine import Mod, aff
 from fractal.lower.tile_nodes import Region
 
 
@@ -51,14 +51,33 @@ def overwrites_its_input(op, reads) -> bool:
 
 def disjoint(a: Region, b: Region) -> bool:
     """Whether two regions of one buffer share no element at any point: on some axis their
-    starts are a constant apart and their index ranges do not meet (a state's next row)."""
+    starts are a constant apart and their index ranges do not meet (a state's next row), or
+    they are two slots of a rolled buffer (`c*((e + j) mod w)` against `c*((e + k) mod w)`,
+    `j - k` not a multiple of `w`: at least `c` apart) and neither range reaches `c`."""
     for start_a, start_b, size_a, size_b, stride_a, stride_b in zip(a.start, b.start, a.size, b.size,
                                                                    a.stride, b.stride):
         gap = start_a - start_b
-        if gap.terms:
-            continue
         span_a = 1 if size_a is None else (size_a - 1) * stride_a + 1
         span_b = 1 if size_b is None else (size_b - 1) * stride_b + 1
-        if gap.const >= span_b or -gap.const >= span_a or (size_a == 0 or size_b == 0):
+        if size_a == 0 or size_b == 0:
+            return True
+        if gap.terms:
+            c = _slot_apart(gap)
+            if c and c >= max(span_a, span_b):
+                return True
+            continue
+        if gap.const >= span_b or -gap.const >= span_a:
             return True
     return False
+
+
+def _slot_apart(gap) -> int:
+    """`|c|` where `gap` is `c*((e + j) mod w) - c*((e + k) mod w)` with `j - k` not a multiple of
+    `w` (two distinct slots of a rolled buffer), else 0."""
+    if gap.const or len(gap.terms) != 2:
+        return 0
+    (x, cx), (y, cy) = gap.terms
+    if not (isinstance(x, Mod) and isinstance(y, Mod)) or cx != -cy or x.c != y.c:
+        return 0
+    d = x.e - y.e
+    return abs(cx) if d.is_const and d.const % x.c else 0

@@ -43,6 +43,7 @@ from .point_major import point_major_box
 from .scope import KERNELS, NATIVE, VECMATH, Scope
 
 PARALLEL_MIN_WORK = 1 << 15   # elements a stage must touch before its points are shared among threads
+CHUNKS_PER_THREAD = 8         # a point-major nest's points: chunks a thread takes on average
 
 _RUNTIME = """#include <memory>
 #include <omp.h>
@@ -144,12 +145,16 @@ def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
     slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in loop.body]
     span = loop.stop - loop.start   # (steps, for the threads' share: at least one where not constant)
     steps = max(1, -(-abs(span.const) // abs(loop.step))) if span.is_const else 1
-    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * steps)
+    guards = [" && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
+                          f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
+                          for d, b in zip(stage.dims, box) if (d.start, d.stop) != (b.start, b.stop))
+              for stage in loop.body]
+    # (points run different steps where a stage is guarded or the steps depend on the point)
+    uneven = any(guards) or bool((loop.start.vars() | loop.stop.vars()) & {d.var for d in box})
+    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * steps,
+                                   uneven=uneven)
     inner = [f"{_loop_head(loop, sc)} {{"]
-    for k, stage in enumerate(loop.body):
-        guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
-                            f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
-                            for d, b in zip(stage.dims, box) if (d.start, d.stop) != (b.start, b.stop))
+    for k, (stage, guard) in enumerate(zip(loop.body, guards)):
         ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;"]
         for op in stage.body:
             ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
@@ -191,20 +196,30 @@ def _stage(stage: Stage, sc: Scope) -> list[str]:
     return out + ["}"]
 
 
-def _point_loops(dims, sc: Scope, parallel: bool, per_point: int) -> tuple[list[str], list[str]]:
+def _point_loops(dims, sc: Scope, parallel: bool, per_point: int, uneven: bool = False) -> tuple[list[str], list[str]]:
     """Loops over `dims` (outermost first), shared among threads when `parallel` and the points
     times `per_point` elements reach `PARALLEL_MIN_WORK` (every dim collapsed on a box, the
     outermost alone on a polygon, whose point count is its outer extent times the static sizes
-    of the rest).  Returns (lines opening them, lines closing them)."""
+    of the rest).  `uneven`: the points' work differs (a point-major nest's points run its
+    steps where their bounds admit them: a ragged batch's short sequences stop early), so the
+    threads take chunks of points as they finish, `CHUNKS_PER_THREAD` per thread on average,
+    instead of equal shares in order (flash attention at lengths 16 and 12 blocks: the thread
+    with the long sample ran 256 block steps while the other waited after 192).  Returns
+    (lines opening them, lines closing them)."""
     opened = []
     if parallel and dims:
         rect = not any((d.start.vars() | d.stop.vars()) & {x.var for x in dims} for d in dims)
         counted = dims if rect else dims[:1]
         extents = [f"({index_expr(d.stop, sc.names)} - {index_expr(d.start, sc.names)})" for d in counted]
         rest = math.prod(((d.stop - d.start).const if (d.stop - d.start).is_const else 1) for d in dims[len(counted):])
-        opened += ["{", f"const long long ft_work = {' * '.join(extents)} * {per_point * rest}LL;",
-                   "#pragma omp parallel for schedule(static) num_threads(ft_threads) "
-                   f"if(ft_work >= {PARALLEL_MIN_WORK})" + (f" collapse({len(dims)})" if rect and len(dims) > 1 else "")]
+        opened += ["{", f"const long long ft_work = {' * '.join(extents)} * {per_point * rest}LL;"]
+        schedule = "schedule(static)"
+        if uneven:
+            opened.append(f"const long long ft_chunk = fl_max(1, ({' * '.join(extents)}) / "
+                          f"({CHUNKS_PER_THREAD}LL * ft_threads));")
+            schedule = "schedule(dynamic, ft_chunk)"
+        opened.append(f"#pragma omp parallel for {schedule} num_threads(ft_threads) "
+                      f"if(ft_work >= {PARALLEL_MIN_WORK})" + (f" collapse({len(dims)})" if rect and len(dims) > 1 else ""))
     for depth, d in enumerate(dims):
         v = sc.names[d.var]
         opened.append("  " * depth + f"for (long long {v} = {index_expr(d.start, sc.names)}; "
