@@ -46,6 +46,13 @@ class CpuPolicy:
     # (the native backend) which sequential loops run point-major where legal: "cheapest" by
     # `point_major`'s rule, or all ("point-major") or none ("step-major"), to compare them
     loop_order: str = "cheapest"
+    # ... and a loop whose point's step touches at most this many bytes runs point-major when it
+    # has this many points per core: the emitter runs such points in blocks along their
+    # innermost dim, each block's state a line or two from step to step (transformer_block's
+    # softmax max over 128 keys, a [1, 1] tile per query: step-major, one thread read one
+    # element of a 512-byte row per query per step, 13 us a step)
+    small_point_step_bytes: int = 64
+    small_step_points: int = 64
 
     # --- hoist ---------------------------------------------------------------------------
 
@@ -98,11 +105,15 @@ class CpuPolicy:
         goes to memory and back each step); when there are points for every core; and when a
         point's products by a weight other points share have `gemm_half_rows` rows or more
         (fewer run below half speed in the register-blocked kernel, where step-major the points'
-        rows stack into bigger BLAS calls: an RNN's recurrent step).  `loop_order`
-        may name an order instead."""
+        rows stack into bigger BLAS calls: an RNN's recurrent step).  Also when a point's step
+        is a few elements (`small_point_step_bytes`) and there are `small_step_points` points
+        a core: the emitter runs them in blocks.  `loop_order` may name an order instead."""
         if self.loop_order != "cheapest":
             return self.loop_order == "point-major"
         budget = self._tile_bytes(hw)
+        if facts.steps > 1 and facts.point_step_bytes <= self.small_point_step_bytes \
+                and facts.points >= hw.cores * self.small_step_points:
+            return True   # (blocks of points run all their steps: each step's state and inputs a line or two)
         return facts.steps > 1 and facts.points >= hw.cores and facts.point_step_bytes <= budget \
             and facts.step_bytes > budget * hw.cores \
             and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)

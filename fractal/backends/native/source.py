@@ -32,7 +32,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fractal.lower.tile_ir import Gemm, If, Loop, Stage, TileProgram
+from fractal.lower.tile_affine import aff
+from fractal.lower.tile_ir import Dim, Gemm, If, Loop, Stage, TileProgram
 from fractal.lower.tile_isl import Scope as Where
 from fractal.lower.tile_printer import header
 
@@ -44,6 +45,10 @@ from .scope import KERNELS, NATIVE, VECMATH, Scope
 
 PARALLEL_MIN_WORK = 1 << 15   # elements a stage must touch before its points are shared among threads
 CHUNKS_PER_THREAD = 8         # a point-major nest's points: chunks a thread takes on average
+VECTOR_POINT_WORK = 16        # elements a point touches at most for its innermost dim to be vectorised
+VECTOR_POINT_RUN = 16         # ... and the points that dim and the outer ones hold at least
+POINT_BLOCK = 16              # such points of a point-major nest run its steps together, a block at a time
+BLOCK_VAR = "ft_pb"           # the block's number
 
 _RUNTIME = """#include <memory>
 #include <omp.h>
@@ -151,20 +156,34 @@ def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
               for stage in loop.body]
     # (points run different steps where a stage is guarded or the steps depend on the point)
     uneven = any(guards) or bool((loop.start.vars() | loop.stop.vars()) & {d.var for d in box})
-    opened, closers = _point_loops(box, sc, True, sum(work(op) for st in loop.body for op in st.body) * steps,
+    per_step = sum(work(op) for st in loop.body for op in st.body)
+    extent = box[-1].stop - box[-1].start
+    blocked = per_step <= VECTOR_POINT_WORK and extent.is_const and extent.const >= POINT_BLOCK
+    if blocked:   # (the innermost dim's points in blocks: the threads deal out blocks)
+        sc.names[BLOCK_VAR] = BLOCK_VAR
+        loops_over = box[:-1] + (Dim(BLOCK_VAR, aff(0), aff(-(-extent.const // POINT_BLOCK))),)
+    else:
+        loops_over = box
+    opened, closers = _point_loops(loops_over, sc, True, per_step * steps * (POINT_BLOCK if blocked else 1),
                                    uneven=uneven)
     inner = [f"{_loop_head(loop, sc)} {{"]
     for k, (stage, guard) in enumerate(zip(loop.body, guards)):
-        ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;"]
+        ops = []
         for op in stage.body:
             ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
-        ops += ["if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
+        if blocked:   # (the stage's own bounds on the innermost dim cut the block's range)
+            guard, ops = _block_points(stage.dims, box, ops, sc)
+        ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;", *ops,
+               "if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
         inner += [f"  // {header(stage)}", f"  {'if (' + guard + ') ' if guard else ''}{{", *("    " + x for x in ops), "  }"]
     inner.append("}")
+    if blocked:
+        del sc.names[BLOCK_VAR]
     n = len(loop.body)
-    out = [f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})", "{",
+    out = [f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})"
+           + (f", {POINT_BLOCK} points of {box[-1].var} at a time" if blocked else ""), "{",
            "  const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;", f"  double ft_spent[{n}] = {{}};",
-           *("  " + x for x in opened), *("  " + "  " * len(box) + x for x in inner), *("  " + x for x in closers),
+           *("  " + x for x in opened), *("  " + "  " * len(loops_over) + x for x in inner), *("  " + x for x in closers),
            "  if (ft_profile) {", "    const double ft_wall = omp_get_wtime() - ft_t0;", "    double ft_sum = 0.0;",
            f"    for (int ft_k = 0; ft_k < {n}; ++ft_k) ft_sum += ft_spent[ft_k];"]
     out += [f"    ft_profile[{slot}] += ft_sum > 0.0 ? ft_wall * ft_spent[{k}] / ft_sum : ft_wall / {n};"
@@ -173,6 +192,19 @@ def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
     if len(sc.status) > before:
         out.append("  if (ft_status) return ft_status;")
     return out + ["}"]
+
+
+def _block_points(dims, box, ops: list[str], sc: Scope) -> tuple[str, list[str]]:
+    """A blocked point-major stage (`_point_major`): (its guard on the outer dims, `ops` in a
+    loop over the innermost dim's points of block `ft_pb` that its own bounds admit)."""
+    guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
+                        f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
+                        for d, b in zip(dims[:-1], box[:-1]) if (d.start, d.stop) != (b.start, b.stop))
+    d, b = dims[-1], box[-1]
+    v, first = sc.names[d.var], f"{index_expr(b.start, sc.names)} + {BLOCK_VAR} * {POINT_BLOCK}"
+    lo = f"fl_max({first}, {index_expr(d.start, sc.names)})"
+    hi = f"fl_min({first} + {POINT_BLOCK}, {index_expr(d.stop, sc.names)})"
+    return guard, [f"for (long long {v} = {lo}; {v} < {hi}; ++{v}) {{", *("  " + x for x in ops), "}"]
 
 
 def _stage(stage: Stage, sc: Scope) -> list[str]:
@@ -218,14 +250,30 @@ def _point_loops(dims, sc: Scope, parallel: bool, per_point: int, uneven: bool =
             opened.append(f"const long long ft_chunk = fl_max(1, ({' * '.join(extents)}) / "
                           f"({CHUNKS_PER_THREAD}LL * ft_threads));")
             schedule = "schedule(dynamic, ft_chunk)"
+        collapsed = len(dims) if rect else 1
+        if rect and len(dims) > 1 and _vector_points(dims, per_point):
+            collapsed -= 1
         opened.append(f"#pragma omp parallel for {schedule} num_threads(ft_threads) "
-                      f"if(ft_work >= {PARALLEL_MIN_WORK})" + (f" collapse({len(dims)})" if rect and len(dims) > 1 else ""))
+                      f"if(ft_work >= {PARALLEL_MIN_WORK})" + (f" collapse({collapsed})" if collapsed > 1 else ""))
     for depth, d in enumerate(dims):
         v = sc.names[d.var]
         opened.append("  " * depth + f"for (long long {v} = {index_expr(d.start, sc.names)}; "
                       f"{v} < {index_expr(d.stop, sc.names)}; ++{v}) {{")
     closers = ["  " * d + "}" for d in reversed(range(len(dims)))]
     return opened, closers + (["}"] if parallel and dims else [])
+
+
+def _vector_points(dims, per_point: int) -> bool:
+    """Do the points of `dims` run so little each (`per_point` elements, at most
+    `VECTOR_POINT_WORK`) and the innermost dim hold enough of them (`VECTOR_POINT_RUN`, the
+    others as many) that the innermost dim should stay a loop of its own, out of the threads'
+    collapsed loop, for the compiler to vectorise across its points?  (A collapsed nest is
+    one flat loop whose indices are divided out of its counter: transformer_block's softmax
+    exp, a 1 x 1 tile per (query, key), ran scalar, 4.4 ns an element.)"""
+    extents = [(d.stop - d.start).const if (d.stop - d.start).is_const else None for d in dims]
+    if per_point > VECTOR_POINT_WORK or None in extents:
+        return False
+    return extents[-1] >= VECTOR_POINT_RUN and math.prod(extents[:-1]) >= VECTOR_POINT_RUN
 
 
 def _fused(stage: Stage, ops, sc: Scope) -> list[str]:

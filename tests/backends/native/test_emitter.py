@@ -64,15 +64,29 @@ def test_the_program_is_one_function_with_each_stage_and_op_under_its_tile_ir_li
 
 
 def test_a_stage_with_enough_work_shares_its_points_among_threads_and_a_box_collapses_its_dims():
-    p = program(tile("""  buffer x: f32[64,300] global input
-  buffer y: f32[64,300] global output""", """  stage s(i in 0:64, j in 0:300) device {
-    y[i, j] = tanh(x[i, j])
+    p = program(tile("""  buffer x: f32[64,30,20] global input
+  buffer y: f32[64,30,20] global output""", """  stage s(i in 0:64, j in 0:30) device {
+    y[i, j, 0:20] = tanh(x[i, j, 0:20])
   }"""))
     text = source(p)
     assert "#pragma omp parallel for schedule(static) num_threads(ft_threads) if(ft_work >= 32768) collapse(2)" in text
     assert "ft_tanhf(" in text   # (the vectorisable float32 tanh of vecmath.h, not libm's)
-    x = data((64, 300))
+    x = data((64, 30, 20))
     np.testing.assert_allclose(run_both(p, {"x": x})["y"], np.tanh(x), rtol=1e-6, atol=1e-6)
+
+
+def test_points_of_an_element_each_keep_their_innermost_dim_a_loop_of_its_own_to_vectorise():
+    """Collapsed, the nest would be one flat loop whose indices are divided out of its counter."""
+    p = program(tile("""  buffer x: f32[64,300] global input
+  buffer y: f32[64,300] global output""", """  stage s(i in 0:64, j in 0:300) device {
+    y[i, j] = exp(x[i, j])
+  }"""))
+    text = source(p)
+    pragma = "#pragma omp parallel for schedule(static) num_threads(ft_threads) if(ft_work >= 32768)\n"
+    assert pragma in text and "collapse(" not in text
+    assert text.index(pragma) < text.index("for (long long v_i = 0;") < text.index("for (long long v_j = 0;")
+    x = data((64, 300))
+    np.testing.assert_allclose(run_both(p, {"x": x})["y"], np.exp(x), rtol=1e-6)
 
 
 # --- products -------------------------------------------------------------------------------------

@@ -58,6 +58,17 @@ def test_the_policy_leaves_step_major(why, change):
     assert not CpuPolicy().point_major(dataclasses.replace(WORTH_IT, **change), HW), why
 
 
+def test_the_policy_runs_point_major_a_loop_of_a_few_bytes_a_point_step_over_enough_points():
+    """(The emitter runs such points in blocks: transformer_block's softmax max per query.)"""
+    policy = CpuPolicy()
+    tiny = PointMajorFacts(steps=128, points=HW.cores * policy.small_step_points,
+                           point_step_bytes=policy.small_point_step_bytes, step_bytes=4096 * 12, gemm_rows=None)
+    assert policy.point_major(tiny, HW)
+    assert not policy.point_major(dataclasses.replace(tiny, points=tiny.points - 1), HW)
+    assert not policy.point_major(dataclasses.replace(tiny, point_step_bytes=tiny.point_step_bytes + 1), HW)
+    assert not policy.point_major(dataclasses.replace(tiny, steps=1), HW)
+
+
 def test_the_policy_can_be_told_an_order():
     assert not CpuPolicy(loop_order="step-major").point_major(WORTH_IT, HW)
     assert CpuPolicy(loop_order="point-major").point_major(dataclasses.replace(WORTH_IT, steps=1), HW)
@@ -143,6 +154,9 @@ def test_the_emitted_nest_runs_points_outside_the_steps_and_equals_the_pointwise
     assert text.count("point-major over (m)") == 2
     assert text.index("for (long long v_m = 0;") < text.index("for (long long v_r = 0;")
     assert "if (v_m >= 0 && v_m < -fl_div(v_r, 2) + 4) {" in text   # (the shrinking stage's own bounds, per step)
+    # the points of the shrinking loop run different steps: dealt out in chunks as threads finish
+    assert text.count("schedule(static)") == 1 and text.count("schedule(dynamic, ft_chunk)") == 1
+    assert text.index("schedule(static)") < text.index("schedule(dynamic, ft_chunk)")
     inputs = {"x": np.arange(12, dtype=np.float32).reshape(4, 3) / 7, "k": np.linspace(-1, 1, 18, dtype=np.float32).reshape(6, 3)}
     profile: dict = {}
     got = exe.run(inputs, profile=profile)
@@ -150,11 +164,36 @@ def test_the_emitted_nest_runs_points_outside_the_steps_and_equals_the_pointwise
     assert set(profile) == {"a", "shrink"} and all(s >= 0 for s in profile.values())
 
 
+@needs_compiler
+def test_points_of_a_few_elements_a_step_run_in_blocks_of_their_innermost_dim():
+    """Blocks of 16 points of `m` run every step together (the last block partial); each
+    stage's own bounds cut a block's range of `m` and guard the outer dim `b`."""
+    p = program(tile("""
+      buffer x: f32[3,37] global input
+      buffer k: f32[6,1] global input
+      buffer st: f32[3,37] global output
+    """, """
+      for r in 0:6 sequential host {
+        stage grow(b in 0:3, m in floor(r / 2):37) device { st[b, m] = add(st[b, m], mul(x[b, m], k[r, 0])) }
+        stage shrink(b in 0:3 - floor(r / 4), m in 0:37 - r) device { st[b, m] = maximum(st[b, m], x[b, m]) }
+      }
+    """))
+    exe = NativeExecutable(p, threads=2, target=with_order("point-major"))
+    text = exe.source
+    assert "point-major over (b, m), 16 points of m at a time" in text
+    assert "for (long long ft_pb = 0; ft_pb < 3; ++ft_pb) {" in text
+    assert "for (long long v_m = fl_max(0 + ft_pb * 16, fl_div(v_r, 2)); v_m < fl_min(0 + ft_pb * 16 + 16, 37); ++v_m) {" in text
+    assert "if (v_b >= 0 && v_b < -fl_div(v_r, 4) + 3) {" in text
+    inputs = {"x": np.linspace(-1, 1, 111, dtype=np.float32).reshape(3, 37),
+              "k": np.linspace(0.5, -0.5, 6, dtype=np.float32).reshape(6, 1)}
+    np.testing.assert_allclose(exe.run(inputs)["st"], run_pointwise(p, inputs)["st"], rtol=1e-6, atol=1e-6)
+
+
 LOOP_BUFFERS = """
-  buffer x: f32[5,3] global input
+  buffer x: f32[{rows},3] global input
   buffer k: f32[6,3] global input
-  buffer st: f32[5,3] global output
-  buffer t: f32[6,3] global temp
+  buffer st: f32[{rows},3] global output
+  buffer t: f32[{rows},3] global temp
 """
 LOOP_OPS = [   # (a point's own rows, or a neighbour's: `{o}` 0 or 1)
     "t[m + {o}, 0:3] = add(st[m, 0:3], k[r, 0:3])",
@@ -166,15 +205,17 @@ LOOP_OPS = [   # (a point's own rows, or a neighbour's: `{o}` 0 or 1)
 
 @st.composite
 def step_loops(draw):
-    """A sequential loop of 1-3 stages over one dim `m` (whole, or shrinking with the steps),
-    their ops touching a point's own rows or a neighbour's: legal point-major or not."""
+    """A sequential loop of 1-3 stages over one dim `m` of 4 points, or of 37 (the emitter runs
+    those in blocks, the last one partial), whole or shrinking with the steps, their ops
+    touching a point's own rows or a neighbour's: legal point-major or not."""
+    n = draw(st.sampled_from([4, 37]))
     stages = []
     for j in range(draw(st.integers(1, 3))):
-        dim = draw(st.sampled_from(["m in 0:4", "m in 0:4 - floor(r / 3)"]))
+        dim = draw(st.sampled_from([f"m in 0:{n}", f"m in 0:{n} - floor(r / 3)", f"m in floor(r / 2):{n}"]))
         ops = [draw(st.sampled_from(LOOP_OPS)).format(o=draw(st.sampled_from([0, 1])))
                for _ in range(draw(st.integers(1, 2)))]
         stages.append(f"stage s{j}({dim}) device {{ " + " ".join(ops) + " }")
-    text = tile(LOOP_BUFFERS, "for r in 0:6 sequential host {\n" + "\n".join(stages) + "\n}")
+    text = tile(LOOP_BUFFERS.format(rows=n + 1), "for r in 0:6 sequential host {\n" + "\n".join(stages) + "\n}")
     try:
         return program(text)
     except VerifyError:   # (a stage whose own points meet: not a tile program)
@@ -186,7 +227,8 @@ def step_loops(draw):
 @given(step_loops())
 def test_random_step_loops_run_point_major_where_legal_and_match_the_pointwise_executor(p):
     loop = next(s for s in p.body if isinstance(s, Loop))
-    inputs = {"x": np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3),
+    rows = next(b.shape[0] for b in p.buffers if b.name == "x")
+    inputs = {"x": np.linspace(-1, 1, rows * 3, dtype=np.float32).reshape(rows, 3),
               "k": np.linspace(0.5, -0.5, 18, dtype=np.float32).reshape(6, 3)}
     exe = NativeExecutable(p, threads=2, target=with_order("point-major"))
     legal = point_major_box(loop, Scope(), p, with_order("point-major")) is not None
