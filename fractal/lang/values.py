@@ -39,7 +39,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 class FractalTensor:
     """A FractalTensor value; also the type constructor `FractalTensor[T]`."""
 
-    __slots__ = ("_type", "_leaves", "_offsets", "_index", "_parts")
+    # (`_compacted`: `compact()`'s answer, kept: a value never changes, and a compiled
+    # program's every call asks for its arguments' storage and list structure)
+    __slots__ = ("_type", "_leaves", "_offsets", "_index", "_parts", "_compacted")
 
     def __class_getitem__(cls, elem) -> FractalTensorType:
         if not isinstance(elem, (TensorType, FractalTensorType, TupleType)):
@@ -62,12 +64,14 @@ class FractalTensor:
         level (a `range` or an int array; `range(n)` for all of them in order)."""
         self = object.__new__(cls)
         self._type, self._leaves, self._offsets, self._index, self._parts = type_, leaves, offsets, index, None
+        self._compacted = None
         return self
 
     @classmethod
     def _zipped(cls, type_: FractalTensorType, parts: tuple) -> "FractalTensor":
         self = object.__new__(cls)
         self._type, self._leaves, self._offsets, self._index, self._parts = type_, None, None, None, tuple(parts)
+        self._compacted = None
         return self
 
     @classmethod
@@ -118,6 +122,12 @@ class FractalTensor:
         """`(leaves, offsets)` holding exactly this list's elements, in order: the storage of
         `from_storage(self.type, leaves, offsets, range(len(self)))`, an equal list.  A view of
         the shared leaf buffer when the elements are contiguous there, else a copy."""
+        if self._compacted is None:
+            leaves, offsets = self._compact()
+            self._compacted = (_readonly(leaves), tuple(_readonly(o) for o in offsets))
+        return self._compacted
+
+    def _compact(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         entries = self._index
         offsets = []
         for off in self._offsets:

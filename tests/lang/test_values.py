@@ -418,6 +418,16 @@ def test_compact_lays_out_exactly_the_elements_and_from_storage_rebuilds_the_lis
     assert rebuilt == view and rebuilt.lengths() == [1, 3, 2]
 
 
+def test_compact_is_computed_once_per_value_and_read_only():
+    """(A compiled program asks for every argument's storage on every call.)"""
+    view = ft.fractal([[vec(2)] * k for k in (2, 3, 1)])[::-1]
+    leaves, offsets = view.compact()
+    assert view.compact()[0] is leaves and view.compact()[1] is offsets
+    assert not leaves.flags.writeable and not any(o.flags.writeable for o in offsets)
+    with pytest.raises(ValueError):
+        leaves[0] = 0.0
+
+
 def test_from_elements_packs_element_values_and_empty_lists():
     a, b = vec(3), vec(3)
     xs = ft.FractalTensor.from_elements(ft.Tensor[(3,), ft.float64], [a, b])

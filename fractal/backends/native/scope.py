@@ -25,6 +25,9 @@ VECMATH = Path(__file__).with_name("vecmath.h").read_text()
 KERNELS = Path(__file__).with_name("kernels.h").read_text()   # a point's small products, register-blocked
 
 
+PARALLEL_MIN_WORK = 1 << 15   # elements a stage (or an op of a stage without dims) must touch to be shared among threads
+
+
 @dataclass
 class Scope:
     """What the rules need of the program: buffers, C++ names, helpers and status codes collected."""
@@ -37,6 +40,15 @@ class Scope:
     stages: dict[str, int] = field(default_factory=dict)         # stage name -> its profile slot
     program: object = None                                       # the TileProgram (point-major loops' legality)
     target: object = None                                        # its Target (their cost policy); None: none
+    op_threads: bool = False                                     # an op's outer loop may be shared among threads
+
+    def shared_loop(self, elements: int) -> list[str]:
+        """The pragma sharing an op's next loop (its iterations independent) among threads,
+        where the op runs outside any point loop (`op_threads`: a stage without dims, such
+        as graphsage's gather of every edge's neighbour row) and touches enough elements."""
+        if not self.op_threads or elements < PARALLEL_MIN_WORK:
+            return []
+        return ["#pragma omp parallel for schedule(static) num_threads(ft_threads)"]
 
     def ref(self, region: Region, evars) -> str:
         return f"b_{region.buffer}[{offset(region, self.buffers[region.buffer], evars, self.names)}]"

@@ -41,9 +41,8 @@ from ..codegen import index_expr, index_prelude, prelude
 from .gemm import folded_part
 from .ops import RULES, work
 from .point_major import point_major_box
-from .scope import KERNELS, NATIVE, VECMATH, Scope
+from .scope import KERNELS, NATIVE, PARALLEL_MIN_WORK, VECMATH, Scope
 
-PARALLEL_MIN_WORK = 1 << 15   # elements a stage must touch before its points are shared among threads
 CHUNKS_PER_THREAD = 8         # a point-major nest's points: chunks a thread takes on average
 VECTOR_POINT_WORK = 16        # elements a point touches at most for its innermost dim to be vectorised
 VECTOR_POINT_RUN = 16         # ... and the points that dim and the outer ones hold at least
@@ -278,12 +277,17 @@ def _vector_points(dims, per_point: int) -> bool:
 
 def _fused(stage: Stage, ops, sc: Scope) -> list[str]:
     """Ops run point by point over the stage's dims, shared among threads where the stage
-    touches enough elements (module docstring)."""
+    touches enough elements (module docstring); a stage without dims, one point, shares each
+    op's own outer loop where the op allows it (`Scope.shared_loop`)."""
     if not ops:
         return []
-    body = []
-    for op in ops:
-        body += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+    sc.op_threads = not stage.dims
+    try:
+        body = []
+        for op in ops:
+            body += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+    finally:
+        sc.op_threads = False
     if not stage.dims:
         return ["{", *("  " + x for x in body), "}"]
     opened, closers = _point_loops(stage.dims, sc, True, sum(work(op) for op in ops))

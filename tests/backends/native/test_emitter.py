@@ -177,6 +177,34 @@ def test_segment_reductions_with_empty_segments():
     spec.check(run_both(spec.program, spec.inputs, spec.rtol, spec.atol))
 
 
+def test_a_stage_without_dims_shares_each_big_ops_outer_loop_among_threads_but_never_a_scatters():
+    """graphsage's neighbour sums: every edge's row gathered, then summed per node, one
+    point; a scatter's rows may repeat an index (the last write wins), so it stays serial."""
+    edges, nodes, width = 3000, 400, 24
+    offsets = np.sort(RNG.integers(0, edges + 1, nodes + 1)).astype(np.int64)
+    offsets[0], offsets[-1] = 0, edges
+    p = program(tile(f"""  buffer h: f32[{nodes},{width}] global input
+  buffer nbr: i64[{edges}] global input
+  buffer off: i64[{nodes + 1}] global const
+  buffer rows: f32[{edges},{width}] global temp
+  buffer s: f32[{nodes},{width}] global output
+  buffer back: f32[{nodes},{width}] global output""", f"""  stage sums() device {{
+    rows[0:{edges}, 0:{width}] = gather(h[0:{nodes}, 0:{width}], nbr[0:{edges}], axis=0)
+    s[0:{nodes}, 0:{width}] = segment_add(rows[0:{edges}, 0:{width}], off[0:{nodes + 1}])
+    back[0:{nodes}, 0:{width}] = scatter(rows[0:{edges}, 0:{width}], nbr[0:{edges}], axis=0)
+  }}"""), off=offsets)
+    text = source(p)
+    shared = "#pragma omp parallel for schedule(static) num_threads(ft_threads)\n"
+    assert text.count(shared) == 2   # (the gather's rows and the segments; not the scatter's)
+    assert text.index("= gather(") < text.index(shared) < text.index("= segment_add(") < \
+        text.rindex(shared) < text.index("= scatter(")
+    h, nbr = data((nodes, width)), RNG.integers(0, nodes, edges)
+    got = run_both(p, {"h": h, "nbr": nbr})
+    np.testing.assert_allclose(got["s"], np.add.reduceat(np.vstack([h[nbr], np.zeros((1, width), np.float32)]),
+                                                         offsets)[:nodes] * (np.diff(offsets) > 0)[:, None],
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 def test_gather_and_scatter_with_negative_indices_and_padding(axis):
     spec = specs.gather_scatter(axis)
