@@ -93,6 +93,17 @@ class StageRun:
 
 
 @dataclass(frozen=True)
+class StageFusionFacts:
+    """Consecutive stages over the same dims that meet only point-locally could run as one
+    point loop (a compiled backend's), each point through all of them, rather than each stage
+    over all the points (whose products then fold into big BLAS calls)."""
+
+    points: int
+    point_handed_bytes: int  # bytes of temporaries one stage writes and a later one reads, one point's
+    gemm_rows: int | None    # the fewest rows of a point's products whose right operand points share
+
+
+@dataclass(frozen=True)
 class ScheduleOption:
     """Wavefront: one legal schedule of a nest of sequential loops, `runs` its stage runs
     (None when too many to list), `steps` its sequential steps."""
@@ -113,6 +124,8 @@ class CostPolicy(Protocol):
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool: ...
 
+    def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool: ...
+
     def roll_final_states(self, hw: Hardware) -> bool: ...
 
     def choose_schedule(self, options: list[ScheduleOption], hw: Hardware) -> int: ...
@@ -123,7 +136,8 @@ class SpreadPolicy:
     GPU's SMs, a mesh's PEs), where a stage run costs a launch or a barrier whatever its size:
     batch across always, except a recurrent statement (left to the wavefront pass); never sink
     (it trades a parallel nest for per-step stages); never tile rows on the host (the backend
-    cuts a stage itself); never run a loop point-major (a step's points are the parallelism);
+    cuts a stage itself); never run a loop point-major or stages fused point by point (a compiled host backend's
+    orders: a step's points are the parallelism);
     the legal schedule with the fewest sequential steps.  A backend's policy adds its own rules (the CUDA and dataflow policies' docstrings give the reasons)."""
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
@@ -136,6 +150,9 @@ class SpreadPolicy:
         return None
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool:
+        return False
+
+    def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool:
         return False
 
     def roll_final_states(self, hw: Hardware) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fractal.lower.hardware import Hardware
-from fractal.lower.policy import BatchFacts, PointMajorFacts, ScheduleOption, SinkFacts, TileFacts
+from fractal.lower.policy import BatchFacts, PointMajorFacts, ScheduleOption, SinkFacts, StageFusionFacts, TileFacts
 
 _DTYPE_OF_ITEMSIZE = {2: "float16", 4: "float32", 8: "float64"}
 
@@ -116,6 +116,17 @@ class CpuPolicy:
             return True   # (blocks of points run all their steps: each step's state and inputs a line or two)
         return facts.steps > 1 and facts.points >= hw.cores and facts.point_step_bytes <= budget \
             and facts.step_bytes > budget * hw.cores \
+            and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)
+
+    def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool:
+        """Run consecutive stages as one point loop (compiled code only)?  When what they hand
+        each other overflows what the cores' tile levels hold (stage by stage it goes to
+        memory and back) while one point's share fits the tile budget, and a point's products
+        by a shared weight have `gemm_half_rows` rows or more (stage by stage they would fold
+        into one BLAS call)."""
+        budget = self._tile_bytes(hw)
+        return facts.points >= hw.cores and facts.point_handed_bytes <= budget \
+            and facts.point_handed_bytes * facts.points > budget * hw.cores \
             and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)
 
     # --- roll_storage ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ from .gemm import folded_part
 from .ops import RULES, work
 from .point_major import point_major_box
 from .scope import KERNELS, NATIVE, PARALLEL_MIN_WORK, VECMATH, Scope
+from .stage_fusion import fused_run
 
 CHUNKS_PER_THREAD = 8         # a point-major nest's points: chunks a thread takes on average
 VECTOR_POINT_WORK = 16        # elements a point touches at most for its innermost dim to be vectorised
@@ -115,8 +116,14 @@ def _names(stmts, out=None) -> dict[str, str]:
 def _block(stmts, sc: Scope, where: Where) -> list[str]:
     """Statements as C++; `where` is what encloses them (the dependence engine's scope)."""
     out = []
-    for s in stmts:
-        if isinstance(s, Stage):
+    k = 0
+    while k < len(stmts):
+        s = stmts[k]
+        run = fused_run(stmts, k, where, sc.program, sc.target) if isinstance(s, Stage) else 1
+        k += run
+        if run > 1:
+            out += _fused_stages(stmts[k - run:k], sc)
+        elif isinstance(s, Stage):
             out += _stage(s, sc)
         elif isinstance(s, Loop):
             box = point_major_box(s, where, sc.program, sc.target)
@@ -178,11 +185,35 @@ def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
     inner.append("}")
     if blocked:
         del sc.names[BLOCK_VAR]
-    n = len(loop.body)
-    out = [f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})"
-           + (f", {POINT_BLOCK} points of {box[-1].var} at a time" if blocked else ""), "{",
-           "  const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;", f"  double ft_spent[{n}] = {{}};",
-           *("  " + x for x in opened), *("  " + "  " * len(loops_over) + x for x in inner), *("  " + x for x in closers),
+    title = f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})" + \
+        (f", {POINT_BLOCK} points of {box[-1].var} at a time" if blocked else "")
+    return _shared_profile(title, loop.body, slots, opened, inner, closers, len(loops_over), sc, before)
+
+
+def _fused_stages(stages, sc: Scope) -> list[str]:
+    """Consecutive stages over the same dims as one point loop (`stage_fusion`): each point
+    runs every stage's ops in turn, the points shared among threads.  Profiled, the loop's
+    seconds are shared among its stages as the threads' time in each was."""
+    before = len(sc.status)
+    slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in stages]
+    opened, closers = _point_loops(stages[0].dims, sc, True, sum(work(op) for st in stages for op in st.body))
+    inner = []
+    for k, stage in enumerate(stages):
+        ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;"]
+        for op in stage.body:
+            ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+        ops += ["if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
+        inner += [f"// {header(stage)}", "{", *("  " + x for x in ops), "}"]
+    return _shared_profile(f"// stages {', '.join(st.name for st in stages)} fused, point by point",
+                           stages, slots, opened, inner, closers, len(stages[0].dims), sc, before)
+
+
+def _shared_profile(title: str, stages, slots, opened, inner, closers, depth: int, sc: Scope, before: int) -> list[str]:
+    """A point loop (`opened`, `inner`, `closers`) whose seconds, profiled, go to `stages`'
+    slots as the threads' time in each was (`ft_spent`)."""
+    n = len(stages)
+    out = [title, "{", "  const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;", f"  double ft_spent[{n}] = {{}};",
+           *("  " + x for x in opened), *("  " + "  " * depth + x for x in inner), *("  " + x for x in closers),
            "  if (ft_profile) {", "    const double ft_wall = omp_get_wtime() - ft_t0;", "    double ft_sum = 0.0;",
            f"    for (int ft_k = 0; ft_k < {n}; ++ft_k) ft_sum += ft_spent[ft_k];"]
     out += [f"    ft_profile[{slot}] += ft_sum > 0.0 ? ft_wall * ft_spent[{k}] / ft_sum : ft_wall / {n};"
