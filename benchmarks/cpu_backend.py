@@ -154,8 +154,8 @@ def quiet_cores() -> None:
     for up to half a second, and the next system (SDPA after the cpu backend's GEMMs: 50 ms
     against 32 on the 2-core AMD VM) would run on the cores they hold."""
     try:
-        from fractal.backends.native.blas import stop_idle_threads
-        stop_idle_threads()
+        from fractal.backends.blas_workers import stop_blas_workers
+        stop_blas_workers()
     except Exception:   # (no OpenBLAS found: nothing spins)
         pass
 

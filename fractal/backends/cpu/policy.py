@@ -54,6 +54,16 @@ class CpuPolicy:
     small_point_step_bytes: int = 64
     small_step_points: int = 64
 
+    SCHEDULES = ("cheapest", "wavefront", "batched", "as written")
+    LOOP_ORDERS = ("cheapest", "point-major", "step-major")
+
+    def __post_init__(self):
+        for name, value, allowed in (("schedule", self.schedule, self.SCHEDULES),
+                                     ("loop_order", self.loop_order, self.LOOP_ORDERS)):
+            if value not in allowed:
+                raise ValueError(f"CpuPolicy({name}={value!r}): {name} is one of "
+                                 f"{', '.join(repr(a) for a in allowed)}")
+
     # --- hoist ---------------------------------------------------------------------------
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:

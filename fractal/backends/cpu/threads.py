@@ -31,8 +31,6 @@ threadpoolctl (to hold BLAS to one thread) programs run on one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -42,6 +40,8 @@ import numpy as np
 
 from fractal.lower.rewrite import points, var_ranges
 from fractal.lower.tile_ir import Gemm, Scatter, Stage, TileProgram
+
+from ..blas_workers import stop_blas_workers
 
 _local = threading.local()  # .team: the Team the calling thread may fork (None inside a split)
 _pool: ThreadPoolExecutor | None = None  # shared by every executable; grown on demand
@@ -66,29 +66,6 @@ def workers() -> int:
         except AttributeError:  # not on Linux
             n = os.cpu_count() or 1
     return max(1, n) if _blas_controller() is not None else 1
-
-
-def _stop_spinning() -> None:
-    """Ends OpenBLAS's worker threads, which spin for about 100 ms after each multi-threaded
-    call (the caller's own NumPy products included) on the cores the split stages need:
-    a run starting right after one took 1.9x as long (124 ms against 66).  OpenBLAS starts
-    them again at its next multi-threaded call (88 us to stop; measured).  Other BLAS
-    libraries: nothing to do here."""
-    for fn in _shutdowns():
-        fn()
-
-
-@functools.lru_cache(maxsize=None)
-def _shutdowns() -> tuple:
-    out = []
-    for lib in _blas_controller().lib_controllers:
-        if lib.internal_api != "openblas":
-            continue
-        handle = ctypes.CDLL(lib.filepath)
-        fn = getattr(handle, "blas_thread_shutdown_", None)
-        if fn is not None:
-            out.append(fn)
-    return tuple(out)
 
 
 def _blas_controller():
@@ -127,7 +104,7 @@ class Team:
         _local.team = self
         try:
             with blas.limit(limits=1):
-                _stop_spinning()
+                stop_blas_workers()
                 yield
         finally:
             _local.team = previous

@@ -170,23 +170,6 @@ def set_threads(n: int) -> None:
         blas.set_threads(int(n))
 
 
-def stop_idle_threads() -> bool:
-    """Stops the found BLAS's worker threads where it can (OpenBLAS's `blas_thread_shutdown_`;
-    its next multi-threaded call starts them again): after a multi-threaded call they spin for a
-    while, taking the cores from whoever runs next.  Returns whether it stopped them."""
-    stop = _shutdown()
-    if stop is None:
-        return False
-    stop()
-    return True
-
-
-@functools.lru_cache(maxsize=None)
-def _shutdown():
-    blas = find_blas()
-    return None if blas is None else getattr(ctypes.CDLL(blas.library), "blas_thread_shutdown_", None)
-
-
 @contextlib.contextmanager
 def blas_threads(n: int):
     """BLAS on `n` threads inside the block, on its former count after it."""

@@ -28,6 +28,7 @@ import numpy as np
 from fractal.lower.tile_ir import TileProgram
 
 from .. import cxx_build
+from ..blas_workers import stop_blas_workers
 from ..inputs import checked_inputs
 from ..storage import logical, physical, status_error
 from . import blas as blas_lib
@@ -64,7 +65,7 @@ def one_blas_thread():
                 # BLAS's idle workers spin for a while after NumPy's last multi-threaded call:
                 # a run beside them took 2.5x as long (flash_attention: 169 ms against 68).
                 # (The cpu backend stops them too, as its runs start: `cpu.threads`.)
-                blas_lib.stop_idle_threads()
+                stop_blas_workers()
         _blas_runs[0] += 1
     try:
         yield
@@ -143,7 +144,7 @@ class NativeExecutable:
                 code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         else:
             if self.threads > 1:   # (BLAS's idle workers would spin on the cores the run's threads need)
-                blas_lib.stop_idle_threads()
+                stop_blas_workers()
             code = self._run(pointers, None if seconds is None else seconds.ctypes.data, self.threads)
         if code:
             raise status_error(self.module.status[code - 1])

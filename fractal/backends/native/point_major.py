@@ -54,7 +54,7 @@ def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> t
     xs = accesses([loop], where, shapes, tables_of(program))
     if not only_zero(deltas(xs, xs, names, where.vars)):
         return None   # (two points meet: their steps must interleave as written)
-    facts = _facts(loop, box, ranges, {b.name: b.dtype.itemsize for b in program.buffers})
+    facts = _facts(loop, box, ranges, loop_steps(loop, where), {b.name: b.dtype.itemsize for b in program.buffers})
     return box if target.policy.point_major(facts, target.hardware) else None
 
 
@@ -72,11 +72,18 @@ def _box(loop: Loop, ranges: dict) -> tuple[Dim, ...]:
     return tuple(out)
 
 
-def _facts(loop: Loop, box, ranges: dict, itemsize: dict) -> PointMajorFacts:
+def loop_steps(loop: Loop, where: Where) -> int:
+    """The most steps `loop` runs (its bounds over the variables around it; at least 1)."""
+    ranges = where.inner(loop.var, loop.start, loop.stop, loop.step).ranges()
+    if ranges is None:
+        return 1
+    lo, hi = ranges[loop.var]
+    return max(1, (hi - lo) // abs(loop.step) + 1)
+
+
+def _facts(loop: Loop, box, ranges: dict, steps: int, itemsize: dict) -> PointMajorFacts:
     span = lambda lo, hi: max(0, hi - lo)
     points = math.prod(span(d.start.bounds(ranges)[0], d.stop.bounds(ranges)[1]) for d in box)
-    lo, hi = ranges[loop.var]
-    steps = (hi - lo) // abs(loop.step) + 1
     point_vars = {d.var for d in box}
     ops = [op for stage in loop.body for op in stage.body]
     point_bytes = step_bytes = 0

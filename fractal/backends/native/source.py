@@ -7,7 +7,12 @@ stage runs its ops in parts: a product whose points fold into fewer, bigger prod
 alone (`gemm.folded_part`: a BLAS call split among the threads, or the register-blocked
 kernel over the points left); the ops between run fused, every point's ops one after the
 other in a loop nest over the stage's dims (a polygon's bounds read earlier dims), shared
-among OpenMP threads where the stage's work pays for it (`_point_loops`).  Each stage's
+among OpenMP threads where the stage's work pays for it (`_point_loops`; points of an element
+or a few keep their innermost dim a loop of its own, for the compiler to vectorise).  Where the
+target's policy says so, a run of stages that meet only point by point runs as one point loop
+(`stage_fusion`), and a sequential loop point-major (`point_major`: each point through all its
+steps; points of a few elements a step in blocks of `POINT_BLOCK`).  A stage without dims
+shares each big op's own outer loop among the threads.  Each stage's
 seconds go to its profile slot when the caller asks (`ft_profile`).  Splitting a stage this way is legal by the tile contract: its points are
 independent, so op-major and point-major orders agree.  A gather or scatter that finds an
 index out of range records its status code, and the run returns it after that stage.
@@ -40,7 +45,7 @@ from fractal.lower.tile_printer import header
 from ..codegen import index_expr, index_prelude, prelude
 from .gemm import folded_part
 from .ops import RULES, work
-from .point_major import point_major_box
+from .point_major import loop_steps, point_major_box
 from .scope import KERNELS, NATIVE, PARALLEL_MIN_WORK, VECMATH, Scope
 from .stage_fusion import fused_run
 
@@ -128,7 +133,7 @@ def _block(stmts, sc: Scope, where: Where) -> list[str]:
         elif isinstance(s, Loop):
             box = point_major_box(s, where, sc.program, sc.target)
             if box is not None:
-                out += _point_major(s, box, sc)
+                out += _point_major(s, box, loop_steps(s, where), sc)
                 continue
             out += [f"// loop {s.var} {s.kind}", f"{_loop_head(s, sc)} {{",
                     *_block(s.body, sc, where.inner(s.var, s.start, s.stop, s.step)), "}"]
@@ -147,15 +152,13 @@ def _loop_head(loop: Loop, sc: Scope) -> str:
     return f"for (long long {v} = {start}; {test}; {v} += {loop.step})"
 
 
-def _point_major(loop: Loop, box, sc: Scope) -> list[str]:
+def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
     """`loop` point-major (`point_major`): every point of `box` runs all the loop's steps in
     turn, the points shared among threads; each stage runs at a step only at the points its
     own bounds admit then.  Profiled, the nest's seconds are shared among its stages as the
     threads' time in each was."""
     before = len(sc.status)
     slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in loop.body]
-    span = loop.stop - loop.start   # (steps, for the threads' share: at least one where not constant)
-    steps = max(1, -(-abs(span.const) // abs(loop.step))) if span.is_const else 1
     guards = [" && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
                           f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
                           for d, b in zip(stage.dims, box) if (d.start, d.stop) != (b.start, b.stop))

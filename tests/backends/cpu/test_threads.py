@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from examples import zoo
 from threadpoolctl import threadpool_info
 
+from fractal.backends import blas_workers
 from fractal.backends.cpu import CpuExecutable, executor, ops, threads
 from fractal.backends.cpu.policy import CpuPolicy
 from fractal.lang.errors import LengthError
@@ -240,7 +241,7 @@ def test_openblas_spinning_threads_are_stopped_and_restart():
     next multi-threaded call and gives the same products."""
     if not any(lib["internal_api"] == "openblas" for lib in threadpool_info()):
         pytest.skip("NumPy's BLAS is not OpenBLAS here: nothing spins to be stopped")
-    assert threads._shutdowns(), "OpenBLAS exports blas_thread_shutdown_"
+    assert blas_workers._shutdowns(), "OpenBLAS exports blas_thread_shutdown_"
     a = np.random.default_rng(0).standard_normal((256, 256))
     want = a @ a
     with threads.Team(2).running():

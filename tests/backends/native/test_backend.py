@@ -101,7 +101,7 @@ def test_blas_runs_on_one_thread_while_native_runs_are_in_progress_and_gets_its_
     calls = []
     monkeypatch.setattr(executable.blas_lib, "get_threads", lambda: 6)
     monkeypatch.setattr(executable.blas_lib, "set_threads", calls.append)
-    monkeypatch.setattr(executable.blas_lib, "stop_idle_threads", lambda: calls.append("stop"))
+    monkeypatch.setattr(executable, "stop_blas_workers", lambda: calls.append("stop"))
     with executable.one_blas_thread():
         with executable.one_blas_thread():   # (a second run meanwhile)
             assert calls == [1, "stop"]      # (BLAS's idle workers stopped: they would spin beside the run)

@@ -240,3 +240,12 @@ def test_zoo_models_with_every_legal_loop_point_major_equal_the_interpreter(name
     want = m.outputs(m.model(*args, backend="interpreter"))
     tol = 1e-9 if dtype == np.float64 else zoo.tolerance(dtype)
     assert compare(got, want, rtol=tol, atol=tol) == []
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("loop_order", "pointmajor", "'cheapest', 'point-major', 'step-major'"),
+    ("schedule", "wave", "'cheapest', 'wavefront', 'batched', 'as written'"),
+])
+def test_a_policy_naming_an_order_or_schedule_it_does_not_have_is_refused(field, value, allowed):
+    with pytest.raises(ValueError, match=f"^CpuPolicy\\({field}='{value}'\\): {field} is one of {allowed}$"):
+        CpuPolicy(**{field: value})
