@@ -179,7 +179,7 @@ def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
     for k, (stage, guard) in enumerate(zip(loop.body, guards)):
         ops = []
         for op in stage.body:
-            ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+            ops += _op_lines(op, sc)
         if blocked:   # (the stage's own bounds on the innermost dim cut the block's range)
             guard, ops = _block_points(stage.dims, box, ops, sc)
         ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;", *ops,
@@ -204,7 +204,7 @@ def _fused_stages(stages, sc: Scope) -> list[str]:
     for k, stage in enumerate(stages):
         ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;"]
         for op in stage.body:
-            ops += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+            ops += _op_lines(op, sc)
         ops += ["if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
         inner += [f"// {header(stage)}", "{", *("  " + x for x in ops), "}"]
     return _shared_profile(f"// stages {', '.join(st.name for st in stages)} fused, point by point",
@@ -225,6 +225,11 @@ def _shared_profile(title: str, stages, slots, opened, inner, closers, depth: in
     if len(sc.status) > before:
         out.append("  if (ft_status) return ft_status;")
     return out + ["}"]
+
+
+def _op_lines(op, sc: Scope) -> list[str]:
+    """One op's code under its tile-IR line."""
+    return ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
 
 
 def _block_points(dims, box, ops: list[str], sc: Scope) -> tuple[str, list[str]]:
@@ -319,7 +324,7 @@ def _fused(stage: Stage, ops, sc: Scope) -> list[str]:
     try:
         body = []
         for op in ops:
-            body += ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
+            body += _op_lines(op, sc)
     finally:
         sc.op_threads = False
     if not stage.dims:
