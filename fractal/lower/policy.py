@@ -56,6 +56,7 @@ class PointMajorFacts:
     step_bytes: int          # bytes one step touches over all points (operands shared by the points once)
     gemm_rows: int | None    # the fewest rows of a point's products whose right operand several points
     #                          share (step-major, their rows stack into one bigger product); None: none
+    innermost_points: int = 0   # points along the innermost dim (0: not a constant)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class CostPolicy(Protocol):
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool: ...
 
+    def point_block(self, facts: PointMajorFacts, hw: Hardware) -> int: ...
+
     def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool: ...
 
     def roll_final_states(self, hw: Hardware) -> bool: ...
@@ -151,6 +154,9 @@ class SpreadPolicy:
 
     def point_major(self, facts: PointMajorFacts, hw: Hardware) -> bool:
         return False
+
+    def point_block(self, facts: PointMajorFacts, hw: Hardware) -> int:
+        return 1
 
     def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool:
         return False

@@ -53,6 +53,7 @@ class CpuPolicy:
     # element of a 512-byte row per query per step, 13 us a step)
     small_point_step_bytes: int = 64
     small_step_points: int = 64
+    point_block_size: int = 16      # such points run a block at a time along their innermost dim
 
     SCHEDULES = ("cheapest", "wavefront", "batched", "as written")
     LOOP_ORDERS = ("cheapest", "point-major", "step-major")
@@ -115,18 +116,26 @@ class CpuPolicy:
         goes to memory and back each step); when there are points for every core; and when a
         point's products by a weight other points share have `gemm_half_rows` rows or more
         (fewer run below half speed in the register-blocked kernel, where step-major the points'
-        rows stack into bigger BLAS calls: an RNN's recurrent step).  Also when a point's step
-        is a few elements (`small_point_step_bytes`) and there are `small_step_points` points
-        a core: the emitter runs them in blocks.  `loop_order` may name an order instead."""
+        rows stack into bigger BLAS calls: an RNN's recurrent step).  Also when its points run in
+        blocks (`point_block`) and there are `small_step_points` points a core.  `loop_order`
+        may name an order instead."""
         if self.loop_order != "cheapest":
             return self.loop_order == "point-major"
         budget = self._tile_bytes(hw)
-        if facts.steps > 1 and facts.point_step_bytes <= self.small_point_step_bytes \
-                and facts.points >= hw.cores * self.small_step_points:
+        if facts.steps > 1 and self.point_block(facts, hw) > 1 and facts.points >= hw.cores * self.small_step_points:
             return True   # (blocks of points run all their steps: each step's state and inputs a line or two)
         return facts.steps > 1 and facts.points >= hw.cores and facts.point_step_bytes <= budget \
             and facts.step_bytes > budget * hw.cores \
             and (facts.gemm_rows is None or facts.gemm_rows >= self.gemm_half_rows)
+
+    def point_block(self, facts: PointMajorFacts, hw: Hardware) -> int:
+        """How many points along the innermost dim a point-major loop runs together through
+        its steps: `point_block_size` where a point's step touches at most
+        `small_point_step_bytes` and the dim has that many points (the block's state rows are
+        then a line or two a step, where a lone point's rows one step apart may fall in one
+        cache set: 20x slower on transformer_block's softmax); else 1."""
+        small = facts.point_step_bytes <= self.small_point_step_bytes
+        return self.point_block_size if small and facts.innermost_points >= self.point_block_size else 1
 
     def fuse_stages(self, facts: StageFusionFacts, hw: Hardware) -> bool:
         """Run consecutive stages as one point loop (compiled code only)?  When what they hand

@@ -27,6 +27,7 @@ points of the dims' bounding box its bounds admit at that step.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from fractal.lower.dependences import accesses, deltas, only_zero, tables_of
 from fractal.lower.policy import PointMajorFacts
@@ -35,10 +36,16 @@ from fractal.lower.tile_ir import Dim, Gemm, Loop, Stage, TileProgram
 from fractal.lower.tile_isl import Scope as Where
 
 
-def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> tuple[Dim, ...] | None:
+class PointMajor(NamedTuple):
+    box: tuple[Dim, ...]   # the points (each dim's bounds over the enclosing variables, or constants)
+    block: int             # points of the innermost dim run together through the steps (1: one)
+
+
+def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> PointMajor | None:
     """The box of points `loop` runs point-major over (each dim's bounds over the enclosing
-    variables, or constants where a stage's bounds read the loop's variable), or None where it
-    runs step-major: not a loop of stages over the same dims, not legal, or not worth it."""
+    variables, or constants where a stage's bounds read the loop's variable) and the policy's
+    block of them, or None where it runs step-major: not a loop of stages over the same dims,
+    not legal, or not worth it."""
     if target is None or loop.kind != "sequential" or not loop.body or \
             not all(isinstance(s, Stage) and s.dims for s in loop.body):
         return None
@@ -55,7 +62,9 @@ def point_major_box(loop: Loop, where: Where, program: TileProgram, target) -> t
     if not only_zero(deltas(xs, xs, names, where.vars)):
         return None   # (two points meet: their steps must interleave as written)
     facts = _facts(loop, box, ranges, loop_steps(loop, where), {b.name: b.dtype.itemsize for b in program.buffers})
-    return box if target.policy.point_major(facts, target.hardware) else None
+    if not target.policy.point_major(facts, target.hardware):
+        return None
+    return PointMajor(box, max(1, target.policy.point_block(facts, target.hardware)))
 
 
 def _box(loop: Loop, ranges: dict) -> tuple[Dim, ...]:
@@ -93,5 +102,7 @@ def _facts(loop: Loop, box, ranges: dict, steps: int, itemsize: dict) -> PointMa
         step_bytes += nbytes * (points if r.vars() & point_vars else 1)
     rows = [op.a.shape[1] if op.trans_a else op.a.shape[0] for op in ops
             if isinstance(op, Gemm) and not point_vars <= op.b.vars()]   # (products whose B points share)
-    return PointMajorFacts(steps, points, point_bytes, step_bytes, min(rows) if rows else None)
+    inner = box[-1].stop - box[-1].start
+    return PointMajorFacts(steps, points, point_bytes, step_bytes, min(rows) if rows else None,
+                           inner.const if inner.is_const else 0)
 

@@ -11,7 +11,7 @@ among OpenMP threads where the stage's work pays for it (`_point_loops`; points 
 or a few keep their innermost dim a loop of its own, for the compiler to vectorise).  Where the
 target's policy says so, a run of stages that meet only point by point runs as one point loop
 (`stage_fusion`), and a sequential loop point-major (`point_major`: each point through all its
-steps; points of a few elements a step in blocks of `POINT_BLOCK`).  A stage without dims
+steps; points of a few bytes a step in blocks, as the policy says).  A stage without dims
 shares each big op's own outer loop among the threads.  Each stage's
 seconds go to its profile slot when the caller asks (`ft_profile`).  Splitting a stage this way is legal by the tile contract: its points are
 independent, so op-major and point-major orders agree.  A gather or scatter that finds an
@@ -52,7 +52,6 @@ from .stage_fusion import fused_run
 CHUNKS_PER_THREAD = 8         # a point-major nest's points: chunks a thread takes on average
 VECTOR_POINT_WORK = 16        # elements a point touches at most for its innermost dim to be vectorised
 VECTOR_POINT_RUN = 16         # ... and the points that dim and the outer ones hold at least
-POINT_BLOCK = 16              # such points of a point-major nest run its steps together, a block at a time
 BLOCK_VAR = "ft_pb"           # the block's number
 
 _RUNTIME = """#include <memory>
@@ -131,9 +130,9 @@ def _block(stmts, sc: Scope, where: Where) -> list[str]:
         elif isinstance(s, Stage):
             out += _stage(s, sc)
         elif isinstance(s, Loop):
-            box = point_major_box(s, where, sc.program, sc.target)
-            if box is not None:
-                out += _point_major(s, box, loop_steps(s, where), sc)
+            pm = point_major_box(s, where, sc.program, sc.target)
+            if pm is not None:
+                out += _point_major(s, pm.box, pm.block, loop_steps(s, where), sc)
                 continue
             out += [f"// loop {s.var} {s.kind}", f"{_loop_head(s, sc)} {{",
                     *_block(s.body, sc, where.inner(s.var, s.start, s.stop, s.step)), "}"]
@@ -152,7 +151,7 @@ def _loop_head(loop: Loop, sc: Scope) -> str:
     return f"for (long long {v} = {start}; {test}; {v} += {loop.step})"
 
 
-def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
+def _point_major(loop: Loop, box, block: int, steps: int, sc: Scope) -> list[str]:
     """`loop` point-major (`point_major`): every point of `box` runs all the loop's steps in
     turn, the points shared among threads; each stage runs at a step only at the points its
     own bounds admit then.  Profiled, the nest's seconds are shared among its stages as the
@@ -167,13 +166,13 @@ def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
     uneven = any(guards) or bool((loop.start.vars() | loop.stop.vars()) & {d.var for d in box})
     per_step = sum(work(op) for st in loop.body for op in st.body)
     extent = box[-1].stop - box[-1].start
-    blocked = per_step <= VECTOR_POINT_WORK and extent.is_const and extent.const >= POINT_BLOCK
+    blocked = block > 1 and extent.is_const
     if blocked:   # (the innermost dim's points in blocks: the threads deal out blocks)
         sc.names[BLOCK_VAR] = BLOCK_VAR
-        loops_over = box[:-1] + (Dim(BLOCK_VAR, aff(0), aff(-(-extent.const // POINT_BLOCK))),)
+        loops_over = box[:-1] + (Dim(BLOCK_VAR, aff(0), aff(-(-extent.const // block))),)
     else:
         loops_over = box
-    opened, closers = _point_loops(loops_over, sc, True, per_step * steps * (POINT_BLOCK if blocked else 1),
+    opened, closers = _point_loops(loops_over, sc, True, per_step * steps * (block if blocked else 1),
                                    uneven=uneven)
     inner = [f"{_loop_head(loop, sc)} {{"]
     for k, (stage, guard) in enumerate(zip(loop.body, guards)):
@@ -181,7 +180,7 @@ def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
         for op in stage.body:
             ops += _op_lines(op, sc)
         if blocked:   # (the stage's own bounds on the innermost dim cut the block's range)
-            guard, ops = _block_points(stage.dims, box, ops, sc)
+            guard, ops = _block_points(stage.dims, box, block, ops, sc)
         ops = ["const double ft_s0 = ft_profile ? omp_get_wtime() : 0.0;", *ops,
                "if (ft_profile) {", "  #pragma omp atomic", f"  ft_spent[{k}] += omp_get_wtime() - ft_s0;", "}"]
         inner += [f"  // {header(stage)}", f"  {'if (' + guard + ') ' if guard else ''}{{", *("    " + x for x in ops), "  }"]
@@ -189,7 +188,7 @@ def _point_major(loop: Loop, box, steps: int, sc: Scope) -> list[str]:
     if blocked:
         del sc.names[BLOCK_VAR]
     title = f"// loop {loop.var} {loop.kind}, point-major over ({', '.join(d.var for d in box)})" + \
-        (f", {POINT_BLOCK} points of {box[-1].var} at a time" if blocked else "")
+        (f", {block} points of {box[-1].var} at a time" if blocked else "")
     return _shared_profile(title, loop.body, slots, opened, inner, closers, len(loops_over), sc, before)
 
 
@@ -232,16 +231,17 @@ def _op_lines(op, sc: Scope) -> list[str]:
     return ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
 
 
-def _block_points(dims, box, ops: list[str], sc: Scope) -> tuple[str, list[str]]:
+def _block_points(dims, box, block: int, ops: list[str], sc: Scope) -> tuple[str, list[str]]:
     """A blocked point-major stage (`_point_major`): (its guard on the outer dims, `ops` in a
-    loop over the innermost dim's points of block `ft_pb` that its own bounds admit)."""
+    loop over the innermost dim's points of block `ft_pb` (of `block` points) that its own
+    bounds admit)."""
     guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
                         f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
                         for d, b in zip(dims[:-1], box[:-1]) if (d.start, d.stop) != (b.start, b.stop))
     d, b = dims[-1], box[-1]
-    v, first = sc.names[d.var], f"{index_expr(b.start, sc.names)} + {BLOCK_VAR} * {POINT_BLOCK}"
+    v, first = sc.names[d.var], f"{index_expr(b.start, sc.names)} + {BLOCK_VAR} * {block}"
     lo = f"fl_max({first}, {index_expr(d.start, sc.names)})"
-    hi = f"fl_min({first} + {POINT_BLOCK}, {index_expr(d.stop, sc.names)})"
+    hi = f"fl_min({first} + {block}, {index_expr(d.stop, sc.names)})"
     return guard, [f"for (long long {v} = {lo}; {v} < {hi}; ++{v}) {{", *("  " + x for x in ops), "}"]
 
 

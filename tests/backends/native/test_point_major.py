@@ -57,15 +57,20 @@ def test_the_policy_leaves_step_major(why, change):
     assert not CpuPolicy().point_major(dataclasses.replace(WORTH_IT, **change), HW), why
 
 
-def test_the_policy_runs_point_major_a_loop_of_a_few_bytes_a_point_step_over_enough_points():
-    """(The emitter runs such points in blocks: transformer_block's softmax max per query.)"""
+def test_the_policy_runs_point_major_in_blocks_a_loop_of_a_few_bytes_a_point_step_over_enough_points():
+    """transformer_block's softmax max per query: 16 queries at a time through the 128 keys."""
     policy = CpuPolicy()
     tiny = PointMajorFacts(steps=128, points=HW.cores * policy.small_step_points,
-                           point_step_bytes=policy.small_point_step_bytes, step_bytes=4096 * 12, gemm_rows=None)
-    assert policy.point_major(tiny, HW)
+                           point_step_bytes=policy.small_point_step_bytes, step_bytes=4096 * 12, gemm_rows=None,
+                           innermost_points=policy.point_block_size)
+    assert policy.point_major(tiny, HW) and policy.point_block(tiny, HW) == policy.point_block_size
     assert not policy.point_major(dataclasses.replace(tiny, points=tiny.points - 1), HW)
-    assert not policy.point_major(dataclasses.replace(tiny, point_step_bytes=tiny.point_step_bytes + 1), HW)
     assert not policy.point_major(dataclasses.replace(tiny, steps=1), HW)
+    for why, change in [("a point's step of more bytes", dict(point_step_bytes=tiny.point_step_bytes + 1)),
+                        ("too few points along the innermost dim for a block", dict(innermost_points=15)),
+                        ("an innermost dim of no constant extent", dict(innermost_points=0))]:
+        small = dataclasses.replace(tiny, **change)
+        assert policy.point_block(small, HW) == 1 and not policy.point_major(small, HW), why
 
 
 def test_the_policy_can_be_told_an_order():
@@ -90,8 +95,8 @@ def loop_of(body: str):
 
 def box_of(body: str, order: str = "point-major"):
     p, loop = loop_of(body)
-    box = point_major_box(loop, Scope(), p, with_order(order))
-    return None if box is None else [(d.var, str(d.start), str(d.stop)) for d in box]
+    pm = point_major_box(loop, Scope(), p, with_order(order))
+    return None if pm is None else [(d.var, str(d.start), str(d.stop)) for d in pm.box]
 
 
 OWN_STATE = """
@@ -222,8 +227,9 @@ def test_random_step_loops_run_point_major_where_legal_and_match_the_pointwise_e
     inputs = {"x": np.linspace(-1, 1, rows * 3, dtype=np.float32).reshape(rows, 3),
               "k": np.linspace(0.5, -0.5, 18, dtype=np.float32).reshape(6, 3)}
     exe = NativeExecutable(p, threads=2, target=with_order("point-major"))
-    legal = point_major_box(loop, Scope(), p, with_order("point-major")) is not None
-    assert ("point-major over (m)" in exe.source) == legal
+    pm = point_major_box(loop, Scope(), p, with_order("point-major"))
+    assert ("point-major over (m)" in exe.source) == (pm is not None)
+    assert ("points of m at a time" in exe.source) == (pm is not None and pm.block > 1)
     want = run_pointwise(p, inputs)
     np.testing.assert_allclose(exe.run(inputs)["st"], want["st"], rtol=1e-5, atol=1e-6, err_msg=str(p))
 
