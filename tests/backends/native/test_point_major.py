@@ -60,9 +60,9 @@ def test_the_policy_leaves_step_major(why, change):
 def test_the_policy_runs_point_major_in_blocks_a_loop_of_a_few_bytes_a_point_step_over_enough_points():
     """transformer_block's softmax max per query: 16 queries at a time through the 128 keys."""
     policy = CpuPolicy()
-    tiny = PointMajorFacts(steps=128, points=HW.cores * policy.small_step_points,
-                           point_step_bytes=policy.small_point_step_bytes, step_bytes=4096 * 12, gemm_rows=None,
-                           innermost_points=policy.point_block_size)
+    tiny = PointMajorFacts(steps=128, points=HW.cores * policy.small_step_points,   # (a step that fits
+                           point_step_bytes=policy.small_point_step_bytes, step_bytes=1,     # any host's caches)
+                           gemm_rows=None, innermost_points=policy.point_block_size)
     assert policy.point_major(tiny, HW) and policy.point_block(tiny, HW) == policy.point_block_size
     assert not policy.point_major(dataclasses.replace(tiny, points=tiny.points - 1), HW)
     assert not policy.point_major(dataclasses.replace(tiny, steps=1), HW)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fractal as ft
 from examples import zoo
 from fractal.backends.cpu.policy import CpuPolicy
 from fractal.backends.native.backend import native_target
@@ -43,7 +44,7 @@ ALWAYS = dataclasses.replace(HOST, name=HOST.name + " [fuse always]",
 # --- is it worth it? (the CPU policy) -----------------------------------------------------------
 
 BUDGET = int(HW.level(HW.tile_level).size_bytes * CpuPolicy().cache_share)
-WORTH_IT = StageFusionFacts(points=64, point_handed_bytes=BUDGET // 2, gemm_rows=128)   # b2b_gemm's
+WORTH_IT = StageFusionFacts(points=64 * HW.cores, point_handed_bytes=BUDGET // 2, gemm_rows=128)   # (b2b_gemm's, 2 cores)
 
 
 def test_the_policy_fuses_stages_that_hand_over_more_than_the_caches_hold_a_point_at_a_time_fits():
@@ -167,8 +168,13 @@ def test_b2b_gemm_fused_equals_the_interpreter(dtype):
     assert compare(got, want, rtol=tol, atol=tol) == []
 
 
-def test_b2b_gemm_at_its_cpu_config_fuses_its_two_products_on_the_host():
+@pytest.mark.parametrize("target, fused", [("cpu-generic-native", True), ("epyc-9654-native", False)])
+def test_b2b_gemm_at_its_cpu_config_fuses_its_two_products_where_the_cores_caches_cannot_hold_the_intermediate(
+        target, fused):
+    """Its 8 MiB intermediate: 2 cores of 1 MiB L2 cannot hold it, 96 can (named targets: the
+    same answer on any machine)."""
+    t = ft.targets.get(target)
     m = zoo.load("b2b_gemm")
-    tile_ir = m.model.compile(*m.inputs("cpu"), target=ALWAYS).tile_ir
+    tile_ir = m.model.compile(*m.inputs("cpu"), target=t).tile_ir
     k = next(i for i, s in enumerate(tile_ir.body) if getattr(s, "name", "").startswith("matmul"))
-    assert fused_run(tile_ir.body, k, Scope(), tile_ir, HOST) == 2
+    assert fused_run(tile_ir.body, k, Scope(), tile_ir, t) == (2 if fused else 1)
