@@ -100,9 +100,15 @@ def _facts(loop: Loop, box, ranges: dict, steps: int, itemsize: dict) -> PointMa
         nbytes = math.prod(r.shape) * itemsize[r.buffer]
         point_bytes += nbytes
         step_bytes += nbytes * (points if r.vars() & point_vars else 1)
-    rows = [op.a.shape[1] if op.trans_a else op.a.shape[0] for op in ops
-            if isinstance(op, Gemm) and not point_vars <= op.b.vars()]   # (products whose B points share)
     inner = box[-1].stop - box[-1].start
-    return PointMajorFacts(steps, points, point_bytes, step_bytes, min(rows) if rows else None,
+    return PointMajorFacts(steps, points, point_bytes, step_bytes, shared_weight_rows(ops, point_vars),
                            inner.const if inner.is_const else 0)
+
+
+def shared_weight_rows(ops, point_vars) -> int | None:
+    """The fewest rows of a point's products whose right operand the points share (run point
+    by point, each is a product of that many rows; otherwise they stack); None: no such product."""
+    rows = [op.a.shape[1] if op.trans_a else op.a.shape[0] for op in ops
+            if isinstance(op, Gemm) and not point_vars <= op.b.vars()]
+    return min(rows) if rows else None
 

@@ -158,10 +158,7 @@ def _point_major(loop: Loop, box, block: int, steps: int, sc: Scope) -> list[str
     threads' time in each was."""
     before = len(sc.status)
     slots = [sc.stages.setdefault(st.name, len(sc.stages)) for st in loop.body]
-    guards = [" && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
-                          f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
-                          for d, b in zip(stage.dims, box) if (d.start, d.stop) != (b.start, b.stop))
-              for stage in loop.body]
+    guards = [_guard(stage.dims, box, sc) for stage in loop.body]
     # (points run different steps where a stage is guarded or the steps depend on the point)
     uneven = any(guards) or bool((loop.start.vars() | loop.stop.vars()) & {d.var for d in box})
     per_step = sum(work(op) for st in loop.body for op in st.body)
@@ -226,6 +223,13 @@ def _shared_profile(title: str, stages, slots, opened, inner, closers, depth: in
     return out + ["}"]
 
 
+def _guard(dims, box, sc: Scope) -> str:
+    """The C++ test that a point of `box` lies within a stage's own `dims` ("" where they are the box's)."""
+    return " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
+                       f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
+                       for d, b in zip(dims, box) if (d.start, d.stop) != (b.start, b.stop))
+
+
 def _op_lines(op, sc: Scope) -> list[str]:
     """One op's code under its tile-IR line."""
     return ["// " + line for line in str(op).splitlines()] + ["{", *("  " + x for x in RULES[type(op)](op, sc)), "}"]
@@ -235,9 +239,7 @@ def _block_points(dims, box, block: int, ops: list[str], sc: Scope) -> tuple[str
     """A blocked point-major stage (`_point_major`): (its guard on the outer dims, `ops` in a
     loop over the innermost dim's points of block `ft_pb` (of `block` points) that its own
     bounds admit)."""
-    guard = " && ".join(f"{sc.names[d.var]} >= {index_expr(d.start, sc.names)} && "
-                        f"{sc.names[d.var]} < {index_expr(d.stop, sc.names)}"
-                        for d, b in zip(dims[:-1], box[:-1]) if (d.start, d.stop) != (b.start, b.stop))
+    guard = _guard(dims[:-1], box[:-1], sc)
     d, b = dims[-1], box[-1]
     v, first = sc.names[d.var], f"{index_expr(b.start, sc.names)} + {BLOCK_VAR} * {block}"
     lo = f"fl_max({first}, {index_expr(d.start, sc.names)})"

@@ -25,8 +25,10 @@ import math
 
 from fractal.lower.dependences import accesses, deltas, only_zero, tables_of
 from fractal.lower.policy import StageFusionFacts
-from fractal.lower.tile_ir import Gemm, Stage, TileProgram
+from fractal.lower.tile_ir import Stage, TileProgram
 from fractal.lower.tile_isl import Scope as Where
+
+from .point_major import shared_weight_rows
 
 
 def fused_run(stmts, k: int, where: Where, program: TileProgram, target) -> int:
@@ -68,6 +70,4 @@ def _facts(stages, buffers: dict, where: Where) -> StageFusionFacts | None:
             for r in op.writes:
                 if r.buffer in later and buffers[r.buffer].role == "temp" and r.vars() & point_vars:
                     handed += math.prod(r.shape) * buffers[r.buffer].dtype.itemsize
-    rows = [op.a.shape[1] if op.trans_a else op.a.shape[0] for st in stages for op in st.body
-            if isinstance(op, Gemm) and not point_vars <= op.b.vars()]   # (products whose B points share)
-    return StageFusionFacts(points, handed, min(rows) if rows else None)
+    return StageFusionFacts(points, handed, shared_weight_rows([op for st in stages for op in st.body], point_vars))
