@@ -11,7 +11,10 @@ hoisted results follow them out.  And a statement that does the same work at eve
 Legality is the dependence engine's (`fractal.lower.dependences`, exact, with the loops around
 held fixed): the statement's own instances never meet across steps, no statement before it
 meets it at its step or an earlier one, no statement after it meets it at an earlier step.
-Whether batching pays is the target's cost policy's (`CostPolicy.batch_across`).  A
+Whether batching pays is the target's cost policy's (`CostPolicy.batch_across`).  In a sorted
+ragged batch (a loop with an `active` hint) the batched statement runs only each step's live
+points where the policy finds the polygon worth it (`CostPolicy.cut_to_live`): a packed input
+projection.  A
 statement that reads what an enclosing sequential loop wrote (a stacked RNN's projection of
 the layer below) gives up a wavefront over the nest when batched: unless the policy finds it
 clearly worth it, it stays, and the wavefront pass weighs the two schedules.
@@ -32,8 +35,9 @@ from dataclasses import dataclass, replace
 import islpy as isl
 import numpy as np
 
+from .bucket import live_nest
 from .dependences import Access, accesses, between, deltas, only_zero, pairwise, tables_of
-from .policy import BatchFacts
+from .policy import BatchFacts, LiveFacts
 from .rewrite import Path, ops_of, points as _points, rewrite_blocks, rewrite_stmts, var_ranges
 from .tile_ir import Gemm, Loop, Scatter, Stage, TileProgram
 
@@ -99,7 +103,8 @@ class _Site:
                     pick = (at, s)
                     break
                 if self.batchable(k, kept, found, loop, s) and self.worth(s, rest, loop, path, inner):
-                    pick = (at, Loop(loop.var, loop.start, loop.stop, loop.step, "parallel", loop.placement, (s,)))
+                    pick = (at, Loop(loop.var, loop.start, loop.stop, loop.step, "parallel", loop.placement,
+                                     (self.live(s, loop),)))
                     break
             if pick is None:
                 return moved, replace(loop, body=tuple(body[j] for j in kept))
@@ -158,6 +163,26 @@ class _Site:
         writes = [a for a in self.accesses(kept, inner) if a.write]
         return not _only_zero_or_empty(deltas(writes, reads, tuple(seq), fixed), len(seq))
 
+    def live(self, s, loop: Loop):
+        """`s` batched over `loop`'s steps: cut to the live points of its hint where the policy
+        finds it worth it (the hint holds of the batched steps too: dead points stay dead)."""
+        if loop.active is None or self.ctx is None:
+            return s
+        cut = live_nest(s, loop.active, self.ranges)
+        if cut == s:
+            return s
+        lo, hi = self.ranges.get(loop.var, (0, 0))
+        steps = range(lo, hi + 1)
+        box = len(steps) * _points(s, self.ranges)
+        live = sum(_points(cut, {**self.ranges, **_ranges_at(cut, loop.var, v, self.ranges)}) for v in steps)
+        flops = sum(2 * op.c.shape[0] * op.c.shape[1] * (op.a.shape[0] if op.trans_a else op.a.shape[1])
+                    for op in ops_of(s) if isinstance(op, Gemm))
+        names = _nest_vars(s) | {loop.var}
+        moved = sum(int(np.prod(r.shape, dtype=np.int64)) * self.itemsizes[r.buffer]
+                    for op in ops_of(s) for r in op.reads + op.writes if r.vars() & names)
+        facts = LiveFacts(box, live, flops, moved)
+        return cut if self.ctx.target.policy.cut_to_live(facts, self.ctx.target.hardware) else s
+
     # --- is it worth it (the target's policy) ----------------------------------------------
 
     def worth(self, s, kept, loop: Loop, path: Path, inner) -> bool:
@@ -195,6 +220,18 @@ def _only_zero_or_empty(d: isl.Set, n: int = 1) -> bool:
 def _none_at_least(d: isl.Set, k: int) -> bool:
     """No difference in the 1-d set `d` is `k` or more."""
     return d.intersect(isl.Set(f"{{ [d] : d >= {k} }}")).is_empty()
+
+
+def _nest_vars(stmt) -> set[str]:
+    """The variables of a nest of parallel loops and of the stages inside."""
+    if isinstance(stmt, Loop):
+        return {stmt.var}.union(*(_nest_vars(s) for s in stmt.body))
+    return {d.var for d in stmt.dims} if isinstance(stmt, Stage) else set()
+
+
+def _ranges_at(stmt, var: str, value: int, ranges) -> dict:
+    """The ranges of `stmt`'s nest variables with `var` (an enclosing loop's) at `value`."""
+    return var_ranges([stmt], {**ranges, var: (value, value)})
 
 
 def _invariant_bounds(stmt, var: str) -> bool:

@@ -17,8 +17,9 @@ paper's data reordering for ragged data:
   (`8*min(1, max(0, 40 - s)) + ...`, one term per group of lengths).  At most `MAX_GROUPS`
   groups keep the text short: lengths are merged into groups (each padded to its longest)
   where that pads the fewest points.  The `bucket` pass shrinks the stages of
-  such a loop to the prefix; passes that batch the loop away (hoist, wavefront) drop the hint
-  and compute the padded points, which is always correct.
+  such a loop to the prefix, hoisting those it batches out of the loop (where the policy finds
+  it worth it); the wavefront drops the hint and computes the padded points, which is always
+  correct.
 
 For a batch of lengths `[5, 3, 3, 2]` a scan's loop prints as
 `for s in 0:5 sequential host active m < min(1, max(0, -s + 2)) + 2*min(1, max(0, -s + 3)) + 1`

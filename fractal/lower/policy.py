@@ -37,6 +37,18 @@ class BatchFacts:
 
 
 @dataclass(frozen=True)
+class LiveFacts:
+    """Hoist, in a sorted ragged batch: a statement batched over its loop's steps could run only
+    its live points (`live_points` of `box_points`: a polygon, each step's rows cut to its
+    live prefix) instead of its padded box."""
+
+    box_points: int
+    live_points: int         # at most (each step's live prefix, counted over the enclosing ranges)
+    point_flops: int         # multiply-adds times two of a point's products
+    point_bytes: int         # bytes of the regions that move with a point (read and written)
+
+
+@dataclass(frozen=True)
 class SinkFacts:
     """Sink: a parallel nest reading each step's results of a sequential loop could run inside it."""
 
@@ -119,6 +131,8 @@ class CostPolicy(Protocol):
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool: ...
 
+    def cut_to_live(self, facts: LiveFacts, hw: Hardware) -> bool: ...
+
     def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool: ...
 
     def tile_rows(self, facts: TileFacts, hw: Hardware) -> int | None: ...
@@ -139,12 +153,15 @@ class SpreadPolicy:
     GPU's SMs, a mesh's PEs), where a stage run costs a launch or a barrier whatever its size:
     batch across always, except a recurrent statement (left to the wavefront pass); never sink
     (it trades a parallel nest for per-step stages); never tile rows on the host (the backend
-    cuts a stage itself); never run a loop point-major or stages fused point by point (a compiled host backend's
+    cuts a stage itself); never cut a batch to its live points (untried there), never run a loop point-major or stages fused point by point (a compiled host backend's
     orders: a step's points are the parallelism);
     the legal schedule with the fewest sequential steps.  A backend's policy adds its own rules (the CUDA and dataflow policies' docstrings give the reasons)."""
 
     def batch_across(self, facts: BatchFacts, hw: Hardware) -> bool:
         return not facts.recurrent
+
+    def cut_to_live(self, facts: LiveFacts, hw: Hardware) -> bool:
+        return False   # (a kernel over a box; a polygon's cost there is not measured yet)
 
     def sink_into(self, facts: SinkFacts, hw: Hardware) -> bool:
         return False

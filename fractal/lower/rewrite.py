@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 from typing import Callable
 
-from .tile_affine import Aff
+from .tile_affine import Aff, aff
 from .tile_expr import Binary, Load, Region, Unary, Where
-from .tile_nodes import Dim, If, Loop, Stage
+from .tile_nodes import Active, Dim, If, Loop, Stage
 from .tile_isl import Scope
 
 REGION_FIELDS = ("src", "dst", "a", "b", "c", "index", "segments")
@@ -99,13 +99,22 @@ def substitute_region(r: Region, mapping) -> Region:
     return replace(r, start=tuple(s.substitute(mapping) for s in r.start))
 
 
+def substitute_active(active: Active, mapping) -> Active | None:
+    """A loop's live-point hint with variables replaced: a batch variable fixed at a constant
+    (a map of one point, unrolled) moves its share into the bound (`m + j < e` at `j = 1` is
+    `m < e - 1`); one replaced by anything else drops the hint (computing dead points is
+    always correct)."""
+    if not all(aff(mapping[v]).is_const for v in active.point.vars() & set(mapping)):
+        return None
+    point = active.point.substitute(mapping)
+    return Active(Aff(point.terms), active.bound.substitute(mapping) - point.const)
+
+
 def substitute(stmt, mapping: dict[str, Aff]):
     """`stmt` with variables replaced by indices everywhere (bounds, regions, conditions)."""
     sub = lambda a: a.substitute(mapping)  # noqa: E731
     if isinstance(stmt, Loop):
-        active = stmt.active  # (a hint: dropped where the batch variables themselves are replaced)
-        if active is not None:
-            active = None if active.point.vars() & set(mapping) else active._replace(bound=sub(active.bound))
+        active = None if stmt.active is None else substitute_active(stmt.active, mapping)
         return replace(stmt, start=sub(stmt.start), stop=sub(stmt.stop), active=active,
                        body=tuple(substitute(s, mapping) for s in stmt.body))
     if isinstance(stmt, Stage):

@@ -28,7 +28,8 @@ meets, with random details that decide whether a pass may act, and whether it sh
   pass's shape, or not quite (the left operand naming d, blocks not side by side, another op);
 * a sorted ragged scan (`ragged`): a sequential loop marked `active m < live(t)` whose
   dead points write rows nothing reads (each point's last state is gathered through a
-  const table), the bucket pass's shape.
+  const table), the bucket pass's shape; or not quite (an input projection in the loop, which
+  hoisting batches out, cut to the live points).
 
 Data buffers are float64; inputs hold distinct values, so a pass that reorders wrongly shows
 in the outputs.  Hypothesis shrinks toward one small scan without extras.
@@ -277,11 +278,19 @@ class _Motifs:
                    f"buffer {n('h')}: f64[{steps + 1},{points},{cols}] global temp",
                    f"buffer {n('last')}: i64[{points}] global const = {list(lengths)}",
                    f"buffer {n('y')}: f64[{points},{cols}] global output"]
-        cell = f"{n('h')}[t + 1, m, 0:{cols}] = add({n('h')}[t, m, 0:{cols}], {n('x')}[t, m, 0:{cols}])"
+        # (with an input projection the hoist pass batches out of the loop, cut to the live points)
+        projected = draw(st.booleans())
+        if projected:
+            buffers.append(f"buffer {n('xp')}: f64[{steps},{points},{cols}] global temp")
+        source = n('xp') if projected else n('x')
+        cell = f"{n('h')}[t + 1, m, 0:{cols}] = add({n('h')}[t, m, 0:{cols}], {source}[t, m, 0:{cols}])"
         if draw(st.booleans()):
             step = f"stage {n('cell')}(m in 0:{points}) device {{ {cell} }}"
         else:
             step = f"for m in 0:{points} parallel host {{ stage {n('cell')}() device {{ {cell} }} }}"
+        if projected:
+            proj = f"{n('xp')}[t, m, 0:{cols}] = tanh({n('x')}[t, m, 0:{cols}])"
+            step = f"for m in 0:{points} parallel host {{ stage {n('proj')}() device {{ {proj} }} }} " + step
         body = [f"stage {n('init')}(m in 0:{points}) device {{ {n('h')}[0, m, 0:{cols}] = copy({n('x')}[0, m, 0:{cols}]) }}",
                 f"for t in 0:{steps} sequential host active m < {live} {{ {step} }}",
                 f"stage {n('out')}(m in 0:{points}) device {{ {n('y')}[m:m + 1, 0:{cols}] = "

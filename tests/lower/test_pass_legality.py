@@ -51,6 +51,9 @@ class EagerPolicy(CpuPolicy):
     def batch_across(self, facts, hw) -> bool:
         return True
 
+    def cut_to_live(self, facts, hw) -> bool:
+        return True
+
     def sink_into(self, facts, hw) -> bool:
         return True
 

@@ -8,6 +8,7 @@ written on one line.  The last tests run the whole pipeline on tiny `ft.function
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import textwrap
 
@@ -158,6 +159,24 @@ def test_schedule_keeps_nested_parallel_loops_nested_around_the_stage():
     """))
 
 
+def test_schedule_keeps_the_live_point_hint_of_a_loop_inside_a_map_of_one_point():
+    """A map of one point (a dilation-1 layer's single sub-sequence) is unrolled at its index;
+    the hint of a loop inside it naming that map's variable keeps holding, the variable's
+    share moved into the bound (`m + j < e` at `j = 1` is `m < e - 1`)."""
+    cell = "stage cell() device { g[j, m, s + 1, 0:4] = tanh(g[j, m, s, 0:4]) }"
+    assert_rewrites(schedule, program(SCHEDULE_BUFFERS, f"""
+        for j in 1:2 parallel host {{
+          for m in 0:3 parallel host {{
+            for s in 0:5 sequential host active m + j < 4 - s {{ {cell} }}
+          }}
+        }}
+    """), program(SCHEDULE_BUFFERS, f"""
+        for s in 0:5 sequential host active m < 3 - s {{
+          for m in 0:3 parallel host {{ {cell.replace("g[j, m", "g[1, m")} }}
+        }}
+    """))
+
+
 # --- hoist -----------------------------------------------------------------------------------
 
 HOIST_BUFFERS = """
@@ -190,6 +209,32 @@ def test_hoist_moves_a_stage_reading_nothing_the_loop_writes_before_it():
         for s in 0:5 parallel host {{ {PROJ} }}
         for s in 0:5 sequential host {{ {cell("xw")} }}
     """))
+
+
+def test_hoist_cuts_a_batched_statement_to_the_live_points_of_a_ragged_loop():
+    """The live-point hint of a sorted ragged batch (`active m < n(s)`) holds of the steps a
+    statement batched across the loop computes, too: the hoisted map loop runs `0:n(s)` (a
+    packed input projection), the loop keeps its hint for the bucket pass.  (On a target
+    whose polygons cost no gathers, the native backend's: when it pays on NumPy is
+    tests/lower/test_hoist_policy.py's.)"""
+    live = "2*min(1, max(0, 3 - s)) + min(1, max(0, 2 - s)) + 1"
+    proj = "stage proj() device { xw[s, m:m + 1, 0:4] = gemm(x[s, m:m + 1, 0:4], w[0:4, 0:4]) }"
+    step = "stage cell() device { h[s + 1, m:m + 1, 0:4] = tanh(add(xw[s, m:m + 1, 0:4], h[s, m:m + 1, 0:4])) }"
+    native = dataclasses.replace(TINY_CPU, policy=dataclasses.replace(TINY_CPU.policy, polygon_gathers=False))
+    got, _ = run_pass(hoist, program(HOIST_BUFFERS, f"""
+        for s in 0:5 sequential host active m < {live} {{
+          for m in 0:2 parallel host {{ {proj} }}
+          for m in 0:2 parallel host {{ {step} }}
+        }}
+    """), native)
+    assert str(got) == str(parse_tile_program(program(HOIST_BUFFERS, f"""
+        for s in 0:5 parallel host {{
+          for m in 0:min(2, {live}) parallel host {{ {proj} }}
+        }}
+        for s in 0:5 sequential host active m < {live} {{
+          for m in 0:2 parallel host {{ {step} }}
+        }}
+    """)))
 
 
 def test_hoist_keeps_a_stage_that_reads_what_the_loop_writes():

@@ -1,5 +1,6 @@
 """The `native` backend: each tile program compiled to C++ by the host compiler, for CPU
-targets (the same records and cost policy as the `cpu` backend, so the same tile IR).
+targets (the `cpu` backend's records and cost policy, but for what a polygon stage costs: loops
+around box code here, no gathers; so the same tile IR where no ragged batch is cut to its live points).
 
     f(x, backend="native")                            # this machine
     f.compile(x, target=ft.targets.host(native=True))
@@ -28,7 +29,10 @@ _warned = False
 def native_target(target: Target | None = None) -> Target:
     """A CPU target (default: this machine) run by the native backend."""
     target = target or host_target()
-    return dataclasses.replace(target, name=f"{target.name}-native", backend="native")
+    policy = target.policy
+    if isinstance(policy, CpuPolicy):   # (loops over a polygon's bounding dims, no gathers)
+        policy = dataclasses.replace(policy, polygon_gathers=False)
+    return dataclasses.replace(target, name=f"{target.name}-native", backend="native", policy=policy)
 
 
 class NativeBackend:

@@ -127,7 +127,7 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
     register-blocked kernel, the points left shared among threads.  `point_loops(dims, parallel, work)` opens loops over `dims` and
     returns (lines, closers)."""
     dtype = sc.dtype(op.c)
-    if not stage.rectangular or {sc.dtype(op.a), sc.dtype(op.b)} != {dtype} or dtype not in _VECTOR \
+    if {sc.dtype(op.a), sc.dtype(op.b)} != {dtype} or dtype not in _VECTOR \
             or op.c.buffer in (op.a.buffer, op.b.buffer):
         return None
     m, k, n = _sizes(op)
@@ -139,7 +139,7 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
         orders += [o for o in itertools.permutations(stage.dims) if o != orders[0]]
     best = None
     for order in orders:
-        found = _fold(order, m, n, _oriented(op, sc), sc)
+        found = _fold(order, m, n, _oriented(op, sc), sc, _bounding(stage))
         if best is None or found[0] > best[0]:
             best = found
     _, rows, cols, folded, (A, B, C) = best
@@ -164,12 +164,23 @@ def folded_part(op: Gemm, stage: Stage, sc: Scope, point_loops) -> list[str] | N
     return [*opened, *("  " * len(closers) + line for line in call), *closers]
 
 
-def _fold(order, m: int, n: int, oriented, sc: Scope):
+def _bounding(stage: Stage) -> set[str]:
+    """The stage's dims that bound others (a polygon's: a ragged batch's live rows per step):
+    they never fold, so that the dims left are loops around the folded products, which may
+    then read them (`rows` an index over those loops)."""
+    names = {d.var for d in stage.dims}
+    return {v for d in stage.dims for v in (d.start.vars() | d.stop.vars()) & names}
+
+
+def _fold(order, m: int, n: int, oriented, sc: Scope, bounding: set[str] = frozenset()):
     """(points folded, rows, cols, the dims folded, (A, B, C)) folding `order`'s dims in turn
-    (`folded_part`); a dim whose size is not a constant counts 1024 points."""
+    (`folded_part`), never one of `bounding`; a dim whose size is not a constant counts 1024
+    points."""
     A, B, C = oriented
     rows, cols, folded, points = m, n, [], 1
     for d in order:
+        if d.var in bounding:
+            continue
         ca_, cb_, cc_ = (dict(aff(x[0]).terms).get(d.var, 0) for x in (A, B, C))
         if any(not isinstance(atom, str) and d.var in atom.vars() for x in (A, B, C) for atom, _ in aff(x[0]).terms):
             continue   # (read inside a floor or a mod: its points do not stack)

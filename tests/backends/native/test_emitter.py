@@ -134,6 +134,28 @@ def test_points_fold_in_the_order_that_stacks_the_most_rows():
     np.testing.assert_allclose(run_both(p, {"x": x, "w": w})["y"], want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(blas.find_blas() is None, reason="no BLAS found: every product runs as loops")
+def test_a_polygon_folds_the_dims_its_bounds_cut_into_calls_over_the_dims_that_bound_them():
+    """A ragged batch's input projection cut to each step's live rows (`i in 0:n(s)`): s bounds
+    i, so s stays a loop and i folds, one call of n(s) rows per (s, j); the dead rows are
+    never written."""
+    live = "2*min(1, max(0, 2 - s)) + 60"
+    p = program(tile("""  buffer x: f32[384,1,16] global input
+  buffer w: f32[16,32] global input
+  buffer y: f32[384,1,32] global output""", f"""  stage proj(s in 0:3, i in 0:{live}, j in 0:2) device {{
+    y[2*i + j + 128*s, 0:1, 0:32] = gemm(x[i + 64*j + 128*s, 0:1, 0:16], w[0:16, 0:32])
+  }}"""))
+    text = source(p)
+    assert "for (long long v_s = 0; v_s < 3; ++v_s) {" in text and "for (long long v_i" not in text
+    assert "const long long ft_m = 1*(2*fl_min(1, fl_max(0, -v_s + 2)) + 60), ft_n = 32;" in text
+    x, w = data((384, 1, 16)), data((16, 32))
+    got = run_both(p, {"x": x, "w": w})["y"].reshape(3, 64, 2, 32)
+    want = (x.reshape(3, 2, 64, 16).transpose(0, 2, 1, 3) @ w)
+    for s, n in enumerate((62, 62, 60)):
+        np.testing.assert_allclose(got[s, :n], want[s, :n], rtol=1e-5, atol=1e-5)
+        assert not got[s, n:].any()
+
+
 def test_a_dim_read_inside_a_floor_does_not_fold():
     """B reads d at its columns and inside floor(d / 2): d's points do not stack B's columns."""
     p = program(tile("""  buffer a: f32[2,1,2] global input
