@@ -180,7 +180,7 @@ class _Site:
         names = _nest_vars(s) | {loop.var}
         moved = sum(int(np.prod(r.shape, dtype=np.int64)) * self.itemsizes[r.buffer]
                     for op in ops_of(s) for r in op.reads + op.writes if r.vars() & names)
-        facts = LiveFacts(box, live, flops, moved)
+        facts = LiveFacts(box, live, flops, moved, len(steps))
         return cut if self.ctx.target.policy.cut_to_live(facts, self.ctx.target.hardware) else s
 
     # --- is it worth it (the target's policy) ----------------------------------------------

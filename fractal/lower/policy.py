@@ -46,6 +46,7 @@ class LiveFacts:
     live_points: int         # at most (each step's live prefix, counted over the enclosing ranges)
     point_flops: int         # multiply-adds times two of a point's products
     point_bytes: int         # bytes of the regions that move with a point (read and written)
+    steps: int = 1           # the loop's steps: a cut product is one per step (its live rows)
 
 
 @dataclass(frozen=True)

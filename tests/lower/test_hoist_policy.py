@@ -78,65 +78,56 @@ def test_hoist_leaves_a_small_projection_of_the_layer_below_to_the_wavefront_pas
 
 # --- cutting a batched projection of a sorted ragged batch to its live points ------------------
 
-LIVE = "2*min(1, max(0, 3 - s)) + min(1, max(0, 2 - s)) + 1"   # lengths [5, 3, 3, 2]
-RAGGED_BUFFERS = """
-    buffer x: f32[5,4,64] global input
-    buffer w: f32[64,64] global input
-    buffer xw: f32[5,4,64] global temp
-    buffer h: f32[6,4,64] global output
-"""
-RAGGED_PROJ = "stage proj() device { xw[s, m:m + 1, 0:64] = gemm(x[s, m:m + 1, 0:64], w[0:64, 0:64]) }"
-RAGGED_STEP = ("stage cell() device { h[s + 1, m:m + 1, 0:64] = "
-               "tanh(add(xw[s, m:m + 1, 0:64], h[s, m:m + 1, 0:64])) }")
+def _ragged(points: int, live: str, cut: bool | None) -> str:
+    """A ragged scan of 4 steps over `points` sequences (`live` of them running at step s) with
+    an input projection: in the loop (`cut=None`), or batched before it, over the padded box
+    or cut to the live points."""
+    buffers = f"""
+        buffer x: f32[4,{points},32] global input
+        buffer w: f32[32,32] global input
+        buffer xw: f32[4,{points},32] global temp
+        buffer h: f32[5,{points},32] global output
+    """
+    proj = "stage proj() device { xw[s, m:m + 1, 0:32] = gemm(x[s, m:m + 1, 0:32], w[0:32, 0:32]) }"
+    step = "stage cell() device { h[s + 1, m:m + 1, 0:32] = tanh(add(xw[s, m:m + 1, 0:32], h[s, m:m + 1, 0:32])) }"
+    loop = f"for s in 0:4 sequential host active m < {live} {{ %s for m in 0:{points} parallel host {{ {step} }} }}"
+    if cut is None:
+        return program(buffers, loop % f"for m in 0:{points} parallel host {{ {proj} }}")
+    batched = f"for s in 0:4 parallel host {{ for m in 0:{live if cut else points} parallel host {{ {proj} }} }}"
+    return program(buffers, batched + "\n" + loop % "")
 
 
-def _ragged(cut: bool) -> str:
-    proj_loop = f"for m in 0:{LIVE if cut else 4} parallel host {{ {RAGGED_PROJ} }}"
-    return program(RAGGED_BUFFERS, f"""
-        for s in 0:5 parallel host {{ {proj_loop} }}
-        for s in 0:5 sequential host active m < {LIVE} {{
-          for m in 0:4 parallel host {{ {RAGGED_STEP} }}
-        }}
-    """)
+def _hoisted(points: int, live: str, **policy) -> str:
+    target = dataclasses.replace(TINY_CPU, policy=dataclasses.replace(TINY_CPU.policy, **policy))
+    return str(run_pass(hoist, _ragged(points, live, None), target)[0])
 
 
-def _inside() -> str:
-    return program(RAGGED_BUFFERS, f"""
-        for s in 0:5 sequential host active m < {LIVE} {{
-          for m in 0:4 parallel host {{ {RAGGED_PROJ} }}
-          for m in 0:4 parallel host {{ {RAGGED_STEP} }}
-        }}
-    """)
+HALF = "32*min(1, max(0, 2 - s)) + 32"   # 64 sequences, half of them done after step 1
 
 
-def _policy_target(**fields):
-    return dataclasses.replace(TINY_CPU, policy=dataclasses.replace(TINY_CPU.policy, **fields))
+def test_hoist_cuts_a_batched_projection_of_many_rows_a_step_to_its_live_points():
+    """Natively (`polygon_gathers=False`) the box is one GEMM of 256 rows, the live points one
+    of 64 or 32 rows a step: 64 dead rows of 2 us each (the tiny cpu's 1 GFLOP/s) outweigh
+    four calls and their smaller blocks."""
+    assert _hoisted(64, HALF, polygon_gathers=False) == str(parse_tile_program(_ragged(64, HALF, True)))
 
 
-def test_hoist_cuts_a_batched_projection_to_its_live_points_where_a_polygon_costs_no_gathers():
-    """The native backend runs a polygon as loops around box code (`polygon_gathers=False`):
-    the 7 dead (step, sequence) points of 20 are dropped, whatever they cost."""
-    got, _ = run_pass(hoist, _inside(), _policy_target(polygon_gathers=False))
-    assert str(got) == str(parse_tile_program(_ragged(cut=True)))
+def test_hoist_keeps_the_padded_box_of_a_small_batch_whose_steps_would_be_tiny_products():
+    """Eight sequences (stacked_lstm's small batch): cut, each step's product would be a call
+    of at most 8 rows, far below full speed; the one GEMM over the box stays."""
+    live = "4*min(1, max(0, 2 - s)) + 4"
+    assert _hoisted(8, live, polygon_gathers=False) == str(parse_tile_program(_ragged(8, live, False)))
 
 
-def test_hoist_keeps_the_padded_box_where_gathering_the_live_points_costs_more_than_the_dead_ones():
-    """NumPy gathers and scatters a polygon's rows (512 bytes a point at `fancy_gbs`): with a
-    fast GEMM the 7 dead points' products cost less than that, so the box stays; on a slow one
-    (the tiny cpu's 1 GFLOP/s) they cost more, and the batch is cut."""
-    fast = dataclasses.replace(TINY_CPU, hardware=dataclasses.replace(
-        TINY_CPU.hardware, peak_gflops=(("float32", 1000.0),)))
-    got, _ = run_pass(hoist, _inside(), fast)
-    assert str(got) == str(parse_tile_program(_ragged(cut=False)))
-    got, _ = run_pass(hoist, _inside(), TINY_CPU)
-    assert str(got) == str(parse_tile_program(_ragged(cut=True)))
-
-
-def test_the_cpu_policy_cuts_to_live_points_by_what_the_dead_points_and_the_gathers_cost():
-    hw = TINY_CPU.hardware   # 1 GFLOP/s float32
-    policy = CpuPolicy()
-    facts = LiveFacts(box_points=100, live_points=75, point_flops=10_000, point_bytes=1000)
-    assert policy.cut_to_live(facts, hw)   # 25 x 10 us saved > 75 x 0.5 us gathered
-    assert not policy.cut_to_live(dataclasses.replace(facts, point_flops=10), hw)
-    assert dataclasses.replace(policy, polygon_gathers=False).cut_to_live(dataclasses.replace(facts, point_flops=10), hw)
-    assert not dataclasses.replace(policy, polygon_gathers=False).cut_to_live(dataclasses.replace(facts, live_points=100), hw)
+def test_the_cpu_policy_weighs_dead_rows_against_calls_per_step_and_numpys_gathers():
+    hw = TINY_CPU.hardware   # 1 GFLOP/s float32, 10 GB/s DRAM
+    native = CpuPolicy(polygon_gathers=False)
+    facts = LiveFacts(box_points=256, live_points=192, point_flops=2048, point_bytes=256, steps=4)
+    assert native.cut_to_live(facts, hw)
+    assert not native.cut_to_live(dataclasses.replace(facts, steps=64), hw)      # a call a step costs more
+    assert not native.cut_to_live(dataclasses.replace(facts, live_points=256), hw)   # nothing dead
+    # NumPy also gathers and scatters the live points' regions (at 2 GB/s)
+    assert not CpuPolicy().cut_to_live(dataclasses.replace(facts, point_bytes=4096), hw)
+    assert native.cut_to_live(dataclasses.replace(facts, point_bytes=4096), hw)
+    # regions without products: the dead points' bytes are saved, no call added
+    assert native.cut_to_live(dataclasses.replace(facts, point_flops=0, steps=64), hw)

@@ -90,18 +90,28 @@ class CpuPolicy:
         return general
 
     def cut_to_live(self, facts: LiveFacts, hw: Hardware) -> bool:
-        """Run a batched statement of a ragged batch over its live points only?  Where what the
-        dead points would compute (their products at the peak) costs more than what the polygon
-        adds: nothing natively; on NumPy the live points' regions gathered and scattered at
-        `fancy_gbs` (dilated_lstm's input projections, 75% of their rows live: 5 KiB a point
-        moved, 3.6 ms of GEMM saved for 7.8 ms of gathers, a layer).  (The same program and
-        target give the same answer on any machine: the hardware record's peak, not this host's.)"""
+        """Run a batched statement of a ragged batch over its live points only?  Where that
+        costs less than the padded box, by `seconds`' GEMM rule (a product of m rows runs at
+        m / (m + `gemm_half_rows`) of the peak, a call costs `gemm_call_seconds`) and the
+        bandwidth for the rest.  Natively the box's products are one call and the live points'
+        one per step, over its live rows: stacked_lstm's small batch, 8 sequences, would trade
+        one 512-row GEMM for 64 of at most 8 rows (a third slower), dilated_lstm's deeper
+        layers cut a quarter of their rows from calls of 64 and more.  On NumPy the live points'
+        regions are also gathered and scattered (`fancy_gbs`).  (The hardware record's numbers,
+        not this host's: the same answer on any machine.)"""
         if facts.live_points >= facts.box_points:
             return False
-        if not self.polygon_gathers:
-            return True
-        saved = (facts.box_points - facts.live_points) * facts.point_flops / (hw.peak("float32") * 1e9)
-        return saved > facts.live_points * facts.point_bytes / (self.fancy_gbs * 1e9)
+        flops = facts.point_flops / (hw.peak("float32") * 1e9)
+        box, live = facts.box_points * flops, facts.live_points * flops
+        if facts.point_flops:
+            box += self.gemm_half_rows * flops
+            live += facts.steps * (self.gemm_call_seconds + self.gemm_half_rows * flops)
+        bandwidth = hw.levels[-1].bandwidth_gbs * 1e9
+        box += facts.box_points * facts.point_bytes / bandwidth
+        live += facts.live_points * facts.point_bytes / bandwidth
+        if self.polygon_gathers:
+            live += facts.live_points * facts.point_bytes / (self.fancy_gbs * 1e9)
+        return live < box
 
     # --- sink ----------------------------------------------------------------------------
 
