@@ -30,7 +30,9 @@ from dataclasses import dataclass, replace
 from .rewrite import map_regions, map_stages
 from .tile_affine import Aff, aff, mod
 from .tile_expr import Region
+from .rolling_finals import point_finals
 from .tile_ir import If, Loop, Stage, TileProgram
+from .tile_nodes import Gather
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class _Site:
     order: int  # the stage's position in program order
     op: int = 0  # the op's position in its stage
     scope: tuple = ()  # the loops, `if` branches and stage dims around it, outermost first
+    node: object = None  # the op
 
 
 def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
@@ -49,30 +52,47 @@ def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
     `u mod w`), where every access allows it (see the module docstring)."""
     sites, loop_order = access_sites(program)
     roll_finals = ctx is None or ctx.target.policy.roll_final_states(ctx.target.hardware)
-    rows_of = {}
+    tables = {b.name: b.data.value for b in program.buffers if b.data is not None}
+    table_uses = {}
+    for reads in sites.values():
+        for s in reads:
+            if isinstance(s.node, Gather) and s.region is s.node.src:
+                table_uses[s.node.index.buffer] = table_uses.get(s.node.index.buffer, 0) + 1
+    rows_of, new_tables = {}, {}
     for buf in program.buffers:
         if buf.role == "temp" and buf.name in sites:
-            rolled = _rolled(sites[buf.name], loop_order, roll_finals)
+            rolled = _rolled(sites[buf.name], loop_order, roll_finals, tables, table_uses)
             if rolled is not None and rolled[1] < buf.shape[0]:
                 rows_of[buf.name] = rolled
+                new_tables.update(rolled[2].tables if rolled[2] is not None else {})
     if not rows_of:
         return program
 
     program = map_stages(program, lambda st: replace(st, body=tuple(_map_rows(op, rows_of) for op in st.body)))
-    return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
-                                          if b.name in rows_of else b for b in program.buffers))
+    return replace(program, buffers=tuple(
+        replace(b, shape=(rows_of[b.name][1],) + b.shape[1:]) if b.name in rows_of else
+        replace(b, data=new_tables[b.name]) if b.name in new_tables else b for b in program.buffers))
 
 
 def _map_rows(op, rows_of):
-    return map_regions(op, lambda r: replace(r, start=(rows_of[r.buffer][0](r.start[0]),) + r.start[1:])
-                       if r.buffer in rows_of else r)
+    def moved(r: Region) -> Region:
+        if r.buffer not in rows_of:
+            return r
+        new_row, rows, finals = rows_of[r.buffer]
+        if finals is not None and r in finals.regions:     # read after the loop at its point's own slot
+            return replace(r, start=(finals.regions[r],) + r.start[1:])
+        if r.size[0] is not None:   # a gather's whole row axis (its table rewritten)
+            return replace(r, size=(rows,) + r.size[1:])
+        return replace(r, start=(new_row(r.start[0]),) + r.start[1:])
+    return map_regions(op, moved)
 
 
-def _rolled(sites: list, loop_order: dict, roll_finals: bool = True):
-    """(new row as a function of the old one, number of rows) for one buffer, or None;
-    `roll_finals`: a state read after the loop may roll (the target's policy says)."""
+def _rolled(sites: list, loop_order: dict, roll_finals: bool = True, tables=None, table_uses=None):
+    """(new row as a function of the old one, number of rows, the reads after the loop at each
+    point's own slot: `PointFinals` or None) for one buffer, or None; `roll_finals`: a state
+    read after the loop may roll (the target's policy says)."""
     inside = [s for s in sites if s.loops]
-    if not inside or any(s.region.size[0] is not None for s in sites):
+    if not inside or any(s.region.size[0] is not None for s in inside):
         return None
     common = [lp for lp in inside[0].loops if all(lp in s.loops for s in inside)]
     if not common:
@@ -86,6 +106,7 @@ def _rolled(sites: list, loop_order: dict, roll_finals: bool = True):
     base = inside[0].region.start[0] - aff(var) * c  # g + c*k0: every row is base + c*(slot - k0)
     slots = []  # (k: slot s + k inside the loop, slot k outside it; a write?; inside the loop?; the site)
     finals = []  # slots read after the loop
+    own_finals = []  # reads after the loop, each at its point's own slot (`rolling_finals`)
     for s in sites:
         row, inner = s.region.start[0], loop in s.loops
         if inner and coefficient(row, var) != c:
@@ -94,6 +115,11 @@ def _rolled(sites: list, loop_order: dict, roll_finals: bool = True):
         if not inner and not (s.write and s.order < first) and not final:
             return None  # read outside the loop, or written after it: every slot must stay
         diff = row - aff(var) * c - base if inner else row - base
+        if final and not around and (s.region.size[0] is not None or not diff.is_const or diff.const % c):
+            own_finals.append(s)
+            continue
+        if s.region.size[0] is not None:
+            return None
         if not diff.is_const or diff.const % c:
             return None
         if final:
@@ -116,20 +142,27 @@ def _rolled(sites: list, loop_order: dict, roll_finals: bool = True):
     if not written_before_read([site for k, _, inner, site in slots if inner and k == kw]):
         return None  # a read of the step's own slot before the step writes it: rolled, an older step's
     g_vars = base.vars()
-    if any(s.ranges.get(v) != inside[0].ranges.get(v) for s in sites if not (loop in s.loops) for v in g_vars):
+    if any(s.ranges.get(v) != inside[0].ranges.get(v) for s in sites
+           if loop not in s.loops and all(s is not f for f in own_finals) for v in g_vars):
         return None  # an initial write of only some of the points
     width = kw - kmin + 1
     renumbered = dense(base, inside[0].ranges)
     if renumbered is None:
         return None
     g, rows = renumbered
+    point_wise = None
+    if own_finals:
+        point_wise = point_finals(own_finals, [s for s in sites if s.write], base, c, inside[0].ranges, g, rows,
+                                  width, tables or {}, table_uses or {})
+        if point_wise is None:
+            return None
 
     def new_row(row: Aff) -> Aff:
         if var not in row.vars():  # an initial slot
             return g + rows * (((row - base).const // c) % width)
         return g + mod(aff(var) + (row - aff(var) * c - base).const // c, width) * rows
 
-    return new_row, rows * width
+    return new_row, rows * width, point_wise
 
 
 def written_before_read(sites) -> bool:
@@ -255,9 +288,9 @@ def access_sites(program: TileProgram):
                 here = scope + tuple(("dim", *d) for d in s.dims)
                 for k, op in enumerate(s.body):
                     for r in op.reads:
-                        out.setdefault(r.buffer, []).append(_Site(r, False, loops, inner, counter[0], k, here))
+                        out.setdefault(r.buffer, []).append(_Site(r, False, loops, inner, counter[0], k, here, op))
                     for r in op.writes:
-                        out.setdefault(r.buffer, []).append(_Site(r, True, loops, inner, counter[0], k, here))
+                        out.setdefault(r.buffer, []).append(_Site(r, True, loops, inner, counter[0], k, here, op))
                 counter[0] += 1
     walk(program.body, (), {}, ())
     return out, loop_order

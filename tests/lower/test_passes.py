@@ -727,6 +727,75 @@ def test_materialise_keeps_a_final_state_read_after_the_loop_where_the_target_sa
     assert got == parse_tile_program(text).verify()
 
 
+# A ragged loop over 4 points in 2 groups (point 2*j + m): group 0 lives 5 steps, group 1 three,
+# so the lowering's live-point cut runs group 1 only while s < 3; each point's final state is
+# its own last slot (5 for group 0, 3 for group 1).
+RAGGED_ROLL_BUFFERS = """
+    buffer x: f32[4,1,4] global input
+    buffer y: f32[4,1,4] global output
+    buffer c: f32[24,1,4] global temp
+"""
+
+
+def ragged_roll(cut: str, *after: str, rows: int = 24, step: tuple = ("4*s + 4", "4*s")) -> str:
+    return program(RAGGED_ROLL_BUFFERS.replace("c: f32[24,", f"c: f32[{rows},"), f"""
+        stage init(j in 0:2, m in 0:2) device {{ c[2*j + m, 0:1, 0:4] = copy(x[2*j + m, 0:1, 0:4]) }}
+        for s in 0:5 sequential host {{
+          stage cell(j in {cut}, m in 0:2) device {{ c[2*j + m + {step[0]}, 0:1, 0:4] = tanh(c[2*j + m + {step[1]}, 0:1, 0:4]) }}
+        }}
+    """ + "\n".join(after))
+
+
+LIVE_CUT = "0:min(1, max(0, -s + 3)) + 1"
+ROLLED_STEP = ("4*((s + 1) mod 2)", "4*(s mod 2)")
+
+
+def test_materialise_rolls_a_ragged_state_read_after_the_loop_at_each_points_own_last_slot():
+    """Group 0's final state is slot 5, group 1's slot 3 (`c[m - 6*j + 20]`): each is the
+    newest slot its point wrote, so two slots suffice and the read finds both at slot 1."""
+    out = "stage out(j in 0:2, m in 0:2) device {{ y[2*j + m, 0:1, 0:4] = copy(c[{}, 0:1, 0:4]) }}"
+    assert_rewrites(materialise, ragged_roll(LIVE_CUT, out.format("m - 6*j + 20")),
+                    ragged_roll(LIVE_CUT, out.format("2*j + m + 4"), rows=8, step=ROLLED_STEP))
+
+
+def test_materialise_rolls_a_ragged_state_read_after_the_loop_through_a_table():
+    """The final states gathered through a constant table (point 3 is padding: one past the
+    end): the table's entries move to the rolled rows, padding to the new end."""
+    def gathered(table: str, rows: int) -> str:
+        return (f"buffer tab: i64[4] global const = [{table}]\n"
+                f"stage out(p in 0:4) device {{ y[p:p + 1, 0:1, 0:4] = gather(c[0:{rows}, 0:1, 0:4], tab[p:p + 1], axis=0) }}")
+    before = ragged_roll(LIVE_CUT, gathered("20, 21, 14, 24", 24))
+    after = ragged_roll(LIVE_CUT, gathered("4, 5, 6, 8", 8), rows=8, step=ROLLED_STEP)
+    assert_rewrites(materialise, move_const_first(before), move_const_first(after))
+
+
+def move_const_first(text: str) -> str:
+    """(buffers are declared before the body: the table's line moves up)"""
+    lines = text.splitlines()
+    table = next(k for k, line in enumerate(lines) if "global const" in line)
+    moved = lines.pop(table)
+    lines.insert(1, moved)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("why, cut, after", [
+    ("group 1 computed at every step: slot 3 is not its newest", "0:2",
+     "stage out(j in 0:2, m in 0:2) device { y[2*j + m, 0:1, 0:4] = copy(c[m - 6*j + 20, 0:1, 0:4]) }"),
+    ("a slot older than the point's last read after the loop", LIVE_CUT,
+     "stage out(j in 0:2, m in 0:2) device { y[2*j + m, 0:1, 0:4] = copy(c[m - 6*j + 16, 0:1, 0:4]) }"),
+    ("a table entry naming an older slot", LIVE_CUT,
+     "stage out(p in 0:4) device { y[p:p + 1, 0:1, 0:4] = gather(c[0:24, 0:1, 0:4], tab[p:p + 1], axis=0) }"),
+    ("a table another gather reads too", LIVE_CUT,
+     "stage out(p in 0:4) device { y[p:p + 1, 0:1, 0:4] = gather(c[0:24, 0:1, 0:4], tab2[p:p + 1], axis=0) }\n"
+     "stage again(p in 0:4) device { y[p:p + 1, 0:1, 0:4] = gather(c[0:24, 0:1, 0:4], tab2[p:p + 1], axis=0) }"),
+])
+def test_materialise_keeps_a_ragged_state_it_cannot_roll(why, cut, after):
+    text = ragged_roll(cut, after)
+    tables = "buffer tab: i64[4] global const = [20, 17, 14, 24]\nbuffer tab2: i64[4] global const = [20, 21, 14, 24]"
+    text = text.replace("buffer c: f32[24,1,4] global temp", "buffer c: f32[24,1,4] global temp\n  " + tables.replace("\n", "\n  "))
+    assert_unchanged(materialise, text), why
+
+
 @pytest.mark.parametrize("why, init, after", [
     ("read after the loop: every step's rows stay", "stage init(m in 0:4) device { c[m, 0, 0:1, 0:4] = 0.0 }",
      "stage out() device { y[0:4, 0:1, 0:4] = copy(c[20:24, 0, 0:1, 0:4]) }"),
