@@ -9,6 +9,10 @@
 // its rows are contiguous and whole, else packed (zero-padded to NR) first.  Sums start at zero and C is added after, as a BLAS call with beta = 1 does.
 #include <cstring>
 #include <memory>
+#include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #if defined(__AVX512F__)
 #define FT_VECTOR_BYTES 64
@@ -27,6 +31,46 @@ template <typename T> struct ft_gemm_block {
   static constexpr int NR = 2 * W;
   static constexpr int MR = FT_GEMM_MR;
 };
+
+#if defined(__AVX__)
+// dst[i*ds + j] = src[j*ss + i] for an 8 x 8 block of floats, transposed in registers: packing
+// B^T (attention's Q K^T) one element at a time cost a quarter of the product's time
+static inline void ft_transpose8x8(const float* src, long long ss, float* dst, long long ds) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
+// B^T's column block (nb columns, each contiguous along k) packed as rows of NR: P[p*NR + j] = Bp[p + j*cb]
+template <typename T, int NR>
+static inline void ft_pack_transposed(long long k, long long nb, const T* Bp, long long cb, T* P) {
+  long long j0 = 0;
+#if defined(__AVX__)
+  if constexpr (std::is_same<T, float>::value)
+    for (; j0 + 8 <= nb; j0 += 8) {
+      long long p = 0;
+      for (; p + 8 <= k; p += 8) ft_transpose8x8(Bp + p + j0 * cb, cb, P + p * NR + j0, NR);
+      for (; p < k; ++p)
+        for (long long jj = j0; jj < j0 + 8; ++jj) P[p * NR + jj] = Bp[p + jj * cb];
+    }
+#endif
+  for (long long jj = j0; jj < nb; ++jj)
+    for (long long p = 0; p < k; ++p) P[p * NR + jj] = Bp[p + jj * cb];
+}
 
 template <typename T, int MB>
 static inline void ft_gemm_rows(long long k, const T* A, long long ra, long long ca, const T* Bp, long long bstride,
@@ -126,8 +170,7 @@ static void ft_small_gemm(long long m, long long n, long long k, const T* A, lon
         for (long long p = 0; p < k; ++p)
           for (int jj = (int)nb; jj < NR; ++jj) P[p * NR + jj] = T(0);
       if (rb == 1)   // (B^T: its columns are contiguous, read along them)
-        for (long long jj = 0; jj < nb; ++jj)
-          for (long long p = 0; p < k; ++p) P[p * NR + jj] = Bp[p + jj * cb];
+        ft_pack_transposed<T, NR>(k, nb, Bp, cb, P);
       else if (cb == 1 && nb == NR)
         for (long long p = 0; p < k; ++p) std::memcpy(P + p * NR, Bp + p * rb, NR * sizeof(T));
       else

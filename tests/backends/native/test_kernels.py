@@ -47,6 +47,7 @@ def strided(a: np.ndarray):
 @example(m=64, n=64, k=1, trans_a=True, trans_b=False, accumulate=True, dtype=np.float32, pad=0)   # (an outer product)
 @example(m=7, n=512, k=3, trans_a=False, trans_b=False, accumulate=False, dtype=np.float32, pad=0)  # (B's rows 2 KiB apart: packed)
 @example(m=13, n=48, k=64, trans_a=False, trans_b=True, accumulate=True, dtype=np.float64, pad=1)  # (B^T packed along its columns)
+@example(m=13, n=70, k=37, trans_a=False, trans_b=True, accumulate=False, dtype=np.float32, pad=1)  # (B^T in 8 x 8 blocks, and tails)
 def test_the_small_product_equals_numpy(lib, m, n, k, trans_a, trans_b, accumulate, dtype, pad):
     rng = np.random.default_rng(m * 10007 + n * 101 + k)
     # operands inside bigger arrays (row strides beyond their widths), transposed views where asked
