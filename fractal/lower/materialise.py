@@ -1,4 +1,4 @@
-"""Passes 11-13, access materialisation: give each temporary only the storage its accesses need.
+"""Passes 11-14, access materialisation: give each temporary only the storage its accesses need.
 
 The first tile IR stores every value of every step (write-once buffers, which is what made
 the dependences exact).  A temporary whose writes and reads all happen within one iteration
@@ -18,10 +18,24 @@ A temporary carried by a sequential loop (a scan's state, written at step s and 
 s + 1) and touched after it by nothing keeps a window of steps instead (`rolling`).
 
 A temporary whose only use is to be copied whole into a result (`out[0:n] = copy(t[0:n])`,
-nothing else touching `out`) needs no storage of its own: its writers write the result.
+nothing else touching `out`) needs no storage of its own: its writers write the result.  So
+does a contracted reduce's state within its stage (`forward_state`): its initial value copied
+into slot 0, slot 0 into the last slot, the product added there, the last slot copied to the
+reduce's result become the initial value copied into the result and the product added there,
+or the product written there where the initial value is a zero fill (a convolution's
+output: three passes over it and the state's 50 MB saved)::
 
-The three run as passes 11 (`forward_results`), 12 (`contract_storage`) and 13
-(`roll_storage`, in `rolling`).
+    st[p] = copy(z[i]); st[p + 98304] = copy(st[p])        t[p] += gemm(l[p], w)   (z: zeros)
+    st[p + 98304] += gemm(l[p], w); t[p] = copy(st[p + 98304])   ->   t[p] = gemm(l[p], w)
+
+A temporary whose accesses all fall within some of its rows keeps those rows only: a
+contraction's result, written at its last slot alone (transformer_block's attention output:
+129 slots of 4096 rows, 135 MB, of which the last slot is ever written or read), or a state
+rolled to its last slots.  Rows read through a constant table outside them were never
+written: they read zeros, as the table's padding does.
+
+The four run as passes 11 (`forward_results`), 12 (`contract_storage`), 13 (`roll_storage`,
+in `rolling`) and 14 (`trim_storage`).
 """
 
 from __future__ import annotations
@@ -30,14 +44,20 @@ from dataclasses import replace
 
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_ir import Copy, Stage, TileProgram
+from .tile_expr import Const
+from .tile_ir import Copy, Elementwise, Gather, Gemm, Stage, TileProgram
+import numpy as np
+
 from .rewrite import expand_stages, map_regions, map_stages
-from .rolling import access_sites, dense, written_before_read
+from .rolling import access_sites, dense, injective, written_before_read
+from .rolling_finals import gather_table_uses, sole_table
 
 
 def forward_results(program: TileProgram, ctx=None) -> TileProgram:
     """Pass 11, forward_results: a temporary copied whole into a result that nothing else
-    touches is dropped, its writers writing the result (its readers reading it there)."""
+    touches is dropped, its writers writing the result (its readers reading it there); a
+    reduce's state copied to its result within its stage is written there (`forward_state`)."""
+    program = forward_state(program)
     while True:
         found = _whole_copy_into_result(program)
         if found is None:
@@ -113,3 +133,165 @@ def contract_storage(program: TileProgram, ctx=None) -> TileProgram:
     program = map_stages(program, lambda st: replace(st, body=tuple(map_regions(op, fix) for op in st.body)))
     return replace(program, buffers=tuple(replace(b, shape=(rows_of[b.name][1],) + b.shape[1:])
                                           if b.name in rows_of else b for b in program.buffers))
+
+
+def trim_storage(program: TileProgram, ctx=None) -> TileProgram:
+    """Pass 14, trim_storage: a temporary keeps only the rows from the first to the last that
+    an access touches (rows read through a constant table of its own elsewhere read zeros:
+    the table's entries there become padding)."""
+    sites = access_sites(program)[0]
+    tables = {b.name: b.data.value for b in program.buffers if b.data is not None}
+    table_uses = gather_table_uses(sites)
+    kept, new_tables = {}, {}   # buffer -> (first row, rows); table -> new data
+    for buf in program.buffers:
+        if buf.role != "temp" or buf.name not in sites:
+            continue
+        spans, through = [], []
+        for x in sites[buf.name]:
+            if sole_table(x, tables, table_uses) is not None:
+                through.append(x)
+                continue
+            lo, hi = x.region.start[0].bounds(x.ranges)
+            spans.append((lo, hi + ((x.region.size[0] or 1) - 1) * x.region.stride[0]))
+        if not spans:
+            continue
+        first, last = max(0, min(lo for lo, _ in spans)), min(buf.shape[0] - 1, max(hi for _, hi in spans))
+        rows = max(last - first + 1, 1)
+        if rows >= buf.shape[0]:
+            continue
+        kept[buf.name] = (first, rows)
+        for x in through:
+            new_tables[x.node.index.buffer] = _trimmed_table(tables[x.node.index.buffer], x.region, first, rows)
+    if not kept:
+        return program
+
+    def fix(r: Region) -> Region:
+        return replace(r, start=(r.start[0] - kept[r.buffer][0],) + r.start[1:]) if r.buffer in kept else r
+
+    def trimmed(op):
+        out = map_regions(op, fix)
+        if isinstance(op, Gather) and op.src.buffer in kept and op.index.buffer in new_tables:
+            # through its own (rewritten) table: the whole new row axis
+            out = replace(out, src=replace(op.src, start=(aff(0),) + op.src.start[1:],
+                                           size=(kept[op.src.buffer][1],) + op.src.size[1:]))
+        return out
+
+    program = map_stages(program, lambda st: replace(st, body=tuple(trimmed(op) for op in st.body)))
+    return replace(program, buffers=tuple(
+        replace(b, shape=(kept[b.name][1],) + b.shape[1:]) if b.name in kept else
+        replace(b, data=new_tables[b.name]) if b.name in new_tables else b for b in program.buffers))
+
+
+def _trimmed_table(table, src: Region, first: int, rows: int) -> np.ndarray:
+    """A gather's table over `src` (a whole row axis from a constant row) for the rows
+    `first:first + rows` kept: entries inside move with them, other rows (never written) and
+    padding become the new padding, out-of-range entries stay out of range."""
+    table = np.asarray(table)
+    flat = table.reshape(-1).astype(np.int64)
+    size, start = src.size[0], src.start[0].const
+    values = np.where(flat < 0, flat + size, flat)
+    row = start + values - first
+    new = np.where((values >= 0) & (values <= size), rows, flat)
+    keep = (values >= 0) & (values < size) & (row >= 0) & (row < rows)
+    new[keep] = row[keep]
+    return new.astype(table.dtype).reshape(table.shape)
+
+
+def forward_state(program: TileProgram) -> TileProgram:
+    """Within each stage, the copy chain of a state no other stage touches
+    (`z -> st[a] -> st[b] (+= products) -> t`) collapses onto its result `t` (module docstring)."""
+    users: dict[str, set] = {}
+    zeros = _zero_fills(program)
+    for st in program.stages():
+        for op in st.body:
+            for r in op.reads + op.writes:
+                users.setdefault(r.buffer, set()).add(id(st))
+    temps = {b.name for b in program.buffers if b.role == "temp"}
+
+    dropped = set()
+
+    def forwarded(st: Stage) -> Stage:
+        body = list(st.body)
+        while (found := _state_chain(body, st, temps, users)) is not None:
+            dropped.add(body[found[1]].dst.buffer)
+            body = _collapsed(body, *found, zeros)
+        return replace(st, body=tuple(body)) if len(body) != len(st.body) else st
+
+    program = map_stages(program, forwarded)
+    return replace(program, buffers=tuple(b for b in program.buffers if b.name not in dropped)) if dropped else program
+
+
+def _state_chain(body: list, st: Stage, temps: set, users: dict):
+    """(i, j, updates, l) of a chain in `body`: op i `A[ra] = copy(Z)`, op j `A[rb] =
+    copy(A[ra])`, ops `updates` `A[rb] += gemm(...)`, op l `T[rt] = copy(A[rb])`, where only
+    these ops touch `A` (a temporary of this stage alone) or, in this stage, `T`; else None."""
+    for l, last in enumerate(body):
+        if not (isinstance(last, Copy) and not last.perm and last.src.buffer in temps
+                and users.get(last.src.buffer) == {id(st)} and last.dst.buffer != last.src.buffer):
+            continue
+        a, rb, t = last.src.buffer, last.src, last.dst
+        touching = [k for k, op in enumerate(body) if any(r.buffer == a for r in op.reads + op.writes)]
+        j = next((k for k in touching if isinstance(body[k], Copy) and body[k].dst == rb), None)
+        if j is None or body[j].perm or body[j].src.buffer != a or j > l:
+            continue
+        ra = body[j].src
+        i = next((k for k in touching if k < j and body[k].writes[0] == ra), None)
+        if i is None or not isinstance(body[i], Copy) or body[i].perm or body[i].src.buffer in (a, t.buffer):
+            continue
+        updates = [k for k in touching if j < k < l]
+        if set(touching) != {i, j, l, *updates} or not all(
+                isinstance(body[k], Gemm) and body[k].accumulate and body[k].c == rb and
+                body[k].a.buffer != a and body[k].b.buffer != a for k in updates):
+            continue
+        if any(r.buffer == t.buffer for k, op in enumerate(body) if k != l for r in op.reads + op.writes):
+            continue
+        if not (ra.size == rb.size == t.size and ra.stride == rb.stride == t.stride) or not _apart(ra, rb, st):
+            continue
+        return i, j, updates, l
+    return None
+
+
+def _apart(ra: Region, rb: Region, st: Stage) -> bool:
+    """Do the stage's points each touch rows of their own through `ra` and `rb` (no point
+    reads a row another writes)?  Each row index injective over the dims, their ranges apart."""
+    ranges = {}
+    for d in st.dims:
+        lo, _ = d.start.bounds(ranges)
+        _, hi = d.stop.bounds(ranges)
+        ranges[d.var] = (lo, max(lo, hi - 1))
+    if not all(set(r.vars()) <= set(ranges) for r in (ra, rb)):
+        return False
+    (alo, ahi), (blo, bhi) = ra.start[0].bounds(ranges), rb.start[0].bounds(ranges)
+    return (ahi < blo or bhi < alo) and all(injective(r.start[0], ranges) for r in (ra, rb))
+
+
+def _collapsed(body: list, i: int, j: int, updates: list, l: int, zeros: set) -> list:
+    """The chain found by `_state_chain` written on its result: `T = copy(Z)` and the
+    updates on `T`, or the first product written there when `Z` is a zero fill."""
+    t = body[l].dst
+    init = body[i].src
+    out = list(body)
+    moved = [replace(body[k], c=t) for k in updates]
+    if init.buffer in zeros and moved:
+        first = replace(moved[0], accumulate=False)
+        out[i] = None
+        out[updates[0]] = first
+        for k, op in zip(updates[1:], moved[1:]):
+            out[k] = op
+    else:
+        out[i] = Copy(src=init, dst=t)
+        for k, op in zip(updates, moved):
+            out[k] = op
+    out[j] = out[l] = None
+    return [op for op in out if op is not None]
+
+
+def _zero_fills(program: TileProgram) -> set:
+    """Temporaries every op writing them fills with zeros."""
+    fills: dict[str, bool] = {}
+    for st in program.stages():
+        for op in st.body:
+            for w in op.writes:
+                zero = isinstance(op, Elementwise) and isinstance(op.expr, Const) and op.expr.value == 0.0
+                fills[w.buffer] = fills.get(w.buffer, True) and zero
+    return {b.name for b in program.buffers if b.role == "temp" and fills.get(b.name)}

@@ -31,7 +31,7 @@ from .coarsen import batch, fuse, merge
 from .contract import contract
 from .dump import Dump
 from .hoist import hoist
-from .materialise import contract_storage, forward_results
+from .materialise import contract_storage, forward_results, trim_storage
 from .merge_gemms import merge_gemms, widen_gemms
 from .rolling import roll_storage
 from .schedule import schedule
@@ -79,12 +79,14 @@ PASSES = [
     # 10. ragged batches: stages of a step of a sorted ragged batch shrink to the sequences
     #     still running (the `active` prefix the lowering marked), as packed sequences run
     ("bucket", bucket),
-    # 11-13. access materialisation: a temporary copied whole into a result is the result;
-    #     temporaries living within one step keep one step's rows; loop-carried ones a window
+    # 11-14. access materialisation: a temporary copied whole into a result is the result;
+    #     temporaries living within one step keep one step's rows; loop-carried ones a window;
+    #     every temporary only the rows from the first to the last its accesses touch
     ("forward_results", forward_results),
     ("contract_storage", contract_storage),
     ("roll_storage", roll_storage),
-    # 14. tiling: big multi-op stages split into cache-sized tiles (the target's policy)
+    ("trim_storage", trim_storage),
+    # 15. tiling: big multi-op stages split into cache-sized tiles (the target's policy)
     ("tile", tile),
 ]
 

@@ -30,9 +30,8 @@ from dataclasses import dataclass, replace
 from .rewrite import map_regions, map_stages
 from .tile_affine import Aff, aff, mod
 from .tile_expr import Region
-from .rolling_finals import point_finals
+from .rolling_finals import gather_table_uses, point_finals
 from .tile_ir import If, Loop, Stage, TileProgram
-from .tile_nodes import Gather
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,7 @@ def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
     sites, loop_order = access_sites(program)
     roll_finals = ctx is None or ctx.target.policy.roll_final_states(ctx.target.hardware)
     tables = {b.name: b.data.value for b in program.buffers if b.data is not None}
-    table_uses = {}
-    for reads in sites.values():
-        for s in reads:
-            if isinstance(s.node, Gather) and s.region is s.node.src:
-                table_uses[s.node.index.buffer] = table_uses.get(s.node.index.buffer, 0) + 1
+    table_uses = gather_table_uses(sites)
     rows_of, new_tables = {}, {}
     for buf in program.buffers:
         if buf.role == "temp" and buf.name in sites:
@@ -299,7 +294,7 @@ def access_sites(program: TileProgram):
 def dense(row, ranges):
     """`row` over plain variables renumbered as a dense mixed radix from 0 (smallest coefficient
     innermost), with the number of rows; None if two points could share a row."""
-    if not _injective(row, ranges):
+    if not injective(row, ranges):
         return None
     terms = sorted(((abs(c), v) for v, c in row.terms), key=lambda t: t[0])
     new, step = aff(0), 1
@@ -310,7 +305,7 @@ def dense(row, ranges):
     return new, step
 
 
-def _injective(row, ranges) -> bool:
+def injective(row, ranges) -> bool:
     """Distinct points, distinct rows: the coefficients form a mixed radix over the ranges."""
     if not isinstance(row, Aff) or any(not isinstance(a, str) for a, _ in row.terms):
         return False

@@ -170,15 +170,11 @@ def _table_rewrite(s, lo: int, c: int, rows: int, check, relocate, new_size: int
     """(name, new data) of the constant table through which gather `s` reads the state's whole
     row axis, its entries moved to their rolled rows; None unless the table is a constant that
     only this gather reads and every entry it reads names its point's newest slot."""
-    op = s.node
-    if not isinstance(op, Gather) or op.axis != 0 or op.src is not s.region:
-        return None     # (a read of several rows, not through a table)
-    name = op.index.buffer
-    if name not in tables or table_uses.get(name, 0) != 1 or not s.region.start[0].is_const \
-            or s.region.stride[0] != 1:
-        return None
-    table = np.asarray(tables[name])
-    found = table_instances(Access(s.region, False, isl_scope(s.scope), Indirect(0, op.index, table), ()))
+    table = sole_table(s, tables, table_uses)
+    if table is None:
+        return None     # (a read of several rows, not through a table of its own)
+    name, table = s.node.index.buffer, np.asarray(table)
+    found = table_instances(Access(s.region, False, isl_scope(s.scope), Indirect(0, s.node.index, table), ()))
     if found is None or not check(found.row - lo):
         return None
     size, start = s.region.size[0], s.region.start[0].const
@@ -190,3 +186,27 @@ def _table_rewrite(s, lo: int, c: int, rows: int, check, relocate, new_size: int
     new[inside] = relocate(rel[inside])
     new[inside & (rel % c >= rows)] = new_size               # (rows of no point: no instance reads them)
     return name, new.astype(table.dtype).reshape(table.shape)
+
+
+def gather_table_uses(sites: dict) -> dict:
+    """How many gathers read through each index table (`sites`: `rolling.access_sites`)."""
+    uses: dict = {}
+    for xs in sites.values():
+        for s in xs:
+            if isinstance(s.node, Gather) and s.region is s.node.src:
+                uses[s.node.index.buffer] = uses.get(s.node.index.buffer, 0) + 1
+    return uses
+
+
+def sole_table(s, tables: dict, table_uses: dict):
+    """The data of the constant table through which site `s`, a gather's source (its whole row
+    axis, from a constant row), reads rows, where no other gather reads that table (so it can
+    be rewritten for this buffer alone); else None."""
+    op = s.node
+    if not isinstance(op, Gather) or op.axis != 0 or op.src is not s.region:
+        return None
+    name = op.index.buffer
+    if name not in tables or table_uses.get(name, 0) != 1 or not s.region.start[0].is_const \
+            or s.region.stride[0] != 1:
+        return None
+    return tables[name]

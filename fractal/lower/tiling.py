@@ -1,4 +1,4 @@
-"""Pass 14, tiling by construction (Roller style): tile shapes from the hardware record, no search.
+"""Pass 15, tiling by construction (Roller style): tile shapes from the hardware record, no search.
 
 A stage runs its ops one after the other over its whole box; when the box's working set
 (every region an op touches, summed over the points) is larger than the cache level the
@@ -30,7 +30,7 @@ from .tile_ir import Gemm, Loop, Stage, TileProgram
 
 
 def tile(program: TileProgram, ctx) -> TileProgram:
-    """Pass 14, tile: a multi-op stage whose working set overflows the target's tile level
+    """Pass 15, tile: a multi-op stage whose working set overflows the target's tile level
     runs in tiles of its first dim (the target's policy sizes them)."""
     itemsize = {b.name: b.dtype.itemsize for b in program.buffers}
     target = ctx.target

@@ -110,7 +110,7 @@ def test_dump_writes_the_ir_after_each_pass(tmp_path, monkeypatch):
                                                      enumerate(PASSES, 1)]
     assert (tmp_path / f"{prefix}.01-contract.tile").read_text().strip() == "// contract: (unchanged)"
     assert (tmp_path / f"{prefix}.05-sink.tile").read_text().strip() == "// sink: (unchanged)"
-    assert (tmp_path / f"{prefix}.15-tile.tile").read_text().strip() == "// tile: (unchanged)"
+    assert (tmp_path / f"{prefix}.16-tile.tile").read_text().strip() == "// tile: (unchanged)"
     assert "tile @model" in (tmp_path / f"{prefix}.06-batch.tile").read_text()
 
 

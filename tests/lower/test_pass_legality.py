@@ -139,8 +139,9 @@ def valid(drawn) -> bool:
 # that it must change}); the passes a family's shapes never call for are left out
 FAMILIES = {
     "recurrence nests": (pass_programs(("nest",)), 220, {
-        "schedule": 0.1, "hoist": 0.2, "wavefront": 0.1, "sink": 0.05, "batch": 0.3, "merge": 0.2, "fuse": 0.2,
-        "merge_gemms": 0.05, "forward_results": 0.1, "contract_storage": 0.2, "roll_storage": 0.03, "tile": 0.05}),
+        "schedule": 0.1, "hoist": 0.2, "wavefront": 0.1, "sink": 0.05, "batch": 0.3, "merge": 0.2, "fuse": 0.12,
+        "merge_gemms": 0.05, "forward_results": 0.1, "contract_storage": 0.2, "roll_storage": 0.03,
+        "trim_storage": 0.1, "tile": 0.05}),
     "maps, sums, weight blocks and ragged scans": (pass_programs(("map", "sum", "heads", "ragged")), 400, {
         "contract": 0.15, "schedule": 0.04, "batch": 0.3, "merge": 0.15, "fuse": 0.05, "widen_gemms": 0.08,
         "bucket": 0.05, "tile": 0.03}),

@@ -647,6 +647,62 @@ def gate_step(g_rows: str, y_rows: str) -> str:
     """
 
 
+STATE_BUFFERS = """
+    buffer x: f32[4,1,4] global input
+    buffer w: f32[4,4] global input
+    buffer z: f32[1,1,4] global {z_role}
+    buffer st: f32[8,1,4] global temp
+    buffer t: f32[4,1,4] global temp
+    buffer y: f32[4,1,4] global output
+"""
+STATE_FILL = "stage fill() device { z[0, 0:1, 0:4] = 0.0 }"
+STATE_USE = "stage out(m in 0:4) device { y[m, 0:1, 0:4] = tanh(t[m, 0:1, 0:4]) }"
+
+
+def state_chain(z_role: str = "temp", *extra: str) -> str:
+    """A contracted reduce's state within its stage: initial value to slot 0, slot 0 to the
+    last slot, the product added there, the last slot copied to the result `t`."""
+    return program(STATE_BUFFERS.format(z_role=z_role), "\n".join([STATE_FILL if z_role == "temp" else "", """
+        stage step(m in 0:4) device {
+          st[m, 0:1, 0:4] = copy(z[0, 0:1, 0:4])
+          st[m + 4, 0:1, 0:4] = copy(st[m, 0:1, 0:4])
+          st[m + 4, 0:1, 0:4] += gemm(x[m, 0:1, 0:4], w[0:4, 0:4])
+          t[m, 0:1, 0:4] = copy(st[m + 4, 0:1, 0:4])
+        }""", STATE_USE, *extra]))
+
+
+def without_state(z_role: str, step: str) -> str:
+    buffers = STATE_BUFFERS.format(z_role=z_role).replace("    buffer st: f32[8,1,4] global temp\n", "")
+    return program(buffers, "\n".join([STATE_FILL if z_role == "temp" else "",
+                                         f"stage step(m in 0:4) device {{ {step} }}", STATE_USE]))
+
+
+def test_forward_results_writes_a_reduce_state_of_zeros_plus_a_product_as_the_product():
+    """The state starts as zeros (every write of `z` fills it with 0.0): the product is
+    written straight into the result, the state and its three copies gone."""
+    assert_rewrites(passes("forward_results"), state_chain(), without_state(
+        "temp", "t[m, 0:1, 0:4] = gemm(x[m, 0:1, 0:4], w[0:4, 0:4])"))
+
+
+def test_forward_results_adds_the_product_to_the_initial_value_copied_into_the_result():
+    assert_rewrites(passes("forward_results"), state_chain("input"), without_state(
+        "input", "t[m, 0:1, 0:4] = copy(z[0, 0:1, 0:4]) t[m, 0:1, 0:4] += gemm(x[m, 0:1, 0:4], w[0:4, 0:4])"))
+
+
+@pytest.mark.parametrize("why, extra", [
+    ("another stage reads the state", "stage peek(m in 0:4) device { y[m, 0:1, 0:4] = copy(st[m + 4, 0:1, 0:4]) }"),
+])
+def test_forward_results_keeps_a_state_it_cannot_forward(why, extra):
+    assert_unchanged(passes("forward_results"), state_chain("input", extra)), why
+
+
+def test_forward_results_keeps_a_state_whose_result_the_stage_also_reads():
+    text = state_chain("input").replace("t[m, 0:1, 0:4] = copy(st[m + 4, 0:1, 0:4])",
+                                        "t[m, 0:1, 0:4] = copy(st[m + 4, 0:1, 0:4]) x2[m, 0:1, 0:4] = exp(t[m, 0:1, 0:4])")
+    text = text.replace("buffer y: f32[4,1,4] global output", "buffer y: f32[4,1,4] global output\n  buffer x2: f32[4,1,4] global temp")
+    assert_unchanged(passes("forward_results"), text)
+
+
 def test_materialise_contracts_a_temporary_that_lives_within_one_step():
     """g is written and read at the same row within each step s: s leaves its row index
     (outputs keep theirs) and g shrinks to one step's rows."""
@@ -821,6 +877,51 @@ def test_materialise_keeps_a_temporary_read_after_the_loop():
     """))
 
 
+TRIM_BUFFERS = """
+    buffer x: f32[4,1,4] global input
+    buffer y: f32[4,1,4] global output
+    buffer c: f32[24,1,4] global temp
+"""
+trim = passes("trim_storage")
+
+
+def test_trim_keeps_only_the_rows_a_temporary_touches():
+    """A contraction's result written at its last slot alone (rows 20-23 of 24): 4 rows."""
+    assert_rewrites(trim, program(TRIM_BUFFERS, """
+        stage last(m in 0:4) device { c[m + 20, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }
+        stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m + 20, 0:1, 0:4]) }
+    """), program(TRIM_BUFFERS.replace("c: f32[24,", "c: f32[4,"), """
+        stage last(m in 0:4) device { c[m, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }
+        stage out(m in 0:4) device { y[m, 0:1, 0:4] = copy(c[m, 0:1, 0:4]) }
+    """))
+
+
+def test_trim_moves_a_tables_entries_with_the_rows_and_makes_unwritten_rows_padding():
+    """Gathered through a table of its own: rows 20 and 21 move to 0 and 1; row 5, which no
+    op writes (zeros), and the padding (24) become the new padding (4)."""
+    def text(rows: int, table: str, shift: str) -> str:
+        return program(TRIM_BUFFERS.replace("c: f32[24,", f"c: f32[{rows},") +
+                       f"buffer tab: i64[4] global const = [{table}]", f"""
+            stage last(m in 0:4) device {{ c[m{shift}, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }}
+            stage out(p in 0:4) device {{ y[p:p + 1, 0:1, 0:4] = gather(c[0:{rows}, 0:1, 0:4], tab[p:p + 1], axis=0) }}
+        """)
+    assert_rewrites(trim, text(24, "20, 21, 24, 5", " + 20"), text(4, "0, 1, 4, 4", ""))
+
+
+@pytest.mark.parametrize("why, body", [
+    ("the accesses span every row", """
+        stage first(m in 0:4) device { c[m, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }
+        stage last(m in 0:4) device { c[m + 20, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }
+     """),
+    ("a read of the whole axis, not through a table of its own", """
+        stage last(m in 0:4) device { c[m + 20, 0:1, 0:4] = tanh(x[m, 0:1, 0:4]) }
+        stage out() device { y[0:4, 0:1, 0:4] = copy(c[0:24:6, 0:1, 0:4]) }
+     """),
+])
+def test_trim_keeps_a_temporary_whose_accesses_need_its_rows(why, body):
+    assert_unchanged(trim, program(TRIM_BUFFERS, body)), why
+
+
 # --- tile ------------------------------------------------------------------------------------
 
 # 64 points; at each, the two ops touch 5 regions of 10 floats (200 bytes): 12.5 KiB in all,
@@ -913,7 +1014,7 @@ def last_dump(folder) -> str:
 def test_pipeline_passes_run_in_the_documented_order():
     assert [name for name, _ in PASSES] == [
         "contract", "schedule", "hoist", "wavefront", "sink", "batch", "merge", "fuse", "merge_gemms", "widen_gemms",
-        "bucket", "forward_results", "contract_storage", "roll_storage", "tile"]
+        "bucket", "forward_results", "contract_storage", "roll_storage", "trim_storage", "tile"]
 
 
 @pytest.mark.parametrize("k", range(len(PASSES)))
@@ -938,7 +1039,7 @@ def test_pipeline_wavefronts_a_stacked_rnn_and_notes_it(tmp_path):
                      enumerate(["lowered"] + [name for name, _ in PASSES])]
     assert parse_tile_program((tmp_path / f"{prefix}.00-lowered.tile").read_text()) == low.program
     assert parse_tile_program(last_dump(tmp_path)) == out
-    assert (tmp_path / f"{prefix}.15-tile.tile").read_text() == "// tile: (unchanged)\n"
+    assert (tmp_path / f"{prefix}.16-tile.tile").read_text() == "// tile: (unchanged)\n"
 
 
 def test_pipeline_dump_from_the_environment_marks_passes_that_changed_nothing(tmp_path, monkeypatch):
