@@ -80,8 +80,8 @@ def point_finals(finals, writes, base: Aff, c: int, ranges: dict, g: Aff, rows: 
     (over `base`'s variables) numbers the points densely, `rows` of them; slots roll over
     `width`."""
     lo, hi = base.bounds(ranges)
-    if hi - lo >= c:
-        return None     # two points' rows interleave: a row does not say its point and slot
+    if hi - lo >= c or c > MAX_INSTANCES:
+        return None     # two points' rows interleave (a row does not say its point and slot), or too many points
     newest = np.full(c, NONE, dtype=np.int64)
     for w in writes:
         pts = isl_scope(w.scope).points(MAX_INSTANCES)
