@@ -36,7 +36,8 @@ import numpy as np
 
 from .contract_ragged import Kept, kept_steps, live_mask, point_grid
 from .dependences import Access, accesses, deltas, only_zero, tables_of
-from .rewrite import accesses as rewrite_accesses, fresh_name, map_stages, ops_of, rewrite_blocks, stages_of, substitute, substitute_region, var_ranges
+from .rewrite import (accesses as rewrite_accesses, fresh_name, is_zero_fill, map_stages, ops_of, rewrite_blocks,
+                      stages_of, substitute, substitute_region, var_ranges)
 from .tile_affine import aff, evaluate_affine
 from .tile_expr import Binary, Const, Load, Region, Where
 from .tile_ir import Buffer, Copy, Elementwise, Gather, Gemm, If, Loop, Stage, TileProgram
@@ -233,12 +234,12 @@ class _Contractor:
         if k is None:
             return ()
         op = _single_op(before[k])
-        if _is_zero_fill(op):
+        if is_zero_fill(op):
             return (k,)
         if isinstance(op, Copy) and not op.perm and self._reads(op.src.buffer) == [op.src]:
             j = next((j for j in range(k - 1, -1, -1) if getattr(_single_op(before[j]), "writes", ()) == (op.src,)),
                      None)
-            if j is not None and _is_zero_fill(_single_op(before[j])) and self.writes[op.src.buffer] == [op.src]:
+            if j is not None and is_zero_fill(_single_op(before[j])) and self.writes[op.src.buffer] == [op.src]:
                 return (j, k)
         return ()
 
@@ -372,10 +373,6 @@ def _as_gemm(op, t: Region) -> Gemm | None:
                 t.shape == (a.shape[0], b.shape[1]):
             return Gemm(a, b, t)
     return None
-
-
-def _is_zero_fill(op) -> bool:
-    return isinstance(op, Elementwise) and isinstance(op.expr, Const) and op.expr.value == 0.0
 
 
 def _sum_terms(expr):

@@ -44,13 +44,13 @@ from dataclasses import replace
 
 from .tile_affine import aff
 from .tile_expr import Region
-from .tile_expr import Const
-from .tile_ir import Copy, Elementwise, Gather, Gemm, Stage, TileProgram
+from .tile_ir import Copy, Gather, Gemm, Stage, TileProgram
 import numpy as np
 
-from .rewrite import expand_stages, map_regions, map_stages
+from .dependences import tables_of
+from .rewrite import expand_stages, is_zero_fill, map_regions, map_stages, var_ranges
 from .rolling import access_sites, dense, injective, written_before_read
-from .rolling_finals import gather_table_uses, sole_table
+from .rolling_finals import gather_table_uses, remapped_table, sole_table
 
 
 def forward_results(program: TileProgram, ctx=None) -> TileProgram:
@@ -140,7 +140,7 @@ def trim_storage(program: TileProgram, ctx=None) -> TileProgram:
     an access touches (rows read through a constant table of its own elsewhere read zeros:
     the table's entries there become padding)."""
     sites = access_sites(program)[0]
-    tables = {b.name: b.data.value for b in program.buffers if b.data is not None}
+    tables = tables_of(program)
     table_uses = gather_table_uses(sites)
     kept, new_tables = {}, {}   # buffer -> (first row, rows); table -> new data
     for buf in program.buffers:
@@ -161,7 +161,8 @@ def trim_storage(program: TileProgram, ctx=None) -> TileProgram:
             continue
         kept[buf.name] = (first, rows)
         for x in through:
-            new_tables[x.node.index.buffer] = _trimmed_table(tables[x.node.index.buffer], x.region, first, rows)
+            new_tables[x.node.index.buffer] = remapped_table(
+                tables[x.node.index.buffer], x.region, first, lambda rel: np.where(rel < rows, rel, -1), rows)
     if not kept:
         return program
 
@@ -180,21 +181,6 @@ def trim_storage(program: TileProgram, ctx=None) -> TileProgram:
     return replace(program, buffers=tuple(
         replace(b, shape=(kept[b.name][1],) + b.shape[1:]) if b.name in kept else
         replace(b, data=new_tables[b.name]) if b.name in new_tables else b for b in program.buffers))
-
-
-def _trimmed_table(table, src: Region, first: int, rows: int) -> np.ndarray:
-    """A gather's table over `src` (a whole row axis from a constant row) for the rows
-    `first:first + rows` kept: entries inside move with them, other rows (never written) and
-    padding become the new padding, out-of-range entries stay out of range."""
-    table = np.asarray(table)
-    flat = table.reshape(-1).astype(np.int64)
-    size, start = src.size[0], src.start[0].const
-    values = np.where(flat < 0, flat + size, flat)
-    row = start + values - first
-    new = np.where((values >= 0) & (values <= size), rows, flat)
-    keep = (values >= 0) & (values < size) & (row >= 0) & (row < rows)
-    new[keep] = row[keep]
-    return new.astype(table.dtype).reshape(table.shape)
 
 
 def forward_state(program: TileProgram) -> TileProgram:
@@ -254,11 +240,7 @@ def _state_chain(body: list, st: Stage, temps: set, users: dict):
 def _apart(ra: Region, rb: Region, st: Stage) -> bool:
     """Do the stage's points each touch rows of their own through `ra` and `rb` (no point
     reads a row another writes)?  Each row index injective over the dims, their ranges apart."""
-    ranges = {}
-    for d in st.dims:
-        lo, _ = d.start.bounds(ranges)
-        _, hi = d.stop.bounds(ranges)
-        ranges[d.var] = (lo, max(lo, hi - 1))
+    ranges = var_ranges([st])
     if not all(set(r.vars()) <= set(ranges) for r in (ra, rb)):
         return False
     (alo, ahi), (blo, bhi) = ra.start[0].bounds(ranges), rb.start[0].bounds(ranges)
@@ -292,6 +274,5 @@ def _zero_fills(program: TileProgram) -> set:
     for st in program.stages():
         for op in st.body:
             for w in op.writes:
-                zero = isinstance(op, Elementwise) and isinstance(op.expr, Const) and op.expr.value == 0.0
-                fills[w.buffer] = fills.get(w.buffer, True) and zero
+                fills[w.buffer] = fills.get(w.buffer, True) and is_zero_fill(op)
     return {b.name for b in program.buffers if b.role == "temp" and fills.get(b.name)}

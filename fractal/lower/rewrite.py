@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from .tile_affine import Aff, aff
-from .tile_expr import Binary, Load, Region, Unary, Where
-from .tile_nodes import Active, Dim, If, Loop, Stage
+from .tile_expr import Binary, Const, Load, Region, Unary, Where
+from .tile_nodes import Active, Dim, Elementwise, If, Loop, Stage
 from .tile_isl import Scope
 
 REGION_FIELDS = ("src", "dst", "a", "b", "c", "index", "segments")
@@ -148,6 +148,11 @@ def expand_stages(program, fn):
                 out.append(s)
         return tuple(out)
     return replace(program, body=block(program.body))
+
+
+def is_zero_fill(op) -> bool:
+    """`dst = 0.0`: an op filling its region with zeros."""
+    return isinstance(op, Elementwise) and isinstance(op.expr, Const) and op.expr.value == 0.0
 
 
 def prune_buffers(program):

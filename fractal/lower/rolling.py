@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
+from .dependences import tables_of
 from .rewrite import map_regions, map_stages
 from .tile_affine import Aff, aff, mod
 from .tile_expr import Region
@@ -51,7 +52,7 @@ def roll_storage(program: TileProgram, ctx=None) -> TileProgram:
     `u mod w`), where every access allows it (see the module docstring)."""
     sites, loop_order = access_sites(program)
     roll_finals = ctx is None or ctx.target.policy.roll_final_states(ctx.target.hardware)
-    tables = {b.name: b.data.value for b in program.buffers if b.data is not None}
+    tables = tables_of(program)
     table_uses = gather_table_uses(sites)
     rows_of, new_tables = {}, {}
     for buf in program.buffers:

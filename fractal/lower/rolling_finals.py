@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dependences import Access
+from .table_fit import fit_points
 from .table_rows import table_instances
 from .tile_affine import Aff, aff, evaluate_many, mod
 from .tile_isl import Indirect, Scope
@@ -148,20 +149,15 @@ def _new_row(pts: dict, at: np.ndarray, new: np.ndarray, c: int, rows: int, widt
 
 def _fit(pts: dict, values: np.ndarray) -> Aff | None:
     """`values` as an affine function of the instances' variables, if one gives them exactly."""
-    names = sorted(pts)
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         return aff(0)
-    cols = np.stack([np.broadcast_to(pts[v], (n,)) for v in names] + [np.ones(n, dtype=np.int64)], axis=1)
-    sample = np.linspace(0, n - 1, min(n, 4096)).astype(np.int64)   # (solved on a sample, checked on all)
-    coef = np.rint(np.linalg.lstsq(cols[sample].astype(np.float64), values[sample].astype(np.float64),
-                                   rcond=None)[0]).astype(np.int64)
-    if not np.array_equal(cols @ coef, values):
+    found = fit_points(pts, values, np.ones(len(values), dtype=bool), tuple(sorted(pts)))
+    if found is None:
         return None
-    out = aff(int(coef[-1]))
-    for v, k in zip(names, coef[:-1]):
-        if k:
-            out = out + aff(v) * int(k)
+    terms, const = found
+    out = aff(const)
+    for v, k in terms:
+        out = out + aff(v) * k
     return out
 
 
@@ -177,15 +173,25 @@ def _table_rewrite(s, lo: int, c: int, rows: int, check, relocate, new_size: int
     found = table_instances(Access(s.region, False, isl_scope(s.scope), Indirect(0, s.node.index, table), ()))
     if found is None or not check(found.row - lo):
         return None
-    size, start = s.region.size[0], s.region.start[0].const
+    return name, remapped_table(table, s.region, lo, lambda rel: np.where(rel % c < rows, relocate(rel), -1),
+                                new_size)
+
+
+def remapped_table(table, src, first: int, move, new_size: int) -> np.ndarray:
+    """A gather's table over `src` (a whole row axis from a constant row) for the buffer's
+    new rows: each entry naming a row, taken relative to row `first`, to `move(rows)`; a row
+    before `first` or moved to -1 is one nothing stores any more (zeros: padding, at the new
+    end `new_size`, as padding stays); out-of-range entries stay out of range."""
+    table = np.asarray(table)
     flat = table.reshape(-1).astype(np.int64)
+    size, start = src.size[0], src.start[0].const
     values = np.where(flat < 0, flat + size, flat)
-    rel = start + values - lo
-    inside = (values >= 0) & (values < size) & (rel >= 0)
-    new = np.where(values == size, new_size, flat)           # padding stays padding; errors stay errors
-    new[inside] = relocate(rel[inside])
-    new[inside & (rel % c >= rows)] = new_size               # (rows of no point: no instance reads them)
-    return name, new.astype(table.dtype).reshape(table.shape)
+    rel = start + values - first
+    inside = (values >= 0) & (values < size)
+    new = np.where(values == size, new_size, flat)
+    moved = np.where(rel[inside] >= 0, move(np.maximum(rel[inside], 0)), -1)
+    new[inside] = np.where(moved < 0, new_size, moved)
+    return new.astype(table.dtype).reshape(table.shape)
 
 
 def gather_table_uses(sites: dict) -> dict:

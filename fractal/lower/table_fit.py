@@ -136,7 +136,7 @@ def _cover(cols: dict, rows, kept, free: tuple, bounds: tuple, count: list) -> l
     per entry; `bounds`: what selects these entries among the scope's), cut along `free`."""
     if not kept.any():
         return []
-    fit = _fit(cols, rows, kept, free)
+    fit = fit_points(cols, rows, kept, free)
     if fit is not None and kept.all():
         return _counted([Piece(bounds, *fit)], count)
     if not free:
@@ -173,7 +173,7 @@ def _counted(pieces: list[Piece], count: list) -> list[Piece]:
     return pieces
 
 
-def _fit(cols: dict, rows, kept, free: tuple) -> tuple[tuple, int] | None:
+def fit_points(cols: dict, rows, kept, free: tuple) -> tuple[tuple, int] | None:
     """(coefficients, constant) of the affine function of the `free` variables equal to `rows`
     on every kept entry, or None.  Solved on a sample (a fixed draw: deterministic), checked on
     all; a variable taking one value there gets no coefficient."""
