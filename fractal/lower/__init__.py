@@ -7,7 +7,8 @@
   `lower_values`, `lower_tensor_ops`, `lower_access`, `lower_combinators`, `lower_ragged`);
 * the passes, run in order by `pipeline.run_pipeline` (`PASSES`, numbered there): `contract`,
   `schedule`, `hoist`, `wavefront` (with `skew`), `sink`, `coarsen` and `merge_gemms`,
-  `bucket`, `materialise` and `rolling` (with `rolling_finals`), `tiling`; shared helpers in `rewrite`;
+  `bucket`, `materialise` and `rolling` (with `rolling_finals`), `tiling`, `dead_points`; shared
+  helpers in `rewrite`;
 * legality: the dependence engine `dependences` (exact, isl: `tile_isl` builds the integer
   sets, `fractal.analysis.dependences` computes on them; `table_fit` describes a constant
   table too big to list as affine pieces) and the contract every backend may

@@ -29,6 +29,7 @@ from fractal.lang.errors import VerifyError
 from .bucket import bucket
 from .coarsen import batch, fuse, merge
 from .contract import contract
+from .dead_points import cut_dead
 from .dump import Dump
 from .hoist import hoist
 from .materialise import contract_storage, forward_results, trim_storage
@@ -88,6 +89,9 @@ PASSES = [
     ("trim_storage", trim_storage),
     # 15. tiling: big multi-op stages split into cache-sized tiles (the target's policy)
     ("tile", tile),
+    # 16. ragged maps: a stage's points that compute padding no one reads (past an image's
+    #     own size, a sequence's own length) are cut, where the policy finds the polygon worth it
+    ("cut_dead", cut_dead),
 ]
 
 

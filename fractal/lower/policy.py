@@ -47,6 +47,8 @@ class LiveFacts:
     point_flops: int         # multiply-adds times two of a point's products
     point_bytes: int         # bytes of the regions that move with a point (read and written)
     steps: int = 1           # the loop's steps: a cut product is one per step (its live rows)
+    shared_bytes: int = 0    # bytes of a point's product operands no point var reads (a weight),
+    #                          packed again by each of the cut products
 
 
 @dataclass(frozen=True)

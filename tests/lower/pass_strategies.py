@@ -29,7 +29,11 @@ meets, with random details that decide whether a pass may act, and whether it sh
 * a sorted ragged scan (`ragged`): a sequential loop marked `active m < live(t)` whose
   dead points write rows nothing reads (each point's last state is gathered through a
   const table), the bucket pass's shape; or not quite (an input projection in the loop, which
-  hoisting batches out, cut to the live points).
+  hoisting batches out, cut to the live points);
+* a ragged map over its padded box (`padded`): a stage over `m in 0:B, j in 0:L` (a product or
+  an element-wise op), maybe a second stage reading the first's rows (or the next row), the
+  live rows `j < len(m)` gathered into the result through a const table: the cut_dead pass's
+  shape (no row dead, now and then).
 
 Data buffers are float64; inputs hold distinct values, so a pass that reorders wrongly shows
 in the outputs.  Hypothesis shrinks toward one small scan without extras.
@@ -44,7 +48,7 @@ from fractal.lower.tile_parser import parse_tile_program
 from tests.lower.tile_strategies import DrawnProgram
 
 SEQ_VARS = ("l", "t", "u")
-MOTIFS = ("nest", "map", "sum", "heads", "ragged")
+MOTIFS = ("nest", "map", "sum", "heads", "ragged", "padded")
 
 
 @st.composite
@@ -296,3 +300,36 @@ class _Motifs:
                 f"stage {n('out')}(m in 0:{points}) device {{ {n('y')}[m:m + 1, 0:{cols}] = "
                 f"gather({n('h')}[0:{steps + 1}, m, 0:{cols}], {n('last')}[m:m + 1], axis=0) }}"]
         return buffers, body, {n("x"): _values((steps, points, cols))}
+
+    # --- a ragged map over its padded box ------------------------------------------------
+
+    def padded(self):
+        draw, n = self.draw, self.name
+        points, longest, cols = draw(st.integers(1, 3)), draw(st.integers(2, 4)), draw(st.integers(1, 2))
+        lengths = [draw(st.integers(1, longest)) for _ in range(points)]
+        live = [j + longest * m for m in range(points) for j in range(lengths[m])]
+        box, ahead, product = points * longest, int(draw(st.integers(0, 3)) == 0), draw(st.booleans())
+        row = lambda buf, shift="": f"{n(buf)}[j + {longest}*m{shift}, 0:1, 0:{cols}]"  # noqa: E731
+        buffers = [f"buffer {n('x')}: f64[{box + 1},1,{cols}] global input",
+                   f"buffer {n('t')}: f64[{box + 1},1,{cols}] global temp",
+                   f"buffer {n('rows')}: i64[{len(live)}] global const = {live}",
+                   f"buffer {n('y')}: f64[{len(live)},1,{cols}] global output"]
+        inputs = {n("x"): _values((box + 1, 1, cols))}
+        if product:
+            buffers.append(f"buffer {n('w')}: f64[{cols},{cols}] global input")
+            inputs[n("w")] = _values((cols, cols))
+            first = f"{row('t')} = gemm({row('x')}, {n('w')}[0:{cols}, 0:{cols}])"
+        else:
+            first = f"{row('t')} = tanh({row('x')})"
+        body = [f"stage {n('last')}() device {{ {n('t')}[{box}, 0:1, 0:{cols}] = copy({n('x')}[{box}, 0:1, 0:{cols}]) }}",
+                f"stage {n('f')}(m in 0:{points}, j in 0:{longest}) device {{ {first} }}"]
+        result = n("t")
+        if draw(st.booleans()):   # a second stage reading the first's rows (or the next ones)
+            buffers.append(f"buffer {n('u')}: f64[{box},1,{cols}] global temp")
+            shift = f" + {ahead}" if ahead else ""
+            body.append(f"stage {n('g')}(m in 0:{points}, j in 0:{longest}) device {{ "
+                        f"{row('u')} = add({row('t', shift)}, {row('x')}) }}")
+            result = n("u")
+        body.append(f"stage {n('out')}() device {{ {n('y')}[0:{len(live)}, 0:1, 0:{cols}] = "
+                    f"gather({result}[0:{box + (result == n('t'))}, 0:1, 0:{cols}], {n('rows')}[0:{len(live)}], axis=0) }}")
+        return buffers, body, inputs

@@ -143,8 +143,9 @@ FAMILIES = {
         "merge_gemms": 0.05, "forward_results": 0.1, "contract_storage": 0.2, "roll_storage": 0.03,
         "trim_storage": 0.1, "tile": 0.05}),
     "maps, sums, weight blocks and ragged scans": (pass_programs(("map", "sum", "heads", "ragged")), 400, {
-        "contract": 0.15, "schedule": 0.04, "batch": 0.3, "merge": 0.15, "fuse": 0.05, "widen_gemms": 0.08,
+        "contract": 0.15, "schedule": 0.02, "batch": 0.3, "merge": 0.15, "fuse": 0.05, "widen_gemms": 0.08,
         "bucket": 0.05, "tile": 0.03}),
+    "padded ragged maps": (pass_programs(("padded", "map")), 120, {"cut_dead": 0.2}),
     "arbitrary valid programs": (tile_programs().filter(valid), 80, {}),
 }
 

@@ -1014,7 +1014,7 @@ def last_dump(folder) -> str:
 def test_pipeline_passes_run_in_the_documented_order():
     assert [name for name, _ in PASSES] == [
         "contract", "schedule", "hoist", "wavefront", "sink", "batch", "merge", "fuse", "merge_gemms", "widen_gemms",
-        "bucket", "forward_results", "contract_storage", "roll_storage", "trim_storage", "tile"]
+        "bucket", "forward_results", "contract_storage", "roll_storage", "trim_storage", "tile", "cut_dead"]
 
 
 @pytest.mark.parametrize("k", range(len(PASSES)))

@@ -35,6 +35,11 @@ class CpuPolicy:
     fancy_gbs: float = 2.0          # a polygon's regions that move with its points, gathered and scattered
     gemm_call_seconds: float = 2e-6   # a BLAS call before it computes
     gemm_half_rows: int = 16        # rows at which a GEMM runs at half the peak
+    # a product's shared operand (a weight) packed again by each of several calls, with the
+    # call's fork and join: transformer_block's FFN cut to each sequence's live rows (8 calls of
+    # about 105 rows, where the box was one of 1024) ran 1.5 ms slower, 7 more packings of its
+    # 1 MiB weights, about 4 GB/s (the 2-core AMD VM)
+    pack_gbs: float = 4.0
     sunk_run_seconds: float = 5e-6  # what sinking adds to each step: one more stage run of a few calls
     # (the executor) a stage is cut over threads only when a run touches this many elements:
     # waking a parked thread and joining it took 50-70 us on the 2-core VMs measured, about
@@ -90,10 +95,12 @@ class CpuPolicy:
         return general
 
     def cut_to_live(self, facts: LiveFacts, hw: Hardware) -> bool:
-        """Run a batched statement of a ragged batch over its live points only?  Where that
+        """Run a batched statement of a ragged batch over its live points only (hoist), or a
+        stage of a ragged map without the padding points nothing reads (cut_dead)?  Where that
         costs less than the padded box, by `seconds`' GEMM rule (a product of m rows runs at
         m / (m + `gemm_half_rows`) of the peak, a call costs `gemm_call_seconds`) and the
-        bandwidth for the rest.  Natively the box's products are one call and the live points'
+        bandwidth for the rest, each call packing the operand the points share again
+        (`pack_gbs`).  Natively the box's products are one call and the live points'
         one per step, over its live rows: stacked_lstm's small batch, 8 sequences, would trade
         one 512-row GEMM for 64 of at most 8 rows (a third slower), dilated_lstm's deeper
         layers cut a quarter of their rows from calls of 64 and more.  On NumPy the live points'
@@ -104,8 +111,9 @@ class CpuPolicy:
         flops = facts.point_flops / (hw.peak("float32") * 1e9)
         box, live = facts.box_points * flops, facts.live_points * flops
         if facts.point_flops:
-            box += self.gemm_half_rows * flops
-            live += facts.steps * (self.gemm_call_seconds + self.gemm_half_rows * flops)
+            box += self.gemm_half_rows * flops + facts.shared_bytes / (self.pack_gbs * 1e9)
+            live += facts.steps * (self.gemm_call_seconds + self.gemm_half_rows * flops
+                                   + facts.shared_bytes / (self.pack_gbs * 1e9))
         bandwidth = hw.levels[-1].bandwidth_gbs * 1e9
         box += facts.box_points * facts.point_bytes / bandwidth
         live += facts.live_points * facts.point_bytes / bandwidth
