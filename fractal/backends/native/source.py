@@ -11,7 +11,8 @@ among OpenMP threads where the stage's work pays for it (`_point_loops`; points 
 or a few keep their innermost dim a loop of its own, for the compiler to vectorise).  Where the
 target's policy says so, a run of stages that meet only point by point runs as one point loop
 (`stage_fusion`), and a sequential loop point-major (`point_major`: each point through all its
-steps; points of a few bytes a step in blocks, as the policy says).  A stage without dims
+steps; points of a few bytes a step in blocks, as the policy says).  A long associative
+reduction loop runs as partial folds among the threads (`reduce_loop`).  A stage without dims
 shares each big op's own outer loop among the threads.  Each stage's
 seconds go to its profile slot when the caller asks (`ft_profile`).  Splitting a stage this way is legal by the tile contract: its points are
 independent, so op-major and point-major orders agree.  A gather or scatter that finds an
@@ -46,6 +47,7 @@ from ..codegen import index_expr, index_prelude, prelude
 from .gemm import folded_part
 from .ops import RULES, work
 from .point_major import loop_steps, point_major_box
+from .reduce_loop import reduce_lines, reduce_parts
 from .scope import KERNELS, NATIVE, PARALLEL_MIN_WORK, VECMATH, Scope
 from .stage_fusion import fused_run
 
@@ -134,8 +136,12 @@ def _block(stmts, sc: Scope, where: Where) -> list[str]:
             if pm is not None:
                 out += _point_major(s, pm.box, pm.block, loop_steps(s, where), sc)
                 continue
-            out += [f"// loop {s.var} {s.kind}", f"{_loop_head(s, sc)} {{",
-                    *_block(s.body, sc, where.inner(s.var, s.start, s.stop, s.step)), "}"]
+            body = _block(s.body, sc, where.inner(s.var, s.start, s.stop, s.step))
+            parts = reduce_parts(s, sc)
+            if parts is not None:
+                out += reduce_lines(s, parts, body, sc)
+                continue
+            out += [f"// loop {s.var} {s.kind}", f"{_loop_head(s, sc)} {{", *body, "}"]
         elif isinstance(s, If):
             a, op, b = s.cond
             out += [f"if ({index_expr(a, sc.names)} {op} {index_expr(b, sc.names)}) {{", *_block(s.then, sc, where.when(s.cond))]
@@ -331,6 +337,7 @@ def _fused(stage: Stage, ops, sc: Scope) -> list[str]:
         sc.op_threads = False
     if not stage.dims:
         return ["{", *("  " + x for x in body), "}"]
-    opened, closers = _point_loops(stage.dims, sc, True, sum(work(op) for op in ops))
+    # (a polygon's outer points hold different numbers of inner ones: images of different sizes)
+    opened, closers = _point_loops(stage.dims, sc, True, sum(work(op) for op in ops), uneven=not stage.rectangular)
     depth = len(stage.dims)
     return [*opened, *("  " * depth + x for x in body), *closers]
