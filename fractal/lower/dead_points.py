@@ -19,16 +19,20 @@ A stage whose dead points the target's policy finds worth cutting (`CostPolicy.c
 keeps its first dim and gets each later dim's stop as a step function of the first: one past
 its last live coordinate there (a polygon the backends already run: the native backend as
 loops over the first dim around the box code, a product per value of it).  A stage holding a
-product keeps its innermost dim whole, so that its rows still fold into one product per value
-of the first dim.  The padded points left inside the polygon are computed as before.
+product keeps its innermost dim whole where another dim is cut, so that their rows still fold
+into one product per value of the first dim (the native emitter folds a dim of varying size
+only outermost).  The padded points left inside the polygon are computed as before.
 
-Before (transformer_block's FFN, sequences of lengths 128, 125, ... sorted longest first)::
+Before (conv2d's product over 32 images in a box of 32 x 32 output pixels; images 0 and 1
+have 32 rows, image 2 31, ...)::
 
-    stage ffn(m83 in 0:8, m82 in 0:128) device { t76_0[m82 + 128*m83, ...] = gemm(...) ... }
+    stage init14(m34 in 0:32, m33 in 0:32, m32 in 0:32) device {
+      t32_0[m32 + 32*m33 + 1024*m34, 0:1, 0:64] = gemm(lhs[m32 + 32*m33 + 1024*m34, 0:1, 0:288], w[0, 0:288, 0:64])
+    }
 
-After::
+After (the rows of each image; the row width stays whole, so each image is one product)::
 
-    stage ffn(m83 in 0:8, m82 in 0:-3*min(1, max(0, m83)) - ... + 128) device { ... }
+    stage init14(m34 in 0:32, m33 in 0:-min(1, max(0, m34 - 1)) - 2*min(1, max(0, m34 - 11)) - ... + 32, m32 in 0:32)
 """
 
 from __future__ import annotations
