@@ -48,7 +48,7 @@ def test_the_loop_folds_partials_among_the_threads_and_runs_its_last_steps_as_wr
     np.testing.assert_allclose(got["st"], want["st"], rtol=1e-4, atol=1e-3)   # (both slots: the last two states)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.sampled_from([1, 2, 3, 500, 2049, 5000]), cols=st.sampled_from([1, 8, 64]),
        op=st.sampled_from(sorted(FOLDS)), dtype=st.sampled_from(["f32", "f64"]), window=st.sampled_from([2, 3]),
        threads=st.sampled_from([1, 2, 3]))
