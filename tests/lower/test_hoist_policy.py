@@ -131,6 +131,8 @@ def test_the_cpu_policy_weighs_dead_rows_against_calls_per_step_and_numpys_gathe
     assert native.cut_to_live(dataclasses.replace(facts, point_bytes=4096), hw)
     # regions without products: the dead points' bytes are saved, no call added
     assert native.cut_to_live(dataclasses.replace(facts, point_flops=0, steps=64), hw)
+    # ... unless a point moves so few bytes that the polygon's plain loops (5 ns a point) cost more
+    assert not native.cut_to_live(dataclasses.replace(facts, point_flops=0, point_bytes=8), hw)
     # each call packs the weight the points share again (4 GB/s): the 64 dead rows, less the
     # 4 calls' costs, save 25 us; 3 more packings of 4 KiB (3 us) fit in that, of 64 KiB (49 us) not
     assert native.cut_to_live(dataclasses.replace(facts, shared_bytes=4 * 1024), hw)

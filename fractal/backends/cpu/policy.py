@@ -64,6 +64,11 @@ class CpuPolicy:
     # the dims that bound the others, around the box code (a BLAS call per step of a ragged
     # batch's input projection), at no cost beyond the box's
     polygon_gathers: bool = True
+    # ... and natively each point of a polygon costs this much more than a box's: its points run
+    # as plain nested loops, the outer dim alone shared among threads and no loop vectorised
+    # across points (selective_scan's output step, 16 elements a point, ran 12% slower cut to
+    # 82% of its points; conv2d's im2col copies, 96 to 288 floats a point, 24% faster cut to 56%)
+    polygon_point_seconds: float = 5e-9
 
     SCHEDULES = ("cheapest", "wavefront", "batched", "as written")
     LOOP_ORDERS = ("cheapest", "point-major", "step-major")
@@ -100,7 +105,8 @@ class CpuPolicy:
         costs less than the padded box, by `seconds`' GEMM rule (a product of m rows runs at
         m / (m + `gemm_half_rows`) of the peak, a call costs `gemm_call_seconds`) and the
         bandwidth for the rest, each call packing the operand the points share again
-        (`pack_gbs`).  Natively the box's products are one call and the live points'
+        (`pack_gbs`).  Natively a polygon's points also lose the box's collapse and
+        vectorising across points (`polygon_point_seconds`); the box's products are one call and the live points'
         one per step, over its live rows: stacked_lstm's small batch, 8 sequences, would trade
         one 512-row GEMM for 64 of at most 8 rows (a third slower), dilated_lstm's deeper
         layers cut a quarter of their rows from calls of 64 and more.  On NumPy the live points'
@@ -119,6 +125,8 @@ class CpuPolicy:
         live += facts.live_points * facts.point_bytes / bandwidth
         if self.polygon_gathers:
             live += facts.live_points * facts.point_bytes / (self.fancy_gbs * 1e9)
+        else:
+            live += facts.live_points * self.polygon_point_seconds
         return live < box
 
     # --- sink ----------------------------------------------------------------------------
