@@ -75,6 +75,22 @@ def test_a_stage_with_enough_work_shares_its_points_among_threads_and_a_box_coll
     np.testing.assert_allclose(run_both(p, {"x": x})["y"], np.tanh(x), rtol=1e-6, atol=1e-6)
 
 
+def test_a_polygon_counts_its_inner_dims_at_their_widest_and_deals_its_outer_points_out_as_they_finish():
+    """Two images of 100 and 200 rows of 256 elements: 102400 elements at most, shared among
+    threads (counted as one row an image, it seemed 512 and ran on one thread)."""
+    p = program(tile("""  buffer x: f32[400,256] global input
+  buffer y: f32[400,256] global output""", """  stage s(m in 0:2, j in 0:100*m + 100) device {
+    y[j + 200*m, 0:256] = tanh(x[j + 200*m, 0:256])
+  }"""))
+    text = source(p)
+    assert "const long long ft_work = (2 - 0) * 51200LL;" in text
+    assert "#pragma omp parallel for schedule(dynamic, ft_chunk) num_threads(ft_threads) if(ft_work >= 32768)" in text
+    x = data((400, 256))
+    got = run_both(p, {"x": x})["y"]
+    np.testing.assert_allclose(got[:100], np.tanh(x[:100]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[200:], np.tanh(x[200:]), rtol=1e-6, atol=1e-6)
+
+
 def test_points_of_an_element_each_keep_their_innermost_dim_a_loop_of_its_own_to_vectorise():
     """Collapsed, the nest would be one flat loop whose indices are divided out of its counter."""
     p = program(tile("""  buffer x: f32[64,300] global input
