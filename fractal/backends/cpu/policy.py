@@ -106,8 +106,8 @@ class CpuPolicy:
         m / (m + `gemm_half_rows`) of the peak, a call costs `gemm_call_seconds`) and the
         bandwidth for the rest, each call packing the operand the points share again
         (`pack_gbs`).  Natively a polygon's points also lose the box's collapse and
-        vectorising across points (`polygon_point_seconds`); the box's products are one call and the live points'
-        one per step, over its live rows: stacked_lstm's small batch, 8 sequences, would trade
+        vectorising across points (`polygon_point_seconds`); the box's products are one call
+        and the live points' one per step, over its live rows: stacked_lstm's small batch, 8 sequences, would trade
         one 512-row GEMM for 64 of at most 8 rows (a third slower), dilated_lstm's deeper
         layers cut a quarter of their rows from calls of 64 and more.  On NumPy the live points'
         regions are also gathered and scattered (`fancy_gbs`).  (The hardware record's numbers,
