@@ -18,7 +18,6 @@ from fractal.lower.target import Target
 from tests.lower.test_passes import TINY_CPU, program, run_pass
 
 
-
 class CutPolicy(CpuPolicy):
     """Every cut pays (the policy's own answers are tested below and in the policy's tests)."""
 
