@@ -38,9 +38,8 @@ from ..lang.types import TensorType
 from .lower_values import (ROOT, ROW_MASK, LVal, broadcast_ids, element_gids, id_list, lengths, row_region,
                            source_buffers)
 from .tile_expr import Binary, Const, Load, Region, Unary, Where
-from .tile_ir import Elementwise, Gather, If, Loop, SegmentReduce, Stage
+from .tile_ir import COMBINER_OF, Elementwise, Gather, If, Loop, SegmentReduce, Stage
 
-COMBINERS = {"add": "add", "maximum": "max", "minimum": "min"}  # a reduce body's op -> the tile combiner
 
 
 @contextmanager
@@ -259,11 +258,11 @@ def segment_combiner(eqn) -> str | None:
         return None
     (op,) = body.eqns
     state, x = body.params
-    if (op.op not in COMBINERS or set(op.inputs) != {state, x} or len(op.inputs) != 2
+    if (op.op not in COMBINER_OF or set(op.inputs) != {state, x} or len(op.inputs) != 2
             or body.results != tuple(op.outputs) or not isinstance(state.type, TensorType)
             or not state.type == x.type == op.outputs[0].type):
         return None
-    return COMBINERS[op.op]
+    return COMBINER_OF[op.op]
 
 
 def lower_segment_reduce(walker, eqn, env):

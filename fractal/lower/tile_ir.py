@@ -79,7 +79,7 @@ import html
 from dataclasses import dataclass
 
 from .tile_expr import BOOL_OPS, Binary, Const, Expr, Load, Region, Unary, Where, expr_loads  # noqa: F401
-from .tile_nodes import (COMBINERS, COMPARE, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES,  # noqa: F401
+from .tile_nodes import (COMBINER_OF, COMBINERS, COMPARE, COMPARISONS, LEVELS, LOOP_KINDS, PLACEMENTS, ROLES,  # noqa: F401
                          TILE_OPS, Active, Buffer, Convert, Copy, Dim, Elementwise, Gather, Gemm, If, Loop,
                          Reduce, Scatter, SegmentReduce, Stage, Stmt, TileOp)
 from .tile_printer import print_tile_program

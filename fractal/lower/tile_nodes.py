@@ -27,6 +27,7 @@ ROLES = ("input", "output", "temp", "const")
 LOOP_KINDS = ("sequential", "parallel")
 PLACEMENTS = ("host", "device")
 COMBINERS = ("add", "max", "min")
+COMBINER_OF = {"add": "add", "maximum": "max", "minimum": "min"}  # an element-wise op -> the combiner it folds with
 COMPARISONS = ("<", "<=", "==", "!=", ">=", ">")
 COMPARE = dict(zip(COMPARISONS, (operator.lt, operator.le, operator.eq, operator.ne, operator.ge, operator.gt)))
 

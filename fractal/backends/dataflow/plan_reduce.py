@@ -40,7 +40,7 @@ from fractal.backends.pointwise import region_starts, stage_point_values
 from fractal.backends.scan_pattern import match_scan
 from fractal.lower.dependences import accesses, tables_of
 from fractal.lower.table_rows import listed_mask
-from fractal.lower.tile_ir import Binary, Dim, Elementwise, Load, Loop, Reduce, Region, Stage
+from fractal.lower.tile_ir import COMBINER_OF, Binary, Dim, Elementwise, Load, Loop, Reduce, Region, Stage
 from fractal.lower.tile_isl import Scope, buffer_tag
 
 from .home import pe_rank
@@ -48,7 +48,6 @@ from .mesh_ir import Alloc, Compute, Free, Pes, Superstep, covering, sends_table
 from .operand import box_moves
 from . import plan_reduce_batch
 
-COMBINER = {"add": "add", "maximum": "max", "minimum": "min"}   # a scan's op -> its `Reduce` combiner
 
 
 def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
@@ -57,7 +56,7 @@ def steps(planner, loop: Loop, env: dict) -> list[Superstep] | None:
     if found is None:
         return None
     stage, op, x = found
-    dst, var, combiner = op.dst, loop.var, COMBINER.get(op.expr.op)
+    dst, var, combiner = op.dst, loop.var, COMBINER_OF.get(op.expr.op)
     start, stop = loop.start.evaluate(env), loop.stop.evaluate(env)
     ax = _row_axis(x, var)   # (dst's states may lie anywhere: only the first and last are touched)
     hx, hd = planner.home(x.buffer), planner.home(dst.buffer)

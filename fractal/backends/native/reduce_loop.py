@@ -30,29 +30,28 @@ from __future__ import annotations
 import math
 
 from fractal.lower.tile_affine import Mod
-from fractal.lower.tile_ir import Loop
+from fractal.lower.tile_ir import COMBINER_OF, Loop
 
 from ..codegen import index_expr
 from ..codegen.regions import coords
 from ..scan_pattern import match_scan
+from .ops import combine, identity
 from .scope import PARALLEL_MIN_WORK, Scope, loops
 
-# a scan's op -> (the C++ fold of accumulator `a` and operand `b`, its identity by dtype)
-FOLDS = {"add": ("{a} + {b}", "0"), "mul": ("{a} * {b}", "1"),
-         "maximum": ("fl_maximum({a}, {b})", "-INFINITY"), "minimum": ("fl_minimum({a}, {b})", "INFINITY")}
 _FLOATS = {"float32", "float64"}
 
 
 def reduce_parts(loop: Loop, sc: Scope):
     """`(op, x region, window)` where `loop` runs as partial sums (module docstring): an
-    associative scan over a float state rolled to `window` slots, without stage dims; else None."""
+    associative scan by a reduction's combiner (add, max, min: folded as a `Reduce` op folds,
+    `ops.combine`) over a float state rolled to `window` slots, without stage dims; else None."""
     if not loop.associative or loop.step != 1:
         return None
     found = match_scan(loop)
     if found is None:
         return None
     stage, op, x = found
-    if stage.dims or op.expr.op not in FOLDS or {sc.dtype(op.dst), sc.dtype(x)} - _FLOATS or sc.dtype(op.dst) != sc.dtype(x):
+    if stage.dims or op.expr.op not in COMBINER_OF or {sc.dtype(op.dst), sc.dtype(x)} - _FLOATS or sc.dtype(op.dst) != sc.dtype(x):
         return None
     window = _window(op.dst, loop.var)
     return None if window is None else (op, x, window)
@@ -84,15 +83,14 @@ def reduce_lines(loop: Loop, parts, stage_lines: list[str], sc: Scope) -> list[s
     count = max(math.prod(shape), 1)
     evars = coords("ft_c", len(shape))
     flat = " + ".join(f"{v}*{math.prod(shape[k + 1:])}" for k, v in enumerate(evars)) or "0"
-    ctype = sc.ctype(op.dst)
-    fold, identity = FOLDS[e.op]
+    dtype, ctype, combiner = sc.dtype(op.dst), sc.ctype(op.dst), COMBINER_OF[e.op]
     v = sc.names[loop.var]
     start, stop = (index_expr(a, sc.names) for a in (loop.start, loop.stop))
     slot = sc.stages.setdefault(loop.body[0].name, len(sc.stages))
     stride = -(-count // 16) * 16   # (each thread's partials on lines of their own: 64 bytes)
     acc = f"ft_part[ft_t*{stride} + {flat}]"
-    partial = loops(shape, evars, [f"{acc} = {fold.format(a=acc, b=sc.ref(x, evars))};"])
-    combine = loops(shape, evars, [f"ft_state[{flat}] = {fold.format(a=f'ft_state[{flat}]', b=f'ft_part[ft_t*{stride} + {flat}]')};"])
+    partial = loops(shape, evars, [combine(acc, sc.ref(x, evars), dtype, combiner, sc)])
+    folded = loops(shape, evars, [combine(f"ft_state[{flat}]", f"ft_part[ft_t*{stride} + {flat}]", dtype, combiner, sc)])
     return [
         f"// loop {loop.var} sequential associative: partial folds among the threads, then its last {window} steps",
         "{",
@@ -102,7 +100,7 @@ def reduce_lines(loop: Loop, parts, stage_lines: list[str], sc: Scope) -> list[s
         "    const double ft_t0 = ft_profile ? omp_get_wtime() : 0.0;",
         f"    std::unique_ptr<{ctype}[]> ft_owner(new {ctype}[(size_t) ft_threads * {stride} + 16]);",
         f"    {ctype}* ft_part = reinterpret_cast<{ctype}*>((reinterpret_cast<std::uintptr_t>(ft_owner.get()) + 63) & ~std::uintptr_t(63));",
-        f"    for (long long ft_k = 0; ft_k < ft_threads * {stride}LL; ++ft_k) ft_part[ft_k] = ({ctype}) {identity};",
+        f"    for (long long ft_k = 0; ft_k < ft_threads * {stride}LL; ++ft_k) ft_part[ft_k] = {identity(dtype, combiner)};",
         "    #pragma omp parallel num_threads(ft_threads)",
         "    {",
         "      const long long ft_nt = omp_get_num_threads(), ft_t = omp_get_thread_num();",
@@ -117,7 +115,7 @@ def reduce_lines(loop: Loop, parts, stage_lines: list[str], sc: Scope) -> list[s
         *("      " + line for line in loops(shape, evars, [f"ft_state[{flat}] = {sc.ref(prev, evars)};"])),
         "    }",
         "    for (long long ft_t = 0; ft_t < ft_threads; ++ft_t) {",
-        *("      " + line for line in combine),
+        *("      " + line for line in folded),
         "    }",
         "    {",
         f"      const long long {v} = ft_mid - 1;   // (the state after the folded steps)",
