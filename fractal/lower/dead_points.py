@@ -48,6 +48,7 @@ from .table_fit import table_entries
 from .tile_affine import Aff, aff, amax, amin, evaluate_many
 from .tile_isl import Scope
 from .tile_nodes import Dim, Gemm, If, Loop, Stage
+from .workload import point_costs
 
 MAX_INSTANCES = 1 << 22   # instances of one stage listed to find its live points
 MAX_STEPS = 32            # changes of a cut dim's stop along the first dim (terms of its index)
@@ -218,13 +219,7 @@ def _worth(st: Stage, cut: Stage, pts: dict, itemsizes: dict, ctx) -> bool:
     inside = np.ones(len(next(iter(pts.values()))), bool)
     for d in cut.dims:
         inside &= pts[d.var] < evaluate_many(d.stop, pts)
-    flops = sum(2 * op.c.shape[0] * op.c.shape[1] * (op.a.shape[0] if op.trans_a else op.a.shape[1])
-                for op in st.body if isinstance(op, Gemm))
-    names = {d.var for d in st.dims}
-    moved = sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer]
-                for op in st.body for r in op.reads + op.writes if r.vars() & names)
-    shared = sum(int(np.prod(op.b.shape, dtype=np.int64)) * itemsizes[op.b.buffer]
-                 for op in st.body if isinstance(op, Gemm) and not op.b.vars() & names)
+    flops, moved, shared = point_costs(st.body, {d.var for d in st.dims}, itemsizes)
     products = len(np.unique(pts[st.dims[0].var])) if flops else 1
     facts = LiveFacts(len(inside), int(inside.sum()), flops, moved, products, shared)
     return ctx.target.policy.cut_to_live(facts, ctx.target.hardware)

@@ -39,6 +39,7 @@ from .bucket import live_nest
 from .dependences import Access, accesses, between, deltas, only_zero, pairwise, tables_of
 from .policy import BatchFacts, LiveFacts
 from .rewrite import Path, ops_of, points as _points, rewrite_blocks, rewrite_stmts, var_ranges
+from .workload import point_costs
 from .tile_ir import Gemm, Loop, Scatter, Stage, TileProgram
 
 
@@ -175,11 +176,9 @@ class _Site:
         steps = range(lo, hi + 1)
         box = len(steps) * _points(s, self.ranges)
         live = sum(_points(cut, {**self.ranges, **_ranges_at(cut, loop.var, v, self.ranges)}) for v in steps)
-        flops = sum(2 * op.c.shape[0] * op.c.shape[1] * (op.a.shape[0] if op.trans_a else op.a.shape[1])
-                    for op in ops_of(s) if isinstance(op, Gemm))
-        names = _nest_vars(s) | {loop.var}
-        moved = sum(int(np.prod(r.shape, dtype=np.int64)) * self.itemsizes[r.buffer]
-                    for op in ops_of(s) for r in op.reads + op.writes if r.vars() & names)
+        flops, moved, _ = point_costs(list(ops_of(s)), _nest_vars(s) | {loop.var}, self.itemsizes)
+        # (the shared weights' packing per step is left out here: hoist's cuts were weighed and
+        # tested without it; `cut_dead` counts it)
         facts = LiveFacts(box, live, flops, moved, len(steps))
         return cut if self.ctx.target.policy.cut_to_live(facts, self.ctx.target.hardware) else s
 

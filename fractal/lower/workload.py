@@ -159,3 +159,17 @@ def _run(facts, points, names, polygon: bool) -> tuple | None:
 def _oriented(op: Gemm):
     a, b = op.a.shape, op.b.shape
     return (a[::-1] if op.trans_a else a), (b[::-1] if op.trans_b else b)
+
+
+def point_costs(ops, point_vars, itemsizes: dict) -> tuple[int, int, int]:
+    """What one point of a statement costs (a `LiveFacts`' point figures): the flops of its
+    products (2 per multiply-add), the bytes of the regions that move with the point (read or
+    written, reading one of `point_vars`), and the bytes of the products' right operands the
+    points share (a weight: packed again by each call when the points are cut into calls)."""
+    flops = sum(2 * op.c.shape[0] * op.c.shape[1] * (op.a.shape[0] if op.trans_a else op.a.shape[1])
+                for op in ops if isinstance(op, Gemm))
+    moved = sum(int(np.prod(r.shape, dtype=np.int64)) * itemsizes[r.buffer]
+                for op in ops for r in op.reads + op.writes if r.vars() & point_vars)
+    shared = sum(int(np.prod(op.b.shape, dtype=np.int64)) * itemsizes[op.b.buffer]
+                 for op in ops if isinstance(op, Gemm) and not op.b.vars() & point_vars)
+    return flops, moved, shared

@@ -311,21 +311,20 @@ def _point_loops(dims, sc: Scope, parallel: bool, per_point: int, uneven: bool =
 
 def _widest(d: Dim, dims) -> int:
     """The most points of `d` at any point of the dims before it (a polygon's inner dim: its
-    bounds' interval over theirs), or 1 where its bounds read a variable outside `dims`.
-    (Counted as 1, conv2d's im2col copy over 32 images of up to 32 x 32 pixels seemed 32
+    bounds' interval over theirs, `Scope.ranges`), or 1 where its bounds read a variable outside
+    `dims`.  (Counted as 1, conv2d's im2col copy over 32 images of up to 32 x 32 pixels seemed 32
     points of 288 elements and ran on one thread while the other waited.)"""
     span = d.stop - d.start
     if span.is_const:
         return span.const
-    ranges: dict = {}
+    inner = Where()
+    for x in dims[:dims.index(d)]:
+        inner = inner.inner(x.var, x.start, x.stop)
     try:
-        for x in dims:
-            if x.var == d.var:
-                return max(1, span.bounds(ranges)[1])
-            ranges[x.var] = (x.start.bounds(ranges)[0], x.stop.bounds(ranges)[1] - 1)
+        ranges = inner.ranges()
+        return max(1, span.bounds(ranges)[1]) if ranges is not None else 1
     except KeyError:
-        pass
-    return 1
+        return 1
 
 
 def _vector_points(dims, per_point: int) -> bool:
