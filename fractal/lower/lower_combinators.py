@@ -75,11 +75,13 @@ def _is_pending(x) -> bool:
 
 
 def _fresh(em, x: TVal, domain: Domain, at) -> TVal:
-    """`x` stored at row `at` of a buffer of `domain` (copied there unless it already is)."""
+    """`x` stored at row `at` of a buffer of `domain` (copied there unless it already is, as
+    the whole row: a view of part of each row, `t[at, 0:2]` of rows of 3, is copied, since the
+    list's elements are then read by row)."""
     name = x.region.buffer
     known = em.domains.get(name)
     if (known is not None and known.vars == domain.vars and x.region == row_region(name, at, x.shape)
-            and em.rows_of(name) == domain.size):
+            and em.rows_of(name) == domain.size and em.buffers[em.numbers[name]].shape[1:] == x.shape):
         return x
     out = em.buffer("t", (domain.size,) + x.shape, x.dtype, domain=domain)
     em.emit([Copy(x.region, row_region(out, at, x.shape))])

@@ -331,3 +331,20 @@ def test_a_comparison_on_a_mean_takes_the_interpreters_branch():
     compiled = compile_function(at_most, (x, np.float64(v)), {}, TARGET)
     assert float(compiled(x, np.float64(v))) == float(at_most.interpret(x, np.float64(v))) == 0.0
     assert "div(" in str(compiled.tile_ir) and "0.333" not in str(compiled.tile_ir)
+
+
+def test_a_map_yielding_part_of_a_row_stores_it_whole_before_its_list_is_read_by_rows():
+    """Each element's `(w + sum)[0:2]` is a view of two of the three rows of a per-element
+    temporary; the reduce reads the map's list row by row (a gather), so the view is copied to
+    rows of its own first (kept as a view, the gather read rows of three: a verify error found
+    by the native random-program property)."""
+    @ft.function
+    def f(xs, w):
+        parts = ft.map(lambda x: (w + ft.reduce(lambda a, y: a + y, x, ft.zeros((), np.float64)))[0:2], xs)
+        return ft.reduce(lambda acc, p: acc + p, parts, ft.zeros((2, 3), np.float64))
+
+    xs = ft.fractal([[np.float64(1.0), np.float64(2.0)], [np.float64(3.0)], [np.float64(4.0), np.float64(5.0), np.float64(6.0)]])
+    w = np.arange(9.0).reshape(3, 3)
+    got = f(xs, w, backend="cpu")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(f.interpret(xs, w)))
+    np.testing.assert_array_equal(np.asarray(got), 3 * w[:2] + 21)
